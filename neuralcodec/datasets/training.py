@@ -1,0 +1,90 @@
+"""Training images held in memory, sampled as random crops.
+
+Photos are decoded once into uint8 tensors. JPEG sources (BSDS500, SUN) are downscaled 2x
+first to hide their compression artefacts; large PNGs are kept at full size and also added at
+half size, so the model sees both fine texture and downscaled content. Kodak is refused:
+it is the test set.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".tif", ".tiff", ".webp"}
+
+
+def default_data_root() -> Path:
+    """``$NEURALCODEC_DATA`` or ``<repo>/../shared/data``."""
+    env = os.environ.get("NEURALCODEC_DATA")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[2].parent / "shared" / "data"
+
+
+def _image_files(root: Path) -> list[Path]:
+    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if any("kodak" in p.parts for p in files):
+        raise ValueError(f"{root} contains Kodak images: they are the test set, not training data")
+    return files
+
+
+def _load(path: Path, min_side: int) -> list[torch.Tensor]:
+    img = Image.open(path).convert("RGB")
+    jpeg = path.suffix.lower() in {".jpg", ".jpeg"}
+    versions = []
+    if jpeg:
+        img = img.resize((img.width // 2, img.height // 2), Image.BICUBIC)
+        versions.append(img)
+    else:
+        versions.append(img)
+        if min(img.size) >= 2 * min_side:
+            versions.append(img.resize((img.width // 2, img.height // 2), Image.BICUBIC))
+    out = []
+    for v in versions:
+        if min(v.size) >= min_side:
+            arr = np.asarray(v, dtype=np.uint8).copy()
+            out.append(torch.from_numpy(arr).permute(2, 0, 1).contiguous())
+    return out
+
+
+class CropSampler:
+    """Random ``crop x crop`` patches with random horizontal flips, as float tensors in [0, 1]."""
+
+    def __init__(self, root: Path, crop: int, seed: int = 0):
+        self.images: list[torch.Tensor] = []
+        for path in _image_files(root):
+            self.images.extend(_load(path, crop))
+        if not self.images:
+            raise ValueError(f"no training images of at least {crop}x{crop} under {root}")
+        areas = np.array([im.shape[1] * im.shape[2] for im in self.images], dtype=np.float64)
+        self.weights = np.sqrt(areas) / np.sqrt(areas).sum()
+        self.rng = np.random.default_rng(seed)
+        self.crop = crop
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def batch(self, size: int, crop: int | None = None) -> torch.Tensor:
+        crop = crop or self.crop
+        idx = self.rng.choice(len(self.images), size=size, p=self.weights)
+        out = torch.empty(size, 3, crop, crop, dtype=torch.uint8)
+        for k, i in enumerate(idx):
+            im = self.images[i]
+            _, h, w = im.shape
+            if h < crop or w < crop:
+                im = torch.nn.functional.interpolate(
+                    im[None].float(), size=(max(h, crop), max(w, crop)), mode="bilinear"
+                )[0].round().clamp(0, 255).to(torch.uint8)
+                _, h, w = im.shape
+            top = int(self.rng.integers(0, h - crop + 1))
+            left = int(self.rng.integers(0, w - crop + 1))
+            patch = im[:, top : top + crop, left : left + crop]
+            if self.rng.random() < 0.5:
+                patch = patch.flip(-1)
+            out[k] = patch
+        return out.float().div_(255.0)

@@ -1,0 +1,126 @@
+"""``codec train``: train a variable-rate image model on random crops, on the CPU.
+
+Every step draws a batch of crops and one quality level per crop, so a single model learns all
+rate-distortion trade-offs at once. Checkpoints (weights as safetensors + optimizer state) are
+written every ``--save-every`` steps into ``--out``; ``--resume`` continues from the newest one
+and ``--init`` warm-starts from another model's weights (matching tensors only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from .datasets.training import CropSampler, default_data_root
+from .models.hyperprior import HyperpriorConfig, HyperpriorModel, rd_loss
+
+MODEL_KINDS = ("mean-scale", "scale", "factorized")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", choices=MODEL_KINDS, default="mean-scale")
+    p.add_argument("--n", type=int, default=96, help="transform width")
+    p.add_argument("--m", type=int, default=160, help="latent channels")
+    p.add_argument("--data", type=Path, default=None, help="training image folder")
+    p.add_argument("--out", type=Path, required=True, help="checkpoint directory")
+    p.add_argument("--steps", type=int, default=20000)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--crop", type=int, default=128)
+    p.add_argument("--lr", type=float, default=2e-4)
+    p.add_argument("--min-lr", type=float, default=1e-5)
+    p.add_argument("--warmup", type=int, default=200)
+    p.add_argument("--save-every", type=int, default=250)
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0 = all cores)")
+    p.add_argument("--resume", action="store_true", help="continue from --out/last.*")
+    p.add_argument("--init", type=Path, default=None, help="warm start from a .safetensors")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def lr_at(step: int, args: argparse.Namespace) -> float:
+    """Linear warm-up, then cosine decay from ``lr`` to ``min_lr`` at ``steps``."""
+    if step < args.warmup:
+        return args.lr * (step + 1) / args.warmup
+    t = min(1.0, (step - args.warmup) / max(1, args.steps - args.warmup))
+    return args.min_lr + 0.5 * (args.lr - args.min_lr) * (1 + math.cos(math.pi * t))
+
+
+def save_checkpoint(out: Path, model: HyperpriorModel, opt: torch.optim.Optimizer, step: int) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / "last.safetensors.tmp"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp),
+              metadata={"config": json.dumps(model.config.to_dict()), "step": str(step)})
+    tmp.replace(out / "last.safetensors")
+    torch.save({"optimizer": opt.state_dict(), "step": step}, out / "last.opt.tmp")
+    (out / "last.opt.tmp").replace(out / "last.opt")
+
+
+def warm_start(model: HyperpriorModel, path: Path) -> int:
+    src = load_file(str(path))
+    own = model.state_dict()
+    matched = {k: v for k, v in src.items() if k in own and own[k].shape == v.shape}
+    model.load_state_dict(matched, strict=False)
+    return len(matched)
+
+
+def run(args: argparse.Namespace) -> int:
+    torch.manual_seed(args.seed)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    config = HyperpriorConfig(kind=args.model, n=args.n, m=args.m)
+    model = HyperpriorModel(config).to(memory_format=torch.channels_last)
+    opt = torch.optim.Adam(model.parameters(), lr=args.lr)
+    step = 0
+    if args.resume and (args.out / "last.safetensors").exists():
+        model.load_state_dict(load_file(str(args.out / "last.safetensors")))
+        state = torch.load(args.out / "last.opt", weights_only=True)
+        opt.load_state_dict(state["optimizer"])
+        step = int(state["step"])
+    elif args.init is not None:
+        print(f"warm start: {warm_start(model, args.init)} tensors from {args.init}")
+    data = CropSampler(args.data or default_data_root() / "train", args.crop, seed=args.seed + step)
+    lambdas = torch.tensor(config.lambdas)
+    log = (args.out / "train.log").open("a") if args.out else sys.stdout
+    args.out.mkdir(parents=True, exist_ok=True)
+    print(f"{len(data)} training images; model {config}; starting at step {step}", file=log)
+    t0, window = time.time(), []
+    while step < args.steps:
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, args)
+        x = data.batch(args.batch).contiguous(memory_format=torch.channels_last)
+        q = torch.randint(0, len(config.lambdas), (args.batch,))
+        out = model(x, q)
+        stats = rd_loss(out, x, lambdas[q])
+        opt.zero_grad(set_to_none=True)
+        stats["loss"].backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        step += 1
+        window.append({k: float(v) for k, v in stats.items()})
+        if step % 50 == 0:
+            avg = {k: sum(w[k] for w in window) / len(window) for k in window[0]}
+            window = []
+            rate = (time.time() - t0) / 50
+            t0 = time.time()
+            print(f"step {step} lr {lr_at(step, args):.2e} loss {avg['loss']:.4f} "
+                  f"bpp {avg['bpp']:.4f} psnr {avg['psnr']:.2f} ({rate:.2f} s/step)",
+                  file=log, flush=True)
+        if step % args.save_every == 0 or step == args.steps:
+            save_checkpoint(args.out, model, opt, step)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="codec train", description=__doc__)
+    add_arguments(p)
+    return run(p.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
