@@ -26,7 +26,7 @@ setup: $(STAMP)
 
 # Rebuild the C extension in place (after editing neuralcodec/entropy/*.c).
 build: $(STAMP)
-	$(PY) setup.py -q build_ext --inplace
+	$(PY) setup.py -q build_ext --inplace --force
 
 demo: $(STAMP)
 	$(PY) -m neuralcodec.app.cli demo-report $(SAMPLE)
@@ -47,11 +47,11 @@ format: $(STAMP)
 # AddressSanitizer + UBSan build of the range coder, then the coder tests and the fuzz test.
 asan: $(STAMP)
 	rm -f neuralcodec/entropy/_rangecoder*.so
-	NEURALCODEC_ASAN=1 $(PY) setup.py -q build_ext --inplace
+	NEURALCODEC_ASAN=1 $(PY) setup.py -q build_ext --inplace --force -b build/asan -t build/asan-tmp
 	LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
 	  ASAN_OPTIONS=detect_leaks=0 $(PY) -m pytest -q -p no:cacheprovider tests/test_rangecoder.py tests/test_rangecoder_fuzz.py
 	rm -f neuralcodec/entropy/_rangecoder*.so
-	$(PY) setup.py -q build_ext --inplace
+	$(PY) setup.py -q build_ext --inplace --force
 
 bench-entropy: $(STAMP)
 	$(VENV)/bin/codec bench entropy --json results/entropy.json

@@ -19,6 +19,7 @@ Image policy (image codecs always see an HxWx3 uint8 RGB array; docs/format.md):
 
 from __future__ import annotations
 
+import inspect
 import os
 import time
 import zlib
@@ -53,18 +54,20 @@ RESERVED_STREAM_PREFIX = "ncf."
 
 
 def weights_available(name: str) -> bool:
-    """Whether codec ``name`` can run here (its weights ship); codecs without weights: True."""
+    """Whether codec ``name`` can run here (its weights ship); codecs without weights: True.
+
+    The hook is ``weights_available()``, a class/static method or an instance method.
+    """
     cls = codec_class(name)
-    hook = getattr(cls, "weights_available", None)
+    hook = inspect.getattr_static(cls, "weights_available", None)
     if hook is None:
         return True
     try:
-        return bool(hook())
-    except TypeError:  # an instance method
-        try:
-            return bool(get_codec(name).weights_available())
-        except (OSError, ValueError, RuntimeError):
-            return False
+        if isinstance(hook, (classmethod, staticmethod)):
+            return bool(cls.weights_available())
+        return bool(get_codec(name).weights_available())
+    except (OSError, ValueError, RuntimeError):
+        return False
 
 
 def default_codec(modality: str = "image") -> str:
@@ -293,15 +296,20 @@ def encode_array(array: Any, codec_name: str | None = None, quality: int | None 
     return encode_with_report(array, codec_name, quality)[0]
 
 
-def _decode_ncf(ncf: NcfFile) -> Any:
+def _codec_for(ncf: NcfFile) -> Codec:
+    """The codec that decodes ``ncf``, after checking its id, name, modality and weights."""
+    codec = get_codec(resolve_codec_class(ncf.header).name)
+    check_weights(codec, ncf.header)
+    return codec
+
+
+def _decode_with(codec: Codec, ncf: NcfFile) -> Any:
     header = ncf.header
-    cls = resolve_codec_class(header)
-    codec = get_codec(cls.name)
-    check_weights(codec, header)
-    if cls.modality != "image":
+    if codec.modality != "image":
         return codec.decode(to_encoded(ncf))
     streams = {k: v for k, v in ncf.streams.items() if not k.startswith(RESERVED_STREAM_PREFIX)}
-    rgb = codec.decode(to_encoded(ncf, streams))
+    h, w = header["shape"][:2]
+    rgb = codec.decode(to_encoded(ncf, streams, shape=(h, w, 3)))
     return restore_image(rgb, header, ncf.streams.get(ALPHA_STREAM))
 
 
@@ -319,7 +327,7 @@ def header_info(ncf: NcfFile, file_bytes: int) -> dict[str, Any]:
 def decode_bytes(data: bytes) -> tuple[Any, dict[str, Any]]:
     """Decode the bytes of an ``.ncf`` file: (array in the original layout, header info)."""
     ncf = unpack(data)
-    return _decode_ncf(ncf), header_info(ncf, len(data))
+    return _decode_with(_codec_for(ncf), ncf), header_info(ncf, len(data))
 
 
 def encode_file(
@@ -348,8 +356,9 @@ def decode_file(
         raise ContainerError(
             f"{src} holds a {ncf.header['modality']}; decode_file writes images only"
         )
+    codec = _codec_for(ncf)
     start = time.perf_counter()
-    array = _decode_ncf(ncf)
+    array = _decode_with(codec, ncf)
     seconds = time.perf_counter() - start
     write_png_atomic(dst, array, overwrite=force)
     h = ncf.header

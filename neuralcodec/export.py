@@ -55,21 +55,33 @@ def evaluate(name: str, images: list[Path]) -> list[dict]:
             bpps.append(8 * len(data) / (img.shape[0] * img.shape[1]))
             psnrs.append(10 * np.log10(255**2 / max(mse, 1e-10)))
         n = len(arrays)
-        rows.append({"quality": q, "bpp": float(np.mean(bpps)), "psnr": float(np.mean(psnrs)),
-                     "enc_s": t_enc / n, "dec_s": t_dec / n})
+        rows.append(
+            {
+                "quality": q,
+                "bpp": float(np.mean(bpps)),
+                "psnr": float(np.mean(psnrs)),
+                "enc_s": t_enc / n,
+                "dec_s": t_dec / n,
+            }
+        )
         print(f"q{q}: bpp {rows[-1]['bpp']:.4f} psnr {rows[-1]['psnr']:.2f}", flush=True)
     return rows
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m neuralcodec.export", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m neuralcodec.export",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--checkpoint", type=Path, required=True)
     p.add_argument("--name", required=True, help="codec name, e.g. mbt-mean")
     p.add_argument("--weights-dir", type=Path, default=Path("weights"))
     p.add_argument("--eval-dir", type=Path, default=None, help="folder of PNGs to measure on")
-    p.add_argument("--training-data", default="shared/data/train (bsds500, sun_hays80, "
-                   "urban100, wikipedia_photos, set5)")
+    p.add_argument(
+        "--training-data",
+        default="shared/data/train (bsds500, sun_hays80, urban100, wikipedia_photos, set5)",
+    )
     args = p.parse_args(argv)
 
     model, meta = load_checkpoint(args.checkpoint)
@@ -90,8 +102,11 @@ def main(argv: list[str] | None = None) -> int:
     }
     if args.eval_dir:
         images = sorted(args.eval_dir.glob("*.png"))
-        entry["eval"] = {"dataset": args.eval_dir.name, "images": len(images),
-                         "points": evaluate(args.name, images)}
+        entry["eval"] = {
+            "dataset": args.eval_dir.name,
+            "images": len(images),
+            "points": evaluate(args.name, images),
+        }
     manifest_path = args.weights_dir / "manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {"models": []}
     manifest["models"] = [m for m in manifest["models"] if m["name"] != args.name] + [entry]

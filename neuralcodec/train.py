@@ -51,11 +51,16 @@ def lr_at(step: int, args: argparse.Namespace) -> float:
     return args.min_lr + 0.5 * (args.lr - args.min_lr) * (1 + math.cos(math.pi * t))
 
 
-def save_checkpoint(out: Path, model: HyperpriorModel, opt: torch.optim.Optimizer, step: int) -> None:
+def save_checkpoint(
+    out: Path, model: HyperpriorModel, opt: torch.optim.Optimizer, step: int
+) -> None:
     out.mkdir(parents=True, exist_ok=True)
     tmp = out / "last.safetensors.tmp"
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp),
-              metadata={"config": json.dumps(model.config.to_dict()), "step": str(step)})
+    save_file(
+        {k: v.contiguous() for k, v in model.state_dict().items()},
+        str(tmp),
+        metadata={"config": json.dumps(model.config.to_dict()), "step": str(step)},
+    )
     tmp.replace(out / "last.safetensors")
     torch.save({"optimizer": opt.state_dict(), "step": step}, out / "last.opt.tmp")
     (out / "last.opt.tmp").replace(out / "last.opt")
@@ -86,9 +91,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"warm start: {warm_start(model, args.init)} tensors from {args.init}")
     data = CropSampler(args.data or default_data_root() / "train", args.crop, seed=args.seed + step)
     lambdas = torch.tensor(config.lambdas)
-    log = (args.out / "train.log").open("a") if args.out else sys.stdout
     args.out.mkdir(parents=True, exist_ok=True)
-    print(f"{len(data)} training images; model {config}; starting at step {step}", file=log)
+    log = (args.out / "train.log").open("a")
+    print(
+        f"{len(data)} training images; model {config}; starting at step {step}",
+        file=log,
+        flush=True,
+    )
     t0, window = time.time(), []
     while step < args.steps:
         for group in opt.param_groups:
@@ -102,15 +111,18 @@ def run(args: argparse.Namespace) -> int:
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         step += 1
-        window.append({k: float(v) for k, v in stats.items()})
+        window.append({k: float(v.detach()) for k, v in stats.items()})
         if step % 50 == 0:
             avg = {k: sum(w[k] for w in window) / len(window) for k in window[0]}
             window = []
             rate = (time.time() - t0) / 50
             t0 = time.time()
-            print(f"step {step} lr {lr_at(step, args):.2e} loss {avg['loss']:.4f} "
-                  f"bpp {avg['bpp']:.4f} psnr {avg['psnr']:.2f} ({rate:.2f} s/step)",
-                  file=log, flush=True)
+            print(
+                f"step {step} lr {lr_at(step, args):.2e} loss {avg['loss']:.4f} "
+                f"bpp {avg['bpp']:.4f} psnr {avg['psnr']:.2f} ({rate:.2f} s/step)",
+                file=log,
+                flush=True,
+            )
         if step % args.save_every == 0 or step == args.steps:
             save_checkpoint(args.out, model, opt, step)
     return 0

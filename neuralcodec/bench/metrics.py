@@ -47,18 +47,24 @@ def psnr_rgb(ref: np.ndarray, out: np.ndarray) -> float:
 
 def ms_ssim_rgb(ref: np.ndarray, out: np.ndarray) -> float | None:
     """MS-SSIM (pytorch-msssim, data_range 255) or ``None`` when the image is too small."""
-    import torch
-    from pytorch_msssim import ms_ssim
-
     _check_pair(ref, out)
     if min(ref.shape[:2]) < MS_SSIM_MIN_SIDE:
         return None
+    import torch
+    from pytorch_msssim import ms_ssim
 
     def as_tensor(a: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1))).float()[None]
 
-    with torch.no_grad():
-        return float(ms_ssim(as_tensor(ref), as_tensor(out), data_range=255.0))
+    # One thread: on small CPU machines the gaussian convolutions are faster without torch's
+    # intra-op threads competing with the codecs (and with --jobs worker processes).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with torch.no_grad():
+            return float(ms_ssim(as_tensor(ref), as_tensor(out), data_range=255.0))
+    finally:
+        torch.set_num_threads(threads)
 
 
 def ms_ssim_db(value: float) -> float:

@@ -17,8 +17,8 @@ from neuralcodec.bench.reference import RDCurve
 
 @dataclass(frozen=True)
 class PlotStyle:
-    width_in: float = 12.0
-    height_in: float = 7.0
+    width_in: float = 13.0
+    height_in: float = 7.5
     dpi: int = 110
     min_xmax: float = 2.0  # bpp
     local_width: float = 2.0
@@ -28,7 +28,7 @@ class PlotStyle:
 
 METRICS = {
     "psnr": "PSNR-RGB (dB)",
-    "ms_ssim": "MS-SSIM-RGB (dB)  = -10 log10(1 - MS-SSIM)",
+    "ms_ssim": "MS-SSIM-RGB (dB): -10 log10(1 - MS-SSIM)",
 }
 
 
@@ -66,8 +66,8 @@ def plot_rd(
     series = [(c, ys) for c in curves if (ys := _y_values(c, metric)) is not None]
     fig = Figure(figsize=(style.width_in, style.height_in), dpi=style.dpi)
     FigureCanvasAgg(fig)
-    ax = fig.add_axes((0.07, 0.09, 0.60, 0.84))
-    _draw(ax, series, style)
+    ax = fig.add_axes((0.06, 0.09, 0.64, 0.84))
+    _draw(ax, series, style, _appearance(curves))
     xlim, ylim = _limits(series, style)
     ax.set_xlim(*xlim)
     if ylim is not None:
@@ -80,30 +80,81 @@ def plot_rd(
     ax.grid(True, which="minor", alpha=0.12)
     if series:
         ax.legend(
-            loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=style.font_size - 2, frameon=False
+            loc="upper left",
+            bbox_to_anchor=(1.02, 1.0),
+            fontsize=style.font_size - 2,
+            frameon=False,
         )
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
 
 
-def _draw(ax, series: list[tuple[RDCurve, tuple[float, ...]]], style: PlotStyle) -> None:
+# Colours for published curves that have no local counterpart: dark, distinct from tab10.
+PUBLISHED_COLORS = (
+    "#000000",
+    "#6b6b6b",
+    "#8b4513",
+    "#556b2f",
+    "#008080",
+    "#000080",
+    "#4b0082",
+    "#dc143c",
+    "#b8860b",
+    "#808000",
+    "#c71585",
+    "#2f4f4f",
+    "#a0522d",
+    "#4682b4",
+)
+PUBLISHED_MARKERS = ("^", "v", "s", "D", "x", "+", "<", ">", "p", "*")
+
+
+def _base_name(curve: RDCurve) -> str:
+    """Lower-case codec name shared by a local curve and its published counterpart."""
+    return curve.label.removesuffix(" (published)").strip().lower()
+
+
+def _appearance(curves: list[RDCurve]) -> dict[str, tuple[str, str]]:
+    """``key -> (colour, marker)``: tab10 and "o" for local curves; published curves dark
+    colours and varied markers, except that a published curve of a codec also run locally
+    (e.g. JPEG) shares that codec's colour."""
     import matplotlib
 
     local_palette = matplotlib.colormaps["tab10"].colors
-    published_palette = matplotlib.colormaps["Dark2"].colors + matplotlib.colormaps["Set1"].colors
-    n_local = n_pub = 0
+    out, by_name = {}, {}
+    for i, c in enumerate(c for c in curves if not c.published):
+        by_name[_base_name(c)] = local_palette[i % len(local_palette)]
+        out[c.key] = (by_name[_base_name(c)], "o")
+    for i, c in enumerate(c for c in curves if c.published):
+        color = by_name.get(_base_name(c)) or PUBLISHED_COLORS[i % len(PUBLISHED_COLORS)]
+        out[c.key] = (color, PUBLISHED_MARKERS[i % len(PUBLISHED_MARKERS)])
+    return out
+
+
+def _draw(ax, series: list[tuple[RDCurve, tuple[float, ...]]], style: PlotStyle, looks) -> None:
     for curve, ys in series:
+        color, marker = looks[curve.key]
         if curve.published:
-            color = published_palette[n_pub % len(published_palette)]
-            n_pub += 1
             ax.plot(
-                curve.bpp, ys, linestyle="--", marker=".", markersize=4, color=color,
-                linewidth=style.published_width, alpha=0.85, label=curve.label,
+                curve.bpp,
+                ys,
+                linestyle=(0, (5, 3)),
+                marker=marker,
+                markersize=3.5,
+                color=color,
+                linewidth=style.published_width,
+                alpha=0.9,
+                label=curve.label,
             )
         else:
-            color = local_palette[n_local % len(local_palette)]
-            n_local += 1
             ax.plot(
-                curve.bpp, ys, linestyle="-", marker="o", markersize=4.5, color=color,
-                linewidth=style.local_width, label=curve.label,
+                curve.bpp,
+                ys,
+                linestyle="-",
+                marker=marker,
+                markersize=5,
+                color=color,
+                linewidth=style.local_width,
+                label=curve.label,
+                zorder=3,
             )

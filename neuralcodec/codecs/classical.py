@@ -189,7 +189,9 @@ class JpegCodec(_PillowCodec):
     pil_format = "JPEG"
     quality_range = (1, 100)
     bench_qualities = (2, 5, 10, 20, 35, 55, 75, 90)
-    description = "JPEG (libjpeg-turbo via Pillow), 4:4:4, optimised Huffman; quality = libjpeg quality"
+    description = (
+        "JPEG (libjpeg-turbo via Pillow), 4:4:4, optimised Huffman; quality = libjpeg quality"
+    )
 
     def _save_options(self, quality: int) -> dict:
         return {"quality": quality, "subsampling": 0, "optimize": True}
@@ -451,7 +453,9 @@ class SvtAv1Codec(_AvIntraCodec):
     def _prepare(self, img: np.ndarray, quality: int) -> tuple[np.ndarray, int]:
         img, quality = super()._prepare(img, quality)
         if img.shape[0] % 2 or img.shape[1] % 2 or min(img.shape[:2]) < 8:
-            raise CodecError(f"{self.name}: 4:2:0 needs even width and height >= 8, got {img.shape}")
+            raise CodecError(
+                f"{self.name}: 4:2:0 needs even width and height >= 8, got {img.shape}"
+            )
         return img, quality
 
     def _to_frame(self, img: np.ndarray):

@@ -58,7 +58,7 @@ def _pad(x: torch.Tensor) -> torch.Tensor:
 def _to_tensor(image: np.ndarray) -> torch.Tensor:
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise CodecError("learned image codecs take HxWx3 uint8 RGB arrays")
-    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float() / 255.0
+    return torch.from_numpy(np.array(image, copy=True)).permute(2, 0, 1)[None].float() / 255.0
 
 
 class HyperpriorCodec(Codec):

@@ -15,6 +15,7 @@ Weights: a file with a non-empty ``weights_sha256`` decodes only with a codec wh
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 from neuralcodec.codecs.base import Codec, CodecError, Encoded, codec_class, name_for_id
@@ -59,12 +60,17 @@ def from_encoded(
     return NcfFile(header=header, streams=dict(encoded.streams))
 
 
-def to_encoded(ncf: NcfFile, streams: dict[str, bytes] | None = None) -> Encoded:
-    """The ``Encoded`` a codec decodes: flat header dict (see module docstring) and its streams."""
+def to_encoded(
+    ncf: NcfFile, streams: dict[str, bytes] | None = None, shape: tuple[int, ...] | None = None
+) -> Encoded:
+    """The ``Encoded`` a codec decodes: flat header dict (see module docstring) and its streams.
+
+    ``shape`` replaces the file's shape in the codec's view (image codecs always see HxWx3).
+    """
     h = ncf.header
     metadata = dict(h["metadata"])
     header = {**metadata, **{k: h[k] for k in CODEC_FIELDS}, "metadata": metadata}
-    header["shape"] = tuple(h["shape"])
+    header["shape"] = tuple(h["shape"] if shape is None else shape)
     return Encoded(
         codec=h["codec_name"],
         header=header,
@@ -90,11 +96,25 @@ def resolve_codec_class(header: dict[str, Any]) -> type[Codec]:
     return cls
 
 
+def _takes_argument(fn: Any) -> bool:
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return any(p.kind in positional or p.kind == inspect.Parameter.VAR_POSITIONAL for p in params)
+
+
 def codec_weights_sha256(codec: Codec, model_id: str) -> str | None:
-    """The sha256 of the weights ``codec`` holds for ``model_id``; None when it has none."""
+    """The sha256 of the weights ``codec`` holds for ``model_id``; None when it has none.
+
+    The hook is ``codec.weights_sha256``: a method taking the model id, a method taking nothing
+    (one model per codec), or a plain string.
+    """
     hook = getattr(codec, "weights_sha256", None)
-    value = hook(model_id) if callable(hook) else hook
-    return value.lower() if isinstance(value, str) and value else None
+    if callable(hook):
+        hook = hook(model_id) if _takes_argument(hook) else hook()
+    return hook.lower() if isinstance(hook, str) and hook else None
 
 
 def weights_status(codec: Codec, header: dict[str, Any]) -> str:

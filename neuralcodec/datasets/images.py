@@ -38,6 +38,7 @@ IMAGE_EXTENSIONS = (
     ".pnm",
 )
 MAX_IMAGE_PIXELS = 1 << 26  # 64 Mpixel, e.g. 8192 x 8192
+SUPPORTED = "png, jpg, webp, bmp, tiff, ppm/pgm/pbm"
 _MODES_8BIT = {
     "L": "L",
     "LA": "LA",
@@ -70,14 +71,12 @@ def _open(path: Path) -> Image.Image:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             return Image.open(path)
-    except (
-        UnidentifiedImageError,
-        Image.DecompressionBombError,
-        Image.DecompressionBombWarning,
-    ) as exc:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ImageReadError(
-            f"cannot read {path}: not a supported image ({type(exc).__name__})"
+            f"{path}: image too large to read (limit {MAX_IMAGE_PIXELS} pixels)"
         ) from None
+    except UnidentifiedImageError:
+        raise ImageReadError(f"cannot read {path}: not a supported image ({SUPPORTED})") from None
     except (OSError, ValueError, SyntaxError) as exc:
         raise ImageReadError(f"cannot read {path}: {exc}") from None
 

@@ -16,6 +16,8 @@ import torch
 from PIL import Image
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".tif", ".tiff", ".webp"}
+# Held out of training: the source of examples/sample.png, used by `make demo`.
+HELD_OUT = {("wikipedia_photos", "021.png")}
 
 
 def default_data_root() -> Path:
@@ -27,7 +29,11 @@ def default_data_root() -> Path:
 
 
 def _image_files(root: Path) -> list[Path]:
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    files = sorted(
+        p
+        for p in root.rglob("*")
+        if p.suffix.lower() in IMAGE_SUFFIXES and (p.parent.name, p.name) not in HELD_OUT
+    )
     if any("kodak" in p.parts for p in files):
         raise ValueError(f"{root} contains Kodak images: they are the test set, not training data")
     return files
@@ -77,9 +83,14 @@ class CropSampler:
             im = self.images[i]
             _, h, w = im.shape
             if h < crop or w < crop:
-                im = torch.nn.functional.interpolate(
-                    im[None].float(), size=(max(h, crop), max(w, crop)), mode="bilinear"
-                )[0].round().clamp(0, 255).to(torch.uint8)
+                im = (
+                    torch.nn.functional.interpolate(
+                        im[None].float(), size=(max(h, crop), max(w, crop)), mode="bilinear"
+                    )[0]
+                    .round()
+                    .clamp(0, 255)
+                    .to(torch.uint8)
+                )
                 _, h, w = im.shape
             top = int(self.rng.integers(0, h - crop + 1))
             left = int(self.rng.integers(0, w - crop + 1))

@@ -7,7 +7,8 @@
  *   stream = varint(len lane0) varint(len lane1) varint(len lane2) lane0 lane1 lane2 lane3
  *
  * A value outside its table's range is coded as the escape symbol followed by a bypass
- * payload: 7 raw bits (sign, bit length L-1 of m = distance + 1), then the L-1 low bits of m.
+ * payload: 7 raw bits (side, bit length - 1 of m = how far the value lies beyond the range,
+ * 1 for the nearest), then m without its leading 1 bit.
  * docs/entropy-coder.md specifies the format; reference.py implements it in pure Python.
  *
  * Types exported: Tables (validated once, reusable), Encoder (stateful, chunked), Decoder
@@ -21,11 +22,13 @@
 #define NLANES 4
 #define RC_TOP (1u << 24)
 #define MAX_PRECISION 16
-#define LUT_BITS 12
+#define LUT_BITS 10
 #define ESC_HEAD_BITS 7
-#define ESC_MAX_LEN1 31     /* m = distance + 1 < 2^32 */
+#define ESC_MAX_LEN1 31        /* escape magnitude m < 2^32 */
 #define READ_SLACK 3           /* a complete lane is read exactly 3 bytes past its end */
 #define MAX_BYTES_PER_SYMBOL 8 /* escape symbol 2 + head 2 + mantissa 4 */
+#define DEC_CLAMP 8            /* read position limit past a lane's end (> READ_SLACK) */
+#define DEC_PAD 16             /* zero bytes after each lane's copy (>= DEC_CLAMP + 2) */
 
 #if defined(__GNUC__)
 #define UNLIKELY(x) __builtin_expect(!!(x), 0)
@@ -304,7 +307,7 @@ static void enc_escape_payload(EncLane *e, int64_t v, const Table *t)
 {
     int64_t s = v - t->offset;
     uint32_t sign = s < 0;
-    uint64_t m = (sign ? (uint64_t)(-s) : (uint64_t)(s - t->nreg)) + 1; /* 1 .. 2^32 */
+    uint64_t m = sign ? (uint64_t)(-s) : (uint64_t)(s - t->nreg) + 1; /* 1 .. 2^32 - 1 */
     int len1 = 63 - __builtin_clzll(m);                                  /* 0 .. 32 */
     enc_put(e, (sign << 6) | (uint32_t)len1, 1, ESC_HEAD_BITS);
     enc_raw(e, (uint32_t)(m - ((uint64_t)1 << len1)), len1);
@@ -401,7 +404,8 @@ static inline const Table *tab_at(const Table *tabs, uint32_t ntab, int32_t j)
 static void encode_run(EncoderObject *E, const int32_t *val, const int32_t *idx, Py_ssize_t n,
                        const TablesObject *T)
 {
-    EncLane *L = E->lanes;
+    EncLane L[NLANES]; /* local copy: lets the compiler keep the states in registers */
+    memcpy(L, E->lanes, sizeof(L));
     const Table *tabs = T->tabs;
     int prec = T->precision;
     uint32_t ntab = (uint32_t)T->n;
@@ -417,6 +421,7 @@ static void encode_run(EncoderObject *E, const int32_t *val, const int32_t *idx,
     }
     for (; i < n; i++)
         enc_value(&L[(c + i) & 3], val[i], TAB(idx[i]), prec);
+    memcpy(E->lanes, L, sizeof(L));
     E->count = c + (uint64_t)n;
 }
 
@@ -559,25 +564,22 @@ static PyTypeObject EncoderType = {
 /* ------------------------------------------------------------------ decoder lanes */
 
 typedef struct {
-    uint32_t code;  /* < range for a valid stream */
-    uint32_t range; /* >= RC_TOP between symbols */
-    const uint8_t *data;
-    size_t len, pos; /* bytes past len read as 0 */
+    uint32_t code;       /* < range for a valid stream */
+    uint32_t range;      /* >= RC_TOP between symbols */
+    const uint8_t *data; /* len bytes followed by DEC_PAD zero bytes */
+    size_t len, pos;     /* pos <= len + DEC_CLAMP: bytes past len read as 0 */
 } DecLane;
 
-static inline uint32_t next_byte(DecLane *d)
-{
-    uint32_t b = d->pos < d->len ? d->data[d->pos] : 0;
-    d->pos++;
-    return b;
-}
-
+/* REQUIRES: range >= 2^8. Shifts in 0, 1 or 2 bytes without a data-dependent branch. */
 static inline void dec_renorm(DecLane *d)
 {
-    while (d->range < RC_TOP) {
-        d->code = (d->code << 8) | next_byte(d);
-        d->range <<= 8;
-    }
+    uint32_t n = (d->range < RC_TOP) + (d->range < (1u << 16)), sh = 8 * n;
+    const uint8_t *p = d->data + d->pos;
+    uint32_t two = ((uint32_t)p[0] << 8) | p[1];
+    d->code = (uint32_t)(((uint64_t)d->code << sh) | (two >> (16 - sh)));
+    d->range <<= sh;
+    size_t pos = d->pos + n, lim = d->len + DEC_CLAMP;
+    d->pos = pos < lim ? pos : lim;
 }
 
 /* REQUIRES: 0 < bits <= 16. Reads a raw value < 2^bits; -1 if the stream is inconsistent. */
@@ -669,36 +671,38 @@ static int get_varint(const uint8_t *p, size_t size, size_t *pos, size_t *out)
     return -1;
 }
 
+/* Parses the lane header and copies each lane, followed by DEC_PAD zeros. */
 static int decoder_open(DecoderObject *D, const uint8_t *src, size_t size)
 {
-    D->data = PyMem_Malloc(size ? size : 1);
+    size_t pos = 0, lens[NLANES], used = 0;
+    for (int k = 0; k < NLANES - 1; k++) {
+        if (get_varint(src, size, &pos, &lens[k]) < 0 || lens[k] > size - pos) {
+            PyErr_SetString(DecodeError, "corrupt range-coder stream: bad lane header");
+            return -1;
+        }
+    }
+    for (int k = 0; k < NLANES - 1; k++) {
+        if (lens[k] > size - pos - used) {
+            PyErr_SetString(DecodeError, "corrupt range-coder stream: lanes exceed the data");
+            return -1;
+        }
+        used += lens[k];
+    }
+    lens[NLANES - 1] = size - pos - used;
+    D->data = PyMem_Calloc(size - pos + NLANES * DEC_PAD, 1);
     if (!D->data) {
         PyErr_NoMemory();
         return -1;
     }
-    memcpy(D->data, src, size);
-    size_t pos = 0, lens[NLANES];
-    for (int k = 0; k < NLANES - 1; k++)
-        if (get_varint(D->data, size, &pos, &lens[k]) < 0 || lens[k] > size - pos) {
-            PyErr_SetString(DecodeError, "corrupt range-coder stream: bad lane header");
-            return -1;
-        }
-    size_t start = pos;
-    for (int k = 0; k < NLANES - 1; k++) {
-        if (lens[k] > size - start) {
-            PyErr_SetString(DecodeError, "corrupt range-coder stream: lanes exceed the data");
-            return -1;
-        }
-        start += lens[k];
-    }
-    lens[NLANES - 1] = size - start;
-    start = pos;
+    uint8_t *dst = D->data;
     for (int k = 0; k < NLANES; k++) {
         DecLane *d = &D->lanes[k];
-        *d = (DecLane){0, 0xFFFFFFFFu, D->data + start, lens[k], 0};
-        for (int b = 0; b < 4; b++)
-            d->code = (d->code << 8) | next_byte(d);
-        start += lens[k];
+        memcpy(dst, src + pos, lens[k]);
+        uint32_t code = ((uint32_t)dst[0] << 24) | ((uint32_t)dst[1] << 16) |
+                        ((uint32_t)dst[2] << 8) | dst[3];
+        *d = (DecLane){code, 0xFFFFFFFFu, dst, lens[k], 4};
+        pos += lens[k];
+        dst += lens[k] + DEC_PAD;
     }
     return 0;
 }
@@ -726,7 +730,8 @@ static PyObject *Decoder_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 static int decode_run(DecoderObject *D, const int32_t *idx, int32_t *out, Py_ssize_t n,
                       const TablesObject *T)
 {
-    DecLane *L = D->lanes;
+    DecLane L[NLANES]; /* local copy, written back when the whole chunk decoded */
+    memcpy(L, D->lanes, sizeof(L));
     const Table *tabs = T->tabs;
     int prec = T->precision, shift = T->lut_shift;
     uint32_t ntab = (uint32_t)T->n;
@@ -742,10 +747,11 @@ static int decode_run(DecoderObject *D, const int32_t *idx, int32_t *out, Py_ssi
     }
     for (; i < n; i++)
         DEC_STEP((c + i) & 3, i)
-    D->count = c + (uint64_t)n;
     for (int k = 0; k < NLANES; k++)
         if (L[k].pos > L[k].len + READ_SLACK)
             return -1;
+    memcpy(D->lanes, L, sizeof(L));
+    D->count = c + (uint64_t)n;
     return 0;
 }
 

@@ -31,6 +31,7 @@ from neuralcodec.entropy.tables import CodingTables, TableError
 
 __all__ = [
     "DecodeError",
+    "as_int32",
     "PreparedTables",
     "RangeDecoder",
     "RangeEncoder",
@@ -65,6 +66,8 @@ def as_int32(x: Any, name: str = "array") -> np.ndarray:
     arr = np.asarray(x)
     if arr.dtype == np.int32:
         return np.ascontiguousarray(arr)
+    if arr.size == 0:
+        return np.zeros(arr.shape, dtype=np.int32)
     if arr.dtype.kind not in "iub":
         raise TypeError(f"{name} must hold integers, got dtype {arr.dtype}")
     if arr.size and arr.dtype.kind != "b" and arr.dtype.itemsize >= 4:

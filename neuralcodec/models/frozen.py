@@ -100,16 +100,20 @@ def load(path: Path) -> FrozenHyperprior:
     except (OSError, KeyError, ValueError, json.JSONDecodeError) as exc:
         raise WeightsError(f"cannot read weights {path}: {exc}") from None
     model = HyperpriorModel(config)
-    state = {k[len("model.") :]: torch.from_numpy(v.copy()) for k, v in arrays.items()
-             if k.startswith("model.")}
+    state = {
+        k[len("model.") :]: torch.from_numpy(v.copy())
+        for k, v in arrays.items()
+        if k.startswith("model.")
+    }
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
         raise WeightsError(f"weights {path} do not match their architecture: {exc}") from None
     model.eval()
     if config.kind == "factorized":
-        return FrozenHyperprior(model, CodingTables.from_arrays(arrays, "frozen.y."),
-                                None, None, None, meta)
+        return FrozenHyperprior(
+            model, CodingTables.from_arrays(arrays, "frozen.y."), None, None, None, meta
+        )
     return FrozenHyperprior(
         model=model,
         y_tables=CodingTables.from_arrays(arrays, "frozen.y."),

@@ -120,11 +120,13 @@ def rd_loss(
 ) -> dict[str, torch.Tensor]:
     """Per-sample ``lambda * 255^2 * MSE + bpp``, averaged over the batch."""
     b, _, h, w = x.shape
-    bits = sum(
-        torch.log2(lik).reshape(b, -1).sum(1) for lik in out["likelihoods"].values()
-    )
+    bits = sum(torch.log2(lik).reshape(b, -1).sum(1) for lik in out["likelihoods"].values())
     bpp = -bits / (h * w)
     mse = (out["x_hat"] - x).pow(2).reshape(b, -1).mean(1)
     loss = (lambdas * 255**2 * mse + bpp).mean()
-    return {"loss": loss, "bpp": bpp.mean(), "mse": mse.mean(),
-            "psnr": (10 * torch.log10(1 / mse.clamp_min(1e-10))).mean()}
+    return {
+        "loss": loss,
+        "bpp": bpp.mean(),
+        "mse": mse.mean(),
+        "psnr": (10 * torch.log10(1 / mse.clamp_min(1e-10))).mean(),
+    }

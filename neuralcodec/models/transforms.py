@@ -18,9 +18,7 @@ from .layers import GDN, conv, deconv
 
 
 def analysis(n: int, m: int) -> nn.Sequential:
-    return nn.Sequential(
-        conv(3, n), GDN(n), conv(n, n), GDN(n), conv(n, n), GDN(n), conv(n, m)
-    )
+    return nn.Sequential(conv(3, n), GDN(n), conv(n, n), GDN(n), conv(n, n), GDN(n), conv(n, m))
 
 
 def synthesis(n: int, m: int) -> nn.Sequential:
@@ -37,8 +35,10 @@ def synthesis(n: int, m: int) -> nn.Sequential:
 
 def hyper_analysis(n: int, m: int) -> nn.Sequential:
     return nn.Sequential(
-        conv(m, n, 3, 1), nn.LeakyReLU(inplace=True),
-        conv(n, n, 5, 2), nn.LeakyReLU(inplace=True),
+        conv(m, n, 3, 1),
+        nn.LeakyReLU(inplace=True),
+        conv(n, n, 5, 2),
+        nn.LeakyReLU(inplace=True),
         conv(n, n, 5, 2),
     )
 
@@ -47,7 +47,9 @@ def hyper_synthesis(n: int, m: int, out_per_channel: int = 2) -> nn.Sequential:
     """``out_per_channel`` = 2 for (scale, mean), 1 for scale only."""
     mid = m * 3 // 2
     return nn.Sequential(
-        deconv(n, m, 5, 2), nn.ReLU(inplace=True),
-        deconv(m, mid, 5, 2), nn.ReLU(inplace=True),
+        deconv(n, m, 5, 2),
+        nn.ReLU(inplace=True),
+        deconv(m, mid, 5, 2),
+        nn.ReLU(inplace=True),
         conv(mid, m * out_per_channel, 3, 1),
     )

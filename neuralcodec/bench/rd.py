@@ -1,0 +1,525 @@
+"""``codec bench rd``: rate-distortion benchmark of image codecs over a folder of images.
+
+Data flow::
+
+    --dataset DIR --> images (sorted; --quick keeps 6)            --codecs --> registry
+          |                                                               |
+          +--> for codec, quality (bench_qualities; --quick keeps 4):     |
+                 for each image not yet in results.json (--jobs processes):
+                   bytes = codec.compress(img, q)        (benchmark-only codecs, native format)
+                         | api.encode_array(img, name, q) (.ncf codecs: container included)
+                   out   = codec.decompress(bytes) | api.decode_bytes(bytes)[0]
+                   bpp = 8 * len(bytes) / (H * W), PSNR-RGB, MS-SSIM, encode / decode seconds
+                 results.json rewritten atomically after every (codec, quality) point
+          --> curves (mean over images per point) + published curves (--reference)
+          --> rd_psnr.png, rd_msssim.png, bdrate.md (every curve vs every --anchors entry)
+
+Rerunning with the same ``--out`` skips (codec, quality, image) entries already measured, so an
+interrupted run resumes and new codecs add to earlier ones. Averaging conventions are in
+``neuralcodec.bench.metrics``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, replace
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from neuralcodec.bench import bdrate, metrics, plots
+from neuralcodec.bench.reference import (
+    PUBLISHED_PREFIX,
+    RDCurve,
+    default_reference_dir,
+    load_reference_curves,
+)
+from neuralcodec.codecs.base import Codec, CodecError, codec_class, codec_names, get_codec
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".ppm", ".pgm", ".bmp", ".tif", ".tiff", ".webp")
+DEFAULT_ANCHORS = ("jpeg", "webp", "x265", "pub:vtm", "pub:bpg_444_x265_ycbcr")
+RESULTS_FORMAT = "neuralcodec-rd/1"
+
+
+class BenchError(Exception):
+    """A benchmark that cannot run as asked (bad dataset, codec, quality, anchor, output)."""
+
+
+@dataclass(frozen=True)
+class QuickPreset:
+    images: int = 6
+    qualities: int = 4
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    dataset: Path
+    out: Path
+    codecs: tuple[str, ...] | None = None  # None: every registered image codec
+    qualities: tuple[str, ...] = ()  # "10,20" for all codecs or "codec:10,20"
+    anchors: tuple[str, ...] | None = None  # None: DEFAULT_ANCHORS, unknown ones skipped
+    reference: Path | None = None
+    quick: bool = False
+    jobs: int = 1
+    quick_preset: QuickPreset = QuickPreset()
+
+
+# ---------------------------------------------------------------------------------------------
+# inputs
+
+
+def pick_evenly(items: list, n: int) -> list:
+    """``n`` items spread evenly over ``items`` (first and last included), order kept."""
+    if n >= len(items):
+        return list(items)
+    if n == 1:
+        return [items[0]]
+    return [items[round(i * (len(items) - 1) / (n - 1))] for i in range(n)]
+
+
+def list_images(dataset: Path, quick: QuickPreset | None) -> list[Path]:
+    if not dataset.is_dir():
+        raise BenchError(f"dataset {dataset} is not a directory")
+    found = sorted(p for p in dataset.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+    if not found:
+        raise BenchError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {dataset}")
+    return pick_evenly(found, quick.images) if quick else found
+
+
+def load_image(path: Path) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB"))
+    except (OSError, UnidentifiedImageError) as exc:
+        raise BenchError(f"cannot read image {path}: {exc}") from None
+
+
+def unavailable_reason(cls: type[Codec]) -> str | None:
+    check = getattr(cls, "unavailable_reason", None)
+    return check() if callable(check) else None
+
+
+def select_codecs(names: tuple[str, ...] | None, log: Callable[[str], None]) -> list[str]:
+    """Registered, available image codecs among ``names`` (all image codecs when None)."""
+    wanted = list(names) if names else codec_names(modality="image")
+    chosen = []
+    for name in wanted:
+        try:
+            cls = codec_class(name)
+        except CodecError as exc:
+            raise BenchError(str(exc)) from None
+        if cls.modality != "image":
+            raise BenchError(f"codec {name!r} codes {cls.modality}, not images")
+        reason = unavailable_reason(cls)
+        if reason:
+            log(f"skipping {name}: {reason}")
+        else:
+            chosen.append(name)
+    return chosen
+
+
+def _parse_list(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise BenchError(f"qualities must be comma-separated integers, got {text!r}") from None
+    if not values:
+        raise BenchError(f"empty quality list {text!r}")
+    return values
+
+
+def parse_qualities(
+    specs: tuple[str, ...], codecs: list[str], requested: tuple[str, ...] | None = None
+) -> dict[str, tuple[int, ...]]:
+    """``("10,20",)`` applies to every codec; ``("jpeg:10,20", "webp:50")`` per codec.
+
+    A codec in ``requested`` but not in ``codecs`` (skipped as unavailable) is ignored.
+    """
+    chosen: dict[str, tuple[int, ...]] = {}
+    for spec in specs:
+        name, sep, values = spec.partition(":")
+        if not sep:
+            chosen.update({c: _parse_list(spec) for c in codecs})
+        elif name in codecs:
+            chosen[name] = _parse_list(values)
+        elif name not in (requested or ()):
+            raise BenchError(f"--qualities names {name!r}, which is not among the codecs run")
+    return chosen
+
+
+def qualities_for(name: str, explicit: dict, quick: QuickPreset | None) -> list[int]:
+    codec = get_codec(name)
+    if name in explicit:
+        values = explicit[name]
+    else:
+        lo, hi = codec.quality_range
+        values = tuple(getattr(codec, "bench_qualities", ())) or tuple(range(lo, hi + 1))
+        if quick:
+            values = tuple(pick_evenly(list(values), quick.qualities))
+    try:
+        return sorted({codec.check_quality(q) for q in values})
+    except CodecError as exc:
+        raise BenchError(str(exc)) from None
+
+
+# ---------------------------------------------------------------------------------------------
+# measuring one image
+
+
+def _code(codec: Codec, img: np.ndarray, quality: int) -> tuple[bytes, np.ndarray, float, float]:
+    """(bytes, reconstruction, encode s, decode s) through the codec's native or .ncf path."""
+    if codec.writes_ncf:
+        from neuralcodec import api
+
+        t0 = time.perf_counter()
+        data = api.encode_array(img, codec.name, quality)
+        t1 = time.perf_counter()
+        out = api.decode_bytes(data)[0]
+    else:
+        t0 = time.perf_counter()
+        data = codec.compress(img, quality)
+        t1 = time.perf_counter()
+        out = codec.decompress(data)
+    return bytes(data), np.asarray(out), t1 - t0, time.perf_counter() - t1
+
+
+def measure(codec: Codec, quality: int, path: Path) -> dict[str, Any]:
+    """Code one image at one quality and return its RD entry."""
+    img = load_image(path)
+    data, out, enc_s, dec_s = _code(codec, img, quality)
+    if out.shape != img.shape or out.dtype != np.uint8:
+        raise CodecError(
+            f"{codec.name} returned {out.shape} {out.dtype} for a {img.shape} uint8 image"
+        )
+    return {
+        "bytes": len(data),
+        "bpp": metrics.bits_per_pixel(len(data), img.shape),
+        "psnr": metrics.psnr_rgb(img, out),
+        "ms_ssim": metrics.ms_ssim_rgb(img, out),
+        "enc_s": enc_s,
+        "dec_s": dec_s,
+    }
+
+
+def _measure_in_worker(name: str, quality: int, path: str) -> dict[str, Any]:
+    return measure(get_codec(name), quality, Path(path))
+
+
+# ---------------------------------------------------------------------------------------------
+# results.json
+
+
+class ResultsStore:
+    """The JSON document of results: ``codecs -> name -> points -> "<q>" -> images -> entry``."""
+
+    def __init__(self, path: Path, dataset: Path):
+        self.path = path
+        self.doc = self._load(path, dataset)
+
+    @staticmethod
+    def _load(path: Path, dataset: Path) -> dict:
+        fresh = {"format": RESULTS_FORMAT, "dataset": str(dataset), "codecs": {}}
+        if not path.exists():
+            return fresh
+        try:
+            doc = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise BenchError(f"cannot resume from {path}: {exc}") from None
+        if not isinstance(doc, dict) or doc.get("format") != RESULTS_FORMAT:
+            raise BenchError(f"{path} is not a {RESULTS_FORMAT} results file")
+        if doc.get("dataset") != str(dataset):
+            raise BenchError(
+                f"{path} holds results for dataset {doc.get('dataset')}, not {dataset}; "
+                "choose another --out"
+            )
+        return doc
+
+    def _point(self, name: str, quality: int) -> dict:
+        codec = self.doc["codecs"].setdefault(name, {"points": {}})
+        return codec["points"].setdefault(str(quality), {"quality": quality, "images": {}})
+
+    def has(self, name: str, quality: int, image: str) -> bool:
+        point = self.doc["codecs"].get(name, {}).get("points", {}).get(str(quality), {})
+        return image in point.get("images", {})
+
+    def add(self, name: str, quality: int, image: str, entry: dict) -> None:
+        self._point(name, quality)["images"][image] = entry
+
+    def describe(self, name: str) -> None:
+        cls = codec_class(name)
+        codec = self.doc["codecs"].setdefault(name, {"points": {}})
+        codec.update(description=cls.description, writes_ncf=cls.writes_ncf)
+
+    def update_means(self, images: list[str]) -> None:
+        """Set each point's ``mean`` over ``images`` (dropped where an image is missing)."""
+        for codec in self.doc["codecs"].values():
+            for point in codec["points"].values():
+                rows = [point["images"].get(i) for i in images]
+                if all(rows):
+                    point["mean"] = {**metrics.average_point(rows), "n_images": len(rows)}
+                else:
+                    point.pop("mean", None)
+
+    def curves(self, images: list[str]) -> list[RDCurve]:
+        """One curve per codec from the points measured on every image of ``images``."""
+        self.update_means(images)
+        out = []
+        for name, codec in sorted(self.doc["codecs"].items()):
+            points = [p["mean"] for p in codec["points"].values() if "mean" in p]
+            if points:
+                out.append(RDCurve.from_points(name, name, points))
+        return out
+
+    def save(self) -> None:
+        write_atomic(self.path, json.dumps(self.doc, indent=1, allow_nan=False) + "\n")
+
+
+def write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+# ---------------------------------------------------------------------------------------------
+# the run
+
+
+@dataclass
+class Plan:
+    images: list[Path]
+    work: list[tuple[str, int]]  # (codec, quality) points in run order
+
+    def todo(self, store: ResultsStore) -> int:
+        return sum(not store.has(c, q, p.name) for c, q in self.work for p in self.images)
+
+
+def make_plan(config: BenchConfig, log: Callable[[str], None]) -> Plan:
+    quick = config.quick_preset if config.quick else None
+    images = list_images(config.dataset, quick)
+    codecs = select_codecs(config.codecs, log)
+    explicit = parse_qualities(config.qualities, codecs, config.codecs)
+    work = [(c, q) for c in codecs for q in qualities_for(c, explicit, quick)]
+    return Plan(images, work)
+
+
+def _run_point(name, quality, paths, pool, bar) -> dict[str, dict]:
+    """Entries for ``paths`` at one point, serially or on the process pool."""
+    if pool is None:
+        codec, entries = get_codec(name), {}
+        for p in paths:
+            entries[p.name] = measure(codec, quality, p)
+            bar.update(1)
+        return entries
+    futures = {p.name: pool.submit(_measure_in_worker, name, quality, str(p)) for p in paths}
+    entries = {}
+    for image, fut in futures.items():
+        entries[image] = fut.result()
+        bar.update(1)
+    return entries
+
+
+def run_points(plan: Plan, store: ResultsStore, jobs: int, log) -> list[str]:
+    """Measure every missing entry; returns one message per failed codec."""
+    from tqdm import tqdm
+
+    failures: list[str] = []
+    failed: set[str] = set()
+    bar = tqdm(total=plan.todo(store), unit="img", disable=not sys.stderr.isatty(), leave=False)
+    ctx = get_context("spawn")
+    with bar, ProcessPoolExecutor(jobs, mp_context=ctx) if jobs > 1 else _NoPool() as pool:
+        for name, quality in plan.work:
+            missing = [p for p in plan.images if not store.has(name, quality, p.name)]
+            if name in failed or not missing:
+                continue
+            bar.set_description(f"{name} q={quality}")
+            store.describe(name)
+            try:
+                entries = _run_point(name, quality, missing, pool if jobs > 1 else None, bar)
+            except Exception as exc:  # one failing codec must not stop the others
+                failed.add(name)
+                detail = str(exc) if isinstance(exc, (CodecError, BenchError)) else repr(exc)
+                failures.append(f"{name} at quality {quality}: {detail}")
+                log(f"error: {failures[-1]}; skipping the rest of {name}")
+                continue
+            for image, entry in entries.items():
+                store.add(name, quality, image, entry)
+            store.save()
+    return failures
+
+
+class _NoPool:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
+
+
+def check_anchors(config: BenchConfig, published: list[RDCurve]) -> None:
+    """Refuse explicit anchors that name no codec or no published curve, before any work."""
+    if config.anchors is None:
+        return
+    keys = {c.key for c in published}
+    for name in config.anchors:
+        if name.startswith(PUBLISHED_PREFIX):
+            if published and name not in keys:
+                known = ", ".join(sorted(keys))
+                raise BenchError(f"unknown published anchor {name!r} (known: {known})")
+        else:
+            try:
+                codec_class(name)
+            except CodecError as exc:
+                raise BenchError(f"anchor: {exc}") from None
+
+
+def resolve_anchors(config: BenchConfig, curves: list[RDCurve]) -> tuple[list[RDCurve], list[str]]:
+    """Anchor curves in the order asked, plus notes on anchors that have no curve here."""
+    by_key = {c.key: c for c in curves}
+    anchors, notes = [], []
+    for name in config.anchors if config.anchors is not None else DEFAULT_ANCHORS:
+        if name in by_key:
+            anchors.append(by_key[name])
+        else:
+            notes.append(f"anchor {name} has no results for these images; left out")
+    return anchors, notes
+
+
+def write_reports(
+    config: BenchConfig, plan: Plan, store: ResultsStore, published: list[RDCurve]
+) -> None:
+    """results.json summary, the two RD plots and bdrate.md from what the store holds."""
+    image_names = [p.name for p in plan.images]
+    local = store.curves(image_names)
+    curves = local + published
+    anchors, notes = resolve_anchors(config, curves)
+    title = f"{config.dataset.name}: {len(image_names)} images"
+    plots.plot_rd(curves, "psnr", config.out / "rd_psnr.png", f"{title}, PSNR-RGB")
+    plots.plot_rd(curves, "ms_ssim", config.out / "rd_msssim.png", f"{title}, MS-SSIM-RGB")
+    md = bdrate.bd_markdown(curves, anchors, f"BD-rates on {title}", notes)
+    write_atomic(config.out / "bdrate.md", md + "\n")
+    store.doc["summary"] = {
+        "images": image_names,
+        "reference": str(config.reference),
+        "anchors": [{"key": a.key, "label": a.label} for a in anchors],
+        "bd": bdrate.bd_matrix(local, anchors),
+    }
+    store.save()
+
+
+def run_benchmark(config: BenchConfig, log: Callable[[str], None]) -> list[str]:
+    """Run the whole benchmark; returns failure messages (empty when everything ran)."""
+    if config.jobs < 1:
+        raise BenchError(f"--jobs must be >= 1, got {config.jobs}")
+    reference = config.reference or default_reference_dir()
+    config = replace(config, dataset=config.dataset.resolve(), reference=reference)
+    published, problems = load_reference_curves(reference)
+    for msg in problems:
+        log(f"note: {msg}")
+    check_anchors(config, published)
+    plan = make_plan(config, log)
+    store = ResultsStore(config.out / "results.json", config.dataset)
+    start = time.perf_counter()
+    failures = run_points(plan, store, config.jobs, log)
+    write_reports(config, plan, store, published)
+    log(
+        f"{len(plan.work)} points x {len(plan.images)} images in "
+        f"{time.perf_counter() - start:.1f} s -> {config.out}"
+    )
+    return failures
+
+
+# ---------------------------------------------------------------------------------------------
+# command line
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dataset", required=True, type=Path, help="folder of images")
+    parser.add_argument("--codecs", help="comma-separated codec names (default: all image codecs)")
+    parser.add_argument(
+        "--qualities",
+        nargs="+",
+        default=[],
+        metavar="Q",
+        help="'10,20,30' for every codec, or per codec 'jpeg:10,20 webp:50,80' "
+        "(default: each codec's bench_qualities)",
+    )
+    parser.add_argument("--out", type=Path, default=Path("results/rd"), help="output folder")
+    parser.add_argument(
+        "--quick", action="store_true", help="6 images and 4 qualities per codec, for a smoke run"
+    )
+    parser.add_argument("--jobs", type=int, default=1, help="processes over images (default 1)")
+    parser.add_argument(
+        "--anchors",
+        help="comma-separated anchors: codec names and published keys 'pub:<file stem>' "
+        f"(default: {','.join(DEFAULT_ANCHORS)})",
+    )
+    parser.add_argument(
+        "--reference",
+        type=Path,
+        help="folder of published results JSON "
+        "(default: $NEURALCODEC_REFERENCE or <repo>/../shared/reference/kodak)",
+    )
+
+
+def _split(text: str | None) -> tuple[str, ...] | None:
+    return None if text is None else tuple(t.strip() for t in text.split(",") if t.strip())
+
+
+def config_from_args(args: argparse.Namespace) -> BenchConfig:
+    return BenchConfig(
+        dataset=Path(args.dataset),
+        out=Path(args.out),
+        codecs=_split(args.codecs),
+        qualities=tuple(args.qualities or ()),
+        anchors=_split(args.anchors),
+        reference=Path(args.reference) if args.reference else None,
+        quick=bool(args.quick),
+        jobs=int(args.jobs),
+    )
+
+
+def _log(msg: str) -> None:
+    from tqdm import tqdm
+
+    tqdm.write(msg, file=sys.stderr)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Entry point of ``codec bench rd``: 0 when every point ran, 1 otherwise."""
+    try:
+        failures = run_benchmark(config_from_args(args), _log)
+    except (BenchError, CodecError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if failures:
+        print(f"error: {len(failures)} codec(s) failed: {'; '.join(failures)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="codec bench rd", description=__doc__.split("\n")[0])
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

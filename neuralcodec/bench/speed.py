@@ -1,0 +1,101 @@
+"""``codec bench speed``: encode/decode time of our learned codec vs CompressAI's, same input.
+
+Both sides get the same Kodak image (padded to a multiple of 64 for CompressAI, which needs it;
+ours pads internally) and run in the same process with the same torch thread count. CompressAI's
+``mbt2018_mean(quality=q, pretrained=False)`` is prepared with ``update()``; its weights are
+random, which does not change the amount of work its transforms do. Times are the best of
+``--repeat`` runs, in seconds, from array in to streams out (encode) and back (decode).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from ..codecs.base import get_codec
+from ..datasets.training import default_data_root
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--image", type=Path, default=None, help="default: kodak/kodim23.png")
+    p.add_argument("--codec", default="mbt-mean")
+    p.add_argument("--quality", type=int, default=4)
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0 = leave as is)")
+    p.add_argument("--json", type=Path, default=None, help="write the numbers here")
+
+
+def _best(fn, repeat: int) -> tuple[float, object]:
+    best, out = float("inf"), None
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - t0)
+    return best, out
+
+
+def time_ours(name: str, img: np.ndarray, quality: int, repeat: int) -> dict:
+    codec = get_codec(name)
+    codec.encode(img, quality)  # load weights and tables outside the timing
+    t_enc, enc = _best(lambda: codec.encode(img, quality), repeat)
+    t_dec, rec = _best(lambda: codec.decode(enc), repeat)
+    assert rec.shape == img.shape
+    return {"enc_s": t_enc, "dec_s": t_dec, "bytes": enc.payload_bytes}
+
+
+def time_compressai(img: np.ndarray, quality: int, repeat: int) -> dict:
+    from compressai.zoo import mbt2018_mean
+
+    net = mbt2018_mean(quality=quality, pretrained=False).eval()
+    net.update(force=True)
+    x = torch.from_numpy(np.array(img)).permute(2, 0, 1)[None].float() / 255
+    h, w = x.shape[-2:]
+    x = F.pad(x, (0, -w % 64, 0, -h % 64))
+    with torch.no_grad():
+        t_enc, out = _best(lambda: net.compress(x), repeat)
+        t_dec, _ = _best(lambda: net.decompress(out["strings"], out["shape"]), repeat)
+    nbytes = sum(len(s[0]) for s in out["strings"])
+    return {"enc_s": t_enc, "dec_s": t_dec, "bytes": nbytes}
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..datasets.images import read_image
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    path = args.image or default_data_root() / "kodak" / "kodim23.png"
+    img = read_image(path)
+    if img.ndim == 2:
+        img = np.repeat(img[:, :, None], 3, axis=2)
+    img = np.ascontiguousarray(img[:, :, :3])
+    rows = {
+        f"ours ({args.codec})": time_ours(args.codec, img, args.quality, args.repeat),
+        "compressai mbt2018_mean": time_compressai(img, args.quality, args.repeat),
+    }
+    print(f"{path.name} {img.shape[1]}x{img.shape[0]}, quality {args.quality}, "
+          f"{torch.get_num_threads()} threads, best of {args.repeat}")
+    print(f"{'coder':28s} {'encode s':>9s} {'decode s':>9s} {'bytes':>8s}")
+    for name, r in rows.items():
+        print(f"{name:28s} {r['enc_s']:9.3f} {r['dec_s']:9.3f} {r['bytes']:8d}")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        payload = {"image": str(path.name), "quality": args.quality,
+                   "threads": torch.get_num_threads(), "results": rows}
+        args.json.write_text(json.dumps(payload, indent=2) + "\n")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="codec bench speed", description=__doc__)
+    add_arguments(p)
+    return run(p.parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

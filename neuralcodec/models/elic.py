@@ -1,0 +1,364 @@
+"""ELIC-style space-channel context model (He et al., CVPR 2022), variable rate (training side).
+
+The transforms, gain units and hyperprior are those of the mean-scale hyperprior
+(``hyperprior.py``, same parameter names, so a trained ``mbt-mean`` checkpoint warm-starts it).
+The latent ``y`` (M channels) is split into *uneven* channel groups, e.g. 16, 16, 32, 48, 48 for
+M = 160; each group is coded in two checkerboard passes, anchors first::
+
+    z_hat --h_s--> hyper (2M features) ──────────────────────────────┐
+    y_hat[groups < k] --channel_ctx[k] (5x5 convs)--> ch ────────────┤
+    y_hat[k] at anchors --spatial_ctx[k] (5x5 conv)--> sp (0 at anchors)
+                                                                     v
+          (scale, mean)[k] = hyper[k] + param_agg[k](cat(hyper, ch, sp))  (1x1 convs)
+
+``hyper[k]`` is the group's slice of the hyper features read as (scale, mean), exactly as in the
+mean-scale model, and the last layer of every ``param_agg`` starts at zero: a fresh model *is*
+the mean-scale hyperprior, and the contexts learn a correction on top of it.
+
+Training (``forward``): uniform noise for the rate term (rounding around the mean in eval mode),
+straight-through rounding around the mean for the synthesis input and for every context input;
+anchors' parameters use a zero spatial context, non-anchors' the context of the anchors' ŷ.
+No pixel-serial autoregression: 2 x groups parallel steps.
+
+``freeze`` turns every network that picks a CDF (hyper-synthesis, channel/spatial contexts,
+parameter aggregation) into an exact integer ``FixedPointNet``; ``FrozenElic.group_params_fixed``
+is the integer twin of ``ElicModel.group_params`` that encoder and decoder both run. ``save``
+and ``load`` keep everything in one safetensors file.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors import safe_open
+from safetensors.numpy import load_file as load_numpy
+from safetensors.numpy import save_file as save_numpy
+from torch import nn
+
+from ..entropy.models import FactorizedDensity, GaussianConditional, quantize_noise, quantize_ste
+from ..entropy.tables import CodingTables
+from .fixedpoint import ACT_BITS, ACT_LIMIT, FixedPointError, FixedPointNet
+from .frozen import WeightsError, sha256_file
+from .hyperprior import DEFAULT_LAMBDAS, GainUnits
+from .transforms import analysis, hyper_analysis, hyper_synthesis, synthesis
+
+KIND = "elic"
+ACT_SCALE = 2.0**ACT_BITS
+HAT_LIMIT = ACT_LIMIT / ACT_SCALE  # context inputs are clamped to the fixed-point range
+
+
+def uneven_groups(m: int) -> tuple[int, ...]:
+    """ELIC's uneven split: small leading groups (16, 16, 32), the rest in one or two big ones.
+
+    M = 160 -> (16, 16, 32, 48, 48); M = 320 -> (16, 16, 32, 64, 192) as in the paper.
+    """
+    if m < 96:
+        raise ValueError(f"no default channel groups for m={m} < 96; pass groups explicitly")
+    rest = m - 64
+    tail = (rest // 2, rest - rest // 2) if rest <= 128 else (64, rest - 64)
+    return (16, 16, 32, *tail)
+
+
+@dataclass
+class ElicConfig:
+    kind: str = KIND
+    n: int = 96
+    m: int = 160
+    groups: tuple[int, ...] = ()  # empty: uneven_groups(m)
+    ctx_hidden: int = 64  # width of the channel-context convolutions
+    agg_hidden: int = 192  # width of the parameter-aggregation 1x1 convolutions
+    lambdas: tuple[float, ...] = field(default_factory=lambda: DEFAULT_LAMBDAS)
+
+    def __post_init__(self) -> None:
+        if self.kind != KIND:
+            raise ValueError(f"ElicConfig.kind must be {KIND!r}, got {self.kind!r}")
+        self.groups = tuple(int(g) for g in self.groups) or uneven_groups(self.m)
+        self.lambdas = tuple(float(v) for v in self.lambdas)
+        if min(self.groups) <= 0 or sum(self.groups) != self.m:
+            raise ValueError(f"groups {self.groups} must be positive and sum to m={self.m}")
+        if min(self.n, self.ctx_hidden, self.agg_hidden) <= 0 or not self.lambdas:
+            raise ValueError("n, ctx_hidden, agg_hidden must be positive and lambdas non-empty")
+
+    def group_slices(self) -> list[tuple[int, int]]:
+        ends = np.cumsum(self.groups).tolist()
+        return list(zip([0, *ends[:-1]], ends, strict=True))
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["groups"], d["lambdas"] = list(self.groups), list(self.lambdas)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ElicConfig:
+        d = dict(d)
+        d["groups"] = tuple(d.get("groups", ()))
+        d["lambdas"] = tuple(d["lambdas"])
+        return cls(**d)
+
+
+def checkerboard_masks(h: int, w: int, dtype=torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+    """(anchor, non_anchor) masks shaped (1, 1, h, w): anchors where ``(row + col)`` is even."""
+    rows = torch.arange(h)[:, None]
+    cols = torch.arange(w)[None, :]
+    anchor = ((rows + cols) % 2 == 0)[None, None]
+    return anchor.to(dtype), (~anchor).to(dtype)
+
+
+def channel_context(cin: int, cout: int, hidden: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(cin, hidden, 5, padding=2), nn.ReLU(inplace=True),
+        nn.Conv2d(hidden, hidden, 5, padding=2), nn.ReLU(inplace=True),
+        nn.Conv2d(hidden, cout, 5, padding=2),
+    )  # fmt: skip
+
+
+def spatial_context(c: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(c, 2 * c, 5, padding=2))
+
+
+def param_aggregation(cin: int, cout: int, hidden: int) -> nn.Sequential:
+    seq = nn.Sequential(
+        nn.Conv2d(cin, hidden, 1), nn.ReLU(inplace=True),
+        nn.Conv2d(hidden, hidden, 1), nn.ReLU(inplace=True),
+        nn.Conv2d(hidden, cout, 1),
+    )  # fmt: skip
+    nn.init.zeros_(seq[-1].weight)
+    nn.init.zeros_(seq[-1].bias)
+    return seq
+
+
+def split_params(
+    base: torch.Tensor, delta: torch.Tensor, m: int, s0: int, s1: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(scales, means) of group ``[s0, s1)``: hyper slice (scale | mean halves) + correction."""
+    c = s1 - s0
+    scales = base[:, s0:s1] + delta[:, :c]
+    means = base[:, m + s0 : m + s1] + delta[:, c:]
+    return scales, means
+
+
+class ElicModel(nn.Module):
+    """Mean-scale hyperprior + uneven channel groups + two-pass checkerboard; ``forward`` trains."""
+
+    def __init__(self, config: ElicConfig):
+        super().__init__()
+        self.config = config
+        n, m = config.n, config.m
+        self.g_a = analysis(n, m)
+        self.g_s = synthesis(n, m)
+        self.y_gain = GainUnits(config.lambdas, m, exponent=0.5)
+        self.h_a = hyper_analysis(n, m)
+        self.h_s = hyper_synthesis(n, m, 2)
+        self.z_gain = GainUnits(config.lambdas, n, exponent=0.0)
+        self.z_density = FactorizedDensity(n)
+        self.y_conditional = GaussianConditional()
+        groups = config.groups
+        self.channel_ctx = nn.ModuleList(
+            channel_context(sum(groups[:k]), 2 * groups[k], config.ctx_hidden)
+            for k in range(1, len(groups))
+        )
+        self.spatial_ctx = nn.ModuleList(spatial_context(c) for c in groups)
+        self.param_agg = nn.ModuleList(
+            param_aggregation(2 * m + (4 if k else 2) * c, 2 * c, config.agg_hidden)
+            for k, c in enumerate(groups)
+        )
+
+    @property
+    def num_qualities(self) -> int:
+        return len(self.config.lambdas)
+
+    def group_params(
+        self, k: int, hyper: torch.Tensor, ch: torch.Tensor | None, sp: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(scales, means) of group ``k`` from hyper features, channel and spatial contexts."""
+        s0, s1 = self.config.group_slices()[k]
+        parts = [hyper, sp] if ch is None else [hyper, ch, sp]
+        delta = self.param_agg[k](torch.cat(parts, dim=1))
+        return split_params(hyper, delta, self.config.m, s0, s1)
+
+    def _rate_values(self, y: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            return quantize_noise(y)
+        return torch.round(y - means) + means
+
+    def latent_forward(
+        self, y: torch.Tensor, hyper: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Quantised ``y_hat`` and the likelihoods of ``y``, group by group, anchors first."""
+        anchor, non_anchor = checkerboard_masks(*y.shape[-2:], dtype=y.dtype)
+        anchor, non_anchor = anchor.to(y.device), non_anchor.to(y.device)
+        hats, liks = [], []
+        for k, (s0, s1) in enumerate(self.config.group_slices()):
+            y_k = y[:, s0:s1]
+            ch = self.channel_ctx[k - 1](torch.cat(hats, 1).clamp(-HAT_LIMIT, HAT_LIMIT)) if k else None
+            zero = y.new_zeros(y.shape[0], 2 * (s1 - s0), *y.shape[-2:])
+            s_a, m_a = self.group_params(k, hyper, ch, zero)
+            hat_a = quantize_ste(y_k - m_a) + m_a
+            sp = self.spatial_ctx[k](hat_a.clamp(-HAT_LIMIT, HAT_LIMIT) * anchor) * non_anchor
+            s_n, m_n = self.group_params(k, hyper, ch, sp)
+            scales = s_a * anchor + s_n * non_anchor
+            means = m_a * anchor + m_n * non_anchor
+            liks.append(self.y_conditional.likelihood(self._rate_values(y_k, means), scales, means))
+            hats.append(quantize_ste(y_k - means) + means)
+        return torch.cat(hats, 1), torch.cat(liks, 1)
+
+    def forward(self, x: torch.Tensor, q: torch.Tensor) -> dict:
+        """``x`` in [0, 1], (B, 3, H, W) with H, W multiples of 64; ``q`` (B,) int64 quality."""
+        y = self.g_a(x) * self.y_gain.gain(q)
+        z = self.h_a(y) * self.z_gain.gain(q)
+        z_rate = quantize_noise(z) if self.training else torch.round(z)
+        likelihoods = {"z": self.z_density.likelihood(z_rate)}
+        hyper = self.h_s(quantize_ste(z) * self.z_gain.inverse(q))
+        y_hat, likelihoods["y"] = self.latent_forward(y, hyper)
+        x_hat = self.g_s(y_hat * self.y_gain.inverse(q))
+        return {"x_hat": x_hat, "likelihoods": likelihoods}
+
+
+# --------------------------------------------------------------------------- frozen (coding)
+
+
+def _fixed_hat(hat_fx: torch.Tensor) -> torch.Tensor:
+    return hat_fx.clamp(-ACT_LIMIT, ACT_LIMIT)
+
+
+@dataclass
+class FrozenElic:
+    """Everything the coder needs: float transforms, integer tables and integer context nets."""
+
+    model: ElicModel
+    y_tables: CodingTables
+    z_tables: CodingTables
+    hs_fixed: FixedPointNet
+    z_inverse_fixed: np.ndarray  # int64 [Q, N]: exp(log_inverse) at scale 2^ACT_BITS
+    channel_fixed: list[FixedPointNet]  # groups 1..G-1
+    spatial_fixed: list[FixedPointNet]
+    agg_fixed: list[FixedPointNet]
+    meta: dict
+
+    @property
+    def config(self) -> ElicConfig:
+        return self.model.config
+
+    def hyper_fixed(self, z_int: torch.Tensor, qi: int) -> torch.Tensor:
+        """Hyper features at scale 2^ACT_BITS from the integer hyper-latent (exact)."""
+        zinv = torch.from_numpy(self.z_inverse_fixed[qi].astype(np.float64))
+        return self.hs_fixed(z_int.double() * zinv[None, :, None, None])
+
+    def group_params_fixed(
+        self,
+        k: int,
+        hyper_fx: torch.Tensor,
+        prev_hats_fx: list[torch.Tensor],
+        anchor_hat_fx: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Integer twin of ``ElicModel.group_params`` for one checkerboard pass.
+
+        ``prev_hats_fx``: ŷ of groups < k; ``anchor_hat_fx``: ŷ of group k (only its anchors are
+        read), or None for the anchor pass. All at scale 2^ACT_BITS; returns (scales, means) on
+        the whole map at that scale, float64 holding integers.
+        """
+        s0, s1 = self.config.group_slices()[k]
+        b, _, h, w = hyper_fx.shape
+        if anchor_hat_fx is None:
+            sp = hyper_fx.new_zeros(b, 2 * (s1 - s0), h, w)
+        else:
+            anchor, non_anchor = checkerboard_masks(h, w, torch.float64)
+            sp = self.spatial_fixed[k](_fixed_hat(anchor_hat_fx) * anchor) * non_anchor
+        parts = [hyper_fx, sp]
+        if k:
+            parts.insert(1, self.channel_fixed[k - 1](_fixed_hat(torch.cat(prev_hats_fx, 1))))
+        delta = self.agg_fixed[k](torch.cat(parts, 1))
+        return split_params(hyper_fx, delta, self.config.m, s0, s1)
+
+
+def freeze(model: ElicModel, meta: dict | None = None) -> FrozenElic:
+    model = model.eval()
+    with torch.no_grad():
+        zinv = torch.exp(model.z_gain.log_inverse.detach().double())
+        return FrozenElic(
+            model=model,
+            y_tables=model.y_conditional.freeze(),
+            z_tables=model.z_density.freeze(),
+            hs_fixed=FixedPointNet.from_sequential(model.h_s),
+            z_inverse_fixed=torch.round(zinv * 2**ACT_BITS).numpy().astype(np.int64),
+            channel_fixed=[FixedPointNet.from_sequential(s) for s in model.channel_ctx],
+            spatial_fixed=[FixedPointNet.from_sequential(s) for s in model.spatial_ctx],
+            agg_fixed=[FixedPointNet.from_sequential(s) for s in model.param_agg],
+            meta=dict(meta or {}),
+        )
+
+
+def _net_lists(frozen: FrozenElic) -> dict[str, list[FixedPointNet]]:
+    return {"ch": frozen.channel_fixed, "sp": frozen.spatial_fixed, "agg": frozen.agg_fixed}
+
+
+def _compact(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Fixed-point weights are below 2^15 in magnitude: store them as int16 (loads as is)."""
+    return {
+        k: v.astype(np.int16) if k.endswith(".weight") and np.abs(v).max() < 2**15 else v
+        for k, v in arrays.items()
+    }
+
+
+def save(frozen: FrozenElic, path: Path) -> str:
+    """Write one safetensors file (float weights, tables, fixed-point nets); returns its sha256."""
+    arrays = {f"model.{k}": v.detach().cpu().numpy() for k, v in frozen.model.state_dict().items()}
+    arrays.update(frozen.y_tables.to_arrays("frozen.y."))
+    arrays.update(frozen.z_tables.to_arrays("frozen.z."))
+    arrays.update(frozen.hs_fixed.to_arrays("frozen.hs."))
+    arrays["frozen.zinv"] = frozen.z_inverse_fixed
+    for name, nets in _net_lists(frozen).items():
+        for i, net in enumerate(nets):
+            arrays.update(_compact(net.to_arrays(f"frozen.{name}{i}.")))
+    metadata = {"config": json.dumps(frozen.config.to_dict()), "meta": json.dumps(frozen.meta)}
+    path = Path(path)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    save_numpy({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(tmp), metadata=metadata)
+    tmp.replace(path)
+    return sha256_file(path)
+
+
+def _read(path: Path) -> tuple[dict[str, np.ndarray], ElicConfig, dict]:
+    try:
+        with safe_open(str(path), framework="numpy") as f:
+            metadata = f.metadata() or {}
+        arrays = load_numpy(str(path))
+        config = ElicConfig.from_dict(json.loads(metadata["config"]))
+        meta = json.loads(metadata.get("meta", "{}"))
+    except FileNotFoundError:
+        raise WeightsError(f"weights file {path} not found") from None
+    except (OSError, KeyError, TypeError, ValueError, json.JSONDecodeError) as exc:
+        raise WeightsError(f"cannot read ELIC weights {path}: {exc}") from None
+    return arrays, config, meta
+
+
+def load(path: Path) -> FrozenElic:
+    """Inverse of ``save``; raises ``WeightsError`` for anything unreadable or inconsistent."""
+    path = Path(path)
+    arrays, config, meta = _read(path)
+    model = ElicModel(config)
+    state = {k[6:]: torch.from_numpy(v.copy()) for k, v in arrays.items() if k.startswith("model.")}
+    groups = len(config.groups)
+    try:
+        model.load_state_dict(state)
+        nets = {
+            name: [FixedPointNet.from_arrays(arrays, f"frozen.{name}{i}.") for i in range(count)]
+            for name, count in (("ch", groups - 1), ("sp", groups), ("agg", groups))
+        }
+        return FrozenElic(
+            model=model.eval(),
+            y_tables=CodingTables.from_arrays(arrays, "frozen.y."),
+            z_tables=CodingTables.from_arrays(arrays, "frozen.z."),
+            hs_fixed=FixedPointNet.from_arrays(arrays, "frozen.hs."),
+            z_inverse_fixed=np.asarray(arrays["frozen.zinv"], dtype=np.int64),
+            channel_fixed=nets["ch"],
+            spatial_fixed=nets["sp"],
+            agg_fixed=nets["agg"],
+            meta=meta,
+        )
+    except (RuntimeError, KeyError, ValueError, FixedPointError) as exc:
+        raise WeightsError(f"weights {path} do not match their ELIC architecture: {exc}") from None

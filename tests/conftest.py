@@ -1,0 +1,134 @@
+"""Shared fixtures, and two test-only ``.ncf`` codecs that exercise the container for real.
+
+* ``test-zlib`` (id 250): lossless, zlib over the raw RGB pixels; the compression level is the
+  quality and lands in the file's metadata.
+* ``test-raw`` (id 251): lossless, the raw pixels in two streams (first row, the rest), with a
+  model id and the sha256 of a fixed "weights" blob, so the weights check runs. Its output does not
+  depend on any library version, so the golden files are made with it.
+
+Both register when pytest loads this file. CLI tests run the real entry point in a subprocess
+through ``run_cli``, which imports this file first so the subprocess knows the same codecs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from neuralcodec.codecs.base import Codec, CodecError, Encoded, register
+
+TESTS_DIR = Path(__file__).resolve().parent
+REPO_DIR = TESTS_DIR.parent
+KODAK_DIR = REPO_DIR.parent / "shared" / "data" / "kodak"
+TEST_RAW_WEIGHTS = b"test-raw weights, version 1"
+TEST_RAW_SHA256 = hashlib.sha256(TEST_RAW_WEIGHTS).hexdigest()
+
+
+def _rgb(data: object) -> np.ndarray:
+    arr = np.asarray(data)
+    if arr.ndim != 3 or arr.shape[2] != 3 or arr.dtype != np.uint8:
+        raise CodecError(f"expected HxWx3 uint8, got {arr.dtype} {arr.shape}")
+    return np.ascontiguousarray(arr)
+
+
+def _pixels(raw: bytes, shape: tuple[int, ...]) -> np.ndarray:
+    h, w, c = shape
+    if len(raw) != h * w * 3:
+        raise CodecError("stream size does not match the shape")
+    return np.frombuffer(raw, dtype=np.uint8).reshape(h, w, 3).copy()
+
+
+@register
+class ZlibTestCodec(Codec):
+    name = "test-zlib"
+    codec_id = 250
+    modality = "image"
+    quality_range = (1, 9)
+    description = "test-only lossless codec: zlib over raw RGB pixels"
+
+    def encode(self, data: object, quality: int) -> Encoded:
+        q = self.check_quality(quality)
+        arr = _rgb(data)
+        header = {"shape": arr.shape, "quality": q, "level": q}
+        return Encoded(self.name, header, {"pixels": zlib.compress(arr.tobytes(), q)})
+
+    def decode(self, encoded: Encoded) -> np.ndarray:
+        h, w, _ = encoded.header["shape"]
+        return _pixels(zlib.decompress(encoded.streams["pixels"]), (h, w, 3))
+
+
+@register
+class RawTestCodec(Codec):
+    name = "test-raw"
+    codec_id = 251
+    modality = "image"
+    quality_range = (1, 4)
+    description = "test-only lossless codec: raw RGB pixels, with a weights hash"
+
+    def __init__(self, weights: bytes = TEST_RAW_WEIGHTS) -> None:
+        self._sha = hashlib.sha256(weights).hexdigest()
+
+    def weights_sha256(self, model_id: str) -> str | None:
+        return self._sha if model_id == "raw-v1" else None
+
+    def encode(self, data: object, quality: int) -> Encoded:
+        q = self.check_quality(quality)
+        arr = _rgb(data)
+        header = {
+            "shape": arr.shape,
+            "quality": q,
+            "model_id": "raw-v1",
+            "weights_sha256": self._sha,
+        }
+        raw = arr.tobytes()
+        row = arr.shape[1] * 3
+        return Encoded(self.name, header, {"first-row": raw[:row], "rest": raw[row:]})
+
+    def decode(self, encoded: Encoded) -> np.ndarray:
+        h, w, _ = encoded.header["shape"]
+        return _pixels(encoded.streams["first-row"] + encoded.streams["rest"], (h, w, 3))
+
+
+_BOOT = (
+    "import sys; sys.path.insert(0, sys.argv.pop(1)); import conftest; "
+    "from neuralcodec.app.cli import main; sys.exit(main(sys.argv[1:]))"
+)
+
+
+def run_cli_process(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``codec ARGS...`` in a fresh interpreter that also knows the test codecs."""
+    cmd = [sys.executable, "-c", _BOOT, str(TESTS_DIR), *map(str, args)]
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=cwd or REPO_DIR, timeout=120)
+
+
+@pytest.fixture
+def run_cli():
+    return run_cli_process
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(1234)
+
+
+@pytest.fixture
+def smooth_image() -> np.ndarray:
+    """A small deterministic RGB image with structure (gradients + a square), 24x40."""
+    y, x = np.mgrid[0:24, 0:40]
+    img = np.stack([x * 6, y * 10, (x + y) * 4], axis=2) % 256
+    img[6:14, 10:22] = (200, 30, 90)
+    return img.astype(np.uint8)
+
+
+@pytest.fixture
+def kodak_image_path() -> Path:
+    path = KODAK_DIR / "kodim23.png"
+    if not path.is_file():
+        pytest.skip(f"Kodak image not found at {path}")
+    return path

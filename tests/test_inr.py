@@ -1,0 +1,194 @@
+"""The ``inr`` codec: exact round trips, the coded latents, rate estimates, bad streams, MACs."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from neuralcodec.codecs.base import CodecError, Encoded, get_codec
+from neuralcodec.codecs.inr import PRESETS, InrCodec, quality_lambda
+from neuralcodec.container.binary import pack, unpack
+from neuralcodec.container.bridge import from_encoded, to_encoded
+from neuralcodec.models import inr_fixed as fx
+from neuralcodec.models.inr import InrConfig, InrModel, causal_context, mac_per_pixel
+
+REPO_DIR = Path(__file__).resolve().parents[1]
+
+
+def _image(h: int = 32, w: int = 48) -> np.ndarray:
+    y, x = np.mgrid[0:h, 0:w]
+    img = np.stack([x * 5, y * 7, (x + y) * 3 + 20], axis=2) % 256
+    img[8:20, 12:30] = (210, 40, 90)
+    return img.astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def coded() -> tuple[InrCodec, Encoded, np.ndarray]:
+    torch.set_num_threads(1)
+    codec = InrCodec(preset="test")
+    img = _image()
+    return codec, codec.encode(img, 6), img
+
+
+def test_registered_with_stable_id():
+    codec = get_codec("inr", preset="fast")
+    assert (codec.codec_id, codec.modality, codec.writes_ncf) == (10, "image", True)
+    assert codec.weights_available() and codec.preset == "fast"
+    with pytest.raises(CodecError):
+        InrCodec(preset="turbo")
+
+
+def test_round_trip_is_exact_and_repeatable(coded):
+    codec, enc, img = coded
+    first, second = codec.decode(enc), codec.decode(enc)
+    assert first.shape == img.shape and first.dtype == np.uint8
+    assert np.array_equal(first, second)
+    assert np.array_equal(first, codec.last_stats["pixels"])
+    flat = img.reshape(-1, 3).mean(axis=0)  # the best constant image
+    assert np.mean((first.astype(float) - img) ** 2) < np.mean((flat - img) ** 2)
+
+
+def test_decodes_identically_in_another_process_with_other_threads(coded, tmp_path):
+    codec, enc, _ = coded
+    path = tmp_path / "a.ncf"
+    path.write_bytes(pack(from_encoded(codec, enc)))
+    script = (
+        "import sys, torch, numpy as np; torch.set_num_threads(2);"
+        "from neuralcodec.container.binary import unpack;"
+        "from neuralcodec.container.bridge import to_encoded;"
+        "from neuralcodec.codecs.inr import InrCodec;"
+        "e = to_encoded(unpack(open(sys.argv[1], 'rb').read()));"
+        "sys.stdout.write(InrCodec().decode(e).tobytes().hex())"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(path)],
+        capture_output=True,
+        text=True,
+        cwd=REPO_DIR,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert bytes.fromhex(out.stdout) == codec.decode(enc).tobytes()
+
+
+def test_container_round_trip_keeps_architecture(coded):
+    codec, enc, _ = coded
+    back = to_encoded(unpack(pack(from_encoded(codec, enc))))
+    assert back.header["preset"] == "test" and back.header["weights_sha256"] == ""
+    assert np.array_equal(codec.decode(back), codec.decode(enc))
+
+
+def test_stream_decodes_to_the_latents_the_encoder_coded():
+    torch.set_num_threads(1)
+    cfg = PRESETS["test"].arch
+    model = InrModel(cfg, 20, 27)
+    rng = np.random.default_rng(0)
+    grids = [rng.laplace(0, 2.0, size=y.shape[-2:]).round().astype(np.int64) for y in model.latents]
+    ints = {n: fx.quantize_tensors(fx.float_tensors(model, n), 8) for n in ("arm", "ups", "syn")}
+    nets = fx.assemble(cfg, ints, dict.fromkeys(ints, 8))
+    layout = fx.make_layout(cfg, 20, 27)
+    data, bits = fx.encode_latents(nets, layout, grids)
+    decoded = fx.decode_latents(nets, layout, data)
+    assert all(np.array_equal(a, b) for a, b in zip(decoded, grids, strict=True))
+    assert abs(8 * len(data) - bits) <= 64 + 0.02 * bits  # a few bytes of range-coder flush
+
+
+def test_estimated_rate_matches_stream_sizes(coded):
+    codec, enc, _ = coded
+    est, sizes = codec.last_stats["estimated_bits"], codec.last_stats["stream_bytes"]
+    for name, bits in est.items():
+        assert abs(8 * sizes[name] - bits) <= 64 + 0.02 * bits, name
+
+
+def test_wavefronts_respect_causality():
+    cfg = InrConfig(levels=3, arm_context=24)
+    layout = fx.make_layout(cfg, 9, 13)
+    wave = np.empty(layout.size, dtype=np.int64)
+    wave.fill(-1)  # padding: decoded before everything
+    for t in range(len(layout.starts) - 1):
+        wave[layout.positions[layout.starts[t] : layout.starts[t + 1]]] = t
+    for t in range(len(layout.starts) - 1):
+        sl = slice(layout.starts[t], layout.starts[t + 1])
+        nbr = layout.positions[sl, None] + layout.offsets[layout.levels[sl]]
+        assert np.all(wave[nbr] < t)
+
+
+def test_fixed_arm_matches_training_context():
+    grid = torch.arange(12.0).reshape(1, 1, 3, 4)
+    ctx = causal_context(grid, ((0, -1), (1, 0), (1, 1)))
+    assert ctx[5].tolist() == [4.0, 1.0, 2.0]  # (y=1, x=1): left, above, above-right
+    assert ctx[0].tolist() == [0.0, 0.0, 0.0]
+
+
+TABLES_SHA256 = "995541491030253781dd72701b4aa073c06ada9a621727689c82a272559ff9a7"
+
+
+def test_coding_tables_are_the_specified_ones():
+    """The Laplace tables are part of the format: any change on any platform must show here."""
+    t = fx.coding_tables()
+    raw = t.cdfs.tobytes() + t.cdf_lengths.tobytes() + t.offsets.tobytes()
+    assert hashlib.sha256(raw).hexdigest() == TABLES_SHA256
+    assert t.num_tables == fx.NUM_SCALES * fx.NUM_FRACS
+
+
+def test_coding_indexes_are_integer_functions():
+    mu = np.array([0, 512, -512, 1024 * 3 + 100, -5000], dtype=np.float64)
+    ls = np.array([fx.LS_LO - 10_000, fx.LS_LO, 0, fx.LS_HI, fx.LS_HI + 10_000], dtype=np.float64)
+    idx, m = fx.coding_indexes(mu, ls)
+    assert m.tolist() == [0, 1, 0, 3, -5]
+    assert idx.min() >= 0 and idx.max() < fx.NUM_SCALES * fx.NUM_FRACS
+    assert idx[0] // fx.NUM_FRACS == 0 and idx[-1] // fx.NUM_FRACS == fx.NUM_SCALES - 1
+
+
+@pytest.mark.parametrize("stream", ["latent", "arm", "syn"])
+def test_corrupted_streams_raise_codec_error(coded, stream):
+    codec, enc, _ = coded
+    data = bytearray(enc.streams[stream])
+    for cut in (bytes(data[: len(data) // 3]), bytes(b ^ 0x5A for b in data)):
+        broken = Encoded(enc.codec, enc.header, {**enc.streams, stream: cut})
+        try:
+            out = codec.decode(broken)
+        except ValueError as exc:
+            assert isinstance(exc, CodecError)
+        else:  # a wrong but well-formed stream still yields an image of the right shape
+            assert out.shape == (32, 48, 3)
+
+
+def test_bad_header_and_inputs(coded):
+    codec, enc, _ = coded
+    with pytest.raises(CodecError):
+        codec.decode(Encoded(enc.codec, {**enc.header, "inr": {"levels": 3}}, enc.streams))
+    with pytest.raises(CodecError):
+        codec.decode(Encoded(enc.codec, enc.header, {"latent": b""}))
+    with pytest.raises(CodecError):
+        codec.encode(np.zeros((4, 4), dtype=np.uint8), 3)
+    with pytest.raises(CodecError):
+        codec.encode(_image(), 0)
+
+
+def test_mac_per_pixel_counts_layers():
+    cfg = InrConfig(
+        levels=1, arm_context=8, arm_hidden=4, arm_layers=1, syn_hidden=(5,), syn_residual=1
+    )
+    macs = mac_per_pixel(cfg, 16, 16)
+    assert macs["arm"] == 8 * 4 + 4 * 2
+    assert macs["upsampler"] == 0
+    assert macs["synthesis"] == 1 * 5 + 5 * 3 + 81
+    medium = mac_per_pixel(PRESETS["medium"].arch, 512, 768)
+    assert 1000 < medium["total"] < 3000
+    assert (
+        mac_per_pixel(replace(PRESETS["medium"].arch, arm_hidden=24), 512, 768)["arm"]
+        > medium["arm"]
+    )
+
+
+def test_lambda_decreases_with_quality():
+    lams = [quality_lambda(q) for q in range(1, 9)]
+    assert all(a > b for a, b in zip(lams, lams[1:], strict=False))

@@ -1,0 +1,196 @@
+"""Learned hyperprior codecs: round trips, bit-exactness, rate estimates, shipped weights."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from neuralcodec.codecs.base import Encoded
+from neuralcodec.codecs.learned_image import BmshjFactorized, BmshjHyperprior, MbtMean, manifest
+from neuralcodec.entropy.cdf import information_bits
+from neuralcodec.models.fixedpoint import ACT_BITS, FixedPointNet, to_fixed
+from neuralcodec.models.frozen import WeightsError, freeze, save, sha256_file
+from neuralcodec.models.hyperprior import HyperpriorConfig, HyperpriorModel
+
+ROOT = Path(__file__).resolve().parents[1]
+KODAK = ROOT.parent / "shared" / "data" / "kodak"
+GOLDEN = ROOT / "tests" / "golden" / "learned_image.json"
+CODECS = {"mean-scale": MbtMean, "scale": BmshjHyperprior, "factorized": BmshjFactorized}
+
+
+def _photo(h: int = 96, w: int = 128) -> np.ndarray:
+    path = ROOT / "examples" / "sample.png"
+    img = np.asarray(Image.open(path).convert("RGB"))
+    return np.ascontiguousarray(img[200 : 200 + h, 300 : 300 + w])
+
+
+def _tiny_weights(tmp: Path, kind: str, seed: int = 0) -> Path:
+    torch.manual_seed(seed)
+    model = HyperpriorModel(HyperpriorConfig(kind=kind, n=32, m=48))
+    path = tmp / f"tiny-{kind}-{seed}.safetensors"
+    save(freeze(model, {"model_id": f"tiny-{kind}"}), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> dict[str, Path]:
+    tmp = tmp_path_factory.mktemp("weights")
+    return {kind: _tiny_weights(tmp, kind) for kind in CODECS}
+
+
+@pytest.mark.parametrize("kind", list(CODECS))
+def test_round_trip_gives_full_size_uint8(tiny, kind):
+    codec = CODECS[kind](weights=tiny[kind])
+    img = _photo()
+    enc = codec.encode(img, 3)
+    rec = codec.decode(enc)
+    assert rec.shape == img.shape and rec.dtype == np.uint8
+    assert enc.header["shape"] == [96, 128, 3] and enc.payload_bytes > 0
+
+
+@pytest.mark.parametrize("kind", list(CODECS))
+def test_encoding_twice_gives_identical_bytes(tiny, kind):
+    codec = CODECS[kind](weights=tiny[kind])
+    img = _photo()
+    assert codec.encode(img, 5).streams == codec.encode(img, 5).streams
+
+
+@pytest.mark.parametrize("size", [(1, 1), (3, 5), (65, 130)])
+def test_odd_and_tiny_sizes_round_trip(tiny, size):
+    codec = MbtMean(weights=tiny["mean-scale"])
+    img = _photo(*size)
+    assert codec.decode(codec.encode(img, 1)).shape == img.shape
+
+
+_DECODE_SCRIPT = """
+import sys, numpy as np, torch
+torch.set_num_threads(int(sys.argv[1]))
+from pathlib import Path
+from neuralcodec.codecs.base import Encoded
+from neuralcodec.codecs.learned_image import MbtMean
+z, y = Path(sys.argv[3]).read_bytes(), Path(sys.argv[4]).read_bytes()
+enc = Encoded("mbt-mean", {"shape": [96, 128, 3], "quality": 4}, {"z": z, "y": y})
+sys.stdout.buffer.write(MbtMean(weights=Path(sys.argv[2])).decode(enc).tobytes())
+"""
+
+
+def test_decoding_is_identical_across_processes_and_thread_counts(tiny, tmp_path):
+    codec = MbtMean(weights=tiny["mean-scale"])
+    enc = codec.encode(_photo(), 4)
+    (tmp_path / "z").write_bytes(enc.streams["z"])
+    (tmp_path / "y").write_bytes(enc.streams["y"])
+    outputs = []
+    for threads in (1, 2):
+        args = [sys.executable, "-c", _DECODE_SCRIPT, str(threads), str(tiny["mean-scale"]),
+                str(tmp_path / "z"), str(tmp_path / "y")]
+        outputs.append(subprocess.run(args, capture_output=True, check=True, cwd=ROOT).stdout)
+    assert outputs[0] == outputs[1] == codec.decode(enc).tobytes()
+
+
+def test_fixed_point_hyper_synthesis_tracks_the_float_network(tiny):
+    frozen = MbtMean(weights=tiny["mean-scale"]).frozen()[0]
+    z = torch.randint(-8, 9, (1, 32, 3, 4)).double()
+    exact = frozen.hs_fixed(to_fixed(z)) * 2.0**-ACT_BITS
+    with torch.no_grad():
+        ref = frozen.model.h_s(z.float()).double()
+    assert torch.allclose(exact, ref, atol=0.05, rtol=0.01)
+
+
+def test_fixed_point_net_survives_storage(tiny):
+    frozen = MbtMean(weights=tiny["mean-scale"]).frozen()[0]
+    again = FixedPointNet.from_arrays(frozen.hs_fixed.to_arrays("x."), "x.")
+    z = to_fixed(torch.randn(1, 32, 2, 3) * 4)
+    assert torch.equal(again(z), frozen.hs_fixed(z))
+
+
+def test_estimated_rate_matches_coded_size(tiny):
+    codec = MbtMean(weights=tiny["mean-scale"])
+    frozen = codec.frozen()[0]
+    img = _photo(128, 192)
+    enc = codec.encode(img, 6)
+    # Re-derive the coded symbols exactly as the encoder does and count their information.
+    x = torch.from_numpy(img).permute(2, 0, 1)[None].float() / 255
+    q = torch.tensor([5])
+    with torch.no_grad():
+        y = frozen.model.g_a(x) * frozen.model.y_gain.gain(q)
+        z_int = torch.round(frozen.model.h_a(y) * frozen.model.z_gain.gain(q)).to(torch.int32)
+    idx, means = codec._hyper(frozen, z_int, q)
+    y_int = torch.round(y.double() - means).to(torch.int32).numpy().ravel()
+    est = information_bits(y_int, idx.ravel(), frozen.y_tables) / 8
+    assert abs(len(enc.streams["y"]) - est) <= 0.01 * est + 8
+
+
+def test_decoding_with_other_weights_is_refused(tiny, tmp_path):
+    enc = MbtMean(weights=tiny["mean-scale"]).encode(_photo(), 2)
+    other = MbtMean(weights=_tiny_weights(tmp_path, "mean-scale", seed=1))
+    with pytest.raises(WeightsError):
+        other.decode(enc)
+
+
+def test_missing_weights_give_a_clear_error(tmp_path):
+    codec = MbtMean(weights=tmp_path / "absent.safetensors")
+    assert not codec.weights_available()
+    with pytest.raises(WeightsError, match="no weights"):
+        codec.encode(_photo(), 1)
+
+
+def test_weights_of_another_kind_are_refused(tiny):
+    with pytest.raises(WeightsError, match="factorized"):
+        MbtMean(weights=tiny["factorized"]).encode(_photo(), 1)
+
+
+def test_truncated_stream_fails_cleanly(tiny):
+    codec = MbtMean(weights=tiny["mean-scale"])
+    enc = codec.encode(_photo(), 8)
+    bad = Encoded(enc.codec, enc.header, {"z": enc.streams["z"], "y": enc.streams["y"][:3]})
+    with pytest.raises(ValueError):
+        codec.decode(bad)
+
+
+# -- shipped weights -----------------------------------------------------------------------
+SHIPPED = manifest()["models"]
+
+
+def test_manifest_lists_existing_weights_with_their_hashes():
+    assert SHIPPED, "weights/manifest.json lists no model"
+    for entry in SHIPPED:
+        path = ROOT / "weights" / entry["file"]
+        assert path.is_file(), f"{path} missing"
+        assert sha256_file(path) == entry["sha256"]
+
+
+@pytest.mark.parametrize("entry", SHIPPED, ids=[e["name"] for e in SHIPPED])
+def test_shipped_model_reproduces_its_golden_bitstream(entry):
+    golden = json.loads(GOLDEN.read_text())[entry["name"]]
+    assert golden["weights_sha256"] == entry["sha256"], (
+        "weights changed: regenerate tests/golden/learned_image.json with "
+        "`python tests/make_golden_learned.py`"
+    )
+    codec = {c.name: c for c in CODECS.values()}[entry["name"]]()
+    enc = codec.encode(_photo(), golden["quality"])
+    digest = hashlib.sha256(b"".join(enc.streams[k] for k in sorted(enc.streams))).hexdigest()
+    assert digest == golden["streams_sha256"]
+    rec = codec.decode(enc)
+    assert hashlib.sha256(rec.tobytes()).hexdigest() == golden["pixels_sha256"]
+
+
+@pytest.mark.parametrize("entry", SHIPPED, ids=[e["name"] for e in SHIPPED])
+def test_shipped_model_rate_and_quality_grow_with_the_quality_level(entry):
+    codec = {c.name: c for c in CODECS.values()}[entry["name"]]()
+    img = np.asarray(Image.open(KODAK / "kodim23.png").convert("RGB"))[128:384, 256:512]
+    sizes, psnrs = [], []
+    for q in range(codec.quality_range[0], codec.quality_range[1] + 1):
+        enc = codec.encode(img, q)
+        rec = codec.decode(enc).astype(np.float64)
+        sizes.append(enc.payload_bytes)
+        psnrs.append(10 * np.log10(255**2 / np.mean((rec - img) ** 2)))
+    assert sizes == sorted(sizes) and psnrs == sorted(psnrs)
+    assert psnrs[-1] > 36 and psnrs[0] > 24
