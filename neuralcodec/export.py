@@ -20,14 +20,18 @@ import numpy as np
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from .models.frozen import freeze, save
+from .models import elic, frozen
 from .models.hyperprior import HyperpriorConfig, HyperpriorModel
 
 
-def load_checkpoint(path: Path) -> tuple[HyperpriorModel, dict]:
+def load_checkpoint(path: Path) -> tuple[HyperpriorModel | elic.ElicModel, dict]:
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata() or {}
-    model = HyperpriorModel(HyperpriorConfig.from_dict(json.loads(meta["config"])))
+    config = json.loads(meta["config"])
+    if config.get("kind") == elic.KIND:
+        model = elic.ElicModel(elic.ElicConfig.from_dict(config))
+    else:
+        model = HyperpriorModel(HyperpriorConfig.from_dict(config))
     model.load_state_dict(load_file(str(path)))
     return model.eval(), meta
 
@@ -86,17 +90,18 @@ def main(argv: list[str] | None = None) -> int:
 
     model, meta = load_checkpoint(args.checkpoint)
     step = int(meta.get("step", 0))
-    frozen = freeze(model, meta={"model_id": f"{args.name}-s{step}", "step": step})
+    module = elic if isinstance(model, elic.ElicModel) else frozen
+    frozen_model = module.freeze(model, meta={"model_id": f"{args.name}-s{step}", "step": step})
     args.weights_dir.mkdir(parents=True, exist_ok=True)
     out = args.weights_dir / f"{args.name}.safetensors"
-    sha = save(frozen, out)
+    sha = module.save(frozen_model, out)
     entry = {
         "name": args.name,
         "file": out.name,
         "sha256": sha,
         "size_bytes": out.stat().st_size,
         "architecture": model.config.to_dict(),
-        "model_id": frozen.meta["model_id"],
+        "model_id": frozen_model.meta["model_id"],
         "qualities": list(range(1, len(model.config.lambdas) + 1)),
         "training": {"data": args.training_data, "steps": step},
     }

@@ -19,9 +19,10 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .datasets.training import CropSampler, default_data_root
+from .models.elic import ElicConfig, ElicModel
 from .models.hyperprior import HyperpriorConfig, HyperpriorModel, rd_loss
 
-MODEL_KINDS = ("mean-scale", "scale", "factorized")
+MODEL_KINDS = ("mean-scale", "scale", "factorized", "elic")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -78,8 +79,12 @@ def run(args: argparse.Namespace) -> int:
     torch.manual_seed(args.seed)
     if args.threads:
         torch.set_num_threads(args.threads)
-    config = HyperpriorConfig(kind=args.model, n=args.n, m=args.m)
-    model = HyperpriorModel(config).to(memory_format=torch.channels_last)
+    # Contiguous (NCHW) memory: channels-last measured 3x slower for these layers on this CPU.
+    if args.model == "elic":
+        model = ElicModel(ElicConfig(n=args.n, m=args.m))
+    else:
+        model = HyperpriorModel(HyperpriorConfig(kind=args.model, n=args.n, m=args.m))
+    config = model.config
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     step = 0
     if args.resume and (args.out / "last.safetensors").exists():
@@ -102,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
     while step < args.steps:
         for group in opt.param_groups:
             group["lr"] = lr_at(step, args)
-        x = data.batch(args.batch).contiguous(memory_format=torch.channels_last)
+        x = data.batch(args.batch)
         q = torch.randint(0, len(config.lambdas), (args.batch,))
         out = model(x, q)
         stats = rd_loss(out, x, lambdas[q])

@@ -51,7 +51,9 @@ def results_table(doc: dict) -> str:
     if not summary:
         raise ReadmeError("results.json has no summary; rerun `codec bench rd`")
     images, anchors, bd = summary["images"], summary["anchors"], summary["bd"]
-    head = ["codec", "points", "bpp", "PSNR (dB)"] + [f"BD-rate vs {a['label']}" for a in anchors]
+    head = ["codec", "points", "bpp range", "PSNR range (dB)"] + [
+        f"BD-rate vs {a['label']}" for a in anchors
+    ]
     lines = ["| " + " | ".join(head) + " |", "|---|---:|---:|---:|" + "---:|" * len(anchors)]
     for name, points in _curve_rows(doc, images):
         cells = [

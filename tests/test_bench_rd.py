@@ -322,3 +322,18 @@ def test_a_bad_anchor_is_refused_before_any_coding(setup, count_calls):
     args[args.index("jpeg,pub:toy")] = "jpeg,pub:toyy"
     assert rd.main(args) == 1
     assert count_calls == [] and not (out / "results.json").exists()
+
+
+def test_ncf_codecs_are_measured_through_the_container(setup):
+    from neuralcodec import api
+
+    data, ref, out = setup
+    args = ["--dataset", str(data), "--reference", str(ref), "--out", str(out)]
+    assert rd.main([*args, "--codecs", "test-zlib", "--qualities", "1,9"]) == 0
+    doc = json.loads((out / "results.json").read_text())
+    entry = doc["codecs"]["test-zlib"]["points"]["9"]["images"]["img00.png"]
+    with Image.open(data / "img00.png") as im:
+        img = np.asarray(im.convert("RGB"))
+    assert entry["bytes"] == len(api.encode_array(img, "test-zlib", 9))  # whole .ncf file
+    assert entry["psnr"] == metrics.PSNR_CAP  # lossless
+    assert doc["codecs"]["test-zlib"]["writes_ncf"] is True

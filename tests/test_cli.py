@@ -14,7 +14,7 @@ from conftest import REPO_DIR, TEST_RAW_SHA256
 from neuralcodec import api
 from neuralcodec.app import cli
 from neuralcodec.app.report import jpeg_at_size, jpeg_bytes, psnr
-from neuralcodec.codecs.base import codec_names
+from neuralcodec.codecs.base import codec_class, codec_names
 from neuralcodec.datasets.images import read_image, write_png_atomic
 
 
@@ -72,7 +72,9 @@ def test_module_entry_point_lists_codecs():
     cmd = [sys.executable, "-m", "neuralcodec.app.cli", "list", "--json"]
     r = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO_DIR, timeout=120)
     assert r.returncode == 0, r.stderr
-    assert {"name", "codec_id", "modality", "qualities", "weights_available"} <= set(json.loads(r.stdout)[0])
+    assert {"name", "codec_id", "modality", "qualities", "weights_available"} <= set(
+        json.loads(r.stdout)[0]
+    )
 
 
 # ----------------------------------------------------------------------------- commands
@@ -124,7 +126,9 @@ def test_existing_output_needs_force(capsys, png, tmp_path):
     ],
 )
 def test_bad_inputs_fail_cleanly(capsys, tmp_path, make_input, pattern):
-    rc, _, err = codec(capsys, "encode", make_input(tmp_path), tmp_path / "x.ncf", "--codec", "test-zlib")
+    rc, _, err = codec(
+        capsys, "encode", make_input(tmp_path), tmp_path / "x.ncf", "--codec", "test-zlib"
+    )
     assert_one_line_error(rc, err, pattern)
     assert not (tmp_path / "x.ncf").exists()
 
@@ -156,7 +160,9 @@ def test_read_only_directory_fails_cleanly(capsys, png, tmp_path):
 
 
 def test_bad_quality_and_unknown_codec_fail_cleanly(capsys, png, tmp_path):
-    rc, _, err = codec(capsys, "encode", png, tmp_path / "x.ncf", "--codec", "test-zlib", "-q", "10")
+    rc, _, err = codec(
+        capsys, "encode", png, tmp_path / "x.ncf", "--codec", "test-zlib", "-q", "10"
+    )
     assert_one_line_error(rc, err, "quality must be an integer in 1..9")
     rc, _, err = codec(capsys, "encode", png, tmp_path / "x.ncf", "--codec", "nosuch")
     assert_one_line_error(rc, err, "unknown codec 'nosuch'")
@@ -213,7 +219,10 @@ def test_grayscale_is_coded_as_rgb_and_decoded_to_one_channel(capsys, tmp_path, 
 def test_opaque_alpha_is_dropped_with_a_note(capsys, tmp_path, smooth_image):
     rgba = np.concatenate([smooth_image, np.full((24, 40, 1), 255, np.uint8)], axis=2)
     report, out = _through_cli(capsys, tmp_path, rgba)
-    assert report["colorspace"] == "rgb" and "alpha channel is fully opaque: dropped" in report["notes"]
+    assert (
+        report["colorspace"] == "rgb"
+        and "alpha channel is fully opaque: dropped" in report["notes"]
+    )
     np.testing.assert_array_equal(out, smooth_image)
 
 
@@ -228,7 +237,9 @@ def test_alpha_is_coded_losslessly(capsys, tmp_path, rng, colour_channels):
 def test_16bit_is_reduced_to_8_bits_with_a_warning(capsys, tmp_path, rng):
     arr = rng.integers(0, 65536, (4, 5, 4), dtype=np.uint16)
     report, out = _through_cli(capsys, tmp_path, arr)
-    assert report["bit_depth"] == 16 and any(n.startswith("warning: 16-bit") for n in report["notes"])
+    assert report["bit_depth"] == 16 and any(
+        n.startswith("warning: 16-bit") for n in report["notes"]
+    )
     assert out.dtype == np.uint16 and out.shape == arr.shape
     expected = (np.round(arr[..., :3] / 257.0) * 257).astype(np.uint16)
     np.testing.assert_array_equal(out[..., :3], expected)
@@ -273,8 +284,10 @@ def test_demo_report(capsys, png):
 
 
 def _real_image_codecs() -> list[str | None]:
+    """Registered .ncf image codecs that use trained weights (a ``weights_sha256`` hook) and ship them."""
     names = [n for n in codec_names("image", ncf_only=True) if not n.startswith("test-")]
-    shipped = [n for n in names if api.weights_available(n)]
+    learned = [n for n in names if hasattr(codec_class(n), "weights_sha256")]
+    shipped = [n for n in learned if api.weights_available(n)]
     return shipped or [None]
 
 

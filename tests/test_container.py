@@ -72,7 +72,9 @@ def alpha_ncf() -> bytes:
 
 
 def test_pack_unpack_round_trip_keeps_fields_and_stream_order():
-    ncf = NcfFile(header(metadata={"b": [1, 2], "a": "x"}, quality=7), {"z": b"\x00" * 3, "a": b"xyz"})
+    ncf = NcfFile(
+        header(metadata={"b": [1, 2], "a": "x"}, quality=7), {"z": b"\x00" * 3, "a": b"xyz"}
+    )
     back = unpack(pack(ncf))
     assert back.header == validate_header(ncf.header)
     assert list(back.streams) == ["z", "a"] and back.streams["a"] == b"xyz"
@@ -102,7 +104,9 @@ def test_file_round_trip_through_api(tmp_path, smooth_image):
 
 
 def test_codec_header_split_into_fields_and_metadata():
-    fields, meta = split_header({"shape": [2, 2, 3], "quality": 3, "lam": 0.01, "metadata": {"k": 1}})
+    fields, meta = split_header(
+        {"shape": [2, 2, 3], "quality": 3, "lam": 0.01, "metadata": {"k": 1}}
+    )
     assert fields == {"shape": [2, 2, 3], "quality": 3}
     assert meta == {"k": 1, "lam": 0.01}
     with pytest.raises(ContainerError, match="twice"):

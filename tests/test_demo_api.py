@@ -86,7 +86,9 @@ def start_demo(workdir: Path, results: Path) -> DemoServer:
         cmd = [sys.executable, "-m", "neuralcodec.app.cli", *args]
     else:
         codec, cmd = "test-zlib", [sys.executable, "-c", BOOT, str(TESTS_DIR), *args]
-    env = dict(os.environ, GRADIO_TEMP_DIR=str(workdir / "gradio"), GRADIO_ANALYTICS_ENABLED="False")
+    env = dict(
+        os.environ, GRADIO_TEMP_DIR=str(workdir / "gradio"), GRADIO_ANALYTICS_ENABLED="False"
+    )
     log = workdir / "server.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, cwd=REPO_DIR, env=env, stdout=out, stderr=subprocess.STDOUT)
@@ -114,7 +116,9 @@ def fake_results(root: Path) -> Path:
     folder.mkdir(parents=True)
     for name in ("rd_psnr.png", "rd_msssim.png"):
         Image.new("RGB", (64, 48), (40, 80, 160)).save(folder / name)
-    (folder / "bdrate.md").write_text("| codec | BD-rate vs jpeg |\n|---|---|\n| mbt-mean | -31.5% |\n")
+    (folder / "bdrate.md").write_text(
+        "| codec | BD-rate vs jpeg |\n|---|---|\n| mbt-mean | -31.5% |\n"
+    )
     return root
 
 
@@ -206,7 +210,9 @@ def test_decompress_returns_png_and_header(client, tmp_path):
     image = kodak_crop(tmp_path / "k.png", size=64)
     original = read_image(image)
     ncf = tmp_path / "k.ncf"
-    ncf.write_bytes(api.encode_array(original, "test-zlib", 6) if "test-zlib" in core.ncf_codecs() else b"")
+    ncf.write_bytes(
+        api.encode_array(original, "test-zlib", 6) if "test-zlib" in core.ncf_codecs() else b""
+    )
     if ncf.stat().st_size == 0:
         pytest.skip("test-zlib is not registered in this process")
     _image, png, header, status = client.predict(handle_file(str(ncf)), api_name="/decompress")
@@ -234,7 +240,9 @@ def test_decompress_corrupted_file_gives_a_clear_message(client, tmp_path, damag
         client.predict(handle_file(str(bad)), api_name="/decompress")
     message = str(err.value)
     assert "Traceback" not in message and len(message) < 400
-    assert any(word in message.lower() for word in ("crc", "truncated", "magic", "not an .ncf", "corrupt"))
+    assert any(
+        word in message.lower() for word in ("crc", "truncated", "magic", "not an .ncf", "corrupt")
+    )
 
 
 @pytest.mark.server
@@ -245,6 +253,11 @@ def test_compress_refuses_unreadable_and_oversized_images(client, demo, tmp_path
     not_image.write_bytes(b"plain text, not pixels\n" * 10)
     with pytest.raises(AppError, match="cannot read"):
         _compress(client, demo, not_image)
+    too_big = tmp_path / "big.png"
+    with open(too_big, "wb") as f:
+        f.truncate(65 * 2**20)  # sparse: over the 64 MB limit the server advertises
+    with pytest.raises(ValueError, match="maximum file size"):
+        _compress(client, demo, too_big)
     huge = tmp_path / "huge.png"
     Image.new("L", (8000, 6400)).save(huge, optimize=False)  # 51.2 Mpixel, a small file
     with pytest.raises(AppError, match="limit"):

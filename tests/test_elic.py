@@ -13,6 +13,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from conftest import REPO_DIR
 
 from neuralcodec.codecs.base import CodecError, Encoded, codec_class
 from neuralcodec.codecs.learned_elic import ElicCodec
@@ -20,8 +21,6 @@ from neuralcodec.models import elic
 from neuralcodec.models.fixedpoint import ACT_BITS, to_fixed
 from neuralcodec.models.frozen import WeightsError
 from neuralcodec.models.hyperprior import HyperpriorConfig, HyperpriorModel, rd_loss
-
-from conftest import REPO_DIR
 
 CONFIG = elic.ElicConfig(n=32, m=48, groups=(8, 8, 16, 16), ctx_hidden=24, agg_hidden=32)
 QUALITY = 5

@@ -66,16 +66,17 @@ def _gradio() -> Any:
 
 @contextlib.contextmanager
 def _user_errors() -> Iterator[None]:
-    """Turn a failure into a message in the page (the log keeps the traceback)."""
+    """Turn a failure into a message in the page and one line in the server log."""
     gr = _gradio()
     try:
         yield
     except gr.Error:
         raise
     except (ValueError, OSError, RuntimeError, NotImplementedError) as exc:
-        LOG.info("request failed", exc_info=True)
         text = " ".join(str(exc).split()) or type(exc).__name__
-        raise gr.Error(text, title="Cannot do that", print_exception=False) from None
+        LOG.warning("request refused: %s", text)
+        LOG.debug("details", exc_info=True)
+        raise gr.Error(text, print_exception=False) from None
 
 
 def _new_dir(config: DemoConfig) -> Path:
@@ -123,9 +124,7 @@ def _slots(result: core.CompressResult) -> list[tuple[str, np.ndarray | None]]:
     coded = {a.codec: a for a in result.anchors}
     for name in core.ANCHOR_CODECS:
         a = coded.get(name)
-        label = (
-            f"{name}: unavailable" if a is None else f"{name} · {a.bpp:.3f} bpp"
-        )
+        label = f"{name}: unavailable" if a is None else f"{name} · {a.bpp:.3f} bpp"
         slots.append((label, None if a is None else a.image))
     return slots
 
@@ -155,7 +154,6 @@ def _compress(
     size: int,
     progress: Any,
 ) -> list[Any]:
-    gr = _gradio()
     with _user_errors():
         if not codec:
             raise ValueError("no .ncf image codec with weights is installed here")
@@ -171,7 +169,7 @@ def _compress(
         out = _new_dir(config) / f"{Path(path).stem}.{codec}.q{result.ours.quality}.ncf"
         out.write_bytes(result.ncf)
     state = {"original": result.original, "slots": _slots(result)}
-    table = gr.Dataframe(value=core.table_rows(result), headers=core.TABLE_HEADERS)
+    table = {"headers": core.TABLE_HEADERS, "data": core.table_rows(result)}
     return [
         (result.original, result.ours.image),
         core.summary_markdown(result),
@@ -233,6 +231,7 @@ def _compress_tab(gr: Any, config: DemoConfig) -> None:
                 format="png",
                 height=240,
                 buttons=[],
+                elem_id="crop-position",
             )
         with gr.Column(scale=2):
             slider = gr.ImageSlider(
@@ -274,7 +273,7 @@ def _compress_tab(gr: Any, config: DemoConfig) -> None:
         lambda p: _show_upload(p, config), upload, [where, upload_note], api_visibility="private"
     )
 
-    def compress(path, codec, mode, quality, target, cx, cy, size, progress=gr.Progress()):
+    def compress(path, codec, mode, quality, target, cx, cy, size, progress=gr.Progress()):  # noqa: B008 (gradio injects it)
         return _compress(config, path, codec, mode, quality, target, cx, cy, size, progress)
 
     run.click(
@@ -282,6 +281,7 @@ def _compress_tab(gr: Any, config: DemoConfig) -> None:
         [upload, codec, mode, quality, target, cx, cy, size],
         [slider, summary, table, ncf_file, state, where, *crops],
         api_name="compress",
+        show_progress_on=[slider],
     )
     for s in (cx, cy, size):
         s.release(_crop_views, [state, cx, cy, size], [where, *crops], api_visibility="private")
@@ -327,10 +327,16 @@ def _decompress_tab(gr: Any, config: DemoConfig) -> None:
             image = gr.Image(label="Decoded image", format="png", interactive=False)
             header = gr.JSON(label="Header (codec info)")
 
-    def decompress(path, progress=gr.Progress()):
+    def decompress(path, progress=gr.Progress()):  # noqa: B008 (gradio injects it)
         return _decompress(config, path, progress)
 
-    run.click(decompress, upload, [image, png, header, status], api_name="decompress")
+    run.click(
+        decompress,
+        upload,
+        [image, png, header, status],
+        api_name="decompress",
+        show_progress_on=[image],
+    )
 
 
 # ----------------------------------------------------------------------------- Benchmarks tab

@@ -125,10 +125,10 @@ def rgb8(array: np.ndarray) -> np.ndarray:
 
 
 def ncf_codecs() -> list[str]:
-    """Image codecs that write ``.ncf`` files and can run here, preferred ones first."""
+    """Image codecs that write ``.ncf`` files and can run here: preferred first, slow ones last."""
     names = [n for n in codec_names("image", ncf_only=True) if api.weights_available(n)]
     order = {n: i for i, n in enumerate(api.PREFERRED_CODECS["image"])}
-    return sorted(names, key=lambda n: (order.get(n, len(order)), n))
+    return sorted(names, key=lambda n: (n in SLOW_CODECS, order.get(n, len(order)), n))
 
 
 def codec_label(name: str) -> str:
@@ -224,7 +224,9 @@ def code_ours(
         if not target_bpp > 0:
             raise ValueError(f"the target bpp must be positive, got {target_bpp}")
         if codec in SLOW_CODECS:
-            raise ValueError(f"{codec} {SLOW_CODECS[codec]}; choose a quality level instead of a target bpp")
+            raise ValueError(
+                f"{codec} {SLOW_CODECS[codec]}; choose a quality level instead of a target bpp"
+            )
         trial = closest_trial(lambda q: ncf_trial(array, codec, q), lo, hi, target_bpp)
     else:
         if quality is None or not lo <= int(quality) <= hi:

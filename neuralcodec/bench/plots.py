@@ -89,22 +89,22 @@ def plot_rd(
     fig.savefig(path)
 
 
-# Colours for published curves that have no local counterpart: dark, distinct from tab10.
+# Colours for published curves without a local counterpart, apart from the tab10 colours of local ones.
 PUBLISHED_COLORS = (
-    "#000000",
-    "#6b6b6b",
-    "#8b4513",
-    "#556b2f",
-    "#008080",
-    "#000080",
-    "#4b0082",
-    "#dc143c",
-    "#b8860b",
-    "#808000",
-    "#c71585",
-    "#2f4f4f",
-    "#a0522d",
-    "#4682b4",
+    "#000000",  # black
+    "#7f7f7f",  # grey
+    "#bcbd22",  # olive
+    "#17becf",  # cyan
+    "#000080",  # navy
+    "#b8860b",  # dark goldenrod
+    "#006d5b",  # dark teal
+    "#800000",  # maroon
+    "#9acd32",  # yellow green
+    "#5f4b8b",  # slate violet
+    "#ff7f50",  # coral
+    "#4a4a00",  # dark olive
+    "#00bfff",  # sky
+    "#8b008b",  # dark magenta
 )
 PUBLISHED_MARKERS = ("^", "v", "s", "D", "x", "+", "<", ">", "p", "*")
 

@@ -106,8 +106,16 @@ def load_image(path: Path) -> np.ndarray:
 
 
 def unavailable_reason(cls: type[Codec]) -> str | None:
+    """Why a codec cannot run here: its own check, or for .ncf codecs missing weights."""
     check = getattr(cls, "unavailable_reason", None)
-    return check() if callable(check) else None
+    if callable(check):
+        return check()
+    if cls.writes_ncf:
+        from neuralcodec import api
+
+        if not api.weights_available(cls.name):
+            return "its weights are not available"
+    return None
 
 
 def select_codecs(names: tuple[str, ...] | None, log: Callable[[str], None]) -> list[str]:
@@ -238,11 +246,13 @@ class ResultsStore:
             raise BenchError(f"cannot resume from {path}: {exc}") from None
         if not isinstance(doc, dict) or doc.get("format") != RESULTS_FORMAT:
             raise BenchError(f"{path} is not a {RESULTS_FORMAT} results file")
-        if doc.get("dataset") != str(dataset):
+        # The folder name identifies the dataset, so a checkout moved elsewhere still resumes.
+        if Path(str(doc.get("dataset"))).name != dataset.name:
             raise BenchError(
                 f"{path} holds results for dataset {doc.get('dataset')}, not {dataset}; "
                 "choose another --out"
             )
+        doc["dataset"] = str(dataset)
         return doc
 
     def _point(self, name: str, quality: int) -> dict:

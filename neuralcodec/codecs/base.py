@@ -96,6 +96,7 @@ _BY_ID: dict[int, str] = {}
 CODEC_MODULES = (
     "neuralcodec.codecs.classical",
     "neuralcodec.codecs.learned_image",
+    "neuralcodec.codecs.learned_elic",
     "neuralcodec.codecs.inr",
 )
 

@@ -21,8 +21,6 @@ fixed-point nets) load from ``weights/elic.safetensors``; the container records 
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import lru_cache
-from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
@@ -33,17 +31,12 @@ from ..entropy.cdf import information_bits
 from ..entropy.tables import CodingTables
 from ..models.elic import KIND, FrozenElic, checkerboard_masks, load
 from ..models.fixedpoint import ACT_BITS
-from ..models.frozen import WeightsError, sha256_file
 from .base import Codec, CodecError, Encoded, register
-from .learned_image import PAD_MULTIPLE, _pad, _to_tensor, weights_dir
+from .learned_image import IMAGE_EXTENSIONS, PAD_MULTIPLE, _pad, _to_tensor
+from .weights import WeightsFile
 
 # values(k, positions, scale-table indexes, means_fx) -> int32 values of that (group, pass)
 SymbolSource = Callable[[int, torch.Tensor, np.ndarray, torch.Tensor], np.ndarray]
-
-
-@lru_cache(maxsize=4)
-def _load_cached(path: str, mtime: float) -> tuple[FrozenElic, str]:
-    return load(Path(path)), sha256_file(Path(path))
 
 
 class _BitCounter:
@@ -102,40 +95,17 @@ def _decoder_source(frozen: FrozenElic, decoder: rangecoder.RangeDecoder) -> Sym
 
 
 @register
-class ElicCodec(Codec):
+class ElicCodec(WeightsFile, Codec):
     """ELIC-style space-channel context codec, variable rate, bit-exact decoding."""
 
     name = "elic"
     codec_id = 4
     modality = "image"
     quality_range = (1, 8)
-    extensions = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".ppm", ".pgm")
+    extensions = IMAGE_EXTENSIONS
     description = "uneven channel groups + checkerboard context (He et al. 2022), bit-exact"
     kind: ClassVar[str] = KIND
-
-    def __init__(self, weights: Path | None = None):
-        self.weights_path = Path(weights) if weights else weights_dir() / f"{self.name}.safetensors"
-
-    # -- weights --------------------------------------------------------------------------
-    def weights_available(self) -> bool:
-        return self.weights_path.is_file()
-
-    def frozen(self) -> tuple[FrozenElic, str]:
-        if not self.weights_available():
-            raise WeightsError(
-                f"no weights for {self.name} at {self.weights_path} "
-                f"(train them with `codec train` or pick a codec from `codec list`)"
-            )
-        p = self.weights_path
-        return _load_cached(str(p), p.stat().st_mtime)
-
-    def weights_sha256(self) -> str:
-        return self.frozen()[1]
-
-    def info(self) -> dict:
-        d = super().info()
-        d["weights"] = str(self.weights_path) if self.weights_available() else None
-        return d
+    load_weights = staticmethod(load)
 
     # -- coding ---------------------------------------------------------------------------
     def encode(self, data: np.ndarray, quality: int) -> Encoded:
@@ -156,10 +126,9 @@ class ElicCodec(Codec):
         return {"z": z_counter.bits, "y": y_counter.bits}
 
     def decode(self, encoded: Encoded) -> np.ndarray:
-        frozen, sha = self.frozen()
+        frozen, _ = self.frozen()
         hdr = encoded.header
-        if hdr.get("weights_sha256") not in (None, sha):
-            raise WeightsError(f"the file needs other weights than {self.weights_path.name}")
+        self.check_weights(hdr)
         q = self.check_quality(int(hdr["quality"]))
         h, w = (int(v) for v in hdr["shape"][:2])
         if h <= 0 or w <= 0:

@@ -17,9 +17,6 @@ records their sha256 so a file is never decoded with other weights.
 from __future__ import annotations
 
 import json
-import os
-from functools import lru_cache
-from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
@@ -28,21 +25,13 @@ from torch.nn import functional as F
 
 from ..entropy import rangecoder
 from ..models.fixedpoint import ACT_BITS
-from ..models.frozen import FrozenHyperprior, WeightsError, load, sha256_file
+from ..models.frozen import FrozenHyperprior, WeightsError, load
 from .base import Codec, CodecError, Encoded, register
+from .weights import WeightsFile, weights_dir
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".ppm", ".pgm")
 
 PAD_MULTIPLE = 64
-
-
-def weights_dir() -> Path:
-    """``$NEURALCODEC_WEIGHTS`` or the repository's ``weights/``."""
-    env = os.environ.get("NEURALCODEC_WEIGHTS")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "weights"
-
-
-@lru_cache(maxsize=8)
-def _load_cached(path: str, mtime: float) -> tuple[FrozenHyperprior, str]:
-    return load(Path(path)), sha256_file(Path(path))
 
 
 def _pad(x: torch.Tensor) -> torch.Tensor:
@@ -61,39 +50,20 @@ def _to_tensor(image: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.array(image, copy=True)).permute(2, 0, 1)[None].float() / 255.0
 
 
-class HyperpriorCodec(Codec):
+class HyperpriorCodec(WeightsFile, Codec):
     """Shared coding path of the hyperprior family; subclasses name a kind and a weights file."""
 
     kind: ClassVar[str]
     modality = "image"
-    extensions = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".ppm", ".pgm")
-
-    def __init__(self, weights: Path | None = None):
-        self.weights_path = Path(weights) if weights else weights_dir() / f"{self.name}.safetensors"
-
-    # -- weights --------------------------------------------------------------------------
-    def weights_available(self) -> bool:
-        return self.weights_path.is_file()
+    extensions = IMAGE_EXTENSIONS
+    load_weights = staticmethod(load)
 
     def frozen(self) -> tuple[FrozenHyperprior, str]:
-        if not self.weights_available():
-            raise WeightsError(
-                f"no weights for {self.name} at {self.weights_path} "
-                f"(train them with `codec train` or pick a codec from `codec list`)"
-            )
-        p = self.weights_path
-        frozen, sha = _load_cached(str(p), p.stat().st_mtime)
+        frozen, sha = super().frozen()
         if frozen.config.kind != self.kind:
-            raise WeightsError(f"{p} holds a {frozen.config.kind!r} model, not {self.kind!r}")
+            raise WeightsError(f"{self.weights_path} holds a {frozen.config.kind!r} model, "
+                               f"not {self.kind!r}")
         return frozen, sha
-
-    def weights_sha256(self) -> str:
-        return self.frozen()[1]
-
-    def info(self) -> dict:
-        d = super().info()
-        d["weights"] = str(self.weights_path) if self.weights_available() else None
-        return d
 
     # -- coding ---------------------------------------------------------------------------
     def encode(self, data: np.ndarray, quality: int) -> Encoded:
@@ -114,10 +84,9 @@ class HyperpriorCodec(Codec):
         return Encoded(codec=self.name, header=header, streams=streams)
 
     def decode(self, encoded: Encoded) -> np.ndarray:
-        frozen, sha = self.frozen()
+        frozen, _ = self.frozen()
         hdr = encoded.header
-        if hdr.get("weights_sha256") not in (None, sha):
-            raise WeightsError(f"the file needs other weights than {self.weights_path.name}")
+        self.check_weights(hdr)
         q = self.check_quality(int(hdr["quality"]))
         h, w = int(hdr["shape"][0]), int(hdr["shape"][1])
         qi = torch.tensor([q - self.quality_range[0]])

@@ -194,7 +194,11 @@ class ElicModel(nn.Module):
         hats, liks = [], []
         for k, (s0, s1) in enumerate(self.config.group_slices()):
             y_k = y[:, s0:s1]
-            ch = self.channel_ctx[k - 1](torch.cat(hats, 1).clamp(-HAT_LIMIT, HAT_LIMIT)) if k else None
+            ch = (
+                self.channel_ctx[k - 1](torch.cat(hats, 1).clamp(-HAT_LIMIT, HAT_LIMIT))
+                if k
+                else None
+            )
             zero = y.new_zeros(y.shape[0], 2 * (s1 - s0), *y.shape[-2:])
             s_a, m_a = self.group_params(k, hyper, ch, zero)
             hat_a = quantize_ste(y_k - m_a) + m_a
@@ -309,7 +313,7 @@ def save(frozen: FrozenElic, path: Path) -> str:
     arrays = {f"model.{k}": v.detach().cpu().numpy() for k, v in frozen.model.state_dict().items()}
     arrays.update(frozen.y_tables.to_arrays("frozen.y."))
     arrays.update(frozen.z_tables.to_arrays("frozen.z."))
-    arrays.update(frozen.hs_fixed.to_arrays("frozen.hs."))
+    arrays.update(_compact(frozen.hs_fixed.to_arrays("frozen.hs.")))
     arrays["frozen.zinv"] = frozen.z_inverse_fixed
     for name, nets in _net_lists(frozen).items():
         for i, net in enumerate(nets):

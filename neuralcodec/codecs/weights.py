@@ -1,0 +1,62 @@
+"""Shipped weights of learned codecs: where they live, loading them once, checking them.
+
+A learned codec mixes in ``WeightsFile`` and names a ``load_weights(path) -> frozen model``
+function; ``frozen()`` returns ``(frozen model, sha256 of the file)``, cached per path and
+modification time, and fails with a ``WeightsError`` that says what to do when the file is absent.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, ClassVar
+
+from ..models.frozen import WeightsError, sha256_file
+
+
+def weights_dir() -> Path:
+    """``$NEURALCODEC_WEIGHTS`` or the repository's ``weights/``."""
+    env = os.environ.get("NEURALCODEC_WEIGHTS")
+    return Path(env) if env else Path(__file__).resolve().parents[2] / "weights"
+
+
+@lru_cache(maxsize=8)
+def _load_cached(loader: Callable[[Path], Any], path: str, mtime: float) -> tuple[Any, str]:
+    return loader(Path(path)), sha256_file(Path(path))
+
+
+class WeightsFile:
+    """Mixin: ``weights/<name>.safetensors`` (or an explicit path) holding a frozen model."""
+
+    name: ClassVar[str]
+    load_weights: ClassVar[Callable[[Path], Any]]
+
+    def __init__(self, weights: Path | None = None):
+        self.weights_path = Path(weights) if weights else weights_dir() / f"{self.name}.safetensors"
+
+    def weights_available(self) -> bool:
+        return self.weights_path.is_file()
+
+    def frozen(self) -> tuple[Any, str]:
+        if not self.weights_available():
+            raise WeightsError(
+                f"no weights for {self.name} at {self.weights_path} "
+                f"(train them with `codec train` or pick a codec from `codec list`)"
+            )
+        p = self.weights_path
+        return _load_cached(type(self).load_weights, str(p), p.stat().st_mtime)
+
+    def weights_sha256(self) -> str:
+        return self.frozen()[1]
+
+    def check_weights(self, header: dict) -> None:
+        """Refuse a file written with other weights than ours."""
+        if header.get("weights_sha256") not in (None, self.weights_sha256()):
+            raise WeightsError(f"the file needs other weights than {self.weights_path.name}")
+
+    def info(self) -> dict:
+        d = super().info()  # type: ignore[misc]
+        d["weights"] = str(self.weights_path) if self.weights_available() else None
+        return d
