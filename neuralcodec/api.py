@@ -85,7 +85,11 @@ def default_quality(codec: Codec | type[Codec]) -> int:
     return (lo + hi) // 2
 
 
-def _ncf_codec(name: str | None, modality: str = "image") -> Codec:
+def _ncf_codec(
+    name: str | None, modality: str = "image", options: dict[str, Any] | None = None
+) -> Codec:
+    """The codec ``name`` (default: the best one for ``modality``), built with its ``options``
+    (encoder settings such as the INR codec's ``preset``)."""
     name = name or default_codec(modality)
     cls = codec_class(name)
     if not cls.writes_ncf:
@@ -93,7 +97,10 @@ def _ncf_codec(name: str | None, modality: str = "image") -> Codec:
         raise CodecError(
             f"codec {name} is for benchmarks only and writes no .ncf files (use one of: {ncf})"
         )
-    return get_codec(name)
+    try:
+        return get_codec(name, **(options or {}))
+    except TypeError:
+        raise CodecError(f"codec {name} takes no option {', '.join(options or {})}") from None
 
 
 # ----------------------------------------------------------------------------- image policy
@@ -262,10 +269,13 @@ def _encode_image(codec: Codec, array: Any, quality: int) -> tuple[NcfFile, Prep
 
 
 def encode_with_report(
-    array: Any, codec_name: str | None = None, quality: int | None = None
+    array: Any,
+    codec_name: str | None = None,
+    quality: int | None = None,
+    options: dict[str, Any] | None = None,
 ) -> tuple[bytes, EncodeReport]:
     """``encode_array`` plus what happened (codec, quality, size, bpp, time, policy notes)."""
-    codec = _ncf_codec(codec_name)
+    codec = _ncf_codec(codec_name, options=options)
     q = codec.check_quality(default_quality(codec) if quality is None else quality)
     start = time.perf_counter()
     if codec.modality == "image":
@@ -291,9 +301,14 @@ def encode_with_report(
     return data, report
 
 
-def encode_array(array: Any, codec_name: str | None = None, quality: int | None = None) -> bytes:
+def encode_array(
+    array: Any,
+    codec_name: str | None = None,
+    quality: int | None = None,
+    options: dict[str, Any] | None = None,
+) -> bytes:
     """The bytes of an ``.ncf`` file coding ``array`` (image policy above) with ``codec_name``."""
-    return encode_with_report(array, codec_name, quality)[0]
+    return encode_with_report(array, codec_name, quality, options)[0]
 
 
 def _codec_for(ncf: NcfFile) -> Codec:
@@ -336,11 +351,12 @@ def encode_file(
     codec: str | None = None,
     quality: int | None = None,
     force: bool = False,
+    options: dict[str, Any] | None = None,
 ) -> EncodeReport:
     """Encode image file ``src`` into the ``.ncf`` file ``dst`` (never half-written)."""
     check_output(dst, force)
     array = read_image(src)
-    data, report = encode_with_report(array, codec, quality)
+    data, report = encode_with_report(array, codec, quality, options)
     write_bytes_atomic(dst, data, force=force)
     report.src, report.dst = str(src), str(dst)
     return report

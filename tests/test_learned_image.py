@@ -91,7 +91,9 @@ def test_decoding_is_identical_across_processes_and_thread_counts(tiny, tmp_path
     for threads in (1, 2):
         args = [sys.executable, "-c", _DECODE_SCRIPT, str(threads), str(tiny["mean-scale"]),
                 str(tmp_path / "z"), str(tmp_path / "y")]
-        outputs.append(subprocess.run(args, capture_output=True, check=True, cwd=ROOT).stdout)
+        outputs.append(
+            subprocess.run(args, capture_output=True, check=True, cwd=ROOT, timeout=600).stdout
+        )
     assert outputs[0] == outputs[1] == codec.decode(enc).tobytes()
 
 

@@ -7,7 +7,7 @@
     codec info FILE [--json]
     codec list [--json]
     codec demo-report IMAGE [--codec NAME] [--quality Q] [--json]
-    codec bench entropy|rd ... / codec train ... / codec demo ...   (loaded on demand)
+    codec bench entropy|rd|speed ... / codec train ... / codec demo ...   (loaded on demand)
 
 Exit status: 0 on success, 1 on any error (one ``error: ...`` line on stderr; ``--debug`` adds the
 traceback), 2 on usage errors, 130 when interrupted.
@@ -28,6 +28,7 @@ from typing import Any
 DELEGATED = (
     (("bench", "entropy"), "neuralcodec.bench.entropy"),
     (("bench", "rd"), "neuralcodec.bench.rd"),
+    (("bench", "speed"), "neuralcodec.bench.speed"),
     (("train",), "neuralcodec.train"),
     (("demo",), "neuralcodec.app.demo"),
 )
@@ -46,6 +47,9 @@ def _add_encode(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--codec", help="codec name (default: the best image codec with weights)")
     p.add_argument(
         "--quality", "-q", type=int, help="quality level (default: middle of the codec's range)"
+    )
+    p.add_argument(
+        "--preset", choices=("fast", "medium", "slow"), help="encoder effort (inr codec only)"
     )
     p.add_argument("--force", "-f", action="store_true", help="overwrite OUTPUT if it exists")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -130,8 +134,9 @@ def cmd_encode(args: argparse.Namespace) -> int:
     from neuralcodec import api
 
     with _stage_bar("encode", 1) as bar:
+        options = {"preset": args.preset} if args.preset else None
         report = api.encode_file(
-            args.input, args.output, args.codec, args.quality, force=args.force
+            args.input, args.output, args.codec, args.quality, force=args.force, options=options
         )
         bar.update(1)
     if args.json:
