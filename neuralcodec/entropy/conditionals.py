@@ -32,6 +32,7 @@ from .models import (
     ScaledConditional,
     ScaleTableModule,
     _std_normal_cdf,
+    lower_bound,
 )
 from .tables import PRECISION, CodingTables
 
@@ -168,10 +169,10 @@ class GaussianMixtureConditional(ScaleTableModule):
             if tuple(t.shape) != expected:
                 raise ValueError(f"{name} must have shape {expected}, got {tuple(t.shape)}")
         v = torch.abs(values.unsqueeze(-1) - means)
-        scales = scales.clamp_min(self.scale_min)
+        scales = lower_bound(scales, self.scale_min)
         mass = _std_normal_cdf((0.5 - v) / scales) - _std_normal_cdf((-0.5 - v) / scales)
         weights = torch.softmax(weight_logits, dim=-1)
-        return (weights * mass).sum(dim=-1).clamp_min(LIKELIHOOD_BOUND)
+        return lower_bound((weights * mass).sum(dim=-1), LIKELIHOOD_BOUND)
 
     @torch.no_grad()
     def quantize_params(

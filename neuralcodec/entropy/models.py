@@ -52,6 +52,28 @@ def _std_normal_cdf(x: torch.Tensor) -> torch.Tensor:
     return 0.5 * torch.erfc(-x * (2**-0.5))
 
 
+class _LowerBound(torch.autograd.Function):
+    """``max(x, bound)`` whose gradient still flows below the bound when it points upward."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, bound: float) -> torch.Tensor:
+        ctx.save_for_backward(x)
+        ctx.bound = bound
+        return x.clamp_min(bound)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        (x,) = ctx.saved_tensors
+        passes = (x >= ctx.bound) | (grad < 0)
+        return grad * passes.to(grad.dtype), None
+
+
+def lower_bound(x: torch.Tensor, bound: float) -> torch.Tensor:
+    """Clamp from below for training: values stuck under ``bound`` (a scale that starts too
+    small, a likelihood that underflows) still receive the gradient that would lift them."""
+    return _LowerBound.apply(x, bound)
+
+
 class FactorizedDensity(nn.Module):
     """Per-channel density ``p_c`` whose CDF is a monotone MLP of the scalar input.
 
@@ -94,7 +116,7 @@ class FactorizedDensity(nn.Module):
         sign = -torch.sign(lower + upper).detach()
         lik = torch.abs(torch.sigmoid(sign * upper) - torch.sigmoid(sign * lower))
         lik = lik.reshape(c, b, h, w).permute(1, 0, 2, 3)
-        return lik.clamp_min(LIKELIHOOD_BOUND)
+        return lower_bound(lik, LIKELIHOOD_BOUND)
 
     def channel_indexes(self, shape: tuple[int, ...]) -> np.ndarray:
         """Table index of every element of a (B, C, H, W) latent: its channel, C-order, int32."""
@@ -260,8 +282,8 @@ class ScaledConditional(ScaleTableModule, abc.ABC):
         self, values: torch.Tensor, scales: torch.Tensor, means: torch.Tensor | None = None
     ) -> torch.Tensor:
         centred = values - means if means is not None else values
-        scales = scales.clamp_min(self.scale_min)
-        return self._bin_mass(centred, scales).clamp_min(LIKELIHOOD_BOUND)
+        scales = lower_bound(scales, self.scale_min)
+        return lower_bound(self._bin_mass(centred, scales), LIKELIHOOD_BOUND)
 
     def _bin_mass(self, centred: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
         v = torch.abs(centred)
