@@ -24,17 +24,26 @@ $(STAMP): pyproject.toml setup.py
 
 setup: $(STAMP)
 
-# Rebuild the C extension in place (after editing neuralcodec/entropy/*.c).
-build: $(STAMP)
+# (Re)build the C extension in place whenever its source changes.
+EXT_STAMP := build/.ext-built
+$(EXT_STAMP): $(STAMP) neuralcodec/entropy/_rangecoder.c setup.py
 	$(PY) setup.py -q build_ext --inplace --force
+	@mkdir -p build && touch $@
 
-demo: $(STAMP)
-	$(PY) -m neuralcodec.app.cli demo-report $(SAMPLE)
+build: $(EXT_STAMP)
 
-test: $(STAMP) build
+# The main job on the bundled sample: encode to .ncf, decode to PNG, then a short report
+# (codec, bpp, PSNR, times, and JPEG at the closest size).
+demo: build
+	@mkdir -p build/demo
+	$(VENV)/bin/codec encode $(SAMPLE) build/demo/sample.ncf --force
+	$(VENV)/bin/codec decode build/demo/sample.ncf build/demo/sample-decoded.png --force
+	@$(VENV)/bin/codec demo-report $(SAMPLE)
+
+test: build
 	$(PY) -m pytest -q
 
-test-slow: $(STAMP) build
+test-slow: build
 	$(PY) -m pytest -q -m slow
 
 lint: $(STAMP)
@@ -46,6 +55,7 @@ format: $(STAMP)
 
 # AddressSanitizer + UBSan build of the range coder, then the coder tests and the fuzz test.
 asan: $(STAMP)
+	rm -f $(EXT_STAMP)
 	rm -f neuralcodec/entropy/_rangecoder*.so
 	NEURALCODEC_ASAN=1 $(PY) setup.py -q build_ext --inplace --force -b build/asan -t build/asan-tmp
 	LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \

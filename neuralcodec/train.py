@@ -69,6 +69,8 @@ def save_checkpoint(
 
 def warm_start(model: HyperpriorModel, path: Path) -> int:
     src = load_file(str(path))
+    # Shipped weights (weights/*.safetensors) keep the float model under "model.".
+    src = {k.removeprefix("model."): v for k, v in src.items() if not k.startswith("frozen.")}
     own = model.state_dict()
     matched = {k: v for k, v in src.items() if k in own and own[k].shape == v.shape}
     model.load_state_dict(matched, strict=False)

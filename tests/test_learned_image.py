@@ -89,8 +89,15 @@ def test_decoding_is_identical_across_processes_and_thread_counts(tiny, tmp_path
     (tmp_path / "y").write_bytes(enc.streams["y"])
     outputs = []
     for threads in (1, 2):
-        args = [sys.executable, "-c", _DECODE_SCRIPT, str(threads), str(tiny["mean-scale"]),
-                str(tmp_path / "z"), str(tmp_path / "y")]
+        args = [
+            sys.executable,
+            "-c",
+            _DECODE_SCRIPT,
+            str(threads),
+            str(tiny["mean-scale"]),
+            str(tmp_path / "z"),
+            str(tmp_path / "y"),
+        ]
         outputs.append(
             subprocess.run(args, capture_output=True, check=True, cwd=ROOT, timeout=600).stdout
         )

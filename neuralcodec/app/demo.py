@@ -190,7 +190,8 @@ def _pick_crop(state: dict | None, size: int, evt: Any) -> list[Any]:
     return [cx, cy, *_crop_views(state, cx, cy, size)]
 
 
-def _compress_tab(gr: Any, config: DemoConfig) -> None:
+def _compress_tab(gr: Any, config: DemoConfig) -> tuple[Any, Any]:
+    """Lay out the tab and wire its events; returns (page-load function, its output)."""
     codecs = core.ncf_codecs()
     first = codecs[0] if codecs else None
     with gr.Row(equal_height=False):
@@ -208,7 +209,10 @@ def _compress_tab(gr: Any, config: DemoConfig) -> None:
                 info=None if codecs else "no learned codec has weights here yet",
             )
             mode = gr.Radio([QUALITY, TARGET], value=QUALITY, label="Rate control")
-            lo, hi = core.quality_range(first) if first else (1, 8)
+            # API calls are checked against the range of every codec (each page narrows it to
+            # the chosen codec's range on load); demo_core checks the codec's own range.
+            ranges = [core.quality_range(n) for n in codecs] or [(1, 8)]
+            lo, hi = min(r[0] for r in ranges), max(r[1] for r in ranges)
             quality = gr.Slider(
                 lo, hi, value=(lo + hi) // 2, step=1, label="Quality (higher = better, bigger)"
             )
@@ -290,6 +294,7 @@ def _compress_tab(gr: Any, config: DemoConfig) -> None:
         return _pick_crop(state, size, evt)
 
     where.select(pick, [state, size], [cx, cy, where, *crops], api_visibility="private")
+    return (lambda: _quality_slider(first)), quality
 
 
 # ----------------------------------------------------------------------------- Decompress tab
@@ -394,12 +399,13 @@ def build_app(config: DemoConfig | None = None) -> Any:
         gr.Markdown(f"# {TITLE}\n{INTRO}")
         with gr.Tabs():
             with gr.Tab("Compress", id="compress"):
-                _compress_tab(gr, config)
+                load_quality, quality = _compress_tab(gr, config)
             with gr.Tab("Decompress", id="decompress"):
                 _decompress_tab(gr, config)
             with gr.Tab("Benchmarks", id="benchmarks"):
                 load, outputs = _benchmarks_tab(gr, config)
         app.load(load, None, outputs, api_visibility="private")
+        app.load(load_quality, None, quality, api_visibility="private")
     app.queue(default_concurrency_limit=1, max_size=32)
     return app
 

@@ -78,15 +78,21 @@ def run(args: argparse.Namespace) -> int:
         f"ours ({args.codec})": time_ours(args.codec, img, args.quality, args.repeat),
         "compressai mbt2018_mean": time_compressai(img, args.quality, args.repeat),
     }
-    print(f"{path.name} {img.shape[1]}x{img.shape[0]}, quality {args.quality}, "
-          f"{torch.get_num_threads()} threads, best of {args.repeat}")
+    print(
+        f"{path.name} {img.shape[1]}x{img.shape[0]}, quality {args.quality}, "
+        f"{torch.get_num_threads()} threads, best of {args.repeat}"
+    )
     print(f"{'coder':28s} {'encode s':>9s} {'decode s':>9s} {'bytes':>8s}")
     for name, r in rows.items():
         print(f"{name:28s} {r['enc_s']:9.3f} {r['dec_s']:9.3f} {r['bytes']:8d}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        payload = {"image": str(path.name), "quality": args.quality,
-                   "threads": torch.get_num_threads(), "results": rows}
+        payload = {
+            "image": str(path.name),
+            "quality": args.quality,
+            "threads": torch.get_num_threads(),
+            "results": rows,
+        }
         args.json.write_text(json.dumps(payload, indent=2) + "\n")
     return 0
 

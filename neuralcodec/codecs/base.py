@@ -60,7 +60,9 @@ class Codec:
     def check_quality(self, quality: int) -> int:
         lo, hi = self.quality_range
         if not isinstance(quality, (int, np.integer)) or not lo <= int(quality) <= hi:
-            raise CodecError(f"{self.name}: quality must be an integer in {lo}..{hi}, got {quality!r}")
+            raise CodecError(
+                f"{self.name}: quality must be an integer in {lo}..{hi}, got {quality!r}"
+            )
         return int(quality)
 
     # .ncf codecs

@@ -61,8 +61,9 @@ class HyperpriorCodec(WeightsFile, Codec):
     def frozen(self) -> tuple[FrozenHyperprior, str]:
         frozen, sha = super().frozen()
         if frozen.config.kind != self.kind:
-            raise WeightsError(f"{self.weights_path} holds a {frozen.config.kind!r} model, "
-                               f"not {self.kind!r}")
+            raise WeightsError(
+                f"{self.weights_path} holds a {frozen.config.kind!r} model, not {self.kind!r}"
+            )
         return frozen, sha
 
     # -- coding ---------------------------------------------------------------------------
