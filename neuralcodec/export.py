@@ -1,11 +1,13 @@
 """Freeze a training checkpoint into shipped weights and record it in ``weights/manifest.json``.
 
-    python -m neuralcodec.export --checkpoint runs/msh/last.safetensors --name mbt-mean \
-        [--eval-dir ../shared/data/kodak]
+    python -m neuralcodec.export --checkpoint runs/msh/last.safetensors --name mbt-mean
+    codec bench rd --dataset ../shared/data/kodak --codecs mbt-mean --out results/kodak
+    python -m neuralcodec.export --name mbt-mean --eval-results results/kodak/results.json
 
 Writes ``weights/<name>.safetensors`` (float transforms + frozen integer tables + fixed-point
-hyper-synthesis), then measures bpp (real .ncf sizes) and PSNR of every quality level through the
-actual codec on ``--eval-dir`` and stores them with the training facts in the manifest.
+networks) and its entry in the manifest (architecture, sha256, training facts). After
+``codec bench rd`` has measured the codec, ``--eval-results results/kodak/results.json`` copies
+its per-quality Kodak points (real .ncf sizes) into the entry, checked against the weights hash.
 """
 
 from __future__ import annotations
@@ -13,10 +15,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
-import numpy as np
 from safetensors import safe_open
 from safetensors.torch import load_file
 
@@ -36,40 +36,50 @@ def load_checkpoint(path: Path) -> tuple[HyperpriorModel | elic.ElicModel, dict]
     return model.eval(), meta
 
 
-def evaluate(name: str, images: list[Path]) -> list[dict]:
-    """Average bpp / PSNR per quality over ``images`` through the full .ncf path."""
-    from .api import decode_bytes, encode_array
-    from .codecs.base import get_codec
-    from .datasets.images import read_image
+def eval_points(name: str, sha: str, results: Path) -> dict:
+    """Mean points of ``name`` from a ``codec bench rd`` results.json, measured with ``sha``."""
+    doc = json.loads(results.read_text())
+    codec = doc.get("codecs", {}).get(name)
+    if codec is None or codec.get("weights_sha256") != sha:
+        raise SystemExit(f"error: {results} has no results of {name} with weights {sha[:12]}")
+    points = sorted(
+        ({"quality": int(q), **p["mean"]} for q, p in codec["points"].items() if "mean" in p),
+        key=lambda r: r["quality"],
+    )
+    n = points[0]["n_images"] if points else 0
+    return {
+        "dataset": Path(doc["dataset"]).name,
+        "images": n,
+        "source": str(results),
+        "points": points,
+    }
 
-    codec = get_codec(name)
-    lo, hi = codec.quality_range
-    rows = []
-    arrays = [read_image(p) for p in images]
-    for q in range(lo, hi + 1):
-        bpps, psnrs, t_enc, t_dec = [], [], 0.0, 0.0
-        for img in arrays:
-            t0 = time.perf_counter()
-            data = encode_array(img, name, q)
-            t1 = time.perf_counter()
-            rec, _ = decode_bytes(data)
-            t_dec += time.perf_counter() - t1
-            t_enc += t1 - t0
-            mse = np.mean((rec.astype(np.float64) - img.astype(np.float64)) ** 2)
-            bpps.append(8 * len(data) / (img.shape[0] * img.shape[1]))
-            psnrs.append(10 * np.log10(255**2 / max(mse, 1e-10)))
-        n = len(arrays)
-        rows.append(
-            {
-                "quality": q,
-                "bpp": float(np.mean(bpps)),
-                "psnr": float(np.mean(psnrs)),
-                "enc_s": t_enc / n,
-                "dec_s": t_dec / n,
-            }
-        )
-        print(f"q{q}: bpp {rows[-1]['bpp']:.4f} psnr {rows[-1]['psnr']:.2f}", flush=True)
-    return rows
+
+def export(args: argparse.Namespace) -> dict:
+    """Freeze ``args.checkpoint`` into ``weights/<name>.safetensors``; the manifest entry."""
+    model, meta = load_checkpoint(args.checkpoint)
+    step = int(meta.get("step", 0))
+    module = elic if isinstance(model, elic.ElicModel) else frozen
+    frozen_model = module.freeze(model, meta={"model_id": f"{args.name}-s{step}", "step": step})
+    args.weights_dir.mkdir(parents=True, exist_ok=True)
+    out = args.weights_dir / f"{args.name}.safetensors"
+    sha = module.save(frozen_model, out)
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, sha256 {sha[:12]}...)")
+    return {
+        "name": args.name,
+        "file": out.name,
+        "sha256": sha,
+        "size_bytes": out.stat().st_size,
+        "architecture": model.config.to_dict(),
+        "model_id": frozen_model.meta["model_id"],
+        "qualities": list(range(1, len(model.config.lambdas) + 1)),
+        "training": {
+            "data": args.training_data,
+            "steps": step,
+            "batch": args.batch,
+            "crop": args.crop,
+        },
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,45 +88,38 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--checkpoint", type=Path, required=True)
+    p.add_argument("--checkpoint", type=Path, help="training checkpoint to freeze")
     p.add_argument("--name", required=True, help="codec name, e.g. mbt-mean")
     p.add_argument("--weights-dir", type=Path, default=Path("weights"))
-    p.add_argument("--eval-dir", type=Path, default=None, help="folder of PNGs to measure on")
+    p.add_argument(
+        "--eval-results",
+        type=Path,
+        help="attach the points `codec bench rd` measured with these weights (results.json)",
+    )
     p.add_argument(
         "--training-data",
         default="shared/data/train (bsds500, sun_hays80, urban100, wikipedia_photos, set5)",
     )
+    p.add_argument("--batch", type=int, default=8, help="training batch size, for the record")
+    p.add_argument("--crop", type=int, default=128, help="training crop size, for the record")
     args = p.parse_args(argv)
+    if args.checkpoint is None and args.eval_results is None:
+        p.error("give --checkpoint, --eval-results or both")
 
-    model, meta = load_checkpoint(args.checkpoint)
-    step = int(meta.get("step", 0))
-    module = elic if isinstance(model, elic.ElicModel) else frozen
-    frozen_model = module.freeze(model, meta={"model_id": f"{args.name}-s{step}", "step": step})
-    args.weights_dir.mkdir(parents=True, exist_ok=True)
-    out = args.weights_dir / f"{args.name}.safetensors"
-    sha = module.save(frozen_model, out)
-    entry = {
-        "name": args.name,
-        "file": out.name,
-        "sha256": sha,
-        "size_bytes": out.stat().st_size,
-        "architecture": model.config.to_dict(),
-        "model_id": frozen_model.meta["model_id"],
-        "qualities": list(range(1, len(model.config.lambdas) + 1)),
-        "training": {"data": args.training_data, "steps": step},
-    }
-    if args.eval_dir:
-        images = sorted(args.eval_dir.glob("*.png"))
-        entry["eval"] = {
-            "dataset": args.eval_dir.name,
-            "images": len(images),
-            "points": evaluate(args.name, images),
-        }
     manifest_path = args.weights_dir / "manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {"models": []}
-    manifest["models"] = [m for m in manifest["models"] if m["name"] != args.name] + [entry]
+    entries = {m["name"]: m for m in manifest["models"]}
+    if args.checkpoint is not None:
+        entries[args.name] = export(args)
+    if args.eval_results is not None:
+        if args.name not in entries:
+            p.error(f"{args.name} is not in {manifest_path}")
+        entry = entries[args.name]
+        entry["eval"] = eval_points(args.name, entry["sha256"], args.eval_results)
+        for r in entry["eval"]["points"]:
+            print(f"q{r['quality']}: bpp {r['bpp']:.4f} psnr {r['psnr']:.2f}")
+    manifest["models"] = list(entries.values())
     manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
-    print(f"wrote {out} ({entry['size_bytes'] / 1e6:.1f} MB, sha256 {sha[:12]}...)")
     return 0
 
 

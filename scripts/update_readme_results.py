@@ -89,8 +89,66 @@ def section(results_dir: Path, readme_dir: Path) -> str:
             results_table(doc),
             "",
             f"![RD curves, PSNR]({rel}/rd_psnr.png)",
+            *extra_tables(results_dir.parent),
         ]
     )
+
+
+ENTROPY_CODERS = (
+    ("ours", "ours (C range coder, 4 lanes)"),
+    ("compressai_rans", "CompressAI rANS"),
+    ("constriction_range", "constriction range coder"),
+    ("constriction_ans", "constriction ANS"),
+)
+
+
+def entropy_table(doc: dict) -> list[str]:
+    """``codec bench entropy --json`` output as a markdown table."""
+    lines = [
+        "",
+        f"Entropy coders, {doc['n']:,} symbols from 64 discretised Gaussians, 16-bit tables, one "
+        "thread (`codec bench entropy --json results/entropy.json`):",
+        "",
+        "| coder | encode Msym/s | decode Msym/s | bytes | overhead vs ideal |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for key, label in ENTROPY_CODERS:
+        r = doc.get(key)
+        if r and "enc_msym_s" in r:
+            lines.append(
+                f"| {label} | {r['enc_msym_s']:.1f} | {r['dec_msym_s']:.1f} | {r['bytes']:,} "
+                f"| {r['overhead_pct']:+.3f}% |"
+            )
+    return lines
+
+
+def speed_table(doc: dict) -> list[str]:
+    """``codec bench speed --json`` output as a markdown table."""
+    lines = [
+        "",
+        f"Learned codec speed on {doc['image']} at quality {doc['quality']}, "
+        f"{doc['threads']} threads, best of several runs "
+        "(`codec bench speed --json results/speed.json`):",
+        "",
+        "| implementation | encode s | decode s | bytes |",
+        "|---|---:|---:|---:|",
+    ]
+    for name, r in doc["results"].items():
+        lines.append(f"| {name} | {r['enc_s']:.3f} | {r['dec_s']:.3f} | {r['bytes']:,} |")
+    return lines
+
+
+def extra_tables(results_root: Path) -> list[str]:
+    """Tables of the other benchmarks whose JSON output sits in ``results/``, if present."""
+    out: list[str] = []
+    for name, render in (("entropy.json", entropy_table), ("speed.json", speed_table)):
+        path = results_root / name
+        if path.is_file():
+            try:
+                out += render(json.loads(path.read_text()))
+            except (json.JSONDecodeError, KeyError, TypeError) as exc:
+                raise ReadmeError(f"cannot read {path}: {exc}") from None
+    return out
 
 
 def replace_section(text: str, body: str) -> str:

@@ -337,3 +337,15 @@ def test_ncf_codecs_are_measured_through_the_container(setup):
     assert entry["bytes"] == len(api.encode_array(img, "test-zlib", 9))  # whole .ncf file
     assert entry["psnr"] == metrics.PSNR_CAP  # lossless
     assert doc["codecs"]["test-zlib"]["writes_ncf"] is True
+
+
+def test_results_measured_with_other_weights_are_measured_again(tmp_path, monkeypatch):
+    shas = {"test-zlib": "a" * 64}
+    monkeypatch.setattr(rd, "_weights_sha", lambda name: shas.get(name))
+    store = rd.ResultsStore(tmp_path / "results.json", tmp_path / "kodak")
+    store.describe("test-zlib")
+    store.add("test-zlib", 3, "img.png", {"bpp": 1.0})
+    assert not store.forget_stale("test-zlib") and store.has("test-zlib", 3, "img.png")
+    shas["test-zlib"] = "b" * 64
+    assert store.forget_stale("test-zlib")
+    assert not store.has("test-zlib", 3, "img.png")

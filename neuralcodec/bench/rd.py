@@ -228,6 +228,18 @@ def _measure_in_worker(name: str, quality: int, path: str) -> dict[str, Any]:
 # results.json
 
 
+def _weights_sha(name: str) -> str | None:
+    """sha256 of the weights a learned codec uses now (None for codecs without weights)."""
+    codec = get_codec(name)
+    sha = getattr(codec, "weights_sha256", None)
+    if not callable(sha) or not getattr(codec, "weights_available", lambda: False)():
+        return None
+    try:
+        return sha()
+    except TypeError:  # codecs whose hook takes a model id have no single weights file
+        return None
+
+
 class ResultsStore:
     """The JSON document of results: ``codecs -> name -> points -> "<q>" -> images -> entry``."""
 
@@ -270,6 +282,17 @@ class ResultsStore:
         cls = codec_class(name)
         codec = self.doc["codecs"].setdefault(name, {"points": {}})
         codec.update(description=cls.description, writes_ncf=cls.writes_ncf)
+        sha = _weights_sha(name)
+        if sha:
+            codec["weights_sha256"] = sha
+
+    def forget_stale(self, name: str) -> bool:
+        """Drop ``name``'s points when they were measured with other weights than today's."""
+        stored = self.doc["codecs"].get(name, {}).get("weights_sha256")
+        if stored is None or stored == _weights_sha(name):
+            return False
+        del self.doc["codecs"][name]
+        return True
 
     def update_means(self, images: list[str]) -> None:
         """Set each point's ``mean`` over ``images`` (dropped where an image is missing)."""
@@ -354,6 +377,9 @@ def run_points(plan: Plan, store: ResultsStore, jobs: int, log) -> list[str]:
     failed: set[str] = set()
     bar = tqdm(total=plan.todo(store), unit="img", disable=not sys.stderr.isatty(), leave=False)
     ctx = get_context("spawn")
+    for name in dict.fromkeys(n for n, _ in plan.work):
+        if store.forget_stale(name):
+            log(f"{name}: weights changed since the stored results; measuring again")
     with bar, ProcessPoolExecutor(jobs, mp_context=ctx) if jobs > 1 else _NoPool() as pool:
         for name, quality in plan.work:
             missing = [p for p in plan.images if not store.has(name, quality, p.name)]
