@@ -32,7 +32,7 @@ from ..entropy.tables import CodingTables
 from ..models.elic import KIND, FrozenElic, checkerboard_masks, load
 from ..models.fixedpoint import ACT_BITS
 from .base import Codec, CodecError, Encoded, register
-from .learned_image import IMAGE_EXTENSIONS, PAD_MULTIPLE, _pad, _to_tensor
+from .learned_image import IMAGE_EXTENSIONS, PAD_MULTIPLE, _pad, _to_tensor, synthesis_threads
 from .weights import WeightsFile
 
 # values(k, positions, scale-table indexes, means_fx) -> int32 values of that (group, pass)
@@ -192,6 +192,7 @@ class ElicCodec(WeightsFile, Codec):
         h, w = hw
         with torch.no_grad():
             y_hat = (y_hat_fx * 2.0**-ACT_BITS).float()
-            x_hat = model.g_s(y_hat * model.y_gain.inverse(torch.tensor([qi])))
+            with synthesis_threads():
+                x_hat = model.g_s(y_hat * model.y_gain.inverse(torch.tensor([qi])))
         img = x_hat[0, :, :h, :w].clamp(0, 1).mul(255).round().to(torch.uint8)
         return img.permute(1, 2, 0).contiguous().numpy()

@@ -17,6 +17,8 @@ records their sha256 so a file is never decoded with other weights.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import ClassVar
 
 import numpy as np
@@ -32,6 +34,26 @@ from .weights import WeightsFile, weights_dir
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".ppm", ".pgm")
 
 PAD_MULTIPLE = 64
+
+
+SYNTHESIS_THREADS = 1
+
+
+@contextmanager
+def synthesis_threads() -> Iterator[None]:
+    """Run the float synthesis on a fixed number of threads.
+
+    The CPU convolution library picks kernels and reduction order by thread count, so without
+    this the decoded pixels would depend on the caller's ``torch.set_num_threads`` (measured on
+    Kodak: 1 and 8 threads vs 2-4 threads differ in a few pixels). Everything before the
+    synthesis is exact integer arithmetic and does not need it.
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(SYNTHESIS_THREADS)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _pad(x: torch.Tensor) -> torch.Tensor:
@@ -95,7 +117,8 @@ class HyperpriorCodec(WeightsFile, Codec):
         model = frozen.model
         with torch.no_grad():
             y_hat = self._decode_latents(frozen, encoded.streams, qi, (ph // 16, pw // 16))
-            x_hat = model.g_s(y_hat * model.y_gain.inverse(qi))
+            with synthesis_threads():
+                x_hat = model.g_s(y_hat * model.y_gain.inverse(qi))
         img = x_hat[0, :, :h, :w].clamp(0, 1).mul(255).round().to(torch.uint8)
         return img.permute(1, 2, 0).contiguous().numpy()
 
