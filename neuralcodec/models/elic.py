@@ -34,15 +34,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors import safe_open
-from safetensors.numpy import load_file as load_numpy
 from safetensors.numpy import save_file as save_numpy
 from torch import nn
 
 from ..entropy.models import FactorizedDensity, GaussianConditional, quantize_noise, quantize_ste
 from ..entropy.tables import CodingTables
 from .fixedpoint import ACT_BITS, ACT_LIMIT, FixedPointError, FixedPointNet
-from .frozen import WeightsError, sha256_file
+from .frozen import WeightsError, read_weights_file, sha256_file
 from .hyperprior import DEFAULT_LAMBDAS, GainUnits
 from .transforms import analysis, hyper_analysis, hyper_synthesis, synthesis
 
@@ -327,17 +325,7 @@ def save(frozen: FrozenElic, path: Path) -> str:
 
 
 def _read(path: Path) -> tuple[dict[str, np.ndarray], ElicConfig, dict]:
-    try:
-        with safe_open(str(path), framework="numpy") as f:
-            metadata = f.metadata() or {}
-        arrays = load_numpy(str(path))
-        config = ElicConfig.from_dict(json.loads(metadata["config"]))
-        meta = json.loads(metadata.get("meta", "{}"))
-    except FileNotFoundError:
-        raise WeightsError(f"weights file {path} not found") from None
-    except (OSError, KeyError, TypeError, ValueError, json.JSONDecodeError) as exc:
-        raise WeightsError(f"cannot read ELIC weights {path}: {exc}") from None
-    return arrays, config, meta
+    return read_weights_file(path, ElicConfig.from_dict)
 
 
 def load(path: Path) -> FrozenElic:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import safe_open
 from safetensors.numpy import load_file as load_numpy
 from safetensors.numpy import save_file as save_numpy
 
@@ -85,20 +86,24 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def load(path: Path) -> FrozenHyperprior:
+def read_weights_file(path: Path, config_from_dict) -> tuple[dict[str, np.ndarray], object, dict]:
+    """(arrays, config, meta) of a weights file; ``WeightsError`` with one line if unreadable."""
     path = Path(path)
     try:
-        from safetensors import safe_open
-
         with safe_open(str(path), framework="numpy") as f:
             metadata = f.metadata() or {}
         arrays = load_numpy(str(path))
-        config = HyperpriorConfig.from_dict(json.loads(metadata["config"]))
+        config = config_from_dict(json.loads(metadata["config"]))
         meta = json.loads(metadata.get("meta", "{}"))
     except FileNotFoundError:
         raise WeightsError(f"weights file {path} not found") from None
-    except (OSError, KeyError, ValueError, json.JSONDecodeError) as exc:
+    except (OSError, KeyError, TypeError, ValueError, json.JSONDecodeError) as exc:
         raise WeightsError(f"cannot read weights {path}: {exc}") from None
+    return arrays, config, meta
+
+
+def load(path: Path) -> FrozenHyperprior:
+    arrays, config, meta = read_weights_file(path, HyperpriorConfig.from_dict)
     model = HyperpriorModel(config)
     state = {
         k[len("model.") :]: torch.from_numpy(v.copy())
