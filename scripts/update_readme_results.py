@@ -128,7 +128,9 @@ def speed_table(doc: dict) -> list[str]:
         "",
         f"Learned codec speed on {doc['image']} at quality {doc['quality']}, "
         f"{doc['threads']} threads, best of several runs "
-        "(`codec bench speed --json results/speed.json`):",
+        "(`codec bench speed --json results/speed.json`). CompressAI runs with random weights "
+        "(`pretrained=False`, as no weights can be downloaded here), which leaves its amount of "
+        "work unchanged but makes its byte count meaningless:",
         "",
         "| implementation | encode s | decode s | bytes |",
         "|---|---:|---:|---:|",
