@@ -40,7 +40,7 @@ from torch import nn
 from ..entropy.models import FactorizedDensity, GaussianConditional, quantize_noise, quantize_ste
 from ..entropy.tables import CodingTables
 from .fixedpoint import ACT_BITS, ACT_LIMIT, FixedPointError, FixedPointNet
-from .frozen import WeightsError, read_weights_file, sha256_file
+from .frozen import WeightsError, fixed_inverse_gains, read_weights_file, sha256_file
 from .hyperprior import DEFAULT_LAMBDAS, GainUnits
 from .transforms import analysis, hyper_analysis, hyper_synthesis, synthesis
 
@@ -280,13 +280,12 @@ class FrozenElic:
 def freeze(model: ElicModel, meta: dict | None = None) -> FrozenElic:
     model = model.eval()
     with torch.no_grad():
-        zinv = torch.exp(model.z_gain.log_inverse.detach().double())
         return FrozenElic(
             model=model,
             y_tables=model.y_conditional.freeze(),
             z_tables=model.z_density.freeze(),
             hs_fixed=FixedPointNet.from_sequential(model.h_s),
-            z_inverse_fixed=torch.round(zinv * 2**ACT_BITS).numpy().astype(np.int64),
+            z_inverse_fixed=fixed_inverse_gains(model.z_gain),
             channel_fixed=[FixedPointNet.from_sequential(s) for s in model.channel_ctx],
             spatial_fixed=[FixedPointNet.from_sequential(s) for s in model.spatial_ctx],
             agg_fixed=[FixedPointNet.from_sequential(s) for s in model.param_agg],

@@ -25,7 +25,7 @@ from safetensors.numpy import save_file as save_numpy
 
 from ..entropy.tables import CodingTables
 from .fixedpoint import ACT_BITS, FixedPointNet
-from .hyperprior import HyperpriorConfig, HyperpriorModel
+from .hyperprior import GainUnits, HyperpriorConfig, HyperpriorModel
 
 
 class WeightsError(ValueError):
@@ -46,18 +46,23 @@ class FrozenHyperprior:
         return self.model.config
 
 
+def fixed_inverse_gains(gains: GainUnits) -> np.ndarray:
+    """int64 [Q, C]: the learned inverse gains at scale 2^ACT_BITS, input of a fixed-point net."""
+    inverse = torch.exp(gains.log_inverse.detach().double())
+    return torch.round(inverse * 2**ACT_BITS).numpy().astype(np.int64)
+
+
 def freeze(model: HyperpriorModel, meta: dict | None = None) -> FrozenHyperprior:
     model = model.eval()
     with torch.no_grad():
         if model.config.kind == "factorized":
             return FrozenHyperprior(model, model.y_density.freeze(), None, None, None, meta or {})
-        zinv = torch.exp(model.z_gain.log_inverse.detach().double())
         return FrozenHyperprior(
             model=model,
             y_tables=model.y_conditional.freeze(),
             z_tables=model.z_density.freeze(),
             hs_fixed=FixedPointNet.from_sequential(model.h_s),
-            z_inverse_fixed=torch.round(zinv * 2**ACT_BITS).numpy().astype(np.int64),
+            z_inverse_fixed=fixed_inverse_gains(model.z_gain),
             meta=dict(meta or {}),
         )
 
