@@ -21,6 +21,7 @@ from safetensors.torch import load_file, save_file
 from .datasets.training import CropSampler, default_data_root
 from .models.elic import ElicConfig, ElicModel
 from .models.hyperprior import HyperpriorConfig, HyperpriorModel, rd_loss
+from .models.transforms import HybridAnalysis, init_block_basis
 
 MODEL_KINDS = ("mean-scale", "scale", "factorized", "elic")
 
@@ -29,6 +30,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", choices=MODEL_KINDS, default="mean-scale")
     p.add_argument("--n", type=int, default=96, help="transform width")
     p.add_argument("--m", type=int, default=160, help="latent channels")
+    p.add_argument(
+        "--transform",
+        choices=("gdn", "hybrid"),
+        default="gdn",
+        help="g_a/g_s: GDN stack, or block transform + GDN residual (see models/transforms.py)",
+    )
     p.add_argument("--data", type=Path, default=None, help="training image folder")
     p.add_argument("--out", type=Path, required=True, help="checkpoint directory")
     p.add_argument("--steps", type=int, default=20000)
@@ -83,9 +90,11 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     # Contiguous (NCHW) memory: channels-last measured 3x slower for these layers on this CPU.
     if args.model == "elic":
-        model = ElicModel(ElicConfig(n=args.n, m=args.m))
+        model = ElicModel(ElicConfig(n=args.n, m=args.m, transform=args.transform))
     else:
-        model = HyperpriorModel(HyperpriorConfig(kind=args.model, n=args.n, m=args.m))
+        model = HyperpriorModel(
+            HyperpriorConfig(kind=args.model, n=args.n, m=args.m, transform=args.transform)
+        )
     config = model.config
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     step = 0
@@ -97,6 +106,8 @@ def run(args: argparse.Namespace) -> int:
     elif args.init is not None:
         print(f"warm start: {warm_start(model, args.init)} tensors from {args.init}")
     data = CropSampler(args.data or default_data_root() / "train", args.crop, seed=args.seed + step)
+    if step == 0 and args.init is None and isinstance(model.g_a, HybridAnalysis):
+        init_block_basis(model.g_a, model.g_s, data.batch(512, crop=64))
     lambdas = torch.tensor(config.lambdas)
     args.out.mkdir(parents=True, exist_ok=True)
     log = (args.out / "train.log").open("a")

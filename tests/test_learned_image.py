@@ -12,12 +12,13 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from safetensors.torch import load_file
 
 from neuralcodec.codecs.base import Encoded
 from neuralcodec.codecs.learned_image import BmshjFactorized, BmshjHyperprior, MbtMean, manifest
 from neuralcodec.entropy.cdf import information_bits
 from neuralcodec.models.fixedpoint import ACT_BITS, FixedPointNet, to_fixed
-from neuralcodec.models.frozen import WeightsError, freeze, save, sha256_file
+from neuralcodec.models.frozen import WeightsError, freeze, load, save, sha256_file
 from neuralcodec.models.hyperprior import HyperpriorConfig, HyperpriorModel
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -118,6 +119,23 @@ def test_fixed_point_net_survives_storage(tiny):
     again = FixedPointNet.from_arrays(frozen.hs_fixed.to_arrays("x."), "x.")
     z = to_fixed(torch.randn(1, 32, 2, 3) * 4)
     assert torch.equal(again(z), frozen.hs_fixed(z))
+
+
+def test_weights_file_keeps_one_copy_of_the_hyper_synthesis(tmp_path):
+    torch.manual_seed(1)
+    model = HyperpriorModel(HyperpriorConfig(kind="mean-scale", n=32, m=48)).eval()
+    path = tmp_path / "w.safetensors"
+    save(freeze(model), path)
+    stored = load_file(str(path))
+    assert not any(k.startswith("model.h_s.") for k in stored)
+    assert stored["model.g_s.0.weight"].dtype == torch.float16
+    assert stored["frozen.hs.0.weight"].dtype == torch.int16
+    restored = load(path).model
+    for name, ref in model.h_s.state_dict().items():
+        got = restored.h_s.state_dict()[name]
+        assert torch.allclose(got, ref, atol=2e-4 * float(ref.abs().max()) + 1e-6), name
+    g = restored.g_s[0].weight
+    assert torch.allclose(g, model.g_s[0].weight, rtol=1e-3, atol=1e-6)
 
 
 def test_estimated_rate_matches_coded_size(tiny):

@@ -40,9 +40,16 @@ from torch import nn
 from ..entropy.models import FactorizedDensity, GaussianConditional, quantize_noise, quantize_ste
 from ..entropy.tables import CodingTables
 from .fixedpoint import ACT_BITS, ACT_LIMIT, FixedPointError, FixedPointNet
-from .frozen import WeightsError, fixed_inverse_gains, read_weights_file, sha256_file
+from .frozen import (
+    WeightsError,
+    fixed_inverse_gains,
+    float_arrays,
+    read_weights_file,
+    restore_model,
+    sha256_file,
+)
 from .hyperprior import DEFAULT_LAMBDAS, GainUnits
-from .transforms import analysis, hyper_analysis, hyper_synthesis, synthesis
+from .transforms import hyper_analysis, hyper_synthesis, make_transforms
 
 KIND = "elic"
 ACT_SCALE = 2.0**ACT_BITS
@@ -69,6 +76,7 @@ class ElicConfig:
     groups: tuple[int, ...] = ()  # empty: uneven_groups(m)
     ctx_hidden: int = 64  # width of the channel-context convolutions
     agg_hidden: int = 192  # width of the parameter-aggregation 1x1 convolutions
+    transform: str = "gdn"  # g_a/g_s: "gdn" | "hybrid" (see transforms.py)
     lambdas: tuple[float, ...] = field(default_factory=lambda: DEFAULT_LAMBDAS)
 
     def __post_init__(self) -> None:
@@ -146,8 +154,7 @@ class ElicModel(nn.Module):
         super().__init__()
         self.config = config
         n, m = config.n, config.m
-        self.g_a = analysis(n, m)
-        self.g_s = synthesis(n, m)
+        self.g_a, self.g_s = make_transforms(config.transform, n, m)
         self.y_gain = GainUnits(config.lambdas, m, exponent=0.5)
         self.h_a = hyper_analysis(n, m)
         self.h_s = hyper_synthesis(n, m, 2)
@@ -297,24 +304,32 @@ def _net_lists(frozen: FrozenElic) -> dict[str, list[FixedPointNet]]:
     return {"ch": frozen.channel_fixed, "sp": frozen.spatial_fixed, "agg": frozen.agg_fixed}
 
 
-def _compact(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Fixed-point weights are below 2^15 in magnitude: store them as int16 (loads as is)."""
-    return {
-        k: v.astype(np.int16) if k.endswith(".weight") and np.abs(v).max() < 2**15 else v
-        for k, v in arrays.items()
-    }
+# Float sub-network (state_dict prefix) -> attribute list of its fixed-point twins.
+_TWIN_MODULES = {
+    "channel_ctx": "channel_fixed",
+    "spatial_ctx": "spatial_fixed",
+    "param_agg": "agg_fixed",
+}
+
+
+def _twins(frozen: FrozenElic) -> dict[str, FixedPointNet]:
+    """Every float network with an exact integer twin in the file, by module name."""
+    twins = {"h_s": frozen.hs_fixed}
+    for module, attr in _TWIN_MODULES.items():
+        twins.update({f"{module}.{i}": net for i, net in enumerate(getattr(frozen, attr))})
+    return twins
 
 
 def save(frozen: FrozenElic, path: Path) -> str:
     """Write one safetensors file (float weights, tables, fixed-point nets); returns its sha256."""
-    arrays = {f"model.{k}": v.detach().cpu().numpy() for k, v in frozen.model.state_dict().items()}
+    arrays = float_arrays(frozen.model, _twins(frozen))
     arrays.update(frozen.y_tables.to_arrays("frozen.y."))
     arrays.update(frozen.z_tables.to_arrays("frozen.z."))
-    arrays.update(_compact(frozen.hs_fixed.to_arrays("frozen.hs.")))
+    arrays.update(frozen.hs_fixed.to_arrays("frozen.hs."))
     arrays["frozen.zinv"] = frozen.z_inverse_fixed
     for name, nets in _net_lists(frozen).items():
         for i, net in enumerate(nets):
-            arrays.update(_compact(net.to_arrays(f"frozen.{name}{i}.")))
+            arrays.update(net.to_arrays(f"frozen.{name}{i}."))
     metadata = {"config": json.dumps(frozen.config.to_dict()), "meta": json.dumps(frozen.meta)}
     path = Path(path)
     tmp = path.with_suffix(path.suffix + ".tmp")
@@ -332,16 +347,14 @@ def load(path: Path) -> FrozenElic:
     path = Path(path)
     arrays, config, meta = _read(path)
     model = ElicModel(config)
-    state = {k[6:]: torch.from_numpy(v.copy()) for k, v in arrays.items() if k.startswith("model.")}
     groups = len(config.groups)
     try:
-        model.load_state_dict(state)
         nets = {
             name: [FixedPointNet.from_arrays(arrays, f"frozen.{name}{i}.") for i in range(count)]
             for name, count in (("ch", groups - 1), ("sp", groups), ("agg", groups))
         }
-        return FrozenElic(
-            model=model.eval(),
+        frozen = FrozenElic(
+            model=model,
             y_tables=CodingTables.from_arrays(arrays, "frozen.y."),
             z_tables=CodingTables.from_arrays(arrays, "frozen.z."),
             hs_fixed=FixedPointNet.from_arrays(arrays, "frozen.hs."),
@@ -351,5 +364,8 @@ def load(path: Path) -> FrozenElic:
             agg_fixed=nets["agg"],
             meta=meta,
         )
+        restore_model(model, arrays, _twins(frozen))
+        model.eval()
+        return frozen
     except (RuntimeError, KeyError, ValueError, FixedPointError) as exc:
         raise WeightsError(f"weights {path} do not match their ELIC architecture: {exc}") from None

@@ -121,13 +121,31 @@ class FixedPointNet:
         out = {}
         for k, L in enumerate(self.layers):
             p = f"{prefix}{k}."
-            out[p + "weight"] = L.weight.numpy().astype(np.int32)
+            # |weight| < 2^WEIGHT_MAGNITUDE_BITS = 2^15: int16 holds it (loads back as float64).
+            out[p + "weight"] = L.weight.numpy().astype(np.int16)
             out[p + "bias"] = L.bias.numpy().astype(np.int64)
             out[p + "meta"] = np.array(
                 [L.wbits, int(L.transposed), L.stride, L.padding, L.output_padding, int(L.relu)],
                 dtype=np.int32,
             )
         return out
+
+    def load_into(self, seq: nn.Sequential) -> None:
+        """Write the dequantised weights (``w / 2^wbits``) into the float ``seq`` it came from.
+
+        Shipped files store only this integer form of such networks; training-side code that
+        warm-starts from them gets the float network back through this.
+        """
+        convs = [m for m in seq if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
+        if len(convs) != len(self.layers):
+            raise FixedPointError(f"{len(self.layers)} stored layers for {len(convs)} convolutions")
+        with torch.no_grad():
+            for m, L in zip(convs, self.layers, strict=True):
+                if m.weight.shape != L.weight.shape:
+                    raise FixedPointError(f"stored weight {tuple(L.weight.shape)} does not fit")
+                m.weight.copy_(L.weight / 2.0**L.wbits)
+                if m.bias is not None:
+                    m.bias.copy_(L.bias / 2.0 ** (ACT_BITS + L.wbits))
 
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray], prefix: str) -> FixedPointNet:

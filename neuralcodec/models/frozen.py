@@ -24,7 +24,7 @@ from safetensors.numpy import load_file as load_numpy
 from safetensors.numpy import save_file as save_numpy
 
 from ..entropy.tables import CodingTables
-from .fixedpoint import ACT_BITS, FixedPointNet
+from .fixedpoint import ACT_BITS, FixedPointError, FixedPointNet
 from .hyperprior import GainUnits, HyperpriorConfig, HyperpriorModel
 
 
@@ -67,9 +67,57 @@ def freeze(model: HyperpriorModel, meta: dict | None = None) -> FrozenHyperprior
         )
 
 
+# Float tensors with at least this many elements are stored as float16 (the transforms' convolution
+# weights); gains, GDN and density parameters stay float32.
+HALF_MIN_ELEMENTS = 4096
+
+
+def float_arrays(model: torch.nn.Module, twins: dict[str, FixedPointNet]) -> dict[str, np.ndarray]:
+    """``model.*`` arrays of a weights file: the float parameters the coder runs in float.
+
+    Sub-networks named in ``twins`` are left out: their exact integer form is stored instead and
+    ``restore_model`` rebuilds them from it. Large tensors are stored as float16; the encoder and
+    the synthesis run with exactly these values, so nothing depends on the dropped bits.
+    """
+    skip = tuple(f"{name}." for name in twins)
+    out = {}
+    for key, value in model.state_dict().items():
+        if key.startswith(skip):
+            continue
+        a = value.detach().cpu().numpy()
+        if a.dtype == np.float32 and a.size >= HALF_MIN_ELEMENTS:
+            a = a.astype(np.float16)
+        out[f"model.{key}"] = a
+    return out
+
+
+def restore_model(
+    model: torch.nn.Module, arrays: dict[str, np.ndarray], twins: dict[str, FixedPointNet]
+) -> None:
+    """Load ``float_arrays`` output into ``model``; ``twins`` rebuild the networks left out.
+
+    Raises ``RuntimeError`` (missing or mismatched tensors) or ``FixedPointError``.
+    """
+    skip = tuple(f"{name}." for name in twins)
+    state = {
+        k[len("model.") :]: torch.from_numpy(np.asarray(v, dtype=np.float32))
+        if v.dtype == np.float16
+        else torch.from_numpy(v.copy())
+        for k, v in arrays.items()
+        if k.startswith("model.")
+    }
+    missing = [k for k in model.state_dict() if k not in state and not k.startswith(skip)]
+    if missing:
+        raise RuntimeError(f"missing tensors {', '.join(missing[:3])}")
+    model.load_state_dict(state, strict=False)
+    for name, net in twins.items():
+        net.load_into(model.get_submodule(name))
+
+
 def save(frozen: FrozenHyperprior, path: Path) -> str:
     """Write one safetensors file; returns its sha256."""
-    arrays = {f"model.{k}": v.detach().cpu().numpy() for k, v in frozen.model.state_dict().items()}
+    twins = {"h_s": frozen.hs_fixed} if frozen.hs_fixed is not None else {}
+    arrays = float_arrays(frozen.model, twins)
     arrays.update(frozen.y_tables.to_arrays("frozen.y."))
     if frozen.z_tables is not None:
         arrays.update(frozen.z_tables.to_arrays("frozen.z."))
@@ -110,25 +158,21 @@ def read_weights_file(path: Path, config_from_dict) -> tuple[dict[str, np.ndarra
 def load(path: Path) -> FrozenHyperprior:
     arrays, config, meta = read_weights_file(path, HyperpriorConfig.from_dict)
     model = HyperpriorModel(config)
-    state = {
-        k[len("model.") :]: torch.from_numpy(v.copy())
-        for k, v in arrays.items()
-        if k.startswith("model.")
-    }
     try:
-        model.load_state_dict(state)
-    except RuntimeError as exc:
-        raise WeightsError(f"weights {path} do not match their architecture: {exc}") from None
-    model.eval()
-    if config.kind == "factorized":
+        if config.kind == "factorized":
+            restore_model(model, arrays, {})
+            return FrozenHyperprior(
+                model.eval(), CodingTables.from_arrays(arrays, "frozen.y."), None, None, None, meta
+            )
+        hs_fixed = FixedPointNet.from_arrays(arrays, "frozen.hs.")
+        restore_model(model, arrays, {"h_s": hs_fixed})
         return FrozenHyperprior(
-            model, CodingTables.from_arrays(arrays, "frozen.y."), None, None, None, meta
+            model=model.eval(),
+            y_tables=CodingTables.from_arrays(arrays, "frozen.y."),
+            z_tables=CodingTables.from_arrays(arrays, "frozen.z."),
+            hs_fixed=hs_fixed,
+            z_inverse_fixed=np.asarray(arrays["frozen.zinv"], dtype=np.int64),
+            meta=meta,
         )
-    return FrozenHyperprior(
-        model=model,
-        y_tables=CodingTables.from_arrays(arrays, "frozen.y."),
-        z_tables=CodingTables.from_arrays(arrays, "frozen.z."),
-        hs_fixed=FixedPointNet.from_arrays(arrays, "frozen.hs."),
-        z_inverse_fixed=np.asarray(arrays["frozen.zinv"], dtype=np.int64),
-        meta=meta,
-    )
+    except (RuntimeError, KeyError, ValueError, FixedPointError) as exc:
+        raise WeightsError(f"weights {path} do not match their architecture: {exc}") from None

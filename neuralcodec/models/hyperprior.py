@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from ..entropy.models import FactorizedDensity, GaussianConditional, quantize_noise, quantize_ste
-from .transforms import analysis, hyper_analysis, hyper_synthesis, synthesis
+from .transforms import hyper_analysis, hyper_synthesis, make_transforms
 
 # Rate-distortion trade-offs of the quality levels: loss = lambda * 255^2 * MSE + bpp.
 DEFAULT_LAMBDAS = (0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483, 0.0932, 0.1800)
@@ -34,6 +34,7 @@ class HyperpriorConfig:
     kind: str = "mean-scale"  # "mean-scale" | "scale" | "factorized"
     n: int = 96
     m: int = 160
+    transform: str = "gdn"  # "gdn" | "hybrid" (see transforms.py)
     lambdas: tuple[float, ...] = field(default_factory=lambda: DEFAULT_LAMBDAS)
 
     def to_dict(self) -> dict:
@@ -72,8 +73,7 @@ class HyperpriorModel(nn.Module):
         super().__init__()
         self.config = config
         n, m = config.n, config.m
-        self.g_a = analysis(n, m)
-        self.g_s = synthesis(n, m)
+        self.g_a, self.g_s = make_transforms(config.transform, n, m)
         self.y_gain = GainUnits(config.lambdas, m, exponent=0.5)
         if config.kind == "factorized":
             self.y_density = FactorizedDensity(m)
