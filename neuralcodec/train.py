@@ -44,6 +44,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float, default=2e-4)
     p.add_argument("--min-lr", type=float, default=1e-5)
     p.add_argument("--warmup", type=int, default=200)
+    p.add_argument(
+        "--gain-lr-scale", type=float, default=20.0, help="learning-rate factor of the gain units"
+    )
     p.add_argument("--save-every", type=int, default=250)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = all cores)")
     p.add_argument("--resume", action="store_true", help="continue from --out/last.*")
@@ -96,7 +99,15 @@ def run(args: argparse.Namespace) -> int:
             HyperpriorConfig(kind=args.model, n=args.n, m=args.m, transform=args.transform)
         )
     config = model.config
-    opt = torch.optim.Adam(model.parameters(), lr=args.lr)
+    # The gain units are few (qualities x channels) and must travel far (a factor of 10 or more
+    # between qualities): at the transforms' learning rate they would need tens of thousands of
+    # steps, so they learn ``--gain-lr-scale`` times faster.
+    gains = [p for name, p in model.named_parameters() if "_gain." in name]
+    others = [p for name, p in model.named_parameters() if "_gain." not in name]
+    opt = torch.optim.Adam(
+        [{"params": others, "scale": 1.0}, {"params": gains, "scale": args.gain_lr_scale}],
+        lr=args.lr,
+    )
     step = 0
     if args.resume and (args.out / "last.safetensors").exists():
         model.load_state_dict(load_file(str(args.out / "last.safetensors")))
@@ -119,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
     t0, window = time.time(), []
     while step < args.steps:
         for group in opt.param_groups:
-            group["lr"] = lr_at(step, args)
+            group["lr"] = lr_at(step, args) * group["scale"]
         x = data.batch(args.batch)
         q = torch.randint(0, len(config.lambdas), (args.batch,))
         out = model(x, q)

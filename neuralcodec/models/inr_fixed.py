@@ -175,15 +175,32 @@ def _up2_fixed(x: torch.Tensor, taps: torch.Tensor, k: int) -> torch.Tensor:
 
 
 def _conv3x3(s: torch.Tensor, w: np.ndarray, b: np.ndarray) -> torch.Tensor:
-    """(C, H, W) replicate-padded 3x3 convolution as one exact matrix product."""
-    c, h, wd = s.shape
-    p = F.pad(s[None], (1, 1, 1, 1), mode="replicate")[0]
-    cols = torch.stack(
-        [p[i, dy : dy + h, dx : dx + wd] for i in range(c) for dy in range(3) for dx in range(3)]
-    )
-    wt = torch.from_numpy(w.reshape(w.shape[0], -1).astype(np.float64))
-    out = wt @ cols.reshape(c * 9, -1) + torch.from_numpy(b * 2.0**ACT_BITS)[:, None]
-    return out.reshape(-1, h, wd)
+    """(C, H, W) replicate-padded 3x3 convolution, exact (integers in float64, any sum order)."""
+    p = F.pad(s[None], (1, 1, 1, 1), mode="replicate")
+    wt = torch.from_numpy(w.astype(np.float64))
+    return F.conv2d(p, wt, torch.from_numpy(b * 2.0**ACT_BITS))[0]
+
+
+# Pixels per block of the pointwise synthesis: its hidden activations stay in the CPU cache.
+SYN_CHUNK = 4096
+
+
+def _pointwise(nets: FixedNets, s: torch.Tensor) -> torch.Tensor:
+    """The synthesis' 1x1 layers on (C, n) fixed-point features, block by block."""
+    ks = nets.steps["syn"]
+    layers = [
+        (torch.from_numpy(w.astype(np.float64)), torch.from_numpy(b * 2.0**ACT_BITS)[:, None])
+        for w, b in nets.syn_pointwise
+    ]
+    out = torch.empty(layers[-1][0].shape[0], s.shape[1], dtype=torch.float64)
+    for a in range(0, s.shape[1], SYN_CHUNK):
+        t = s[:, a : a + SYN_CHUNK]
+        for j, (w, b) in enumerate(layers):
+            t = _shift(torch.addmm(b, w, t), ACT_BITS, ks)
+            if j + 1 < len(layers):
+                t.clamp_min_(0)
+        out[:, a : a + SYN_CHUNK] = t
+    return out
 
 
 def synthesize_fixed(nets: FixedNets, grids: list[np.ndarray]) -> torch.Tensor:
@@ -197,16 +214,7 @@ def synthesize_fixed(nets: FixedNets, grids: list[np.ndarray]) -> torch.Tensor:
             h, w = g[lvl - 1].shape[-2:]
             s = torch.cat([g[lvl - 1], up[..., :h, :w]], dim=0)
         ks, (c, h, w) = nets.steps["syn"], s.shape
-        s = s.reshape(c, h * w)
-        for j, (wt, b) in enumerate(nets.syn_pointwise):
-            acc = (
-                torch.from_numpy(wt.astype(np.float64)) @ s
-                + torch.from_numpy(b * 2.0**ACT_BITS)[:, None]
-            )
-            s = _shift(acc, ACT_BITS, ks)
-            if j + 1 < len(nets.syn_pointwise):
-                s = s.clamp_min(0)
-        s = s.reshape(-1, h, w)
+        s = _pointwise(nets, s.reshape(c, h * w)).reshape(-1, h, w)
         for j, (wt, b) in enumerate(nets.syn_residual):
             s = s + _shift(_conv3x3(s, wt, b), ACT_BITS, ks)
             if j + 1 < len(nets.syn_residual):
