@@ -26,7 +26,7 @@ setup: $(STAMP)
 
 # (Re)build the C extension in place whenever its source changes.
 EXT_STAMP := build/.ext-built
-$(EXT_STAMP): $(STAMP) neuralcodec/entropy/_rangecoder.c setup.py
+$(EXT_STAMP): $(STAMP) neuralcodec/entropy/_rangecoder.c neuralcodec/entropy/_mlp_decode.h neuralcodec/models/_exact.c setup.py
 	$(PY) setup.py -q build_ext --inplace --force
 	@mkdir -p build && touch $@
 

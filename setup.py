@@ -16,8 +16,15 @@ setup(
         Extension(
             "neuralcodec.entropy._rangecoder",
             sources=["neuralcodec/entropy/_rangecoder.c"],
+            depends=["neuralcodec/entropy/_mlp_decode.h"],
             extra_compile_args=extra_compile_args,
             extra_link_args=extra_link_args,
-        )
+        ),
+        Extension(
+            "neuralcodec.models._exact",
+            sources=["neuralcodec/models/_exact.c"],
+            extra_compile_args=extra_compile_args,
+            extra_link_args=extra_link_args,
+        ),
     ]
 )

@@ -192,3 +192,64 @@ def test_mac_per_pixel_counts_layers():
 def test_lambda_decreases_with_quality():
     lams = [quality_lambda(q) for q in range(1, 9)]
     assert all(a > b for a, b in zip(lams, lams[1:], strict=False))
+
+
+def _random_coder(cfg: InrConfig, h: int, w: int, spread: float, seed: int = 0):
+    torch.manual_seed(seed)
+    model = InrModel(cfg, h, w)
+    rng = np.random.default_rng(seed)
+    grids = [
+        rng.laplace(0, spread, size=y.shape[-2:]).round().astype(np.int64) for y in model.latents
+    ]
+    ints = {n: fx.quantize_tensors(fx.float_tensors(model, n), 8) for n in ("arm", "ups", "syn")}
+    nets = fx.assemble(cfg, ints, dict.fromkeys(ints, 8))
+    return nets, fx.make_layout(cfg, h, w), grids
+
+
+@pytest.mark.parametrize("spread", [0.7, 40.0])  # mostly zeros / many escapes
+def test_c_latent_decoder_matches_the_numpy_wavefront_decoder(spread):
+    nets, layout, grids = _random_coder(PRESETS["fast"].arch, 37, 53, spread)
+    data, _ = fx.encode_latents(nets, layout, grids)
+    fast = fx.decode_latents(nets, layout, data)
+    ref = fx.decode_latents_wavefront(nets, layout, data)
+    assert all(np.array_equal(a, b) for a, b in zip(fast, grids, strict=True))
+    assert all(np.array_equal(a, b) for a, b in zip(ref, grids, strict=True))
+
+
+def test_c_latent_decoder_rejects_bad_streams_and_arguments():
+    nets, layout, grids = _random_coder(PRESETS["test"].arch, 24, 31, 3.0)
+    data, _ = fx.encode_latents(nets, layout, grids)
+    from neuralcodec.entropy.rangecoder import DecodeError, RangeDecoder
+
+    with pytest.raises(DecodeError):
+        fx.decode_latents(nets, layout, data[: len(data) // 2])
+    dec = RangeDecoder(data)
+    buf = np.zeros(layout.size)
+    ctx = layout.positions[:, None] + layout.offsets[layout.levels]
+    coding = (10, float(2**22 - 1), fx.NUM_FRACS, fx.NUM_SCALES, fx.LS_LO, fx.LS_HI, 2**20)
+    layers = [(w.astype(np.float64), b.astype(np.float64)) for w, b in nets.arm]
+    tables = fx.prepared_tables()
+    with pytest.raises(ValueError, match="outside buf"):
+        dec.decode_mlp(buf, layout.positions, ctx + layout.size, layers, 8, coding, tables)
+    one_output = [*layers[:-1], (layers[-1][0][:1], layers[-1][1][:1])]
+    with pytest.raises(ValueError, match="inconsistent shapes"):
+        dec.decode_mlp(buf, layout.positions, ctx, one_output, 8, coding, tables)
+    with pytest.raises(TypeError):
+        dec.decode_mlp(buf.astype(np.float32), layout.positions, ctx, layers, 8, coding, tables)
+    bad = (10, float(2**22 - 1), fx.NUM_FRACS, 10**6, fx.LS_LO, fx.LS_HI, 2**20)
+    with pytest.raises(ValueError, match="coding parameters"):
+        dec.decode_mlp(buf, layout.positions, ctx, layers, 8, bad, tables)
+    # after refusing bad arguments the decoder still decodes the stream correctly
+    dec.decode_mlp(buf, layout.positions, ctx, layers, nets.steps["arm"], coding, tables)
+    assert all(np.array_equal(a, b) for a, b in zip(fx._gather(layout, buf), grids, strict=True))
+
+
+@pytest.mark.parametrize("shape", [(3, 1, 1), (2, 1, 7), (5, 9, 4), (7, 33, 50)])
+def test_exact_kernels_match_their_pytorch_definitions(shape):
+    g = torch.Generator().manual_seed(sum(shape))
+    x = torch.randint(-(2**21), 2**21, shape, generator=g).double()
+    taps = torch.randint(-(2**10), 2**12, (4,), generator=g).double()
+    assert torch.equal(fx._up2_fixed(x, taps, 11), fx._up2_reference(x, taps, 11))
+    w = torch.randint(-(2**14), 2**14, (3, shape[0], 3, 3), generator=g).double().numpy()
+    b = torch.randint(-(2**14), 2**14, (3,), generator=g).double().numpy()
+    assert torch.equal(fx._conv3x3(x, w, b), fx._conv3x3_reference(x, w, b))

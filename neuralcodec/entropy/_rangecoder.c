@@ -818,9 +818,15 @@ static PyObject *Decoder_count(DecoderObject *self, void *closure)
     return PyLong_FromUnsignedLongLong(self->count);
 }
 
+#include "_mlp_decode.h"
+
 static PyMethodDef Decoder_methods[] = {
     {"decode", (PyCFunction)Decoder_decode, METH_VARARGS,
      "decode(indexes, tables, out): decode the next len(indexes) values into out (int32)."},
+    {"decode_mlp", (PyCFunction)Decoder_decode_mlp, METH_VARARGS,
+     "decode_mlp(buf, positions, contexts, layers, step, coding, tables): decode len(positions)"
+     " values, each with a Laplace table chosen by a fixed-point MLP of earlier values (see"
+     " _mlp_decode.h)."},
     {NULL},
 };
 

@@ -166,3 +166,37 @@ class RangeDecoder:
         out = np.empty(i.shape, dtype=np.int32)
         self._dec.decode(i, self._tables.get(tables), out)
         return out
+
+    def decode_mlp(
+        self,
+        buf: np.ndarray,
+        positions: np.ndarray,
+        contexts: np.ndarray,
+        layers: list[tuple[np.ndarray, np.ndarray]],
+        step: int,
+        coding: tuple[int, float, int, int, int, int, int],
+        tables: CodingTables | PreparedTables,
+    ) -> None:
+        """Decode ``len(positions)`` values in order into the float64 ``buf``, in C.
+
+        Value ``i`` is coded with a Laplace table chosen by a fixed-point MLP (``layers`` of
+        integer-valued float64 ``(w [out, in], b [out])``, step exponent ``step``) applied to
+        ``buf[contexts[i]]``; ``coding`` = (act_bits, act_limit, num_fracs, num_scales, ls_lo,
+        ls_hi, latent_limit). The exact arithmetic is ``inr_fixed.arm_fixed`` followed by
+        ``inr_fixed.coding_indexes``; see ``_mlp_decode.h``.
+        """
+        if buf.dtype != np.float64 or not buf.flags.c_contiguous:
+            raise TypeError("buf must be a contiguous float64 array")
+        layers = tuple(
+            (np.ascontiguousarray(w, dtype=np.float64), np.ascontiguousarray(b, dtype=np.float64))
+            for w, b in layers
+        )
+        self._dec.decode_mlp(
+            buf,
+            np.ascontiguousarray(positions, dtype=np.int64),
+            np.ascontiguousarray(contexts, dtype=np.int64),
+            layers,
+            int(step),
+            tuple(coding),
+            self._tables.get(tables),
+        )

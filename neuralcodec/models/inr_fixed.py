@@ -28,6 +28,7 @@ from torch.nn import functional as F
 
 from ..entropy import rangecoder
 from ..entropy.tables import PRECISION, CodingTables
+from . import _exact
 from .fixedpoint import ACT_BITS, ACT_LIMIT, WEIGHT_MAGNITUDE_BITS
 from .inr import (
     LOG_SCALE_MAX,
@@ -163,7 +164,15 @@ def arm_fixed(nets: FixedNets, ctx: np.ndarray) -> tuple[np.ndarray, np.ndarray]
 
 
 def _up2_fixed(x: torch.Tensor, taps: torch.Tensor, k: int) -> torch.Tensor:
-    """Exact x2 upsampling of fixed-point (C, h, w) along both axes (4 taps per phase)."""
+    """Exact x2 upsampling of fixed-point (C, h, w) along both axes (4 taps per phase), in C."""
+    x = x.contiguous()
+    out = torch.empty(x.shape[0], 2 * x.shape[1], 2 * x.shape[2], dtype=torch.float64)
+    _exact.up2(x.numpy(), taps.contiguous().numpy(), 2.0**-k, float(ACT_LIMIT), out.numpy())
+    return out
+
+
+def _up2_reference(x: torch.Tensor, taps: torch.Tensor, k: int) -> torch.Tensor:
+    """``_up2_fixed`` in PyTorch (the definition the C kernel is tested against)."""
     for _ in range(2):  # width, then height (by transposing twice)
         w = x.shape[-1]
         p = F.pad(x[None], (2, 2, 0, 0), mode="replicate")[0]
@@ -175,7 +184,16 @@ def _up2_fixed(x: torch.Tensor, taps: torch.Tensor, k: int) -> torch.Tensor:
 
 
 def _conv3x3(s: torch.Tensor, w: np.ndarray, b: np.ndarray) -> torch.Tensor:
-    """(C, H, W) replicate-padded 3x3 convolution, exact (integers in float64, any sum order)."""
+    """(C, H, W) replicate-padded 3x3 convolution, exact, in C."""
+    s = s.contiguous()
+    out = torch.empty(w.shape[0], *s.shape[1:], dtype=torch.float64)
+    wt = np.ascontiguousarray(w, dtype=np.float64)
+    _exact.conv3x3(s.numpy(), wt, np.asarray(b * 2.0**ACT_BITS, dtype=np.float64), out.numpy())
+    return out
+
+
+def _conv3x3_reference(s: torch.Tensor, w: np.ndarray, b: np.ndarray) -> torch.Tensor:
+    """``_conv3x3`` in PyTorch: integers in float64 are exact in any summation order."""
     p = F.pad(s[None], (1, 1, 1, 1), mode="replicate")
     wt = torch.from_numpy(w.astype(np.float64))
     return F.conv2d(p, wt, torch.from_numpy(b * 2.0**ACT_BITS))[0]
@@ -315,7 +333,20 @@ def encode_latents(nets: FixedNets, layout: Layout, grids: list[np.ndarray]) -> 
 
 
 def decode_latents(nets: FixedNets, layout: Layout, data: bytes) -> list[np.ndarray]:
-    """Inverse of ``encode_latents``: one ARM call and one decoder chunk per wavefront."""
+    """Inverse of ``encode_latents``: the range decoder runs the ARM itself, symbol by symbol."""
+    buf = np.zeros(layout.size, dtype=np.float64)
+    dec = rangecoder.RangeDecoder(data)
+    ctx_index = layout.positions[:, None] + layout.offsets[layout.levels]
+    coding = (ACT_BITS, float(ACT_LIMIT), NUM_FRACS, NUM_SCALES, LS_LO, LS_HI, LATENT_LIMIT)
+    layers = [(w.astype(np.float64), b.astype(np.float64)) for w, b in nets.arm]
+    dec.decode_mlp(
+        buf, layout.positions, ctx_index, layers, nets.steps["arm"], coding, prepared_tables()
+    )
+    return _gather(layout, buf)
+
+
+def decode_latents_wavefront(nets: FixedNets, layout: Layout, data: bytes) -> list[np.ndarray]:
+    """Reference decoder in NumPy: one vectorised ARM call and one chunk per wavefront."""
     buf = np.zeros(layout.size, dtype=np.float64)
     dec = rangecoder.RangeDecoder(data)
     tables = prepared_tables()

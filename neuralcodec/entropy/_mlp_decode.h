@@ -1,0 +1,255 @@
+/* Context-model decoding inside the range decoder: Decoder.decode_mlp.
+ *
+ * Included by _rangecoder.c (it uses the decoder's lanes and tables directly). For each symbol
+ * i, in order, the context is buf[contexts[i, 0..K-1]] (values decoded earlier); a small
+ * fixed-point MLP maps it to (mu, log b) of a Laplace; those select one of the
+ * num_scales x num_fracs Laplace tables and an integer mean m; the decoded value v gives
+ * buf[positions[i]] = clip(v + m, +-latent_limit).
+ *
+ * Arithmetic is integer values carried in doubles, exactly as the NumPy reference
+ * (models/inr_fixed.py): every product and partial sum is an integer below 2^53, a layer's
+ * accumulator is rescaled by floor(acc * 2^e + 1/2) with a power-of-two e, so the result does not
+ * depend on summation order, FMA contraction or the compiler.
+ */
+
+#include <math.h>
+
+#define MLP_MAX_LAYERS 8
+#define MLP_MAX_WIDTH 64
+
+typedef struct {
+    const double *w; /* [out, in] row-major, as given */
+    const double *b; /* [out] */
+    int in, out;
+} MlpLayer;
+
+typedef struct {
+    int act_bits;
+    double act_limit;
+    int64_t num_fracs, num_scales, ls_lo, ls_hi, latent_limit;
+} MlpCoding;
+
+static inline int64_t floor_div(int64_t a, int64_t b) /* b > 0 */
+{
+    int64_t q = a / b;
+    return (a % b != 0 && a < 0) ? q - 1 : q;
+}
+
+/* REQUIRES: a holds layers[0].in values, wt[j] is layer j's weight transposed ([in, out]).
+ * Writes (mu, log b) at scale 2^act_bits. The outputs of a layer accumulate side by side
+ * (independent sums, vectorisable); the order of exact integer sums does not matter. */
+static void mlp_eval(const MlpLayer *layers, double *const *wt, int nl, int k,
+                     const MlpCoding *c, double *a, double *mu, double *ls)
+{
+    double acc[MLP_MAX_WIDTH];
+    const double limit = c->act_limit;
+    int in_bits = 0;
+    for (int j = 0; j < nl; j++) {
+        const MlpLayer *L = &layers[j];
+        const int out = L->out, relu = j + 1 < nl;
+        const double bias_scale = ldexp(1.0, in_bits);
+        const double out_scale = ldexp(1.0, c->act_bits - in_bits - k);
+        for (int o = 0; o < out; o++)
+            acc[o] = L->b[o] * bias_scale;
+        for (int i = 0; i < L->in; i++) {
+            const double x = a[i], *w = wt[j] + (size_t)i * out;
+            for (int o = 0; o < out; o++)
+                acc[o] += x * w[o];
+        }
+        for (int o = 0; o < out; o++) {
+            double v = floor(acc[o] * out_scale + 0.5);
+            v = v < -limit ? -limit : (v > limit ? limit : v);
+            a[o] = (relu && v < 0) ? 0.0 : v;
+        }
+        in_bits = c->act_bits;
+    }
+    *mu = a[0];
+    *ls = a[1];
+}
+
+/* x86-64: an AVX2 clone is picked at load time when the CPU has it (same results: exact). */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
+__attribute__((target_clones("avx2", "default")))
+#endif
+static int decode_mlp_run(DecoderObject *D, const TablesObject *T, double *buf,
+                          const int64_t *pos, const int64_t *ctx, Py_ssize_t n, int K,
+                          const MlpLayer *layers, int nl, int k, const MlpCoding *c)
+{
+    DecLane L[NLANES];
+    memcpy(L, D->lanes, sizeof(L));
+    const Table *tabs = T->tabs;
+    int prec = T->precision, shift = T->lut_shift;
+    uint64_t count = D->count;
+    int64_t one = (int64_t)1 << c->act_bits, span = c->ls_hi - c->ls_lo;
+    double a[MLP_MAX_WIDTH], *wt[MLP_MAX_LAYERS];
+    int made = 0, rc = -1;
+    for (; made < nl; made++) {
+        const MlpLayer *M = &layers[made];
+        wt[made] = malloc(sizeof(double) * (size_t)M->in * (size_t)M->out);
+        if (!wt[made])
+            goto out;
+        for (int o = 0; o < M->out; o++)
+            for (int i = 0; i < M->in; i++)
+                wt[made][(size_t)i * M->out + o] = M->w[(size_t)o * M->in + i];
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const int64_t *ci = ctx + (size_t)i * K;
+        for (int j = 0; j < K; j++)
+            a[j] = buf[ci[j]];
+        double mu_d, ls_d;
+        mlp_eval(layers, wt, nl, k, c, a, &mu_d, &ls_d);
+        int64_t mu_q = floor_div((int64_t)mu_d * c->num_fracs + one / 2, one);
+        int64_t m = floor_div(mu_q + c->num_fracs / 2, c->num_fracs);
+        int64_t frac = mu_q - m * c->num_fracs + c->num_fracs / 2;
+        int64_t s = floor_div(((int64_t)ls_d - c->ls_lo) * (c->num_scales - 1) * 2 + span, 2 * span);
+        s = s < 0 ? 0 : (s >= c->num_scales ? c->num_scales - 1 : s);
+        int32_t v;
+        if (dec_value(&L[(count + (uint64_t)i) & 3], &tabs[s * c->num_fracs + frac], prec, shift,
+                      &v) < 0)
+            goto out;
+        int64_t y = (int64_t)v + m;
+        y = y < -c->latent_limit ? -c->latent_limit : (y > c->latent_limit ? c->latent_limit : y);
+        buf[pos[i]] = (double)y;
+    }
+    for (int j = 0; j < NLANES; j++)
+        if (L[j].pos > L[j].len + READ_SLACK)
+            goto out;
+    memcpy(D->lanes, L, sizeof(L));
+    D->count = count + (uint64_t)n;
+    rc = 0;
+out:
+    for (int j = 0; j < made; j++)
+        free(wt[j]);
+    return rc;
+}
+
+/* Contiguous buffer of 8-byte items of kind 'd' (float64) or 'q' (int64). */
+static int get_8(PyObject *obj, Py_buffer *view, int writable, char kind, const char *name)
+{
+    int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0);
+    if (PyObject_GetBuffer(obj, view, flags) < 0)
+        return -1;
+    const char *f = view->format ? view->format : "B";
+    if (*f == '@' || *f == '=' || *f == '<')
+        f++;
+    int ok = view->itemsize == 8 &&
+             (kind == 'd' ? strcmp(f, "d") == 0 : (strcmp(f, "q") == 0 || strcmp(f, "l") == 0));
+    if (!ok) {
+        PyErr_Format(PyExc_TypeError, "%s must be a contiguous %s buffer (got format '%s')", name,
+                     kind == 'd' ? "float64" : "int64", view->format ? view->format : "B");
+        PyBuffer_Release(view);
+        return -1;
+    }
+    return 0;
+}
+
+static int in_range(const int64_t *v, Py_ssize_t n, Py_ssize_t size)
+{
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (v[i] < 0 || v[i] >= size)
+            return 0;
+    return 1;
+}
+
+static PyObject *Decoder_decode_mlp(DecoderObject *self, PyObject *args)
+{
+    PyObject *obuf, *opos, *octx, *olayers, *otab;
+    int k;
+    MlpCoding c;
+    long long nf, ns, lo, hi, lim;
+    if (!PyArg_ParseTuple(args, "OOOOi(idLLLLL)O:decode_mlp", &obuf, &opos, &octx, &olayers, &k,
+                          &c.act_bits, &c.act_limit, &nf, &ns, &lo, &hi, &lim, &otab))
+        return NULL;
+    c.num_fracs = nf, c.num_scales = ns, c.ls_lo = lo, c.ls_hi = hi, c.latent_limit = lim;
+    TablesObject *T = as_tables(otab);
+    if (!T)
+        return NULL;
+    if (nf <= 0 || ns <= 0 || hi <= lo || nf * ns > T->n || lim < 0 || c.act_bits < 1 ||
+        c.act_bits > 20 || k < 0 || k > 24) {
+        PyErr_SetString(PyExc_ValueError, "decode_mlp: inconsistent coding parameters");
+        return NULL;
+    }
+    if (!PyTuple_Check(olayers) || PyTuple_GET_SIZE(olayers) < 1 ||
+        PyTuple_GET_SIZE(olayers) > MLP_MAX_LAYERS) {
+        PyErr_SetString(PyExc_ValueError, "decode_mlp: layers must be a tuple of 1..8 (w, b)");
+        return NULL;
+    }
+    if (self->failed) {
+        PyErr_SetString(DecodeError, "decoder stopped at an earlier corrupt chunk");
+        return NULL;
+    }
+    int nl = (int)PyTuple_GET_SIZE(olayers), got = 0, rc = -1, st = 0;
+    MlpLayer layers[MLP_MAX_LAYERS];
+    Py_buffer wv[MLP_MAX_LAYERS], bv[MLP_MAX_LAYERS], buf, pos, ctx;
+    int have_buf = 0, have_pos = 0, have_ctx = 0;
+    for (; got < nl; got++) {
+        PyObject *pair = PyTuple_GET_ITEM(olayers, got), *ow, *ob;
+        if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2) {
+            PyErr_SetString(PyExc_ValueError, "decode_mlp: each layer must be a (w, b) tuple");
+            goto done;
+        }
+        ow = PyTuple_GET_ITEM(pair, 0);
+        ob = PyTuple_GET_ITEM(pair, 1);
+        if (get_8(ow, &wv[got], 0, 'd', "weight") < 0)
+            goto done;
+        if (get_8(ob, &bv[got], 0, 'd', "bias") < 0) {
+            PyBuffer_Release(&wv[got]);
+            goto done;
+        }
+        int out = (int)(bv[got].len / 8), in = out ? (int)(wv[got].len / 8 / out) : 0;
+        int prev = got ? layers[got - 1].out : 0;
+        if (out < 1 || out > MLP_MAX_WIDTH || in < 1 || in > MLP_MAX_WIDTH ||
+            (Py_ssize_t)in * out * 8 != wv[got].len || (got && in != prev) ||
+            (got == nl - 1 && out < 2)) {
+            PyErr_Format(PyExc_ValueError, "decode_mlp: layer %d has inconsistent shapes", got);
+            got++;
+            goto done;
+        }
+        layers[got] = (MlpLayer){wv[got].buf, bv[got].buf, in, out};
+    }
+    int K = layers[0].in;
+    if (get_8(obuf, &buf, 1, 'd', "buf") < 0)
+        goto done;
+    have_buf = 1;
+    if (get_8(opos, &pos, 0, 'q', "positions") < 0)
+        goto done;
+    have_pos = 1;
+    if (get_8(octx, &ctx, 0, 'q', "contexts") < 0)
+        goto done;
+    have_ctx = 1;
+    Py_ssize_t n = pos.len / 8, size = buf.len / 8;
+    if (ctx.len != pos.len * K) {
+        PyErr_SetString(PyExc_ValueError, "decode_mlp: contexts must hold K per position");
+        goto done;
+    }
+    if (!in_range(pos.buf, n, size) || !in_range(ctx.buf, n * K, size)) {
+        PyErr_SetString(PyExc_ValueError, "decode_mlp: an index points outside buf");
+        goto done;
+    }
+    if (claim(&self->busy) < 0)
+        goto done;
+    Py_BEGIN_ALLOW_THREADS
+    st = decode_mlp_run(self, T, buf.buf, pos.buf, ctx.buf, n, K, layers, nl, k, &c);
+    Py_END_ALLOW_THREADS
+    self->busy = 0;
+    if (st < 0) {
+        self->failed = 1;
+        PyErr_SetString(DecodeError, "corrupt or truncated range-coder stream");
+        goto done;
+    }
+    rc = 0;
+done:
+    for (int j = 0; j < got; j++) {
+        PyBuffer_Release(&wv[j]);
+        PyBuffer_Release(&bv[j]);
+    }
+    if (have_buf)
+        PyBuffer_Release(&buf);
+    if (have_pos)
+        PyBuffer_Release(&pos);
+    if (have_ctx)
+        PyBuffer_Release(&ctx);
+    if (rc < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}

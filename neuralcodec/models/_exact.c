@@ -1,0 +1,224 @@
+/* Exact fixed-point image kernels of the INR decoder (models/inr_fixed.py).
+ *
+ * Values are integers carried in float64 (C-contiguous (C, H, W) planes). Every product and
+ * partial sum stays an integer below 2^53, so results are exact and identical to the NumPy /
+ * PyTorch reference whatever the summation order, FMA contraction or compiler.
+ *
+ *   conv3x3(x, w, b, out)     out[o] = b[o] + sum_{i,dy,dx} w[o,i,dy,dx] x[i, y+dy-1, x+dx-1]
+ *                             (replicate borders; no rescaling)
+ *   up2(x, taps, scale, limit, out)
+ *                             x2 upsampling along width then height, 4 taps per phase,
+ *                             replicate borders, each pass rescaled by floor(v * scale + 1/2)
+ *                             and clamped to +-limit
+ */
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int get_f64(PyObject *obj, Py_buffer *view, int writable, int ndim, const char *name)
+{
+    int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_ND | (writable ? PyBUF_WRITABLE : 0);
+    if (PyObject_GetBuffer(obj, view, flags) < 0)
+        return -1;
+    const char *f = view->format ? view->format : "B";
+    if (*f == '@' || *f == '=' || *f == '<')
+        f++;
+    if (view->itemsize != 8 || strcmp(f, "d") != 0 || view->ndim != ndim) {
+        PyErr_Format(PyExc_TypeError, "%s must be a contiguous %d-d float64 array", name, ndim);
+        PyBuffer_Release(view);
+        return -1;
+    }
+    return 0;
+}
+
+static inline Py_ssize_t clampi(Py_ssize_t v, Py_ssize_t hi) /* into [0, hi] */
+{
+    return v < 0 ? 0 : (v > hi ? hi : v);
+}
+
+/* REQUIRES: x (ci, h, w), w (co, ci, 3, 3), b (co), out (co, h, w), all distinct. */
+static void conv3x3_run(const double *x, const double *wt, const double *b, double *out,
+                        Py_ssize_t ci, Py_ssize_t co, Py_ssize_t h, Py_ssize_t w)
+{
+    double *row = malloc(sizeof(double) * (size_t)(w + 2));
+    if (!row)
+        return;
+    for (Py_ssize_t o = 0; o < co; o++) {
+        double *dst = out + o * h * w;
+        for (Py_ssize_t p = 0; p < h * w; p++)
+            dst[p] = b[o];
+    }
+    for (Py_ssize_t i = 0; i < ci; i++) {
+        const double *src = x + i * h * w;
+        for (Py_ssize_t y = 0; y < h; y++) {
+            for (int dy = 0; dy < 3; dy++) {
+                const double *s = src + clampi(y + dy - 1, h - 1) * w;
+                row[0] = s[0];
+                memcpy(row + 1, s, sizeof(double) * (size_t)w);
+                row[w + 1] = s[w - 1];
+                for (Py_ssize_t o = 0; o < co; o++) {
+                    const double *k = wt + ((o * ci + i) * 3 + dy) * 3;
+                    double k0 = k[0], k1 = k[1], k2 = k[2], *d = out + (o * h + y) * w;
+                    for (Py_ssize_t xx = 0; xx < w; xx++)
+                        d[xx] += k0 * row[xx] + k1 * row[xx + 1] + k2 * row[xx + 2];
+                }
+            }
+        }
+    }
+    free(row);
+}
+
+static PyObject *py_conv3x3(PyObject *mod, PyObject *args)
+{
+    PyObject *ox, *ow, *ob, *oo;
+    if (!PyArg_ParseTuple(args, "OOOO:conv3x3", &ox, &ow, &ob, &oo))
+        return NULL;
+    Py_buffer x, w, b, out;
+    if (get_f64(ox, &x, 0, 3, "x") < 0)
+        return NULL;
+    if (get_f64(ow, &w, 0, 4, "w") < 0)
+        goto fail_x;
+    if (get_f64(ob, &b, 0, 1, "b") < 0)
+        goto fail_w;
+    if (get_f64(oo, &out, 1, 3, "out") < 0)
+        goto fail_b;
+    Py_ssize_t ci = x.shape[0], h = x.shape[1], wd = x.shape[2], co = w.shape[0];
+    if (w.shape[1] != ci || w.shape[2] != 3 || w.shape[3] != 3 || b.shape[0] != co ||
+        out.shape[0] != co || out.shape[1] != h || out.shape[2] != wd || h < 1 || wd < 1 ||
+        out.buf == x.buf) {
+        PyErr_SetString(PyExc_ValueError, "conv3x3: inconsistent shapes");
+        goto fail_out;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    conv3x3_run(x.buf, w.buf, b.buf, out.buf, ci, co, h, wd);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&out);
+    PyBuffer_Release(&b);
+    PyBuffer_Release(&w);
+    PyBuffer_Release(&x);
+    Py_RETURN_NONE;
+fail_out:
+    PyBuffer_Release(&out);
+fail_b:
+    PyBuffer_Release(&b);
+fail_w:
+    PyBuffer_Release(&w);
+fail_x:
+    PyBuffer_Release(&x);
+    return NULL;
+}
+
+static inline double rescale(double v, double scale, double limit)
+{
+    v = v * scale + 0.5; /* exact; |v| < 2^53 */
+    double t = (double)(int64_t)v;
+    v = t > v ? t - 1.0 : t; /* floor without a libm call */
+    return v < -limit ? -limit : (v > limit ? limit : v);
+}
+
+/* One x2 pass along rows: src (n, len) -> dst (n, 2 len). even[j] = sum_t taps[t] p[j + t],
+ * odd[j] = sum_t taps[3 - t] p[j + 1 + t], p = src padded by 2 (replicate) on both sides. */
+static void up2_rows(const double *src, double *dst, Py_ssize_t n, Py_ssize_t len,
+                     const double *taps, double scale, double limit, double *pad)
+{
+    for (Py_ssize_t r = 0; r < n; r++) {
+        const double *s = src + r * len;
+        pad[0] = pad[1] = s[0];
+        memcpy(pad + 2, s, sizeof(double) * (size_t)len);
+        pad[len + 2] = pad[len + 3] = s[len - 1];
+        double *d = dst + r * 2 * len;
+        for (Py_ssize_t j = 0; j < len; j++) {
+            const double *p = pad + j;
+            double even = taps[0] * p[0] + taps[1] * p[1] + taps[2] * p[2] + taps[3] * p[3];
+            double odd = taps[3] * p[1] + taps[2] * p[2] + taps[1] * p[3] + taps[0] * p[4];
+            d[2 * j] = rescale(even, scale, limit);
+            d[2 * j + 1] = rescale(odd, scale, limit);
+        }
+    }
+}
+
+/* Transpose (c, a, b) -> (c, b, a). */
+static void transpose(const double *src, double *dst, Py_ssize_t c, Py_ssize_t a, Py_ssize_t b)
+{
+    for (Py_ssize_t k = 0; k < c; k++)
+        for (Py_ssize_t i = 0; i < a; i++)
+            for (Py_ssize_t j = 0; j < b; j++)
+                dst[(k * b + j) * a + i] = src[(k * a + i) * b + j];
+}
+
+static PyObject *py_up2(PyObject *mod, PyObject *args)
+{
+    PyObject *ox, *ot, *oo;
+    double scale, limit;
+    if (!PyArg_ParseTuple(args, "OOddO:up2", &ox, &ot, &scale, &limit, &oo))
+        return NULL;
+    Py_buffer x, t, out;
+    if (get_f64(ox, &x, 0, 3, "x") < 0)
+        return NULL;
+    if (get_f64(ot, &t, 0, 1, "taps") < 0) {
+        PyBuffer_Release(&x);
+        return NULL;
+    }
+    if (get_f64(oo, &out, 1, 3, "out") < 0) {
+        PyBuffer_Release(&t);
+        PyBuffer_Release(&x);
+        return NULL;
+    }
+    Py_ssize_t c = x.shape[0], h = x.shape[1], w = x.shape[2];
+    int ok = t.shape[0] == 4 && out.shape[0] == c && out.shape[1] == 2 * h &&
+             out.shape[2] == 2 * w && h >= 1 && w >= 1;
+    double *wide = NULL, *wide_t = NULL, *tall_t = NULL, *pad = NULL;
+    if (!ok) {
+        PyErr_SetString(PyExc_ValueError, "up2: inconsistent shapes");
+    } else {
+        size_t n = (size_t)(c * h * 2 * w), m = (size_t)(2 * (h > w ? h : w) + 4);
+        wide = malloc(sizeof(double) * n);
+        wide_t = malloc(sizeof(double) * n);
+        tall_t = malloc(sizeof(double) * 2 * n);
+        pad = malloc(sizeof(double) * m);
+        if (!wide || !wide_t || !tall_t || !pad) {
+            PyErr_NoMemory();
+            ok = 0;
+        }
+    }
+    if (ok) {
+        const double *taps = t.buf;
+        Py_BEGIN_ALLOW_THREADS
+        up2_rows(x.buf, wide, c * h, w, taps, scale, limit, pad); /* (c, h, 2w) */
+        transpose(wide, wide_t, c, h, 2 * w);                     /* (c, 2w, h) */
+        up2_rows(wide_t, tall_t, c * 2 * w, h, taps, scale, limit, pad); /* (c, 2w, 2h) */
+        transpose(tall_t, out.buf, c, 2 * w, 2 * h);              /* (c, 2h, 2w) */
+        Py_END_ALLOW_THREADS
+    }
+    free(wide);
+    free(wide_t);
+    free(tall_t);
+    free(pad);
+    PyBuffer_Release(&out);
+    PyBuffer_Release(&t);
+    PyBuffer_Release(&x);
+    if (!ok)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef methods[] = {
+    {"conv3x3", py_conv3x3, METH_VARARGS,
+     "conv3x3(x, w, b, out): exact replicate-padded 3x3 convolution of float64 integers."},
+    {"up2", py_up2, METH_VARARGS,
+     "up2(x, taps, scale, limit, out): exact x2 upsampling (width, then height) with rescaling."},
+    {NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_exact", "Exact fixed-point kernels of the INR decoder.", -1, methods,
+    NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__exact(void)
+{
+    return PyModule_Create(&module);
+}
