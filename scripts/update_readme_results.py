@@ -67,6 +67,35 @@ def results_table(doc: dict) -> str:
     return "\n".join(lines)
 
 
+def learned_tables(doc: dict) -> list[str]:
+    """Per-quality means of every codec that reports its model's rate estimate (est_bpp)."""
+    images = doc.get("summary", {}).get("images", [])
+    out: list[str] = []
+    for name, codec in sorted(doc.get("codecs", {}).items()):
+        rows = []
+        for q, p in sorted(codec.get("points", {}).items(), key=lambda kv: int(kv[0])):
+            m = p.get("mean")
+            if m and m.get("n_images") == len(images) and m.get("est_bpp") is not None:
+                rows.append((int(q), m))
+        if not rows:
+            continue
+        out += [
+            "",
+            f"`{name}` per quality level (means over the {len(images)} images; bpp = real `.ncf` "
+            "file size; model bpp = the rate the network's likelihoods predict):",
+            "",
+            "| quality | bpp | model bpp | file / model | PSNR (dB) | MS-SSIM | encode s | decode s |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for q, m in rows:
+            ms = "n/a" if m.get("ms_ssim") is None else f"{m['ms_ssim']:.4f}"
+            out.append(
+                f"| {q} | {m['bpp']:.3f} | {m['est_bpp']:.3f} | {m['bpp'] / m['est_bpp']:.3f} "
+                f"| {m['psnr']:.2f} | {ms} | {m['enc_s']:.2f} | {m['dec_s']:.2f} |"
+            )
+    return out
+
+
 def section(results_dir: Path, readme_dir: Path) -> str:
     """The generated section body, with links relative to the README."""
     path = results_dir / "results.json"
@@ -89,6 +118,7 @@ def section(results_dir: Path, readme_dir: Path) -> str:
             results_table(doc),
             "",
             f"![RD curves, PSNR]({rel}/rd_psnr.png)",
+            *learned_tables(doc),
             *extra_tables(results_dir.parent),
         ]
     )

@@ -218,6 +218,8 @@ def test_metrics_pool_channels_and_cap_identical_images():
     assert metrics.average_point(rows) == {
         "bpp": 2.0, "psnr": 35.0, "ms_ssim": None, "enc_s": 2.0, "dec_s": 3.0
     }  # fmt: skip
+    rows[0]["est_bpp"], rows[1]["est_bpp"] = 0.9, 2.9
+    assert metrics.average_point(rows)["est_bpp"] == pytest.approx(1.9)
 
 
 def test_ms_ssim_of_a_full_size_image():

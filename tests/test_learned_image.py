@@ -155,6 +155,18 @@ def test_estimated_rate_matches_coded_size(tiny):
     assert abs(len(enc.streams["y"]) - est) <= 0.01 * est + 8
 
 
+@pytest.mark.parametrize("kind", list(CODECS))
+def test_model_rate_estimate_matches_the_coded_streams(tiny, kind):
+    # The float likelihoods (training's rate) against the real streams: the gap is the coder's
+    # flush bytes (4 lanes per stream) plus the table quantisation of scales, about 1%.
+    codec = CODECS[kind](weights=tiny[kind])
+    img = _photo(128, 192)
+    for quality in (2, 7):
+        est = codec.estimated_bits(img, quality)
+        actual = 8 * codec.encode(img, quality).payload_bytes
+        assert abs(actual - est) <= 0.01 * est + 160, (quality, est, actual)
+
+
 def test_decoding_with_other_weights_is_refused(tiny, tmp_path):
     enc = MbtMean(weights=tiny["mean-scale"]).encode(_photo(), 2)
     other = MbtMean(weights=_tiny_weights(tmp_path, "mean-scale", seed=1))

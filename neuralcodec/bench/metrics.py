@@ -21,6 +21,9 @@ import numpy as np
 PSNR_CAP = 100.0  # dB reported for identical images, so results stay finite JSON numbers
 MS_SSIM_MIN_SIDE = 161  # pytorch-msssim's 5 scales with an 11-tap window need > 160 px
 POINT_FIELDS = ("bpp", "psnr", "ms_ssim", "enc_s", "dec_s")
+# Only some codecs measure these (est_bpp: the rate a learned codec's model predicts from its
+# likelihoods); a mean has them only if the images have them.
+OPTIONAL_FIELDS = ("est_bpp",)
 
 
 def _check_pair(ref: np.ndarray, out: np.ndarray) -> None:
@@ -82,7 +85,9 @@ def average_point(per_image: Iterable[Mapping[str, float | None]]) -> dict[str, 
     if not rows:
         raise ValueError("no images to average")
     mean: dict[str, float | None] = {}
-    for key in POINT_FIELDS:
+    for key in POINT_FIELDS + OPTIONAL_FIELDS:
         values = [row.get(key) for row in rows]
+        if key in OPTIONAL_FIELDS and all(v is None for v in values):
+            continue
         mean[key] = None if any(v is None for v in values) else float(np.mean(values))
     return mean

@@ -210,7 +210,7 @@ def measure(codec: Codec, quality: int, path: Path) -> dict[str, Any]:
         raise CodecError(
             f"{codec.name} returned {out.shape} {out.dtype} for a {img.shape} uint8 image"
         )
-    return {
+    entry = {
         "bytes": len(data),
         "bpp": metrics.bits_per_pixel(len(data), img.shape),
         "psnr": metrics.psnr_rgb(img, out),
@@ -218,6 +218,10 @@ def measure(codec: Codec, quality: int, path: Path) -> dict[str, Any]:
         "enc_s": enc_s,
         "dec_s": dec_s,
     }
+    estimate = getattr(codec, "estimated_bits", None)
+    if estimate is not None:  # learned codecs: the model's predicted rate (whole .ncf vs this)
+        entry["est_bpp"] = estimate(img, quality) / (img.shape[0] * img.shape[1])
+    return entry
 
 
 def _measure_in_worker(name: str, quality: int, path: str) -> dict[str, Any]:

@@ -106,6 +106,22 @@ class HyperpriorCodec(WeightsFile, Codec):
         }
         return Encoded(codec=self.name, header=header, streams=streams)
 
+    def estimated_bits(self, data: np.ndarray, quality: int) -> float:
+        """The float model's own rate for ``data``: ``-sum log2`` of the likelihoods of the
+        rounded latents (what training minimises), to compare with the coded size."""
+        q = self.check_quality(quality)
+        frozen, _ = self.frozen()
+        model, qi = frozen.model, torch.tensor([q - self.quality_range[0]])
+        with torch.no_grad():
+            y = model.g_a(_pad(_to_tensor(data))) * model.y_gain.gain(qi)
+            if self.kind == "factorized":
+                return float(-torch.log2(model.y_density.likelihood(torch.round(y))).sum())
+            z_hat = torch.round(model.h_a(y) * model.z_gain.gain(qi))
+            scales, means = model.hyper_params(z_hat, qi)
+            y_hat = torch.round(y - means) + means
+            bits = -torch.log2(model.y_conditional.likelihood(y_hat, scales, means)).sum()
+            return float(bits - torch.log2(model.z_density.likelihood(z_hat)).sum())
+
     def decode(self, encoded: Encoded) -> np.ndarray:
         frozen, _ = self.frozen()
         hdr = encoded.header
