@@ -253,3 +253,19 @@ def test_exact_kernels_match_their_pytorch_definitions(shape):
     w = torch.randint(-(2**14), 2**14, (3, shape[0], 3, 3), generator=g).double().numpy()
     b = torch.randint(-(2**14), 2**14, (3,), generator=g).double().numpy()
     assert torch.equal(fx._conv3x3(x, w, b), fx._conv3x3_reference(x, w, b))
+
+
+def test_blockwise_pointwise_synthesis_has_exact_gradients(monkeypatch):
+    from neuralcodec.models import inr
+
+    monkeypatch.setattr(inr, "POINTWISE_CHUNK", 7)  # several blocks and a ragged last one
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(5, 30, dtype=torch.float64, generator=g, requires_grad=True)
+    shapes = [(6, 5), (6,), (4, 6), (4,), (3, 4), (3,)]
+    params = [torch.randn(s, dtype=torch.float64, generator=g, requires_grad=True) for s in shapes]
+    assert torch.autograd.gradcheck(inr._PointwiseMlp.apply, (x, *params))
+    ref = x
+    for k in range(0, len(params), 2):
+        ref = params[k] @ ref + params[k + 1][:, None]
+        ref = ref.clamp_min(0) if k + 2 < len(params) else ref
+    assert torch.allclose(inr._PointwiseMlp.apply(x, *params), ref)

@@ -132,6 +132,8 @@ def quantize_latent(y: torch.Tensor, mode: str, temperature: float, noise_a: flo
 
 # ----------------------------------------------------------------------------- networks
 
+CHANNELS_LAST = torch.channels_last
+
 
 def causal_context(grid: torch.Tensor, offsets: tuple[tuple[int, int], ...]) -> torch.Tensor:
     """(1, 1, h, w) grid -> (h * w, K) neighbour values (zeros outside the grid)."""
@@ -212,6 +214,53 @@ class Upsampler(nn.Module):
         return s
 
 
+POINTWISE_CHUNK = 8192  # pixels per block: the hidden activations of a block stay in cache
+
+
+class _PointwiseMlp(torch.autograd.Function):
+    """1x1 layers (ReLU between) over (C, n) pixels, block by block in both passes.
+
+    The backward pass recomputes each block's activations instead of keeping the
+    (hidden x pixels) tensors: far less memory traffic than autograd over whole images.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, *params: torch.Tensor) -> torch.Tensor:
+        weights, biases = params[0::2], params[1::2]
+        out = x.new_empty(weights[-1].shape[0], x.shape[1])
+        for a in range(0, x.shape[1], POINTWISE_CHUNK):
+            t = x[:, a : a + POINTWISE_CHUNK]
+            for k, (w, b) in enumerate(zip(weights, biases, strict=True)):
+                t = torch.addmm(b[:, None], w, t)
+                if k + 1 < len(weights):
+                    t.clamp_min_(0)
+            out[:, a : a + POINTWISE_CHUNK] = t
+        ctx.save_for_backward(x, *params)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        x, *params = ctx.saved_tensors
+        weights, biases = params[0::2], params[1::2]
+        gw = [torch.zeros_like(w) for w in weights]
+        gb = [torch.zeros_like(b) for b in biases]
+        gx = torch.empty_like(x) if ctx.needs_input_grad[0] else None
+        for a in range(0, x.shape[1], POINTWISE_CHUNK):
+            acts = [x[:, a : a + POINTWISE_CHUNK]]  # input of each layer
+            for k, (w, b) in enumerate(zip(weights[:-1], biases[:-1], strict=True)):
+                acts.append(torch.addmm(b[:, None], w, acts[k]).clamp_min_(0))
+            g = grad[:, a : a + POINTWISE_CHUNK]
+            for k in range(len(weights) - 1, -1, -1):
+                gw[k].addmm_(g, acts[k].t())
+                gb[k].add_(g.sum(1))
+                if k > 0:
+                    g = (weights[k].t() @ g).mul_(acts[k] > 0)
+                elif gx is not None:
+                    gx[:, a : a + POINTWISE_CHUNK] = weights[0].t() @ g
+        grads = [v for pair in zip(gw, gb, strict=True) for v in pair]
+        return (gx, *grads)
+
+
 class Synthesis(nn.Module):
     """1x1 convs (ReLU between) to 3 channels, then 3x3 residual convs (zero-initialised)."""
 
@@ -229,12 +278,21 @@ class Synthesis(nn.Module):
                 conv.bias.zero_()
 
     def forward(self, s: torch.Tensor) -> torch.Tensor:
-        for k, conv in enumerate(self.pointwise):
-            s = conv(s)
-            if k + 1 < len(self.pointwise):
-                s = F.relu(s)
+        # 1x1 convolutions as block-wise matrix products over (C, H*W): PyTorch's CPU convolution
+        # takes a slow path for these few channels, and whole-image activations thrash the cache.
+        if s.shape[0] != 1:
+            raise ValueError("the INR synthesis decodes one image at a time")
+        h, w = s.shape[-2:]
+        params = []
+        for conv in self.pointwise:
+            params += [conv.weight.reshape(conv.weight.shape[0], -1), conv.bias]
+        s = _PointwiseMlp.apply(s.reshape(s.shape[1], h * w), *params).reshape(1, -1, h, w)
         for k, conv in enumerate(self.residual):
-            s = s + conv(F.pad(s, (1, 1, 1, 1), mode="replicate"))
+            # channels-last lets the 3-channel 3x3 convolution use the fast (oneDNN) kernels:
+            # 3.5x faster forward + backward than the default layout, measured at 768x512.
+            p = F.pad(s, (1, 1, 1, 1), mode="replicate").contiguous(memory_format=CHANNELS_LAST)
+            weight = conv.weight.contiguous(memory_format=CHANNELS_LAST)
+            s = s + F.conv2d(p, weight, conv.bias)
             if k + 1 < len(self.residual):
                 s = F.relu(s)
         return s
