@@ -147,6 +147,8 @@ def test_parallel_jobs_give_the_same_sizes(setup):
         (("--anchors", "pub:nothere"), "unknown published anchor 'pub:nothere'"),
         (("--anchors", "nosuchcodec"), "unknown codec"),
         (("--jobs", "0"), "--jobs must be >= 1"),
+        (("--codecs", "jpeg@fast"), "codec 'jpeg' has no presets"),
+        (("--codecs", "inr@turbo"), "unknown preset 'turbo'"),
     ],
 )
 def test_bad_arguments_give_one_error_line(setup, capsys, change, message):
@@ -339,6 +341,15 @@ def test_ncf_codecs_are_measured_through_the_container(setup):
     assert entry["bytes"] == len(api.encode_array(img, "test-zlib", 9))  # whole .ncf file
     assert entry["psnr"] == metrics.PSNR_CAP  # lossless
     assert doc["codecs"]["test-zlib"]["writes_ncf"] is True
+
+
+def test_a_codec_preset_is_its_own_curve(setup):
+    data, ref, out = setup
+    args = ["--dataset", str(data), "--reference", str(ref), "--out", str(out)]
+    assert rd.main([*args, "--codecs", "inr@test", "--qualities", "inr@test:3"]) == 0
+    doc = json.loads((out / "results.json").read_text())
+    entry = doc["codecs"]["inr@test"]["points"]["3"]["images"]["img00.png"]
+    assert entry["bytes"] > 0 and entry["psnr"] > 15
 
 
 def test_results_measured_with_other_weights_are_measured_again(tmp_path, monkeypatch):

@@ -118,13 +118,44 @@ def unavailable_reason(cls: type[Codec]) -> str | None:
     return None
 
 
+VARIANT_SEP = "@"
+
+
+def split_variant(key: str) -> tuple[str, dict[str, str]]:
+    """``"inr@fast"`` -> ``("inr", {"preset": "fast"})``: a codec run with an encoder preset.
+
+    Results are stored under the whole key, so presets of one codec are separate curves.
+    """
+    name, sep, preset = key.partition(VARIANT_SEP)
+    return name, ({"preset": preset} if sep else {})
+
+
+def variant_class(key: str) -> type[Codec]:
+    return codec_class(split_variant(key)[0])
+
+
+def make_codec(key: str) -> Codec:
+    """The codec object of a ``name`` or ``name@preset`` key; ``BenchError`` if invalid."""
+    name, options = split_variant(key)
+    try:
+        return get_codec(name, **options)
+    except TypeError:
+        raise BenchError(f"codec {name!r} has no presets (in {key!r})") from None
+
+
+def codec_options(codec: Codec) -> dict[str, str] | None:
+    preset = getattr(codec, "preset", None)
+    return {"preset": preset} if isinstance(preset, str) else None
+
+
 def select_codecs(names: tuple[str, ...] | None, log: Callable[[str], None]) -> list[str]:
     """Registered, available image codecs among ``names`` (all image codecs when None)."""
     wanted = list(names) if names else codec_names(modality="image")
     chosen = []
     for name in wanted:
         try:
-            cls = codec_class(name)
+            cls = variant_class(name)
+            make_codec(name)
         except CodecError as exc:
             raise BenchError(str(exc)) from None
         if cls.modality != "image":
@@ -167,7 +198,7 @@ def parse_qualities(
 
 
 def qualities_for(name: str, explicit: dict, quick: QuickPreset | None) -> list[int]:
-    codec = get_codec(name)
+    codec = make_codec(name)
     if name in explicit:
         values = explicit[name]
     else:
@@ -191,7 +222,7 @@ def _code(codec: Codec, img: np.ndarray, quality: int) -> tuple[bytes, np.ndarra
         from neuralcodec import api
 
         t0 = time.perf_counter()
-        data = api.encode_array(img, codec.name, quality)
+        data = api.encode_array(img, codec.name, quality, codec_options(codec))
         t1 = time.perf_counter()
         out = api.decode_bytes(data)[0]
     else:
@@ -225,7 +256,7 @@ def measure(codec: Codec, quality: int, path: Path) -> dict[str, Any]:
 
 
 def _measure_in_worker(name: str, quality: int, path: str) -> dict[str, Any]:
-    return measure(get_codec(name), quality, Path(path))
+    return measure(make_codec(name), quality, Path(path))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -234,7 +265,7 @@ def _measure_in_worker(name: str, quality: int, path: str) -> dict[str, Any]:
 
 def _weights_sha(name: str) -> str | None:
     """sha256 of the weights a learned codec uses now (None for codecs without weights)."""
-    codec = get_codec(name)
+    codec = make_codec(name)
     sha = getattr(codec, "weights_sha256", None)
     if not callable(sha) or not getattr(codec, "weights_available", lambda: False)():
         return None
@@ -283,7 +314,7 @@ class ResultsStore:
         self._point(name, quality)["images"][image] = entry
 
     def describe(self, name: str) -> None:
-        cls = codec_class(name)
+        cls = variant_class(name)
         codec = self.doc["codecs"].setdefault(name, {"points": {}})
         codec.update(description=cls.description, writes_ncf=cls.writes_ncf)
         sha = _weights_sha(name)
@@ -360,7 +391,7 @@ def make_plan(config: BenchConfig, log: Callable[[str], None]) -> Plan:
 def _run_point(name, quality, paths, pool, bar) -> dict[str, dict]:
     """Entries for ``paths`` at one point, serially or on the process pool."""
     if pool is None:
-        codec, entries = get_codec(name), {}
+        codec, entries = make_codec(name), {}
         for p in paths:
             entries[p.name] = measure(codec, quality, p)
             bar.update(1)
@@ -425,7 +456,7 @@ def check_anchors(config: BenchConfig, published: list[RDCurve]) -> None:
                 raise BenchError(f"unknown published anchor {name!r} (known: {known})")
         else:
             try:
-                codec_class(name)
+                variant_class(name)
             except CodecError as exc:
                 raise BenchError(f"anchor: {exc}") from None
 
@@ -492,7 +523,11 @@ def run_benchmark(config: BenchConfig, log: Callable[[str], None]) -> list[str]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", required=True, type=Path, help="folder of images")
-    parser.add_argument("--codecs", help="comma-separated codec names (default: all image codecs)")
+    parser.add_argument(
+        "--codecs",
+        help="comma-separated codec names, NAME@PRESET for an encoder preset (e.g. inr@fast); "
+        "default: all image codecs",
+    )
     parser.add_argument(
         "--qualities",
         nargs="+",
