@@ -60,7 +60,8 @@ def export(args: argparse.Namespace) -> dict:
     model, meta = load_checkpoint(args.checkpoint)
     step = int(meta.get("step", 0))
     module = elic if isinstance(model, elic.ElicModel) else frozen
-    frozen_model = module.freeze(model, meta={"model_id": f"{args.name}-s{step}", "step": step})
+    total = step + args.prior_steps
+    frozen_model = module.freeze(model, meta={"model_id": f"{args.name}-s{total}", "step": total})
     args.weights_dir.mkdir(parents=True, exist_ok=True)
     out = args.weights_dir / f"{args.name}.safetensors"
     sha = module.save(frozen_model, out)
@@ -75,9 +76,10 @@ def export(args: argparse.Namespace) -> dict:
         "qualities": list(range(1, len(model.config.lambdas) + 1)),
         "training": {
             "data": args.training_data,
-            "steps": step,
+            "steps": step + args.prior_steps,
             "batch": args.batch,
             "crop": args.crop,
+            **({"recipe": args.recipe} if args.recipe else {}),
         },
     }
 
@@ -102,6 +104,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--batch", type=int, default=8, help="training batch size, for the record")
     p.add_argument("--crop", type=int, default=128, help="training crop size, for the record")
+    p.add_argument(
+        "--prior-steps",
+        type=int,
+        default=0,
+        help="steps of the run(s) this checkpoint was warm-started from, for the record",
+    )
+    p.add_argument("--recipe", default="", help="how the checkpoint was trained, for the record")
     args = p.parse_args(argv)
     if args.checkpoint is None and args.eval_results is None:
         p.error("give --checkpoint, --eval-results or both")
