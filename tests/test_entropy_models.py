@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 
 import numpy as np
 import pytest
@@ -353,12 +354,24 @@ def test_conditional_escapes_roundtrip(conditional):
     roundtrip(values.astype(np.int32), idx, tables)
 
 
-def test_scale_indexes_pick_the_smallest_table_scale_above(conditional):
+def test_scale_indexes_pick_the_nearest_table_scale_in_log_domain(conditional):
     model, _ = conditional
     table = model.scale_table
     np.testing.assert_array_equal(model.scale_indexes(table), np.arange(table.numel()))
-    probe = torch.tensor([[0.0, 0.05, float(table[3]) * 1.001], [1e6, float(table[-1]), -1.0]])
-    np.testing.assert_array_equal(model.scale_indexes(probe), [[0, 0, 4], [63, 63, 0]])
+    mid = float(torch.sqrt(table[3] * table[4]))
+    probe = torch.tensor(
+        [
+            [0.0, 0.05, float(table[3]) * 1.001, mid * 0.999, mid * 1.001],
+            [1e6, float(table[-1]), -1.0, mid, mid],
+        ],
+        dtype=torch.float64,
+    )
+    np.testing.assert_array_equal(model.scale_indexes(probe), [[0, 0, 3, 3, 4], [63, 63, 0, 3, 3]])
+    # nearest in log domain: every scale in the table's range is within half a step of its table
+    s = torch.exp(torch.linspace(math.log(float(table[0])), math.log(float(table[-1])), 5000))
+    picked = table[torch.from_numpy(model.scale_indexes(s)).long()]
+    half_step = 0.5 * math.log(float(table[1] / table[0]))
+    assert float(torch.log(picked / s).abs().max()) <= half_step + 1e-9
     with pytest.raises(ValueError, match="finite"):
         model.scale_indexes(torch.tensor([float("nan")]))
 

@@ -206,8 +206,13 @@ def _bin_pmf_with_escape(edge_logits: torch.Tensor) -> np.ndarray:
 class ScaleTableModule(nn.Module):
     """Holds the float64 ``scale_table`` buffer and maps scales to table indexes.
 
-    Both mappings pick the smallest ``k`` with ``scale_table[k] >= scale`` (clamped to the table):
+    A scale is coded with the nearest table scale in the log domain: index ``k`` covers
+    ``(bound[k-1], bound[k]]`` with ``bound[k] = sqrt(scale_table[k] * scale_table[k+1])``, the
+    geometric midpoints (``scale_bounds``); below the first or above the last midpoint the end
+    tables are used. Both mappings pick the smallest ``k`` with ``bound[k] >= scale``:
     ``scale_indexes`` from float scales, ``scale_indexes_fixed`` from fixed-point integers.
+    (Rounding up to the next table scale instead, on a 64-scale table, measured 1.7-5% more bits
+    than the continuous likelihoods on two Kodak images; the nearest scale costs about 0.1%.)
     """
 
     def __init__(self, scale_table: np.ndarray | None = None):
@@ -221,8 +226,13 @@ class ScaleTableModule(nn.Module):
     def scale_min(self) -> float:
         return float(self.scale_table[0])
 
+    def scale_bounds(self) -> np.ndarray:
+        """float64 ``[n - 1]``: upper decision bound of each index but the last."""
+        t = self.scale_table.cpu().numpy()
+        return np.sqrt(t[:-1] * t[1:])
+
     def scale_indexes(self, scales: torch.Tensor) -> np.ndarray:
-        """Float convenience: smallest ``k`` with ``scale_table[k] >= scale``, clamped to the table.
+        """Float convenience: smallest ``k`` with ``scale_bounds()[k] >= scale``, else the last.
 
         Same shape as ``scales``, int32. Not bit-exact across machines when ``scales`` come from
         float networks; the decoder-side decision belongs to ``scale_indexes_fixed``.
@@ -230,22 +240,22 @@ class ScaleTableModule(nn.Module):
         s = scales.detach().to("cpu", torch.float64).contiguous()
         if not bool(torch.isfinite(s).all()):
             raise ValueError("scales must be finite")
-        idx = torch.searchsorted(self.scale_table.cpu(), s, side="left")
-        return idx.clamp_max(self.scale_table.numel() - 1).numpy().astype(np.int32)
+        idx = torch.searchsorted(torch.from_numpy(self.scale_bounds()), s, side="left")
+        return idx.numpy().astype(np.int32)
 
     def scale_thresholds(self, frac_bits: int) -> np.ndarray:
-        """``floor(scale_table * 2**frac_bits)`` as int64: the integer decision thresholds.
+        """``floor(scale_bounds() * 2**frac_bits)`` as int64: the integer decision thresholds.
 
-        For an integer ``f``, ``scale_table[k] >= f / 2**frac_bits`` iff ``threshold[k] >= f``.
+        For an integer ``f``, ``bound[k] >= f / 2**frac_bits`` iff ``threshold[k] >= f``.
         """
         if not isinstance(frac_bits, int | np.integer) or not 0 <= frac_bits <= MAX_FRAC_BITS:
             raise ValueError(f"frac_bits must be an int in 0..{MAX_FRAC_BITS}, got {frac_bits!r}")
-        return np.floor(self.scale_table.cpu().numpy() * 2.0**frac_bits).astype(np.int64)
+        return np.floor(self.scale_bounds() * 2.0**frac_bits).astype(np.int64)
 
     def scale_indexes_fixed(self, scales_fixed: np.ndarray, frac_bits: int) -> np.ndarray:
         """Integer-only ``scale_indexes`` for scales given as ``scale * 2**frac_bits`` integers.
 
-        Smallest ``k`` with ``scale_thresholds(frac_bits)[k] >= scale_fixed``, clamped. Since
+        Smallest ``k`` with ``scale_thresholds(frac_bits)[k] >= scale_fixed``, else the last. Since
         ``scale_fixed`` is an integer, this equals ``scale_indexes(scale_fixed / 2**frac_bits)``
         exactly, and it is the same on every machine (thresholds come from the stored float64
         table by one exact power-of-two scaling and a floor).
@@ -254,8 +264,7 @@ class ScaleTableModule(nn.Module):
         if not np.issubdtype(sf.dtype, np.integer):
             raise ValueError(f"scales_fixed must be integers, got {sf.dtype}")
         thresholds = self.scale_thresholds(frac_bits)
-        idx = np.searchsorted(thresholds, sf.astype(np.int64), side="left")
-        return np.minimum(idx, thresholds.size - 1).astype(np.int32)
+        return np.searchsorted(thresholds, sf.astype(np.int64), side="left").astype(np.int32)
 
 
 class ScaledConditional(ScaleTableModule, abc.ABC):
@@ -263,7 +272,8 @@ class ScaledConditional(ScaleTableModule, abc.ABC):
 
     ``p(v | s) = F((1/2 - |v|) / s) - F((-1/2 - |v|) / s)`` for a standard CDF ``F`` symmetric
     about 0. Training clamps scales below at ``scale_table[0]``. Coding quantises each scale to a
-    table index (the smallest table scale >= it) and codes ``round(y - mean)`` with that table::
+    table index (the nearest table scale, in the log domain) and codes ``round(y - mean)`` with
+    that table::
 
         scales --scale_indexes / scale_indexes_fixed--> indexes ---+
         y, means --round(y - mean)--> values ----------------------+--> rangecoder(tables)
