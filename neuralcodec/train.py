@@ -33,7 +33,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--transform",
         choices=("gdn", "hybrid"),
-        default="gdn",
+        default="hybrid",
         help="g_a/g_s: GDN stack, or block transform + GDN residual (see models/transforms.py)",
     )
     p.add_argument("--data", type=Path, default=None, help="training image folder")
