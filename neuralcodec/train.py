@@ -16,10 +16,14 @@ import time
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from .datasets.training import CropSampler, default_data_root
+from .models.elic import KIND as ELIC_KIND
 from .models.elic import ElicConfig, ElicModel
+from .models.elic import load as elic_load
+from .models.frozen import load as frozen_load
 from .models.hyperprior import HyperpriorConfig, HyperpriorModel, rd_loss
 from .models.transforms import HybridAnalysis, init_block_basis
 
@@ -79,8 +83,13 @@ def save_checkpoint(
 
 def warm_start(model: HyperpriorModel, path: Path) -> int:
     src = load_file(str(path))
-    # Shipped weights (weights/*.safetensors) keep the float model under "model.".
-    src = {k.removeprefix("model."): v for k, v in src.items() if not k.startswith("frozen.")}
+    if any(k.startswith("frozen.") for k in src):
+        # Shipped weights (weights/*.safetensors): load them as the codec does, which rebuilds
+        # the networks stored only in integer form and widens float16 tensors.
+        with safe_open(str(path), framework="pt") as f:
+            kind = json.loads(f.metadata()["config"]).get("kind")
+        loader = elic_load if kind == ELIC_KIND else frozen_load
+        src = loader(path).model.state_dict()
     own = model.state_dict()
     matched = {k: v for k, v in src.items() if k in own and own[k].shape == v.shape}
     model.load_state_dict(matched, strict=False)

@@ -61,3 +61,17 @@ def test_gain_units_learn_faster_than_the_transforms(tmp_path):
     after = load_file(str(out / "last.safetensors"))
     moved = (after["y_gain.log_gain"] - before["y_gain.log_gain"]).abs().max()
     assert moved > 4 * 1e-3  # Adam moves a parameter by about lr per step; gains 20x lr
+
+
+def test_warm_start_from_shipped_weights_restores_every_tensor(tmp_path):
+    from neuralcodec.models.frozen import freeze, save
+
+    torch.manual_seed(3)
+    src = train.HyperpriorModel(train.HyperpriorConfig(n=16, m=24, transform="hybrid")).eval()
+    path = tmp_path / "shipped.safetensors"
+    save(freeze(src), path)  # float16 transforms, h_s only as its integer twin
+    dst = train.HyperpriorModel(train.HyperpriorConfig(n=16, m=24, transform="hybrid"))
+    assert train.warm_start(dst, path) == len(dst.state_dict())
+    for name, ref in src.state_dict().items():
+        got = dst.state_dict()[name]
+        assert torch.allclose(got, ref, rtol=2e-3, atol=1e-3 * float(ref.abs().max()) + 1e-6), name
