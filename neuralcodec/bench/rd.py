@@ -46,7 +46,15 @@ from neuralcodec.bench.reference import (
 from neuralcodec.codecs.base import Codec, CodecError, codec_class, codec_names, get_codec
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".ppm", ".pgm", ".bmp", ".tif", ".tiff", ".webp")
-DEFAULT_ANCHORS = ("jpeg", "webp", "x265", "pub:vtm", "pub:bpg_444_x265_ycbcr")
+DEFAULT_ANCHORS = (
+    "jpeg",
+    "webp",
+    "avif",
+    "x265",
+    "pub:vtm",
+    "pub:compressai-bmshj2018-hyperprior_mse_cpu",
+    "pub:compressai-mbt2018-mean_mse_cpu",
+)
 RESULTS_FORMAT = "neuralcodec-rd/1"
 
 
