@@ -82,7 +82,8 @@ def learned_tables(doc: dict) -> list[str]:
         out += [
             "",
             f"`{name}` per quality level (means over the {len(images)} images; bpp = real `.ncf` "
-            "file size; model bpp = the rate the network's likelihoods predict):",
+            "file size; model bpp = the rate the network's likelihoods predict; times as the "
+            "benchmark's workers measured them, see the speed table for isolated timings):",
             "",
             "| quality | bpp | model bpp | file / model | PSNR (dB) | MS-SSIM | encode s | decode s |",
             "|---:|---:|---:|---:|---:|---:|---:|---:|",

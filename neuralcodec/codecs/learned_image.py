@@ -36,7 +36,8 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", "
 PAD_MULTIPLE = 64
 
 
-SYNTHESIS_THREADS = 1
+# Fixed, so pixels never depend on the caller; 2 decodes kodim23 in 0.31 s against 0.49 s with 1.
+SYNTHESIS_THREADS = 2
 
 
 @contextmanager
