@@ -82,14 +82,15 @@ def save_checkpoint(
 
 
 def warm_start(model: HyperpriorModel, path: Path) -> int:
-    src = load_file(str(path))
-    if any(k.startswith("frozen.") for k in src):
+    with safe_open(str(path), framework="pt") as f:
+        shipped = any(k.startswith("frozen.") for k in f.keys())  # noqa: SIM118 (not a dict)
+        kind = json.loads((f.metadata() or {}).get("config", "{}")).get("kind")
+    if shipped:
         # Shipped weights (weights/*.safetensors): load them as the codec does, which rebuilds
         # the networks stored only in integer form and widens float16 tensors.
-        with safe_open(str(path), framework="pt") as f:
-            kind = json.loads(f.metadata()["config"]).get("kind")
-        loader = elic_load if kind == ELIC_KIND else frozen_load
-        src = loader(path).model.state_dict()
+        src = (elic_load if kind == ELIC_KIND else frozen_load)(path).model.state_dict()
+    else:
+        src = load_file(str(path))
     own = model.state_dict()
     matched = {k: v for k, v in src.items() if k in own and own[k].shape == v.shape}
     model.load_state_dict(matched, strict=False)

@@ -225,8 +225,8 @@ def test_c_latent_decoder_rejects_bad_streams_and_arguments():
         fx.decode_latents(nets, layout, data[: len(data) // 2])
     dec = RangeDecoder(data)
     buf = np.zeros(layout.size)
-    ctx = layout.positions[:, None] + layout.offsets[layout.levels]
-    coding = (10, float(2**22 - 1), fx.NUM_FRACS, fx.NUM_SCALES, fx.LS_LO, fx.LS_HI, 2**20)
+    ctx = layout.context_index()
+    coding = fx.MLP_CODING
     layers = [(w.astype(np.float64), b.astype(np.float64)) for w, b in nets.arm]
     tables = fx.prepared_tables()
     with pytest.raises(ValueError, match="outside buf"):
@@ -236,7 +236,7 @@ def test_c_latent_decoder_rejects_bad_streams_and_arguments():
         dec.decode_mlp(buf, layout.positions, ctx, one_output, 8, coding, tables)
     with pytest.raises(TypeError):
         dec.decode_mlp(buf.astype(np.float32), layout.positions, ctx, layers, 8, coding, tables)
-    bad = (10, float(2**22 - 1), fx.NUM_FRACS, 10**6, fx.LS_LO, fx.LS_HI, 2**20)
+    bad = (*coding[:3], 10**6, *coding[4:])  # more scales than tables
     with pytest.raises(ValueError, match="coding parameters"):
         dec.decode_mlp(buf, layout.positions, ctx, layers, 8, bad, tables)
     # after refusing bad arguments the decoder still decodes the stream correctly

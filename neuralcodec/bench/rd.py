@@ -151,11 +151,6 @@ def make_codec(key: str) -> Codec:
         raise BenchError(f"codec {name!r} has no presets (in {key!r})") from None
 
 
-def codec_options(codec: Codec) -> dict[str, str] | None:
-    preset = getattr(codec, "preset", None)
-    return {"preset": preset} if isinstance(preset, str) else None
-
-
 def select_codecs(names: tuple[str, ...] | None, log: Callable[[str], None]) -> list[str]:
     """Registered, available image codecs among ``names`` (all image codecs when None)."""
     wanted = list(names) if names else codec_names(modality="image")
@@ -224,13 +219,15 @@ def qualities_for(name: str, explicit: dict, quick: QuickPreset | None) -> list[
 # measuring one image
 
 
-def _code(codec: Codec, img: np.ndarray, quality: int) -> tuple[bytes, np.ndarray, float, float]:
+def _code(
+    codec: Codec, img: np.ndarray, quality: int, options: dict[str, str]
+) -> tuple[bytes, np.ndarray, float, float]:
     """(bytes, reconstruction, encode s, decode s) through the codec's native or .ncf path."""
     if codec.writes_ncf:
         from neuralcodec import api
 
         t0 = time.perf_counter()
-        data = api.encode_array(img, codec.name, quality, codec_options(codec))
+        data = api.encode_array(img, codec.name, quality, options)
         t1 = time.perf_counter()
         out = api.decode_bytes(data)[0]
     else:
@@ -241,10 +238,12 @@ def _code(codec: Codec, img: np.ndarray, quality: int) -> tuple[bytes, np.ndarra
     return bytes(data), np.asarray(out), t1 - t0, time.perf_counter() - t1
 
 
-def measure(codec: Codec, quality: int, path: Path) -> dict[str, Any]:
-    """Code one image at one quality and return its RD entry."""
+def measure(
+    codec: Codec, quality: int, path: Path, options: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """Code one image at one quality and return its RD entry (``options``: encoder preset)."""
     img = load_image(path)
-    data, out, enc_s, dec_s = _code(codec, img, quality)
+    data, out, enc_s, dec_s = _code(codec, img, quality, options or {})
     if out.shape != img.shape or out.dtype != np.uint8:
         raise CodecError(
             f"{codec.name} returned {out.shape} {out.dtype} for a {img.shape} uint8 image"
@@ -263,8 +262,8 @@ def measure(codec: Codec, quality: int, path: Path) -> dict[str, Any]:
     return entry
 
 
-def _measure_in_worker(name: str, quality: int, path: str) -> dict[str, Any]:
-    return measure(make_codec(name), quality, Path(path))
+def _measure_in_worker(key: str, quality: int, path: str) -> dict[str, Any]:
+    return measure(make_codec(key), quality, Path(path), split_variant(key)[1])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -399,9 +398,9 @@ def make_plan(config: BenchConfig, log: Callable[[str], None]) -> Plan:
 def _run_point(name, quality, paths, pool, bar) -> dict[str, dict]:
     """Entries for ``paths`` at one point, serially or on the process pool."""
     if pool is None:
-        codec, entries = make_codec(name), {}
+        codec, options, entries = make_codec(name), split_variant(name)[1], {}
         for p in paths:
-            entries[p.name] = measure(codec, quality, p)
+            entries[p.name] = measure(codec, quality, p, options)
             bar.update(1)
         return entries
     futures = {p.name: pool.submit(_measure_in_worker, name, quality, str(p)) for p in paths}

@@ -18,7 +18,7 @@
 #define MLP_MAX_WIDTH 64
 
 typedef struct {
-    const double *w; /* [out, in] row-major, as given */
+    double *wt;      /* [in, out]: the given [out, in] weight transposed, owned (PyMem) */
     const double *b; /* [out] */
     int in, out;
 } MlpLayer;
@@ -35,11 +35,11 @@ static inline int64_t floor_div(int64_t a, int64_t b) /* b > 0 */
     return (a % b != 0 && a < 0) ? q - 1 : q;
 }
 
-/* REQUIRES: a holds layers[0].in values, wt[j] is layer j's weight transposed ([in, out]).
+/* REQUIRES: a holds layers[0].in values.
  * Writes (mu, log b) at scale 2^act_bits. The outputs of a layer accumulate side by side
  * (independent sums, vectorisable); the order of exact integer sums does not matter. */
-static void mlp_eval(const MlpLayer *layers, double *const *wt, int nl, int k,
-                     const MlpCoding *c, double *a, double *mu, double *ls)
+static void mlp_eval(const MlpLayer *layers, int nl, int k, const MlpCoding *c, double *a,
+                     double *mu, double *ls)
 {
     double acc[MLP_MAX_WIDTH];
     const double limit = c->act_limit;
@@ -52,7 +52,7 @@ static void mlp_eval(const MlpLayer *layers, double *const *wt, int nl, int k,
         for (int o = 0; o < out; o++)
             acc[o] = L->b[o] * bias_scale;
         for (int i = 0; i < L->in; i++) {
-            const double x = a[i], *w = wt[j] + (size_t)i * out;
+            const double x = a[i], *w = L->wt + (size_t)i * out;
             for (int o = 0; o < out; o++)
                 acc[o] += x * w[o];
         }
@@ -81,23 +81,13 @@ static int decode_mlp_run(DecoderObject *D, const TablesObject *T, double *buf,
     int prec = T->precision, shift = T->lut_shift;
     uint64_t count = D->count;
     int64_t one = (int64_t)1 << c->act_bits, span = c->ls_hi - c->ls_lo;
-    double a[MLP_MAX_WIDTH], *wt[MLP_MAX_LAYERS];
-    int made = 0, rc = -1;
-    for (; made < nl; made++) {
-        const MlpLayer *M = &layers[made];
-        wt[made] = malloc(sizeof(double) * (size_t)M->in * (size_t)M->out);
-        if (!wt[made])
-            goto out;
-        for (int o = 0; o < M->out; o++)
-            for (int i = 0; i < M->in; i++)
-                wt[made][(size_t)i * M->out + o] = M->w[(size_t)o * M->in + i];
-    }
+    double a[MLP_MAX_WIDTH];
     for (Py_ssize_t i = 0; i < n; i++) {
         const int64_t *ci = ctx + (size_t)i * K;
         for (int j = 0; j < K; j++)
             a[j] = buf[ci[j]];
         double mu_d, ls_d;
-        mlp_eval(layers, wt, nl, k, c, a, &mu_d, &ls_d);
+        mlp_eval(layers, nl, k, c, a, &mu_d, &ls_d);
         int64_t mu_q = floor_div((int64_t)mu_d * c->num_fracs + one / 2, one);
         int64_t m = floor_div(mu_q + c->num_fracs / 2, c->num_fracs);
         int64_t frac = mu_q - m * c->num_fracs + c->num_fracs / 2;
@@ -106,21 +96,17 @@ static int decode_mlp_run(DecoderObject *D, const TablesObject *T, double *buf,
         int32_t v;
         if (dec_value(&L[(count + (uint64_t)i) & 3], &tabs[s * c->num_fracs + frac], prec, shift,
                       &v) < 0)
-            goto out;
+            return -1;
         int64_t y = (int64_t)v + m;
         y = y < -c->latent_limit ? -c->latent_limit : (y > c->latent_limit ? c->latent_limit : y);
         buf[pos[i]] = (double)y;
     }
     for (int j = 0; j < NLANES; j++)
         if (L[j].pos > L[j].len + READ_SLACK)
-            goto out;
+            return -1;
     memcpy(D->lanes, L, sizeof(L));
     D->count = count + (uint64_t)n;
-    rc = 0;
-out:
-    for (int j = 0; j < made; j++)
-        free(wt[j]);
-    return rc;
+    return 0;
 }
 
 /* Contiguous buffer of 8-byte items of kind 'd' (float64) or 'q' (int64). */
@@ -178,7 +164,8 @@ static PyObject *Decoder_decode_mlp(DecoderObject *self, PyObject *args)
         PyErr_SetString(DecodeError, "decoder stopped at an earlier corrupt chunk");
         return NULL;
     }
-    int nl = (int)PyTuple_GET_SIZE(olayers), got = 0, rc = -1, st = 0;
+    /* got: layers whose buffers are held; made: layers whose transposed weights exist */
+    int nl = (int)PyTuple_GET_SIZE(olayers), got = 0, made = 0, rc = -1, st = 0;
     MlpLayer layers[MLP_MAX_LAYERS];
     Py_buffer wv[MLP_MAX_LAYERS], bv[MLP_MAX_LAYERS], buf, pos, ctx;
     int have_buf = 0, have_pos = 0, have_ctx = 0;
@@ -205,7 +192,18 @@ static PyObject *Decoder_decode_mlp(DecoderObject *self, PyObject *args)
             got++;
             goto done;
         }
-        layers[got] = (MlpLayer){wv[got].buf, bv[got].buf, in, out};
+        double *wt = PyMem_Malloc(sizeof(double) * (size_t)in * (size_t)out);
+        if (!wt) {
+            PyErr_NoMemory();
+            got++;
+            goto done;
+        }
+        const double *w = wv[got].buf;
+        for (int o = 0; o < out; o++)
+            for (int i = 0; i < in; i++)
+                wt[(size_t)i * out + o] = w[(size_t)o * in + i];
+        layers[got] = (MlpLayer){wt, bv[got].buf, in, out};
+        made++;
     }
     int K = layers[0].in;
     if (get_8(obuf, &buf, 1, 'd', "buf") < 0)
@@ -243,6 +241,8 @@ done:
         PyBuffer_Release(&wv[j]);
         PyBuffer_Release(&bv[j]);
     }
+    for (int j = 0; j < made; j++)
+        PyMem_Free(layers[j].wt);
     if (have_buf)
         PyBuffer_Release(&buf);
     if (have_pos)

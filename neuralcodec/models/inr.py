@@ -132,8 +132,6 @@ def quantize_latent(y: torch.Tensor, mode: str, temperature: float, noise_a: flo
 
 # ----------------------------------------------------------------------------- networks
 
-CHANNELS_LAST = torch.channels_last
-
 
 def causal_context(grid: torch.Tensor, offsets: tuple[tuple[int, int], ...]) -> torch.Tensor:
     """(1, 1, h, w) grid -> (h * w, K) neighbour values (zeros outside the grid)."""
@@ -290,8 +288,10 @@ class Synthesis(nn.Module):
         for k, conv in enumerate(self.residual):
             # channels-last lets the 3-channel 3x3 convolution use the fast (oneDNN) kernels:
             # 3.5x faster forward + backward than the default layout, measured at 768x512.
-            p = F.pad(s, (1, 1, 1, 1), mode="replicate").contiguous(memory_format=CHANNELS_LAST)
-            weight = conv.weight.contiguous(memory_format=CHANNELS_LAST)
+            p = F.pad(s, (1, 1, 1, 1), mode="replicate").contiguous(
+                memory_format=torch.channels_last
+            )
+            weight = conv.weight.contiguous(memory_format=torch.channels_last)
             s = s + F.conv2d(p, weight, conv.bias)
             if k + 1 < len(self.residual):
                 s = F.relu(s)

@@ -45,6 +45,9 @@ MAX_HALF_SUPPORT = 1024
 LS_LO = round(LOG_SCALE_MIN * 2**ACT_BITS)
 LS_HI = round(LOG_SCALE_MAX * 2**ACT_BITS)
 LATENT_LIMIT = 2**20
+# The constants of ``arm_fixed`` + ``coding_indexes`` in the order ``RangeDecoder.decode_mlp``
+# takes them (its C twin of those two functions).
+MLP_CODING = (ACT_BITS, float(ACT_LIMIT), NUM_FRACS, NUM_SCALES, LS_LO, LS_HI, LATENT_LIMIT)
 
 
 class InrStreamError(ValueError):
@@ -268,6 +271,10 @@ class Layout:
     starts: np.ndarray  # positions[starts[t]:starts[t+1]] is wavefront t
     offsets: np.ndarray  # [levels, K] flat neighbour offsets per level
 
+    def context_index(self) -> np.ndarray:
+        """[N, K] flat buffer index of every latent's causal neighbours, wavefront order."""
+        return self.positions[:, None] + self.offsets[self.levels]
+
 
 def make_layout(cfg: InrConfig, height: int, width: int) -> Layout:
     nbrs = NEIGHBOURHOODS[cfg.arm_context]
@@ -322,7 +329,7 @@ def _gather(layout: Layout, buf: np.ndarray) -> list[np.ndarray]:
 def encode_latents(nets: FixedNets, layout: Layout, grids: list[np.ndarray]) -> tuple[bytes, float]:
     """Integer grids -> (latent stream, exact information content in bits)."""
     buf = _scatter(layout, grids)
-    ctx = buf[layout.positions[:, None] + layout.offsets[layout.levels]]
+    ctx = buf[layout.context_index()]
     mu, ls = arm_fixed(nets, ctx)
     idx, m = coding_indexes(mu, ls)
     values = buf[layout.positions].astype(np.int64) - m
@@ -336,11 +343,15 @@ def decode_latents(nets: FixedNets, layout: Layout, data: bytes) -> list[np.ndar
     """Inverse of ``encode_latents``: the range decoder runs the ARM itself, symbol by symbol."""
     buf = np.zeros(layout.size, dtype=np.float64)
     dec = rangecoder.RangeDecoder(data)
-    ctx_index = layout.positions[:, None] + layout.offsets[layout.levels]
-    coding = (ACT_BITS, float(ACT_LIMIT), NUM_FRACS, NUM_SCALES, LS_LO, LS_HI, LATENT_LIMIT)
     layers = [(w.astype(np.float64), b.astype(np.float64)) for w, b in nets.arm]
     dec.decode_mlp(
-        buf, layout.positions, ctx_index, layers, nets.steps["arm"], coding, prepared_tables()
+        buf,
+        layout.positions,
+        layout.context_index(),
+        layers,
+        nets.steps["arm"],
+        MLP_CODING,
+        prepared_tables(),
     )
     return _gather(layout, buf)
 
@@ -351,7 +362,7 @@ def decode_latents_wavefront(nets: FixedNets, layout: Layout, data: bytes) -> li
     dec = rangecoder.RangeDecoder(data)
     tables = prepared_tables()
     pos, starts = layout.positions, layout.starts
-    ctx_index = pos[:, None] + layout.offsets[layout.levels]  # [N, K]
+    ctx_index = layout.context_index()
     for t in range(len(starts) - 1):
         a, b = starts[t], starts[t + 1]
         mu, ls = arm_fixed(nets, buf[ctx_index[a:b]])
