@@ -40,6 +40,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default="hybrid",
         help="g_a/g_s: GDN stack, or block transform + GDN residual (see models/transforms.py)",
     )
+    p.add_argument(
+        "--lambdas",
+        type=_lambda_list,
+        default=None,
+        help="comma-separated rate-distortion trade-offs, one per quality (default: the model's)",
+    )
     p.add_argument("--data", type=Path, default=None, help="training image folder")
     p.add_argument("--out", type=Path, required=True, help="checkpoint directory")
     p.add_argument("--steps", type=int, default=20000)
@@ -56,6 +62,35 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", action="store_true", help="continue from --out/last.*")
     p.add_argument("--init", type=Path, default=None, help="warm start from a .safetensors")
     p.add_argument("--seed", type=int, default=0)
+
+
+def _lambda_list(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of numbers: {text!r}") from None
+    if len(values) < 2 or any(not 0 < v < 10 for v in values) or list(values) != sorted(values):
+        raise argparse.ArgumentTypeError(
+            "lambdas must be at least two increasing values in (0, 10)"
+        )
+    return values
+
+
+def remap_gains(log_gain: torch.Tensor, src: tuple[float, ...], dst: tuple[float, ...]):
+    """Gain-unit logs learned at lambdas ``src`` read at lambdas ``dst``.
+
+    Each channel's log gain is interpolated linearly in log(lambda), and extrapolated from the
+    two nearest trained levels outside the trained range, so a warm start with a shifted
+    quality ladder begins close to what the source model does at those trade-offs.
+    """
+    xs = torch.log(torch.tensor(src, dtype=torch.float64))
+    out = torch.empty(len(dst), log_gain.shape[1], dtype=torch.float64)
+    for i, lam in enumerate(dst):
+        x = math.log(lam)
+        j = int(torch.searchsorted(xs, torch.tensor(x, dtype=torch.float64)).clamp(1, len(src) - 1))
+        t = (x - xs[j - 1]) / (xs[j] - xs[j - 1])
+        out[i] = (1 - t) * log_gain[j - 1].double() + t * log_gain[j].double()
+    return out.to(log_gain.dtype)
 
 
 def lr_at(step: int, args: argparse.Namespace) -> float:
@@ -88,10 +123,19 @@ def warm_start(model: HyperpriorModel, path: Path) -> int:
     if shipped:
         # Shipped weights (weights/*.safetensors): load them as the codec does, which rebuilds
         # the networks stored only in integer form and widens float16 tensors.
-        src = (elic_load if kind == ELIC_KIND else frozen_load)(path).model.state_dict()
+        source = (elic_load if kind == ELIC_KIND else frozen_load)(path).model
+        src, src_lambdas = source.state_dict(), tuple(source.config.lambdas)
     else:
         src = load_file(str(path))
+        with safe_open(str(path), framework="pt") as f:
+            config = json.loads((f.metadata() or {}).get("config", "{}"))
+        src_lambdas = tuple(config.get("lambdas", ()))
     own = model.state_dict()
+    dst_lambdas = tuple(model.config.lambdas)
+    if src_lambdas and src_lambdas != dst_lambdas:
+        for name, value in list(src.items()):
+            if "_gain." in name and name in own and value.shape[0] == len(src_lambdas):
+                src[name] = remap_gains(value, src_lambdas, dst_lambdas)
     matched = {k: v for k, v in src.items() if k in own and own[k].shape == v.shape}
     model.load_state_dict(matched, strict=False)
     return len(matched)
@@ -102,11 +146,12 @@ def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     # Contiguous (NCHW) memory: channels-last measured 3x slower for these layers on this CPU.
+    extra = {"lambdas": args.lambdas} if args.lambdas else {}
     if args.model == "elic":
-        model = ElicModel(ElicConfig(n=args.n, m=args.m, transform=args.transform))
+        model = ElicModel(ElicConfig(n=args.n, m=args.m, transform=args.transform, **extra))
     else:
         model = HyperpriorModel(
-            HyperpriorConfig(kind=args.model, n=args.n, m=args.m, transform=args.transform)
+            HyperpriorConfig(kind=args.model, n=args.n, m=args.m, transform=args.transform, **extra)
         )
     config = model.config
     # The gain units are few (qualities x channels) and must travel far (a factor of 10 or more

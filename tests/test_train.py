@@ -75,3 +75,46 @@ def test_warm_start_from_shipped_weights_restores_every_tensor(tmp_path):
     for name, ref in src.state_dict().items():
         got = dst.state_dict()[name]
         assert torch.allclose(got, ref, rtol=2e-3, atol=1e-3 * float(ref.abs().max()) + 1e-6), name
+
+
+def test_remap_gains_interpolates_in_log_lambda_and_extrapolates_outside():
+    src = (0.01, 0.02, 0.04)
+    log_gain = torch.tensor([[0.0, 1.0], [1.0, 3.0], [2.0, 5.0]])
+    got = train.remap_gains(log_gain, src, (0.005, 0.02, 0.02 * 2**0.5, 0.08))
+    want = torch.tensor([[-1.0, -1.0], [1.0, 3.0], [1.5, 4.0], [3.0, 7.0]])
+    assert torch.allclose(got, want, atol=1e-6)
+
+
+def test_warm_start_with_a_shifted_quality_ladder_keeps_the_shared_levels(tmp_path):
+    from neuralcodec.models.frozen import freeze, save
+
+    torch.manual_seed(4)
+    src = train.HyperpriorModel(train.HyperpriorConfig(n=16, m=24, transform="hybrid")).eval()
+    path = tmp_path / "shipped.safetensors"
+    save(freeze(src), path)
+    old = src.config.lambdas
+    shifted = (old[0] / 4, old[0] / 2, *old[:-2])
+    dst = train.HyperpriorModel(
+        train.HyperpriorConfig(n=16, m=24, transform="hybrid", lambdas=shifted)
+    )
+    train.warm_start(dst, path)
+    for name in ("y_gain.log_gain", "y_gain.log_inverse", "z_gain.log_gain"):
+        got, ref = dst.state_dict()[name], src.state_dict()[name]
+        assert torch.allclose(got[2:], ref[:-2], atol=1e-2), name
+
+
+def test_lambdas_option_sets_the_quality_ladder(tmp_path, capsys):
+    data = tmp_path / "data"
+    data.mkdir()
+    shutil.copy(ROOT / "examples" / "sample.png", data / "a.png")
+    out = tmp_path / "run"
+    assert train.main(_args(data, out, "--steps", "1", "--lambdas", "0.001,0.004,0.016")) == 0
+    with safe_open(str(out / "last.safetensors"), framework="pt") as f:
+        assert json.loads(f.metadata()["config"])["lambdas"] == [0.001, 0.004, 0.016]
+    for bad in ("0.01", "0.02,0.01", "a,b", "0,0.1"):
+        try:
+            train.main(_args(data, out, "--steps", "1", "--lambdas", bad))
+        except SystemExit as e:
+            assert e.code == 2
+        else:
+            raise AssertionError(bad)
