@@ -17,7 +17,14 @@ from neuralcodec.codecs.inr import PRESETS, InrCodec, quality_lambda
 from neuralcodec.container.binary import pack, unpack
 from neuralcodec.container.bridge import from_encoded, to_encoded
 from neuralcodec.models import inr_fixed as fx
-from neuralcodec.models.inr import InrConfig, InrModel, causal_context, mac_per_pixel
+from neuralcodec.models.inr import (
+    InrConfig,
+    InrModel,
+    causal_context,
+    laplace_bits,
+    laplace_rate,
+    mac_per_pixel,
+)
 
 REPO_DIR = Path(__file__).resolve().parents[1]
 
@@ -123,8 +130,8 @@ def test_wavefronts_respect_causality():
 def test_fixed_arm_matches_training_context():
     grid = torch.arange(12.0).reshape(1, 1, 3, 4)
     ctx = causal_context(grid, ((0, -1), (1, 0), (1, 1)))
-    assert ctx[5].tolist() == [4.0, 1.0, 2.0]  # (y=1, x=1): left, above, above-right
-    assert ctx[0].tolist() == [0.0, 0.0, 0.0]
+    assert ctx[:, 5].tolist() == [4.0, 1.0, 2.0]  # (y=1, x=1): left, above, above-right
+    assert ctx[:, 0].tolist() == [0.0, 0.0, 0.0]
 
 
 TABLES_SHA256 = "995541491030253781dd72701b4aa073c06ada9a621727689c82a272559ff9a7"
@@ -269,3 +276,23 @@ def test_blockwise_pointwise_synthesis_has_exact_gradients(monkeypatch):
         ref = params[k] @ ref + params[k + 1][:, None]
         ref = ref.clamp_min(0) if k + 2 < len(params) else ref
     assert torch.allclose(inr._PointwiseMlp.apply(x, *params), ref)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_fused_laplace_rate_matches_its_definition_and_gradients(dtype):
+    """Central bin, tails, clamped likelihoods and clamped scales, against plain autograd."""
+    torch.manual_seed(5)
+    n = 50_000
+    y = (torch.randn(n, dtype=dtype) * 5).round() + torch.rand(n, dtype=dtype) - 0.5
+    mu = torch.randn(n, dtype=dtype) * 3
+    log_scale = torch.rand(n, dtype=dtype) * 14 - 6.5  # beyond both clamp limits
+    ref_in = [t.clone().requires_grad_() for t in (y, mu, log_scale)]
+    ref = laplace_bits(*ref_in).sum()
+    ref.backward()
+    got_in = [t.clone().requires_grad_() for t in (y, mu, log_scale)]
+    got = laplace_rate(*got_in)
+    got.backward()
+    tol = 1e-9 if dtype == torch.float64 else 1e-5
+    assert abs(float(got.detach()) - float(ref.detach())) <= tol * float(ref.detach())
+    for a, b in zip(got_in, ref_in, strict=True):
+        assert torch.allclose(a.grad, b.grad, rtol=100 * tol, atol=1e3 * tol)
