@@ -1,10 +1,13 @@
-"""``codec bench speed``: encode/decode time of our learned codec vs CompressAI's, same input.
+"""``codec bench speed``: encode/decode time of our learned codecs vs CompressAI's, same input.
 
 Both sides get the same Kodak image (padded to a multiple of 64 for CompressAI, which needs it;
-ours pads internally) and run in the same process with the same torch thread count. CompressAI's
-``mbt2018_mean(quality=q, pretrained=False)`` is prepared with ``update()``; its weights are
-random, which does not change the amount of work its transforms do. Times are the best of
-``--repeat`` runs, in seconds, from array in to streams out (encode) and back (decode).
+ours pads internally) and run in the same process with the same torch thread count. Each of our
+codecs is timed next to CompressAI's model of the same family: ``mbt-mean`` next to
+``mbt2018_mean(quality=q, pretrained=False)``, ``elic`` next to ``Elic2022Official()`` (the
+paper's N=192, M=320 configuration, larger than ours). CompressAI models are prepared with
+``update()``; their weights are random, which does not change the amount of work their
+transforms do. Times are the best of ``--repeat`` runs, in seconds, from array in to streams out
+(encode) and back (decode).
 """
 
 from __future__ import annotations
@@ -24,7 +27,12 @@ from ..datasets.training import default_data_root
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--image", type=Path, default=None, help="default: kodak/kodim23.png")
-    p.add_argument("--codec", default="mbt-mean")
+    p.add_argument(
+        "--codecs",
+        "--codec",
+        default="mbt-mean",
+        help="comma-separated codecs to time (each with its CompressAI counterpart, if any)",
+    )
     p.add_argument("--quality", type=int, default=4)
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = leave as is)")
@@ -49,10 +57,27 @@ def time_ours(name: str, img: np.ndarray, quality: int, repeat: int) -> dict:
     return {"enc_s": t_enc, "dec_s": t_dec, "bytes": enc.payload_bytes}
 
 
-def time_compressai(img: np.ndarray, quality: int, repeat: int) -> dict:
+def _compressai_mbt2018_mean(quality: int):
     from compressai.zoo import mbt2018_mean
 
-    net = mbt2018_mean(quality=quality, pretrained=False).eval()
+    return mbt2018_mean(quality=quality, pretrained=False)
+
+
+def _compressai_elic(quality: int):
+    from compressai.models import Elic2022Official
+
+    return Elic2022Official()
+
+
+# our codec -> (row label, constructor of CompressAI's model of the same family)
+COMPRESSAI_COUNTERPARTS = {
+    "mbt-mean": ("compressai mbt2018_mean", _compressai_mbt2018_mean),
+    "elic": ("compressai Elic2022Official (N=192, M=320)", _compressai_elic),
+}
+
+
+def time_compressai(img: np.ndarray, quality: int, repeat: int, make=_compressai_mbt2018_mean):
+    net = make(quality).eval()
     net.update(force=True)
     x = torch.from_numpy(np.array(img)).permute(2, 0, 1)[None].float() / 255
     h, w = x.shape[-2:]
@@ -74,10 +99,12 @@ def run(args: argparse.Namespace) -> int:
     if img.ndim == 2:
         img = np.repeat(img[:, :, None], 3, axis=2)
     img = np.ascontiguousarray(img[:, :, :3])
-    rows = {
-        f"ours ({args.codec})": time_ours(args.codec, img, args.quality, args.repeat),
-        "compressai mbt2018_mean": time_compressai(img, args.quality, args.repeat),
-    }
+    rows = {}
+    for name in [c.strip() for c in args.codecs.split(",") if c.strip()]:
+        rows[f"ours ({name})"] = time_ours(name, img, args.quality, args.repeat)
+        if name in COMPRESSAI_COUNTERPARTS:
+            label, make = COMPRESSAI_COUNTERPARTS[name]
+            rows[label] = time_compressai(img, args.quality, args.repeat, make)
     print(
         f"{path.name} {img.shape[1]}x{img.shape[0]}, quality {args.quality}, "
         f"{torch.get_num_threads()} threads, best of {args.repeat}"
