@@ -156,6 +156,25 @@ def test_contexts_change_the_parameters(weights):
     assert not torch.equal(m_anchor_pass, m_other_prev)
 
 
+@pytest.mark.parametrize("k", [0, 1])
+def test_per_pass_parameters_are_the_full_map_integers_at_that_pass(weights, k):
+    """The coder's gathered path (channel context once, aggregation at one pass's positions)."""
+    frozen = elic.load(weights)
+    torch.manual_seed(4)
+    hyper = to_fixed(torch.randn(2, 2 * CONFIG.m, 5, 7))
+    prev = [to_fixed(torch.round(3 * torch.randn(2, 8, 5, 7)))][:k]
+    hat = to_fixed(torch.round(3 * torch.randn(2, 8, 5, 7)))
+    masks = elic.checkerboard_masks(5, 7, torch.bool)
+    channel = frozen.channel_context_fixed(k, prev)
+    for p, mask in enumerate(masks):
+        full = frozen.group_params_fixed(k, hyper, prev, hat if p else None)
+        part = frozen.pass_params_fixed(k, hyper, channel, hat if p else None, mask[0, 0])
+        sel = mask.expand(2, 8, 5, 7)
+        for f, g in zip(full, part, strict=True):
+            assert g.shape == (2, 8, int(mask.sum()))
+            assert torch.equal(f[sel], g.reshape(-1))
+
+
 # ------------------------------------------------------------------------------- coding
 
 

@@ -5,8 +5,9 @@
     encode:  RGB uint8 --pad to 64--> x --g_a * gain[q]--> y --h_a * zgain[q]--> z
              z_int = round(z)                                -> stream "z" (factorized tables)
              hyper = h_s_fixed(z_int * zinv[q])              (exact integer network)
-             for group k = 0..G-1, for pass in (anchors, non-anchors):
-                 (scale, mean) = group_params_fixed(k, hyper, ŷ[<k], ŷ[k] anchors | none)
+             for group k = 0..G-1:   ch = channel_context_fixed(k, ŷ[<k])
+               for pass in (anchors, non-anchors):
+                 (scale, mean) = pass_params_fixed(k, hyper, ch, ŷ[k] anchors | none)
                  v = round(y - mean) at the pass's positions -> stream "y" (Gaussian tables)
                  ŷ = v * 2^10 + mean                         (fixed point, exact)
     decode:  the same loop with RangeDecoder.decode(indexes, tables) in place of round(y - mean),
@@ -60,13 +61,16 @@ def _code_latent_groups(frozen: FrozenElic, hyper_fx: torch.Tensor, values: Symb
     hats: list[torch.Tensor] = []
     for k, (s0, s1) in enumerate(frozen.config.group_slices()):
         hat = hyper_fx.new_zeros(b, s1 - s0, h, w)
+        channel_fx = frozen.channel_context_fixed(k, hats)
         for p, mask in enumerate(masks):
-            scales_fx, means_fx = frozen.group_params_fixed(k, hyper_fx, hats, hat if p else None)
+            scales_fx, means_fx = frozen.pass_params_fixed(
+                k, hyper_fx, channel_fx, hat if p else None, mask[0, 0]
+            )
             sel = mask.expand_as(hat)
             idx = frozen.model.y_conditional.scale_indexes_fixed(
-                scales_fx[sel].numpy().astype(np.int64), ACT_BITS
+                scales_fx.reshape(-1).numpy().astype(np.int64), ACT_BITS
             )
-            means_sel = means_fx[sel]
+            means_sel = means_fx.reshape(-1)
             v = values(k, sel, idx, means_sel)
             hat[sel] = torch.from_numpy(v.astype(np.float64)) * 2.0**ACT_BITS + means_sel
         hats.append(hat)

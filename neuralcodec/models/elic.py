@@ -257,6 +257,14 @@ class FrozenElic:
         zinv = torch.from_numpy(self.z_inverse_fixed[qi].astype(np.float64))
         return self.hs_fixed(z_int.double() * zinv[None, :, None, None])
 
+    def channel_context_fixed(
+        self, k: int, prev_hats_fx: list[torch.Tensor]
+    ) -> torch.Tensor | None:
+        """Integer channel context of group ``k`` from ŷ of groups < k (None for group 0)."""
+        if k == 0:
+            return None
+        return self.channel_fixed[k - 1](_fixed_hat(torch.cat(prev_hats_fx, 1)))
+
     def group_params_fixed(
         self,
         k: int,
@@ -264,11 +272,12 @@ class FrozenElic:
         prev_hats_fx: list[torch.Tensor],
         anchor_hat_fx: torch.Tensor | None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Integer twin of ``ElicModel.group_params`` for one checkerboard pass.
+        """Integer twin of ``ElicModel.group_params`` for one checkerboard pass, on the whole map.
 
         ``prev_hats_fx``: ŷ of groups < k; ``anchor_hat_fx``: ŷ of group k (only its anchors are
         read), or None for the anchor pass. All at scale 2^ACT_BITS; returns (scales, means) on
-        the whole map at that scale, float64 holding integers.
+        the whole map at that scale, float64 holding integers. The coder uses ``pass_params_fixed``,
+        which gives the same integers at the positions of one pass only.
         """
         s0, s1 = self.config.group_slices()[k]
         b, _, h, w = hyper_fx.shape
@@ -279,9 +288,42 @@ class FrozenElic:
             sp = self.spatial_fixed[k](_fixed_hat(anchor_hat_fx) * anchor) * non_anchor
         parts = [hyper_fx, sp]
         if k:
-            parts.insert(1, self.channel_fixed[k - 1](_fixed_hat(torch.cat(prev_hats_fx, 1))))
+            parts.insert(1, self.channel_context_fixed(k, prev_hats_fx))
         delta = self.agg_fixed[k](torch.cat(parts, 1))
         return split_params(hyper_fx, delta, self.config.m, s0, s1)
+
+    def pass_params_fixed(
+        self,
+        k: int,
+        hyper_fx: torch.Tensor,
+        channel_fx: torch.Tensor | None,
+        anchor_hat_fx: torch.Tensor | None,
+        mask: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(scales, means) of group ``k`` at the positions of ``mask`` (h, w) only: (B, c, n).
+
+        ``channel_fx`` is ``channel_context_fixed(k, ...)``, computed once for both passes. The
+        parameter aggregation is a stack of 1x1 convolutions, so it runs on the gathered
+        positions alone; the integers are those of ``group_params_fixed`` at those positions,
+        at about half the work.
+        """
+        s0, s1 = self.config.group_slices()[k]
+        c, m = s1 - s0, self.config.m
+        b, _, h, w = hyper_fx.shape
+        where = mask.reshape(-1).nonzero().squeeze(1)
+
+        def gather(t: torch.Tensor) -> torch.Tensor:
+            return t.reshape(b, t.shape[1], h * w)[:, :, where]
+
+        hyper = gather(hyper_fx)
+        if anchor_hat_fx is None:
+            sp = hyper.new_zeros(b, 2 * c, where.numel())
+        else:  # the non-anchor pass: anchors' ŷ as spatial context
+            anchor = checkerboard_masks(h, w, torch.float64)[0]
+            sp = gather(self.spatial_fixed[k](_fixed_hat(anchor_hat_fx) * anchor))
+        parts = [hyper, sp] if channel_fx is None else [hyper, gather(channel_fx), sp]
+        delta = self.agg_fixed[k](torch.cat(parts, 1)[..., None])[..., 0]
+        return hyper[:, s0:s1] + delta[:, :c], hyper[:, m + s0 : m + s1] + delta[:, c:]
 
 
 def freeze(model: ElicModel, meta: dict | None = None) -> FrozenElic:
