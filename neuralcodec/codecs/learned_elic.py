@@ -129,6 +129,19 @@ class ElicCodec(WeightsFile, Codec):
         self._code_latents(frozen, y, qi, z_counter, y_counter)
         return {"z": z_counter.bits, "y": y_counter.bits}
 
+    def estimated_bits(self, data: np.ndarray, quality: int) -> float:
+        """The float model's own rate for ``data``: ``-sum log2`` of the likelihoods of the
+        latents rounded around the float means (what training minimises), to compare with the
+        coded size."""
+        frozen, _ = self.frozen()
+        y, qi = self._analyse(frozen, data, quality)
+        model, q = frozen.model.eval(), torch.tensor([qi])
+        with torch.no_grad():
+            z_hat = torch.round(model.h_a(y) * model.z_gain.gain(q))
+            _, y_lik = model.latent_forward(y, model.h_s(z_hat * model.z_gain.inverse(q)))
+            z_lik = model.z_density.likelihood(z_hat)
+            return float(-torch.log2(y_lik).sum() - torch.log2(z_lik).sum())
+
     def decode(self, encoded: Encoded) -> np.ndarray:
         frozen, _ = self.frozen()
         hdr = encoded.header

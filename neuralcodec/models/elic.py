@@ -37,7 +37,7 @@ import torch
 from safetensors.numpy import save_file as save_numpy
 from torch import nn
 
-from ..entropy.models import FactorizedDensity, GaussianConditional, quantize_noise, quantize_ste
+from ..entropy.models import quantize_noise, quantize_ste
 from ..entropy.tables import CodingTables
 from .fixedpoint import ACT_BITS, ACT_LIMIT, FixedPointError, FixedPointNet
 from .frozen import (
@@ -48,8 +48,7 @@ from .frozen import (
     restore_model,
     sha256_file,
 )
-from .hyperprior import DEFAULT_LAMBDAS, GainUnits
-from .transforms import hyper_analysis, hyper_synthesis, make_transforms
+from .hyperprior import DEFAULT_LAMBDAS, build_transforms
 
 KIND = "elic"
 ACT_SCALE = 2.0**ACT_BITS
@@ -153,14 +152,8 @@ class ElicModel(nn.Module):
     def __init__(self, config: ElicConfig):
         super().__init__()
         self.config = config
-        n, m = config.n, config.m
-        self.g_a, self.g_s = make_transforms(config.transform, n, m)
-        self.y_gain = GainUnits(config.lambdas, m, exponent=0.5)
-        self.h_a = hyper_analysis(n, m)
-        self.h_s = hyper_synthesis(n, m, 2)
-        self.z_gain = GainUnits(config.lambdas, n, exponent=0.0)
-        self.z_density = FactorizedDensity(n)
-        self.y_conditional = GaussianConditional()
+        m = config.m
+        build_transforms(self, config, hyper_outputs=2)
         groups = config.groups
         self.channel_ctx = nn.ModuleList(
             channel_context(sum(groups[:k]), 2 * groups[k], config.ctx_hidden)

@@ -66,24 +66,32 @@ class GainUnits(nn.Module):
         return torch.exp(self.log_inverse[q])[:, :, None, None]
 
 
+def build_transforms(model: nn.Module, config, hyper_outputs: int) -> None:
+    """Give ``model`` the analysis/synthesis pair and y gain units, plus, when ``hyper_outputs``
+    (1: scales, 2: scales and means) is non-zero, the hyper transforms, z gain units, z density
+    and y conditional. Shared by every model of the family and by the context models."""
+    n, m = config.n, config.m
+    model.g_a, model.g_s = make_transforms(config.transform, n, m)
+    model.y_gain = GainUnits(config.lambdas, m, exponent=0.5)
+    if hyper_outputs:
+        model.h_a = hyper_analysis(n, m)
+        model.h_s = hyper_synthesis(n, m, hyper_outputs)
+        model.z_gain = GainUnits(config.lambdas, n, exponent=0.0)
+        model.z_density = FactorizedDensity(n)
+        model.y_conditional = GaussianConditional()
+
+
 class HyperpriorModel(nn.Module):
     """The hyperprior family with gain units; ``forward`` is the training path."""
 
     def __init__(self, config: HyperpriorConfig):
         super().__init__()
         self.config = config
-        n, m = config.n, config.m
-        self.g_a, self.g_s = make_transforms(config.transform, n, m)
-        self.y_gain = GainUnits(config.lambdas, m, exponent=0.5)
         if config.kind == "factorized":
-            self.y_density = FactorizedDensity(m)
+            build_transforms(self, config, hyper_outputs=0)
+            self.y_density = FactorizedDensity(config.m)
         else:
-            per_channel = 2 if config.kind == "mean-scale" else 1
-            self.h_a = hyper_analysis(n, m)
-            self.h_s = hyper_synthesis(n, m, per_channel)
-            self.z_gain = GainUnits(config.lambdas, n, exponent=0.0)
-            self.z_density = FactorizedDensity(n)
-            self.y_conditional = GaussianConditional()
+            build_transforms(self, config, hyper_outputs=2 if config.kind == "mean-scale" else 1)
 
     @property
     def num_qualities(self) -> int:
