@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from neuralcodec.codecs.base import CodecError, Encoded, get_codec
-from neuralcodec.codecs.inr import PRESETS, InrCodec, quality_lambda
+from neuralcodec.codecs.inr import PRESETS, InrCodec, _run, preset_with, quality_lambda
 from neuralcodec.container.binary import pack, unpack
 from neuralcodec.container.bridge import from_encoded, to_encoded
 from neuralcodec.models import inr_fixed as fx
@@ -296,3 +296,20 @@ def test_fused_laplace_rate_matches_its_definition_and_gradients(dtype):
     assert abs(float(got.detach()) - float(ref.detach())) <= tol * float(ref.detach())
     for a, b in zip(got_in, ref_in, strict=True):
         assert torch.allclose(a.grad, b.grad, rtol=100 * tol, atol=1e3 * tol)
+
+
+def test_latents_take_larger_adam_steps_than_the_networks():
+    # Adam's first step moves every parameter with a gradient by its learning rate; the latents
+    # start at 0 and must reach several quantisation steps within a short fit, so they get
+    # ``latent_lr_scale`` times the networks' rate.
+    preset = preset_with("test", lr=1e-3, latent_lr_scale=10.0)
+    torch.manual_seed(0)
+    model = InrModel(preset.arch, 32, 48)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    x = torch.from_numpy(_image()).permute(2, 0, 1)[None].float() / 255
+    _run(model, x, quality_lambda(4), preset, 0, 1)
+    moved = {n: float((p.detach() - before[n]).abs().max()) for n, p in model.named_parameters()}
+    latent = [v for n, v in moved.items() if n.startswith("latents.")]
+    nets = [v for n, v in moved.items() if not n.startswith("latents.")]
+    assert max(latent) == pytest.approx(1e-2, rel=0.05)
+    assert max(nets) == pytest.approx(1e-3, rel=0.05)

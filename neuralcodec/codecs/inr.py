@@ -46,6 +46,7 @@ class InrPreset:
     restarts: int = 1  # candidates trained for ``warmup`` iterations; the best one goes on
     warmup: int = 0
     lr: float = 1e-2
+    latent_lr_scale: float = 10.0  # latents move by about lr * scale per Adam step
     ste_lr: float = 1e-4
     temperature: tuple[float, float] = (0.3, 0.1)
     noise: tuple[float, float] = (2.0, 1.0)  # Kumaraswamy parameter a, start -> end
@@ -59,7 +60,7 @@ PRESETS: dict[str, InrPreset] = {
         lr=5e-2,
         arch=InrConfig(levels=4, arm_context=8, arm_hidden=8, syn_hidden=(8,), syn_residual=1),
     ),
-    "fast": InrPreset(iterations=300, ste_iterations=30, lr=2e-2),
+    "fast": InrPreset(iterations=300, ste_iterations=30),
     "medium": InrPreset(iterations=1500, ste_iterations=150, restarts=2, warmup=100),
     "slow": InrPreset(
         iterations=6000,
@@ -92,12 +93,17 @@ def _loss(model: InrModel, x: torch.Tensor, lam: float, mode: str, temp=0.3, a=1
 
 def _run(model, x, lam, preset: InrPreset, start: int, stop: int) -> float:
     """Soft-rounding phase from iteration ``start`` to ``stop`` (cosine learning rate)."""
-    opt = torch.optim.Adam(model.parameters(), lr=preset.lr)
+    latents = {id(p) for p in model.latents}
+    groups = [
+        {"params": list(model.latents), "scale": preset.latent_lr_scale},
+        {"params": [p for p in model.parameters() if id(p) not in latents], "scale": 1.0},
+    ]
+    opt = torch.optim.Adam(groups, lr=preset.lr)
     loss = torch.tensor(math.inf)
     for it in range(start, stop):
         t = it / max(preset.iterations - 1, 1)
         for g in opt.param_groups:
-            g["lr"] = preset.lr * 0.5 * (1 + math.cos(math.pi * t))
+            g["lr"] = g["scale"] * preset.lr * 0.5 * (1 + math.cos(math.pi * t))
         temp = preset.temperature[0] + t * (preset.temperature[1] - preset.temperature[0])
         a = preset.noise[0] + t * (preset.noise[1] - preset.noise[0])
         loss = _loss(model, x, lam, "soft", temp, a)[0]
