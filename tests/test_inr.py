@@ -232,22 +232,41 @@ def test_c_latent_decoder_rejects_bad_streams_and_arguments():
         fx.decode_latents(nets, layout, data[: len(data) // 2])
     dec = RangeDecoder(data)
     buf = np.zeros(layout.size)
-    ctx = layout.context_index()
+    pos, lvl, off = layout.positions, layout.levels, layout.offsets
     coding = fx.MLP_CODING
     layers = [(w.astype(np.float64), b.astype(np.float64)) for w, b in nets.arm]
     tables = fx.prepared_tables()
-    with pytest.raises(ValueError, match="outside buf"):
-        dec.decode_mlp(buf, layout.positions, ctx + layout.size, layers, 8, coding, tables)
+
+    def call(*args, **kw):
+        a = dict(dict(buf=buf, pos=pos, lvl=lvl, off=off, layers=layers, k=8, coding=coding), **kw)
+        dec.decode_mlp(
+            a["buf"], a["pos"], a["lvl"], a["off"], a["layers"], a["k"], a["coding"], tables
+        )
+
+    # every neighbour of every symbol must lie inside buf: positions, levels and offsets
+    for bad in (
+        dict(pos=pos + layout.size),
+        dict(pos=pos - pos.min() - 1),
+        dict(lvl=lvl + 1),
+        dict(lvl=-lvl - 1),
+        dict(off=off + layout.size),
+        dict(off=off - 10 * layout.size),
+    ):
+        with pytest.raises(ValueError, match="outside buf"):
+            call(**bad)
+    with pytest.raises(ValueError, match="one level per position"):
+        call(lvl=lvl[:-1])
+    with pytest.raises(ValueError, match="one level per position"):
+        call(off=off[:, :-1])
     one_output = [*layers[:-1], (layers[-1][0][:1], layers[-1][1][:1])]
     with pytest.raises(ValueError, match="inconsistent shapes"):
-        dec.decode_mlp(buf, layout.positions, ctx, one_output, 8, coding, tables)
+        call(layers=one_output)
     with pytest.raises(TypeError):
-        dec.decode_mlp(buf.astype(np.float32), layout.positions, ctx, layers, 8, coding, tables)
-    bad = (*coding[:3], 10**6, *coding[4:])  # more scales than tables
+        call(buf=buf.astype(np.float32))
     with pytest.raises(ValueError, match="coding parameters"):
-        dec.decode_mlp(buf, layout.positions, ctx, layers, 8, bad, tables)
+        call(coding=(*coding[:3], 10**6, *coding[4:]))  # more scales than tables
     # after refusing bad arguments the decoder still decodes the stream correctly
-    dec.decode_mlp(buf, layout.positions, ctx, layers, nets.steps["arm"], coding, tables)
+    call(k=nets.steps["arm"])
     assert all(np.array_equal(a, b) for a, b in zip(fx._gather(layout, buf), grids, strict=True))
 
 

@@ -1,7 +1,8 @@
 /* Context-model decoding inside the range decoder: Decoder.decode_mlp.
  *
  * Included by _rangecoder.c (it uses the decoder's lanes and tables directly). For each symbol
- * i, in order, the context is buf[contexts[i, 0..K-1]] (values decoded earlier); a small
+ * i, in order, the context is buf[positions[i] + offsets[levels[i], 0..K-1]] (values decoded
+ * earlier; one row of neighbour offsets per latent grid, so no per-symbol index table); a small
  * fixed-point MLP maps it to (mu, log b) of a Laplace; those select one of the
  * num_scales x num_fracs Laplace tables and an integer mean m; the decoded value v gives
  * buf[positions[i]] = clip(v + m, +-latent_limit).
@@ -16,6 +17,7 @@
 
 #define MLP_MAX_LAYERS 8
 #define MLP_MAX_WIDTH 64
+#define MLP_MAX_LEVELS 64
 
 typedef struct {
     double *wt;      /* [in, out]: the given [out, in] weight transposed, owned (PyMem) */
@@ -72,7 +74,8 @@ static void mlp_eval(const MlpLayer *layers, int nl, int k, const MlpCoding *c, 
 __attribute__((target_clones("avx2", "default")))
 #endif
 static int decode_mlp_run(DecoderObject *D, const TablesObject *T, double *buf,
-                          const int64_t *pos, const int64_t *ctx, Py_ssize_t n, int K,
+                          const int64_t *pos, const int64_t *lvl, const int64_t *offs,
+                          Py_ssize_t n, int K,
                           const MlpLayer *layers, int nl, int k, const MlpCoding *c)
 {
     DecLane L[NLANES];
@@ -83,9 +86,10 @@ static int decode_mlp_run(DecoderObject *D, const TablesObject *T, double *buf,
     int64_t one = (int64_t)1 << c->act_bits, span = c->ls_hi - c->ls_lo;
     double a[MLP_MAX_WIDTH];
     for (Py_ssize_t i = 0; i < n; i++) {
-        const int64_t *ci = ctx + (size_t)i * K;
+        const double *at = buf + pos[i];
+        const int64_t *oi = offs + (size_t)lvl[i] * K;
         for (int j = 0; j < K; j++)
-            a[j] = buf[ci[j]];
+            a[j] = at[oi[j]];
         double mu_d, ls_d;
         mlp_eval(layers, nl, k, c, a, &mu_d, &ls_d);
         int64_t mu_q = floor_div((int64_t)mu_d * c->num_fracs + one / 2, one);
@@ -129,21 +133,38 @@ static int get_8(PyObject *obj, Py_buffer *view, int writable, char kind, const 
     return 0;
 }
 
-static int in_range(const int64_t *v, Py_ssize_t n, Py_ssize_t size)
+/* Every neighbour pos[i] + offs[lvl[i], j] lies in [0, size): checked once per symbol against
+ * the smallest and largest offset of its level (nlev levels of K offsets). */
+static int neighbours_in_range(const int64_t *pos, const int64_t *lvl, Py_ssize_t n,
+                               const int64_t *offs, Py_ssize_t nlev, int K, Py_ssize_t size)
 {
-    for (Py_ssize_t i = 0; i < n; i++)
-        if (v[i] < 0 || v[i] >= size)
+    int64_t lo[MLP_MAX_LEVELS], hi[MLP_MAX_LEVELS];
+    for (Py_ssize_t l = 0; l < nlev; l++) {
+        lo[l] = hi[l] = offs[l * K];
+        for (int j = 1; j < K; j++) {
+            int64_t o = offs[l * K + j];
+            lo[l] = o < lo[l] ? o : lo[l];
+            hi[l] = o > hi[l] ? o : hi[l];
+        }
+        if (lo[l] < -size || hi[l] > size)
             return 0;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (lvl[i] < 0 || lvl[i] >= nlev || pos[i] < 0 || pos[i] >= size)
+            return 0;
+        if (pos[i] + lo[lvl[i]] < 0 || pos[i] + hi[lvl[i]] >= size)
+            return 0;
+    }
     return 1;
 }
 
 static PyObject *Decoder_decode_mlp(DecoderObject *self, PyObject *args)
 {
-    PyObject *obuf, *opos, *octx, *olayers, *otab;
+    PyObject *obuf, *opos, *olvl, *ooff, *olayers, *otab;
     int k;
     MlpCoding c;
     long long nf, ns, lo, hi, lim;
-    if (!PyArg_ParseTuple(args, "OOOOi(idLLLLL)O:decode_mlp", &obuf, &opos, &octx, &olayers, &k,
+    if (!PyArg_ParseTuple(args, "OOOOOi(idLLLLL)O:decode_mlp", &obuf, &opos, &olvl, &ooff, &olayers, &k,
                           &c.act_bits, &c.act_limit, &nf, &ns, &lo, &hi, &lim, &otab))
         return NULL;
     c.num_fracs = nf, c.num_scales = ns, c.ls_lo = lo, c.ls_hi = hi, c.latent_limit = lim;
@@ -167,8 +188,8 @@ static PyObject *Decoder_decode_mlp(DecoderObject *self, PyObject *args)
     /* got: layers whose buffers are held; made: layers whose transposed weights exist */
     int nl = (int)PyTuple_GET_SIZE(olayers), got = 0, made = 0, rc = -1, st = 0;
     MlpLayer layers[MLP_MAX_LAYERS];
-    Py_buffer wv[MLP_MAX_LAYERS], bv[MLP_MAX_LAYERS], buf, pos, ctx;
-    int have_buf = 0, have_pos = 0, have_ctx = 0;
+    Py_buffer wv[MLP_MAX_LAYERS], bv[MLP_MAX_LAYERS], buf, pos, lvl, off;
+    int have_buf = 0, have_pos = 0, have_lvl = 0, have_off = 0;
     for (; got < nl; got++) {
         PyObject *pair = PyTuple_GET_ITEM(olayers, got), *ow, *ob;
         if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2) {
@@ -212,22 +233,26 @@ static PyObject *Decoder_decode_mlp(DecoderObject *self, PyObject *args)
     if (get_8(opos, &pos, 0, 'q', "positions") < 0)
         goto done;
     have_pos = 1;
-    if (get_8(octx, &ctx, 0, 'q', "contexts") < 0)
+    if (get_8(olvl, &lvl, 0, 'q', "levels") < 0)
         goto done;
-    have_ctx = 1;
-    Py_ssize_t n = pos.len / 8, size = buf.len / 8;
-    if (ctx.len != pos.len * K) {
-        PyErr_SetString(PyExc_ValueError, "decode_mlp: contexts must hold K per position");
+    have_lvl = 1;
+    if (get_8(ooff, &off, 0, 'q', "offsets") < 0)
+        goto done;
+    have_off = 1;
+    Py_ssize_t n = pos.len / 8, size = buf.len / 8, nlev = off.len / 8 / K;
+    if (lvl.len != pos.len || off.len != nlev * K * 8 || nlev < 1 || nlev > MLP_MAX_LEVELS) {
+        PyErr_SetString(PyExc_ValueError,
+                        "decode_mlp: one level per position and K offsets per level (1..64 levels)");
         goto done;
     }
-    if (!in_range(pos.buf, n, size) || !in_range(ctx.buf, n * K, size)) {
+    if (!neighbours_in_range(pos.buf, lvl.buf, n, off.buf, nlev, K, size)) {
         PyErr_SetString(PyExc_ValueError, "decode_mlp: an index points outside buf");
         goto done;
     }
     if (claim(&self->busy) < 0)
         goto done;
     Py_BEGIN_ALLOW_THREADS
-    st = decode_mlp_run(self, T, buf.buf, pos.buf, ctx.buf, n, K, layers, nl, k, &c);
+    st = decode_mlp_run(self, T, buf.buf, pos.buf, lvl.buf, off.buf, n, K, layers, nl, k, &c);
     Py_END_ALLOW_THREADS
     self->busy = 0;
     if (st < 0) {
@@ -247,8 +272,10 @@ done:
         PyBuffer_Release(&buf);
     if (have_pos)
         PyBuffer_Release(&pos);
-    if (have_ctx)
-        PyBuffer_Release(&ctx);
+    if (have_lvl)
+        PyBuffer_Release(&lvl);
+    if (have_off)
+        PyBuffer_Release(&off);
     if (rc < 0)
         return NULL;
     Py_RETURN_NONE;

@@ -171,7 +171,8 @@ class RangeDecoder:
         self,
         buf: np.ndarray,
         positions: np.ndarray,
-        contexts: np.ndarray,
+        levels: np.ndarray,
+        offsets: np.ndarray,
         layers: list[tuple[np.ndarray, np.ndarray]],
         step: int,
         coding: tuple[int, float, int, int, int, int, int],
@@ -181,8 +182,9 @@ class RangeDecoder:
 
         Value ``i`` is coded with a Laplace table chosen by a fixed-point MLP (``layers`` of
         integer-valued float64 ``(w [out, in], b [out])``, step exponent ``step``) applied to
-        ``buf[contexts[i]]``; ``coding`` = (act_bits, act_limit, num_fracs, num_scales, ls_lo,
-        ls_hi, latent_limit). The exact arithmetic is ``inr_fixed.arm_fixed`` followed by
+        ``buf[positions[i] + offsets[levels[i]]]`` (``offsets``: [levels, K] int64, the
+        neighbour offsets of each latent grid); ``coding`` = (act_bits, act_limit, num_fracs,
+        num_scales, ls_lo, ls_hi, latent_limit). The exact arithmetic is ``inr_fixed.arm_fixed`` followed by
         ``inr_fixed.coding_indexes``; see ``_mlp_decode.h``.
         """
         if buf.dtype != np.float64 or not buf.flags.c_contiguous:
@@ -194,7 +196,8 @@ class RangeDecoder:
         self._dec.decode_mlp(
             buf,
             np.ascontiguousarray(positions, dtype=np.int64),
-            np.ascontiguousarray(contexts, dtype=np.int64),
+            np.ascontiguousarray(levels, dtype=np.int64),
+            np.ascontiguousarray(offsets, dtype=np.int64),
             layers,
             int(step),
             tuple(coding),

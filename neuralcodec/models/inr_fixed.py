@@ -347,7 +347,8 @@ def decode_latents(nets: FixedNets, layout: Layout, data: bytes) -> list[np.ndar
     dec.decode_mlp(
         buf,
         layout.positions,
-        layout.context_index(),
+        layout.levels,
+        layout.offsets,
         layers,
         nets.steps["arm"],
         MLP_CODING,
