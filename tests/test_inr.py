@@ -237,8 +237,8 @@ def test_c_latent_decoder_rejects_bad_streams_and_arguments():
     layers = [(w.astype(np.float64), b.astype(np.float64)) for w, b in nets.arm]
     tables = fx.prepared_tables()
 
-    def call(*args, **kw):
-        a = dict(dict(buf=buf, pos=pos, lvl=lvl, off=off, layers=layers, k=8, coding=coding), **kw)
+    def call(**kw):
+        a = dict(buf=buf, pos=pos, lvl=lvl, off=off, layers=layers, k=8, coding=coding) | kw
         dec.decode_mlp(
             a["buf"], a["pos"], a["lvl"], a["off"], a["layers"], a["k"], a["coding"], tables
         )

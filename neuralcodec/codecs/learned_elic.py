@@ -135,12 +135,9 @@ class ElicCodec(WeightsFile, Codec):
         coded size."""
         frozen, _ = self.frozen()
         y, qi = self._analyse(frozen, data, quality)
-        model, q = frozen.model.eval(), torch.tensor([qi])
         with torch.no_grad():
-            z_hat = torch.round(model.h_a(y) * model.z_gain.gain(q))
-            _, y_lik = model.latent_forward(y, model.h_s(z_hat * model.z_gain.inverse(q)))
-            z_lik = model.z_density.likelihood(z_hat)
-            return float(-torch.log2(y_lik).sum() - torch.log2(z_lik).sum())
+            _, likelihoods = frozen.model.eval().code_forward(y, torch.tensor([qi]))
+        return float(sum(-torch.log2(lik).sum() for lik in likelihoods.values()))
 
     def decode(self, encoded: Encoded) -> np.ndarray:
         frozen, _ = self.frozen()

@@ -164,8 +164,9 @@ static PyObject *Decoder_decode_mlp(DecoderObject *self, PyObject *args)
     int k;
     MlpCoding c;
     long long nf, ns, lo, hi, lim;
-    if (!PyArg_ParseTuple(args, "OOOOOi(idLLLLL)O:decode_mlp", &obuf, &opos, &olvl, &ooff, &olayers, &k,
-                          &c.act_bits, &c.act_limit, &nf, &ns, &lo, &hi, &lim, &otab))
+    if (!PyArg_ParseTuple(args, "OOOOOi(idLLLLL)O:decode_mlp", &obuf, &opos, &olvl, &ooff,
+                          &olayers, &k, &c.act_bits, &c.act_limit, &nf, &ns, &lo, &hi, &lim,
+                          &otab))
         return NULL;
     c.num_fracs = nf, c.num_scales = ns, c.ls_lo = lo, c.ls_hi = hi, c.latent_limit = lim;
     TablesObject *T = as_tables(otab);
@@ -241,8 +242,8 @@ static PyObject *Decoder_decode_mlp(DecoderObject *self, PyObject *args)
     have_off = 1;
     Py_ssize_t n = pos.len / 8, size = buf.len / 8, nlev = off.len / 8 / K;
     if (lvl.len != pos.len || off.len != nlev * K * 8 || nlev < 1 || nlev > MLP_MAX_LEVELS) {
-        PyErr_SetString(PyExc_ValueError,
-                        "decode_mlp: one level per position and K offsets per level (1..64 levels)");
+        PyErr_SetString(PyExc_ValueError, "decode_mlp: one level per position and K offsets "
+                                          "per level (1..64 levels)");
         goto done;
     }
     if (!neighbours_in_range(pos.buf, lvl.buf, n, off.buf, nlev, K, size)) {

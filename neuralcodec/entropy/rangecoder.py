@@ -184,8 +184,8 @@ class RangeDecoder:
         integer-valued float64 ``(w [out, in], b [out])``, step exponent ``step``) applied to
         ``buf[positions[i] + offsets[levels[i]]]`` (``offsets``: [levels, K] int64, the
         neighbour offsets of each latent grid); ``coding`` = (act_bits, act_limit, num_fracs,
-        num_scales, ls_lo, ls_hi, latent_limit). The exact arithmetic is ``inr_fixed.arm_fixed`` followed by
-        ``inr_fixed.coding_indexes``; see ``_mlp_decode.h``.
+        num_scales, ls_lo, ls_hi, latent_limit). The exact arithmetic is ``inr_fixed.arm_fixed``
+        followed by ``inr_fixed.coding_indexes``; see ``_mlp_decode.h``.
         """
         if buf.dtype != np.float64 or not buf.flags.c_contiguous:
             raise TypeError("buf must be a contiguous float64 array")

@@ -208,14 +208,21 @@ class ElicModel(nn.Module):
             hats.append(quantize_ste(y_k - means) + means)
         return torch.cat(hats, 1), torch.cat(liks, 1)
 
-    def forward(self, x: torch.Tensor, q: torch.Tensor) -> dict:
-        """``x`` in [0, 1], (B, 3, H, W) with H, W multiples of 64; ``q`` (B,) int64 quality."""
-        y = self.g_a(x) * self.y_gain.gain(q)
+    def code_forward(
+        self, y: torch.Tensor, q: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """``y`` (after the gain) -> (ŷ, likelihoods of "z" and "y"): everything between the
+        analysis and the synthesis. Eval mode rounds, so its rate predicts the coded size."""
         z = self.h_a(y) * self.z_gain.gain(q)
         z_rate = quantize_noise(z) if self.training else torch.round(z)
         likelihoods = {"z": self.z_density.likelihood(z_rate)}
         hyper = self.h_s(quantize_ste(z) * self.z_gain.inverse(q))
         y_hat, likelihoods["y"] = self.latent_forward(y, hyper)
+        return y_hat, likelihoods
+
+    def forward(self, x: torch.Tensor, q: torch.Tensor) -> dict:
+        """``x`` in [0, 1], (B, 3, H, W) with H, W multiples of 64; ``q`` (B,) int64 quality."""
+        y_hat, likelihoods = self.code_forward(self.g_a(x) * self.y_gain.gain(q), q)
         x_hat = self.g_s(y_hat * self.y_gain.inverse(q))
         return {"x_hat": x_hat, "likelihoods": likelihoods}
 
