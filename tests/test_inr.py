@@ -18,9 +18,11 @@ from neuralcodec.container.binary import pack, unpack
 from neuralcodec.container.bridge import from_encoded, to_encoded
 from neuralcodec.models import inr_fixed as fx
 from neuralcodec.models.inr import (
+    NEIGHBOURHOODS,
     InrConfig,
     InrModel,
     causal_context,
+    causal_contexts,
     laplace_bits,
     laplace_rate,
     mac_per_pixel,
@@ -132,6 +134,34 @@ def test_fixed_arm_matches_training_context():
     ctx = causal_context(grid, ((0, -1), (1, 0), (1, 1)))
     assert ctx[:, 5].tolist() == [4.0, 1.0, 2.0]  # (y=1, x=1): left, above, above-right
     assert ctx[:, 0].tolist() == [0.0, 0.0, 0.0]
+
+
+def test_causal_contexts_match_autograd_through_shifted_slices():
+    offsets = NEIGHBOURHOODS[16]
+    g = torch.Generator().manual_seed(3)
+    grids = [
+        torch.randn(1, 1, h, w, dtype=torch.float64, generator=g, requires_grad=True)
+        for h, w in [(6, 9), (3, 5), (1, 1)]
+    ]
+    pad_top, pad_side = max(dy for dy, _ in offsets), max(abs(dx) for _, dx in offsets)
+
+    def reference(grid):  # the plain definition, differentiated by autograd
+        h, w = grid.shape[-2:]
+        p = torch.nn.functional.pad(grid, (pad_side, pad_side, pad_top, 0))[0, 0]
+        views = [
+            p[pad_top - dy : pad_top - dy + h, pad_side + dx : pad_side + dx + w]
+            for dy, dx in offsets
+        ]
+        return torch.stack(views).reshape(len(offsets), h * w)
+
+    ours = causal_contexts(grids, offsets)
+    ref = torch.cat([reference(t) for t in grids], dim=1)
+    assert torch.equal(ours, ref)
+    weight = torch.randn(ref.shape, dtype=torch.float64, generator=g)
+    mine = torch.autograd.grad((ours * weight).sum(), grids)
+    theirs = torch.autograd.grad((ref * weight).sum(), grids)
+    assert all(torch.allclose(a, b) for a, b in zip(mine, theirs, strict=True))
+    assert torch.autograd.gradcheck(lambda *t: causal_contexts(list(t), offsets), tuple(grids))
 
 
 TABLES_SHA256 = "995541491030253781dd72701b4aa073c06ada9a621727689c82a272559ff9a7"

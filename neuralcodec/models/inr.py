@@ -133,17 +133,55 @@ def quantize_latent(y: torch.Tensor, mode: str, temperature: float, noise_a: flo
 # ----------------------------------------------------------------------------- networks
 
 
+class _CausalContext(torch.autograd.Function):
+    """Grids (h_l, w_l) -> (K, sum h_l * w_l) neighbour values, written straight into one buffer.
+
+    The backward adds each neighbour's gradient in place into one padded grid per level.
+    Autograd through K slices (and a concatenation) would allocate and fill a zero grid per
+    neighbour and level before summing them.
+    """
+
+    @staticmethod
+    def forward(ctx, offsets: tuple[tuple[int, int], ...], *grids: torch.Tensor) -> torch.Tensor:
+        pad_top = max(dy for dy, _ in offsets)
+        pad_side = max(abs(dx) for _, dx in offsets)
+        sizes = [g.numel() for g in grids]
+        out = grids[0].new_empty(len(offsets), sum(sizes))
+        start = 0
+        for grid, n in zip(grids, sizes, strict=True):
+            h, w = grid.shape
+            p = F.pad(grid[None, None], (pad_side, pad_side, pad_top, 0))[0, 0]
+            block = out[:, start : start + n].view(len(offsets), h, w)
+            for k, (dy, dx) in enumerate(offsets):
+                block[k] = p[pad_top - dy : pad_top - dy + h, pad_side + dx : pad_side + dx + w]
+            start += n
+        ctx.geometry = (offsets, pad_top, pad_side, [g.shape for g in grids])
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        offsets, pad_top, pad_side, shapes = ctx.geometry
+        grads, start = [], 0
+        for h, w in shapes:
+            g = grad[:, start : start + h * w].reshape(len(offsets), h, w)
+            acc = grad.new_zeros(h + pad_top, w + 2 * pad_side)
+            for k, (dy, dx) in enumerate(offsets):
+                acc[pad_top - dy : pad_top - dy + h, pad_side + dx : pad_side + dx + w] += g[k]
+            grads.append(acc[pad_top:, pad_side : pad_side + w])
+            start += h * w
+        return (None, *grads)
+
+
 def causal_context(grid: torch.Tensor, offsets: tuple[tuple[int, int], ...]) -> torch.Tensor:
     """(1, 1, h, w) grid -> (K, h * w) neighbour values (zeros outside the grid)."""
-    pad_top = max(dy for dy, _ in offsets)
-    pad_side = max(abs(dx) for _, dx in offsets)
-    h, w = grid.shape[-2:]
-    p = F.pad(grid, (pad_side, pad_side, pad_top, 0))
-    views = [
-        p[0, 0, pad_top - dy : pad_top - dy + h, pad_side + dx : pad_side + dx + w]
-        for dy, dx in offsets
-    ]
-    return torch.stack(views).reshape(len(offsets), h * w)
+    return _CausalContext.apply(offsets, grid[0, 0])
+
+
+def causal_contexts(
+    grids: list[torch.Tensor], offsets: tuple[tuple[int, int], ...]
+) -> torch.Tensor:
+    """Grids (1, 1, h_l, w_l) -> (K, sum h_l * w_l): ``causal_context`` of each, side by side."""
+    return _CausalContext.apply(offsets, *(g[0, 0] for g in grids))
 
 
 class Arm(nn.Module):
@@ -318,7 +356,8 @@ class _PointwiseMlp(torch.autograd.Function):
                 gw[k].addmm_(g, acts[k].t())
                 gb[k].add_(g.sum(1))
                 if k > 0:
-                    g = (weights[k].t() @ g).mul_(acts[k] > 0)
+                    # through the ReLU: zero where the activation was clamped
+                    g = torch.ops.aten.threshold_backward(weights[k].t() @ g, acts[k], 0)
                 elif gx is not None:
                     gx[:, a : a + POINTWISE_CHUNK] = weights[0].t() @ g
         grads = [v for pair in zip(gw, gb, strict=True) for v in pair]
@@ -386,7 +425,7 @@ class InrModel(nn.Module):
         return self.synthesis(self.upsampler(grids))
 
     def rate_bits(self, grids: list[torch.Tensor]) -> torch.Tensor:
-        ctx = torch.cat([causal_context(g, self.offsets) for g in grids], dim=1)
+        ctx = causal_contexts(grids, self.offsets)
         values = torch.cat([g.reshape(-1) for g in grids])
         mu, log_scale = self.arm(ctx)
         return laplace_rate(values, mu, log_scale)
