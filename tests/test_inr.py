@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import subprocess
 import sys
@@ -13,7 +14,15 @@ import pytest
 import torch
 
 from neuralcodec.codecs.base import CodecError, Encoded, get_codec
-from neuralcodec.codecs.inr import PRESETS, InrCodec, _run, preset_with, quality_lambda
+from neuralcodec.codecs.inr import (
+    PRESETS,
+    InrCodec,
+    _loss,
+    _refine_rounded,
+    _run,
+    preset_with,
+    quality_lambda,
+)
 from neuralcodec.container.binary import pack, unpack
 from neuralcodec.container.bridge import from_encoded, to_encoded
 from neuralcodec.models import inr_fixed as fx
@@ -362,3 +371,29 @@ def test_latents_take_larger_adam_steps_than_the_networks():
     nets = [v for n, v in moved.items() if not n.startswith("latents.")]
     assert max(latent) == pytest.approx(1e-2, rel=0.05)
     assert max(nets) == pytest.approx(1e-3, rel=0.05)
+
+
+def test_straight_through_phase_keeps_its_best_rounded_iterate():
+    # At this learning rate the straight-through steps make the rounded loss worse; the
+    # phase must hand back the parameters it started from, not the last iterate.
+    preset = preset_with("test", ste_iterations=4, ste_lr=0.5)
+    x = torch.from_numpy(_image()).permute(2, 0, 1)[None].float() / 255
+    lam = quality_lambda(4)
+    torch.manual_seed(0)
+    model = InrModel(preset.arch, 32, 48)
+    _run(model, x, lam, preset, 0, preset.iterations)
+
+    def rounded_loss(m):
+        with torch.no_grad():
+            return float(_loss(m, x, lam, "ste")[0])
+
+    start = rounded_loss(model)
+    drifted = copy.deepcopy(model)
+    opt = torch.optim.Adam(drifted.parameters(), lr=preset.ste_lr)
+    for _ in range(preset.ste_iterations):
+        loss = _loss(drifted, x, lam, "ste")[0]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert rounded_loss(drifted) > start  # the plain phase ends worse than it began
+    assert rounded_loss(_refine_rounded(model, x, lam, preset)) <= start

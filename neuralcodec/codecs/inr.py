@@ -124,12 +124,30 @@ def fit(x: torch.Tensor, lam: float, preset: InrPreset, seed: int = 0) -> InrMod
         candidates.append((_run(model, x, lam, preset, 0, warm), r, model))
     _, _, model = min(candidates, key=lambda c: (c[0], c[1]))
     _run(model, x, lam, preset, warm, preset.iterations)
+    return _refine_rounded(model, x, lam, preset)
+
+
+def _refine_rounded(model: InrModel, x: torch.Tensor, lam: float, preset: InrPreset) -> InrModel:
+    """Straight-through phase; returns the model at its lowest loss with rounded latents.
+
+    The straight-through gradient is biased and the loss it descends can rise again, so every
+    iterate's true (rounded) loss, which the forward pass computes anyway, is compared and the
+    best parameters are kept.
+    """
     opt = torch.optim.Adam(model.parameters(), lr=preset.ste_lr)
-    for _ in range(preset.ste_iterations):
+    best_loss, best_state = math.inf, None
+    for it in range(preset.ste_iterations + 1):
         loss = _loss(model, x, lam, "ste")[0]
+        if float(loss.detach()) < best_loss:
+            best_loss = float(loss.detach())
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        if it == preset.ste_iterations:
+            break
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+    if best_state is not None:
+        model.load_state_dict(best_state)
     return model
 
 
