@@ -119,6 +119,26 @@ def test_rerun_skips_measured_points_and_adds_new_ones(setup, count_calls):
     assert count_calls == [("jpeg", 50), ("jpeg", 50)]
 
 
+def test_an_interrupted_point_keeps_the_images_it_finished(setup, count_calls, monkeypatch):
+    data, ref, out = setup
+    counted = classical.WebpCodec.compress
+
+    def stop_on_second_image(self, img, quality):
+        if sum(c == ("webp", 20) for c in count_calls) == 1:
+            raise KeyboardInterrupt  # what Ctrl-C or the end of a session looks like
+        return counted(self, img, quality)
+
+    monkeypatch.setattr(classical.WebpCodec, "compress", stop_on_second_image)
+    with pytest.raises(KeyboardInterrupt):
+        rd.main(_args(data, ref, out))
+    doc = json.loads((out / "results.json").read_text())
+    assert list(doc["codecs"]["webp"]["points"]["20"]["images"]) == ["img00.png"]
+    monkeypatch.setattr(classical.WebpCodec, "compress", counted)
+    count_calls.clear()
+    assert rd.main(_args(data, ref, out)) == 0
+    assert count_calls == [("webp", 20), ("webp", 80), ("webp", 80)]  # only what was missing
+
+
 @pytest.mark.slow  # spawns worker processes that import the codec registry (torch)
 def test_parallel_jobs_give_the_same_sizes(setup):
     data, ref, out = setup

@@ -395,20 +395,19 @@ def make_plan(config: BenchConfig, log: Callable[[str], None]) -> Plan:
     return Plan(images, work)
 
 
-def _run_point(name, quality, paths, pool, bar) -> dict[str, dict]:
-    """Entries for ``paths`` at one point, serially or on the process pool."""
+def _run_point(name, quality, paths, pool, bar, done) -> None:
+    """Measure ``paths`` at one point, serially or on the process pool; ``done(image, entry)``
+    is called as each image finishes, so an interrupted point keeps its finished images."""
     if pool is None:
-        codec, options, entries = make_codec(name), split_variant(name)[1], {}
+        codec, options = make_codec(name), split_variant(name)[1]
         for p in paths:
-            entries[p.name] = measure(codec, quality, p, options)
+            done(p.name, measure(codec, quality, p, options))
             bar.update(1)
-        return entries
+        return
     futures = {p.name: pool.submit(_measure_in_worker, name, quality, str(p)) for p in paths}
-    entries = {}
     for image, fut in futures.items():
-        entries[image] = fut.result()
+        done(image, fut.result())
         bar.update(1)
-    return entries
 
 
 def run_points(plan: Plan, store: ResultsStore, jobs: int, log) -> list[str]:
@@ -429,17 +428,18 @@ def run_points(plan: Plan, store: ResultsStore, jobs: int, log) -> list[str]:
                 continue
             bar.set_description(f"{name} q={quality}")
             store.describe(name)
+
+            def done(image: str, entry: dict, name=name, quality=quality) -> None:
+                store.add(name, quality, image, entry)
+                store.save()
+
             try:
-                entries = _run_point(name, quality, missing, pool if jobs > 1 else None, bar)
+                _run_point(name, quality, missing, pool if jobs > 1 else None, bar, done)
             except Exception as exc:  # one failing codec must not stop the others
                 failed.add(name)
                 detail = str(exc) if isinstance(exc, (CodecError, BenchError)) else repr(exc)
                 failures.append(f"{name} at quality {quality}: {detail}")
                 log(f"error: {failures[-1]}; skipping the rest of {name}")
-                continue
-            for image, entry in entries.items():
-                store.add(name, quality, image, entry)
-            store.save()
     return failures
 
 
