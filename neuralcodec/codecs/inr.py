@@ -137,11 +137,13 @@ def _refine_rounded(model: InrModel, x: torch.Tensor, lam: float, preset: InrPre
     opt = torch.optim.Adam(model.parameters(), lr=preset.ste_lr)
     best_loss, best_state = math.inf, None
     for it in range(preset.ste_iterations + 1):
-        loss = _loss(model, x, lam, "ste")[0]
+        last = it == preset.ste_iterations  # only evaluated: no graph, no step
+        with torch.set_grad_enabled(not last):
+            loss = _loss(model, x, lam, "ste")[0]
         if float(loss.detach()) < best_loss:
             best_loss = float(loss.detach())
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        if it == preset.ste_iterations:
+        if last:
             break
         opt.zero_grad(set_to_none=True)
         loss.backward()
