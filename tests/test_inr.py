@@ -30,7 +30,6 @@ from neuralcodec.models.inr import (
     NEIGHBOURHOODS,
     InrConfig,
     InrModel,
-    causal_context,
     causal_contexts,
     laplace_bits,
     laplace_rate,
@@ -140,7 +139,7 @@ def test_wavefronts_respect_causality():
 
 def test_fixed_arm_matches_training_context():
     grid = torch.arange(12.0).reshape(1, 1, 3, 4)
-    ctx = causal_context(grid, ((0, -1), (1, 0), (1, 1)))
+    ctx = causal_contexts([grid], ((0, -1), (1, 0), (1, 1)))
     assert ctx[:, 5].tolist() == [4.0, 1.0, 2.0]  # (y=1, x=1): left, above, above-right
     assert ctx[:, 0].tolist() == [0.0, 0.0, 0.0]
 

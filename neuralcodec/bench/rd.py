@@ -288,6 +288,7 @@ class ResultsStore:
     def __init__(self, path: Path, dataset: Path):
         self.path = path
         self.doc = self._load(path, dataset)
+        self._saved_at = time.monotonic()
 
     @staticmethod
     def _load(path: Path, dataset: Path) -> dict:
@@ -358,6 +359,13 @@ class ResultsStore:
 
     def save(self) -> None:
         write_atomic(self.path, json.dumps(self.doc, indent=1, allow_nan=False) + "\n")
+        self._saved_at = time.monotonic()
+
+    def save_every(self, seconds: float) -> None:
+        """Save unless the last save is more recent than ``seconds``: a results file of a few
+        hundred KB takes tens of ms to write, longer than a classical codec takes per image."""
+        if time.monotonic() - self._saved_at >= seconds:
+            self.save()
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -393,6 +401,10 @@ def make_plan(config: BenchConfig, log: Callable[[str], None]) -> Plan:
     explicit = parse_qualities(config.qualities, codecs, config.codecs)
     work = [(c, q) for c in codecs for q in qualities_for(c, explicit, quick)]
     return Plan(images, work)
+
+
+# A killed run loses at most this much finished work (interrupts and errors save at once).
+SAVE_INTERVAL_S = 10.0
 
 
 def _run_point(name, quality, paths, pool, bar, done) -> None:
@@ -431,7 +443,7 @@ def run_points(plan: Plan, store: ResultsStore, jobs: int, log) -> list[str]:
 
             def done(image: str, entry: dict, name=name, quality=quality) -> None:
                 store.add(name, quality, image, entry)
-                store.save()
+                store.save_every(SAVE_INTERVAL_S)
 
             try:
                 _run_point(name, quality, missing, pool if jobs > 1 else None, bar, done)
@@ -440,6 +452,8 @@ def run_points(plan: Plan, store: ResultsStore, jobs: int, log) -> list[str]:
                 detail = str(exc) if isinstance(exc, (CodecError, BenchError)) else repr(exc)
                 failures.append(f"{name} at quality {quality}: {detail}")
                 log(f"error: {failures[-1]}; skipping the rest of {name}")
+            finally:
+                store.save()
     return failures
 
 

@@ -172,15 +172,11 @@ class _CausalContext(torch.autograd.Function):
         return (None, *grads)
 
 
-def causal_context(grid: torch.Tensor, offsets: tuple[tuple[int, int], ...]) -> torch.Tensor:
-    """(1, 1, h, w) grid -> (K, h * w) neighbour values (zeros outside the grid)."""
-    return _CausalContext.apply(offsets, grid[0, 0])
-
-
 def causal_contexts(
     grids: list[torch.Tensor], offsets: tuple[tuple[int, int], ...]
 ) -> torch.Tensor:
-    """Grids (1, 1, h_l, w_l) -> (K, sum h_l * w_l): ``causal_context`` of each, side by side."""
+    """Grids (1, 1, h_l, w_l) -> (K, sum h_l * w_l): each latent's K causal neighbours (zeros
+    outside its grid), the grids side by side."""
     return _CausalContext.apply(offsets, *(g[0, 0] for g in grids))
 
 
