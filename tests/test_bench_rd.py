@@ -382,3 +382,17 @@ def test_results_measured_with_other_weights_are_measured_again(tmp_path, monkey
     shas["test-zlib"] = "b" * 64
     assert store.forget_stale("test-zlib")
     assert not store.has("test-zlib", 3, "img.png")
+
+
+def test_results_of_a_changed_encoder_preset_are_measured_again(tmp_path, monkeypatch):
+    from neuralcodec.codecs import inr
+
+    store = rd.ResultsStore(tmp_path / "results.json", tmp_path / "kodak")
+    store.describe("inr@test")
+    store.add("inr@test", 3, "img.png", {"bpp": 1.0})
+    assert not store.forget_stale("inr@test") and store.has("inr@test", 3, "img.png")
+    store.doc["codecs"]["inr@fast"] = {"points": {"3": {"images": {"img.png": {}}}}}  # no digest
+    changed = inr.preset_with("test", iterations=inr.PRESETS["test"].iterations + 1)
+    monkeypatch.setitem(inr.PRESETS, "test", changed)
+    assert store.forget_stale("inr@test") and not store.has("inr@test", 3, "img.png")
+    assert not store.forget_stale("inr@fast") and store.has("inr@fast", 3, "img.png")

@@ -282,6 +282,11 @@ def _weights_sha(name: str) -> str | None:
         return None
 
 
+def _settings(name: str) -> str | None:
+    """Fingerprint of the encoder settings behind ``name`` (an ``inr@medium`` preset's definition)."""
+    return make_codec(name).settings_fingerprint()
+
+
 class ResultsStore:
     """The JSON document of results: ``codecs -> name -> points -> "<q>" -> images -> entry``."""
 
@@ -328,11 +333,16 @@ class ResultsStore:
         sha = _weights_sha(name)
         if sha:
             codec["weights_sha256"] = sha
+        settings = _settings(name)
+        if settings:
+            codec["settings_sha256"] = settings
 
     def forget_stale(self, name: str) -> bool:
-        """Drop ``name``'s points when they were measured with other weights than today's."""
-        stored = self.doc["codecs"].get(name, {}).get("weights_sha256")
-        if stored is None or stored == _weights_sha(name):
+        """Drop ``name``'s points when they were measured with other weights or encoder
+        settings than today's (results stored without a digest are kept)."""
+        codec = self.doc["codecs"].get(name, {})
+        checks = (("weights_sha256", _weights_sha), ("settings_sha256", _settings))
+        if all(codec.get(key) in (None, now(name)) for key, now in checks):
             return False
         del self.doc["codecs"][name]
         return True
@@ -432,7 +442,10 @@ def run_points(plan: Plan, store: ResultsStore, jobs: int, log) -> list[str]:
     ctx = get_context("spawn")
     for name in dict.fromkeys(n for n, _ in plan.work):
         if store.forget_stale(name):
-            log(f"{name}: weights changed since the stored results; measuring again")
+            log(
+                f"{name}: weights or encoder settings changed since the stored results; "
+                "measuring again"
+            )
     with bar, ProcessPoolExecutor(jobs, mp_context=ctx) if jobs > 1 else _NoPool() as pool:
         for name, quality in plan.work:
             missing = [p for p in plan.images if not store.has(name, quality, p.name)]

@@ -65,6 +65,12 @@ class Codec:
             )
         return int(quality)
 
+    def settings_fingerprint(self) -> str | None:
+        """A digest of the encoder settings that change its output without changing its code
+        (an encoder preset's definition), so stored benchmark results can be recognised as
+        stale; None for codecs without such settings."""
+        return None
+
     # .ncf codecs
     def encode(self, data: Any, quality: int) -> Encoded:
         raise NotImplementedError(f"{self.name} does not write .ncf files")

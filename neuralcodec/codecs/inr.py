@@ -18,9 +18,11 @@ end, so a file decodes to the same pixels on every machine and thread count.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, ClassVar
 
 import numpy as np
@@ -294,6 +296,11 @@ class InrCodec(Codec):
 
     def decode(self, encoded: Encoded) -> np.ndarray:
         return decode_streams(encoded.header, encoded.streams)[1]
+
+    def settings_fingerprint(self) -> str:
+        """sha256 of the preset's definition (iterations, schedule, architecture)."""
+        text = json.dumps(asdict(PRESETS[self.preset]), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()
 
     def info(self) -> dict[str, Any]:
         d = super().info()
