@@ -20,6 +20,7 @@ from neuralcodec.codecs.inr import (
     _loss,
     _refine_rounded,
     _run,
+    fit,
     preset_with,
     quality_lambda,
 )
@@ -396,3 +397,22 @@ def test_straight_through_phase_keeps_its_best_rounded_iterate():
         opt.step()
     assert rounded_loss(drifted) > start  # the plain phase ends worse than it began
     assert rounded_loss(_refine_rounded(model, x, lam, preset)) <= start
+
+
+def test_encoding_reports_its_fitting_progress_to_a_listener():
+    from neuralcodec import progress
+
+    preset = PRESETS["test"]
+    seen: list[tuple[str, int, int]] = []
+    with progress.listening(lambda *event: seen.append(event)):
+        InrCodec(preset="test").encode(_image(16, 16), 2)
+    total = preset.iterations + preset.ste_iterations
+    assert seen == [("fit", k, total) for k in range(1, total + 1)]
+    progress.report("fit", 1, 1)  # no listener outside the block: nothing recorded
+    assert len(seen) == total
+    # candidates trained for the warm-up count too
+    restarts = replace(preset, restarts=2, warmup=5)
+    seen.clear()
+    with progress.listening(lambda *event: seen.append(event)):
+        fit(torch.rand(1, 3, 16, 16), 1e-3, restarts)
+    assert seen[-1] == ("fit", total + 5, total + 5) and len(seen) == total + 5

@@ -130,15 +130,27 @@ def _stage_bar(desc: str, total: int) -> Any:
     )
 
 
-def cmd_encode(args: argparse.Namespace) -> int:
-    from neuralcodec import api
+def _follow(bar: Any) -> Any:
+    """A progress listener moving ``bar`` through the stages a codec reports (INR fitting)."""
 
-    with _stage_bar("encode", 1) as bar:
+    def listener(stage: str, done: int, total: int) -> None:
+        if bar.total != total or stage not in bar.desc:
+            bar.reset(total=total)
+            bar.set_description(f"encode: {stage}", refresh=False)
+        bar.update(done - bar.n)
+
+    return listener
+
+
+def cmd_encode(args: argparse.Namespace) -> int:
+    from neuralcodec import api, progress
+
+    with _stage_bar("encode", 1) as bar, progress.listening(_follow(bar)):
         options = {"preset": args.preset} if args.preset else None
         report = api.encode_file(
             args.input, args.output, args.codec, args.quality, force=args.force, options=options
         )
-        bar.update(1)
+        bar.update(bar.total - bar.n)
     if args.json:
         _print_json(report.to_dict())
         return 0

@@ -28,6 +28,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from .. import progress
 from ..entropy.rangecoder import DecodeError
 from ..entropy.tables import TableError
 from ..models import inr_fixed as fx
@@ -93,7 +94,7 @@ def _loss(model: InrModel, x: torch.Tensor, lam: float, mode: str, temp=0.3, a=1
     return mse + lam * bpp, mse, bpp
 
 
-def _run(model, x, lam, preset: InrPreset, start: int, stop: int) -> float:
+def _run(model, x, lam, preset: InrPreset, start: int, stop: int, counter=None) -> float:
     """Soft-rounding phase from iteration ``start`` to ``stop`` (cosine learning rate)."""
     latents = {id(p) for p in model.latents}
     groups = [
@@ -112,24 +113,31 @@ def _run(model, x, lam, preset: InrPreset, start: int, stop: int) -> float:
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        if counter is not None:
+            counter.step()
     return float(loss.detach())
 
 
 def fit(x: torch.Tensor, lam: float, preset: InrPreset, seed: int = 0) -> InrModel:
     """Overfit an ``InrModel`` to ``x`` (1, 3, H, W) in [0, 1]."""
     h, w = x.shape[-2:]
+    restarts = max(preset.restarts, 1)
+    warm = min(preset.warmup, preset.iterations) if restarts > 1 else 0
+    total = restarts * warm + preset.iterations - warm + preset.ste_iterations
+    counter = progress.Counter("fit", total)
     candidates = []
-    for r in range(max(preset.restarts, 1)):
+    for r in range(restarts):
         torch.manual_seed(seed + r)
         model = InrModel(preset.arch, h, w)
-        warm = min(preset.warmup, preset.iterations) if preset.restarts > 1 else 0
-        candidates.append((_run(model, x, lam, preset, 0, warm), r, model))
+        candidates.append((_run(model, x, lam, preset, 0, warm, counter), r, model))
     _, _, model = min(candidates, key=lambda c: (c[0], c[1]))
-    _run(model, x, lam, preset, warm, preset.iterations)
-    return _refine_rounded(model, x, lam, preset)
+    _run(model, x, lam, preset, warm, preset.iterations, counter)
+    return _refine_rounded(model, x, lam, preset, counter)
 
 
-def _refine_rounded(model: InrModel, x: torch.Tensor, lam: float, preset: InrPreset) -> InrModel:
+def _refine_rounded(
+    model: InrModel, x: torch.Tensor, lam: float, preset: InrPreset, counter=None
+) -> InrModel:
     """Straight-through phase; returns the model at its lowest loss with rounded latents.
 
     The straight-through gradient is biased and the loss it descends can rise again, so every
@@ -150,6 +158,8 @@ def _refine_rounded(model: InrModel, x: torch.Tensor, lam: float, preset: InrPre
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        if counter is not None:
+            counter.step()
     if best_state is not None:
         model.load_state_dict(best_state)
     return model
