@@ -49,7 +49,8 @@ class InrPreset:
     restarts: int = 1  # candidates trained for ``warmup`` iterations; the best one goes on
     warmup: int = 0
     lr: float = 1e-2
-    latent_lr_scale: float = 10.0  # latents move by about lr * scale per Adam step
+    latent_lr_scale: float = 10.0  # latents move by about lr * scale per Adam step at quality 4
+    latent_lr_slope: float = 0.23  # ... times (lambda_4 / lambda) ** slope at other qualities
     ste_lr: float = 1e-4
     temperature: tuple[float, float] = (0.3, 0.1)
     noise: tuple[float, float] = (2.0, 1.0)  # Kumaraswamy parameter a, start -> end
@@ -94,11 +95,21 @@ def _loss(model: InrModel, x: torch.Tensor, lam: float, mode: str, temp=0.3, a=1
     return mse + lam * bpp, mse, bpp
 
 
+def latent_lr_scale(preset: InrPreset, lam: float) -> float:
+    """Latent learning rate / network learning rate at rate-distortion weight ``lam``.
+
+    Higher qualities need larger latent values (finer detail in quantisation steps of 1), and
+    Adam moves a parameter by about its learning rate per step, so the latents' rate grows as
+    ``lam`` shrinks.
+    """
+    return preset.latent_lr_scale * (quality_lambda(4) / lam) ** preset.latent_lr_slope
+
+
 def _run(model, x, lam, preset: InrPreset, start: int, stop: int, counter=None) -> float:
     """Soft-rounding phase from iteration ``start`` to ``stop`` (cosine learning rate)."""
     latents = {id(p) for p in model.latents}
     groups = [
-        {"params": list(model.latents), "scale": preset.latent_lr_scale},
+        {"params": list(model.latents), "scale": latent_lr_scale(preset, lam)},
         {"params": [p for p in model.parameters() if id(p) not in latents], "scale": 1.0},
     ]
     opt = torch.optim.Adam(groups, lr=preset.lr)
