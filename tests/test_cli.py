@@ -303,3 +303,15 @@ def test_real_codec_round_trips_kodak(name, kodak_image_path, tmp_path):
         assert info["weights_sha256"] and info["codec_name"] == name
         np.testing.assert_array_equal(api.decode_bytes(data)[0], out)  # decoding is deterministic
     assert psnr(crop, api.decode_bytes(api.encode_array(crop, name))[0]) > 22.0
+
+
+@pytest.mark.parametrize("disable", [False, True])
+def test_encode_bar_follows_the_reported_progress(disable):
+    from tqdm import tqdm
+
+    with open(os.devnull, "w") as sink, tqdm(total=1, disable=disable, file=sink) as bar:
+        follow = cli._follow(bar)
+        follow("fit", 1, 1)  # same total as the bar's own: a disabled bar has no description
+        for done in (1, 2, 5):
+            follow("fit", done, 5)
+        assert bar.total == 5 and bar.n == (0 if disable else 5)  # a disabled bar counts nothing

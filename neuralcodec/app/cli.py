@@ -134,7 +134,7 @@ def _follow(bar: Any) -> Any:
     """A progress listener moving ``bar`` through the stages a codec reports (INR fitting)."""
 
     def listener(stage: str, done: int, total: int) -> None:
-        if bar.total != total or stage not in bar.desc:
+        if bar.total != total or stage not in getattr(bar, "desc", ""):  # disabled bars have none
             bar.reset(total=total)
             bar.set_description(f"encode: {stage}", refresh=False)
         bar.update(done - bar.n)
