@@ -287,6 +287,15 @@ def _settings(name: str) -> str | None:
     return make_codec(name).settings_fingerprint()
 
 
+DIGEST_KEYS = ("weights_sha256", "settings_sha256")
+
+
+def _digests(name: str) -> dict[str, str]:
+    """What ``name``'s results were measured with, as stored beside them (absent: not applicable)."""
+    found = zip(DIGEST_KEYS, (_weights_sha(name), _settings(name)), strict=True)
+    return {key: value for key, value in found if value}
+
+
 class ResultsStore:
     """The JSON document of results: ``codecs -> name -> points -> "<q>" -> images -> entry``."""
 
@@ -330,19 +339,14 @@ class ResultsStore:
         cls = variant_class(name)
         codec = self.doc["codecs"].setdefault(name, {"points": {}})
         codec.update(description=cls.description, writes_ncf=cls.writes_ncf)
-        sha = _weights_sha(name)
-        if sha:
-            codec["weights_sha256"] = sha
-        settings = _settings(name)
-        if settings:
-            codec["settings_sha256"] = settings
+        codec.update(_digests(name))
 
     def forget_stale(self, name: str) -> bool:
         """Drop ``name``'s points when they were measured with other weights or encoder
         settings than today's (results stored without a digest are kept)."""
         codec = self.doc["codecs"].get(name, {})
-        checks = (("weights_sha256", _weights_sha), ("settings_sha256", _settings))
-        if all(codec.get(key) in (None, now(name)) for key, now in checks):
+        now = _digests(name)
+        if all(codec.get(key) in (None, now.get(key)) for key in DIGEST_KEYS):
             return False
         del self.doc["codecs"][name]
         return True
