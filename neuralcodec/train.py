@@ -26,6 +26,7 @@ from .models.elic import load as elic_load
 from .models.frozen import load as frozen_load
 from .models.hyperprior import HyperpriorConfig, HyperpriorModel, rd_loss
 from .models.transforms import HybridAnalysis, init_block_basis
+from .models.widen import widen_elic
 
 MODEL_KINDS = ("mean-scale", "scale", "factorized", "elic")
 
@@ -116,19 +117,41 @@ def save_checkpoint(
     (out / "last.opt.tmp").replace(out / "last.opt")
 
 
-def warm_start(model: HyperpriorModel, path: Path) -> int:
+def warm_start(model: HyperpriorModel, path: Path, crops=None) -> int:
+    """Load ``path``'s matching tensors into ``model``; returns how many.
+
+    An ELIC source with fewer latent channels than an ELIC ``model`` is first widened
+    (``models.widen``), which needs ``crops()``, a batch of training crops.
+    """
     with safe_open(str(path), framework="pt") as f:
         shipped = any(k.startswith("frozen.") for k in f.keys())  # noqa: SIM118 (not a dict)
-        kind = json.loads((f.metadata() or {}).get("config", "{}")).get("kind")
+        config = json.loads((f.metadata() or {}).get("config", "{}"))
+    kind = config.get("kind")
     if shipped:
         # Shipped weights (weights/*.safetensors): load them as the codec does, which rebuilds
         # the networks stored only in integer form and widens float16 tensors.
         source = (elic_load if kind == ELIC_KIND else frozen_load)(path).model
+    elif kind == ELIC_KIND:
+        source = ElicModel(ElicConfig.from_dict(config))
+        source.load_state_dict(load_file(str(path)))
+    else:
+        source = None
+    if (
+        isinstance(source, ElicModel)
+        and isinstance(model, ElicModel)
+        and source.config.m < model.config.m
+    ):
+        if crops is None:
+            raise ValueError("widening a warm start needs training crops")
+        source = widen_elic(source, model.config.m, crops())
+        if source.config.groups != model.config.groups:
+            raise ValueError(
+                f"widened groups {source.config.groups} differ from {model.config.groups}"
+            )
+    if source is not None:
         src, src_lambdas = source.state_dict(), tuple(source.config.lambdas)
     else:
         src = load_file(str(path))
-        with safe_open(str(path), framework="pt") as f:
-            config = json.loads((f.metadata() or {}).get("config", "{}"))
         src_lambdas = tuple(config.get("lambdas", ()))
     own = model.state_dict()
     dst_lambdas = tuple(model.config.lambdas)
@@ -169,9 +192,10 @@ def run(args: argparse.Namespace) -> int:
         state = torch.load(args.out / "last.opt", weights_only=True)
         opt.load_state_dict(state["optimizer"])
         step = int(state["step"])
-    elif args.init is not None:
-        print(f"warm start: {warm_start(model, args.init)} tensors from {args.init}")
     data = CropSampler(args.data or default_data_root() / "train", args.crop, seed=args.seed + step)
+    if step == 0 and args.init is not None:
+        loaded = warm_start(model, args.init, crops=lambda: data.batch(64, crop=256))
+        print(f"warm start: {loaded} tensors from {args.init}")
     if step == 0 and args.init is None and isinstance(model.g_a, HybridAnalysis):
         init_block_basis(model.g_a, model.g_s, data.batch(512, crop=64))
     lambdas = torch.tensor(config.lambdas)
