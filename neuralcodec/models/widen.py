@@ -128,11 +128,10 @@ def widen_elic(src: ElicModel, m: int, crops: torch.Tensor, seed: int = 0) -> El
     for k, c in enumerate(groups):
         c0 = c if k < k_last else last0
         parts = [_index(m0, m, 2)]
-        offset_old, offset_new = 2 * m0, 2 * m
+        offset = 2 * m  # trained features keep their order, each block at its new offset
         for _ in range(2 if k else 1):
-            parts.append(torch.arange(2 * c0) + offset_new)
-            offset_old += 2 * c0
-            offset_new += 2 * c
+            parts.append(torch.arange(2 * c0) + offset)
+            offset += 2 * c
         place(f"param_agg.{k}.0.weight", {1: torch.cat(parts)})
         if k == k_last:
             halves = _index(last0, last1, 2)  # delta = [scale c | mean c]
@@ -141,7 +140,7 @@ def widen_elic(src: ElicModel, m: int, crops: torch.Tensor, seed: int = 0) -> El
     for name, value in new.items():
         if name not in out:
             if old[name].shape != value.shape:
-                raise AssertionError(f"widen_elic: no rule for {name} {tuple(old[name].shape)}")
+                raise RuntimeError(f"widen_elic: no rule for {name} {tuple(old[name].shape)}")
             out[name] = old[name].float()
     dst.load_state_dict({k: v.to(new[k].dtype) for k, v in out.items()})
     return dst
