@@ -36,6 +36,17 @@ def load_checkpoint(path: Path) -> tuple[HyperpriorModel | elic.ElicModel, dict]
     return model.eval(), meta
 
 
+def load_model(path: Path) -> HyperpriorModel | elic.ElicModel | None:
+    """The float model in a shipped weights file (rebuilt as the codec loads it) or a training
+    checkpoint; ``None`` for a file without a model config (a bare tensor file)."""
+    with safe_open(str(path), framework="pt") as f:
+        shipped = any(k.startswith("frozen.") for k in f.keys())  # noqa: SIM118 (not a dict)
+        config = json.loads((f.metadata() or {}).get("config", "{}"))
+    if shipped:
+        return (elic.load if config.get("kind") == elic.KIND else frozen.load)(path).model.eval()
+    return load_checkpoint(path)[0] if config else None
+
+
 def eval_points(name: str, sha: str, results: Path) -> dict:
     """Mean points of ``name`` from a ``codec bench rd`` results.json, measured with ``sha``."""
     doc = json.loads(results.read_text())

@@ -16,14 +16,11 @@ import time
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from .datasets.training import CropSampler, default_data_root
-from .models.elic import KIND as ELIC_KIND
+from .export import load_model
 from .models.elic import ElicConfig, ElicModel
-from .models.elic import load as elic_load
-from .models.frozen import load as frozen_load
 from .models.hyperprior import HyperpriorConfig, HyperpriorModel, rd_loss
 from .models.transforms import HybridAnalysis, init_block_basis
 from .models.widen import widen_elic
@@ -123,19 +120,9 @@ def warm_start(model: HyperpriorModel, path: Path, crops=None) -> int:
     An ELIC source with fewer latent channels than an ELIC ``model`` is first widened
     (``models.widen``), which needs ``crops()``, a batch of training crops.
     """
-    with safe_open(str(path), framework="pt") as f:
-        shipped = any(k.startswith("frozen.") for k in f.keys())  # noqa: SIM118 (not a dict)
-        config = json.loads((f.metadata() or {}).get("config", "{}"))
-    kind = config.get("kind")
-    if shipped:
-        # Shipped weights (weights/*.safetensors): load them as the codec does, which rebuilds
-        # the networks stored only in integer form and widens float16 tensors.
-        source = (elic_load if kind == ELIC_KIND else frozen_load)(path).model
-    elif kind == ELIC_KIND:
-        source = ElicModel(ElicConfig.from_dict(config))
-        source.load_state_dict(load_file(str(path)))
-    else:
-        source = None
+    # Shipped weights are loaded as the codec loads them, which rebuilds the networks stored
+    # only in integer form and widens float16 tensors.
+    source = load_model(path)
     if (
         isinstance(source, ElicModel)
         and isinstance(model, ElicModel)
@@ -151,8 +138,7 @@ def warm_start(model: HyperpriorModel, path: Path, crops=None) -> int:
     if source is not None:
         src, src_lambdas = source.state_dict(), tuple(source.config.lambdas)
     else:
-        src = load_file(str(path))
-        src_lambdas = tuple(config.get("lambdas", ()))
+        src, src_lambdas = load_file(str(path)), ()
     own = model.state_dict()
     dst_lambdas = tuple(model.config.lambdas)
     if src_lambdas and src_lambdas != dst_lambdas:

@@ -19,23 +19,12 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from safetensors import safe_open
 
 from neuralcodec.bench.bdrate import bd_psnr, bd_rate
-from neuralcodec.export import load_checkpoint
-from neuralcodec.models import elic, frozen
+from neuralcodec.export import load_model
 
 ROOT = Path(__file__).resolve().parents[1]
 IMAGES = ("kodim01.png", "kodim05.png", "kodim13.png", "kodim23.png")
-
-
-def load_any(path: Path):
-    with safe_open(str(path), framework="pt") as f:
-        shipped = any(k.startswith("frozen.") for k in f.keys())  # noqa: SIM118
-        kind = json.loads((f.metadata() or {}).get("config", "{}")).get("kind")
-    if shipped:
-        return (elic.load if kind == elic.KIND else frozen.load)(path).model.eval()
-    return load_checkpoint(path)[0]
 
 
 def curve(model, images: list[np.ndarray]) -> tuple[list[float], list[float]]:
@@ -76,7 +65,7 @@ def main() -> None:
     )
     ar, ap_ = [a for a, _ in anchor], [b for _, b in anchor]
     for path in args.checkpoints:
-        rates, psnrs = curve(load_any(path), images)
+        rates, psnrs = curve(load_model(path), images)
         pts = " ".join(f"{r:.3f}/{p:.2f}" for r, p in zip(rates, psnrs, strict=True))
         print(
             f"{path}: BD-rate vs {args.anchor} {bd_rate(ar, ap_, rates, psnrs):+.1f}%, "

@@ -19,12 +19,9 @@ import numpy as np
 import torch
 from inr_settings import DATA, centre_crop, changed_preset  # scripts/ is on sys.path
 
+from neuralcodec.bench.metrics import psnr_rgb
 from neuralcodec.codecs import inr
 from neuralcodec.codecs.classical import X265Codec
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    return 10 * math.log10(255**2 / float(np.mean((a.astype(np.float64) - b) ** 2)))
 
 
 def main() -> None:
@@ -43,7 +40,7 @@ def main() -> None:
     curve = []
     for q in range(1, 46, 4):
         data = x265.compress(img, q)
-        curve.append((8 * len(data) / pixels, psnr(x265.decompress(data), img)))
+        curve.append((8 * len(data) / pixels, psnr_rgb(img, x265.decompress(data))))
     curve.sort()
     inr.PRESETS["experiment"] = changed_preset(args.preset, args.set)
     codec = inr.InrCodec(preset="experiment")
@@ -51,7 +48,7 @@ def main() -> None:
     encoded = codec.encode(img, args.quality)
     decoded = codec.decode(encoded)
     seconds = time.perf_counter() - start
-    bpp, quality_db = 8 * encoded.payload_bytes / pixels, psnr(decoded, img)
+    bpp, quality_db = 8 * encoded.payload_bytes / pixels, psnr_rgb(img, decoded)
     ref = float(np.interp(math.log(bpp), [math.log(r) for r, _ in curve], [p for _, p in curve]))
     label = " ".join(args.set) or args.preset
     print(
