@@ -21,6 +21,7 @@ import torch
 from PIL import Image
 
 from neuralcodec.bench.bdrate import bd_psnr, bd_rate
+from neuralcodec.codecs.learned_image import _pad
 from neuralcodec.export import load_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,11 +34,12 @@ def curve(model, images: list[np.ndarray]) -> tuple[list[float], list[float]]:
         bpp, mse_db = [], []
         for img in images:
             x = torch.from_numpy(img).permute(2, 0, 1)[None].float() / 255
-            with torch.no_grad():
-                out = model(x, torch.tensor([q]))
+            h, w = img.shape[:2]
+            with torch.no_grad():  # padded as the codec pads, measured on the real pixels
+                out = model(_pad(x), torch.tensor([q]))
             bits = sum(float(-torch.log2(v).sum()) for v in out["likelihoods"].values())
             bpp.append(bits / (img.shape[0] * img.shape[1]))
-            x_hat = (out["x_hat"].clamp(0, 1) * 255).round() / 255
+            x_hat = (out["x_hat"][..., :h, :w].clamp(0, 1) * 255).round() / 255
             mse_db.append(-10 * math.log10(float(((x_hat - x) ** 2).mean())))
         rates.append(float(np.mean(bpp)))
         psnrs.append(float(np.mean(mse_db)))
