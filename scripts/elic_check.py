@@ -38,7 +38,7 @@ def curve(model, images: list[np.ndarray]) -> tuple[list[float], list[float]]:
             with torch.no_grad():  # padded as the codec pads, measured on the real pixels
                 out = model(_pad(x), torch.tensor([q]))
             bits = sum(float(-torch.log2(v).sum()) for v in out["likelihoods"].values())
-            bpp.append(bits / (img.shape[0] * img.shape[1]))
+            bpp.append(bits / (h * w))
             x_hat = (out["x_hat"][..., :h, :w].clamp(0, 1) * 255).round() / 255
             mse_db.append(-10 * math.log10(float(((x_hat - x) ** 2).mean())))
         rates.append(float(np.mean(bpp)))
