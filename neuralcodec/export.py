@@ -21,17 +21,15 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 from .models import elic, frozen
-from .models.hyperprior import HyperpriorConfig, HyperpriorModel
+from .models.hyperprior import HyperpriorModel
 
 
 def load_checkpoint(path: Path) -> tuple[HyperpriorModel | elic.ElicModel, dict]:
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata() or {}
     config = json.loads(meta["config"])
-    if config.get("kind") == elic.KIND:
-        model = elic.ElicModel(elic.ElicConfig.from_dict(config))
-    else:
-        model = HyperpriorModel(HyperpriorConfig.from_dict(config))
+    family = frozen.family_for(config.get("kind", "mean-scale"))
+    model = family.build(family.config_from_dict(config))
     model.load_state_dict(load_file(str(path)))
     return model.eval(), meta
 
@@ -43,7 +41,7 @@ def load_model(path: Path) -> HyperpriorModel | elic.ElicModel | None:
         shipped = any(k.startswith("frozen.") for k in f.keys())  # noqa: SIM118 (not a dict)
         config = json.loads((f.metadata() or {}).get("config", "{}"))
     if shipped:
-        return (elic.load if config.get("kind") == elic.KIND else frozen.load)(path).model.eval()
+        return frozen.load(path).model.eval()
     return load_checkpoint(path)[0] if config else None
 
 
@@ -70,12 +68,11 @@ def export(args: argparse.Namespace) -> dict:
     """Freeze ``args.checkpoint`` into ``weights/<name>.safetensors``; the manifest entry."""
     model, meta = load_checkpoint(args.checkpoint)
     step = int(meta.get("step", 0))
-    module = elic if isinstance(model, elic.ElicModel) else frozen
     total = step + args.prior_steps
-    frozen_model = module.freeze(model, meta={"model_id": f"{args.name}-s{total}", "step": total})
+    frozen_model = frozen.freeze(model, meta={"model_id": f"{args.name}-s{total}", "step": total})
     args.weights_dir.mkdir(parents=True, exist_ok=True)
     out = args.weights_dir / f"{args.name}.safetensors"
-    sha = module.save(frozen_model, out)
+    sha = frozen.save(frozen_model, out)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, sha256 {sha[:12]}...)")
     return {
         "name": args.name,

@@ -17,7 +17,7 @@ from conftest import REPO_DIR
 
 from neuralcodec.codecs.base import CodecError, Encoded, codec_class
 from neuralcodec.codecs.learned_elic import ElicCodec
-from neuralcodec.models import elic
+from neuralcodec.models import elic, frozen
 from neuralcodec.models.fixedpoint import ACT_BITS, to_fixed
 from neuralcodec.models.frozen import WeightsError
 from neuralcodec.models.hyperprior import HyperpriorConfig, HyperpriorModel, rd_loss
@@ -58,7 +58,7 @@ def one_thread():
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory):
     path = tmp_path_factory.mktemp("elic") / "elic.safetensors"
-    elic.save(elic.freeze(_informative_model(), meta={"model_id": "elic-test"}), path)
+    frozen.save(frozen.freeze(_informative_model(), meta={"model_id": "elic-test"}), path)
     return path
 
 
@@ -287,10 +287,8 @@ def test_bad_quality_and_input_are_refused(codec):
 def test_weights_problems_raise_weights_errors(tmp_path, coded, weights):
     with pytest.raises(WeightsError, match="no weights"):
         ElicCodec(tmp_path / "absent.safetensors").encode(_image(64, 64), 1)
-    from neuralcodec.models import frozen as hyper_frozen
-
     other = tmp_path / "mbt.safetensors"
-    hyper_frozen.save(hyper_frozen.freeze(HyperpriorModel(HyperpriorConfig(n=32, m=48))), other)
+    frozen.save(frozen.freeze(HyperpriorModel(HyperpriorConfig(n=32, m=48))), other)
     with pytest.raises(WeightsError):
         elic.load(other)
     _, encoded, _ = coded

@@ -1,24 +1,32 @@
-"""Learned image codecs of the hyperprior family, with bit-exact decoding.
+"""Learned image codecs: one composition for every transform-coding model, bit-exact decoding.
 
 ::
 
-    encode:  RGB uint8 --pad to 64--> x --g_a * gain[q]--> y --h_a * zgain[q]--> z
-             z_int = round(z)                    -> stream "z"  (factorized tables, index = channel)
-             (scale, mean) = h_s_fixed(z_int)    (exact integer network)
-             y_int = round(y - mean)             -> stream "y"  (Gaussian tables, index = scale bin)
-    decode:  z_int <- "z";  (scale, mean) <- h_s_fixed(z_int);  y_int <- "y"
-             x_hat = g_s((y_int + mean) / gain[q]), cropped, rounded to uint8
+    encode:  RGB uint8 --pad to 64--> x --g_a * gain[q]--> y --latent codec--> streams
+    decode:  streams --latent codec--> ŷ --g_s(ŷ / gain[q])--> cropped, rounded to uint8
 
-Only the synthesis ``g_s`` runs in floating point; every value that selects a CDF is integer.
-Weights (with their frozen tables) load from ``weights/<name>.safetensors``; the container
-records their sha256 so a file is never decoded with other weights.
+``LearnedImageCodec`` owns the image side (padding, analysis, synthesis, header, weights check);
+the latent coding is a stack of latent codecs (``codecs/latent``) built from the frozen weights:
+
+    bmshj-factorized   FactorizedLatent("y")
+    bmshj-hyper        HyperpriorLatent(z: FactorizedLatent, h_s exact, GaussianLatent (means 0))
+    mbt-mean           HyperpriorLatent(z: FactorizedLatent, h_s exact, GaussianLatent)
+    elic               HyperpriorLatent(z, h_s exact, CheckerboardGroupsLatent)  (learned_elic.py)
+
+Encoding, decoding and the rate estimate run the same latent-codec code (with an encoder, a
+decoder or a bit-counting sink). Only the synthesis ``g_s`` runs in floating point; every value
+that selects a CDF is integer. Weights (with their frozen tables) load from
+``weights/<name>.safetensors``; the container records their sha256 so a file is never decoded
+with other weights.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
+from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
@@ -26,14 +34,24 @@ import torch
 from torch.nn import functional as F
 
 from ..entropy import rangecoder
+from ..models import frozen as frozen_protocol
 from ..models.fixedpoint import ACT_BITS
-from ..models.frozen import FrozenHyperprior, WeightsError, load
+from ..models.frozen import Frozen, FrozenHyperprior
 from .base import Codec, CodecError, Encoded, register
+from .latent import (
+    FactorizedLatent,
+    GaussianLatent,
+    HyperpriorLatent,
+    LatentCodec,
+    LatentContext,
+)
 from .weights import WeightsFile, weights_dir
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".ppm", ".pgm")
 
 PAD_MULTIPLE = 64
+Y_STRIDE = 16  # g_a downsamples by 16, h_a by 4 more
+Z_STRIDE = 4
 
 
 # Fixed, so pixels never depend on the caller; 2 decodes kodim23 in 0.31 s against 0.49 s with 1.
@@ -73,106 +91,127 @@ def _to_tensor(image: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.array(image, copy=True)).permute(2, 0, 1)[None].float() / 255.0
 
 
-class HyperpriorCodec(WeightsFile, Codec):
-    """Shared coding path of the hyperprior family; subclasses name a kind and a weights file."""
+def to_uint8_image(x_hat: torch.Tensor, h: int, w: int) -> np.ndarray:
+    """(1, 3, H', W') float in [0, 1] -> the top-left HxWx3 uint8 image."""
+    img = x_hat[0, :, :h, :w].clamp(0, 1).mul(255).round().to(torch.uint8)
+    return img.permute(1, 2, 0).contiguous().numpy()
 
-    kind: ClassVar[str]
+
+def latent_shape(channels: int, h: int, w: int, stride: int = Y_STRIDE) -> tuple[int, ...]:
+    """Shape of the latent of an h x w image after padding to ``PAD_MULTIPLE``."""
+    ph, pw = h + -h % PAD_MULTIPLE, w + -w % PAD_MULTIPLE
+    return (1, channels, ph // stride, pw // stride)
+
+
+def side_shape(channels: int) -> Callable[[tuple[int, ...]], tuple[int, ...]]:
+    """``y`` shape -> ``z`` shape (h_a downsamples by ``Z_STRIDE``) with ``channels``."""
+    return lambda shape: (shape[0], channels, shape[2] // Z_STRIDE, shape[3] // Z_STRIDE)
+
+
+class LearnedImageCodec(WeightsFile, Codec):
+    """Image side of every learned transform codec; subclasses build the latent codec."""
+
+    # frozen_protocol.load restricted to the model kinds this codec decodes
+    load_weights: ClassVar[Callable[[Path], Frozen]]
     modality = "image"
     extensions = IMAGE_EXTENSIONS
-    load_weights = staticmethod(load)
+    quality_range = (1, 8)
 
-    def frozen(self) -> tuple[FrozenHyperprior, str]:
-        frozen, sha = super().frozen()
-        if frozen.config.kind != self.kind:
-            raise WeightsError(
-                f"{self.weights_path} holds a {frozen.config.kind!r} model, not {self.kind!r}"
-            )
-        return frozen, sha
+    def latent_codec(self, frozen: Frozen) -> LatentCodec:
+        raise NotImplementedError
+
+    def model_bits(self, frozen: Frozen, y: torch.Tensor, qi: int) -> float:
+        """The float model's own rate of ``y`` (what training minimises)."""
+        raise NotImplementedError
 
     # -- coding ---------------------------------------------------------------------------
     def encode(self, data: np.ndarray, quality: int) -> Encoded:
-        q = self.check_quality(quality)
-        frozen, sha = self.frozen()
-        model, qi = frozen.model, torch.tensor([q - self.quality_range[0]])
-        x = _to_tensor(data)
+        return self._encode(data, quality)[0]
+
+    def encode_with_reconstruction(self, data: np.ndarray, quality: int):
+        """``(Encoded, image the decoder will produce)``, from the encoder's own ŷ."""
+        encoded, y_hat, qi = self._encode(data, quality)
+        frozen, _ = self.frozen()
+        return encoded, self._synthesize(frozen, y_hat, qi, data.shape[:2])
+
+    def estimate_bits(self, data: np.ndarray, quality: int) -> dict[str, float]:
+        """Ideal code length (bits) of each stream under the frozen tables, without coding."""
+        frozen, _ = self.frozen()
+        y, qi = self._analyse(frozen, data, quality)
         with torch.no_grad():
-            y = model.g_a(_pad(x)) * model.y_gain.gain(qi)
-            streams = self._encode_latents(frozen, y, qi)
-        h, w = data.shape[:2]
-        header = {
-            "model_id": frozen.meta.get("model_id", self.name),
-            "weights_sha256": sha,
-            "shape": [h, w, 3],
-            "quality": q,
-        }
-        return Encoded(codec=self.name, header=header, streams=streams)
+            return self.latent_codec(frozen).bits(y, LatentContext(tuple(y.shape), qi))
 
     def estimated_bits(self, data: np.ndarray, quality: int) -> float:
         """The float model's own rate for ``data``: ``-sum log2`` of the likelihoods of the
         rounded latents (what training minimises), to compare with the coded size."""
-        q = self.check_quality(quality)
         frozen, _ = self.frozen()
-        model, qi = frozen.model, torch.tensor([q - self.quality_range[0]])
+        y, qi = self._analyse(frozen, data, quality)
         with torch.no_grad():
-            y = model.g_a(_pad(_to_tensor(data))) * model.y_gain.gain(qi)
-            if self.kind == "factorized":
-                return float(-torch.log2(model.y_density.likelihood(torch.round(y))).sum())
-            z_hat = torch.round(model.h_a(y) * model.z_gain.gain(qi))
-            scales, means = model.hyper_params(z_hat, qi)
-            y_hat = torch.round(y - means) + means
-            bits = -torch.log2(model.y_conditional.likelihood(y_hat, scales, means)).sum()
-            return float(bits - torch.log2(model.z_density.likelihood(z_hat)).sum())
+            return self.model_bits(frozen, y, qi)
 
     def decode(self, encoded: Encoded) -> np.ndarray:
         frozen, _ = self.frozen()
         hdr = encoded.header
         self.check_weights(hdr)
         q = self.check_quality(int(hdr["quality"]))
-        h, w = int(hdr["shape"][0]), int(hdr["shape"][1])
-        qi = torch.tensor([q - self.quality_range[0]])
-        ph, pw = h + (-h % PAD_MULTIPLE), w + (-w % PAD_MULTIPLE)
-        model = frozen.model
+        h, w = (int(v) for v in hdr["shape"][:2])
+        if h <= 0 or w <= 0:
+            raise CodecError(f"{self.name}: bad image shape {hdr['shape']!r}")
+        qi = q - self.quality_range[0]
+        ctx = LatentContext(latent_shape(frozen.config.m, h, w), qi)
+        try:
+            with torch.no_grad():
+                y_hat = self.latent_codec(frozen).decode(encoded.streams, ctx)
+        except rangecoder.DecodeError as exc:
+            raise CodecError(f"{self.name}: corrupt stream: {exc}") from None
+        return self._synthesize(frozen, y_hat, qi, (h, w))
+
+    # -- pieces ---------------------------------------------------------------------------
+    def _analyse(self, frozen: Frozen, data: np.ndarray, quality: int):
+        qi = self.check_quality(quality) - self.quality_range[0]
+        x = _to_tensor(data)
         with torch.no_grad():
-            y_hat = self._decode_latents(frozen, encoded.streams, qi, (ph // 16, pw // 16))
-            with synthesis_threads():
-                x_hat = model.g_s(y_hat * model.y_gain.inverse(qi))
-        img = x_hat[0, :, :h, :w].clamp(0, 1).mul(255).round().to(torch.uint8)
-        return img.permute(1, 2, 0).contiguous().numpy()
+            y = frozen.model.g_a(_pad(x)) * frozen.model.y_gain.gain(torch.tensor([qi]))
+        return y, qi
 
-    def _encode_latents(self, frozen, y, qi) -> dict[str, bytes]:
-        model = frozen.model
-        z = model.h_a(y) * model.z_gain.gain(qi)
-        z_int = torch.round(z).to(torch.int32)
-        z_idx = model.z_density.channel_indexes(tuple(z_int.shape))
-        z_bytes = rangecoder.encode(z_int.numpy().ravel(), z_idx.ravel(), frozen.z_tables)
-        scale_idx, means = self._hyper(frozen, z_int, qi)
-        y_int = torch.round(y.double() - means).to(torch.int32)
-        y_bytes = rangecoder.encode(y_int.numpy().ravel(), scale_idx.ravel(), frozen.y_tables)
-        return {"z": z_bytes, "y": y_bytes}
-
-    def _decode_latents(self, frozen, streams, qi, y_hw) -> torch.Tensor:
-        model = frozen.model
-        cfg = frozen.config
-        z_shape = (1, cfg.n, y_hw[0] // 4, y_hw[1] // 4)
-        z_idx = model.z_density.channel_indexes(z_shape)
-        z_vals = rangecoder.decode(self._stream(streams, "z"), z_idx.ravel(), frozen.z_tables)
-        z_int = torch.from_numpy(np.asarray(z_vals, dtype=np.int32).reshape(z_shape))
-        scale_idx, means = self._hyper(frozen, z_int, qi)
-        y_vals = rangecoder.decode(self._stream(streams, "y"), scale_idx.ravel(), frozen.y_tables)
-        y_int = torch.from_numpy(np.asarray(y_vals, dtype=np.int32).reshape(means.shape))
-        return (y_int.double() + means).float()
+    def _encode(self, data: np.ndarray, quality: int):
+        frozen, sha = self.frozen()
+        y, qi = self._analyse(frozen, data, quality)
+        with torch.no_grad():
+            streams, y_hat = self.latent_codec(frozen).encode(y, LatentContext(tuple(y.shape), qi))
+        h, w = data.shape[:2]
+        header = {
+            "model_id": frozen.meta.get("model_id", self.name),
+            "weights_sha256": sha,
+            "shape": [h, w, 3],
+            "quality": qi + self.quality_range[0],
+        }
+        return Encoded(codec=self.name, header=header, streams=streams), y_hat, qi
 
     @staticmethod
-    def _stream(streams: dict[str, bytes], name: str) -> bytes:
-        if name not in streams:
-            raise CodecError(f"missing stream {name!r}")
-        return streams[name]
+    def _synthesize(frozen: Frozen, y_hat: torch.Tensor, qi: int, hw) -> np.ndarray:
+        model = frozen.model
+        with torch.no_grad(), synthesis_threads():
+            x_hat = model.g_s(y_hat * model.y_gain.inverse(torch.tensor([qi])))
+        return to_uint8_image(x_hat, *hw)
 
-    def _hyper(self, frozen, z_int, qi) -> tuple[np.ndarray, torch.Tensor]:
-        """Exact integer hyper-synthesis -> (scale-table indexes, means as float64)."""
+
+# ----------------------------------------------------------------------------- hyperprior family
+
+
+def hyper_analysis(frozen: Frozen):
+    """``(y, qi) -> z``: the float hyper-analysis with its gain (encoder side only)."""
+    model = frozen.model
+    return lambda y, qi: model.h_a(y) * model.z_gain.gain(torch.tensor([qi]))
+
+
+def scale_condition(frozen: FrozenHyperprior):
+    """``(z_int, qi) -> (scale-table indexes, means as float64)`` by the exact hyper-synthesis."""
+
+    def condition(z_int: torch.Tensor, qi: int):
         zinv = torch.from_numpy(frozen.z_inverse_fixed[int(qi)].astype(np.float64))
         out = frozen.hs_fixed(z_int.double() * zinv[None, :, None, None])
-        if self.kind == "mean-scale":
+        if frozen.kind == "mean-scale":
             scales_fx, means_fx = out.chunk(2, dim=1)
             means = means_fx * 2.0**-ACT_BITS
         else:
@@ -180,30 +219,57 @@ class HyperpriorCodec(WeightsFile, Codec):
         idx = frozen.model.y_conditional.scale_indexes_fixed(
             scales_fx.numpy().astype(np.int64), ACT_BITS
         )
-        return np.asarray(idx, dtype=np.int32), means
+        return np.asarray(idx, dtype=np.int32).reshape(-1), means
+
+    return condition
 
 
-class FactorizedCodec(HyperpriorCodec):
+class HyperpriorCodec(LearnedImageCodec):
+    """The scale and mean-scale hyperprior: z factorized, y Gaussian given h_s(z) (exact)."""
+
+    def latent_codec(self, frozen: FrozenHyperprior) -> LatentCodec:
+        return HyperpriorLatent(
+            side=FactorizedLatent(frozen.z_tables, "z"),
+            analysis=hyper_analysis(frozen),
+            synthesis=scale_condition(frozen),
+            main=GaussianLatent(frozen.y_tables, "y"),
+            side_shape=side_shape(frozen.config.n),
+        )
+
+    def model_bits(self, frozen: FrozenHyperprior, y: torch.Tensor, qi: int) -> float:
+        model, q = frozen.model, torch.tensor([qi])
+        z_hat = torch.round(model.h_a(y) * model.z_gain.gain(q))
+        scales, means = model.hyper_params(z_hat, q)
+        y_hat = torch.round(y - means) + means
+        bits = -torch.log2(model.y_conditional.likelihood(y_hat, scales, means)).sum()
+        return float(bits - torch.log2(model.z_density.likelihood(z_hat)).sum())
+
+
+class FactorizedCodec(LearnedImageCodec):
     """Factorized prior: y coded with one learned density per channel, no side information."""
 
-    def _encode_latents(self, frozen, y, qi) -> dict[str, bytes]:
-        y_int = torch.round(y).to(torch.int32)
-        idx = frozen.model.y_density.channel_indexes(tuple(y_int.shape))
-        return {"y": rangecoder.encode(y_int.numpy().ravel(), idx.ravel(), frozen.y_tables)}
+    def latent_codec(self, frozen: FrozenHyperprior) -> LatentCodec:
+        return _FloatLatent(FactorizedLatent(frozen.y_tables, "y"))
 
-    def _decode_latents(self, frozen, streams, qi, y_hw) -> torch.Tensor:
-        shape = (1, frozen.config.m, *y_hw)
-        idx = frozen.model.y_density.channel_indexes(shape)
-        vals = rangecoder.decode(self._stream(streams, "y"), idx.ravel(), frozen.y_tables)
-        return torch.from_numpy(np.asarray(vals, dtype=np.int32).reshape(shape)).float()
+    def model_bits(self, frozen: FrozenHyperprior, y: torch.Tensor, qi: int) -> float:
+        return float(-torch.log2(frozen.model.y_density.likelihood(torch.round(y))).sum())
+
+
+class _FloatLatent(LatentCodec):
+    """An integer latent codec whose reconstruction the synthesis takes as float."""
+
+    def __init__(self, inner: LatentCodec):
+        self.inner = inner
+
+    def code(self, sinks, latent, ctx):
+        return self.inner.code(sinks, latent, ctx).float()
 
 
 @register
 class BmshjFactorized(FactorizedCodec):
     name = "bmshj-factorized"
     codec_id = 1
-    kind = "factorized"
-    quality_range = (1, 8)
+    load_weights = staticmethod(partial(frozen_protocol.load, kinds=("factorized",)))
     description = "factorized prior (Balle et al. 2017), variable rate"
 
 
@@ -211,8 +277,7 @@ class BmshjFactorized(FactorizedCodec):
 class BmshjHyperprior(HyperpriorCodec):
     name = "bmshj-hyper"
     codec_id = 2
-    kind = "scale"
-    quality_range = (1, 8)
+    load_weights = staticmethod(partial(frozen_protocol.load, kinds=("scale",)))
     description = "scale hyperprior (Balle et al. 2018), variable rate"
 
 
@@ -220,12 +285,12 @@ class BmshjHyperprior(HyperpriorCodec):
 class MbtMean(HyperpriorCodec):
     name = "mbt-mean"
     codec_id = 3
-    kind = "mean-scale"
-    quality_range = (1, 8)
+    load_weights = staticmethod(partial(frozen_protocol.load, kinds=("mean-scale",)))
     description = "mean-scale hyperprior (Minnen et al. 2018), variable rate, bit-exact"
 
 
 def manifest() -> dict:
+    """``weights/manifest.json``: the shipped models, their hashes and measured points."""
     path = weights_dir() / "manifest.json"
     if not path.is_file():
         return {"models": []}

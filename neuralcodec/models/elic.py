@@ -28,26 +28,18 @@ and ``load`` keep everything in one safetensors file.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.numpy import save_file as save_numpy
 from torch import nn
 
 from ..entropy.models import quantize_noise, quantize_ste
 from ..entropy.tables import CodingTables
-from .fixedpoint import ACT_BITS, ACT_LIMIT, FixedPointError, FixedPointNet
-from .frozen import (
-    WeightsError,
-    fixed_inverse_gains,
-    float_arrays,
-    read_weights_file,
-    restore_model,
-    sha256_file,
-)
+from . import frozen as frozen_protocol
+from .fixedpoint import ACT_BITS, ACT_LIMIT, FixedPointNet
+from .frozen import Frozen, family, fixed_inverse_gains
 from .hyperprior import DEFAULT_LAMBDAS, build_transforms
 
 KIND = "elic"
@@ -234,19 +226,74 @@ def _fixed_hat(hat_fx: torch.Tensor) -> torch.Tensor:
     return hat_fx.clamp(-ACT_LIMIT, ACT_LIMIT)
 
 
-@dataclass
-class FrozenElic:
-    """Everything the coder needs: float transforms, integer tables and integer context nets."""
+@family
+class FrozenElic(Frozen):
+    """Everything the coder needs: float transforms, integer tables and integer context nets.
 
-    model: ElicModel
-    y_tables: CodingTables
-    z_tables: CodingTables
-    hs_fixed: FixedPointNet
-    z_inverse_fixed: np.ndarray  # int64 [Q, N]: exp(log_inverse) at scale 2^ACT_BITS
-    channel_fixed: list[FixedPointNet]  # groups 1..G-1
-    spatial_fixed: list[FixedPointNet]
-    agg_fixed: list[FixedPointNet]
-    meta: dict
+    Parts (``models/frozen.py`` protocol): tables ``y`` and ``z``; twins ``hs`` (hyper-synthesis),
+    ``ch1..`` (channel contexts of groups 1..G-1, stored as ``ch0..``), ``sp<k>`` (spatial
+    contexts) and ``agg<k>`` (parameter aggregation); ``zinv`` (inverse hyper gains).
+    """
+
+    kinds = (KIND,)
+
+    @property
+    def y_tables(self) -> CodingTables:
+        return self.tables["y"]
+
+    @property
+    def z_tables(self) -> CodingTables:
+        return self.tables["z"]
+
+    @property
+    def hs_fixed(self) -> FixedPointNet:
+        return self.nets["hs"]
+
+    @property
+    def z_inverse_fixed(self) -> np.ndarray:
+        """int64 [Q, N]: exp(log_inverse) at scale 2^ACT_BITS."""
+        return self.ints["zinv"]
+
+    def _group_nets(self, prefix: str) -> list[FixedPointNet]:
+        count = len(self.config.groups) - (prefix == "ch")
+        return [self.nets[f"{prefix}{i}"] for i in range(count)]
+
+    @property
+    def channel_fixed(self) -> list[FixedPointNet]:  # groups 1..G-1
+        return self._group_nets("ch")
+
+    @property
+    def spatial_fixed(self) -> list[FixedPointNet]:
+        return self._group_nets("sp")
+
+    @property
+    def agg_fixed(self) -> list[FixedPointNet]:
+        return self._group_nets("agg")
+
+    @classmethod
+    def config_from_dict(cls, d: dict) -> ElicConfig:
+        return ElicConfig.from_dict(d)
+
+    @classmethod
+    def build(cls, config: ElicConfig) -> ElicModel:
+        return ElicModel(config)
+
+    @classmethod
+    def twin_modules(cls, config: ElicConfig) -> dict[str, str]:
+        groups = len(config.groups)
+        twins = {"hs": "h_s"}
+        for name, module, count in _GROUP_TWINS:
+            twins.update({f"{name}{i}": f"{module}.{i}" for i in range(groups - count)})
+        return twins
+
+    @classmethod
+    def part_names(cls, config: ElicConfig) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        return ("y", "z"), ("zinv",)
+
+    @classmethod
+    def integer_parts(cls, model: ElicModel):
+        tables = {"y": model.y_conditional.freeze(), "z": model.z_density.freeze()}
+        return tables, {"zinv": fixed_inverse_gains(model.z_gain)}
 
     @property
     def config(self) -> ElicConfig:
@@ -326,88 +373,10 @@ class FrozenElic:
         return hyper[:, s0:s1] + delta[:, :c], hyper[:, m + s0 : m + s1] + delta[:, c:]
 
 
-def freeze(model: ElicModel, meta: dict | None = None) -> FrozenElic:
-    model = model.eval()
-    with torch.no_grad():
-        return FrozenElic(
-            model=model,
-            y_tables=model.y_conditional.freeze(),
-            z_tables=model.z_density.freeze(),
-            hs_fixed=FixedPointNet.from_sequential(model.h_s),
-            z_inverse_fixed=fixed_inverse_gains(model.z_gain),
-            channel_fixed=[FixedPointNet.from_sequential(s) for s in model.channel_ctx],
-            spatial_fixed=[FixedPointNet.from_sequential(s) for s in model.spatial_ctx],
-            agg_fixed=[FixedPointNet.from_sequential(s) for s in model.param_agg],
-            meta=dict(meta or {}),
-        )
-
-
-def _net_lists(frozen: FrozenElic) -> dict[str, list[FixedPointNet]]:
-    return {"ch": frozen.channel_fixed, "sp": frozen.spatial_fixed, "agg": frozen.agg_fixed}
-
-
-# Float sub-network (state_dict prefix) -> attribute list of its fixed-point twins.
-_TWIN_MODULES = {
-    "channel_ctx": "channel_fixed",
-    "spatial_ctx": "spatial_fixed",
-    "param_agg": "agg_fixed",
-}
-
-
-def _twins(frozen: FrozenElic) -> dict[str, FixedPointNet]:
-    """Every float network with an exact integer twin in the file, by module name."""
-    twins = {"h_s": frozen.hs_fixed}
-    for module, attr in _TWIN_MODULES.items():
-        twins.update({f"{module}.{i}": net for i, net in enumerate(getattr(frozen, attr))})
-    return twins
-
-
-def save(frozen: FrozenElic, path: Path) -> str:
-    """Write one safetensors file (float weights, tables, fixed-point nets); returns its sha256."""
-    arrays = float_arrays(frozen.model, _twins(frozen))
-    arrays.update(frozen.y_tables.to_arrays("frozen.y."))
-    arrays.update(frozen.z_tables.to_arrays("frozen.z."))
-    arrays.update(frozen.hs_fixed.to_arrays("frozen.hs."))
-    arrays["frozen.zinv"] = frozen.z_inverse_fixed
-    for name, nets in _net_lists(frozen).items():
-        for i, net in enumerate(nets):
-            arrays.update(net.to_arrays(f"frozen.{name}{i}."))
-    metadata = {"config": json.dumps(frozen.config.to_dict()), "meta": json.dumps(frozen.meta)}
-    path = Path(path)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    save_numpy({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(tmp), metadata=metadata)
-    tmp.replace(path)
-    return sha256_file(path)
-
-
-def _read(path: Path) -> tuple[dict[str, np.ndarray], ElicConfig, dict]:
-    return read_weights_file(path, ElicConfig.from_dict)
+# (file name prefix, float module list, groups without one): the channel context has none for group 0
+_GROUP_TWINS = (("ch", "channel_ctx", 1), ("sp", "spatial_ctx", 0), ("agg", "param_agg", 0))
 
 
 def load(path: Path) -> FrozenElic:
-    """Inverse of ``save``; raises ``WeightsError`` for anything unreadable or inconsistent."""
-    path = Path(path)
-    arrays, config, meta = _read(path)
-    model = ElicModel(config)
-    groups = len(config.groups)
-    try:
-        nets = {
-            name: [FixedPointNet.from_arrays(arrays, f"frozen.{name}{i}.") for i in range(count)]
-            for name, count in (("ch", groups - 1), ("sp", groups), ("agg", groups))
-        }
-        frozen = FrozenElic(
-            model=model,
-            y_tables=CodingTables.from_arrays(arrays, "frozen.y."),
-            z_tables=CodingTables.from_arrays(arrays, "frozen.z."),
-            hs_fixed=FixedPointNet.from_arrays(arrays, "frozen.hs."),
-            z_inverse_fixed=np.asarray(arrays["frozen.zinv"], dtype=np.int64),
-            channel_fixed=nets["ch"],
-            spatial_fixed=nets["sp"],
-            agg_fixed=nets["agg"],
-            meta=meta,
-        )
-        restore_model(model, arrays, _twins(frozen))
-        model.eval()
-        return frozen
-    except (RuntimeError, KeyError, ValueError, FixedPointError) as exc:
-        raise WeightsError(f"weights {path} do not match their ELIC architecture: {exc}") from None
+    """``frozen.load`` that accepts ELIC weights only; ``WeightsError`` for anything else."""
+    return frozen_protocol.load(path, kinds=(KIND,))

@@ -1,27 +1,48 @@
-"""Frozen hyperprior models: everything the coder needs, built once and stored with the weights.
+"""The frozen-weights protocol: one freeze / save / load / sha256 for every learned codec.
 
-``freeze(model)`` turns a trained ``HyperpriorModel`` into a ``FrozenHyperprior``:
+A trained network is *frozen* once into everything the coder needs, and only that is shipped::
 
-* the float transforms (``g_a``, ``h_a`` for encoding, ``g_s`` for decoding) and gains;
-* integer coding tables of the hyper-latent density and of the conditional (``CodingTables``);
-* the hyper-synthesis as an exact integer network (``FixedPointNet``) and the hyper-latent
-  inverse gains in fixed point, so the CDF chosen for every symbol is the same on every machine.
+    trained nn.Module --freeze--> Frozen(model, tables, nets, ints, meta) --save--> .safetensors
+    .safetensors --load--> Frozen subclass of the file's model family (config["kind"])
 
-``save``/``load`` use one safetensors file. The decoder never rebuilds tables from floats.
+* ``tables``: integer ``CodingTables`` by name (``y``, ``z``, ...), the only thing the range
+  coder sees of a distribution; never re-derived from floats by the decoder;
+* ``nets``: exact integer twins (``FixedPointNet``) of the float sub-networks that pick a CDF,
+  by a short file name (``hs``, ``ch0``, ...) that maps to a module path (``h_s``,
+  ``channel_ctx.0``, ...); the float weights of those modules are not stored, they are rebuilt
+  from the twins so the float and integer paths agree;
+* ``ints``: other integer arrays (``zinv``: the hyper-latent inverse gains in fixed point);
+* ``model``: the float transforms (``g_a``, ``h_a`` for encoding, ``g_s`` for decoding).
+
+One file layout for all (safetensors)::
+
+    model.<state_dict key>   float parameters (float16 from HALF_MIN_ELEMENTS elements up)
+    frozen.<table>.*         CodingTables
+    frozen.<net>.*           FixedPointNet
+    frozen.<int>             int64 arrays
+    metadata                 config (JSON, its "kind" names the family), meta (JSON)
+
+A model family is a ``Frozen`` subclass registered with ``@family`` for its config kinds; it says
+which modules have twins and which tables and integer arrays its coder needs. Families live next
+to their models (``FAMILY_MODULES``) and are imported on demand.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
-from dataclasses import dataclass
+import struct
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.numpy import load_file as load_numpy
 from safetensors.numpy import save_file as save_numpy
+from torch import nn
 
 from ..entropy.tables import CodingTables
 from .fixedpoint import ACT_BITS, FixedPointError, FixedPointNet
@@ -32,18 +53,79 @@ class WeightsError(ValueError):
     """A weights file that is missing, unreadable or not what the codec expects."""
 
 
+# Float tensors with at least this many elements are stored as float16 (the transforms' convolution
+# weights); gains, GDN and density parameters stay float32.
+HALF_MIN_ELEMENTS = 4096
+
+
 @dataclass
-class FrozenHyperprior:
-    model: HyperpriorModel  # float transforms (training-side parameters, eval mode)
-    y_tables: CodingTables
-    z_tables: CodingTables | None  # None for the factorized kind
-    hs_fixed: FixedPointNet | None
-    z_inverse_fixed: np.ndarray | None  # int64 [Q, N]: exp(log_inverse) at scale 2^ACT_BITS
-    meta: dict
+class Frozen:
+    """A frozen model: float transforms plus the integer parts its coder needs (see module doc)."""
+
+    model: nn.Module
+    tables: dict[str, CodingTables]
+    nets: dict[str, FixedPointNet] = field(default_factory=dict)
+    ints: dict[str, np.ndarray] = field(default_factory=dict)
+    meta: dict = field(default_factory=dict)
+
+    kinds: ClassVar[tuple[str, ...]] = ()
 
     @property
-    def config(self) -> HyperpriorConfig:
+    def config(self) -> Any:
         return self.model.config
+
+    @property
+    def kind(self) -> str:
+        return self.config.kind
+
+    # -- what a family defines --------------------------------------------------------------
+    @classmethod
+    def config_from_dict(cls, d: dict) -> Any:
+        raise NotImplementedError
+
+    @classmethod
+    def build(cls, config: Any) -> nn.Module:
+        raise NotImplementedError
+
+    @classmethod
+    def twin_modules(cls, config: Any) -> dict[str, str]:
+        """``{file name: module path}`` of the sub-networks frozen into ``FixedPointNet``s."""
+        return {}
+
+    @classmethod
+    def integer_parts(cls, model: nn.Module) -> tuple[dict[str, CodingTables], dict[str, Any]]:
+        """(tables, integer arrays) of a trained ``model`` in eval mode."""
+        raise NotImplementedError
+
+    @classmethod
+    def part_names(cls, config: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """(table names, integer-array names) a file of this family must hold."""
+        raise NotImplementedError
+
+
+_FAMILIES: dict[str, type[Frozen]] = {}
+
+# Modules that register families when imported (this one registers the hyperprior family).
+FAMILY_MODULES = ("neuralcodec.models.elic",)
+
+
+def family(cls: type[Frozen]) -> type[Frozen]:
+    """Class decorator: ``cls`` freezes and loads models whose config kind is in ``cls.kinds``."""
+    for kind in cls.kinds:
+        if _FAMILIES.get(kind, cls) is not cls:
+            raise RuntimeError(f"two frozen families for kind {kind!r}")
+        _FAMILIES[kind] = cls
+    return cls
+
+
+def family_for(kind: str) -> type[Frozen]:
+    if kind not in _FAMILIES:
+        for module in FAMILY_MODULES:
+            importlib.import_module(module)
+    try:
+        return _FAMILIES[kind]
+    except KeyError:
+        raise WeightsError(f"no model family of kind {kind!r}") from None
 
 
 def fixed_inverse_gains(gains: GainUnits) -> np.ndarray:
@@ -52,24 +134,26 @@ def fixed_inverse_gains(gains: GainUnits) -> np.ndarray:
     return torch.round(inverse * 2**ACT_BITS).numpy().astype(np.int64)
 
 
-def freeze(model: HyperpriorModel, meta: dict | None = None) -> FrozenHyperprior:
+def freeze(model: nn.Module, meta: dict | None = None) -> Frozen:
+    """Freeze a trained model of any registered family (the model is put in eval mode)."""
+    cls = family_for(model.config.kind)
     model = model.eval()
     with torch.no_grad():
-        if model.config.kind == "factorized":
-            return FrozenHyperprior(model, model.y_density.freeze(), None, None, None, meta or {})
-        return FrozenHyperprior(
-            model=model,
-            y_tables=model.y_conditional.freeze(),
-            z_tables=model.z_density.freeze(),
-            hs_fixed=FixedPointNet.from_sequential(model.h_s),
-            z_inverse_fixed=fixed_inverse_gains(model.z_gain),
-            meta=dict(meta or {}),
-        )
+        tables, ints = cls.integer_parts(model)
+        nets = {
+            name: FixedPointNet.from_sequential(model.get_submodule(path))
+            for name, path in cls.twin_modules(model.config).items()
+        }
+    ints = {k: np.asarray(v, dtype=np.int64) for k, v in ints.items()}
+    return cls(model, tables, nets, ints, dict(meta or {}))
 
 
-# Float tensors with at least this many elements are stored as float16 (the transforms' convolution
-# weights); gains, GDN and density parameters stay float32.
-HALF_MIN_ELEMENTS = 4096
+# ----------------------------------------------------------------------------- file
+
+
+def _twins_by_module(frozen: Frozen) -> dict[str, FixedPointNet]:
+    paths = type(frozen).twin_modules(frozen.config)
+    return {paths[name]: net for name, net in frozen.nets.items()}
 
 
 def float_arrays(model: torch.nn.Module, twins: dict[str, FixedPointNet]) -> dict[str, np.ndarray]:
@@ -114,21 +198,39 @@ def restore_model(
         net.load_into(model.get_submodule(name))
 
 
-def save(frozen: FrozenHyperprior, path: Path) -> str:
-    """Write one safetensors file; returns its sha256."""
-    twins = {"h_s": frozen.hs_fixed} if frozen.hs_fixed is not None else {}
-    arrays = float_arrays(frozen.model, twins)
-    arrays.update(frozen.y_tables.to_arrays("frozen.y."))
-    if frozen.z_tables is not None:
-        arrays.update(frozen.z_tables.to_arrays("frozen.z."))
-        arrays.update(frozen.hs_fixed.to_arrays("frozen.hs."))
-        arrays["frozen.zinv"] = frozen.z_inverse_fixed
+def save(frozen: Frozen, path: Path) -> str:
+    """Write one safetensors file (atomically: temporary file, then rename); returns its sha256."""
+    arrays = float_arrays(frozen.model, _twins_by_module(frozen))
+    for name, tables in frozen.tables.items():
+        arrays.update(tables.to_arrays(f"frozen.{name}."))
+    for name, net in frozen.nets.items():
+        arrays.update(net.to_arrays(f"frozen.{name}."))
+    arrays.update({f"frozen.{name}": a for name, a in frozen.ints.items()})
     metadata = {"config": json.dumps(frozen.config.to_dict()), "meta": json.dumps(frozen.meta)}
     path = Path(path)
     tmp = path.with_suffix(path.suffix + ".tmp")
     save_numpy({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(tmp), metadata=metadata)
+    _sort_metadata(tmp)
     tmp.replace(path)
     return sha256_file(path)
+
+
+def _sort_metadata(path: Path) -> None:
+    """Rewrite the header's metadata with sorted keys, so that saving the same model twice gives
+    the same bytes (the safetensors writer orders metadata keys arbitrarily)."""
+    with open(path, "r+b") as f:
+        (size,) = struct.unpack("<Q", f.read(8))
+        header = f.read(size)
+        doc = json.loads(header)
+        old = json.dumps({"__metadata__": doc["__metadata__"]}, separators=(",", ":"))[1:-1]
+        new = json.dumps(
+            {"__metadata__": dict(sorted(doc["__metadata__"].items()))}, separators=(",", ":")
+        )[1:-1]
+        start = header.find(old.encode())
+        if start < 0 or len(old) != len(new):
+            return  # another serialisation than expected: leave the file as written
+        f.seek(8 + start)
+        f.write(new.encode())
 
 
 def sha256_file(path: Path) -> str:
@@ -139,40 +241,104 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def read_weights_file(path: Path, config_from_dict) -> tuple[dict[str, np.ndarray], object, dict]:
-    """(arrays, config, meta) of a weights file; ``WeightsError`` with one line if unreadable."""
+def read_weights_file(path: Path) -> tuple[dict[str, np.ndarray], dict, dict]:
+    """(arrays, config dict, meta) of a weights file; ``WeightsError`` with one line if unreadable."""
     path = Path(path)
     try:
         with safe_open(str(path), framework="numpy") as f:
             metadata = f.metadata() or {}
         arrays = load_numpy(str(path))
-        config = config_from_dict(json.loads(metadata["config"]))
+        config = json.loads(metadata["config"])
         meta = json.loads(metadata.get("meta", "{}"))
+        if not isinstance(config, dict) or not isinstance(meta, dict):
+            raise ValueError("config and meta must be JSON objects")
     except FileNotFoundError:
         raise WeightsError(f"weights file {path} not found") from None
-    except (OSError, KeyError, TypeError, ValueError, json.JSONDecodeError) as exc:
+    except (OSError, KeyError, TypeError, ValueError, SafetensorError) as exc:
         raise WeightsError(f"cannot read weights {path}: {exc}") from None
     return arrays, config, meta
 
 
-def load(path: Path) -> FrozenHyperprior:
-    arrays, config, meta = read_weights_file(path, HyperpriorConfig.from_dict)
-    model = HyperpriorModel(config)
+def load(path: Path, kinds: tuple[str, ...] | None = None) -> Frozen:
+    """Inverse of ``save``, for any registered family; ``kinds`` restricts the accepted ones.
+
+    Raises ``WeightsError`` (one line) for anything unreadable, foreign or inconsistent.
+    """
+    arrays, config_dict, meta = read_weights_file(path)
+    kind = config_dict.get("kind", "mean-scale")
+    if kinds is not None and kind not in kinds:
+        raise WeightsError(f"{Path(path).name} holds a {kind!r} model, not {' or '.join(kinds)}")
+    cls = family_for(kind)
     try:
-        if config.kind == "factorized":
-            restore_model(model, arrays, {})
-            return FrozenHyperprior(
-                model.eval(), CodingTables.from_arrays(arrays, "frozen.y."), None, None, None, meta
-            )
-        hs_fixed = FixedPointNet.from_arrays(arrays, "frozen.hs.")
-        restore_model(model, arrays, {"h_s": hs_fixed})
-        return FrozenHyperprior(
-            model=model.eval(),
-            y_tables=CodingTables.from_arrays(arrays, "frozen.y."),
-            z_tables=CodingTables.from_arrays(arrays, "frozen.z."),
-            hs_fixed=hs_fixed,
-            z_inverse_fixed=np.asarray(arrays["frozen.zinv"], dtype=np.int64),
+        config = cls.config_from_dict(config_dict)
+        model = cls.build(config)
+        table_names, int_names = cls.part_names(config)
+        nets = {
+            name: FixedPointNet.from_arrays(arrays, f"frozen.{name}.")
+            for name in cls.twin_modules(config)
+        }
+        frozen = cls(
+            model=model,
+            tables={t: CodingTables.from_arrays(arrays, f"frozen.{t}.") for t in table_names},
+            nets=nets,
+            ints={i: np.asarray(arrays[f"frozen.{i}"], dtype=np.int64) for i in int_names},
             meta=meta,
         )
-    except (RuntimeError, KeyError, ValueError, FixedPointError) as exc:
-        raise WeightsError(f"weights {path} do not match their architecture: {exc}") from None
+        restore_model(model, arrays, _twins_by_module(frozen))
+    except (RuntimeError, KeyError, TypeError, ValueError, FixedPointError) as exc:
+        raise WeightsError(
+            f"weights {path} do not match their {kind} architecture: {exc}"
+        ) from None
+    model.eval()
+    return frozen
+
+
+# ----------------------------------------------------------------------------- hyperprior family
+
+
+@family
+class FrozenHyperprior(Frozen):
+    """The hyperprior family (factorized, scale, mean-scale): tables ``y`` (+ ``z``), the
+    hyper-synthesis twin ``hs`` and the inverse hyper gains ``zinv``."""
+
+    kinds = ("factorized", "scale", "mean-scale")
+
+    @property
+    def y_tables(self) -> CodingTables:
+        return self.tables["y"]
+
+    @property
+    def z_tables(self) -> CodingTables | None:
+        return self.tables.get("z")
+
+    @property
+    def hs_fixed(self) -> FixedPointNet | None:
+        return self.nets.get("hs")
+
+    @property
+    def z_inverse_fixed(self) -> np.ndarray | None:
+        """int64 [Q, N]: exp(log_inverse) at scale 2^ACT_BITS (None for the factorized kind)."""
+        return self.ints.get("zinv")
+
+    @classmethod
+    def config_from_dict(cls, d: dict) -> HyperpriorConfig:
+        return HyperpriorConfig.from_dict(d)
+
+    @classmethod
+    def build(cls, config: HyperpriorConfig) -> HyperpriorModel:
+        return HyperpriorModel(config)
+
+    @classmethod
+    def twin_modules(cls, config: HyperpriorConfig) -> dict[str, str]:
+        return {} if config.kind == "factorized" else {"hs": "h_s"}
+
+    @classmethod
+    def part_names(cls, config: HyperpriorConfig) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        return (("y",), ()) if config.kind == "factorized" else (("y", "z"), ("zinv",))
+
+    @classmethod
+    def integer_parts(cls, model: HyperpriorModel):
+        if model.config.kind == "factorized":
+            return {"y": model.y_density.freeze()}, {}
+        tables = {"y": model.y_conditional.freeze(), "z": model.z_density.freeze()}
+        return tables, {"zinv": fixed_inverse_gains(model.z_gain)}

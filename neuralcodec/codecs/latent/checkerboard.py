@@ -1,0 +1,58 @@
+"""Uneven channel groups x two-pass checkerboard (ELIC, He et al. 2022), coded exactly.
+
+::
+
+    condition: hyper features at scale 2^ACT_BITS (exact integer hyper-synthesis)
+    for group k = 0..G-1:      ch = channel_context_fixed(k, ŷ[<k])
+      for pass in (anchors, non-anchors):
+        (scale, mean) = pass_params_fixed(k, hyper, ch, ŷ[k] anchors | none)   (exact)
+        v = round(y - mean) at the pass's positions  -> sink "y" (Gaussian tables, scale bin)
+        ŷ = v * 2^ACT_BITS + mean                        (fixed point, exact)
+
+The decoder runs the same loop with the values coming from the sink: one vectorised call per
+(group, pass). ``frozen`` is a ``models.elic.FrozenElic``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from neuralcodec.models.elic import FrozenElic, checkerboard_masks
+from neuralcodec.models.fixedpoint import ACT_BITS
+
+from .base import ConditionalLatentCodec, LatentContext, round_to_int32
+from .sinks import Sinks
+
+
+class CheckerboardGroupsLatent(ConditionalLatentCodec):
+    def __init__(self, frozen: FrozenElic, stream: str = "y"):
+        self.frozen, self.stream = frozen, stream
+
+    def code(
+        self, sinks: Sinks, latent: torch.Tensor | None, ctx: LatentContext, condition
+    ) -> torch.Tensor:
+        frozen, hyper_fx = self.frozen, condition
+        b, _, h, w = hyper_fx.shape
+        y64 = None if latent is None else latent.double()
+        masks = [m.bool() for m in checkerboard_masks(h, w)]
+        hats: list[torch.Tensor] = []
+        for k, (s0, s1) in enumerate(frozen.config.group_slices()):
+            hat = hyper_fx.new_zeros(b, s1 - s0, h, w)
+            channel_fx = frozen.channel_context_fixed(k, hats)
+            for p, mask in enumerate(masks):
+                scales_fx, means_fx = frozen.pass_params_fixed(
+                    k, hyper_fx, channel_fx, hat if p else None, mask[0, 0]
+                )
+                sel = mask.expand_as(hat)
+                idx = frozen.model.y_conditional.scale_indexes_fixed(
+                    scales_fx.reshape(-1).numpy().astype(np.int64), ACT_BITS
+                )
+                means = means_fx.reshape(-1)
+                values = None
+                if y64 is not None:
+                    values = round_to_int32(y64[:, s0:s1][sel] - means * 2.0**-ACT_BITS)
+                v = sinks[self.stream].code(idx, frozen.y_tables, values)
+                hat[sel] = torch.from_numpy(v.astype(np.float64)) * 2.0**ACT_BITS + means
+            hats.append(hat)
+        return (torch.cat(hats, 1) * 2.0**-ACT_BITS).float()
