@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import torch
 
-from ..models import elic
 from ..models.elic import KIND, FrozenElic
 from .base import register
 from .latent import FactorizedLatent, HyperpriorLatent, LatentCodec
@@ -33,8 +32,7 @@ class ElicCodec(LearnedImageCodec):
     name = "elic"
     codec_id = 4
     description = "uneven channel groups + checkerboard context (He et al. 2022), bit-exact"
-    kind = KIND
-    load_weights = staticmethod(elic.load)
+    kinds = (KIND,)
 
     def latent_codec(self, frozen: FrozenElic) -> LatentCodec:
         return HyperpriorLatent(

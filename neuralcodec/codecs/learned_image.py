@@ -111,11 +111,16 @@ def side_shape(channels: int) -> Callable[[tuple[int, ...]], tuple[int, ...]]:
 class LearnedImageCodec(WeightsFile, Codec):
     """Image side of every learned transform codec; subclasses build the latent codec."""
 
-    # frozen_protocol.load restricted to the model kinds this codec decodes
+    kinds: ClassVar[tuple[str, ...]] = ()  # model kinds (frozen families) this codec decodes
     load_weights: ClassVar[Callable[[Path], Frozen]]
     modality = "image"
     extensions = IMAGE_EXTENSIONS
     quality_range = (1, 8)
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        if "kinds" in cls.__dict__:  # the weights loader accepts these kinds only
+            cls.load_weights = staticmethod(partial(frozen_protocol.load, kinds=cls.kinds))
 
     def latent_codec(self, frozen: Frozen) -> LatentCodec:
         raise NotImplementedError
@@ -269,7 +274,7 @@ class _FloatLatent(LatentCodec):
 class BmshjFactorized(FactorizedCodec):
     name = "bmshj-factorized"
     codec_id = 1
-    load_weights = staticmethod(partial(frozen_protocol.load, kinds=("factorized",)))
+    kinds = ("factorized",)
     description = "factorized prior (Balle et al. 2017), variable rate"
 
 
@@ -277,7 +282,7 @@ class BmshjFactorized(FactorizedCodec):
 class BmshjHyperprior(HyperpriorCodec):
     name = "bmshj-hyper"
     codec_id = 2
-    load_weights = staticmethod(partial(frozen_protocol.load, kinds=("scale",)))
+    kinds = ("scale",)
     description = "scale hyperprior (Balle et al. 2018), variable rate"
 
 
@@ -285,7 +290,7 @@ class BmshjHyperprior(HyperpriorCodec):
 class MbtMean(HyperpriorCodec):
     name = "mbt-mean"
     codec_id = 3
-    load_weights = staticmethod(partial(frozen_protocol.load, kinds=("mean-scale",)))
+    kinds = ("mean-scale",)
     description = "mean-scale hyperprior (Minnen et al. 2018), variable rate, bit-exact"
 
 

@@ -36,10 +36,9 @@ import torch
 from torch import nn
 
 from ..entropy.models import quantize_noise, quantize_ste
-from ..entropy.tables import CodingTables
 from . import frozen as frozen_protocol
 from .fixedpoint import ACT_BITS, ACT_LIMIT, FixedPointNet
-from .frozen import Frozen, family, fixed_inverse_gains
+from .frozen import Frozen, HyperParts, family
 from .hyperprior import DEFAULT_LAMBDAS, build_transforms
 
 KIND = "elic"
@@ -227,7 +226,7 @@ def _fixed_hat(hat_fx: torch.Tensor) -> torch.Tensor:
 
 
 @family
-class FrozenElic(Frozen):
+class FrozenElic(HyperParts, Frozen):
     """Everything the coder needs: float transforms, integer tables and integer context nets.
 
     Parts (``models/frozen.py`` protocol): tables ``y`` and ``z``; twins ``hs`` (hyper-synthesis),
@@ -236,23 +235,7 @@ class FrozenElic(Frozen):
     """
 
     kinds = (KIND,)
-
-    @property
-    def y_tables(self) -> CodingTables:
-        return self.tables["y"]
-
-    @property
-    def z_tables(self) -> CodingTables:
-        return self.tables["z"]
-
-    @property
-    def hs_fixed(self) -> FixedPointNet:
-        return self.nets["hs"]
-
-    @property
-    def z_inverse_fixed(self) -> np.ndarray:
-        """int64 [Q, N]: exp(log_inverse) at scale 2^ACT_BITS."""
-        return self.ints["zinv"]
+    config_class, model_class = ElicConfig, ElicModel
 
     def _group_nets(self, prefix: str) -> list[FixedPointNet]:
         count = len(self.config.groups) - (prefix == "ch")
@@ -271,14 +254,6 @@ class FrozenElic(Frozen):
         return self._group_nets("agg")
 
     @classmethod
-    def config_from_dict(cls, d: dict) -> ElicConfig:
-        return ElicConfig.from_dict(d)
-
-    @classmethod
-    def build(cls, config: ElicConfig) -> ElicModel:
-        return ElicModel(config)
-
-    @classmethod
     def twin_modules(cls, config: ElicConfig) -> dict[str, str]:
         groups = len(config.groups)
         twins = {"hs": "h_s"}
@@ -292,8 +267,7 @@ class FrozenElic(Frozen):
 
     @classmethod
     def integer_parts(cls, model: ElicModel):
-        tables = {"y": model.y_conditional.freeze(), "z": model.z_density.freeze()}
-        return tables, {"zinv": fixed_inverse_gains(model.z_gain)}
+        return cls.hyper_integer_parts(model)
 
     @property
     def config(self) -> ElicConfig:

@@ -69,6 +69,8 @@ class Frozen:
     meta: dict = field(default_factory=dict)
 
     kinds: ClassVar[tuple[str, ...]] = ()
+    config_class: ClassVar[type]  # has from_dict / to_dict
+    model_class: ClassVar[type[nn.Module]]  # built from a config
 
     @property
     def config(self) -> Any:
@@ -81,11 +83,11 @@ class Frozen:
     # -- what a family defines --------------------------------------------------------------
     @classmethod
     def config_from_dict(cls, d: dict) -> Any:
-        raise NotImplementedError
+        return cls.config_class.from_dict(d)
 
     @classmethod
     def build(cls, config: Any) -> nn.Module:
-        raise NotImplementedError
+        return cls.model_class(config)
 
     @classmethod
     def twin_modules(cls, config: Any) -> dict[str, str]:
@@ -296,12 +298,12 @@ def load(path: Path, kinds: tuple[str, ...] | None = None) -> Frozen:
 # ----------------------------------------------------------------------------- hyperprior family
 
 
-@family
-class FrozenHyperprior(Frozen):
-    """The hyperprior family (factorized, scale, mean-scale): tables ``y`` (+ ``z``), the
-    hyper-synthesis twin ``hs`` and the inverse hyper gains ``zinv``."""
+class HyperParts:
+    """Named access to the parts every hyperprior-style family has (``None`` where absent)."""
 
-    kinds = ("factorized", "scale", "mean-scale")
+    tables: dict[str, CodingTables]
+    nets: dict[str, FixedPointNet]
+    ints: dict[str, np.ndarray]
 
     @property
     def y_tables(self) -> CodingTables:
@@ -313,20 +315,28 @@ class FrozenHyperprior(Frozen):
 
     @property
     def hs_fixed(self) -> FixedPointNet | None:
+        """The exact hyper-synthesis."""
         return self.nets.get("hs")
 
     @property
     def z_inverse_fixed(self) -> np.ndarray | None:
-        """int64 [Q, N]: exp(log_inverse) at scale 2^ACT_BITS (None for the factorized kind)."""
+        """int64 [Q, N]: exp(log_inverse) of the hyper gains at scale 2^ACT_BITS."""
         return self.ints.get("zinv")
 
-    @classmethod
-    def config_from_dict(cls, d: dict) -> HyperpriorConfig:
-        return HyperpriorConfig.from_dict(d)
+    @staticmethod
+    def hyper_integer_parts(model: nn.Module) -> tuple[dict, dict]:
+        """Tables ``y`` (Gaussian conditional), ``z`` (factorized) and ``zinv`` of ``model``."""
+        tables = {"y": model.y_conditional.freeze(), "z": model.z_density.freeze()}
+        return tables, {"zinv": fixed_inverse_gains(model.z_gain)}
 
-    @classmethod
-    def build(cls, config: HyperpriorConfig) -> HyperpriorModel:
-        return HyperpriorModel(config)
+
+@family
+class FrozenHyperprior(HyperParts, Frozen):
+    """The hyperprior family (factorized, scale, mean-scale): tables ``y`` (+ ``z``), the
+    hyper-synthesis twin ``hs`` and the inverse hyper gains ``zinv``."""
+
+    kinds = ("factorized", "scale", "mean-scale")
+    config_class, model_class = HyperpriorConfig, HyperpriorModel
 
     @classmethod
     def twin_modules(cls, config: HyperpriorConfig) -> dict[str, str]:
@@ -340,5 +350,4 @@ class FrozenHyperprior(Frozen):
     def integer_parts(cls, model: HyperpriorModel):
         if model.config.kind == "factorized":
             return {"y": model.y_density.freeze()}, {}
-        tables = {"y": model.y_conditional.freeze(), "z": model.z_density.freeze()}
-        return tables, {"zinv": fixed_inverse_gains(model.z_gain)}
+        return cls.hyper_integer_parts(model)
