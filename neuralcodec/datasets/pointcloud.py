@@ -206,7 +206,7 @@ def _pcd_columns(names, dtypes, counts, table: list[np.ndarray]) -> dict[str, np
         if name == "_":
             continue
         if name in ("rgb", "rgba") and c == 1 and dt[2] == "4":
-            columns["rgb"] = _unpack_rgb(col.astype(dt))
+            columns["rgb"] = _unpack_rgb(col.reshape(-1).astype(dt))
         else:
             columns[name] = col if c > 1 else col.reshape(-1)
     return columns

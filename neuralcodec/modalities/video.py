@@ -175,4 +175,3 @@ def _as_source(data: Any) -> VideoSource:
     if isinstance(data, VideoSource):
         return data
     raise VideoError(f"expected a VideoSource, got {type(data).__name__}")
-
