@@ -622,3 +622,20 @@ def test_adapter_for_path_sends_each_ply_to_its_modality(monkeypatch):
         adapter_for_path(CLOUDS / "stanford_bunny_range_scans" / "bun000.ply").modality
         == "pointcloud"
     )
+
+
+def test_compressed_ply_without_colour_bounds_repacks_identically(tmp_path, rng):
+    write_splat(tmp_path / "new.compressed.ply", random_scene(rng, 600, 0))
+    _, raw = read_ply(tmp_path / "new.compressed.ply")
+    chunk = {k: v for k, v in raw["chunk"].items() if k[-1] not in "rgb" or "scale" in k}
+    assert len(chunk) == 12  # the older layout: position and scale bounds only
+    colour = raw["vertex"]["packed_color"]
+    write_ply(tmp_path / "old.compressed.ply", {"chunk": chunk, "vertex": raw["vertex"]})
+    scene = read_splat(tmp_path / "old.compressed.ply")
+    rgb = 0.5 + SH_C0 * scene.sh_dc
+    assert np.allclose(rgb[:, 0], (colour >> 24) / 255, atol=1e-6)  # unorm, no bounds
+    write_splat(tmp_path / "again.compressed.ply", scene)
+    _, again = read_ply(tmp_path / "again.compressed.ply")
+    assert set(again["chunk"]) == set(chunk)
+    for name, values in raw["vertex"].items():
+        assert np.array_equal(again["vertex"][name], values), name

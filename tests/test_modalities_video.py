@@ -105,7 +105,14 @@ def test_png_directory_becomes_bt601_420(tmp_path):
 
 @pytest.mark.parametrize(
     "tag, chroma, depth",
-    [("C420jpeg", "420", 8), ("C444", "444", 8), ("Cmono", "mono", 8), ("C420p10", "420", 10)],
+    [
+        ("C420jpeg", "420", 8),
+        ("C444", "444", 8),
+        ("Cmono", "mono", 8),
+        ("C420p10", "420", 10),
+        ("Cmono10", "mono", 10),
+        ("C444p12", "444", 12),
+    ],
 )
 def test_y4m_formats_round_trip(tmp_path, tag, chroma, depth):
     info = VideoInfo(8, 6, chroma, depth, Fraction(24000, 1001), frames=3)

@@ -225,8 +225,8 @@ def _quantise(values: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
 def write_compressed(
     path: str | os.PathLike[str], scene: GaussianScene, force: bool = False
 ) -> Path:
-    """Write ``scene`` as compressed.ply, chunks of 256 splats in scene order (with colour bounds
-    and, for SH degree > 0, an ``sh`` element)."""
+    """Write ``scene`` as compressed.ply, chunks of 256 splats in scene order, with colour bounds
+    (unless the scene came from a file without them) and, for SH degree > 0, an ``sh`` element."""
     scene.validate(str(path))
     n = len(scene)
     n_chunks = -(-n // CHUNK)
@@ -240,10 +240,13 @@ def write_compressed(
         chunk.update({k: lo[:, i] for i, k in enumerate(names[:3])})
         chunk.update({k: hi[:, i] for i, k in enumerate(names[3:])})
         packed[key] = pack_111011(_quantise(values, lo, hi))
-    lo, hi = _bounds_for(scene, COLOR, rgb, n_chunks)
-    chunk.update({k: lo[:, i] for i, k in enumerate(COLOR[:3])})
-    chunk.update({k: hi[:, i] for i, k in enumerate(COLOR[3:])})
-    t = np.concatenate([_quantise(rgb, lo, hi), sigmoid(scene.opacities)[:, None]], axis=1)
+    colour_names = () if scene.packing and "min_r" not in scene.packing else COLOR
+    if colour_names:
+        lo, hi = _bounds_for(scene, COLOR, rgb, n_chunks)
+        chunk.update({k: lo[:, i] for i, k in enumerate(COLOR[:3])})
+        chunk.update({k: hi[:, i] for i, k in enumerate(COLOR[3:])})
+        rgb = _quantise(rgb, lo, hi)
+    t = np.concatenate([rgb, sigmoid(scene.opacities)[:, None]], axis=1)
     color = np.zeros(n, np.uint32)
     for col, shift in enumerate((24, 16, 8, 0)):
         color |= _pack_unorm(t[:, col], 8) << np.uint32(shift)
@@ -255,7 +258,7 @@ def write_compressed(
         "packed_scale": packed["packed_scale"],
         "packed_color": color,
     }
-    elements = {"chunk": {k: chunk[k] for k in POSITION + SCALE + COLOR}, "vertex": vertex}
+    elements = {"chunk": {k: chunk[k] for k in POSITION + SCALE + colour_names}, "vertex": vertex}
     if scene.sh_degree > 0:
         rest = np.asarray(scene.sh_rest, np.float64).transpose(0, 2, 1).reshape(n, -1)
         q = np.clip(np.floor((rest + 4.0) / 8.0 * 255.0 + 0.5), 0, 255).astype(np.uint8)

@@ -261,7 +261,7 @@ def _y4m_header(info: VideoInfo) -> bytes:
         )
         tag = "420" + depth if depth else siting
     else:
-        tag = info.chroma + depth
+        tag = info.chroma + (depth[1:] if info.chroma == "mono" else depth)  # mono10, 444p10
     aspect = f"{info.aspect.numerator}:{info.aspect.denominator}" if info.aspect else "0:0"
     words = [
         "YUV4MPEG2",
