@@ -297,6 +297,11 @@ def test_point_cloud_adapter(tmp_path, rng):
             ad.check_header({**header, **bad})
     with pytest.raises(PointCloudError, match="NaN"):
         ad.prepare(PointCloud(np.array([[0, 0, np.inf]])))
+    odd = PointCloud(cloud.xyz, {"scalar-Intensity": np.arange(100), "t": np.zeros(100, np.float16)})
+    ad.check_header({"modality": "pointcloud", **ad.prepare(odd).fields})
+    many = PointCloud(cloud.xyz, {f"a{i}": np.zeros(100) for i in range(65)})
+    with pytest.raises(ContainerError, match="at most 64"):
+        ad.prepare(many)
     ad.write(tmp_path / "o.ply", back, header)
     assert ad.accepts(tmp_path / "o.ply") and ad.accepts("x.pcd") and ad.accepts("x.bin")
     assert not ad.accepts("x.pcd", writing=True) and ad.accepts("x.ply", writing=True)

@@ -235,6 +235,21 @@ def test_wrong_frame_shapes_are_refused(tmp_path):
     bad = [(np.zeros((16, 16), np.uint16),) * 3]
     with pytest.raises(VideoError, match="expected uint8"):
         write_video(tmp_path / "o.y4m", frames_source(info, bad))
+    info10 = VideoInfo(4, 2, "mono", 10, Fraction(25), frames=1)
+    with pytest.raises(VideoError, match="exceeds 10 bits"):
+        write_video(
+            tmp_path / "o.y4m", frames_source(info10, [(np.full((2, 4), 1024, np.uint16),)])
+        )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_limited_source_stops_early_and_reads_again():
+    src = read_video(shared(MOBILE)).limited(3)
+    first = [f[0].copy() for f in src]
+    second = [f[0] for f in src]
+    assert len(first) == 3 and all(np.array_equal(a, b) for a, b in zip(first, second, strict=True))
+    with pytest.raises(VideoError, match="at least 1"):
+        read_video(MOBILE, max_frames=0)
 
 
 # ----------------------------------------------------------------------------- H.264 preview

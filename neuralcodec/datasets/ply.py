@@ -335,45 +335,31 @@ def read_ply(
 # ----------------------------------------------------------------------------- writer
 
 
-def _columns(name: str, props: dict) -> tuple[int, list[str], list[tuple]]:
-    """Header lines and numpy fields of one element; lists must have one length per element."""
-    count, lines, fields = None, [f"element {name} {{count}}"], []
-    for pname, value in props.items():
-        if isinstance(value, Ragged):
-            rows = value.rows()
-            if rows is None:
-                raise PlyError(f"cannot write {name}.{pname}: lists of different lengths")
-            arr = rows
-            k = arr.shape[1]
-            lines.append(f"property list uchar {_TYPE_NAMES[arr.dtype.str[1:]]} {pname}")
-            fields += [(f"n_{pname}", "u1", k), (pname, "<" + arr.dtype.str[1:], arr, k)]
-        else:
-            arr = np.asarray(value)
-            if arr.ndim != 1 or arr.dtype.str[1:] not in _TYPE_NAMES:
-                raise PlyError(f"cannot write {name}.{pname}: {arr.dtype} {arr.shape}")
-            lines.append(f"property {_TYPE_NAMES[arr.dtype.str[1:]]} {pname}")
-            fields.append((pname, "<" + arr.dtype.str[1:], arr, None))
+def _element_block(name: str, props: dict) -> tuple[list[str], bytes]:
+    """Header lines and packed records of one element (lists: uchar length, one length each)."""
+    lines, fields, values, count = [], [], [], None
+    for i, (pname, value) in enumerate(props.items()):
+        arr = value.rows() if isinstance(value, Ragged) else np.asarray(value)
+        if arr is None or (isinstance(value, Ragged) and not 0 < arr.shape[1] <= 255):
+            raise PlyError(f"cannot write {name}.{pname}: lists of different lengths or over 255")
+        code = arr.dtype.str[1:]
+        if code not in _TYPE_NAMES or arr.ndim != (2 if isinstance(value, Ragged) else 1):
+            raise PlyError(f"cannot write {name}.{pname}: {arr.dtype} {arr.shape}")
         if count is not None and len(arr) != count:
             raise PlyError(f"cannot write element {name}: properties of different lengths")
         count = len(arr)
-    lines[0] = lines[0].format(count=count or 0)
-    return count or 0, lines, fields
-
-
-def _records(count: int, fields: list[tuple]) -> bytes:
-    dt, fills = [], []
-    for f in fields:
-        if f[0].startswith("n_") and len(f) == 3:
-            dt.append((f[0], "u1"))
-            fills.append((f[0], f[2]))
+        if isinstance(value, Ragged):
+            lines.append(f"property list uchar {_TYPE_NAMES[code]} {pname}")
+            fields += [(f"n{i}", "u1"), (f"p{i}", "<" + code, (arr.shape[1],))]
+            values += [(f"n{i}", arr.shape[1]), (f"p{i}", arr)]
         else:
-            name, typ, arr, k = f
-            dt.append((name, typ) if k is None else (name, typ, (k,)))
-            fills.append((name, arr))
-    rec = np.empty(count, dtype=np.dtype(dt))
-    for name, value in fills:
-        rec[name] = value
-    return rec.tobytes()
+            lines.append(f"property {_TYPE_NAMES[code]} {pname}")
+            fields.append((f"p{i}", "<" + code))
+            values.append((f"p{i}", arr))
+    rec = np.empty(count or 0, dtype=np.dtype(fields))
+    for key, value in values:
+        rec[key] = value
+    return [f"element {name} {count or 0}", *lines], rec.tobytes()
 
 
 def write_ply(
@@ -389,11 +375,9 @@ def write_ply(
     head = ["ply", "format binary_little_endian 1.0"] + [f"comment {c}" for c in comments]
     bodies = []
     for name, props in elements.items():
-        count, lines, fields = _columns(name, props)
-        if any(f[0].startswith("n_") and f[2] > 255 for f in fields if len(f) == 3):
-            raise PlyError(f"cannot write {name}: lists longer than 255")
+        lines, body = _element_block(name, props)
         head += lines
-        bodies.append(_records(count, fields))
+        bodies.append(body)
     head.append("end_header")
     with atomic_output(path, force) as f:
         f.write(("\n".join(head) + "\n").encode("ascii"))

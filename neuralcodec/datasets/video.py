@@ -105,10 +105,16 @@ class VideoSource:
 
     def __iter__(self) -> Iterator[Frame]:
         shapes, n, got = self.info.plane_shapes(), len(self), 0
-        for frame in itertools.islice(self._opener(), n):
-            check_frame(frame, self.info, shapes, f"{self.what} frame {got}")
-            got += 1
-            yield frame
+        frames = self._opener()
+        try:
+            for frame in itertools.islice(frames, n):
+                check_frame(frame, self.info, shapes, f"{self.what} frame {got}")
+                got += 1
+                yield frame
+        finally:
+            close = getattr(frames, "close", None)
+            if close is not None:
+                close()  # a decoder left with frames beyond ``n`` releases its file now
         if got != n:
             raise VideoError(f"{self.what}: ended after {got} frames, {n} expected (truncated?)")
 
@@ -142,6 +148,8 @@ def check_frame(frame: Any, info: VideoInfo, shapes: list[tuple[int, int]], what
         if not isinstance(plane, np.ndarray) or plane.shape != shape or plane.dtype != info.dtype:
             got = f"{getattr(plane, 'dtype', type(plane).__name__)} {getattr(plane, 'shape', '')}"
             raise VideoError(f"{what}: plane is {got}, expected {np.dtype(info.dtype)} {shape}")
+        if info.bit_depth not in (8, 16) and plane.max(initial=0) >> info.bit_depth:
+            raise VideoError(f"{what}: sample {int(plane.max())} exceeds {info.bit_depth} bits")
 
 
 def _split_planes(buf: bytes, info: VideoInfo) -> Frame:

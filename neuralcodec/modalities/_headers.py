@@ -10,9 +10,14 @@ import os
 import re
 from typing import Any
 
+import numpy as np
+
 from neuralcodec.container.fields import ContainerError
 
-ATTRIBUTE_DTYPES = ("uint8", "int8", "uint16", "int16", "uint32", "int32", "float32", "float64")
+ATTRIBUTE_DTYPES = (
+    "uint8", "int8", "uint16", "int16", "uint32", "int32", "uint64", "int64",
+    "float16", "float32", "float64",
+)  # fmt: skip
 MAX_ATTRIBUTES = 64
 MAX_ATTRIBUTE_WIDTH = 64
 
@@ -57,7 +62,7 @@ def check_attributes(modality: str, entries: Any) -> list[tuple[str, str, int]]:
             isinstance(e, list)
             and len(e) == 3
             and isinstance(e[0], str)
-            and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,63}", e[0])
+            and re.fullmatch(r"[!-~]{1,64}", e[0])
             and e[1] in ATTRIBUTE_DTYPES
             and isinstance(e[2], int)
             and 0 <= e[2] <= MAX_ATTRIBUTE_WIDTH
@@ -70,12 +75,15 @@ def check_attributes(modality: str, entries: Any) -> list[tuple[str, str, int]]:
     return out
 
 
-def describe_attributes(attributes: dict[str, Any]) -> list[list[Any]]:
-    """The ``[name, dtype, width]`` list of a dict of N or N x k arrays (width 0 for N)."""
-    return [
+def describe_attributes(modality: str, attributes: dict[str, Any]) -> list[list[Any]]:
+    """The ``[name, dtype, width]`` list of a dict of N or N x k arrays (width 0 for N), checked
+    as ``check_header`` will check it."""
+    entries = [
         [name, str(arr.dtype), 0 if arr.ndim == 1 else int(arr.shape[1])]
-        for name, arr in attributes.items()
+        for name, arr in ((k, np.asarray(v)) for k, v in attributes.items())
     ]
+    check_attributes(modality, entries)
+    return entries
 
 
 def extension(path: str | os.PathLike[str]) -> str:

@@ -77,7 +77,7 @@ class MeshAdapter(ModalityAdapter):
             "vertex_dtype": str(np.asarray(mesh.vertices).dtype),
             "normals": _kind(mesh.normals, mesh.normal_faces),
             "uvs": _kind(mesh.uvs, mesh.uv_faces),
-            "attributes": describe_attributes(mesh.attributes),
+            "attributes": describe_attributes(self.modality, mesh.attributes),
         }
         fields = {"shape": (len(mesh.vertices), len(mesh.faces)), "metadata": meta}
         notes = [f"{len(mesh.vertices)} vertices, {len(mesh.faces)} triangles", *mesh.notes]

@@ -61,7 +61,7 @@ class PointCloudAdapter(ModalityAdapter):
         cloud = _as_cloud(data).validate()
         meta = {
             "xyz_dtype": str(cloud.xyz.dtype),
-            "attributes": describe_attributes(cloud.attributes),
+            "attributes": describe_attributes(self.modality, cloud.attributes),
         }
         fields = {
             "shape": (len(cloud), 3),
