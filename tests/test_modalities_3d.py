@@ -173,6 +173,16 @@ def test_ply_cloud_write_read_round_trip_keeps_everything(tmp_path, rng):
         assert back.attributes[k].dtype == v.dtype and np.array_equal(back.attributes[k], v)
     with pytest.raises(OutputError):
         write_pointcloud(tmp_path / "c.ply", cloud)
+    wide = PointCloud(
+        cloud.xyz, {"id": np.arange(n, dtype=np.int64) * 7, "h": np.ones(n, np.float16)}
+    )
+    write_pointcloud(tmp_path / "w.ply", wide)
+    back = read_pointcloud(tmp_path / "w.ply")
+    assert (
+        back.attributes["id"].dtype == np.int32
+        and back.attributes["id"].tolist() == wide.attributes["id"].tolist()
+    )
+    assert back.attributes["h"].dtype == np.float32 and np.all(back.attributes["h"] == 1)
     with pytest.raises(PointCloudError, match=".ply"):
         write_pointcloud(tmp_path / "c.pcd", cloud)
 
@@ -297,7 +307,9 @@ def test_point_cloud_adapter(tmp_path, rng):
             ad.check_header({**header, **bad})
     with pytest.raises(PointCloudError, match="NaN"):
         ad.prepare(PointCloud(np.array([[0, 0, np.inf]])))
-    odd = PointCloud(cloud.xyz, {"scalar-Intensity": np.arange(100), "t": np.zeros(100, np.float16)})
+    odd = PointCloud(
+        cloud.xyz, {"scalar-Intensity": np.arange(100), "t": np.zeros(100, np.float16)}
+    )
     ad.check_header({"modality": "pointcloud", **ad.prepare(odd).fields})
     many = PointCloud(cloud.xyz, {f"a{i}": np.zeros(100) for i in range(65)})
     with pytest.raises(ContainerError, match="at most 64"):

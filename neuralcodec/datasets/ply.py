@@ -10,7 +10,9 @@ Scalar properties come back as 1-D arrays of their declared type; list propertie
 ``vertex_indices``) as ``Ragged(lengths, values)``, or with ``Ragged.rows()`` as an ``F x k`` array
 when every list has the same length. Every count in the header is checked against the file size
 (binary) or the number of tokens (ascii) before anything large is allocated, so a header that claims
-more than the file holds is a one-line ``PlyError``, never a huge allocation.
+more than the file holds is a one-line ``PlyError``, never a huge allocation. The writer stores
+types PLY lacks as the nearest it has (``ply_compatible``: float16 -> float, 64-bit integers ->
+int / uint when they fit, else double).
 """
 
 from __future__ import annotations
@@ -335,11 +337,28 @@ def read_ply(
 # ----------------------------------------------------------------------------- writer
 
 
+def ply_compatible(arr: np.ndarray) -> np.ndarray:
+    """``arr`` in a type PLY has: float16 -> float32; 64-bit integers -> 32-bit when they fit,
+    else float64; booleans -> uint8."""
+    arr = np.asarray(arr)
+    if arr.dtype == np.bool_:
+        return arr.astype(np.uint8)
+    if arr.dtype == np.float16:
+        return arr.astype(np.float32)
+    if arr.dtype.kind in "iu" and arr.dtype.itemsize == 8:
+        for t in (np.int32, np.uint32):
+            info = np.iinfo(t)
+            if arr.size == 0 or (arr.min() >= info.min and arr.max() <= info.max):
+                return arr.astype(t)
+        return arr.astype(np.float64)
+    return arr
+
+
 def _element_block(name: str, props: dict) -> tuple[list[str], bytes]:
     """Header lines and packed records of one element (lists: uchar length, one length each)."""
     lines, fields, values, count = [], [], [], None
     for i, (pname, value) in enumerate(props.items()):
-        arr = value.rows() if isinstance(value, Ragged) else np.asarray(value)
+        arr = value.rows() if isinstance(value, Ragged) else ply_compatible(value)
         if arr is None or (isinstance(value, Ragged) and not 0 < arr.shape[1] <= 255):
             raise PlyError(f"cannot write {name}.{pname}: lists of different lengths or over 255")
         code = arr.dtype.str[1:]
