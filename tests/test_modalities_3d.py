@@ -113,7 +113,7 @@ def test_ply_lists_of_different_lengths_binary_and_writer_round_trip(tmp_path):
 def test_ply_bad_files(tmp_path):
     cases = {
         "magic.ply": b"plx\nformat ascii 1.0\nend_header\n",
-        "noend.ply": b"ply\nformat ascii 1.0\nelement vertex 1\n",
+        "noend.ply": b"ply\nformat ascii 1.0\ncomment end_header\nelement vertex 1\n",
         "format.ply": b"ply\nformat binary_middle_endian 1.0\nend_header\n",
         "cut.ply": ply_text("binary_little_endian", tri_body("<")[:-7], TRI_ELEMENTS),
         "claims.ply": ply_text(

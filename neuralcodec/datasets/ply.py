@@ -18,6 +18,7 @@ int / uint when they fit, else double).
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -115,14 +116,12 @@ def _header_lines(path: Path) -> tuple[list[str], int]:
         raise PlyError(f"cannot read {path}: {exc.strerror or exc}") from None
     if not head.startswith(b"ply") or head[3:4] not in (b"\n", b"\r"):
         raise PlyError(f"{path}: not a PLY file (no 'ply' magic line)")
-    end = head.find(b"end_header")
-    if end < 0:
+    m = re.search(rb"[\r\n]end_header[ \t]*(\r?\n|\r)", head)
+    if m is None:
         raise PlyError(
-            f"{path}: PLY header has no end_header in its first {MAX_HEADER_BYTES} bytes"
+            f"{path}: PLY header has no end_header line in its first {MAX_HEADER_BYTES} bytes"
         )
-    nl = head.find(b"\n", end)
-    if nl < 0:
-        raise PlyError(f"{path}: PLY header ends without a newline")
+    end, nl = m.start() + 1, m.end() - 1
     text = head[:end].decode("ascii", errors="replace")
     return text.splitlines()[1:], nl + 1
 
