@@ -449,6 +449,10 @@ def test_mesh_adapter_and_ply_dispatch(tmp_path, rng):
     assert not ad.accepts(shared(CLOUDS / "stanford_bunny_range_scans" / "bun000.ply"))
     assert not ad.accepts(shared(SPLATS / "donut_mipsplatting_fused.ply"))
     assert ad.accepts("any.obj") and ad.accepts("new.ply", writing=True)
+    ad.write(tmp_path / "m.obj", back, header)
+    with pytest.raises(OutputError, match="exists"):
+        ad.write(tmp_path / "m.obj", back, header)
+    assert np.allclose(read_mesh(tmp_path / "m.obj").normals, mesh.normals, atol=1e-6)
 
 
 # ----------------------------------------------------------------------------- splats
@@ -620,6 +624,11 @@ def test_splat_adapter(tmp_path, rng):
     assert not ad.accepts(MESHES / "stanford_bunny" / "bun_zipper_res4.ply")
     ad.write(tmp_path / "o.splat", scene, header)
     assert (tmp_path / "o.splat").stat().st_size == 640
+    with pytest.raises(OutputError, match="exists"):
+        ad.write(tmp_path / "o.splat", random_scene(rng, 3, 0), header)
+    assert (tmp_path / "o.splat").stat().st_size == 640
+    ad.write(tmp_path / "o.splat", random_scene(rng, 3, 0), header, force=True)
+    assert (tmp_path / "o.splat").stat().st_size == 96
 
 
 def test_adapter_for_path_sends_each_ply_to_its_modality(monkeypatch):
