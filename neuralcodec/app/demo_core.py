@@ -2,7 +2,7 @@
 
 Compress::
 
-    upload --check_upload (size cap)--> image adapter's read (pixel cap) --> array (any layout the API takes)
+    upload --check_upload (size cap)--> image adapter read (pixel cap) --> array (any layout)
       |-- api.encode_with_report(codec, quality | bisected to a target bpp) --> .ncf bytes
       |       --api.decode_bytes--> reconstruction --> bpp (real file size), PSNR, MS-SSIM, times
       '-- rgb8 --JPEG / WebP / AVIF, quality bisected to the bpp closest to ours--> same metrics

@@ -18,7 +18,8 @@ attributes)::
 
     rank                 ClassVar[int]          preference for the default codec (lower first)
     slow_reason          ClassVar[str | None]   why one encode takes minutes (None: not slow)
-    bench_qualities      ClassVar[tuple[int]]   qualities a benchmark runs (): the whole range)
+    bench_qualities      ClassVar[tuple[int]]   qualities a benchmark runs; () = the whole range
+                                                (``qualities_to_bench()`` resolves that)
     unavailable_reason() classmethod            why the codec cannot run here (None: it can)
     weights_available()                         its weights ship here (True: needs none)
     weights_sha256(model_id=None)               sha256 of its weights (None: uses none)
