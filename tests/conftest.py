@@ -74,8 +74,8 @@ class RawTestCodec(Codec):
     def __init__(self, weights: bytes = TEST_RAW_WEIGHTS) -> None:
         self._sha = hashlib.sha256(weights).hexdigest()
 
-    def weights_sha256(self, model_id: str) -> str | None:
-        return self._sha if model_id == "raw-v1" else None
+    def weights_sha256(self, model_id: str | None = None) -> str | None:
+        return self._sha if model_id in (None, "raw-v1") else None
 
     def encode(self, data: object, quality: int) -> Encoded:
         q = self.check_quality(quality)

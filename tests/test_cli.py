@@ -14,8 +14,20 @@ from conftest import REPO_DIR, TEST_RAW_SHA256
 from neuralcodec import api
 from neuralcodec.app import cli
 from neuralcodec.app.report import jpeg_at_size, jpeg_bytes, psnr
-from neuralcodec.codecs.base import codec_class, codec_names
+from neuralcodec.codecs import base as codecs_base
+from neuralcodec.codecs.base import (
+    Codec,
+    CodecError,
+    Encoded,
+    codec_class,
+    codec_names,
+    get_codec,
+    ranked_names,
+)
 from neuralcodec.datasets.images import read_image, write_png_atomic
+from neuralcodec.datasets.paths import write_bytes_atomic
+from neuralcodec.modalities import base as modalities_base
+from neuralcodec.modalities.base import ModalityAdapter, Prepared
 
 
 def codec(capsys, *args: str) -> tuple[int, str, str]:
@@ -90,6 +102,8 @@ def test_encode_decode_info(capsys, png, tmp_path, smooth_image):
     info = json.loads(out)
     assert info["file_bytes"] == (tmp_path / "x.ncf").stat().st_size and info["weights"] == "ok"
     assert [s["name"] for s in info["streams"]] == ["first-row", "rest"]
+    assert info["rate_unit"] == "bpp" and info["rate"] == info["bpp"]
+    assert info["bpp"] == pytest.approx(8 * info["file_bytes"] / (24 * 40), abs=1e-6)
     rc, out, _ = codec(capsys, "decode", tmp_path / "x.ncf", tmp_path / "y.png", "--json")
     assert rc == 0 and json.loads(out)["shape"] == [24, 40, 3]
     np.testing.assert_array_equal(read_image(tmp_path / "y.png"), smooth_image)
@@ -130,6 +144,23 @@ def test_bad_inputs_fail_cleanly(capsys, tmp_path, make_input, pattern):
         capsys, "encode", make_input(tmp_path), tmp_path / "x.ncf", "--codec", "test-zlib"
     )
     assert_one_line_error(rc, err, pattern)
+    assert not (tmp_path / "x.ncf").exists()
+
+
+def test_decode_to_a_format_the_modality_does_not_write_fails_cleanly(capsys, png, tmp_path):
+    assert codec(capsys, "encode", png, tmp_path / "x.ncf", "--codec", "test-zlib")[0] == 0
+    rc, _, err = codec(capsys, "decode", tmp_path / "x.ncf", tmp_path / "x.webp")
+    assert_one_line_error(rc, err, "cannot write image data as .webp")
+    assert not (tmp_path / "x.webp").exists()
+
+
+def test_presets_go_to_the_codec_that_takes_them(capsys, png, tmp_path):
+    rc, _, err = codec(capsys, "encode", png, tmp_path / "x.ncf", "--codec", "inr", "--preset", "x")
+    assert_one_line_error(rc, err, "unknown preset 'x' (known: ")
+    rc, _, err = codec(
+        capsys, "encode", png, tmp_path / "x.ncf", "--codec", "test-zlib", "--preset", "fast"
+    )
+    assert_one_line_error(rc, err, "codec test-zlib takes no option preset")
     assert not (tmp_path / "x.ncf").exists()
 
 
@@ -177,15 +208,24 @@ def test_missing_delegated_module_fails_cleanly(capsys, monkeypatch):
     assert_one_line_error(rc, err, "not available in this installation")
 
 
-def test_default_codec_and_quality(capsys, monkeypatch, png, tmp_path):
-    monkeypatch.setitem(api.PREFERRED_CODECS, "image", ("no-such-codec", "test-raw", "test-zlib"))
+def test_default_codec_is_the_lowest_rank_with_weights(capsys, monkeypatch, png, tmp_path):
+    monkeypatch.setattr(codec_class("test-zlib"), "rank", -1)
+    monkeypatch.setattr(codec_class("test-raw"), "rank", -2)
     assert api.default_codec("image") == "test-raw"
     rc, out, _ = codec(capsys, "encode", png, tmp_path / "x.ncf", "--json")
     report = json.loads(out)
     assert rc == 0 and report["codec"] == "test-raw" and report["quality"] == 2
-    monkeypatch.setitem(api.PREFERRED_CODECS, "image", ("no-such-codec",))
+    monkeypatch.setattr(api, "weights_available", lambda name: name == "test-zlib")
+    assert api.default_codec("image") == "test-zlib"
+    monkeypatch.setattr(api, "weights_available", lambda name: False)
     rc, _, err = codec(capsys, "encode", png, tmp_path / "y.ncf")
     assert_one_line_error(rc, err, "no image codec with available weights")
+
+
+def test_shipped_codecs_are_ranked_by_preference_and_only_inr_is_slow():
+    shipped = [n for n in ranked_names("image") if not n.startswith("test-")]
+    assert shipped == ["elic", "mbt-mean", "bmshj-hyper", "bmshj-factorized", "inr"]
+    assert [n for n in codec_names() if codec_class(n).slow_reason] == ["inr"]
 
 
 # ----------------------------------------------------------------------------- image policy
@@ -284,10 +324,9 @@ def test_demo_report(capsys, png):
 
 
 def _real_image_codecs() -> list[str | None]:
-    """Registered .ncf image codecs that use trained weights (a ``weights_sha256`` hook) and ship them."""
+    """Registered .ncf image codecs whose trained weights ship here."""
     names = [n for n in codec_names("image", ncf_only=True) if not n.startswith("test-")]
-    learned = [n for n in names if hasattr(codec_class(n), "weights_sha256")]
-    shipped = [n for n in learned if api.weights_available(n)]
+    shipped = [n for n in names if api.weights_available(n) and get_codec(n).weights_sha256()]
     return shipped or [None]
 
 
@@ -315,3 +354,122 @@ def test_encode_bar_follows_the_reported_progress(disable):
         for done in (1, 2, 5):
             follow("fit", done, 5)
         assert bar.total == 5 and bar.n == (0 if disable else 5)  # a disabled bar counts nothing
+
+
+# ----------------------------------------------------------------------------- registry
+
+
+@pytest.mark.parametrize("name", codec_names())
+def test_every_codec_answers_every_capability(name, smooth_image):
+    cls, coder = codec_class(name), get_codec(name)
+    lo, hi = cls.quality_range
+    assert isinstance(cls.rank, int) and (cls.slow_reason is None or cls.slow_reason.strip())
+    assert cls.qualities_to_bench() and all(lo <= q <= hi for q in cls.qualities_to_bench())
+    reason = cls.unavailable_reason()
+    assert reason is None or (isinstance(reason, str) and reason)
+    assert isinstance(coder.weights_available(), bool)
+    assert coder.settings_fingerprint() is None or len(coder.settings_fingerprint()) == 64
+    if reason is not None or not coder.weights_available():
+        return
+    sha = coder.weights_sha256()
+    assert sha is None or re.fullmatch("[0-9a-f]{64}", sha)
+    q = cls.qualities_to_bench()[0]
+    bits = coder.estimated_bits(smooth_image, q)
+    assert bits is None or bits > 0
+    if coder.writes_ncf and cls.slow_reason is None:
+        encoded, reconstruction = coder.encode_with_reconstruction(smooth_image, q)
+        np.testing.assert_array_equal(reconstruction, coder.decode(encoded))
+
+
+def test_declared_rank_and_slowness_win_over_the_registry_defaults():
+    class Declared(Codec):
+        name = "inr"
+        rank = 3
+
+    codecs_base._fill_undeclared(Declared)
+    want = codecs_base.UNDECLARED_DEFAULTS["inr"]["slow_reason"]
+    assert Declared.rank == 3 and Declared.slow_reason == want
+
+
+# ----------------------------------------------------------------------------- other modalities
+
+
+class PointsCodec(Codec):
+    """Test-only point cloud codec: float32 xyz, quantised to 1/quality units."""
+
+    name = "test-points"
+    codec_id = 252
+    modality = "pointcloud"
+    quality_range = (1, 100)
+
+    def encode(self, data, quality):
+        q = self.check_quality(quality)
+        ints = np.round(np.asarray(data) * q).astype("<i4")
+        return Encoded(self.name, {"shape": ints.shape, "quality": q}, {"xyz": ints.tobytes()})
+
+    def decode(self, encoded):
+        ints = np.frombuffer(encoded.streams["xyz"], "<i4").reshape(encoded.header["shape"])
+        return ints.astype(np.float32) / encoded.header["quality"]
+
+
+class PointsAdapter(ModalityAdapter):
+    """Test-only: ``.xyz`` text files of N points; the point count travels in ``ncf.count``."""
+
+    modality = "pointcloud"
+    rate_unit = "bits/point"
+    read_extensions = write_extensions = (".xyz",)
+
+    def read(self, path, **options):
+        return np.loadtxt(path, dtype=np.float32, ndmin=2)
+
+    def write(self, path, data, header, force=False):
+        text = "".join(" ".join(f"{v:g}" for v in row) + "\n" for row in data)
+        write_bytes_atomic(path, text.encode(), force=force)
+
+    def prepare(self, data):
+        pts = np.asarray(data, np.float32)
+        if pts.ndim != 2 or pts.shape[1] != 3:
+            raise CodecError(f"points must be Nx3, got {pts.shape}")
+        return Prepared(pts, {"shape": pts.shape}, {"ncf.count": b"%d" % len(pts)}, ["points"])
+
+    def restore(self, decoded, header, streams):
+        assert int(streams["ncf.count"]) == len(decoded) == header["shape"][0]
+        return decoded
+
+    def units(self, header):
+        return header["shape"][0]
+
+
+@pytest.fixture
+def points_modality(monkeypatch):
+    """``test-points`` and its adapter, registered for one test only."""
+    monkeypatch.setitem(codecs_base._REGISTRY, PointsCodec.name, PointsCodec)
+    monkeypatch.setitem(codecs_base._BY_ID, PointsCodec.codec_id, PointsCodec.name)
+    monkeypatch.setitem(modalities_base._ADAPTERS, "pointcloud", PointsAdapter())
+    return np.array([[0.5, -1.25, 3.0], [2.0, 0.0, -0.75]], np.float32)
+
+
+def test_another_modality_goes_through_the_api_untouched(points_modality):
+    data, report = api.encode_with_report(points_modality, "test-points", 4)
+    assert (report.modality, report.rate_unit, report.bpp) == ("pointcloud", "bits/point", None)
+    assert report.rate == pytest.approx(8 * len(data) / 2) and report.notes == ["points"]
+    out, info = api.decode_bytes(data)
+    np.testing.assert_array_equal(out, points_modality)
+    assert info["modality"] == "pointcloud" and info["shape"] == [2, 3]
+    assert [s["name"] for s in info["streams"]] == ["xyz", "ncf.count"]
+
+
+def test_another_modality_round_trips_files_and_picks_its_own_codec(
+    capsys, points_modality, tmp_path
+):
+    src = tmp_path / "in.xyz"
+    PointsAdapter().write(src, points_modality, {})
+    rc, out, err = codec(capsys, "encode", src, tmp_path / "p.ncf", "-q", "8")
+    assert rc == 0 and "test-points q=8, pointcloud 2x3" in out and "bits/point" in out, err
+    rc, out, _ = codec(capsys, "info", tmp_path / "p.ncf", "--json")
+    assert json.loads(out)["rate_unit"] == "bits/point" and json.loads(out)["bpp"] is None
+    rc, _, err = codec(capsys, "decode", tmp_path / "p.ncf", tmp_path / "p.png")
+    assert_one_line_error(rc, err, "cannot write pointcloud data as .png")
+    rc, out, err = codec(capsys, "decode", tmp_path / "p.ncf", tmp_path / "out.xyz", "--json")
+    assert rc == 0 and json.loads(out)["modality"] == "pointcloud", err
+    np.testing.assert_array_equal(PointsAdapter().read(tmp_path / "out.xyz"), points_modality)

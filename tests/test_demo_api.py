@@ -51,9 +51,7 @@ class DemoServer:
 
 def learned_codec() -> str | None:
     """A registered .ncf image codec with weights, neither test-only nor slow (per-image fitting)."""
-    names = [
-        n for n in core.ncf_codecs() if not n.startswith("test-") and n not in core.SLOW_CODECS
-    ]
+    names = [n for n in core.ncf_codecs() if not n.startswith("test-") and not core.slow_reason(n)]
     return names[0] if names else None
 
 

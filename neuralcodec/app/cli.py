@@ -2,12 +2,16 @@
 
 ::
 
-    codec encode INPUT OUTPUT [--codec NAME] [--quality Q] [--force]
+    codec encode INPUT OUTPUT [--codec NAME] [--quality Q] [--preset P] [--force]
     codec decode INPUT OUTPUT [--force]
     codec info FILE [--json]
     codec list [--json]
     codec demo-report IMAGE [--codec NAME] [--quality Q] [--json]
     codec bench entropy|rd|speed ... / codec train ... / codec demo ...   (loaded on demand)
+
+``encode``/``decode``/``info`` work for every modality with a registered adapter
+(``neuralcodec.modalities``): the input is read and the output written in that modality's
+formats (images: PNG, JPEG, WebP, ... in, PNG out).
 
 Exit status: 0 on success, 1 on any error (one ``error: ...`` line on stderr; ``--debug`` adds the
 traceback), 2 on usage errors, 130 when interrupted.
@@ -41,25 +45,26 @@ def _debug_flag(parser: argparse.ArgumentParser, default: Any) -> None:
 
 
 def _add_encode(sub: Any, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("encode", parents=[common], help="image file -> .ncf")
-    p.add_argument("input", help="image file (png, jpg, webp, bmp, tiff, ppm)")
+    p = sub.add_parser("encode", parents=[common], help="file (e.g. an image) -> .ncf")
+    p.add_argument("input", help="file to encode (images: png, jpg, webp, bmp, tiff, ppm)")
     p.add_argument("output", help=".ncf file to write")
-    p.add_argument("--codec", help="codec name (default: the best image codec with weights)")
+    p.add_argument(
+        "--codec",
+        help="codec name (default: the best codec with weights for the input's kind of data)",
+    )
     p.add_argument(
         "--quality", "-q", type=int, help="quality level (default: middle of the codec's range)"
     )
-    p.add_argument(
-        "--preset", choices=("fast", "medium", "slow"), help="encoder effort (inr codec only)"
-    )
+    p.add_argument("--preset", help="encoder effort preset, for codecs that take one")
     p.add_argument("--force", "-f", action="store_true", help="overwrite OUTPUT if it exists")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=cmd_encode)
 
 
 def _add_decode(sub: Any, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("decode", parents=[common], help=".ncf -> PNG")
+    p = sub.add_parser("decode", parents=[common], help=".ncf -> file (images: PNG)")
     p.add_argument("input", help=".ncf file")
-    p.add_argument("output", help="PNG file to write")
+    p.add_argument("output", help="file to write, in the data's own format (images: .png)")
     p.add_argument("--force", "-f", action="store_true", help="overwrite OUTPUT if it exists")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=cmd_decode)
@@ -142,6 +147,14 @@ def _follow(bar: Any) -> Any:
     return listener
 
 
+def _dims(report: Any) -> str:
+    """``W x H colour space`` for data measured per pixel, else the shape."""
+    if report.rate_unit == "bpp":
+        h, w = report.shape[:2]
+        return f"{w}x{h} {report.colorspace}"
+    return f"{report.modality} {'x'.join(map(str, report.shape))}"
+
+
 def cmd_encode(args: argparse.Namespace) -> int:
     from neuralcodec import api, progress
 
@@ -154,10 +167,9 @@ def cmd_encode(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(report.to_dict())
         return 0
-    h, w = report.shape[:2]
     print(
-        f"{report.dst}: {report.codec} q={report.quality}, {w}x{h} {report.colorspace}, "
-        f"{report.bytes} bytes, {report.bpp:.4f} bpp, {report.seconds:.2f} s"
+        f"{report.dst}: {report.codec} q={report.quality}, {_dims(report)}, "
+        f"{report.bytes} bytes{_rate_text(report.rate, report.rate_unit)}, {report.seconds:.2f} s"
     )
     for note in report.notes:
         print(f"  {note}", file=sys.stderr if note.startswith("warning") else sys.stdout)
@@ -178,14 +190,18 @@ def cmd_decode(args: argparse.Namespace) -> int:
     return 0
 
 
+def _rate_text(rate: float | None, unit: str | None) -> str:
+    return "" if rate is None else f", {rate:.4f} {unit}"
+
+
 def format_info(info: dict[str, Any]) -> str:
     """The text ``codec info`` prints: one aligned row per header field, then the streams."""
     from neuralcodec.container import describe
 
-    bpp = "" if info["bpp"] is None else f", {info['bpp']:.4f} bpp"
+    rate = _rate_text(info["rate"], info["rate_unit"])
     rows = [
         ("format version", str(info["format_version"])),
-        ("file size", f"{info['file_bytes']} bytes{bpp}"),
+        ("file size", f"{info['file_bytes']} bytes{rate}"),
     ]
     rows += describe(info)
     rows += [(f"stream {s['name']}", f"{s['bytes']} bytes") for s in info["streams"]]

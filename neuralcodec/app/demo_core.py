@@ -2,7 +2,7 @@
 
 Compress::
 
-    upload --check_upload (size cap)--> read_image (pixel cap) --> array (any layout the API takes)
+    upload --check_upload (size cap)--> image adapter read (pixel cap) --> array (any layout)
       |-- api.encode_with_report(codec, quality | bisected to a target bpp) --> .ncf bytes
       |       --api.decode_bytes--> reconstruction --> bpp (real file size), PSNR, MS-SSIM, times
       '-- rgb8 --JPEG / WebP / AVIF, quality bisected to the bpp closest to ours--> same metrics
@@ -32,14 +32,12 @@ import numpy as np
 
 from neuralcodec import api
 from neuralcodec.bench.metrics import ms_ssim_rgb, psnr_rgb
-from neuralcodec.codecs.base import CodecError, codec_class, codec_names, get_codec
-from neuralcodec.datasets.images import read_image
+from neuralcodec.codecs.base import CodecError, codec_class, get_codec, ranked_names
+from neuralcodec.modalities.base import adapter_for
+from neuralcodec.modalities.image import prepare_image
 
 ANCHOR_CODECS = ("jpeg", "webp", "avif")
 RESULT_FILES = ("rd_psnr.png", "rd_msssim.png", "bdrate.md")
-# Codecs that optimise a model for every image: one encode takes minutes on a CPU, so the demo
-# says so and codes them at one chosen quality only (no bpp search).
-SLOW_CODECS = {"inr": "fits a small network to each image: minutes per image on a CPU"}
 Progress = Callable[[float, str], None]
 
 
@@ -116,25 +114,31 @@ def check_upload(path: str | os.PathLike[str] | None, limits: DemoLimits, what: 
 def load_image(path: str | os.PathLike[str] | None, limits: DemoLimits) -> np.ndarray:
     """Read an uploaded image within the limits (``ValueError`` with a readable message)."""
     p = check_upload(path, limits, "an image")
-    return read_image(p, max_pixels=limits.max_pixels)
+    return adapter_for("image").read(p, max_pixels=limits.max_pixels)
 
 
 def rgb8(array: np.ndarray) -> np.ndarray:
-    """The HxWx3 uint8 RGB an image codec sees for ``array`` (the API's image policy)."""
-    return api.prepare_image(array).rgb
+    """The HxWx3 uint8 RGB an image codec sees for ``array`` (the image adapter's policy)."""
+    return prepare_image(array).rgb
+
+
+def slow_reason(name: str) -> str | None:
+    """Why one encode with ``name`` takes minutes (it optimises a model for every image), or
+    None; the demo says so and codes such codecs at one chosen quality only (no bpp search)."""
+    return codec_class(name).slow_reason
 
 
 def ncf_codecs() -> list[str]:
-    """Image codecs that write ``.ncf`` files and can run here: preferred first, slow ones last."""
-    names = [n for n in codec_names("image", ncf_only=True) if api.weights_available(n)]
-    order = {n: i for i, n in enumerate(api.PREFERRED_CODECS["image"])}
-    return sorted(names, key=lambda n: (n in SLOW_CODECS, order.get(n, len(order)), n))
+    """Image codecs that write ``.ncf`` files and can run here: by rank, slow ones last."""
+    names = [n for n in ranked_names("image") if api.weights_available(n)]
+    return sorted(names, key=lambda n: slow_reason(n) is not None)
 
 
 def codec_label(name: str) -> str:
     desc = codec_class(name).description
     label = f"{name} — {desc}" if desc else name
-    return f"{label} (slow: {SLOW_CODECS[name]})" if name in SLOW_CODECS else label
+    slow = slow_reason(name)
+    return f"{label} (slow: {slow})" if slow else label
 
 
 def quality_range(name: str) -> tuple[int, int]:
@@ -151,8 +155,7 @@ def anchor_status() -> dict[str, str | None]:
         except CodecError as exc:
             out[name] = str(exc)
             continue
-        reason = getattr(cls, "unavailable_reason", lambda: None)()
-        out[name] = reason
+        out[name] = cls.unavailable_reason()
     return out
 
 
@@ -223,10 +226,9 @@ def code_ours(
     if target_bpp is not None:
         if not target_bpp > 0:
             raise ValueError(f"the target bpp must be positive, got {target_bpp}")
-        if codec in SLOW_CODECS:
-            raise ValueError(
-                f"{codec} {SLOW_CODECS[codec]}; choose a quality level instead of a target bpp"
-            )
+        slow = slow_reason(codec)
+        if slow:
+            raise ValueError(f"{codec} {slow}; choose a quality level instead of a target bpp")
         trial = closest_trial(lambda q: ncf_trial(array, codec, q), lo, hi, target_bpp)
     else:
         if quality is None or not lo <= int(quality) <= hi:
@@ -235,7 +237,7 @@ def code_ours(
     start = time.perf_counter()
     decoded, _info = api.decode_bytes(trial.data)
     dec_s = time.perf_counter() - start
-    notes = api.prepare_image(array).notes
+    notes = prepare_image(array).notes
     return trial, measure(rgb8(array), trial, decoded, dec_s), notes
 
 

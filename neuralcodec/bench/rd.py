@@ -43,7 +43,14 @@ from neuralcodec.bench.reference import (
     default_reference_dir,
     load_reference_curves,
 )
-from neuralcodec.codecs.base import Codec, CodecError, codec_class, codec_names, get_codec
+from neuralcodec.codecs.base import (
+    Codec,
+    CodecError,
+    codec_class,
+    codec_names,
+    get_codec,
+    weights_available,
+)
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".ppm", ".pgm", ".bmp", ".tif", ".tiff", ".webp")
 DEFAULT_ANCHORS = (
@@ -114,16 +121,11 @@ def load_image(path: Path) -> np.ndarray:
 
 
 def unavailable_reason(cls: type[Codec]) -> str | None:
-    """Why a codec cannot run here: its own check, or for .ncf codecs missing weights."""
-    check = getattr(cls, "unavailable_reason", None)
-    if callable(check):
-        return check()
-    if cls.writes_ncf:
-        from neuralcodec import api
-
-        if not api.weights_available(cls.name):
-            return "its weights are not available"
-    return None
+    """Why a codec cannot run here: its own check, else missing weights."""
+    reason = cls.unavailable_reason()
+    if reason is None and not weights_available(cls.name):
+        reason = "its weights are not available"
+    return reason
 
 
 VARIANT_SEP = "@"
@@ -205,8 +207,7 @@ def qualities_for(name: str, explicit: dict, quick: QuickPreset | None) -> list[
     if name in explicit:
         values = explicit[name]
     else:
-        lo, hi = codec.quality_range
-        values = tuple(getattr(codec, "bench_qualities", ())) or tuple(range(lo, hi + 1))
+        values = codec.qualities_to_bench()
         if quick:
             values = tuple(pick_evenly(list(values), quick.qualities))
     try:
@@ -256,9 +257,9 @@ def measure(
         "enc_s": enc_s,
         "dec_s": dec_s,
     }
-    estimate = getattr(codec, "estimated_bits", None)
+    estimate = codec.estimated_bits(img, quality)
     if estimate is not None:  # learned codecs: the model's predicted rate (whole .ncf vs this)
-        entry["est_bpp"] = estimate(img, quality) / (img.shape[0] * img.shape[1])
+        entry["est_bpp"] = estimate / (img.shape[0] * img.shape[1])
     return entry
 
 
@@ -273,13 +274,7 @@ def _measure_in_worker(key: str, quality: int, path: str) -> dict[str, Any]:
 def _weights_sha(name: str) -> str | None:
     """sha256 of the weights a learned codec uses now (None for codecs without weights)."""
     codec = make_codec(name)
-    sha = getattr(codec, "weights_sha256", None)
-    if not callable(sha) or not getattr(codec, "weights_available", lambda: False)():
-        return None
-    try:
-        return sha()
-    except TypeError:  # codecs whose hook takes a model id have no single weights file
-        return None
+    return codec.weights_sha256() if codec.weights_available() else None
 
 
 def _settings(name: str) -> str | None:

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from ..codecs.base import get_codec
+from ..codecs.base import CodecError, get_codec
 from ..datasets.training import default_data_root
 
 
@@ -50,6 +50,8 @@ def _best(fn, repeat: int) -> tuple[float, object]:
 
 def time_ours(name: str, img: np.ndarray, quality: int, repeat: int) -> dict:
     codec = get_codec(name)
+    if not codec.writes_ncf:
+        raise CodecError(f"codec {name} is for benchmarks only; time a codec that writes .ncf")
     codec.encode(img, quality)  # load weights and tables outside the timing
     t_enc, enc = _best(lambda: codec.encode(img, quality), repeat)
     t_dec, rec = _best(lambda: codec.decode(enc), repeat)
@@ -90,15 +92,13 @@ def time_compressai(img: np.ndarray, quality: int, repeat: int, make=_compressai
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..datasets.images import read_image
+    from ..modalities.image import ImageAdapter
 
     if args.threads:
         torch.set_num_threads(args.threads)
     path = args.image or default_data_root() / "kodak" / "kodim23.png"
-    img = read_image(path)
-    if img.ndim == 2:
-        img = np.repeat(img[:, :, None], 3, axis=2)
-    img = np.ascontiguousarray(img[:, :, :3])
+    images = ImageAdapter()
+    img = images.prepare(images.read(path)).coded  # what an image codec codes: HxWx3 uint8
     rows = {}
     for name in [c.strip() for c in args.codecs.split(",") if c.strip()]:
         rows[f"ours ({name})"] = time_ours(name, img, args.quality, args.repeat)

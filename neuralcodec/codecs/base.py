@@ -9,8 +9,23 @@ Two kinds of codec sit behind the same registry:
   benchmarking only. They implement ``compress(array, quality) -> bytes`` in their own native
   format and ``decompress(bytes) -> array``.
 
-A class registers itself with ``@register``; ``get_codec(name)`` builds one and ``codec_names()``
-lists them. A test builds every registered name.
+A class registers itself with ``@register``; ``get_codec(name)`` builds one, ``codec_names()``
+lists them by name and ``ranked_names()`` in order of preference. A test builds every registered
+name and asks it every capability below.
+
+Capabilities every codec answers (the base class gives the defaults; callers never probe for
+attributes)::
+
+    rank                 ClassVar[int]          preference for the default codec (lower first)
+    slow_reason          ClassVar[str | None]   why one encode takes minutes (None: not slow)
+    bench_qualities      ClassVar[tuple[int]]   qualities a benchmark runs; () = the whole range
+                                                (``qualities_to_bench()`` resolves that)
+    unavailable_reason() classmethod            why the codec cannot run here (None: it can)
+    weights_available()                         its weights ship here (True: needs none)
+    weights_sha256(model_id=None)               sha256 of its weights (None: uses none)
+    settings_fingerprint()                      digest of encoder settings (None: none)
+    estimated_bits(data, quality)               the model's own rate estimate (None: none)
+    encode_with_reconstruction(data, quality)   (Encoded, what decode will return)
 """
 
 from __future__ import annotations
@@ -22,6 +37,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 MODALITIES = ("image", "video", "pointcloud", "mesh", "splat")
+DEFAULT_RANK = 100
 
 
 class CodecError(ValueError):
@@ -56,6 +72,9 @@ class Codec:
     writes_ncf: ClassVar[bool] = True
     extensions: ClassVar[tuple[str, ...]] = ()  # input file extensions this codec accepts
     description: ClassVar[str] = ""
+    rank: ClassVar[int] = DEFAULT_RANK  # default-codec preference within a modality, lower first
+    slow_reason: ClassVar[str | None] = None  # e.g. "fits a network to each image: minutes"
+    bench_qualities: ClassVar[tuple[int, ...]] = ()  # () = every quality of quality_range
 
     def check_quality(self, quality: int) -> int:
         lo, hi = self.quality_range
@@ -65,11 +84,42 @@ class Codec:
             )
         return int(quality)
 
+    @classmethod
+    def unavailable_reason(cls) -> str | None:
+        """Why this codec cannot run here (a library built without it), or None when it can."""
+        return None
+
+    def weights_available(self) -> bool:
+        """Whether the weights this codec needs are present (True for codecs without weights)."""
+        return True
+
+    def weights_sha256(self, model_id: str | None = None) -> str | None:
+        """sha256 of the weights used for ``model_id`` (None: the current model); None for
+        codecs without weights. Call only when ``weights_available()``."""
+        return None
+
     def settings_fingerprint(self) -> str | None:
         """A digest of the encoder settings that change its output without changing its code
         (an encoder preset's definition), so stored benchmark results can be recognised as
         stale; None for codecs without such settings."""
         return None
+
+    @classmethod
+    def qualities_to_bench(cls) -> tuple[int, ...]:
+        """``bench_qualities``, or every quality of ``quality_range`` when it is empty."""
+        lo, hi = cls.quality_range
+        return tuple(cls.bench_qualities) or tuple(range(lo, hi + 1))
+
+    def estimated_bits(self, data: Any, quality: int) -> float | None:
+        """The model's own estimate of the coded size in bits (learned codecs: ``-sum log2``
+        of the latents' likelihoods), to compare with the real size; None when it has none."""
+        return None
+
+    def encode_with_reconstruction(self, data: Any, quality: int) -> tuple[Encoded, Any]:
+        """``(Encoded, what decode returns for it)``; codecs that know their reconstruction
+        while encoding override this to skip the decode."""
+        encoded = self.encode(data, quality)
+        return encoded, self.decode(encoded)
 
     # .ncf codecs
     def encode(self, data: Any, quality: int) -> Encoded:
@@ -109,9 +159,35 @@ CODEC_MODULES = (
 )
 
 
+# Preference and speed of the shipped codecs whose classes do not declare ``rank`` /
+# ``slow_reason`` themselves yet; ``register`` fills in a value only where the class (or a base
+# other than ``Codec``) declares none, and an entry goes once its class declares both.
+UNDECLARED_DEFAULTS: dict[str, dict[str, Any]] = {
+    "elic": {"rank": 0},
+    "mbt-mean": {"rank": 1},
+    "bmshj-hyper": {"rank": 2},
+    "bmshj-factorized": {"rank": 3},
+    "inr": {
+        "rank": 10,
+        "slow_reason": "fits a small network to each image: minutes per image on a CPU",
+    },
+}
+
+
+def _declares(cls: type[Codec], attribute: str) -> bool:
+    return any(attribute in vars(k) for k in cls.__mro__ if k is not Codec)
+
+
+def _fill_undeclared(cls: type[Codec]) -> None:
+    for attribute, value in UNDECLARED_DEFAULTS.get(cls.name, {}).items():
+        if not _declares(cls, attribute):
+            setattr(cls, attribute, value)
+
+
 def register(cls: type[Codec]) -> type[Codec]:
     """Class decorator: make ``cls`` available as ``get_codec(cls.name)``."""
     name = cls.name
+    _fill_undeclared(cls)
     if name in _REGISTRY and _REGISTRY[name] is not cls:
         raise RuntimeError(f"codec name {name!r} registered twice")
     if cls.modality not in MODALITIES:
@@ -143,6 +219,20 @@ def codec_names(modality: str | None = None, ncf_only: bool = False) -> list[str
         for n, c in _REGISTRY.items()
         if (modality is None or c.modality == modality) and (not ncf_only or c.writes_ncf)
     )
+
+
+def ranked_names(modality: str, ncf_only: bool = True) -> list[str]:
+    """The codecs of ``modality`` in order of preference: by ``rank``, then by name."""
+    return sorted(codec_names(modality, ncf_only), key=lambda n: (_REGISTRY[n].rank, n))
+
+
+def weights_available(name: str) -> bool:
+    """Whether codec ``name`` (built with its default options) has its weights here."""
+    cls = codec_class(name)
+    try:
+        return bool(cls().weights_available())
+    except (OSError, ValueError, RuntimeError):
+        return False
 
 
 def codec_class(name: str) -> type[Codec]:

@@ -108,16 +108,26 @@ def adapter(cls: type[ModalityAdapter]) -> type[ModalityAdapter]:
 
 
 def adapter_for(modality: str) -> ModalityAdapter:
-    """The adapter of ``modality`` (``KeyError`` for an unknown modality)."""
+    """The adapter of ``modality``; ``KeyError`` when this build has none for it."""
+    module = ADAPTER_MODULES.get(modality)
+    if modality not in _ADAPTERS and module is not None:
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as exc:  # an adapter module not written yet
+            if exc.name != module:
+                raise
     if modality not in _ADAPTERS:
-        importlib.import_module(ADAPTER_MODULES[modality])
+        raise KeyError(modality)
     return _ADAPTERS[modality]
 
 
 def adapter_for_path(path: str | os.PathLike[str], writing: bool = False) -> ModalityAdapter:
     """The first adapter that ``accepts`` ``path``; ``KeyError`` naming the extension if none."""
-    for modality in ADAPTER_MODULES:
-        a = adapter_for(modality)
+    for modality in dict.fromkeys([*ADAPTER_MODULES, *_ADAPTERS]):
+        try:
+            a = adapter_for(modality)
+        except KeyError:
+            continue
         if a.accepts(path, writing):
             return a
     raise KeyError(os.path.splitext(os.fspath(path))[1].lower() or os.fspath(path))
