@@ -381,16 +381,6 @@ def test_every_codec_answers_every_capability(name, smooth_image):
         np.testing.assert_array_equal(reconstruction, coder.decode(encoded))
 
 
-def test_declared_rank_and_slowness_win_over_the_registry_defaults():
-    class Declared(Codec):
-        name = "inr"
-        rank = 3
-
-    codecs_base._fill_undeclared(Declared)
-    want = codecs_base.UNDECLARED_DEFAULTS["inr"]["slow_reason"]
-    assert Declared.rank == 3 and Declared.slow_reason == want
-
-
 # ----------------------------------------------------------------------------- other modalities
 
 

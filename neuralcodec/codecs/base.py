@@ -159,35 +159,9 @@ CODEC_MODULES = (
 )
 
 
-# Preference and speed of the shipped codecs whose classes do not declare ``rank`` /
-# ``slow_reason`` themselves yet; ``register`` fills in a value only where the class (or a base
-# other than ``Codec``) declares none, and an entry goes once its class declares both.
-UNDECLARED_DEFAULTS: dict[str, dict[str, Any]] = {
-    "elic": {"rank": 0},
-    "mbt-mean": {"rank": 1},
-    "bmshj-hyper": {"rank": 2},
-    "bmshj-factorized": {"rank": 3},
-    "inr": {
-        "rank": 10,
-        "slow_reason": "fits a small network to each image: minutes per image on a CPU",
-    },
-}
-
-
-def _declares(cls: type[Codec], attribute: str) -> bool:
-    return any(attribute in vars(k) for k in cls.__mro__ if k is not Codec)
-
-
-def _fill_undeclared(cls: type[Codec]) -> None:
-    for attribute, value in UNDECLARED_DEFAULTS.get(cls.name, {}).items():
-        if not _declares(cls, attribute):
-            setattr(cls, attribute, value)
-
-
 def register(cls: type[Codec]) -> type[Codec]:
     """Class decorator: make ``cls`` available as ``get_codec(cls.name)``."""
     name = cls.name
-    _fill_undeclared(cls)
     if name in _REGISTRY and _REGISTRY[name] is not cls:
         raise RuntimeError(f"codec name {name!r} registered twice")
     if cls.modality not in MODALITIES:

@@ -255,6 +255,8 @@ class InrCodec(Codec):
 
     name = "inr"
     codec_id = 10
+    rank = 10  # slow: never the default while a learned transform codec has weights
+    slow_reason = "fits a small network to each image: minutes per image on a CPU"
     modality = "image"
     writes_ncf = True
     quality_range: ClassVar[tuple[int, int]] = QUALITY_RANGE

@@ -31,6 +31,7 @@ class ElicCodec(LearnedImageCodec):
 
     name = "elic"
     codec_id = 4
+    rank = 0  # the default image codec
     description = "uneven channel groups + checkerboard context (He et al. 2022), bit-exact"
     kinds = (KIND,)
 

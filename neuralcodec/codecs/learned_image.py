@@ -274,6 +274,7 @@ class _FloatLatent(LatentCodec):
 class BmshjFactorized(FactorizedCodec):
     name = "bmshj-factorized"
     codec_id = 1
+    rank = 3
     kinds = ("factorized",)
     description = "factorized prior (Balle et al. 2017), variable rate"
 
@@ -282,6 +283,7 @@ class BmshjFactorized(FactorizedCodec):
 class BmshjHyperprior(HyperpriorCodec):
     name = "bmshj-hyper"
     codec_id = 2
+    rank = 2
     kinds = ("scale",)
     description = "scale hyperprior (Balle et al. 2018), variable rate"
 
@@ -290,6 +292,7 @@ class BmshjHyperprior(HyperpriorCodec):
 class MbtMean(HyperpriorCodec):
     name = "mbt-mean"
     codec_id = 3
+    rank = 1
     kinds = ("mean-scale",)
     description = "mean-scale hyperprior (Minnen et al. 2018), variable rate, bit-exact"
 
