@@ -28,7 +28,7 @@ def test_the_image_adapter_is_registered_and_picked_by_extension():
     with pytest.raises(KeyError):
         adapter_for_path("out.jpg", writing=True)  # images are written as PNG only
     with pytest.raises(KeyError):
-        adapter_for("video")  # no video adapter in this build
+        adapter_for("hologram")  # not a modality
 
 
 def test_rgb_round_trips_exactly_and_codes_no_extra_stream(smooth_image):
