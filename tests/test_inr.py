@@ -96,6 +96,14 @@ def test_decodes_identically_in_another_process_with_other_threads(coded, tmp_pa
     assert bytes.fromhex(out.stdout) == codec.decode(enc).tobytes()
 
 
+def test_reference_kernels_decode_the_same_pixels(coded, monkeypatch):
+    """The whole decoder on the plain references (wavefront ARM, PyTorch upsampler and conv)."""
+    codec, enc, _ = coded
+    fast = codec.decode(enc)
+    monkeypatch.setenv("NEURALCODEC_KERNELS", "reference")
+    assert np.array_equal(codec.decode(enc), fast)
+
+
 def test_container_round_trip_keeps_architecture(coded):
     codec, enc, _ = coded
     back = to_encoded(unpack(pack(from_encoded(codec, enc))))

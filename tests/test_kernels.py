@@ -3,6 +3,13 @@ ones); the dispatch point; the ARM decode kernel on real and broken streams."""
 
 from __future__ import annotations
 
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -15,11 +22,15 @@ from neuralcodec.kernels.laplace import laplace_bits
 from neuralcodec.models import inr_fixed as fx
 from neuralcodec.models.inr import NEIGHBOURHOODS, InrConfig, InrModel
 
+REPO_DIR = Path(__file__).resolve().parents[1]
+
 
 def test_every_kernel_has_a_fast_implementation_and_ends_with_its_reference():
     for name, impls in kernels.KERNELS.items():
         assert impls[-1].name == "reference", name
         assert len(impls) >= 2 and impls[0].name in ("c", "triton", "autograd"), name
+    cpu = torch.zeros(3)
+    assert kernels.implementation("laplace_rate", cpu, cpu, cpu) in ("autograd", "triton")
 
 
 def test_dispatch_picks_the_fast_path_unless_forced(monkeypatch):
@@ -119,6 +130,48 @@ def test_fused_laplace_rate_matches_its_definition_and_gradients(dtype):
     assert abs(float(got.detach()) - float(ref.detach())) <= tol * float(ref.detach())
     for a, b in zip(got_in, ref_in, strict=True):
         assert torch.allclose(a.grad, b.grad, rtol=100 * tol, atol=1e3 * tol)
+
+
+TRITON_PARITY = """
+import json, torch
+from neuralcodec import kernels
+out = {}
+for dtype in (torch.float64, torch.float32):
+    torch.manual_seed(5)
+    n = 5000
+    y = (torch.randn(n, dtype=dtype) * 5).round() + torch.rand(n, dtype=dtype) - 0.5
+    mu = torch.randn(n, dtype=dtype) * 3
+    ls = torch.rand(n, dtype=dtype) * 14 - 6.5
+    res = {}
+    for impl in ("triton", "reference"):
+        ins = [t.clone().requires_grad_() for t in (y, mu, ls)]
+        v = kernels.laplace_rate(*ins, impl=impl)
+        v.backward()
+        res[impl] = (v.detach(), [t.grad for t in ins])
+    (a, ga), (b, gb) = res["triton"], res["reference"]
+    out[str(dtype)] = {
+        "picked": kernels.implementation("laplace_rate", y, mu, ls),
+        "value": float(abs(a - b) / b),
+        "grads": [float(((g - h).abs() / (h.abs() + 1)).max()) for g, h in zip(ga, gb)],
+    }
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="triton not installed")
+def test_triton_laplace_rate_matches_the_reference_under_the_interpreter():
+    """The Triton kernel runs on CPU with TRITON_INTERPRET=1 (set before triton compiles it)."""
+    env = {**os.environ, "TRITON_INTERPRET": "1", "PYTHONPATH": str(REPO_DIR)}
+    run = subprocess.run(
+        [sys.executable, "-c", TRITON_PARITY], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    for dtype, tol in (("torch.float64", 1e-7), ("torch.float32", 1e-5)):
+        r = result[dtype]
+        assert r["picked"] == "triton"
+        assert r["value"] <= tol, (dtype, r)
+        assert max(r["grads"]) <= 100 * tol, (dtype, r)
 
 
 # ----------------------------------------------------------------------------- ARM decode

@@ -20,14 +20,14 @@ to a tight tolerance (values and gradients) for the float ones. ``impl="referenc
 | ``arm_decode`` | C ``_inr_arm.decode`` | INR latent decoding: neighbours -> fixed-point MLP -> table index -> range-decoder symbol, per latent, in one C loop over the coder's C API; the reference needs a NumPy call per wavefront (about W + 4H of them) |
 | ``causal_contexts`` | autograd ``CausalContext`` | INR training: K shifted neighbour slices written into one buffer, gradients added in place into one padded grid per level (autograd through slices allocates a grid per neighbour) |
 | ``pointwise_mlp`` | autograd ``PointwiseMlp`` | INR synthesis / ARM training: 1x1 layers block by block, backward recomputes a block's activations, so hidden activations stay in cache |
-| ``laplace_rate`` | autograd ``LaplaceBits`` | INR training rate: bits and closed-form derivatives of a discretised Laplace in one blocked pass instead of a dozen full-size autograd steps |
+| ``laplace_rate`` | Triton ``laplace_triton`` (CUDA); autograd ``LaplaceBits`` (CPU) | INR training rate: bits and closed-form derivatives of a discretised Laplace in one pass (Triton: one kernel, intermediates in registers; CPU: blocks in cache) instead of a dozen full-size autograd steps |
 
-Triton fits the element-wise and gather kernels on a GPU (``laplace_rate``, ``causal_contexts``)
-and the context-model parameter fusions of the learned codecs; a Triton implementation is one
-more ``Implementation("triton", fn, usable)`` in its kernel's tuple, ``usable`` checking for a
-CUDA tensor and an importable ``triton`` (tests run it on CPU with ``TRITON_INTERPRET=1``).
-The INR kernels here run on the CPU: the exact ones are bit-exact integer arithmetic for the
-decoder, the autograd ones train one small model per image.
+Triton fits element-wise and gather kernels on a GPU (``laplace_rate`` has one) and the
+context-model parameter fusions of the learned codecs (checkerboard / channel contexts,
+scale-to-CDF-index): each is one more ``Implementation("triton", fn, usable)`` in its kernel's
+tuple, ``usable`` checking for a CUDA tensor (or ``TRITON_INTERPRET=1``, how the tests run it on
+CPU) and an importable ``triton``, which is imported only when such a call runs. The exact
+kernels stay on the CPU: they are bit-exact integer arithmetic for the decoder.
 """
 
 from __future__ import annotations

@@ -5,6 +5,8 @@
 in all three.
 
 * reference: ``laplace_bits(...).sum()``, the plain definition, differentiated by autograd;
+* triton: the same closed forms in one Triton kernel (``laplace_triton``), every intermediate in
+  registers; for CUDA tensors (and on CPU under ``TRITON_INTERPRET=1``, for the parity test);
 * autograd: ``LaplaceBits``, which computes the bits *and* their closed-form derivatives block
   by block (``CHUNK`` elements) in one pass and keeps only the two gradient factors for the
   backward. Autograd over the dozen element-wise steps of the definition would write and re-read
@@ -13,7 +15,9 @@ in all three.
 
 from __future__ import annotations
 
+import importlib.util
 import math
+import os
 
 import torch
 
@@ -96,7 +100,19 @@ def laplace_rate_autograd(y, mu, log_scale) -> torch.Tensor:
     return LaplaceBits.apply(y.reshape(-1), mu.reshape(-1), log_scale.reshape(-1))
 
 
+def laplace_rate_triton(y, mu, log_scale) -> torch.Tensor:
+    from .laplace_triton import LaplaceBitsTriton  # imports triton: only when it runs
+
+    return LaplaceBitsTriton.apply(y.reshape(-1), mu.reshape(-1), log_scale.reshape(-1))
+
+
+def _triton_usable(y: torch.Tensor, *args) -> bool:
+    on_device = y.is_cuda or os.environ.get("TRITON_INTERPRET") == "1"
+    return on_device and importlib.util.find_spec("triton") is not None
+
+
 IMPLEMENTATIONS = (
+    Implementation("triton", laplace_rate_triton, _triton_usable),
     Implementation("autograd", laplace_rate_autograd, always),
     reference(laplace_rate_reference),
 )
