@@ -185,7 +185,7 @@ def test_decoding_never_rebuilds_the_tables(coded, monkeypatch):
     monkeypatch.setattr(inr_tables, "build_tables", refuse)
     monkeypatch.setattr(inr_tables, "table_scales", refuse)
     monkeypatch.setattr(inr_tables, "_laplace_cdf", refuse)
-    inr_tables._cached.cache_clear()
+    inr_tables.tables_at.cache_clear()
     fx._prepared.cache_clear()
     assert np.array_equal(codec.decode(enc), expected)
 

@@ -18,12 +18,11 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 
 #include "../entropy/_rangecoder_api.h"
-
-#include <math.h>
 
 #define MLP_MAX_LAYERS 8
 #define MLP_MAX_WIDTH 64

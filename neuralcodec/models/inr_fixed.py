@@ -37,7 +37,7 @@ from ..kernels.inr_arm import ArmCoding, arm_mlp
 from ..kernels.inr_arm import coding_indexes as _coding_indexes
 from .fixedpoint import ACT_BITS, ACT_LIMIT, WEIGHT_MAGNITUDE_BITS
 from .inr import NEIGHBOURHOODS, WAVEFRONT_SLOPE, InrConfig, grid_shapes
-from .inr_tables import LS_HI, LS_LO, NUM_FRACS, NUM_SCALES, tables_path
+from .inr_tables import LS_HI, LS_LO, NUM_FRACS, NUM_SCALES, tables_at, tables_path
 from .inr_tables import coding_tables as coding_tables
 
 LATENT_LIMIT = 2**20
@@ -56,7 +56,7 @@ class InrStreamError(ValueError):
 
 @lru_cache(maxsize=4)
 def _prepared(path: str) -> rangecoder.PreparedTables:
-    return rangecoder.prepare(coding_tables())
+    return rangecoder.prepare(tables_at(path))
 
 
 def prepared_tables() -> rangecoder.PreparedTables:

@@ -155,13 +155,14 @@ def load_tables(path: Path, sha256: str = TABLES_SHA256) -> CodingTables:
 
 
 @lru_cache(maxsize=4)
-def _cached(path: str) -> CodingTables:
+def tables_at(path: str) -> CodingTables:
+    """``load_tables(path)``, once per path."""
     return load_tables(Path(path))
 
 
 def coding_tables() -> CodingTables:
     """The shipped tables (loaded and checked once per path)."""
-    return _cached(str(tables_path()))
+    return tables_at(str(tables_path()))
 
 
 def main(argv: list[str]) -> int:
