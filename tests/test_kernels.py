@@ -47,6 +47,8 @@ def test_dispatch_picks_the_fast_path_unless_forced(monkeypatch):
     assert kernels.implementation("conv3x3_exact", x, None, None) == "reference"
     with pytest.raises(ValueError, match="no implementation 'triton'"):
         kernels.up2_exact(x, taps, 1.0, 10.0, impl="triton")
+    with pytest.raises(ValueError, match="cannot run this call"):  # the C kernel is float64 only
+        kernels.up2_exact(x.float(), taps, 1.0, 10.0, impl="c")
 
 
 # ----------------------------------------------------------------------------- exact kernels

@@ -54,6 +54,10 @@ def select(
     if impl is not None:
         for candidate in impls:
             if candidate.name == impl:
+                if not candidate.usable(*args):
+                    raise ValueError(
+                        f"kernel {kernel}: implementation {impl!r} cannot run this call"
+                    )
                 return candidate
         names = ", ".join(c.name for c in impls)
         raise ValueError(f"kernel {kernel} has no implementation {impl!r} (has {names})")
