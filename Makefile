@@ -24,9 +24,11 @@ $(STAMP): pyproject.toml setup.py
 
 setup: $(STAMP)
 
-# (Re)build the C extension in place whenever its source changes.
+# (Re)build the C extensions in place whenever their sources change.
 EXT_STAMP := build/.ext-built
-$(EXT_STAMP): $(STAMP) neuralcodec/entropy/_rangecoder.c neuralcodec/entropy/_mlp_decode.h neuralcodec/models/_exact.c setup.py
+EXT_SOURCES := neuralcodec/entropy/_rangecoder.c neuralcodec/entropy/_rangecoder_api.h \
+	neuralcodec/kernels/_exact.c neuralcodec/kernels/_inr_arm.c
+$(EXT_STAMP): $(STAMP) $(EXT_SOURCES) setup.py
 	$(PY) setup.py -q build_ext --inplace --force
 	@mkdir -p build && touch $@
 
@@ -53,15 +55,18 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(VENV)/bin/ruff format neuralcodec tests scripts
 
-# AddressSanitizer + UBSan build of the range coder, then the coder tests and the fuzz test.
+# AddressSanitizer + UBSan build of the C extensions (range coder, kernels), then the coder
+# tests, the fuzz test, the kernel parity tests and the INR tests.
+EXT_BUILT := neuralcodec/entropy/_rangecoder*.so neuralcodec/kernels/_exact*.so \
+	neuralcodec/kernels/_inr_arm*.so
 asan: $(STAMP)
 	rm -f $(EXT_STAMP)
-	rm -f neuralcodec/entropy/_rangecoder*.so neuralcodec/models/_exact*.so
+	rm -f $(EXT_BUILT)
 	NEURALCODEC_ASAN=1 $(PY) setup.py -q build_ext --inplace --force -b build/asan -t build/asan-tmp
 	LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
 	  ASAN_OPTIONS=detect_leaks=0 $(PY) -m pytest -q -p no:cacheprovider tests/test_rangecoder.py tests/test_rangecoder_fuzz.py \
-	  tests/test_inr.py -k "not process"
-	rm -f neuralcodec/entropy/_rangecoder*.so neuralcodec/models/_exact*.so
+	  tests/test_kernels.py tests/test_inr.py -k "not process"
+	rm -f $(EXT_BUILT)
 	$(PY) setup.py -q build_ext --inplace --force
 
 bench-entropy: $(STAMP)

@@ -16,13 +16,20 @@ setup(
         Extension(
             "neuralcodec.entropy._rangecoder",
             sources=["neuralcodec/entropy/_rangecoder.c"],
-            depends=["neuralcodec/entropy/_mlp_decode.h"],
+            depends=["neuralcodec/entropy/_rangecoder_api.h"],
             extra_compile_args=extra_compile_args,
             extra_link_args=extra_link_args,
         ),
         Extension(
-            "neuralcodec.models._exact",
-            sources=["neuralcodec/models/_exact.c"],
+            "neuralcodec.kernels._exact",
+            sources=["neuralcodec/kernels/_exact.c"],
+            extra_compile_args=extra_compile_args,
+            extra_link_args=extra_link_args,
+        ),
+        Extension(  # imports the range decoder's C API (a capsule) at load time
+            "neuralcodec.kernels._inr_arm",
+            sources=["neuralcodec/kernels/_inr_arm.c"],
+            depends=["neuralcodec/entropy/_rangecoder_api.h"],
             extra_compile_args=extra_compile_args,
             extra_link_args=extra_link_args,
         ),

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from safetensors.numpy import save as save_bytes
 
 from neuralcodec.codecs.base import CodecError, Encoded, get_codec
 from neuralcodec.codecs.inr import (
@@ -27,13 +28,12 @@ from neuralcodec.codecs.inr import (
 from neuralcodec.container.binary import pack, unpack
 from neuralcodec.container.bridge import from_encoded, to_encoded
 from neuralcodec.models import inr_fixed as fx
+from neuralcodec.models import inr_tables
+from neuralcodec.models.frozen import WeightsError
 from neuralcodec.models.inr import (
-    NEIGHBOURHOODS,
     InrConfig,
     InrModel,
     causal_contexts,
-    laplace_bits,
-    laplace_rate,
     mac_per_pixel,
 )
 
@@ -96,6 +96,14 @@ def test_decodes_identically_in_another_process_with_other_threads(coded, tmp_pa
     assert bytes.fromhex(out.stdout) == codec.decode(enc).tobytes()
 
 
+def test_reference_kernels_decode_the_same_pixels(coded, monkeypatch):
+    """The whole decoder on the plain references (wavefront ARM, PyTorch upsampler and conv)."""
+    codec, enc, _ = coded
+    fast = codec.decode(enc)
+    monkeypatch.setenv("NEURALCODEC_KERNELS", "reference")
+    assert np.array_equal(codec.decode(enc), fast)
+
+
 def test_container_round_trip_keeps_architecture(coded):
     codec, enc, _ = coded
     back = to_encoded(unpack(pack(from_encoded(codec, enc))))
@@ -145,34 +153,6 @@ def test_fixed_arm_matches_training_context():
     assert ctx[:, 0].tolist() == [0.0, 0.0, 0.0]
 
 
-def test_causal_contexts_match_autograd_through_shifted_slices():
-    offsets = NEIGHBOURHOODS[16]
-    g = torch.Generator().manual_seed(3)
-    grids = [
-        torch.randn(1, 1, h, w, dtype=torch.float64, generator=g, requires_grad=True)
-        for h, w in [(6, 9), (3, 5), (1, 1)]
-    ]
-    pad_top, pad_side = max(dy for dy, _ in offsets), max(abs(dx) for _, dx in offsets)
-
-    def reference(grid):  # the plain definition, differentiated by autograd
-        h, w = grid.shape[-2:]
-        p = torch.nn.functional.pad(grid, (pad_side, pad_side, pad_top, 0))[0, 0]
-        views = [
-            p[pad_top - dy : pad_top - dy + h, pad_side + dx : pad_side + dx + w]
-            for dy, dx in offsets
-        ]
-        return torch.stack(views).reshape(len(offsets), h * w)
-
-    ours = causal_contexts(grids, offsets)
-    ref = torch.cat([reference(t) for t in grids], dim=1)
-    assert torch.equal(ours, ref)
-    weight = torch.randn(ref.shape, dtype=torch.float64, generator=g)
-    mine = torch.autograd.grad((ours * weight).sum(), grids)
-    theirs = torch.autograd.grad((ref * weight).sum(), grids)
-    assert all(torch.allclose(a, b) for a, b in zip(mine, theirs, strict=True))
-    assert torch.autograd.gradcheck(lambda *t: causal_contexts(list(t), offsets), tuple(grids))
-
-
 TABLES_SHA256 = "995541491030253781dd72701b4aa073c06ada9a621727689c82a272559ff9a7"
 
 
@@ -182,6 +162,55 @@ def test_coding_tables_are_the_specified_ones():
     raw = t.cdfs.tobytes() + t.cdf_lengths.tobytes() + t.offsets.tobytes()
     assert hashlib.sha256(raw).hexdigest() == TABLES_SHA256
     assert t.num_tables == fx.NUM_SCALES * fx.NUM_FRACS
+
+
+def test_shipped_tables_file_is_what_the_generator_builds_here():
+    """The file is the generator's output bit for bit, and loads to the same tables."""
+    data = inr_tables.tables_path().read_bytes()
+    assert hashlib.sha256(data).hexdigest() == inr_tables.TABLES_SHA256
+    built = inr_tables.build_tables()
+    assert data == inr_tables.tables_bytes(built)
+    loaded = fx.coding_tables()
+    for name in ("cdfs", "cdf_lengths", "offsets"):
+        assert np.array_equal(getattr(loaded, name), getattr(built, name))
+    assert len(data) < 1 << 20
+
+
+def test_decoding_never_rebuilds_the_tables(coded, monkeypatch):
+    def refuse(*args):
+        raise AssertionError("tables rebuilt at run time")
+
+    codec, enc, _ = coded
+    expected = codec.decode(enc)
+    monkeypatch.setattr(inr_tables, "build_tables", refuse)
+    monkeypatch.setattr(inr_tables, "table_scales", refuse)
+    monkeypatch.setattr(inr_tables, "_laplace_cdf", refuse)
+    inr_tables.tables_at.cache_clear()
+    fx._prepared.cache_clear()
+    assert np.array_equal(codec.decode(enc), expected)
+
+
+def test_altered_missing_or_inconsistent_tables_files_are_refused(coded, tmp_path, monkeypatch):
+    data = bytearray(inr_tables.tables_path().read_bytes())
+    data[-1] ^= 1
+    altered = tmp_path / "altered.safetensors"
+    altered.write_bytes(bytes(data))
+    with pytest.raises(WeightsError, match="sha256"):
+        inr_tables.load_tables(altered)
+    with pytest.raises(WeightsError, match="unreadable"):
+        inr_tables.load_tables(tmp_path / "absent.safetensors")
+    arrays = inr_tables.to_compact(inr_tables.build_tables())
+    arrays["lengths"][0] += 1  # frequencies no longer add up
+    broken = tmp_path / "broken.safetensors"
+    broken.write_bytes(save_bytes(arrays))
+    digest = hashlib.sha256(broken.read_bytes()).hexdigest()
+    with pytest.raises(WeightsError, match="invalid"):
+        inr_tables.load_tables(broken, digest)
+    # the codec looks for the file in the weights directory and says so when it is absent
+    monkeypatch.setenv("NEURALCODEC_WEIGHTS", str(tmp_path))
+    codec, enc, _ = coded
+    with pytest.raises(WeightsError, match="inr-tables"):
+        codec.decode(enc)
 
 
 def test_coding_indexes_are_integer_functions():
@@ -238,122 +267,6 @@ def test_mac_per_pixel_counts_layers():
 def test_lambda_decreases_with_quality():
     lams = [quality_lambda(q) for q in range(1, 9)]
     assert all(a > b for a, b in zip(lams, lams[1:], strict=False))
-
-
-def _random_coder(cfg: InrConfig, h: int, w: int, spread: float, seed: int = 0):
-    torch.manual_seed(seed)
-    model = InrModel(cfg, h, w)
-    rng = np.random.default_rng(seed)
-    grids = [
-        rng.laplace(0, spread, size=y.shape[-2:]).round().astype(np.int64) for y in model.latents
-    ]
-    ints = {n: fx.quantize_tensors(fx.float_tensors(model, n), 8) for n in ("arm", "ups", "syn")}
-    nets = fx.assemble(cfg, ints, dict.fromkeys(ints, 8))
-    return nets, fx.make_layout(cfg, h, w), grids
-
-
-@pytest.mark.parametrize("spread", [0.7, 40.0])  # mostly zeros / many escapes
-def test_c_latent_decoder_matches_the_numpy_wavefront_decoder(spread):
-    nets, layout, grids = _random_coder(PRESETS["fast"].arch, 37, 53, spread)
-    data, _ = fx.encode_latents(nets, layout, grids)
-    fast = fx.decode_latents(nets, layout, data)
-    ref = fx.decode_latents_wavefront(nets, layout, data)
-    assert all(np.array_equal(a, b) for a, b in zip(fast, grids, strict=True))
-    assert all(np.array_equal(a, b) for a, b in zip(ref, grids, strict=True))
-
-
-def test_c_latent_decoder_rejects_bad_streams_and_arguments():
-    nets, layout, grids = _random_coder(PRESETS["test"].arch, 24, 31, 3.0)
-    data, _ = fx.encode_latents(nets, layout, grids)
-    from neuralcodec.entropy.rangecoder import DecodeError, RangeDecoder
-
-    with pytest.raises(DecodeError):
-        fx.decode_latents(nets, layout, data[: len(data) // 2])
-    dec = RangeDecoder(data)
-    buf = np.zeros(layout.size)
-    pos, lvl, off = layout.positions, layout.levels, layout.offsets
-    coding = fx.MLP_CODING
-    layers = [(w.astype(np.float64), b.astype(np.float64)) for w, b in nets.arm]
-    tables = fx.prepared_tables()
-
-    def call(**kw):
-        a = dict(buf=buf, pos=pos, lvl=lvl, off=off, layers=layers, k=8, coding=coding) | kw
-        dec.decode_mlp(
-            a["buf"], a["pos"], a["lvl"], a["off"], a["layers"], a["k"], a["coding"], tables
-        )
-
-    # every neighbour of every symbol must lie inside buf: positions, levels and offsets
-    for bad in (
-        dict(pos=pos + layout.size),
-        dict(pos=pos - pos.min() - 1),
-        dict(lvl=lvl + 1),
-        dict(lvl=-lvl - 1),
-        dict(off=off + layout.size),
-        dict(off=off - 10 * layout.size),
-    ):
-        with pytest.raises(ValueError, match="outside buf"):
-            call(**bad)
-    with pytest.raises(ValueError, match="one level per position"):
-        call(lvl=lvl[:-1])
-    with pytest.raises(ValueError, match="one level per position"):
-        call(off=off[:, :-1])
-    one_output = [*layers[:-1], (layers[-1][0][:1], layers[-1][1][:1])]
-    with pytest.raises(ValueError, match="inconsistent shapes"):
-        call(layers=one_output)
-    with pytest.raises(TypeError):
-        call(buf=buf.astype(np.float32))
-    with pytest.raises(ValueError, match="coding parameters"):
-        call(coding=(*coding[:3], 10**6, *coding[4:]))  # more scales than tables
-    # after refusing bad arguments the decoder still decodes the stream correctly
-    call(k=nets.steps["arm"])
-    assert all(np.array_equal(a, b) for a, b in zip(fx._gather(layout, buf), grids, strict=True))
-
-
-@pytest.mark.parametrize("shape", [(3, 1, 1), (2, 1, 7), (5, 9, 4), (7, 33, 50)])
-def test_exact_kernels_match_their_pytorch_definitions(shape):
-    g = torch.Generator().manual_seed(sum(shape))
-    x = torch.randint(-(2**21), 2**21, shape, generator=g).double()
-    taps = torch.randint(-(2**10), 2**12, (4,), generator=g).double()
-    assert torch.equal(fx._up2_fixed(x, taps, 11), fx._up2_reference(x, taps, 11))
-    w = torch.randint(-(2**14), 2**14, (3, shape[0], 3, 3), generator=g).double().numpy()
-    b = torch.randint(-(2**14), 2**14, (3,), generator=g).double().numpy()
-    assert torch.equal(fx._conv3x3(x, w, b), fx._conv3x3_reference(x, w, b))
-
-
-def test_blockwise_pointwise_synthesis_has_exact_gradients(monkeypatch):
-    from neuralcodec.models import inr
-
-    monkeypatch.setattr(inr, "POINTWISE_CHUNK", 7)  # several blocks and a ragged last one
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(5, 30, dtype=torch.float64, generator=g, requires_grad=True)
-    shapes = [(6, 5), (6,), (4, 6), (4,), (3, 4), (3,)]
-    params = [torch.randn(s, dtype=torch.float64, generator=g, requires_grad=True) for s in shapes]
-    assert torch.autograd.gradcheck(inr._PointwiseMlp.apply, (x, *params))
-    ref = x
-    for k in range(0, len(params), 2):
-        ref = params[k] @ ref + params[k + 1][:, None]
-        ref = ref.clamp_min(0) if k + 2 < len(params) else ref
-    assert torch.allclose(inr._PointwiseMlp.apply(x, *params), ref)
-
-
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-def test_fused_laplace_rate_matches_its_definition_and_gradients(dtype):
-    """Central bin, tails, clamped likelihoods and clamped scales, against plain autograd."""
-    torch.manual_seed(5)
-    n = 50_000
-    y = (torch.randn(n, dtype=dtype) * 5).round() + torch.rand(n, dtype=dtype) - 0.5
-    mu = torch.randn(n, dtype=dtype) * 3
-    log_scale = torch.rand(n, dtype=dtype) * 14 - 6.5  # beyond both clamp limits
-    ref_in = [t.clone().requires_grad_() for t in (y, mu, log_scale)]
-    ref = laplace_bits(*ref_in).sum()
-    ref.backward()
-    got_in = [t.clone().requires_grad_() for t in (y, mu, log_scale)]
-    got = laplace_rate(*got_in)
-    got.backward()
-    tol = 1e-9 if dtype == torch.float64 else 1e-5
-    assert abs(float(got.detach()) - float(ref.detach())) <= tol * float(ref.detach())
-    for a, b in zip(got_in, ref_in, strict=True):
-        assert torch.allclose(a.grad, b.grad, rtol=100 * tol, atol=1e3 * tol)
 
 
 def test_latents_take_larger_adam_steps_than_the_networks():

@@ -304,3 +304,10 @@ def test_docs_hello_world_runs():
     doc = Path(__file__).resolve().parents[1] / "docs" / "entropy-coder.md"
     example = re.findall(r"```python\n(.*?)```", doc.read_text(), re.S)[0]
     exec(compile(example, str(doc), "exec"), {})
+
+
+def test_the_decoder_c_api_capsule_is_exported_under_its_documented_name():
+    from neuralcodec.entropy import _rangecoder
+
+    assert "neuralcodec.entropy._rangecoder._C_API" in repr(_rangecoder._C_API)
+    assert not hasattr(_rangecoder.Decoder, "decode_mlp")  # no model inside the coder

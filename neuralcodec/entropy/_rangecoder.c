@@ -12,12 +12,16 @@
  * docs/entropy-coder.md specifies the format; reference.py implements it in pure Python.
  *
  * Types exported: Tables (validated once, reusable), Encoder (stateful, chunked), Decoder
- * (stateful, chunked, for context models); functions encode() and decode(); DecodeError.
+ * (stateful, chunked, for context models); functions encode() and decode(); DecodeError; and
+ * the capsule _C_API (_rangecoder_api.h): decoding runs on a Decoder, one symbol per call, for
+ * C kernels whose model picks each table from earlier values. The coder holds no model.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
 #include <string.h>
+
+#include "_rangecoder_api.h"
 
 #define NLANES 4
 #define RC_TOP (1u << 24)
@@ -818,15 +822,9 @@ static PyObject *Decoder_count(DecoderObject *self, void *closure)
     return PyLong_FromUnsignedLongLong(self->count);
 }
 
-#include "_mlp_decode.h"
-
 static PyMethodDef Decoder_methods[] = {
     {"decode", (PyCFunction)Decoder_decode, METH_VARARGS,
      "decode(indexes, tables, out): decode the next len(indexes) values into out (int32)."},
-    {"decode_mlp", (PyCFunction)Decoder_decode_mlp, METH_VARARGS,
-     "decode_mlp(buf, positions, contexts, layers, step, coding, tables): decode len(positions)"
-     " values, each with a Laplace table chosen by a fixed-point MLP of earlier values (see"
-     " _mlp_decode.h)."},
     {NULL},
 };
 
@@ -844,6 +842,88 @@ static PyTypeObject DecoderType = {
     .tp_dealloc = (destructor)Decoder_dealloc,
     .tp_methods = Decoder_methods,
     .tp_getset = Decoder_getset,
+};
+
+/* ------------------------------------------------------------------ C API (_rangecoder_api.h) */
+
+struct NcDecodeRun {
+    DecLane lanes[NLANES]; /* working copy, written back by run_end on success */
+    uint64_t count;
+    DecoderObject *decoder; /* strong references until run_end */
+    TablesObject *tables;
+};
+
+static NcDecodeRun *run_begin(PyObject *odec, PyObject *otab)
+{
+    TablesObject *T = as_tables(otab);
+    if (!T)
+        return NULL;
+    if (!PyObject_TypeCheck(odec, &DecoderType)) {
+        PyErr_SetString(PyExc_TypeError, "decoder must be a _rangecoder.Decoder");
+        return NULL;
+    }
+    DecoderObject *D = (DecoderObject *)odec;
+    if (D->failed) {
+        PyErr_SetString(DecodeError, "decoder stopped at an earlier corrupt chunk");
+        return NULL;
+    }
+    NcDecodeRun *run = PyMem_Malloc(sizeof(NcDecodeRun));
+    if (!run) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    if (claim(&D->busy) < 0) {
+        PyMem_Free(run);
+        return NULL;
+    }
+    memcpy(run->lanes, D->lanes, sizeof(run->lanes));
+    run->count = D->count;
+    Py_INCREF(odec);
+    Py_INCREF(otab);
+    run->decoder = D;
+    run->tables = T;
+    return run;
+}
+
+static int run_decode(NcDecodeRun *run, Py_ssize_t j, int32_t *out)
+{
+    const TablesObject *T = run->tables;
+    if (UNLIKELY(j < 0 || j >= T->n))
+        return -1;
+    DecLane *d = &run->lanes[run->count & (NLANES - 1)];
+    if (UNLIKELY(dec_value(d, &T->tabs[j], T->precision, T->lut_shift, out) < 0))
+        return -1;
+    run->count++;
+    return 0;
+}
+
+static int run_end(NcDecodeRun *run, int status)
+{
+    DecoderObject *D = run->decoder;
+    for (int k = 0; k < NLANES && status == 0; k++)
+        if (run->lanes[k].pos > run->lanes[k].len + READ_SLACK)
+            status = -1;
+    if (status == 0) {
+        memcpy(D->lanes, run->lanes, sizeof(D->lanes));
+        D->count = run->count;
+    } else {
+        D->failed = 1;
+        PyErr_SetString(DecodeError, "corrupt or truncated range-coder stream");
+    }
+    D->busy = 0;
+    Py_DECREF(run->tables);
+    Py_DECREF(D);
+    PyMem_Free(run);
+    return status == 0 ? 0 : -1;
+}
+
+static Py_ssize_t run_num_tables(const NcDecodeRun *run)
+{
+    return run->tables->n;
+}
+
+static const NcRangeDecoderApi decoder_api = {
+    NC_RANGE_DECODER_API_VERSION, run_begin, run_decode, run_end, run_num_tables,
 };
 
 /* ------------------------------------------------------------------ module */
@@ -892,6 +972,16 @@ static struct PyModuleDef rc_module = {
     .m_methods = module_methods,
 };
 
+static int add_capsule(PyObject *m)
+{
+    PyObject *cap = PyCapsule_New((void *)&decoder_api, NC_RANGE_DECODER_API, NULL);
+    if (!cap)
+        return -1;
+    int rc = PyModule_AddObjectRef(m, "_C_API", cap);
+    Py_DECREF(cap);
+    return rc;
+}
+
 PyMODINIT_FUNC PyInit__rangecoder(void)
 {
     if (PyType_Ready(&TablesType) < 0 || PyType_Ready(&EncoderType) < 0 ||
@@ -909,7 +999,8 @@ PyMODINIT_FUNC PyInit__rangecoder(void)
         PyModule_AddObjectRef(m, "Encoder", (PyObject *)&EncoderType) < 0 ||
         PyModule_AddObjectRef(m, "Decoder", (PyObject *)&DecoderType) < 0 ||
         PyModule_AddIntConstant(m, "NUM_LANES", NLANES) < 0 ||
-        PyModule_AddIntConstant(m, "MAX_PRECISION", MAX_PRECISION) < 0) {
+        PyModule_AddIntConstant(m, "MAX_PRECISION", MAX_PRECISION) < 0 ||
+        add_capsule(m) < 0) {
         Py_DECREF(m);
         return NULL;
     }

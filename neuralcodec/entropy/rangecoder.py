@@ -17,6 +17,11 @@ dtype, converted once; torch tensors via ``.numpy()``); nothing becomes a Python
 
 Corrupt, truncated or inconsistent input raises ``DecodeError`` (a ``ValueError``); tables are
 validated once per ``prepare()`` (the stateful coders cache the last tables they were given).
+
+The coder knows no model. A context model whose every table index depends on the values just
+decoded either calls ``RangeDecoder.decode`` once per group of independent symbols or, in C,
+decodes symbol by symbol through the capsule ``_rangecoder._C_API`` on ``RangeDecoder.native``
+(``_rangecoder_api.h``; ``neuralcodec.kernels`` has such a kernel).
 The format is specified in ``docs/entropy-coder.md``; ``reference.py`` implements it in Python.
 """
 
@@ -161,45 +166,14 @@ class RangeDecoder:
         """Number of values decoded so far."""
         return self._dec.count
 
+    @property
+    def native(self) -> Any:
+        """The C ``Decoder`` object, for C kernels that decode through the coder's C API
+        (``_rangecoder_api.h``): what they decode continues this decoder's stream."""
+        return self._dec
+
     def decode(self, indexes: Any, tables: CodingTables | PreparedTables) -> np.ndarray:
         i = as_int32(indexes, "indexes")
         out = np.empty(i.shape, dtype=np.int32)
         self._dec.decode(i, self._tables.get(tables), out)
         return out
-
-    def decode_mlp(
-        self,
-        buf: np.ndarray,
-        positions: np.ndarray,
-        levels: np.ndarray,
-        offsets: np.ndarray,
-        layers: list[tuple[np.ndarray, np.ndarray]],
-        step: int,
-        coding: tuple[int, float, int, int, int, int, int],
-        tables: CodingTables | PreparedTables,
-    ) -> None:
-        """Decode ``len(positions)`` values in order into the float64 ``buf``, in C.
-
-        Value ``i`` is coded with a Laplace table chosen by a fixed-point MLP (``layers`` of
-        integer-valued float64 ``(w [out, in], b [out])``, step exponent ``step``) applied to
-        ``buf[positions[i] + offsets[levels[i]]]`` (``offsets``: [levels, K] int64, the
-        neighbour offsets of each latent grid); ``coding`` = (act_bits, act_limit, num_fracs,
-        num_scales, ls_lo, ls_hi, latent_limit). The exact arithmetic is ``inr_fixed.arm_fixed``
-        followed by ``inr_fixed.coding_indexes``; see ``_mlp_decode.h``.
-        """
-        if buf.dtype != np.float64 or not buf.flags.c_contiguous:
-            raise TypeError("buf must be a contiguous float64 array")
-        layers = tuple(
-            (np.ascontiguousarray(w, dtype=np.float64), np.ascontiguousarray(b, dtype=np.float64))
-            for w, b in layers
-        )
-        self._dec.decode_mlp(
-            buf,
-            np.ascontiguousarray(positions, dtype=np.int64),
-            np.ascontiguousarray(levels, dtype=np.int64),
-            np.ascontiguousarray(offsets, dtype=np.int64),
-            layers,
-            int(step),
-            tuple(coding),
-            self._tables.get(tables),
-        )

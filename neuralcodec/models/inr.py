@@ -18,7 +18,8 @@ One small model is fitted to one image. Its pieces::
 
 Training replaces rounding by soft-rounding plus Kumaraswamy noise (annealed towards uniform
 noise and a sharp rounding), then by straight-through rounding. The exact integer twin used for
-coding lives in ``inr_fixed``.
+coding lives in ``inr_fixed``. The hand-written training kernels (causal contexts, block-wise
+1x1 layers, fused Laplace rate) live in ``neuralcodec.kernels`` with their references.
 """
 
 from __future__ import annotations
@@ -29,6 +30,11 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from .. import kernels
+from ..kernels.laplace import LOG_SCALE_MAX as LOG_SCALE_MAX  # re-exported
+from ..kernels.laplace import LOG_SCALE_MIN as LOG_SCALE_MIN
+from ..kernels.laplace import laplace_bits as laplace_bits
 
 # Causal neighbourhoods (dy >= 0 rows above, dx columns right; dy == 0 only left neighbours).
 # Every neighbour (dy, dx) satisfies dx < WAVEFRONT_SLOPE * dy for dy > 0, so the latents with
@@ -50,9 +56,6 @@ NEIGHBOURHOODS: dict[int, tuple[tuple[int, int], ...]] = {
     ),
 }
 WAVEFRONT_SLOPE = 4
-LOG_SCALE_MIN = math.log(0.01)
-LOG_SCALE_MAX = math.log(1000.0)
-LIKELIHOOD_MIN = 2.0**-17
 
 
 @dataclass(frozen=True)
@@ -133,51 +136,12 @@ def quantize_latent(y: torch.Tensor, mode: str, temperature: float, noise_a: flo
 # ----------------------------------------------------------------------------- networks
 
 
-class _CausalContext(torch.autograd.Function):
-    """Grids (h_l, w_l) -> (K, sum h_l * w_l) neighbour values, written straight into one buffer.
-
-    The backward adds each neighbour's gradient in place into one padded grid per level.
-    Autograd through K slices (and a concatenation) would allocate and fill a zero grid per
-    neighbour and level before summing them.
-    """
-
-    @staticmethod
-    def forward(ctx, offsets: tuple[tuple[int, int], ...], *grids: torch.Tensor) -> torch.Tensor:
-        pad_top = max(dy for dy, _ in offsets)
-        pad_side = max(abs(dx) for _, dx in offsets)
-        sizes = [g.numel() for g in grids]
-        out = grids[0].new_empty(len(offsets), sum(sizes))
-        start = 0
-        for grid, n in zip(grids, sizes, strict=True):
-            h, w = grid.shape
-            p = F.pad(grid[None, None], (pad_side, pad_side, pad_top, 0))[0, 0]
-            block = out[:, start : start + n].view(len(offsets), h, w)
-            for k, (dy, dx) in enumerate(offsets):
-                block[k] = p[pad_top - dy : pad_top - dy + h, pad_side + dx : pad_side + dx + w]
-            start += n
-        ctx.geometry = (offsets, pad_top, pad_side, [g.shape for g in grids])
-        return out
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        offsets, pad_top, pad_side, shapes = ctx.geometry
-        grads, start = [], 0
-        for h, w in shapes:
-            g = grad[:, start : start + h * w].reshape(len(offsets), h, w)
-            acc = grad.new_zeros(h + pad_top, w + 2 * pad_side)
-            for k, (dy, dx) in enumerate(offsets):
-                acc[pad_top - dy : pad_top - dy + h, pad_side + dx : pad_side + dx + w] += g[k]
-            grads.append(acc[pad_top:, pad_side : pad_side + w])
-            start += h * w
-        return (None, *grads)
-
-
 def causal_contexts(
     grids: list[torch.Tensor], offsets: tuple[tuple[int, int], ...]
 ) -> torch.Tensor:
     """Grids (1, 1, h_l, w_l) -> (K, sum h_l * w_l): each latent's K causal neighbours (zeros
     outside its grid), the grids side by side."""
-    return _CausalContext.apply(offsets, *(g[0, 0] for g in grids))
+    return kernels.causal_contexts([g[0, 0] for g in grids], offsets)
 
 
 class Arm(nn.Module):
@@ -199,85 +163,13 @@ class Arm(nn.Module):
         params = []
         for layer in (*self.hidden, self.out):
             params += [layer.weight, layer.bias]
-        mu, log_scale = _PointwiseMlp.apply(ctx, *params)
+        mu, log_scale = kernels.pointwise_mlp(ctx, params)
         return mu, log_scale
-
-
-LAPLACE_CHUNK = 1 << 15  # elements per block of the fused rate function
-
-
-def _laplace_terms(y, mu, log_scale):
-    """Per element: (bits, d bits/d y, d bits/d log_scale) of a unit-bin Laplace, no autograd.
-
-    With ``u = 1 / b`` and ``d = |y - mu|`` the bin mass is ``exp(-d u) sinh(u / 2)`` for
-    ``d >= 1/2`` and ``1 - exp(-u / 2) cosh(d u)`` inside the central bin.
-    """
-    ls = log_scale.clamp(LOG_SCALE_MIN, LOG_SCALE_MAX)
-    u = torch.exp(-ls)
-    r = y - mu
-    d = r.abs()
-    half = 0.5 * u
-    # log sinh(u/2) = u/2 + log(1 - exp(-u)) - log 2, accurate for small and large u
-    tail = d * u - (half + torch.log1p(-torch.exp(-u).clamp_max(1 - 1e-7)) - math.log(2.0))
-    e = torch.exp(-half)
-    cosh, sinh = torch.cosh(d * u), torch.sinh(d * u)
-    inside_mass = (1 - e * cosh).clamp_min(1e-30)
-    inside = -torch.log(inside_mass)
-    outer = d >= 0.5
-    nats = torch.where(outer, tail, inside)
-    # derivatives of the nats w.r.t. d and u
-    g_d = torch.where(outer, u, e * u * sinh / inside_mass)
-    coth = 1 / torch.tanh(half).clamp_min(1e-30)
-    g_u = torch.where(outer, d - 0.5 * coth, -e * (0.5 * cosh - d * sinh) / inside_mass)
-    limit = -math.log(LIKELIHOOD_MIN)
-    live = nats < limit  # clamped likelihoods carry no gradient
-    scale = live / math.log(2.0)
-    g_y = g_d * torch.sign(r) * scale
-    in_range = (log_scale > LOG_SCALE_MIN) & (log_scale < LOG_SCALE_MAX)
-    g_ls = -g_u * u * in_range * scale
-    return nats.clamp_max(limit) / math.log(2.0), g_y, g_ls
-
-
-class _LaplaceBits(torch.autograd.Function):
-    """Summed bits of ``y`` under Laplace(mu, b), fused block by block (the backward recomputes).
-
-    Autograd over the dozen element-wise steps above would write and re-read a full-size tensor
-    for each; blocks keep them in cache. ``laplace_bits`` is the plain definition.
-    """
-
-    @staticmethod
-    def forward(ctx, y, mu, log_scale):
-        total = y.new_zeros(())
-        gy, gls = torch.empty_like(y), torch.empty_like(y)
-        for a in range(0, y.numel(), LAPLACE_CHUNK):
-            sl = slice(a, a + LAPLACE_CHUNK)
-            bits, gy[sl], gls[sl] = _laplace_terms(y[sl], mu[sl], log_scale[sl])
-            total += bits.sum()
-        ctx.save_for_backward(gy, gls)
-        return total
-
-    @staticmethod
-    def backward(ctx, grad):
-        gy, gls = ctx.saved_tensors
-        g_y = gy * grad
-        return g_y, -g_y, gls * grad
 
 
 def laplace_rate(y: torch.Tensor, mu: torch.Tensor, log_scale: torch.Tensor) -> torch.Tensor:
     """Total bits of flat ``y`` given flat ``mu``, ``log_scale``; equals ``laplace_bits(...).sum()``."""
-    return _LaplaceBits.apply(y.reshape(-1), mu.reshape(-1), log_scale.reshape(-1))
-
-
-def laplace_bits(y: torch.Tensor, mu: torch.Tensor, log_scale: torch.Tensor) -> torch.Tensor:
-    """Information content (bits) of integer-ish ``y`` under a unit-bin discretised Laplace."""
-    b = torch.exp(log_scale.clamp(LOG_SCALE_MIN, LOG_SCALE_MAX))
-    d = torch.abs(y - mu)
-    # mass of [d - 1/2, d + 1/2] of a Laplace centred at 0, written to stay accurate in the tail
-    upper = torch.exp(-(d - 0.5).clamp_min(0) / b)
-    lower = torch.exp(-(d + 0.5) / b)
-    inside = 1 - 0.5 * (torch.exp(-(0.5 - d).clamp_min(0) / b) + lower)
-    mass = torch.where(d < 0.5, inside, 0.5 * (upper - lower))
-    return -torch.log2(mass.clamp_min(LIKELIHOOD_MIN))
+    return kernels.laplace_rate(y, mu, log_scale)
 
 
 class Upsampler(nn.Module):
@@ -312,54 +204,6 @@ class Upsampler(nn.Module):
         return s
 
 
-POINTWISE_CHUNK = 8192  # pixels per block: the hidden activations of a block stay in cache
-
-
-class _PointwiseMlp(torch.autograd.Function):
-    """1x1 layers (ReLU between) over (C, n) pixels, block by block in both passes.
-
-    The backward pass recomputes each block's activations instead of keeping the
-    (hidden x pixels) tensors: far less memory traffic than autograd over whole images.
-    """
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, *params: torch.Tensor) -> torch.Tensor:
-        weights, biases = params[0::2], params[1::2]
-        out = x.new_empty(weights[-1].shape[0], x.shape[1])
-        for a in range(0, x.shape[1], POINTWISE_CHUNK):
-            t = x[:, a : a + POINTWISE_CHUNK]
-            for k, (w, b) in enumerate(zip(weights, biases, strict=True)):
-                t = torch.addmm(b[:, None], w, t)
-                if k + 1 < len(weights):
-                    t.clamp_min_(0)
-            out[:, a : a + POINTWISE_CHUNK] = t
-        ctx.save_for_backward(x, *params)
-        return out
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        x, *params = ctx.saved_tensors
-        weights, biases = params[0::2], params[1::2]
-        gw = [torch.zeros_like(w) for w in weights]
-        gb = [torch.zeros_like(b) for b in biases]
-        gx = torch.empty_like(x) if ctx.needs_input_grad[0] else None
-        for a in range(0, x.shape[1], POINTWISE_CHUNK):
-            acts = [x[:, a : a + POINTWISE_CHUNK]]  # input of each layer
-            for k, (w, b) in enumerate(zip(weights[:-1], biases[:-1], strict=True)):
-                acts.append(torch.addmm(b[:, None], w, acts[k]).clamp_min_(0))
-            g = grad[:, a : a + POINTWISE_CHUNK]
-            for k in range(len(weights) - 1, -1, -1):
-                gw[k].addmm_(g, acts[k].t())
-                gb[k].add_(g.sum(1))
-                if k > 0:
-                    # through the ReLU: zero where the activation was clamped
-                    g = torch.ops.aten.threshold_backward(weights[k].t() @ g, acts[k], 0)
-                elif gx is not None:
-                    gx[:, a : a + POINTWISE_CHUNK] = weights[0].t() @ g
-        grads = [v for pair in zip(gw, gb, strict=True) for v in pair]
-        return (gx, *grads)
-
-
 class Synthesis(nn.Module):
     """1x1 convs (ReLU between) to 3 channels, then 3x3 residual convs (zero-initialised)."""
 
@@ -385,7 +229,7 @@ class Synthesis(nn.Module):
         params = []
         for conv in self.pointwise:
             params += [conv.weight.reshape(conv.weight.shape[0], -1), conv.bias]
-        s = _PointwiseMlp.apply(s.reshape(s.shape[1], h * w), *params).reshape(1, -1, h, w)
+        s = kernels.pointwise_mlp(s.reshape(s.shape[1], h * w), params).reshape(1, -1, h, w)
         for k, conv in enumerate(self.residual):
             # channels-last lets the 3-channel 3x3 convolution use the fast (oneDNN) kernels:
             # 3.5x faster forward + backward than the default layout, measured at 768x512.

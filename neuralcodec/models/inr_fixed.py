@@ -7,6 +7,10 @@ stays far below 2^53, so the result does not depend on summation order, BLAS or 
     activations      a_int at scale 2^ACT_BITS   (latents enter at scale 2^0)
     layer            acc = a_int @ w_int + b_int * 2^a_in ;  out = floor(acc * 2^(ACT - a_in - k) + 1/2)
 
+The integer kernels (upsampler, 3x3 convolutions, the ARM decode loop) live in
+``neuralcodec.kernels`` with their references; the coding tables are the frozen ones of
+``inr_tables`` (a shipped file, never rebuilt at run time).
+
 Latent coding (``encode_latents`` / ``decode_latents``): the ARM gives ``mu`` and ``log b`` in
 fixed point;  ``mu`` is split into an integer ``m`` and a fraction bin ``f`` (1/8 steps) and
 ``log b`` into a scale bin ``s`` of a log-spaced table; the value coded is ``y - m`` with table
@@ -24,30 +28,23 @@ from functools import lru_cache
 
 import numpy as np
 import torch
-from torch.nn import functional as F
 
+from .. import kernels
 from ..entropy import rangecoder
-from ..entropy.tables import PRECISION, CodingTables
-from . import _exact
+from ..entropy.tables import PRECISION
+from ..kernels.exact_upsample import rescale
+from ..kernels.inr_arm import ArmCoding, arm_mlp
+from ..kernels.inr_arm import coding_indexes as _coding_indexes
 from .fixedpoint import ACT_BITS, ACT_LIMIT, WEIGHT_MAGNITUDE_BITS
-from .inr import (
-    LOG_SCALE_MAX,
-    LOG_SCALE_MIN,
-    NEIGHBOURHOODS,
-    WAVEFRONT_SLOPE,
-    InrConfig,
-    grid_shapes,
-)
+from .inr import NEIGHBOURHOODS, WAVEFRONT_SLOPE, InrConfig, grid_shapes
+from .inr_tables import LS_HI, LS_LO, NUM_FRACS, NUM_SCALES, tables_at, tables_path
+from .inr_tables import coding_tables as coding_tables
 
-NUM_SCALES = 64
-NUM_FRACS = 8
-MAX_HALF_SUPPORT = 1024
-LS_LO = round(LOG_SCALE_MIN * 2**ACT_BITS)
-LS_HI = round(LOG_SCALE_MAX * 2**ACT_BITS)
 LATENT_LIMIT = 2**20
-# The constants of ``arm_fixed`` + ``coding_indexes`` in the order ``RangeDecoder.decode_mlp``
-# takes them (its C twin of those two functions).
-MLP_CODING = (ACT_BITS, float(ACT_LIMIT), NUM_FRACS, NUM_SCALES, LS_LO, LS_HI, LATENT_LIMIT)
+# The constants of ``arm_fixed`` + ``coding_indexes``: the ARM decode kernel's ``coding``.
+MLP_CODING = ArmCoding(
+    ACT_BITS, float(ACT_LIMIT), NUM_FRACS, NUM_SCALES, LS_LO, LS_HI, LATENT_LIMIT
+)
 
 
 class InrStreamError(ValueError):
@@ -57,51 +54,14 @@ class InrStreamError(ValueError):
 # ----------------------------------------------------------------------------- tables
 
 
-def table_scales() -> np.ndarray:
-    """The NUM_SCALES Laplace scales ``b_s`` the coder knows (float64)."""
-    j = np.arange(NUM_SCALES, dtype=np.float64)
-    return np.exp((LS_LO + j * (LS_HI - LS_LO) / (NUM_SCALES - 1)) / 2**ACT_BITS)
+@lru_cache(maxsize=4)
+def _prepared(path: str) -> rangecoder.PreparedTables:
+    return rangecoder.prepare(tables_at(path))
 
 
-def _quantized_cdf(pmf: np.ndarray, escape: float) -> np.ndarray:
-    """pmf of the regular symbols + escape mass -> int32 CDF summing to 2^PRECISION, all > 0."""
-    total = 1 << PRECISION
-    p = np.append(pmf, escape)
-    freq = 1 + np.floor(p / p.sum() * (total - p.size)).astype(np.int64)
-    freq[np.argmax(freq)] += total - int(freq.sum())  # the rounding remainder, >= 0
-    return np.concatenate([[0], np.cumsum(freq)]).astype(np.int32)
-
-
-def _laplace_cdf(x: np.ndarray, b: float) -> np.ndarray:
-    return np.where(
-        x < 0, 0.5 * np.exp(np.minimum(x, 0) / b), 1 - 0.5 * np.exp(-np.maximum(x, 0) / b)
-    )
-
-
-@lru_cache(maxsize=1)
-def coding_tables() -> CodingTables:
-    """NUM_SCALES x NUM_FRACS discretised Laplace tables (index ``s * NUM_FRACS + f``)."""
-    rows, offsets = [], []
-    for b in table_scales():
-        half = min(int(math.ceil(10 * b)) + 1, MAX_HALF_SUPPORT)
-        k = np.arange(-half, half + 1, dtype=np.float64)
-        for f in range(NUM_FRACS):
-            c = (f - NUM_FRACS // 2) / NUM_FRACS
-            hi, lo = _laplace_cdf(k + 0.5 - c, b), _laplace_cdf(k - 0.5 - c, b)
-            escape = _laplace_cdf(np.array([-half - 0.5 - c]), b)[0] + 1 - hi[-1]
-            rows.append(_quantized_cdf(hi - lo, max(escape, 0.0)))
-            offsets.append(-half)
-    width = max(len(r) for r in rows)
-    cdfs = np.zeros((len(rows), width), dtype=np.int32)
-    for j, r in enumerate(rows):
-        cdfs[j, : len(r)] = r
-    lengths = np.array([len(r) for r in rows], dtype=np.int32)
-    return CodingTables(cdfs, lengths, np.array(offsets, dtype=np.int32), PRECISION)
-
-
-@lru_cache(maxsize=1)
 def prepared_tables() -> rangecoder.PreparedTables:
-    return rangecoder.prepare(coding_tables())
+    """The shipped tables (``inr_tables``) in the range coder's prepared form."""
+    return _prepared(str(tables_path()))
 
 
 def table_bits(values: np.ndarray, indexes: np.ndarray) -> float:
@@ -120,13 +80,7 @@ def table_bits(values: np.ndarray, indexes: np.ndarray) -> float:
 
 def coding_indexes(mu_fx: np.ndarray, ls_fx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Fixed-point (mu, log b) -> (table indexes int32, integer means int64). Integer-only."""
-    mu_q = (mu_fx.astype(np.int64) * NUM_FRACS + 2 ** (ACT_BITS - 1)) // 2**ACT_BITS
-    m = (mu_q + NUM_FRACS // 2) // NUM_FRACS
-    frac = mu_q - m * NUM_FRACS + NUM_FRACS // 2
-    span = LS_HI - LS_LO
-    s = ((ls_fx.astype(np.int64) - LS_LO) * (NUM_SCALES - 1) * 2 + span) // (2 * span)
-    s = np.clip(s, 0, NUM_SCALES - 1)
-    return (s * NUM_FRACS + frac).astype(np.int32), m
+    return _coding_indexes(mu_fx, ls_fx, MLP_CODING)
 
 
 # ----------------------------------------------------------------------------- fixed networks
@@ -143,63 +97,24 @@ class FixedNets:
     steps: dict[str, int]  # step exponent k per network: values are int / 2^k
 
 
-def _shift(acc: np.ndarray | torch.Tensor, in_bits: int, k: int):
+def _shift(acc: torch.Tensor, in_bits: int, k: int) -> torch.Tensor:
     """Rounding rescale of a fresh accumulator (modified in place) to scale 2^ACT_BITS."""
-    if isinstance(acc, torch.Tensor):
-        acc.mul_(2.0 ** (ACT_BITS - in_bits - k)).add_(0.5).floor_()
-        return acc.clamp_(-ACT_LIMIT, ACT_LIMIT)
-    acc *= 2.0 ** (ACT_BITS - in_bits - k)
-    acc += 0.5
-    np.floor(acc, out=acc)
-    return np.clip(acc, -ACT_LIMIT, ACT_LIMIT, out=acc)
+    return rescale(acc, 2.0 ** (ACT_BITS - in_bits - k), float(ACT_LIMIT))
 
 
 def arm_fixed(nets: FixedNets, ctx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(n, K) integer latents -> (mu, log b) at scale 2^ACT_BITS, exact float64 integers."""
-    k = nets.steps["arm"]
-    a, in_bits = ctx.astype(np.float64), 0
-    for j, (w, b) in enumerate(nets.arm):
-        a = _shift(a @ w.T + b * 2.0**in_bits, in_bits, k)
-        if j + 1 < len(nets.arm):
-            a = np.maximum(a, 0)
-        in_bits = ACT_BITS
-    return a[:, 0], a[:, 1]
+    return arm_mlp(nets.arm, nets.steps["arm"], MLP_CODING, ctx)
 
 
 def _up2_fixed(x: torch.Tensor, taps: torch.Tensor, k: int) -> torch.Tensor:
-    """Exact x2 upsampling of fixed-point (C, h, w) along both axes (4 taps per phase), in C."""
-    x = x.contiguous()
-    out = torch.empty(x.shape[0], 2 * x.shape[1], 2 * x.shape[2], dtype=torch.float64)
-    _exact.up2(x.numpy(), taps.contiguous().numpy(), 2.0**-k, float(ACT_LIMIT), out.numpy())
-    return out
-
-
-def _up2_reference(x: torch.Tensor, taps: torch.Tensor, k: int) -> torch.Tensor:
-    """``_up2_fixed`` in PyTorch (the definition the C kernel is tested against)."""
-    for _ in range(2):  # width, then height (by transposing twice)
-        w = x.shape[-1]
-        p = F.pad(x[None], (2, 2, 0, 0), mode="replicate")[0]
-        even = sum(p[..., t : t + w] * taps[t] for t in range(4))
-        odd = sum(p[..., 1 + t : 1 + t + w] * taps[3 - t] for t in range(4))
-        x = torch.stack([_shift(even, ACT_BITS, k), _shift(odd, ACT_BITS, k)], dim=-1)
-        x = x.flatten(-2).transpose(-1, -2)
-    return x
+    """Exact x2 upsampling of fixed-point (C, h, w) along both axes (4 taps per phase)."""
+    return kernels.up2_exact(x, taps, 2.0**-k, float(ACT_LIMIT))
 
 
 def _conv3x3(s: torch.Tensor, w: np.ndarray, b: np.ndarray) -> torch.Tensor:
-    """(C, H, W) replicate-padded 3x3 convolution, exact, in C."""
-    s = s.contiguous()
-    out = torch.empty(w.shape[0], *s.shape[1:], dtype=torch.float64)
-    wt = np.ascontiguousarray(w, dtype=np.float64)
-    _exact.conv3x3(s.numpy(), wt, np.asarray(b * 2.0**ACT_BITS, dtype=np.float64), out.numpy())
-    return out
-
-
-def _conv3x3_reference(s: torch.Tensor, w: np.ndarray, b: np.ndarray) -> torch.Tensor:
-    """``_conv3x3`` in PyTorch: integers in float64 are exact in any summation order."""
-    p = F.pad(s[None], (1, 1, 1, 1), mode="replicate")
-    wt = torch.from_numpy(w.astype(np.float64))
-    return F.conv2d(p, wt, torch.from_numpy(b * 2.0**ACT_BITS))[0]
+    """(C, H, W) replicate-padded 3x3 convolution, exact (bias at scale 2^ACT_BITS)."""
+    return kernels.conv3x3_exact(s, w, b * 2.0**ACT_BITS)
 
 
 # Pixels per block of the pointwise synthesis: its hidden activations stay in the CPU cache.
@@ -339,37 +254,28 @@ def encode_latents(nets: FixedNets, layout: Layout, grids: list[np.ndarray]) -> 
     return rangecoder.encode(v32, idx, prepared_tables()), table_bits(v32, idx)
 
 
-def decode_latents(nets: FixedNets, layout: Layout, data: bytes) -> list[np.ndarray]:
-    """Inverse of ``encode_latents``: the range decoder runs the ARM itself, symbol by symbol."""
+def decode_latents(
+    nets: FixedNets, layout: Layout, data: bytes, impl: str | None = None
+) -> list[np.ndarray]:
+    """Inverse of ``encode_latents`` through the ARM decode kernel (``kernels.arm_decode``).
+
+    The fast kernel decodes symbol by symbol in C; the reference decodes one wavefront per
+    NumPy call (``impl="reference"``).
+    """
     buf = np.zeros(layout.size, dtype=np.float64)
-    dec = rangecoder.RangeDecoder(data)
-    layers = [(w.astype(np.float64), b.astype(np.float64)) for w, b in nets.arm]
-    dec.decode_mlp(
+    kernels.arm_decode(
+        rangecoder.RangeDecoder(data),
+        prepared_tables(),
         buf,
         layout.positions,
         layout.levels,
         layout.offsets,
-        layers,
+        [(w.astype(np.float64), b.astype(np.float64)) for w, b in nets.arm],
         nets.steps["arm"],
         MLP_CODING,
-        prepared_tables(),
+        layout.starts,
+        impl=impl,
     )
-    return _gather(layout, buf)
-
-
-def decode_latents_wavefront(nets: FixedNets, layout: Layout, data: bytes) -> list[np.ndarray]:
-    """Reference decoder in NumPy: one vectorised ARM call and one chunk per wavefront."""
-    buf = np.zeros(layout.size, dtype=np.float64)
-    dec = rangecoder.RangeDecoder(data)
-    tables = prepared_tables()
-    pos, starts = layout.positions, layout.starts
-    ctx_index = layout.context_index()
-    for t in range(len(starts) - 1):
-        a, b = starts[t], starts[t + 1]
-        mu, ls = arm_fixed(nets, buf[ctx_index[a:b]])
-        idx, m = coding_indexes(mu, ls)
-        vals = dec.decode(idx, tables)
-        buf[pos[a:b]] = np.clip(vals + m, -LATENT_LIMIT, LATENT_LIMIT)
     return _gather(layout, buf)
 
 

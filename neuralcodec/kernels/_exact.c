@@ -1,4 +1,4 @@
-/* Exact fixed-point image kernels of the INR decoder (models/inr_fixed.py).
+/* Exact fixed-point image kernels of the INR decoder (kernels/exact_upsample.py, exact_conv.py).
  *
  * Values are integers carried in float64 (C-contiguous (C, H, W) planes). Every product and
  * partial sum stays an integer below 2^53, so results are exact and identical to the NumPy /
@@ -214,7 +214,7 @@ static PyMethodDef methods[] = {
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "_exact", "Exact fixed-point kernels of the INR decoder.", -1, methods,
+    PyModuleDef_HEAD_INIT, "_exact", "Exact fixed-point image kernels of the INR decoder (see kernels/exact_*.py).", -1, methods,
     NULL, NULL, NULL, NULL,
 };
 

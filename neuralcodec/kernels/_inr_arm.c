@@ -1,19 +1,28 @@
-/* Context-model decoding inside the range decoder: Decoder.decode_mlp.
+/* The INR context model's fused decode loop: fixed-point ARM -> table index -> range decoder.
  *
- * Included by _rangecoder.c (it uses the decoder's lanes and tables directly). For each symbol
- * i, in order, the context is buf[positions[i] + offsets[levels[i], 0..K-1]] (values decoded
- * earlier; one row of neighbour offsets per latent grid, so no per-symbol index table); a small
- * fixed-point MLP maps it to (mu, log b) of a Laplace; those select one of the
- * num_scales x num_fracs Laplace tables and an integer mean m; the decoded value v gives
- * buf[positions[i]] = clip(v + m, +-latent_limit).
+ *   decode(decoder, tables, buf, positions, levels, offsets, layers, step, coding)
+ *
+ * For each symbol i, in order, the context is buf[positions[i] + offsets[levels[i], 0..K-1]]
+ * (values decoded earlier; one row of neighbour offsets per latent grid, so no per-symbol index
+ * table); a small fixed-point MLP maps it to (mu, log b) of a Laplace; those select one of the
+ * num_scales x num_fracs Laplace tables and an integer mean m; the value v decoded with that
+ * table gives buf[positions[i]] = clip(v + m, +-latent_limit).
+ *
+ * The range coder itself stays generic: symbols are decoded through its C API (a capsule,
+ * entropy/_rangecoder_api.h), one call per symbol, on the caller's `_rangecoder.Decoder`.
  *
  * Arithmetic is integer values carried in doubles, exactly as the NumPy reference
- * (models/inr_fixed.py): every product and partial sum is an integer below 2^53, a layer's
+ * (kernels/inr_arm.py): every product and partial sum is an integer below 2^53, a layer's
  * accumulator is rescaled by floor(acc * 2^e + 1/2) with a power-of-two e, so the result does not
  * depend on summation order, FMA contraction or the compiler.
  */
-
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
 #include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "../entropy/_rangecoder_api.h"
 
 #define MLP_MAX_LAYERS 8
 #define MLP_MAX_WIDTH 64
@@ -69,20 +78,16 @@ static void mlp_eval(const MlpLayer *layers, int nl, int k, const MlpCoding *c, 
     *ls = a[1];
 }
 
+static const NcRangeDecoderApi *rc_api;
+
 /* x86-64: an AVX2 clone is picked at load time when the CPU has it (same results: exact). */
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
 __attribute__((target_clones("avx2", "default")))
 #endif
-static int decode_mlp_run(DecoderObject *D, const TablesObject *T, double *buf,
-                          const int64_t *pos, const int64_t *lvl, const int64_t *offs,
-                          Py_ssize_t n, int K,
-                          const MlpLayer *layers, int nl, int k, const MlpCoding *c)
+static int decode_run(NcDecodeRun *run, double *buf, const int64_t *pos, const int64_t *lvl,
+                      const int64_t *offs, Py_ssize_t n, int K, const MlpLayer *layers, int nl,
+                      int k, const MlpCoding *c)
 {
-    DecLane L[NLANES];
-    memcpy(L, D->lanes, sizeof(L));
-    const Table *tabs = T->tabs;
-    int prec = T->precision, shift = T->lut_shift;
-    uint64_t count = D->count;
     int64_t one = (int64_t)1 << c->act_bits, span = c->ls_hi - c->ls_lo;
     double a[MLP_MAX_WIDTH];
     for (Py_ssize_t i = 0; i < n; i++) {
@@ -98,18 +103,12 @@ static int decode_mlp_run(DecoderObject *D, const TablesObject *T, double *buf,
         int64_t s = floor_div(((int64_t)ls_d - c->ls_lo) * (c->num_scales - 1) * 2 + span, 2 * span);
         s = s < 0 ? 0 : (s >= c->num_scales ? c->num_scales - 1 : s);
         int32_t v;
-        if (dec_value(&L[(count + (uint64_t)i) & 3], &tabs[s * c->num_fracs + frac], prec, shift,
-                      &v) < 0)
+        if (rc_api->decode(run, (Py_ssize_t)(s * c->num_fracs + frac), &v) < 0)
             return -1;
         int64_t y = (int64_t)v + m;
         y = y < -c->latent_limit ? -c->latent_limit : (y > c->latent_limit ? c->latent_limit : y);
         buf[pos[i]] = (double)y;
     }
-    for (int j = 0; j < NLANES; j++)
-        if (L[j].pos > L[j].len + READ_SLACK)
-            return -1;
-    memcpy(D->lanes, L, sizeof(L));
-    D->count = count + (uint64_t)n;
     return 0;
 }
 
@@ -158,32 +157,25 @@ static int neighbours_in_range(const int64_t *pos, const int64_t *lvl, Py_ssize_
     return 1;
 }
 
-static PyObject *Decoder_decode_mlp(DecoderObject *self, PyObject *args)
+static PyObject *arm_decode(PyObject *mod, PyObject *args)
 {
-    PyObject *obuf, *opos, *olvl, *ooff, *olayers, *otab;
+    PyObject *odec, *otab, *obuf, *opos, *olvl, *ooff, *olayers;
     int k;
     MlpCoding c;
     long long nf, ns, lo, hi, lim;
-    if (!PyArg_ParseTuple(args, "OOOOOi(idLLLLL)O:decode_mlp", &obuf, &opos, &olvl, &ooff,
-                          &olayers, &k, &c.act_bits, &c.act_limit, &nf, &ns, &lo, &hi, &lim,
-                          &otab))
+    if (!PyArg_ParseTuple(args, "OOOOOOOi(idLLLLL):decode", &odec, &otab, &obuf, &opos, &olvl,
+                          &ooff, &olayers, &k, &c.act_bits, &c.act_limit, &nf, &ns, &lo, &hi,
+                          &lim))
         return NULL;
     c.num_fracs = nf, c.num_scales = ns, c.ls_lo = lo, c.ls_hi = hi, c.latent_limit = lim;
-    TablesObject *T = as_tables(otab);
-    if (!T)
-        return NULL;
-    if (nf <= 0 || ns <= 0 || hi <= lo || nf * ns > T->n || lim < 0 || c.act_bits < 1 ||
-        c.act_bits > 20 || k < 0 || k > 24) {
-        PyErr_SetString(PyExc_ValueError, "decode_mlp: inconsistent coding parameters");
+    if (nf <= 0 || ns <= 0 || hi <= lo || nf > (1 << 20) || ns > (1 << 20) || lim < 0 ||
+        c.act_bits < 1 || c.act_bits > 20 || k < 0 || k > 24) {
+        PyErr_SetString(PyExc_ValueError, "inr_arm: inconsistent coding parameters");
         return NULL;
     }
     if (!PyTuple_Check(olayers) || PyTuple_GET_SIZE(olayers) < 1 ||
         PyTuple_GET_SIZE(olayers) > MLP_MAX_LAYERS) {
-        PyErr_SetString(PyExc_ValueError, "decode_mlp: layers must be a tuple of 1..8 (w, b)");
-        return NULL;
-    }
-    if (self->failed) {
-        PyErr_SetString(DecodeError, "decoder stopped at an earlier corrupt chunk");
+        PyErr_SetString(PyExc_ValueError, "inr_arm: layers must be a tuple of 1..8 (w, b)");
         return NULL;
     }
     /* got: layers whose buffers are held; made: layers whose transposed weights exist */
@@ -191,10 +183,11 @@ static PyObject *Decoder_decode_mlp(DecoderObject *self, PyObject *args)
     MlpLayer layers[MLP_MAX_LAYERS];
     Py_buffer wv[MLP_MAX_LAYERS], bv[MLP_MAX_LAYERS], buf, pos, lvl, off;
     int have_buf = 0, have_pos = 0, have_lvl = 0, have_off = 0;
+    NcDecodeRun *run;
     for (; got < nl; got++) {
         PyObject *pair = PyTuple_GET_ITEM(olayers, got), *ow, *ob;
         if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2) {
-            PyErr_SetString(PyExc_ValueError, "decode_mlp: each layer must be a (w, b) tuple");
+            PyErr_SetString(PyExc_ValueError, "inr_arm: each layer must be a (w, b) tuple");
             goto done;
         }
         ow = PyTuple_GET_ITEM(pair, 0);
@@ -210,7 +203,7 @@ static PyObject *Decoder_decode_mlp(DecoderObject *self, PyObject *args)
         if (out < 1 || out > MLP_MAX_WIDTH || in < 1 || in > MLP_MAX_WIDTH ||
             (Py_ssize_t)in * out * 8 != wv[got].len || (got && in != prev) ||
             (got == nl - 1 && out < 2)) {
-            PyErr_Format(PyExc_ValueError, "decode_mlp: layer %d has inconsistent shapes", got);
+            PyErr_Format(PyExc_ValueError, "inr_arm: layer %d has inconsistent shapes", got);
             got++;
             goto done;
         }
@@ -242,25 +235,27 @@ static PyObject *Decoder_decode_mlp(DecoderObject *self, PyObject *args)
     have_off = 1;
     Py_ssize_t n = pos.len / 8, size = buf.len / 8, nlev = off.len / 8 / K;
     if (lvl.len != pos.len || off.len != nlev * K * 8 || nlev < 1 || nlev > MLP_MAX_LEVELS) {
-        PyErr_SetString(PyExc_ValueError, "decode_mlp: one level per position and K offsets "
+        PyErr_SetString(PyExc_ValueError, "inr_arm: one level per position and K offsets "
                                           "per level (1..64 levels)");
         goto done;
     }
     if (!neighbours_in_range(pos.buf, lvl.buf, n, off.buf, nlev, K, size)) {
-        PyErr_SetString(PyExc_ValueError, "decode_mlp: an index points outside buf");
+        PyErr_SetString(PyExc_ValueError, "inr_arm: an index points outside buf");
         goto done;
     }
-    if (claim(&self->busy) < 0)
+    run = rc_api->begin(odec, otab);
+    if (!run)
         goto done;
+    if (nf * ns > rc_api->num_tables(run)) {
+        rc_api->end(run, 0); /* nothing decoded: the decoder stays as it was */
+        PyErr_SetString(PyExc_ValueError, "inr_arm: inconsistent coding parameters");
+        goto done;
+    }
     Py_BEGIN_ALLOW_THREADS
-    st = decode_mlp_run(self, T, buf.buf, pos.buf, lvl.buf, off.buf, n, K, layers, nl, k, &c);
+    st = decode_run(run, buf.buf, pos.buf, lvl.buf, off.buf, n, K, layers, nl, k, &c);
     Py_END_ALLOW_THREADS
-    self->busy = 0;
-    if (st < 0) {
-        self->failed = 1;
-        PyErr_SetString(DecodeError, "corrupt or truncated range-coder stream");
+    if (rc_api->end(run, st) < 0)
         goto done;
-    }
     rc = 0;
 done:
     for (int j = 0; j < got; j++) {
@@ -280,4 +275,35 @@ done:
     if (rc < 0)
         return NULL;
     Py_RETURN_NONE;
+}
+
+static PyMethodDef methods[] = {
+    {"decode", arm_decode, METH_VARARGS,
+     "decode(decoder, tables, buf, positions, levels, offsets, layers, step, coding): decode "
+     "len(positions) values into buf, each with a Laplace table chosen by a fixed-point MLP of "
+     "earlier values."},
+    {NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_inr_arm",
+    "Fused decode loop of the INR context model (ARM) over the range decoder's C API.", -1,
+    methods, NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__inr_arm(void)
+{
+    PyObject *rc_module = PyImport_ImportModule("neuralcodec.entropy._rangecoder");
+    if (!rc_module)
+        return NULL;
+    Py_DECREF(rc_module); /* kept alive by sys.modules; the capsule lookup walks attributes */
+    rc_api = PyCapsule_Import(NC_RANGE_DECODER_API, 0);
+    if (!rc_api)
+        return NULL;
+    if (rc_api->version != NC_RANGE_DECODER_API_VERSION) {
+        PyErr_Format(PyExc_ImportError, "_inr_arm needs range decoder C API %d, got %d",
+                     NC_RANGE_DECODER_API_VERSION, rc_api->version);
+        return NULL;
+    }
+    return PyModule_Create(&module);
 }

@@ -1,0 +1,20 @@
+"""The compiled kernel extensions, or None where they are not built (the references then run)."""
+
+from __future__ import annotations
+
+try:
+    from . import _exact
+except ImportError:  # pragma: no cover - a source tree without `setup.py build_ext`
+    _exact = None
+try:
+    from . import _inr_arm
+except ImportError:  # pragma: no cover
+    _inr_arm = None
+
+
+def has_exact(*args, **kwargs) -> bool:
+    return _exact is not None
+
+
+def has_inr_arm(*args, **kwargs) -> bool:
+    return _inr_arm is not None
