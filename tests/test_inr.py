@@ -25,6 +25,7 @@ from neuralcodec.codecs.inr import (
     preset_with,
     quality_lambda,
 )
+from neuralcodec.codecs.latent.wavefront import decode_latents, encode_latents
 from neuralcodec.container.binary import pack, unpack
 from neuralcodec.container.bridge import from_encoded, to_encoded
 from neuralcodec.models import inr_fixed as fx
@@ -120,8 +121,8 @@ def test_stream_decodes_to_the_latents_the_encoder_coded():
     ints = {n: fx.quantize_tensors(fx.float_tensors(model, n), 8) for n in ("arm", "ups", "syn")}
     nets = fx.assemble(cfg, ints, dict.fromkeys(ints, 8))
     layout = fx.make_layout(cfg, 20, 27)
-    data, bits = fx.encode_latents(nets, layout, grids)
-    decoded = fx.decode_latents(nets, layout, data)
+    data, bits = encode_latents(nets, layout, grids)
+    decoded = decode_latents(nets, layout, data)
     assert all(np.array_equal(a, b) for a, b in zip(decoded, grids, strict=True))
     assert abs(8 * len(data) - bits) <= 64 + 0.02 * bits  # a few bytes of range-coder flush
 

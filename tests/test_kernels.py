@@ -16,6 +16,7 @@ import torch
 
 from neuralcodec import kernels
 from neuralcodec.codecs.inr import PRESETS
+from neuralcodec.codecs.latent.wavefront import decode_latents, encode_latents
 from neuralcodec.entropy.rangecoder import DecodeError, RangeDecoder
 from neuralcodec.kernels import dispatch, pointwise
 from neuralcodec.kernels.laplace import laplace_bits
@@ -194,9 +195,9 @@ def _random_coder(cfg: InrConfig, h: int, w: int, spread: float, seed: int = 0):
 @pytest.mark.parametrize("spread", [0.7, 40.0])  # mostly zeros / many escapes
 def test_c_arm_decoder_equals_the_numpy_wavefront_decoder(spread):
     nets, layout, grids = _random_coder(PRESETS["fast"].arch, 37, 53, spread)
-    data, _ = fx.encode_latents(nets, layout, grids)
-    fast = fx.decode_latents(nets, layout, data)
-    ref = fx.decode_latents(nets, layout, data, impl="reference")
+    data, _ = encode_latents(nets, layout, grids)
+    fast = decode_latents(nets, layout, data)
+    ref = decode_latents(nets, layout, data, impl="reference")
     assert all(np.array_equal(a, b) for a, b in zip(fast, grids, strict=True))
     assert all(np.array_equal(a, b) for a, b in zip(ref, grids, strict=True))
 
@@ -204,7 +205,7 @@ def test_c_arm_decoder_equals_the_numpy_wavefront_decoder(spread):
 def test_arm_decode_continues_the_decoders_stream_between_runs_and_chunks():
     """A C run, an ordinary chunk and another C run on one decoder read one stream."""
     nets, layout, grids = _random_coder(PRESETS["test"].arch, 19, 23, 3.0, seed=1)
-    data, _ = fx.encode_latents(nets, layout, grids)
+    data, _ = encode_latents(nets, layout, grids)
     layers = [(w.astype(np.float64), b.astype(np.float64)) for w, b in nets.arm]
     tables, n = fx.prepared_tables(), len(layout.positions)
     pos, lvl, off, k = layout.positions, layout.levels, layout.offsets, nets.steps["arm"]
@@ -222,9 +223,9 @@ def test_arm_decode_continues_the_decoders_stream_between_runs_and_chunks():
 
 def test_arm_decoder_rejects_bad_streams_and_arguments():
     nets, layout, grids = _random_coder(PRESETS["test"].arch, 24, 31, 3.0)
-    data, _ = fx.encode_latents(nets, layout, grids)
+    data, _ = encode_latents(nets, layout, grids)
     with pytest.raises(DecodeError):
-        fx.decode_latents(nets, layout, data[: len(data) // 2])
+        decode_latents(nets, layout, data[: len(data) // 2])
     dec = RangeDecoder(data)
     buf = np.zeros(layout.size)
     pos, lvl, off = layout.positions, layout.levels, layout.offsets

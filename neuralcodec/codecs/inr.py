@@ -34,6 +34,7 @@ from ..entropy.tables import TableError
 from ..models import inr_fixed as fx
 from ..models.inr import InrConfig, InrModel, mac_per_pixel
 from .base import Codec, CodecError, Encoded, register
+from .latent.wavefront import decode_latents, encode_latents
 
 NETWORKS = ("arm", "ups", "syn")
 STEP_CANDIDATES = tuple(range(4, 13))
@@ -243,7 +244,7 @@ def decode_streams(header: dict[str, Any], streams: dict[str, bytes]):
     try:
         ints = {n: fx.decode_tensors(streams[n], fx.network_shapes(cfg, n)) for n in NETWORKS}
         nets = fx.assemble(cfg, ints, steps)
-        grids = fx.decode_latents(nets, fx.make_layout(cfg, h, w), streams["latent"])
+        grids = decode_latents(nets, fx.make_layout(cfg, h, w), streams["latent"])
     except (DecodeError, TableError, fx.InrStreamError) as exc:
         raise CodecError(f"inr: corrupt stream ({exc})") from None
     return grids, _to_uint8(fx.synthesize_fixed(nets, grids))
@@ -287,7 +288,7 @@ class InrCodec(Codec):
         for n in NETWORKS:
             streams[n], est_bits[n] = fx.encode_tensors(ints[n])
         layout = fx.make_layout(preset.arch, h, w)
-        streams["latent"], est_bits["latent"] = fx.encode_latents(nets, layout, grids)
+        streams["latent"], est_bits["latent"] = encode_latents(nets, layout, grids)
         arch = {**preset.arch.to_dict(), "steps": steps}
         header = {
             "shape": [h, w, 3],

@@ -241,44 +241,6 @@ def _gather(layout: Layout, buf: np.ndarray) -> list[np.ndarray]:
     return out
 
 
-def encode_latents(nets: FixedNets, layout: Layout, grids: list[np.ndarray]) -> tuple[bytes, float]:
-    """Integer grids -> (latent stream, exact information content in bits)."""
-    buf = _scatter(layout, grids)
-    ctx = buf[layout.context_index()]
-    mu, ls = arm_fixed(nets, ctx)
-    idx, m = coding_indexes(mu, ls)
-    values = buf[layout.positions].astype(np.int64) - m
-    if np.abs(values).max(initial=0) >= 2**31 - 1:
-        raise InrStreamError("latent values outside int32")
-    v32 = values.astype(np.int32)
-    return rangecoder.encode(v32, idx, prepared_tables()), table_bits(v32, idx)
-
-
-def decode_latents(
-    nets: FixedNets, layout: Layout, data: bytes, impl: str | None = None
-) -> list[np.ndarray]:
-    """Inverse of ``encode_latents`` through the ARM decode kernel (``kernels.arm_decode``).
-
-    The fast kernel decodes symbol by symbol in C; the reference decodes one wavefront per
-    NumPy call (``impl="reference"``).
-    """
-    buf = np.zeros(layout.size, dtype=np.float64)
-    kernels.arm_decode(
-        rangecoder.RangeDecoder(data),
-        prepared_tables(),
-        buf,
-        layout.positions,
-        layout.levels,
-        layout.offsets,
-        [(w.astype(np.float64), b.astype(np.float64)) for w, b in nets.arm],
-        nets.steps["arm"],
-        MLP_CODING,
-        layout.starts,
-        impl=impl,
-    )
-    return _gather(layout, buf)
-
-
 # ----------------------------------------------------------------------------- parameters
 
 

@@ -7,6 +7,7 @@
     hyperprior.py    FactorizedLatent, GaussianLatent, HyperpriorLatent
     checkerboard.py  CheckerboardGroupsLatent (ELIC channel groups x checkerboard)
     categorical.py   CategoricalLatent (VQ / label indices, static or adaptive tables)
+    wavefront.py     WavefrontLatent (INR latent grids, exact integer ARM, C decode kernel)
 """
 
 from .base import ConditionalLatentCodec, LatentCodec, LatentContext, round_to_int32
