@@ -49,6 +49,9 @@ site=$("$work/venv/bin/python" -c 'import sysconfig; print(sysconfig.get_path("p
 
 mkdir "$work/run"
 cd "$work/run"
+# One thread unless told otherwise: on a busy machine the inr fit with two threads can take 25
+# times as long (spinning OpenMP workers), which tells nothing about the installation.
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 run() { env -u PYTHONPATH -u NEURALCODEC_WEIGHTS -u NEURALCODEC_DATA -u NEURALCODEC_REFERENCE "$@"; }
 vpy="$work/venv/bin/python"
 codec="$work/venv/bin/codec"
