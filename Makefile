@@ -6,7 +6,7 @@ PIP    := $(VENV)/bin/pip
 STAMP  := $(VENV)/.installed
 SAMPLE := examples/sample.png
 
-.PHONY: all setup build demo test test-slow lint format asan bench-entropy bench-rd clean
+.PHONY: all setup build demo test test-slow check-wheel lint format asan bench-entropy bench-rd clean
 
 all: test
 
@@ -47,6 +47,11 @@ test: build
 
 test-slow: build
 	$(PY) -m pytest -q -m slow
+
+# Build a wheel, install it into a fresh venv outside the checkout (dependencies from .venv) and
+# run codec list / encode / decode / info with every shipped codec from there.
+check-wheel: $(STAMP)
+	PYTHON=$(PY) bash scripts/check_wheel.sh
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check neuralcodec tests scripts

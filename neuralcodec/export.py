@@ -1,12 +1,13 @@
-"""Freeze a training checkpoint into shipped weights and record it in ``weights/manifest.json``.
+"""Freeze a training checkpoint into shipped weights and record it in their ``manifest.json``.
 
     python -m neuralcodec.export --checkpoint runs/msh/last.safetensors --name mbt-mean
     codec bench rd --dataset ../shared/data/kodak --codecs mbt-mean --out results/kodak
     python -m neuralcodec.export --name mbt-mean --eval-results results/kodak/results.json
 
-Writes ``weights/<name>.safetensors`` (float transforms + frozen integer tables + fixed-point
-networks) and its entry in the manifest (architecture, sha256, training facts). After
-``codec bench rd`` has measured the codec, ``--eval-results results/kodak/results.json`` copies
+Writes ``<weights dir>/<name>.safetensors`` (float transforms + frozen integer tables + fixed-point
+networks) and its entry in the manifest (architecture, sha256, training facts). The weights dir
+is ``--weights-dir``, else ``$NEURALCODEC_WEIGHTS``, else the package's own ``neuralcodec/weights/``
+(the root ``weights`` link of a checkout points there). After ``codec bench rd`` has measured the codec, ``--eval-results results/kodak/results.json`` copies
 its per-quality Kodak points (real .ncf sizes) into the entry, checked against the weights hash.
 """
 
@@ -20,6 +21,7 @@ from pathlib import Path
 from safetensors import safe_open
 from safetensors.torch import load_file
 
+from .codecs.weights import weights_dir
 from .models import elic, frozen
 from .models.hyperprior import HyperpriorModel
 
@@ -100,7 +102,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--checkpoint", type=Path, help="training checkpoint to freeze")
     p.add_argument("--name", required=True, help="codec name, e.g. mbt-mean")
-    p.add_argument("--weights-dir", type=Path, default=Path("weights"))
+    p.add_argument(
+        "--weights-dir",
+        type=Path,
+        default=None,
+        help="default: $NEURALCODEC_WEIGHTS, else the package's neuralcodec/weights/",
+    )
     p.add_argument(
         "--eval-results",
         type=Path,
@@ -120,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--recipe", default="", help="how the checkpoint was trained, for the record")
     args = p.parse_args(argv)
+    args.weights_dir = args.weights_dir or weights_dir()
     if args.checkpoint is None and args.eval_results is None:
         p.error("give --checkpoint, --eval-results or both")
 

@@ -18,7 +18,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from .datasets.training import CropSampler, default_data_root
+from .datasets.paths import data_root
+from .datasets.training import CropSampler
 from .export import load_model
 from .models.elic import ElicConfig, ElicModel
 from .models.hyperprior import HyperpriorConfig, HyperpriorModel, rd_loss
@@ -44,7 +45,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=None,
         help="comma-separated rate-distortion trade-offs, one per quality (default: the model's)",
     )
-    p.add_argument("--data", type=Path, default=None, help="training image folder")
+    p.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        help="training image folder (default: <data root>/train; data root: $NEURALCODEC_DATA, "
+        "else ../shared/data beside the checkout)",
+    )
     p.add_argument("--out", type=Path, required=True, help="checkpoint directory")
     p.add_argument("--steps", type=int, default=20000)
     p.add_argument("--batch", type=int, default=8)
@@ -178,7 +185,7 @@ def run(args: argparse.Namespace) -> int:
         state = torch.load(args.out / "last.opt", weights_only=True)
         opt.load_state_dict(state["optimizer"])
         step = int(state["step"])
-    data = CropSampler(args.data or default_data_root() / "train", args.crop, seed=args.seed + step)
+    data = CropSampler(args.data or data_root() / "train", args.crop, seed=args.seed + step)
     if step == 0 and args.init is not None:
         loaded = warm_start(model, args.init, crops=lambda: data.batch(64, crop=256))
         print(f"warm start: {loaded} tensors from {args.init}")

@@ -22,6 +22,7 @@ from PIL import Image
 
 from neuralcodec.bench.bdrate import bd_psnr, bd_rate
 from neuralcodec.codecs.learned_image import _pad
+from neuralcodec.datasets.paths import DataPathError, kodak_dir
 from neuralcodec.export import load_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,12 +50,16 @@ def curve(model, images: list[np.ndarray]) -> tuple[list[float], list[float]]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("checkpoints", nargs="+", type=Path)
-    ap.add_argument("--dataset", type=Path, default=ROOT.parent / "shared" / "data" / "kodak")
+    ap.add_argument("--dataset", type=Path, help="default: <data root>/kodak")
     ap.add_argument("--images", nargs="+", default=list(IMAGES))
     ap.add_argument("--results", type=Path, default=ROOT / "results" / "kodak" / "results.json")
     ap.add_argument("--anchor", default="webp")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
+    try:
+        args.dataset = args.dataset or kodak_dir()
+    except DataPathError as exc:
+        raise SystemExit(f"error: {exc}") from None
     torch.set_num_threads(args.threads)
     images = [np.array(Image.open(args.dataset / n).convert("RGB")) for n in args.images]
     points = json.loads(args.results.read_text())["codecs"][args.anchor]["points"]

@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-VIDEO = Path(__file__).resolve().parents[2] / "shared" / "data" / "video"
+from neuralcodec.datasets.paths import DataPathError, data_root
+
 BASKETBALL_FRAMES = (1, 34, 67, 100)
 MOBILE_FRAMES = (0, 15, 29)
 
@@ -54,8 +55,12 @@ def yuv420_to_rgb(frame: bytes, w: int, h: int) -> np.ndarray:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("out", type=Path)
-    ap.add_argument("--video", type=Path, default=VIDEO)
+    ap.add_argument("--video", type=Path, help="default: <data root>/video")
     args = ap.parse_args()
+    try:
+        args.video = args.video or data_root() / "video"
+    except DataPathError as exc:
+        raise SystemExit(f"error: {exc}") from None
     args.out.mkdir(parents=True, exist_ok=True)
     for i in BASKETBALL_FRAMES:
         src = args.video / "BasketballPass_416x240_png" / f"f{i:03d}.png"

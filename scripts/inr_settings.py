@@ -23,8 +23,8 @@ import torch
 from PIL import Image
 
 from neuralcodec.codecs import inr
+from neuralcodec.datasets.paths import DataPathError, data_root
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "train"
 IMAGES = ("bsds500/val/101085.jpg", "bsds500/val/102061.jpg", "set5/butterfly.png")
 
 
@@ -44,6 +44,14 @@ def changed_preset(base: str, settings: list[str]) -> inr.InrPreset:
     return inr.preset_with(base, **changes)
 
 
+def train_dir(override: Path | None) -> Path:
+    """``--data``, else ``<data root>/train`` (``neuralcodec.datasets.paths``)."""
+    try:
+        return override or data_root() / "train"
+    except DataPathError as exc:
+        raise SystemExit(f"error: {exc}") from None
+
+
 def centre_crop(path: Path, size: int) -> np.ndarray:
     img = np.asarray(Image.open(path).convert("RGB"))
     h, w = img.shape[:2]
@@ -56,10 +64,11 @@ def main() -> None:
     ap.add_argument("--preset", default="medium", choices=list(inr.PRESETS))
     ap.add_argument("--quality", type=int, default=4)
     ap.add_argument("--crop", type=int, default=256)
-    ap.add_argument("--data", type=Path, default=DATA)
+    ap.add_argument("--data", type=Path, help="default: <data root>/train")
     ap.add_argument("--images", nargs="+", default=list(IMAGES))
     ap.add_argument("--set", action="append", default=[], metavar="FIELD=JSON")
     args = ap.parse_args()
+    args.data = train_dir(args.data)
     torch.set_num_threads(1)
     inr.PRESETS["experiment"] = changed_preset(args.preset, args.set)
     lam = inr.quality_lambda(args.quality)

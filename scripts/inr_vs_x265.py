@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from inr_settings import DATA, centre_crop, changed_preset  # scripts/ is on sys.path
+from inr_settings import centre_crop, changed_preset, train_dir  # scripts/ is on sys.path
 
 from neuralcodec.bench.metrics import psnr_rgb
 from neuralcodec.codecs import inr
@@ -31,8 +31,9 @@ def main() -> None:
     ap.add_argument("--quality", type=int, default=8)
     ap.add_argument("--preset", default="fast", choices=list(inr.PRESETS))
     ap.add_argument("--set", action="append", default=[], metavar="FIELD=JSON")
-    ap.add_argument("--data", type=Path, default=DATA)
+    ap.add_argument("--data", type=Path, help="default: <data root>/train")
     args = ap.parse_args()
+    args.data = train_dir(args.data)
     torch.set_num_threads(1)
     img = centre_crop(args.data / args.image, args.crop)
     pixels = img.shape[0] * img.shape[1]

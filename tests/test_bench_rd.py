@@ -1,4 +1,5 @@
-"""``codec bench rd``: outputs, resume, errors, published curves, and the README updater."""
+"""``codec bench rd``: outputs, resume, errors, published curves (only on the 24 Kodak images),
+and the README updater."""
 
 from __future__ import annotations
 
@@ -13,12 +14,16 @@ from PIL import Image
 
 from neuralcodec.bench import metrics, rd
 from neuralcodec.bench.reference import (
+    KODAK_NAMES,
     REFERENCE_ENV,
     default_reference_dir,
+    find_reference_dir,
+    is_kodak,
     load_reference_curves,
     read_reference_file,
 )
 from neuralcodec.codecs import classical
+from neuralcodec.datasets.paths import DATA_ENV, DataPathError
 
 REFERENCE = {
     "name": "Toy",
@@ -44,6 +49,19 @@ def _tiny_images(folder: Path, n: int) -> list[Path]:
             img = rng.integers(0, 256, (64, 96, 3), dtype=np.uint8)
         paths.append(folder / f"img{i:02d}.png")
         Image.fromarray(img).save(paths[-1])
+    return paths
+
+
+def _kodak_like(folder: Path, portrait: tuple[int, ...] = (4, 9)) -> list[Path]:
+    """24 synthetic images named and sized as the Kodak set (768x512, some 512x768)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    ramp = np.linspace(0, 255, 768).astype(np.uint8)
+    paths = []
+    for i, name in enumerate(sorted(KODAK_NAMES)):
+        img = np.stack([np.tile(ramp, (512, 1)), np.tile(ramp[::-1], (512, 1)), ramp[:512, None]
+                        .repeat(768, 1) ^ np.uint8(i)], -1)  # fmt: skip
+        paths.append(folder / name)
+        Image.fromarray(img.swapaxes(0, 1) if i + 1 in portrait else img).save(paths[-1])
     return paths
 
 
@@ -95,10 +113,13 @@ def test_runner_writes_results_plots_and_bdrate(setup, count_calls):
     assert mean["n_images"] == 2
     assert mean["psnr"] == pytest.approx(np.mean([e["psnr"] for e in point["images"].values()]))
     assert doc["codecs"]["jpeg"]["points"]["20"]["mean"]["bpp"] < mean["bpp"]
-    assert [a["key"] for a in doc["summary"]["anchors"]] == ["jpeg", "pub:toy"]
+    # two small images are not the Kodak set: the published curve is left out, with a note
+    assert [a["key"] for a in doc["summary"]["anchors"]] == ["jpeg"]
+    assert doc["summary"]["reference"] is None and doc["dataset"] == "data"
     assert doc["summary"]["bd"]["jpeg"]["jpeg"]["bd_rate"] == pytest.approx(0.0, abs=1e-9)
     md = (out / "bdrate.md").read_text()
-    assert "| webp |" in md and "| Toy (published) |" in md and "vs Toy (published)" in md
+    assert "| webp |" in md and "Toy" not in md and "(published)" not in md.split("left out")[1]
+    assert "published curves (means over the 24 Kodak images) left out" in md
     for png in ("rd_psnr.png", "rd_msssim.png"):
         with Image.open(out / png) as im:
             assert im.format == "PNG" and im.size[0] > 800
@@ -267,11 +288,102 @@ def test_reference_reader_accepts_both_layouts_and_reports_bad_files(tmp_path):
     assert load_reference_curves(tmp_path / "nowhere")[0] == []
 
 
-def test_reference_dir_defaults_beside_the_repo_and_follows_the_env(monkeypatch, tmp_path):
+def test_reference_dir_follows_the_data_root_and_the_env(monkeypatch, tmp_path):
+    checkout, shared = tmp_path / "repo", tmp_path / "shared"
+    checkout.mkdir()
+    (checkout / "pyproject.toml").write_text('[project]\nname = "neuralcodec"\n')
+    (shared / "data").mkdir(parents=True)
     monkeypatch.delenv(REFERENCE_ENV, raising=False)
-    assert default_reference_dir() == REPO_DIR.parent / "shared" / "reference" / "kodak"
+    monkeypatch.delenv(DATA_ENV, raising=False)
+    monkeypatch.chdir(checkout)
+    assert default_reference_dir() == shared / "reference" / "kodak"
+    monkeypatch.setenv(DATA_ENV, str(tmp_path / "elsewhere" / "data"))
+    assert default_reference_dir() == tmp_path / "elsewhere" / "reference" / "kodak"
     monkeypatch.setenv(REFERENCE_ENV, str(tmp_path))
-    assert default_reference_dir() == tmp_path
+    assert default_reference_dir() == find_reference_dir(None) == tmp_path
+    assert find_reference_dir(tmp_path / "given") == tmp_path / "given"
+
+
+def test_without_a_data_root_there_are_no_published_curves(monkeypatch, tmp_path):
+    monkeypatch.delenv(REFERENCE_ENV, raising=False)
+    monkeypatch.delenv(DATA_ENV, raising=False)
+    monkeypatch.chdir(tmp_path)  # not inside a checkout
+    with pytest.raises(DataPathError, match=DATA_ENV):
+        default_reference_dir()
+    assert find_reference_dir(None) is None
+    curves, problems = load_reference_curves(None)
+    assert curves == [] and REFERENCE_ENV in problems[0]
+
+
+def test_kodak_is_known_by_its_file_names_and_sizes(tmp_path):
+    images = _kodak_like(tmp_path / "any-folder-name")
+    assert is_kodak(images)
+    assert not is_kodak(images[:23])  # a subset (--quick, kodim01-08) is not the set
+    assert not is_kodak([*images[:23], tmp_path / "kodim25.png"])
+    Image.new("RGB", (512, 512)).save(images[0])  # right name, wrong size
+    assert not is_kodak(images)
+    images[0].write_bytes(b"not a png")
+    assert not is_kodak(images)
+    named_kodak = _tiny_images(tmp_path / "kodak", 2)  # the folder name alone does not count
+    assert not is_kodak(named_kodak)
+
+
+def test_published_anchors_apply_on_the_kodak_images(tmp_path, capsys, monkeypatch):
+    data, ref, out = tmp_path / "kodak-copy", tmp_path / "ref", tmp_path / "out"
+    _kodak_like(data)
+    ref.mkdir()
+    (ref / "toy.json").write_text(json.dumps(REFERENCE))
+    monkeypatch.setattr(metrics, "ms_ssim_rgb", lambda a, b: None)  # most of the time; not tested
+    args = ["--dataset", str(data), "--reference", str(ref), "--out", str(out)]
+    assert (
+        rd.main([*args, "--codecs", "jpeg", "--qualities", "30,90", "--anchors", "jpeg,pub:toy"])
+        == 0
+    )
+    assert "left out" not in capsys.readouterr().err
+    doc = json.loads((out / "results.json").read_text())
+    assert [a["key"] for a in doc["summary"]["anchors"]] == ["jpeg", "pub:toy"]
+    assert doc["summary"]["reference"] == "ref" and doc["dataset"] == "kodak-copy"
+    assert "pub:toy" in doc["summary"]["bd"]["jpeg"]
+    md = (out / "bdrate.md").read_text()
+    assert "| Toy (published) |" in md and "vs Toy (published)" in md
+    script, readme = _readme_script(), tmp_path / "README.md"
+    readme.write_text(f"{script.START}\n{script.END}\n")
+    assert script.main(["--results", str(out), "--readme", str(readme)]) == 0
+    assert "BD-rate vs Toy (published)" in readme.read_text()
+
+
+def test_other_images_get_no_published_anchors_and_a_note(setup, capsys):
+    data, ref, out = setup
+    assert rd.main(_args(data, ref, out, "--quick")) == 0
+    err = capsys.readouterr().err
+    assert "note: published curves (means over the 24 Kodak images) left out" in err
+    assert "the 2 images of data are not that set" in err
+    assert "anchor pub:toy" not in err  # one note, not one per published anchor
+    doc = json.loads((out / "results.json").read_text())
+    assert "pub:toy" not in json.dumps(doc["summary"])
+
+
+def test_old_results_with_an_absolute_dataset_path_resume(setup, count_calls):
+    data, ref, out = setup
+    assert rd.main(_args(data, ref, out)) == 0
+    doc = json.loads((out / "results.json").read_text())
+    doc["dataset"] = "/another/machine/shared/data"  # as older versions wrote it
+    (out / "results.json").write_text(json.dumps(doc))
+    count_calls.clear()
+    assert rd.main(_args(data, ref, out)) == 0
+    assert count_calls == []  # nothing measured again
+    assert json.loads((out / "results.json").read_text())["dataset"] == "data"
+
+
+def test_the_dataset_defaults_to_kodak_under_the_data_root(monkeypatch, tmp_path, capsys):
+    monkeypatch.delenv(DATA_ENV, raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert rd.main(["--out", str(tmp_path / "o"), "--codecs", "jpeg"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: no data folder: set NEURALCODEC_DATA")
+    monkeypatch.setenv(DATA_ENV, str(tmp_path / "data"))
+    assert rd.main(["--out", str(tmp_path / "o"), "--codecs", "jpeg"]) == 1
+    assert f"dataset {tmp_path / 'data' / 'kodak'} is not a directory" in capsys.readouterr().err
 
 
 def test_shared_published_curves_all_parse():
@@ -305,7 +417,7 @@ def test_readme_section_is_regenerated_between_the_markers_only(setup, tmp_path,
     assert text.startswith(before + script.START) and text.endswith(script.END + after)
     assert "old numbers" not in text
     assert "| `jpeg` | 2 |" in text and "| `webp` | 2 |" in text
-    assert "BD-rate vs Toy (published)" in text and "+0.0%" in text
+    assert "BD-rate vs jpeg" in text and "+0.0%" in text and "(published)" not in text
     assert script.main(["--results", str(out), "--readme", str(readme)]) == 0
     assert readme.read_text() == text  # idempotent
 

@@ -31,7 +31,7 @@ from neuralcodec.codecs.base import codec_class
 from neuralcodec.datasets.images import encode_png
 
 LOG = logging.getLogger("neuralcodec.demo")
-REPO_DIR = Path(__file__).resolve().parents[2]
+RESULTS_DIR = Path("results")  # relative to the working directory, as `codec bench rd --out`
 QUALITY, TARGET = "quality level", "target bpp"
 CROP_SLOTS = ("original", "ours", *core.ANCHOR_CODECS)
 TITLE = "neuralcodec — learned image compression"
@@ -51,7 +51,7 @@ CSS = """
 class DemoConfig:
     """Where the demo finds benchmark results, what it accepts, where it writes downloads."""
 
-    results_dir: Path = REPO_DIR / "results"
+    results_dir: Path = RESULTS_DIR
     limits: core.DemoLimits = field(default_factory=core.DemoLimits)
     work_dir: Path | None = None  # None: the system temporary folder
 
@@ -440,8 +440,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--results",
         type=Path,
-        default=REPO_DIR / "results",
-        help="benchmark results folder (default: results/)",
+        default=RESULTS_DIR,
+        help="benchmark results folder (default: results/ in the working directory)",
     )
 
 

@@ -11,12 +11,15 @@ Data flow::
                    out   = codec.decompress(bytes) | api.decode_bytes(bytes)[0]
                    bpp = 8 * len(bytes) / (H * W), PSNR-RGB, MS-SSIM, encode / decode seconds
                  results.json rewritten atomically after every (codec, quality) point
-          --> curves (mean over images per point) + published curves (--reference)
+          --> curves (mean over images per point) + published curves (--reference; only when
+              the images are the 24 Kodak images they were measured on, else left out with a note)
           --> rd_psnr.png, rd_msssim.png, bdrate.md (every curve vs every --anchors entry)
 
 Rerunning with the same ``--out`` skips (codec, quality, image) entries already measured, so an
-interrupted run resumes and new codecs add to earlier ones. Averaging conventions are in
-``neuralcodec.bench.metrics``.
+interrupted run resumes and new codecs add to earlier ones. results.json records the dataset's
+folder name and the images' file names, no absolute path (older files with one still resume).
+``--dataset`` defaults to ``<data root>/kodak`` (``neuralcodec.datasets.paths``). Averaging
+conventions are in ``neuralcodec.bench.metrics``.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from multiprocessing import get_context
@@ -40,8 +43,10 @@ from neuralcodec.bench import bdrate, metrics, plots
 from neuralcodec.bench.reference import (
     PUBLISHED_PREFIX,
     RDCurve,
-    default_reference_dir,
+    find_reference_dir,
+    is_kodak,
     load_reference_curves,
+    published_note,
 )
 from neuralcodec.codecs.base import (
     Codec,
@@ -51,6 +56,7 @@ from neuralcodec.codecs.base import (
     get_codec,
     weights_available,
 )
+from neuralcodec.datasets.paths import DataPathError, kodak_dir
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".ppm", ".pgm", ".bmp", ".tif", ".tiff", ".webp")
 DEFAULT_ANCHORS = (
@@ -82,7 +88,7 @@ class BenchConfig:
     codecs: tuple[str, ...] | None = None  # None: every registered image codec
     qualities: tuple[str, ...] = ()  # "10,20" for all codecs or "codec:10,20"
     anchors: tuple[str, ...] | None = None  # None: DEFAULT_ANCHORS, unknown ones skipped
-    reference: Path | None = None
+    reference: Path | None = None  # None: find_reference_dir's default
     quick: bool = False
     jobs: int = 1
     quick_preset: QuickPreset = QuickPreset()
@@ -301,7 +307,7 @@ class ResultsStore:
 
     @staticmethod
     def _load(path: Path, dataset: Path) -> dict:
-        fresh = {"format": RESULTS_FORMAT, "dataset": str(dataset), "codecs": {}}
+        fresh = {"format": RESULTS_FORMAT, "dataset": dataset.name, "codecs": {}}
         if not path.exists():
             return fresh
         try:
@@ -310,13 +316,14 @@ class ResultsStore:
             raise BenchError(f"cannot resume from {path}: {exc}") from None
         if not isinstance(doc, dict) or doc.get("format") != RESULTS_FORMAT:
             raise BenchError(f"{path} is not a {RESULTS_FORMAT} results file")
-        # The folder name identifies the dataset, so a checkout moved elsewhere still resumes.
+        # The folder name identifies the dataset, so data moved elsewhere still resumes; older
+        # files stored the absolute path, which becomes the name when the file is next saved.
         if Path(str(doc.get("dataset"))).name != dataset.name:
             raise BenchError(
                 f"{path} holds results for dataset {doc.get('dataset')}, not {dataset}; "
                 "choose another --out"
             )
-        doc["dataset"] = str(dataset)
+        doc["dataset"] = dataset.name
         return doc
 
     def _point(self, name: str, quality: int) -> dict:
@@ -494,26 +501,44 @@ def check_anchors(config: BenchConfig, published: list[RDCurve]) -> None:
                 raise BenchError(f"anchor: {exc}") from None
 
 
-def resolve_anchors(config: BenchConfig, curves: list[RDCurve]) -> tuple[list[RDCurve], list[str]]:
-    """Anchor curves in the order asked, plus notes on anchors that have no curve here."""
+def resolve_anchors(
+    config: BenchConfig, curves: list[RDCurve], quiet_published: bool = False
+) -> tuple[list[RDCurve], list[str]]:
+    """Anchor curves in the order asked, plus notes on anchors that have no curve here
+    (none for published anchors with ``quiet_published``: one note already says why)."""
     by_key = {c.key: c for c in curves}
     anchors, notes = [], []
     for name in config.anchors if config.anchors is not None else DEFAULT_ANCHORS:
         if name in by_key:
             anchors.append(by_key[name])
-        else:
+        elif not (quiet_published and name.startswith(PUBLISHED_PREFIX)):
             notes.append(f"anchor {name} has no results for these images; left out")
     return anchors, notes
 
 
+def applicable_published(
+    config: BenchConfig, plan: Plan, published: list[RDCurve]
+) -> tuple[list[RDCurve], list[str]]:
+    """``published`` when the run covers the 24 Kodak images, else no curves and a note."""
+    if not published or is_kodak(plan.images):
+        return published, []
+    return [], [published_note(config.dataset, len(plan.images))]
+
+
 def write_reports(
-    config: BenchConfig, plan: Plan, store: ResultsStore, published: list[RDCurve]
+    config: BenchConfig,
+    plan: Plan,
+    store: ResultsStore,
+    published: list[RDCurve],
+    left_out: Sequence[str] = (),
 ) -> None:
-    """results.json summary, the two RD plots and bdrate.md from what the store holds."""
+    """results.json summary, the two RD plots and bdrate.md from what the store holds;
+    ``left_out``: notes on published curves that do not apply to these images."""
     image_names = [p.name for p in plan.images]
     local = store.curves(image_names)
     curves = local + published
-    anchors, notes = resolve_anchors(config, curves)
+    anchors, notes = resolve_anchors(config, curves, quiet_published=bool(left_out))
+    notes = [*left_out, *notes]
     title = f"{config.dataset.name}: {len(image_names)} images"
     plots.plot_rd(curves, "psnr", config.out / "rd_psnr.png", f"{title}, PSNR-RGB")
     plots.plot_rd(curves, "ms_ssim", config.out / "rd_msssim.png", f"{title}, MS-SSIM-RGB")
@@ -521,7 +546,7 @@ def write_reports(
     write_atomic(config.out / "bdrate.md", md + "\n")
     store.doc["summary"] = {
         "images": image_names,
-        "reference": str(config.reference),
+        "reference": config.reference.name if published and config.reference else None,
         "anchors": [{"key": a.key, "label": a.label} for a in anchors],
         "bd": bdrate.bd_matrix(local, anchors),
     }
@@ -532,17 +557,18 @@ def run_benchmark(config: BenchConfig, log: Callable[[str], None]) -> list[str]:
     """Run the whole benchmark; returns failure messages (empty when everything ran)."""
     if config.jobs < 1:
         raise BenchError(f"--jobs must be >= 1, got {config.jobs}")
-    reference = config.reference or default_reference_dir()
+    reference = find_reference_dir(config.reference)
     config = replace(config, dataset=config.dataset.resolve(), reference=reference)
     published, problems = load_reference_curves(reference)
-    for msg in problems:
-        log(f"note: {msg}")
     check_anchors(config, published)
     plan = make_plan(config, log)
+    published, left_out = applicable_published(config, plan, published)
+    for msg in [*problems, *left_out]:
+        log(f"note: {msg}")
     store = ResultsStore(config.out / "results.json", config.dataset)
     start = time.perf_counter()
     failures = run_points(plan, store, config.jobs, log)
-    write_reports(config, plan, store, published)
+    write_reports(config, plan, store, published, left_out)
     log(
         f"{len(plan.work)} points x {len(plan.images)} images in "
         f"{time.perf_counter() - start:.1f} s -> {config.out}"
@@ -555,7 +581,12 @@ def run_benchmark(config: BenchConfig, log: Callable[[str], None]) -> list[str]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dataset", required=True, type=Path, help="folder of images")
+    parser.add_argument(
+        "--dataset",
+        type=Path,
+        help="folder of images (default: <data root>/kodak; data root: $NEURALCODEC_DATA, "
+        "else ../shared/data beside the checkout)",
+    )
     parser.add_argument(
         "--codecs",
         help="comma-separated codec names, NAME@PRESET for an encoder preset (e.g. inr@fast); "
@@ -582,8 +613,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--reference",
         type=Path,
-        help="folder of published results JSON "
-        "(default: $NEURALCODEC_REFERENCE or <repo>/../shared/reference/kodak)",
+        help="folder of published Kodak results JSON, used only when the images are the 24 "
+        "Kodak images (default: $NEURALCODEC_REFERENCE, else <data root>/../reference/kodak)",
     )
 
 
@@ -593,7 +624,7 @@ def _split(text: str | None) -> tuple[str, ...] | None:
 
 def config_from_args(args: argparse.Namespace) -> BenchConfig:
     return BenchConfig(
-        dataset=Path(args.dataset),
+        dataset=Path(args.dataset) if args.dataset else kodak_dir(),
         out=Path(args.out),
         codecs=_split(args.codecs),
         qualities=tuple(args.qualities or ()),
@@ -614,7 +645,7 @@ def run(args: argparse.Namespace) -> int:
     """Entry point of ``codec bench rd``: 0 when every point ran, 1 otherwise."""
     try:
         failures = run_benchmark(config_from_args(args), _log)
-    except (BenchError, CodecError, OSError) as exc:
+    except (BenchError, CodecError, DataPathError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     if failures:

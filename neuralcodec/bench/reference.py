@@ -1,4 +1,4 @@
-"""RD curves, local and published, and the reader of published Kodak results.
+"""RD curves, local and published, the reader of published Kodak results, and when they apply.
 
 A published curve is one JSON file in the reference directory, in CompressAI's results layout::
 
@@ -10,7 +10,15 @@ Each becomes an ``RDCurve`` keyed ``pub:<file stem>`` (e.g. ``pub:vtm``), labell
 ``"<name> (published)"``, with points sorted by bpp.
 
 The directory is, in order of precedence: the ``--reference`` flag, the ``NEURALCODEC_REFERENCE``
-environment variable, then ``<repo root>/../shared/reference/kodak``.
+environment variable, then ``reference/kodak`` beside the data root (``<data root>/../reference/
+kodak``, i.e. ``../shared/reference/kodak`` next to a checkout; see ``neuralcodec.datasets.paths``).
+The curves are not shipped with the package: they are other projects' measurements, kept where
+the data is.
+
+Published curves are means over the 24 Kodak images, so they apply only to a run over exactly
+those images: ``is_kodak(images)`` checks the file names ``kodim01.png`` .. ``kodim24.png`` and
+the 768x512 / 512x768 sizes (not the folder name). Any other image set (another folder, a subset,
+``--quick``) gets no published curves and a note saying why (``published_note``).
 """
 
 from __future__ import annotations
@@ -21,7 +29,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import neuralcodec
+from neuralcodec.datasets.paths import DataPathError, data_root
 
 REFERENCE_ENV = "NEURALCODEC_REFERENCE"
 PUBLISHED_PREFIX = "pub:"
@@ -53,13 +61,43 @@ class RDCurve:
         )
 
 
+KODAK_NAMES = frozenset(f"kodim{i:02d}.png" for i in range(1, 25))
+KODAK_SIZES = frozenset({(768, 512), (512, 768)})
+
+
 def default_reference_dir() -> Path:
-    """``$NEURALCODEC_REFERENCE`` or ``<repo root>/../shared/reference/kodak``."""
+    """``$NEURALCODEC_REFERENCE``, else ``<data root>/../reference/kodak``.
+
+    ``DataPathError`` when neither that variable nor a data root is available.
+    """
     env = os.environ.get(REFERENCE_ENV)
     if env:
-        return Path(env)
-    repo_root = Path(neuralcodec.__file__).resolve().parent.parent
-    return repo_root.parent / "shared" / "reference" / "kodak"
+        return Path(env).expanduser()
+    return data_root().parent / "reference" / "kodak"
+
+
+def is_kodak(images: list[Path]) -> bool:
+    """True when ``images`` are the 24 Kodak images: their names and (768x512 or 512x768) sizes."""
+    if len(images) != len(KODAK_NAMES) or {p.name.lower() for p in images} != KODAK_NAMES:
+        return False
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        for path in images:
+            with Image.open(path) as im:  # reads the header only
+                if im.size not in KODAK_SIZES:
+                    return False
+    except (OSError, UnidentifiedImageError):
+        return False
+    return True
+
+
+def published_note(dataset: Path, n_images: int) -> str:
+    """Why published curves are left out of a run over ``n_images`` images of ``dataset``."""
+    return (
+        f"published curves (means over the 24 Kodak images) left out: the {n_images} images of "
+        f"{dataset.name} are not that set"
+    )
 
 
 def _series(results: dict, *names: str) -> list | None:
@@ -102,11 +140,23 @@ def read_reference_file(path: Path) -> RDCurve:
     )
 
 
-def load_reference_curves(directory: Path) -> tuple[list[RDCurve], list[str]]:
+def find_reference_dir(explicit: Path | None) -> Path | None:
+    """``explicit``, else ``default_reference_dir()``; None when that cannot be located."""
+    if explicit is not None:
+        return Path(explicit)
+    try:
+        return default_reference_dir()
+    except DataPathError:
+        return None
+
+
+def load_reference_curves(directory: Path | None) -> tuple[list[RDCurve], list[str]]:
     """Every readable curve in ``directory`` (sorted by key) and one message per skipped file.
 
-    A missing directory yields no curves and one message.
+    A missing directory (or None: none could be located) yields no curves and one message.
     """
+    if directory is None:
+        return [], [f"no published reference directory (set {REFERENCE_ENV} or --reference)"]
     directory = Path(directory)
     if not directory.is_dir():
         return [], [f"no published reference directory at {directory}"]

@@ -22,7 +22,7 @@ import torch
 from torch.nn import functional as F
 
 from ..codecs.base import CodecError, get_codec
-from ..datasets.training import default_data_root
+from ..datasets.paths import kodak_dir
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -96,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    path = args.image or default_data_root() / "kodak" / "kodim23.png"
+    path = args.image or kodak_dir() / "kodim23.png"
     images = ImageAdapter()
     img = images.prepare(images.read(path)).coded  # what an image codec codes: HxWx3 uint8
     rows = {}

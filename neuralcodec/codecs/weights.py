@@ -1,5 +1,10 @@
 """Shipped weights of learned codecs: where they live, loading them once, checking them.
 
+The shipped files are package data of ``neuralcodec.weights`` (``neuralcodec/weights/``; the
+root ``weights`` link of a checkout points there), so ``weights_dir()`` finds them through
+``importlib.resources`` in a checkout, an editable install and an installed wheel alike;
+``$NEURALCODEC_WEIGHTS`` replaces that folder (e.g. with freshly exported weights).
+
 A learned codec mixes in ``WeightsFile`` and names a ``load_weights(path) -> frozen model``
 function; ``frozen()`` returns ``(frozen model, sha256 of the file)``, cached per path and
 modification time, and fails with a ``WeightsError`` that says what to do when the file is absent.
@@ -10,16 +15,27 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from functools import lru_cache
+from importlib import resources
 from pathlib import Path
 from typing import Any, ClassVar
 
 from ..models.frozen import WeightsError, sha256_file
 
+WEIGHTS_ENV = "NEURALCODEC_WEIGHTS"
+WEIGHTS_PACKAGE = "neuralcodec.weights"
+
 
 def weights_dir() -> Path:
-    """``$NEURALCODEC_WEIGHTS`` or the repository's ``weights/``."""
-    env = os.environ.get("NEURALCODEC_WEIGHTS")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "weights"
+    """``$NEURALCODEC_WEIGHTS``, else the installed ``neuralcodec.weights`` package folder."""
+    env = os.environ.get(WEIGHTS_ENV)
+    if env:
+        return Path(env).expanduser()
+    folder = resources.files(WEIGHTS_PACKAGE)
+    if not isinstance(folder, Path):  # e.g. a zipped install: the loaders need real files
+        raise WeightsError(
+            f"the shipped weights are not files on disk ({folder}); set {WEIGHTS_ENV}"
+        )
+    return folder
 
 
 @lru_cache(maxsize=8)

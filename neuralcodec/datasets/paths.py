@@ -1,7 +1,11 @@
 """Where data lives and how outputs are written safely.
 
-* ``data_root()``: an explicit argument, else ``$NEURALCODEC_DATA``, else ``../shared/data`` next
-  to the repository when it exists.
+* ``data_root()``: the one place that says where training and benchmark data live: an explicit
+  argument (a command-line option), else ``$NEURALCODEC_DATA``, else ``../shared/data`` beside the
+  neuralcodec checkout that holds the working directory, when that folder exists; otherwise a
+  ``DataPathError`` that says to set ``NEURALCODEC_DATA`` or pass the folder as an option. It
+  never depends on where the package itself is installed. Layout under the root: ``kodak/``
+  (``kodak_dir()``, the test set), ``train/`` (training images), ``video/``, ``3d/``.
 * ``atomic_output(path, force)``: a context manager that yields a temporary file in the destination
   directory; on success it is fsynced and moved into place, on any failure (exception, Ctrl-C) it is
   removed. Without ``force`` an existing destination is never replaced, even if it appears while
@@ -13,29 +17,57 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
 DATA_ENV = "NEURALCODEC_DATA"
-_REPO = Path(__file__).resolve().parents[2]
+PROJECT_NAME = "neuralcodec"
 
 
 class OutputError(OSError):
     """An output path that cannot or must not be written."""
 
 
+class DataPathError(ValueError):
+    """No data folder was given and the default one does not exist."""
+
+
+def checkout_root(start: str | os.PathLike[str] | None = None) -> Path | None:
+    """The neuralcodec source checkout holding ``start`` (default: the working directory): the
+    nearest folder upwards whose ``pyproject.toml`` names the project; None outside one."""
+    here = Path(start if start is not None else Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        try:
+            meta = tomllib.loads((folder / "pyproject.toml").read_text())
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+            continue
+        if meta.get("project", {}).get("name") == PROJECT_NAME:
+            return folder
+    return None
+
+
 def data_root(override: str | os.PathLike[str] | None = None) -> Path:
-    """The data directory: ``override``, else ``$NEURALCODEC_DATA``, else ``<repo>/../shared/data``."""
+    """``override``, else ``$NEURALCODEC_DATA``, else ``<checkout>/../shared/data`` if it exists."""
     if override:
         return Path(override).expanduser()
     env = os.environ.get(DATA_ENV)
     if env:
         return Path(env).expanduser()
-    return (_REPO.parent / "shared" / "data").resolve()
+    checkout = checkout_root()
+    default = checkout.parent / "shared" / "data" if checkout else None
+    if default is not None and default.is_dir():
+        return default
+    where = f"{default} does not exist" if default else "the working directory is not in a checkout"
+    raise DataPathError(
+        f"no data folder: set {DATA_ENV} or pass the folder as an option (--data / --dataset); "
+        f"the default ../shared/data beside the neuralcodec checkout is unusable ({where})"
+    )
 
 
 def kodak_dir(override: str | os.PathLike[str] | None = None) -> Path:
+    """``<data root>/kodak``: the 24-image test set."""
     return data_root(override) / "kodak"
 
 

@@ -8,7 +8,6 @@ it is the test set.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -18,14 +17,6 @@ from PIL import Image
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".tif", ".tiff", ".webp"}
 # Held out of training: the source of examples/sample.png, used by `make demo`.
 HELD_OUT = {("wikipedia_photos", "021.png")}
-
-
-def default_data_root() -> Path:
-    """``$NEURALCODEC_DATA`` or ``<repo>/../shared/data``."""
-    env = os.environ.get("NEURALCODEC_DATA")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
 
 def _image_files(root: Path) -> list[Path]:
