@@ -68,9 +68,10 @@ def test_pyproject_declares_every_weights_file_as_package_data():
     assert (PACKAGE_WEIGHTS / "__init__.py").is_file()  # a regular package: files() is a Path
 
 
-def test_the_root_weights_folder_is_the_package_one():
-    root = REPO_DIR / "weights"
-    assert root.is_symlink() and root.resolve() == PACKAGE_WEIGHTS.resolve()
+def test_the_package_weights_are_the_root_weights_folder():
+    link = REPO_DIR / "neuralcodec" / "weights"
+    assert link.is_symlink() and link.resolve() == (REPO_DIR / "weights").resolve()
+    assert PACKAGE_WEIGHTS.resolve() == (REPO_DIR / "weights").resolve()
 
 
 def test_no_module_finds_files_relative_to_its_own_source():
@@ -100,7 +101,8 @@ def test_a_wheel_carries_the_weights_the_manifest_and_the_extensions(tmp_path):
             assert data == expected and (sha is None or hashlib.sha256(data).hexdigest() == sha)
         entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
         assert "codec = neuralcodec.app.cli:main" in zf.read(entry_points).decode()
-    for ext in ("neuralcodec/entropy/_rangecoder", "neuralcodec/models/_exact"):
+    for ext in ("entropy/_rangecoder", "kernels/_exact", "kernels/_inr_arm"):
+        ext = f"neuralcodec/{ext}"
         assert any(n.startswith(ext) and n.endswith(".so") for n in names), ext
     assert "neuralcodec/weights/__init__.py" in names
     assert not any(n.startswith(("weights/", "tests/", "results/")) for n in names)
