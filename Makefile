@@ -78,7 +78,7 @@ bench-entropy: $(STAMP)
 	$(VENV)/bin/codec bench entropy --json results/entropy.json
 
 bench-rd: $(STAMP)
-	$(VENV)/bin/codec bench rd --dataset ../shared/data/kodak --out results/kodak
+	$(VENV)/bin/codec bench rd --out results/kodak
 
 clean:
-	rm -rf build *.egg-info neuralcodec/entropy/*.so .pytest_cache .ruff_cache
+	rm -rf build *.egg-info neuralcodec/entropy/*.so neuralcodec/kernels/*.so .pytest_cache .ruff_cache
