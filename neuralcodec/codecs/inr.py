@@ -33,6 +33,7 @@ from ..entropy.rangecoder import DecodeError
 from ..entropy.tables import TableError
 from ..models import inr_fixed as fx
 from ..models.inr import InrConfig, InrModel, mac_per_pixel
+from ..models.inr_tables import tables_path
 from .base import Codec, CodecError, Encoded, register
 from .latent.wavefront import decode_latents, encode_latents
 
@@ -272,7 +273,8 @@ class InrCodec(Codec):
         self.last_stats: dict[str, Any] = {}
 
     def weights_available(self) -> bool:
-        return True
+        """The per-image networks travel in the file; only the frozen coding tables ship."""
+        return tables_path().is_file()
 
     def encode(self, data: Any, quality: int) -> Encoded:
         q = self.check_quality(quality)

@@ -64,7 +64,8 @@ class WeightsFile:
         p = self.weights_path
         return _load_cached(type(self).load_weights, str(p), p.stat().st_mtime)
 
-    def weights_sha256(self) -> str:
+    def weights_sha256(self, model_id: str | None = None) -> str:
+        """sha256 of the weights file (one model per file, whatever ``model_id``)."""
         return self.frozen()[1]
 
     def check_weights(self, header: dict) -> None:
