@@ -474,6 +474,3 @@ class SvtAv1Codec(_AvIntraCodec):
         cb = flat[h * w : h * w * 5 // 4].reshape(h // 2, w // 2)
         cr = flat[h * w * 5 // 4 :].reshape(h // 2, w // 2)
         return ycbcr_to_rgb(np.stack([y.astype(np.float64), _upsample2(cb), _upsample2(cr)]))
-
-
-CLASSICAL_CODECS = ("jpeg", "webp", "avif", "jpegxl", "jpeg2000", "x265", "svtav1")
