@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from neuralcodec.container.mutate import Seed, make_case, parse_seed
+from neuralcodec.container.mutate import MUTATOR_VERSION, Seed, make_case, parse_seed
 
 CORPUS_CODECS = ("elic", "mbt-mean", "inr", "test-raw", "test-zlib")
 CORPUS_OPTIONS = {"inr": {"preset": "test"}}
@@ -356,7 +356,7 @@ def run(args: argparse.Namespace, log=print) -> dict[str, Any]:
     if not paths:
         raise SystemExit("fuzz: no corpus (no codec with available weights)")
     (args.out / "corpus.json").write_text(json.dumps([str(p.resolve()) for p in paths]))
-    key = {"seed": args.seed, "corpus": corpus_digest(paths)}
+    key = {"seed": args.seed, "corpus": corpus_digest(paths), "mutator": MUTATOR_VERSION}
     state_path = args.out / "state.json"
     start, tally = (0, Tally()) if args.fresh else _load_state(state_path, key, log)
     campaign = Campaign(args, load_seeds(paths), tally)

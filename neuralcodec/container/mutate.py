@@ -31,6 +31,7 @@ from neuralcodec.container.fields import COLORSPACES, pack_fields
 from neuralcodec.container.segments import CRC, ENTRY, MAGIC, PREFIX, TRAILER, TRAILER_BYTES
 
 Segments = list[tuple[bytes, bytes]]
+MUTATOR_VERSION = 2  # bump when a change makes case numbers give other bytes
 INTERESTING_BYTES = (0x00, 0x01, 0x7F, 0x80, 0xFE, 0xFF)
 INTERESTING_INTS = (0, 1, 2, 3, 7, 8, 15, 16, 17, 63, 64, 65, 255, 256, 1 << 15, 65535, 65536)
 INTERESTING_JSON: tuple[Any, ...] = (
@@ -262,6 +263,8 @@ def _shape(rng: random.Random, shape: tuple[int, ...]) -> tuple[int, ...]:
             (1, h, w, c),
             (65536, 65536, 3),
             (1 << 16, 1 << 12, 3),
+            (1 << 12, 1 << 12, 3),
+            (1 << 10, 1 << 13, c),
             (h, rng.choice(INTERESTING_INTS) or 1, c),
             (0xFFFFFFFF, 1, 3),
         )

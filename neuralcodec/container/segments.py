@@ -132,6 +132,10 @@ def pack_v2(header: dict[str, Any], streams: Mapping[str, bytes]) -> bytes:
     return buf.getvalue()
 
 
+class _Aborted(Exception):
+    """Thrown into the temporary-file context to make it remove the file."""
+
+
 class NcfWriter:
     """Streams a version 2 file to ``path``: segments go to a temporary file as they come, the
     index is written at ``close()`` and the file renamed into place. Leaving the ``with`` block
@@ -167,8 +171,8 @@ class NcfWriter:
 
     def abort(self) -> None:
         """Drop the temporary file; ``path`` is left as it was."""
-        with contextlib.suppress(ContainerError):
-            self._stack.__exit__(ContainerError, ContainerError("aborted"), None)
+        with contextlib.suppress(_Aborted):
+            self._stack.__exit__(_Aborted, _Aborted(), None)
 
     def __enter__(self) -> NcfWriter:
         return self
