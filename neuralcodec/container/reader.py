@@ -18,8 +18,9 @@ import os
 import zlib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
+from neuralcodec.container.binary import NcfFile, unpack
 from neuralcodec.container.fields import ContainerError
 from neuralcodec.container.segments import read_exact, read_head, read_index
 
@@ -51,8 +52,6 @@ class NcfReader(Mapping[str, bytes]):
             raise
 
     def _read_v1(self) -> dict[str, bytes]:
-        from neuralcodec.container.binary import unpack
-
         if self.file_bytes > MAX_V1_FILE_BYTES:
             raise ContainerError(f"{self.file_bytes}-byte version 1 file: too large")
         data = read_exact(self._file(), 0, self.file_bytes, "the file")
@@ -102,10 +101,8 @@ class NcfReader(Mapping[str, bytes]):
     def payload_bytes(self) -> int:
         return sum(e[1] for e in self._index.values())
 
-    def ncf(self) -> Any:
+    def ncf(self) -> NcfFile:
         """An ``NcfFile`` whose ``streams`` is this reader (segments still read lazily)."""
-        from neuralcodec.container.binary import NcfFile
-
         return NcfFile(header=self.header, streams=self, version=self.version)
 
     def close(self) -> None:

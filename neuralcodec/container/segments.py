@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from neuralcodec.container.fields import ContainerError, pack_fields, unpack_fields, validate_header
+from neuralcodec.datasets.paths import atomic_output
 
 MAGIC = b"\x89NCF\r\n\x1a\n"
 VERSION = 2
@@ -144,8 +145,6 @@ class NcfWriter:
     def __init__(
         self, path: str | os.PathLike[str], header: dict[str, Any], force: bool = False
     ) -> None:
-        from neuralcodec.datasets.paths import atomic_output
-
         self.path = Path(path)
         self._stack = contextlib.ExitStack()
         f = self._stack.enter_context(atomic_output(self.path, force))
