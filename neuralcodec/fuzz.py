@@ -376,11 +376,15 @@ def run(args: argparse.Namespace, log=print) -> dict[str, Any]:
     return json.loads(state_path.read_text())
 
 
-def replay(path: Path, plugins: list[str]) -> tuple[str, str]:
-    """Decode one file in this process, as a worker would (for a reproducer)."""
+def replay(path: Path, plugins: list[str], memory_mb: int) -> tuple[str, str]:
+    """Decode one file in this process, as a worker would (same memory cap), for a reproducer."""
     for plugin in plugins:
         _import_plugin(plugin)
-    return run_case(path.read_bytes())
+    data = path.read_bytes()
+    run_case(b"")  # imports and registers every codec before the cap
+    limit = memory_mb << 20
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    return run_case(data)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -409,7 +413,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.worker:
         return worker_main(args)
     if args.replay:
-        status, detail = replay(args.replay, args.plugin)
+        status, detail = replay(args.replay, args.plugin, args.memory_mb)
         print(f"{status} {detail}".strip())
         return 1 if status == "fail" else 0
     state = run(args)
