@@ -6,7 +6,7 @@ PIP    := $(VENV)/bin/pip
 STAMP  := $(VENV)/.installed
 SAMPLE := examples/sample.png
 
-.PHONY: all setup build demo test test-slow check-wheel lint format asan bench-entropy bench-rd clean
+.PHONY: all setup build demo test test-slow check-wheel lint format asan fuzz bench-entropy bench-rd clean
 
 all: test
 
@@ -73,6 +73,12 @@ asan: $(STAMP)
 	  tests/test_kernels.py tests/test_inr.py -k "not process"
 	rm -f $(EXT_BUILT)
 	$(PY) setup.py -q build_ext --inplace --force
+
+# Structure-aware fuzzing of every .ncf decoder (neuralcodec/fuzz.py): FUZZ_CASES cases (default
+# 1,000,000) on FUZZ_WORKERS subprocesses; seeded and resumable, state and reproducers in build/fuzz.
+fuzz: build
+	$(PY) -m neuralcodec.fuzz --out build/fuzz --plugin tests/conftest.py \
+	  --cases $(or $(FUZZ_CASES),1000000) --workers $(or $(FUZZ_WORKERS),2)
 
 bench-entropy: $(STAMP)
 	$(VENV)/bin/codec bench entropy --json results/entropy.json

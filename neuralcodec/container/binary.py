@@ -1,6 +1,5 @@
-"""Bytes <-> ``NcfFile``: the ``.ncf`` layout (specified in docs/format.md).
-
-::
+"""Bytes <-> ``NcfFile``: ``pack`` writes version 2 (``segments.py``) unless asked for version 1;
+``unpack`` reads both (specified in docs/format.md). Version 1, kept here::
 
     magic (8) | version u16 | field-block length u32 | stream count u16 | field block | crc32 u32
     then per stream:  name length u8 | name | data length u32 | data | crc32 u32
@@ -9,22 +8,28 @@
 The header CRC covers every byte before it (magic included); a stream CRC covers its whole record
 (name length, name, data length, data). So every byte of a file is checked by magic, version or a
 CRC, and any corruption is reported as a ``ContainerError`` before a codec sees a stream.
+Version 1 holds at most ``MAX_STREAMS`` streams with flat names; version 2 lifts both limits.
 """
 
 from __future__ import annotations
 
+import io
 import re
 import struct
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from neuralcodec.container.fields import ContainerError, pack_fields, unpack_fields, validate_header
+from neuralcodec.container.segments import (
+    MAGIC,
+    MAX_FIELD_BLOCK,
+    SUPPORTED_VERSIONS,
+    VERSION,
+    pack_v2,
+)
 
-MAGIC = b"\x89NCF\r\n\x1a\n"
-VERSION = 1
-SUPPORTED_VERSIONS = (1,)
-MAX_FIELD_BLOCK = 1 << 16
 MAX_STREAMS = 64
 STREAM_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,31}")
 
@@ -38,7 +43,7 @@ class NcfFile:
     """A parsed (or to-be-written) ``.ncf`` file: validated header fields and named streams."""
 
     header: dict[str, Any]
-    streams: dict[str, bytes] = field(default_factory=dict)
+    streams: Mapping[str, bytes] = field(default_factory=dict)  # a dict, or a lazy NcfReader
     version: int = VERSION
 
     @property
@@ -56,12 +61,16 @@ def _check_streams(streams: dict[str, bytes]) -> None:
             raise ContainerError(f"stream {name!r} must be bytes shorter than 4 GiB")
 
 
-def pack(ncf: NcfFile) -> bytes:
-    """Serialise ``ncf`` after validating every header field and stream."""
+def pack(ncf: NcfFile, version: int = VERSION) -> bytes:
+    """Serialise ``ncf`` as format ``version`` (1 or 2) after validating every field and name."""
+    if version == 2:
+        return pack_v2(ncf.header, ncf.streams)
+    if version != 1:
+        raise ContainerError(f"cannot write .ncf format version {version} (1 or 2)")
     header = validate_header(ncf.header)
     _check_streams(ncf.streams)
     block = pack_fields(header)
-    head = _PREFIX.pack(MAGIC, VERSION, len(block), len(ncf.streams)) + block
+    head = _PREFIX.pack(MAGIC, 1, len(block), len(ncf.streams)) + block
     parts = [head, _CRC.pack(zlib.crc32(head))]
     for name, data in ncf.streams.items():
         raw = name.encode("ascii")
@@ -121,8 +130,14 @@ def _read_stream(buf: memoryview, pos: int, index: int) -> tuple[str, bytes, int
 
 
 def unpack(data: bytes | bytearray | memoryview) -> NcfFile:
-    """Parse and check a whole ``.ncf`` file; raise ``ContainerError`` on any defect."""
+    """Parse and check a whole ``.ncf`` file (any version); raise ``ContainerError`` on any
+    defect. Every segment is read and CRC-checked (``open_ncf`` reads lazily instead)."""
     buf = memoryview(data).cast("B")
+    if len(buf) >= 10 and bytes(buf[:8]) == MAGIC and struct.unpack_from("<H", buf, 8)[0] == 2:
+        from neuralcodec.container.reader import NcfReader
+
+        with NcfReader(io.BytesIO(buf)) as reader:
+            return NcfFile(header=reader.header, streams=reader.read_all(), version=2)
     header, count, pos = _read_head(buf)
     streams: dict[str, bytes] = {}
     for index in range(count):
@@ -132,4 +147,4 @@ def unpack(data: bytes | bytearray | memoryview) -> NcfFile:
         streams[name] = payload
     if pos != len(buf):
         raise ContainerError(f"trailing garbage: {len(buf) - pos} bytes after the last stream")
-    return NcfFile(header=header, streams=streams, version=VERSION)
+    return NcfFile(header=header, streams=streams, version=1)

@@ -16,11 +16,13 @@ Weights: a file with a non-empty ``weights_sha256`` decodes only with a codec wh
 from __future__ import annotations
 
 import inspect
+from collections.abc import Mapping
 from typing import Any
 
 from neuralcodec.codecs.base import Codec, CodecError, Encoded, codec_class, name_for_id
 from neuralcodec.container.binary import NcfFile
 from neuralcodec.container.fields import FIELD_NAMES, ContainerError
+from neuralcodec.container.reader import NcfReader
 
 CODEC_FIELDS = ("model_id", "weights_sha256", "shape", "colorspace", "bit_depth", "quality")
 _IDENTITY = ("codec", "codec_id", "codec_name", "modality")
@@ -61,20 +63,22 @@ def from_encoded(
 
 
 def to_encoded(
-    ncf: NcfFile, streams: dict[str, bytes] | None = None, shape: tuple[int, ...] | None = None
+    ncf: NcfFile, streams: Mapping[str, bytes] | None = None, shape: tuple[int, ...] | None = None
 ) -> Encoded:
     """The ``Encoded`` a codec decodes: flat header dict (see module docstring) and its streams.
 
     ``shape`` replaces the file's shape in the codec's view (image codecs always see HxWx3).
+    A lazy ``NcfReader`` is passed on as it is, so the codec reads only the segments it uses.
     """
     h = ncf.header
+    src = ncf.streams if streams is None else streams
     metadata = dict(h["metadata"])
     header = {**metadata, **{k: h[k] for k in CODEC_FIELDS}, "metadata": metadata}
     header["shape"] = tuple(h["shape"] if shape is None else shape)
     return Encoded(
         codec=h["codec_name"],
         header=header,
-        streams=dict(ncf.streams if streams is None else streams),
+        streams=src if isinstance(src, NcfReader) else dict(src),
     )
 
 
