@@ -146,6 +146,11 @@ def run_case(data: bytes) -> tuple[str, str]:
 
 
 def _import_plugin(path: str) -> None:
+    """Import the ``.py`` file at ``path`` once (it registers extra codecs)."""
+    target = Path(path).resolve()
+    loaded = (getattr(m, "__file__", None) for m in list(sys.modules.values()))
+    if any(f is not None and Path(f).resolve() == target for f in loaded):
+        return
     spec = importlib.util.spec_from_file_location(Path(path).stem, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module

@@ -37,6 +37,12 @@ def _rgb(data: object) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
+def _stream(encoded: Encoded, name: str) -> bytes:
+    if name not in encoded.streams:
+        raise CodecError(f"missing stream {name!r}")
+    return encoded.streams[name]
+
+
 def _pixels(raw: bytes, shape: tuple[int, ...]) -> np.ndarray:
     h, w, c = shape
     if len(raw) != h * w * 3:
@@ -60,7 +66,12 @@ class ZlibTestCodec(Codec):
 
     def decode(self, encoded: Encoded) -> np.ndarray:
         h, w, _ = encoded.header["shape"]
-        return _pixels(zlib.decompress(encoded.streams["pixels"]), (h, w, 3))
+        d = zlib.decompressobj()
+        try:  # never inflate past the size the header claims
+            raw = d.decompress(_stream(encoded, "pixels"), h * w * 3 + 1)
+        except zlib.error as exc:
+            raise CodecError(f"test-zlib: corrupt stream ({exc})") from None
+        return _pixels(raw, (h, w, 3))
 
 
 @register
@@ -92,7 +103,7 @@ class RawTestCodec(Codec):
 
     def decode(self, encoded: Encoded) -> np.ndarray:
         h, w, _ = encoded.header["shape"]
-        return _pixels(encoded.streams["first-row"] + encoded.streams["rest"], (h, w, 3))
+        return _pixels(_stream(encoded, "first-row") + _stream(encoded, "rest"), (h, w, 3))
 
 
 _BOOT = (

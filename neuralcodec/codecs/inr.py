@@ -39,7 +39,9 @@ from .latent.wavefront import decode_latents, encode_latents
 
 NETWORKS = ("arm", "ups", "syn")
 STEP_CANDIDATES = tuple(range(4, 13))
-MAX_PIXELS = 1 << 24
+MAX_PIXELS = (
+    1 << 22
+)  # 4 Mpixel: decoding needs about 1 GB at most; fitting is the bottleneck anyway
 
 
 @dataclass(frozen=True)
