@@ -10,12 +10,11 @@ fields and ``metadata`` itself -- so a codec reads ``header["quality"]`` or ``he
 as it wrote them (JSON turns tuples into lists; ``shape`` is a tuple again).
 
 Weights: a file with a non-empty ``weights_sha256`` decodes only with a codec whose
-``weights_sha256(model_id)`` (a method, or a plain string attribute) returns the same digest.
+``weights_sha256(model_id)`` (``Codec`` declares it) returns the same digest.
 """
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Mapping
 from typing import Any
 
@@ -100,25 +99,10 @@ def resolve_codec_class(header: dict[str, Any]) -> type[Codec]:
     return cls
 
 
-def _takes_argument(fn: Any) -> bool:
-    try:
-        params = inspect.signature(fn).parameters.values()
-    except (TypeError, ValueError):
-        return False
-    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    return any(p.kind in positional or p.kind == inspect.Parameter.VAR_POSITIONAL for p in params)
-
-
 def codec_weights_sha256(codec: Codec, model_id: str) -> str | None:
-    """The sha256 of the weights ``codec`` holds for ``model_id``; None when it has none.
-
-    The hook is ``codec.weights_sha256``: a method taking the model id, a method taking nothing
-    (one model per codec), or a plain string.
-    """
-    hook = getattr(codec, "weights_sha256", None)
-    if callable(hook):
-        hook = hook(model_id) if _takes_argument(hook) else hook()
-    return hook.lower() if isinstance(hook, str) and hook else None
+    """The sha256 of the weights ``codec`` holds for ``model_id``; None when it has none."""
+    digest = codec.weights_sha256(model_id)
+    return digest.lower() if isinstance(digest, str) and digest else None
 
 
 def weights_status(codec: Codec, header: dict[str, Any]) -> str:
