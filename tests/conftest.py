@@ -143,3 +143,26 @@ def kodak_image_path() -> Path:
     if not path.is_file():
         pytest.skip(f"Kodak image not found at {path}")
     return path
+
+
+# ----------------------------------------------------------------------------- shared helpers
+
+
+def shared(path: Path) -> Path:
+    """``path`` under ``../shared/data``, or skip the test where that folder is absent."""
+    if not path.exists():
+        pytest.skip(f"shared data not found: {path}")
+    return path
+
+
+def one_line_error(exc_type, fn, *args, match: str, **kw):
+    """``fn(*args)`` raises ``exc_type`` matching ``match`` with a one-line message."""
+    with pytest.raises(exc_type, match=match) as err:
+        fn(*args, **kw)
+    assert "\n" not in str(err.value)
+
+
+def ply_text(fmt: str, body: bytes, elements: str, comment: bool = False) -> bytes:
+    """A PLY file: header of ``format fmt`` (+ a comment line) with ``elements``, then ``body``."""
+    note = "comment test\n" if comment else ""
+    return f"ply\nformat {fmt} 1.0\n{note}{elements}end_header\n".encode() + body

@@ -4,12 +4,11 @@ shared data and on synthetic files; which adapter gets which .ply (splats: test_
 from __future__ import annotations
 
 import struct
-from pathlib import Path
 
 import imagecodecs
 import numpy as np
 import pytest
-from conftest import REPO_DIR
+from conftest import REPO_DIR, one_line_error, ply_text, shared
 
 from neuralcodec.container.fields import ContainerError
 from neuralcodec.datasets.mesh import Mesh, MeshError, read_mesh, write_mesh
@@ -29,23 +28,11 @@ MESHES = DATA / "meshes"
 SPLATS = DATA / "gaussian_splats"
 
 
-def shared(path: Path) -> Path:
-    if not path.exists():
-        pytest.skip(f"shared data not found: {path}")
-    return path
-
-
-def one_line_error(exc_type, fn, *args, match: str, **kw):
-    with pytest.raises(exc_type, match=match) as err:
-        fn(*args, **kw)
-    assert "\n" not in str(err.value)
+def ply_text_c(fmt: str, body: bytes, elements: str) -> bytes:
+    return ply_text(fmt, body, elements, comment=True)
 
 
 # ----------------------------------------------------------------------------- PLY core
-
-
-def ply_text(fmt: str, body: bytes, elements: str) -> bytes:
-    return f"ply\nformat {fmt} 1.0\ncomment test\n{elements}end_header\n".encode() + body
 
 
 TRI_ELEMENTS = "element vertex 4\nproperty float x\nproperty float y\nproperty double z\nproperty uchar red\n" \
@@ -68,7 +55,7 @@ def test_ply_formats_read_the_same_values(tmp_path, fmt):
     else:
         body = tri_body("<" if "little" in fmt else ">")
     path = tmp_path / "t.ply"
-    path.write_bytes(ply_text(fmt, body, TRI_ELEMENTS))
+    path.write_bytes(ply_text_c(fmt, body, TRI_ELEMENTS))
     header, data = read_ply(path)
     assert header.format == fmt and header.comments == ["comment test"]
     v = data["vertex"]
@@ -82,7 +69,7 @@ def test_ply_lists_of_different_lengths_binary_and_writer_round_trip(tmp_path):
     lists = [[0, 1, 2], [3, 4, 5, 6], [7, 8, 9, 10, 11]]
     body = b"".join(struct.pack(f"<BB{len(lst)}i", 7, len(lst), *lst) for lst in lists)
     path = tmp_path / "p.ply"
-    path.write_bytes(ply_text("binary_little_endian", body, elements))
+    path.write_bytes(ply_text_c("binary_little_endian", body, elements))
     face = read_ply(path)[1]["face"]
     assert face["flag"].tolist() == [7, 7, 7] and face["vertex_indices"].lengths.tolist() == [
         3,
@@ -106,16 +93,16 @@ def test_ply_bad_files(tmp_path):
         "magic.ply": b"plx\nformat ascii 1.0\nend_header\n",
         "noend.ply": b"ply\nformat ascii 1.0\ncomment end_header\nelement vertex 1\n",
         "format.ply": b"ply\nformat binary_middle_endian 1.0\nend_header\n",
-        "cut.ply": ply_text("binary_little_endian", tri_body("<")[:-7], TRI_ELEMENTS),
-        "claims.ply": ply_text(
+        "cut.ply": ply_text_c("binary_little_endian", tri_body("<")[:-7], TRI_ELEMENTS),
+        "claims.ply": ply_text_c(
             "binary_little_endian", bytes(12), "element vertex 2000000000\nproperty float x\n"
         ),
-        "word.ply": ply_text(
+        "word.ply": ply_text_c(
             "ascii",
             b"1 2 abc\n",
             "element vertex 1\nproperty float x\nproperty float y\nproperty float z\n",
         ),
-        "range.ply": ply_text("ascii", b"300\n", "element vertex 1\nproperty uchar x\n"),
+        "range.ply": ply_text_c("ascii", b"300\n", "element vertex 1\nproperty uchar x\n"),
         "prop.ply": b"ply\nformat ascii 1.0\nproperty float x\nend_header\n",
     }
     words = ["not a PLY", "no end_header", "unsupported PLY format", "truncated", "truncated",
@@ -262,7 +249,7 @@ def test_point_cloud_bad_inputs(tmp_path):
     (tmp_path / "t.pcd").write_bytes(good[:-20])
     one_line_error(PointCloudError, read_pointcloud, tmp_path / "t.pcd", match="truncated")
     (tmp_path / "v.ply").write_bytes(
-        ply_text(
+        ply_text_c(
             "ascii", b"", "element vertex 0\nproperty float x\nproperty float y\nproperty float z\n"
         )
     )
@@ -379,11 +366,11 @@ def test_obj_writer_is_exact_for_doubles(tmp_path, rng):
 def test_ply_polygons_and_tristrips(tmp_path):
     verts = "".join(f"{x} {y} 0\n" for x, y in [(0, 0), (1, 0), (1, 1), (0, 1), (2, 0)])
     head = "element vertex 5\nproperty float x\nproperty float y\nproperty float z\n"
-    (tmp_path / "q.ply").write_bytes(ply_text("ascii", (verts + "4 0 1 2 3\n3 1 4 2\n").encode(),
+    (tmp_path / "q.ply").write_bytes(ply_text_c("ascii", (verts + "4 0 1 2 3\n3 1 4 2\n").encode(),
                                               head + "element face 2\nproperty list uchar int vertex_indices\n"))  # fmt: skip
     mesh = read_mesh(tmp_path / "q.ply")
     assert mesh.faces.tolist() == [[0, 1, 2], [0, 2, 3], [1, 4, 2]]
-    (tmp_path / "s.ply").write_bytes(ply_text("ascii", (verts + "7 0 1 3 2 -1 1 4 2\n").encode(),
+    (tmp_path / "s.ply").write_bytes(ply_text_c("ascii", (verts + "7 0 1 3 2 -1 1 4 2\n").encode(),
                                               head + "element tristrips 1\nproperty list int int vertex_indices\n"))  # fmt: skip
     mesh = read_mesh(tmp_path / "s.ply")
     assert mesh.faces.tolist() == [[0, 1, 3], [3, 1, 2]]
@@ -404,7 +391,7 @@ def test_mesh_bad_inputs(tmp_path):
         one_line_error(MeshError, read_mesh, tmp_path / name, match=w)
     body = b"0 0 0\n1 0 0\n0 1 0\n3 0 1 7\n"
     head = "element vertex 3\nproperty float x\nproperty float y\nproperty float z\nelement face 1\nproperty list uchar int vertex_indices\n"
-    (tmp_path / "past.ply").write_bytes(ply_text("ascii", body, head))
+    (tmp_path / "past.ply").write_bytes(ply_text_c("ascii", body, head))
     one_line_error(MeshError, read_mesh, tmp_path / "past.ply", match="index 7 outside")
 
 

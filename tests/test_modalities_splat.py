@@ -4,11 +4,10 @@ identity on re-encode, quantisation bounds) and antimatter15 .splat; the splat a
 from __future__ import annotations
 
 import struct
-from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO_DIR
+from conftest import REPO_DIR, one_line_error, ply_text, shared
 
 from neuralcodec.container.fields import ContainerError
 from neuralcodec.datasets.paths import OutputError
@@ -27,22 +26,6 @@ from neuralcodec.modalities import adapter_for
 DATA = REPO_DIR.parent / "shared" / "data" / "3d"
 SPLATS = DATA / "gaussian_splats"
 MESHES = DATA / "meshes"
-
-
-def shared(path: Path) -> Path:
-    if not path.exists():
-        pytest.skip(f"shared data not found: {path}")
-    return path
-
-
-def one_line_error(exc_type, fn, *args, match: str, **kw):
-    with pytest.raises(exc_type, match=match) as err:
-        fn(*args, **kw)
-    assert "\n" not in str(err.value)
-
-
-def ply_text(fmt: str, body: bytes, elements: str) -> bytes:
-    return f"ply\nformat {fmt} 1.0\n{elements}end_header\n".encode() + body
 
 
 # ----------------------------------------------------------------------------- splats

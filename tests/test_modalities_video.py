@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO_DIR
+from conftest import REPO_DIR, shared
 
 from neuralcodec.container.fields import ContainerError
 from neuralcodec.datasets.paths import OutputError
@@ -29,12 +29,6 @@ FOREMAN = VIDEO_DIR / "foreman_cif_300f_h264.mp4"
 BASKETBALL = VIDEO_DIR / "BasketballPass_416x240_png"
 CISCO = VIDEO_DIR / "openh264_res" / "CiscoVT2people_320x192_12fps.yuv"
 CVPCM = VIDEO_DIR / "openh264_res" / "CVPCMNL1_SVA_C.264"
-
-
-def shared(path: Path) -> Path:
-    if not path.exists():
-        pytest.skip(f"shared data not found: {path}")
-    return path
 
 
 def synthetic_frames(info: VideoInfo, n: int, seed: int = 0):
