@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,8 +41,8 @@ from neuralcodec.container import (
     NcfFile,
     check_weights,
     from_encoded,
+    open_ncf,
     pack,
-    read_ncf,
     resolve_codec_class,
     to_encoded,
     unpack,
@@ -239,12 +240,30 @@ def _codec_for(ncf: NcfFile) -> Codec:
     return codec
 
 
+class _CodecStreams(Mapping[str, bytes]):
+    """The codec's streams of a file: every stream but the adapter's, read when asked."""
+
+    def __init__(self, streams: Mapping[str, bytes]):
+        self._streams = streams
+        self._names = [n for n in streams if not n.startswith(RESERVED_STREAM_PREFIX)]
+
+    def __getitem__(self, name: str) -> bytes:
+        if name.startswith(RESERVED_STREAM_PREFIX):
+            raise KeyError(name)
+        return self._streams[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+
 def _decode_with(codec: Codec, adapter: ModalityAdapter, ncf: NcfFile) -> Any:
     header = ncf.header
     adapter.check_header(header)
-    own = {k: v for k, v in ncf.streams.items() if k.startswith(RESERVED_STREAM_PREFIX)}
-    rest = {k: v for k, v in ncf.streams.items() if k not in own}
-    encoded = to_encoded(ncf, rest)
+    own = {k: ncf.streams[k] for k in ncf.streams if k.startswith(RESERVED_STREAM_PREFIX)}
+    encoded = to_encoded(ncf, _CodecStreams(ncf.streams))
     encoded.header.update(adapter.coded_view(header))
     return adapter.restore(codec.decode(encoded), header, own)
 
@@ -260,7 +279,7 @@ def header_info(ncf: NcfFile, file_bytes: int) -> dict[str, Any]:
     """A JSON-able summary of a parsed file: every header field, streams, size and rate."""
     h = ncf.header
     info: dict[str, Any] = {"format_version": ncf.version, **h, "shape": list(h["shape"])}
-    info["streams"] = [{"name": n, "bytes": len(s)} for n, s in ncf.streams.items()]
+    info["streams"] = [{"name": n, "bytes": b} for n, b in ncf.stream_sizes().items()]
     info["file_bytes"] = file_bytes
     rates = _rate(_optional_adapter(h["modality"]), file_bytes, h)
     for key in ("rate", "bpp"):
@@ -301,14 +320,15 @@ def decode_file(
     """Decode the ``.ncf`` file ``src`` into ``dst``, written by the adapter of the file's
     modality in its own format (images: PNG at the original size, channels and depth)."""
     check_output(dst, force)
-    ncf = read_ncf(src)
-    h = ncf.header
-    adapter = modality_adapter(h["modality"])
-    _check_output_kind(adapter, dst)
-    codec = _codec_for(ncf)
-    start = time.perf_counter()
-    data = _decode_with(codec, adapter, ncf)
-    seconds = time.perf_counter() - start
+    with open_ncf(src) as reader:  # segments are read when the codec asks for them
+        ncf = reader.ncf()
+        h = ncf.header
+        adapter = modality_adapter(h["modality"])
+        _check_output_kind(adapter, dst)
+        codec = _codec_for(ncf)
+        start = time.perf_counter()
+        data = _decode_with(codec, adapter, ncf)
+        seconds = time.perf_counter() - start
     adapter.write(dst, data, h, force=force)
     size = Path(src).stat().st_size
     shape = tuple(h["shape"])
@@ -318,9 +338,11 @@ def decode_file(
 
 
 def file_info(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Header, streams, size and rate of an ``.ncf`` file, plus whether this build decodes it."""
-    ncf = read_ncf(path)
-    info = header_info(ncf, Path(path).stat().st_size)
+    """Header, streams, size and rate of an ``.ncf`` file, plus whether this build decodes it.
+    Reads the header and the segment index only."""
+    with open_ncf(path) as reader:
+        ncf = reader.ncf()
+        info = header_info(ncf, reader.file_bytes)
     try:
         cls = resolve_codec_class(ncf.header)
         info["codec_known"] = True

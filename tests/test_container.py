@@ -639,3 +639,21 @@ def _umask() -> int:
     old = os.umask(0o022)
     os.umask(old)
     return old
+
+
+# ----------------------------------------------------------------------------- lazy use by api
+
+
+def test_info_reads_the_index_only_and_decode_checks_what_it_reads(tmp_path, smooth_image):
+    path = tmp_path / "x.ncf"
+    path.write_bytes(api.encode_array(smooth_image, "test-raw", 2))
+    with open_ncf(path) as reader:
+        offset, length, _ = reader.locations()["rest"]
+    raw = bytearray(path.read_bytes())
+    raw[offset + length // 2] ^= 0xFF  # damage one segment's payload, not its CRC
+    path.write_bytes(bytes(raw))
+    info = api.file_info(path)  # header and index only: the damage goes unseen
+    assert {s["name"]: s["bytes"] for s in info["streams"]}["rest"] == length
+    with pytest.raises(ContainerError, match="'rest' CRC mismatch"):
+        api.decode_file(path, tmp_path / "out.png")
+    assert not (tmp_path / "out.png").exists()

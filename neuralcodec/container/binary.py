@@ -48,7 +48,12 @@ class NcfFile:
 
     @property
     def payload_bytes(self) -> int:
-        return sum(len(s) for s in self.streams.values())
+        return sum(self.stream_sizes().values())
+
+    def stream_sizes(self) -> dict[str, int]:
+        """Stream name -> length, without reading lazily held segments (an ``NcfReader``)."""
+        sizes = getattr(self.streams, "sizes", None)
+        return sizes() if callable(sizes) else {n: len(s) for n, s in self.streams.items()}
 
 
 def _check_streams(streams: dict[str, bytes]) -> None:

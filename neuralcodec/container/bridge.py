@@ -21,7 +21,6 @@ from typing import Any
 from neuralcodec.codecs.base import Codec, CodecError, Encoded, codec_class, name_for_id
 from neuralcodec.container.binary import NcfFile
 from neuralcodec.container.fields import FIELD_NAMES, ContainerError
-from neuralcodec.container.reader import NcfReader
 
 CODEC_FIELDS = ("model_id", "weights_sha256", "shape", "colorspace", "bit_depth", "quality")
 _IDENTITY = ("codec", "codec_id", "codec_name", "modality")
@@ -67,7 +66,8 @@ def to_encoded(
     """The ``Encoded`` a codec decodes: flat header dict (see module docstring) and its streams.
 
     ``shape`` replaces the file's shape in the codec's view (image codecs always see HxWx3).
-    A lazy ``NcfReader`` is passed on as it is, so the codec reads only the segments it uses.
+    A lazy mapping (an ``NcfReader`` or a view of one) is passed on as it is, so the codec reads
+    only the segments it uses; a dict is copied.
     """
     h = ncf.header
     src = ncf.streams if streams is None else streams
@@ -77,7 +77,7 @@ def to_encoded(
     return Encoded(
         codec=h["codec_name"],
         header=header,
-        streams=src if isinstance(src, NcfReader) else dict(src),
+        streams=dict(src) if isinstance(src, dict) else src,
     )
 
 
