@@ -148,8 +148,9 @@ def run_case(data: bytes) -> tuple[str, str]:
 def _import_plugin(path: str) -> None:
     """Import the ``.py`` file at ``path`` once (it registers extra codecs)."""
     target = Path(path).resolve()
-    loaded = (getattr(m, "__file__", None) for m in list(sys.modules.values()))
-    if any(f is not None and Path(f).resolve() == target for f in loaded):
+    specs = (getattr(m, "__spec__", None) for m in list(sys.modules.values()))
+    origins = (getattr(spec, "origin", None) for spec in specs)
+    if any(o and o not in ("built-in", "frozen") and Path(o).resolve() == target for o in origins):
         return
     spec = importlib.util.spec_from_file_location(Path(path).stem, path)
     module = importlib.util.module_from_spec(spec)
