@@ -26,6 +26,12 @@ setup(
             extra_compile_args=extra_compile_args,
             extra_link_args=extra_link_args,
         ),
+        Extension(
+            "neuralcodec.kernels._intnet",
+            sources=["neuralcodec/kernels/_intnet.c"],
+            extra_compile_args=extra_compile_args,
+            extra_link_args=extra_link_args,
+        ),
         Extension(  # imports the range decoder's C API (a capsule) at load time
             "neuralcodec.kernels._inr_arm",
             sources=["neuralcodec/kernels/_inr_arm.c"],

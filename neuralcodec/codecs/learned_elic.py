@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import torch
 
-from ..models.elic import KIND, FrozenElic
+from ..models.elic import INT_KIND, KIND, FrozenElic
 from .base import register
 from .latent import FactorizedLatent, HyperpriorLatent, LatentCodec
 from .latent.checkerboard import CheckerboardGroupsLatent
@@ -31,7 +31,7 @@ class ElicCodec(LearnedImageCodec):
 
     name = "elic"
     codec_id = 4
-    rank = 0  # the default image codec
+    rank = 1  # the float-synthesis original; elic-int is the default
     description = "uneven channel groups + checkerboard context (He et al. 2022), bit-exact"
     kinds = (KIND,)
 
@@ -47,3 +47,19 @@ class ElicCodec(LearnedImageCodec):
     def model_bits(self, frozen: FrozenElic, y: torch.Tensor, qi: int) -> float:
         _, likelihoods = frozen.model.eval().code_forward(y, torch.tensor([qi]))
         return float(sum(-torch.log2(lik).sum() for lik in likelihoods.values()))
+
+
+@register
+class ElicIntCodec(ElicCodec):
+    """``elic`` with every decoder network in integer arithmetic: identical pixels everywhere.
+
+    Same latent coding as ``elic`` (``CheckerboardGroupsLatent`` over integer context networks,
+    here ``IntNet``s with 8-bit weights) and an exact integer synthesis (``IntSynthesis``); the
+    weights come from ``compress.elic`` applied to ``elic``'s (``weights/elic-int.safetensors``).
+    """
+
+    name = "elic-int"
+    codec_id = 5
+    rank = 0  # the default image codec
+    description = "elic with integer synthesis and 8-bit weights: identical pixels on every CPU"
+    kinds = (INT_KIND,)

@@ -195,6 +195,10 @@ class LearnedImageCodec(WeightsFile, Codec):
 
     @staticmethod
     def _synthesize(frozen: Frozen, y_hat: torch.Tensor, qi: int, hw) -> np.ndarray:
+        integer = getattr(frozen, "synthesis_int", None)
+        if integer is not None:  # exact integer synthesis: identical pixels everywhere
+            h, w = hw
+            return integer(y_hat, qi)[0, :, :h, :w].permute(1, 2, 0).contiguous().numpy()
         model = frozen.model
         with torch.no_grad(), synthesis_threads():
             x_hat = model.g_s(y_hat * model.y_gain.inverse(torch.tensor([qi])))
@@ -274,7 +278,7 @@ class _FloatLatent(LatentCodec):
 class BmshjFactorized(FactorizedCodec):
     name = "bmshj-factorized"
     codec_id = 1
-    rank = 3
+    rank = 4
     kinds = ("factorized",)
     description = "factorized prior (Balle et al. 2017), variable rate"
 
@@ -283,7 +287,7 @@ class BmshjFactorized(FactorizedCodec):
 class BmshjHyperprior(HyperpriorCodec):
     name = "bmshj-hyper"
     codec_id = 2
-    rank = 2
+    rank = 3
     kinds = ("scale",)
     description = "scale hyperprior (Balle et al. 2018), variable rate"
 
@@ -292,7 +296,7 @@ class BmshjHyperprior(HyperpriorCodec):
 class MbtMean(HyperpriorCodec):
     name = "mbt-mean"
     codec_id = 3
-    rank = 1
+    rank = 2
     kinds = ("mean-scale",)
     description = "mean-scale hyperprior (Minnen et al. 2018), variable rate, bit-exact"
 

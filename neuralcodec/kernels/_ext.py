@@ -7,6 +7,10 @@ try:
 except ImportError:  # pragma: no cover - a source tree without `setup.py build_ext`
     _exact = None
 try:
+    from . import _intnet
+except ImportError:  # pragma: no cover
+    _intnet = None
+try:
     from . import _inr_arm
 except ImportError:  # pragma: no cover
     _inr_arm = None
@@ -18,3 +22,7 @@ def has_exact(*args, **kwargs) -> bool:
 
 def has_inr_arm(*args, **kwargs) -> bool:
     return _inr_arm is not None
+
+
+def has_intnet(*args, **kwargs) -> bool:
+    return _intnet is not None

@@ -42,6 +42,7 @@ from .frozen import Frozen, HyperParts, family
 from .hyperprior import DEFAULT_LAMBDAS, build_transforms
 
 KIND = "elic"
+INT_KIND = "elic-int"  # same model, every network of the decoder in integer arithmetic
 ACT_SCALE = 2.0**ACT_BITS
 HAT_LIMIT = ACT_LIMIT / ACT_SCALE  # context inputs are clamped to the fixed-point range
 
@@ -70,8 +71,8 @@ class ElicConfig:
     lambdas: tuple[float, ...] = field(default_factory=lambda: DEFAULT_LAMBDAS)
 
     def __post_init__(self) -> None:
-        if self.kind != KIND:
-            raise ValueError(f"ElicConfig.kind must be {KIND!r}, got {self.kind!r}")
+        if self.kind not in (KIND, INT_KIND):
+            raise ValueError(f"ElicConfig.kind must be {KIND!r} or {INT_KIND!r}, got {self.kind!r}")
         self.groups = tuple(int(g) for g in self.groups) or uneven_groups(self.m)
         self.lambdas = tuple(float(v) for v in self.lambdas)
         if min(self.groups) <= 0 or sum(self.groups) != self.m:

@@ -95,6 +95,11 @@ class Frozen:
         return {}
 
     @classmethod
+    def load_twin(cls, name: str, arrays: dict[str, np.ndarray], prefix: str) -> Any:
+        """The stored twin ``name`` (a ``FixedPointNet`` unless the family says otherwise)."""
+        return FixedPointNet.from_arrays(arrays, prefix)
+
+    @classmethod
     def integer_parts(cls, model: nn.Module) -> tuple[dict[str, CodingTables], dict[str, Any]]:
         """(tables, integer arrays) of a trained ``model`` in eval mode."""
         raise NotImplementedError
@@ -108,7 +113,7 @@ class Frozen:
 _FAMILIES: dict[str, type[Frozen]] = {}
 
 # Modules that register families when imported (this one registers the hyperprior family).
-FAMILY_MODULES = ("neuralcodec.models.elic",)
+FAMILY_MODULES = ("neuralcodec.models.elic", "neuralcodec.models.elic_int")
 
 
 def family(cls: type[Frozen]) -> type[Frozen]:
@@ -276,7 +281,7 @@ def load(path: Path, kinds: tuple[str, ...] | None = None) -> Frozen:
         model = cls.build(config)
         table_names, int_names = cls.part_names(config)
         nets = {
-            name: FixedPointNet.from_arrays(arrays, f"frozen.{name}.")
+            name: cls.load_twin(name, arrays, f"frozen.{name}.")
             for name in cls.twin_modules(config)
         }
         frozen = cls(

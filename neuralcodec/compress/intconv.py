@@ -1,0 +1,341 @@
+"""Exact integer convolutions that run at float32 speed.
+
+Integer weights ``W`` and integer activations ``a`` with ``|a| <= A``: every product and every
+partial sum of one output is an integer of magnitude at most ``sum |W| * A``. When that bound is
+below 2^24, float32 holds every partial sum exactly, so *any* summation order (oneDNN's blocking,
+SIMD width, thread split, FMA or not) gives the same integer. That is the whole trick::
+
+    bound = max over outputs of  sum |W[o, i, taps]| * A
+    bound <  2^24                 one float32 convolution
+    split into K channel groups   a grouped float32 convolution (K partial sums, each < 2^24),
+    with each group's bound       partial sums added in float64 (exact below 2^53)
+    < 2^24
+    otherwise                     one float64 convolution (exact below 2^53)
+
+The path changes the speed, never the result: ``IntConv.__call__(..., path=...)`` forces one
+and the tests compare them. Transposed convolutions are rewritten as an ordinary convolution
+with ``s^2`` phase outputs followed by a pixel shuffle (``subpixel_weight``); it is the same sum
+over the same integer taps, and far faster on CPU than a strided transposed convolution.
+
+After the sum, ``requantize`` brings the integer accumulator to the next layer's scale with a
+per-channel integer multiplier and a shared right shift, rounding half up, in float64 where
+every intermediate stays an exact integer below 2^53.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from ..kernels import _ext
+
+FLOAT32_EXACT = 2**24
+FLOAT64_EXACT = 2**53
+
+
+class IntNetError(ValueError):
+    """Stored integer layers that are inconsistent or outside the exact range."""
+
+
+def subpixel_weight(w: np.ndarray, stride: int) -> np.ndarray:
+    """Transposed-conv weight (cin, cout, k, k) -> conv weight (s*s*cout, cin, J, J), J=ceil(k/s).
+
+    Output channel ``(cout_index * s + ry) * s + rx`` is phase (ry, rx), in the order
+    ``pixel_shuffle`` expects. Tap ``u`` of phase ``r`` is the transposed tap ``(J-1-u)*s + r``.
+    """
+    cin, cout, k, k2 = w.shape
+    if k != k2:
+        raise IntNetError("only square kernels")
+    s = stride
+    j = -(-k // s)
+    out = np.zeros((cout, s, s, cin, j, j), dtype=w.dtype)
+    for ry in range(s):
+        for rx in range(s):
+            for u in range(j):
+                ty = (j - 1 - u) * s + ry
+                if ty >= k:
+                    continue
+                for v in range(j):
+                    tx = (j - 1 - v) * s + rx
+                    if tx >= k:
+                        continue
+                    out[:, ry, rx, :, u, v] = w[:, :, ty, tx].T
+    return out.reshape(cout * s * s, cin, j, j)
+
+
+@dataclass
+class ConvGeometry:
+    """Where a layer's taps sit: an ordinary convolution, or a transposed one (sub-pixel form)."""
+
+    kernel: int
+    stride: int
+    padding: int
+    transposed: bool = False
+    output_padding: int = 0
+
+    def out_size(self, n: int) -> int:
+        k, s, p = self.kernel, self.stride, self.padding
+        if self.transposed:
+            return (n - 1) * s - 2 * p + k + self.output_padding
+        return (n + 2 * p - k) // s + 1
+
+    def as_array(self) -> np.ndarray:
+        return np.array(
+            [self.kernel, self.stride, self.padding, int(self.transposed), self.output_padding],
+            dtype=np.int32,
+        )
+
+    @classmethod
+    def from_array(cls, a: np.ndarray) -> ConvGeometry:
+        k, s, p, t, op = (int(v) for v in a)
+        if not (1 <= k <= 32 and 1 <= s <= k and 0 <= p < k and 0 <= op < s):
+            raise IntNetError(f"bad convolution geometry {a.tolist()}")
+        return cls(k, s, p, bool(t), op)
+
+
+def _choose_groups(l1: np.ndarray, bound: int) -> int:
+    """Smallest K dividing cin with every group's partial bound < 2^24; 0 if none is worth it.
+
+    ``l1``: (cout, cin) sums of |W| over taps; ``bound``: A, the input's magnitude limit.
+    """
+    cin = l1.shape[1]
+    for k in range(1, cin + 1):
+        if cin % k or k > max(1, cin // 8):
+            continue
+        parts = l1.reshape(l1.shape[0], k, cin // k).sum(2)
+        if int(parts.max(initial=0)) * bound < FLOAT32_EXACT:
+            return k
+    return 0
+
+
+@dataclass
+class IntConv:
+    """One integer convolution: ``acc = conv(a, W) + b``, then requantised (see module doc).
+
+    ``weight``: int (cout, cin, k, k), or (cin, cout, k, k) when transposed, stored as int8 or
+    int16; ``bias``: int64 at the accumulator's scale; ``mult`` (cout,) int64 and ``shift``:
+    ``out = floor((acc * mult + 2^(shift-1)) / 2^shift)``; ``in_bound``: the input magnitude
+    limit A (the input is clamped to it); ``out_bound``: the output is clamped to +-out_bound
+    (after the ReLU when ``relu``).
+    """
+
+    weight: np.ndarray
+    bias: np.ndarray
+    mult: np.ndarray
+    shift: int
+    geometry: ConvGeometry
+    in_bound: int
+    out_bound: int
+    relu: bool = False
+    _cache: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.check()
+
+    # -- validation ------------------------------------------------------------------------
+    @property
+    def cout(self) -> int:
+        return self.weight.shape[1] if self.geometry.transposed else self.weight.shape[0]
+
+    @property
+    def cin(self) -> int:
+        return self.weight.shape[0] if self.geometry.transposed else self.weight.shape[1]
+
+    def check(self) -> None:
+        w, g = self.weight, self.geometry
+        if w.ndim != 4 or w.shape[2] != g.kernel or w.shape[3] != g.kernel:
+            raise IntNetError(f"weight {w.shape} does not match kernel {g.kernel}")
+        if self.bias.shape != (self.cout,) or self.mult.shape != (self.cout,):
+            raise IntNetError("bias / multiplier do not match the output channels")
+        if not (0 < self.in_bound < 2**24 and 0 < self.out_bound < 2**31 and 0 <= self.shift < 63):
+            raise IntNetError("activation bounds or shift out of range")
+        l1 = int(
+            np.abs(w.astype(np.int64)).sum(axis=(0, 2, 3) if g.transposed else (1, 2, 3)).max()
+        )
+        acc = l1 * self.in_bound + int(np.abs(self.bias).max(initial=0))
+        if acc * int(np.abs(self.mult).max(initial=0)) + 2**self.shift >= FLOAT64_EXACT:
+            raise IntNetError("accumulator times multiplier could exceed 2^53")
+
+    # -- the prepared (fast) form ------------------------------------------------------------
+    def _prepared(self):
+        if "w" in self._cache:
+            return self._cache["w"], self._cache["k"], self._cache["pad"]
+        g = self.geometry
+        w = self.weight.astype(np.int64)
+        if g.transposed:
+            w = subpixel_weight(w, g.stride)
+            j = w.shape[-1]
+            # left/top J-1; right/bottom enough rows for the last phase of the last output
+            pad = (j - 1, max(0, (g.kernel + g.output_padding - 1 - g.padding) // g.stride))
+        else:
+            pad = (g.padding, g.padding)
+        l1 = np.abs(w).sum(axis=(2, 3))
+        k = _choose_groups(l1, self.in_bound)
+        self._cache.update(w=w, k=k, pad=pad)
+        return w, k, pad
+
+    def _weights(self, path: str, k: int) -> torch.Tensor:
+        key = ("t", path, k)
+        if key not in self._cache:
+            w = self._prepared()[0]
+            if path == "float64":
+                t = torch.from_numpy(w.astype(np.float64))
+            elif k <= 1:
+                t = torch.from_numpy(w.astype(np.float32))
+            else:  # K groups stacked along the outputs: group g sees input channels of g only
+                cout, cin = w.shape[:2]
+                parts = w.reshape(cout, k, cin // k, *w.shape[2:]).transpose(1, 0, 2, 3, 4)
+                t = torch.from_numpy(
+                    np.ascontiguousarray(parts.reshape(k * cout, cin // k, *w.shape[2:])).astype(
+                        np.float32
+                    )
+                )
+            self._cache[key] = t
+        return self._cache[key]
+
+    def raw(self, a: torch.Tensor, path: str | None = None) -> tuple[torch.Tensor, int]:
+        """``(conv output, K)``: K partial sums stacked on the channels (float32), or the whole
+        sum (K = 1, float32 or float64), still in sub-pixel phase layout for a transposed layer.
+        ``path``: "float32", "grouped", "float64", or None for the fastest exact one."""
+        _, k, pad = self._prepared()
+        g = self.geometry
+        if path is None:
+            path = "float32" if k == 1 else ("grouped" if k > 1 else "float64")
+        if path == "float32" and k != 1:
+            raise IntNetError("the float32 path is not exact for this layer")
+        if path == "grouped":
+            k = max(k, 1)
+        a = a.clamp(-self.in_bound, self.in_bound)
+        stride, padding = (1, 0) if g.transposed else (g.stride, g.padding)
+        if g.transposed:
+            a = F.pad(a, (pad[0], pad[1], pad[0], pad[1]))
+        with _highest_precision():
+            if path == "float64":
+                return F.conv2d(a.double(), self._weights("float64", 0), None, stride, padding), 1
+            kk = k if path == "grouped" else 1
+            w = self._weights("float32", kk)
+            return F.conv2d(a.float(), w, None, stride, padding, 1, kk), kk
+
+    def out_shape(self, a: torch.Tensor) -> tuple[int, int, int, int]:
+        h, w = a.shape[-2:]
+        g = self.geometry
+        return (a.shape[0], self.cout, g.out_size(h), g.out_size(w))
+
+    def accumulate(self, a: torch.Tensor, path: str | None = None) -> torch.Tensor:
+        """Exact integer ``conv(a, W)`` as float64 (no bias), in the output layout."""
+        acc, k = self.raw(a, path)
+        b, _, h, w = acc.shape
+        acc = acc.double().view(b, k, -1, h, w).sum(1)
+        if self.geometry.transposed:
+            acc = _unshuffle_crop(acc, self.geometry, *a.shape[-2:])
+        return acc
+
+    def __call__(
+        self, a: torch.Tensor, path: str | None = None, impl: str | None = None
+    ) -> torch.Tensor:
+        """The layer's output: float32 integers clamped to ``out_bound`` (after the ReLU)."""
+        lo = 0 if self.relu else -self.out_bound
+        if _use_c(impl, a):
+            acc, k = self.raw(a, path)
+            out = torch.empty(self.out_shape(a), dtype=torch.float32)
+            g = self.geometry
+            s, pad = (g.stride, g.padding) if g.transposed else (1, 0)
+            _ext._intnet.requant(
+                acc[0].contiguous().numpy(), k, s, pad, self.bias, self.mult, self.shift,
+                lo, self.out_bound, out[0].numpy(),
+            )  # fmt: skip
+            return out
+        acc = self.accumulate(a, path)
+        acc = acc + torch.from_numpy(self.bias.astype(np.float64)).view(1, -1, 1, 1)
+        return requantize(acc, self.mult, self.shift).clamp_(lo, self.out_bound).float()
+
+    # -- storage -------------------------------------------------------------------------------
+    def to_arrays(self, prefix: str) -> dict[str, np.ndarray]:
+        peak = int(np.abs(self.weight).max(initial=0))
+        wdtype = np.int8 if peak <= 127 else np.int16
+        return {
+            prefix + "weight": self.weight.astype(wdtype),
+            prefix + "bias": self.bias.astype(np.int64),
+            prefix + "mult": self.mult.astype(np.int64),
+            prefix + "geometry": self.geometry.as_array(),
+            prefix + "meta": np.array(
+                [self.shift, self.in_bound, self.out_bound, int(self.relu)], dtype=np.int64
+            ),
+        }
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray], prefix: str) -> IntConv:
+        try:
+            shift, in_bound, out_bound, relu = (int(v) for v in arrays[prefix + "meta"])
+            return cls(
+                weight=np.asarray(arrays[prefix + "weight"]).astype(np.int64),
+                bias=np.asarray(arrays[prefix + "bias"], dtype=np.int64),
+                mult=np.asarray(arrays[prefix + "mult"], dtype=np.int64),
+                shift=shift,
+                geometry=ConvGeometry.from_array(np.asarray(arrays[prefix + "geometry"])),
+                in_bound=in_bound,
+                out_bound=out_bound,
+                relu=bool(relu),
+            )
+        except KeyError as exc:
+            raise IntNetError(f"missing stored tensor {exc}") from None
+
+
+def _use_c(impl: str | None, a: torch.Tensor) -> bool:
+    """The C epilogue (``kernels/_intnet.c``) unless the reference is asked for or it is absent."""
+    if impl == "reference" or os.environ.get("NEURALCODEC_KERNELS") == "reference":
+        return False
+    return _ext.has_intnet() and a.shape[0] == 1 and a.device.type == "cpu"
+
+
+def _unshuffle_crop(acc: torch.Tensor, g: ConvGeometry, hin: int, win: int) -> torch.Tensor:
+    """Sub-pixel phases -> the transposed convolution's output (interleave, then crop).
+
+    Phase ``r`` of sub-pixel row ``q`` is row ``o' = q*s + r`` of the transposed output shifted
+    by its padding (``o' = o + padding``), so the output is rows ``[padding, padding + H_out)``.
+    """
+    s = g.stride
+    full = F.pixel_shuffle(acc, s) if s > 1 else acc
+    ho, wo = g.out_size(hin), g.out_size(win)
+    return full[:, :, g.padding : g.padding + ho, g.padding : g.padding + wo]
+
+
+def requantize(acc: torch.Tensor, mult: np.ndarray, shift: int) -> torch.Tensor:
+    """``floor((acc * mult + 2^(shift-1)) / 2^shift)`` per channel, exact in float64."""
+    m = torch.from_numpy(mult.astype(np.float64)).view(1, -1, 1, 1)
+    t = acc * m
+    if shift:
+        t += 2.0 ** (shift - 1)
+        t *= 2.0**-shift
+    return torch.floor(t)
+
+
+class _highest_precision:
+    """Keep float32 convolutions in full IEEE float32 (no bf16 / tf32 shortcuts)."""
+
+    def __enter__(self):
+        self.before = torch.get_float32_matmul_precision()
+        if self.before != "highest":
+            torch.set_float32_matmul_precision("highest")
+        return self
+
+    def __exit__(self, *exc):
+        if self.before != "highest":
+            torch.set_float32_matmul_precision(self.before)
+        return False
+
+
+def fixed_multiplier(scale: np.ndarray, bits: int = 20) -> tuple[np.ndarray, int]:
+    """Per-channel real ``scale`` -> (integer multipliers, shared shift): ``scale ~ M / 2^shift``
+    with the largest ``|M|`` in ``[2^(bits-1), 2^bits)``."""
+    scale = np.asarray(scale, dtype=np.float64)
+    peak = float(np.abs(scale).max(initial=0))
+    if peak == 0 or not np.isfinite(peak):
+        return np.zeros(scale.shape, dtype=np.int64), 0
+    shift = bits - 1 - int(np.floor(np.log2(peak)))
+    shift = int(min(max(shift, 0), 62))
+    return np.round(scale * 2.0**shift).astype(np.int64), shift
