@@ -9,7 +9,7 @@ Calibration runs the float model (eval mode: rounded latents) over centre crops 
 photos at every quality and records the largest input magnitude of every layer the decoder runs;
 those set the power-of-two activation scales. Kodak is never used (``datasets.training`` refuses
 it). The bit widths are the measured trade-off (``docs/compression.md``): entropy-model networks
-8-bit weights and 14-bit activations; synthesis 12-bit block transform, 10-bit weights in the
+8-bit weights, 14-bit activations into the first layer (the latents) and 11-bit after it; synthesis 12-bit block transform, 10-bit weights in the
 first deconvolution and 8-bit after it, 16-bit activations at 1/16 and 1/8 of the resolution and
 12-bit above, where most of the work is.
 
@@ -36,7 +36,7 @@ from ..models.elic import INT_KIND, FrozenElic
 from ..models.elic_int import FrozenElicInt
 from .intnet import IntNet, IntSynthesis, PeakRecorder
 
-NET_ACT_BITS = 14
+NET_ACT_BITS = (14, 11)  # the first layer sees the latents: it needs the width
 NET_WEIGHT_BITS = 8
 SYNTHESIS_ACT_BITS = (16, 16, 16, 12, 12, 12, 12)  # inputs of residual[0..6]
 SYNTHESIS_WEIGHT_BITS = (10, 8, 8, 8)  # the four deconvolutions
@@ -81,7 +81,9 @@ def calibrate(source: FrozenElic, crops: list[torch.Tensor]) -> dict[str, float]
     return rec.peaks
 
 
-def quantize(source: FrozenElic, peaks: dict[str, float], meta: dict | None = None) -> FrozenElicInt:
+def quantize(
+    source: FrozenElic, peaks: dict[str, float], meta: dict | None = None
+) -> FrozenElicInt:
     """The ``elic-int`` twin of a float ``elic`` model, from calibrated ``peaks``."""
     model = copy.deepcopy(source.model).eval()
     model.config = copy.deepcopy(model.config)

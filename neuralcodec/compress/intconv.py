@@ -25,6 +25,7 @@ every intermediate stays an exact integer below 2^53.
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -97,19 +98,28 @@ class ConvGeometry:
         return cls(k, s, p, bool(t), op)
 
 
-def _choose_groups(l1: np.ndarray, bound: int) -> int:
-    """Smallest K dividing cin with every group's partial bound < 2^24; 0 if none is worth it.
+def _choose_plan(l1: np.ndarray, bound: int) -> tuple[int, int]:
+    """``(lo_bits, K)``: the cheapest exact float32 plan, or ``(0, 0)`` for float64.
 
     ``l1``: (cout, cin) sums of |W| over taps; ``bound``: A, the input's magnitude limit.
+    ``K`` splits the input channels into K groups (a grouped convolution, K partial sums);
+    ``lo_bits`` > 0 also splits every input value into ``hi * 2^lo_bits + lo`` (``0 <= lo <
+    2^lo_bits``), both halves convolved in one call as a batch of two. Plans are tried by cost:
+    no split with K = 1..4, then the value split with K = 1..4; beyond that many small grouped
+    convolutions cost more than one float64 convolution.
     """
     cin = l1.shape[1]
-    for k in range(1, cin + 1):
-        if cin % k or k > max(1, cin // 8):
-            continue
-        parts = l1.reshape(l1.shape[0], k, cin // k).sum(2)
-        if int(parts.max(initial=0)) * bound < FLOAT32_EXACT:
-            return k
-    return 0
+    lo_bits = (int(bound).bit_length() + 1) // 2
+    halves = max(2**lo_bits - 1, -(-bound // 2**lo_bits))
+    for split in (0, lo_bits):
+        a = halves if split else bound
+        for k in (1, 2, 3, 4):
+            if cin % k:
+                continue
+            parts = l1.reshape(l1.shape[0], k, cin // k).sum(2)
+            if int(parts.max(initial=0)) * a < FLOAT32_EXACT:
+                return split, k
+    return 0, 0
 
 
 @dataclass
@@ -163,7 +173,7 @@ class IntConv:
     # -- the prepared (fast) form ------------------------------------------------------------
     def _prepared(self):
         if "w" in self._cache:
-            return self._cache["w"], self._cache["k"], self._cache["pad"]
+            return self._cache["w"], self._cache["plan"], self._cache["pad"]
         g = self.geometry
         w = self.weight.astype(np.int64)
         if g.transposed:
@@ -173,10 +183,9 @@ class IntConv:
             pad = (j - 1, max(0, (g.kernel + g.output_padding - 1 - g.padding) // g.stride))
         else:
             pad = (g.padding, g.padding)
-        l1 = np.abs(w).sum(axis=(2, 3))
-        k = _choose_groups(l1, self.in_bound)
-        self._cache.update(w=w, k=k, pad=pad)
-        return w, k, pad
+        plan = _choose_plan(np.abs(w).sum(axis=(2, 3)), self.in_bound)
+        self._cache.update(w=w, plan=plan, pad=pad)
+        return w, plan, pad
 
     def _weights(self, path: str, k: int) -> torch.Tensor:
         key = ("t", path, k)
@@ -189,36 +198,36 @@ class IntConv:
             else:  # K groups stacked along the outputs: group g sees input channels of g only
                 cout, cin = w.shape[:2]
                 parts = w.reshape(cout, k, cin // k, *w.shape[2:]).transpose(1, 0, 2, 3, 4)
-                t = torch.from_numpy(
-                    np.ascontiguousarray(parts.reshape(k * cout, cin // k, *w.shape[2:])).astype(
-                        np.float32
-                    )
-                )
+                parts = np.ascontiguousarray(parts.reshape(k * cout, cin // k, *w.shape[2:]))
+                t = torch.from_numpy(parts.astype(np.float32))
             self._cache[key] = t
         return self._cache[key]
 
-    def raw(self, a: torch.Tensor, path: str | None = None) -> tuple[torch.Tensor, int]:
-        """``(conv output, K)``: K partial sums stacked on the channels (float32), or the whole
-        sum (K = 1, float32 or float64), still in sub-pixel phase layout for a transposed layer.
-        ``path``: "float32", "grouped", "float64", or None for the fastest exact one."""
-        _, k, pad = self._prepared()
+    def raw(self, a: torch.Tensor, path: str | None = None) -> tuple[torch.Tensor, np.ndarray]:
+        """``(partial sums, factors)``: the exact accumulator is ``sum_p factors[p] * acc[:, p]``
+        with ``acc`` (B, P * C', H, W) float32 (or float64 with P = 1), still in sub-pixel phase
+        layout for a transposed layer. ``path``: "float64" forces the plain float64 convolution;
+        None takes the layer's cheapest exact plan (``_choose_plan``)."""
+        _, (split, k), pad = self._prepared()
         g = self.geometry
-        if path is None:
-            path = "float32" if k == 1 else ("grouped" if k > 1 else "float64")
-        if path == "float32" and k != 1:
-            raise IntNetError("the float32 path is not exact for this layer")
-        if path == "grouped":
-            k = max(k, 1)
         a = a.clamp(-self.in_bound, self.in_bound)
         stride, padding = (1, 0) if g.transposed else (g.stride, g.padding)
         if g.transposed:
             a = F.pad(a, (pad[0], pad[1], pad[0], pad[1]))
         with _highest_precision():
-            if path == "float64":
-                return F.conv2d(a.double(), self._weights("float64", 0), None, stride, padding), 1
-            kk = k if path == "grouped" else 1
-            w = self._weights("float32", kk)
-            return F.conv2d(a.float(), w, None, stride, padding, 1, kk), kk
+            if path == "float64" or k == 0:
+                acc = F.conv2d(a.double(), self._weights("float64", 0), None, stride, padding)
+                return acc, np.ones(1, dtype=np.int64)
+            a = a.float()
+            factors = np.ones(k, dtype=np.int64)
+            if split:  # a = hi * 2^split + lo, both exact in float32; batch of two
+                hi = torch.floor(a * 2.0**-split)
+                a = torch.cat([hi, a - hi * 2.0**split], 0)
+                factors = np.concatenate([np.full(k, 2**split), factors])
+            acc = F.conv2d(a, self._weights("float32", k), None, stride, padding, 1, k)
+            if split:  # (2, K*C', H, W) -> (1, 2*K*C', H, W): hi partials first
+                acc = acc.reshape(1, -1, *acc.shape[-2:])
+            return acc, factors
 
     def out_shape(self, a: torch.Tensor) -> tuple[int, int, int, int]:
         h, w = a.shape[-2:]
@@ -227,9 +236,10 @@ class IntConv:
 
     def accumulate(self, a: torch.Tensor, path: str | None = None) -> torch.Tensor:
         """Exact integer ``conv(a, W)`` as float64 (no bias), in the output layout."""
-        acc, k = self.raw(a, path)
+        acc, factors = self.raw(a, path)
         b, _, h, w = acc.shape
-        acc = acc.double().view(b, k, -1, h, w).sum(1)
+        f = torch.from_numpy(factors.astype(np.float64)).view(1, -1, 1, 1, 1)
+        acc = (acc.double().view(b, len(factors), -1, h, w) * f).sum(1)
         if self.geometry.transposed:
             acc = _unshuffle_crop(acc, self.geometry, *a.shape[-2:])
         return acc
@@ -240,14 +250,13 @@ class IntConv:
         """The layer's output: float32 integers clamped to ``out_bound`` (after the ReLU)."""
         lo = 0 if self.relu else -self.out_bound
         if _use_c(impl, a):
-            acc, k = self.raw(a, path)
+            acc, factors = self.raw(a, path)
             out = torch.empty(self.out_shape(a), dtype=torch.float32)
             g = self.geometry
             s, pad = (g.stride, g.padding) if g.transposed else (1, 0)
-            _ext._intnet.requant(
-                acc[0].contiguous().numpy(), k, s, pad, self.bias, self.mult, self.shift,
-                lo, self.out_bound, out[0].numpy(),
-            )  # fmt: skip
+            acc = acc[0].contiguous().numpy()
+            args = (acc, factors, s, pad, self.bias, self.mult, self.shift, lo, self.out_bound)
+            by_channels(_ext._intnet.requant, args + (out[0].numpy(),), self.cout, out.numel())
             return out
         acc = self.accumulate(a, path)
         acc = acc + torch.from_numpy(self.bias.astype(np.float64)).view(1, -1, 1, 1)
@@ -283,6 +292,26 @@ class IntConv:
             )
         except KeyError as exc:
             raise IntNetError(f"missing stored tensor {exc}") from None
+
+
+_POOL: ThreadPoolExecutor | None = None
+PARALLEL_MIN = 1 << 16  # outputs below this run on the calling thread
+
+
+def by_channels(fn, args: tuple, channels: int, work: int) -> None:
+    """``fn(*args, c0, c1)`` over output channels, split across up to ``torch.get_num_threads()``
+    threads (at most 4) for large outputs. Channels are independent: same result on any split."""
+    global _POOL
+    parts = min(4, torch.get_num_threads(), channels)
+    if parts < 2 or work < PARALLEL_MIN:
+        fn(*args, 0, channels)
+        return
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(4, thread_name_prefix="intnet")
+    edges = [channels * i // parts for i in range(parts + 1)]
+    jobs = [_POOL.submit(fn, *args, c0, c1) for c0, c1 in zip(edges, edges[1:], strict=False)]
+    for job in jobs:
+        job.result()
 
 
 def _use_c(impl: str | None, a: torch.Tensor) -> bool:

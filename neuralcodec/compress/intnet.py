@@ -30,7 +30,7 @@ from torch import nn
 
 from ..kernels import _ext
 from ..models.fixedpoint import ACT_BITS, ACT_LIMIT
-from .intconv import ConvGeometry, IntConv, IntNetError, _use_c, fixed_multiplier
+from .intconv import ConvGeometry, IntConv, IntNetError, _use_c, by_channels, fixed_multiplier
 
 DEFAULT_ACT_BITS = 12
 DEFAULT_WEIGHT_BITS = 8
@@ -139,8 +139,12 @@ class IntNet:
                 raise IntNetError(f"layer {i} ({type(m).__name__}) has no integer form")
         if len(input_peaks) != len(convs):
             raise IntNetError(f"{len(input_peaks)} calibrated peaks for {len(convs)} layers")
-        bound = 2 ** (act_bits - 1) - 1
-        exps = [min(_scale_exponent(p, act_bits), ACT_BITS) for p in input_peaks] + [ACT_BITS]
+        bits = list(act_bits) if isinstance(act_bits, (list, tuple)) else [act_bits] * len(convs)
+        bits = (bits + bits[-1:] * len(convs))[: len(convs)]  # the last width repeats
+        bounds = [2 ** (b - 1) - 1 for b in bits]
+        exps = [
+            min(_scale_exponent(p, b), ACT_BITS) for p, b in zip(input_peaks, bits, strict=True)
+        ] + [ACT_BITS]
         layers, steps = [], []
         for n, (i, m) in enumerate(convs):
             last = n == len(convs) - 1
@@ -149,8 +153,8 @@ class IntNet:
                 m,
                 exps[n],
                 exps[n + 1],
-                bound,
-                ACT_LIMIT if last else bound,
+                bounds[n],
+                ACT_LIMIT if last else bounds[n + 1],
                 relu,
                 weight_bits,
                 weight=None if weights is None else weights[n],
@@ -273,14 +277,14 @@ class IntIGDN:
         """``a`` float32 integers -> float32 integers at the output scale."""
         if _use_c(impl, a):
             a = a.float().contiguous()
-            sq = torch.empty_like(a)
-            _ext._intnet.square_shift(a[0].numpy(), self.sq_shift, sq[0].numpy())
-            acc, k = self.norm.raw(sq)
+            sq = (a * a).mul_(2.0**-self.sq_shift).floor_()  # exact: a^2 < 2^24
+            acc, factors = self.norm.raw(sq)
             out = torch.empty_like(a)
-            _ext._intnet.igdn(
-                acc[0].contiguous().numpy(), k, self.norm.bias, a[0].numpy(),
+            args = (
+                acc[0].contiguous().numpy(), factors, self.norm.bias, a[0].numpy(),
                 4.0**self.root_bits, self.mult, self.shift, self.out_bound, out[0].numpy(),
             )  # fmt: skip
+            by_channels(_ext._intnet.igdn, args, a.shape[1], a.numel())
             return out
         a = a.double()
         sq = torch.floor(a * a * 2.0**-self.sq_shift)
@@ -377,7 +381,9 @@ class IntSynthesis:
         )
         residual, steps = [], [bstep]
         conv_bits = iter(
-            list(weight_bits) if isinstance(weight_bits, (list, tuple)) else [weight_bits] * len(mods)
+            list(weight_bits)
+            if isinstance(weight_bits, (list, tuple))
+            else [weight_bits] * len(mods)
         )
         for n, m in enumerate(mods):
             last = n == len(mods) - 1

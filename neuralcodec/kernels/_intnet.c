@@ -4,16 +4,17 @@
  * integers). Everything here is int64 arithmetic on those integers, plus one correctly rounded
  * IEEE sqrt, so the result is the same on every CPU and compiler (no -ffast-math here).
  *
- *   requant(acc, k, s, pad, bias, mult, shift, lo, hi, out)
- *       v = sum_k acc[k] + bias[c];  r = floor((v * mult[c] + 2^(shift-1)) / 2^shift)
+ *   requant(acc, factors, s, pad, bias, mult, shift, lo, hi, out, c0, c1)
+ *       v = sum_p factors[p] * acc[p] + bias[c];  r = floor((v * mult[c] + 2^(shift-1)) / 2^shift)
  *       clamped to [lo, hi]; phase channel c*s*s + ry*s + rx at (qy, qx) is written to
  *       out[c, qy*s + ry - pad, qx*s + rx - pad] when inside out (pixel shuffle + crop fused).
- *   igdn(acc, k, beta, a, root_scale, mult, shift, bound, out)
- *       n = sum_k acc[k] + beta[c];  r = floor(sqrt(n * root_scale));
+ *   igdn(acc, factors, beta, a, root_scale, mult, shift, bound, out, c0, c1)
+ *       n = sum_p factors[p] * acc[p] + beta[c];  r = floor(sqrt(n * root_scale));
  *       out = clamp(floor((a * r * mult + 2^(shift-1)) / 2^shift), +-bound)
- *   square_shift(a, shift, out)        out = floor(a^2 / 2^shift)
  *
- * Arrays are C-contiguous; acc is (K*C', H, W), a and out (C, H, W) float32.
+ * Arrays are C-contiguous; acc is (P*C', H, W) (P partial sums), a and out (C, H, W) float32;
+ * factors, bias, mult, beta int64. Only output channels [c0, c1) are computed, with the GIL
+ * released, so callers may run disjoint channel ranges on several threads (same result).
  */
 
 #define PY_SSIZE_T_CLEAN
@@ -84,15 +85,16 @@ static inline int64_t clamp64(int64_t v, int64_t lo, int64_t hi)
 
 static PyObject *py_requant(PyObject *mod, PyObject *args)
 {
-    PyObject *acc_o, *bias_o, *mult_o, *out_o;
-    Py_ssize_t k, s, pad;
+    PyObject *acc_o, *fac_o, *bias_o, *mult_o, *out_o;
+    Py_ssize_t s, pad;
     int shift;
     long long lo, hi;
-    if (!PyArg_ParseTuple(args, "OnnnOOiLLO", &acc_o, &k, &s, &pad, &bias_o, &mult_o, &shift, &lo,
-                          &hi, &out_o))
+    Py_ssize_t c0, c1;
+    if (!PyArg_ParseTuple(args, "OOnnOOiLLOnn", &acc_o, &fac_o, &s, &pad, &bias_o, &mult_o, &shift,
+                          &lo, &hi, &out_o, &c0, &c1))
         return NULL;
     fbuf acc, out;
-    Py_buffer bias, mult;
+    Py_buffer bias, mult, fac;
     if (get_float(acc_o, &acc, 0, 3, 1, "acc") < 0)
         return NULL;
     if (get_float(out_o, &out, 1, 3, 0, "out") < 0) {
@@ -106,16 +108,25 @@ static PyObject *py_requant(PyObject *mod, PyObject *args)
         goto done2;
     if (get_i64(mult_o, &mult, C, "mult") < 0)
         goto done1;
-    if (k < 1 || s < 1 || shift < 0 || shift > 62 || acc.view.shape[0] != k * C * s * s) {
-        PyErr_SetString(PyExc_ValueError, "requant: inconsistent shapes or parameters");
+    if (PyObject_GetBuffer(fac_o, &fac, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_ND) < 0)
         goto done0;
+    Py_ssize_t k = fac.len / 8;
+    if (fac.itemsize != 8 || fac.ndim != 1 || k < 1 || k > 4096) {
+        PyErr_SetString(PyExc_ValueError, "requant: factors must be 1-d int64");
+        goto donef;
+    }
+    if (s < 1 || shift < 0 || shift > 62 || acc.view.shape[0] != k * C * s * s || c0 < 0 ||
+        c1 > C || c0 > c1) {
+        PyErr_SetString(PyExc_ValueError, "requant: inconsistent shapes or parameters");
+        goto donef;
     }
     {
         const int64_t *bp = (const int64_t *)bias.buf, *mp = (const int64_t *)mult.buf;
+        const int64_t *fp = (const int64_t *)fac.buf;
         float *op = (float *)out.view.buf;
         Py_ssize_t plane = H * W, group = C * s * s * plane;
         Py_BEGIN_ALLOW_THREADS
-        for (Py_ssize_t c = 0; c < C; c++) {
+        for (Py_ssize_t c = c0; c < c1; c++) {
             for (Py_ssize_t ry = 0; ry < s; ry++) {
                 for (Py_ssize_t rx = 0; rx < s; rx++) {
                     Py_ssize_t base = ((c * s + ry) * s + rx) * plane;
@@ -130,7 +141,7 @@ static PyObject *py_requant(PyObject *mod, PyObject *args)
                             Py_ssize_t i = base + qy * W + qx;
                             int64_t v = bp[c];
                             for (Py_ssize_t g = 0; g < k; g++)
-                                v += acc_at(&acc, i + g * group);
+                                v += fp[g] * acc_at(&acc, i + g * group);
                             v = clamp64(floor_shift(v * mp[c], shift), lo, hi);
                             op[(c * HO + oy) * WO + ox] = (float)v;
                         }
@@ -142,6 +153,8 @@ static PyObject *py_requant(PyObject *mod, PyObject *args)
     }
     Py_INCREF(Py_None);
     result = Py_None;
+donef:
+    PyBuffer_Release(&fac);
 done0:
     PyBuffer_Release(&mult);
 done1:
@@ -154,16 +167,16 @@ done2:
 
 static PyObject *py_igdn(PyObject *mod, PyObject *args)
 {
-    PyObject *acc_o, *beta_o, *a_o, *out_o;
-    Py_ssize_t k;
+    PyObject *acc_o, *fac_o, *beta_o, *a_o, *out_o;
     double root_scale;
     long long mult, bound;
     int shift;
-    if (!PyArg_ParseTuple(args, "OnOOdLiLO", &acc_o, &k, &beta_o, &a_o, &root_scale, &mult, &shift,
-                          &bound, &out_o))
+    Py_ssize_t c0, c1;
+    if (!PyArg_ParseTuple(args, "OOOOdLiLOnn", &acc_o, &fac_o, &beta_o, &a_o, &root_scale, &mult,
+                          &shift, &bound, &out_o, &c0, &c1))
         return NULL;
     fbuf acc, a, out;
-    Py_buffer beta;
+    Py_buffer beta, fac;
     PyObject *result = NULL;
     if (get_float(acc_o, &acc, 0, 3, 1, "acc") < 0)
         return NULL;
@@ -179,24 +192,28 @@ static PyObject *py_igdn(PyObject *mod, PyObject *args)
     Py_ssize_t C = a.view.shape[0], plane = a.view.shape[1] * a.view.shape[2];
     if (get_i64(beta_o, &beta, C, "beta") < 0)
         goto done1;
-    if (k < 1 || shift < 0 || shift > 62 || acc.view.shape[0] != k * C ||
+    if (PyObject_GetBuffer(fac_o, &fac, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_ND) < 0)
+        goto done0;
+    Py_ssize_t k = fac.len / 8;
+    if (fac.itemsize != 8 || fac.ndim != 1 || k < 1 || k > 4096 || c0 < 0 || c1 > C || c0 > c1 ||
+        shift < 0 || shift > 62 || acc.view.shape[0] != k * C ||
         acc.view.shape[1] * acc.view.shape[2] != plane || out.view.shape[0] != C ||
         out.view.shape[1] * out.view.shape[2] != plane) {
         PyErr_SetString(PyExc_ValueError, "igdn: inconsistent shapes or parameters");
-        goto done0;
+        goto donef;
     }
     {
-        const int64_t *bp = (const int64_t *)beta.buf;
+        const int64_t *bp = (const int64_t *)beta.buf, *fp = (const int64_t *)fac.buf;
         const float *ap = (const float *)a.view.buf;
         float *op = (float *)out.view.buf;
         Py_ssize_t group = C * plane;
         Py_BEGIN_ALLOW_THREADS
-        for (Py_ssize_t c = 0; c < C; c++) {
+        for (Py_ssize_t c = c0; c < c1; c++) {
             for (Py_ssize_t p = 0; p < plane; p++) {
                 Py_ssize_t i = c * plane + p;
                 int64_t n = bp[c];
                 for (Py_ssize_t g = 0; g < k; g++)
-                    n += acc_at(&acc, i + g * group);
+                    n += fp[g] * acc_at(&acc, i + g * group);
                 if (n < 0)
                     n = 0;
                 int64_t r = (int64_t)floor(sqrt((double)n * root_scale));
@@ -208,6 +225,8 @@ static PyObject *py_igdn(PyObject *mod, PyObject *args)
     }
     Py_INCREF(Py_None);
     result = Py_None;
+donef:
+    PyBuffer_Release(&fac);
 done0:
     PyBuffer_Release(&beta);
 done1:
@@ -217,45 +236,11 @@ done1:
     return result;
 }
 
-static PyObject *py_square_shift(PyObject *mod, PyObject *args)
-{
-    PyObject *a_o, *out_o;
-    int shift;
-    if (!PyArg_ParseTuple(args, "OiO", &a_o, &shift, &out_o))
-        return NULL;
-    fbuf a, out;
-    if (get_float(a_o, &a, 0, 3, 0, "a") < 0)
-        return NULL;
-    if (get_float(out_o, &out, 1, 3, 0, "out") < 0) {
-        PyBuffer_Release(&a.view);
-        return NULL;
-    }
-    Py_ssize_t n = a.view.len / 4;
-    if (out.view.len / 4 != n || shift < 0 || shift > 62) {
-        PyErr_SetString(PyExc_ValueError, "square_shift: inconsistent shapes");
-        PyBuffer_Release(&out.view);
-        PyBuffer_Release(&a.view);
-        return NULL;
-    }
-    const float *ap = (const float *)a.view.buf;
-    float *op = (float *)out.view.buf;
-    Py_BEGIN_ALLOW_THREADS
-    for (Py_ssize_t i = 0; i < n; i++) {
-        int64_t v = (int64_t)ap[i];
-        op[i] = (float)((v * v) >> shift); /* v*v >= 0: the shift is a floor */
-    }
-    Py_END_ALLOW_THREADS
-    PyBuffer_Release(&out.view);
-    PyBuffer_Release(&a.view);
-    Py_RETURN_NONE;
-}
-
 static PyMethodDef methods[] = {
     {"requant", py_requant, METH_VARARGS,
-     "requant(acc, k, s, pad, bias, mult, shift, lo, hi, out): exact conv epilogue"},
+     "requant(acc, factors, s, pad, bias, mult, shift, lo, hi, out, c0, c1): conv epilogue"},
     {"igdn", py_igdn, METH_VARARGS,
-     "igdn(acc, k, beta, a, root_scale, mult, shift, bound, out): exact inverse GDN"},
-    {"square_shift", py_square_shift, METH_VARARGS, "square_shift(a, shift, out)"},
+     "igdn(acc, factors, beta, a, root_scale, mult, shift, bound, out, c0, c1): inverse GDN"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -1,0 +1,271 @@
+"""Integer networks (``neuralcodec/compress``): exactness of every path, closeness to the float
+network they quantise, storage round trips, and identical pixels of ``elic-int`` under every
+forced instruction set and thread count."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from conftest import REPO_DIR
+from torch import nn
+from torch.nn import functional as F
+
+from neuralcodec.codecs.base import get_codec, weights_available
+from neuralcodec.compress.intconv import (
+    FLOAT32_EXACT,
+    ConvGeometry,
+    IntConv,
+    IntNetError,
+    _choose_plan,
+    subpixel_weight,
+)
+from neuralcodec.compress.intnet import IntIGDN, IntNet, IntSynthesis, PeakRecorder
+from neuralcodec.models.fixedpoint import ACT_BITS
+from neuralcodec.models.layers import GDN
+from neuralcodec.models.transforms import HybridSynthesis
+
+RNG = np.random.default_rng(7)
+
+LAYERS = [  # cin, cout, kernel, stride, padding, transposed, output_padding, input bound
+    (8, 5, 5, 2, 2, True, 1, 2047),
+    (32, 3, 16, 16, 0, True, 0, 32767),
+    (64, 40, 5, 1, 2, False, 0, 8191),
+    (32, 16, 3, 1, 1, False, 0, 2047),
+    (64, 32, 5, 2, 2, True, 1, 8191),
+    (128, 24, 5, 1, 2, False, 0, 8191),
+    (200, 16, 1, 1, 0, False, 0, 2**20),
+]
+
+
+def _layer(cin, cout, k, s, p, tr, op, bound, relu=False):
+    shape = (cin, cout, k, k) if tr else (cout, cin, k, k)
+    return IntConv(
+        weight=RNG.integers(-127, 128, shape),
+        bias=RNG.integers(-5000, 5000, cout),
+        mult=RNG.integers(1, 2**14, cout),
+        shift=13,
+        geometry=ConvGeometry(k, s, p, tr, op),
+        in_bound=bound,
+        out_bound=2**23 - 1,
+        relu=relu,
+    )
+
+
+def _exact_reference(layer: IntConv, x: torch.Tensor) -> torch.Tensor:
+    """The same layer in plain float64 PyTorch and integer NumPy, no shortcuts."""
+    g = layer.geometry
+    w = torch.from_numpy(layer.weight.astype(np.float64))
+    x = x.double().clamp(-layer.in_bound, layer.in_bound)
+    if g.transposed:
+        acc = F.conv_transpose2d(x, w, None, g.stride, g.padding, g.output_padding)
+    else:
+        acc = F.conv2d(x, w, None, g.stride, g.padding)
+    acc = acc.numpy().astype(np.int64) + layer.bias[None, :, None, None]
+    t = acc * layer.mult[None, :, None, None] + (1 << (layer.shift - 1))
+    out = np.floor_divide(t, 1 << layer.shift)
+    lo = 0 if layer.relu else -layer.out_bound
+    return torch.from_numpy(np.clip(out, lo, layer.out_bound).astype(np.float32))
+
+
+@pytest.mark.parametrize("spec", LAYERS)
+def test_every_path_gives_the_exact_integer_result(spec):
+    layer = _layer(*spec, relu=spec[2] == 3)
+    bound = spec[-1]
+    x = torch.from_numpy(RNG.integers(-bound, bound + 1, (1, spec[0], 7, 9)).astype(np.float32))
+    x[0, 0, 0, :3] = torch.tensor([bound, -bound, bound])  # extremes reach the bound
+    want = _exact_reference(layer, x)
+    for path in (None, "float64"):
+        for impl in (None, "reference"):
+            got = layer(x, path=path, impl=impl)
+            assert got.shape == want.shape and torch.equal(got, want), (path, impl)
+
+
+def test_plans_keep_every_float32_partial_sum_below_two_to_the_24():
+    for spec in LAYERS:
+        layer = _layer(*spec)
+        w, (split, k), _ = layer._prepared()
+        if k == 0:
+            continue
+        l1 = np.abs(w).sum(axis=(2, 3))
+        bound = spec[-1]
+        if split:
+            bound = max(2**split - 1, -(-bound // 2**split))
+        parts = l1.reshape(l1.shape[0], k, -1).sum(2)
+        assert parts.max() * bound < FLOAT32_EXACT
+    # a layer far beyond float32 falls back to float64
+    big = np.full((4, 512), 127 * 9)
+    assert _choose_plan(big, 2**20) == (0, 0)
+
+
+def test_subpixel_form_is_the_transposed_convolution():
+    w = RNG.normal(size=(6, 4, 5, 5))
+    x = torch.from_numpy(RNG.normal(size=(1, 6, 5, 7)))
+    ref = F.conv_transpose2d(x, torch.from_numpy(w), None, 2, 2, 1)
+    sub = F.conv2d(F.pad(x, (2, 1, 2, 1)), torch.from_numpy(subpixel_weight(w, 2)))
+    got = F.pixel_shuffle(sub, 2)[:, :, 2 : 2 + ref.shape[2], 2 : 2 + ref.shape[3]]
+    assert torch.allclose(got, ref, atol=1e-12)
+
+
+def test_stored_layers_round_trip_and_bad_ones_are_refused():
+    layer = _layer(*LAYERS[0])
+    arrays = layer.to_arrays("l.")
+    assert arrays["l.weight"].dtype == np.int8
+    again = IntConv.from_arrays(arrays, "l.")
+    x = torch.from_numpy(RNG.integers(-2047, 2048, (1, 8, 4, 4)).astype(np.float32))
+    assert torch.equal(again(x), layer(x))
+    bad = dict(arrays)
+    bad["l.mult"] = np.full(5, 2**40, dtype=np.int64)  # accumulator * multiplier beyond 2^53
+    with pytest.raises(IntNetError):
+        IntConv.from_arrays(bad, "l.")
+    bad = dict(arrays)
+    bad["l.bias"] = np.zeros(3, dtype=np.int64)
+    with pytest.raises(IntNetError):
+        IntConv.from_arrays(bad, "l.")
+    with pytest.raises(IntNetError):
+        IntConv.from_arrays({}, "l.")
+
+
+# ----------------------------------------------------------------------------- networks
+
+
+def _calibrated_net(seq: nn.Sequential, x: torch.Tensor) -> IntNet:
+    convs = {str(i): m for i, m in enumerate(seq) if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))}
+    with PeakRecorder(convs) as rec, torch.no_grad():
+        seq(x)
+    return IntNet.from_sequential(seq, [rec.peaks[k] for k in convs], act_bits=(14, 11))
+
+
+def test_intnet_tracks_the_float_network_and_its_paths_agree():
+    torch.manual_seed(0)
+    seq = nn.Sequential(
+        nn.Conv2d(12, 24, 5, padding=2), nn.ReLU(),
+        nn.ConvTranspose2d(24, 16, 5, 2, 2, 1), nn.ReLU(),
+        nn.Conv2d(16, 8, 3, padding=1),
+    ).eval()  # fmt: skip
+    x = torch.randn(1, 12, 6, 8) * 4
+    net = _calibrated_net(seq, x)
+    fx = torch.floor(x.double() * 2**ACT_BITS + 0.5)
+    out = net(fx)
+    assert out.dtype == torch.float64
+    want = seq(x).double() * 2**ACT_BITS
+    rel = (out - want).abs().max() / want.abs().max()
+    assert rel < 0.02
+    os.environ["NEURALCODEC_KERNELS"] = "reference"
+    try:
+        assert torch.equal(net(fx), out)
+    finally:
+        del os.environ["NEURALCODEC_KERNELS"]
+    again = IntNet.from_arrays(net.to_arrays("n."), "n.")
+    assert torch.equal(again(fx), out)
+    # dequantised weights load back into the float network, which then tracks the same outputs
+    seq2 = type(seq)(
+        *[type(m)(**_ctor(m)) if not isinstance(m, nn.ReLU) else nn.ReLU() for m in seq]
+    )
+    again.load_into(seq2)
+    assert (seq2(x) - seq(x)).abs().max() / seq(x).abs().max() < 0.02
+
+
+def _ctor(m):
+    kw = dict(in_channels=m.in_channels, out_channels=m.out_channels, kernel_size=m.kernel_size,
+              stride=m.stride, padding=m.padding)  # fmt: skip
+    if isinstance(m, nn.ConvTranspose2d):
+        kw["output_padding"] = m.output_padding
+    return kw
+
+
+def test_integer_inverse_gdn_is_close_to_the_float_one_and_exact_across_paths():
+    torch.manual_seed(1)
+    gdn = GDN(6, inverse=True)
+    with torch.no_grad():
+        gdn.gamma.param.add_(torch.rand(6, 6) * 0.3)
+    x = torch.randn(1, 6, 9, 11) * 2
+    f_in, f_out = 9, 8
+    layer = IntIGDN.from_gdn(gdn, f_in, f_out, 2**12 - 1, 2**15 - 1)
+    a = torch.floor(x * 2**f_in + 0.5).clamp(-4095, 4095)
+    got = layer(a)
+    assert torch.equal(got, layer(a, impl="reference"))
+    want = gdn(a / 2**f_in) * 2**f_out
+    assert (got - want).abs().max() <= 0.01 * want.abs().max() + 2
+    again = IntIGDN.from_arrays(layer.to_arrays("g."), "g.")
+    assert torch.equal(again(a), got)
+
+
+def test_integer_synthesis_tracks_the_float_synthesis():
+    torch.manual_seed(2)
+    syn = HybridSynthesis(8, 16).eval()
+    with torch.no_grad():
+        syn.block.weight.normal_(0, 0.02)
+        for m in syn.residual:
+            if isinstance(m, nn.ConvTranspose2d):
+                m.weight.normal_(0, 0.05)
+    y = torch.round(torch.randn(1, 16, 2, 3) * 6 * 1024) / 1024
+    gains = torch.rand(3, 16) + 0.5
+    mods = {str(i): m for i, m in enumerate(syn.residual)}
+    with PeakRecorder(mods) as rec, torch.no_grad():
+        for q in range(3):
+            syn(y * gains[q].view(1, -1, 1, 1))
+    peaks = [rec.peaks[str(i)] for i in range(len(mods))]
+    isyn = IntSynthesis.from_module(syn, gains, peaks, act_bits=(16, 16, 16, 12, 12, 12, 12),
+                                    weight_bits=(10, 8, 8, 8))  # fmt: skip
+    fast = [isyn(y, q) for q in range(3)]
+    for q, got in enumerate(fast):
+        assert got.dtype == torch.uint8 and got.shape == (1, 3, 32, 48)
+        with torch.no_grad():
+            want = syn(y * gains[q].view(1, -1, 1, 1)).clamp(0, 1).mul(255).round()
+        assert (got.float() - want).abs().max() <= 2
+    os.environ["NEURALCODEC_KERNELS"] = "reference"
+    try:
+        slow = [isyn(y, q) for q in range(3)]
+    finally:
+        del os.environ["NEURALCODEC_KERNELS"]
+    assert all(torch.equal(a, b) for a, b in zip(fast, slow, strict=True))
+    again = IntSynthesis.from_arrays(isyn.to_arrays("s."), "s.")
+    assert torch.equal(again(y, 2), fast[2])
+
+
+# ----------------------------------------------------------------------------- elic-int
+
+needs_weights = pytest.mark.skipif(
+    not weights_available("elic-int"), reason="weights/elic-int.safetensors not shipped"
+)
+
+_DECODE = """
+import hashlib, sys, torch
+torch.set_num_threads(int(sys.argv[1]))
+from neuralcodec.api import decode_bytes
+data = open(sys.argv[2], "rb").read()
+print(hashlib.sha256(decode_bytes(data)[0].tobytes()).hexdigest())
+"""
+
+ENVIRONMENTS = [  # (threads, environment): instruction sets forced down and thread counts varied
+    (1, {"ONEDNN_MAX_CPU_ISA": "SSE41"}),
+    (8, {"ONEDNN_MAX_CPU_ISA": "AVX2"}),
+    (2, {"ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "SSE41"}),
+]
+
+
+@needs_weights
+def test_elic_int_decodes_to_identical_pixels_under_every_instruction_set(tmp_path):
+    from neuralcodec.api import encode_array
+
+    img = np.asarray(RNG.integers(0, 256, (48, 80, 3)), dtype=np.uint8)
+    img = (img // 32 * 32).astype(np.uint8)  # some structure, some texture
+    codec = get_codec("elic-int")
+    data = encode_array(img, "elic-int", 6)
+    path = tmp_path / "x.ncf"
+    path.write_bytes(data)
+    _, recon = codec.encode_with_reconstruction(img, 6)
+    want = hashlib.sha256(recon.tobytes()).hexdigest()
+    for threads, env in ENVIRONMENTS:
+        run_env = {**os.environ, **env}
+        out = subprocess.run(
+            [sys.executable, "-c", _DECODE, str(threads), str(path)],
+            cwd=REPO_DIR, env=run_env, check=True, timeout=600, capture_output=True, text=True,
+        )  # fmt: skip
+        assert out.stdout.strip() == want, (threads, env)
