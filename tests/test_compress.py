@@ -269,3 +269,55 @@ def test_elic_int_decodes_to_identical_pixels_under_every_instruction_set(tmp_pa
             cwd=REPO_DIR, env=run_env, check=True, timeout=600, capture_output=True, text=True,
         )  # fmt: skip
         assert out.stdout.strip() == want, (threads, env)
+
+
+# ----------------------------------------------------------------------------- low rank, pruning
+
+
+def test_full_rank_factorisation_is_the_layer_and_truncation_keeps_the_largest_part():
+    from neuralcodec.compress.lowrank import choose_rank, factorize, parameter_count
+
+    torch.manual_seed(3)
+    for m in (nn.Conv2d(12, 16, 3, 1, 1), nn.ConvTranspose2d(12, 16, 5, 2, 2, 1)):
+        x = torch.randn(1, 12, 7, 9)
+        with torch.no_grad():
+            assert torch.allclose(factorize(m, 10_000)(x), m(x), atol=1e-5)
+            half = factorize(m, 6)
+            err = (half(x) - m(x)).pow(2).mean()
+            worse = (factorize(m, 2)(x) - m(x)).pow(2).mean()
+        assert err < worse and parameter_count(half) < parameter_count(m)
+        assert 1 <= choose_rank(m, 0.5) < choose_rank(m, 0.99) <= 16
+
+
+def test_low_rank_hyper_synthesis_is_part_of_the_architecture():
+    from neuralcodec.models.elic import ElicConfig, ElicModel
+
+    config = ElicConfig(n=32, m=96, hyper_ranks=(0, 16, 24))
+    model = ElicModel(config)
+    widths = [m.out_channels for m in model.h_s if not isinstance(m, nn.ReLU)]
+    assert widths == [96, 16, 144, 24, 192]
+    again = ElicConfig.from_dict(config.to_dict())
+    assert again.hyper_ranks == (0, 16, 24)
+    assert "hyper_ranks" not in ElicConfig(n=32, m=96).to_dict()  # old files keep their bytes
+
+
+def test_pruned_synthesis_keeps_the_chosen_channels_exactly():
+    from neuralcodec.compress.prune import channel_importance, prune_synthesis
+
+    torch.manual_seed(4)
+    syn = HybridSynthesis(8, 16).eval()
+    y = torch.randn(1, 16, 2, 3) * 3
+    imp = channel_importance(syn, [y])
+    assert [len(i) for i in imp] == [8, 8, 8] and all((i >= 0).all() for i in imp)
+    same = prune_synthesis(syn, (8, 8, 8), imp)  # keeping everything changes nothing
+    with torch.no_grad():
+        assert torch.allclose(same(y), syn(y), atol=1e-6)
+    small = prune_synthesis(syn, (8, 4, 2), imp)
+    assert [m.out_channels for m in small.residual if isinstance(m, nn.ConvTranspose2d)] == [
+        8,
+        4,
+        2,
+        3,
+    ]
+    with torch.no_grad():
+        assert small(y).shape == syn(y).shape

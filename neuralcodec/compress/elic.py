@@ -108,6 +108,17 @@ def quantize(
     return frozen
 
 
+def low_rank_hyper(model: nn.Module, ranks: tuple[int, ...]) -> None:
+    """Replace ``model.h_s`` by its truncated-SVD factorisation (``lowrank.py``), in place."""
+    from .lowrank import factorize_sequential
+
+    convs = [i for i, m in enumerate(model.h_s) if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
+    model.h_s = factorize_sequential(
+        model.h_s, {i: r for i, r in zip(convs, ranks, strict=True) if r}
+    )
+    model.config.hyper_ranks = tuple(ranks)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m neuralcodec.compress.elic", description=__doc__)
     p.add_argument("--source", type=Path, required=True, help="float elic weights")
@@ -115,9 +126,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", type=Path, default=None, help="calibration photos (default: train)")
     p.add_argument("--images", type=int, default=12)
     p.add_argument("--model-id", default=None)
+    p.add_argument(
+        "--hyper-ranks",
+        default=None,
+        help="low-rank hyper-synthesis: rank of each of its 3 convolutions, 0 = keep (lowrank.py)",
+    )
     args = p.parse_args(argv)
     torch.manual_seed(0)
     source = frozen_protocol.load(args.source, kinds=("elic",))
+    if args.hyper_ranks:
+        low_rank_hyper(source.model, tuple(int(v) for v in args.hyper_ranks.split(",")))
     crops = calibration_crops(args.data or data_root() / "train", args.images)
     peaks = calibrate(source, crops)
     model_id = args.model_id or f"{source.meta.get('model_id', 'elic')}-int"

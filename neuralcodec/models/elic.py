@@ -69,8 +69,12 @@ class ElicConfig:
     agg_hidden: int = 192  # width of the parameter-aggregation 1x1 convolutions
     transform: str = "gdn"  # g_a/g_s: "gdn" | "hybrid" (see transforms.py)
     lambdas: tuple[float, ...] = field(default_factory=lambda: DEFAULT_LAMBDAS)
+    synthesis_widths: tuple[int, ...] = ()  # g_s hidden widths; empty: n (compress/prune.py)
+    hyper_ranks: tuple[int, ...] = ()  # h_s layers' ranks, 0 = full; empty: none (lowrank.py)
 
     def __post_init__(self) -> None:
+        self.synthesis_widths = tuple(int(v) for v in self.synthesis_widths)
+        self.hyper_ranks = tuple(int(v) for v in self.hyper_ranks)
         if self.kind not in (KIND, INT_KIND):
             raise ValueError(f"ElicConfig.kind must be {KIND!r} or {INT_KIND!r}, got {self.kind!r}")
         self.groups = tuple(int(g) for g in self.groups) or uneven_groups(self.m)
@@ -87,6 +91,14 @@ class ElicConfig:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["groups"], d["lambdas"] = list(self.groups), list(self.lambdas)
+        if self.synthesis_widths:
+            d["synthesis_widths"] = list(self.synthesis_widths)
+        else:  # absent when default: files written before the field existed stay byte-identical
+            del d["synthesis_widths"]
+        if self.hyper_ranks:
+            d["hyper_ranks"] = list(self.hyper_ranks)
+        else:
+            del d["hyper_ranks"]
         return d
 
     @classmethod

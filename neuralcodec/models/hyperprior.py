@@ -71,11 +71,20 @@ def build_transforms(model: nn.Module, config, hyper_outputs: int) -> None:
     (1: scales, 2: scales and means) is non-zero, the hyper transforms, z gain units, z density
     and y conditional. Shared by every model of the family and by the context models."""
     n, m = config.n, config.m
-    model.g_a, model.g_s = make_transforms(config.transform, n, m)
+    widths = tuple(getattr(config, "synthesis_widths", ()))
+    model.g_a, model.g_s = make_transforms(config.transform, n, m, widths)
     model.y_gain = GainUnits(config.lambdas, m, exponent=0.5)
     if hyper_outputs:
         model.h_a = hyper_analysis(n, m)
         model.h_s = hyper_synthesis(n, m, hyper_outputs)
+        ranks = tuple(getattr(config, "hyper_ranks", ()))
+        if any(ranks):  # low-rank h_s (compress/lowrank.py): convolution i -> rank ranks[i]
+            from ..compress.lowrank import factorize_sequential
+
+            convs = [i for i, mod in enumerate(model.h_s) if not isinstance(mod, nn.ReLU)]
+            model.h_s = factorize_sequential(
+                model.h_s, {i: r for i, r in zip(convs, ranks, strict=True) if r}
+            )
         model.z_gain = GainUnits(config.lambdas, n, exponent=0.0)
         model.z_density = FactorizedDensity(n)
         model.y_conditional = GaussianConditional()

@@ -30,15 +30,18 @@ def analysis(n: int, m: int) -> nn.Sequential:
     return nn.Sequential(conv(3, n), GDN(n), conv(n, n), GDN(n), conv(n, n), GDN(n), conv(n, m))
 
 
-def synthesis(n: int, m: int) -> nn.Sequential:
+def synthesis(n: int, m: int, widths: tuple[int, ...] = ()) -> nn.Sequential:
+    """``widths``: the three hidden widths, coarse to fine (default ``(n, n, n)``); a pruned
+    synthesis (``compress/prune.py``) is narrower where the resolution is high."""
+    a, b, c = widths or (n, n, n)
     return nn.Sequential(
-        deconv(m, n),
-        GDN(n, inverse=True),
-        deconv(n, n),
-        GDN(n, inverse=True),
-        deconv(n, n),
-        GDN(n, inverse=True),
-        deconv(n, 3),
+        deconv(m, a),
+        GDN(a, inverse=True),
+        deconv(a, b),
+        GDN(b, inverse=True),
+        deconv(b, c),
+        GDN(c, inverse=True),
+        deconv(c, 3),
     )
 
 
@@ -84,10 +87,10 @@ class HybridAnalysis(nn.Module):
 
 
 class HybridSynthesis(nn.Module):
-    def __init__(self, n: int, m: int):
+    def __init__(self, n: int, m: int, widths: tuple[int, ...] = ()):
         super().__init__()
         self.block = nn.ConvTranspose2d(m, 3, BLOCK, stride=BLOCK, bias=False)
-        self.residual = synthesis(n, m)
+        self.residual = synthesis(n, m, widths)
         nn.init.zeros_(self.residual[-1].weight)
         nn.init.zeros_(self.residual[-1].bias)
 
@@ -113,10 +116,15 @@ def init_block_basis(g_a: HybridAnalysis, g_s: HybridSynthesis, crops: torch.Ten
         g_s.block.weight.copy_(basis.reshape(m, 3, BLOCK, BLOCK))
 
 
-def make_transforms(kind: str, n: int, m: int) -> tuple[nn.Module, nn.Module]:
-    """(g_a, g_s) for ``kind`` = "gdn" (Balle 2018) or "hybrid" (block transform + GDN)."""
+def make_transforms(
+    kind: str, n: int, m: int, widths: tuple[int, ...] = ()
+) -> tuple[nn.Module, nn.Module]:
+    """(g_a, g_s) for ``kind`` = "gdn" (Balle 2018) or "hybrid" (block transform + GDN);
+    ``widths``: the synthesis' hidden widths (default n everywhere)."""
+    if widths and (len(widths) != 3 or min(widths) <= 0):
+        raise ValueError(f"synthesis widths must be three positive numbers, not {widths}")
     if kind == "gdn":
-        return analysis(n, m), synthesis(n, m)
+        return analysis(n, m), synthesis(n, m, widths)
     if kind == "hybrid":
-        return HybridAnalysis(n, m), HybridSynthesis(n, m)
+        return HybridAnalysis(n, m), HybridSynthesis(n, m, widths)
     raise ValueError(f"unknown transform {kind!r}")
