@@ -168,6 +168,14 @@ def speed_table(doc: dict) -> list[str]:
     ]
     for name, r in doc["results"].items():
         lines.append(f"| {name} | {r['enc_s']:.3f} | {r['dec_s']:.3f} | {r['bytes']:,} |")
+    ratios = doc.get("ratios", {})
+    if ratios:
+        lines.append("")
+        for name, r in ratios.items():
+            lines.append(
+                f"- `{name}`: encode {r['encode']:.2f}x, decode {r['decode']:.2f}x the time of "
+                f"{r['against']}"
+            )
     return lines
 
 
