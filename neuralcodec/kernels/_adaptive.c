@@ -1,0 +1,483 @@
+/* Adaptive binary context models over the shared range coder.
+ *
+ * Each context holds an integer probability state (int32: p1 in bits 0..15 = P(bit = 1) * 2^16,
+ * an observation count in bits 16..23). A bit is coded with one of BANK_SIZE static binary tables
+ * of the range coder (table p1 >> 4, built once by neuralcodec.entropy.adaptive), then the state
+ * moves towards the bit:
+ *
+ *     p1 += ((bit ? 65536 : 0) - p1) / min(count + 2, RATE_LIMIT)     (C division, truncating)
+ *     p1 = clamp(p1, P_MIN, P_MAX); count = min(count + 1, 255)
+ *
+ * so the first observations of a context count as in a frequency estimate and later ones decay
+ * exponentially. Only integers decide a table, so encoder and decoder agree bit for bit.
+ *
+ * The encoder side turns (bits, contexts) into (values, table indexes) for RangeEncoder.encode
+ * (the bitstream belongs to the range coder); the decoder side decodes bit by bit through the
+ * range decoder's C API (entropy/_rangecoder_api.h), choosing each table from the state.
+ *
+ * Three binarisations share the state update:
+ *   bits   one bit per symbol, context given per symbol
+ *   bytes  8 bits per byte, MSB first, down a binary tree: context = base * 255 + node - 1
+ *          (node 1..255 = 1 followed by the bits seen so far): an adaptive model over the
+ *          256 byte values conditioned on a per-byte base context
+ *   ints   signed integers: zero flag, sign, unary exponent k = floor(log2 |v|) (at most 31
+ *          ones, no terminator after 31), the mantissa's top bit with a context per k, the other
+ *          mantissa bits at probability 1/2. Contexts: 64 per set; the set of value i is
+ *          sets[i] * markov + min(|previous value|, markov - 1) (markov = 1: no dependence).
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "../entropy/_rangecoder_api.h"
+
+#define BANK_SHIFT 4
+#define BANK_SIZE (1 << (16 - BANK_SHIFT))
+#define HALF_TABLE (BANK_SIZE / 2)
+#define RATE_LIMIT 32
+#define P_MIN 32
+#define P_MAX (65536 - 32)
+#define INT_CTX 64
+
+static const NcRangeDecoderApi *rc_api;
+
+static inline int32_t state_table(int32_t s) { return (s & 0xFFFF) >> BANK_SHIFT; }
+
+static inline int32_t state_update(int32_t s, int bit)
+{
+    int32_t p = s & 0xFFFF, n = (s >> 16) & 0xFF;
+    int32_t d = n + 2 < RATE_LIMIT ? n + 2 : RATE_LIMIT;
+    p += ((bit ? 65536 : 0) - p) / d;
+    p = p < P_MIN ? P_MIN : (p > P_MAX ? P_MAX : p);
+    n = n < 255 ? n + 1 : 255;
+    return p | (n << 16);
+}
+
+/* ----------------------------------------------------------------------------- buffers */
+
+static int get_i32(PyObject *obj, Py_buffer *view, int writable, const char *name)
+{
+    int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0);
+    if (PyObject_GetBuffer(obj, view, flags) < 0)
+        return -1;
+    const char *f = view->format ? view->format : "B";
+    if (*f == '@' || *f == '=' || *f == '<')
+        f++;
+    if (view->itemsize != 4 || !(strcmp(f, "i") == 0 || strcmp(f, "l") == 0)) {
+        PyErr_Format(PyExc_TypeError, "%s must be a contiguous int32 buffer", name);
+        PyBuffer_Release(view);
+        return -1;
+    }
+    return 0;
+}
+
+#define MAXBUF 6
+typedef struct {
+    Py_buffer v[MAXBUF];
+    int n;
+} Bufs;
+
+static int32_t *take(Bufs *b, PyObject *obj, int writable, const char *name, Py_ssize_t *len)
+{
+    if (get_i32(obj, &b->v[b->n], writable, name) < 0)
+        return NULL;
+    *len = b->v[b->n].len / 4;
+    return (int32_t *)b->v[b->n++].buf;
+}
+
+static void release(Bufs *b)
+{
+    for (int i = 0; i < b->n; i++)
+        PyBuffer_Release(&b->v[i]);
+    b->n = 0;
+}
+
+static int check_states(const int32_t *st, Py_ssize_t n)
+{
+    for (Py_ssize_t i = 0; i < n; i++) {
+        int32_t p = st[i] & 0xFFFF;
+        if (st[i] < 0 || (st[i] >> 24) || p < P_MIN || p > P_MAX) {
+            PyErr_SetString(PyExc_ValueError, "adaptive: invalid context state");
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int check_ctx(const int32_t *ctx, Py_ssize_t n, Py_ssize_t nctx, const char *what)
+{
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (ctx[i] < 0 || ctx[i] >= nctx) {
+            PyErr_Format(PyExc_ValueError, "adaptive: %s %d outside 0..%zd", what, (int)ctx[i],
+                         nctx - 1);
+            return -1;
+        }
+    return 0;
+}
+
+/* ----------------------------------------------------------------------------- bits */
+
+static PyObject *bits_encode(PyObject *mod, PyObject *args)
+{
+    PyObject *ob, *oc, *os, *oi;
+    if (!PyArg_ParseTuple(args, "OOOO:bits_encode", &ob, &oc, &os, &oi))
+        return NULL;
+    Bufs b = {.n = 0};
+    Py_ssize_t n, nc, ns, ni;
+    int32_t *bits, *ctx, *st, *idx;
+    if (!(bits = take(&b, ob, 0, "bits", &n)) || !(ctx = take(&b, oc, 0, "contexts", &nc)) ||
+        !(st = take(&b, os, 1, "states", &ns)) || !(idx = take(&b, oi, 1, "indexes", &ni)))
+        goto fail;
+    if (nc != n || ni != n) {
+        PyErr_SetString(PyExc_ValueError, "adaptive: bits, contexts, indexes differ in size");
+        goto fail;
+    }
+    if (check_states(st, ns) < 0 || check_ctx(ctx, n, ns, "context") < 0)
+        goto fail;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        int32_t c = ctx[i];
+        idx[i] = state_table(st[c]);
+        st[c] = state_update(st[c], bits[i] != 0);
+    }
+    release(&b);
+    Py_RETURN_NONE;
+fail:
+    release(&b);
+    return NULL;
+}
+
+static PyObject *bits_decode(PyObject *mod, PyObject *args)
+{
+    PyObject *odec, *otab, *oc, *os, *oo;
+    if (!PyArg_ParseTuple(args, "OOOOO:bits_decode", &odec, &otab, &oc, &os, &oo))
+        return NULL;
+    Bufs b = {.n = 0};
+    Py_ssize_t n, ns, no;
+    int32_t *ctx, *st, *out;
+    if (!(ctx = take(&b, oc, 0, "contexts", &n)) || !(st = take(&b, os, 1, "states", &ns)) ||
+        !(out = take(&b, oo, 1, "out", &no)))
+        goto fail;
+    if (no != n) {
+        PyErr_SetString(PyExc_ValueError, "adaptive: contexts and out differ in size");
+        goto fail;
+    }
+    if (check_states(st, ns) < 0 || check_ctx(ctx, n, ns, "context") < 0)
+        goto fail;
+    NcDecodeRun *run = rc_api->begin(odec, otab);
+    if (!run)
+        goto fail;
+    int status = 0;
+    if (rc_api->num_tables(run) != BANK_SIZE) {
+        rc_api->end(run, 0);
+        PyErr_SetString(PyExc_ValueError, "adaptive: not the binary table bank");
+        goto fail;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < n; i++) {
+        int32_t c = ctx[i], v;
+        if (rc_api->decode(run, state_table(st[c]), &v) < 0 || (v != 0 && v != 1)) {
+            status = -1;
+            break;
+        }
+        out[i] = v;
+        st[c] = state_update(st[c], v);
+    }
+    Py_END_ALLOW_THREADS
+    if (rc_api->end(run, status) < 0)
+        goto fail;
+    release(&b);
+    Py_RETURN_NONE;
+fail:
+    release(&b);
+    return NULL;
+}
+
+/* ----------------------------------------------------------------------------- bytes */
+
+static PyObject *bytes_encode(PyObject *mod, PyObject *args)
+{
+    PyObject *ob, *oc, *os, *ov, *oi;
+    if (!PyArg_ParseTuple(args, "OOOOO:bytes_encode", &ob, &oc, &os, &ov, &oi))
+        return NULL;
+    Bufs b = {.n = 0};
+    Py_ssize_t n, nc, ns, nv, ni;
+    int32_t *bytes, *base, *st, *val, *idx;
+    if (!(bytes = take(&b, ob, 0, "bytes", &n)) || !(base = take(&b, oc, 0, "bases", &nc)) ||
+        !(st = take(&b, os, 1, "states", &ns)) || !(val = take(&b, ov, 1, "values", &nv)) ||
+        !(idx = take(&b, oi, 1, "indexes", &ni)))
+        goto fail;
+    if (nc != n || nv != 8 * n || ni != 8 * n) {
+        PyErr_SetString(PyExc_ValueError, "adaptive: bytes_encode sizes disagree");
+        goto fail;
+    }
+    if (check_states(st, ns) < 0 || check_ctx(base, n, ns / 255, "base context") < 0)
+        goto fail;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        int32_t node = 1, by = bytes[i] & 0xFF;
+        for (int k = 7; k >= 0; k--) {
+            int bit = (by >> k) & 1;
+            int32_t c = base[i] * 255 + node - 1;
+            val[8 * i + 7 - k] = bit;
+            idx[8 * i + 7 - k] = state_table(st[c]);
+            st[c] = state_update(st[c], bit);
+            node = 2 * node + bit;
+        }
+    }
+    release(&b);
+    Py_RETURN_NONE;
+fail:
+    release(&b);
+    return NULL;
+}
+
+static PyObject *bytes_decode(PyObject *mod, PyObject *args)
+{
+    PyObject *odec, *otab, *oc, *os, *oo;
+    if (!PyArg_ParseTuple(args, "OOOOO:bytes_decode", &odec, &otab, &oc, &os, &oo))
+        return NULL;
+    Bufs b = {.n = 0};
+    Py_ssize_t n, ns, no;
+    int32_t *base, *st, *out;
+    if (!(base = take(&b, oc, 0, "bases", &n)) || !(st = take(&b, os, 1, "states", &ns)) ||
+        !(out = take(&b, oo, 1, "out", &no)))
+        goto fail;
+    if (no != n) {
+        PyErr_SetString(PyExc_ValueError, "adaptive: bases and out differ in size");
+        goto fail;
+    }
+    if (check_states(st, ns) < 0 || check_ctx(base, n, ns / 255, "base context") < 0)
+        goto fail;
+    NcDecodeRun *run = rc_api->begin(odec, otab);
+    if (!run)
+        goto fail;
+    int status = 0;
+    if (rc_api->num_tables(run) != BANK_SIZE) {
+        rc_api->end(run, 0);
+        PyErr_SetString(PyExc_ValueError, "adaptive: not the binary table bank");
+        goto fail;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < n && status == 0; i++) {
+        int32_t node = 1;
+        for (int k = 0; k < 8; k++) {
+            int32_t c = base[i] * 255 + node - 1, v;
+            if (rc_api->decode(run, state_table(st[c]), &v) < 0 || (v != 0 && v != 1)) {
+                status = -1;
+                break;
+            }
+            st[c] = state_update(st[c], v);
+            node = 2 * node + v;
+        }
+        out[i] = node - 256;
+    }
+    Py_END_ALLOW_THREADS
+    if (rc_api->end(run, status) < 0)
+        goto fail;
+    release(&b);
+    Py_RETURN_NONE;
+fail:
+    release(&b);
+    return NULL;
+}
+
+/* ----------------------------------------------------------------------------- ints */
+
+static inline int bitlen_u32(uint32_t m) /* m >= 1 */
+{
+    return 31 - __builtin_clz(m);
+}
+
+static inline int32_t int_set(const int32_t *sets, Py_ssize_t i, int markov, int64_t prev)
+{
+    int64_t a = prev < 0 ? -prev : prev;
+    return sets[i] * markov + (int32_t)(a < markov - 1 ? a : markov - 1);
+}
+
+/* Symbols of one value; writes into val/idx from *pos; returns nothing (the caller sized them). */
+static void int_encode_one(int32_t v, int32_t *st, int32_t c0, int32_t *val, int32_t *idx,
+                           Py_ssize_t *pos)
+{
+    Py_ssize_t p = *pos;
+#define PUT(bit, ctx)                                                                             \
+    do {                                                                                         \
+        val[p] = (bit);                                                                          \
+        idx[p++] = state_table(st[ctx]);                                                         \
+        st[ctx] = state_update(st[ctx], (bit));                                                  \
+    } while (0)
+    PUT(v != 0, c0);
+    if (v != 0) {
+        PUT(v < 0, c0 + 1);
+        uint32_t m = v < 0 ? (uint32_t)(-(int64_t)v) : (uint32_t)v;
+        int k = bitlen_u32(m);
+        for (int i = 0; i < k; i++)
+            PUT(1, c0 + 2 + i);
+        if (k < 31)
+            PUT(0, c0 + 2 + k);
+        if (k >= 1) {
+            int c = c0 + 33 + (k < 30 ? k : 30);
+            PUT((int)((m >> (k - 1)) & 1), c);
+            for (int i = k - 2; i >= 0; i--) {
+                val[p] = (int32_t)((m >> i) & 1);
+                idx[p++] = HALF_TABLE;
+            }
+        }
+    }
+#undef PUT
+    *pos = p;
+}
+
+static PyObject *ints_encode(PyObject *mod, PyObject *args)
+{
+    PyObject *ov, *oset, *os, *oval, *oidx;
+    int markov;
+    if (!PyArg_ParseTuple(args, "OOOiOO:ints_encode", &ov, &oset, &os, &markov, &oval, &oidx))
+        return NULL;
+    Bufs b = {.n = 0};
+    Py_ssize_t n, nset, ns, nval, nidx, pos = 0;
+    int32_t *v, *sets, *st, *val, *idx;
+    if (!(v = take(&b, ov, 0, "values", &n)) || !(sets = take(&b, oset, 0, "sets", &nset)) ||
+        !(st = take(&b, os, 1, "states", &ns)) || !(val = take(&b, oval, 1, "symbols", &nval)) ||
+        !(idx = take(&b, oidx, 1, "indexes", &nidx)))
+        goto fail;
+    if (markov < 1 || nset != n || nidx != nval || nval < 65 * n) {
+        PyErr_SetString(PyExc_ValueError, "adaptive: ints_encode sizes disagree");
+        goto fail;
+    }
+    if (check_states(st, ns) < 0 || check_ctx(sets, n, ns / INT_CTX / markov, "set") < 0)
+        goto fail;
+    int64_t prev = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        int32_t c0 = int_set(sets, i, markov, prev) * INT_CTX;
+        int_encode_one(v[i], st, c0, val, idx, &pos);
+        prev = v[i];
+    }
+    release(&b);
+    return PyLong_FromSsize_t(pos);
+fail:
+    release(&b);
+    return NULL;
+}
+
+static int int_decode_run(NcDecodeRun *run, const int32_t *sets, int32_t *st, int markov,
+                          int32_t *out, Py_ssize_t n)
+{
+    int64_t prev = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        int32_t c0 = int_set(sets, i, markov, prev) * INT_CTX, b;
+#define GET(ctx)                                                                                  \
+    do {                                                                                         \
+        if (rc_api->decode(run, state_table(st[ctx]), &b) < 0 || (b != 0 && b != 1))             \
+            return -1;                                                                           \
+        st[ctx] = state_update(st[ctx], b);                                                      \
+    } while (0)
+        GET(c0);
+        if (!b) {
+            out[i] = prev = 0;
+            continue;
+        }
+        GET(c0 + 1);
+        int neg = b, k = 0;
+        while (k < 31) {
+            GET(c0 + 2 + k);
+            if (!b)
+                break;
+            k++;
+        }
+        int64_t m = (int64_t)1 << k;
+        if (k >= 1) {
+            GET(c0 + 33 + (k < 30 ? k : 30));
+            m |= (int64_t)b << (k - 1);
+            for (int j = k - 2; j >= 0; j--) {
+                if (rc_api->decode(run, HALF_TABLE, &b) < 0 || (b != 0 && b != 1))
+                    return -1;
+                m |= (int64_t)b << j;
+            }
+        }
+#undef GET
+        int64_t val = neg ? -m : m;
+        if (val < INT32_MIN || val > INT32_MAX)
+            return -1;
+        out[i] = (int32_t)val;
+        prev = val;
+    }
+    return 0;
+}
+
+static PyObject *ints_decode(PyObject *mod, PyObject *args)
+{
+    PyObject *odec, *otab, *oset, *os, *oo;
+    int markov;
+    if (!PyArg_ParseTuple(args, "OOOOiO:ints_decode", &odec, &otab, &oset, &os, &markov, &oo))
+        return NULL;
+    Bufs b = {.n = 0};
+    Py_ssize_t n, ns, no;
+    int32_t *sets, *st, *out;
+    if (!(sets = take(&b, oset, 0, "sets", &n)) || !(st = take(&b, os, 1, "states", &ns)) ||
+        !(out = take(&b, oo, 1, "out", &no)))
+        goto fail;
+    if (markov < 1 || no != n) {
+        PyErr_SetString(PyExc_ValueError, "adaptive: sets and out differ in size");
+        goto fail;
+    }
+    if (check_states(st, ns) < 0 || check_ctx(sets, n, ns / INT_CTX / markov, "set") < 0)
+        goto fail;
+    NcDecodeRun *run = rc_api->begin(odec, otab);
+    if (!run)
+        goto fail;
+    if (rc_api->num_tables(run) != BANK_SIZE) {
+        rc_api->end(run, 0);
+        PyErr_SetString(PyExc_ValueError, "adaptive: not the binary table bank");
+        goto fail;
+    }
+    int status;
+    Py_BEGIN_ALLOW_THREADS
+    status = int_decode_run(run, sets, st, markov, out, n);
+    Py_END_ALLOW_THREADS
+    if (rc_api->end(run, status) < 0)
+        goto fail;
+    release(&b);
+    Py_RETURN_NONE;
+fail:
+    release(&b);
+    return NULL;
+}
+
+static PyMethodDef methods[] = {
+    {"bits_encode", bits_encode, METH_VARARGS,
+     "bits_encode(bits, contexts, states, indexes_out): table index of every bit."},
+    {"bits_decode", bits_decode, METH_VARARGS,
+     "bits_decode(decoder, bank, contexts, states, out): decode len(contexts) bits."},
+    {"bytes_encode", bytes_encode, METH_VARARGS,
+     "bytes_encode(bytes, bases, states, values_out, indexes_out): 8 binary symbols a byte."},
+    {"bytes_decode", bytes_decode, METH_VARARGS,
+     "bytes_decode(decoder, bank, bases, states, out): decode len(bases) bytes."},
+    {"ints_encode", ints_encode, METH_VARARGS,
+     "ints_encode(values, sets, states, markov, symbols_out, indexes_out) -> symbol count."},
+    {"ints_decode", ints_decode, METH_VARARGS,
+     "ints_decode(decoder, bank, sets, states, markov, out): decode len(sets) integers."},
+    {NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_adaptive",
+    "Adaptive binary context models coded through the shared range coder.", -1,
+    methods, NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__adaptive(void)
+{
+    PyObject *rc_module = PyImport_ImportModule("neuralcodec.entropy._rangecoder");
+    if (!rc_module)
+        return NULL;
+    Py_DECREF(rc_module);
+    rc_api = PyCapsule_Import(NC_RANGE_DECODER_API, 0);
+    if (!rc_api)
+        return NULL;
+    if (rc_api->version != NC_RANGE_DECODER_API_VERSION) {
+        PyErr_Format(PyExc_ImportError, "_adaptive needs range decoder C API %d, got %d",
+                     NC_RANGE_DECODER_API_VERSION, rc_api->version);
+        return NULL;
+    }
+    return PyModule_Create(&module);
+}
