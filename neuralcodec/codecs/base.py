@@ -156,6 +156,8 @@ CODEC_MODULES = (
     "neuralcodec.codecs.learned_image",
     "neuralcodec.codecs.learned_elic",
     "neuralcodec.codecs.inr",
+    "neuralcodec.codecs.pointcloud_octree",
+    "neuralcodec.codecs.mesh_traversal",
 )
 
 
