@@ -40,11 +40,5 @@ setup(
             extra_compile_args=extra_compile_args,
             extra_link_args=extra_link_args,
         ),
-        Extension(
-            "neuralcodec.kernels._meshpred",
-            sources=["neuralcodec/kernels/_meshpred.c"],
-            extra_compile_args=extra_compile_args,
-            extra_link_args=extra_link_args,
-        ),
     ]
 )

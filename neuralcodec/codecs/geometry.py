@@ -81,7 +81,9 @@ def _spread(v: np.ndarray) -> np.ndarray:
 def morton(q: np.ndarray) -> np.ndarray:
     """Morton code of integer coordinates (N x 3, < 2^21): x in the highest bit of each triple."""
     q = np.asarray(q)
-    code = (_spread(q[:, 0]) << np.uint64(2)) | (_spread(q[:, 1]) << np.uint64(1)) | _spread(q[:, 2])
+    code = (
+        (_spread(q[:, 0]) << np.uint64(2)) | (_spread(q[:, 1]) << np.uint64(1)) | _spread(q[:, 2])
+    )
     return code.astype(np.int64)
 
 

@@ -19,7 +19,7 @@
     vertex attributes, normals and UVs: lossless, in the decoder's vertex order (geometry.py)
 
 Decoded: vertices renumbered in order of first appearance (unreferenced vertices last, in
-their original order), triangles in traversal order, each the same oriented triangle as in
+Morton order of their quantised positions), triangles in traversal order, each the same oriented triangle as in
 the input up to a rotation of its corners. Per-corner normals / UVs keep their own tables;
 their corner indexes follow the triangles.
 """
@@ -32,9 +32,15 @@ from typing import Any
 import numpy as np
 
 from neuralcodec.datasets.mesh import MAX_FACES, MAX_VERTICES, Mesh
-from neuralcodec.entropy.adaptive import INT_CONTEXTS, AdaptiveDecoder, AdaptiveEncoder, states
+from neuralcodec.entropy.adaptive import (
+    INT_CONTEXTS,
+    POSITION_KINDS,
+    POSITION_SCALES,
+    AdaptiveDecoder,
+    AdaptiveEncoder,
+    states,
+)
 from neuralcodec.entropy.rangecoder import DecodeError
-from neuralcodec.kernels import _meshpred
 
 from . import geometry as g
 from .base import Codec, CodecError, Encoded, register
@@ -93,7 +99,9 @@ class _State:
         if entry is None:
             gates += [(c, a, b), (b, c, a), (a, b, c)]
         else:  # the triangle (x, y, w) entered over x -> y: y -> w is taken next
-            x, y, w = (a, b, c) if entry == (a, b) else ((b, c, a) if entry == (b, c) else (c, a, b))
+            x, y, w = (
+                (a, b, c) if entry == (a, b) else ((b, c, a) if entry == (b, c) else (c, a, b))
+            )
             gates += [(w, x, y), (y, w, x)]
 
 
@@ -111,7 +119,11 @@ class _EdgeMap:
         keys, self.fid = keys[order], fid[order].tolist()
         starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
         ends = np.r_[starts[1:], len(keys)]
-        self.range = dict(zip(keys[starts].tolist(), zip(starts.tolist(), ends.tolist(), strict=True), strict=True))
+        self.range = dict(
+            zip(
+                keys[starts].tolist(), zip(starts.tolist(), ends.tolist(), strict=True), strict=True
+            )
+        )
 
     def faces(self, u: int, v: int) -> list[int]:
         k = u * _KEY + v if u < v else v * _KEY + u
@@ -188,10 +200,6 @@ def _traverse_encode(faces: np.ndarray, nverts: int):
             st.add_face(v, u, w, (v, u))
         else:
             st.add_face(u, v, w, (u, v))
-    for ov in range(nverts):  # vertices no triangle uses
-        if new_of[ov] < 0:
-            new_of[ov] = len(orig_of)
-            orig_of.append(ov)
     return symbols, flips, refs, explicit, np.array(orig_of), st.faces, placement
 
 
@@ -262,12 +270,24 @@ def _counts(symbols: np.ndarray, nfaces: int) -> tuple[int, int, int]:
     return reached, 3 * (nfaces - reached), int(np.count_nonzero(symbols == EXPLICIT))
 
 
+def _append_unused(orig_of: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """Vertices no triangle uses go last, in Morton order of their quantised position (ties in
+    their original order), so that the previous one predicts each well."""
+    used = np.zeros(len(q), bool)
+    used[orig_of] = True
+    rest = np.flatnonzero(~used)
+    rest = rest[np.argsort(g.morton(q[rest]), kind="stable")]
+    return np.concatenate([orig_of, rest]).astype(np.int64)
+
+
 # ----------------------------------------------------------------------------- prediction
 
 
 def _predictors(faces: np.ndarray, nverts: int):
     """Parallelograms (CSR by vertex) and fallback references, from the decoded connectivity."""
-    f = faces[(faces[:, 0] != faces[:, 1]) & (faces[:, 1] != faces[:, 2]) & (faces[:, 0] != faces[:, 2])]
+    f = faces[
+        (faces[:, 0] != faces[:, 1]) & (faces[:, 1] != faces[:, 2]) & (faces[:, 0] != faces[:, 2])
+    ]
     rots = np.concatenate([f, f[:, [1, 2, 0]], f[:, [2, 0, 1]]])  # (w, a, b)
     # half-edge table: edge (a, b) -> opposite z
     ekey = np.minimum(rots[:, 1], rots[:, 2]) * _KEY + np.maximum(rots[:, 1], rots[:, 2])
@@ -317,13 +337,45 @@ def _predict(q: np.ndarray, starts, tri, refs, top: int) -> np.ndarray:
     return np.clip(pred, 0, top)
 
 
+def _bit_length(x: np.ndarray) -> np.ndarray:
+    """Bit length of non-negative int64 values below 2^53 (0 for 0), exactly."""
+    return np.where(x > 0, np.frexp(x.astype(np.float64))[1], 0).astype(np.int64)
+
+
+def _position_sets(q: np.ndarray, starts, tri, kind) -> np.ndarray:
+    """The integer set of every residual (V*3), as the decoder's C loop computes it."""
+    nv = len(q)
+    count = np.diff(starts).astype(np.int64)
+    scale = np.zeros(nv, np.int64)
+    has = count > 0
+    if len(tri):
+        para = q[tri[:, 0]] + q[tri[:, 1]] - q[tri[:, 2]]
+        owner = np.repeat(np.arange(nv), count)
+        hi = np.full((nv, 3), np.iinfo(np.int64).min)
+        lo = np.full((nv, 3), np.iinfo(np.int64).max)
+        np.maximum.at(hi, owner, para)
+        np.minimum.at(lo, owner, para)
+        first = tri[starts[:-1][has]]
+        edge = np.abs(q[first[:, 0]] - q[first[:, 1]]).sum(axis=1)
+        scale[has] = edge + (hi[has] - lo[has]).sum(axis=1)
+    cls = np.minimum(_bit_length(scale), POSITION_SCALES - 1)
+    sets = (kind.astype(np.int64) * POSITION_SCALES + cls)[:, None] * 3 + np.arange(3)[None, :]
+    return sets.reshape(-1).astype(np.int32)
+
+
+_POS_MARKOV = 1
+_POS_STATES = POSITION_KINDS * POSITION_SCALES * 3 * _POS_MARKOV * INT_CONTEXTS
+
+
 # ----------------------------------------------------------------------------- codec
 
 
 def _corner_table(mesh: Mesh, name: str):
     table = getattr(mesh, name + "s")
     idx = getattr(mesh, name + "_faces")
-    return (None if table is None else np.asarray(table)), (None if idx is None else np.asarray(idx))
+    return (None if table is None else np.asarray(table)), (
+        None if idx is None else np.asarray(idx)
+    )
 
 
 @register
@@ -346,18 +398,23 @@ class TraversalMeshCodec(Codec):
         nv = len(mesh.vertices)
         q, origin, step = g.quantise(mesh.vertices, bits)
         symbols, flips, refs, explicit, orig_of, new_faces, placement = _traverse_encode(faces, nv)
+        orig_of = _append_unused(orig_of, q)
         new_faces = np.array(new_faces, dtype=np.int64).reshape(-1, 3)
         qn = q[orig_of]
         starts, tri, prefs, kind = _predictors(new_faces, nv)
         resid = qn - _predict(qn, starts, tri, prefs, top)
         enc = AdaptiveEncoder()
         sym = np.array(symbols, np.int32)
-        enc.code_ints(sym, np.zeros(len(sym), np.int32), states(_CONN_MARKOV * INT_CONTEXTS), _CONN_MARKOV)
+        enc.code_ints(
+            sym, np.zeros(len(sym), np.int32), states(_CONN_MARKOV * INT_CONTEXTS), _CONN_MARKOV
+        )
         enc.code_bits(np.array(flips, np.int32), np.zeros(len(flips), np.int32), states(1))
         enc.code_ints(np.array(refs, np.int32), np.zeros(len(refs), np.int32), states(INT_CONTEXTS))
-        enc.code_ints(np.array(explicit, np.int32), np.zeros(len(explicit), np.int32), states(INT_CONTEXTS))
-        sets = (kind[:, None] * 3 + np.arange(3)[None, :]).reshape(-1)
-        enc.code_ints(resid.reshape(-1), sets, states(12 * 3 * INT_CONTEXTS), 3)
+        enc.code_ints(
+            np.array(explicit, np.int32), np.zeros(len(explicit), np.int32), states(INT_CONTEXTS)
+        )
+        sets = _position_sets(qn, starts, tri, kind)
+        enc.code_ints(resid.reshape(-1), sets, states(_POS_STATES), _POS_MARKOV)
         streams = {
             "geom": g.pack_geometry(MAGIC, bits, origin, step) + _COUNTS.pack(len(sym), 0),
             "conn": enc.finish(),
@@ -414,7 +471,9 @@ class TraversalMeshCodec(Codec):
             raise CodecError("meshtrav: header counts out of range")
         dec = AdaptiveDecoder(streams["conn"])
         try:
-            sym = dec.code_ints(np.zeros(nsym, np.int32), states(_CONN_MARKOV * INT_CONTEXTS), _CONN_MARKOV)
+            sym = dec.code_ints(
+                np.zeros(nsym, np.int32), states(_CONN_MARKOV * INT_CONTEXTS), _CONN_MARKOV
+            )
             reached, nstart, nexplicit = _counts(sym, nf)
             if reached > nf:
                 raise CodecError("meshtrav: corrupt stream (too many triangles)")
@@ -425,14 +484,12 @@ class TraversalMeshCodec(Codec):
                 sym.tolist(), flips.tolist(), refs.tolist(), explicit.tolist(), nf, nv
             )
             starts, tri, prefs, kind = _predictors(faces, nv)
-            sets = (kind[:, None] * 3 + np.arange(3)[None, :]).reshape(-1)
-            resid = dec.code_ints(sets, states(12 * 3 * INT_CONTEXTS), 3)
-        except DecodeError as exc:
-            raise CodecError(f"meshtrav: corrupt stream ({exc})") from None
-        q = np.empty(nv * 3, np.int32)
-        try:
-            _meshpred.reconstruct(resid, starts, tri.reshape(-1), prefs, (1 << bits) - 1, q)
-        except ValueError as exc:
+            q = dec.code_positions(
+                starts, tri, prefs, kind, (1 << bits) - 1, states(_POS_STATES), _POS_MARKOV
+            )
+        except CodecError:
+            raise
+        except (DecodeError, ValueError) as exc:  # ValueError: sizes the stream got wrong
             raise CodecError(f"meshtrav: corrupt stream ({exc})") from None
         mesh = Mesh(g.dequantise(q.reshape(nv, 3), origin, step), faces)
         self._decode_attributes(mesh, streams, nv, nf)
@@ -465,4 +522,3 @@ class TraversalMeshCodec(Codec):
                 if idx.size != 3 * nf:
                     raise CodecError(f"meshtrav: {name} corner indexes do not match the faces")
                 setattr(mesh, name + "_faces", idx.reshape(nf, 3))
-

@@ -51,8 +51,9 @@ _NUM_BASES = 64 * 3 * 3
 _POPCOUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.int64)
 
 
-def _base_contexts(codes: np.ndarray, coords: np.ndarray, parent_children: np.ndarray,
-                   depth: int, bits: int) -> np.ndarray:
+def _base_contexts(
+    codes: np.ndarray, coords: np.ndarray, parent_children: np.ndarray, depth: int, bits: int
+) -> np.ndarray:
     """Base context of every node of one level (codes sorted, coords N x 3 at this depth)."""
     side = 1 << depth
     pattern = np.zeros(len(codes), dtype=np.int64)
@@ -202,9 +203,12 @@ class OctreePointCloudCodec(Codec):
             if int(_POPCOUNT[occ].sum()) > n:
                 raise CodecError(f"octree: corrupt occupancy stream (more than {n} nodes)")
             level_codes, coords, parent_children = _children(level_codes, coords, occ)
-        counts = dec.code_ints(
-            np.zeros(len(level_codes), np.int32), states(2 * INT_CONTEXTS), 2
-        ).astype(np.int64) + 1
+        counts = (
+            dec.code_ints(np.zeros(len(level_codes), np.int32), states(2 * INT_CONTEXTS), 2).astype(
+                np.int64
+            )
+            + 1
+        )
         if np.any(counts < 1) or int(counts.sum()) != n:
             raise CodecError(f"octree: corrupt stream (voxel counts do not add up to {n} points)")
         return np.repeat(level_codes, counts)
@@ -230,4 +234,3 @@ def quantised_points(cloud: PointCloud, quality: int) -> np.ndarray:
     _, bits, origin, step, codes, _ = codec._prepare(cloud, quality)
     q = np.stack([_compact(codes >> s) for s in (2, 1, 0)], axis=1)
     return g.dequantise(q, origin, step)
-

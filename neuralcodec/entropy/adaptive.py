@@ -32,6 +32,7 @@ from neuralcodec.kernels import _adaptive
 BANK_SHIFT = 4
 BANK_SIZE = 1 << (16 - BANK_SHIFT)
 INT_CONTEXTS = 64  # contexts per set of the integer binarisation
+POSITION_KINDS, POSITION_SCALES = 4, 16  # integer sets of code_positions: kinds x scales x 3
 BYTE_CONTEXTS = 255  # contexts per base context of the byte binarisation
 _INITIAL_STATE = 1 << 15  # p1 = 1/2, no observation
 
@@ -133,3 +134,23 @@ class AdaptiveDecoder:
         out = np.empty_like(s)
         _adaptive.ints_decode(self._dec.native, bank(), s, st, int(markov), out)
         return out
+
+    def code_positions(
+        self, starts, triples, refs, kinds, top: int, st: np.ndarray, markov: int
+    ) -> np.ndarray:
+        """Mesh positions predicted while decoding (the C file says how); V x 3 int32."""
+        r = _i32(refs)
+        out = np.empty(3 * r.size, np.int32)
+        _adaptive.positions_decode(
+            self._dec.native,
+            bank(),
+            st,
+            int(markov),
+            _i32(starts),
+            _i32(triples),
+            r,
+            _i32(kinds),
+            int(top),
+            out,
+        )
+        return out.reshape(-1, 3)

@@ -23,7 +23,8 @@
  *   ints   signed integers: zero flag, sign, unary exponent k = floor(log2 |v|) (at most 31
  *          ones, no terminator after 31), the mantissa's top bit with a context per k, the other
  *          mantissa bits at probability 1/2. Contexts: 64 per set; the set of value i is
- *          sets[i] * markov + min(|previous value|, markov - 1) (markov = 1: no dependence).
+ *          sets[i] * markov + min(bit length of |previous value|, markov - 1) (markov = 1: no
+ *          dependence on the previous value).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -52,6 +53,12 @@ static inline int32_t state_update(int32_t s, int bit)
     p = p < P_MIN ? P_MIN : (p > P_MAX ? P_MAX : p);
     n = n < 255 ? n + 1 : 255;
     return p | (n << 16);
+}
+
+static inline int64_t floor_div(int64_t a, int64_t b) /* b > 0 */
+{
+    int64_t q = a / b;
+    return (a % b != 0 && a < 0) ? q - 1 : q;
 }
 
 /* ----------------------------------------------------------------------------- buffers */
@@ -290,8 +297,13 @@ static inline int bitlen_u32(uint32_t m) /* m >= 1 */
 
 static inline int32_t int_set(const int32_t *sets, Py_ssize_t i, int markov, int64_t prev)
 {
-    int64_t a = prev < 0 ? -prev : prev;
-    return sets[i] * markov + (int32_t)(a < markov - 1 ? a : markov - 1);
+    uint64_t a = (uint64_t)(prev < 0 ? -prev : prev);
+    int32_t cls = 0;
+    while (a && cls < markov - 1) { /* bit length of |prev|, capped */
+        a >>= 1;
+        cls++;
+    }
+    return sets[i] * markov + cls;
 }
 
 /* Symbols of one value; writes into val/idx from *pos; returns nothing (the caller sized them). */
@@ -359,47 +371,55 @@ fail:
     return NULL;
 }
 
-static int int_decode_run(NcDecodeRun *run, const int32_t *sets, int32_t *st, int markov,
-                          int32_t *out, Py_ssize_t n)
+/* Decodes one value with the 64 contexts from c0; 0 or -1 (inconsistent stream). */
+static int int_decode_one(NcDecodeRun *run, int32_t *st, int32_t c0, int32_t *out)
 {
-    int64_t prev = 0;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        int32_t c0 = int_set(sets, i, markov, prev) * INT_CTX, b;
+    int32_t b;
 #define GET(ctx)                                                                                  \
     do {                                                                                         \
         if (rc_api->decode(run, state_table(st[ctx]), &b) < 0 || (b != 0 && b != 1))             \
             return -1;                                                                           \
         st[ctx] = state_update(st[ctx], b);                                                      \
     } while (0)
-        GET(c0);
-        if (!b) {
-            out[i] = prev = 0;
-            continue;
+    GET(c0);
+    if (!b) {
+        *out = 0;
+        return 0;
+    }
+    GET(c0 + 1);
+    int neg = b, k = 0;
+    while (k < 31) {
+        GET(c0 + 2 + k);
+        if (!b)
+            break;
+        k++;
+    }
+    int64_t m = (int64_t)1 << k;
+    if (k >= 1) {
+        GET(c0 + 33 + (k < 30 ? k : 30));
+        m |= (int64_t)b << (k - 1);
+        for (int j = k - 2; j >= 0; j--) {
+            if (rc_api->decode(run, HALF_TABLE, &b) < 0 || (b != 0 && b != 1))
+                return -1;
+            m |= (int64_t)b << j;
         }
-        GET(c0 + 1);
-        int neg = b, k = 0;
-        while (k < 31) {
-            GET(c0 + 2 + k);
-            if (!b)
-                break;
-            k++;
-        }
-        int64_t m = (int64_t)1 << k;
-        if (k >= 1) {
-            GET(c0 + 33 + (k < 30 ? k : 30));
-            m |= (int64_t)b << (k - 1);
-            for (int j = k - 2; j >= 0; j--) {
-                if (rc_api->decode(run, HALF_TABLE, &b) < 0 || (b != 0 && b != 1))
-                    return -1;
-                m |= (int64_t)b << j;
-            }
-        }
+    }
 #undef GET
-        int64_t val = neg ? -m : m;
-        if (val < INT32_MIN || val > INT32_MAX)
+    int64_t val = neg ? -m : m;
+    if (val < INT32_MIN || val > INT32_MAX)
+        return -1;
+    *out = (int32_t)val;
+    return 0;
+}
+
+static int int_decode_run(NcDecodeRun *run, const int32_t *sets, int32_t *st, int markov,
+                          int32_t *out, Py_ssize_t n)
+{
+    int64_t prev = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (int_decode_one(run, st, int_set(sets, i, markov, prev) * INT_CTX, &out[i]) < 0)
             return -1;
-        out[i] = (int32_t)val;
-        prev = val;
+        prev = out[i];
     }
     return 0;
 }
@@ -443,6 +463,131 @@ fail:
     return NULL;
 }
 
+/* ----------------------------------------------------------------------------- mesh positions
+ *
+ * positions_decode(decoder, bank, states, markov, starts, triples, refs, kinds, top, out)
+ *
+ * Rebuilds V vertices in order (3 int32 coordinates each). Vertex w has the parallelograms
+ * triples[starts[w] .. starts[w+1]) = (a, b, o), all < w; with n >= 1 of them the prediction of
+ * axis k is floor((2 sum(p[a] + p[b] - p[o]) + n) / (2 n)), else p[refs[w]] (refs[w] < w) or 0
+ * (refs[w] == -1); clamped to 0..top. The residual of axis k is decoded as an integer (above) with
+ * set ((kinds[w] * POS_SCALES + scale) * 3 + k), scale = min(bit length of
+ * sum_k |p[a0] - p[b0]| + sum_k (max - min of the parallelograms' predictions), POS_SCALES - 1)
+ * for the first triple (a0, b0, o0), 0 without parallelograms. codecs/mesh_traversal.py computes
+ * the same sets with NumPy for the encoder.
+ */
+#define POS_SCALES 16
+#define POS_KINDS 4
+
+static inline int bitlen64(uint64_t a)
+{
+    int n = 0;
+    while (a) {
+        a >>= 1;
+        n++;
+    }
+    return n;
+}
+
+static int positions_run(NcDecodeRun *run, int32_t *st, int markov, const int32_t *starts,
+                         const int32_t *tri, Py_ssize_t ntri, const int32_t *refs,
+                         const int32_t *kinds, int64_t top, int32_t *out, Py_ssize_t nv)
+{
+    int64_t prev = 0;
+    if (starts[0] != 0)
+        return -1;
+    for (Py_ssize_t w = 0; w < nv; w++) {
+        int32_t s = starts[w], e = starts[w + 1];
+        if (e < s || e > ntri || kinds[w] < 0 || kinds[w] >= POS_KINDS)
+            return -1;
+        int64_t pred[3], scale = 0;
+        if (e > s) {
+            int64_t n = e - s;
+            for (int32_t t = s; t < e; t++) {
+                int32_t a = tri[3 * t], b = tri[3 * t + 1], o = tri[3 * t + 2];
+                if (a < 0 || b < 0 || o < 0 || a >= w || b >= w || o >= w)
+                    return -1;
+            }
+            for (int k = 0; k < 3; k++) {
+                int64_t sum = 0, lo = 0, hi = 0;
+                for (int32_t t = s; t < e; t++) {
+                    const int32_t *r = tri + 3 * t;
+                    int64_t v = (int64_t)out[3 * r[0] + k] + out[3 * r[1] + k] - out[3 * r[2] + k];
+                    sum += v;
+                    lo = (t == s || v < lo) ? v : lo;
+                    hi = (t == s || v > hi) ? v : hi;
+                }
+                pred[k] = floor_div(2 * sum + n, 2 * n);
+                int64_t d = (int64_t)out[3 * tri[3 * s] + k] - out[3 * tri[3 * s + 1] + k];
+                scale += (d < 0 ? -d : d) + (hi - lo);
+            }
+        } else {
+            int32_t r = refs[w];
+            if (r >= w)
+                return -1;
+            for (int k = 0; k < 3; k++)
+                pred[k] = r >= 0 ? out[3 * (Py_ssize_t)r + k] : 0;
+        }
+        int cls = bitlen64((uint64_t)scale);
+        cls = cls < POS_SCALES - 1 ? cls : POS_SCALES - 1;
+        for (int k = 0; k < 3; k++) {
+            int32_t set = (kinds[w] * POS_SCALES + cls) * 3 + k, res;
+            if (int_decode_one(run, st, int_set(&set, 0, markov, prev) * INT_CTX, &res) < 0)
+                return -1;
+            prev = res;
+            int64_t p = pred[k] < 0 ? 0 : (pred[k] > top ? top : pred[k]);
+            int64_t v = p + res;
+            if (v < INT32_MIN || v > INT32_MAX)
+                return -1;
+            out[3 * w + k] = (int32_t)v;
+        }
+    }
+    return 0;
+}
+
+static PyObject *positions_decode(PyObject *mod, PyObject *args)
+{
+    PyObject *odec, *otab, *os, *ost, *otri, *oref, *okind, *oout;
+    int markov;
+    long long top;
+    if (!PyArg_ParseTuple(args, "OOOiOOOOLO:positions_decode", &odec, &otab, &os, &markov, &ost,
+                          &otri, &oref, &okind, &top, &oout))
+        return NULL;
+    Bufs b = {.n = 0};
+    Py_ssize_t ns, nst, ntri, nref, nkind, nout;
+    int32_t *st, *starts, *tri, *refs, *kinds, *out;
+    if (!(st = take(&b, os, 1, "states", &ns)) || !(starts = take(&b, ost, 0, "starts", &nst)) ||
+        !(tri = take(&b, otri, 0, "triples", &ntri)) || !(refs = take(&b, oref, 0, "refs", &nref)) ||
+        !(kinds = take(&b, okind, 0, "kinds", &nkind)) || !(out = take(&b, oout, 1, "out", &nout)))
+        goto fail;
+    if (markov < 1 || nkind != nref || nst != nref + 1 || nout != 3 * nref || ntri % 3 ||
+        ns < (Py_ssize_t)POS_KINDS * POS_SCALES * 3 * markov * INT_CTX) {
+        PyErr_SetString(PyExc_ValueError, "adaptive: positions_decode sizes disagree");
+        goto fail;
+    }
+    if (check_states(st, ns) < 0)
+        goto fail;
+    NcDecodeRun *run = rc_api->begin(odec, otab);
+    if (!run)
+        goto fail;
+    if (rc_api->num_tables(run) != BANK_SIZE) {
+        rc_api->end(run, 0);
+        PyErr_SetString(PyExc_ValueError, "adaptive: not the binary table bank");
+        goto fail;
+    }
+    int status;
+    Py_BEGIN_ALLOW_THREADS
+    status = positions_run(run, st, markov, starts, tri, ntri / 3, refs, kinds, top, out, nref);
+    Py_END_ALLOW_THREADS
+    if (rc_api->end(run, status) < 0)
+        goto fail;
+    release(&b);
+    Py_RETURN_NONE;
+fail:
+    release(&b);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
     {"bits_encode", bits_encode, METH_VARARGS,
      "bits_encode(bits, contexts, states, indexes_out): table index of every bit."},
@@ -456,6 +601,9 @@ static PyMethodDef methods[] = {
      "ints_encode(values, sets, states, markov, symbols_out, indexes_out) -> symbol count."},
     {"ints_decode", ints_decode, METH_VARARGS,
      "ints_decode(decoder, bank, sets, states, markov, out): decode len(sets) integers."},
+    {"positions_decode", positions_decode, METH_VARARGS,
+     "positions_decode(decoder, bank, states, markov, starts, triples, refs, kinds, top, out): "
+     "decode and rebuild predicted mesh positions."},
     {NULL},
 };
 
