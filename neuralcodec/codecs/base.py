@@ -158,6 +158,7 @@ CODEC_MODULES = (
     "neuralcodec.codecs.inr",
     "neuralcodec.codecs.pointcloud_octree",
     "neuralcodec.codecs.mesh_traversal",
+    "neuralcodec.codecs.draco",
 )
 
 

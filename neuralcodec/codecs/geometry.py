@@ -110,7 +110,7 @@ def attribute_mode(arr: np.ndarray) -> int:
     a = np.asarray(arr)
     if a.dtype.kind in "iu":
         lo, hi = (int(a.min()), int(a.max())) if a.size else (0, 0)
-        return INT_MODE if -(1 << 30) <= lo and hi < 1 << 30 else RAW_MODE
+        return INT_MODE if lo >= -(1 << 30) and hi < 1 << 30 else RAW_MODE
     if a.dtype.kind == "f":
         f = a.astype(np.float64)
         if np.all(np.isfinite(f)) and np.all(f == np.round(f)) and np.all(np.abs(f) < 1 << 30):

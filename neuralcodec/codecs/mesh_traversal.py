@@ -82,7 +82,7 @@ class _State:
 
     def add_face(self, a: int, b: int, c: int, entry: tuple[int, int] | None) -> None:
         self.faces.append((a, b, c))
-        if a == b or b == c or a == c:
+        if a in (b, c) or b == c:
             return
         edges, opens = self.edges, self.open
         for x, y in ((a, b), (b, c), (c, a)):
