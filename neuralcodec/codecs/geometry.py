@@ -180,9 +180,9 @@ def decode_attribute(data: bytes, desc: dict[str, Any], n: int, what: str) -> np
         if len(data) != want:
             raise CodecError(f"{what}: raw attribute has {len(data)} bytes, expected {want}")
         return np.frombuffer(data, dtype.newbyteorder("<")).astype(dtype).reshape(shape)
-    dec = AdaptiveDecoder(data)
     sets = np.tile(np.arange(k, dtype=np.int32), n)
     try:
+        dec = AdaptiveDecoder(data)
         d = dec.code_ints(sets, states(k * 3 * INT_CONTEXTS), markov=3)
     except DecodeError as exc:
         raise CodecError(f"{what}: corrupt attribute stream ({exc})") from None

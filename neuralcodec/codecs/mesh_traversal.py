@@ -469,8 +469,8 @@ class TraversalMeshCodec(Codec):
             raise CodecError("meshtrav: header has no vertex / face counts") from None
         if not (1 <= nv <= MAX_VERTICES and 1 <= nf <= MAX_FACES) or nsym > 3 * nf + 3:
             raise CodecError("meshtrav: header counts out of range")
-        dec = AdaptiveDecoder(streams["conn"])
         try:
+            dec = AdaptiveDecoder(streams["conn"])
             sym = dec.code_ints(
                 np.zeros(nsym, np.int32), states(_CONN_MARKOV * INT_CONTEXTS), _CONN_MARKOV
             )
