@@ -131,7 +131,7 @@ def test_golden_bitstream():
     assert digest == GOLDEN
 
 
-GOLDEN = "7a866454e27488785f52f60e4056a56e45347601539b06ffb16fdeaeaaae3441"
+GOLDEN = "3af85561f4e8a822d22797e08d429fbf231f85758803dffe12711b8c4b9d0170"
 
 
 def test_bad_inputs_one_line():

@@ -49,7 +49,7 @@ MAGIC = b"NCMT"
 NUM_CANDIDATES = 6
 BORDER, NEW, FIRST_CANDIDATE = 0, 1, 2
 EXPLICIT = FIRST_CANDIDATE + NUM_CANDIDATES
-_CONN_MARKOV = 4
+_CONN_MARKOV = -5  # order 2: classes of the two previous symbols
 _KEY = 1 << 32
 _COUNTS = struct.Struct("<II")  # gate symbols, vertices reached by the traversal
 
@@ -102,7 +102,7 @@ class _State:
             x, y, w = (
                 (a, b, c) if entry == (a, b) else ((b, c, a) if entry == (b, c) else (c, a, b))
             )
-            gates += [(w, x, y), (y, w, x)]
+            gates += [(y, w, x), (w, x, y)]
 
 
 class _EdgeMap:
@@ -406,7 +406,7 @@ class TraversalMeshCodec(Codec):
         enc = AdaptiveEncoder()
         sym = np.array(symbols, np.int32)
         enc.code_ints(
-            sym, np.zeros(len(sym), np.int32), states(_CONN_MARKOV * INT_CONTEXTS), _CONN_MARKOV
+            sym, np.zeros(len(sym), np.int32), states(_CONN_MARKOV**2 * INT_CONTEXTS), _CONN_MARKOV
         )
         enc.code_bits(np.array(flips, np.int32), np.zeros(len(flips), np.int32), states(1))
         enc.code_ints(np.array(refs, np.int32), np.zeros(len(refs), np.int32), states(INT_CONTEXTS))
@@ -472,7 +472,7 @@ class TraversalMeshCodec(Codec):
         try:
             dec = AdaptiveDecoder(streams["conn"])
             sym = dec.code_ints(
-                np.zeros(nsym, np.int32), states(_CONN_MARKOV * INT_CONTEXTS), _CONN_MARKOV
+                np.zeros(nsym, np.int32), states(_CONN_MARKOV**2 * INT_CONTEXTS), _CONN_MARKOV
             )
             reached, nstart, nexplicit = _counts(sym, nf)
             if reached > nf:

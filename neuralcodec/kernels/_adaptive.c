@@ -24,7 +24,8 @@
  *          ones, no terminator after 31), the mantissa's top bit with a context per k, the other
  *          mantissa bits at probability 1/2. Contexts: 64 per set; the set of value i is
  *          sets[i] * markov + min(bit length of |previous value|, markov - 1) (markov = 1: no
- *          dependence on the previous value).
+ *          dependence on the previous value); markov = -m: order 2, (sets[i] * m + class of the
+ *          previous value) * m + class of the one before, m classes each.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -295,15 +296,31 @@ static inline int bitlen_u32(uint32_t m) /* m >= 1 */
     return 31 - __builtin_clz(m);
 }
 
-static inline int32_t int_set(const int32_t *sets, Py_ssize_t i, int markov, int64_t prev)
+static inline int32_t bitlen_class(int64_t v, int m)
 {
-    uint64_t a = (uint64_t)(prev < 0 ? -prev : prev);
+    uint64_t a = (uint64_t)(v < 0 ? -v : v);
     int32_t cls = 0;
-    while (a && cls < markov - 1) { /* bit length of |prev|, capped */
+    while (a && cls < m - 1) { /* bit length of |v|, capped at m - 1 */
         a >>= 1;
         cls++;
     }
-    return sets[i] * markov + cls;
+    return cls;
+}
+
+/* markov > 0: order 1 (markov classes of the previous value); markov < 0: order 2 (-markov
+ * classes of each of the two previous values). */
+static inline int32_t int_set(const int32_t *sets, Py_ssize_t i, int markov, int64_t prev,
+                              int64_t prev2)
+{
+    if (markov > 0)
+        return sets[i] * markov + bitlen_class(prev, markov);
+    int m = -markov;
+    return (sets[i] * m + bitlen_class(prev, m)) * m + bitlen_class(prev2, m);
+}
+
+static inline Py_ssize_t markov_classes(int markov)
+{
+    return markov > 0 ? markov : (Py_ssize_t)markov * markov;
 }
 
 /* Symbols of one value; writes into val/idx from *pos; returns nothing (the caller sized them). */
@@ -352,16 +369,17 @@ static PyObject *ints_encode(PyObject *mod, PyObject *args)
         !(st = take(&b, os, 1, "states", &ns)) || !(val = take(&b, oval, 1, "symbols", &nval)) ||
         !(idx = take(&b, oidx, 1, "indexes", &nidx)))
         goto fail;
-    if (markov < 1 || nset != n || nidx != nval || nval < 65 * n) {
+    if (markov == 0 || markov < -64 || nset != n || nidx != nval || nval < 65 * n) {
         PyErr_SetString(PyExc_ValueError, "adaptive: ints_encode sizes disagree");
         goto fail;
     }
-    if (check_states(st, ns) < 0 || check_ctx(sets, n, ns / INT_CTX / markov, "set") < 0)
+    if (check_states(st, ns) < 0 || check_ctx(sets, n, ns / INT_CTX / markov_classes(markov), "set") < 0)
         goto fail;
-    int64_t prev = 0;
+    int64_t prev = 0, prev2 = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
-        int32_t c0 = int_set(sets, i, markov, prev) * INT_CTX;
+        int32_t c0 = int_set(sets, i, markov, prev, prev2) * INT_CTX;
         int_encode_one(v[i], st, c0, val, idx, &pos);
+        prev2 = prev;
         prev = v[i];
     }
     release(&b);
@@ -415,10 +433,11 @@ static int int_decode_one(NcDecodeRun *run, int32_t *st, int32_t c0, int32_t *ou
 static int int_decode_run(NcDecodeRun *run, const int32_t *sets, int32_t *st, int markov,
                           int32_t *out, Py_ssize_t n)
 {
-    int64_t prev = 0;
+    int64_t prev = 0, prev2 = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
-        if (int_decode_one(run, st, int_set(sets, i, markov, prev) * INT_CTX, &out[i]) < 0)
+        if (int_decode_one(run, st, int_set(sets, i, markov, prev, prev2) * INT_CTX, &out[i]) < 0)
             return -1;
+        prev2 = prev;
         prev = out[i];
     }
     return 0;
@@ -436,11 +455,11 @@ static PyObject *ints_decode(PyObject *mod, PyObject *args)
     if (!(sets = take(&b, oset, 0, "sets", &n)) || !(st = take(&b, os, 1, "states", &ns)) ||
         !(out = take(&b, oo, 1, "out", &no)))
         goto fail;
-    if (markov < 1 || no != n) {
+    if (markov == 0 || markov < -64 || no != n) {
         PyErr_SetString(PyExc_ValueError, "adaptive: sets and out differ in size");
         goto fail;
     }
-    if (check_states(st, ns) < 0 || check_ctx(sets, n, ns / INT_CTX / markov, "set") < 0)
+    if (check_states(st, ns) < 0 || check_ctx(sets, n, ns / INT_CTX / markov_classes(markov), "set") < 0)
         goto fail;
     NcDecodeRun *run = rc_api->begin(odec, otab);
     if (!run)
@@ -493,7 +512,7 @@ static int positions_run(NcDecodeRun *run, int32_t *st, int markov, const int32_
                          const int32_t *tri, Py_ssize_t ntri, const int32_t *refs,
                          const int32_t *kinds, int64_t top, int32_t *out, Py_ssize_t nv)
 {
-    int64_t prev = 0;
+    int64_t prev = 0, prev2 = 0;
     if (starts[0] != 0)
         return -1;
     for (Py_ssize_t w = 0; w < nv; w++) {
@@ -532,8 +551,9 @@ static int positions_run(NcDecodeRun *run, int32_t *st, int markov, const int32_
         cls = cls < POS_SCALES - 1 ? cls : POS_SCALES - 1;
         for (int k = 0; k < 3; k++) {
             int32_t set = (kinds[w] * POS_SCALES + cls) * 3 + k, res;
-            if (int_decode_one(run, st, int_set(&set, 0, markov, prev) * INT_CTX, &res) < 0)
+            if (int_decode_one(run, st, int_set(&set, 0, markov, prev, prev2) * INT_CTX, &res) < 0)
                 return -1;
+            prev2 = prev;
             prev = res;
             int64_t p = pred[k] < 0 ? 0 : (pred[k] > top ? top : pred[k]);
             int64_t v = p + res;
@@ -560,8 +580,8 @@ static PyObject *positions_decode(PyObject *mod, PyObject *args)
         !(tri = take(&b, otri, 0, "triples", &ntri)) || !(refs = take(&b, oref, 0, "refs", &nref)) ||
         !(kinds = take(&b, okind, 0, "kinds", &nkind)) || !(out = take(&b, oout, 1, "out", &nout)))
         goto fail;
-    if (markov < 1 || nkind != nref || nst != nref + 1 || nout != 3 * nref || ntri % 3 ||
-        ns < (Py_ssize_t)POS_KINDS * POS_SCALES * 3 * markov * INT_CTX) {
+    if (markov == 0 || markov < -64 || nkind != nref || nst != nref + 1 || nout != 3 * nref || ntri % 3 ||
+        ns < (Py_ssize_t)POS_KINDS * POS_SCALES * 3 * markov_classes(markov) * INT_CTX) {
         PyErr_SetString(PyExc_ValueError, "adaptive: positions_decode sizes disagree");
         goto fail;
     }
