@@ -8,6 +8,7 @@ positions (and faces) here; attributes, normals and UVs are not passed to it.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import numpy as np
@@ -45,7 +46,7 @@ class _DracoBase(Codec):
         return lib
 
     def settings_fingerprint(self) -> str | None:
-        return f"compression_level={COMPRESSION_LEVEL}"
+        return hashlib.sha256(f"draco compression_level={COMPRESSION_LEVEL}".encode()).hexdigest()
 
 
 @register
