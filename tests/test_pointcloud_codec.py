@@ -111,7 +111,7 @@ def test_golden_bitstream():
     assert digest == GOLDEN
 
 
-GOLDEN = "7dda3f27b77fbfcf67eeb4821608695a5d999b79b0f6cbb4952912e102782398"
+GOLDEN = "4a956f5a836df6896f637401d7d5b8d2757c96af1befe26c4af64d686f11da72"
 
 
 def test_api_round_trip_keeps_metadata(tmp_path, rng):

@@ -32,7 +32,7 @@ import numpy as np
 
 from neuralcodec.datasets.pointcloud import MAX_POINTS, PointCloud
 from neuralcodec.entropy.adaptive import (
-    BYTE_CONTEXTS,
+    OCTREE_CONTEXTS,
     INT_CONTEXTS,
     AdaptiveDecoder,
     AdaptiveEncoder,
@@ -47,16 +47,18 @@ MAGIC = b"NCPC"
 _NEIGHBOURS = np.array(
     [[-1, 0, 0], [1, 0, 0], [0, -1, 0], [0, 1, 0], [0, 0, -1], [0, 0, 1]], dtype=np.int64
 )
-_NUM_BASES = 64 * 3 * 3
+_NUM_BASES = 3 * 3  # parent's child count x depth class
 _POPCOUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.int64)
 
 
-def _base_contexts(
+def _level_contexts(
     codes: np.ndarray, coords: np.ndarray, parent_children: np.ndarray, depth: int, bits: int
-) -> np.ndarray:
-    """Base context of every node of one level (codes sorted, coords N x 3 at this depth)."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(indexes of the -x, -y, -z face neighbours in this level or -1 (N x 3), 6-neighbour
+    pattern, base context) of every node of one level (codes sorted, coords N x 3)."""
     side = 1 << depth
     pattern = np.zeros(len(codes), dtype=np.int64)
+    neighbours = np.full((len(codes), 3), -1, dtype=np.int64)
     for k, off in enumerate(_NEIGHBOURS):
         nb = coords + off
         inside = np.all((nb >= 0) & (nb < side), axis=1)
@@ -65,10 +67,12 @@ def _base_contexts(
         found = inside & (pos < len(codes))
         found[found] = codes[pos[found]] == nc[found]
         pattern |= found.astype(np.int64) << k
+        if k % 2 == 0:  # a negative direction
+            neighbours[found, k // 2] = pos[found]
     density = np.minimum(np.searchsorted([2, 4], parent_children, side="right"), 2)
     remaining = bits - depth
     depth_class = 0 if remaining == 1 else (1 if remaining == 2 else 2)
-    return ((pattern * 3 + density) * 3 + depth_class).astype(np.int32)
+    return neighbours, pattern, density * 3 + depth_class
 
 
 def _children(codes, coords, occupancy) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -125,13 +129,13 @@ class OctreePointCloudCodec(Codec):
     def _code_geometry(self, enc: AdaptiveEncoder, codes: np.ndarray, bits: int) -> None:
         leaves, counts = np.unique(codes, return_counts=True)
         tree = _Octree(leaves, bits)
-        st = states(_NUM_BASES * BYTE_CONTEXTS)
+        st = states(_NUM_BASES * OCTREE_CONTEXTS)
         level_codes = np.zeros(1, np.int64)
         coords = np.zeros((1, 3), np.int64)
         parent_children = np.ones(1, np.int64)
         for depth, occ in enumerate(tree.levels):
-            base = _base_contexts(level_codes, coords, parent_children, depth, bits)
-            enc.code_bytes(occ, base, st)
+            ctx = _level_contexts(level_codes, coords, parent_children, depth, bits)
+            enc.code_octree_level(occ, *ctx, st)
             level_codes, coords, parent_children = _children(level_codes, coords, occ)
         enc.code_ints(counts - 1, np.zeros(len(counts), np.int32), states(2 * INT_CONTEXTS), 2)
 
@@ -191,13 +195,13 @@ class OctreePointCloudCodec(Codec):
         return PointCloud(xyz, attrs)
 
     def _decode_geometry(self, dec: AdaptiveDecoder, bits: int, n: int) -> np.ndarray:
-        st = states(_NUM_BASES * BYTE_CONTEXTS)
+        st = states(_NUM_BASES * OCTREE_CONTEXTS)
         level_codes = np.zeros(1, np.int64)
         coords = np.zeros((1, 3), np.int64)
         parent_children = np.ones(1, np.int64)
         for depth in range(bits):
-            base = _base_contexts(level_codes, coords, parent_children, depth, bits)
-            occ = dec.code_bytes(base, st).astype(np.int64)
+            ctx = _level_contexts(level_codes, coords, parent_children, depth, bits)
+            occ = dec.code_octree_level(*ctx, st).astype(np.int64)
             if np.any(occ == 0):
                 raise CodecError("octree: corrupt occupancy stream (empty node)")
             if int(_POPCOUNT[occ].sum()) > n:

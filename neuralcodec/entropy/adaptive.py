@@ -34,6 +34,7 @@ BANK_SIZE = 1 << (16 - BANK_SHIFT)
 INT_CONTEXTS = 64  # contexts per set of the integer binarisation
 POSITION_KINDS, POSITION_SCALES = 4, 16  # integer sets of code_positions: kinds x scales x 3
 BYTE_CONTEXTS = 255  # contexts per base context of the byte binarisation
+OCTREE_CONTEXTS = 2048  # contexts per base context of code_octree_level
 _INITIAL_STATE = 1 << 15  # p1 = 1/2, no observation
 
 
@@ -100,6 +101,14 @@ class AdaptiveEncoder:
         _adaptive.bytes_encode(v, c, st, sym, idx)
         self._put(sym, idx)
 
+    def code_octree_level(self, occupancy, neighbours, patterns, bases, st: np.ndarray) -> None:
+        """One octree level child by child (the C file gives the contexts)."""
+        o = _i32(occupancy)
+        sym = np.empty(8 * o.size, np.int32)
+        idx = np.empty_like(sym)
+        n = _adaptive.octree_encode(o, _i32(neighbours), _i32(patterns), _i32(bases), st, sym, idx)
+        self._put(sym[:n], idx[:n])
+
     def code_ints(self, values, sets, st: np.ndarray, markov: int = 1) -> None:
         v, s = _i32(values), _i32(sets)
         sym = np.empty(65 * v.size, np.int32)
@@ -127,6 +136,14 @@ class AdaptiveDecoder:
         c = _i32(bases)
         out = np.empty_like(c)
         _adaptive.bytes_decode(self._dec.native, bank(), c, st, out)
+        return out
+
+    def code_octree_level(self, neighbours, patterns, bases, st: np.ndarray) -> np.ndarray:
+        b = _i32(bases)
+        out = np.empty_like(b)
+        _adaptive.octree_decode(
+            self._dec.native, bank(), _i32(neighbours), _i32(patterns), b, st, out
+        )
         return out
 
     def code_ints(self, sets, st: np.ndarray, markov: int = 1) -> np.ndarray:

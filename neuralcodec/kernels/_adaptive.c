@@ -608,6 +608,159 @@ fail:
     return NULL;
 }
 
+/* ----------------------------------------------------------------------------- octree levels
+ *
+ * octree_encode(occupancy, neighbours, patterns, bases, states, values_out, indexes_out) -> n
+ * octree_decode(decoder, bank, neighbours, patterns, bases, states, out)
+ *
+ * One level of an octree, nodes in Morton order. Node i's occupancy byte is coded child by child
+ * (slot k = 4 x + 2 y + z, k = 0..7), one adaptive bit each, with context
+ *
+ *     ((((bases[i] * 8 + A) * 8 + B) * 4 + S) * 8 + k)
+ *
+ * A: for each axis, whether the node's face neighbour on the child's side exists (patterns[i],
+ *    bit 2 * axis + side: -x, +x, -y, +y, -z, +z);
+ * B: for each axis, whether the child's neighbour one step towards the negative side is occupied:
+ *    a sibling already coded, or a child of the node's negative face neighbour
+ *    (neighbours[3 i + axis], an earlier node of the level, -1 if none), decoded before node i
+ *    because Morton order puts it first;
+ * S: how many children of the node are already known to be occupied (0, 1, 2, 3+).
+ * The last child of a node with no occupied child so far is not coded (a node is never empty).
+ */
+static inline int32_t octree_ctx(int32_t base, int32_t pattern, const int32_t *nb, int32_t k,
+                                 int32_t partial, const int32_t *done, Py_ssize_t i)
+{
+    int32_t A = 0, B = 0;
+    for (int a = 0; a < 3; a++) {
+        int c = (k >> (2 - a)) & 1;
+        A |= ((pattern >> (2 * a + c)) & 1) << a;
+        int32_t bit;
+        if (c)
+            bit = (partial >> (k ^ (1 << (2 - a)))) & 1;
+        else {
+            int32_t j = nb[a];
+            bit = (j >= 0 && j < i) ? (done[j] >> (k | (1 << (2 - a)))) & 1 : 0;
+        }
+        B |= bit << a;
+    }
+    int32_t S = __builtin_popcount((unsigned)partial);
+    S = S < 3 ? S : 3;
+    return (((base * 8 + A) * 8 + B) * 4 + S) * 8 + k;
+}
+
+static PyObject *octree_encode(PyObject *mod, PyObject *args)
+{
+    PyObject *oo, *onb, *opat, *obase, *os, *ov, *oi;
+    if (!PyArg_ParseTuple(args, "OOOOOOO:octree_encode", &oo, &onb, &opat, &obase, &os, &ov, &oi))
+        return NULL;
+    Bufs b = {.n = 0};
+    Py_ssize_t n, nnb, npat, nbase, ns, nv, ni, pos = 0;
+    int32_t *occ, *nb, *pat, *base, *st, *val, *idx;
+    if (!(occ = take(&b, oo, 0, "occupancy", &n)) || !(nb = take(&b, onb, 0, "neighbours", &nnb)) ||
+        !(pat = take(&b, opat, 0, "patterns", &npat)) ||
+        !(base = take(&b, obase, 0, "bases", &nbase)))
+        goto fail;
+    if (!(st = take(&b, os, 1, "states", &ns)))
+        goto fail;
+    if (!(val = take(&b, ov, 1, "values", &nv)))
+        goto fail;
+    /* Bufs holds MAXBUF = 6 views: the seventh array is read through its own view */
+    Py_buffer iv;
+    if (get_i32(oi, &iv, 1, "indexes") < 0)
+        goto fail;
+    idx = iv.buf;
+    ni = iv.len / 4;
+    if (nnb != 3 * n || npat != n || nbase != n || nv < 8 * n || ni < 8 * n) {
+        PyBuffer_Release(&iv);
+        PyErr_SetString(PyExc_ValueError, "adaptive: octree_encode sizes disagree");
+        goto fail;
+    }
+    if (check_states(st, ns) < 0 || check_ctx(base, n, ns / 2048, "base context") < 0) {
+        PyBuffer_Release(&iv);
+        goto fail;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        int32_t partial = 0, by = occ[i] & 0xFF;
+        for (int32_t k = 0; k < 8; k++) {
+            int bit = (by >> k) & 1;
+            if (k == 7 && partial == 0)
+                break; /* implied */
+            int32_t c = octree_ctx(base[i], pat[i], nb + 3 * i, k, partial, occ, i);
+            val[pos] = bit;
+            idx[pos++] = state_table(st[c]);
+            st[c] = state_update(st[c], bit);
+            partial |= bit << k;
+        }
+    }
+    PyBuffer_Release(&iv);
+    release(&b);
+    return PyLong_FromSsize_t(pos);
+fail:
+    release(&b);
+    return NULL;
+}
+
+static int octree_run(NcDecodeRun *run, const int32_t *nb, const int32_t *pat, const int32_t *base,
+                      int32_t *st, int32_t *out, Py_ssize_t n)
+{
+    for (Py_ssize_t i = 0; i < n; i++) {
+        int32_t partial = 0;
+        for (int32_t k = 0; k < 8; k++) {
+            if (k == 7 && partial == 0) {
+                partial = 0x80;
+                break;
+            }
+            int32_t c = octree_ctx(base[i], pat[i], nb + 3 * i, k, partial, out, i), v;
+            if (rc_api->decode(run, state_table(st[c]), &v) < 0 || (v != 0 && v != 1))
+                return -1;
+            st[c] = state_update(st[c], v);
+            partial |= v << k;
+        }
+        out[i] = partial;
+    }
+    return 0;
+}
+
+static PyObject *octree_decode(PyObject *mod, PyObject *args)
+{
+    PyObject *odec, *otab, *onb, *opat, *obase, *os, *oo;
+    if (!PyArg_ParseTuple(args, "OOOOOOO:octree_decode", &odec, &otab, &onb, &opat, &obase, &os,
+                          &oo))
+        return NULL;
+    Bufs b = {.n = 0};
+    Py_ssize_t n, nnb, npat, ns, no;
+    int32_t *nb, *pat, *base, *st, *out;
+    if (!(nb = take(&b, onb, 0, "neighbours", &nnb)) || !(pat = take(&b, opat, 0, "patterns", &npat)) ||
+        !(base = take(&b, obase, 0, "bases", &n)) || !(st = take(&b, os, 1, "states", &ns)) ||
+        !(out = take(&b, oo, 1, "out", &no)))
+        goto fail;
+    if (nnb != 3 * n || npat != n || no != n) {
+        PyErr_SetString(PyExc_ValueError, "adaptive: octree_decode sizes disagree");
+        goto fail;
+    }
+    if (check_states(st, ns) < 0 || check_ctx(base, n, ns / 2048, "base context") < 0)
+        goto fail;
+    NcDecodeRun *run = rc_api->begin(odec, otab);
+    if (!run)
+        goto fail;
+    if (rc_api->num_tables(run) != BANK_SIZE) {
+        rc_api->end(run, 0);
+        PyErr_SetString(PyExc_ValueError, "adaptive: not the binary table bank");
+        goto fail;
+    }
+    int status;
+    Py_BEGIN_ALLOW_THREADS
+    status = octree_run(run, nb, pat, base, st, out, n);
+    Py_END_ALLOW_THREADS
+    if (rc_api->end(run, status) < 0)
+        goto fail;
+    release(&b);
+    Py_RETURN_NONE;
+fail:
+    release(&b);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
     {"bits_encode", bits_encode, METH_VARARGS,
      "bits_encode(bits, contexts, states, indexes_out): table index of every bit."},
@@ -621,6 +774,10 @@ static PyMethodDef methods[] = {
      "ints_encode(values, sets, states, markov, symbols_out, indexes_out) -> symbol count."},
     {"ints_decode", ints_decode, METH_VARARGS,
      "ints_decode(decoder, bank, sets, states, markov, out): decode len(sets) integers."},
+    {"octree_encode", octree_encode, METH_VARARGS,
+     "octree_encode(occupancy, neighbours, patterns, bases, states, values, indexes) -> count."},
+    {"octree_decode", octree_decode, METH_VARARGS,
+     "octree_decode(decoder, bank, neighbours, patterns, bases, states, out): one level."},
     {"positions_decode", positions_decode, METH_VARARGS,
      "positions_decode(decoder, bank, states, markov, starts, triples, refs, kinds, top, out): "
      "decode and rebuild predicted mesh positions."},
