@@ -11,6 +11,7 @@ import pytest
 from conftest import REPO_DIR, one_line_error, shared
 
 from neuralcodec import api
+from neuralcodec.app.cli import main as cli_main
 from neuralcodec.bench.geometry3d import d1_psnr, encode_geometry_file, same_triangles
 from neuralcodec.codecs import geometry as g
 from neuralcodec.codecs.base import CodecError, Encoded, get_codec
@@ -168,7 +169,7 @@ def test_damaged_streams_fail_cleanly(rng):
             assert len(out.faces) == len(m.faces)  # garbage that happens to decode
 
 
-def test_file_round_trip_cli(tmp_path, run_cli):
+def test_file_round_trip_cli(tmp_path, run_cli, capsys):
     m = _grid(8)
     src = tmp_path / "in.obj"
     write_mesh(src, m)
@@ -180,12 +181,15 @@ def test_file_round_trip_cli(tmp_path, run_cli):
     assert same_triangles(read_mesh(src), back, g.quality_to_bits(6))
     bad = tmp_path / "bad.obj"
     bad.write_text("v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 7\n")
-    r = run_cli("encode", bad, tmp_path / "bad.ncf", "--codec", "meshtrav")
-    assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1
+    capsys.readouterr()
+    assert cli_main(["encode", str(bad), str(tmp_path / "bad.ncf"), "--codec", "meshtrav"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and len(err.strip().splitlines()) == 1
     data = (tmp_path / "m.ncf").read_bytes()
     (tmp_path / "cut.ncf").write_bytes(data[:-9])
-    r = run_cli("decode", tmp_path / "cut.ncf", tmp_path / "cut.ply")
-    assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1
+    assert cli_main(["decode", str(tmp_path / "cut.ncf"), str(tmp_path / "cut.ply")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "cut.ply").exists()
 
 

@@ -11,6 +11,7 @@ import pytest
 from conftest import REPO_DIR, one_line_error, shared
 
 from neuralcodec import api
+from neuralcodec.app.cli import main as cli_main
 from neuralcodec.codecs import geometry as g
 from neuralcodec.codecs.base import CodecError, get_codec
 from neuralcodec.codecs.pointcloud_octree import quantised_points
@@ -127,7 +128,7 @@ def test_api_round_trip_keeps_metadata(tmp_path, rng):
     assert np.array_equal(back.xyz, want)
 
 
-def test_cli_round_trip_and_errors(tmp_path, run_cli, rng):
+def test_cli_round_trip_and_errors(tmp_path, run_cli, rng, capsys):
     cloud = _cloud(rng, 500)
     src = tmp_path / "in.ply"
     write_pointcloud(src, cloud)
@@ -135,31 +136,28 @@ def test_cli_round_trip_and_errors(tmp_path, run_cli, rng):
     assert r.returncode == 0, r.stderr
     r = run_cli("decode", tmp_path / "a.ncf", tmp_path / "out.ply")
     assert r.returncode == 0, r.stderr
-    assert np.array_equal(
-        read_pointcloud(tmp_path / "out.ply").xyz, quantised_points(cloud, 3).astype(np.float32)
-    )
-    # no overwrite without --force
-    r = run_cli("decode", tmp_path / "a.ncf", tmp_path / "out.ply")
-    assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1
-    # truncated file
+    want = quantised_points(cloud, 3).astype(np.float32)
+    assert np.array_equal(read_pointcloud(tmp_path / "out.ply").xyz, want)
+
+    def fails(*args: object) -> str:  # the same entry point, in this process
+        capsys.readouterr()
+        assert cli_main([str(a) for a in args]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("error:") and len(err.strip().splitlines()) == 1
+        return err
+
+    fails("decode", tmp_path / "a.ncf", tmp_path / "out.ply")  # no overwrite without --force
     data = (tmp_path / "a.ncf").read_bytes()
     (tmp_path / "cut.ncf").write_bytes(data[: len(data) // 2])
-    r = run_cli("decode", tmp_path / "cut.ncf", tmp_path / "cut.ply")
-    assert (
-        r.returncode == 1
-        and r.stderr.startswith("error:")
-        and len(r.stderr.strip().splitlines()) == 1
-    )
+    fails("decode", tmp_path / "cut.ncf", tmp_path / "cut.ply")  # truncated
     assert not (tmp_path / "cut.ply").exists()
-    # NaN coordinates and an empty file
     bad = tmp_path / "nan.xyz"
     bad.write_text("0 0 0\nnan 1 2\n")
-    r = run_cli("encode", bad, tmp_path / "nan.ncf", "--codec", "octree")
-    assert r.returncode == 1 and "NaN" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert "NaN" in fails("encode", bad, tmp_path / "nan.ncf", "--codec", "octree")
     empty = tmp_path / "empty.xyz"
     empty.write_text("")
-    r = run_cli("encode", empty, tmp_path / "e.ncf", "--codec", "octree")
-    assert r.returncode == 1 and "empty" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert "empty" in fails("encode", empty, tmp_path / "e.ncf", "--codec", "octree")
+    assert not (tmp_path / "nan.ncf").exists() and not (tmp_path / "e.ncf").exists()
 
 
 def test_bad_inputs_one_line():
@@ -187,6 +185,15 @@ def test_damaged_streams_fail_cleanly(rng):
                 codec.decode(bad)
             assert "\n" not in str(err.value)
     one_line_error(CodecError, codec.decode, type(enc)(enc.codec, enc.header, {}), match="missing")
+    for seed in range(5):  # random bytes: a clean error, or a cloud of the right size
+        junk = np.random.default_rng(seed).integers(0, 256, len(enc.streams["occ"]), np.uint8)
+        bad = type(enc)(enc.codec, enc.header, {**enc.streams, "occ": junk.tobytes()})
+        try:
+            out = codec.decode(bad)
+        except CodecError as err:
+            assert "\n" not in str(err)
+        else:
+            assert len(out) == 2000
 
 
 def test_header_claims_checked(tmp_path, rng):

@@ -4,18 +4,22 @@
 
     PointCloud --quantise (quality q -> 7 + q bits per axis over the cubic bounding box)-->
     integer points --Morton sort--> octree levels 0..bits-1, breadth first, nodes in Morton order
-      occupancy byte of every node: 8 binary decisions down a 255-node tree, each with an
-      adaptive context (entropy/adaptive.py) chosen by
-          (which of the node's 6 face neighbours at its depth are occupied: 64 patterns)
-        x (how many children its parent has: 1, 2-3, 4+)
-        x (depth class: last level, one above, higher)
+      occupancy of every node, child by child (slot 0..7), one adaptive bit each
+      (entropy/adaptive.py, kernels/_adaptive.c) with a context from
+          which face neighbours of the node lie on the child's sides (3 bits)
+        x which neighbours of the child towards -x, -y, -z are occupied (3 bits: earlier
+          siblings, or children of the node's -x / -y / -z neighbours, which Morton order puts
+          before the node)
+        x children found so far (0..3+) x slot x the parent's child count (1, 2-3, 4+)
+        x depth class (last level, one above, higher); the last child of a node with none so
+          far is implied
     leaves: points per occupied voxel - 1 (adaptive integer model)     -> stream "occ"
     attributes: rows in the decoder's order, residual against the previous point (Morton order),
       colour channels decorrelated, adaptive integer models             -> streams "a<i>"
     origin + step (float64), bits                                      -> stream "geom"
 
-The contexts of a level depend only on the levels above, so the decoder computes all contexts of
-a level with NumPy, then decodes that level's bytes in one C call.
+The decoder finds every node's neighbours of a level with NumPy (the level above fixes them),
+then decodes the level in one C call that forms each context from what it has decoded.
 
 Output (canonical order): the quantised points ``origin + q * step`` sorted by Morton code of q
 (x, y, z interleaved, x highest); duplicates (points quantised to the same voxel) are all kept:
@@ -32,8 +36,8 @@ import numpy as np
 
 from neuralcodec.datasets.pointcloud import MAX_POINTS, PointCloud
 from neuralcodec.entropy.adaptive import (
-    OCTREE_CONTEXTS,
     INT_CONTEXTS,
+    OCTREE_CONTEXTS,
     AdaptiveDecoder,
     AdaptiveEncoder,
     states,
