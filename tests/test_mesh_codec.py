@@ -1,5 +1,6 @@
 """The ``meshtrav`` mesh codec: same triangles up to renumbering, exact positions at the
-quantisation, non-manifold / degenerate / unused-vertex cases, normals and UVs, bad input,
+quantisation, non-manifold / degenerate / unused-vertex cases, normals and UVs (quantised),
+attributes (lossless), bad input,
 damaged files, estimate vs size, a golden hash."""
 
 from __future__ import annotations
@@ -104,9 +105,16 @@ def test_normals_uvs_and_attributes(rng):
     q, o, s = g.quantise(m.vertices, 14)
     key_in = {tuple(p): i for i, p in enumerate(g.dequantise(q, o, s).tolist())}
     perm = np.array([key_in[tuple(p)] for p in dec.vertices.tolist()])
-    assert np.array_equal(dec.normals, m.normals[perm])
-    assert np.array_equal(dec.attributes["rgb"], m.attributes["rgb"][perm])
-    assert np.array_equal(dec.uvs, m.uvs)
+    assert np.array_equal(dec.attributes["rgb"], m.attributes["rgb"][perm])  # lossless
+    # normals: normalised, octahedral with 12 bits per coordinate at 14 bits per axis
+    want = g.from_octahedral(g.octahedral(m.normals[perm], 12), 12).astype(np.float32)
+    assert np.array_equal(dec.normals, want)
+    unit = m.normals[perm] / np.linalg.norm(m.normals[perm], axis=1, keepdims=True)
+    assert np.degrees(np.arccos(np.clip((dec.normals * unit).sum(1), -1, 1))).max() < 0.1
+    # UVs: quantised like positions, 14 bits over their bounding square
+    qu, ou, su = g.quantise_columns(m.uvs, 14)
+    assert np.array_equal(dec.uvs, ou + qu * su)
+    assert np.abs(dec.uvs - m.uvs).max() <= su / 2 + 1e-12
     # per-corner UV indexes travel with their triangle corners
     corner_in = {}
     for f, u in zip(m.faces.tolist(), m.uv_faces.tolist(), strict=True):

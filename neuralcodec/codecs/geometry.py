@@ -93,6 +93,9 @@ def morton(q: np.ndarray) -> np.ndarray:
 INT_MODE = 0  # integer values (or floats that are all integers in int32 range)
 FLOAT32_MODE = 1  # float32 bit patterns mapped to ordered integers (lossless)
 RAW_MODE = 2  # anything else: raw little-endian bytes
+UV_MODE = 3  # texture coordinates quantised over their bounding square (lossy)
+NORMAL_MODE = 4  # normals as quantised octahedral coordinates (lossy)
+_MODES = (INT_MODE, FLOAT32_MODE, RAW_MODE, UV_MODE, NORMAL_MODE)
 
 
 def _ordered_from_f32(a: np.ndarray) -> np.ndarray:
@@ -139,30 +142,101 @@ def _undo_residuals(d: np.ndarray) -> np.ndarray:
     return np.cumsum(d, axis=0)
 
 
+def _encode_rows(v: np.ndarray) -> bytes | None:
+    """Integer rows (N x k int64) as residuals with adaptive models; None if out of range."""
+    d = _predict_residuals(v)
+    if d.size and (d.min() < -(1 << 31) or d.max() >= 1 << 31):
+        return None
+    k = d.shape[1]
+    enc = AdaptiveEncoder()
+    sets = np.tile(np.arange(k, dtype=np.int32), len(d))
+    enc.code_ints(d.reshape(-1), sets, states(k * 3 * INT_CONTEXTS), markov=3)
+    return enc.finish()
+
+
+def _decode_rows(data: bytes, n: int, k: int, what: str) -> np.ndarray:
+    sets = np.tile(np.arange(k, dtype=np.int32), n)
+    try:
+        dec = AdaptiveDecoder(data)
+        d = dec.code_ints(sets, states(k * 3 * INT_CONTEXTS), markov=3)
+    except DecodeError as exc:
+        raise CodecError(f"{what}: corrupt attribute stream ({exc})") from None
+    return _undo_residuals(d.astype(np.int64).reshape(n, k))
+
+
+def _raw(rows: np.ndarray) -> bytes:
+    return np.ascontiguousarray(rows.astype(rows.dtype.newbyteorder("<"))).tobytes()
+
+
 def encode_attribute(arr: np.ndarray) -> tuple[bytes, dict[str, Any]]:
-    """One attribute column (N or N x k, rows in the decoder's order) -> (stream, description)."""
+    """One attribute column (N or N x k, rows in the decoder's order) -> (stream, description),
+    lossless."""
     a = np.asarray(arr)
     width = 0 if a.ndim == 1 else int(a.shape[1])
     desc = {"dtype": str(a.dtype), "width": width, "mode": attribute_mode(a)}
     rows = a.reshape(len(a), -1)
     if desc["mode"] == RAW_MODE:
-        return np.ascontiguousarray(rows.astype(rows.dtype.newbyteorder("<"))).tobytes(), desc
+        return _raw(rows), desc
     if desc["mode"] == INT_MODE:
         v = np.rint(rows.astype(np.float64)).astype(np.int64) if a.dtype.kind == "f" else rows
         v = v.astype(np.int64)
     else:
         v = _ordered_from_f32(rows)
-    d = _predict_residuals(v)
-    if d.size and (d.min() < -(1 << 31) or d.max() >= 1 << 31):
-        return np.ascontiguousarray(rows.astype(rows.dtype.newbyteorder("<"))).tobytes(), {
-            **desc,
-            "mode": RAW_MODE,
-        }
-    k = d.shape[1]
-    enc = AdaptiveEncoder()
-    sets = np.tile(np.arange(k, dtype=np.int32), len(d))
-    enc.code_ints(d.reshape(-1), sets, states(k * 3 * INT_CONTEXTS), markov=3)
-    return enc.finish(), desc
+    stream = _encode_rows(v)
+    if stream is None:
+        return _raw(rows), {**desc, "mode": RAW_MODE}
+    return stream, desc
+
+
+def encode_uvs(arr: np.ndarray, bits: int) -> tuple[bytes, dict[str, Any]]:
+    """Texture coordinates (N x 2 floats) quantised to ``bits`` per component over their
+    bounding square, like positions."""
+    a = np.asarray(arr)
+    q, origin, step = quantise_columns(a, bits)
+    desc = {"dtype": str(a.dtype), "width": int(a.shape[1]), "mode": UV_MODE, "bits": bits}
+    desc.update(origin=[float(x) for x in origin], step=float(step))
+    return _encode_rows(q), desc
+
+
+def quantise_columns(a: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray, float]:
+    x = np.asarray(a, dtype=np.float64)
+    origin = x.min(axis=0) if len(x) else np.zeros(x.shape[1])
+    extent = float((x.max(axis=0) - origin).max()) if len(x) else 0.0
+    top = (1 << bits) - 1
+    step = extent / top if extent > 0 else 1.0
+    return np.clip(np.rint((x - origin) / step), 0, top).astype(np.int64), origin, step
+
+
+def octahedral(normals: np.ndarray, bits: int) -> np.ndarray:
+    """Unit normals -> N x 2 integers in 0..2^bits-1 (octahedral map; zero vectors -> +z)."""
+    n = np.asarray(normals, dtype=np.float64)
+    l1 = np.abs(n).sum(axis=1, keepdims=True)
+    p = np.where(l1 > 0, n / np.where(l1 > 0, l1, 1), [0.0, 0.0, 1.0])
+    u, v, z = p[:, 0], p[:, 1], p[:, 2]
+    su, sv = np.where(u >= 0, 1.0, -1.0), np.where(v >= 0, 1.0, -1.0)
+    uu = np.where(z < 0, (1 - np.abs(v)) * su, u)
+    vv = np.where(z < 0, (1 - np.abs(u)) * sv, v)
+    top = (1 << bits) - 1
+    return np.clip(np.rint((np.stack([uu, vv], 1) + 1) / 2 * top), 0, top).astype(np.int64)
+
+
+def from_octahedral(q: np.ndarray, bits: int) -> np.ndarray:
+    top = (1 << bits) - 1
+    uv = np.asarray(q, dtype=np.float64) / top * 2 - 1
+    u, v = uv[:, 0], uv[:, 1]
+    z = 1 - np.abs(u) - np.abs(v)
+    su, sv = np.where(u >= 0, 1.0, -1.0), np.where(v >= 0, 1.0, -1.0)
+    x = np.where(z < 0, (1 - np.abs(v)) * su, u)
+    y = np.where(z < 0, (1 - np.abs(u)) * sv, v)
+    n = np.stack([x, y, z], 1)
+    return n / np.linalg.norm(n, axis=1, keepdims=True)
+
+
+def encode_normals(arr: np.ndarray, bits: int) -> tuple[bytes, dict[str, Any]]:
+    """Normals (N x 3 floats), normalised, as octahedral coordinates of ``bits`` each."""
+    a = np.asarray(arr)
+    desc = {"dtype": str(a.dtype), "width": 3, "mode": NORMAL_MODE, "bits": bits}
+    return _encode_rows(octahedral(a, bits)), desc
 
 
 def decode_attribute(data: bytes, desc: dict[str, Any], n: int, what: str) -> np.ndarray:
@@ -171,7 +245,7 @@ def decode_attribute(data: bytes, desc: dict[str, Any], n: int, what: str) -> np
         width, mode = int(desc["width"]), int(desc["mode"])
     except (KeyError, TypeError, ValueError):
         raise CodecError(f"{what}: bad attribute description") from None
-    if dtype.kind not in "iuf" or not 0 <= width <= 64 or mode not in (0, 1, 2):
+    if dtype.kind not in "iuf" or not 0 <= width <= 64 or mode not in _MODES:
         raise CodecError(f"{what}: bad attribute description")
     k = max(width, 1)
     shape = (n,) if width == 0 else (n, width)
@@ -180,13 +254,9 @@ def decode_attribute(data: bytes, desc: dict[str, Any], n: int, what: str) -> np
         if len(data) != want:
             raise CodecError(f"{what}: raw attribute has {len(data)} bytes, expected {want}")
         return np.frombuffer(data, dtype.newbyteorder("<")).astype(dtype).reshape(shape)
-    sets = np.tile(np.arange(k, dtype=np.int32), n)
-    try:
-        dec = AdaptiveDecoder(data)
-        d = dec.code_ints(sets, states(k * 3 * INT_CONTEXTS), markov=3)
-    except DecodeError as exc:
-        raise CodecError(f"{what}: corrupt attribute stream ({exc})") from None
-    v = _undo_residuals(d.astype(np.int64).reshape(n, k))
+    if mode in (UV_MODE, NORMAL_MODE):
+        return _decode_quantised(data, desc, dtype, n, what)
+    v = _decode_rows(data, n, k, what)
     if mode == FLOAT32_MODE:
         if v.size and (v.min() < -(1 << 31) or v.max() >= 1 << 31):
             raise CodecError(f"{what}: corrupt attribute stream (value out of range)")
@@ -198,6 +268,27 @@ def decode_attribute(data: bytes, desc: dict[str, Any], n: int, what: str) -> np
         if v.size and (v.min() < info.min or v.max() > info.max):
             raise CodecError(f"{what}: corrupt attribute stream (value outside {dtype})")
     return out.astype(dtype).reshape(shape)
+
+
+def _decode_quantised(data, desc, dtype, n: int, what: str) -> np.ndarray:
+    try:
+        bits, mode, width = int(desc["bits"]), int(desc["mode"]), int(desc["width"])
+        if mode == UV_MODE:
+            origin = np.array([float(x) for x in desc["origin"]], dtype=np.float64)
+            step = float(desc["step"])
+    except (KeyError, TypeError, ValueError):
+        raise CodecError(f"{what}: bad attribute description") from None
+    if not 1 <= bits <= 24 or dtype.kind != "f":
+        raise CodecError(f"{what}: bad attribute description")
+    if mode == UV_MODE:
+        if origin.shape != (width,) or not (np.isfinite(origin).all() and np.isfinite(step)):
+            raise CodecError(f"{what}: bad attribute description")
+        q = _decode_rows(data, n, width, what)
+        return (origin + q * step).astype(dtype)
+    if width != 3:
+        raise CodecError(f"{what}: bad attribute description")
+    q = _decode_rows(data, n, 2, what)
+    return from_octahedral(np.clip(q, 0, (1 << bits) - 1), bits).astype(dtype)
 
 
 def pack_json(value: Any) -> bytes:

@@ -16,7 +16,9 @@
       every parallelogram (w, a, b | a, b, o) with a, b, o decoded before w, else by an earlier
       neighbour, else the previous vertex; residuals with adaptive integer models
     all of the above: one adaptive range-coded stream "conn" (symbols with an order-1 context)
-    vertex attributes, normals and UVs: lossless, in the decoder's vertex order (geometry.py)
+    vertex attributes: lossless, in the decoder's vertex order (geometry.py); UVs quantised to
+      the same bits over their bounding square, normals normalised and quantised as octahedral
+      coordinates of bits - 2 each; residuals against the previous row, adaptive models
 
 Decoded: vertices renumbered in order of first appearance (unreferenced vertices last, in
 Morton order of their quantised positions), triangles in traversal order, each the same oriented triangle as in
@@ -51,6 +53,7 @@ BORDER, NEW, FIRST_CANDIDATE = 0, 1, 2
 EXPLICIT = FIRST_CANDIDATE + NUM_CANDIDATES
 _CONN_MARKOV = -5  # order 2: classes of the two previous symbols
 _KEY = 1 << 32
+NORMAL_BITS_BELOW = 2  # normals: octahedral coordinates of (bits per axis - 2) bits each
 _COUNTS = struct.Struct("<II")  # gate symbols, vertices reached by the traversal
 
 
@@ -367,6 +370,57 @@ _POS_MARKOV = 1
 _POS_STATES = POSITION_KINDS * POSITION_SCALES * 3 * _POS_MARKOV * INT_CONTEXTS
 
 
+CORNER_MODE = 100  # per-corner table indexes, predicted from the corner's vertex
+
+
+def _corner_predictions(values: np.ndarray, vertices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(prediction, kind) of each corner's table index from the earlier ones: the index of the
+    previous corner of the same vertex (kind 0), else one past the largest index so far (kind 1)."""
+    n = len(values)
+    order = np.argsort(vertices, kind="stable")
+    prev = np.full(n, -1, np.int64)
+    same = vertices[order][1:] == vertices[order][:-1]
+    prev[order[1:][same]] = order[:-1][same]
+    running = np.maximum.accumulate(np.r_[-1, values[:-1]]) if n else np.zeros(0, np.int64)
+    seen = prev >= 0
+    pred = np.where(seen, values[np.maximum(prev, 0)], running + 1)
+    return pred, (~seen).astype(np.int32)
+
+
+def _encode_corner_indexes(values: np.ndarray, vertices: np.ndarray) -> bytes:
+    v = np.asarray(values, np.int64)
+    pred, kind = _corner_predictions(v, np.asarray(vertices, np.int64))
+    enc = AdaptiveEncoder()
+    enc.code_ints(v - pred, kind, states(2 * 3 * INT_CONTEXTS), 3)
+    return enc.finish()
+
+
+def _decode_corner_indexes(data: bytes, vertices: np.ndarray) -> np.ndarray:
+    verts = np.asarray(vertices, np.int64)
+    n = len(verts)
+    # whether a corner's vertex appeared before depends on the vertices only: kinds up front
+    _, first = np.unique(verts, return_index=True)
+    kind = np.zeros(n, np.int32)
+    kind[first] = 1
+    try:
+        resid = AdaptiveDecoder(data).code_ints(kind, states(2 * 3 * INT_CONTEXTS), 3)
+    except DecodeError as exc:
+        raise CodecError(f"meshtrav: corrupt corner index stream ({exc})") from None
+    out = [0] * n
+    last: dict[int, int] = {}
+    top = -1
+    for i, (vx, r) in enumerate(zip(verts.tolist(), resid.tolist(), strict=True)):
+        p = last.get(vx)
+        val = (top + 1 if p is None else p) + r
+        out[i] = val
+        last[vx] = val
+        top = max(top, val)
+    arr = np.array(out, np.int64)
+    if n and (arr.min() < 0 or arr.max() >= 1 << 31):
+        raise CodecError("meshtrav: corrupt corner index stream (index out of range)")
+    return arr
+
+
 # ----------------------------------------------------------------------------- codec
 
 
@@ -424,18 +478,28 @@ class TraversalMeshCodec(Codec):
         face_idx = np.array([p[0] for p in placement], np.int64)
         rot = np.array([p[1] for p in placement], np.int64)
         corner_perm = face_idx[:, None] * 3 + (rot[:, None] + np.arange(3)[None, :]) % 3
-        items = [(f"v:{k}", np.asarray(v)[orig_of]) for k, v in mesh.attributes.items()]
+        items = [(f"v:{k}", np.asarray(v)[orig_of], None) for k, v in mesh.attributes.items()]
         for name in ("normal", "uv"):
             table, idx = _corner_table(mesh, name)
             if table is None:
                 continue
             if idx is None:
-                items.append((f"{name}:vertex", table[orig_of]))
+                items.append((f"{name}:vertex", table[orig_of], name))
             else:
-                items.append((f"{name}:table", table))
-                items.append((f"{name}:corners", idx.reshape(-1)[corner_perm.reshape(-1)]))
-        for i, (key, arr) in enumerate(items):
-            stream, desc = g.encode_attribute(arr)
+                items.append((f"{name}:table", table, name))
+                items.append(
+                    (f"{name}:corners", idx.reshape(-1)[corner_perm.reshape(-1)], "corners")
+                )
+        for i, (key, arr, kind) in enumerate(items):
+            if kind == "uv":
+                stream, desc = g.encode_uvs(arr, bits)
+            elif kind == "normal":
+                stream, desc = g.encode_normals(arr, max(bits - NORMAL_BITS_BELOW, 4))
+            elif kind == "corners":
+                stream = _encode_corner_indexes(arr, new_faces.reshape(-1))
+                desc = {"dtype": "int64", "width": 0, "mode": CORNER_MODE}
+            else:
+                stream, desc = g.encode_attribute(arr)
             streams[f"a{i}"] = stream
             descs.append({"key": key, "rows": len(arr), **desc})
         streams["attrs"] = g.pack_json(descs)
@@ -508,7 +572,14 @@ class TraversalMeshCodec(Codec):
                 raise CodecError("meshtrav: bad attribute row count")
             if f"a{i}" not in streams:
                 raise CodecError(f"meshtrav: missing stream a{i}")
-            parts[desc["key"]] = g.decode_attribute(streams[f"a{i}"], desc, rows, "meshtrav")
+            if desc.get("mode") == CORNER_MODE:
+                if rows != 3 * nf:
+                    raise CodecError("meshtrav: corner index count does not match the faces")
+                parts[desc["key"]] = _decode_corner_indexes(
+                    streams[f"a{i}"], mesh.faces.reshape(-1)
+                )
+            else:
+                parts[desc["key"]] = g.decode_attribute(streams[f"a{i}"], desc, rows, "meshtrav")
         for key, arr in parts.items():
             kind, _, name = key.partition(":")
             if kind == "v":
