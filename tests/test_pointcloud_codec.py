@@ -112,7 +112,7 @@ def test_golden_bitstream():
     assert digest == GOLDEN
 
 
-GOLDEN = "4a956f5a836df6896f637401d7d5b8d2757c96af1befe26c4af64d686f11da72"
+GOLDEN = "1074dda989152e33b0ede62e59c453110d7d577a6d83488eba7fa4e92129f18f"
 
 
 def test_api_round_trip_keeps_metadata(tmp_path, rng):

@@ -626,7 +626,31 @@ fail:
  *    because Morton order puts it first;
  * S: how many children of the node are already known to be occupied (0, 1, 2, 3+).
  * The last child of a node with no occupied child so far is not coded (a node is never empty).
+ * Each bit also has a fine context: the coarse one x which face neighbours on the child's far
+ * sides exist (3 bits); the table comes from both states (mixed_table), and both learn the bit.
+ * states: bases x 2048 coarse contexts, then bases x 2048 x 8 fine ones.
  */
+/* The far-side face neighbours of the child (3 bits), refining a context 8 ways. */
+static inline int32_t octree_far(int32_t pattern, int32_t k)
+{
+    int32_t F = 0;
+    for (int a = 0; a < 3; a++)
+        F |= ((pattern >> (2 * a + 1 - ((k >> (2 - a)) & 1))) & 1) << a;
+    return F;
+}
+
+/* Table of a bit from a coarse and a fine context: their probabilities averaged with weights
+ * 4 (coarse) and the fine context's observation count, in integers. */
+static inline int32_t mixed_table(int32_t sc, int32_t sf)
+{
+    int64_t nf = (sf >> 16) & 0xFF;
+    int64_t p = ((int64_t)(sf & 0xFFFF) * nf + (int64_t)(sc & 0xFFFF) * 4) / (nf + 4);
+    return (int32_t)(p >> BANK_SHIFT);
+}
+
+#define OCT_COARSE 2048                   /* coarse contexts per base */
+#define OCT_PER_BASE (OCT_COARSE * 9)       /* + 8 fine contexts under each coarse one */
+
 static inline int32_t octree_ctx(int32_t base, int32_t pattern, const int32_t *nb, int32_t k,
                                  int32_t partial, const int32_t *done, Py_ssize_t i)
 {
@@ -675,10 +699,11 @@ static PyObject *octree_encode(PyObject *mod, PyObject *args)
         PyErr_SetString(PyExc_ValueError, "adaptive: octree_encode sizes disagree");
         goto fail;
     }
-    if (check_states(st, ns) < 0 || check_ctx(base, n, ns / 2048, "base context") < 0) {
+    if (check_states(st, ns) < 0 || check_ctx(base, n, ns / OCT_PER_BASE, "base context") < 0) {
         PyBuffer_Release(&iv);
         goto fail;
     }
+    Py_ssize_t coarse = (ns / OCT_PER_BASE) * OCT_COARSE;
     for (Py_ssize_t i = 0; i < n; i++) {
         int32_t partial = 0, by = occ[i] & 0xFF;
         for (int32_t k = 0; k < 8; k++) {
@@ -686,9 +711,11 @@ static PyObject *octree_encode(PyObject *mod, PyObject *args)
             if (k == 7 && partial == 0)
                 break; /* implied */
             int32_t c = octree_ctx(base[i], pat[i], nb + 3 * i, k, partial, occ, i);
+            Py_ssize_t f = coarse + (Py_ssize_t)c * 8 + octree_far(pat[i], k);
             val[pos] = bit;
-            idx[pos++] = state_table(st[c]);
+            idx[pos++] = mixed_table(st[c], st[f]);
             st[c] = state_update(st[c], bit);
+            st[f] = state_update(st[f], bit);
             partial |= bit << k;
         }
     }
@@ -701,7 +728,7 @@ fail:
 }
 
 static int octree_run(NcDecodeRun *run, const int32_t *nb, const int32_t *pat, const int32_t *base,
-                      int32_t *st, int32_t *out, Py_ssize_t n)
+                      int32_t *st, Py_ssize_t coarse, int32_t *out, Py_ssize_t n)
 {
     for (Py_ssize_t i = 0; i < n; i++) {
         int32_t partial = 0;
@@ -711,9 +738,11 @@ static int octree_run(NcDecodeRun *run, const int32_t *nb, const int32_t *pat, c
                 break;
             }
             int32_t c = octree_ctx(base[i], pat[i], nb + 3 * i, k, partial, out, i), v;
-            if (rc_api->decode(run, state_table(st[c]), &v) < 0 || (v != 0 && v != 1))
+            Py_ssize_t f = coarse + (Py_ssize_t)c * 8 + octree_far(pat[i], k);
+            if (rc_api->decode(run, mixed_table(st[c], st[f]), &v) < 0 || (v != 0 && v != 1))
                 return -1;
             st[c] = state_update(st[c], v);
+            st[f] = state_update(st[f], v);
             partial |= v << k;
         }
         out[i] = partial;
@@ -738,7 +767,7 @@ static PyObject *octree_decode(PyObject *mod, PyObject *args)
         PyErr_SetString(PyExc_ValueError, "adaptive: octree_decode sizes disagree");
         goto fail;
     }
-    if (check_states(st, ns) < 0 || check_ctx(base, n, ns / 2048, "base context") < 0)
+    if (check_states(st, ns) < 0 || check_ctx(base, n, ns / OCT_PER_BASE, "base context") < 0)
         goto fail;
     NcDecodeRun *run = rc_api->begin(odec, otab);
     if (!run)
@@ -750,7 +779,7 @@ static PyObject *octree_decode(PyObject *mod, PyObject *args)
     }
     int status;
     Py_BEGIN_ALLOW_THREADS
-    status = octree_run(run, nb, pat, base, st, out, n);
+    status = octree_run(run, nb, pat, base, st, (ns / OCT_PER_BASE) * OCT_COARSE, out, n);
     Py_END_ALLOW_THREADS
     if (rc_api->end(run, status) < 0)
         goto fail;
