@@ -48,10 +48,11 @@ from . import geometry as g
 from .base import Codec, CodecError, Encoded, register
 
 MAGIC = b"NCPC"
-_NEIGHBOURS = np.array(
-    [[-1, 0, 0], [1, 0, 0], [0, -1, 0], [0, 1, 0], [0, 0, -1], [0, 0, 1]], dtype=np.int64
-)
-_NUM_BASES = 3 * 3  # parent's child count x depth class
+_NUM_BASES = 3 * 3
+# the bits of x, y and z in a Morton code (x highest in each triple), 21 triples
+_AXIS_MASKS = [
+    sum(1 << (3 * i + 2 - a) for i in range(21)) for a in range(3)
+]  # parent's child count x depth class
 _POPCOUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.int64)
 
 
@@ -63,16 +64,22 @@ def _level_contexts(
     side = 1 << depth
     pattern = np.zeros(len(codes), dtype=np.int64)
     neighbours = np.full((len(codes), 3), -1, dtype=np.int64)
-    for k, off in enumerate(_NEIGHBOURS):
-        nb = coords + off
-        inside = np.all((nb >= 0) & (nb < side), axis=1)
-        nc = g.morton(np.where(inside[:, None], nb, 0))
-        pos = np.searchsorted(codes, nc)
-        found = inside & (pos < len(codes))
-        found[found] = codes[pos[found]] == nc[found]
-        pattern |= found.astype(np.int64) << k
-        if k % 2 == 0:  # a negative direction
-            neighbours[found, k // 2] = pos[found]
+    for axis in range(3):
+        mask, unit = _AXIS_MASKS[axis], 1 << (2 - axis)
+        rest = codes & ~mask
+        for sign in (0, 1):  # -1, then +1 along the axis (Morton arithmetic on the axis' bits)
+            if sign:
+                inside = coords[:, axis] < side - 1
+                nc = (((codes | ~mask) + unit) & mask) | rest
+            else:
+                inside = coords[:, axis] > 0
+                nc = (((codes & mask) - unit) & mask) | rest
+            pos = np.searchsorted(codes, nc)
+            found = inside & (pos < len(codes))
+            found[found] = codes[pos[found]] == nc[found]
+            pattern |= found.astype(np.int64) << (2 * axis + sign)
+            if not sign:
+                neighbours[found, axis] = pos[found]
     density = np.minimum(np.searchsorted([2, 4], parent_children, side="right"), 2)
     remaining = bits - depth
     depth_class = 0 if remaining == 1 else (1 if remaining == 2 else 2)
