@@ -14,16 +14,20 @@
       or an index counted back (degenerate and non-manifold triangles end up here)
     positions: vertices in order of first appearance, each predicted by the rounded mean of
       every parallelogram (w, a, b | a, b, o) with a, b, o decoded before w, else by an earlier
-      neighbour, else the previous vertex; residuals with adaptive integer models
-    all of the above: one adaptive range-coded stream "conn" (symbols with an order-1 context)
+      neighbour, else the previous vertex; residuals with adaptive integer models whose set is
+      (kind of prediction, bit length of the local scale, axis); decoded and rebuilt in one C
+      loop (kernels/_adaptive.c, positions_decode)
+    all of the above: one adaptive range-coded stream "conn" (gate symbols with an order-2
+      context: the classes of the two previous symbols)
     vertex attributes: lossless, in the decoder's vertex order (geometry.py); UVs quantised to
       the same bits over their bounding square, normals normalised and quantised as octahedral
       coordinates of bits - 2 each; residuals against the previous row, adaptive models
 
 Decoded: vertices renumbered in order of first appearance (unreferenced vertices last, in
-Morton order of their quantised positions), triangles in traversal order, each the same oriented triangle as in
-the input up to a rotation of its corners. Per-corner normals / UVs keep their own tables;
-their corner indexes follow the triangles.
+Morton order of their quantised positions), triangles in traversal order, each the same oriented
+triangle as in the input up to a rotation of its corners. Per-corner normals / UVs keep their own
+tables; their corner indexes follow the triangles, each predicted by the index of the previous
+corner of the same vertex.
 """
 
 from __future__ import annotations
