@@ -213,3 +213,19 @@ def test_bunny_and_demo_call(tmp_path):
     assert out["d1_psnr"] == pytest.approx(d1_psnr(mesh.vertices, dec.vertices), abs=0.01)
     blob = api.encode_array(mesh, "meshtrav", 6, modality="mesh")
     assert api.decode_bytes(blob)[1]["codec_name"] == "meshtrav"
+
+
+def test_draco_anchors_round_trip(rng):
+    pc_codec, mesh_codec = get_codec("draco"), get_codec("draco-mesh")
+    if pc_codec.unavailable_reason():
+        pytest.skip(pc_codec.unavailable_reason())
+    m = _grid(8)
+    out = mesh_codec.decompress(mesh_codec.compress(m, 7))
+    assert len(out.faces) == len(m.faces)
+    assert d1_psnr(m.vertices, out.vertices) > 70
+    from neuralcodec.datasets.pointcloud import PointCloud
+
+    cloud = PointCloud(rng.uniform(0, 1, (500, 3)).astype(np.float32))
+    back = pc_codec.decompress(pc_codec.compress(cloud, 9))
+    assert len(back) == 500 and d1_psnr(cloud.xyz, back.xyz) > 80
+    one_line_error(CodecError, pc_codec.compress, m, 5, match="PointCloud")
