@@ -28,7 +28,7 @@ setup: $(STAMP)
 EXT_STAMP := build/.ext-built
 EXT_SOURCES := neuralcodec/entropy/_rangecoder.c neuralcodec/entropy/_rangecoder_api.h \
 	neuralcodec/kernels/_exact.c neuralcodec/kernels/_inr_arm.c \
-	neuralcodec/kernels/_intnet.c
+	neuralcodec/kernels/_intnet.c neuralcodec/kernels/_adaptive.c
 $(EXT_STAMP): $(STAMP) $(EXT_SOURCES) setup.py
 	$(PY) setup.py -q build_ext --inplace --force
 	@mkdir -p build && touch $@
@@ -62,16 +62,17 @@ format: $(STAMP)
 	$(VENV)/bin/ruff format neuralcodec tests scripts
 
 # AddressSanitizer + UBSan build of the C extensions (range coder, kernels), then the coder
-# tests, the fuzz test, the kernel parity tests and the INR tests.
+# tests, the fuzz test, the kernel parity tests, the INR tests and the geometry codecs' tests.
 EXT_BUILT := neuralcodec/entropy/_rangecoder*.so neuralcodec/kernels/_exact*.so \
-	neuralcodec/kernels/_inr_arm*.so
+	neuralcodec/kernels/_inr_arm*.so neuralcodec/kernels/_adaptive*.so
 asan: $(STAMP)
 	rm -f $(EXT_STAMP)
 	rm -f $(EXT_BUILT)
 	NEURALCODEC_ASAN=1 $(PY) setup.py -q build_ext --inplace --force -b build/asan -t build/asan-tmp
 	LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
 	  ASAN_OPTIONS=detect_leaks=0 $(PY) -m pytest -q -p no:cacheprovider tests/test_rangecoder.py tests/test_rangecoder_fuzz.py \
-	  tests/test_kernels.py tests/test_inr.py -k "not process"
+	  tests/test_kernels.py tests/test_inr.py tests/test_pointcloud_codec.py tests/test_mesh_codec.py \
+	  -k "not process and not cli"
 	rm -f $(EXT_BUILT)
 	$(PY) setup.py -q build_ext --inplace --force
 

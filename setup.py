@@ -39,5 +39,12 @@ setup(
             extra_compile_args=extra_compile_args,
             extra_link_args=extra_link_args,
         ),
+        Extension(  # adaptive binary context models over the range decoder's C API
+            "neuralcodec.kernels._adaptive",
+            sources=["neuralcodec/kernels/_adaptive.c"],
+            depends=["neuralcodec/entropy/_rangecoder_api.h"],
+            extra_compile_args=extra_compile_args,
+            extra_link_args=extra_link_args,
+        ),
     ]
 )

@@ -101,7 +101,7 @@ def test_a_wheel_carries_the_weights_the_manifest_and_the_extensions(tmp_path):
             assert data == expected and (sha is None or hashlib.sha256(data).hexdigest() == sha)
         entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
         assert "codec = neuralcodec.app.cli:main" in zf.read(entry_points).decode()
-    for ext in ("entropy/_rangecoder", "kernels/_exact", "kernels/_inr_arm"):
+    for ext in ("entropy/_rangecoder", "kernels/_exact", "kernels/_inr_arm", "kernels/_adaptive"):
         ext = f"neuralcodec/{ext}"
         assert any(n.startswith(ext) and n.endswith(".so") for n in names), ext
     assert "neuralcodec/weights/__init__.py" in names

@@ -7,7 +7,7 @@
     codec info FILE [--json]
     codec list [--json]
     codec demo-report IMAGE [--codec NAME] [--quality Q] [--json]
-    codec bench entropy|rd|speed ... / codec train ... / codec demo ...   (loaded on demand)
+    codec bench entropy|rd|speed|3d ... / codec train ... / codec demo ...   (loaded on demand)
 
 ``encode``/``decode``/``info`` work for every modality with a registered adapter
 (``neuralcodec.modalities``): the input is read and the output written in that modality's
@@ -33,6 +33,7 @@ DELEGATED = (
     (("bench", "entropy"), "neuralcodec.bench.entropy"),
     (("bench", "rd"), "neuralcodec.bench.rd"),
     (("bench", "speed"), "neuralcodec.bench.speed"),
+    (("bench", "3d"), "neuralcodec.bench.geometry3d"),
     (("train",), "neuralcodec.train"),
     (("demo",), "neuralcodec.app.demo"),
 )

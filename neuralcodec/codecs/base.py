@@ -156,6 +156,9 @@ CODEC_MODULES = (
     "neuralcodec.codecs.learned_image",
     "neuralcodec.codecs.learned_elic",
     "neuralcodec.codecs.inr",
+    "neuralcodec.codecs.pointcloud_octree",
+    "neuralcodec.codecs.mesh_traversal",
+    "neuralcodec.codecs.draco",
 )
 
 

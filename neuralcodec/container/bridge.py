@@ -45,7 +45,13 @@ def from_encoded(
     if encoded.codec != codec.name:
         raise ContainerError(f"codec {codec.name} returned streams labelled {encoded.codec!r}")
     fields, metadata = split_header(encoded.header)
-    fields.update(overrides or {})
+    overrides = dict(overrides or {})
+    # the adapter's metadata (xyz dtype, attribute list, ...) joins the codec's, never replaced
+    for key, value in (overrides.pop("metadata", None) or {}).items():
+        if key in metadata and metadata[key] != value:
+            raise ContainerError(f"metadata key {key!r} set by both the codec and the adapter")
+        metadata[key] = value
+    fields.update(overrides)
     header = {
         "codec_id": codec.codec_id,
         "codec_name": codec.name,

@@ -168,7 +168,9 @@ def check_shape(modality: str, colorspace: str, shape: tuple[int, ...]) -> None:
         if modality == "image" and need != c:
             raise ContainerError(f"colour space {colorspace} needs {need} channels, shape has {c}")
         return
-    if any(d > lim.max_dim for d in shape) or math.prod(shape) > lim.max_elements:
+    # a mesh's shape counts two things (vertices, triangles): their sum bounds the work
+    elements = sum(shape) if modality == "mesh" else math.prod(shape)
+    if any(d > lim.max_dim for d in shape) or elements > lim.max_elements:
         raise ContainerError(f"{modality} shape {shape} exceeds the limits")
 
 

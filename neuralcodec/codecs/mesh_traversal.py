@@ -1,0 +1,599 @@
+"""``meshtrav``: triangle meshes by a gate traversal (Edgebreaker-like) + parallelogram prediction.
+
+::
+
+    Mesh --quantise (quality q -> 7 + q bits per axis over the cubic bounding box)-->
+    connectivity: depth-first traversal over gates (directed edges of coded triangles whose edge
+      has exactly one coded triangle so far); at each gate one symbol:
+          0 no triangle behind the gate (a border)     1 the third vertex is new
+          2..7 it is the k-th candidate: a vertex joined to the gate's ends by a border edge
+               of the coded part (most recent first; Edgebreaker's L / R / E cases)
+          8 anything else (S case, non-manifold): its index, counted back from the newest
+      + one orientation bit per triangle reached (0: consistent with its neighbour);
+      when no gate is left, the next uncoded triangle starts a new part: 3 corners, each "new"
+      or an index counted back (degenerate and non-manifold triangles end up here)
+    positions: vertices in order of first appearance, each predicted by the rounded mean of
+      every parallelogram (w, a, b | a, b, o) with a, b, o decoded before w, else by an earlier
+      neighbour, else the previous vertex; residuals with adaptive integer models whose set is
+      (kind of prediction, bit length of the local scale, axis); decoded and rebuilt in one C
+      loop (kernels/_adaptive.c, positions_decode)
+    all of the above: one adaptive range-coded stream "conn" (gate symbols with an order-2
+      context: the classes of the two previous symbols)
+    vertex attributes: lossless, in the decoder's vertex order (geometry.py); UVs quantised to
+      the same bits over their bounding square, normals normalised and quantised as octahedral
+      coordinates of bits - 2 each; residuals against the previous row, adaptive models
+
+Decoded: vertices renumbered in order of first appearance (unreferenced vertices last, in
+Morton order of their quantised positions), triangles in traversal order, each the same oriented
+triangle as in the input up to a rotation of its corners. Per-corner normals / UVs keep their own
+tables; their corner indexes follow the triangles, each predicted by the index of the previous
+corner of the same vertex.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+import numpy as np
+
+from neuralcodec.datasets.mesh import MAX_FACES, MAX_VERTICES, Mesh
+from neuralcodec.entropy.adaptive import (
+    INT_CONTEXTS,
+    POSITION_KINDS,
+    POSITION_SCALES,
+    AdaptiveDecoder,
+    AdaptiveEncoder,
+    states,
+)
+from neuralcodec.entropy.rangecoder import DecodeError
+
+from . import geometry as g
+from .base import Codec, CodecError, Encoded, register
+
+MAGIC = b"NCMT"
+NUM_CANDIDATES = 6
+BORDER, NEW, FIRST_CANDIDATE = 0, 1, 2
+EXPLICIT = FIRST_CANDIDATE + NUM_CANDIDATES
+_CONN_MARKOV = -5  # order 2: classes of the two previous symbols
+_KEY = 1 << 32
+NORMAL_BITS_BELOW = 2  # normals: octahedral coordinates of (bits per axis - 2) bits each
+_COUNTS = struct.Struct("<II")  # gate symbols, vertices reached by the traversal
+
+
+class _State:
+    """What encoder and decoder both know while the traversal runs (decoder vertex ids)."""
+
+    def __init__(self) -> None:
+        self.edges: dict[int, int] = {}  # undirected edge -> coded triangles on it
+        self.open: list[dict[int, None]] = []  # vertex -> neighbours over a border edge
+        self.faces: list[tuple[int, int, int]] = []
+        self.gates: list[tuple[int, int, int]] = []  # (u, v, opposite) with u -> v in its face
+
+    def new_vertex(self) -> int:
+        self.open.append({})
+        return len(self.open) - 1
+
+    def edge_count(self, u: int, v: int) -> int:
+        return self.edges.get(u * _KEY + v if u < v else v * _KEY + u, 0)
+
+    def candidates(self, u: int, v: int) -> list[int]:
+        out: list[int] = []
+        for x in (v, u):
+            for y in reversed(self.open[x]):
+                if y != u and y != v and y not in out:
+                    out.append(y)
+                    if len(out) == NUM_CANDIDATES:
+                        return out
+        return out
+
+    def add_face(self, a: int, b: int, c: int, entry: tuple[int, int] | None) -> None:
+        self.faces.append((a, b, c))
+        if a in (b, c) or b == c:
+            return
+        edges, opens = self.edges, self.open
+        for x, y in ((a, b), (b, c), (c, a)):
+            k = x * _KEY + y if x < y else y * _KEY + x
+            n = edges.get(k, 0) + 1
+            edges[k] = n
+            if n == 1:
+                opens[x][y] = None
+                opens[y][x] = None
+            elif n == 2:
+                opens[x].pop(y, None)
+                opens[y].pop(x, None)
+        gates = self.gates
+        if entry is None:
+            gates += [(c, a, b), (b, c, a), (a, b, c)]
+        else:  # the triangle (x, y, w) entered over x -> y: y -> w is taken next
+            x, y, w = (
+                (a, b, c) if entry == (a, b) else ((b, c, a) if entry == (b, c) else (c, a, b))
+            )
+            gates += [(y, w, x), (w, x, y)]
+
+
+class _EdgeMap:
+    """Original triangles by undirected edge (non-degenerate triangles only)."""
+
+    def __init__(self, faces: np.ndarray):
+        f = faces
+        good = (f[:, 0] != f[:, 1]) & (f[:, 1] != f[:, 2]) & (f[:, 0] != f[:, 2])
+        ids = np.flatnonzero(good)
+        e = np.concatenate([f[ids][:, [0, 1]], f[ids][:, [1, 2]], f[ids][:, [2, 0]]])
+        fid = np.concatenate([ids, ids, ids])
+        keys = np.minimum(e[:, 0], e[:, 1]) * _KEY + np.maximum(e[:, 0], e[:, 1])
+        order = np.argsort(keys, kind="stable")
+        keys, self.fid = keys[order], fid[order].tolist()
+        starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+        ends = np.r_[starts[1:], len(keys)]
+        self.range = dict(
+            zip(
+                keys[starts].tolist(), zip(starts.tolist(), ends.tolist(), strict=True), strict=True
+            )
+        )
+
+    def faces(self, u: int, v: int) -> list[int]:
+        k = u * _KEY + v if u < v else v * _KEY + u
+        r = self.range.get(k)
+        return [] if r is None else self.fid[r[0] : r[1]]
+
+
+def _traverse_encode(faces: np.ndarray, nverts: int):
+    """Encoder traversal: symbols, orientation bits, references, the new vertex order and, for
+    every output triangle, (original triangle, rotation)."""
+    emap = _EdgeMap(faces)
+    flist = faces.tolist()
+    coded = bytearray(len(flist))
+    new_of = [-1] * nverts
+    orig_of: list[int] = []
+    st = _State()
+    symbols: list[int] = []
+    flips: list[int] = []
+    refs: list[int] = []  # start triangles' corners: 0 = new, else counted back
+    explicit: list[int] = []  # EXPLICIT symbols' vertices, counted back
+    placement: list[tuple[int, int]] = []  # (original face, rotation)
+    next_start = 0
+    total = len(flist)
+    while len(st.faces) < total:
+        if not st.gates:
+            while coded[next_start]:
+                next_start += 1
+            f = next_start
+            corners = []
+            for ov in flist[f]:
+                if new_of[ov] < 0:
+                    refs.append(0)
+                    new_of[ov] = st.new_vertex()
+                    orig_of.append(ov)
+                else:
+                    refs.append(len(orig_of) - new_of[ov])
+                corners.append(new_of[ov])
+            coded[f] = 1
+            placement.append((f, 0))
+            st.add_face(*corners, None)
+            continue
+        u, v, _ = st.gates.pop()
+        if st.edge_count(u, v) != 1:
+            continue
+        ou, ov = orig_of[u], orig_of[v]
+        f = next((x for x in emap.faces(ou, ov) if not coded[x]), -1)
+        if f < 0:
+            symbols.append(BORDER)
+            continue
+        tri = flist[f]
+        i = tri.index(ou)
+        consistent = tri[(i + 2) % 3] == ov  # the triangle runs v -> u
+        if consistent:
+            ow, rot = tri[(i + 1) % 3], (i + 2) % 3  # output (v, u, w) = tri rotated
+        else:
+            ow, rot = tri[(i + 2) % 3], i  # output (u, v, w)
+        if new_of[ow] < 0:
+            symbols.append(NEW)
+            new_of[ow] = st.new_vertex()
+            orig_of.append(ow)
+            w = new_of[ow]
+        else:
+            w = new_of[ow]
+            cands = st.candidates(u, v)
+            if w in cands:
+                symbols.append(FIRST_CANDIDATE + cands.index(w))
+            else:
+                symbols.append(EXPLICIT)
+                explicit.append(len(orig_of) - w)
+        flips.append(0 if consistent else 1)
+        coded[f] = 1
+        placement.append((f, rot))
+        if consistent:
+            st.add_face(v, u, w, (v, u))
+        else:
+            st.add_face(u, v, w, (u, v))
+    return symbols, flips, refs, explicit, np.array(orig_of), st.faces, placement
+
+
+def _traverse_decode(symbols, flips, refs, explicit, nfaces: int, nverts: int):
+    st = _State()
+    si = fi = ri = xi = 0
+    nsym = len(symbols)
+    try:
+        while len(st.faces) < nfaces:
+            if not st.gates:
+                corners = []
+                for _ in range(3):
+                    r = refs[ri]
+                    ri += 1
+                    if r == 0:
+                        corners.append(st.new_vertex())
+                    elif 1 <= r <= len(st.open):
+                        corners.append(len(st.open) - r)
+                    else:
+                        raise CodecError("meshtrav: corrupt stream (bad vertex reference)")
+                st.add_face(*corners, None)
+                continue
+            u, v, _ = st.gates.pop()
+            if st.edge_count(u, v) != 1:
+                continue
+            if si >= nsym:
+                raise CodecError("meshtrav: corrupt stream (traversal needs more symbols)")
+            s = symbols[si]
+            si += 1
+            if s == BORDER:
+                continue
+            if s == NEW:
+                w = st.new_vertex()
+            elif FIRST_CANDIDATE <= s < EXPLICIT:
+                cands = st.candidates(u, v)
+                if s - FIRST_CANDIDATE >= len(cands):
+                    raise CodecError("meshtrav: corrupt stream (no such candidate)")
+                w = cands[s - FIRST_CANDIDATE]
+            elif s == EXPLICIT:
+                r = explicit[xi]
+                xi += 1
+                if not 1 <= r <= len(st.open):
+                    raise CodecError("meshtrav: corrupt stream (bad vertex reference)")
+                w = len(st.open) - r
+            else:
+                raise CodecError("meshtrav: corrupt stream (unknown symbol)")
+            flip = flips[fi]
+            fi += 1
+            if flip:
+                st.add_face(u, v, w, (u, v))
+            else:
+                st.add_face(v, u, w, (v, u))
+            if len(st.open) > nverts:
+                raise CodecError("meshtrav: corrupt stream (more vertices than the header says)")
+    except IndexError:
+        raise CodecError("meshtrav: corrupt stream (ran out of symbols)") from None
+    if si != nsym or ri != len(refs) or fi != len(flips) or xi != len(explicit):
+        raise CodecError("meshtrav: corrupt stream (symbols left over)")
+    if len(st.open) > nverts:
+        raise CodecError("meshtrav: corrupt stream (more vertices than the header says)")
+    return np.array(st.faces, dtype=np.int64).reshape(-1, 3), len(st.open)
+
+
+def _counts(symbols: np.ndarray, nfaces: int) -> tuple[int, int, int]:
+    """(triangles reached through gates, start corners, explicit references) the gate symbols
+    imply."""
+    reached = int(np.count_nonzero(symbols != BORDER))
+    return reached, 3 * (nfaces - reached), int(np.count_nonzero(symbols == EXPLICIT))
+
+
+def _append_unused(orig_of: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """Vertices no triangle uses go last, in Morton order of their quantised position (ties in
+    their original order), so that the previous one predicts each well."""
+    used = np.zeros(len(q), bool)
+    used[orig_of] = True
+    rest = np.flatnonzero(~used)
+    rest = rest[np.argsort(g.morton(q[rest]), kind="stable")]
+    return np.concatenate([orig_of, rest]).astype(np.int64)
+
+
+# ----------------------------------------------------------------------------- prediction
+
+
+def _predictors(faces: np.ndarray, nverts: int):
+    """Parallelograms (CSR by vertex) and fallback references, from the decoded connectivity."""
+    f = faces[
+        (faces[:, 0] != faces[:, 1]) & (faces[:, 1] != faces[:, 2]) & (faces[:, 0] != faces[:, 2])
+    ]
+    rots = np.concatenate([f, f[:, [1, 2, 0]], f[:, [2, 0, 1]]])  # (w, a, b)
+    # half-edge table: edge (a, b) -> opposite z
+    ekey = np.minimum(rots[:, 1], rots[:, 2]) * _KEY + np.maximum(rots[:, 1], rots[:, 2])
+    order = np.argsort(ekey, kind="stable")
+    skey, sopp = ekey[order], rots[order, 0]
+    q = rots[(rots[:, 1] < rots[:, 0]) & (rots[:, 2] < rots[:, 0])]
+    qkey = np.minimum(q[:, 1], q[:, 2]) * _KEY + np.maximum(q[:, 1], q[:, 2])
+    lo = np.searchsorted(skey, qkey, side="left")
+    hi = np.searchsorted(skey, qkey, side="right")
+    cnt = hi - lo
+    qi = np.repeat(np.arange(len(q)), cnt)
+    ent = np.arange(cnt.sum()) - np.repeat(np.cumsum(cnt) - cnt, cnt) + np.repeat(lo, cnt)
+    z = sopp[ent]
+    w = q[qi, 0]
+    keep = z < w
+    tri = np.stack([w, q[qi, 1], q[qi, 2], z], axis=1)[keep]
+    tri = tri[np.lexsort((tri[:, 3], tri[:, 2], tri[:, 1], tri[:, 0]))]
+    tri = np.unique(tri, axis=0) if len(tri) else tri.reshape(0, 4)
+    starts = np.searchsorted(tri[:, 0], np.arange(nverts + 1)).astype(np.int32)
+    # fallback: the newest earlier neighbour, else the previous vertex
+    e = np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]], faces[:, [0, 1]]])
+    e = np.concatenate([e, e[:, ::-1]])
+    e = e[e[:, 1] < e[:, 0]]
+    refs = np.arange(nverts, dtype=np.int64) - 1
+    nb = np.full(nverts, -1, np.int64)
+    np.maximum.at(nb, e[:, 0], e[:, 1])
+    refs = np.where(nb >= 0, nb, refs)
+    count = np.diff(starts)
+    kind = np.where(count >= 2, 0, np.where(count == 1, 1, np.where(nb >= 0, 2, 3)))
+    return starts, np.ascontiguousarray(tri[:, 1:], np.int32), refs.astype(np.int32), kind
+
+
+def _predict(q: np.ndarray, starts, tri, refs, top: int) -> np.ndarray:
+    """The decoder's predictions for known positions ``q`` (V x 3 int64), vectorised."""
+    nv = len(q)
+    pred = np.zeros((nv, 3), np.int64)
+    count = np.diff(starts).astype(np.int64)
+    if len(tri):
+        para = q[tri[:, 0]] + q[tri[:, 1]] - q[tri[:, 2]]
+        owner = np.repeat(np.arange(nv), count)
+        sums = np.zeros((nv, 3), np.int64)
+        np.add.at(sums, owner, para)
+        has = count > 0
+        pred[has] = (2 * sums[has] + count[has, None]) // (2 * count[has, None])
+    fb = (count == 0) & (refs >= 0)
+    pred[fb] = q[refs[fb]]
+    return np.clip(pred, 0, top)
+
+
+def _bit_length(x: np.ndarray) -> np.ndarray:
+    """Bit length of non-negative int64 values below 2^53 (0 for 0), exactly."""
+    return np.where(x > 0, np.frexp(x.astype(np.float64))[1], 0).astype(np.int64)
+
+
+def _position_sets(q: np.ndarray, starts, tri, kind) -> np.ndarray:
+    """The integer set of every residual (V*3), as the decoder's C loop computes it."""
+    nv = len(q)
+    count = np.diff(starts).astype(np.int64)
+    scale = np.zeros(nv, np.int64)
+    has = count > 0
+    if len(tri):
+        para = q[tri[:, 0]] + q[tri[:, 1]] - q[tri[:, 2]]
+        owner = np.repeat(np.arange(nv), count)
+        hi = np.full((nv, 3), np.iinfo(np.int64).min)
+        lo = np.full((nv, 3), np.iinfo(np.int64).max)
+        np.maximum.at(hi, owner, para)
+        np.minimum.at(lo, owner, para)
+        first = tri[starts[:-1][has]]
+        edge = np.abs(q[first[:, 0]] - q[first[:, 1]]).sum(axis=1)
+        scale[has] = edge + (hi[has] - lo[has]).sum(axis=1)
+    cls = np.minimum(_bit_length(scale), POSITION_SCALES - 1)
+    sets = (kind.astype(np.int64) * POSITION_SCALES + cls)[:, None] * 3 + np.arange(3)[None, :]
+    return sets.reshape(-1).astype(np.int32)
+
+
+_POS_MARKOV = 1
+_POS_STATES = POSITION_KINDS * POSITION_SCALES * 3 * _POS_MARKOV * INT_CONTEXTS
+
+
+CORNER_MODE = 100  # per-corner table indexes, predicted from the corner's vertex
+
+
+def _corner_predictions(values: np.ndarray, vertices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(prediction, kind) of each corner's table index from the earlier ones: the index of the
+    previous corner of the same vertex (kind 0), else one past the largest index so far (kind 1)."""
+    n = len(values)
+    order = np.argsort(vertices, kind="stable")
+    prev = np.full(n, -1, np.int64)
+    same = vertices[order][1:] == vertices[order][:-1]
+    prev[order[1:][same]] = order[:-1][same]
+    running = np.maximum.accumulate(np.r_[-1, values[:-1]]) if n else np.zeros(0, np.int64)
+    seen = prev >= 0
+    pred = np.where(seen, values[np.maximum(prev, 0)], running + 1)
+    return pred, (~seen).astype(np.int32)
+
+
+def _encode_corner_indexes(values: np.ndarray, vertices: np.ndarray) -> bytes:
+    v = np.asarray(values, np.int64)
+    pred, kind = _corner_predictions(v, np.asarray(vertices, np.int64))
+    enc = AdaptiveEncoder()
+    enc.code_ints(v - pred, kind, states(2 * 3 * INT_CONTEXTS), 3)
+    return enc.finish()
+
+
+def _decode_corner_indexes(data: bytes, vertices: np.ndarray) -> np.ndarray:
+    verts = np.asarray(vertices, np.int64)
+    n = len(verts)
+    # whether a corner's vertex appeared before depends on the vertices only: kinds up front
+    _, first = np.unique(verts, return_index=True)
+    kind = np.zeros(n, np.int32)
+    kind[first] = 1
+    try:
+        resid = AdaptiveDecoder(data).code_ints(kind, states(2 * 3 * INT_CONTEXTS), 3)
+    except DecodeError as exc:
+        raise CodecError(f"meshtrav: corrupt corner index stream ({exc})") from None
+    out = [0] * n
+    last: dict[int, int] = {}
+    top = -1
+    for i, (vx, r) in enumerate(zip(verts.tolist(), resid.tolist(), strict=True)):
+        p = last.get(vx)
+        val = (top + 1 if p is None else p) + r
+        out[i] = val
+        last[vx] = val
+        top = max(top, val)
+    arr = np.array(out, np.int64)
+    if n and (arr.min() < 0 or arr.max() >= 1 << 31):
+        raise CodecError("meshtrav: corrupt corner index stream (index out of range)")
+    return arr
+
+
+# ----------------------------------------------------------------------------- codec
+
+
+def _corner_table(mesh: Mesh, name: str):
+    table = getattr(mesh, name + "s")
+    idx = getattr(mesh, name + "_faces")
+    return (None if table is None else np.asarray(table)), (
+        None if idx is None else np.asarray(idx)
+    )
+
+
+@register
+class TraversalMeshCodec(Codec):
+    name = "meshtrav"
+    codec_id = 41
+    modality = "mesh"
+    quality_range = (1, 9)
+    extensions = (".obj", ".ply")
+    description = "gate traversal connectivity + multi-parallelogram positions; 7 + q bits/axis"
+    rank = 10
+
+    def _streams(self, data: Any, quality: int) -> tuple[dict[str, bytes], float, int]:
+        if not isinstance(data, Mesh):
+            raise CodecError(f"meshtrav takes a Mesh, got {type(data).__name__}")
+        mesh = data.validate()
+        bits = g.quality_to_bits(self.check_quality(quality))
+        top = (1 << bits) - 1
+        faces = np.asarray(mesh.faces, dtype=np.int64)
+        nv = len(mesh.vertices)
+        q, origin, step = g.quantise(mesh.vertices, bits)
+        symbols, flips, refs, explicit, orig_of, new_faces, placement = _traverse_encode(faces, nv)
+        orig_of = _append_unused(orig_of, q)
+        new_faces = np.array(new_faces, dtype=np.int64).reshape(-1, 3)
+        qn = q[orig_of]
+        starts, tri, prefs, kind = _predictors(new_faces, nv)
+        resid = qn - _predict(qn, starts, tri, prefs, top)
+        enc = AdaptiveEncoder()
+        sym = np.array(symbols, np.int32)
+        enc.code_ints(
+            sym, np.zeros(len(sym), np.int32), states(_CONN_MARKOV**2 * INT_CONTEXTS), _CONN_MARKOV
+        )
+        enc.code_bits(np.array(flips, np.int32), np.zeros(len(flips), np.int32), states(1))
+        enc.code_ints(np.array(refs, np.int32), np.zeros(len(refs), np.int32), states(INT_CONTEXTS))
+        enc.code_ints(
+            np.array(explicit, np.int32), np.zeros(len(explicit), np.int32), states(INT_CONTEXTS)
+        )
+        sets = _position_sets(qn, starts, tri, kind)
+        enc.code_ints(resid.reshape(-1), sets, states(_POS_STATES), _POS_MARKOV)
+        streams = {
+            "geom": g.pack_geometry(MAGIC, bits, origin, step) + _COUNTS.pack(len(sym), 0),
+            "conn": enc.finish(),
+        }
+        estimate = enc.bits
+        descs = []
+        face_idx = np.array([p[0] for p in placement], np.int64)
+        rot = np.array([p[1] for p in placement], np.int64)
+        corner_perm = face_idx[:, None] * 3 + (rot[:, None] + np.arange(3)[None, :]) % 3
+        items = [(f"v:{k}", np.asarray(v)[orig_of], None) for k, v in mesh.attributes.items()]
+        for name in ("normal", "uv"):
+            table, idx = _corner_table(mesh, name)
+            if table is None:
+                continue
+            if idx is None:
+                items.append((f"{name}:vertex", table[orig_of], name))
+            else:
+                items.append((f"{name}:table", table, name))
+                items.append(
+                    (f"{name}:corners", idx.reshape(-1)[corner_perm.reshape(-1)], "corners")
+                )
+        for i, (key, arr, kind) in enumerate(items):
+            if kind == "uv":
+                stream, desc = g.encode_uvs(arr, bits)
+            elif kind == "normal":
+                stream, desc = g.encode_normals(arr, max(bits - NORMAL_BITS_BELOW, 4))
+            elif kind == "corners":
+                stream = _encode_corner_indexes(arr, new_faces.reshape(-1))
+                desc = {"dtype": "int64", "width": 0, "mode": CORNER_MODE}
+            else:
+                stream, desc = g.encode_attribute(arr)
+            streams[f"a{i}"] = stream
+            descs.append({"key": key, "rows": len(arr), **desc})
+        streams["attrs"] = g.pack_json(descs)
+        return streams, estimate, bits
+
+    def encode(self, data: Any, quality: int) -> Encoded:
+        streams, _, bits = self._streams(data, quality)
+        header = {
+            "bit_depth": bits,
+            "quality": quality,
+            "shape": (len(data.vertices), len(data.faces)),
+        }
+        return Encoded(self.name, header, streams)
+
+    def estimated_bits(self, data: Any, quality: int) -> float:
+        """Ideal code length of the connectivity + positions stream under the adaptive models."""
+        return self._streams(data, quality)[1]
+
+    def decode(self, encoded: Encoded) -> Mesh:
+        streams = encoded.streams
+        missing = [s for s in ("geom", "conn", "attrs") if s not in streams]
+        if missing:
+            raise CodecError(f"meshtrav: missing streams {', '.join(missing)}")
+        head = bytes(streams["geom"])
+        size = len(head) - _COUNTS.size
+        bits, origin, step = g.unpack_geometry(MAGIC, head[:size], "meshtrav")
+        nsym, _ = _COUNTS.unpack(head[size:])
+        try:
+            nv, nf = (int(x) for x in encoded.header["shape"])
+        except (KeyError, TypeError, ValueError):
+            raise CodecError("meshtrav: header has no vertex / face counts") from None
+        if not (1 <= nv <= MAX_VERTICES and 1 <= nf <= MAX_FACES) or nsym > 3 * nf + 3:
+            raise CodecError("meshtrav: header counts out of range")
+        try:
+            dec = AdaptiveDecoder(streams["conn"])
+            sym = dec.code_ints(
+                np.zeros(nsym, np.int32), states(_CONN_MARKOV**2 * INT_CONTEXTS), _CONN_MARKOV
+            )
+            reached, nstart, nexplicit = _counts(sym, nf)
+            if reached > nf:
+                raise CodecError("meshtrav: corrupt stream (too many triangles)")
+            flips = dec.code_bits(np.zeros(reached, np.int32), states(1))
+            refs = dec.code_ints(np.zeros(nstart, np.int32), states(INT_CONTEXTS))
+            explicit = dec.code_ints(np.zeros(nexplicit, np.int32), states(INT_CONTEXTS))
+            faces, _ = _traverse_decode(
+                sym.tolist(), flips.tolist(), refs.tolist(), explicit.tolist(), nf, nv
+            )
+            starts, tri, prefs, kind = _predictors(faces, nv)
+            q = dec.code_positions(
+                starts, tri, prefs, kind, (1 << bits) - 1, states(_POS_STATES), _POS_MARKOV
+            )
+        except CodecError:
+            raise
+        except (DecodeError, ValueError) as exc:  # ValueError: sizes the stream got wrong
+            raise CodecError(f"meshtrav: corrupt stream ({exc})") from None
+        mesh = Mesh(g.dequantise(q.reshape(nv, 3), origin, step), faces)
+        self._decode_attributes(mesh, streams, nv, nf)
+        return mesh
+
+    def _decode_attributes(self, mesh: Mesh, streams, nv: int, nf: int) -> None:
+        descs = g.unpack_json(streams["attrs"], "meshtrav")
+        if not isinstance(descs, list):
+            raise CodecError("meshtrav: bad attribute list")
+        parts: dict[str, np.ndarray] = {}
+        for i, desc in enumerate(descs):
+            if not isinstance(desc, dict) or not isinstance(desc.get("key"), str):
+                raise CodecError("meshtrav: bad attribute list")
+            rows = desc.get("rows")
+            if not isinstance(rows, int) or not 0 <= rows <= max(3 * nf, nv, 1 << 26):
+                raise CodecError("meshtrav: bad attribute row count")
+            if f"a{i}" not in streams:
+                raise CodecError(f"meshtrav: missing stream a{i}")
+            if desc.get("mode") == CORNER_MODE:
+                if rows != 3 * nf:
+                    raise CodecError("meshtrav: corner index count does not match the faces")
+                parts[desc["key"]] = _decode_corner_indexes(
+                    streams[f"a{i}"], mesh.faces.reshape(-1)
+                )
+            else:
+                parts[desc["key"]] = g.decode_attribute(streams[f"a{i}"], desc, rows, "meshtrav")
+        for key, arr in parts.items():
+            kind, _, name = key.partition(":")
+            if kind == "v":
+                mesh.attributes[name] = arr
+        for name in ("normal", "uv"):
+            if f"{name}:vertex" in parts:
+                setattr(mesh, name + "s", parts[f"{name}:vertex"])
+            elif f"{name}:table" in parts and f"{name}:corners" in parts:
+                setattr(mesh, name + "s", parts[f"{name}:table"])
+                idx = parts[f"{name}:corners"].astype(np.int64)
+                if idx.size != 3 * nf:
+                    raise CodecError(f"meshtrav: {name} corner indexes do not match the faces")
+                setattr(mesh, name + "_faces", idx.reshape(nf, 3))

@@ -1,0 +1,173 @@
+"""Adaptive binary context models on the shared range coder (geometry codecs' entropy core).
+
+::
+
+    encoder: (bits | bytes | ints, contexts) --C state machine--> (values 0/1, table indexes)
+             --RangeEncoder.encode (bank of static binary tables)--> bytes
+    decoder: bytes --RangeDecoder.native + C kernel (state -> table -> decode -> update)--> values
+
+Every context holds an integer probability state that both sides update after each bit in the
+same integer arithmetic (``neuralcodec/kernels/_adaptive.c`` documents the rule), so nothing is
+sent for the model: the statistics are learnt while coding. The range coder stays generic: it sees
+``BANK_SIZE`` frozen binary tables (one per probability step, ``bank()``) and a table index per
+symbol.
+
+Binarisations (see the C file): ``bits`` (one context per bit), ``bytes`` (a binary tree of 255
+contexts per base context: an adaptive model over byte values, e.g. octree occupancy patterns)
+and ``ints`` (zero flag, sign, unary exponent, mantissa; 64 contexts per set, optionally
+conditioned on the previous value). ``Estimate`` counts the ideal code length of what the
+encoder wrote, for estimated-vs-actual checks.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+
+from neuralcodec.entropy import rangecoder
+from neuralcodec.entropy.tables import PRECISION, CodingTables
+from neuralcodec.kernels import _adaptive
+
+BANK_SHIFT = 4
+BANK_SIZE = 1 << (16 - BANK_SHIFT)
+INT_CONTEXTS = 64  # contexts per set of the integer binarisation
+POSITION_KINDS, POSITION_SCALES = 4, 16  # integer sets of code_positions: kinds x scales x 3
+BYTE_CONTEXTS = 255  # contexts per base context of the byte binarisation
+OCTREE_CONTEXTS = 2048 * 9  # coarse + fine contexts per base context of code_octree_level
+_INITIAL_STATE = 1 << 15  # p1 = 1/2, no observation
+
+
+@lru_cache(maxsize=1)
+def bank_tables() -> CodingTables:
+    """The static binary tables: table j codes P(1) ~ (16 j + 8) / 2^16 (escape: frequency 1)."""
+    total = 1 << PRECISION
+    j = np.arange(BANK_SIZE, dtype=np.int64)
+    f1 = np.clip(j * (1 << BANK_SHIFT) + (1 << (BANK_SHIFT - 1)), 24, total - 25)
+    f0 = (total - 1) - f1
+    cdfs = np.stack([np.zeros_like(f0), f0, f0 + f1, np.full_like(f0, total)], axis=1)
+    return CodingTables(
+        cdfs=cdfs.astype(np.int32),
+        cdf_lengths=np.full(BANK_SIZE, 4, np.int32),
+        offsets=np.zeros(BANK_SIZE, np.int32),
+        precision=PRECISION,
+    )
+
+
+@lru_cache(maxsize=1)
+def bank() -> rangecoder.PreparedTables:
+    return rangecoder.prepare(bank_tables())
+
+
+@lru_cache(maxsize=1)
+def _cost_table() -> np.ndarray:
+    """Bits of coding 0 / 1 with every bank table: [BANK_SIZE, 2]."""
+    c = bank_tables().cdfs.astype(np.float64)
+    freq = np.stack([c[:, 1] - c[:, 0], c[:, 2] - c[:, 1]], axis=1)
+    return PRECISION - np.log2(freq)
+
+
+def states(n: int) -> np.ndarray:
+    """Fresh context states (probability 1/2, nothing seen) for ``n`` contexts."""
+    return np.full(int(n), _INITIAL_STATE, dtype=np.int32)
+
+
+def _i32(x) -> np.ndarray:
+    return np.ascontiguousarray(x, dtype=np.int32).reshape(-1)
+
+
+class AdaptiveEncoder:
+    """Writes adaptive binary symbols into one range-coded stream; ``bits`` is the ideal length."""
+
+    def __init__(self) -> None:
+        self._enc = rangecoder.RangeEncoder()
+        self.bits = 0.0
+
+    def _put(self, values: np.ndarray, indexes: np.ndarray) -> None:
+        if values.size:
+            self._enc.encode(values, indexes, bank())
+            self.bits += float(_cost_table()[indexes, values].sum())
+
+    def code_bits(self, bits, contexts, st: np.ndarray) -> None:
+        b, c = _i32(bits), _i32(contexts)
+        idx = np.empty_like(b)
+        _adaptive.bits_encode(b, c, st, idx)
+        self._put(b, idx)
+
+    def code_bytes(self, values, bases, st: np.ndarray) -> None:
+        v, c = _i32(values), _i32(bases)
+        sym = np.empty(8 * v.size, np.int32)
+        idx = np.empty_like(sym)
+        _adaptive.bytes_encode(v, c, st, sym, idx)
+        self._put(sym, idx)
+
+    def code_octree_level(self, occupancy, neighbours, patterns, bases, st: np.ndarray) -> None:
+        """One octree level child by child (the C file gives the contexts)."""
+        o = _i32(occupancy)
+        sym = np.empty(8 * o.size, np.int32)
+        idx = np.empty_like(sym)
+        n = _adaptive.octree_encode(o, _i32(neighbours), _i32(patterns), _i32(bases), st, sym, idx)
+        self._put(sym[:n], idx[:n])
+
+    def code_ints(self, values, sets, st: np.ndarray, markov: int = 1) -> None:
+        v, s = _i32(values), _i32(sets)
+        sym = np.empty(65 * v.size, np.int32)
+        idx = np.empty_like(sym)
+        n = _adaptive.ints_encode(v, s, st, int(markov), sym, idx)
+        self._put(sym[:n], idx[:n])
+
+    def finish(self) -> bytes:
+        return self._enc.finish()
+
+
+class AdaptiveDecoder:
+    """Reads what ``AdaptiveEncoder`` wrote, call for call with the same contexts and states."""
+
+    def __init__(self, data: bytes) -> None:
+        self._dec = rangecoder.RangeDecoder(data)
+
+    def code_bits(self, contexts, st: np.ndarray) -> np.ndarray:
+        c = _i32(contexts)
+        out = np.empty_like(c)
+        _adaptive.bits_decode(self._dec.native, bank(), c, st, out)
+        return out
+
+    def code_bytes(self, bases, st: np.ndarray) -> np.ndarray:
+        c = _i32(bases)
+        out = np.empty_like(c)
+        _adaptive.bytes_decode(self._dec.native, bank(), c, st, out)
+        return out
+
+    def code_octree_level(self, neighbours, patterns, bases, st: np.ndarray) -> np.ndarray:
+        b = _i32(bases)
+        out = np.empty_like(b)
+        _adaptive.octree_decode(
+            self._dec.native, bank(), _i32(neighbours), _i32(patterns), b, st, out
+        )
+        return out
+
+    def code_ints(self, sets, st: np.ndarray, markov: int = 1) -> np.ndarray:
+        s = _i32(sets)
+        out = np.empty_like(s)
+        _adaptive.ints_decode(self._dec.native, bank(), s, st, int(markov), out)
+        return out
+
+    def code_positions(
+        self, starts, triples, refs, kinds, top: int, st: np.ndarray, markov: int
+    ) -> np.ndarray:
+        """Mesh positions predicted while decoding (the C file says how); V x 3 int32."""
+        r = _i32(refs)
+        out = np.empty(3 * r.size, np.int32)
+        _adaptive.positions_decode(
+            self._dec.native,
+            bank(),
+            st,
+            int(markov),
+            _i32(starts),
+            _i32(triples),
+            r,
+            _i32(kinds),
+            int(top),
+            out,
+        )
+        return out.reshape(-1, 3)

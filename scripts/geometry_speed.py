@@ -1,0 +1,59 @@
+"""Encode / decode seconds of ``octree`` on a ~100k-point cloud and ``meshtrav`` on a large mesh.
+
+The cloud is three of the shared bunny range scans put together (about 110k points, xyz only);
+the mesh is the largest shared OBJ. Best of 3, one thread, through the library API (container
+included).
+
+    nice -n 10 python scripts/geometry_speed.py
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from neuralcodec import api
+from neuralcodec.datasets.mesh import read_mesh
+from neuralcodec.datasets.paths import data_root
+from neuralcodec.datasets.pointcloud import PointCloud, read_pointcloud
+
+
+def best(fn, repeat=3):
+    times, out = [], None
+    for _ in range(repeat):
+        t = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t)
+    return min(times), out
+
+
+def main() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    root = data_root() / "3d"
+    scans = root / "pointclouds" / "stanford_bunny_range_scans"
+    xyz = np.concatenate(
+        [read_pointcloud(scans / f).xyz for f in ("bun000.ply", "bun045.ply", "bun090.ply")]
+    )
+    cloud = PointCloud(xyz)
+    for q in (5, 9):
+        te, blob = best(lambda q=q: api.encode_array(cloud, "octree", q, modality="pointcloud"))
+        td, _ = best(lambda blob=blob: api.decode_bytes(blob))
+        print(
+            f"octree q={q} ({7 + q} bits), {len(cloud)} points: {len(blob)} B, "
+            f"{8 * len(blob) / len(cloud):.3f} bits/point, encode {te:.3f} s, decode {td:.3f} s"
+        )
+    mesh = read_mesh(root / "meshes" / "common_3d_test_models" / "ogre.obj")
+    for q in (5, 9):
+        te, blob = best(lambda q=q: api.encode_array(mesh, "meshtrav", q, modality="mesh"))
+        td, _ = best(lambda blob=blob: api.decode_bytes(blob))
+        print(
+            f"meshtrav q={q} ({7 + q} bits), {len(mesh.vertices)} vertices / {len(mesh.faces)} "
+            f"triangles: {len(blob)} B, encode {te:.3f} s, decode {td:.3f} s"
+        )
+
+
+if __name__ == "__main__":
+    main()

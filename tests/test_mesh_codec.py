@@ -1,0 +1,231 @@
+"""The ``meshtrav`` mesh codec: same triangles up to renumbering, exact positions at the
+quantisation, non-manifold / degenerate / unused-vertex cases, normals and UVs (quantised),
+attributes (lossless), bad input,
+damaged files, estimate vs size, a golden hash."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+from conftest import REPO_DIR, one_line_error, shared
+
+from neuralcodec import api
+from neuralcodec.app.cli import main as cli_main
+from neuralcodec.bench.geometry3d import d1_psnr, encode_geometry_file, same_triangles
+from neuralcodec.codecs import geometry as g
+from neuralcodec.codecs.base import CodecError, Encoded, get_codec
+from neuralcodec.datasets.mesh import Mesh, read_mesh, write_mesh
+
+BUNNY = (
+    REPO_DIR.parent / "shared" / "data" / "3d" / "meshes" / "stanford_bunny" / "bun_zipper_res3.ply"
+)
+
+
+def _grid(n=12, rng=None) -> Mesh:
+    """An n x n grid of quads split into triangles, gently curved (a surface with a border)."""
+    y, x = np.mgrid[0:n, 0:n]
+    z = np.sin(x / 3.0) * np.cos(y / 4.0)
+    v = np.stack([x.ravel(), y.ravel(), z.ravel()], 1).astype(np.float64)
+    idx = np.arange(n * n).reshape(n, n)
+    a, b, c, d = (
+        idx[:-1, :-1].ravel(),
+        idx[:-1, 1:].ravel(),
+        idx[1:, 1:].ravel(),
+        idx[1:, :-1].ravel(),
+    )
+    f = np.concatenate([np.stack([a, b, c], 1), np.stack([a, c, d], 1)])
+    if rng is not None:
+        f = f[rng.permutation(len(f))]
+    return Mesh(v, f)
+
+
+def _closed() -> Mesh:
+    """An octahedron (closed, manifold)."""
+    v = np.array([[1, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0], [0, 0, 1], [0, 0, -1]], np.float64)
+    f = np.array(
+        [[0, 2, 4], [2, 1, 4], [1, 3, 4], [3, 0, 4], [2, 0, 5], [1, 2, 5], [3, 1, 5], [0, 3, 5]]
+    )
+    return Mesh(v, f)
+
+
+def _check(mesh: Mesh, quality: int) -> Mesh:
+    codec = get_codec("meshtrav")
+    dec = codec.decode(codec.encode(mesh, quality))
+    assert len(dec.vertices) == len(mesh.vertices) and len(dec.faces) == len(mesh.faces)
+    assert same_triangles(mesh, dec, g.quality_to_bits(quality))
+    # every decoded position is on the quantisation grid of the input, as a multiset
+    q, o, s = g.quantise(mesh.vertices, g.quality_to_bits(quality))
+    want = g.dequantise(q, o, s)
+    assert np.array_equal(np.sort(want, axis=0), np.sort(dec.vertices, axis=0))
+    return dec
+
+
+@pytest.mark.parametrize("quality", [1, 5, 9])
+def test_grid_round_trip(rng, quality):
+    _check(_grid(10, rng), quality)
+
+
+def test_closed_and_flipped_orientation():
+    m = _closed()
+    _check(m, 4)
+    m.faces[3] = m.faces[3][::-1]  # one triangle against its neighbours
+    _check(m, 4)
+
+
+def test_awkward_connectivity(rng):
+    m = _grid(6)
+    v, f = m.vertices, m.faces
+    extra = np.array(
+        [
+            [0, 1, 2],  # shares the edge (0, 1) with a grid triangle: three triangles on it
+            f[0],  # a duplicate triangle
+            [3, 3, 4],  # degenerate
+            [7, 8, 7],  # degenerate
+        ]
+    )
+    unused = rng.normal(size=(5, 3)) + 10  # vertices no triangle uses
+    far = np.array([[20.0, 0, 0], [21, 0, 0], [20, 1, 0]])  # a second component
+    v2 = np.concatenate([v, unused, far])
+    n0 = len(v) + len(unused)
+    f2 = np.concatenate([f, extra, [[n0, n0 + 1, n0 + 2]]])
+    _check(Mesh(v2, f2[rng.permutation(len(f2))]), 6)
+
+
+def test_normals_uvs_and_attributes(rng):
+    m = _grid(7)
+    nv, nf = len(m.vertices), len(m.faces)
+    m.normals = rng.normal(size=(nv, 3)).astype(np.float32)
+    m.uvs = rng.uniform(size=(2 * nf, 2))
+    m.uv_faces = rng.integers(0, 2 * nf, (nf, 3))
+    m.attributes["rgb"] = rng.integers(0, 256, (nv, 3)).astype(np.uint8)
+    dec = _check(m, 7)
+    # per-vertex data follows the vertices: match by the unique quantised positions
+    q, o, s = g.quantise(m.vertices, 14)
+    key_in = {tuple(p): i for i, p in enumerate(g.dequantise(q, o, s).tolist())}
+    perm = np.array([key_in[tuple(p)] for p in dec.vertices.tolist()])
+    assert np.array_equal(dec.attributes["rgb"], m.attributes["rgb"][perm])  # lossless
+    # normals: normalised, octahedral with 12 bits per coordinate at 14 bits per axis
+    want = g.from_octahedral(g.octahedral(m.normals[perm], 12), 12).astype(np.float32)
+    assert np.array_equal(dec.normals, want)
+    unit = m.normals[perm] / np.linalg.norm(m.normals[perm], axis=1, keepdims=True)
+    assert np.degrees(np.arccos(np.clip((dec.normals * unit).sum(1), -1, 1))).max() < 0.1
+    # UVs: quantised like positions, 14 bits over their bounding square
+    qu, ou, su = g.quantise_columns(m.uvs, 14)
+    assert np.array_equal(dec.uvs, ou + qu * su)
+    assert np.abs(dec.uvs - m.uvs).max() <= su / 2 + 1e-12
+    # per-corner UV indexes travel with their triangle corners
+    corner_in = {}
+    for f, u in zip(m.faces.tolist(), m.uv_faces.tolist(), strict=True):
+        for k in range(3):
+            corner_in[(f[k], f[(k + 1) % 3], f[(k + 2) % 3])] = u[k]
+    for f, u in zip(dec.faces.tolist(), dec.uv_faces.tolist(), strict=True):
+        for k in range(3):
+            key = tuple(int(perm[f[(k + j) % 3]]) for j in range(3))
+            assert corner_in[key] == u[k]
+
+
+def test_estimate_matches_size(rng):
+    m = _grid(20)
+    codec = get_codec("meshtrav")
+    est = codec.estimated_bits(m, 5) / 8
+    real = len(codec.encode(m, 5).streams["conn"])
+    assert abs(real - est) <= 0.01 * est + 16
+
+
+def test_golden_bitstream():
+    enc = get_codec("meshtrav").encode(_grid(9), 5)
+    digest = hashlib.sha256(b"".join(k.encode() + v for k, v in enc.streams.items())).hexdigest()
+    assert digest == GOLDEN
+
+
+GOLDEN = "3af85561f4e8a822d22797e08d429fbf231f85758803dffe12711b8c4b9d0170"
+
+
+def test_bad_inputs_one_line():
+    codec = get_codec("meshtrav")
+    v = np.zeros((3, 3))
+    one_line_error(CodecError, codec.encode, Mesh(v, np.array([[0, 1, 3]])), 5, match="outside")
+    nan = np.array([[0, 0, 0], [np.nan, 0, 0], [0, 1, 0]])
+    one_line_error(CodecError, codec.encode, Mesh(nan, np.array([[0, 1, 2]])), 5, match="NaN")
+    one_line_error(CodecError, codec.encode, Mesh(v, np.zeros((0, 3), np.int64)), 5, match="empty")
+    one_line_error(CodecError, codec.encode, _closed(), 0, match="quality")
+
+
+def test_damaged_streams_fail_cleanly(rng):
+    codec = get_codec("meshtrav")
+    m = _grid(10)
+    m.attributes["rgb"] = rng.integers(0, 256, (100, 3)).astype(np.uint8)
+    enc = codec.encode(m, 6)
+    for name in ("conn", "a0", "geom"):
+        data = enc.streams[name]
+        for cut in (len(data) // 2, 5):
+            bad = Encoded(enc.codec, enc.header, {**enc.streams, name: data[:cut]})
+            with pytest.raises(CodecError) as err:
+                codec.decode(bad)
+            assert "\n" not in str(err.value)
+    # random bytes in the connectivity stream
+    for seed in range(5):
+        junk = np.random.default_rng(seed).integers(0, 256, len(enc.streams["conn"]), np.uint8)
+        bad = Encoded(enc.codec, enc.header, {**enc.streams, "conn": junk.tobytes()})
+        try:
+            out = codec.decode(bad)
+        except CodecError as err:
+            assert "\n" not in str(err)
+        else:
+            assert len(out.faces) == len(m.faces)  # garbage that happens to decode
+
+
+def test_file_round_trip_cli(tmp_path, run_cli, capsys):
+    m = _grid(8)
+    src = tmp_path / "in.obj"
+    write_mesh(src, m)
+    r = run_cli("encode", src, tmp_path / "m.ncf", "--codec", "meshtrav", "-q", "6")
+    assert r.returncode == 0, r.stderr
+    r = run_cli("decode", tmp_path / "m.ncf", tmp_path / "out.ply")
+    assert r.returncode == 0, r.stderr
+    back = read_mesh(tmp_path / "out.ply")
+    assert same_triangles(read_mesh(src), back, g.quality_to_bits(6))
+    bad = tmp_path / "bad.obj"
+    bad.write_text("v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 7\n")
+    capsys.readouterr()
+    assert cli_main(["encode", str(bad), str(tmp_path / "bad.ncf"), "--codec", "meshtrav"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and len(err.strip().splitlines()) == 1
+    data = (tmp_path / "m.ncf").read_bytes()
+    (tmp_path / "cut.ncf").write_bytes(data[:-9])
+    assert cli_main(["decode", str(tmp_path / "cut.ncf"), str(tmp_path / "cut.ply")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "cut.ply").exists()
+
+
+def test_bunny_and_demo_call(tmp_path):
+    path = shared(BUNNY)
+    mesh = read_mesh(path)
+    _check(mesh, 6)
+    out = encode_geometry_file(path, 6, tmp_path)
+    assert out["codec"] == "meshtrav" and out["rate_unit"] == "bits/vertex"
+    assert out["bytes"] < out["original_bytes"]
+    dec = read_mesh(out["decoded"])
+    assert len(dec.faces) == len(mesh.faces)
+    assert out["d1_psnr"] == pytest.approx(d1_psnr(mesh.vertices, dec.vertices), abs=0.01)
+    blob = api.encode_array(mesh, "meshtrav", 6, modality="mesh")
+    assert api.decode_bytes(blob)[1]["codec_name"] == "meshtrav"
+
+
+def test_draco_anchors_round_trip(rng):
+    pc_codec, mesh_codec = get_codec("draco"), get_codec("draco-mesh")
+    if pc_codec.unavailable_reason():
+        pytest.skip(pc_codec.unavailable_reason())
+    m = _grid(8)
+    out = mesh_codec.decompress(mesh_codec.compress(m, 7))
+    assert len(out.faces) == len(m.faces)
+    assert d1_psnr(m.vertices, out.vertices) > 70
+    from neuralcodec.datasets.pointcloud import PointCloud
+
+    cloud = PointCloud(rng.uniform(0, 1, (500, 3)).astype(np.float32))
+    back = pc_codec.decompress(pc_codec.compress(cloud, 9))
+    assert len(back) == 500 and d1_psnr(cloud.xyz, back.xyz) > 80
+    one_line_error(CodecError, pc_codec.compress, m, 5, match="PointCloud")

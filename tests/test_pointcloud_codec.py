@@ -1,0 +1,272 @@
+"""The ``octree`` point cloud codec: exact round trips at the quantisation, canonical order,
+duplicates, attributes, bad input, damaged files, estimate vs size, a golden hash, and the
+adaptive models underneath."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+import pytest
+from conftest import REPO_DIR, one_line_error, shared
+
+from neuralcodec import api
+from neuralcodec.app.cli import main as cli_main
+from neuralcodec.codecs import geometry as g
+from neuralcodec.codecs.base import CodecError, get_codec
+from neuralcodec.codecs.pointcloud_octree import quantised_points
+from neuralcodec.container.fields import ContainerError
+from neuralcodec.datasets.pointcloud import PointCloud, read_pointcloud, write_pointcloud
+from neuralcodec.entropy import adaptive
+
+KITTI = (
+    REPO_DIR.parent / "shared" / "data" / "3d" / "pointclouds" / "lidar_rgbd" / "kitti_000008.bin"
+)
+
+
+def _cloud(rng, n=3000, attrs=True) -> PointCloud:
+    t = rng.uniform(0, 2 * np.pi, n)
+    xyz = np.stack([np.cos(t) * 5, np.sin(t) * 5, rng.normal(0, 0.3, n)], 1).astype(np.float32)
+    a = {}
+    if attrs:
+        a["rgb"] = rng.integers(0, 256, (n, 3)).astype(np.uint8)
+        a["intensity"] = rng.uniform(0, 1, n).astype(np.float32)
+    return PointCloud(xyz, a)
+
+
+def _sorted_rows(xyz, *cols):
+    table = np.column_stack(
+        [
+            np.asarray(xyz, np.float64),
+            *[np.asarray(c, np.float64).reshape(len(xyz), -1) for c in cols],
+        ]
+    )
+    return table[np.lexsort(table.T[::-1])]
+
+
+@pytest.mark.parametrize("quality", [1, 5, 9])
+def test_round_trip_exact_at_quantisation(rng, quality):
+    cloud = _cloud(rng)
+    codec = get_codec("octree")
+    dec = codec.decode(codec.encode(cloud, quality))
+    want = quantised_points(cloud, quality)
+    assert np.array_equal(dec.xyz, want)
+    # the same multiset of (quantised point, attributes) as the input
+    bits = g.quality_to_bits(quality)
+    q, o, s = g.quantise(cloud.xyz, bits)
+    ref = _sorted_rows(
+        g.dequantise(q, o, s), cloud.attributes["rgb"], cloud.attributes["intensity"]
+    )
+    got = _sorted_rows(dec.xyz, dec.attributes["rgb"], dec.attributes["intensity"])
+    assert np.array_equal(ref, got)
+    assert dec.attributes["rgb"].dtype == np.uint8
+    assert dec.attributes["intensity"].dtype == np.float32
+
+
+def test_canonical_order_and_duplicates(rng):
+    xyz = rng.uniform(-1, 1, (500, 3))
+    xyz = np.concatenate([xyz, xyz[:50], xyz[:10]])  # duplicates kept, not merged
+    cloud = PointCloud(xyz, {"i": np.arange(len(xyz), dtype=np.int32)})
+    codec = get_codec("octree")
+    dec = codec.decode(codec.encode(cloud, 4))
+    assert len(dec) == len(xyz)
+    q = np.rint((dec.xyz - xyz.min(0)) / ((xyz.max(0) - xyz.min(0)).max() / 2047)).astype(np.int64)
+    codes = g.morton(q)
+    assert np.all(np.diff(codes) >= 0)  # Morton order
+    same = np.flatnonzero(np.diff(codes) == 0)
+    assert len(same) >= 60
+    assert np.all(dec.attributes["i"][same] <= dec.attributes["i"][same + 1])  # ties by attribute
+    # a shuffled input decodes to the same output
+    perm = rng.permutation(len(xyz))
+    dec2 = codec.decode(codec.encode(PointCloud(xyz[perm], {"i": cloud.attributes["i"][perm]}), 4))
+    assert np.array_equal(dec.xyz, dec2.xyz) and np.array_equal(
+        dec.attributes["i"], dec2.attributes["i"]
+    )
+
+
+def test_single_point_and_flat_cloud():
+    codec = get_codec("octree")
+    one = PointCloud(np.array([[1.5, -2.0, 3.0]], np.float32))
+    assert np.array_equal(codec.decode(codec.encode(one, 3)).xyz, [[1.5, -2.0, 3.0]])
+    flat = PointCloud(np.array([[0, 0, 0], [1, 0, 0], [2, 0, 0]], np.float64))
+    got = codec.decode(codec.encode(flat, 9)).xyz
+    assert np.array_equal(got, quantised_points(flat, 9))
+    assert np.abs(got - flat.xyz).max() <= 2 / 65535 / 2 + 1e-12  # half a step
+
+
+def test_estimate_matches_size(rng):
+    cloud = _cloud(rng, 5000, attrs=False)
+    codec = get_codec("octree")
+    est = codec.estimated_bits(cloud, 6) / 8
+    real = len(codec.encode(cloud, 6).streams["occ"])
+    assert abs(real - est) <= 0.01 * est + 16
+
+
+def test_golden_bitstream():
+    # a fixed helix; any change in the format or the models changes this hash
+    t = np.linspace(0, 6 * np.pi, 400)
+    xyz = np.stack([np.cos(t), np.sin(t), t / 10], 1)
+    cloud = PointCloud(xyz, {"intensity": (np.arange(400) % 17).astype(np.uint8)})
+    enc = get_codec("octree").encode(cloud, 5)
+    digest = hashlib.sha256(b"".join(k.encode() + v for k, v in enc.streams.items())).hexdigest()
+    assert digest == GOLDEN
+
+
+GOLDEN = "1074dda989152e33b0ede62e59c453110d7d577a6d83488eba7fa4e92129f18f"
+
+
+def test_api_round_trip_keeps_metadata(tmp_path, rng):
+    cloud = _cloud(rng, 800)
+    src = tmp_path / "in.ply"
+    write_pointcloud(src, cloud)
+    report = api.encode_file(src, tmp_path / "a.ncf", "octree", 7)
+    assert report.rate_unit == "bits/point" and report.rate > 0
+    api.decode_file(tmp_path / "a.ncf", tmp_path / "out.ply")
+    back = read_pointcloud(tmp_path / "out.ply")
+    assert back.xyz.dtype == np.float32 and set(back.attributes) == {"rgb", "intensity"}
+    want = quantised_points(cloud, 7).astype(np.float32)
+    assert np.array_equal(back.xyz, want)
+
+
+def test_cli_round_trip_and_errors(tmp_path, run_cli, rng, capsys):
+    cloud = _cloud(rng, 500)
+    src = tmp_path / "in.ply"
+    write_pointcloud(src, cloud)
+    r = run_cli("encode", src, tmp_path / "a.ncf", "--codec", "octree", "-q", "3")
+    assert r.returncode == 0, r.stderr
+    r = run_cli("decode", tmp_path / "a.ncf", tmp_path / "out.ply")
+    assert r.returncode == 0, r.stderr
+    want = quantised_points(cloud, 3).astype(np.float32)
+    assert np.array_equal(read_pointcloud(tmp_path / "out.ply").xyz, want)
+
+    def fails(*args: object) -> str:  # the same entry point, in this process
+        capsys.readouterr()
+        assert cli_main([str(a) for a in args]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("error:") and len(err.strip().splitlines()) == 1
+        return err
+
+    fails("decode", tmp_path / "a.ncf", tmp_path / "out.ply")  # no overwrite without --force
+    data = (tmp_path / "a.ncf").read_bytes()
+    (tmp_path / "cut.ncf").write_bytes(data[: len(data) // 2])
+    fails("decode", tmp_path / "cut.ncf", tmp_path / "cut.ply")  # truncated
+    assert not (tmp_path / "cut.ply").exists()
+    bad = tmp_path / "nan.xyz"
+    bad.write_text("0 0 0\nnan 1 2\n")
+    assert "NaN" in fails("encode", bad, tmp_path / "nan.ncf", "--codec", "octree")
+    empty = tmp_path / "empty.xyz"
+    empty.write_text("")
+    assert "empty" in fails("encode", empty, tmp_path / "e.ncf", "--codec", "octree")
+    assert not (tmp_path / "nan.ncf").exists() and not (tmp_path / "e.ncf").exists()
+
+
+def test_bad_inputs_one_line():
+    codec = get_codec("octree")
+    one_line_error(
+        CodecError, codec.encode, PointCloud(np.zeros((0, 3), np.float32)), 5, match="empty"
+    )
+    nan = PointCloud(np.array([[0, 0, 0], [np.nan, 0, 0]], np.float32))
+    one_line_error(CodecError, codec.encode, nan, 5, match="NaN")
+    one_line_error(
+        CodecError, codec.encode, PointCloud(np.zeros((2, 3), np.float32)), 10, match="quality"
+    )
+    one_line_error(CodecError, codec.encode, np.zeros((3, 3)), 5, match="PointCloud")
+
+
+def test_damaged_streams_fail_cleanly(rng):
+    codec = get_codec("octree")
+    enc = codec.encode(_cloud(rng, 2000), 6)
+    for name in ("occ", "a0", "geom"):
+        data = enc.streams[name]
+        for cut in (len(data) // 2, 3):
+            streams = {**enc.streams, name: data[:cut]}
+            bad = type(enc)(enc.codec, enc.header, streams)
+            with pytest.raises(CodecError) as err:
+                codec.decode(bad)
+            assert "\n" not in str(err.value)
+    one_line_error(CodecError, codec.decode, type(enc)(enc.codec, enc.header, {}), match="missing")
+    for seed in range(5):  # random bytes: a clean error, or a cloud of the right size
+        junk = np.random.default_rng(seed).integers(0, 256, len(enc.streams["occ"]), np.uint8)
+        bad = type(enc)(enc.codec, enc.header, {**enc.streams, "occ": junk.tobytes()})
+        try:
+            out = codec.decode(bad)
+        except CodecError as err:
+            assert "\n" not in str(err)
+        else:
+            assert len(out) == 2000
+
+
+def test_header_claims_checked(tmp_path, rng):
+    blob = bytearray(api.encode_array(_cloud(rng, 300), "octree", 4, modality="pointcloud"))
+    with pytest.raises((CodecError, ContainerError)):
+        api.decode_bytes(bytes(blob[:-5]))
+
+
+def test_adaptive_models_round_trip(rng):
+    v = (rng.geometric(0.2, 5000) * rng.choice([-1, 1], 5000)).astype(np.int64)
+    v[:3] = [0, 2**31 - 1, -(2**31)]
+    by = rng.integers(1, 256, 3000)
+    enc = adaptive.AdaptiveEncoder()
+    enc.code_ints(v, np.zeros(len(v)), adaptive.states(3 * adaptive.INT_CONTEXTS), 3)
+    enc.code_bytes(by, by % 4, adaptive.states(4 * 255))
+    enc.code_bits(by & 1, by % 2, adaptive.states(2))
+    data = enc.finish()
+    dec = adaptive.AdaptiveDecoder(data)
+    assert np.array_equal(dec.code_ints(np.zeros(len(v)), adaptive.states(3 * 64), 3), v)
+    assert np.array_equal(dec.code_bytes(by % 4, adaptive.states(4 * 255)), by)
+    assert np.array_equal(dec.code_bits(by % 2, adaptive.states(2)), by & 1)
+    with pytest.raises(ValueError):
+        enc2 = adaptive.AdaptiveEncoder()
+        enc2.code_bits([1], [5], adaptive.states(2))  # context outside the states
+
+
+def test_kitti_round_trip_and_speed():
+    cloud = read_pointcloud(shared(KITTI))
+    codec = get_codec("octree")
+    enc = codec.encode(cloud, 5)
+    dec = codec.decode(enc)
+    assert np.array_equal(dec.xyz, quantised_points(cloud, 5))
+    ref = _sorted_rows(quantised_points(cloud, 5), np.sort(cloud.attributes["intensity"]))
+    assert len(ref) == len(dec)
+    assert np.array_equal(
+        np.sort(dec.attributes["intensity"]), np.sort(cloud.attributes["intensity"])
+    )
+
+
+def test_d1_d2_psnr_known_offsets(rng):
+    from neuralcodec.bench.geometry3d import d1_psnr, d2_psnr, peak_of
+
+    xyz = rng.uniform(0, 1, (400, 3))
+    xyz[:, 2] = 0.0  # a plane, normals +z
+    normals = np.tile([0.0, 0.0, 1.0], (400, 1))
+    moved = xyz + [0.0, 0.0, 0.01]  # every point 0.01 off the plane, along the normal
+    peak = peak_of(xyz)
+    want = 10 * np.log10(peak**2 / 1e-4)
+    assert d1_psnr(xyz, moved) == pytest.approx(want, abs=1e-6)
+    assert d2_psnr(xyz, normals, moved) == pytest.approx(want, abs=1e-6)
+    sideways = xyz + [0.001, 0.0, 0.0]  # in the plane: D2 sees (almost) nothing
+    assert d2_psnr(xyz, normals, sideways) is None or d2_psnr(xyz, normals, sideways) > want + 40
+    assert d1_psnr(xyz, xyz) is None  # identical sets
+
+
+def test_bench_3d_writes_results(tmp_path):
+    from neuralcodec.bench.geometry3d import main as bench_main
+
+    data = tmp_path / "data"
+    data.mkdir()
+    t = np.linspace(0, 4 * np.pi, 300)
+    write_pointcloud(data / "helix.ply", PointCloud(np.stack([np.cos(t), np.sin(t), t], 1)))
+    out = tmp_path / "out"
+    codecs = "octree,draco" if get_codec("draco").unavailable_reason() is None else "octree"
+    assert (
+        bench_main(
+            ["--dataset", str(data), "--codecs", codecs, "--qualities", "2,4", "--out", str(out)]
+        )
+        == 0
+    )
+    doc = json.loads((out / "results.json").read_text())
+    rows = doc["files"][0]["rows"]
+    assert {r["codec"] for r in rows} == set(codecs.split(","))
+    assert all(r["rate"] > 0 and r["d1_psnr"] > 0 for r in rows)
+    assert (out / "bdrate.md").is_file() and (out / "rd_helix.ply.png").is_file()
