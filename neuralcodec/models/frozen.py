@@ -218,6 +218,7 @@ def save(frozen: Frozen, path: Path) -> str:
     tmp = path.with_suffix(path.suffix + ".tmp")
     save_numpy({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(tmp), metadata=metadata)
     _sort_metadata(tmp)
+    tmp.chmod(0o644)  # the writer creates owner-only files; weights are for every user
     tmp.replace(path)
     return sha256_file(path)
 
