@@ -303,11 +303,13 @@ def encode_file(
     quality: int | None = None,
     force: bool = False,
     options: dict[str, Any] | None = None,
+    read_options: dict[str, Any] | None = None,
 ) -> EncodeReport:
-    """Encode the file ``src`` into the ``.ncf`` file ``dst`` (never half-written)."""
+    """Encode the file ``src`` into the ``.ncf`` file ``dst`` (never half-written);
+    ``read_options`` go to the adapter's reader (video: ``max_frames``)."""
     check_output(dst, force)
     adapter = _input_adapter(src, codec)
-    data = adapter.read(src)
+    data = adapter.read(src, **(read_options or {}))
     packed, report = encode_with_report(data, codec, quality, options, adapter.modality)
     write_bytes_atomic(dst, packed, force=force)
     report.src, report.dst = str(src), str(dst)
@@ -328,8 +330,9 @@ def decode_file(
         codec = _codec_for(ncf)
         start = time.perf_counter()
         data = _decode_with(codec, adapter, ncf)
+        # inside the ``with``: a streamed decoder (video) reads its segments while writing
+        adapter.write(dst, data, h, force=force)
         seconds = time.perf_counter() - start
-    adapter.write(dst, data, h, force=force)
     size = Path(src).stat().st_size
     shape = tuple(h["shape"])
     return DecodeReport(

@@ -7,7 +7,7 @@
     codec info FILE [--json]
     codec list [--json]
     codec demo-report IMAGE [--codec NAME] [--quality Q] [--json]
-    codec bench entropy|rd|speed ... / codec train ... / codec demo ...   (loaded on demand)
+    codec bench entropy|rd|speed|video ... / codec train ... / codec demo ...   (loaded on demand)
 
 ``encode``/``decode``/``info`` work for every modality with a registered adapter
 (``neuralcodec.modalities``): the input is read and the output written in that modality's
@@ -33,6 +33,7 @@ DELEGATED = (
     (("bench", "entropy"), "neuralcodec.bench.entropy"),
     (("bench", "rd"), "neuralcodec.bench.rd"),
     (("bench", "speed"), "neuralcodec.bench.speed"),
+    (("bench", "video"), "neuralcodec.bench.video"),
     (("train",), "neuralcodec.train"),
     (("demo",), "neuralcodec.app.demo"),
 )
@@ -56,6 +57,8 @@ def _add_encode(sub: Any, common: argparse.ArgumentParser) -> None:
         "--quality", "-q", type=int, help="quality level (default: middle of the codec's range)"
     )
     p.add_argument("--preset", help="encoder effort preset, for codecs that take one")
+    p.add_argument("--frames", type=int, help="video: code the first N frames only")
+    p.add_argument("--gop", type=int, help="video: intra period (frames per group of pictures)")
     p.add_argument("--force", "-f", action="store_true", help="overwrite OUTPUT if it exists")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=cmd_encode)
@@ -159,9 +162,18 @@ def cmd_encode(args: argparse.Namespace) -> int:
     from neuralcodec import api, progress
 
     with _stage_bar("encode", 1) as bar, progress.listening(_follow(bar)):
-        options = {"preset": args.preset} if args.preset else None
+        options = {"preset": args.preset} if args.preset else {}
+        if args.gop is not None:
+            options["gop"] = args.gop
+        read_options = {"max_frames": args.frames} if args.frames is not None else None
         report = api.encode_file(
-            args.input, args.output, args.codec, args.quality, force=args.force, options=options
+            args.input,
+            args.output,
+            args.codec,
+            args.quality,
+            force=args.force,
+            options=options or None,
+            read_options=read_options,
         )
         bar.update(bar.total - bar.n)
     if args.json:

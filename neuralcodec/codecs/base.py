@@ -156,6 +156,7 @@ CODEC_MODULES = (
     "neuralcodec.codecs.learned_image",
     "neuralcodec.codecs.learned_elic",
     "neuralcodec.codecs.inr",
+    "neuralcodec.codecs.learned_video",
 )
 
 

@@ -46,6 +46,8 @@ def from_encoded(
         raise ContainerError(f"codec {codec.name} returned streams labelled {encoded.codec!r}")
     fields, metadata = split_header(encoded.header)
     fields.update(overrides or {})
+    # metadata given by both sides (a codec's settings, an adapter's frame rate) is merged
+    metadata.update(fields.pop("metadata", None) or {})
     header = {
         "codec_id": codec.codec_id,
         "codec_name": codec.name,
