@@ -375,3 +375,47 @@ def list_codecs() -> list[dict[str, Any]]:
         }
         rows.append(row)
     return rows
+
+
+def encode_video_clip(
+    src: str | os.PathLike[str],
+    quality: int,
+    out: str | os.PathLike[str],
+    codec: str | None = None,
+    frames: int | None = None,
+    gop: int = 32,
+    force: bool = False,
+) -> dict[str, Any]:
+    """Encode a video clip at ``quality``, decode it into ``out`` (.y4m, or an .mp4 preview)
+    and report what happened, for the demo: ``{codec, quality, gop, frames, bytes, bpp, kbps,
+    psnr (6:1:1 Y'CbCr), psnr_y, psnr_u, psnr_v, encode_fps, decode_fps, frame_bytes (per
+    frame, None if the codec does not say), ncf (the file's bytes), decoded (path)}``.
+
+    Holds the clip's original and decoded frames for the PSNR: meant for short clips."""
+    from neuralcodec.bench.video import summarise
+    from neuralcodec.datasets.video import frames_source, write_video
+
+    check_output(out, force)
+    codec = codec or default_codec("video")
+    adapter = modality_adapter("video")
+    source = adapter.read(src, max_frames=frames)
+    orig = list(source)
+    start = time.perf_counter()
+    data, _ = encode_with_report(source, codec, quality, {"gop": gop}, "video")
+    enc_s = time.perf_counter() - start
+    start = time.perf_counter()
+    decoded_source, info = decode_bytes(data)
+    decoded = list(decoded_source)
+    dec_s = time.perf_counter() - start
+    write_video(out, frames_source(decoded_source.info, iter(decoded)), force=force)
+    sizes = getattr(codec_class(codec), "frame_sizes", None)
+    point = summarise(orig, decoded, len(data), float(source.info.fps), enc_s, dec_s)
+    point.update(
+        codec=codec,
+        quality=info["quality"],
+        gop=gop,
+        frame_bytes=sizes(data) if sizes else None,
+        ncf=data,
+        decoded=str(out),
+    )
+    return point

@@ -136,41 +136,6 @@ def ours_code(name: str, source: VideoSource, quality: int, gop: int):
     return len(data), decoded, enc_s, dec_s
 
 
-def encode_clip(
-    src: str | Path,
-    quality: int,
-    out: str | Path,
-    codec: str = "elic-ip",
-    frames: int | None = None,
-    gop: int = 32,
-    force: bool = False,
-) -> dict[str, Any]:
-    """Encode a clip at ``quality``, decode it to ``out`` (.y4m or .mp4 preview) and report
-    sizes, per-frame bytes and PSNR (for the demo): {bytes, bpp, kbps, psnr, psnr_y/u/v,
-    frames, encode_fps, decode_fps, frame_bytes, decoded}."""
-    from neuralcodec import api
-
-    source = read_video(src, max_frames=frames)
-    codec_obj = api._ncf_codec(codec, "video", {"gop": gop})
-    orig = list(source)
-    start = time.perf_counter()
-    data, _ = api.encode_with_report(source, codec, quality, {"gop": gop}, modality="video")
-    enc_s = time.perf_counter() - start
-    start = time.perf_counter()
-    decoded_source, _ = api.decode_bytes(data)
-    decoded = list(decoded_source)
-    dec_s = time.perf_counter() - start
-    sizes = type(codec_obj).frame_sizes(data) if codec == "elic-ip" else None
-    from neuralcodec.datasets.video import frames_source, write_video
-
-    write_video(out, frames_source(decoded_source.info, iter(decoded)), force=force)
-    point = summarise(orig, decoded, len(data), float(source.info.fps), enc_s, dec_s)
-    point.update(
-        {"codec": codec, "quality": quality, "gop": gop, "frame_bytes": sizes, "decoded": str(out)}
-    )
-    return point
-
-
 # ----------------------------------------------------------------------------- driver
 
 

@@ -33,7 +33,7 @@ from neuralcodec.entropy import rangecoder
 from .base import Codec, CodecError, Encoded, get_codec, register
 from .latent.sinks import DecoderSinks, EncoderSinks
 from .video_motion import BLOCK, code_vectors, estimate, predict_frame
-from .video_residual import TB, ResidualModel, load
+from .video_residual import STEP_GRID, TB, ResidualModel, load
 from .weights import weights_dir
 
 MAX_GOP = 1 << 16
@@ -179,28 +179,43 @@ class ElicIpCodec(Codec):
         enc = Encoded("elic-int", header, {"z": z, "y": payload[pos:]})
         return rgb_to_yuv420(self.intra.decode(enc))
 
-    def _inter(self, sink, ref, frame, qi: int):
-        """Code (``frame`` given) or decode (``frame`` None) one P frame through ``sink``."""
+    def _inter_encode(self, ref, frame, si: int) -> tuple[bytes, tuple[np.ndarray, ...]]:
+        """Code one P frame with quantiser step ``STEP_GRID[si]``: (payload, reconstruction).
+        The payload starts with the step's index, so an encoder may pick it per frame."""
+        model = self.residual()[0]
+        step = STEP_GRID[si]
+        mv = estimate(frame[0], ref[0], LAMBDA_PER_STEP * step / 16)
+        pred = predict_frame(ref, mv)
+        kinds = ("luma", "chroma", "chroma")
+        qs = [
+            model.quantise(_pad8(f.astype(np.int32) - p), k, step)
+            for f, p, k in zip(frame, pred, kinds, strict=True)
+        ]
+        sinks = EncoderSinks()
+        recon = self._inter(sinks["p"], ref, si, mv, qs)
+        return bytes([si]) + sinks.finish()["p"], recon
+
+    def _inter(self, sink, ref, si: int, mv=None, qs=None):
+        """Code (``mv``, ``qs`` given) or decode (None) one P frame's stream through ``sink``."""
         model = self.residual()[0]
         h, w = ref[0].shape
-        shape = (-(-h // BLOCK), -(-w // BLOCK))
-        mv = None
-        if frame is not None:
-            lam = LAMBDA_PER_STEP * float(model.steps[qi]) / 16
-            mv = estimate(frame[0], ref[0], lam)
-        mv = code_vectors(sink, shape, mv)
+        mv = code_vectors(sink, (-(-h // BLOCK), -(-w // BLOCK)), mv)
         pred = predict_frame(ref, mv)
+        step = STEP_GRID[si]
         out = []
         for i, p in enumerate(pred):
             kind = "luma" if i == 0 else "chroma"
             ph, pw = p.shape
-            q = None
-            if frame is not None:
-                q = model.quantise(_pad8(frame[i].astype(np.int32) - p), kind, qi)
+            q = None if qs is None else qs[i]
             q = model.code_plane(sink, kind, (-(-ph // TB), -(-pw // TB)), q)
-            res = model.dequantise(q, kind, qi)[:ph, :pw]
+            res = model.dequantise(q, kind, step)[:ph, :pw]
             out.append(np.clip(p + res, 0, 255).astype(np.uint8))
         return tuple(out)
+
+    def _p_decode(self, payload: bytes, ref):
+        if not payload or payload[0] >= len(STEP_GRID):
+            raise CodecError("elic-ip: bad quantiser step in a P frame")
+        return self._inter(DecoderSinks({"p": payload[1:]})["p"], ref, payload[0])
 
     # -- Codec ----------------------------------------------------------------------------
     def _check_source(self, source: Any):
@@ -223,6 +238,8 @@ class ElicIpCodec(Codec):
         ``keep(index, original, decoded)`` (optional) sees every frame as the decoder will."""
         info = self._check_source(data)
         iq, qi = self._steps(quality)
+        steps = np.array(STEP_GRID)
+        si = int(np.abs(steps - int(self.residual()[0].steps[qi])).argmin())  # the quality's step
         streams: dict[str, bytes] = {}
         sizes: list[int] = []
         parts: list[bytes] = []
@@ -234,9 +251,7 @@ class ElicIpCodec(Codec):
                     parts = []
                 payload, ref = self._intra_encode(frame, iq)
             else:
-                sinks = EncoderSinks()
-                ref = self._inter(sinks["p"], ref, frame, qi)
-                payload = sinks.finish()["p"]
+                payload, ref = self._inter_encode(ref, frame, si)
             parts.append(_varint(len(payload)) + payload)
             sizes.append(len(payload))
             if keep is not None:
@@ -298,8 +313,7 @@ class ElicIpCodec(Codec):
                     if i % gop == 0:
                         ref = self._intra_decode(payload, h, w, iq)
                     else:
-                        sinks = DecoderSinks({"p": payload})
-                        ref = self._inter(sinks["p"], ref, None, qi)
+                        ref = self._p_decode(payload, ref)
                 except (rangecoder.DecodeError, ValueError) as exc:
                     raise CodecError(f"elic-ip: corrupt frame {i}: {exc}") from None
                 yield ref

@@ -35,16 +35,39 @@ def _grid(n: int, size: int) -> np.ndarray:
     return np.arange(n * size, dtype=np.int64)
 
 
-def predict_plane(ref: np.ndarray, mv: np.ndarray, block: int, frac_bits: int) -> np.ndarray:
+_TAPS = np.array([1, -5, 20, 20, -5, 1], np.int64)
+
+
+def half_pel_plane(ref: np.ndarray) -> np.ndarray:
+    """``ref`` on a grid twice as fine (2H x 2W, int32): whole-pel samples as they are, half-pel
+    samples by the 6-tap filter (1, -5, 20, 20, -5, 1) / 32 horizontally, vertically and (from
+    the unrounded horizontal sums) diagonally, edges repeated, rounded and clipped: integers."""
+    h, w = ref.shape
+    r = np.pad(ref.astype(np.int64), 3, mode="edge")
+    hs = sum(t * r[:, k + 1 : k + 1 + w] for k, t in enumerate(_TAPS))  # (h+6, w): x + 1/2
+    vs = sum(t * r[k + 1 : k + 1 + h, 3 : 3 + w] for k, t in enumerate(_TAPS))  # y + 1/2
+    ds = sum(t * hs[k + 1 : k + 1 + h] for k, t in enumerate(_TAPS))  # both
+    out = np.empty((2 * h, 2 * w), np.int32)
+    out[0::2, 0::2] = ref
+    out[0::2, 1::2] = np.clip((hs[3 : 3 + h] + 16) >> 5, 0, 255)
+    out[1::2, 0::2] = np.clip((vs + 16) >> 5, 0, 255)
+    out[1::2, 1::2] = np.clip((ds + 512) >> 10, 0, 255)
+    return out
+
+
+def predict_plane(
+    ref: np.ndarray, mv: np.ndarray, block: int, frac_bits: int, up: int = 1
+) -> np.ndarray:
     """Prediction (``block``-multiple size, int32) of a plane from ``ref`` with one vector per
-    block, in units of ``1 / 2**frac_bits`` pels; samples outside ``ref`` repeat its edge."""
+    block, in units of ``1 / 2**frac_bits`` pels of a grid ``up`` times finer than the output's
+    (``ref`` is on that grid); bilinear between samples, outside ``ref`` its edge repeats."""
     h, w = ref.shape
     nby, nbx = mv.shape[:2]
     s = 1 << frac_bits
     mvy = np.repeat(np.repeat(mv[:, :, 0].astype(np.int64), block, 0), block, 1)
     mvx = np.repeat(np.repeat(mv[:, :, 1].astype(np.int64), block, 0), block, 1)
-    py = (_grid(nby, block)[:, None] << frac_bits) + mvy
-    px = (_grid(nbx, block)[None, :] << frac_bits) + mvx
+    py = _grid(nby, block)[:, None] * (up << frac_bits) + mvy
+    px = _grid(nbx, block)[None, :] * (up << frac_bits) + mvx
     y0, fy = py >> frac_bits, py & (s - 1)
     x0, fx = px >> frac_bits, px & (s - 1)
     ya, yb = np.clip(y0, 0, h - 1), np.clip(y0 + 1, 0, h - 1)
@@ -56,9 +79,16 @@ def predict_plane(ref: np.ndarray, mv: np.ndarray, block: int, frac_bits: int) -
     return out.astype(np.int32)
 
 
+def predict_luma(ref2: np.ndarray, mv: np.ndarray) -> np.ndarray:
+    """Luma prediction from the half-pel plane ``ref2`` with quarter-pel vectors: half-pel
+    positions from the 6-tap samples, quarter-pel positions the rounded mean of the two (or
+    four) nearest of them."""
+    return predict_plane(ref2, mv, BLOCK, 1, up=2)
+
+
 def predict_frame(ref: tuple[np.ndarray, ...], mv: np.ndarray) -> tuple[np.ndarray, ...]:
     """Y, U, V predictions (cropped to the planes' sizes) of 4:2:0 ``ref`` with luma vectors."""
-    out = [predict_plane(ref[0], mv, BLOCK, 2)]
+    out = [predict_luma(half_pel_plane(ref[0]), mv)]
     for plane in ref[1:]:
         out.append(predict_plane(plane, mv, BLOCK // 2, 3))
     return tuple(p[: r.shape[0], : r.shape[1]] for p, r in zip(out, ref, strict=True))
@@ -115,19 +145,19 @@ def estimate(cur_y: np.ndarray, ref_y: np.ndarray, lam: float, search: int = SEA
             pred = np.array(_predictor(mv, by, bx))
             cost = sads[:, by, bx] + lam * _bits(cands - pred)
             mv[by, bx] = cands[int(np.argmin(cost))]
-    ref = ref_y.astype(np.int32)
+    ref2 = half_pel_plane(ref_y)
     cur32 = cur.astype(np.int32)
 
     def refine(mv: np.ndarray, step: int) -> np.ndarray:
         pred = _median_field(mv)
-        best = _block_sad(cur32 - predict_plane(ref, mv, BLOCK, 2), BLOCK) + lam * _bits(mv - pred)
+        best = _block_sad(cur32 - predict_luma(ref2, mv), BLOCK) + lam * _bits(mv - pred)
         out = mv.copy()
         for dy in (-step, 0, step):
             for dx in (-step, 0, step):
                 if dy == 0 and dx == 0:
                     continue
                 cand = mv + np.array([dy, dx])
-                cost = _block_sad(cur32 - predict_plane(ref, cand, BLOCK, 2), BLOCK)
+                cost = _block_sad(cur32 - predict_luma(ref2, cand), BLOCK)
                 cost = cost + lam * _bits(cand - pred)
                 better = cost < best
                 best = np.where(better, cost, best)

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from neuralcodec.entropy import rangecoder
 from neuralcodec.entropy.cdf import counts_to_quantized_cdf, tables_from_cdfs
 from neuralcodec.entropy.tables import PRECISION, CodingTables
 
@@ -35,6 +36,14 @@ CLASSES = 10
 COEF_RANGE = 40  # |q| coded in the tables; larger values escape
 BASIS_BITS = 12
 STEP_BITS = 4  # quantiser steps are stored in 1/16
+Q_LIMIT = 1 << 20  # decoded coefficients are clipped to this magnitude (keeps the sums exact)
+MAX_STEP = 1 << 14
+# the quantiser steps a P frame may pick (1/16 units): round(2 ** (4 + i / 4)), i = 0..40
+STEP_GRID = (
+    16, 19, 23, 27, 32, 38, 45, 54, 64, 76, 91, 108, 128, 152, 181, 215, 256, 304, 362, 431,
+    512, 609, 724, 861, 1024, 1218, 1448, 1722, 2048, 2435, 2896, 3444, 4096, 4871, 5793, 6889,
+    8192, 9742, 11585, 13777, 16384,
+)  # fmt: skip
 KINDS = ("luma", "chroma")
 
 
@@ -78,32 +87,52 @@ class ResidualModel:
     meta: dict
 
     # -- encoder ------------------------------------------------------------------------------
-    def quantise(self, residual: np.ndarray, kind: str, quality_index: int) -> np.ndarray:
-        """Coefficients of a residual plane (sides multiples of 8), quantised (encoder only)."""
+    def quantise(self, residual: np.ndarray, kind: str, step: int) -> np.ndarray:
+        """Coefficients of a residual plane (sides multiples of 8) quantised with ``step``
+        (1/16 units; encoder only)."""
         b = self.basis[kind].astype(np.float64) / (1 << BASIS_BITS)
         c = to_blocks(residual.astype(np.float64)) @ b
-        inv = (1 << STEP_BITS) / float(self.steps[quality_index])
+        inv = (1 << STEP_BITS) / float(step)
         return (np.sign(c) * np.floor(np.abs(c) * inv + self.rounding)).astype(np.int32)
 
     # -- both sides ---------------------------------------------------------------------------
-    def dequantise(self, q: np.ndarray, kind: str, quality_index: int) -> np.ndarray:
+    def dequantise(self, q: np.ndarray, kind: str, step: int) -> np.ndarray:
         """The residual plane the decoder rebuilds from ``q`` (nby, nbx, 64): exact integers."""
-        val = q.astype(np.int64) * int(self.steps[quality_index])
+        # |q * step| < 2**35 and |basis| <= 2**12: each of the 64 products and every partial sum
+        # stays below 2**53, so the float64 product is exact whatever the summation order
+        val = np.clip(q, -Q_LIMIT, Q_LIMIT).astype(np.float64) * float(step)
         shift = BASIS_BITS + STEP_BITS
-        r = (val @ self.basis[kind].T + (1 << (shift - 1))) >> shift
+        r = (val @ self._basis_f64(kind)).astype(np.int64)
+        r = (r + (1 << (shift - 1))) >> shift
         return from_blocks(r).astype(np.int32)
+
+    def _basis_f64(self, kind: str) -> np.ndarray:
+        cache = self.__dict__.setdefault("_f64", {})
+        if kind not in cache:
+            cache[kind] = np.ascontiguousarray(self.basis[kind].T.astype(np.float64))
+        return cache[kind]
+
+    def prepared(self) -> tuple:
+        """The class and coefficient tables prepared once for the range coder."""
+        if "_prepared" not in self.__dict__:
+            self.__dict__["_prepared"] = (
+                rangecoder.prepare(self.class_tables),
+                rangecoder.prepare(self.coef_tables),
+            )
+        return self.__dict__["_prepared"]
 
     def code_plane(self, sink, kind: str, shape: tuple[int, int], q: np.ndarray | None):
         """Code (``q`` given) or decode (``q`` None) a plane's quantised coefficients."""
         nby, nbx = shape
         k = KINDS.index(kind)
+        class_tables, coef_tables = self.prepared()
         classes = None if q is None else block_classes(q)
         out_cls = np.zeros((nby, nbx), np.int64)
         above = None
         for by in range(nby):
             ctx = class_context(above, nbx) + k * CLASSES
             vals = None if classes is None else classes[by]
-            got = sink.code(ctx.astype(np.int32), self.class_tables, vals).astype(np.int64)
+            got = sink.code(ctx.astype(np.int32), class_tables, vals).astype(np.int64)
             if got.min() < 0 or got.max() >= CLASSES:
                 raise ValueError("block class out of range in the stream")
             out_cls[by] = got
@@ -113,7 +142,7 @@ class ResidualModel:
         vals = None if q is None else q[mask]
         coefs = np.zeros((nby, nbx, NC), np.int32)
         if idx.size:
-            coefs[mask] = sink.code(idx.astype(np.int32), self.coef_tables, vals).reshape(-1, NC)
+            coefs[mask] = sink.code(idx.astype(np.int32), coef_tables, vals).reshape(-1, NC)
         return coefs
 
 
@@ -150,7 +179,7 @@ def fit(
     for k, kind in enumerate(KINDS):
         for qi in range(len(steps)):
             for plane in samples[kind]:
-                q = model.quantise(plane, kind, qi)
+                q = model.quantise(plane, kind, int(steps[qi]))
                 cls = block_classes(q)
                 ctx = np.concatenate([np.zeros((1, cls.shape[1]), np.int64), cls[:-1]])
                 p = np.pad(ctx, ((0, 0), (1, 1)))
@@ -211,11 +240,16 @@ def load(path: Path) -> ResidualModel:
     for b in basis.values():
         if b.shape != (NC, NC):
             raise ValueError(f"{path}: basis of shape {b.shape}")
+    steps = arrays["steps"].astype(np.int64)
+    if steps.ndim != 1 or steps.min() < 1 or steps.max() > MAX_STEP:
+        raise ValueError(f"{path}: quantiser steps out of range")
+    if max(int(np.abs(b).max()) for b in basis.values()) > 1 << BASIS_BITS:
+        raise ValueError(f"{path}: basis entries exceed 2**{BASIS_BITS}")
     return ResidualModel(
         basis,
         CodingTables.from_arrays(arrays, "class."),
         CodingTables.from_arrays(arrays, "coef."),
-        arrays["steps"].astype(np.int64),
+        steps,
         float(meta["rounding"]),
         json.loads(meta.get("meta", "{}")),
     )
