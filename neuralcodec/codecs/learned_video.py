@@ -233,6 +233,12 @@ class ElicIpCodec(Codec):
     def encode(self, data: Any, quality: int) -> Encoded:
         return self.encode_frames(data, quality)[0]
 
+    def encode_with_reconstruction(self, data: Any, quality: int):
+        """``(Encoded, the decoded frames as a list)``: holds every frame, for short clips."""
+        frames: list = []
+        encoded, _ = self.encode_frames(data, quality, keep=lambda i, o, d: frames.append(d))
+        return encoded, frames
+
     def encode_frames(self, data: Any, quality: int, keep=None) -> tuple[Encoded, list[int]]:
         """Encode a ``VideoSource``; returns the ``Encoded`` and each frame's payload bytes.
         ``keep(index, original, decoded)`` (optional) sees every frame as the decoder will."""
