@@ -207,10 +207,13 @@ def _curve(name: str, points: list[dict]) -> RDCurve:
 
 
 def write_reports(results: dict, out: Path, anchors: list[str]) -> str:
-    lines = ["# Video BD-rate (PSNR-YUV 6:1:1:, mean over frames)", ""]
+    lines = ["# Video BD-rate (PSNR-YUV (6 Y + U + V) / 8, mean over frames)", ""]
     for seq, by_codec in results["sequences"].items():
         curves = [_curve(n, pts) for n, pts in by_codec.items()]
-        plots.plot_rd(curves, "psnr", out / f"rd_{seq}.png", f"{seq}: PSNR-YUV (6:1:1) vs bpp")
+        style = plots.PlotStyle(min_xmax=0.0)
+        n = next(iter(by_codec.values()))[0]["frames"]
+        title = f"{seq}: {n} frames, intra period {results['gop']}"
+        plots.plot_rd(curves, "psnr", out / f"rd_{seq}.png", title, style, "PSNR-YUV 6:1:1 (dB)")
         anchor_curves = [c for c in curves if c.key in anchors]
         tested = [c for c in curves if c.key not in anchors]
         lines.append(f"## {seq}")
@@ -238,6 +241,14 @@ def write_reports(results: dict, out: Path, anchors: list[str]) -> str:
     text = "\n".join(lines)
     (out / "bdrate.md").write_text(text + "\n")
     return text
+
+
+def report_only(out: Path) -> int:
+    """Rewrite the plots and tables of an existing ``results.json``."""
+    results = json.loads((out / "results.json").read_text())
+    anchors = sorted({n for seq in results["sequences"].values() for n in seq if n in ANCHORS})
+    print(write_reports(results, out, anchors))
+    return 0
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
