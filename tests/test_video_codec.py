@@ -141,6 +141,7 @@ def test_api_round_trip_is_exact_and_inter_frames_are_cheap():
     assert info["metadata"]["gop"] == 4 and info["codec_name"] == "elic-ip"
 
 
+@pytest.mark.slow  # two CLI processes, each loading torch and both weight files
 @needs_weights
 def test_cli_round_trip_keeps_rate_size_and_is_identical_on_redecode(tmp_path, run_cli):
     src = clip_file(tmp_path, 4)
@@ -269,3 +270,30 @@ def test_damaged_gop_payload_is_a_codec_error_before_or_while_streaming():
         assert "\n" not in str(err.value)
     missing = Encoded(encoded.codec, dict(encoded.header), {"g0": g0})
     one_line_error(CodecError, codec.decode, missing, match="GOP segments")
+
+
+@needs_weights
+def test_random_damage_to_p_frames_gives_an_error_or_frames_never_a_crash():
+    from neuralcodec.codecs.learned_video import _take
+
+    codec = get_codec("elic-ip", gop=8)
+    encoded, _ = codec.encode_frames(source_of(moving_clip(2)), 4)
+    g0 = encoded.streams["g0"]
+    intra, pos = _take(g0, 0)
+    p_frame, _ = _take(g0, pos)
+    ref = codec._intra_decode(intra, H, W, 4)
+    good = codec._p_decode(p_frame, ref)
+    rng = np.random.default_rng(5)
+    outcomes = []
+    for _ in range(60):
+        buf = bytearray(p_frame)
+        for at in rng.integers(0, len(buf), 2):
+            buf[at] = int(rng.integers(0, 256))
+        try:
+            frame = codec._p_decode(bytes(buf), ref)
+            assert [p.shape for p in frame] == [p.shape for p in good]
+            outcomes.append("frame")
+        except ValueError as exc:  # CodecError and the range decoder's DecodeError
+            assert "\n" not in str(exc)
+            outcomes.append("error")
+    assert len(outcomes) == 60
