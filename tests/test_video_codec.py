@@ -297,3 +297,16 @@ def test_random_damage_to_p_frames_gives_an_error_or_frames_never_a_crash():
             assert "\n" not in str(exc)
             outcomes.append("error")
     assert len(outcomes) == 60
+
+
+@needs_weights
+def test_an_mp4_input_is_read_through_pyav_and_coded(tmp_path):
+    from neuralcodec.datasets.video import write_video
+
+    src = tmp_path / "in.mp4"
+    write_video(src, source_of(moving_clip(2)), lossless=True)
+    report = api.encode_file(src, tmp_path / "m.ncf", "elic-ip", 3, options={"gop": 4})
+    assert report.shape == (2, H, W, 3)
+    frames = list(api.decode_bytes((tmp_path / "m.ncf").read_bytes())[0])
+    original = list(read_video(src))
+    assert len(frames) == 2 and plane_psnr(original[0][0], frames[0][0]) > 25
