@@ -152,6 +152,9 @@ def _follow(bar: Any) -> Any:
 
 def _dims(report: Any) -> str:
     """``W x H colour space`` for data measured per pixel, else the shape."""
+    if report.rate_unit == "bpp" and report.modality == "video":
+        frames, h, w = report.shape[:3]
+        return f"{frames} frames {w}x{h} {report.colorspace}"
     if report.rate_unit == "bpp":
         h, w = report.shape[:2]
         return f"{w}x{h} {report.colorspace}"
