@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     sha = hashlib.sha256(args.out.read_bytes()).hexdigest()
     entry = {
         "name": "elic-ip",
-        "file": args.out.name,
+        "file": "elic-ip.safetensors",  # where the codec looks for it
         "sha256": sha,
         "size_bytes": args.out.stat().st_size,
         "model_id": f"elic-ip-{args.model_id}",
