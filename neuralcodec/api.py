@@ -303,11 +303,13 @@ def encode_file(
     quality: int | None = None,
     force: bool = False,
     options: dict[str, Any] | None = None,
+    read_options: dict[str, Any] | None = None,
 ) -> EncodeReport:
-    """Encode the file ``src`` into the ``.ncf`` file ``dst`` (never half-written)."""
+    """Encode the file ``src`` into the ``.ncf`` file ``dst`` (never half-written);
+    ``read_options`` go to the adapter's reader (video: ``max_frames``)."""
     check_output(dst, force)
     adapter = _input_adapter(src, codec)
-    data = adapter.read(src)
+    data = adapter.read(src, **(read_options or {}))
     packed, report = encode_with_report(data, codec, quality, options, adapter.modality)
     write_bytes_atomic(dst, packed, force=force)
     report.src, report.dst = str(src), str(dst)
@@ -328,8 +330,9 @@ def decode_file(
         codec = _codec_for(ncf)
         start = time.perf_counter()
         data = _decode_with(codec, adapter, ncf)
+        # inside the ``with``: a streamed decoder (video) reads its segments while writing
+        adapter.write(dst, data, h, force=force)
         seconds = time.perf_counter() - start
-    adapter.write(dst, data, h, force=force)
     size = Path(src).stat().st_size
     shape = tuple(h["shape"])
     return DecodeReport(
@@ -372,3 +375,47 @@ def list_codecs() -> list[dict[str, Any]]:
         }
         rows.append(row)
     return rows
+
+
+def encode_video_clip(
+    src: str | os.PathLike[str],
+    quality: int,
+    out: str | os.PathLike[str],
+    codec: str | None = None,
+    frames: int | None = None,
+    gop: int = 32,
+    force: bool = False,
+) -> dict[str, Any]:
+    """Encode a video clip at ``quality``, decode it into ``out`` (.y4m, or an .mp4 preview)
+    and report what happened, for the demo: ``{codec, quality, gop, frames, bytes, bpp, kbps,
+    psnr (6:1:1 Y'CbCr), psnr_y, psnr_u, psnr_v, encode_fps, decode_fps, frame_bytes (per
+    frame, None if the codec does not say), ncf (the file's bytes), decoded (path)}``.
+
+    Holds the clip's original and decoded frames for the PSNR: meant for short clips."""
+    from neuralcodec.bench.video import summarise
+    from neuralcodec.datasets.video import frames_source, write_video
+
+    check_output(out, force)
+    codec = codec or default_codec("video")
+    adapter = modality_adapter("video")
+    source = adapter.read(src, max_frames=frames)
+    orig = list(source)
+    start = time.perf_counter()
+    data, _ = encode_with_report(source, codec, quality, {"gop": gop}, "video")
+    enc_s = time.perf_counter() - start
+    start = time.perf_counter()
+    decoded_source, info = decode_bytes(data)
+    decoded = list(decoded_source)
+    dec_s = time.perf_counter() - start
+    write_video(out, frames_source(decoded_source.info, iter(decoded)), force=force)
+    sizes = getattr(codec_class(codec), "frame_sizes", None)
+    point = summarise(orig, decoded, len(data), float(source.info.fps), enc_s, dec_s)
+    point.update(
+        codec=codec,
+        quality=info["quality"],
+        gop=gop,
+        frame_bytes=sizes(data) if sizes else None,
+        ncf=data,
+        decoded=str(out),
+    )
+    return point

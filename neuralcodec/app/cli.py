@@ -7,7 +7,7 @@
     codec info FILE [--json]
     codec list [--json]
     codec demo-report IMAGE [--codec NAME] [--quality Q] [--json]
-    codec bench entropy|rd|speed|3d ... / codec train ... / codec demo ...   (loaded on demand)
+    codec bench entropy|rd|speed|3d|video ... / codec train ... / codec demo ...   (loaded on demand)
 
 ``encode``/``decode``/``info`` work for every modality with a registered adapter
 (``neuralcodec.modalities``): the input is read and the output written in that modality's
@@ -34,6 +34,7 @@ DELEGATED = (
     (("bench", "rd"), "neuralcodec.bench.rd"),
     (("bench", "speed"), "neuralcodec.bench.speed"),
     (("bench", "3d"), "neuralcodec.bench.geometry3d"),
+    (("bench", "video"), "neuralcodec.bench.video"),
     (("train",), "neuralcodec.train"),
     (("demo",), "neuralcodec.app.demo"),
 )
@@ -57,6 +58,8 @@ def _add_encode(sub: Any, common: argparse.ArgumentParser) -> None:
         "--quality", "-q", type=int, help="quality level (default: middle of the codec's range)"
     )
     p.add_argument("--preset", help="encoder effort preset, for codecs that take one")
+    p.add_argument("--frames", type=int, help="video: code the first N frames only")
+    p.add_argument("--gop", type=int, help="video: intra period (frames per group of pictures)")
     p.add_argument("--force", "-f", action="store_true", help="overwrite OUTPUT if it exists")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=cmd_encode)
@@ -150,6 +153,9 @@ def _follow(bar: Any) -> Any:
 
 def _dims(report: Any) -> str:
     """``W x H colour space`` for data measured per pixel, else the shape."""
+    if report.rate_unit == "bpp" and report.modality == "video":
+        frames, h, w = report.shape[:3]
+        return f"{frames} frames {w}x{h} {report.colorspace}"
     if report.rate_unit == "bpp":
         h, w = report.shape[:2]
         return f"{w}x{h} {report.colorspace}"
@@ -160,9 +166,18 @@ def cmd_encode(args: argparse.Namespace) -> int:
     from neuralcodec import api, progress
 
     with _stage_bar("encode", 1) as bar, progress.listening(_follow(bar)):
-        options = {"preset": args.preset} if args.preset else None
+        options = {"preset": args.preset} if args.preset else {}
+        if args.gop is not None:
+            options["gop"] = args.gop
+        read_options = {"max_frames": args.frames} if args.frames is not None else None
         report = api.encode_file(
-            args.input, args.output, args.codec, args.quality, force=args.force, options=options
+            args.input,
+            args.output,
+            args.codec,
+            args.quality,
+            force=args.force,
+            options=options or None,
+            read_options=read_options,
         )
         bar.update(bar.total - bar.n)
     if args.json:

@@ -57,6 +57,7 @@ def plot_rd(
     path: Path,
     title: str,
     style: PlotStyle | None = None,
+    ylabel: str | None = None,
 ) -> None:
     """Write one RD plot (PNG) of ``curves`` for ``metric`` ("psnr" or "ms_ssim") to ``path``."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -73,7 +74,7 @@ def plot_rd(
     if ylim is not None:
         ax.set_ylim(*ylim)
     ax.set_xlabel("bits per pixel (bpp)", fontsize=style.font_size)
-    ax.set_ylabel(METRICS[metric], fontsize=style.font_size)
+    ax.set_ylabel((ylabel or METRICS[metric]), fontsize=style.font_size)
     ax.set_title(title, fontsize=style.font_size + 1)
     ax.grid(True, which="major", alpha=0.35)
     ax.minorticks_on()

@@ -159,6 +159,7 @@ CODEC_MODULES = (
     "neuralcodec.codecs.pointcloud_octree",
     "neuralcodec.codecs.mesh_traversal",
     "neuralcodec.codecs.draco",
+    "neuralcodec.codecs.learned_video",
 )
 
 

@@ -46,11 +46,9 @@ def from_encoded(
         raise ContainerError(f"codec {codec.name} returned streams labelled {encoded.codec!r}")
     fields, metadata = split_header(encoded.header)
     overrides = dict(overrides or {})
-    # the adapter's metadata (xyz dtype, attribute list, ...) joins the codec's, never replaced
-    for key, value in (overrides.pop("metadata", None) or {}).items():
-        if key in metadata and metadata[key] != value:
-            raise ContainerError(f"metadata key {key!r} set by both the codec and the adapter")
-        metadata[key] = value
+    # the adapter's metadata (xyz dtype, attribute list, frame rate, ...) joins the codec's;
+    # on a key both give, the adapter's value (the user's file) wins
+    metadata.update(overrides.pop("metadata", None) or {})
     fields.update(overrides)
     header = {
         "codec_id": codec.codec_id,

@@ -1,0 +1,247 @@
+"""Motion for the inter frames of ``elic-ip``: integer prediction, block matching, vector coding.
+
+::
+
+    reference planes (decoded, uint8) + vectors (quarter-pel luma, 1 per 16x16 block)
+        --predict (bilinear, integer weights, edge-clamped)--> prediction planes (exact)
+    current Y + reference Y --estimate (encoder only: half-resolution full search, full-pel,
+        half-pel and quarter-pel refinement, SAD + lambda * |vector - predictor|)--> vectors
+    vectors --median predictor (left, above, above-right) + differences coded row by row with
+        adaptive counts (context: the difference above) on the shared range coder--> symbols
+
+Luma vectors are in quarter pels; the chroma planes of 4:2:0 video use the same numbers as
+eighth pels of their half-size grid. Every value the decoder computes is integer arithmetic on
+numpy arrays (no floats), so the prediction is identical on every machine.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from neuralcodec.entropy.cdf import counts_to_quantized_cdf, tables_from_cdfs
+from neuralcodec.entropy.tables import PRECISION, CodingTables
+
+BLOCK = 16  # luma block of one motion vector
+SEARCH = 12  # full-pel search range (pixels) around the zero vector
+MVD_RANGE = 24  # |difference| in quarter pels coded in the table; larger ones escape
+_ADAPT_STEP = 24
+_ADAPT_LIMIT = 1 << 13
+
+
+# ----------------------------------------------------------------------------- prediction
+
+
+def _grid(n: int, size: int) -> np.ndarray:
+    return np.arange(n * size, dtype=np.int64)
+
+
+_TAPS = np.array([1, -5, 20, 20, -5, 1], np.int64)
+
+
+def half_pel_plane(ref: np.ndarray) -> np.ndarray:
+    """``ref`` on a grid twice as fine (2H x 2W, int32): whole-pel samples as they are, half-pel
+    samples by the 6-tap filter (1, -5, 20, 20, -5, 1) / 32 horizontally, vertically and (from
+    the unrounded horizontal sums) diagonally, edges repeated, rounded and clipped: integers."""
+    h, w = ref.shape
+    r = np.pad(ref.astype(np.int64), 3, mode="edge")
+    hs = sum(t * r[:, k + 1 : k + 1 + w] for k, t in enumerate(_TAPS))  # (h+6, w): x + 1/2
+    vs = sum(t * r[k + 1 : k + 1 + h, 3 : 3 + w] for k, t in enumerate(_TAPS))  # y + 1/2
+    ds = sum(t * hs[k + 1 : k + 1 + h] for k, t in enumerate(_TAPS))  # both
+    out = np.empty((2 * h, 2 * w), np.int32)
+    out[0::2, 0::2] = ref
+    out[0::2, 1::2] = np.clip((hs[3 : 3 + h] + 16) >> 5, 0, 255)
+    out[1::2, 0::2] = np.clip((vs + 16) >> 5, 0, 255)
+    out[1::2, 1::2] = np.clip((ds + 512) >> 10, 0, 255)
+    return out
+
+
+def predict_plane(
+    ref: np.ndarray, mv: np.ndarray, block: int, frac_bits: int, up: int = 1
+) -> np.ndarray:
+    """Prediction (``block``-multiple size, int32) of a plane from ``ref`` with one vector per
+    block, in units of ``1 / 2**frac_bits`` pels of a grid ``up`` times finer than the output's
+    (``ref`` is on that grid); bilinear between samples, outside ``ref`` its edge repeats."""
+    h, w = ref.shape
+    nby, nbx = mv.shape[:2]
+    s = 1 << frac_bits
+    mvy = np.repeat(np.repeat(mv[:, :, 0].astype(np.int64), block, 0), block, 1)
+    mvx = np.repeat(np.repeat(mv[:, :, 1].astype(np.int64), block, 0), block, 1)
+    py = _grid(nby, block)[:, None] * (up << frac_bits) + mvy
+    px = _grid(nbx, block)[None, :] * (up << frac_bits) + mvx
+    y0, fy = py >> frac_bits, py & (s - 1)
+    x0, fx = px >> frac_bits, px & (s - 1)
+    ya, yb = np.clip(y0, 0, h - 1), np.clip(y0 + 1, 0, h - 1)
+    xa, xb = np.clip(x0, 0, w - 1), np.clip(x0 + 1, 0, w - 1)
+    r = ref.astype(np.int64)
+    top = r[ya, xa] * (s - fx) + r[ya, xb] * fx
+    bot = r[yb, xa] * (s - fx) + r[yb, xb] * fx
+    out = (top * (s - fy) + bot * fy + (1 << (2 * frac_bits - 1))) >> (2 * frac_bits)
+    return out.astype(np.int32)
+
+
+def predict_luma(ref2: np.ndarray, mv: np.ndarray) -> np.ndarray:
+    """Luma prediction from the half-pel plane ``ref2`` with quarter-pel vectors: half-pel
+    positions from the 6-tap samples, quarter-pel positions the rounded mean of the two (or
+    four) nearest of them."""
+    return predict_plane(ref2, mv, BLOCK, 1, up=2)
+
+
+def predict_frame(ref: tuple[np.ndarray, ...], mv: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Y, U, V predictions (cropped to the planes' sizes) of 4:2:0 ``ref`` with luma vectors."""
+    out = [predict_luma(half_pel_plane(ref[0]), mv)]
+    for plane in ref[1:]:
+        out.append(predict_plane(plane, mv, BLOCK // 2, 3))
+    return tuple(p[: r.shape[0], : r.shape[1]] for p, r in zip(out, ref, strict=True))
+
+
+# ----------------------------------------------------------------------------- estimation
+
+
+def _pad_to(x: np.ndarray, hh: int, ww: int) -> np.ndarray:
+    return np.pad(x, ((0, hh - x.shape[0]), (0, ww - x.shape[1])), mode="edge")
+
+
+def _block_sad(diff: np.ndarray, block: int) -> np.ndarray:
+    h, w = diff.shape
+    return np.abs(diff).reshape(h // block, block, w // block, block).sum(axis=(1, 3))
+
+
+def _bits(d: np.ndarray) -> np.ndarray:
+    """Approximate code length of vector differences (quarter pels), per component summed."""
+    a = np.abs(d)
+    return np.where(a == 0, 0.4, 1.5 + 2 * np.log2(np.maximum(a, 1))).sum(-1)
+
+
+def _median_field(mv: np.ndarray) -> np.ndarray:
+    """The median predictor of every block from a whole vector field (estimation helper)."""
+    nby, nbx = mv.shape[:2]
+    pad = np.zeros((nby + 1, nbx + 2, 2), np.int64)
+    pad[1:, 1:-1] = mv
+    left, up, upr = pad[1:, :-2], pad[:-1, 1:-1], pad[:-1, 2:]
+    return np.median(np.stack([left, up, upr]), axis=0).astype(np.int64)
+
+
+def estimate(cur_y: np.ndarray, ref_y: np.ndarray, lam: float, search: int = SEARCH) -> np.ndarray:
+    """Quarter-pel luma vectors (nby, nbx, 2) for ``cur_y`` from ``ref_y`` (encoder only).
+
+    Full-pel: the SAD of every block at every offset within ``search`` pels, then a raster-order
+    choice minimising SAD + lam * bits(vector - its true median predictor); then half- and
+    quarter-pel refinement of the whole field against the predictors of the full-pel field."""
+    h, w = cur_y.shape
+    nby, nbx = -(-h // BLOCK), -(-w // BLOCK)
+    hh, ww = nby * BLOCK, nbx * BLOCK
+    cur = _pad_to(cur_y.astype(np.int16), hh, ww)
+    r = search
+    rp = np.pad(ref_y.astype(np.int16), ((r, r + hh - h), (r, r + ww - w)), mode="edge")
+    offsets = [(dy, dx) for dy in range(-r, r + 1) for dx in range(-r, r + 1)]
+    sads = np.empty((len(offsets), nby, nbx), np.int32)
+    for k, (dy, dx) in enumerate(offsets):
+        d = cur - rp[r + dy : r + dy + hh, r + dx : r + dx + ww]
+        sads[k] = np.abs(d).reshape(nby, BLOCK, nbx, BLOCK).sum(axis=(1, 3), dtype=np.int32)
+    cands = np.array(offsets, np.int64) * 4
+    mv = np.zeros((nby, nbx, 2), np.int64)
+    for by in range(nby):
+        for bx in range(nbx):
+            pred = np.array(_predictor(mv, by, bx))
+            cost = sads[:, by, bx] + lam * _bits(cands - pred)
+            mv[by, bx] = cands[int(np.argmin(cost))]
+    ref2 = half_pel_plane(ref_y)
+    cur32 = cur.astype(np.int32)
+
+    def refine(mv: np.ndarray, step: int) -> np.ndarray:
+        pred = _median_field(mv)
+        best = _block_sad(cur32 - predict_luma(ref2, mv), BLOCK) + lam * _bits(mv - pred)
+        out = mv.copy()
+        for dy in (-step, 0, step):
+            for dx in (-step, 0, step):
+                if dy == 0 and dx == 0:
+                    continue
+                cand = mv + np.array([dy, dx])
+                cost = _block_sad(cur32 - predict_luma(ref2, cand), BLOCK)
+                cost = cost + lam * _bits(cand - pred)
+                better = cost < best
+                best = np.where(better, cost, best)
+                out[better] = cand[better]
+        return out
+
+    mv = refine(refine(mv, 2), 1)
+    return mv.astype(np.int32)
+
+
+# ----------------------------------------------------------------------------- vector coding
+
+
+def _median3(a: int, b: int, c: int) -> int:
+    return max(min(a, b), min(max(a, b), c))
+
+
+def _predictor(mv: np.ndarray, by: int, bx: int) -> tuple[int, int]:
+    nbx = mv.shape[1]
+    if by == 0:
+        if bx == 0:
+            return 0, 0
+        return int(mv[by, bx - 1, 0]), int(mv[by, bx - 1, 1])
+    left = mv[by, bx - 1] if bx > 0 else mv[by - 1, bx]
+    up = mv[by - 1, bx]
+    upr = mv[by - 1, bx + 1] if bx + 1 < nbx else mv[by - 1, bx - 1] if bx > 0 else up
+    return (
+        _median3(int(left[0]), int(up[0]), int(upr[0])),
+        _median3(int(left[1]), int(up[1]), int(upr[1])),
+    )
+
+
+class AdaptiveMvdModel:
+    """Counts of vector differences per context (component x 3 neighbour classes), rebuilt into
+    tables between rows; integer updates only, so both sides hold the same tables."""
+
+    contexts = 6
+
+    def __init__(self) -> None:
+        v = np.arange(-MVD_RANGE, MVD_RANGE + 1)
+        prior = np.maximum(1, 128 >> np.minimum(2 * np.abs(v), 7)).astype(np.int64)
+        self.counts = np.tile(np.append(prior, 2), (self.contexts, 1))
+
+    def tables(self) -> CodingTables:
+        cdfs = [counts_to_quantized_cdf(c, PRECISION) for c in self.counts]
+        return tables_from_cdfs(cdfs, [-MVD_RANGE] * self.contexts, PRECISION)
+
+    def update(self, ctx: np.ndarray, values: np.ndarray) -> None:
+        sym = np.where(np.abs(values) <= MVD_RANGE, values + MVD_RANGE, 2 * MVD_RANGE + 1)
+        np.add.at(self.counts, (ctx, sym), _ADAPT_STEP)
+        for c in np.unique(ctx):
+            if self.counts[c].sum() > _ADAPT_LIMIT:
+                self.counts[c] = (self.counts[c] + 1) >> 1
+
+    @staticmethod
+    def context(above: np.ndarray | None, nbx: int) -> np.ndarray:
+        """Neighbour class (0: zero, 1: small, 2: large difference above) of a row's blocks."""
+        if above is None:
+            return np.ones(nbx, np.int64)
+        mag = np.abs(above).sum(-1)
+        return np.where(mag == 0, 0, np.where(mag <= 4, 1, 2)).astype(np.int64)
+
+
+def code_vectors(sink, shape: tuple[int, int], mv: np.ndarray | None) -> np.ndarray:
+    """Code (encoder: ``mv`` given) or decode (``mv`` None) a vector field through ``sink``."""
+    nby, nbx = shape
+    model = AdaptiveMvdModel()
+    out = np.zeros((nby, nbx, 2), np.int64)
+    above = None
+    for by in range(nby):
+        ctx = model.context(above, nbx)
+        idx = np.stack([ctx, ctx + 3], axis=1)  # (nbx, 2): x/y components
+        values = None
+        if mv is not None:
+            preds = np.zeros((nbx, 2), np.int64)
+            for bx in range(nbx):
+                out[by, bx] = mv[by, bx]
+                preds[bx] = _predictor(out, by, bx)
+            values = (mv[by].astype(np.int64) - preds).astype(np.int32)
+        d = sink.code(idx.astype(np.int32), model.tables(), values).reshape(nbx, 2).astype(np.int64)
+        if mv is None:
+            for bx in range(nbx):
+                py, px = _predictor(out, by, bx)
+                out[by, bx] = (py + d[bx, 0], px + d[bx, 1])
+        model.update(idx.reshape(-1), d.reshape(-1))
+        above = d
+    return out.astype(np.int32)

@@ -1,0 +1,255 @@
+"""The learned residual coder of ``elic-ip``'s inter frames: a learned block transform, a
+discrete hyperprior (one class per block) and frozen learned tables, decoded in integers.
+
+::
+
+    residual plane (current - prediction, int) --8x8 blocks--> coefficients c = B^T r
+        (B: the KLT of prediction residuals, learned from training clips, stored as int32
+         B * 2**12) --quantise (step of the quality, encoder rounding offset)--> q (int)
+    class of a block = min(9, bit length of sum |q|)   (0: the block has no coefficients)
+    classes: coded row by row, table chosen by the largest class of the three blocks above
+    q of blocks with class > 0: one call, table = (plane kind, class, coefficient index)
+    decoder: r = (B_int (q * step16) + 2**15) >> 16      (int64, exact on every machine)
+
+``fit`` learns everything from residual samples (``scripts/train_video_residual.py``): the
+basis by eigen-decomposition of the residual blocks' covariance, the tables from the quantised
+coefficients' histograms at every quality (with a small Laplace prior per class so rare
+combinations keep sensible probabilities). The weights are a few hundred kB of integers
+(``weights/elic-ip.safetensors``); nothing is derived from floats at decode time.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from neuralcodec.entropy import rangecoder
+from neuralcodec.entropy.cdf import counts_to_quantized_cdf, tables_from_cdfs
+from neuralcodec.entropy.tables import PRECISION, CodingTables
+
+TB = 8  # transform block side
+NC = TB * TB
+CLASSES = 10
+COEF_RANGE = 40  # |q| coded in the tables; larger values escape
+BASIS_BITS = 12
+STEP_BITS = 4  # quantiser steps are stored in 1/16
+Q_LIMIT = 1 << 20  # decoded coefficients are clipped to this magnitude (keeps the sums exact)
+MAX_STEP = 1 << 14
+# the quantiser steps a P frame may pick (1/16 units): round(2 ** (4 + i / 4)), i = 0..40
+STEP_GRID = (
+    16, 19, 23, 27, 32, 38, 45, 54, 64, 76, 91, 108, 128, 152, 181, 215, 256, 304, 362, 431,
+    512, 609, 724, 861, 1024, 1218, 1448, 1722, 2048, 2435, 2896, 3444, 4096, 4871, 5793, 6889,
+    8192, 9742, 11585, 13777, 16384,
+)  # fmt: skip
+KINDS = ("luma", "chroma")
+
+
+def to_blocks(plane: np.ndarray) -> np.ndarray:
+    h, w = plane.shape
+    return (
+        plane.reshape(h // TB, TB, w // TB, TB).transpose(0, 2, 1, 3).reshape(h // TB, w // TB, NC)
+    )
+
+
+def from_blocks(blocks: np.ndarray) -> np.ndarray:
+    nby, nbx = blocks.shape[:2]
+    return blocks.reshape(nby, nbx, TB, TB).transpose(0, 2, 1, 3).reshape(nby * TB, nbx * TB)
+
+
+def block_classes(q: np.ndarray) -> np.ndarray:
+    """Class of every block of quantised coefficients ``q`` (..., 64): 0 for an empty block,
+    else the bit length of the sum of magnitudes, at most ``CLASSES - 1``."""
+    s = np.abs(q.astype(np.int64)).sum(-1)
+    bits = np.zeros(s.shape, np.int64)
+    for b in range(1, CLASSES):
+        bits += s >= (1 << (b - 1))
+    return bits
+
+
+def class_context(above: np.ndarray | None, nbx: int) -> np.ndarray:
+    """Largest class among the above-left, above and above-right blocks (0 on the first row)."""
+    if above is None:
+        return np.zeros(nbx, np.int64)
+    p = np.pad(above, 1)
+    return np.maximum(np.maximum(p[:-2], p[1:-1]), p[2:])
+
+
+@dataclass
+class ResidualModel:
+    basis: dict[str, np.ndarray]  # kind -> int64 (64 pixels, 64 coefficients), scaled 2**12
+    class_tables: CodingTables  # index kind * CLASSES + context
+    coef_tables: CodingTables  # index (kind * CLASSES + class) * 64 + coefficient
+    steps: np.ndarray  # int64 quantiser step per quality, in 1/16
+    rounding: float  # encoder rounding offset (0.5 = plain rounding)
+    meta: dict
+
+    # -- encoder ------------------------------------------------------------------------------
+    def quantise(self, residual: np.ndarray, kind: str, step: int) -> np.ndarray:
+        """Coefficients of a residual plane (sides multiples of 8) quantised with ``step``
+        (1/16 units; encoder only)."""
+        b = self.basis[kind].astype(np.float64) / (1 << BASIS_BITS)
+        c = to_blocks(residual.astype(np.float64)) @ b
+        inv = (1 << STEP_BITS) / float(step)
+        return (np.sign(c) * np.floor(np.abs(c) * inv + self.rounding)).astype(np.int32)
+
+    # -- both sides ---------------------------------------------------------------------------
+    def dequantise(self, q: np.ndarray, kind: str, step: int) -> np.ndarray:
+        """The residual plane the decoder rebuilds from ``q`` (nby, nbx, 64): exact integers."""
+        # |q * step| < 2**35 and |basis| <= 2**12: each of the 64 products and every partial sum
+        # stays below 2**53, so the float64 product is exact whatever the summation order
+        val = np.clip(q, -Q_LIMIT, Q_LIMIT).astype(np.float64) * float(step)
+        shift = BASIS_BITS + STEP_BITS
+        r = (val @ self._basis_f64(kind)).astype(np.int64)
+        r = (r + (1 << (shift - 1))) >> shift
+        return from_blocks(r).astype(np.int32)
+
+    def _basis_f64(self, kind: str) -> np.ndarray:
+        cache = self.__dict__.setdefault("_f64", {})
+        if kind not in cache:
+            cache[kind] = np.ascontiguousarray(self.basis[kind].T.astype(np.float64))
+        return cache[kind]
+
+    def prepared(self) -> tuple:
+        """The class and coefficient tables prepared once for the range coder."""
+        if "_prepared" not in self.__dict__:
+            self.__dict__["_prepared"] = (
+                rangecoder.prepare(self.class_tables),
+                rangecoder.prepare(self.coef_tables),
+            )
+        return self.__dict__["_prepared"]
+
+    def code_plane(self, sink, kind: str, shape: tuple[int, int], q: np.ndarray | None):
+        """Code (``q`` given) or decode (``q`` None) a plane's quantised coefficients."""
+        nby, nbx = shape
+        k = KINDS.index(kind)
+        class_tables, coef_tables = self.prepared()
+        classes = None if q is None else block_classes(q)
+        out_cls = np.zeros((nby, nbx), np.int64)
+        above = None
+        for by in range(nby):
+            ctx = class_context(above, nbx) + k * CLASSES
+            vals = None if classes is None else classes[by]
+            got = sink.code(ctx.astype(np.int32), class_tables, vals).astype(np.int64)
+            if got.min() < 0 or got.max() >= CLASSES:
+                raise ValueError("block class out of range in the stream")
+            out_cls[by] = got
+            above = got
+        mask = out_cls > 0
+        idx = ((k * CLASSES + out_cls[mask]) * NC)[:, None] + np.arange(NC)[None, :]
+        vals = None if q is None else q[mask]
+        coefs = np.zeros((nby, nbx, NC), np.int32)
+        if idx.size:
+            coefs[mask] = sink.code(idx.astype(np.int32), coef_tables, vals).reshape(-1, NC)
+        return coefs
+
+
+# ----------------------------------------------------------------------------- learning
+
+
+def _laplace_counts(mean_abs: float, scale: int = 4096) -> np.ndarray:
+    """Pseudo-counts of a discrete Laplace with mean |q| ``mean_abs`` over the table range."""
+    v = np.arange(-COEF_RANGE, COEF_RANGE + 1)
+    b = max(mean_abs, 0.05)
+    p = np.exp(-np.abs(v) / b)
+    p = p / p.sum()
+    return np.append(np.rint(p * scale), 1).astype(np.int64)
+
+
+def fit(
+    samples: dict[str, list[np.ndarray]], steps: list[int], rounding: float, meta: dict
+) -> ResidualModel:
+    """Learn the basis and the tables from residual planes (``samples[kind]``, sides multiples
+    of 8) at every quantiser step in ``steps`` (1/16 units)."""
+    basis = {}
+    for kind in KINDS:
+        blocks = np.concatenate(
+            [to_blocks(p.astype(np.float64)).reshape(-1, NC) for p in samples[kind]]
+        )
+        cov = blocks.T @ blocks / len(blocks)
+        w, v = np.linalg.eigh(cov)
+        v = v[:, np.argsort(w)[::-1]]
+        v = v * np.sign(v[np.abs(v).argmax(axis=0), np.arange(NC)])  # deterministic signs
+        basis[kind] = np.rint(v * (1 << BASIS_BITS)).astype(np.int64)
+    model = ResidualModel(basis, None, None, np.array(steps, np.int64), rounding, meta)  # type: ignore[arg-type]
+    cls_counts = np.zeros((len(KINDS) * CLASSES, CLASSES), np.int64)
+    coef_hist = np.zeros((len(KINDS) * CLASSES, NC, 2 * COEF_RANGE + 2), np.int64)
+    for k, kind in enumerate(KINDS):
+        for qi in range(len(steps)):
+            for plane in samples[kind]:
+                q = model.quantise(plane, kind, int(steps[qi]))
+                cls = block_classes(q)
+                ctx = np.concatenate([np.zeros((1, cls.shape[1]), np.int64), cls[:-1]])
+                p = np.pad(ctx, ((0, 0), (1, 1)))
+                ctx = np.maximum(np.maximum(p[:, :-2], p[:, 1:-1]), p[:, 2:])
+                ctx[0] = 0
+                np.add.at(cls_counts, (k * CLASSES + ctx.reshape(-1), cls.reshape(-1)), 1)
+                m = cls > 0
+                qs, cs = q[m].astype(np.int64), cls[m]
+                sym = np.where(np.abs(qs) <= COEF_RANGE, qs + COEF_RANGE, 2 * COEF_RANGE + 1)
+                rows = np.broadcast_to((k * CLASSES + cs)[:, None], sym.shape)
+                cols = np.broadcast_to(np.arange(NC)[None, :], sym.shape)
+                np.add.at(coef_hist, (rows, cols, sym), 1)
+    cls_cdfs = [counts_to_quantized_cdf(c * 16 + 1, PRECISION) for c in cls_counts]
+    class_tables = tables_from_cdfs(cls_cdfs, [0] * len(cls_cdfs), PRECISION)
+    cdfs = []
+    for r in range(len(KINDS) * CLASSES):
+        for j in range(NC):
+            h = coef_hist[r, j]
+            vals = np.arange(-COEF_RANGE, COEF_RANGE + 1)
+            n = h[:-1].sum()
+            mean_abs = (np.abs(vals) * h[:-1]).sum() / n if n else 0.3 * (1 << (r % CLASSES)) / NC
+            prior = _laplace_counts(mean_abs, 64)
+            cdfs.append(counts_to_quantized_cdf(h * 64 + prior, PRECISION))
+    coef_tables = tables_from_cdfs(cdfs, [-COEF_RANGE] * len(cdfs), PRECISION)
+    model.class_tables, model.coef_tables = class_tables, coef_tables
+    return model
+
+
+# ----------------------------------------------------------------------------- storage
+
+
+def save(model: ResidualModel, path: Path) -> None:
+    from safetensors.numpy import save_file
+
+    arrays = {f"basis.{k}": v.astype(np.int32) for k, v in model.basis.items()}
+    arrays.update(model.class_tables.to_arrays("class."))
+    arrays.update(model.coef_tables.to_arrays("coef."))
+    arrays["steps"] = model.steps.astype(np.int32)
+    meta = {
+        "kind": "video-residual",
+        "rounding": repr(model.rounding),
+        "meta": json.dumps(model.meta, sort_keys=True),
+    }
+    save_file(
+        {k: np.ascontiguousarray(v) for k, v in sorted(arrays.items())}, str(path), metadata=meta
+    )
+
+
+def load(path: Path) -> ResidualModel:
+    from safetensors import safe_open
+
+    with safe_open(str(path), "np") as f:
+        meta = f.metadata() or {}
+        arrays = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (a safetensors handle)
+    if meta.get("kind") != "video-residual":
+        raise ValueError(f"{path} does not hold a video residual model")
+    basis = {k: arrays[f"basis.{k}"].astype(np.int64) for k in KINDS}
+    for b in basis.values():
+        if b.shape != (NC, NC):
+            raise ValueError(f"{path}: basis of shape {b.shape}")
+    steps = arrays["steps"].astype(np.int64)
+    if steps.ndim != 1 or steps.min() < 1 or steps.max() > MAX_STEP:
+        raise ValueError(f"{path}: quantiser steps out of range")
+    if max(int(np.abs(b).max()) for b in basis.values()) > 1 << BASIS_BITS:
+        raise ValueError(f"{path}: basis entries exceed 2**{BASIS_BITS}")
+    return ResidualModel(
+        basis,
+        CodingTables.from_arrays(arrays, "class."),
+        CodingTables.from_arrays(arrays, "coef."),
+        steps,
+        float(meta["rounding"]),
+        json.loads(meta.get("meta", "{}")),
+    )

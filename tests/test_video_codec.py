@@ -1,0 +1,312 @@
+"""The learned video codec ``elic-ip``: exact round trips through the API and the CLI, identical
+frames under every instruction set and thread count, motion and residual coding, bad inputs."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import REPO_DIR, one_line_error
+
+from neuralcodec import api
+from neuralcodec.codecs.base import CodecError, Encoded, get_codec, weights_available
+from neuralcodec.codecs.latent.sinks import DecoderSinks, EncoderSinks
+from neuralcodec.codecs.learned_video import rgb_to_yuv420, yuv420_to_rgb
+from neuralcodec.codecs.video_motion import code_vectors, predict_plane
+from neuralcodec.codecs.video_residual import KINDS, load
+from neuralcodec.codecs.weights import weights_dir
+from neuralcodec.datasets.video import VideoInfo, frames_source, read_video, write_y4m
+
+needs_weights = pytest.mark.skipif(
+    not weights_available("elic-ip"), reason="elic-int or elic-ip weights not shipped here"
+)
+W, H = 72, 40  # not multiples of the 16-pixel motion blocks nor of the 8-pixel transform
+
+
+def moving_clip(n: int, w: int = W, h: int = H, seed: int = 0) -> list[tuple[np.ndarray, ...]]:
+    """A textured scene panning by (1.5, 2) pixels a frame, as 4:2:0 planes."""
+    rng = np.random.default_rng(seed)
+    big_h, big_w = h + 4 * n + 8, w + 4 * n + 8
+    y, x = np.mgrid[0:big_h, 0:big_w]
+    base = 110 + 60 * np.sin(x / 5.0) * np.cos(y / 7.0) + rng.normal(0, 6, (big_h, big_w))
+    base[10:22, 14:40] += 50
+    rgb = np.clip(np.stack([base, base * 0.8 + 30, 255 - base], -1), 0, 255).astype(np.uint8)
+    frames = []
+    for i in range(n):
+        oy, ox = int(2 * i), int(1.5 * i)
+        frames.append(rgb_to_yuv420(rgb[oy : oy + h, ox : ox + w]))
+    return frames
+
+
+def source_of(frames, fps=Fraction(30000, 1001)):
+    info = VideoInfo(W, H, "420", 8, fps, Fraction(1), "p", {}, frames=len(frames))
+    return frames_source(info, iter(frames), "clip")
+
+
+def clip_file(tmp_path: Path, n: int = 4) -> Path:
+    path = tmp_path / "clip.y4m"
+    write_y4m(path, source_of(moving_clip(n)))
+    return path
+
+
+def plane_psnr(a, b) -> float:
+    mse = np.mean((a.astype(float) - b.astype(float)) ** 2)
+    return 10 * np.log10(255**2 / max(mse, 1e-9))
+
+
+# ----------------------------------------------------------------------------- pieces
+
+
+def test_integer_prediction_follows_whole_and_fractional_vectors():
+    rng = np.random.default_rng(0)
+    ref = rng.integers(0, 256, (48, 64)).astype(np.uint8)
+    mv = np.zeros((3, 4, 2), np.int32)
+    mv[1, 2] = (8, -4)  # 2 pels down, 1 pel left, in quarter pels
+    pred = predict_plane(ref, mv, 16, 2)
+    assert np.array_equal(pred[16:32, 32:48], ref[18:34, 31:47])
+    assert np.array_equal(pred[:16, :16], ref[:16, :16])
+    mv[0, 0] = (0, 2)  # half a pel right: the rounded mean of two neighbours
+    half = predict_plane(ref, mv, 16, 2)[:16, :15].astype(int)
+    r = ref.astype(int)
+    want = (r[:16, :15] * 2 + r[:16, 1:16] * 2 + 2) >> 2
+    assert np.array_equal(half, want)
+    mv[2, 3] = (400, 400)  # far outside: the edge repeats
+    assert np.all(predict_plane(ref, mv, 16, 2)[32:, 48:] == ref[-1, -1])
+
+
+def test_vectors_round_trip_through_the_adaptive_model():
+    rng = np.random.default_rng(1)
+    mv = rng.integers(-6, 7, (5, 7, 2)).astype(np.int32)
+    mv[2, 3] = (-300, 1000)  # escape-coded differences
+    sinks = EncoderSinks()
+    assert np.array_equal(code_vectors(sinks["p"], (5, 7), mv), mv)
+    data = sinks.finish()["p"]
+    assert np.array_equal(code_vectors(DecoderSinks({"p": data})["p"], (5, 7), None), mv)
+    smooth = np.zeros((5, 7, 2), np.int32) + 3
+    s2 = EncoderSinks()
+    code_vectors(s2["p"], (5, 7), smooth)
+    assert len(s2.finish()["p"]) < len(data) // 4  # a uniform field costs little
+
+
+@needs_weights
+def test_residual_coefficients_round_trip_and_reconstruct_exactly():
+    model = load(weights_dir() / "elic-ip.safetensors")
+    rng = np.random.default_rng(2)
+    residual = rng.normal(0, 12, (24, 40)).round().astype(np.int32)
+    for kind in KINDS:
+        q = model.quantise(residual, kind, 300)
+        assert np.any(q)
+        sinks = EncoderSinks()
+        model.code_plane(sinks["p"], kind, q.shape[:2], q)
+        back = model.code_plane(DecoderSinks(sinks.finish())["p"], kind, q.shape[:2], None)
+        assert np.array_equal(back, q)
+        rec = model.dequantise(q, kind, 300)
+        assert rec.dtype == np.int32 and rec.shape == residual.shape
+        assert np.abs(rec - residual).mean() < np.abs(residual).mean()
+
+
+def test_integer_colour_conversion_round_trips_closely():
+    frame = moving_clip(1)[0]
+    back = rgb_to_yuv420(yuv420_to_rgb(*frame))
+    for a, b in zip(frame, back, strict=True):
+        assert np.abs(a.astype(int) - b).max() <= 2
+
+
+# ----------------------------------------------------------------------------- round trips
+
+
+@needs_weights
+def test_api_round_trip_is_exact_and_inter_frames_are_cheap():
+    frames = moving_clip(5)
+    codec = get_codec("elic-ip", gop=4)
+    seen = []
+    encoded, sizes = codec.encode_frames(source_of(frames), 4, keep=lambda i, o, d: seen.append(d))
+    assert len(sizes) == 5 and sorted(encoded.streams) == ["g0", "g1"]
+    assert max(sizes[1:4]) < sizes[0] / 2  # P frames cost far less than the I frame
+    data, report = api.encode_with_report(source_of(frames), "elic-ip", 4, {"gop": 4}, "video")
+    assert report.shape == (5, H, W, 3) and report.colorspace == "yuv420"
+    first, info = api.decode_bytes(data)
+    first = list(first)
+    again = list(api.decode_bytes(data)[0])
+    for enc_side, a, b, orig in zip(seen, first, again, frames, strict=True):
+        for p, q, r in zip(enc_side, a, b, strict=True):
+            assert np.array_equal(p, q) and np.array_equal(q, r)
+        assert plane_psnr(orig[0], a[0]) > 27
+    assert info["metadata"]["gop"] == 4 and info["codec_name"] == "elic-ip"
+
+
+@pytest.mark.slow  # two CLI processes, each loading torch and both weight files
+@needs_weights
+def test_cli_round_trip_keeps_rate_size_and_is_identical_on_redecode(tmp_path, run_cli):
+    src = clip_file(tmp_path, 4)
+    out = run_cli("encode", src, tmp_path / "c.ncf", "--codec", "elic-ip", "-q", "3",
+                  "--frames", "3", "--gop", "2")  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    dec = run_cli("decode", tmp_path / "c.ncf", tmp_path / "a.y4m")
+    assert dec.returncode == 0, dec.stderr
+    api.decode_file(tmp_path / "c.ncf", tmp_path / "b.y4m")
+    assert (tmp_path / "a.y4m").read_bytes() == (tmp_path / "b.y4m").read_bytes()
+    back = read_video(tmp_path / "a.y4m")
+    assert len(back) == 3 and (back.info.width, back.info.height) == (W, H)
+    assert back.info.fps == Fraction(30000, 1001) and back.info.aspect == Fraction(1)
+    api.decode_file(tmp_path / "c.ncf", tmp_path / "p.mp4")
+    assert len(read_video(tmp_path / "p.mp4")) == 3
+    info = api.file_info(tmp_path / "c.ncf")
+    assert info["metadata"]["gop"] == 2 and info["shape"] == [3, H, W, 3]
+
+
+@needs_weights
+def test_demo_clip_function_reports_sizes_psnr_and_writes_the_decoded_clip(tmp_path):
+    src = clip_file(tmp_path, 3)
+    out = api.encode_video_clip(src, 4, tmp_path / "d.y4m", gop=2)
+    assert out["codec"] == "elic-ip" and out["frames"] == 3 and out["gop"] == 2
+    assert len(out["frame_bytes"]) == 3 and sum(out["frame_bytes"]) < out["bytes"]
+    assert out["bytes"] == len(out["ncf"]) and 25 < out["psnr"] < 60
+    decoded = list(read_video(out["decoded"]))
+    again = list(api.decode_bytes(out["ncf"])[0])
+    assert all(np.array_equal(a[0], b[0]) for a, b in zip(decoded, again, strict=True))
+
+
+_DECODE = """
+import hashlib, sys, torch
+torch.set_num_threads(int(sys.argv[1]))
+from neuralcodec.api import decode_bytes
+h = hashlib.sha256()
+for frame in decode_bytes(open(sys.argv[2], "rb").read())[0]:
+    for plane in frame:
+        h.update(plane.tobytes())
+print(h.hexdigest())
+"""
+
+ENVIRONMENTS = [
+    (1, {"ONEDNN_MAX_CPU_ISA": "SSE41"}),
+    (8, {"ONEDNN_MAX_CPU_ISA": "AVX2"}),
+    (2, {"ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "SSE41"}),
+]
+
+
+@needs_weights
+def test_decoded_frames_are_identical_under_every_instruction_set_and_thread_count(tmp_path):
+    frames = moving_clip(2)  # an I frame and a P frame
+    data = api.encode_array(source_of(frames), "elic-ip", 5, {"gop": 8}, "video")
+    path = tmp_path / "x.ncf"
+    path.write_bytes(data)
+    h = hashlib.sha256()
+    for frame in api.decode_bytes(data)[0]:
+        for plane in frame:
+            h.update(plane.tobytes())
+    for threads, env in ENVIRONMENTS:
+        out = subprocess.run(
+            [sys.executable, "-c", _DECODE, str(threads), str(path)],
+            cwd=REPO_DIR, env={**os.environ, **env}, check=True, timeout=300,
+            capture_output=True, text=True,
+        )  # fmt: skip
+        assert out.stdout.strip() == h.hexdigest(), (threads, env)
+
+
+# ----------------------------------------------------------------------------- bad inputs
+
+
+@needs_weights
+def test_bad_inputs_fail_in_one_line_without_output(tmp_path, run_cli):
+    not_video = tmp_path / "fake.y4m"
+    not_video.write_bytes(b"hello, not a video\n")
+    odd = tmp_path / "odd.y4m"
+    odd.write_bytes(b"YUV4MPEG2 W15 H9 F25:1 C420jpeg\nFRAME\n" + bytes(15 * 9 * 3 // 2 + 10))
+    empty = tmp_path / "empty.y4m"
+    empty.write_bytes(b"YUV4MPEG2 W16 H16 F25:1 C420jpeg\n")
+    full = tmp_path / "full.y4m"
+    full.write_bytes(b"YUV4MPEG2 W16 H16 F25:1 C444\nFRAME\n" + bytes(16 * 16 * 3))
+    clip = clip_file(tmp_path, 2)
+    cases = [
+        (not_video, {}, {}, "YUV4MPEG2"),
+        (odd, {}, {}, "even"),
+        (empty, {}, {}, "0-frame"),
+        (full, {}, {}, "4:2:0"),
+        (clip, {"gop": 0}, {}, "gop"),
+        (clip, {}, {"max_frames": 0}, "max_frames"),
+    ]
+    for i, (src, options, read, words) in enumerate(cases):
+        dst = tmp_path / f"o{i}.ncf"
+        one_line_error(
+            CodecError, api.encode_file, src, dst, "elic-ip", 3,
+            options=options, read_options=read, match=words,
+        )  # fmt: skip
+        assert not dst.exists()
+    out = run_cli("encode", not_video, tmp_path / "x.ncf", "--codec", "elic-ip", "--gop", "4")
+    assert out.returncode != 0 and len(out.stderr.strip().splitlines()) == 1
+    assert out.stderr.startswith("error:") and not (tmp_path / "x.ncf").exists()
+
+
+@needs_weights
+def test_truncated_or_misdirected_files_are_refused(tmp_path):
+    data = api.encode_array(source_of(moving_clip(3)), "elic-ip", 3, {"gop": 2}, "video")
+    cut = tmp_path / "cut.ncf"
+    cut.write_bytes(data[: len(data) * 2 // 3])
+    one_line_error(Exception, api.decode_file, cut, tmp_path / "cut.y4m", match=".")
+    assert not (tmp_path / "cut.y4m").exists()
+    whole = tmp_path / "whole.ncf"
+    whole.write_bytes(data)
+    one_line_error(CodecError, api.decode_file, whole, tmp_path / "f.png", match="video")
+    assert not (tmp_path / "f.png").exists()
+    one_line_error(Exception, api.decode_bytes, data[:-7], match=".")
+
+
+@needs_weights
+def test_damaged_gop_payload_is_a_codec_error_before_or_while_streaming():
+    codec = get_codec("elic-ip", gop=2)
+    encoded, _ = codec.encode_frames(source_of(moving_clip(3)), 3)
+    g0 = encoded.streams["g0"]
+    for broken in (g0[: len(g0) // 2], g0 + b"\x00\x01", b"\xff" * 8):
+        damaged = Encoded(encoded.codec, dict(encoded.header), {**encoded.streams, "g0": broken})
+        with pytest.raises(CodecError) as err:
+            list(codec.decode(damaged))
+        assert "\n" not in str(err.value)
+    missing = Encoded(encoded.codec, dict(encoded.header), {"g0": g0})
+    one_line_error(CodecError, codec.decode, missing, match="GOP segments")
+
+
+@needs_weights
+def test_random_damage_to_p_frames_gives_an_error_or_frames_never_a_crash():
+    from neuralcodec.codecs.learned_video import _take
+
+    codec = get_codec("elic-ip", gop=8)
+    encoded, _ = codec.encode_frames(source_of(moving_clip(2)), 4)
+    g0 = encoded.streams["g0"]
+    intra, pos = _take(g0, 0)
+    p_frame, _ = _take(g0, pos)
+    ref = codec._intra_decode(intra, H, W, 4)
+    good = codec._p_decode(p_frame, ref)
+    rng = np.random.default_rng(5)
+    outcomes = []
+    for _ in range(60):
+        buf = bytearray(p_frame)
+        for at in rng.integers(0, len(buf), 2):
+            buf[at] = int(rng.integers(0, 256))
+        try:
+            frame = codec._p_decode(bytes(buf), ref)
+            assert [p.shape for p in frame] == [p.shape for p in good]
+            outcomes.append("frame")
+        except ValueError as exc:  # CodecError and the range decoder's DecodeError
+            assert "\n" not in str(exc)
+            outcomes.append("error")
+    assert len(outcomes) == 60
+
+
+@needs_weights
+def test_an_mp4_input_is_read_through_pyav_and_coded(tmp_path):
+    from neuralcodec.datasets.video import write_video
+
+    src = tmp_path / "in.mp4"
+    write_video(src, source_of(moving_clip(2)), lossless=True)
+    report = api.encode_file(src, tmp_path / "m.ncf", "elic-ip", 3, options={"gop": 4})
+    assert report.shape == (2, H, W, 3)
+    frames = list(api.decode_bytes((tmp_path / "m.ncf").read_bytes())[0])
+    original = list(read_video(src))
+    assert len(frames) == 2 and plane_psnr(original[0][0], frames[0][0]) > 25
