@@ -11,8 +11,8 @@ from neuralcodec.codecs import classical
 from neuralcodec.codecs.base import CodecError, codec_class, codec_names, get_codec
 from neuralcodec.codecs.classical import rgb_to_ycbcr, to_uint8, ycbcr_to_rgb
 
-# The benchmark-only codecs, as the registry lists them.
-CLASSICAL_CODECS = [n for n in codec_names() if not codec_class(n).writes_ncf]
+# The benchmark-only image codecs, as the registry lists them.
+CLASSICAL_CODECS = [n for n in codec_names(modality="image") if not codec_class(n).writes_ncf]
 
 # Codecs that code full-resolution chroma (or near-lossless at their top quality).
 HIGH_FIDELITY = ("jpeg", "avif", "jpegxl", "x265", "svtav1")

@@ -33,6 +33,7 @@ DELEGATED = (
     (("bench", "entropy"), "neuralcodec.bench.entropy"),
     (("bench", "rd"), "neuralcodec.bench.rd"),
     (("bench", "speed"), "neuralcodec.bench.speed"),
+    (("bench", "splat"), "neuralcodec.bench.splat"),
     (("train",), "neuralcodec.train"),
     (("demo",), "neuralcodec.app.demo"),
 )

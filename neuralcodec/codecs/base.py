@@ -156,6 +156,8 @@ CODEC_MODULES = (
     "neuralcodec.codecs.learned_image",
     "neuralcodec.codecs.learned_elic",
     "neuralcodec.codecs.inr",
+    "neuralcodec.codecs.splat_vq",
+    "neuralcodec.codecs.splat_formats",
 )
 
 
