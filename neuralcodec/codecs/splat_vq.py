@@ -215,7 +215,9 @@ class SplatVQ(Codec):
         streams.update(raw)
         streams.update(sinks.finish())
         d = scene.sh_degree
-        return Encoded(self.name, {"shape": (len(scene), (d + 1) ** 2)}, streams)
+        # the adapter checks sh_degree in the metadata; the container keeps the codec's metadata
+        header = {"shape": (len(scene), (d + 1) ** 2), "sh_degree": d}
+        return Encoded(self.name, header, streams)
 
     def decode(self, encoded: Encoded) -> GaussianScene:
         try:
