@@ -23,7 +23,7 @@ from neuralcodec.codecs.splat_coding import (
     morton_decode,
     morton_encode,
 )
-from neuralcodec.codecs.splat_vq import _morton_order, _select
+from neuralcodec.codecs.splat_vq import LEVELS, _morton_order, _select
 from neuralcodec.container import pack, unpack
 from neuralcodec.container.fields import ContainerError
 from neuralcodec.datasets.splat import GaussianScene, read_splat, write_splat
@@ -122,7 +122,7 @@ def test_lossy_levels_prune_distil_and_grow_with_quality():
         for name in FIELDS:
             np.testing.assert_array_equal(getattr(again, name), getattr(out, name))
     assert sizes == sorted(sizes) and counts == sorted(counts)
-    assert counts[0] == 750  # level 1 keeps half
+    assert counts[0] == round(1500 * (1 - LEVELS[1].prune))  # level 1 prunes the most
     # level 7 keeps every visible splat, positions on a 2^-16 grid of the extent
     out = decode(encode(scene, 7))
     visible = 1 / (1 + np.exp(-scene.opacities)) >= 1 / 255
@@ -136,7 +136,8 @@ def test_pruning_drops_what_no_view_sees():
     scene = blob_scene(4, 800, 0)
     scene.opacities[:400] = -3.0  # faint
     scene.opacities[400:] = 5.0
-    out = decode(encode(scene, 1))  # keeps half: (nearly all) the opaque ones
+    assert LEVELS[2].prune == 0.5
+    out = decode(encode(scene, 2))  # keeps half: (nearly all) the opaque ones
     assert len(out) == 400
     assert np.count_nonzero(1 / (1 + np.exp(-out.opacities)) > 0.9) >= 390
 
@@ -201,7 +202,7 @@ def test_cli_encode_decode_to_every_format(tmp_path, run_cli):
     for name in ("out.ply", "out.splat", "out.compressed.ply"):
         r = run_cli("decode", ncf, tmp_path / name)
         assert r.returncode == 0, r.stderr
-        assert len(read_splat(tmp_path / name)) >= 380
+        assert len(read_splat(tmp_path / name)) == round(400 * (1 - LEVELS[6].prune))
     r = run_cli("decode", ncf, tmp_path / "out.ply")
     assert r.returncode != 0 and "exists" in r.stderr and r.stderr.count("\n") == 1
 
@@ -291,7 +292,7 @@ def test_bad_files_are_one_line_errors(tmp_path, run_cli):
 
 
 GOLDEN = {
-    7: "e67bf698f40f3c0e96985a55ce4973e9bc49046b6078c157994ff6661770174e",
+    7: "b8ec5585f2a41c87bb5c205de1994f81a82301a2bb5fbaa62d78f45c2672069b",
     8: "68716a867a7c61c2c7fc886d833b8ec06797721a8f6b97e9c09f0f99cd2dcdac",
 }
 

@@ -9,7 +9,8 @@ Levels 1..7 (lossy)::
           --positions on a grid (step = the robust extent / 2^bits), Morton order
     positions  sorted Morton codes -> deltas -> magnitude classes (adaptive) + raw bits
     opacity    sigmoid, b bits              } each field coded directly or as the delta from the
-    colour     0.5 + C0 f_dc, b bits/channel} previous splat in Morton order, whichever is smaller
+    colour     0.5 + C0 f_dc, b bits/channel} previous splat in Morton order, whichever is smaller;
+               (colour as integer YCoCg-R)  }
     scale      VQ (K-means codebook, coded) or log-scale grid
     rotation   VQ (codebook coded) or smallest-three with b bits
     SH rest    VQ (codebook coded, 1/256 steps)          indices: adaptive tables
@@ -85,12 +86,12 @@ class Level:
 
 
 LEVELS = {
-    1: Level(0.50, 12, 0, 0, 1024, 0.0, 1024, 0, 5, 4),
-    2: Level(0.40, 13, 0, 0, 2048, 0.0, 2048, 0, 5, 5),
-    3: Level(0.30, 14, 1, 1024, 4096, 0.0, 4096, 0, 6, 5),
-    4: Level(0.20, 14, 1, 2048, 0, 0.04, 0, 8, 6, 6),
-    5: Level(0.10, 15, 2, 4096, 0, 0.03, 0, 9, 7, 6),
-    6: Level(0.05, 16, 3, 4096, 0, 0.02, 0, 10, 7, 7),
+    1: Level(0.60, 12, 0, 0, 2048, 0.0, 2048, 0, 5, 4),
+    2: Level(0.50, 13, 1, 1024, 0, 0.04, 4096, 0, 5, 5),
+    3: Level(0.40, 13, 1, 1024, 0, 0.03, 4096, 0, 6, 5),
+    4: Level(0.30, 14, 1, 2048, 0, 0.025, 0, 9, 6, 6),
+    5: Level(0.20, 15, 2, 4096, 0, 0.02, 0, 10, 7, 6),
+    6: Level(0.10, 16, 3, 4096, 0, 0.015, 0, 10, 7, 7),
     7: Level(0.00, 16, 3, 8192, 0, 0.01, 0, 11, 8, 8),
 }
 
@@ -137,6 +138,25 @@ def _entropy_bits(v: np.ndarray) -> float:
 
 
 # ----------------------------------------------------------------------------- fields
+
+
+def ycocg(q: np.ndarray, bits: int) -> np.ndarray:
+    """Integer r g b (``bits`` each) -> y (``bits``), co and cg (offset to ``bits + 1`` bits):
+    the lifting YCoCg-R transform, exactly invertible."""
+    r, g, b = (np.asarray(q[:, i], np.int64) for i in range(3))
+    co = r - b
+    t = b + (co >> 1)
+    cg = g - t
+    y = t + (cg >> 1)
+    return np.stack([y, co + (1 << bits), cg + (1 << bits)], axis=1)
+
+
+def ycocg_inverse(v: np.ndarray, bits: int) -> np.ndarray:
+    y, co, cg = v[:, 0], v[:, 1] - (1 << bits), v[:, 2] - (1 << bits)
+    t = y - (cg >> 1)
+    g = cg + t
+    b = t - (co >> 1)
+    return np.stack([b + co, g, b], axis=1)
 
 
 def code_fields(
@@ -307,8 +327,8 @@ def _encode_lossy(scene: GaussianScene, lv: Level, sinks: EncoderSinks):
     c_span = np.maximum(c_hi.astype(np.float64) - c_lo, 1e-6)
     qc = np.floor((rgb - c_lo) / c_span * ((1 << cb) - 1) + 0.5).astype(np.int64)
     qc = np.clip(qc, 0, (1 << cb) - 1)
-    vals = np.concatenate([op[:, None], qc], axis=1)
-    _, modes = code_fields(sinks, "attr", vals, (ob, cb, cb, cb), first, None)
+    vals = np.concatenate([op[:, None], ycocg(qc, cb)], axis=1)
+    _, modes = code_fields(sinks, "attr", vals, (ob, cb, cb + 1, cb + 1), first, None)
     hdr.update(op_bits=ob, col_bits=cb, col_lo=_f32(c_lo), col_hi=_f32(c_hi), attr_modes=modes)
 
     w = np.asarray(weights, np.float64)[order]
@@ -354,11 +374,14 @@ def _decode_lossy(hdr: dict, sinks: DecoderSinks) -> GaussianScene:
         raise CodecError("splat-vq: bad attribute modes")
     first = np.zeros(n, bool)
     first[0] = True
-    vals, _ = code_fields(sinks, "attr", None, (ob, cb, cb, cb), first, modes)
+    vals, _ = code_fields(sinks, "attr", None, (ob, cb, cb + 1, cb + 1), first, modes)
     opacity = logit(vals[:, 0] / ((1 << ob) - 1))
     c_lo, c_hi = _floats(hdr, "col_lo", 3), _floats(hdr, "col_hi", 3)
     c_span = np.maximum(c_hi - c_lo, 1e-6)
-    rgb = c_lo + vals[:, 1:] / ((1 << cb) - 1) * c_span
+    qc = ycocg_inverse(vals[:, 1:], cb)
+    if qc.min() < 0 or qc.max() >= 1 << cb:
+        raise CodecError("splat-vq: decoded colour out of range")
+    rgb = c_lo + qc / ((1 << cb) - 1) * c_span
     sc = hdr["scale"]
     if "k" not in sc:
         st = float(sc["step"])
