@@ -202,6 +202,7 @@ def target_summary(points: list[dict], ours: str = "splat-vq") -> dict | None:
 def plot(results: list[dict], path: Path) -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
 
     fig = Figure(figsize=(6.0 * len(results), 4.5), dpi=100)
     FigureCanvasAgg(fig)
@@ -214,6 +215,10 @@ def plot(results: list[dict], path: Path) -> None:
             ax.plot(x, y, "o-" if len(pts) > 1 else "s", label=name)
         ax.axhline(TARGET_PSNR, color="gray", lw=0.8, ls="--")
         ax.set_xscale("log")
+        ax.set_xticks([t for t in (1, 2, 3, 5, 10, 20, 30, 50, 100)
+                       if min(x for x in ax.get_xlim()) <= t <= max(ax.get_xlim())])  # fmt: skip
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("bytes per splat (log)")
         ax.set_ylabel("covered-pixel PSNR (dB, capped at 70)")
         ax.set_title(f"{res['scene']} ({res['splats']} splats)")
