@@ -3,7 +3,7 @@ manner of LightGaussian: prune, distil SH, vector-quantise, entropy-code.
 
 Levels 1..7 (lossy)::
 
-    scene --importance (summed blending weight over 8 orbit views at 160 px, x volume^0.1)
+    scene --importance (summed blending weight over 8 orbit views at 192 px, x volume^0.1)
           --prune the least important fraction (and every splat with opacity < 1/255)
           --SH distillation to the level's degree (least squares over 192 directions)
           --positions on a grid (step = the robust extent / 2^bits), Morton order
@@ -66,7 +66,7 @@ from neuralcodec.entropy.rangecoder import DecodeError
 FORMAT_VERSION = 1
 EXACT_LEVEL = 8
 IMPORTANCE_VIEWS = 8
-IMPORTANCE_SIZE = 160
+IMPORTANCE_SIZE = 192
 MAX_CODEBOOK = 1 << 14
 MAX_POS_BITS = 20
 
@@ -102,14 +102,21 @@ LEVELS = {
 def importance(
     scene: GaussianScene, views: int = IMPORTANCE_VIEWS, size: int = IMPORTANCE_SIZE
 ) -> np.ndarray:
-    """Per splat: its summed blending weight over ``views`` orbit renders, times its volume
-    (relative to the 90th percentile) to the power 0.1, as LightGaussian's global significance;
-    plus a tiny opacity x volume term so that splats no view hits still have an order."""
+    """Per splat: its summed blending weight over ``views`` orbit renders (half of them 20
+    degrees above the orbit plane, half 20 degrees below, staggered in azimuth), times its
+    volume (relative to the 90th percentile) to the power 0.1, as LightGaussian's global
+    significance; plus a tiny opacity x volume term so that splats no view hits still have an
+    order."""
     from neuralcodec.render import SceneTensors, orbit_cameras, render_full
 
     st = SceneTensors.of(scene)
     hits = np.zeros(len(scene), np.float64)
-    for cam in orbit_cameras(scene.positions, views, size):
+    half = max(1, views // 2)
+    cams = []
+    for k, elevation in enumerate((20.0, -20.0)):
+        azimuths = [(i + 0.5 * k) * 360.0 / half for i in range(half)]
+        cams += orbit_cameras(scene.positions, half, size, elevation, azimuths_deg=azimuths)
+    for cam in cams:
         hits += render_full(st, cam, hits=True).hits.numpy()
     vol = np.exp(np.asarray(scene.scales_log, np.float64).sum(axis=1))
     vol = vol / max(float(np.percentile(vol, 90)), 1e-30)
