@@ -257,6 +257,7 @@ def test_damaged_streams_are_one_line_errors():
         ("attr", bytes(len(streams["attr"]))),
         ("hdr", b"{not json"),
         ("hdr", json.dumps({**hdr, "n": 10**9}).encode()),
+        ("hdr", json.dumps({**hdr, "n": (1 << 26) - 1, "in": (1 << 26) - 1}).encode()),
         ("hdr", json.dumps({**hdr, "v": 99}).encode()),
         ("hdr", json.dumps({**hdr, "pos_step": -1}).encode()),
     ]:

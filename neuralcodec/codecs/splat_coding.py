@@ -39,10 +39,20 @@ def _counts_tables(counts: np.ndarray) -> CodingTables:
 
 
 def code_adaptive(
-    sink: Sink, values: np.ndarray | None, contexts: np.ndarray, n_ctx: int, n_sym: int
+    sink: Sink,
+    values: np.ndarray | None,
+    contexts: np.ndarray | int,
+    n_ctx: int,
+    n_sym: int,
+    size: int | None = None,
 ) -> np.ndarray:
-    """Values in ``0..n_sym-1``, each coded with the counts table of its context."""
-    contexts = np.asarray(contexts, np.int64).reshape(-1)
+    """Values in ``0..n_sym-1``, each coded with the counts table of its context. ``contexts``
+    may be one int for all ``size`` values: the decoder then allocates nothing of that size
+    before the counts in the stream agree with it."""
+    if np.ndim(contexts) == 0:
+        contexts = _Constant(int(contexts), len(values) if values is not None else size)
+    else:
+        contexts = np.asarray(contexts, np.int64).reshape(-1)
     counts = None
     if values is not None:
         values = np.asarray(values, np.int64).reshape(-1)
@@ -59,8 +69,23 @@ def code_adaptive(
         raise CodecError(f"stream counts {int(counts.sum())} symbols, expected {contexts.size}")
     if contexts.size == 0:
         return np.zeros(0, np.int64)
-    out = sink.code(contexts.astype(np.int32), _counts_tables(counts), values)
+    out = sink.code(np.asarray(contexts, np.int32), _counts_tables(counts), values)
     return out.astype(np.int64)
+
+
+class _Constant:
+    """``size`` copies of one context, materialised only when coded."""
+
+    def __init__(self, value: int, size: int | None):
+        if size is None:
+            raise ValueError("a constant context needs the number of values")
+        self.value, self.size = value, int(size)
+
+    def __mul__(self, other: int) -> np.ndarray:
+        return np.full(self.size, self.value * other, np.int64)
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        return np.full(self.size, self.value, dtype or np.int64)
 
 
 @functools.cache
@@ -111,17 +136,19 @@ def code_bits(sink: Sink, values: np.ndarray | None, nbits: np.ndarray) -> np.nd
 def code_magnitude(
     sink: Sink,
     values: np.ndarray | None,
-    contexts: np.ndarray,
+    contexts: np.ndarray | int,
     n_ctx: int = 1,
     max_bits: int = 32,
     signed: bool = True,
+    size: int | None = None,
 ) -> np.ndarray:
     """Integers with ``|v| < 2^max_bits`` (non-negative ones when ``signed`` is False): an adaptive
-    class per context (one context per value), then the bits under the leading one."""
+    class per context (one context per value, or one int for all ``size`` of them), then the
+    bits under the leading one."""
     if not 1 <= max_bits <= MAX_MAGNITUDE_BITS:
         raise ValueError(f"max_bits must be in 1..{MAX_MAGNITUDE_BITS}")
     n = None if values is None else np.asarray(values, np.int64).reshape(-1)
-    ctx = np.asarray(contexts, np.int64).reshape(-1)
+    ctx = contexts if np.ndim(contexts) == 0 else np.asarray(contexts, np.int64).reshape(-1)
     cls = None
     if n is not None:
         if not signed and n.size and n.min() < 0:
@@ -132,7 +159,7 @@ def code_magnitude(
             raise ValueError(f"value needs more than {max_bits} bits")
         cls = np.where(mag == 0, 0, 2 * length - 1 + (n < 0)) if signed else length
     n_sym = 2 * max_bits + 1 if signed else max_bits + 1
-    cls = code_adaptive(sink, cls, ctx, n_ctx, n_sym)
+    cls = code_adaptive(sink, cls, ctx, n_ctx, n_sym, size)
     length = (cls + 1) // 2 if signed else cls
     neg = (cls % 2 == 0) & (cls > 0) if signed else np.zeros(cls.shape, bool)
     nbits = np.maximum(length - 1, 0)

@@ -188,7 +188,7 @@ def code_fields(
         else:
             mode = modes[j]
         if mode == 0:
-            got = code_adaptive(sinks[stream], col, np.zeros(n), 1, 1 << bits[j])
+            got = code_adaptive(sinks[stream], col, 0, 1, 1 << bits[j], size=n)
         else:
             d = None if col is None else np.where(first, col, col - np.roll(col, 1))
             dd = code_magnitude(sinks[stream], d, first.astype(np.int64), 2, bits[j] + 1)
@@ -317,7 +317,7 @@ def _encode_lossy(scene: GaussianScene, lv: Level, sinks: EncoderSinks):
     order = np.argsort(codes, kind="stable")
     codes = codes[order]
     n = len(order)
-    code_magnitude(sinks["pos"], np.diff(codes, prepend=0), np.zeros(n), 1, 62, signed=False)
+    code_magnitude(sinks["pos"], np.diff(codes, prepend=0), 0, 1, 62, signed=False)
 
     hdr: dict[str, Any] = {"mode": "lossy", "n": n, "degree": degree, "pos_lo": _f32(lo)}
     hdr["pos_step"] = step
@@ -346,7 +346,7 @@ def _encode_lossy(scene: GaussianScene, lv: Level, sinks: EncoderSinks):
     else:
         qs = np.floor(scl / lv.scale_step + 0.5).astype(np.int64)
         for j in range(3):
-            code_magnitude(sinks["attr"], qs[:, j], np.zeros(n), 1, 24)
+            code_magnitude(sinks["attr"], qs[:, j], 0, 1, 24)
         hdr["scale"] = {"step": lv.scale_step}
     # rotation
     rot = np.asarray(normalized(s.rotations[order]), np.float64)
@@ -367,7 +367,7 @@ def _encode_lossy(scene: GaussianScene, lv: Level, sinks: EncoderSinks):
 def _decode_lossy(hdr: dict, sinks: DecoderSinks) -> GaussianScene:
     n = _int(hdr, "n", 1, min(MAX_SPLATS, _int(hdr, "in", 1, MAX_SPLATS)))
     degree = _int(hdr, "degree", 0, min(3, _int(hdr, "in_degree", 0, 3)))
-    codes = np.cumsum(code_magnitude(sinks["pos"], None, np.zeros(n), 1, 62, signed=False))
+    codes = np.cumsum(code_magnitude(sinks["pos"], None, 0, 1, 62, signed=False, size=n))
     if codes[-1] >= 1 << 62:
         raise CodecError("splat-vq: position codes out of range")
     lo = _floats(hdr, "pos_lo", 3)
@@ -394,7 +394,7 @@ def _decode_lossy(hdr: dict, sinks: DecoderSinks) -> GaussianScene:
         st = float(sc["step"])
         if not (math.isfinite(st) and st > 0):
             raise CodecError("splat-vq: bad scale step")
-        cols = [code_magnitude(sinks["attr"], None, np.zeros(n), 1, 24) for _ in range(3)]
+        cols = [code_magnitude(sinks["attr"], None, 0, 1, 24, size=n) for _ in range(3)]
         scales = np.stack(cols, axis=1) * st
     else:
         scales = _decode_vq(sinks, "scale", sc, n, 3)
@@ -430,8 +430,8 @@ def _code_vq(
     centres, assign = kmeans(x, k, w)
     qc = np.floor(centres.astype(np.float64) / step + 0.5).astype(np.int64)
     for j in range(dims):
-        code_magnitude(sinks[name], qc[:, j], np.zeros(k), 1, 30)
-    code_adaptive(sinks[name], assign, np.zeros(n), 1, k)
+        code_magnitude(sinks[name], qc[:, j], 0, 1, 30)
+    code_adaptive(sinks[name], assign, 0, 1, k)
     return {"k": k, "step": step}
 
 
@@ -440,9 +440,9 @@ def _decode_vq(sinks: DecoderSinks, name: str, hdr: dict, n: int, dims: int) -> 
     step = float(hdr["step"])
     if not (math.isfinite(step) and step > 0):
         raise CodecError(f"splat-vq: bad {name} codebook step")
-    cols = [code_magnitude(sinks[name], None, np.zeros(k), 1, 30) for _ in range(dims)]
+    cols = [code_magnitude(sinks[name], None, 0, 1, 30, size=k) for _ in range(dims)]
     book = np.stack(cols, axis=1).astype(np.float64) * step
-    idx = code_adaptive(sinks[name], None, np.zeros(n), 1, k)
+    idx = code_adaptive(sinks[name], None, 0, 1, k, size=n)
     return book[idx]
 
 
@@ -450,7 +450,7 @@ def _code_rotation(sinks: EncoderSinks, rot: np.ndarray, bits: int) -> None:
     n = len(rot)
     largest = np.argmax(np.abs(rot), axis=1)
     rot = np.where(rot[np.arange(n), largest][:, None] < 0, -rot, rot)
-    code_adaptive(sinks["attr"], largest, np.zeros(n), 1, 4)
+    code_adaptive(sinks["attr"], largest, 0, 1, 4)
     top = (1 << bits) - 1
     for slot in range(3):
         comp = rot[np.arange(n), slot + (largest <= slot)]
@@ -459,7 +459,7 @@ def _code_rotation(sinks: EncoderSinks, rot: np.ndarray, bits: int) -> None:
 
 
 def _decode_rotation(sinks: DecoderSinks, n: int, bits: int) -> np.ndarray:
-    largest = code_adaptive(sinks["attr"], None, np.zeros(n), 1, 4)
+    largest = code_adaptive(sinks["attr"], None, 0, 1, 4, size=n)
     top = (1 << bits) - 1
     rot = np.zeros((n, 4))
     rows = np.arange(n)
