@@ -258,7 +258,7 @@ class SplatVQ(Codec):
         except KeyError as exc:
             raise CodecError(f"{self.name}: missing stream or field {exc}") from None
         except (DecodeError, ValueError, TypeError, OverflowError) as exc:
-            if isinstance(exc, CodecError):
+            if isinstance(exc, CodecError) and str(exc).startswith(self.name):
                 raise
             raise CodecError(f"{self.name}: corrupt stream ({exc})") from None
 
