@@ -181,8 +181,10 @@ def test_splat_adapter(tmp_path, rng):
     header = {"modality": "splat", **prep.fields}
     ad.check_header(header)
     assert ad.restore(scene, header, {}) is scene
-    with pytest.raises(Exception, match="header says"):
-        ad.restore(random_scene(rng, 19, 2), header, {})
+    assert len(ad.restore(random_scene(rng, 19, 1), header, {})) == 19  # pruned, distilled
+    for more in (random_scene(rng, 21, 2), random_scene(rng, 20, 3)):
+        with pytest.raises(Exception, match="header says"):
+            ad.restore(more, header, {})
     assert ad.units(header) == 20 and ad.rate(40, header) == 2.0 and ad.rate_unit == "bytes/splat"
     for bad in (
         {"shape": (0, 9)},

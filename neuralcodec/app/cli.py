@@ -35,6 +35,7 @@ DELEGATED = (
     (("bench", "speed"), "neuralcodec.bench.speed"),
     (("bench", "3d"), "neuralcodec.bench.geometry3d"),
     (("bench", "video"), "neuralcodec.bench.video"),
+    (("bench", "splat"), "neuralcodec.bench.splat"),
     (("train",), "neuralcodec.train"),
     (("demo",), "neuralcodec.app.demo"),
 )

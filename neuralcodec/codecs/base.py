@@ -160,6 +160,8 @@ CODEC_MODULES = (
     "neuralcodec.codecs.mesh_traversal",
     "neuralcodec.codecs.draco",
     "neuralcodec.codecs.learned_video",
+    "neuralcodec.codecs.splat_vq",
+    "neuralcodec.codecs.splat_formats",
 )
 
 

@@ -110,7 +110,14 @@ def read_compressed(path: Path) -> GaussianScene:
             f"{path}: {n} splats need {-(-n // CHUNK)} chunks, file has {chunk_el.count}"
         )
     _, data = read_ply(path, ("chunk", "vertex", "sh"))
+    return unpack_compressed(data, str(path))
+
+
+def unpack_compressed(data: dict[str, dict], what: str = "compressed.ply") -> GaussianScene:
+    """The scene of compressed.ply elements ``{"chunk": .., "vertex": .., "sh": ..}`` (arrays as
+    the PLY reader returns them); ``pack_compressed`` is its inverse on the integers."""
     chunk, vert = data["chunk"], data["vertex"]
+    n = len(vert["packed_position"])
     per = np.arange(n) // CHUNK
     lo, hi = _bounds(chunk, POSITION, per)
     positions = _lerp(lo, hi, unpack_111011(vert["packed_position"]))
@@ -123,7 +130,7 @@ def read_compressed(path: Path) -> GaussianScene:
     if has_color:
         lo, hi = _bounds(chunk, COLOR, per)
         rgb = _lerp(lo, hi, rgb)
-    sh_rest, degree = _read_sh(path, data.get("sh"), n)
+    sh_rest, degree = _read_sh(what, data.get("sh"), n)
     packing = {
         name: chunk[name].astype(np.float32)
         for name in POSITION + SCALE + (COLOR if has_color else ())
@@ -139,10 +146,10 @@ def read_compressed(path: Path) -> GaussianScene:
         sh_degree=degree,
         packing=packing,
     )
-    return scene.validate(str(path))
+    return scene.validate(what)
 
 
-def _read_sh(path: Path, sh: dict | None, n: int) -> tuple[np.ndarray, int]:
+def _read_sh(path: str, sh: dict | None, n: int) -> tuple[np.ndarray, int]:
     if not sh:
         return np.zeros((n, 0, 3), np.float32), 0
     degree = degree_of(len(sh), str(path))
@@ -225,9 +232,14 @@ def _quantise(values: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
 def write_compressed(
     path: str | os.PathLike[str], scene: GaussianScene, force: bool = False
 ) -> Path:
-    """Write ``scene`` as compressed.ply, chunks of 256 splats in scene order, with colour bounds
-    (unless the scene came from a file without them) and, for SH degree > 0, an ``sh`` element."""
+    """Write ``scene`` as compressed.ply (``pack_compressed``)."""
     scene.validate(str(path))
+    return write_ply(path, pack_compressed(scene), ("written by neuralcodec",), force=force)
+
+
+def pack_compressed(scene: GaussianScene) -> dict[str, dict[str, np.ndarray]]:
+    """The compressed.ply elements of ``scene``: chunks of 256 splats in scene order, with colour
+    bounds (unless the scene came from a file without them) and, for SH degree > 0, ``sh``."""
     n = len(scene)
     n_chunks = -(-n // CHUNK)
     pos = np.asarray(scene.positions, np.float64)
@@ -263,4 +275,4 @@ def write_compressed(
         rest = np.asarray(scene.sh_rest, np.float64).transpose(0, 2, 1).reshape(n, -1)
         q = np.clip(np.floor((rest + 4.0) / 8.0 * 255.0 + 0.5), 0, 255).astype(np.uint8)
         elements["sh"] = {f"f_rest_{i}": q[:, i] for i in range(q.shape[1])}
-    return write_ply(path, elements, ("written by neuralcodec",), force=force)
+    return elements

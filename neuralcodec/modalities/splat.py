@@ -5,7 +5,8 @@
     file --read (datasets.splat, datasets.splat_packed)--> GaussianScene
          --prepare--> Prepared(coded=GaussianScene, fields: shape (N, (degree + 1)^2),
                                metadata {sh_degree, source})
-    decoded GaussianScene --restore--> GaussianScene checked against the header
+    decoded GaussianScene --restore--> GaussianScene checked against the header (at most the
+                                       header's splats and SH degree: codecs may prune / distil)
          --write--> by name: *.splat, *.compressed.ply, else INRIA .ply
 
 ``accepts`` takes a ``.ply`` only when its header has ``f_dc_0`` and ``scale_0`` vertex properties or a
@@ -69,13 +70,15 @@ class SplatAdapter(ModalityAdapter):
         self.check_header(header)
         scene = _as_scene(decoded)
         n, coeffs = shape_of(self.modality, header, 2)
-        if len(scene) != n or (scene.sh_degree + 1) ** 2 != coeffs:
+        # lossy codecs may prune splats and lower the SH degree, never add either
+        if not 1 <= len(scene) <= n or (scene.sh_degree + 1) ** 2 > coeffs:
             raise CodecError(
                 f"decoded {len(scene)} splats of SH degree {scene.sh_degree}, header says {n} x {coeffs}"
             )
         for name in ("positions", "scales_log", "rotations", "opacities", "sh_dc", "sh_rest"):
             setattr(scene, name, np.asarray(getattr(scene, name), dtype=np.float32))
-        scene.packing = None
+        if not _packing_fits(scene):
+            scene.packing = None
         return scene.validate("decoded splat scene")
 
     def check_header(self, header: dict[str, Any]) -> None:
@@ -91,6 +94,17 @@ class SplatAdapter(ModalityAdapter):
 
     def units(self, header: dict[str, Any]) -> int:
         return shape_of(self.modality, header, 2)[0]
+
+
+def _packing_fits(scene: GaussianScene) -> bool:
+    """Whether the compressed.ply packing a codec decoded (exact codecs keep it, so that writing
+    compressed.ply gives back the file's integers) matches the scene's size."""
+    p = scene.packing
+    if not p:
+        return False
+    chunks = -(-len(scene) // 256)
+    lens = {len(v) for k, v in p.items() if k != "rotation_largest"}
+    return lens == {chunks} and len(p.get("rotation_largest", ())) == len(scene)
 
 
 def _as_scene(data: Any) -> GaussianScene:

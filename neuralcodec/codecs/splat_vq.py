@@ -1,0 +1,570 @@
+"""``splat-vq``: a post-hoc Gaussian splat codec (from the ``.ply`` alone, no retraining), in the
+manner of LightGaussian: prune, distil SH, vector-quantise, entropy-code.
+
+Levels 1..7 (lossy)::
+
+    scene --importance (summed blending weight over 8 orbit views at 192 px, x volume^0.1)
+          --prune the least important fraction (and every splat with opacity < 1/255)
+          --SH distillation to the level's degree (least squares over 192 directions)
+          --positions on a grid (step = the robust extent / 2^bits), Morton order
+    positions  sorted Morton codes -> deltas -> magnitude classes (adaptive) + raw bits
+    opacity    sigmoid, b bits              } each field coded directly or as the delta from the
+    colour     0.5 + C0 f_dc, b bits/channel} previous splat in Morton order, whichever is smaller;
+               (colour as integer YCoCg-R)  }
+    scale      VQ (K-means codebook, coded) or log-scale grid
+    rotation   VQ (codebook coded) or smallest-three with b bits
+    SH rest    VQ (codebook coded, 1/256 steps)          indices: adaptive tables
+
+Level 8 (exact): the scene's compressed.ply integers (``pack_compressed``: the file's own when the
+scene was read from one, else chunks of 256 in Morton order) coded losslessly: chunk bounds as
+float32, each packed field directly or as the delta from the previous splat in its chunk, with
+adaptive tables. Decoding gives ``unpack_compressed`` of those integers, so a compressed.ply input
+comes back value for value, packing included (written as compressed.ply: the same integers).
+
+Everything the decoder needs is in the ``hdr`` stream (compact JSON) and the coded streams
+``pos``, ``attr``, ``sh`` (range coder, adaptive models from ``splat_coding``) and ``chunk``
+(float32 bounds). Decoding is integer arithmetic up to the final float conversions.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from neuralcodec.codecs.base import Codec, CodecError, Encoded, register
+from neuralcodec.codecs.latent.sinks import DecoderSinks, EncoderSinks, Sinks
+from neuralcodec.codecs.splat_coding import (
+    code_adaptive,
+    code_magnitude,
+    distill_sh,
+    kmeans,
+    morton_decode,
+    morton_encode,
+)
+from neuralcodec.datasets.splat import (
+    MAX_SPLATS,
+    SH_C0,
+    GaussianScene,
+    logit,
+    normalized,
+    sigmoid,
+)
+from neuralcodec.datasets.splat_packed import (
+    CHUNK,
+    COLOR,
+    POSITION,
+    SCALE,
+    pack_compressed,
+    unpack_compressed,
+)
+from neuralcodec.entropy.rangecoder import DecodeError
+
+FORMAT_VERSION = 1
+EXACT_LEVEL = 8
+IMPORTANCE_VIEWS = 8
+IMPORTANCE_SIZE = 192
+MAX_CODEBOOK = 1 << 14
+MAX_POS_BITS = 20
+
+
+@dataclass(frozen=True)
+class Level:
+    prune: float  # fraction of the splats dropped, least important first
+    pos_bits: int  # grid step = robust extent / 2^pos_bits
+    sh_degree: int  # highest SH degree kept
+    sh_codebook: int  # at most this many SH codewords
+    scale_vq: int  # codebook size, 0 = scalar with scale_step
+    scale_step: float  # log-scale step
+    rot_vq: int  # codebook size, 0 = smallest-three with rot_bits
+    rot_bits: int
+    color_bits: int
+    opacity_bits: int
+
+
+LEVELS = {
+    1: Level(0.60, 12, 0, 0, 2048, 0.0, 2048, 0, 5, 4),
+    2: Level(0.50, 13, 1, 1024, 0, 0.04, 4096, 0, 5, 5),
+    3: Level(0.40, 13, 1, 1024, 0, 0.03, 4096, 0, 6, 5),
+    4: Level(0.30, 14, 1, 2048, 0, 0.025, 0, 9, 6, 6),
+    5: Level(0.20, 15, 2, 4096, 0, 0.02, 0, 10, 7, 6),
+    6: Level(0.10, 16, 3, 4096, 0, 0.015, 0, 10, 7, 7),
+    7: Level(0.00, 16, 3, 8192, 0, 0.01, 0, 11, 8, 8),
+}
+
+
+# ----------------------------------------------------------------------------- importance
+
+
+def importance(
+    scene: GaussianScene, views: int = IMPORTANCE_VIEWS, size: int = IMPORTANCE_SIZE
+) -> np.ndarray:
+    """Per splat: its summed blending weight over ``views`` orbit renders (half of them 20
+    degrees above the orbit plane, half 20 degrees below, staggered in azimuth), times its
+    volume (relative to the 90th percentile) to the power 0.1, as LightGaussian's global
+    significance; plus a tiny opacity x volume term so that splats no view hits still have an
+    order."""
+    from neuralcodec.render import SceneTensors, orbit_cameras, render_full
+
+    st = SceneTensors.of(scene)
+    hits = np.zeros(len(scene), np.float64)
+    half = max(1, views // 2)
+    cams = []
+    for k, elevation in enumerate((20.0, -20.0)):
+        azimuths = [(i + 0.5 * k) * 360.0 / half for i in range(half)]
+        cams += orbit_cameras(scene.positions, half, size, elevation, azimuths_deg=azimuths)
+    for cam in cams:
+        hits += render_full(st, cam, hits=True).hits.numpy()
+    vol = np.exp(np.asarray(scene.scales_log, np.float64).sum(axis=1))
+    vol = vol / max(float(np.percentile(vol, 90)), 1e-30)
+    fallback = sigmoid(scene.opacities) * np.minimum(vol, 1.0) * 1e-9
+    return hits * np.power(vol, 0.1) + fallback
+
+
+def _select(scene: GaussianScene, keep: np.ndarray) -> GaussianScene:
+    return GaussianScene(
+        scene.positions[keep],
+        scene.scales_log[keep],
+        scene.rotations[keep],
+        scene.opacities[keep],
+        scene.sh_dc[keep],
+        scene.sh_rest[keep],
+        scene.sh_degree,
+    )
+
+
+def _entropy_bits(v: np.ndarray) -> float:
+    if v.size == 0:
+        return 0.0
+    _, counts = np.unique(v, return_counts=True)
+    p = counts / v.size
+    return float(-(counts * np.log2(p)).sum())
+
+
+# ----------------------------------------------------------------------------- fields
+
+
+def ycocg(q: np.ndarray, bits: int) -> np.ndarray:
+    """Integer r g b (``bits`` each) -> y (``bits``), co and cg (offset to ``bits + 1`` bits):
+    the lifting YCoCg-R transform, exactly invertible."""
+    r, g, b = (np.asarray(q[:, i], np.int64) for i in range(3))
+    co = r - b
+    t = b + (co >> 1)
+    cg = g - t
+    y = t + (cg >> 1)
+    return np.stack([y, co + (1 << bits), cg + (1 << bits)], axis=1)
+
+
+def ycocg_inverse(v: np.ndarray, bits: int) -> np.ndarray:
+    y, co, cg = v[:, 0], v[:, 1] - (1 << bits), v[:, 2] - (1 << bits)
+    t = y - (cg >> 1)
+    g = cg + t
+    b = t - (co >> 1)
+    return np.stack([b + co, g, b], axis=1)
+
+
+def code_fields(
+    sinks: Sinks,
+    stream: str,
+    values: np.ndarray | None,
+    bits: tuple[int, ...],
+    first: np.ndarray,
+    modes: list[int] | None,
+) -> tuple[np.ndarray, list[int]]:
+    """N x F unsigned fields of ``bits[f]`` bits; per field mode 0 = adaptive table of the value,
+    1 = signed delta from the previous row (rows where ``first`` is set: from 0). The encoder
+    picks the modes (smaller empirical entropy); the decoder is given them."""
+    n, f = len(first), len(bits)
+    out = np.zeros((n, f), np.int64)
+    chosen = []
+    for j in range(f):
+        col = None if values is None else np.asarray(values[:, j], np.int64)
+        if modes is None:
+            d = np.where(first, col, col - np.roll(col, 1))
+            mode = int(_entropy_bits(d) < _entropy_bits(col) and bits[j] > 1)
+        else:
+            mode = modes[j]
+        if mode == 0:
+            got = code_adaptive(sinks[stream], col, 0, 1, 1 << bits[j], size=n)
+        else:
+            d = None if col is None else np.where(first, col, col - np.roll(col, 1))
+            dd = code_magnitude(sinks[stream], d, first.astype(np.int64), 2, bits[j] + 1)
+            got = _undelta(dd, first)
+            if got.size and (got.min() < 0 or got.max() >= 1 << bits[j]):
+                raise CodecError(f"{stream}: decoded field out of its {bits[j]}-bit range")
+        out[:, j] = got
+        chosen.append(mode)
+    return out, chosen
+
+
+def _undelta(d: np.ndarray, first: np.ndarray) -> np.ndarray:
+    """Cumulative sums restarting at every ``first`` row."""
+    c = np.cumsum(d)
+    if len(d) == 0:
+        return c
+    starts = np.maximum.accumulate(np.where(first, np.arange(len(d)), 0))
+    base = np.where(starts > 0, c[starts - 1], 0)
+    return c - base
+
+
+# ----------------------------------------------------------------------------- the codec
+
+
+@register
+class SplatVQ(Codec):
+    name = "splat-vq"
+    codec_id = 30
+    modality = "splat"
+    quality_range = (1, EXACT_LEVEL)
+    extensions = (".ply", ".splat")
+    description = (
+        "Gaussian splats: importance pruning, SH distillation, VQ, Morton-coded positions; "
+        "level 8 = the compressed.ply integers, lossless"
+    )
+    rank = 10
+    bench_qualities: ClassVar[tuple[int, ...]] = ()
+
+    def encode(self, data: Any, quality: int) -> Encoded:
+        q = self.check_quality(quality)
+        if not isinstance(data, GaussianScene):
+            raise CodecError(f"{self.name}: expected a GaussianScene, got {type(data).__name__}")
+        scene = data.validate()
+        sinks = EncoderSinks()
+        if q == EXACT_LEVEL:
+            hdr, raw = _encode_exact(scene, sinks)
+        else:
+            hdr, raw = _encode_lossy(scene, LEVELS[q], sinks)
+        hdr = {"v": FORMAT_VERSION, "in": len(scene), "in_degree": scene.sh_degree, **hdr}
+        streams = {"hdr": json.dumps(hdr, sort_keys=True, separators=(",", ":")).encode()}
+        streams.update(raw)
+        streams.update(sinks.finish())
+        d = scene.sh_degree
+        # the adapter checks sh_degree in the metadata; the container keeps the codec's metadata
+        header = {"shape": (len(scene), (d + 1) ** 2), "sh_degree": d}
+        return Encoded(self.name, header, streams)
+
+    def decode(self, encoded: Encoded) -> GaussianScene:
+        try:
+            hdr = json.loads(bytes(encoded.streams["hdr"]).decode())
+            if not isinstance(hdr, dict) or hdr.get("v") != FORMAT_VERSION:
+                raise CodecError(f"{self.name}: unknown stream version")
+            sinks = DecoderSinks(encoded.streams)
+            if hdr.get("mode") == "exact":
+                return _decode_exact(hdr, sinks, encoded.streams)
+            return _decode_lossy(hdr, sinks)
+        except KeyError as exc:
+            raise CodecError(f"{self.name}: missing stream or field {exc}") from None
+        except (DecodeError, ValueError, TypeError, OverflowError) as exc:
+            if isinstance(exc, CodecError) and str(exc).startswith(self.name):
+                raise
+            raise CodecError(f"{self.name}: corrupt stream ({exc})") from None
+
+
+def _int(hdr: dict, key: str, lo: int, hi: int) -> int:
+    v = hdr[key]
+    if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
+        raise CodecError(f"splat-vq: header {key}={v!r} outside {lo}..{hi}")
+    return v
+
+
+def _floats(hdr: dict, key: str, n: int) -> np.ndarray:
+    v = np.asarray(hdr[key], np.float64)
+    if v.shape != (n,) or not np.isfinite(v).all():
+        raise CodecError(f"splat-vq: header {key} is not {n} finite numbers")
+    return v
+
+
+def _f32(a: np.ndarray) -> list[float]:
+    return [float(x) for x in np.asarray(a, np.float32)]
+
+
+# ----------------------------------------------------------------------------- lossy levels
+
+
+def _encode_lossy(scene: GaussianScene, lv: Level, sinks: EncoderSinks):
+    visible = sigmoid(scene.opacities) >= 1.0 / 255.0
+    if not visible.any():
+        visible[np.argmax(scene.opacities)] = True
+    score = None
+    keep = np.nonzero(visible)[0]
+    if lv.prune > 0 and len(keep) > 1:
+        score = importance(scene)
+        n_keep = max(1, int(round(len(scene) * (1.0 - lv.prune))))
+        if n_keep < len(keep):
+            order = np.lexsort((keep, -score[keep]))  # most important first, ties by index
+            keep = np.sort(keep[order[:n_keep]])
+    s = _select(scene, keep)
+    weights = score[keep] if score is not None else sigmoid(s.opacities)
+    degree = min(s.sh_degree, lv.sh_degree)
+    dc, rest = s.sh_dc, s.sh_rest
+    if degree < s.sh_degree:
+        dc, rest = distill_sh(dc, rest, s.sh_degree, degree)
+
+    # positions: grid, Morton order
+    pos = np.asarray(s.positions, np.float64)
+    lo = pos.min(axis=0).astype(np.float32).astype(np.float64)
+    span = pos.max(axis=0) - lo
+    robust = np.percentile(pos, 98, axis=0) - np.percentile(pos, 2, axis=0)
+    step = max(float(robust.max()), 1e-9) / (1 << lv.pos_bits)
+    while np.any(span / step >= (1 << MAX_POS_BITS) - 1):
+        step *= 2.0
+    step = float(np.float32(step))
+    qpos = np.clip(np.floor((pos - lo) / step + 0.5), 0, (1 << MAX_POS_BITS) - 1).astype(np.int64)
+    codes = morton_encode(qpos)
+    order = np.argsort(codes, kind="stable")
+    codes = codes[order]
+    n = len(order)
+    code_magnitude(sinks["pos"], np.diff(codes, prepend=0), 0, 1, 62, signed=False)
+
+    hdr: dict[str, Any] = {"mode": "lossy", "n": n, "degree": degree, "pos_lo": _f32(lo)}
+    hdr["pos_step"] = step
+    first = np.zeros(n, bool)
+    first[0] = True
+
+    # opacity and colour
+    ob, cb = lv.opacity_bits, lv.color_bits
+    op = np.floor(sigmoid(s.opacities[order]) * ((1 << ob) - 1) + 0.5).astype(np.int64)
+    rgb = 0.5 + SH_C0 * np.asarray(dc[order], np.float64)
+    # the range of the colours but a few outliers (clamped), in float32 as the header keeps it
+    c_lo = np.percentile(rgb, 0.05, axis=0).astype(np.float32)
+    c_hi = np.percentile(rgb, 99.95, axis=0).astype(np.float32)
+    c_span = np.maximum(c_hi.astype(np.float64) - c_lo, 1e-6)
+    qc = np.floor((rgb - c_lo) / c_span * ((1 << cb) - 1) + 0.5).astype(np.int64)
+    qc = np.clip(qc, 0, (1 << cb) - 1)
+    vals = np.concatenate([op[:, None], ycocg(qc, cb)], axis=1)
+    _, modes = code_fields(sinks, "attr", vals, (ob, cb, cb + 1, cb + 1), first, None)
+    hdr.update(op_bits=ob, col_bits=cb, col_lo=_f32(c_lo), col_hi=_f32(c_hi), attr_modes=modes)
+
+    w = np.asarray(weights, np.float64)[order]
+    # scale
+    scl = np.asarray(s.scales_log[order], np.float64)
+    if lv.scale_vq:
+        hdr["scale"] = _code_vq(sinks, "scale", scl, lv.scale_vq, 1.0 / 64, w)
+    else:
+        qs = np.floor(scl / lv.scale_step + 0.5).astype(np.int64)
+        for j in range(3):
+            code_magnitude(sinks["attr"], qs[:, j], 0, 1, 24)
+        hdr["scale"] = {"step": lv.scale_step}
+    # rotation
+    rot = np.asarray(normalized(s.rotations[order]), np.float64)
+    rot = np.where(rot[:, :1] < 0, -rot, rot)
+    if lv.rot_vq:
+        hdr["rot"] = _code_vq(sinks, "rot", rot, lv.rot_vq, 1.0 / 2048, w)
+    else:
+        _code_rotation(sinks, rot, lv.rot_bits)
+        hdr["rot"] = {"bits": lv.rot_bits}
+    # SH rest
+    if degree > 0:
+        flat = np.asarray(rest[order], np.float64).reshape(n, -1)
+        k = min(lv.sh_codebook, max(256, 1 << int(math.ceil(math.log2(max(n, 2) / 8)))))
+        hdr["sh"] = _code_vq(sinks, "sh", flat, k, 1.0 / 256, w)
+    return hdr, {}
+
+
+def _decode_lossy(hdr: dict, sinks: DecoderSinks) -> GaussianScene:
+    n = _int(hdr, "n", 1, min(MAX_SPLATS, _int(hdr, "in", 1, MAX_SPLATS)))
+    degree = _int(hdr, "degree", 0, min(3, _int(hdr, "in_degree", 0, 3)))
+    codes = np.cumsum(code_magnitude(sinks["pos"], None, 0, 1, 62, signed=False, size=n))
+    if codes[-1] >= 1 << 62:
+        raise CodecError("splat-vq: position codes out of range")
+    lo = _floats(hdr, "pos_lo", 3)
+    step = float(hdr["pos_step"])
+    if not (math.isfinite(step) and step > 0):
+        raise CodecError("splat-vq: bad position step")
+    positions = lo + morton_decode(codes).astype(np.float64) * step
+    ob, cb = _int(hdr, "op_bits", 1, 12), _int(hdr, "col_bits", 1, 12)
+    modes = hdr["attr_modes"]
+    if not (isinstance(modes, list) and len(modes) == 4 and all(m in (0, 1) for m in modes)):
+        raise CodecError("splat-vq: bad attribute modes")
+    first = np.zeros(n, bool)
+    first[0] = True
+    vals, _ = code_fields(sinks, "attr", None, (ob, cb, cb + 1, cb + 1), first, modes)
+    opacity = logit(vals[:, 0] / ((1 << ob) - 1))
+    c_lo, c_hi = _floats(hdr, "col_lo", 3), _floats(hdr, "col_hi", 3)
+    c_span = np.maximum(c_hi - c_lo, 1e-6)
+    qc = ycocg_inverse(vals[:, 1:], cb)
+    if qc.min() < 0 or qc.max() >= 1 << cb:
+        raise CodecError("splat-vq: decoded colour out of range")
+    rgb = c_lo + qc / ((1 << cb) - 1) * c_span
+    sc = hdr["scale"]
+    if "k" not in sc:
+        st = float(sc["step"])
+        if not (math.isfinite(st) and st > 0):
+            raise CodecError("splat-vq: bad scale step")
+        cols = [code_magnitude(sinks["attr"], None, 0, 1, 24, size=n) for _ in range(3)]
+        scales = np.stack(cols, axis=1) * st
+    else:
+        scales = _decode_vq(sinks, "scale", sc, n, 3)
+    rt = hdr["rot"]
+    if "bits" in rt:
+        rot = _decode_rotation(sinks, n, _int(rt, "bits", 2, 12))
+    else:
+        rot = _decode_vq(sinks, "rot", rt, n, 4)
+        bad = np.linalg.norm(rot, axis=1) < 1e-6
+        rot[bad] = (1.0, 0.0, 0.0, 0.0)
+    k = (degree + 1) ** 2 - 1
+    rest = np.zeros((n, k, 3))
+    if degree > 0:
+        rest = _decode_vq(sinks, "sh", hdr["sh"], n, 3 * k).reshape(n, k, 3)
+    return GaussianScene(
+        positions=positions.astype(np.float32),
+        scales_log=scales.astype(np.float32),
+        rotations=normalized(rot),
+        opacities=opacity.astype(np.float32),
+        sh_dc=((rgb - 0.5) / SH_C0).astype(np.float32),
+        sh_rest=rest.astype(np.float32),
+        sh_degree=degree,
+    ).validate("decoded splat scene")
+
+
+def _code_vq(
+    sinks: EncoderSinks, name: str, x: np.ndarray, k: int, step: float, w: np.ndarray
+) -> dict:
+    """K-means codebook of the rows of ``x`` on a ``step`` grid (coded per dimension), then the
+    indices with an adaptive table."""
+    n, dims = x.shape
+    k = int(min(k, n))
+    centres, assign = kmeans(x, k, w)
+    qc = np.floor(centres.astype(np.float64) / step + 0.5).astype(np.int64)
+    for j in range(dims):
+        code_magnitude(sinks[name], qc[:, j], 0, 1, 30)
+    code_adaptive(sinks[name], assign, 0, 1, k)
+    return {"k": k, "step": step}
+
+
+def _decode_vq(sinks: DecoderSinks, name: str, hdr: dict, n: int, dims: int) -> np.ndarray:
+    k = _int(hdr, "k", 1, MAX_CODEBOOK)
+    step = float(hdr["step"])
+    if not (math.isfinite(step) and step > 0):
+        raise CodecError(f"splat-vq: bad {name} codebook step")
+    cols = [code_magnitude(sinks[name], None, 0, 1, 30, size=k) for _ in range(dims)]
+    book = np.stack(cols, axis=1).astype(np.float64) * step
+    idx = code_adaptive(sinks[name], None, 0, 1, k, size=n)
+    return book[idx]
+
+
+def _code_rotation(sinks: EncoderSinks, rot: np.ndarray, bits: int) -> None:
+    n = len(rot)
+    largest = np.argmax(np.abs(rot), axis=1)
+    rot = np.where(rot[np.arange(n), largest][:, None] < 0, -rot, rot)
+    code_adaptive(sinks["attr"], largest, 0, 1, 4)
+    top = (1 << bits) - 1
+    for slot in range(3):
+        comp = rot[np.arange(n), slot + (largest <= slot)]
+        qv = np.clip(np.floor((comp * math.sqrt(0.5) + 0.5) * top + 0.5), 0, top).astype(np.int64)
+        code_adaptive(sinks["attr"], qv, largest, 4, top + 1)
+
+
+def _decode_rotation(sinks: DecoderSinks, n: int, bits: int) -> np.ndarray:
+    largest = code_adaptive(sinks["attr"], None, 0, 1, 4, size=n)
+    top = (1 << bits) - 1
+    rot = np.zeros((n, 4))
+    rows = np.arange(n)
+    for slot in range(3):
+        qv = code_adaptive(sinks["attr"], None, largest, 4, top + 1)
+        rot[rows, slot + (largest <= slot)] = (qv / top - 0.5) / math.sqrt(0.5)
+    rot[rows, largest] = np.sqrt(np.maximum(0.0, 1.0 - (rot * rot).sum(axis=1)))
+    return rot
+
+
+# ----------------------------------------------------------------------------- exact level
+
+
+_FIELDS_111011 = ((21, 11), (11, 10), (0, 11))
+
+
+def _morton_order(positions: np.ndarray) -> np.ndarray:
+    p = np.asarray(positions, np.float64)
+    lo, hi = p.min(axis=0), p.max(axis=0)
+    q = np.floor((p - lo) / np.maximum(hi - lo, 1e-30) * 1023 + 0.5).astype(np.int64)
+    return np.argsort(morton_encode(q), kind="stable")
+
+
+def _encode_exact(scene: GaussianScene, sinks: EncoderSinks):
+    if scene.packing is None:  # chunks in Morton order, as PlayCanvas writes them
+        order = _morton_order(scene.positions)
+        scene = _select(scene, order)
+    el = pack_compressed(scene)
+    n = len(scene)
+    chunk = el["chunk"]
+    names = POSITION + SCALE + (COLOR if "min_r" in chunk else ())
+    bounds = np.stack([np.asarray(chunk[k], np.float32) for k in names], axis=1)
+    v = el["vertex"]
+    first = (np.arange(n) % CHUNK) == 0
+    cols, bits = _split_packed(v)
+    _, modes = code_fields(sinks, "attr", cols, bits, first, None)
+    k3 = 0
+    if "sh" in el:
+        sh = el["sh"]
+        k3 = len(sh)
+        q = np.stack([sh[f"f_rest_{i}"] for i in range(k3)], axis=1).astype(np.int64)
+        ctx = np.broadcast_to(np.arange(k3), q.shape)
+        code_adaptive(sinks["sh"], q.reshape(-1), ctx.reshape(-1), k3, 256)
+    hdr = {"mode": "exact", "n": n, "colour_bounds": "min_r" in chunk, "modes": modes, "sh": k3}
+    return hdr, {"chunk": bounds.astype("<f4").tobytes()}
+
+
+def _split_packed(v: dict) -> tuple[np.ndarray, tuple[int, ...]]:
+    """The packed uint32s as 14 fields: position 11-10-11, scale 11-10-11, the dropped rotation
+    component (2 bits) and three 10-bit components, r g b a."""
+    cols = []
+    for key in ("packed_position", "packed_scale"):
+        p = np.asarray(v[key], np.int64)
+        cols += [(p >> s) & ((1 << b) - 1) for s, b in _FIELDS_111011]
+    r = np.asarray(v["packed_rotation"], np.int64)
+    cols += [(r >> 30) & 3] + [(r >> s) & 1023 for s in (20, 10, 0)]
+    c = np.asarray(v["packed_color"], np.int64)
+    cols += [(c >> s) & 255 for s in (24, 16, 8, 0)]
+    bits = (11, 10, 11, 11, 10, 11, 2, 10, 10, 10, 8, 8, 8, 8)
+    return np.stack(cols, axis=1), bits
+
+
+def _join_packed(f: np.ndarray) -> dict[str, np.ndarray]:
+    def pack(cols, shifts):
+        out = np.zeros(len(f), np.int64)
+        for c, s in zip(cols, shifts, strict=True):
+            out |= f[:, c] << s
+        return out.astype(np.uint32)
+
+    return {
+        "packed_position": pack((0, 1, 2), (21, 11, 0)),
+        "packed_rotation": pack((6, 7, 8, 9), (30, 20, 10, 0)),
+        "packed_scale": pack((3, 4, 5), (21, 11, 0)),
+        "packed_color": pack((10, 11, 12, 13), (24, 16, 8, 0)),
+    }
+
+
+def _decode_exact(hdr: dict, sinks: DecoderSinks, streams) -> GaussianScene:
+    n = _int(hdr, "n", 1, min(MAX_SPLATS, _int(hdr, "in", 1, MAX_SPLATS)))
+    k3 = _int(hdr, "sh", 0, 45)
+    if k3 not in (0, 9, 24, 45):
+        raise CodecError(f"splat-vq: {k3} SH coefficients is not degree 1..3")
+    colour = hdr["colour_bounds"]
+    if not isinstance(colour, bool):
+        raise CodecError("splat-vq: bad colour_bounds flag")
+    names = POSITION + SCALE + (COLOR if colour else ())
+    n_chunks = -(-n // CHUNK)
+    raw = bytes(streams["chunk"])
+    if len(raw) != 4 * n_chunks * len(names):
+        raise CodecError(f"splat-vq: chunk stream holds {len(raw)} bytes for {n_chunks} chunks")
+    bounds = np.frombuffer(raw, "<f4").reshape(n_chunks, len(names))
+    if not np.isfinite(bounds).all():
+        raise CodecError("splat-vq: non-finite chunk bounds")
+    modes = hdr["modes"]
+    if not (isinstance(modes, list) and len(modes) == 14 and all(m in (0, 1) for m in modes)):
+        raise CodecError("splat-vq: bad field modes")
+    first = (np.arange(n) % CHUNK) == 0
+    bits = (11, 10, 11, 11, 10, 11, 2, 10, 10, 10, 8, 8, 8, 8)
+    fields, _ = code_fields(sinks, "attr", None, bits, first, modes)
+    data: dict[str, dict] = {
+        "chunk": {k: bounds[:, i].copy() for i, k in enumerate(names)},
+        "vertex": _join_packed(fields),
+    }
+    if k3:
+        ctx = np.broadcast_to(np.arange(k3), (n, k3)).reshape(-1)
+        q = code_adaptive(sinks["sh"], None, ctx, k3, 256).reshape(n, k3).astype(np.uint8)
+        data["sh"] = {f"f_rest_{i}": q[:, i] for i in range(k3)}
+    return unpack_compressed(data, "decoded splat scene")
