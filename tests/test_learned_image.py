@@ -226,7 +226,7 @@ def test_shipped_model_reproduces_its_golden_bitstream(entry):
         torch.set_num_threads(before)
 
 
-@pytest.mark.parametrize("entry", SHIPPED, ids=[e["name"] for e in SHIPPED])
+@pytest.mark.parametrize("entry", SHIPPED_IMAGE, ids=[e["name"] for e in SHIPPED_IMAGE])
 def test_shipped_model_rate_and_quality_grow_with_the_quality_level(entry):
     codec = get_codec(entry["name"])
     img = np.asarray(Image.open(KODAK / "kodim23.png").convert("RGB"))[128:384, 256:512]
