@@ -41,7 +41,7 @@ import numpy as np
 
 from neuralcodec.container.mutate import MUTATOR_VERSION, Seed, make_case, parse_seed
 
-CORPUS_CODECS = ("elic", "mbt-mean", "inr", "test-raw", "test-zlib")
+CORPUS_CODECS = ("elic-int", "elic", "mbt-mean", "inr", "test-raw", "test-zlib")
 CORPUS_OPTIONS = {"inr": {"preset": "test"}}
 CORPUS_CROPS = {"inr": ((32, 48),), "test-raw": ((4, 6),), "test-zlib": ((4, 6),)}
 DEFAULT_CROPS = ((32, 48), (64, 64))

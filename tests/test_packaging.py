@@ -43,7 +43,12 @@ def test_weights_dir_is_the_package_data_folder(monkeypatch):
     assert folder == Path(str(resources.files("neuralcodec.weights")))
     assert folder == Path(neuralcodec.__file__).parent / "weights"
     files = _manifest_files()
-    assert set(files) == {"elic.safetensors", "mbt-mean.safetensors", "elic-ip.safetensors"}
+    assert set(files) == {
+        "elic.safetensors",
+        "elic-int.safetensors",
+        "mbt-mean.safetensors",
+        "elic-ip.safetensors",
+    }
     for name, sha in files.items():
         assert hashlib.sha256((folder / name).read_bytes()).hexdigest() == sha
     assert ElicCodec().weights_path == folder / "elic.safetensors"
