@@ -96,3 +96,21 @@ def test_benchmarks_tab_shows_the_bd_rate_table(page):
     page.get_by_role("tab", name="Benchmarks").click()
     page.locator("#bdrate").get_by_text("-31.5%").wait_for()
     assert "kodak" in page.locator("#bench-source").inner_text()
+
+
+SPLAT = Path(__file__).resolve().parents[2] / "shared" / "data" / "3d" / "gaussian_splats"
+
+
+def test_3d_tab_compresses_a_mesh_in_the_page(page, tmp_path):
+    mesh = SPLAT.parent / "meshes" / "stanford_bunny" / "bun_zipper_res4.ply"
+    if not mesh.is_file():
+        pytest.skip("shared meshes not found")
+    page.get_by_role("tab", name="3D").click()
+    page.locator("#three-d-upload input[type=file]").set_input_files(str(mesh))
+    page.locator("#three-d-button").click()
+    page.wait_for_function(
+        "document.querySelector('#three-d-summary').innerText.includes('D1 PSNR')"
+    )
+    text = page.locator("#three-d-summary").inner_text()
+    assert "bytes" in text and "dB" in text
+    page.screenshot(path=str(tmp_path / "3d-tab.png"))

@@ -27,6 +27,7 @@ import numpy as np
 
 from neuralcodec import api
 from neuralcodec.app import demo_core as core
+from neuralcodec.app import demo_media as media
 from neuralcodec.codecs.base import codec_class
 from neuralcodec.datasets.images import encode_png
 
@@ -34,10 +35,11 @@ LOG = logging.getLogger("neuralcodec.demo")
 RESULTS_DIR = Path("results")  # relative to the working directory, as `codec bench rd --out`
 QUALITY, TARGET = "quality level", "target bpp"
 CROP_SLOTS = ("original", "ours", *core.ANCHOR_CODECS)
-TITLE = "neuralcodec — learned image compression"
+TITLE = "neuralcodec — learned compression"
 INTRO = (
     "Compress an image with a learned codec into an `.ncf` file, see what it costs and what it "
     "looks like next to JPEG, WebP and AVIF **at the same file size**; decode `.ncf` files; "
+    "code short video clips (next to x265), point clouds, meshes and Gaussian splat scenes; "
     "browse the latest Kodak rate-distortion benchmarks. Everything runs on this machine."
 )
 CSS = """
@@ -402,6 +404,10 @@ def build_app(config: DemoConfig | None = None) -> Any:
                 load_quality, quality = _compress_tab(gr, config)
             with gr.Tab("Decompress", id="decompress"):
                 _decompress_tab(gr, config)
+            with gr.Tab("Video", id="video"):
+                media.video_tab(gr, lambda: _new_dir(config), _user_errors)
+            with gr.Tab("3D", id="3d"):
+                media.three_d_tab(gr, lambda: _new_dir(config), _user_errors)
             with gr.Tab("Benchmarks", id="benchmarks"):
                 load, outputs = _benchmarks_tab(gr, config)
         app.load(load, None, outputs, api_visibility="private")
@@ -430,7 +436,9 @@ def launch_options(host: str, port: int, limits: core.DemoLimits) -> dict[str, A
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.description = "Serve the web demo (Compress / Decompress / Benchmarks) on this machine."
+    parser.description = (
+        "Serve the web demo (Compress / Decompress / Video / 3D / Benchmarks) on this machine."
+    )
     parser.add_argument(
         "--host",
         default="127.0.0.1",
