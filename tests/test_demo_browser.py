@@ -114,3 +114,21 @@ def test_3d_tab_compresses_a_mesh_in_the_page(page, tmp_path):
     text = page.locator("#three-d-summary").inner_text()
     assert "bytes" in text and "dB" in text
     page.screenshot(path=str(tmp_path / "3d-tab.png"))
+
+
+def test_video_tab_compresses_a_clip_in_the_page(page, tmp_path):
+    from test_demo_api import _tiny_y4m
+
+    from neuralcodec import api
+    from neuralcodec.codecs.base import weights_available
+
+    if not weights_available(api.default_codec("video")):
+        pytest.skip("no video codec weights here")
+    clip = _tiny_y4m(tmp_path / "clip.y4m", frames=3)
+    page.get_by_role("tab", name="Video").click()
+    page.locator("#video-upload input[type=file]").set_input_files(str(clip))
+    page.locator("#video-button").click()
+    page.wait_for_function("document.querySelector('#video-summary').innerText.includes('bpp')")
+    text = page.locator("#video-summary").inner_text()
+    assert "PSNR" in text and "frames" in text
+    page.screenshot(path=str(tmp_path / "video-tab.png"))
