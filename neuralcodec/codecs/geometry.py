@@ -67,7 +67,7 @@ def unpack_geometry(magic: bytes, data: bytes, what: str) -> tuple[int, np.ndarr
 # ----------------------------------------------------------------------------- Morton codes
 
 
-def _spread(v: np.ndarray) -> np.ndarray:
+def spread(v: np.ndarray) -> np.ndarray:
     """Bits 0..20 of v to bits 0, 3, 6, ... (uint64)."""
     x = v.astype(np.uint64) & np.uint64(0x1FFFFF)
     x = (x | (x << np.uint64(32))) & np.uint64(0x1F00000000FFFF)
@@ -78,12 +78,21 @@ def _spread(v: np.ndarray) -> np.ndarray:
     return x
 
 
+def compact(code: np.ndarray) -> np.ndarray:
+    """Inverse of ``spread``: every third bit of ``code`` from bit 0 (int64)."""
+    x = code.astype(np.uint64) & np.uint64(0x1249249249249249)
+    x = (x | (x >> np.uint64(2))) & np.uint64(0x10C30C30C30C30C3)
+    x = (x | (x >> np.uint64(4))) & np.uint64(0x100F00F00F00F00F)
+    x = (x | (x >> np.uint64(8))) & np.uint64(0x1F0000FF0000FF)
+    x = (x | (x >> np.uint64(16))) & np.uint64(0x1F00000000FFFF)
+    x = (x | (x >> np.uint64(32))) & np.uint64(0x1FFFFF)
+    return x.astype(np.int64)
+
+
 def morton(q: np.ndarray) -> np.ndarray:
     """Morton code of integer coordinates (N x 3, < 2^21): x in the highest bit of each triple."""
     q = np.asarray(q)
-    code = (
-        (_spread(q[:, 0]) << np.uint64(2)) | (_spread(q[:, 1]) << np.uint64(1)) | _spread(q[:, 2])
-    )
+    code = (spread(q[:, 0]) << np.uint64(2)) | (spread(q[:, 1]) << np.uint64(1)) | spread(q[:, 2])
     return code.astype(np.int64)
 
 

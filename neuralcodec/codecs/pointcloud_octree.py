@@ -191,7 +191,7 @@ class OctreePointCloudCodec(Codec):
             codes = self._decode_geometry(AdaptiveDecoder(streams["occ"]), bits, n)
         except DecodeError as exc:
             raise CodecError(f"octree: corrupt occupancy stream ({exc})") from None
-        q = np.stack([_compact(codes >> s) for s in (2, 1, 0)], axis=1)
+        q = np.stack([g.compact(codes >> s) for s in (2, 1, 0)], axis=1)
         xyz = g.dequantise(q, origin, step)
         attrs = {}
         descs = g.unpack_json(streams["attrs"], "octree")
@@ -229,17 +229,6 @@ class OctreePointCloudCodec(Codec):
         return np.repeat(level_codes, counts)
 
 
-def _compact(code: np.ndarray) -> np.ndarray:
-    """Inverse of the Morton spread: every third bit of ``code`` from bit 0."""
-    x = code.astype(np.uint64) & np.uint64(0x1249249249249249)
-    x = (x | (x >> np.uint64(2))) & np.uint64(0x10C30C30C30C30C3)
-    x = (x | (x >> np.uint64(4))) & np.uint64(0x100F00F00F00F00F)
-    x = (x | (x >> np.uint64(8))) & np.uint64(0x1F0000FF0000FF)
-    x = (x | (x >> np.uint64(16))) & np.uint64(0x1F00000000FFFF)
-    x = (x | (x >> np.uint64(32))) & np.uint64(0x1FFFFF)
-    return x.astype(np.int64)
-
-
 # ----------------------------------------------------------------------------- for the demo
 
 
@@ -247,5 +236,5 @@ def quantised_points(cloud: PointCloud, quality: int) -> np.ndarray:
     """The points the decoder returns for ``cloud`` at ``quality`` (canonical order, float64)."""
     codec = OctreePointCloudCodec()
     _, bits, origin, step, codes, _ = codec._prepare(cloud, quality)
-    q = np.stack([_compact(codes >> s) for s in (2, 1, 0)], axis=1)
+    q = np.stack([g.compact(codes >> s) for s in (2, 1, 0)], axis=1)
     return g.dequantise(q, origin, step)

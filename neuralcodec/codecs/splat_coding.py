@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from neuralcodec.codecs.base import CodecError
+from neuralcodec.codecs.geometry import compact, spread
 from neuralcodec.codecs.latent.categorical import COUNT_TABLE
 from neuralcodec.codecs.latent.sinks import Sink
 from neuralcodec.entropy.cdf import counts_to_quantized_cdf, tables_from_cdfs
@@ -172,38 +173,16 @@ def code_magnitude(
 # ----------------------------------------------------------------------------- Morton codes
 
 
-def _spread(v: np.ndarray) -> np.ndarray:
-    x = v.astype(np.uint64) & np.uint64(0x1FFFFF)
-    x = (x | (x << np.uint64(32))) & np.uint64(0x1F00000000FFFF)
-    x = (x | (x << np.uint64(16))) & np.uint64(0x1F0000FF0000FF)
-    x = (x | (x << np.uint64(8))) & np.uint64(0x100F00F00F00F00F)
-    x = (x | (x << np.uint64(4))) & np.uint64(0x10C30C30C30C30C3)
-    x = (x | (x << np.uint64(2))) & np.uint64(0x1249249249249249)
-    return x
-
-
-def _compact(x: np.ndarray) -> np.ndarray:
-    x = x.astype(np.uint64) & np.uint64(0x1249249249249249)
-    x = (x | (x >> np.uint64(2))) & np.uint64(0x10C30C30C30C30C3)
-    x = (x | (x >> np.uint64(4))) & np.uint64(0x100F00F00F00F00F)
-    x = (x | (x >> np.uint64(8))) & np.uint64(0x1F0000FF0000FF)
-    x = (x | (x >> np.uint64(16))) & np.uint64(0x1F00000000FFFF)
-    x = (x | (x >> np.uint64(32))) & np.uint64(0x1FFFFF)
-    return x.astype(np.int64)
-
-
 def morton_encode(q: np.ndarray) -> np.ndarray:
     """N x 3 integers in 0..2^21 - 1 -> N int64 codes (x in the lowest bit of each triple)."""
     q = np.asarray(q, np.int64)
-    code = (
-        _spread(q[:, 0]) | (_spread(q[:, 1]) << np.uint64(1)) | (_spread(q[:, 2]) << np.uint64(2))
-    )
+    code = spread(q[:, 0]) | (spread(q[:, 1]) << np.uint64(1)) | (spread(q[:, 2]) << np.uint64(2))
     return code.astype(np.int64)
 
 
 def morton_decode(code: np.ndarray) -> np.ndarray:
     c = np.asarray(code, np.int64).astype(np.uint64)
-    return np.stack([_compact(c >> np.uint64(i)) for i in range(3)], axis=1)
+    return np.stack([compact(c >> np.uint64(i)) for i in range(3)], axis=1)
 
 
 # ----------------------------------------------------------------------------- vector quantisation
