@@ -110,12 +110,9 @@ def quantize(
 
 def low_rank_hyper(model: nn.Module, ranks: tuple[int, ...]) -> None:
     """Replace ``model.h_s`` by its truncated-SVD factorisation (``lowrank.py``), in place."""
-    from .lowrank import factorize_sequential
+    from .lowrank import factorize_convs
 
-    convs = [i for i, m in enumerate(model.h_s) if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
-    model.h_s = factorize_sequential(
-        model.h_s, {i: r for i, r in zip(convs, ranks, strict=True) if r}
-    )
+    model.h_s = factorize_convs(model.h_s, ranks)
     model.config.hyper_ranks = tuple(ranks)
 
 

@@ -30,7 +30,15 @@ from torch import nn
 
 from ..kernels import _ext
 from ..models.fixedpoint import ACT_BITS, ACT_LIMIT
-from .intconv import ConvGeometry, IntConv, IntNetError, _use_c, by_channels, fixed_multiplier
+from .intconv import (
+    ConvGeometry,
+    IntConv,
+    IntNetError,
+    _use_c,
+    by_channels,
+    fixed_multiplier,
+    requantize,
+)
 
 DEFAULT_ACT_BITS = 12
 DEFAULT_WEIGHT_BITS = 8
@@ -292,12 +300,8 @@ class IntIGDN:
             1, -1, 1, 1
         )
         r = torch.floor(torch.sqrt(n.clamp_min(0) * 4.0**self.root_bits))
-        t = a * r
-        t *= float(self.mult)
-        if self.shift:
-            t += 2.0 ** (self.shift - 1)
-            t *= 2.0**-self.shift
-        return torch.floor(t).clamp_(-self.out_bound, self.out_bound).float()
+        out = requantize(a * r, np.array([self.mult]), self.shift)
+        return out.clamp_(-self.out_bound, self.out_bound).float()
 
     def to_arrays(self, prefix: str) -> dict[str, np.ndarray]:
         out = self.norm.to_arrays(prefix + "norm.")
@@ -412,8 +416,7 @@ class IntSynthesis:
         """``y_hat`` (1, M, h, w), multiples of 2^-ACT_BITS -> (1, 3, 16h, 16w) uint8."""
         with torch.no_grad():
             y = torch.round(y_hat.double() * 2.0**ACT_BITS)  # exact: already integers
-            m = torch.from_numpy(self.gain_mult[qi].astype(np.float64)).view(1, -1, 1, 1)
-            a = torch.floor((y * m + 2.0 ** (self.gain_shift - 1)) * 2.0**-self.gain_shift)
+            a = requantize(y, self.gain_mult[qi], self.gain_shift)
             a.clamp_(-self.in_bound, self.in_bound)
             out = self.block(a)
             for layer in self.residual:

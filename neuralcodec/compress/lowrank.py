@@ -74,5 +74,11 @@ def factorize_sequential(seq: nn.Sequential, ranks: dict[int, int]) -> nn.Sequen
     return nn.Sequential(*out)
 
 
+def factorize_convs(seq: nn.Sequential, ranks: tuple[int, ...]) -> nn.Sequential:
+    """``seq`` with its i-th convolution factorised to rank ``ranks[i]`` (0: kept as it is)."""
+    convs = [i for i, m in enumerate(seq) if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
+    return factorize_sequential(seq, {i: r for i, r in zip(convs, ranks, strict=True) if r})
+
+
 def parameter_count(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())

@@ -21,6 +21,7 @@ to a tight tolerance (values and gradients) for the float ones. ``impl="referenc
 | ``causal_contexts`` | autograd ``CausalContext`` | INR training: K shifted neighbour slices written into one buffer, gradients added in place into one padded grid per level (autograd through slices allocates a grid per neighbour) |
 | ``pointwise_mlp`` | autograd ``PointwiseMlp`` | INR synthesis / ARM training: 1x1 layers block by block, backward recomputes a block's activations, so hidden activations stay in cache |
 | ``laplace_rate`` | Triton ``laplace_triton`` (CUDA); autograd ``LaplaceBits`` (CPU) | INR training rate: bits and closed-form derivatives of a discretised Laplace in one pass (Triton: one kernel, intermediates in registers; CPU: blocks in cache) instead of a dozen full-size autograd steps |
+| ``_intnet`` (``compress/intconv.py``, ``intnet.py``) | C ``requant`` / ``igdn`` | integer networks: partial sums, bias, requantisation, ReLU/clamp, pixel shuffle and crop (or the inverse GDN's root and scaling) in one int64 pass per output channel range; ``NEURALCODEC_KERNELS=reference`` runs the float64 PyTorch twin, which the tests compare bit for bit |
 
 Triton fits element-wise and gather kernels on a GPU (``laplace_rate`` has one) and the
 context-model parameter fusions of the learned codecs (checkerboard / channel contexts,

@@ -79,12 +79,9 @@ def build_transforms(model: nn.Module, config, hyper_outputs: int) -> None:
         model.h_s = hyper_synthesis(n, m, hyper_outputs)
         ranks = tuple(getattr(config, "hyper_ranks", ()))
         if any(ranks):  # low-rank h_s (compress/lowrank.py): convolution i -> rank ranks[i]
-            from ..compress.lowrank import factorize_sequential
+            from ..compress.lowrank import factorize_convs
 
-            convs = [i for i, mod in enumerate(model.h_s) if not isinstance(mod, nn.ReLU)]
-            model.h_s = factorize_sequential(
-                model.h_s, {i: r for i, r in zip(convs, ranks, strict=True) if r}
-            )
+            model.h_s = factorize_convs(model.h_s, ranks)
         model.z_gain = GainUnits(config.lambdas, n, exponent=0.0)
         model.z_density = FactorizedDensity(n)
         model.y_conditional = GaussianConditional()
