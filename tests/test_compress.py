@@ -17,6 +17,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from neuralcodec.codecs.base import get_codec, weights_available
+from neuralcodec.codecs.weights import weights_dir
 from neuralcodec.compress.intconv import (
     FLOAT32_EXACT,
     ConvGeometry,
@@ -27,6 +28,7 @@ from neuralcodec.compress.intconv import (
 )
 from neuralcodec.compress.intnet import IntIGDN, IntNet, IntSynthesis, PeakRecorder
 from neuralcodec.models.fixedpoint import ACT_BITS
+from neuralcodec.models.frozen import WeightsError
 from neuralcodec.models.layers import GDN
 from neuralcodec.models.transforms import HybridSynthesis
 
@@ -231,10 +233,6 @@ def test_integer_synthesis_tracks_the_float_synthesis():
 
 # ----------------------------------------------------------------------------- elic-int
 
-needs_weights = pytest.mark.skipif(
-    not weights_available("elic-int"), reason="weights/elic-int.safetensors not shipped"
-)
-
 _DECODE = """
 import hashlib, sys, torch
 torch.set_num_threads(int(sys.argv[1]))
@@ -250,14 +248,16 @@ ENVIRONMENTS = [  # (threads, environment): instruction sets forced down and thr
 ]
 
 
-@needs_weights
-def test_elic_int_decodes_to_identical_pixels_under_every_instruction_set(tmp_path):
+@pytest.mark.parametrize("name", ["elic-int", "mbt-mean-int"])
+def test_integer_codecs_decode_to_identical_pixels_under_every_instruction_set(tmp_path, name):
     from neuralcodec.api import encode_array
 
+    if not weights_available(name):
+        pytest.skip(f"weights of {name} not shipped")
     img = np.asarray(RNG.integers(0, 256, (48, 80, 3)), dtype=np.uint8)
     img = (img // 32 * 32).astype(np.uint8)  # some structure, some texture
-    codec = get_codec("elic-int")
-    data = encode_array(img, "elic-int", 6)
+    codec = get_codec(name)
+    data = encode_array(img, name, 6)
     path = tmp_path / "x.ncf"
     path.write_bytes(data)
     _, recon = codec.encode_with_reconstruction(img, 6)
@@ -269,6 +269,44 @@ def test_elic_int_decodes_to_identical_pixels_under_every_instruction_set(tmp_pa
             cwd=REPO_DIR, env=run_env, check=True, timeout=600, capture_output=True, text=True,
         )  # fmt: skip
         assert out.stdout.strip() == want, (threads, env)
+
+
+def test_mbt_mean_int_codes_the_same_latents_and_tracks_the_float_synthesis():
+    if not weights_available("mbt-mean-int"):
+        pytest.skip("weights of mbt-mean-int not shipped")
+    img = np.asarray(RNG.integers(0, 256, (64, 96, 3)), dtype=np.uint8)
+    img = (img // 64 * 64 + 20).astype(np.uint8)
+    integer, float_ = get_codec("mbt-mean-int"), get_codec("mbt-mean")
+    a, b = integer.encode(img, 5), float_.encode(img, 5)
+    assert a.streams == b.streams  # the entropy side is the float model's, exact already
+    pa, pb = integer.decode(a).astype(int), float_.decode(b).astype(int)
+    assert np.abs(pa - pb).max() <= 6 and np.abs(pa - pb).mean() < 0.5
+    assert a.header["weights_sha256"] != b.header["weights_sha256"]
+    with pytest.raises(WeightsError, match="other weights"):
+        integer.check_weights(b.header)
+
+
+def test_integer_synthesis_twin_refuses_a_foreign_or_orphaned_base(tmp_path):
+    import shutil
+
+    from neuralcodec.compress import hyperprior
+
+    folder = weights_dir()
+    if not (folder / "mbt-mean-int.safetensors").is_file():
+        pytest.skip("weights of mbt-mean-int not shipped")
+    twin = tmp_path / "mbt-mean-int.safetensors"
+    shutil.copy(folder / "mbt-mean-int.safetensors", twin)
+    with pytest.raises(WeightsError, match="not beside it"):
+        hyperprior.load(twin)
+    base = tmp_path / "mbt-mean.safetensors"
+    base.write_bytes((folder / "mbt-mean.safetensors").read_bytes()[:-1] + b" ")
+    with pytest.raises(WeightsError, match="made for other"):
+        hyperprior.load(twin)
+    with pytest.raises(WeightsError, match="not an integer-synthesis file"):
+        hyperprior.load(folder / "mbt-mean.safetensors")
+    shutil.copy(folder / "mbt-mean.safetensors", base)
+    loaded = hyperprior.load(twin)
+    assert loaded.config.m == loaded.synthesis_int.block.cin
 
 
 # ----------------------------------------------------------------------------- low rank, pruning

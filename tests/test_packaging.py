@@ -47,6 +47,7 @@ def test_weights_dir_is_the_package_data_folder(monkeypatch):
         "elic.safetensors",
         "elic-int.safetensors",
         "mbt-mean.safetensors",
+        "mbt-mean-int.safetensors",
         "elic-ip.safetensors",
     }
     for name, sha in files.items():

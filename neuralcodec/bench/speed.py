@@ -2,9 +2,9 @@
 
 Both sides get the same Kodak image (padded to a multiple of 64 for CompressAI, which needs it;
 ours pads internally) and run in the same process with the same torch thread count. Each of our
-codecs is timed next to CompressAI's model of the same family: ``mbt-mean`` next to
-``mbt2018_mean(quality=q, pretrained=False)``, ``elic`` and ``elic-int`` next to ``Elic2022Official()``
-(the paper's N=192, M=320 configuration, larger than ours), with the ratios printed. CompressAI models are prepared with
+codecs is timed next to CompressAI's model of the same family: ``mbt-mean`` and ``mbt-mean-int``
+next to ``mbt2018_mean(quality=q, pretrained=False)``, ``elic`` and ``elic-int`` next to
+``Elic2022Official()`` (the paper's N=192, M=320 configuration, larger than ours), with the ratios printed. CompressAI models are prepared with
 ``update()``; their weights are random, which does not change the amount of work their
 transforms do. Times are the best of ``--repeat`` runs, in seconds, from array in to streams out
 (encode) and back (decode).
@@ -74,6 +74,7 @@ def _compressai_elic(quality: int):
 # our codec -> (row label, constructor of CompressAI's model of the same family)
 COMPRESSAI_COUNTERPARTS = {
     "mbt-mean": ("compressai mbt2018_mean", _compressai_mbt2018_mean),
+    "mbt-mean-int": ("compressai mbt2018_mean", _compressai_mbt2018_mean),
     "elic": ("compressai Elic2022Official (N=192, M=320)", _compressai_elic),
     "elic-int": ("compressai Elic2022Official (N=192, M=320)", _compressai_elic),
 }

@@ -278,7 +278,7 @@ class _FloatLatent(LatentCodec):
 class BmshjFactorized(FactorizedCodec):
     name = "bmshj-factorized"
     codec_id = 1
-    rank = 4
+    rank = 5
     kinds = ("factorized",)
     description = "factorized prior (Balle et al. 2017), variable rate"
 
@@ -287,18 +287,37 @@ class BmshjFactorized(FactorizedCodec):
 class BmshjHyperprior(HyperpriorCodec):
     name = "bmshj-hyper"
     codec_id = 2
-    rank = 3
+    rank = 4
     kinds = ("scale",)
     description = "scale hyperprior (Balle et al. 2018), variable rate"
+
+
+def _load_int_twin(path: Path):
+    from ..compress.hyperprior import load
+
+    return load(path)
 
 
 @register
 class MbtMean(HyperpriorCodec):
     name = "mbt-mean"
     codec_id = 3
-    rank = 2
+    rank = 3
     kinds = ("mean-scale",)
     description = "mean-scale hyperprior (Minnen et al. 2018), variable rate, bit-exact"
+
+
+@register
+class MbtMeanInt(MbtMean):
+    """``mbt-mean`` decoding to identical pixels on every CPU: same latents and tables, the
+    synthesis in exact integer arithmetic (``compress/hyperprior.py``). Its weights file is the
+    integer synthesis alone; it names (and pins by sha256) the ``mbt-mean`` file it completes."""
+
+    name = "mbt-mean-int"
+    codec_id = 8
+    rank = 2
+    description = "mbt-mean with integer synthesis: identical pixels on every CPU"
+    load_weights = staticmethod(_load_int_twin)
 
 
 def manifest() -> dict:
