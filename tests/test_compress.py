@@ -24,7 +24,10 @@ from neuralcodec.compress.intconv import (
     IntConv,
     IntNetError,
     _choose_plan,
+    digit_count,
+    int8_matmul_available,
     subpixel_weight,
+    to_digits,
 )
 from neuralcodec.compress.intnet import IntIGDN, IntNet, IntSynthesis, PeakRecorder
 from neuralcodec.models.fixedpoint import ACT_BITS
@@ -82,7 +85,8 @@ def test_every_path_gives_the_exact_integer_result(spec):
     x = torch.from_numpy(RNG.integers(-bound, bound + 1, (1, spec[0], 7, 9)).astype(np.float32))
     x[0, 0, 0, :3] = torch.tensor([bound, -bound, bound])  # extremes reach the bound
     want = _exact_reference(layer, x)
-    for path in (None, "float64"):
+    paths = (None, "float64", "int8") if int8_matmul_available() else (None, "float64")
+    for path in paths:
         for impl in (None, "reference"):
             got = layer(x, path=path, impl=impl)
             assert got.shape == want.shape and torch.equal(got, want), (path, impl)
@@ -103,6 +107,47 @@ def test_plans_keep_every_float32_partial_sum_below_two_to_the_24():
     # a layer far beyond float32 falls back to float64
     big = np.full((4, 512), 127 * 9)
     assert _choose_plan(big, 2**20) == (0, 0)
+
+
+def test_digits_rebuild_every_value_within_their_reach():
+    for bits, bound in ((7, 63), (7, 2047), (7, 32767), (8, 127), (8, 2047), (7, 2**30)):
+        n = digit_count(bound, bits)
+        x = torch.from_numpy(RNG.integers(-bound, bound + 1, 5000))
+        x[:2] = torch.tensor([bound, -bound])
+        digits = to_digits(x, n, bits)
+        lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+        assert all(int(d.min()) >= lo and int(d.max()) <= hi for d in digits)
+        assert torch.equal(sum(d.long() << (bits * i) for i, d in enumerate(digits)), x)
+        assert n == 1 or bound > digit_reach(n - 1, bits)  # the fewest digits that reach it
+
+
+def digit_reach(n: int, bits: int) -> int:
+    half = 1 << (bits - 1)
+    return sum((half - 1) << (bits * i) for i in range(n))
+
+
+_INT8_PROBE = """
+import sys, torch
+from neuralcodec.compress.intconv import int8_matmul_available
+torch.set_num_threads(int(sys.argv[1]))
+g = torch.Generator().manual_seed(3)
+a = torch.randint(-128, 128, (200, 1600), dtype=torch.int8, generator=g)
+b = torch.randint(-64, 64, (1600, 700), dtype=torch.int8, generator=g)
+a[:7], b[:, :5] = -128, -64
+exact = torch.equal(torch._int_mm(a, b), (a.double() @ b.double()).int())
+print(int8_matmul_available(), exact)
+"""
+
+
+def test_int8_products_are_exact_or_disabled_under_every_instruction_set():
+    for threads, env in ENVIRONMENTS:
+        out = subprocess.run(
+            [sys.executable, "-c", _INT8_PROBE, str(threads)],
+            cwd=REPO_DIR, env={**os.environ, **env}, check=True, timeout=300,
+            capture_output=True, text=True,
+        )  # fmt: skip
+        available, exact = out.stdout.split()
+        assert available == "False" or exact == "True", (threads, env)
 
 
 def test_subpixel_form_is_the_transposed_convolution():

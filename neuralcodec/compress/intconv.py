@@ -12,6 +12,18 @@ SIMD width, thread split, FMA or not) gives the same integer. That is the whole 
     < 2^24
     otherwise                     one float64 convolution (exact below 2^53)
 
+A fourth plan needs no bound below 2^24: int8 matrix products (``torch._int_mm``, int32
+accumulators). Weights are split into signed base-256 digits (8-bit weights: one), activations
+into signed base-128 digits in [-64, 63] (12-bit activations: two), the activation digits are
+im2col'd, and every (weight digit, activation digit) pair is one exact int8 x int8 -> int32
+product, summed with its factor 256^j 128^i in the int64 epilogue. On CPUs without VNNI the
+library shifts the first operand to unsigned and multiplies pairs with an instruction whose
+16-bit pair sum saturates (u8 x s8); with the second operand (the activations) kept to 7 bits
+no pair sum can reach 2^15, so the products are exact on every instruction set. A probe at
+first use checks extreme values in both roles and disables the plan if a product is ever wrong,
+and the tests force SSE4.1, AVX2 and the ATen default path. The plan is taken where its cost
+model beats the float plan: on this CPU, the wide layers.
+
 The path changes the speed, never the result: ``IntConv.__call__(..., path=...)`` forces one
 and the tests compare them. Transposed convolutions are rewritten as an ordinary convolution
 with ``s^2`` phase outputs followed by a pixel shuffle (``subpixel_weight``); it is the same sum
@@ -122,6 +134,63 @@ def _choose_plan(l1: np.ndarray, bound: int) -> tuple[int, int]:
     return 0, 0
 
 
+DIGIT_BITS = 7  # signed base-128 digits in [-64, 63]: exact int8 products on every ISA
+_DIGIT = 1 << DIGIT_BITS
+_INT8_OK: bool | None = None
+
+
+def int8_matmul_available() -> bool:
+    """``torch._int_mm`` exists and is exact here: probed once with the extreme products of the
+    plan (full-range int8 first operand, 7-bit second) and of the roles swapped."""
+    global _INT8_OK
+    if _INT8_OK is None:
+        try:
+            ok = True
+            for va, vb in ((-128, -64), (-128, 63), (127, -64), (127, 63), (None, None)):
+                g = torch.Generator().manual_seed(1)
+                a = torch.randint(-128, 128, (96, 864), dtype=torch.int8, generator=g)
+                b = torch.randint(-64, 64, (864, 1024), dtype=torch.int8, generator=g)
+                if va is not None:
+                    a[:], b[:] = va, vb
+                want = (a.double() @ b.double()).int()
+                ok = ok and bool(torch.equal(torch._int_mm(a, b), want))
+            _INT8_OK = ok
+        except (AttributeError, RuntimeError, NotImplementedError):
+            _INT8_OK = False
+    return _INT8_OK
+
+
+def digit_count(bound: int, bits: int = DIGIT_BITS) -> int:
+    """Signed base-2^bits digits (each in [-2^(bits-1), 2^(bits-1) - 1]) needed for every
+    integer in [-bound, bound]."""
+    half = 1 << (bits - 1)
+    n, reach = 1, half - 1  # the largest magnitude n digits always reach
+    while reach < bound:
+        n += 1
+        reach = (reach << bits) + half - 1
+    return n
+
+
+def to_digits(x: torch.Tensor, n: int, bits: int = DIGIT_BITS) -> list[torch.Tensor]:
+    """``x`` (int32/int64, within ``digit_count``'s reach of ``n``) -> ``n`` int8 digits, least
+    significant first: ``x = sum_i d_i * 2^(bits i)``, every ``d_i`` in [-2^(bits-1), 2^(bits-1))."""
+    half, out = 1 << (bits - 1), []
+    for _ in range(n):
+        lo = ((x + half) & ((1 << bits) - 1)) - half
+        out.append(lo.to(torch.int8))
+        x = (x - lo) >> bits
+    return out
+
+
+def _int8_cost_ratio(plan: tuple[int, int], act_digits: int, w_digits: int) -> float:
+    """Time of the int8 plan over the float plan's, per multiply-add (measured on 2 cores: int8
+    products about 3.5x float32's rate; a grouped float32 convolution runs at about 55% of a
+    plain one, float64 at a third, the value split doubles the work)."""
+    split, k = plan
+    float_cost = 3.0 if k == 0 else (1.0 if k == 1 else 1.8) * (2 if split else 1)
+    return act_digits * w_digits / 3.5 / float_cost
+
+
 @dataclass
 class IntConv:
     """One integer convolution: ``acc = conv(a, W) + b``, then requantised (see module doc).
@@ -187,6 +256,64 @@ class IntConv:
         self._cache.update(w=w, plan=plan, pad=pad)
         return w, plan, pad
 
+    def _int8_digits(self) -> tuple[int, int]:
+        """(activation digits (7-bit), weight digits (8-bit)) of the int8 plan."""
+        w = self._prepared()[0]
+        return digit_count(self.in_bound), digit_count(int(np.abs(w).max(initial=1)), 8)
+
+    def int8_preferred(self, a: torch.Tensor) -> bool:
+        """Whether the int8 plan is the faster exact one for this layer (cost model only)."""
+        if "int8" not in self._cache:
+            w, plan, _ = self._prepared()
+            n, taps = w.shape[0], int(np.prod(w.shape[1:]))
+            ratio = _int8_cost_ratio(plan, *self._int8_digits())
+            self._cache["int8"] = n >= 32 and taps >= 64 and ratio < 0.8
+        return (
+            self._cache["int8"]
+            and a.shape[0] == 1
+            and a.shape[-1] * a.shape[-2] >= 1024
+            and int8_matmul_available()
+        )
+
+    def _int8_weights(self) -> list[torch.Tensor]:
+        if "w8" not in self._cache:
+            w = self._prepared()[0]  # (N, C, J, J) -> (N, J*J*C): taps outer, channels inner
+            mat = torch.from_numpy(w.transpose(0, 2, 3, 1).reshape(w.shape[0], -1).copy())
+            digits = to_digits(mat, self._int8_digits()[1], 8)
+            self._cache["w8"] = [d.contiguous() for d in digits]
+        return self._cache["w8"]
+
+    def raw_int8(self, a: torch.Tensor) -> tuple[torch.Tensor, np.ndarray]:
+        """``(partial sums, factors)`` from int8 matrix products: ``acc`` (1, P * C', H, W)
+        int32, one partial per (activation digit i, weight digit j), factor 128^i 256^j."""
+        _, _, pad = self._prepared()
+        g = self.geometry
+        a = a.clamp(-self.in_bound, self.in_bound)
+        if g.transposed:
+            stride, a = 1, F.pad(a, (pad[0], pad[1], pad[0], pad[1]))
+        else:
+            stride, a = g.stride, F.pad(a, (g.padding,) * 4) if g.padding else a
+        wd = self._int8_weights()
+        j = self._prepared()[0].shape[-1]
+        hp, wp = a.shape[-2:]
+        ho, wo = (hp - j) // stride + 1, (wp - j) // stride + 1
+        acts = to_digits(a[0].to(torch.int32), self._int8_digits()[0])
+        acc = torch.empty(len(wd) * len(acts), wd[0].shape[0], ho * wo, dtype=torch.int32)
+        factors = []
+        for i, d in enumerate(acts):
+            cols = torch.stack(
+                [
+                    d[:, dy : dy + stride * (ho - 1) + 1 : stride,
+                      dx : dx + stride * (wo - 1) + 1 : stride]
+                    for dy in range(j)
+                    for dx in range(j)
+                ]
+            ).reshape(-1, ho * wo)  # fmt: skip
+            for m, wm in enumerate(wd):
+                torch._int_mm(wm, cols, out=acc[i * len(wd) + m])
+                factors.append(_DIGIT**i * 256**m)
+        return acc.view(1, -1, ho, wo), np.array(factors, dtype=np.int64)
+
     def _weights(self, path: str, k: int) -> torch.Tensor:
         key = ("t", path, k)
         if key not in self._cache:
@@ -236,7 +363,7 @@ class IntConv:
 
     def accumulate(self, a: torch.Tensor, path: str | None = None) -> torch.Tensor:
         """Exact integer ``conv(a, W)`` as float64 (no bias), in the output layout."""
-        acc, factors = self.raw(a, path)
+        acc, factors = self.raw_int8(a) if path == "int8" else self.raw(a, path)
         b, _, h, w = acc.shape
         f = torch.from_numpy(factors.astype(np.float64)).view(1, -1, 1, 1, 1)
         acc = (acc.double().view(b, len(factors), -1, h, w) * f).sum(1)
@@ -250,7 +377,10 @@ class IntConv:
         """The layer's output: float32 integers clamped to ``out_bound`` (after the ReLU)."""
         lo = 0 if self.relu else -self.out_bound
         if _use_c(impl, a):
-            acc, factors = self.raw(a, path)
+            if path == "int8" or (path is None and self.int8_preferred(a)):
+                acc, factors = self.raw_int8(a)
+            else:
+                acc, factors = self.raw(a, path)
             out = torch.empty(self.out_shape(a), dtype=torch.float32)
             g = self.geometry
             s, pad = (g.stride, g.padding) if g.transposed else (1, 0)

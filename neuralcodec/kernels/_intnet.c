@@ -1,7 +1,7 @@
 /* Exact epilogues of the integer networks (compress/intconv.py, compress/intnet.py).
  *
  * A convolution's accumulator arrives as K partial sums (float32 or float64 holding exact
- * integers). Everything here is int64 arithmetic on those integers, plus one correctly rounded
+ * integers, or int32 from the int8 matrix products). Everything here is int64 arithmetic on those integers, plus one correctly rounded
  * IEEE sqrt, so the result is the same on every CPU and compiler (no -ffast-math here).
  *
  *   requant(acc, factors, s, pad, bias, mult, shift, lo, hi, out, c0, c1)
@@ -26,6 +26,7 @@
 typedef struct {
     Py_buffer view;
     int is64; /* float64 (1) or float32 (0) */
+    int isint; /* int32 (accumulators of the int8 matrix products) */
 } fbuf;
 
 static int get_float(PyObject *obj, fbuf *b, int writable, int ndim, int allow64, const char *name)
@@ -37,10 +38,11 @@ static int get_float(PyObject *obj, fbuf *b, int writable, int ndim, int allow64
     if (*f == '@' || *f == '=' || *f == '<')
         f++;
     b->is64 = strcmp(f, "d") == 0 && b->view.itemsize == 8;
+    b->isint = (strcmp(f, "i") == 0 || strcmp(f, "l") == 0) && b->view.itemsize == 4;
     int is32 = strcmp(f, "f") == 0 && b->view.itemsize == 4;
-    if (!(is32 || (allow64 && b->is64)) || b->view.ndim != ndim) {
+    if (!(is32 || (allow64 && (b->is64 || b->isint))) || b->view.ndim != ndim) {
         PyErr_Format(PyExc_TypeError, "%s must be a contiguous %d-d float32%s array", name, ndim,
-                     allow64 ? " or float64" : "");
+                     allow64 ? ", float64 or int32" : "");
         PyBuffer_Release(&b->view);
         return -1;
     }
@@ -65,6 +67,8 @@ static int get_i64(PyObject *obj, Py_buffer *view, Py_ssize_t n, const char *nam
 
 static inline int64_t acc_at(const fbuf *b, Py_ssize_t i)
 {
+    if (b->isint)
+        return (int64_t)((const int32_t *)b->view.buf)[i];
     return b->is64 ? (int64_t)((const double *)b->view.buf)[i]
                    : (int64_t)((const float *)b->view.buf)[i];
 }
