@@ -78,8 +78,10 @@ static inline int64_t floor_shift(int64_t t, int shift)
     if (shift == 0)
         return t;
     t += (int64_t)1 << (shift - 1);
-    /* floor division by 2^shift for either sign, without relying on >> of negatives */
-    return t >= 0 ? t >> shift : -((-t + ((int64_t)1 << shift) - 1) >> shift);
+    /* floor division by 2^shift for either sign, without a branch and without relying on >> of
+     * negatives: shift t + 2^62 (non-negative, since every caller keeps |t| < 2^53) as unsigned,
+     * then take 2^(62 - shift) back off */
+    return (int64_t)(((uint64_t)t + ((uint64_t)1 << 62)) >> shift) - ((int64_t)1 << (62 - shift));
 }
 
 static inline int64_t clamp64(int64_t v, int64_t lo, int64_t hi)
@@ -211,16 +213,24 @@ static PyObject *py_igdn(PyObject *mod, PyObject *args)
         const float *ap = (const float *)a.view.buf;
         float *op = (float *)out.view.buf;
         Py_ssize_t group = C * plane;
+        /* the common case (one float32 partial sum, factor 1) without the generic reads */
+        const float *a32 = (k == 1 && fp[0] == 1 && !acc.is64 && !acc.isint)
+                               ? (const float *)acc.view.buf
+                               : NULL;
         Py_BEGIN_ALLOW_THREADS
         for (Py_ssize_t c = c0; c < c1; c++) {
             for (Py_ssize_t p = 0; p < plane; p++) {
                 Py_ssize_t i = c * plane + p;
                 int64_t n = bp[c];
-                for (Py_ssize_t g = 0; g < k; g++)
-                    n += fp[g] * acc_at(&acc, i + g * group);
+                if (a32)
+                    n += (int64_t)a32[i];
+                else
+                    for (Py_ssize_t g = 0; g < k; g++)
+                        n += fp[g] * acc_at(&acc, i + g * group);
                 if (n < 0)
                     n = 0;
-                int64_t r = (int64_t)floor(sqrt((double)n * root_scale));
+                /* n >= 0: truncation is the floor; sqrt is correctly rounded (IEEE) */
+                int64_t r = (int64_t)sqrt((double)n * root_scale);
                 int64_t t = (int64_t)ap[i] * r * (int64_t)mult;
                 op[i] = (float)clamp64(floor_shift(t, shift), -bound, bound);
             }
