@@ -404,3 +404,40 @@ def test_pruned_synthesis_keeps_the_chosen_channels_exactly():
     ]
     with torch.no_grad():
         assert small(y).shape == syn(y).shape
+
+
+# ----------------------------------------------------------------------------- GPTQ
+
+
+@pytest.mark.parametrize("transposed", [False, True])
+def test_gptq_rounding_lowers_the_output_error_of_plain_rounding(transposed):
+    from neuralcodec.compress import gptq
+    from neuralcodec.compress.intnet import quantize_weights
+
+    torch.manual_seed(0)
+    cin, cout = 12, 8
+    layer = nn.ConvTranspose2d(cin, cout, 3, 2, 1, 1) if transposed else nn.Conv2d(cin, cout, 3)
+    mix = torch.randn(cin, cin) / cin**0.5  # correlated input channels: where GPTQ helps
+    xs = [torch.einsum("dc,bchw->bdhw", mix, torch.randn(2, cin, 9, 9)) for _ in range(4)]
+    with gptq.HessianRecorder({"l": layer}) as rec, torch.no_grad():
+        for x in xs:
+            layer(x)
+    h = rec.hessian("l")
+    assert h.shape == (cin * 9, cin * 9) and np.allclose(h, h.T)
+    bits = 4
+    q_gptq, step_g = gptq.quantize(layer.weight, h, bits, transposed)
+    q_plain, step_p = quantize_weights(layer.weight, bits, transposed)
+    assert np.array_equal(step_g, step_p)  # same format: only the integers differ
+    assert np.abs(q_gptq).max() <= 2 ** (bits - 1) - 1 and q_gptq.shape == q_plain.shape
+    shape = (1, -1, 1, 1) if transposed else (-1, 1, 1, 1)
+
+    def output_error(q):
+        w = torch.from_numpy(q * step_g.reshape(shape)).float()
+        f = F.conv_transpose2d if transposed else F.conv2d
+        kw = {"stride": 2, "padding": 1, "output_padding": 1} if transposed else {}
+        with torch.no_grad():
+            return sum(float(((f(x, w, **kw) - f(x, layer.weight, **kw)) ** 2).sum()) for x in xs)
+
+    assert output_error(q_gptq) < output_error(q_plain)
+    with pytest.raises(ValueError, match="does not match"):
+        gptq.quantize(layer.weight, h[:-1, :-1], bits, transposed)

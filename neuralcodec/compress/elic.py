@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import copy
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +35,8 @@ from ..datasets.training import _image_files
 from ..models import frozen as frozen_protocol
 from ..models.elic import INT_KIND, FrozenElic
 from ..models.elic_int import FrozenElicInt
+from . import gptq
+from .gptq import HessianRecorder
 from .intnet import IntNet, IntSynthesis, PeakRecorder
 
 NET_ACT_BITS = (14, 11)  # the first layer sees the latents: it needs the width
@@ -64,35 +67,59 @@ def _convs(seq: nn.Module) -> list[nn.Module]:
     return [m for m in seq if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
 
 
-def calibrate(source: FrozenElic, crops: list[torch.Tensor]) -> dict[str, float]:
-    """Max |input| of every layer the integer decoder runs, over ``crops`` x every quality."""
+def calibrate(
+    source: FrozenElic, crops: list[torch.Tensor], hessians: bool = False
+) -> dict[str, float] | tuple[dict[str, float], dict[str, np.ndarray]]:
+    """Max |input| of every layer the integer decoder runs, over ``crops`` x every quality;
+    with ``hessians``, also ``E[x x^T]`` of the entropy-model layers' inputs (``gptq.py``)."""
     model = source.model.eval()
     twins = type(source).twin_modules(source.config)
     modules = {}
     for name, path in twins.items():
         for i, m in enumerate(_convs(model.get_submodule(path))):
             modules[f"{name}.{i}"] = m
+    nets = dict(modules)
     for i, m in enumerate(model.g_s.residual):
         modules[f"gs.{i}"] = m
-    with PeakRecorder(modules) as rec, torch.no_grad():
+    hrec = HessianRecorder(nets) if hessians else nullcontext()
+    with PeakRecorder(modules) as rec, hrec, torch.no_grad():
         for x in crops:
             for q in range(model.num_qualities):
                 model(x, torch.tensor([q]))
-    return rec.peaks
+    if not hessians:
+        return rec.peaks
+    return rec.peaks, {name: hrec.hessian(name) for name in nets}
 
 
 def quantize(
-    source: FrozenElic, peaks: dict[str, float], meta: dict | None = None
+    source: FrozenElic,
+    peaks: dict[str, float],
+    meta: dict | None = None,
+    net_weight_bits: int = NET_WEIGHT_BITS,
+    hessians: dict[str, np.ndarray] | None = None,
 ) -> FrozenElicInt:
-    """The ``elic-int`` twin of a float ``elic`` model, from calibrated ``peaks``."""
+    """The ``elic-int`` twin of a float ``elic`` model, from calibrated ``peaks``; with
+    ``hessians``, the entropy-model weights are rounded by ``gptq.quantize``."""
     model = copy.deepcopy(source.model).eval()
     model.config = copy.deepcopy(model.config)
     model.config.kind = INT_KIND
     nets = {}
     for name, path in type(source).twin_modules(source.config).items():
         seq = model.get_submodule(path)
-        layer_peaks = [peaks[f"{name}.{i}"] for i in range(len(_convs(seq)))]
-        nets[name] = IntNet.from_sequential(seq, layer_peaks, NET_ACT_BITS, NET_WEIGHT_BITS)
+        convs = _convs(seq)
+        layer_peaks = [peaks[f"{name}.{i}"] for i in range(len(convs))]
+        rounded = None
+        if hessians is not None:
+            rounded = [
+                gptq.quantize(
+                    m.weight, hessians[f"{name}.{i}"], net_weight_bits,
+                    isinstance(m, nn.ConvTranspose2d),
+                )
+                for i, m in enumerate(convs)
+            ]  # fmt: skip
+        nets[name] = IntNet.from_sequential(
+            seq, layer_peaks, NET_ACT_BITS, net_weight_bits, weights=rounded
+        )
     nets["gs"] = IntSynthesis.from_module(
         model.g_s,
         torch.exp(model.y_gain.log_inverse.detach()),
@@ -124,6 +151,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--images", type=int, default=12)
     p.add_argument("--model-id", default=None)
     p.add_argument(
+        "--net-weight-bits",
+        type=int,
+        default=NET_WEIGHT_BITS,
+        help="weight bits of the entropy-model networks (default 8)",
+    )
+    p.add_argument(
+        "--gptq", action="store_true", help="round those weights with error compensation (gptq.py)"
+    )
+    p.add_argument(
         "--hyper-ranks",
         default=None,
         help="low-rank hyper-synthesis: rank of each of its 3 convolutions, 0 = keep (lowrank.py)",
@@ -134,7 +170,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.hyper_ranks:
         low_rank_hyper(source.model, tuple(int(v) for v in args.hyper_ranks.split(",")))
     crops = calibration_crops(args.data or data_root() / "train", args.images)
-    peaks = calibrate(source, crops)
+    hessians = None
+    if args.gptq:
+        peaks, hessians = calibrate(source, crops, hessians=True)
+    else:
+        peaks = calibrate(source, crops)
     model_id = args.model_id or f"{source.meta.get('model_id', 'elic')}-int"
     meta = {
         **source.meta,
@@ -142,7 +182,9 @@ def main(argv: list[str] | None = None) -> int:
         "quantized_from": source.meta.get("model_id", "elic"),
         "calibration": {"images": len(crops), "crop": CROP, "peaks": peaks},
     }
-    frozen = quantize(source, peaks, meta)
+    if args.net_weight_bits != NET_WEIGHT_BITS or args.gptq:
+        meta["entropy_weights"] = {"bits": args.net_weight_bits, "gptq": bool(args.gptq)}
+    frozen = quantize(source, peaks, meta, args.net_weight_bits, hessians)
     sha = frozen_protocol.save(frozen, args.out)
     print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.2f} MB, sha256 {sha[:16]})")
     return 0

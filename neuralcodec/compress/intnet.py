@@ -72,15 +72,19 @@ def int_conv(
     relu: bool,
     weight_bits: int = DEFAULT_WEIGHT_BITS,
     out_gain: float = 1.0,
-    weight: torch.Tensor | None = None,
+    weight: torch.Tensor | tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[IntConv, np.ndarray]:
     """``m`` quantised: input at scale 2^f_in, output ``out_gain * m(x)`` at scale 2^f_out.
 
     Returns the layer and its per-channel weight steps (kept for dequantising back to float).
-    ``weight`` overrides ``m.weight`` (already-rounded weights from an error-compensating pass).
+    ``weight`` overrides ``m.weight``: another float weight, or ``(integers, step per output
+    channel)`` already rounded by an error-compensating pass (``compress/gptq.py``).
     """
     transposed = isinstance(m, nn.ConvTranspose2d)
-    wq, step = quantize_weights(m.weight if weight is None else weight, weight_bits, transposed)
+    if isinstance(weight, tuple):
+        wq, step = (np.asarray(v) for v in weight)
+    else:
+        wq, step = quantize_weights(m.weight if weight is None else weight, weight_bits, transposed)
     acc_scale = step * 2.0**-f_in  # real value of one accumulator unit, per channel
     bias = m.bias.detach().double().numpy() if m.bias is not None else np.zeros(len(step))
     mult, shift = fixed_multiplier(acc_scale * out_gain * 2.0**f_out)
@@ -135,7 +139,7 @@ class IntNet:
         input_peaks: list[float],
         act_bits: int = DEFAULT_ACT_BITS,
         weight_bits: int = DEFAULT_WEIGHT_BITS,
-        weights: list[torch.Tensor] | None = None,
+        weights: list | None = None,
     ) -> IntNet:
         """``input_peaks``: calibrated max |input| of each convolution, in order."""
         modules = list(seq)
