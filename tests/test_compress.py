@@ -274,6 +274,11 @@ def test_integer_synthesis_tracks_the_float_synthesis():
     assert all(torch.equal(a, b) for a, b in zip(fast, slow, strict=True))
     again = IntSynthesis.from_arrays(isyn.to_arrays("s."), "s.")
     assert torch.equal(again(y, 2), fast[2])
+    # large latents decode tile by tile with a halo: the same integers as one pass
+    big = torch.round(torch.randn(1, 16, 11, 9) * 6 * 1024) / 1024
+    whole = isyn(big, 1, tile=64)
+    for tile in (3, 4, 7):
+        assert torch.equal(isyn(big, 1, tile=tile), whole), tile
 
 
 # ----------------------------------------------------------------------------- elic-int

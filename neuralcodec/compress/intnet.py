@@ -339,6 +339,13 @@ class IntIGDN:
 # ----------------------------------------------------------------------------- synthesis
 
 
+BLOCK_STRIDE = 16  # pixels per latent pixel (the block transform's size)
+# Tiled decoding of large images: the residual stack's four 5x5 stride-2 deconvolutions reach
+# 1.25 pixels of their input each, about 2.3 latent pixels in all; 4 covers it with margin.
+HALO = 4
+TILE = 64  # latent pixels per tile side: 1024 x 1024 pixels
+
+
 @dataclass
 class IntSynthesis:
     """Integer twin of ``HybridSynthesis``: y_hat -> uint8 pixels, exact everywhere.
@@ -416,8 +423,31 @@ class IntSynthesis:
                 raise IntNetError(f"synthesis layer {type(m).__name__} has no integer form")
         return cls(gm, gs, bound, block, residual, steps, exps)
 
-    def __call__(self, y_hat: torch.Tensor, qi: int) -> torch.Tensor:
-        """``y_hat`` (1, M, h, w), multiples of 2^-ACT_BITS -> (1, 3, 16h, 16w) uint8."""
+    def __call__(self, y_hat: torch.Tensor, qi: int, tile: int = TILE) -> torch.Tensor:
+        """``y_hat`` (1, M, h, w), multiples of 2^-ACT_BITS -> (1, 3, 16h, 16w) uint8.
+
+        Latents larger than ``tile`` x ``tile`` are decoded tile by tile, each with ``HALO``
+        latent pixels of context on every side that has a neighbour; the result is the same
+        integers as one pass (every layer is exact and the stack's reach is below the halo),
+        and memory stays that of one tile.
+        """
+        h, w = y_hat.shape[-2:]
+        if h <= tile and w <= tile:
+            return self._decode(y_hat, qi)
+        s = BLOCK_STRIDE
+        out = torch.empty((1, 3, s * h, s * w), dtype=torch.uint8)
+        for r0 in range(0, h, tile):
+            for c0 in range(0, w, tile):
+                r1, c1 = min(r0 + tile, h), min(c0 + tile, w)
+                a0, b0 = max(r0 - HALO, 0), max(c0 - HALO, 0)
+                a1, b1 = min(r1 + HALO, h), min(c1 + HALO, w)
+                part = self._decode(y_hat[..., a0:a1, b0:b1], qi)
+                out[..., s * r0 : s * r1, s * c0 : s * c1] = part[
+                    ..., s * (r0 - a0) : s * (r1 - a0), s * (c0 - b0) : s * (c1 - b0)
+                ]
+        return out
+
+    def _decode(self, y_hat: torch.Tensor, qi: int) -> torch.Tensor:
         with torch.no_grad():
             y = torch.round(y_hat.double() * 2.0**ACT_BITS)  # exact: already integers
             a = requantize(y, self.gain_mult[qi], self.gain_shift)
