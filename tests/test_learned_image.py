@@ -238,3 +238,24 @@ def test_shipped_model_rate_and_quality_grow_with_the_quality_level(entry):
         psnrs.append(10 * np.log10(255**2 / np.mean((rec - img) ** 2)))
     assert sizes == sorted(sizes) and psnrs == sorted(psnrs)
     assert psnrs[-1] > psnrs[0] + 2 and psnrs[0] > 22
+
+
+def test_large_images_are_analysed_tile_by_tile_to_the_same_latents(monkeypatch):
+    from neuralcodec.codecs import learned_image
+    from neuralcodec.models.transforms import HybridAnalysis
+
+    torch.manual_seed(0)
+    g_a = HybridAnalysis(8, 16).eval()
+    with torch.no_grad():
+        for m in g_a.residual:
+            if isinstance(m, torch.nn.Conv2d):
+                m.weight.normal_(0, 0.1)
+    x = torch.rand(1, 3, 7 * 16, 5 * 16)
+    with torch.no_grad():
+        whole = g_a(x)
+        monkeypatch.setattr(learned_image, "ANALYSIS_TILE", 2)
+        tiled = learned_image.tiled_analysis(g_a, x, 16)
+        assert tiled.shape == whole.shape
+        assert float((tiled - whole).abs().max()) < 1e-4 * float(whole.abs().max())
+        monkeypatch.setattr(learned_image, "ANALYSIS_HALO", 0)  # the halo is what makes it so
+        assert float((learned_image.tiled_analysis(g_a, x, 16) - whole).abs().max()) > 1e-2

@@ -75,6 +75,32 @@ def synthesis_threads() -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+ANALYSIS_TILE = 64  # latent pixels per tile side (1024 x 1024 pixels at stride 16)
+ANALYSIS_HALO = 4  # latent pixels of context; four 5x5 stride-2 layers reach about 2
+
+
+def tiled_analysis(g_a, x: torch.Tensor, stride: int) -> torch.Tensor:
+    """``g_a(x)`` for a padded image, tile by tile above ``ANALYSIS_TILE`` latent pixels a side
+    (each tile with ``ANALYSIS_HALO`` latent pixels of context), so the encoder's memory is one
+    tile's activations. Interior latents equal one pass's up to float rounding (the encoder's
+    float analysis is not bit-exact anyway; the decoder never runs it)."""
+    h, w = x.shape[-2] // stride, x.shape[-1] // stride
+    t, halo = ANALYSIS_TILE, ANALYSIS_HALO
+    if h <= t and w <= t:
+        return g_a(x)
+    out = None
+    for r0 in range(0, h, t):
+        for c0 in range(0, w, t):
+            r1, c1 = min(r0 + t, h), min(c0 + t, w)
+            a0, b0 = max(r0 - halo, 0), max(c0 - halo, 0)
+            a1, b1 = min(r1 + halo, h), min(c1 + halo, w)
+            part = g_a(x[..., stride * a0 : stride * a1, stride * b0 : stride * b1])
+            if out is None:
+                out = part.new_empty((x.shape[0], part.shape[1], h, w))
+            out[..., r0:r1, c0:c1] = part[..., r0 - a0 : r1 - a0, c0 - b0 : c1 - b0]
+    return out
+
+
 def _pad(x: torch.Tensor) -> torch.Tensor:
     h, w = x.shape[-2:]
     ph, pw = -h % PAD_MULTIPLE, -w % PAD_MULTIPLE
@@ -176,7 +202,8 @@ class LearnedImageCodec(WeightsFile, Codec):
         qi = self.check_quality(quality) - self.quality_range[0]
         x = _to_tensor(data)
         with torch.no_grad():
-            y = frozen.model.g_a(_pad(x)) * frozen.model.y_gain.gain(torch.tensor([qi]))
+            y = tiled_analysis(frozen.model.g_a, _pad(x), Y_STRIDE)
+            y = y * frozen.model.y_gain.gain(torch.tensor([qi]))
         return y, qi
 
     def _encode(self, data: np.ndarray, quality: int):
