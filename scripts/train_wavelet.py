@@ -92,16 +92,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--min-lr", type=float, default=1e-5)
     p.add_argument("--warmup", type=int, default=100)
     p.add_argument("--gain-lr-scale", type=float, default=20.0)
+    p.add_argument("--density-lr-scale", type=float, default=10.0)
     p.add_argument("--save-every", type=int, default=250)
     p.add_argument("--val-every", type=int, default=500)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--resume", action="store_true")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--levels", type=int, default=2)
-    p.add_argument("--m", type=int, default=24)
+    p.add_argument("--levels", type=int, default=3)
+    p.add_argument("--m", type=int, default=96)
     p.add_argument("--n", type=int, default=32)
     p.add_argument("--hyper", type=int, default=64)
-    p.add_argument("--width", type=int, default=64)
+    p.add_argument("--width", type=int, default=128)
     p.add_argument("--depth", type=int, default=3)
     p.add_argument("--probe", type=int, default=0, help="time this many steps and exit")
     args = p.parse_args(argv)
@@ -113,10 +114,22 @@ def main(argv: list[str] | None = None) -> int:
         depth=args.depth,
     )  # fmt: skip
     model = WaveletModel(config)
+    # The gain units and the hyper-latent's density are few parameters that must travel far
+    # (the density starts wide and a near-constant channel should cost almost nothing): at the
+    # transforms' learning rate they would take most of a CPU budget.
     gains = [p for name, p in model.named_parameters() if "_gain." in name]
-    others = [p for name, p in model.named_parameters() if "_gain." not in name]
+    density = [p for name, p in model.named_parameters() if name.startswith("z_density.")]
+    others = [
+        p
+        for name, p in model.named_parameters()
+        if "_gain." not in name and not name.startswith("z_density.")
+    ]
     opt = torch.optim.Adam(
-        [{"params": others, "scale": 1.0}, {"params": gains, "scale": args.gain_lr_scale}],
+        [
+            {"params": others, "scale": 1.0},
+            {"params": gains, "scale": args.gain_lr_scale},
+            {"params": density, "scale": args.density_lr_scale},
+        ],
         lr=args.lr,
     )
     root = args.data or data_root() / "train"

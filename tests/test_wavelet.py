@@ -18,8 +18,8 @@ from PIL import Image
 from neuralcodec import api
 from neuralcodec.app import cli
 from neuralcodec.codecs.base import CodecError, get_codec, ranked_names, weights_available
-from neuralcodec.container.fields import ContainerError
 from neuralcodec.compress.wavelet import WaveletSynthesisInt, calibrate, quantize
+from neuralcodec.container.fields import ContainerError
 from neuralcodec.models import frozen as frozen_protocol
 from neuralcodec.models.frozen import WeightsError
 from neuralcodec.models.wavelet import (
@@ -114,13 +114,13 @@ def test_encoder_cost_is_a_few_hundred_multiply_adds_per_pixel():
 
 def test_integer_synthesis_survives_storage_and_tracks_the_float_one():
     torch.manual_seed(1)
-    model = WaveletModel(WaveletConfig(m=8, n=8, hyper=16, width=16, depth=2)).eval()
+    model = WaveletModel(WaveletConfig(levels=2, m=8, n=8, hyper=16, width=16, depth=2)).eval()
     with torch.no_grad():
         for m in model.g_s.residual:
             if isinstance(m, torch.nn.Conv2d):
                 m.weight.normal_(0, 0.05)
     init_from_crops(model, torch.rand(8, 3, 32, 32))
-    crops = [torch.rand(1, 3, 64, 64) for _ in range(2)]
+    crops = [torch.rand(1, 3, 32, 32)]
     frozen = quantize(model, calibrate(model, crops))
     gs = frozen.nets["gs"]
     again = WaveletSynthesisInt.from_arrays(gs.to_arrays("g."), "g.")
@@ -157,14 +157,14 @@ def test_api_round_trip_and_estimates(quality):
     assert np.array_equal(recon, rec)  # the encoder knows the decoder's pixels
     coded = enc.payload_bytes * 8
     counted = sum(codec.estimate_bits(img, quality).values())
-    assert counted == pytest.approx(coded, rel=0.01, abs=64)
-    assert codec.estimated_bits(img, quality) == pytest.approx(coded, rel=0.05, abs=128)
+    assert counted == pytest.approx(coded, rel=0.01, abs=192)  # two streams' flushes
+    assert codec.estimated_bits(img, quality) == pytest.approx(coded, rel=0.05, abs=256)
     assert _psnr(img, rec) > 24
 
 
 @needs_weights
 def test_rate_and_quality_grow_with_the_quality_level():
-    img = _photo(128, 128)
+    img = _photo(64, 64)
     sizes, psnrs = [], []
     for q in range(1, 9):
         data = api.encode_array(img, "wavelet", q)

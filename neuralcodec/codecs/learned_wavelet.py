@@ -3,7 +3,7 @@
 A composition (``learned_image.LearnedImageCodec`` + latent codecs), with the model of
 ``models/wavelet.py``::
 
-    encode:  RGB --5/3 packets (2 levels)--> 48 subbands at 1/4 --1x1 projection--> y (C)
+    encode:  RGB --5/3 packets (3 levels)--> 192 subbands at 1/8 --1x1 projection--> y (96)
              y * gain[q] --HyperpriorLatent--> z_int  (FactorizedLatent "z")
                                                means, scales = h_s_int(z_int * zinv[q])
                                                round(y - mean)  (GaussianLatent "y")

@@ -22,6 +22,11 @@ hyper-synthesis an ``IntNet``, so decoded pixels are identical on every machine.
 Encoder cost per pixel (``encoder_macs``): the lifting (a few additions per sample), the
 projection (3*4^L*C / 4^L = 3C multiply-adds), the hyper-analysis and the hyper-synthesis
 (the encoder needs the means to quantise around them).
+
+The shipped model (``WaveletConfig`` defaults) has 3 levels: 192 subbands at 1/8 resolution
+projected to C = 96 channels (1.5 values per pixel; the KLT alone reconstructs training crops at
+41 dB). With 2 levels (48 subbands at 1/4, C = 24) the low-pass thumbnail, which a hyperprior
+cannot predict spatially, cost four times as many samples (docs/wavelet.md).
 """
 
 from __future__ import annotations
@@ -174,11 +179,11 @@ def packet_synthesis_int(s: torch.Tensor, levels: int) -> torch.Tensor:
 @dataclass
 class WaveletConfig:
     kind: str = KIND
-    levels: int = 2  # wavelet packet levels: 3*4^levels subbands at 1/2^levels resolution
-    m: int = 16  # latent channels C
+    levels: int = 3  # wavelet packet levels: 3*4^levels subbands at 1/2^levels resolution
+    m: int = 96  # latent channels C
     n: int = 32  # hyper-latent channels
     hyper: int = 64  # hyper-network width
-    width: int = 64  # decoder residual width
+    width: int = 128  # decoder residual width
     depth: int = 3  # decoder residual hidden layers (3x3 conv + ReLU each)
     lambdas: tuple[float, ...] = field(default_factory=lambda: DEFAULT_LAMBDAS)
 
