@@ -144,7 +144,9 @@ def subband_norms(levels: int, channels: int = 3) -> torch.Tensor:
 
 
 def packet_analysis(x: torch.Tensor, levels: int) -> torch.Tensor:
-    """Full wavelet packet (every subband split again), normalised; H, W multiples of 2^levels."""
+    """Full wavelet packet (every subband split again), normalised; H, W multiples of 2^levels.
+
+    (Strided depthwise convolutions compute the same map but measured 7x slower on this CPU.)"""
     for _ in range(levels):
         x = _split2d(x, split53)
     return x * subband_norms(levels, x.shape[1] // 4**levels).to(x)[None, :, None, None]
@@ -216,7 +218,8 @@ class WaveletAnalysis(nn.Module):
         self.project = nn.Conv2d(subbands, m, 1, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return LATENT_SCALE * self.project(packet_analysis(x - 0.5, self.levels))
+        x = x.contiguous() - 0.5  # NCHW rows for the lifting steps (images arrive as HWC views)
+        return LATENT_SCALE * self.project(packet_analysis(x, self.levels))
 
 
 def residual_stack(m: int, width: int, depth: int, out: int) -> nn.Sequential:
