@@ -151,6 +151,10 @@ class LearnedImageCodec(WeightsFile, Codec):
     def latent_codec(self, frozen: Frozen) -> LatentCodec:
         raise NotImplementedError
 
+    def latent_stride(self, frozen: Frozen) -> int:
+        """Down-sampling factor from the image to the main latent ``y``."""
+        return Y_STRIDE
+
     def model_bits(self, frozen: Frozen, y: torch.Tensor, qi: int) -> float:
         """The float model's own rate of ``y`` (what training minimises)."""
         raise NotImplementedError
@@ -189,7 +193,7 @@ class LearnedImageCodec(WeightsFile, Codec):
         if h <= 0 or w <= 0:
             raise CodecError(f"{self.name}: bad image shape {hdr['shape']!r}")
         qi = q - self.quality_range[0]
-        ctx = LatentContext(latent_shape(frozen.config.m, h, w), qi)
+        ctx = LatentContext(latent_shape(frozen.config.m, h, w, self.latent_stride(frozen)), qi)
         try:
             with torch.no_grad():
                 y_hat = self.latent_codec(frozen).decode(encoded.streams, ctx)
@@ -202,7 +206,7 @@ class LearnedImageCodec(WeightsFile, Codec):
         qi = self.check_quality(quality) - self.quality_range[0]
         x = _to_tensor(data)
         with torch.no_grad():
-            y = tiled_analysis(frozen.model.g_a, _pad(x), Y_STRIDE)
+            y = tiled_analysis(frozen.model.g_a, _pad(x), self.latent_stride(frozen))
             y = y * frozen.model.y_gain.gain(torch.tensor([qi]))
         return y, qi
 
@@ -247,7 +251,7 @@ def scale_condition(frozen: FrozenHyperprior):
     def condition(z_int: torch.Tensor, qi: int):
         zinv = torch.from_numpy(frozen.z_inverse_fixed[int(qi)].astype(np.float64))
         out = frozen.hs_fixed(z_int.double() * zinv[None, :, None, None])
-        if frozen.kind == "mean-scale":
+        if frozen.kind != "scale":  # mean-scale and the families built like it
             scales_fx, means_fx = out.chunk(2, dim=1)
             means = means_fx * 2.0**-ACT_BITS
         else:

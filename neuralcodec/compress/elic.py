@@ -47,9 +47,12 @@ BLOCK_BITS = 12
 CROP = 256
 
 
-def calibration_crops(root: Path, count: int, crop: int = CROP) -> list[torch.Tensor]:
-    """``count`` centre crops (1, 3, crop, crop) in [0, 1] from photos spread over ``root``."""
-    files = [p for p in _image_files(root) if min(Image.open(p).size) >= crop]
+def calibration_crops(
+    root: Path, count: int, crop: int = CROP, files: list[Path] | None = None
+) -> list[torch.Tensor]:
+    """``count`` centre crops (1, 3, crop, crop) in [0, 1] from photos spread over ``root``
+    (or over ``files``)."""
+    files = [p for p in (files or _image_files(root)) if min(Image.open(p).size) >= crop]
     if not files:
         raise ValueError(f"no calibration images of at least {crop} px under {root}")
     picks = [files[i] for i in np.linspace(0, len(files) - 1, min(count, len(files))).astype(int)]

@@ -30,6 +30,24 @@ def _image_files(root: Path) -> list[Path]:
     return files
 
 
+# The photos whose 512-px centre crops are the held-out benchmark (results/heldout-crops).
+HELD_OUT_BENCH = {("urban100", f"img_{i:03d}.png") for i in range(20, 26)} | {
+    ("wikipedia_photos", "030.png"),
+    ("wikipedia_photos", "031.png"),
+}
+
+
+def split_photos(root: Path, val_every: int = 25) -> tuple[list[Path], list[Path], list[Path]]:
+    """(training, validation, test) photos under ``root``: test = ``HELD_OUT_BENCH``, validation
+    = every ``val_every``-th of the others (by sorted path), training = the rest."""
+    files = _image_files(root)
+    test = [p for p in files if (p.parent.name, p.name) in HELD_OUT_BENCH]
+    rest = [p for p in files if (p.parent.name, p.name) not in HELD_OUT_BENCH]
+    val = rest[val_every // 2 :: val_every]
+    chosen = set(val)
+    return [p for p in rest if p not in chosen], val, test
+
+
 def _load(path: Path, min_side: int) -> list[torch.Tensor]:
     img = Image.open(path).convert("RGB")
     jpeg = path.suffix.lower() in {".jpg", ".jpeg"}
@@ -52,9 +70,10 @@ def _load(path: Path, min_side: int) -> list[torch.Tensor]:
 class CropSampler:
     """Random ``crop x crop`` patches with random horizontal flips, as float tensors in [0, 1]."""
 
-    def __init__(self, root: Path, crop: int, seed: int = 0):
+    def __init__(self, root: Path, crop: int, seed: int = 0, files: list[Path] | None = None):
+        """``files``: the photos to sample from (default: every training photo under ``root``)."""
         self.images: list[torch.Tensor] = []
-        for path in _image_files(root):
+        for path in _image_files(root) if files is None else files:
             self.images.extend(_load(path, crop))
         if not self.images:
             raise ValueError(f"no training images of at least {crop}x{crop} under {root}")
