@@ -155,6 +155,7 @@ CODEC_MODULES = (
     "neuralcodec.codecs.classical",
     "neuralcodec.codecs.learned_image",
     "neuralcodec.codecs.learned_elic",
+    "neuralcodec.codecs.learned_mlic",
     "neuralcodec.codecs.inr",
     "neuralcodec.codecs.pointcloud_octree",
     "neuralcodec.codecs.mesh_traversal",

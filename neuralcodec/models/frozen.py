@@ -113,7 +113,11 @@ class Frozen:
 _FAMILIES: dict[str, type[Frozen]] = {}
 
 # Modules that register families when imported (this one registers the hyperprior family).
-FAMILY_MODULES = ("neuralcodec.models.elic", "neuralcodec.models.elic_int")
+FAMILY_MODULES = (
+    "neuralcodec.models.elic",
+    "neuralcodec.models.elic_int",
+    "neuralcodec.models.mlic",
+)
 
 
 def family(cls: type[Frozen]) -> type[Frozen]:

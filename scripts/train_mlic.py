@@ -1,0 +1,302 @@
+"""Train the ``mlic`` entropy model on cached ``elic`` latents, on one CPU thread.
+
+With ``elic``'s transforms frozen, the analysis ``g_a(x)`` of a crop never changes and neither
+does the distortion, so training is a rate-only problem on latents::
+
+    cache:  crops (full resolution, half chosen for texture) --g_a--> float16 (256, h, w) files
+    train:  y = cached * gain[q] (random q per sample) --MlicModel.code_forward--> bits -> Adam
+    freeze: best validation checkpoint --freeze_mlic (+ elic-int's integer synthesis)--> weights
+
+Frozen: g_a, g_s and the y gains (so ``elic-int``'s integer synthesis still fits). Trained:
+h_a, h_s, z gains and density, channel / spatial contexts, parameter aggregations and the new
+global-context projections (warm-started from ``elic``; the new aggregation columns start at
+zero, so step 0 codes exactly as ``elic``).
+
+Validation: every ``VAL_EVERY``-th training photo plus the held-out benchmark photos
+(``HELD_OUT_BENCH``) are never cached for training; checkpoints are chosen on the mean relative
+bpp (rounded latents, eval mode) over the validation crops at every quality against step 0.
+
+    python scripts/train_mlic.py cache --out /work/mlic-cache --crops 1200
+    python scripts/train_mlic.py train --cache /work/mlic-cache --out /work/mlic-run --steps 8000
+    python scripts/train_mlic.py train ... --resume
+    python scripts/train_mlic.py freeze --run /work/mlic-run --out weights/mlic.safetensors
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from neuralcodec.datasets.paths import data_root  # noqa: E402
+from neuralcodec.datasets.training import _image_files  # noqa: E402
+from neuralcodec.models import frozen as frozen_protocol  # noqa: E402
+from neuralcodec.models.mlic import MlicConfig, MlicModel, freeze_mlic  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+VAL_EVERY = 12
+# centre crops of these are results/heldout-crops (scripts/heldout_crops.py): never trained on
+HELD_OUT_BENCH = {f"img_{i:03d}" for i in range(20, 26)} | {"030", "031"}
+NEW_MODULES = ("qk.", "v_inter.", "v_intra.")
+# hats carry no gradient to the means (straight-through rounding around the mean), so a frozen
+# network that only reads hats (h_s, the channel contexts) costs no backward pass at all
+FROZEN_MODULES = (
+    "g_a.",
+    "g_s.",
+    "y_gain.",
+    "h_a.",
+    "h_s.",
+    "z_gain.",
+    "z_density.",
+    "channel_ctx.",
+)
+
+
+def split(files: list[Path]) -> tuple[list[Path], list[Path], list[Path]]:
+    """(train, validation, held-out benchmark) photos."""
+    bench = [p for p in files if p.stem in HELD_OUT_BENCH]
+    rest = [p for p in files if p.stem not in HELD_OUT_BENCH]
+    val = rest[::VAL_EVERY]
+    train = [p for i, p in enumerate(rest) if i % VAL_EVERY]
+    return train, val, bench
+
+
+def _texture(crop: np.ndarray) -> float:
+    g = crop.astype(np.float32).mean(2)
+    return float(np.abs(np.diff(g, axis=0)).mean() + np.abs(np.diff(g, axis=1)).mean())
+
+
+def pick_crop(img: np.ndarray, size: int, rng: np.random.Generator, textured: bool) -> np.ndarray:
+    h, w = img.shape[:2]
+    cands = []
+    for _ in range(4 if textured else 1):
+        y0, x0 = int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1))
+        cands.append(img[y0 : y0 + size, x0 : x0 + size])
+    return max(cands, key=_texture) if textured else cands[0]
+
+
+def cmd_cache(args) -> int:
+    torch.set_num_threads(1)
+    files = _image_files(args.data or data_root() / "train")
+    train, val, _ = split(files)
+    elic = frozen_protocol.load(ROOT / "weights" / "elic.safetensors", kinds=("elic",))
+    g_a = elic.model.g_a.eval()
+    rng = np.random.default_rng(args.seed)
+    args.out.mkdir(parents=True, exist_ok=True)
+    meta = {"crop": args.crop, "train": [], "val": []}
+    for part, pool, count in (("val", val, args.val_crops), ("train", train, args.crops)):
+        imgs = []
+        for p in pool:
+            im = np.asarray(Image.open(p).convert("RGB"))
+            if min(im.shape[:2]) >= args.crop:  # full resolution only, never resized
+                imgs.append((p, im))
+        areas = np.array([np.sqrt(im.shape[0] * im.shape[1]) for _, im in imgs])
+        t0 = time.time()
+        for i in range(count):
+            j = (
+                i % len(imgs)
+                if part == "val"
+                else int(rng.choice(len(imgs), p=areas / areas.sum()))
+            )
+            p, im = imgs[j]
+            crop = pick_crop(im, args.crop, rng, textured=(part == "train" and i % 2 == 0))
+            x = torch.from_numpy(crop.copy()).permute(2, 0, 1)[None].float() / 255
+            with torch.no_grad():
+                y = g_a(x)[0].half().numpy()
+            name = f"{part}_{i:05d}.npy"
+            np.save(args.out / name, y)
+            meta[part].append({"file": name, "source": str(p.relative_to(p.parents[1]))})
+            if i % 100 == 0:
+                print(f"{part} {i}/{count} ({time.time() - t0:.0f} s)", flush=True)
+        (args.out / "meta.json").write_text(json.dumps(meta, indent=1))
+    return 0
+
+
+def build_model() -> tuple[MlicModel, object]:
+    elic = frozen_protocol.load(ROOT / "weights" / "elic.safetensors", kinds=("elic",))
+    cfg = elic.config.to_dict()
+    cfg["kind"] = "mlic"
+    model = MlicModel(MlicConfig.from_dict(cfg))
+    model.load_elic(elic.model)
+    model.detach_contexts = True  # y is fixed: the same gradients, without the dead backward
+    return model, elic
+
+
+def load_latents(cache: Path, part: str) -> torch.Tensor:
+    meta = json.loads((cache / "meta.json").read_text())
+    return torch.stack([torch.from_numpy(np.load(cache / e["file"])) for e in meta[part]])
+
+
+def bits(model: MlicModel, y: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """Total bits of the batch (y and z)."""
+    _, lik = model.code_forward(y, q)
+    return sum(-torch.log2(v).sum() for v in lik.values())
+
+
+@torch.no_grad()
+def validate(model: MlicModel, val: torch.Tensor) -> list[float]:
+    """bpp at each quality over the validation latents (eval mode: rounded)."""
+    model.eval()
+    out = []
+    pixels = val.shape[0] * val.shape[2] * val.shape[3] * 256
+    for qi in range(model.num_qualities):
+        total = 0.0
+        for i in range(0, val.shape[0], 8):
+            ya = val[i : i + 8].float()
+            q = torch.full((ya.shape[0],), qi)
+            total += float(bits(model, ya * model.y_gain.gain(q), q))
+        out.append(total / pixels)
+    model.train()
+    return out
+
+
+def lr_at(step: int, args) -> float:
+    if step < args.warmup:
+        return (step + 1) / args.warmup
+    t = min(1.0, (step - args.warmup) / max(1, args.steps - args.warmup))
+    return args.min_lr_factor + 0.5 * (1 - args.min_lr_factor) * (1 + math.cos(math.pi * t))
+
+
+def cmd_train(args) -> int:
+    torch.set_num_threads(1)
+    torch.manual_seed(args.seed)
+    model, _ = build_model()
+    for name, p in model.named_parameters():
+        p.requires_grad_(not name.startswith(FROZEN_MODULES))
+    new = [p for n, p in model.named_parameters() if p.requires_grad and n.startswith(NEW_MODULES)]
+    old = [
+        p for n, p in model.named_parameters() if p.requires_grad and not n.startswith(NEW_MODULES)
+    ]
+    opt = torch.optim.Adam(
+        [{"params": old, "base": args.lr}, {"params": new, "base": args.lr * args.new_lr_scale}]
+    )
+    train = load_latents(args.cache, "train")
+    val = load_latents(args.cache, "val")[: args.val_count]
+    args.out.mkdir(parents=True, exist_ok=True)
+    step, best, history = 0, None, []
+    state_path = args.out / "last.pt"
+    if args.resume and state_path.exists():
+        state = torch.load(state_path, weights_only=False)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        step, best, history = state["step"], state["best"], state["history"]
+    log = (args.out / "train.log").open("a")
+    if step == 0:
+        base = validate(model, val)
+        history.append({"step": 0, "val_bpp": base})
+        best = {"step": 0, "score": 0.0}
+        torch.save(model.state_dict(), args.out / "best.pt")
+        print(f"step 0 val bpp {[round(v, 4) for v in base]}", file=log, flush=True)
+    base = history[0]["val_bpp"]
+    rng = np.random.default_rng(args.seed + step)
+    t0, window = time.time(), []
+    n_q = model.num_qualities
+    while step < args.steps:
+        for g in opt.param_groups:
+            g["lr"] = g["base"] * lr_at(step, args)
+        idx = rng.integers(0, train.shape[0], args.batch)
+        ya = train[idx].float()
+        if rng.random() < 0.5:
+            ya = ya.flip(-1)
+        c = args.latent_crop
+        if c and c < ya.shape[-1]:
+            o0, o1 = rng.integers(0, ya.shape[-2] - c + 1), rng.integers(0, ya.shape[-1] - c + 1)
+            ya = ya[..., o0 : o0 + c, o1 : o1 + c]
+        q = torch.from_numpy(rng.integers(0, n_q, args.batch))
+        with torch.no_grad():
+            y = ya * model.y_gain.gain(q)
+        loss = bits(model, y, q) / (ya.shape[0] * ya.shape[2] * ya.shape[3] * 256)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], 1.0)
+        opt.step()
+        step += 1
+        window.append(float(loss.detach()))
+        if step % 25 == 0:
+            rate = (time.time() - t0) / 25
+            t0 = time.time()
+            print(f"step {step} bpp {np.mean(window):.5f} ({1 / rate:.2f} steps/s)",
+                  file=log, flush=True)  # fmt: skip
+            window = []
+        if step % args.val_every == 0 or step == args.steps:
+            v = validate(model, val)
+            score = float(np.mean([a / b - 1 for a, b in zip(v, base, strict=True)]))
+            history.append({"step": step, "val_bpp": v, "score": score})
+            if score < best["score"]:
+                best = {"step": step, "score": score}
+                torch.save(model.state_dict(), args.out / "best.pt")
+            print(f"step {step} val bpp {[round(x, 4) for x in v]} rel {100 * score:+.2f}% "
+                  f"(best {best['step']} {100 * best['score']:+.2f}%)", file=log, flush=True)  # fmt: skip
+            tmp = args.out / "last.pt.tmp"
+            torch.save(
+                {"model": model.state_dict(), "opt": opt.state_dict(), "step": step,
+                 "best": best, "history": history}, tmp)  # fmt: skip
+            tmp.replace(state_path)
+            (args.out / "history.json").write_text(json.dumps(history, indent=1))
+    return 0
+
+
+def cmd_freeze(args) -> int:
+    torch.set_num_threads(1)
+    model, _ = build_model()
+    model.load_state_dict(torch.load(args.run / "best.pt", weights_only=True))
+    elic_int = frozen_protocol.load(ROOT / "weights" / "elic-int.safetensors", kinds=("elic-int",))
+    state = torch.load(args.run / "last.pt", weights_only=False)
+    best = state["best"]
+    meta = {
+        "model_id": args.model_id or f"mlic-s{best['step']}",
+        "warm_start": "elic-s75500",
+        "training": {"best_step": best["step"], "val_rel_bpp": best["score"]},
+    }
+    frozen = freeze_mlic(model, elic_int, meta)
+    sha = frozen_protocol.save(frozen, args.out)
+    print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.2f} MB, sha256 {sha[:16]})")
+    return 0
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    c = sub.add_parser("cache")
+    c.add_argument("--out", type=Path, required=True)
+    c.add_argument("--data", type=Path, default=None)
+    c.add_argument("--crops", type=int, default=1200)
+    c.add_argument("--val-crops", type=int, default=48)
+    c.add_argument("--crop", type=int, default=384)
+    c.add_argument("--seed", type=int, default=0)
+    t = sub.add_parser("train")
+    t.add_argument("--cache", type=Path, required=True)
+    t.add_argument("--out", type=Path, required=True)
+    t.add_argument("--steps", type=int, default=8000)
+    t.add_argument("--batch", type=int, default=8)
+    t.add_argument("--latent-crop", type=int, default=0, help="random latent sub-crop (0: all)")
+    t.add_argument("--lr", type=float, default=1e-4)
+    t.add_argument("--new-lr-scale", type=float, default=5.0)
+    t.add_argument("--min-lr-factor", type=float, default=0.05)
+    t.add_argument("--warmup", type=int, default=50)
+    t.add_argument("--val-every", type=int, default=250)
+    t.add_argument("--val-count", type=int, default=32, help="validation crops used")
+    t.add_argument("--resume", action="store_true")
+    t.add_argument("--seed", type=int, default=0)
+    f = sub.add_parser("freeze")
+    f.add_argument("--run", type=Path, required=True)
+    f.add_argument("--out", type=Path, required=True)
+    f.add_argument("--model-id", default=None)
+    args = p.parse_args(argv)
+    if os.environ.get("OMP_NUM_THREADS") != "1":
+        print("note: set OMP_NUM_THREADS=1 (one thread)", file=sys.stderr)
+    return {"cache": cmd_cache, "train": cmd_train, "freeze": cmd_freeze}[args.cmd](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
