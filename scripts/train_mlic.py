@@ -35,6 +35,9 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from torch import nn
+from torch.nn import functional as F
+from torch.nn.utils import parametrize
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -48,6 +51,7 @@ VAL_EVERY = 12
 # centre crops of these are results/heldout-crops (scripts/heldout_crops.py): never trained on
 HELD_OUT_BENCH = {f"img_{i:03d}" for i in range(20, 26)} | {"030", "031"}
 NEW_MODULES = ("qk.", "v_inter.", "v_intra.")
+NEW_SUFFIX = ".extra"  # the aggregations' global-context columns (``NewColumns``)
 # hats carry no gradient to the means (straight-through rounding around the mean), so a frozen
 # network that only reads hats (h_s, the channel contexts) costs no backward pass at all
 FROZEN_MODULES = (
@@ -129,6 +133,7 @@ def build_model() -> tuple[MlicModel, object]:
     model = MlicModel(MlicConfig.from_dict(cfg))
     model.load_elic(elic.model)
     model.detach_contexts = True  # y is fixed: the same gradients, without the dead backward
+    model.rounded_rate = True  # y is fixed: train on the rate of what is coded
     return model, elic
 
 
@@ -160,6 +165,41 @@ def validate(model: MlicModel, val: torch.Tensor) -> list[float]:
     return out
 
 
+class NewColumns(nn.Module):
+    """Parametrisation of an aggregation's first weight: ``W + [0 | extra]``. The global-context
+    input columns get their own parameter (zero at the start) and so their own learning rate,
+    while the columns warm-started from elic move slowly; ``merged_state`` folds them back."""
+
+    def __init__(self, weight: torch.Tensor, new_in: int):
+        super().__init__()
+        self.old_in = weight.shape[1] - new_in
+        self.extra = nn.Parameter(weight.new_zeros(weight.shape[0], new_in, *weight.shape[2:]))
+
+    def forward(self, w: torch.Tensor) -> torch.Tensor:
+        return w + F.pad(self.extra, (0, 0, 0, 0, self.old_in, 0))
+
+
+def add_new_columns(model: MlicModel) -> None:
+    for k, c in enumerate(model.config.groups):
+        layer = model.param_agg[k][0]
+        parametrize.register_parametrization(
+            layer, "weight", NewColumns(layer.weight.detach(), (2 if k else 1) * c)
+        )
+
+
+def merged_state(model: MlicModel) -> dict[str, torch.Tensor]:
+    """The plain ``MlicModel`` state dict (parametrised weights evaluated)."""
+    out = {}
+    for name, value in model.state_dict().items():
+        if ".parametrizations.weight." in name:
+            if name.endswith(".original"):
+                prefix = name.split(".parametrizations.")[0]
+                out[f"{prefix}.weight"] = model.get_submodule(prefix).weight.detach().clone()
+            continue
+        out[name] = value
+    return out
+
+
 def lr_at(step: int, args) -> float:
     if step < args.warmup:
         return (step + 1) / args.warmup
@@ -171,12 +211,15 @@ def cmd_train(args) -> int:
     torch.set_num_threads(1)
     torch.manual_seed(args.seed)
     model, _ = build_model()
+    add_new_columns(model)
     for name, p in model.named_parameters():
         p.requires_grad_(not name.startswith(FROZEN_MODULES))
-    new = [p for n, p in model.named_parameters() if p.requires_grad and n.startswith(NEW_MODULES)]
-    old = [
-        p for n, p in model.named_parameters() if p.requires_grad and not n.startswith(NEW_MODULES)
-    ]
+
+    def is_new(name: str) -> bool:
+        return name.startswith(NEW_MODULES) or name.endswith(NEW_SUFFIX)
+
+    new = [p for n, p in model.named_parameters() if p.requires_grad and is_new(n)]
+    old = [p for n, p in model.named_parameters() if p.requires_grad and not is_new(n)]
     opt = torch.optim.Adam(
         [{"params": old, "base": args.lr}, {"params": new, "base": args.lr * args.new_lr_scale}]
     )
@@ -195,7 +238,7 @@ def cmd_train(args) -> int:
         base = validate(model, val)
         history.append({"step": 0, "val_bpp": base})
         best = {"step": 0, "score": 0.0}
-        torch.save(model.state_dict(), args.out / "best.pt")
+        torch.save(merged_state(model), args.out / "best.pt")
         print(f"step 0 val bpp {[round(v, 4) for v in base]}", file=log, flush=True)
     base = history[0]["val_bpp"]
     rng = np.random.default_rng(args.seed + step)
@@ -234,7 +277,7 @@ def cmd_train(args) -> int:
             history.append({"step": step, "val_bpp": v, "score": score})
             if score < best["score"]:
                 best = {"step": step, "score": score}
-                torch.save(model.state_dict(), args.out / "best.pt")
+                torch.save(merged_state(model), args.out / "best.pt")
             print(f"step {step} val bpp {[round(x, 4) for x in v]} rel {100 * score:+.2f}% "
                   f"(best {best['step']} {100 * best['score']:+.2f}%)", file=log, flush=True)  # fmt: skip
             tmp = args.out / "last.pt.tmp"
@@ -264,6 +307,57 @@ def cmd_freeze(args) -> int:
     return 0
 
 
+def cmd_manifest(args) -> int:
+    """Add (or replace) the ``mlic`` entry of weights/manifest.json from the file and the
+    Kodak results (``codec bench rd`` output)."""
+    path = ROOT / "weights" / "manifest.json"
+    doc = json.loads(path.read_text())
+    weights = ROOT / "weights" / "mlic.safetensors"
+    _, config, meta = frozen_protocol.read_weights_file(weights)
+    state = torch.load(args.run / "last.pt", weights_only=False)
+    points = []
+    results = json.loads(args.results.read_text())
+    for q, point in sorted(results["codecs"]["mlic"]["points"].items(), key=lambda t: int(t[0])):
+        mean = point.get("mean") or {}
+        keep = ("bpp", "psnr", "ms_ssim", "enc_s", "dec_s", "est_bpp", "n_images")
+        points.append({"quality": int(q), **{k: mean[k] for k in keep if k in mean}})
+    entry = {
+        "name": "mlic",
+        "file": weights.name,
+        "sha256": frozen_protocol.sha256_file(weights),
+        "size_bytes": weights.stat().st_size,
+        "architecture": config,
+        "model_id": meta["model_id"],
+        "qualities": list(range(1, 9)),
+        "synthesis_from": meta["synthesis_from"],
+        "training": {
+            "data": "shared/data/train: 1,200 full-resolution 384-px crops (analysis latents "
+            "cached), validation: 48 crops of every 12th photo, never trained on",
+            "steps": int(state["step"]),
+            "best_step": int(state["best"]["step"]),
+            "batch": args.batch,
+            "recipe": "warm start from elic-s75500 (global-context columns zero); rate-only "
+            "training on cached latents, g_a/g_s/y gains/hyperprior/channel contexts frozen; "
+            "Adam lr 3e-4 (attention projections 5x), cosine; one thread "
+            "(scripts/train_mlic.py, docs/mlic.md)",
+            "val_bpp_step0": state["history"][0]["val_bpp"],
+            "val_bpp_best": next(
+                h["val_bpp"] for h in state["history"] if h["step"] == state["best"]["step"]
+            ),
+        },
+        "eval": {
+            "dataset": "kodak",
+            "images": 24,
+            "source": str(args.results.relative_to(ROOT)),
+            "points": points,
+        },
+    }
+    doc["models"] = [m for m in doc["models"] if m["name"] != "mlic"] + [entry]
+    path.write_text(json.dumps(doc, indent=2) + "\n")
+    print(f"manifest: mlic {entry['sha256'][:16]} ({len(points)} Kodak points)")
+    return 0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -280,22 +374,27 @@ def main(argv=None) -> int:
     t.add_argument("--steps", type=int, default=8000)
     t.add_argument("--batch", type=int, default=8)
     t.add_argument("--latent-crop", type=int, default=0, help="random latent sub-crop (0: all)")
-    t.add_argument("--lr", type=float, default=1e-4)
-    t.add_argument("--new-lr-scale", type=float, default=5.0)
+    t.add_argument("--lr", type=float, default=1e-5, help="warm-started parameters")
+    t.add_argument("--new-lr-scale", type=float, default=100.0, help="global-context parts")
     t.add_argument("--min-lr-factor", type=float, default=0.05)
     t.add_argument("--warmup", type=int, default=50)
     t.add_argument("--val-every", type=int, default=250)
-    t.add_argument("--val-count", type=int, default=32, help="validation crops used")
+    t.add_argument("--val-count", type=int, default=24, help="validation crops used")
     t.add_argument("--resume", action="store_true")
     t.add_argument("--seed", type=int, default=0)
     f = sub.add_parser("freeze")
     f.add_argument("--run", type=Path, required=True)
     f.add_argument("--out", type=Path, required=True)
     f.add_argument("--model-id", default=None)
+    m = sub.add_parser("manifest")
+    m.add_argument("--run", type=Path, required=True)
+    m.add_argument("--results", type=Path, default=ROOT / "results" / "kodak" / "results.json")
+    m.add_argument("--batch", type=int, default=6)
     args = p.parse_args(argv)
     if os.environ.get("OMP_NUM_THREADS") != "1":
         print("note: set OMP_NUM_THREADS=1 (one thread)", file=sys.stderr)
-    return {"cache": cmd_cache, "train": cmd_train, "freeze": cmd_freeze}[args.cmd](args)
+    commands = {"cache": cmd_cache, "train": cmd_train, "freeze": cmd_freeze}
+    return {**commands, "manifest": cmd_manifest}[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -128,6 +128,9 @@ class MlicModel(ElicModel):
     # cached latents) they can be detached: the result is the same and the frozen context
     # networks then need no backward pass.
     detach_contexts = False
+    # Training rate on the rounded values the coder codes (straight-through for the mean)
+    # instead of uniform noise: with fixed transforms the coded rate is the whole objective.
+    rounded_rate = False
 
     def __init__(self, config: MlicConfig):
         super().__init__(config)
@@ -217,6 +220,8 @@ class MlicModel(ElicModel):
         return split_params(parts[0], delta, self.config.m, s0, s1)
 
     def _rate_values(self, y: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
+        if self.training and self.rounded_rate:
+            return quantize_ste(y - means) + means
         if self.training:
             return quantize_noise(y)
         return torch.round(y - means) + means
