@@ -45,6 +45,7 @@ from neuralcodec.datasets.paths import data_root  # noqa: E402
 from neuralcodec.datasets.training import _image_files  # noqa: E402
 from neuralcodec.models import frozen as frozen_protocol  # noqa: E402
 from neuralcodec.models.mlic import MlicConfig, MlicModel, freeze_mlic  # noqa: E402
+from neuralcodec.models.mlic import save as save_mlic  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 VAL_EVERY = 12
@@ -293,7 +294,8 @@ def cmd_freeze(args) -> int:
     torch.set_num_threads(1)
     model, _ = build_model()
     model.load_state_dict(torch.load(args.run / "best.pt", weights_only=True))
-    elic_int = frozen_protocol.load(ROOT / "weights" / "elic-int.safetensors", kinds=("elic-int",))
+    base_path = ROOT / "weights" / "elic-int.safetensors"
+    elic_int = frozen_protocol.load(base_path, kinds=("elic-int",))
     state = torch.load(args.run / "last.pt", weights_only=False)
     best = state["best"]
     meta = {
@@ -302,7 +304,7 @@ def cmd_freeze(args) -> int:
         "training": {"best_step": best["step"], "val_rel_bpp": best["score"]},
     }
     frozen = freeze_mlic(model, elic_int, meta)
-    sha = frozen_protocol.save(frozen, args.out)
+    sha = save_mlic(frozen, args.out, base_path)
     print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.2f} MB, sha256 {sha[:16]})")
     return 0
 
@@ -326,10 +328,11 @@ def cmd_manifest(args) -> int:
         "file": weights.name,
         "sha256": frozen_protocol.sha256_file(weights),
         "size_bytes": weights.stat().st_size,
-        "architecture": config,
+        "architecture": {**config, "attention": "linear, exact int64 (docs/mlic.md)"},
         "model_id": meta["model_id"],
         "qualities": list(range(1, 9)),
-        "synthesis_from": meta["synthesis_from"],
+        "base": config["base"],
+        "base_sha256": config["base_sha256"],
         "training": {
             "data": "shared/data/train: 1,200 full-resolution 384-px crops (analysis latents "
             "cached), validation: 48 crops of every 12th photo, never trained on",

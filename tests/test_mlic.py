@@ -148,17 +148,29 @@ def test_the_global_context_is_used(codec, coded):
 
 
 @needs_weights
-def test_synthesis_is_elic_int_and_checked(tmp_path):
+def test_the_file_completes_elic_int_and_is_pinned_to_it(tmp_path):
+    """mlic.safetensors holds only mlic's own networks; the rest (analysis, tables, hyper and
+    context networks, integer synthesis) is elic-int's file, named and pinned by sha256."""
+    import shutil
+
+    from safetensors.numpy import load_file
+
+    assert WEIGHTS.stat().st_size < 3_500_000
+    names = {k.split(".")[1] for k in load_file(str(WEIGHTS))}
+    assert names == set(mlic.FrozenMlic.own_twins(mlic.load(WEIGHTS).config))
     fz = mlic.load(WEIGHTS)
-    ref = frozen.load(REPO_DIR / "weights" / "elic-int.safetensors", kinds=("elic-int",))
-    assert mlic.synthesis_digest(fz.synthesis_int) == mlic.synthesis_digest(ref.nets["gs"])
-    assert fz.meta["synthesis_from"]["model_id"] == ref.meta["model_id"]
-    # a file whose synthesis no longer matches its recorded source is refused
-    fz.meta = dict(fz.meta, synthesis_from={"model_id": "x", "sha256": "0" * 64})
-    bad = tmp_path / "bad.safetensors"
-    frozen.save(fz, bad)
-    with pytest.raises(WeightsError, match="synthesis"):
-        mlic.load(bad)
+    base = frozen.load(REPO_DIR / "weights" / "elic-int.safetensors", kinds=("elic-int",))
+    assert type(fz.synthesis_int) is type(base.nets["gs"])
+    assert fz.synthesis_int.to_arrays("").keys() == base.nets["gs"].to_arrays("").keys()
+    # a base file with other bytes is refused, and so is a missing one
+    shutil.copy(WEIGHTS, tmp_path / "mlic.safetensors")
+    base_bytes = (REPO_DIR / "weights" / "elic-int.safetensors").read_bytes()
+    (tmp_path / "elic-int.safetensors").write_bytes(base_bytes + b"\0")
+    with pytest.raises(WeightsError, match="other elic-int.safetensors"):
+        mlic.load(tmp_path / "mlic.safetensors")
+    (tmp_path / "elic-int.safetensors").unlink()
+    with pytest.raises(WeightsError, match="not beside it"):
+        mlic.load(tmp_path / "mlic.safetensors")
 
 
 @needs_weights

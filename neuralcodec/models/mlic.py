@@ -36,12 +36,13 @@ model at step 0 *is* ``elic`` and its rate is ``elic``'s; the rate gain comes fr
 
 from __future__ import annotations
 
-import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors.numpy import save_file as save_numpy
 from torch import nn
 
 from ..entropy.models import quantize_noise, quantize_ste
@@ -56,8 +57,8 @@ from .elic import (
     checkerboard_masks,
     split_params,
 )
-from .fixedpoint import ACT_BITS, FixedPointNet
-from .frozen import family
+from .fixedpoint import ACT_BITS, FixedPointError, FixedPointNet
+from .frozen import WeightsError, family
 
 KIND = "mlic"
 ATTN_DIM = 16
@@ -271,34 +272,32 @@ def _agg(cin: int, cout: int, hidden: int) -> nn.Sequential:
 
 # --------------------------------------------------------------------------- frozen (coding)
 
+BASE_KIND = "elic-int"
+
 
 @family
 class FrozenMlic(FrozenElic):
-    """``FrozenElic`` + the attention twins ``qk<k>``, ``vi<k>`` (inter, stored ``vi0..`` for
-    slices 1..), ``va<k>`` (intra) and the integer synthesis ``gs`` (``elic-int``'s, copied and
-    checked against it: ``meta["synthesis_from"]`` holds that file's model id and the sha256 of
-    the synthesis arrays)."""
+    """What the ``mlic`` coder needs: ``elic-int``'s frozen model (its file, pinned by sha256)
+    completed by this model's own integer networks.
+
+    From the base: the float analysis, tables ``y`` / ``z``, ``zinv``, the integer
+    hyper-synthesis ``hs``, channel contexts ``ch<k>``, spatial contexts ``sp<k>`` and the
+    integer synthesis ``gs``. Own (``weights/mlic.safetensors``): the aggregations ``agg<k>``
+    (retrained, with the global-context columns), the attention projections ``qk<k>``,
+    ``vi<k>`` (inter, slices 1.., stored ``vi0..``) and ``va<k>`` (intra), as ``FixedPointNet``s.
+    """
 
     kinds = (KIND,)
     config_class, model_class = MlicConfig, MlicModel
 
     @classmethod
-    def twin_modules(cls, config: MlicConfig) -> dict[str, str]:
-        twins = super().twin_modules(config)
+    def own_twins(cls, config: MlicConfig) -> dict[str, str]:
         groups = len(config.groups)
+        twins = {f"agg{i}": f"param_agg.{i}" for i in range(groups)}
         twins.update({f"qk{i}": f"qk.{i}" for i in range(groups)})
         twins.update({f"vi{i}": f"v_inter.{i}" for i in range(groups - 1)})
         twins.update({f"va{i}": f"v_intra.{i}" for i in range(groups)})
-        twins["gs"] = "g_s"
         return twins
-
-    @classmethod
-    def load_twin(cls, name: str, arrays: dict[str, np.ndarray], prefix: str):
-        if name == "gs":
-            from ..compress.intnet import IntSynthesis
-
-            return IntSynthesis.from_arrays(arrays, prefix)
-        return FixedPointNet.from_arrays(arrays, prefix)
 
     @property
     def synthesis_int(self):
@@ -344,46 +343,76 @@ class FrozenMlic(FrozenElic):
         return hyper[:, s0:s1] + delta[:, :c], hyper[:, m + s0 : m + s1] + delta[:, c:]
 
 
-def synthesis_digest(gs) -> str:
-    """sha256 over the integer synthesis' arrays (names and bytes, in name order)."""
-    h = hashlib.sha256()
-    for name, a in sorted(gs.to_arrays("").items()):
-        h.update(name.encode())
-        h.update(np.ascontiguousarray(a).tobytes())
-    return h.hexdigest()
+def freeze_mlic(model: MlicModel, base: FrozenElic, meta: dict | None = None) -> FrozenMlic:
+    """Freeze a trained ``MlicModel`` on top of ``base`` (the ``elic-int`` frozen model).
 
-
-def freeze_mlic(model: MlicModel, elic_int: FrozenElic, meta: dict | None = None) -> FrozenMlic:
-    """Freeze a trained ``MlicModel``; the integer synthesis is ``elic_int``'s (same transforms,
-    same y gains: refused otherwise), recorded in ``meta["synthesis_from"]``."""
+    Refused when the model's y gains differ from the base's (its integer synthesis would not
+    fit). The returned model's float modules hold exactly what the coder runs."""
     model = model.eval()
-    src = elic_int.model
-    if not torch.equal(model.y_gain.log_inverse.detach(), src.y_gain.log_inverse.detach()):
-        raise ValueError("the y gains differ from the integer synthesis' source: retrain frozen")
-    gs = elic_int.nets["gs"]
+    if not torch.equal(model.y_gain.log_inverse.detach(), base.model.y_gain.log_inverse.detach()):
+        raise ValueError("the y gains differ from the base's: its integer synthesis would not fit")
     with torch.no_grad():
-        tables, ints = FrozenMlic.integer_parts(model)
-        nets = {
+        own = {
             name: FixedPointNet.from_sequential(model.get_submodule(path))
-            for name, path in FrozenMlic.twin_modules(model.config).items()
-            if name != "gs"
+            for name, path in FrozenMlic.own_twins(model.config).items()
         }
-    nets["gs"] = gs
-    gs.load_into(model.g_s)
-    meta = dict(meta or {})
-    meta["synthesis_from"] = {
-        "model_id": elic_int.meta.get("model_id", "elic-int"),
-        "sha256": synthesis_digest(gs),
-    }
-    ints = {k: np.asarray(v, dtype=np.int64) for k, v in ints.items()}
-    return FrozenMlic(model, tables, nets, ints, meta)
+    return _join(base, own, dict(meta or {}))
+
+
+def _join(base: FrozenElic, own: dict[str, FixedPointNet], meta: dict) -> FrozenMlic:
+    cfg = base.config.to_dict()
+    cfg["kind"] = KIND
+    model = MlicModel(MlicConfig.from_dict(cfg))
+    model.load_elic(base.model)  # the base's float modules (twins dequantised)
+    for name, path in FrozenMlic.own_twins(model.config).items():
+        own[name].load_into(model.get_submodule(path))
+    model.eval()
+    nets = {**base.nets, **own}
+    return FrozenMlic(model, dict(base.tables), nets, dict(base.ints), {**base.meta, **meta})
+
+
+def save(frozen: FrozenMlic, path: Path, base: Path) -> str:
+    """Write ``mlic``'s own networks + the name and sha256 of the base file; returns the sha256."""
+    config = {"kind": KIND, "attn_dim": frozen.config.attn_dim, "base": Path(base).name,
+              "base_sha256": frozen_protocol.sha256_file(base)}  # fmt: skip
+    arrays = {}
+    for name in FrozenMlic.own_twins(frozen.config):
+        arrays.update(frozen.nets[name].to_arrays(f"frozen.{name}."))
+    metadata = {"config": json.dumps(config, sort_keys=True),
+                "meta": json.dumps(frozen.meta, sort_keys=True)}  # fmt: skip
+    path = Path(path)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    save_numpy({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(tmp), metadata=metadata)
+    frozen_protocol._sort_metadata(tmp)
+    tmp.chmod(0o644)
+    tmp.replace(path)
+    return frozen_protocol.sha256_file(path)
 
 
 def load(path: Path) -> FrozenMlic:
-    """``frozen.load`` for ``mlic`` files; the synthesis must match ``meta["synthesis_from"]``."""
-    frozen = frozen_protocol.load(path, kinds=(KIND,))
-    want = frozen.meta.get("synthesis_from", {}).get("sha256")
-    if want != synthesis_digest(frozen.synthesis_int):
-        raise frozen_protocol.WeightsError(f"{Path(path).name}: integer synthesis does not match "
-                                           "its recorded source")  # fmt: skip
-    return frozen
+    """The ``mlic`` file at ``path`` joined to the ``elic-int`` file it names (same folder,
+    same sha256); ``WeightsError`` (one line) for anything else."""
+    path = Path(path)
+    arrays, config, meta = frozen_protocol.read_weights_file(path)
+    if config.get("kind") != KIND:
+        raise WeightsError(f"{path.name} holds a {config.get('kind')!r} model, not {KIND!r}")
+    base_name = config.get("base")
+    if not isinstance(base_name, str) or Path(base_name).name != base_name:
+        raise WeightsError(f"{path.name} names no valid base weights file")
+    base_path = path.with_name(base_name)
+    if not base_path.is_file():
+        raise WeightsError(f"{path.name} completes {base_name}, which is not beside it")
+    if frozen_protocol.sha256_file(base_path) != config.get("base_sha256"):
+        raise WeightsError(f"{path.name} was made for other {base_name} weights")
+    base = frozen_protocol.load(base_path, kinds=(BASE_KIND,))
+    if config.get("attn_dim", ATTN_DIM) != ATTN_DIM:
+        raise WeightsError(f"{path.name}: attention width {config.get('attn_dim')!r}")
+    cfg = MlicConfig.from_dict({**base.config.to_dict(), "kind": KIND})
+    try:
+        own = {
+            name: FixedPointNet.from_arrays(arrays, f"frozen.{name}.")
+            for name in FrozenMlic.own_twins(cfg)
+        }
+        return _join(base, own, meta)
+    except (RuntimeError, KeyError, ValueError, FixedPointError) as exc:
+        raise WeightsError(f"weights {path} do not match the mlic architecture: {exc}") from None
