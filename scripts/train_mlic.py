@@ -7,10 +7,10 @@ does the distortion, so training is a rate-only problem on latents::
     train:  y = cached * gain[q] (random q per sample) --MlicModel.code_forward--> bits -> Adam
     freeze: best validation checkpoint --freeze_mlic (+ elic-int's integer synthesis)--> weights
 
-Frozen: g_a, g_s and the y gains (so ``elic-int``'s integer synthesis still fits). Trained:
-h_a, h_s, z gains and density, channel / spatial contexts, parameter aggregations and the new
-global-context projections (warm-started from ``elic``; the new aggregation columns start at
-zero, so step 0 codes exactly as ``elic``).
+Frozen: g_a, g_s, the y gains (so ``elic-int``'s integer synthesis still fits), the hyperprior
+and the channel / spatial contexts (the coder takes those from ``elic-int``). Trained: the
+parameter aggregations and the new global-context projections (warm-started from ``elic``; the
+new aggregation columns start at zero, so step 0 codes exactly as ``elic``).
 
 Validation: every ``VAL_EVERY``-th training photo plus the held-out benchmark photos
 (``HELD_OUT_BENCH``) are never cached for training; checkpoints are chosen on the mean relative
@@ -64,6 +64,7 @@ FROZEN_MODULES = (
     "z_gain.",
     "z_density.",
     "channel_ctx.",
+    "spatial_ctx.",
 )
 
 

@@ -8,10 +8,12 @@ A composition (``learned_image.LearnedImageCodec`` + latent codecs)::
                             ŷ = MultiReferenceLatent(hyper_fx)            (stream "y")
     x_hat = IntSynthesis(ŷ, q)                                 (elic-int's integer synthesis)
 
-The latent's CDF indexes come from ``FixedPointNet``s and the exact int64 linear attention
-(``models/mlic.py``), and the pixels from ``elic-int``'s integer synthesis (copied into
-``weights/mlic.safetensors``; ``meta["synthesis_from"]`` names its source and the sha256 of its
-arrays), so decoded images are identical on every CPU, instruction set and thread count.
+The latent's CDF indexes come from exact integer networks and the exact int64 linear
+attention (``models/mlic.py``), and the pixels from ``elic-int``'s integer synthesis, so decoded
+images are identical on every CPU, instruction set and thread count. ``weights/mlic.safetensors``
+holds only what ``mlic`` adds to ``elic-int`` (aggregations, attention projections, 2.3 MB) and
+names ``weights/elic-int.safetensors`` by sha256; the loader joins the two and refuses another
+base. The header's ``weights_sha256`` is the ``mlic`` file's.
 """
 
 from __future__ import annotations
@@ -49,5 +51,5 @@ class MlicCodec(LearnedImageCodec):
         return float(sum(-torch.log2(lik).sum() for lik in likelihoods.values()))
 
 
-# the loader also checks the copied integer synthesis against its recorded digest
+# the loader joins the file to the elic-int file it names (and checks its sha256)
 MlicCodec.load_weights = staticmethod(load)

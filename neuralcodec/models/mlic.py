@@ -29,6 +29,10 @@ are int64 sums (|κ v| < 2^23, so 2^40 for a million positions), the query produ
 touches the value. The denominator is at least D (every feature is >= 1). The kernels doing
 this are ``kernels.linear_attention_exact`` (PyTorch int64 reference + Triton).
 
+**Weights.** ``weights/mlic.safetensors`` holds only the aggregations and the attention
+projections and pins ``elic-int.safetensors`` (analysis, tables, hyper and context networks,
+integer synthesis) by sha256; ``load`` joins the two (``docs/mlic.md``).
+
 **Warm start.** Every module that exists in ``elic`` is copied from it; the parameter
 aggregations get extra input columns for ``g_inter`` / ``g_intra`` that start at zero, so the
 model at step 0 *is* ``elic`` and its rate is ``elic``'s; the rate gain comes from training.
