@@ -320,8 +320,11 @@ def cmd_manifest(args) -> int:
     state = torch.load(args.run / "last.pt", weights_only=False)
     points = []
     results = json.loads(args.results.read_text())
-    for q, point in sorted(results["codecs"]["mlic"]["points"].items(), key=lambda t: int(t[0])):
+    measured = results["codecs"].get("mlic", {}).get("points", {})
+    for q, point in sorted(measured.items(), key=lambda t: int(t[0])):
         mean = point.get("mean") or {}
+        if mean.get("n_images") != 24:
+            continue  # only points measured on every Kodak image
         keep = ("bpp", "psnr", "ms_ssim", "enc_s", "dec_s", "est_bpp", "n_images")
         points.append({"quality": int(q), **{k: mean[k] for k in keep if k in mean}})
     entry = {

@@ -26,8 +26,8 @@ needs_weights = pytest.mark.skipif(
 WEIGHTS = REPO_DIR / "weights" / "mlic.safetensors"
 
 # Golden values of the shipped weights (update together with weights/mlic.safetensors).
-GOLDEN_NCF_SHA256 = None
-GOLDEN_PIXELS_SHA256 = None
+GOLDEN_NCF_SHA256 = "914f8b2492270b260210eb67835083365ce5e43b29d803447cd690dde6553dd8"
+GOLDEN_PIXELS_SHA256 = "a8eac0cecdd00eed942632407bbe0fd8c248fa900d096b594275d44202dd6e24"
 
 
 def _image(h: int, w: int, seed: int = 0) -> np.ndarray:
