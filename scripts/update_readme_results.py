@@ -41,6 +41,12 @@ def _curve_rows(doc: dict, images: list[str]) -> list[tuple[str, list[dict]]]:
     return rows
 
 
+# A curve of fewer qualities is interpolated over 1-3 segments and bends unlike its 8-point
+# anchors: its BD-rates then measure the interpolation, not the codec (scripts/matched_bd.py
+# compares such a codec on the qualities both measured).
+MIN_BD_POINTS = 4
+
+
 def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{value:+.1f}%"
 
@@ -62,7 +68,10 @@ def results_table(doc: dict) -> str:
             f"{points[0]['bpp']:.3f}–{points[-1]['bpp']:.3f}",
             f"{points[0]['psnr']:.2f}–{points[-1]['psnr']:.2f}",
         ]
-        cells += [_pct(bd.get(name, {}).get(a["key"], {}).get("bd_rate")) for a in anchors]
+        if len(points) < MIN_BD_POINTS:
+            cells += [f"n/a ({len(points)} points)"] * len(anchors)
+        else:
+            cells += [_pct(bd.get(name, {}).get(a["key"], {}).get("bd_rate")) for a in anchors]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

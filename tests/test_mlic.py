@@ -119,7 +119,8 @@ def test_estimated_rate_matches_the_streams(codec, coded):
         est = codec.estimate_bits(img, q)
         for name, bits in est.items():
             actual = 8 * len(encoded.streams[name])
-            assert abs(actual - bits) <= 48 + 0.01 * bits, (q, name, actual, bits)
+            # the coder's flush and 16-bit table rounding: at most a few bytes above the ideal
+            assert bits <= actual <= 1.01 * bits + 8 * 16, (q, name, actual, bits)
         model = codec.estimated_bits(img, q)
         total = 8 * sum(len(s) for s in encoded.streams.values())
         assert abs(model - total) <= 64 + 0.05 * total, (q, model, total)
