@@ -225,7 +225,8 @@ def test_default_codec_is_the_lowest_rank_with_weights(capsys, monkeypatch, png,
 def test_shipped_codecs_are_ranked_by_preference_and_only_inr_is_slow():
     shipped = [n for n in ranked_names("image") if not n.startswith("test-")]
     assert shipped == [
-        "elic-int", "elic", "mbt-mean-int", "mbt-mean", "bmshj-hyper", "bmshj-factorized", "inr"
+        "elic-int", "elic", "mlic", "mbt-mean-int", "mbt-mean", "bmshj-hyper", "bmshj-factorized",
+        "inr",
     ]  # fmt: skip
     assert [n for n in codec_names() if codec_class(n).slow_reason] == ["inr"]
 
