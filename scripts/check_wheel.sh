@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Install check: build a wheel from this checkout's files, install it into a fresh venv outside
 # the checkout, and use it from a folder outside the checkout: `codec list`, then encode / decode /
-# info with every shipped .ncf image codec (elic-int, elic, mbt-mean-int, mbt-mean, wavelet, inr with its
-# fast preset) on a small image, and the one-line error of `codec bench rd` when no data folder
-# is set.
+# info with every shipped .ncf image codec (elic-int, elic, mlic, mbt-mean-int, mbt-mean,
+# wavelet, inr with its fast preset) on a small image, and the one-line error of `codec bench rd`
+# when no data folder is set.
 #
 #   PYTHON=.venv/bin/python bash scripts/check_wheel.sh        (what `make check-wheel` runs)
 #
@@ -71,12 +71,12 @@ EOF
 
 step "codec list"
 run "$codec" list | tee list.txt
-for name in elic-int elic mbt-mean-int mbt-mean wavelet; do
+for name in elic-int elic mlic mbt-mean-int mbt-mean wavelet; do
   grep -Eq "^$name +.* yes$" list.txt || fail "codec list does not show $name with its weights"
 done
 
 run "$vpy" -c "from PIL import Image; Image.open('$repo/examples/sample.png').crop((304, 200, 432, 296)).save('img.png')"
-for spec in elic-int elic mbt-mean-int mbt-mean wavelet "inr --preset fast"; do
+for spec in elic-int elic mlic mbt-mean-int mbt-mean wavelet "inr --preset fast"; do
   name=${spec%% *}
   step "codec encode / decode / info: $spec"
   # shellcheck disable=SC2086  # $spec holds the codec name and its options

@@ -508,3 +508,26 @@ def test_results_of_a_changed_encoder_preset_are_measured_again(tmp_path, monkey
     monkeypatch.setitem(inr.PRESETS, "test", changed)
     assert store.forget_stale("inr@test") and not store.has("inr@test", 3, "img.png")
     assert not store.forget_stale("inr@fast") and store.has("inr@fast", 3, "img.png")
+
+
+def test_readme_table_leaves_sparse_curves_without_curve_bd_rates():
+    """A 2-point curve against a 4-point anchor: n/a (interpolation, not the codec); two sparse
+    curves against each other keep their BD-rate."""
+    script = _readme_script()
+
+    def points(qs):
+        return {str(q): {"mean": {"bpp": 0.1 * q, "psnr": 25 + q, "n_images": 1}} for q in qs}
+
+    bd = {name: {a: {"bd_rate": -3.0} for a in ("full", "sparse")} for name in ("full", "sparse")}
+    doc = {
+        "codecs": {"full": {"points": points([1, 2, 3, 4])}, "sparse": {"points": points([1, 4])}},
+        "summary": {
+            "images": ["a.png"],
+            "anchors": [{"key": "full", "label": "full"}, {"key": "sparse", "label": "sparse"}],
+            "bd": bd,
+        },
+    }
+    rows = {line.split("|")[1].strip(): line for line in script.results_table(doc).splitlines()}
+    assert rows["`sparse`"].count("n/a (2 points)") == 1  # against "full" only
+    assert rows["`sparse`"].endswith("| -3.0% |")
+    assert "n/a" not in rows["`full`"]

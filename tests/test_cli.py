@@ -227,6 +227,7 @@ def test_shipped_codecs_are_ranked_by_preference_and_only_inr_is_slow():
     assert shipped == [
         "elic-int",
         "elic",
+        "mlic",
         "mbt-mean-int",
         "mbt-mean",
         "bmshj-hyper",

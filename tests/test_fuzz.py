@@ -135,7 +135,7 @@ def test_harness_reports_crash_hang_memory_and_stray_exceptions(tmp_path):
 
 
 # Every shipped .ncf image codec and the two test codecs (they exercise the container paths).
-SHORT_CAMPAIGN_CODECS = "elic-int,elic,mbt-mean-int,mbt-mean,wavelet,inr,test-zlib,test-raw"
+SHORT_CAMPAIGN_CODECS = "elic-int,elic,mlic,mbt-mean-int,mbt-mean,wavelet,inr,test-zlib,test-raw"
 
 
 def test_short_campaign_over_the_shipped_codecs(tmp_path):

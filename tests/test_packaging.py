@@ -50,6 +50,7 @@ def test_weights_dir_is_the_package_data_folder(monkeypatch):
         "mbt-mean-int.safetensors",
         "elic-ip.safetensors",
         "wavelet.safetensors",
+        "mlic.safetensors",
     }
     for name, sha in files.items():
         assert hashlib.sha256((folder / name).read_bytes()).hexdigest() == sha

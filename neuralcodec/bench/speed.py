@@ -37,6 +37,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = leave as is)")
     p.add_argument("--json", type=Path, default=None, help="write the numbers here")
+    p.add_argument(
+        "--no-compressai", action="store_true", help="time ours only (no CompressAI counterparts)"
+    )
 
 
 def _best(fn, repeat: int) -> tuple[float, object]:
@@ -104,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
     rows, ratios = {}, {}
     for name in [c.strip() for c in args.codecs.split(",") if c.strip()]:
         ours = rows[f"ours ({name})"] = time_ours(name, img, args.quality, args.repeat)
-        if name in COMPRESSAI_COUNTERPARTS:
+        if name in COMPRESSAI_COUNTERPARTS and not args.no_compressai:
             label, make = COMPRESSAI_COUNTERPARTS[name]
             if label not in rows:  # one CompressAI model may stand next to several of ours
                 rows[label] = time_compressai(img, args.quality, args.repeat, make)

@@ -156,6 +156,7 @@ CODEC_MODULES = (
     "neuralcodec.codecs.learned_image",
     "neuralcodec.codecs.learned_elic",
     "neuralcodec.codecs.learned_wavelet",
+    "neuralcodec.codecs.learned_mlic",
     "neuralcodec.codecs.inr",
     "neuralcodec.codecs.pointcloud_octree",
     "neuralcodec.codecs.mesh_traversal",

@@ -21,6 +21,8 @@ to a tight tolerance (values and gradients) for the float ones. ``impl="referenc
 | ``causal_contexts`` | autograd ``CausalContext`` | INR training: K shifted neighbour slices written into one buffer, gradients added in place into one padded grid per level (autograd through slices allocates a grid per neighbour) |
 | ``pointwise_mlp`` | autograd ``PointwiseMlp`` | INR synthesis / ARM training: 1x1 layers block by block, backward recomputes a block's activations, so hidden activations stay in cache |
 | ``laplace_rate`` | Triton ``laplace_triton`` (CUDA); autograd ``LaplaceBits`` (CPU) | INR training rate: bits and closed-form derivatives of a discretised Laplace in one pass (Triton: one kernel, intermediates in registers; CPU: blocks in cache) instead of a dozen full-size autograd steps |
+| ``linear_attention_exact`` | Triton ``context_triton`` (CUDA) | ``mlic`` global context: KV-sum with the D x C accumulator in registers, then query products, denominator and the rounding integer division in one pass per block of positions; int64 throughout, so bit-exact (CPU: int64 matmuls) |
+| ``fixed_pointwise`` | Triton ``context_triton`` (CUDA) | ``mlic`` parameter fusion: each exact 1x1 layer of the aggregation (accumulate, bias, ReLU, rounding shift, clamp) in one pass per tile instead of four full-size passes; float64 integers below 2^51, bit-exact in any order (CPU: float64 matmul) |
 | ``_intnet`` (``compress/intconv.py``, ``intnet.py``) | C ``requant`` / ``igdn`` | integer networks: partial sums, bias, requantisation, ReLU/clamp, pixel shuffle and crop (or the inverse GDN's root and scaling) in one int64 pass per output channel range; ``NEURALCODEC_KERNELS=reference`` runs the float64 PyTorch twin, which the tests compare bit for bit |
 
 Triton fits element-wise and gather kernels on a GPU (``laplace_rate`` has one) and the
@@ -35,7 +37,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import causal_context, exact_conv, exact_upsample, inr_arm, laplace, pointwise
+from . import causal_context, context_model, exact_conv, exact_upsample, inr_arm, laplace, pointwise
 from .dispatch import Implementation, call, select
 from .inr_arm import ArmCoding
 
@@ -46,6 +48,8 @@ KERNELS: dict[str, tuple[Implementation, ...]] = {
     "causal_contexts": causal_context.IMPLEMENTATIONS,
     "pointwise_mlp": pointwise.IMPLEMENTATIONS,
     "laplace_rate": laplace.IMPLEMENTATIONS,
+    "linear_attention_exact": context_model.LINEAR_ATTENTION,
+    "fixed_pointwise": context_model.FIXED_POINTWISE,
 }
 
 __all__ = [
@@ -55,8 +59,10 @@ __all__ = [
     "arm_decode",
     "causal_contexts",
     "conv3x3_exact",
+    "fixed_pointwise",
     "implementation",
     "laplace_rate",
+    "linear_attention_exact",
     "pointwise_mlp",
     "up2_exact",
 ]
@@ -109,3 +115,13 @@ def pointwise_mlp(x, params, *, impl: str | None = None):
 def laplace_rate(y, mu, log_scale, *, impl: str | None = None):
     """Total bits of ``y`` under discretised Laplace(mu, exp(log_scale)), differentiable."""
     return call("laplace_rate", KERNELS["laplace_rate"], y, mu, log_scale, impl=impl)
+
+
+def linear_attention_exact(q, k, v, *, impl: str | None = None):
+    """int64 q (B, P, D), k (B, N, D), v (B, N, C) -> (B, P, C): rounded linear attention."""
+    return call("linear_attention_exact", KERNELS["linear_attention_exact"], q, k, v, impl=impl)
+
+
+def fixed_pointwise(x, net, *, impl: str | None = None):
+    """(B, Cin, n) float64 integers at 2^10 through a ``FixedPointNet`` of 1x1 layers (exact)."""
+    return call("fixed_pointwise", KERNELS["fixed_pointwise"], x, net, impl=impl)

@@ -117,6 +117,7 @@ FAMILY_MODULES = (
     "neuralcodec.models.elic",
     "neuralcodec.models.elic_int",
     "neuralcodec.models.wavelet",
+    "neuralcodec.models.mlic",
 )
 
 
