@@ -114,11 +114,21 @@ def _msssim_db(curve) -> tuple[float, ...] | None:
     return None if curve.ms_ssim is None else tuple(ms_ssim_db(v) for v in curve.ms_ssim)
 
 
+# A curve of fewer points, interpolated over 1-3 segments, bends unlike a fuller curve: its BD
+# against one measures the interpolation, not the codec (compare such a codec on the points both
+# curves share instead).
+MIN_BD_POINTS = 4
+
+
 def bd_entry(anchor, test) -> dict[str, float | None]:
     """BD-rate (PSNR), BD-PSNR and BD-rate (MS-SSIM in dB) of ``test`` vs ``anchor`` curves.
 
-    Each value is ``None`` where the curves do not overlap (or MS-SSIM is missing).
+    Each value is ``None`` where the curves do not overlap (or MS-SSIM is missing), and all are
+    ``None`` when one curve has fewer than ``MIN_BD_POINTS`` points and the other has more.
     """
+    counts = (len(anchor.bpp), len(test.bpp))
+    if min(counts) < MIN_BD_POINTS <= max(counts):
+        return {"bd_rate": None, "bd_psnr": None, "bd_rate_msssim": None}
     a, t = (anchor.bpp, anchor.psnr), (test.bpp, test.psnr)
     out = {"bd_rate": try_bd(bd_rate, a, t), "bd_psnr": try_bd(bd_psnr, a, t)}
     ma, mt = _msssim_db(anchor), _msssim_db(test)
@@ -145,9 +155,9 @@ def bd_markdown(curves: list, anchors: list, title: str, notes: list[str] | None
         "",
         "Bjøntegaard deltas with PCHIP interpolation over the overlapping range of each pair.",
         "BD-rate < 0: fewer bits than the anchor at equal quality; BD-PSNR > 0: higher PSNR at",
-        "equal rate. MS-SSIM enters as -10 log10(1 - MS-SSIM). n/a: the curves do not overlap",
-        "or a curve has no MS-SSIM. Rows and anchors marked (published) are read from published",
-        "results, not run here.",
+        "equal rate. MS-SSIM enters as -10 log10(1 - MS-SSIM). n/a: the curves do not overlap,",
+        f"a curve has no MS-SSIM, or one curve has fewer than {MIN_BD_POINTS} points and the other",
+        "more. Rows and anchors marked (published) are read from published results, not run here.",
         "",
     ]
     lines += [f"- {n}" for n in notes or []]
