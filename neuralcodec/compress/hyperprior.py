@@ -22,21 +22,16 @@ two models share the hybrid synthesis architecture.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.numpy import load_file as load_numpy
-from safetensors.numpy import save_file as save_numpy
 
 from ..datasets.paths import data_root
 from ..models import frozen as frozen_protocol
-from ..models.frozen import Frozen, WeightsError, sha256_file
+from ..models.frozen import Frozen, WeightsError
 from .elic import BLOCK_BITS, CROP, SYNTHESIS_ACT_BITS, SYNTHESIS_WEIGHT_BITS, calibration_crops
 from .intnet import IntNetError, IntSynthesis, PeakRecorder
 
@@ -70,19 +65,8 @@ def integer_synthesis(source: Frozen, peaks: list[float]) -> IntSynthesis:
 
 def save_twin(synthesis: IntSynthesis, path: Path, base: Path, meta: dict[str, Any]) -> str:
     """Write the twin file (atomically); returns its sha256."""
-    config = {"kind": KIND, "base": base.name, "base_sha256": sha256_file(base)}
-    arrays = {k: np.ascontiguousarray(v) for k, v in synthesis.to_arrays(PREFIX).items()}
-    metadata = {
-        "config": json.dumps(config, sort_keys=True),
-        "meta": json.dumps(meta, sort_keys=True),
-    }
-    path = Path(path)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    save_numpy(arrays, str(tmp), metadata=metadata)
-    frozen_protocol._sort_metadata(tmp)
-    tmp.chmod(0o644)
-    tmp.replace(path)
-    return sha256_file(path)
+    arrays = synthesis.to_arrays(PREFIX)
+    return frozen_protocol.save_twin(path, arrays, {"kind": KIND}, meta, base)
 
 
 @dataclass
@@ -103,27 +87,10 @@ class FrozenWithIntSynthesis:
 def load(path: Path) -> FrozenWithIntSynthesis:
     """The twin at ``path`` joined to the float model it names (same folder, same sha256)."""
     path = Path(path)
-    try:
-        with safe_open(str(path), framework="numpy") as f:
-            metadata = f.metadata() or {}
-        config = json.loads(metadata["config"])
-        meta = json.loads(metadata.get("meta", "{}"))
-        arrays = load_numpy(str(path))
-    except FileNotFoundError:
-        raise WeightsError(f"weights file {path} not found") from None
-    except (OSError, KeyError, TypeError, ValueError, SafetensorError) as exc:
-        raise WeightsError(f"cannot read weights {path}: {exc}") from None
-    if not isinstance(config, dict) or config.get("kind") != KIND:
+    arrays, config, meta = frozen_protocol.read_weights_file(path)
+    if config.get("kind") != KIND:
         raise WeightsError(f"{path.name} is not an integer-synthesis file ({KIND})")
-    base_name = config.get("base")
-    if not isinstance(base_name, str) or Path(base_name).name != base_name:
-        raise WeightsError(f"{path.name} names no valid base weights file")
-    base_path = path.with_name(base_name)
-    if not base_path.is_file():
-        raise WeightsError(f"{path.name} completes {base_name}, which is not beside it")
-    if sha256_file(base_path) != config.get("base_sha256"):
-        raise WeightsError(f"{path.name} was made for other {base_name} weights")
-    base = frozen_protocol.load(base_path, kinds=(BASE_KIND,))
+    base = frozen_protocol.load_twin_base(path, config, (BASE_KIND,))
     try:
         synthesis = IntSynthesis.from_arrays(arrays, PREFIX)
     except IntNetError as exc:

@@ -219,6 +219,12 @@ def save(frozen: Frozen, path: Path) -> str:
         arrays.update(net.to_arrays(f"frozen.{name}."))
     arrays.update({f"frozen.{name}": a for name, a in frozen.ints.items()})
     metadata = {"config": json.dumps(frozen.config.to_dict()), "meta": json.dumps(frozen.meta)}
+    return write_weights_file(path, arrays, metadata)
+
+
+def write_weights_file(path: Path, arrays: dict[str, np.ndarray], metadata: dict[str, str]) -> str:
+    """One safetensors file, atomically (temporary file, then rename), with sorted metadata so
+    the same content gives the same bytes; returns its sha256."""
     path = Path(path)
     tmp = path.with_suffix(path.suffix + ".tmp")
     save_numpy({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(tmp), metadata=metadata)
@@ -226,6 +232,40 @@ def save(frozen: Frozen, path: Path) -> str:
     tmp.chmod(0o644)  # the writer creates owner-only files; weights are for every user
     tmp.replace(path)
     return sha256_file(path)
+
+
+# ----------------------------------------------------------------------------- twin files
+# A twin file holds only what a codec adds to another shipped file (its "base"), which it names
+# and pins by sha256: mbt-mean-int's integer synthesis (compress/hyperprior.py), mlic's own
+# networks (models/mlic.py).
+
+
+def save_twin(
+    path: Path, arrays: dict[str, np.ndarray], config: dict, meta: dict, base: Path
+) -> str:
+    """Write a twin of ``base`` (``config`` gains the base's name and sha256); its sha256."""
+    base = Path(base)
+    config = {**config, "base": base.name, "base_sha256": sha256_file(base)}
+    metadata = {
+        "config": json.dumps(config, sort_keys=True),
+        "meta": json.dumps(meta, sort_keys=True),
+    }
+    return write_weights_file(path, arrays, metadata)
+
+
+def load_twin_base(path: Path, config: dict, kinds: tuple[str, ...]) -> Frozen:
+    """The base a twin file at ``path`` names: beside it, with the pinned sha256, of ``kinds``;
+    ``WeightsError`` (one line) otherwise."""
+    path = Path(path)
+    base_name = config.get("base")
+    if not isinstance(base_name, str) or Path(base_name).name != base_name:
+        raise WeightsError(f"{path.name} names no valid base weights file")
+    base_path = path.with_name(base_name)
+    if not base_path.is_file():
+        raise WeightsError(f"{path.name} completes {base_name}, which is not beside it")
+    if sha256_file(base_path) != config.get("base_sha256"):
+        raise WeightsError(f"{path.name} was made for other {base_name} weights")
+    return load(base_path, kinds=kinds)
 
 
 def _sort_metadata(path: Path) -> None:

@@ -40,13 +40,10 @@ model at step 0 *is* ``elic`` and its rate is ``elic``'s; the rate gain comes fr
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
-from safetensors.numpy import save_file as save_numpy
 from torch import nn
 
 from ..entropy.models import quantize_noise, quantize_ste
@@ -377,20 +374,11 @@ def _join(base: FrozenElic, own: dict[str, FixedPointNet], meta: dict) -> Frozen
 
 def save(frozen: FrozenMlic, path: Path, base: Path) -> str:
     """Write ``mlic``'s own networks + the name and sha256 of the base file; returns the sha256."""
-    config = {"kind": KIND, "attn_dim": frozen.config.attn_dim, "base": Path(base).name,
-              "base_sha256": frozen_protocol.sha256_file(base)}  # fmt: skip
     arrays = {}
     for name in FrozenMlic.own_twins(frozen.config):
         arrays.update(frozen.nets[name].to_arrays(f"frozen.{name}."))
-    metadata = {"config": json.dumps(config, sort_keys=True),
-                "meta": json.dumps(frozen.meta, sort_keys=True)}  # fmt: skip
-    path = Path(path)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    save_numpy({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(tmp), metadata=metadata)
-    frozen_protocol._sort_metadata(tmp)
-    tmp.chmod(0o644)
-    tmp.replace(path)
-    return frozen_protocol.sha256_file(path)
+    config = {"kind": KIND, "attn_dim": frozen.config.attn_dim}
+    return frozen_protocol.save_twin(path, arrays, config, frozen.meta, base)
 
 
 def load(path: Path) -> FrozenMlic:
@@ -400,15 +388,7 @@ def load(path: Path) -> FrozenMlic:
     arrays, config, meta = frozen_protocol.read_weights_file(path)
     if config.get("kind") != KIND:
         raise WeightsError(f"{path.name} holds a {config.get('kind')!r} model, not {KIND!r}")
-    base_name = config.get("base")
-    if not isinstance(base_name, str) or Path(base_name).name != base_name:
-        raise WeightsError(f"{path.name} names no valid base weights file")
-    base_path = path.with_name(base_name)
-    if not base_path.is_file():
-        raise WeightsError(f"{path.name} completes {base_name}, which is not beside it")
-    if frozen_protocol.sha256_file(base_path) != config.get("base_sha256"):
-        raise WeightsError(f"{path.name} was made for other {base_name} weights")
-    base = frozen_protocol.load(base_path, kinds=(BASE_KIND,))
+    base = frozen_protocol.load_twin_base(path, config, (BASE_KIND,))
     if config.get("attn_dim", ATTN_DIM) != ATTN_DIM:
         raise WeightsError(f"{path.name}: attention width {config.get('attn_dim')!r}")
     cfg = MlicConfig.from_dict({**base.config.to_dict(), "kind": KIND})

@@ -44,15 +44,23 @@ class CheckerboardGroupsLatent(ConditionalLatentCodec):
                 scales_fx, means_fx = frozen.pass_params_fixed(
                     k, hyper_fx, channel_fx, hat if p else None, mask[0, 0]
                 )
-                sel = mask.expand_as(hat)
-                idx = frozen.model.y_conditional.scale_indexes_fixed(
-                    scales_fx.reshape(-1).numpy().astype(np.int64), ACT_BITS
-                )
-                means = means_fx.reshape(-1)
-                values = None
-                if y64 is not None:
-                    values = round_to_int32(y64[:, s0:s1][sel] - means * 2.0**-ACT_BITS)
-                v = sinks[self.stream].code(idx, frozen.y_tables, values)
-                hat[sel] = torch.from_numpy(v.astype(np.float64)) * 2.0**ACT_BITS + means
+                code_pass(sinks[self.stream], frozen, hat, mask, scales_fx, means_fx, y64, s0, s1)
             hats.append(hat)
         return (torch.cat(hats, 1) * 2.0**-ACT_BITS).float()
+
+
+def code_pass(sink, frozen, hat, mask, scales_fx, means_fx, y64, s0: int, s1: int) -> None:
+    """Code the positions ``mask`` of channels ``[s0, s1)`` through ``sink`` with Gaussian
+    tables chosen by the exact ``scales_fx`` around ``means_fx`` (both at 2^ACT_BITS, in mask
+    order), and write the decoded values into ``hat`` (fixed point). ``y64``: the latent when
+    encoding, None when decoding."""
+    sel = mask.expand_as(hat)
+    idx = frozen.model.y_conditional.scale_indexes_fixed(
+        scales_fx.reshape(-1).numpy().astype(np.int64), ACT_BITS
+    )
+    means = means_fx.reshape(-1)
+    values = None
+    if y64 is not None:
+        values = round_to_int32(y64[:, s0:s1][sel] - means * 2.0**-ACT_BITS)
+    v = sink.code(idx, frozen.y_tables, values)
+    hat[sel] = torch.from_numpy(v.astype(np.float64)) * 2.0**ACT_BITS + means

@@ -19,13 +19,13 @@ call per (slice, pass). ``frozen`` is a ``models.mlic.FrozenMlic``.
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from neuralcodec.models.elic import _fixed_hat, checkerboard_masks
 from neuralcodec.models.fixedpoint import ACT_BITS
 
-from .base import ConditionalLatentCodec, LatentContext, round_to_int32
+from .base import ConditionalLatentCodec, LatentContext
+from .checkerboard import code_pass
 from .sinks import Sinks
 
 
@@ -72,15 +72,6 @@ class MultiReferenceLatent(ConditionalLatentCodec):
                     anchors = gather(hat, where[0])
                     parts.append(frozen.intra_fixed(k, q[:, idx], kk[:, where[0]], anchors))
                 scales_fx, means_fx = frozen.params_at(k, parts)
-                sel = mask.expand_as(hat)
-                idx_tables = frozen.model.y_conditional.scale_indexes_fixed(
-                    scales_fx.reshape(-1).numpy().astype(np.int64), ACT_BITS
-                )
-                means = means_fx.reshape(-1)
-                values = None
-                if y64 is not None:
-                    values = round_to_int32(y64[:, s0:s1][sel] - means * 2.0**-ACT_BITS)
-                v = sinks[self.stream].code(idx_tables, frozen.y_tables, values)
-                hat[sel] = torch.from_numpy(v.astype(np.float64)) * 2.0**ACT_BITS + means
+                code_pass(sinks[self.stream], frozen, hat, mask, scales_fx, means_fx, y64, s0, s1)
             hats.append(hat)
         return (torch.cat(hats, 1) * 2.0**-ACT_BITS).float()
