@@ -45,6 +45,8 @@ LAYERS = [  # cin, cout, kernel, stride, padding, transposed, output_padding, in
     (64, 32, 5, 2, 2, True, 1, 8191),
     (128, 24, 5, 1, 2, False, 0, 8191),
     (200, 16, 1, 1, 0, False, 0, 2**20),
+    (24, 3, 5, 2, 2, True, 1, 2047),  # 12 phase outputs: the C kernel for few outputs
+    (16, 4, 3, 1, 1, False, 0, 8191),
 ]
 
 
@@ -90,6 +92,19 @@ def test_every_path_gives_the_exact_integer_result(spec):
         for impl in (None, "reference"):
             got = layer(x, path=path, impl=impl)
             assert got.shape == want.shape and torch.equal(got, want), (path, impl)
+
+
+def test_int8_plan_of_a_strided_transposed_layer_skips_the_taps_a_phase_never_uses():
+    layer = _layer(64, 32, 5, 2, 2, True, 1, 8191)
+    order, ranges = layer._tap_plan()
+    assert sorted(order) == list(range(9))
+    # phases of a 5x5 stride-2 kernel use 3x3, 3x2, 2x3 and 2x2 of the 3x3 sub-pixel taps
+    assert sorted(t1 - t0 for t0, t1 in ranges) == [4, 6, 6, 9]
+    # a layer whose phases all use every tap keeps one product
+    assert _layer(32, 3, 16, 16, 0, True, 0, 32767)._tap_plan()[1] is None
+    small = _layer(24, 3, 5, 2, 2, True, 1, 2047)
+    x = torch.zeros(1, 24, 4, 4)
+    assert small.small_preferred(x) and not _layer(8, 5, 5, 2, 2, True, 1, 2047).small_preferred(x)
 
 
 def test_plans_keep_every_float32_partial_sum_below_two_to_the_24():
