@@ -385,7 +385,9 @@ class IntConv:
             w = self._prepared()[0]
             g = self.geometry
             self._cache["small"] = (
-                w.shape[0] <= SMALL_OUTPUTS and (g.transposed or g.stride == 1) and _ext.has_intnet()
+                w.shape[0] <= SMALL_OUTPUTS
+                and (g.transposed or g.stride == 1)
+                and _ext.has_intnet()
             )
         return self._cache["small"] and a.shape[0] == 1
 
