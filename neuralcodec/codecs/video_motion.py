@@ -86,11 +86,57 @@ def predict_luma(ref2: np.ndarray, mv: np.ndarray) -> np.ndarray:
     return predict_plane(ref2, mv, BLOCK, 1, up=2)
 
 
-def predict_frame(ref: tuple[np.ndarray, ...], mv: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Y, U, V predictions (cropped to the planes' sizes) of 4:2:0 ``ref`` with luma vectors."""
-    out = [predict_luma(half_pel_plane(ref[0]), mv)]
+OBMC_BITS = 6  # overlapped-block weights are in 1/64
+
+
+def obmc_weights(block: int) -> np.ndarray:
+    """Weight (in 1/64) of the neighbour's prediction at each row of a block, counted from the
+    shared edge: a linear fade over the block's outer quarter, from 7/16 at the edge
+    (``block`` 16: 28, 20, 12, 4, 0, ...; ``block`` 8: 24, 8, 0, ...)."""
+    r = block // 4
+    i = np.arange(block)
+    return np.where(i < r, ((2 * r - 2 * i - 1) << OBMC_BITS) // (4 * r), 0).astype(np.int64)
+
+
+def _neighbour_fields(mv: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Each block's above, below, left and right neighbour's vector (its own at the border)."""
+    up = np.concatenate([mv[:1], mv[:-1]], 0)
+    down = np.concatenate([mv[1:], mv[-1:]], 0)
+    left = np.concatenate([mv[:, :1], mv[:, :-1]], 1)
+    right = np.concatenate([mv[:, 1:], mv[:, -1:]], 1)
+    return up, down, left, right
+
+
+def overlapped(predict, mv: np.ndarray, block: int) -> np.ndarray:
+    """Overlapped block motion compensation: ``predict(field)`` (a plane predicted with one
+    vector per ``block``) blended near every block edge with the prediction by the neighbour's
+    vector across that edge, integer weights (``obmc_weights``) summing to 64, rounded. Blocks
+    whose neighbours share their vector are unchanged; the edges between blocks of different
+    motion lose the step a single vector per block leaves there."""
+    own = predict(mv).astype(np.int64)
+    nby, nbx = mv.shape[:2]
+    w = obmc_weights(block)
+    wu = np.tile(w, nby)[:, None]  # (H, 1): weight of the block above at each row
+    wd = np.tile(w[::-1], nby)[:, None]
+    wl = np.tile(w, nbx)[None, :]
+    wr = np.tile(w[::-1], nbx)[None, :]
+    acc = own * ((1 << OBMC_BITS) - wu - wd - wl - wr)
+    for field, wt in zip(_neighbour_fields(mv), (wu, wd, wl, wr), strict=True):
+        acc += predict(field).astype(np.int64) * wt
+    return ((acc + (1 << (OBMC_BITS - 1))) >> OBMC_BITS).astype(np.int32)
+
+
+def predict_frame(
+    ref: tuple[np.ndarray, ...], mv: np.ndarray, obmc: bool = False
+) -> tuple[np.ndarray, ...]:
+    """Y, U, V predictions (cropped to the planes' sizes) of 4:2:0 ``ref`` with luma vectors;
+    ``obmc``: overlapped block motion compensation (``overlapped``)."""
+    ref2 = half_pel_plane(ref[0])
+    luma = lambda f: predict_luma(ref2, f)  # noqa: E731
+    out = [overlapped(luma, mv, BLOCK) if obmc else luma(mv)]
     for plane in ref[1:]:
-        out.append(predict_plane(plane, mv, BLOCK // 2, 3))
+        chroma = lambda f, plane=plane: predict_plane(plane, f, BLOCK // 2, 3)  # noqa: E731
+        out.append(overlapped(chroma, mv, BLOCK // 2) if obmc else chroma(mv))
     return tuple(p[: r.shape[0], : r.shape[1]] for p, r in zip(out, ref, strict=True))
 
 
@@ -221,10 +267,14 @@ class AdaptiveMvdModel:
         return np.where(mag == 0, 0, np.where(mag <= 4, 1, 2)).astype(np.int64)
 
 
-def code_vectors(sink, shape: tuple[int, int], mv: np.ndarray | None) -> np.ndarray:
-    """Code (encoder: ``mv`` given) or decode (``mv`` None) a vector field through ``sink``."""
+def code_vectors(
+    sink, shape: tuple[int, int], mv: np.ndarray | None, model: AdaptiveMvdModel | None = None
+) -> np.ndarray:
+    """Code (encoder: ``mv`` given) or decode (``mv`` None) a vector field through ``sink``.
+    ``model``: the adaptive counts to start from and update (carried from frame to frame by
+    both sides); None starts from the prior."""
     nby, nbx = shape
-    model = AdaptiveMvdModel()
+    model = AdaptiveMvdModel() if model is None else model
     out = np.zeros((nby, nbx, 2), np.int64)
     above = None
     for by in range(nby):
