@@ -32,7 +32,15 @@ from neuralcodec.entropy import rangecoder
 
 from .base import Codec, CodecError, Encoded, get_codec, register
 from .latent.sinks import DecoderSinks, EncoderSinks
-from .video_motion import BLOCK, AdaptiveMvdModel, code_vectors, estimate, predict_frame
+from .video_motion import (
+    BLOCK,
+    AdaptiveMvdModel,
+    VectorModels,
+    code_vectors,
+    code_vectors_joint,
+    estimate,
+    predict_frame,
+)
 from .video_residual import STEP_GRID, TB, ResidualModel, load
 from .weights import weights_dir
 
@@ -41,7 +49,16 @@ VIDEO_EXTENSIONS = (".y4m", ".yuv", ".mp4", ".mkv", ".mov", ".webm", ".avi", ".2
 LAMBDA_PER_STEP = 0.4  # motion search: SAD + lambda * vector bits, lambda = this x step (pels)
 TOOL_OBMC = 1  # header "tools" bits: overlapped block motion compensation
 TOOL_MV_CARRY = 2  # vector statistics carried from P frame to P frame within a GOP
-TOOLS = TOOL_OBMC | TOOL_MV_CARRY  # what the encoder writes; files without "tools" used none
+TOOL_MV_JOINT = 4  # still flag per block, then the moving blocks' components (VectorModels)
+TOOLS = TOOL_OBMC | TOOL_MV_CARRY | TOOL_MV_JOINT  # the encoder's; files without "tools": none
+
+
+class GopState:
+    """What both sides carry from P frame to P frame of one GOP (``TOOL_MV_CARRY``)."""
+
+    def __init__(self) -> None:
+        self.mvd = AdaptiveMvdModel()
+        self.joint = VectorModels()
 
 
 # ----------------------------------------------------------------------------- colour (integer)
@@ -203,11 +220,16 @@ class ElicIpCodec(Codec):
     def _inter(self, sink, ref, si: int, tools: int, mv=None, qs=None, state=None):
         """Code (``mv``, ``qs`` given) or decode (None) one P frame's stream through ``sink``,
         with the coding ``tools`` of the file; ``state``: the GOP's vector statistics
-        (``AdaptiveMvdModel``, with ``TOOL_MV_CARRY``)."""
+        (``GopState``: used with ``TOOL_MV_CARRY``; None makes a fresh one)."""
         model = self.residual()[0]
+        state = GopState() if state is None else state
         h, w = ref[0].shape
-        carry = state if tools & TOOL_MV_CARRY else None
-        mv = code_vectors(sink, (-(-h // BLOCK), -(-w // BLOCK)), mv, carry)
+        shape = (-(-h // BLOCK), -(-w // BLOCK))
+        if tools & TOOL_MV_JOINT:
+            models = state.joint if tools & TOOL_MV_CARRY else VectorModels()
+            mv = code_vectors_joint(sink, shape, mv, models)
+        else:
+            mv = code_vectors(sink, shape, mv, state.mvd if tools & TOOL_MV_CARRY else None)
         pred = predict_frame(ref, mv, obmc=bool(tools & TOOL_OBMC))
         step = STEP_GRID[si]
         out = []
@@ -265,7 +287,7 @@ class ElicIpCodec(Codec):
                     streams[f"g{i // self.gop - 1}"] = b"".join(parts)
                     parts = []
                 payload, ref = self._intra_encode(frame, iq)
-                state = AdaptiveMvdModel()
+                state = GopState()
             else:
                 payload, ref = self._inter_encode(ref, frame, si, state)
             parts.append(_varint(len(payload)) + payload)
@@ -332,7 +354,7 @@ class ElicIpCodec(Codec):
                 try:
                     if i % gop == 0:
                         ref = self._intra_decode(payload, h, w, iq)
-                        state = AdaptiveMvdModel()
+                        state = GopState()
                     else:
                         ref = self._p_decode(payload, ref, tools, state)
                 except (rangecoder.DecodeError, ValueError) as exc:

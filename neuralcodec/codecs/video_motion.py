@@ -267,6 +267,92 @@ class AdaptiveMvdModel:
         return np.where(mag == 0, 0, np.where(mag <= 4, 1, 2)).astype(np.int64)
 
 
+class AdaptiveFlagModel:
+    """Adaptive counts of a binary symbol in ``contexts`` contexts (integer updates)."""
+
+    def __init__(self, contexts: int) -> None:
+        self.counts = np.full((contexts, 3), 4, np.int64)  # symbols 0, 1 and the escape
+        self.counts[:, 2] = 1
+
+    def tables(self) -> CodingTables:
+        cdfs = [counts_to_quantized_cdf(c, PRECISION) for c in self.counts]
+        return tables_from_cdfs(cdfs, [0] * len(cdfs), PRECISION)
+
+    def update(self, ctx: np.ndarray, values: np.ndarray) -> None:
+        np.add.at(self.counts, (ctx, np.clip(values, 0, 1)), _ADAPT_STEP)
+        for c in np.unique(ctx):
+            if self.counts[c].sum() > _ADAPT_LIMIT:
+                self.counts[c] = np.maximum((self.counts[c] + 1) >> 1, 1)
+
+
+class VectorModels:
+    """The adaptive state of joint vector coding: a still flag per block (difference (0, 0))
+    in 5 contexts (how many of the above-left, above and above-right blocks were still; 4 on
+    the first row), then the components of moving blocks (``AdaptiveMvdModel``; the second
+    component in extra contexts when the first is 0, where it cannot be 0)."""
+
+    def __init__(self) -> None:
+        self.still = AdaptiveFlagModel(5)
+        self.mvd = AdaptiveMvdModel()
+        self.second = AdaptiveMvdModel()  # x when y == 0: three classes as mvd's
+
+    @staticmethod
+    def still_context(above_still: np.ndarray | None, nbx: int) -> np.ndarray:
+        if above_still is None:
+            return np.full(nbx, 4, np.int64)
+        a = above_still.astype(np.int64)
+        pad = np.concatenate([a[:1], a, a[-1:]])
+        return pad[:-2] + pad[1:-1] + pad[2:]
+
+
+def code_vectors_joint(
+    sink, shape: tuple[int, int], mv: np.ndarray | None, models: VectorModels
+) -> np.ndarray:
+    """``code_vectors`` with joint still flags (``VectorModels``): per row, the flags of every
+    block, then y of the moving blocks, then their x (contexts from the row above)."""
+    nby, nbx = shape
+    out = np.zeros((nby, nbx, 2), np.int64)
+    above_still, above_d = None, None
+    for by in range(nby):
+        d = None
+        if mv is not None:
+            preds = np.zeros((nbx, 2), np.int64)
+            for bx in range(nbx):
+                out[by, bx] = mv[by, bx]
+                preds[bx] = _predictor(out, by, bx)
+            d = mv[by].astype(np.int64) - preds
+        ctx = models.still_context(above_still, nbx)
+        flags = None if d is None else (np.abs(d).sum(-1) == 0).astype(np.int32)
+        flags = sink.code(ctx.astype(np.int32), models.still.tables(), flags).astype(np.int64)
+        if flags.min(initial=0) < 0 or flags.max(initial=0) > 1:
+            raise ValueError("bad still flag in the stream")
+        models.still.update(ctx, flags)
+        moving = np.flatnonzero(flags == 0)
+        comp_ctx = AdaptiveMvdModel.context(above_d, nbx)[moving]
+        dy = None if d is None else d[moving, 0].astype(np.int32)
+        dy = sink.code(comp_ctx.astype(np.int32), models.mvd.tables(), dy).astype(np.int64)
+        models.mvd.update(comp_ctx, dy)
+        zero_y = dy == 0
+        dx_enc = None if d is None else d[moving, 1].astype(np.int32)
+        idx_x = comp_ctx + 3  # mvd's x contexts; x after y == 0 in ``second``
+        dx = np.zeros(len(moving), np.int64)
+        for model, sel, idx in ((models.mvd, ~zero_y, idx_x), (models.second, zero_y, comp_ctx)):
+            vals = None if dx_enc is None else dx_enc[sel]
+            got = sink.code(idx[sel].astype(np.int32), model.tables(), vals).astype(np.int64)
+            model.update(idx[sel], got)
+            dx[sel] = got
+        if (zero_y & (dx == 0)).any():
+            raise ValueError("a moving block without motion in the stream")
+        row_d = np.zeros((nbx, 2), np.int64)
+        row_d[moving, 0], row_d[moving, 1] = dy, dx
+        if mv is None:
+            for bx in range(nbx):
+                py, px = _predictor(out, by, bx)
+                out[by, bx] = (py + row_d[bx, 0], px + row_d[bx, 1])
+        above_still, above_d = flags, row_d
+    return out.astype(np.int32)
+
+
 def code_vectors(
     sink, shape: tuple[int, int], mv: np.ndarray | None, model: AdaptiveMvdModel | None = None
 ) -> np.ndarray:
