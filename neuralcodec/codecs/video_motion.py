@@ -56,18 +56,27 @@ def half_pel_plane(ref: np.ndarray) -> np.ndarray:
 
 
 def predict_plane(
-    ref: np.ndarray, mv: np.ndarray, block: int, frac_bits: int, up: int = 1
+    ref: np.ndarray,
+    mv: np.ndarray,
+    block: int,
+    frac_bits: int,
+    up: int = 1,
+    rows: np.ndarray | None = None,
+    cols: np.ndarray | None = None,
 ) -> np.ndarray:
     """Prediction (``block``-multiple size, int32) of a plane from ``ref`` with one vector per
     block, in units of ``1 / 2**frac_bits`` pels of a grid ``up`` times finer than the output's
-    (``ref`` is on that grid); bilinear between samples, outside ``ref`` its edge repeats."""
+    (``ref`` is on that grid); bilinear between samples, outside ``ref`` its edge repeats.
+    ``rows`` / ``cols``: only those rows / columns of it (the same values)."""
     h, w = ref.shape
     nby, nbx = mv.shape[:2]
     s = 1 << frac_bits
-    mvy = np.repeat(np.repeat(mv[:, :, 0].astype(np.int64), block, 0), block, 1)
-    mvx = np.repeat(np.repeat(mv[:, :, 1].astype(np.int64), block, 0), block, 1)
-    py = _grid(nby, block)[:, None] * (up << frac_bits) + mvy
-    px = _grid(nbx, block)[None, :] * (up << frac_bits) + mvx
+    ry = _grid(nby, block) if rows is None else rows.astype(np.int64)
+    rx = _grid(nbx, block) if cols is None else cols.astype(np.int64)
+    field = mv.astype(np.int64)[ry // block][:, rx // block]  # each pixel's vector
+    mvy, mvx = field[..., 0], field[..., 1]
+    py = ry[:, None] * (up << frac_bits) + mvy
+    px = rx[None, :] * (up << frac_bits) + mvx
     y0, fy = py >> frac_bits, py & (s - 1)
     x0, fx = px >> frac_bits, px & (s - 1)
     ya, yb = np.clip(y0, 0, h - 1), np.clip(y0 + 1, 0, h - 1)
@@ -79,11 +88,11 @@ def predict_plane(
     return out.astype(np.int32)
 
 
-def predict_luma(ref2: np.ndarray, mv: np.ndarray) -> np.ndarray:
+def predict_luma(ref2: np.ndarray, mv: np.ndarray, rows=None, cols=None) -> np.ndarray:
     """Luma prediction from the half-pel plane ``ref2`` with quarter-pel vectors: half-pel
     positions from the 6-tap samples, quarter-pel positions the rounded mean of the two (or
     four) nearest of them."""
-    return predict_plane(ref2, mv, BLOCK, 1, up=2)
+    return predict_plane(ref2, mv, BLOCK, 1, up=2, rows=rows, cols=cols)
 
 
 OBMC_BITS = 6  # overlapped-block weights are in 1/64
@@ -108,21 +117,27 @@ def _neighbour_fields(mv: np.ndarray) -> tuple[np.ndarray, ...]:
 
 
 def overlapped(predict, mv: np.ndarray, block: int) -> np.ndarray:
-    """Overlapped block motion compensation: ``predict(field)`` (a plane predicted with one
-    vector per ``block``) blended near every block edge with the prediction by the neighbour's
-    vector across that edge, integer weights (``obmc_weights``) summing to 64, rounded. Blocks
-    whose neighbours share their vector are unchanged; the edges between blocks of different
-    motion lose the step a single vector per block leaves there."""
-    own = predict(mv).astype(np.int64)
+    """Overlapped block motion compensation: ``predict(field, rows, cols)`` (a plane predicted
+    with one vector per ``block``, or those rows / columns of it) blended near every block edge
+    with the prediction by the neighbour's vector across that edge, integer weights
+    (``obmc_weights``) summing to 64, rounded. Blocks whose neighbours share their vector are
+    unchanged; the edges between blocks of different motion lose the step a single vector per
+    block leaves there. The neighbours' predictions are computed on the weighted bands only."""
+    own = predict(mv, None, None).astype(np.int64)
     nby, nbx = mv.shape[:2]
     w = obmc_weights(block)
-    wu = np.tile(w, nby)[:, None]  # (H, 1): weight of the block above at each row
-    wd = np.tile(w[::-1], nby)[:, None]
-    wl = np.tile(w, nbx)[None, :]
-    wr = np.tile(w[::-1], nbx)[None, :]
-    acc = own * ((1 << OBMC_BITS) - wu - wd - wl - wr)
-    for field, wt in zip(_neighbour_fields(mv), (wu, wd, wl, wr), strict=True):
-        acc += predict(field).astype(np.int64) * wt
+    wu = np.tile(w, nby)  # weight of the block above at each row
+    wd = np.tile(w[::-1], nby)
+    wl = np.tile(w, nbx)  # of the block on the left at each column
+    wr = np.tile(w[::-1], nbx)
+    acc = own * ((1 << OBMC_BITS) - wu[:, None] - wd[:, None] - wl[None, :] - wr[None, :])
+    up, down, left, right = _neighbour_fields(mv)
+    for field, wt in ((up, wu), (down, wd)):
+        rows = np.flatnonzero(wt)
+        acc[rows] += predict(field, rows, None).astype(np.int64) * wt[rows, None]
+    for field, wt in ((left, wl), (right, wr)):
+        cols = np.flatnonzero(wt)
+        acc[:, cols] += predict(field, None, cols).astype(np.int64) * wt[None, cols]
     return ((acc + (1 << (OBMC_BITS - 1))) >> OBMC_BITS).astype(np.int32)
 
 
@@ -132,11 +147,11 @@ def predict_frame(
     """Y, U, V predictions (cropped to the planes' sizes) of 4:2:0 ``ref`` with luma vectors;
     ``obmc``: overlapped block motion compensation (``overlapped``)."""
     ref2 = half_pel_plane(ref[0])
-    luma = lambda f: predict_luma(ref2, f)  # noqa: E731
-    out = [overlapped(luma, mv, BLOCK) if obmc else luma(mv)]
+    luma = lambda f, r, c: predict_luma(ref2, f, r, c)  # noqa: E731
+    out = [overlapped(luma, mv, BLOCK) if obmc else luma(mv, None, None)]
     for plane in ref[1:]:
-        chroma = lambda f, plane=plane: predict_plane(plane, f, BLOCK // 2, 3)  # noqa: E731
-        out.append(overlapped(chroma, mv, BLOCK // 2) if obmc else chroma(mv))
+        chroma = lambda f, r, c, p=plane: predict_plane(p, f, BLOCK // 2, 3, 1, r, c)  # noqa: E731
+        out.append(overlapped(chroma, mv, BLOCK // 2) if obmc else chroma(mv, None, None))
     return tuple(p[: r.shape[0], : r.shape[1]] for p, r in zip(out, ref, strict=True))
 
 
@@ -246,17 +261,23 @@ class AdaptiveMvdModel:
         v = np.arange(-MVD_RANGE, MVD_RANGE + 1)
         prior = np.maximum(1, 128 >> np.minimum(2 * np.abs(v), 7)).astype(np.int64)
         self.counts = np.tile(np.append(prior, 2), (self.contexts, 1))
+        self._tables: CodingTables | None = None  # rebuilt when counts change
 
     def tables(self) -> CodingTables:
-        cdfs = [counts_to_quantized_cdf(c, PRECISION) for c in self.counts]
-        return tables_from_cdfs(cdfs, [-MVD_RANGE] * self.contexts, PRECISION)
+        if self._tables is None:
+            cdfs = [counts_to_quantized_cdf(c, PRECISION) for c in self.counts]
+            self._tables = tables_from_cdfs(cdfs, [-MVD_RANGE] * self.contexts, PRECISION)
+        return self._tables
 
     def update(self, ctx: np.ndarray, values: np.ndarray) -> None:
+        if len(ctx) == 0:
+            return
         sym = np.where(np.abs(values) <= MVD_RANGE, values + MVD_RANGE, 2 * MVD_RANGE + 1)
         np.add.at(self.counts, (ctx, sym), _ADAPT_STEP)
         for c in np.unique(ctx):
             if self.counts[c].sum() > _ADAPT_LIMIT:
                 self.counts[c] = (self.counts[c] + 1) >> 1
+        self._tables = None
 
     @staticmethod
     def context(above: np.ndarray | None, nbx: int) -> np.ndarray:
@@ -273,16 +294,22 @@ class AdaptiveFlagModel:
     def __init__(self, contexts: int) -> None:
         self.counts = np.full((contexts, 3), 4, np.int64)  # symbols 0, 1 and the escape
         self.counts[:, 2] = 1
+        self._tables: CodingTables | None = None
 
     def tables(self) -> CodingTables:
-        cdfs = [counts_to_quantized_cdf(c, PRECISION) for c in self.counts]
-        return tables_from_cdfs(cdfs, [0] * len(cdfs), PRECISION)
+        if self._tables is None:
+            cdfs = [counts_to_quantized_cdf(c, PRECISION) for c in self.counts]
+            self._tables = tables_from_cdfs(cdfs, [0] * len(cdfs), PRECISION)
+        return self._tables
 
     def update(self, ctx: np.ndarray, values: np.ndarray) -> None:
+        if len(ctx) == 0:
+            return
         np.add.at(self.counts, (ctx, np.clip(values, 0, 1)), _ADAPT_STEP)
         for c in np.unique(ctx):
             if self.counts[c].sum() > _ADAPT_LIMIT:
                 self.counts[c] = np.maximum((self.counts[c] + 1) >> 1, 1)
+        self._tables = None
 
 
 class VectorModels:
