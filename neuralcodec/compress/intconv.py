@@ -271,7 +271,8 @@ class IntConv:
         return (
             self._cache["int8"]
             and a.shape[0] == 1
-            and a.shape[-1] * a.shape[-2] >= 1024
+            # a sub-pixel layer's product has s^2 outputs per input pixel: worth it sooner
+            and a.shape[-1] * a.shape[-2] >= (256 if self.geometry.transposed else 1024)
             and int8_matmul_available()
         )
 
