@@ -88,9 +88,11 @@ static inline int64_t clamp64(int64_t v, int64_t lo, int64_t hi)
 
 /* The hot loops below are compiled for several instruction sets and picked at load time
  * (x86-64 with GCC: AVX-512, AVX2, baseline). They are integer arithmetic plus one correctly
- * rounded sqrt, so every version computes the same values; only the speed differs. */
+ * rounded sqrt, so every version computes the same values; only the speed differs
+ * (NEURALCODEC_NO_CLONES builds one version for the compiler's target, which the tests use to
+ * compare each instruction set's build with the dispatching one). */
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) && \
-    !defined(__SANITIZE_ADDRESS__)
+    !defined(__SANITIZE_ADDRESS__) && !defined(NEURALCODEC_NO_CLONES)
 #define HOT __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define HOT
