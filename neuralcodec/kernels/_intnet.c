@@ -376,6 +376,21 @@ done:
  * in registers; products and sums are plain IEEE operations on integers below 2^53: exact */
 typedef double vxd __attribute__((vector_size(SMALL_X * sizeof(double))));
 typedef float vxf __attribute__((vector_size(SMALL_X * sizeof(float))));
+#if defined(__has_builtin)
+#if __has_builtin(__builtin_convertvector)
+#define TO_VXD(f) __builtin_convertvector(f, vxd)
+#endif
+#endif
+#ifndef TO_VXD /* older compilers: lane by lane (same values) */
+static inline vxd to_vxd(vxf f)
+{
+    vxd d;
+    for (int i = 0; i < SMALL_X; i++)
+        d[i] = (double)f[i];
+    return d;
+}
+#define TO_VXD(f) to_vxd(f)
+#endif
 
 #define CONV_SMALL_BODY(NN)                                                                     \
     for (Py_ssize_t y = y0; y < y1; y++) {                                                      \
@@ -395,7 +410,7 @@ typedef float vxf __attribute__((vector_size(SMALL_X * sizeof(float))));
                         else                                                                    \
                             for (Py_ssize_t i = 0; i < nx; i++)                                 \
                                 f[i] = row[tx + i];                                             \
-                        vxd v = __builtin_convertvector(f, vxd);                                \
+                        vxd v = TO_VXD(f);                                                      \
                         _Pragma("GCC unroll 16") for (int n = 0; n < NN; n++)                   \
                             acc[n] += wp[n * wstride + tx] * v;                                 \
                     }                                                                           \
