@@ -99,7 +99,7 @@ def test_estimate_matches_size(rng):
     cloud = _cloud(rng, 5000, attrs=False)
     codec = get_codec("octree")
     est = codec.estimated_bits(cloud, 6) / 8
-    real = len(codec.encode(cloud, 6).streams["occ"])
+    real = len(codec.encode(cloud, 6).streams["tree"])
     assert abs(real - est) <= 0.01 * est + 16
 
 
@@ -113,7 +113,7 @@ def test_golden_bitstream():
     assert digest == GOLDEN
 
 
-GOLDEN = "1074dda989152e33b0ede62e59c453110d7d577a6d83488eba7fa4e92129f18f"
+GOLDEN = "df772fe45d4c89b57e5ade40427ca7ae30c0243f930123af318540f574a82caa"
 
 
 def test_api_round_trip_keeps_metadata(tmp_path, rng):
@@ -177,7 +177,7 @@ def test_bad_inputs_one_line():
 def test_damaged_streams_fail_cleanly(rng):
     codec = get_codec("octree")
     enc = codec.encode(_cloud(rng, 2000), 6)
-    for name in ("occ", "a0", "geom"):
+    for name in ("tree", "a0", "geom"):
         data = enc.streams[name]
         for cut in (len(data) // 2, 3):
             streams = {**enc.streams, name: data[:cut]}
@@ -187,8 +187,8 @@ def test_damaged_streams_fail_cleanly(rng):
             assert "\n" not in str(err.value)
     one_line_error(CodecError, codec.decode, type(enc)(enc.codec, enc.header, {}), match="missing")
     for seed in range(5):  # random bytes: a clean error, or a cloud of the right size
-        junk = np.random.default_rng(seed).integers(0, 256, len(enc.streams["occ"]), np.uint8)
-        bad = type(enc)(enc.codec, enc.header, {**enc.streams, "occ": junk.tobytes()})
+        junk = np.random.default_rng(seed).integers(0, 256, len(enc.streams["tree"]), np.uint8)
+        bad = type(enc)(enc.codec, enc.header, {**enc.streams, "tree": junk.tobytes()})
         try:
             out = codec.decode(bad)
         except CodecError as err:

@@ -36,6 +36,8 @@ POSITION_KINDS, POSITION_SCALES = 4, 16  # integer sets of code_positions: kinds
 BYTE_CONTEXTS = 255  # contexts per base context of the byte binarisation
 OCTREE_CONTEXTS = 2048 * 9  # coarse + fine contexts per base context of code_octree_level
 _INITIAL_STATE = 1 << 15  # p1 = 1/2, no observation
+# states, mixer weights and the initial weight of code_octree_mix_level (the C file's sizes)
+OCTREE_MIX_STATES, OCTREE_MIX_WEIGHTS, _OCTREE_MIX_W0 = _adaptive.octree_mix_sizes()
 
 
 @lru_cache(maxsize=1)
@@ -70,6 +72,11 @@ def _cost_table() -> np.ndarray:
 def states(n: int) -> np.ndarray:
     """Fresh context states (probability 1/2, nothing seen) for ``n`` contexts."""
     return np.full(int(n), _INITIAL_STATE, dtype=np.int32)
+
+
+def octree_mix_model() -> tuple[np.ndarray, np.ndarray]:
+    """Fresh (states, mixer weights) for ``code_octree_mix_level``."""
+    return states(OCTREE_MIX_STATES), np.full(OCTREE_MIX_WEIGHTS, _OCTREE_MIX_W0, np.int32)
 
 
 def _i32(x) -> np.ndarray:
@@ -109,6 +116,33 @@ class AdaptiveEncoder:
         n = _adaptive.octree_encode(o, _i32(neighbours), _i32(patterns), _i32(bases), st, sym, idx)
         self._put(sym[:n], idx[:n])
 
+    def code_octree_mix_level(
+        self, occupancy, single, offsets, neighbours, patterns, info, depth, bits, model
+    ) -> np.ndarray:
+        """One octree level with mixed contexts and direct coding of isolated points (the C
+        file's octree v2 block says how). ``single`` / ``offsets`` say which nodes hold one leaf
+        and its remaining bits; returns the occupancy as coded (0x100 | child for direct nodes)."""
+        occ = _i32(occupancy).copy()
+        n = occ.size
+        sym = np.empty((8 + 3 * int(bits)) * n + 1, np.int32)
+        idx = np.empty_like(sym)
+        count = _adaptive.octree_mix_encode(
+            _i32(neighbours),
+            _i32(patterns),
+            _i32(info),
+            occ,
+            _i32(single).copy(),
+            _i32(offsets).copy(),
+            int(depth),
+            int(bits),
+            model[0],
+            model[1],
+            sym,
+            idx,
+        )
+        self._put(sym[:count], idx[:count])
+        return occ
+
     def code_ints(self, values, sets, st: np.ndarray, markov: int = 1) -> None:
         v, s = _i32(values), _i32(sets)
         sym = np.empty(65 * v.size, np.int32)
@@ -145,6 +179,30 @@ class AdaptiveDecoder:
             self._dec.native, bank(), _i32(neighbours), _i32(patterns), b, st, out
         )
         return out
+
+    def code_octree_mix_level(
+        self, neighbours, patterns, info, depth, bits, model
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(occupancy, single, offsets N x 3) of one level, as the encoder's call coded them."""
+        pat = _i32(patterns)
+        n = pat.size
+        occ, single = np.zeros(n, np.int32), np.zeros(n, np.int32)
+        offs = np.zeros(3 * n, np.int32)
+        _adaptive.octree_mix_decode(
+            self._dec.native,
+            bank(),
+            _i32(neighbours),
+            pat,
+            _i32(info),
+            int(depth),
+            int(bits),
+            model[0],
+            model[1],
+            occ,
+            single,
+            offs,
+        )
+        return occ, single, offs.reshape(-1, 3)
 
     def code_ints(self, sets, st: np.ndarray, markov: int = 1) -> np.ndarray:
         s = _i32(sets)

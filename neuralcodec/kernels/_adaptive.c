@@ -790,6 +790,359 @@ fail:
     return NULL;
 }
 
+/* ============================================================================= octree v2 (mixing)
+ *
+ * Used only by the point cloud codec `octree` (stream format 2). Nothing above this block changes
+ * for it; the functions above serve the other codecs.
+ *
+ * octree_mix_encode(nb, pat, info, occ, single, offs, depth, bits, states, weights, values, idx)
+ *     -> number of binary symbols written to values / idx
+ * octree_mix_decode(decoder, bank, nb, pat, info, depth, bits, states, weights, occ, single, offs)
+ *
+ * One octree level, nodes in Morton order (N nodes). Per node i:
+ *   nb[7 i + m - 1], m = 1..7: index of the node at offset -(m >> 2 & 1, m >> 1 & 1, m & 1) in
+ *       this level (x, y, z), or -1; Morton order puts all seven before node i.
+ *   pat[i]: which of the 6 face neighbours exist (bit 2 axis + side: -x, +x, -y, +y, -z, +z).
+ *   info[i]: the parent's occupancy byte | the node's slot in the parent << 8.
+ * Direct mode: a node with no face neighbour, whose parent has a single child and with at least
+ * two levels below it codes a flag: 1 = its subtree holds one leaf voxel, whose remaining
+ * bits - depth bits per axis follow (MSB first, x y z per level, adaptive contexts per axis and
+ * bit position); occ[i] = 0x100 | the child holding it, single[i] = 1, offs[3 i + a] = the bits
+ * of axis a. Otherwise the node's occupancy byte is coded child by child (slot k = 4x + 2y + z),
+ * the last child of a node with none so far implied; each bit's probability is the logistic mix
+ * of OMX_MODELS adaptive predictions (contexts below), with weights chosen by (k, children so far,
+ * depth class) and trained online, all in integers:
+ *   p = squash(sum_j w_j * stretch(p_j) >> 16),  w_j += stretch(p_j) * ((bit << 12) - p) * OMX_LR >> 10
+ * squash is the logistic 4096 / (1 + e^(-d / 256)) interpolated in a fixed 65-entry table; stretch
+ * is its inverse, tabulated from squash in integers. The range coder codes the bit with bank table
+ * p (P(1) ~ (p + 1/2) / 4096). Context models (k slot, P children found so far as bits, S their
+ * count capped at 3, dc depth class: last level, the one above, higher; pc the parent's child
+ * count class 1 | 2-3 | 4+; A the face neighbours on the child's sides, F those on its far
+ * sides; C the child's 7 neighbours towards -x, -y, -z, all decoded: siblings or children of the
+ * node's nb):
+ *   0: pc, dc, A, C's 3 face neighbours, S, k      1: model 0 x F
+ *   2: pc, dc, k, P (the exact partial pattern)    3: dc, S, k, C (all 7)
+ *   4: the parent's occupancy byte, the node's slot in the parent, k, S > 0
+ *   5: dc, S, k, the node's 6-neighbour pattern
+ */
+#define OMX_MODELS 6
+#define OMX_INPUTS (OMX_MODELS + 1)
+#define OMX_RATE 64
+#define OMX_LR 3
+#define OMX_M0 (9 * 8 * 8 * 4 * 8)
+#define OMX_M1 (OMX_M0 * 8)
+#define OMX_M2 (9 * 256)
+#define OMX_M3 (3 * 4 * 8 * 128)
+#define OMX_M4 (256 * 8 * 8 * 2)
+#define OMX_M5 (3 * 4 * 8 * 64)
+#define OMX_DIRECT (16 + 3 * 17) /* flag contexts per remaining depth, bit contexts */
+#define OMX_STATES (OMX_M0 + OMX_M1 + OMX_M2 + OMX_M3 + OMX_M4 + OMX_M5 + OMX_DIRECT)
+#define OMX_SETS (8 * 4 * 3)
+#define OMX_WEIGHTS (OMX_SETS * OMX_INPUTS)
+#define OMX_W0 (1 << 14) /* initial weight 0.25 */
+
+static const int16_t omx_squash_t[65] = {
+    1,    2,    2,    3,    4,    5,    6,    8,    10,   13,   17,   21,   27,   35,   45,   58,   74,
+    94,   120,  153,  194,  246,  311,  391,  488,  606,  747,  912,  1102, 1314, 1546, 1793, 2048,
+    2303, 2550, 2782, 2994, 3184, 3349, 3490, 3608, 3705, 3785, 3850, 3902, 3943, 3976, 4002, 4022,
+    4038, 4051, 4061, 4069, 4075, 4079, 4083, 4086, 4088, 4090, 4091, 4092, 4093, 4094, 4094, 4095};
+static int16_t omx_stretch_t[4096];
+static int omx_ready = 0;
+
+static inline int32_t omx_squash(int32_t d)
+{
+    d = d < -2047 ? -2047 : (d > 2047 ? 2047 : d);
+    int32_t x = d + 2048, j = x >> 6, w = x & 63;
+    return (omx_squash_t[j] * (64 - w) + omx_squash_t[j + 1] * w + 32) >> 6;
+}
+
+static void omx_init(void)
+{
+    if (omx_ready)
+        return;
+    int32_t next = 0;
+    for (int32_t d = -2047; d <= 2047; d++) {
+        int32_t v = omx_squash(d);
+        for (; next <= v && next < 4096; next++)
+            omx_stretch_t[next] = (int16_t)d;
+    }
+    for (; next < 4096; next++)
+        omx_stretch_t[next] = 2047;
+    omx_ready = 1;
+}
+
+static inline int32_t omx_update(int32_t s, int bit)
+{
+    int32_t p = s & 0xFFFF, n = (s >> 16) & 0xFF;
+    int32_t d = n + 2 < OMX_RATE ? n + 2 : OMX_RATE;
+    p += ((bit ? 65536 : 0) - p) / d;
+    p = p < P_MIN ? P_MIN : (p > P_MAX ? P_MAX : p);
+    n = n < 255 ? n + 1 : 255;
+    return p | (n << 16);
+}
+
+/* The coding side of one level: encoding when run == NULL (bits from occ / single / offs, symbols
+ * to val / idx), else decoding into occ / single / offs. */
+typedef struct {
+    NcDecodeRun *run;
+    int32_t *val, *idx;
+    Py_ssize_t pos;
+} OmxCoder;
+
+/* Codes one bit with table t (encoding: `bit`; decoding: returns the decoded bit or -1). */
+static inline int omx_code(OmxCoder *c, int32_t t, int bit)
+{
+    if (!c->run) {
+        c->val[c->pos] = bit;
+        c->idx[c->pos++] = t;
+        return bit;
+    }
+    int32_t v;
+    if (rc_api->decode(c->run, t, &v) < 0 || (v != 0 && v != 1))
+        return -1;
+    return v;
+}
+
+/* A bit with one adaptive context and no mixing. */
+static inline int omx_plain(OmxCoder *c, int32_t *st, int bit)
+{
+    int b = omx_code(c, state_table(*st), bit);
+    if (b >= 0)
+        *st = omx_update(*st, b);
+    return b;
+}
+
+static int omx_level(OmxCoder *c, const int32_t *nb, const int32_t *pat, const int32_t *info,
+                     int32_t *occ, int32_t *single, int32_t *offs, Py_ssize_t n, int depth, int bits,
+                     int32_t *st, int32_t *w)
+{
+    int rem = bits - depth, dc = rem == 1 ? 0 : (rem == 2 ? 1 : 2);
+    int32_t *s0 = st, *s1 = s0 + OMX_M0, *s2 = s1 + OMX_M1, *s3 = s2 + OMX_M2, *s4 = s3 + OMX_M3;
+    int32_t *s5 = s4 + OMX_M4, *sd = s5 + OMX_M5;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const int32_t *nbi = nb + 7 * i;
+        for (int m = 0; m < 7; m++)
+            if (nbi[m] >= i)
+                return -1; /* neighbours come first */
+        int32_t pb = info[i] & 0xFF, pslot = (info[i] >> 8) & 7, pcount = __builtin_popcount(pb);
+        int32_t pc = pcount < 2 ? 0 : (pcount < 4 ? 1 : 2), pa = pat[i] & 63;
+        if (pa == 0 && pcount == 1 && rem >= 2) {
+            int32_t *sf = sd + (rem < 16 ? rem : 15);
+            int one = omx_plain(c, sf, c->run ? 0 : single[i] != 0);
+            if (one < 0)
+                return -1;
+            if (one) {
+                int32_t o[3] = {0, 0, 0};
+                for (int r = rem - 1; r >= 0; r--)
+                    for (int a = 0; a < 3; a++) {
+                        int32_t *sb = sd + 16 + a * 17 + (r < 16 ? r : 16);
+                        int b = omx_plain(c, sb, c->run ? 0 : (offs[3 * i + a] >> r) & 1);
+                        if (b < 0)
+                            return -1;
+                        o[a] |= b << r;
+                    }
+                int32_t k = (((o[0] >> (rem - 1)) & 1) << 2) | (((o[1] >> (rem - 1)) & 1) << 1) |
+                            ((o[2] >> (rem - 1)) & 1);
+                occ[i] = 0x100 | (1 << k);
+                single[i] = 1;
+                offs[3 * i] = o[0], offs[3 * i + 1] = o[1], offs[3 * i + 2] = o[2];
+                continue;
+            }
+        }
+        single[i] = 0;
+        int32_t partial = 0, by = occ[i] & 0xFF;
+        for (int32_t k = 0; k < 8; k++) {
+            if (k == 7 && partial == 0) {
+                partial = 0x80;
+                break;
+            }
+            int32_t cb[3] = {(k >> 2) & 1, (k >> 1) & 1, k & 1}, A = 0, F = 0, C = 0;
+            for (int a = 0; a < 3; a++) {
+                A |= ((pa >> (2 * a + cb[a])) & 1) << a;
+                F |= ((pa >> (2 * a + 1 - cb[a])) & 1) << a;
+            }
+            for (int m = 1; m < 8; m++) { /* the child's neighbour at -(m's bits) */
+                int32_t node = 0, slot = 0;
+                for (int a = 0; a < 3; a++) {
+                    int d = (m >> (2 - a)) & 1, x = cb[a] - d;
+                    node |= (x < 0) << (2 - a);
+                    slot |= (x < 0 ? 1 : x) << (2 - a);
+                }
+                int32_t bit;
+                if (node == 0)
+                    bit = (partial >> slot) & 1;
+                else {
+                    int32_t j = nbi[node - 1];
+                    bit = j >= 0 ? (occ[j] >> slot) & 1 : 0;
+                }
+                C |= bit << (m - 1);
+            }
+            /* C bits: m = 1 (-z), 2 (-y), 4 (-x) are the face neighbours */
+            int32_t Bf = (((C >> 3) & 1) << 0) | (((C >> 1) & 1) << 1) | ((C & 1) << 2);
+            int32_t S = __builtin_popcount((unsigned)partial);
+            S = S < 3 ? S : 3;
+            int32_t base = pc * 3 + dc;
+            Py_ssize_t x0 = (((base * 8 + A) * 8 + Bf) * 4 + S) * 8 + k;
+            Py_ssize_t xs[OMX_MODELS] = {
+                x0,
+                OMX_M0 + x0 * 8 + F,
+                OMX_M0 + OMX_M1 + base * 256 + ((1 << k) | partial),
+                OMX_M0 + OMX_M1 + OMX_M2 + ((dc * 4 + S) * 8 + k) * 128 + C,
+                OMX_M0 + OMX_M1 + OMX_M2 + OMX_M3 + ((pb * 8 + pslot) * 8 + k) * 2 + (S > 0),
+                OMX_M0 + OMX_M1 + OMX_M2 + OMX_M3 + OMX_M4 + ((dc * 4 + S) * 8 + k) * 64 + pa,
+            };
+            int32_t in[OMX_INPUTS];
+            int32_t *wi = w + ((k * 4 + S) * 3 + dc) * OMX_INPUTS;
+            int64_t dot = 0;
+            for (int j = 0; j < OMX_MODELS; j++) {
+                in[j] = omx_stretch_t[(st[xs[j]] & 0xFFFF) >> 4];
+                dot += (int64_t)wi[j] * in[j];
+            }
+            in[OMX_MODELS] = 256;
+            dot += (int64_t)wi[OMX_MODELS] * 256;
+            int32_t p = omx_squash((int32_t)(dot >> 16));
+            int b = omx_code(c, p, c->run ? 0 : (by >> k) & 1);
+            if (b < 0)
+                return -1;
+            int32_t err = ((b << 12) - p) * OMX_LR;
+            for (int j = 0; j < OMX_INPUTS; j++)
+                wi[j] += (int32_t)(((int64_t)in[j] * err) >> 10);
+            for (int j = 0; j < OMX_MODELS; j++)
+                st[xs[j]] = omx_update(st[xs[j]], b);
+            partial |= b << k;
+        }
+        occ[i] = partial;
+    }
+    (void)s0, (void)s1, (void)s2, (void)s3, (void)s4, (void)s5;
+    return 0;
+}
+
+#define OMX_MAXBUF 12
+typedef struct {
+    Py_buffer v[OMX_MAXBUF];
+    int n;
+} OmxBufs;
+
+static int32_t *omx_take(OmxBufs *b, PyObject *obj, int writable, const char *name,
+                         Py_ssize_t *len)
+{
+    if (get_i32(obj, &b->v[b->n], writable, name) < 0)
+        return NULL;
+    *len = b->v[b->n].len / 4;
+    return (int32_t *)b->v[b->n++].buf;
+}
+
+static void omx_release(OmxBufs *b)
+{
+    for (int i = 0; i < b->n; i++)
+        PyBuffer_Release(&b->v[i]);
+    b->n = 0;
+}
+
+/* Shared argument checks; 0 or -1 with an exception set. */
+static int omx_check(Py_ssize_t n, Py_ssize_t nnb, Py_ssize_t npat, Py_ssize_t ninfo,
+                     Py_ssize_t nocc, Py_ssize_t nsingle, Py_ssize_t noffs, int depth, int bits,
+                     const int32_t *st, Py_ssize_t ns, Py_ssize_t nw)
+{
+    if (nnb != 7 * n || npat != n || ninfo != n || nocc != n || nsingle != n || noffs != 3 * n ||
+        ns != OMX_STATES || nw != OMX_WEIGHTS || bits < 1 || bits > 21 || depth < 0 ||
+        depth >= bits) {
+        PyErr_SetString(PyExc_ValueError, "adaptive: octree_mix sizes disagree");
+        return -1;
+    }
+    return check_states(st, ns);
+}
+
+static PyObject *octree_mix_encode(PyObject *mod, PyObject *args)
+{
+    PyObject *onb, *opat, *oinfo, *oocc, *osingle, *ooffs, *os, *ow, *ov, *oi;
+    int depth, bits;
+    if (!PyArg_ParseTuple(args, "OOOOOOiiOOOO:octree_mix_encode", &onb, &opat, &oinfo, &oocc,
+                          &osingle, &ooffs, &depth, &bits, &os, &ow, &ov, &oi))
+        return NULL;
+    omx_init();
+    OmxBufs b = {.n = 0};
+    Py_ssize_t n, nnb, npat, ninfo, nocc, nsingle, noffs, ns, nw, nv, ni;
+    int32_t *nb, *pat, *info, *occ, *single, *offs, *st, *w, *val, *idx;
+    if (!(nb = omx_take(&b, onb, 0, "neighbours", &nnb)) ||
+        !(pat = omx_take(&b, opat, 0, "patterns", &npat)) ||
+        !(info = omx_take(&b, oinfo, 0, "info", &ninfo)) ||
+        !(occ = omx_take(&b, oocc, 1, "occupancy", &nocc)) ||
+        !(single = omx_take(&b, osingle, 1, "single", &nsingle)) ||
+        !(offs = omx_take(&b, ooffs, 1, "offsets", &noffs)) ||
+        !(st = omx_take(&b, os, 1, "states", &ns)) || !(w = omx_take(&b, ow, 1, "weights", &nw)) ||
+        !(val = omx_take(&b, ov, 1, "values", &nv)) || !(idx = omx_take(&b, oi, 1, "indexes", &ni)))
+        goto fail;
+    n = npat;
+    if (omx_check(n, nnb, npat, ninfo, nocc, nsingle, noffs, depth, bits, st, ns, nw) < 0)
+        goto fail;
+    if (nv != ni || nv < (Py_ssize_t)(8 + 3 * bits) * n) {
+        PyErr_SetString(PyExc_ValueError, "adaptive: octree_mix_encode output too small");
+        goto fail;
+    }
+    OmxCoder c = {.run = NULL, .val = val, .idx = idx, .pos = 0};
+    if (omx_level(&c, nb, pat, info, occ, single, offs, n, depth, bits, st, w) < 0) {
+        PyErr_SetString(PyExc_ValueError, "adaptive: octree_mix_encode bad neighbours");
+        goto fail;
+    }
+    omx_release(&b);
+    return PyLong_FromSsize_t(c.pos);
+fail:
+    omx_release(&b);
+    return NULL;
+}
+
+static PyObject *octree_mix_decode(PyObject *mod, PyObject *args)
+{
+    PyObject *odec, *otab, *onb, *opat, *oinfo, *oocc, *osingle, *ooffs, *os, *ow;
+    int depth, bits;
+    if (!PyArg_ParseTuple(args, "OOOOOiiOOOOO:octree_mix_decode", &odec, &otab, &onb, &opat,
+                          &oinfo, &depth, &bits, &os, &ow, &oocc, &osingle, &ooffs))
+        return NULL;
+    omx_init();
+    OmxBufs b = {.n = 0};
+    Py_ssize_t n, nnb, npat, ninfo, nocc, nsingle, noffs, ns, nw;
+    int32_t *nb, *pat, *info, *occ, *single, *offs, *st, *w;
+    if (!(nb = omx_take(&b, onb, 0, "neighbours", &nnb)) ||
+        !(pat = omx_take(&b, opat, 0, "patterns", &npat)) ||
+        !(info = omx_take(&b, oinfo, 0, "info", &ninfo)) ||
+        !(st = omx_take(&b, os, 1, "states", &ns)) || !(w = omx_take(&b, ow, 1, "weights", &nw)) ||
+        !(occ = omx_take(&b, oocc, 1, "occupancy", &nocc)) ||
+        !(single = omx_take(&b, osingle, 1, "single", &nsingle)) ||
+        !(offs = omx_take(&b, ooffs, 1, "offsets", &noffs)))
+        goto fail;
+    n = npat;
+    if (omx_check(n, nnb, npat, ninfo, nocc, nsingle, noffs, depth, bits, st, ns, nw) < 0)
+        goto fail;
+    NcDecodeRun *run = rc_api->begin(odec, otab);
+    if (!run)
+        goto fail;
+    if (rc_api->num_tables(run) != BANK_SIZE) {
+        rc_api->end(run, 0);
+        PyErr_SetString(PyExc_ValueError, "adaptive: not the binary table bank");
+        goto fail;
+    }
+    int status;
+    OmxCoder c = {.run = run, .val = NULL, .idx = NULL, .pos = 0};
+    Py_BEGIN_ALLOW_THREADS
+    status = omx_level(&c, nb, pat, info, occ, single, offs, n, depth, bits, st, w);
+    Py_END_ALLOW_THREADS
+    if (rc_api->end(run, status) < 0)
+        goto fail;
+    omx_release(&b);
+    Py_RETURN_NONE;
+fail:
+    omx_release(&b);
+    return NULL;
+}
+
+static PyObject *octree_mix_sizes(PyObject *mod, PyObject *noargs)
+{
+    return Py_BuildValue("(nnn)", (Py_ssize_t)OMX_STATES, (Py_ssize_t)OMX_WEIGHTS, (Py_ssize_t)OMX_W0);
+}
+
+/* ============================================================================= end octree v2 */
+
 static PyMethodDef methods[] = {
     {"bits_encode", bits_encode, METH_VARARGS,
      "bits_encode(bits, contexts, states, indexes_out): table index of every bit."},
@@ -810,6 +1163,14 @@ static PyMethodDef methods[] = {
     {"positions_decode", positions_decode, METH_VARARGS,
      "positions_decode(decoder, bank, states, markov, starts, triples, refs, kinds, top, out): "
      "decode and rebuild predicted mesh positions."},
+    {"octree_mix_encode", octree_mix_encode, METH_VARARGS,
+     "octree_mix_encode(nb, pat, info, occ, single, offs, depth, bits, states, weights, values, "
+     "indexes) -> count: one octree level with mixed contexts and direct mode."},
+    {"octree_mix_decode", octree_mix_decode, METH_VARARGS,
+     "octree_mix_decode(decoder, bank, nb, pat, info, depth, bits, states, weights, occ, single, "
+     "offs): decode one octree level."},
+    {"octree_mix_sizes", octree_mix_sizes, METH_NOARGS,
+     "(states, weights, initial weight) of octree_mix."},
     {NULL},
 };
 
