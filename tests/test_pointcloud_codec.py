@@ -113,7 +113,7 @@ def test_golden_bitstream():
     assert digest == GOLDEN
 
 
-GOLDEN = "df772fe45d4c89b57e5ade40427ca7ae30c0243f930123af318540f574a82caa"
+GOLDEN = "1dee3210222b35ec62e7a86bfc6cbd7dd68884fffa2e7590c5c7e59d72589d31"
 
 
 def test_api_round_trip_keeps_metadata(tmp_path, rng):

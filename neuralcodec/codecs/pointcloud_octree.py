@@ -79,25 +79,40 @@ def _find(codes: np.ndarray, wanted: np.ndarray, valid: np.ndarray) -> np.ndarra
 
 def _mix_contexts(codes, coords, depth) -> tuple[np.ndarray, np.ndarray]:
     """(N x 7 indexes of the neighbours at -(m >> 2 & 1, m >> 1 & 1, m & 1), m = 1..7, or -1;
-    6-neighbour pattern) of the sorted codes of one level."""
+    which of the 26 neighbours exist: bit 9 (dx + 1) + 3 (dy + 1) + dz + 1) of the sorted codes
+    of one level."""
     side = 1 << depth
     n = len(codes)
     nb = np.empty((n, 7), np.int64)
-    moved = [_step(codes, a, -1) for a in range(3)]
-    low = [coords[:, a] > 0 for a in range(3)]
-    pattern = np.zeros(n, np.int64)
-    for m, (dx, dy, dz) in enumerate(_NEG_OFFSETS):
-        c, ok = codes, np.ones(n, bool)
-        for a, d in enumerate((dx, dy, dz)):
-            if d:
-                c = moved[a] if c is codes else _step(c, a, -1)
-                ok = ok & low[a]
-        nb[:, m] = _find(codes, c, ok)
-    for a, m in enumerate((4, 2, 1)):  # face neighbours -x, -y, -z
-        pattern |= (nb[:, m - 1] >= 0).astype(np.int64) << (2 * a)
-        up = _find(codes, _step(codes, a, 1), coords[:, a] < side - 1)
-        pattern |= (up >= 0).astype(np.int64) << (2 * a + 1)
-    return nb, pattern
+    mask = np.zeros(n, np.int64)
+    shifted = {}  # codes moved by d in {-1, 0, 1} along x, then y, then z
+    for dx in (-1, 0, 1):
+        cx = codes if dx == 0 else _step(codes, 0, dx)
+        okx = (
+            np.ones(n, bool)
+            if dx == 0
+            else (coords[:, 0] > 0 if dx < 0 else coords[:, 0] < side - 1)
+        )
+        for dy in (-1, 0, 1):
+            cy = cx if dy == 0 else _step(cx, 1, dy)
+            oky = (
+                okx if dy == 0 else okx & (coords[:, 1] > 0 if dy < 0 else coords[:, 1] < side - 1)
+            )
+            for dz in (-1, 0, 1):
+                if dx == dy == dz == 0:
+                    continue
+                cz = cy if dz == 0 else _step(cy, 2, dz)
+                okz = (
+                    oky
+                    if dz == 0
+                    else oky & (coords[:, 2] > 0 if dz < 0 else coords[:, 2] < side - 1)
+                )
+                found = _find(codes, cz, okz)
+                mask |= (found >= 0).astype(np.int64) << (9 * (dx + 1) + 3 * (dy + 1) + dz + 1)
+                if dx <= 0 and dy <= 0 and dz <= 0:
+                    nb[:, (-dx) * 4 + (-dy) * 2 + (-dz) - 1] = found
+    del shifted
+    return nb, mask
 
 
 def _next_level(codes, coords, occ):
@@ -111,17 +126,18 @@ def _next_level(codes, coords, occ):
 
 def _eligible(pattern, info, rem) -> np.ndarray:
     """Nodes that code the direct-mode flag (the C file's rule)."""
-    return (pattern == 0) & (_POPCOUNT[info & 0xFF] == 1) & (rem >= 2)
+    return (pattern & _FACES == 0) & (_POPCOUNT[info & 0xFF] == 1) & (rem >= 2)
 
 
+_FACES = (1 << 4) | (1 << 22) | (1 << 10) | (1 << 16) | (1 << 12) | (1 << 14)
 _COUNT_SETS = 4  # voxel point counts: contexts by the voxel's sibling count 1 | 2 | 3-4 | 5-8
+_COUNT_MARKOV = 3  # and by the bit length (0, 1, 2+) of the previous voxel's count
 
 
 def _count_sets(level, info, direct) -> np.ndarray:
     """Integer-model set of every leaf voxel, in Morton order: its parent's child count class
     (direct-coded voxels: one child)."""
-    sib = _POPCOUNT[info & 0xFF]
-    cls = np.searchsorted([2, 3, 5], sib, side="right")
+    cls = np.searchsorted([2, 3, 5], _POPCOUNT[info & 0xFF], side="right")
     if not direct:
         return cls
     codes = np.concatenate([level, *direct])
@@ -212,7 +228,9 @@ class OctreePointCloudCodec(Codec):
             enc.code_octree_mix_level(occ, single, offsets, nb, pattern, info, depth, bits, model)
             level, coords, info = _next_level(level, coords, np.where(single == 1, 0, occ))
         sets = _count_sets(level, info, direct)
-        enc.code_ints(counts - 1, sets, states(_COUNT_SETS * 2 * INT_CONTEXTS), 2)
+        enc.code_ints(
+            counts - 1, sets, states(_COUNT_SETS * _COUNT_MARKOV * INT_CONTEXTS), _COUNT_MARKOV
+        )
 
     def _streams(self, data: Any, quality: int) -> tuple[dict[str, bytes], float, int]:
         cloud, bits, origin, step, codes, order = self._prepare(data, quality)
@@ -287,7 +305,12 @@ class OctreePointCloudCodec(Codec):
                 raise CodecError(f"octree: corrupt occupancy stream (more than {n} voxels)")
         sets = _count_sets(level, info, direct)
         leaves = np.sort(np.concatenate([level, *direct]))
-        counts = dec.code_ints(sets, states(_COUNT_SETS * 2 * INT_CONTEXTS), 2).astype(np.int64) + 1
+        counts = (
+            dec.code_ints(
+                sets, states(_COUNT_SETS * _COUNT_MARKOV * INT_CONTEXTS), _COUNT_MARKOV
+            ).astype(np.int64)
+            + 1
+        )
         if np.any(counts < 1) or int(counts.sum()) != n:
             raise CodecError(f"octree: corrupt stream (voxel counts do not add up to {n} points)")
         return np.repeat(leaves, counts)

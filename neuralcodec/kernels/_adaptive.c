@@ -825,18 +825,19 @@ fail:
  *   4: the parent's occupancy byte, the node's slot in the parent, k, S > 0
  *   5: dc, S, k, the node's 6-neighbour pattern
  */
-#define OMX_MODELS 6
+#define OMX_MODELS 7
 #define OMX_INPUTS (OMX_MODELS + 1)
-#define OMX_RATE 64
-#define OMX_LR 3
+#define OMX_RATE 128
+#define OMX_LR 4
 #define OMX_M0 (9 * 8 * 8 * 4 * 8)
 #define OMX_M1 (OMX_M0 * 8)
 #define OMX_M2 (9 * 256)
 #define OMX_M3 (3 * 4 * 8 * 128)
 #define OMX_M4 (256 * 8 * 8 * 2)
 #define OMX_M5 (3 * 4 * 8 * 64)
+#define OMX_M6 (3 * 4 * 8 * 8 * 8)
 #define OMX_DIRECT (16 + 3 * 17) /* flag contexts per remaining depth, bit contexts */
-#define OMX_STATES (OMX_M0 + OMX_M1 + OMX_M2 + OMX_M3 + OMX_M4 + OMX_M5 + OMX_DIRECT)
+#define OMX_STATES (OMX_M0 + OMX_M1 + OMX_M2 + OMX_M3 + OMX_M4 + OMX_M5 + OMX_M6 + OMX_DIRECT)
 #define OMX_SETS (8 * 4 * 3)
 #define OMX_WEIGHTS (OMX_SETS * OMX_INPUTS)
 #define OMX_W0 (1 << 14) /* initial weight 0.25 */
@@ -918,14 +919,16 @@ static int omx_level(OmxCoder *c, const int32_t *nb, const int32_t *pat, const i
 {
     int rem = bits - depth, dc = rem == 1 ? 0 : (rem == 2 ? 1 : 2);
     int32_t *s0 = st, *s1 = s0 + OMX_M0, *s2 = s1 + OMX_M1, *s3 = s2 + OMX_M2, *s4 = s3 + OMX_M3;
-    int32_t *s5 = s4 + OMX_M4, *sd = s5 + OMX_M5;
+    int32_t *s5 = s4 + OMX_M4, *sd = s5 + OMX_M5 + OMX_M6;
     for (Py_ssize_t i = 0; i < n; i++) {
         const int32_t *nbi = nb + 7 * i;
         for (int m = 0; m < 7; m++)
             if (nbi[m] >= i)
                 return -1; /* neighbours come first */
         int32_t pb = info[i] & 0xFF, pslot = (info[i] >> 8) & 7, pcount = __builtin_popcount(pb);
-        int32_t pc = pcount < 2 ? 0 : (pcount < 4 ? 1 : 2), pa = pat[i] & 63;
+        int32_t pm = pat[i], pc = pcount < 2 ? 0 : (pcount < 4 ? 1 : 2);
+        int32_t pa = ((pm >> 4) & 1) | ((pm >> 22) & 1) << 1 | ((pm >> 10) & 1) << 2 |
+                     ((pm >> 16) & 1) << 3 | ((pm >> 12) & 1) << 4 | ((pm >> 14) & 1) << 5;
         if (pa == 0 && pcount == 1 && rem >= 2) {
             int32_t *sf = sd + (rem < 16 ? rem : 15);
             int one = omx_plain(c, sf, c->run ? 0 : single[i] != 0);
@@ -977,6 +980,12 @@ static int omx_level(OmxCoder *c, const int32_t *nb, const int32_t *pat, const i
                 }
                 C |= bit << (m - 1);
             }
+            int32_t T = 0; /* node-level neighbours touching the child's octant */
+            for (int m = 1; m < 8; m++) {
+                int dx = (m >> 2) & 1 ? 2 * cb[0] - 1 : 0, dy = (m >> 1) & 1 ? 2 * cb[1] - 1 : 0;
+                int dz = m & 1 ? 2 * cb[2] - 1 : 0;
+                T += (pm >> (9 * (dx + 1) + 3 * (dy + 1) + dz + 1)) & 1;
+            }
             /* C bits: m = 1 (-z), 2 (-y), 4 (-x) are the face neighbours */
             int32_t Bf = (((C >> 3) & 1) << 0) | (((C >> 1) & 1) << 1) | ((C & 1) << 2);
             int32_t S = __builtin_popcount((unsigned)partial);
@@ -990,6 +999,8 @@ static int omx_level(OmxCoder *c, const int32_t *nb, const int32_t *pat, const i
                 OMX_M0 + OMX_M1 + OMX_M2 + ((dc * 4 + S) * 8 + k) * 128 + C,
                 OMX_M0 + OMX_M1 + OMX_M2 + OMX_M3 + ((pb * 8 + pslot) * 8 + k) * 2 + (S > 0),
                 OMX_M0 + OMX_M1 + OMX_M2 + OMX_M3 + OMX_M4 + ((dc * 4 + S) * 8 + k) * 64 + pa,
+                OMX_M0 + OMX_M1 + OMX_M2 + OMX_M3 + OMX_M4 + OMX_M5 +
+                    (((dc * 4 + S) * 8 + k) * 8 + T) * 8 + Bf,
             };
             int32_t in[OMX_INPUTS];
             int32_t *wi = w + ((k * 4 + S) * 3 + dc) * OMX_INPUTS;
@@ -1006,7 +1017,7 @@ static int omx_level(OmxCoder *c, const int32_t *nb, const int32_t *pat, const i
                 return -1;
             int32_t err = ((b << 12) - p) * OMX_LR;
             for (int j = 0; j < OMX_INPUTS; j++)
-                wi[j] += (int32_t)(((int64_t)in[j] * err) >> 10);
+                wi[j] += (int32_t)(((int64_t)in[j] * err) >> 13);
             for (int j = 0; j < OMX_MODELS; j++)
                 st[xs[j]] = omx_update(st[xs[j]], b);
             partial |= b << k;
