@@ -113,7 +113,7 @@ def test_golden_bitstream():
     assert digest == GOLDEN
 
 
-GOLDEN = "1dee3210222b35ec62e7a86bfc6cbd7dd68884fffa2e7590c5c7e59d72589d31"
+GOLDEN = "7ba843a90496a9ae03a1f31ebbe59f7f03fdfd9348ce1f4e29c46d0946b0ebd2"
 
 
 def test_api_round_trip_keeps_metadata(tmp_path, rng):

@@ -124,9 +124,10 @@ def _next_level(codes, coords, occ):
     return codes[node] * 8 + slot, coords[node] * 2 + bit, occ[node] | (slot << 8)
 
 
-def _eligible(pattern, info, rem) -> np.ndarray:
-    """Nodes that code the direct-mode flag (the C file's rule)."""
-    return (pattern & _FACES == 0) & (_POPCOUNT[info & 0xFF] == 1) & (rem >= 2)
+def _eligible(pattern, rem) -> np.ndarray:
+    """Nodes that code the direct-mode flag: none of their 26 neighbours occupied, two or more
+    levels below (the C file's rule)."""
+    return (pattern == 0) & (rem >= 2)
 
 
 _FACES = (1 << 4) | (1 << 22) | (1 << 10) | (1 << 16) | (1 << 12) | (1 << 14)
@@ -216,7 +217,7 @@ class OctreePointCloudCodec(Codec):
             occ = tree.occupancy(depth, level)
             single = np.zeros(len(level), np.int64)
             offsets = np.zeros((len(level), 3), np.int64)
-            cand = np.flatnonzero(_eligible(pattern, info, rem))
+            cand = np.flatnonzero(_eligible(pattern, rem))
             if len(cand):
                 lo = np.searchsorted(leaves, level[cand] << (3 * rem))
                 hi = np.searchsorted(leaves, (level[cand] + 1) << (3 * rem))

@@ -76,7 +76,9 @@ def states(n: int) -> np.ndarray:
 
 def octree_mix_model() -> tuple[np.ndarray, np.ndarray]:
     """Fresh (states, mixer weights) for ``code_octree_mix_level``."""
-    return states(OCTREE_MIX_STATES), np.full(OCTREE_MIX_WEIGHTS, _OCTREE_MIX_W0, np.int32)
+    st = states(OCTREE_MIX_STATES)
+    _adaptive.octree_mix_init(st)
+    return st, np.full(OCTREE_MIX_WEIGHTS, _OCTREE_MIX_W0, np.int32)
 
 
 def _i32(x) -> np.ndarray:

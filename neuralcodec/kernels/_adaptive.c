@@ -825,7 +825,7 @@ fail:
  *   4: the parent's occupancy byte, the node's slot in the parent, k, S > 0
  *   5: dc, S, k, the node's 6-neighbour pattern
  */
-#define OMX_MODELS 7
+#define OMX_MODELS 8
 #define OMX_INPUTS (OMX_MODELS + 1)
 #define OMX_RATE 128
 #define OMX_LR 4
@@ -836,11 +836,14 @@ fail:
 #define OMX_M4 (256 * 8 * 8 * 2)
 #define OMX_M5 (3 * 4 * 8 * 64)
 #define OMX_M6 (3 * 4 * 8 * 8 * 8)
+#define OMX_M7 (3 * 4 * 8 * 128)
 #define OMX_DIRECT (16 + 3 * 17) /* flag contexts per remaining depth, bit contexts */
-#define OMX_STATES (OMX_M0 + OMX_M1 + OMX_M2 + OMX_M3 + OMX_M4 + OMX_M5 + OMX_M6 + OMX_DIRECT)
-#define OMX_SETS (8 * 4 * 3)
+#define OMX_APM (8 * 4 * 128 * 33)
+#define OMX_APM_AT (OMX_M0 + OMX_M1 + OMX_M2 + OMX_M3 + OMX_M4 + OMX_M5 + OMX_M6 + OMX_M7)
+#define OMX_STATES (OMX_APM_AT + OMX_APM + OMX_DIRECT)
+#define OMX_SETS (4 * 3)
 #define OMX_WEIGHTS (OMX_SETS * OMX_INPUTS)
-#define OMX_W0 (1 << 14) /* initial weight 0.25 */
+#define OMX_W0 (1 << 13) /* initial weight 1/8 */
 
 static const int16_t omx_squash_t[65] = {
     1,    2,    2,    3,    4,    5,    6,    8,    10,   13,   17,   21,   27,   35,   45,   58,   74,
@@ -919,7 +922,7 @@ static int omx_level(OmxCoder *c, const int32_t *nb, const int32_t *pat, const i
 {
     int rem = bits - depth, dc = rem == 1 ? 0 : (rem == 2 ? 1 : 2);
     int32_t *s0 = st, *s1 = s0 + OMX_M0, *s2 = s1 + OMX_M1, *s3 = s2 + OMX_M2, *s4 = s3 + OMX_M3;
-    int32_t *s5 = s4 + OMX_M4, *sd = s5 + OMX_M5 + OMX_M6;
+    int32_t *s5 = s4 + OMX_M4, *sd = st + OMX_APM_AT + OMX_APM;
     for (Py_ssize_t i = 0; i < n; i++) {
         const int32_t *nbi = nb + 7 * i;
         for (int m = 0; m < 7; m++)
@@ -929,7 +932,7 @@ static int omx_level(OmxCoder *c, const int32_t *nb, const int32_t *pat, const i
         int32_t pm = pat[i], pc = pcount < 2 ? 0 : (pcount < 4 ? 1 : 2);
         int32_t pa = ((pm >> 4) & 1) | ((pm >> 22) & 1) << 1 | ((pm >> 10) & 1) << 2 |
                      ((pm >> 16) & 1) << 3 | ((pm >> 12) & 1) << 4 | ((pm >> 14) & 1) << 5;
-        if (pa == 0 && pcount == 1 && rem >= 2) {
+        if (pm == 0 && rem >= 2) {
             int32_t *sf = sd + (rem < 16 ? rem : 15);
             int one = omx_plain(c, sf, c->run ? 0 : single[i] != 0);
             if (one < 0)
@@ -980,11 +983,13 @@ static int omx_level(OmxCoder *c, const int32_t *nb, const int32_t *pat, const i
                 }
                 C |= bit << (m - 1);
             }
-            int32_t T = 0; /* node-level neighbours touching the child's octant */
+            int32_t T = 0, O = 0; /* node-level neighbours touching the child's octant */
             for (int m = 1; m < 8; m++) {
                 int dx = (m >> 2) & 1 ? 2 * cb[0] - 1 : 0, dy = (m >> 1) & 1 ? 2 * cb[1] - 1 : 0;
                 int dz = m & 1 ? 2 * cb[2] - 1 : 0;
-                T += (pm >> (9 * (dx + 1) + 3 * (dy + 1) + dz + 1)) & 1;
+                int32_t e = (pm >> (9 * (dx + 1) + 3 * (dy + 1) + dz + 1)) & 1;
+                T += e;
+                O |= e << (m - 1);
             }
             /* C bits: m = 1 (-z), 2 (-y), 4 (-x) are the face neighbours */
             int32_t Bf = (((C >> 3) & 1) << 0) | (((C >> 1) & 1) << 1) | ((C & 1) << 2);
@@ -1001,9 +1006,11 @@ static int omx_level(OmxCoder *c, const int32_t *nb, const int32_t *pat, const i
                 OMX_M0 + OMX_M1 + OMX_M2 + OMX_M3 + OMX_M4 + ((dc * 4 + S) * 8 + k) * 64 + pa,
                 OMX_M0 + OMX_M1 + OMX_M2 + OMX_M3 + OMX_M4 + OMX_M5 +
                     (((dc * 4 + S) * 8 + k) * 8 + T) * 8 + Bf,
+                OMX_M0 + OMX_M1 + OMX_M2 + OMX_M3 + OMX_M4 + OMX_M5 + OMX_M6 +
+                    ((dc * 4 + S) * 8 + k) * 128 + O,
             };
             int32_t in[OMX_INPUTS];
-            int32_t *wi = w + ((k * 4 + S) * 3 + dc) * OMX_INPUTS;
+            int32_t *wi = w + (S * 3 + dc) * OMX_INPUTS;
             int64_t dot = 0;
             for (int j = 0; j < OMX_MODELS; j++) {
                 in[j] = omx_stretch_t[(st[xs[j]] & 0xFFFF) >> 4];
@@ -1012,9 +1019,18 @@ static int omx_level(OmxCoder *c, const int32_t *nb, const int32_t *pat, const i
             in[OMX_MODELS] = 256;
             dot += (int64_t)wi[OMX_MODELS] * 256;
             int32_t p = omx_squash((int32_t)(dot >> 16));
-            int b = omx_code(c, p, c->run ? 0 : (by >> k) & 1);
+            /* refinement: a table over the mixed probability (33 steps of its stretch) */
+            int32_t sp = omx_stretch_t[p] + 2048, lo = sp >> 7, wt = sp & 127;
+            int32_t *ap = st + OMX_APM_AT + ((k * 4 + S) * 128 + C) * 33 + lo;
+            int32_t pa2 = ((ap[0] & 0xFFFF) * (128 - wt) + (ap[wt ? 1 : 0] & 0xFFFF) * wt) >> 11;
+            int32_t pf = (p + pa2 + 1) >> 1;
+            pf = pf < 1 ? 1 : (pf > 4095 ? 4095 : pf);
+            int b = omx_code(c, pf, c->run ? 0 : (by >> k) & 1);
             if (b < 0)
                 return -1;
+            ap[0] = omx_update(ap[0], b);
+            if (wt)
+                ap[1] = omx_update(ap[1], b);
             int32_t err = ((b << 12) - p) * OMX_LR;
             for (int j = 0; j < OMX_INPUTS; j++)
                 wi[j] += (int32_t)(((int64_t)in[j] * err) >> 13);
@@ -1147,6 +1163,32 @@ fail:
     return NULL;
 }
 
+/* Fresh states: every probability 1/2, the refinement tables the identity. */
+static PyObject *octree_mix_init(PyObject *mod, PyObject *args)
+{
+    PyObject *os;
+    if (!PyArg_ParseTuple(args, "O:octree_mix_init", &os))
+        return NULL;
+    omx_init();
+    Py_buffer v;
+    if (get_i32(os, &v, 1, "states") < 0)
+        return NULL;
+    int32_t *st = v.buf;
+    if (v.len / 4 != OMX_STATES) {
+        PyBuffer_Release(&v);
+        PyErr_SetString(PyExc_ValueError, "adaptive: octree_mix_init sizes disagree");
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < OMX_STATES; i++)
+        st[i] = 1 << 15;
+    for (Py_ssize_t i = 0; i < OMX_APM; i++) {
+        int32_t p = omx_squash((int32_t)(i % 33) * 128 - 2048) << 4;
+        st[OMX_APM_AT + i] = p < P_MIN ? P_MIN : (p > P_MAX ? P_MAX : p);
+    }
+    PyBuffer_Release(&v);
+    Py_RETURN_NONE;
+}
+
 static PyObject *octree_mix_sizes(PyObject *mod, PyObject *noargs)
 {
     return Py_BuildValue("(nnn)", (Py_ssize_t)OMX_STATES, (Py_ssize_t)OMX_WEIGHTS, (Py_ssize_t)OMX_W0);
@@ -1180,6 +1222,8 @@ static PyMethodDef methods[] = {
     {"octree_mix_decode", octree_mix_decode, METH_VARARGS,
      "octree_mix_decode(decoder, bank, nb, pat, info, depth, bits, states, weights, occ, single, "
      "offs): decode one octree level."},
+    {"octree_mix_init", octree_mix_init, METH_VARARGS,
+     "octree_mix_init(states): fresh states for octree_mix."},
     {"octree_mix_sizes", octree_mix_sizes, METH_NOARGS,
      "(states, weights, initial weight) of octree_mix."},
     {NULL},
