@@ -113,7 +113,7 @@ def test_golden_bitstream():
     assert digest == GOLDEN
 
 
-GOLDEN = "7ba843a90496a9ae03a1f31ebbe59f7f03fdfd9348ce1f4e29c46d0946b0ebd2"
+GOLDEN = "2189d3bb304ab05214fe3df8e380f1a0bb057b7e4e1f874d332ee24b39dba85a"
 
 
 def test_api_round_trip_keeps_metadata(tmp_path, rng):

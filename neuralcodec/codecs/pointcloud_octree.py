@@ -57,6 +57,7 @@ _POPCOUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.int64)
 
 # ----------------------------------------------------------------------------- level structure
 
+_NB = 10  # neighbour indexes per node: the 7 towards -x, -y, -z, then -2x, -2y, -2z
 _NEG_OFFSETS = [((m >> 2) & 1, (m >> 1) & 1, m & 1) for m in range(1, 8)]  # -(dx, dy, dz)
 
 
@@ -83,9 +84,8 @@ def _mix_contexts(codes, coords, depth) -> tuple[np.ndarray, np.ndarray]:
     of one level."""
     side = 1 << depth
     n = len(codes)
-    nb = np.empty((n, 7), np.int64)
+    nb = np.empty((n, _NB), np.int64)
     mask = np.zeros(n, np.int64)
-    shifted = {}  # codes moved by d in {-1, 0, 1} along x, then y, then z
     for dx in (-1, 0, 1):
         cx = codes if dx == 0 else _step(codes, 0, dx)
         okx = (
@@ -111,7 +111,9 @@ def _mix_contexts(codes, coords, depth) -> tuple[np.ndarray, np.ndarray]:
                 mask |= (found >= 0).astype(np.int64) << (9 * (dx + 1) + 3 * (dy + 1) + dz + 1)
                 if dx <= 0 and dy <= 0 and dz <= 0:
                     nb[:, (-dx) * 4 + (-dy) * 2 + (-dz) - 1] = found
-    del shifted
+    for a in range(3):  # two steps towards -x, -y, -z
+        c = _step(_step(codes, a, -1), a, -1)
+        nb[:, 7 + a] = _find(codes, c, coords[:, a] > 1)
     return nb, mask
 
 

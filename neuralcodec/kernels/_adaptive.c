@@ -825,7 +825,8 @@ fail:
  *   4: the parent's occupancy byte, the node's slot in the parent, k, S > 0
  *   5: dc, S, k, the node's 6-neighbour pattern
  */
-#define OMX_MODELS 8
+#define OMX_NB 10 /* neighbour indexes per node */
+#define OMX_MODELS 10
 #define OMX_INPUTS (OMX_MODELS + 1)
 #define OMX_RATE 128
 #define OMX_LR 4
@@ -837,9 +838,11 @@ fail:
 #define OMX_M5 (3 * 4 * 8 * 64)
 #define OMX_M6 (3 * 4 * 8 * 8 * 8)
 #define OMX_M7 (3 * 4 * 8 * 128)
+#define OMX_M8 (3 * 4 * 8 * 8 * 8)
+#define OMX_M9 (3 * 4 * 8 * 8 * 8)
 #define OMX_DIRECT (16 + 3 * 17) /* flag contexts per remaining depth, bit contexts */
 #define OMX_APM (8 * 4 * 128 * 33)
-#define OMX_APM_AT (OMX_M0 + OMX_M1 + OMX_M2 + OMX_M3 + OMX_M4 + OMX_M5 + OMX_M6 + OMX_M7)
+#define OMX_APM_AT (OMX_M0 + OMX_M1 + OMX_M2 + OMX_M3 + OMX_M4 + OMX_M5 + OMX_M6 + OMX_M7 + OMX_M8 + OMX_M9)
 #define OMX_STATES (OMX_APM_AT + OMX_APM + OMX_DIRECT)
 #define OMX_SETS (4 * 3)
 #define OMX_WEIGHTS (OMX_SETS * OMX_INPUTS)
@@ -924,8 +927,8 @@ static int omx_level(OmxCoder *c, const int32_t *nb, const int32_t *pat, const i
     int32_t *s0 = st, *s1 = s0 + OMX_M0, *s2 = s1 + OMX_M1, *s3 = s2 + OMX_M2, *s4 = s3 + OMX_M3;
     int32_t *s5 = s4 + OMX_M4, *sd = st + OMX_APM_AT + OMX_APM;
     for (Py_ssize_t i = 0; i < n; i++) {
-        const int32_t *nbi = nb + 7 * i;
-        for (int m = 0; m < 7; m++)
+        const int32_t *nbi = nb + OMX_NB * i;
+        for (int m = 0; m < OMX_NB; m++)
             if (nbi[m] >= i)
                 return -1; /* neighbours come first */
         int32_t pb = info[i] & 0xFF, pslot = (info[i] >> 8) & 7, pcount = __builtin_popcount(pb);
@@ -991,6 +994,22 @@ static int omx_level(OmxCoder *c, const int32_t *nb, const int32_t *pat, const i
                 T += e;
                 O |= e << (m - 1);
             }
+            int32_t Pj = 0; /* the -x / -y / -z neighbour node has a child in the child's row */
+            for (int a = 0; a < 3; a++) {
+                int32_t j = nbi[(1 << (2 - a)) - 1];
+                if (j < 0)
+                    continue;
+                int32_t row = (k & ~(1 << (2 - a))) & 7;
+                Pj |= (((occ[j] >> row) | (occ[j] >> (row | (1 << (2 - a))))) & 1) << a;
+            }
+            int32_t P2 = 0; /* the same two cells further */
+            for (int a = 0; a < 3; a++) {
+                int32_t j = nbi[7 + a];
+                if (j < 0)
+                    continue;
+                int32_t row = (k & ~(1 << (2 - a))) & 7;
+                P2 |= (((occ[j] >> row) | (occ[j] >> (row | (1 << (2 - a))))) & 1) << a;
+            }
             /* C bits: m = 1 (-z), 2 (-y), 4 (-x) are the face neighbours */
             int32_t Bf = (((C >> 3) & 1) << 0) | (((C >> 1) & 1) << 1) | ((C & 1) << 2);
             int32_t S = __builtin_popcount((unsigned)partial);
@@ -1008,6 +1027,10 @@ static int omx_level(OmxCoder *c, const int32_t *nb, const int32_t *pat, const i
                     (((dc * 4 + S) * 8 + k) * 8 + T) * 8 + Bf,
                 OMX_M0 + OMX_M1 + OMX_M2 + OMX_M3 + OMX_M4 + OMX_M5 + OMX_M6 +
                     ((dc * 4 + S) * 8 + k) * 128 + O,
+                OMX_M0 + OMX_M1 + OMX_M2 + OMX_M3 + OMX_M4 + OMX_M5 + OMX_M6 + OMX_M7 +
+                    (((dc * 4 + S) * 8 + k) * 8 + Pj) * 8 + Bf,
+                OMX_M0 + OMX_M1 + OMX_M2 + OMX_M3 + OMX_M4 + OMX_M5 + OMX_M6 + OMX_M7 + OMX_M8 +
+                    (((dc * 4 + S) * 8 + k) * 8 + Pj) * 8 + P2,
             };
             int32_t in[OMX_INPUTS];
             int32_t *wi = w + (S * 3 + dc) * OMX_INPUTS;
@@ -1071,7 +1094,7 @@ static int omx_check(Py_ssize_t n, Py_ssize_t nnb, Py_ssize_t npat, Py_ssize_t n
                      Py_ssize_t nocc, Py_ssize_t nsingle, Py_ssize_t noffs, int depth, int bits,
                      const int32_t *st, Py_ssize_t ns, Py_ssize_t nw)
 {
-    if (nnb != 7 * n || npat != n || ninfo != n || nocc != n || nsingle != n || noffs != 3 * n ||
+    if (nnb != OMX_NB * n || npat != n || ninfo != n || nocc != n || nsingle != n || noffs != 3 * n ||
         ns != OMX_STATES || nw != OMX_WEIGHTS || bits < 1 || bits > 21 || depth < 0 ||
         depth >= bits) {
         PyErr_SetString(PyExc_ValueError, "adaptive: octree_mix sizes disagree");
