@@ -36,11 +36,9 @@ import numpy as np
 
 from neuralcodec.datasets.pointcloud import MAX_POINTS, PointCloud
 from neuralcodec.entropy.adaptive import (
-    INT_CONTEXTS,
     AdaptiveDecoder,
     AdaptiveEncoder,
     octree_mix_model,
-    states,
 )
 from neuralcodec.entropy.rangecoder import DecodeError
 
@@ -133,19 +131,14 @@ def _eligible(pattern, rem) -> np.ndarray:
 
 
 _FACES = (1 << 4) | (1 << 22) | (1 << 10) | (1 << 16) | (1 << 12) | (1 << 14)
-_COUNT_SETS = 4  # voxel point counts: contexts by the voxel's sibling count 1 | 2 | 3-4 | 5-8
-_COUNT_MARKOV = 3  # and by the bit length (0, 1, 2+) of the previous voxel's count
 
 
-def _count_sets(level, info, direct) -> np.ndarray:
-    """Integer-model set of every leaf voxel, in Morton order: its parent's child count class
-    (direct-coded voxels: one child)."""
-    cls = np.searchsorted([2, 3, 5], _POPCOUNT[info & 0xFF], side="right")
-    if not direct:
-        return cls
-    codes = np.concatenate([level, *direct])
-    cls = np.concatenate([cls, np.zeros(len(codes) - len(level), np.int64)])
-    return cls[np.argsort(codes, kind="stable")]
+def _leaf_neighbours(leaves: np.ndarray) -> np.ndarray:
+    """Indexes of the -x, -y, -z neighbours of every sorted leaf voxel, or -1 (N x 3)."""
+    coords = np.stack([g.compact(leaves >> s) for s in (2, 1, 0)], axis=1)
+    return np.stack(
+        [_find(leaves, _step(leaves, a, -1), coords[:, a] > 0) for a in range(3)], axis=1
+    )
 
 
 def _children(codes, coords, occupancy) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -230,10 +223,7 @@ class OctreePointCloudCodec(Codec):
                 direct.append(leaves[lo])
             enc.code_octree_mix_level(occ, single, offsets, nb, pattern, info, depth, bits, model)
             level, coords, info = _next_level(level, coords, np.where(single == 1, 0, occ))
-        sets = _count_sets(level, info, direct)
-        enc.code_ints(
-            counts - 1, sets, states(_COUNT_SETS * _COUNT_MARKOV * INT_CONTEXTS), _COUNT_MARKOV
-        )
+        enc.code_octree_counts(counts - 1, _leaf_neighbours(leaves))
 
     def _streams(self, data: Any, quality: int) -> tuple[dict[str, bytes], float, int]:
         cloud, bits, origin, step, codes, order = self._prepare(data, quality)
@@ -306,14 +296,8 @@ class OctreePointCloudCodec(Codec):
             level, coords, info = _next_level(level, coords, np.where(one, 0, occ & 0xFF))
             if len(level) + direct_count > n:
                 raise CodecError(f"octree: corrupt occupancy stream (more than {n} voxels)")
-        sets = _count_sets(level, info, direct)
         leaves = np.sort(np.concatenate([level, *direct]))
-        counts = (
-            dec.code_ints(
-                sets, states(_COUNT_SETS * _COUNT_MARKOV * INT_CONTEXTS), _COUNT_MARKOV
-            ).astype(np.int64)
-            + 1
-        )
+        counts = dec.code_octree_counts(_leaf_neighbours(leaves)).astype(np.int64) + 1
         if np.any(counts < 1) or int(counts.sum()) != n:
             raise CodecError(f"octree: corrupt stream (voxel counts do not add up to {n} points)")
         return np.repeat(leaves, counts)

@@ -38,6 +38,7 @@ OCTREE_CONTEXTS = 2048 * 9  # coarse + fine contexts per base context of code_oc
 _INITIAL_STATE = 1 << 15  # p1 = 1/2, no observation
 # states, mixer weights and the initial weight of code_octree_mix_level (the C file's sizes)
 OCTREE_MIX_STATES, OCTREE_MIX_WEIGHTS, _OCTREE_MIX_W0 = _adaptive.octree_mix_sizes()
+OCTREE_COUNT_SETS = 9  # integer sets of code_octree_counts
 
 
 @lru_cache(maxsize=1)
@@ -145,6 +146,15 @@ class AdaptiveEncoder:
         self._put(sym[:count], idx[:count])
         return occ
 
+    def code_octree_counts(self, values, neighbours) -> None:
+        """Voxel point counts minus one, contexts from decoded neighbours (the C file says how)."""
+        v = _i32(values)
+        sym = np.empty(65 * v.size + 1, np.int32)
+        idx = np.empty_like(sym)
+        st = states(OCTREE_COUNT_SETS * INT_CONTEXTS)
+        n = _adaptive.octree_counts_encode(v, _i32(neighbours), st, sym, idx)
+        self._put(sym[:n], idx[:n])
+
     def code_ints(self, values, sets, st: np.ndarray, markov: int = 1) -> None:
         v, s = _i32(values), _i32(sets)
         sym = np.empty(65 * v.size, np.int32)
@@ -205,6 +215,13 @@ class AdaptiveDecoder:
             offs,
         )
         return occ, single, offs.reshape(-1, 3)
+
+    def code_octree_counts(self, neighbours) -> np.ndarray:
+        nb = _i32(neighbours)
+        out = np.empty(nb.size // 3, np.int32)
+        st = states(OCTREE_COUNT_SETS * INT_CONTEXTS)
+        _adaptive.octree_counts_decode(self._dec.native, bank(), nb, st, out)
+        return out
 
     def code_ints(self, sets, st: np.ndarray, markov: int = 1) -> np.ndarray:
         s = _i32(sets)

@@ -1217,6 +1217,105 @@ static PyObject *octree_mix_sizes(PyObject *mod, PyObject *noargs)
     return Py_BuildValue("(nnn)", (Py_ssize_t)OMX_STATES, (Py_ssize_t)OMX_WEIGHTS, (Py_ssize_t)OMX_W0);
 }
 
+/* octree_counts_encode(values, nb, states, symbols, indexes) -> n
+ * octree_counts_decode(decoder, bank, nb, states, out)
+ *
+ * Points per leaf voxel minus one (values >= 0), voxels in Morton order, each an integer
+ * (int_encode_one above) with set = the rounded-down mean of the values of its -x, -y, -z
+ * neighbours (nb[3 i + a], earlier voxels, or -1) and of the previous voxel, as a bit length
+ * capped at OMX_COUNT_SETS - 2; set OMX_COUNT_SETS - 1 for the first voxel. */
+#define OMX_COUNT_SETS 9
+
+static inline int32_t omx_count_set(const int32_t *v, const int32_t *nb, Py_ssize_t i)
+{
+    if (i == 0)
+        return OMX_COUNT_SETS - 1;
+    int64_t sum = v[i - 1], m = 1;
+    for (int a = 0; a < 3; a++)
+        if (nb[3 * i + a] >= 0 && nb[3 * i + a] < i - 1) {
+            sum += v[nb[3 * i + a]];
+            m++;
+        }
+    int32_t cls = bitlen64((uint64_t)(sum / m));
+    return cls < OMX_COUNT_SETS - 2 ? cls : OMX_COUNT_SETS - 2;
+}
+
+static PyObject *octree_counts_encode(PyObject *mod, PyObject *args)
+{
+    PyObject *ov, *onb, *os, *osym, *oidx;
+    if (!PyArg_ParseTuple(args, "OOOOO:octree_counts_encode", &ov, &onb, &os, &osym, &oidx))
+        return NULL;
+    OmxBufs b = {.n = 0};
+    Py_ssize_t n, nnb, ns, nsym, nidx, pos = 0;
+    int32_t *v, *nb, *st, *sym, *idx;
+    if (!(v = omx_take(&b, ov, 0, "values", &n)) || !(nb = omx_take(&b, onb, 0, "nb", &nnb)) ||
+        !(st = omx_take(&b, os, 1, "states", &ns)) ||
+        !(sym = omx_take(&b, osym, 1, "symbols", &nsym)) ||
+        !(idx = omx_take(&b, oidx, 1, "indexes", &nidx)))
+        goto fail;
+    if (nnb != 3 * n || ns != OMX_COUNT_SETS * INT_CTX || nsym != nidx || nsym < 65 * n) {
+        PyErr_SetString(PyExc_ValueError, "adaptive: octree_counts_encode sizes disagree");
+        goto fail;
+    }
+    if (check_states(st, ns) < 0)
+        goto fail;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (v[i] < 0) {
+            PyErr_SetString(PyExc_ValueError, "adaptive: negative voxel count");
+            goto fail;
+        }
+        int_encode_one(v[i], st, omx_count_set(v, nb, i) * INT_CTX, sym, idx, &pos);
+    }
+    omx_release(&b);
+    return PyLong_FromSsize_t(pos);
+fail:
+    omx_release(&b);
+    return NULL;
+}
+
+static PyObject *octree_counts_decode(PyObject *mod, PyObject *args)
+{
+    PyObject *odec, *otab, *onb, *os, *oo;
+    if (!PyArg_ParseTuple(args, "OOOOO:octree_counts_decode", &odec, &otab, &onb, &os, &oo))
+        return NULL;
+    OmxBufs b = {.n = 0};
+    Py_ssize_t n, nnb, ns;
+    int32_t *nb, *st, *out;
+    if (!(nb = omx_take(&b, onb, 0, "nb", &nnb)) || !(st = omx_take(&b, os, 1, "states", &ns)) ||
+        !(out = omx_take(&b, oo, 1, "out", &n)))
+        goto fail;
+    if (nnb != 3 * n || ns != OMX_COUNT_SETS * INT_CTX) {
+        PyErr_SetString(PyExc_ValueError, "adaptive: octree_counts_decode sizes disagree");
+        goto fail;
+    }
+    if (check_states(st, ns) < 0)
+        goto fail;
+    NcDecodeRun *run = rc_api->begin(odec, otab);
+    if (!run)
+        goto fail;
+    if (rc_api->num_tables(run) != BANK_SIZE) {
+        rc_api->end(run, 0);
+        PyErr_SetString(PyExc_ValueError, "adaptive: not the binary table bank");
+        goto fail;
+    }
+    int status = 0;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (int_decode_one(run, st, omx_count_set(out, nb, i) * INT_CTX, &out[i]) < 0 ||
+            out[i] < 0) {
+            status = -1;
+            break;
+        }
+    Py_END_ALLOW_THREADS
+    if (rc_api->end(run, status) < 0)
+        goto fail;
+    omx_release(&b);
+    Py_RETURN_NONE;
+fail:
+    omx_release(&b);
+    return NULL;
+}
+
 /* ============================================================================= end octree v2 */
 
 static PyMethodDef methods[] = {
@@ -1245,6 +1344,10 @@ static PyMethodDef methods[] = {
     {"octree_mix_decode", octree_mix_decode, METH_VARARGS,
      "octree_mix_decode(decoder, bank, nb, pat, info, depth, bits, states, weights, occ, single, "
      "offs): decode one octree level."},
+    {"octree_counts_encode", octree_counts_encode, METH_VARARGS,
+     "octree_counts_encode(values, nb, states, symbols, indexes) -> count: voxel point counts."},
+    {"octree_counts_decode", octree_counts_decode, METH_VARARGS,
+     "octree_counts_decode(decoder, bank, nb, states, out): decode voxel point counts."},
     {"octree_mix_init", octree_mix_init, METH_VARARGS,
      "octree_mix_init(states): fresh states for octree_mix."},
     {"octree_mix_sizes", octree_mix_sizes, METH_NOARGS,
