@@ -114,7 +114,7 @@ def test_golden_bitstream():
     assert digest == GOLDEN
 
 
-GOLDEN = "2189d3bb304ab05214fe3df8e380f1a0bb057b7e4e1f874d332ee24b39dba85a"
+GOLDEN = "2dfaa557e254847df57f522cbf888052d9b9b9f0a402c96b2615eaa6234de521"
 
 
 def test_api_round_trip_keeps_metadata(tmp_path, rng):

@@ -826,9 +826,10 @@ fail:
  *   5: dc, S, k, the node's 6-neighbour pattern
  */
 #define OMX_NB 10 /* neighbour indexes per node */
-#define OMX_MODELS 10
+#define OMX_MODELS 12
+#define OMX_SLOW 10 /* models 10, 11: models 0 and 3 with fast adaptation */
 #define OMX_INPUTS (OMX_MODELS + 1)
-#define OMX_RATE 128
+#define OMX_RATE 64
 #define OMX_LR 4
 #define OMX_M0 (9 * 8 * 8 * 4 * 8)
 #define OMX_M1 (OMX_M0 * 8)
@@ -842,10 +843,11 @@ fail:
 #define OMX_M9 (3 * 4 * 8 * 8 * 8)
 #define OMX_DIRECT (16 + 3 * 17) /* flag contexts per remaining depth, bit contexts */
 #define OMX_APM (8 * 4 * 128 * 33)
+#define OMX_FAST_AT (OMX_APM_AT + OMX_APM + OMX_DIRECT)
 #define OMX_APM_AT (OMX_M0 + OMX_M1 + OMX_M2 + OMX_M3 + OMX_M4 + OMX_M5 + OMX_M6 + OMX_M7 + OMX_M8 + OMX_M9)
-#define OMX_STATES (OMX_APM_AT + OMX_APM + OMX_DIRECT)
+#define OMX_STATES (OMX_FAST_AT + OMX_M0 + OMX_M3)
 #define OMX_SETS (4 * 3)
-#define OMX_WEIGHTS (OMX_SETS * OMX_INPUTS)
+#define OMX_WEIGHTS ((OMX_SETS + 64) * OMX_INPUTS)
 #define OMX_W0 (1 << 13) /* initial weight 1/8 */
 
 static const int16_t omx_squash_t[65] = {
@@ -882,6 +884,16 @@ static inline int32_t omx_update(int32_t s, int bit)
 {
     int32_t p = s & 0xFFFF, n = (s >> 16) & 0xFF;
     int32_t d = n + 2 < OMX_RATE ? n + 2 : OMX_RATE;
+    p += ((bit ? 65536 : 0) - p) / d;
+    p = p < P_MIN ? P_MIN : (p > P_MAX ? P_MAX : p);
+    n = n < 255 ? n + 1 : 255;
+    return p | (n << 16);
+}
+
+static inline int32_t omx_update_fast(int32_t s, int bit)
+{
+    int32_t p = s & 0xFFFF, n = (s >> 16) & 0xFF;
+    int32_t d = n + 2 < 12 ? n + 2 : 12;
     p += ((bit ? 65536 : 0) - p) / d;
     p = p < P_MIN ? P_MIN : (p > P_MAX ? P_MAX : p);
     n = n < 255 ? n + 1 : 255;
@@ -1031,17 +1043,23 @@ static int omx_level(OmxCoder *c, const int32_t *nb, const int32_t *pat, const i
                     (((dc * 4 + S) * 8 + k) * 8 + Pj) * 8 + Bf,
                 OMX_M0 + OMX_M1 + OMX_M2 + OMX_M3 + OMX_M4 + OMX_M5 + OMX_M6 + OMX_M7 + OMX_M8 +
                     (((dc * 4 + S) * 8 + k) * 8 + Pj) * 8 + P2,
+                OMX_FAST_AT + x0,
+                OMX_FAST_AT + OMX_M0 + ((dc * 4 + S) * 8 + k) * 128 + C,
             };
             int32_t in[OMX_INPUTS];
             int32_t *wi = w + (S * 3 + dc) * OMX_INPUTS;
-            int64_t dot = 0;
+            int32_t *wi2 = w + (OMX_SETS + k * 8 + T) * OMX_INPUTS;
+            int64_t dot = 0, dot2 = 0;
             for (int j = 0; j < OMX_MODELS; j++) {
                 in[j] = omx_stretch_t[(st[xs[j]] & 0xFFFF) >> 4];
                 dot += (int64_t)wi[j] * in[j];
+                dot2 += (int64_t)wi2[j] * in[j];
             }
             in[OMX_MODELS] = 256;
             dot += (int64_t)wi[OMX_MODELS] * 256;
-            int32_t p = omx_squash((int32_t)(dot >> 16));
+            dot2 += (int64_t)wi2[OMX_MODELS] * 256;
+            int32_t p1 = omx_squash((int32_t)(dot >> 16)), p2 = omx_squash((int32_t)(dot2 >> 16));
+            int32_t p = omx_squash((int32_t)((dot + dot2) >> 17));
             /* refinement: a table over the mixed probability (33 steps of its stretch) */
             int32_t sp = omx_stretch_t[p] + 2048, lo = sp >> 7, wt = sp & 127;
             int32_t *ap = st + OMX_APM_AT + ((k * 4 + S) * 128 + C) * 33 + lo;
@@ -1054,11 +1072,15 @@ static int omx_level(OmxCoder *c, const int32_t *nb, const int32_t *pat, const i
             ap[0] = omx_update(ap[0], b);
             if (wt)
                 ap[1] = omx_update(ap[1], b);
-            int32_t err = ((b << 12) - p) * OMX_LR;
-            for (int j = 0; j < OMX_INPUTS; j++)
+            int32_t err = ((b << 12) - p1) * OMX_LR, err2 = ((b << 12) - p2) * OMX_LR;
+            for (int j = 0; j < OMX_INPUTS; j++) {
                 wi[j] += (int32_t)(((int64_t)in[j] * err) >> 13);
-            for (int j = 0; j < OMX_MODELS; j++)
+                wi2[j] += (int32_t)(((int64_t)in[j] * err2) >> 13);
+            }
+            for (int j = 0; j < OMX_SLOW; j++)
                 st[xs[j]] = omx_update(st[xs[j]], b);
+            for (int j = OMX_SLOW; j < OMX_MODELS; j++)
+                st[xs[j]] = omx_update_fast(st[xs[j]], b);
             partial |= b << k;
         }
         occ[i] = partial;
