@@ -114,7 +114,7 @@ def test_golden_bitstream():
     assert digest == GOLDEN
 
 
-GOLDEN = "2dfaa557e254847df57f522cbf888052d9b9b9f0a402c96b2615eaa6234de521"
+GOLDEN = "0c57e0e9863d276fe5a7de032e5ed618661e881ea56f3e49dac5a3e0e1ee4688"
 
 
 def test_api_round_trip_keeps_metadata(tmp_path, rng):

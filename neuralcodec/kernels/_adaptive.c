@@ -826,8 +826,8 @@ fail:
  *   5: dc, S, k, the node's 6-neighbour pattern
  */
 #define OMX_NB 10 /* neighbour indexes per node */
-#define OMX_MODELS 12
-#define OMX_SLOW 10 /* models 10, 11: models 0 and 3 with fast adaptation */
+#define OMX_MODELS 13
+#define OMX_SLOW 11 /* models 10, 11: models 0 and 3 with fast adaptation */
 #define OMX_INPUTS (OMX_MODELS + 1)
 #define OMX_RATE 64
 #define OMX_LR 4
@@ -845,7 +845,8 @@ fail:
 #define OMX_APM (8 * 4 * 128 * 33)
 #define OMX_FAST_AT (OMX_APM_AT + OMX_APM + OMX_DIRECT)
 #define OMX_APM_AT (OMX_M0 + OMX_M1 + OMX_M2 + OMX_M3 + OMX_M4 + OMX_M5 + OMX_M6 + OMX_M7 + OMX_M8 + OMX_M9)
-#define OMX_STATES (OMX_FAST_AT + OMX_M0 + OMX_M3)
+#define OMX_EXTRA_AT (OMX_FAST_AT + OMX_M0 + OMX_M3)
+#define OMX_STATES (OMX_EXTRA_AT + 256 * 8 * 3)
 #define OMX_SETS (4 * 3)
 #define OMX_WEIGHTS ((OMX_SETS + 64) * OMX_INPUTS)
 #define OMX_W0 (1 << 13) /* initial weight 1/8 */
@@ -1043,6 +1044,7 @@ static int omx_level(OmxCoder *c, const int32_t *nb, const int32_t *pat, const i
                     (((dc * 4 + S) * 8 + k) * 8 + Pj) * 8 + Bf,
                 OMX_M0 + OMX_M1 + OMX_M2 + OMX_M3 + OMX_M4 + OMX_M5 + OMX_M6 + OMX_M7 + OMX_M8 +
                     (((dc * 4 + S) * 8 + k) * 8 + Pj) * 8 + P2,
+                OMX_EXTRA_AT + (((1 << k) | partial) * 8 + Pj) * 3 + dc,
                 OMX_FAST_AT + x0,
                 OMX_FAST_AT + OMX_M0 + ((dc * 4 + S) * 8 + k) * 128 + C,
             };
