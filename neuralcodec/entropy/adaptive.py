@@ -15,7 +15,10 @@ symbol.
 Binarisations (see the C file): ``bits`` (one context per bit), ``bytes`` (a binary tree of 255
 contexts per base context: an adaptive model over byte values, e.g. octree occupancy patterns)
 and ``ints`` (zero flag, sign, unary exponent, mantissa; 64 contexts per set, optionally
-conditioned on the previous value). ``Estimate`` counts the ideal code length of what the
+conditioned on the previous value). The point cloud codec has its own kernels: octree levels whose
+child bits come from a logistic mix of several adaptive context models (integer mixer, trained
+online) with direct coding of isolated points, and voxel point counts with contexts from decoded
+neighbours. ``Estimate`` counts the ideal code length of what the
 encoder wrote, for estimated-vs-actual checks.
 """
 
@@ -34,7 +37,6 @@ BANK_SIZE = 1 << (16 - BANK_SHIFT)
 INT_CONTEXTS = 64  # contexts per set of the integer binarisation
 POSITION_KINDS, POSITION_SCALES = 4, 16  # integer sets of code_positions: kinds x scales x 3
 BYTE_CONTEXTS = 255  # contexts per base context of the byte binarisation
-OCTREE_CONTEXTS = 2048 * 9  # coarse + fine contexts per base context of code_octree_level
 _INITIAL_STATE = 1 << 15  # p1 = 1/2, no observation
 # states, mixer weights and the initial weight of code_octree_mix_level (the C file's sizes)
 OCTREE_MIX_STATES, OCTREE_MIX_WEIGHTS, _OCTREE_MIX_W0 = _adaptive.octree_mix_sizes()
@@ -111,14 +113,6 @@ class AdaptiveEncoder:
         _adaptive.bytes_encode(v, c, st, sym, idx)
         self._put(sym, idx)
 
-    def code_octree_level(self, occupancy, neighbours, patterns, bases, st: np.ndarray) -> None:
-        """One octree level child by child (the C file gives the contexts)."""
-        o = _i32(occupancy)
-        sym = np.empty(8 * o.size, np.int32)
-        idx = np.empty_like(sym)
-        n = _adaptive.octree_encode(o, _i32(neighbours), _i32(patterns), _i32(bases), st, sym, idx)
-        self._put(sym[:n], idx[:n])
-
     def code_octree_mix_level(
         self, occupancy, single, offsets, neighbours, patterns, info, depth, bits, model
     ) -> np.ndarray:
@@ -182,14 +176,6 @@ class AdaptiveDecoder:
         c = _i32(bases)
         out = np.empty_like(c)
         _adaptive.bytes_decode(self._dec.native, bank(), c, st, out)
-        return out
-
-    def code_octree_level(self, neighbours, patterns, bases, st: np.ndarray) -> np.ndarray:
-        b = _i32(bases)
-        out = np.empty_like(b)
-        _adaptive.octree_decode(
-            self._dec.native, bank(), _i32(neighbours), _i32(patterns), b, st, out
-        )
         return out
 
     def code_octree_mix_level(
