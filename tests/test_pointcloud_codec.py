@@ -114,7 +114,7 @@ def test_golden_bitstream():
     assert digest == GOLDEN
 
 
-GOLDEN = "0c57e0e9863d276fe5a7de032e5ed618661e881ea56f3e49dac5a3e0e1ee4688"
+GOLDEN = "bc25bb49aa25cab03d143533d145188999f3e125bdab904900b6b5d366aa91d3"
 
 
 def test_api_round_trip_keeps_metadata(tmp_path, rng):

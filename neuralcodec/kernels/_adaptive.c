@@ -644,8 +644,8 @@ fail:
  *   5: dc, S, k, the node's 6-neighbour pattern
  */
 #define OMX_NB 10 /* neighbour indexes per node */
-#define OMX_MODELS 13
-#define OMX_SLOW 11 /* models 10, 11: models 0 and 3 with fast adaptation */
+#define OMX_MODELS 14
+#define OMX_SLOW 12 /* models 10, 11: models 0 and 3 with fast adaptation */
 #define OMX_INPUTS (OMX_MODELS + 1)
 #define OMX_RATE 64
 #define OMX_LR 4
@@ -664,7 +664,7 @@ fail:
 #define OMX_FAST_AT (OMX_APM_AT + OMX_APM + OMX_DIRECT)
 #define OMX_APM_AT (OMX_M0 + OMX_M1 + OMX_M2 + OMX_M3 + OMX_M4 + OMX_M5 + OMX_M6 + OMX_M7 + OMX_M8 + OMX_M9)
 #define OMX_EXTRA_AT (OMX_FAST_AT + OMX_M0 + OMX_M3)
-#define OMX_STATES (OMX_EXTRA_AT + 256 * 8 * 3)
+#define OMX_STATES (OMX_EXTRA_AT + 256 * 8 * 3 + 3 * 4 * 8 * 8 * 8)
 #define OMX_SETS (4 * 3)
 #define OMX_WEIGHTS ((OMX_SETS + 64) * OMX_INPUTS)
 #define OMX_W0 (1 << 13) /* initial weight 1/8 */
@@ -833,6 +833,11 @@ static int omx_level(OmxCoder *c, const int32_t *nb, const int32_t *pat, const i
                 int32_t row = (k & ~(1 << (2 - a))) & 7;
                 Pj |= (((occ[j] >> row) | (occ[j] >> (row | (1 << (2 - a))))) & 1) << a;
             }
+            int32_t Q = 0; /* the same slot of the -x / -y / -z neighbour node */
+            for (int a = 0; a < 3; a++) {
+                int32_t j = nbi[(1 << (2 - a)) - 1];
+                Q |= (j >= 0 ? (occ[j] >> k) & 1 : 0) << a;
+            }
             int32_t P2 = 0; /* the same two cells further */
             for (int a = 0; a < 3; a++) {
                 int32_t j = nbi[7 + a];
@@ -863,6 +868,7 @@ static int omx_level(OmxCoder *c, const int32_t *nb, const int32_t *pat, const i
                 OMX_M0 + OMX_M1 + OMX_M2 + OMX_M3 + OMX_M4 + OMX_M5 + OMX_M6 + OMX_M7 + OMX_M8 +
                     (((dc * 4 + S) * 8 + k) * 8 + Pj) * 8 + P2,
                 OMX_EXTRA_AT + (((1 << k) | partial) * 8 + Pj) * 3 + dc,
+                OMX_EXTRA_AT + 256 * 8 * 3 + (((dc * 4 + S) * 8 + k) * 8 + Q) * 8 + Bf,
                 OMX_FAST_AT + x0,
                 OMX_FAST_AT + OMX_M0 + ((dc * 4 + S) * 8 + k) * 128 + C,
             };
