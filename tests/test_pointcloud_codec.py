@@ -114,7 +114,7 @@ def test_golden_bitstream():
     assert digest == GOLDEN
 
 
-GOLDEN = "bc25bb49aa25cab03d143533d145188999f3e125bdab904900b6b5d366aa91d3"
+GOLDEN = "cc296c92959516d5f4b549d2827ae7d75186e0bfaaf124fb11a05c817c8a46c1"
 
 
 def test_api_round_trip_keeps_metadata(tmp_path, rng):
