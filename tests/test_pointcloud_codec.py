@@ -114,7 +114,7 @@ def test_golden_bitstream():
     assert digest == GOLDEN
 
 
-GOLDEN = "cc296c92959516d5f4b549d2827ae7d75186e0bfaaf124fb11a05c817c8a46c1"
+GOLDEN = "2ea711cffe5fd03a81d5bb728fae5163731c8c8132002a6c6c33dfd3474e9d14"
 
 
 def test_api_round_trip_keeps_metadata(tmp_path, rng):

@@ -644,8 +644,8 @@ fail:
  *   5: dc, S, k, the node's 6-neighbour pattern
  */
 #define OMX_NB 10 /* neighbour indexes per node */
-#define OMX_MODELS 17
-#define OMX_SLOW 15 /* models 10, 11: models 0 and 3 with fast adaptation */
+#define OMX_MODELS 20
+#define OMX_SLOW 18 /* models 10, 11: models 0 and 3 with fast adaptation */
 #define OMX_INPUTS (OMX_MODELS + 1)
 #define OMX_RATE 64
 #define OMX_LR 4
@@ -666,7 +666,7 @@ fail:
 #define OMX_EXTRA_AT (OMX_FAST_AT + OMX_M0 + OMX_M3)
 #define OMX_HASH_BITS 18
 #define OMX_HASH_AT (OMX_EXTRA_AT + 256 * 8 * 3 + 3 * 4 * 8 * 8 * 8)
-#define OMX_STATES (OMX_HASH_AT + (3 << OMX_HASH_BITS))
+#define OMX_STATES (OMX_HASH_AT + (6 << OMX_HASH_BITS))
 #define OMX_SETS (4 * 3)
 #define OMX_WEIGHTS ((OMX_SETS + 64) * OMX_INPUTS)
 #define OMX_W0 (1 << 13) /* initial weight 1/8 */
@@ -868,6 +868,26 @@ static int omx_level(OmxCoder *c, const int32_t *nb, const int32_t *pat, const i
                              pk) * 3 + dc) * 2246822519u) >> (32 - OMX_HASH_BITS);
             uint32_t h3 = (((((uint32_t)pm * 256 + pk) * 3 + dc) ^ ((uint32_t)C << 25)) *
                            3266489917u) >> (32 - OMX_HASH_BITS);
+            uint32_t h4 = (uint32_t)dc * 3 + 1;
+            for (int a = 0; a < 3; a++) {
+                int32_t j = nbi[(1 << (2 - a)) - 1];
+                h4 = h4 * 257 + (j >= 0 ? (uint32_t)(occ[j] & 0xFF) + 1 : 0);
+            }
+            h4 = ((h4 * 256 + pk) * 2654435769u) >> (32 - OMX_HASH_BITS);
+            uint32_t h5 = (uint32_t)dc * 3 + 2;
+            for (int m = 3; m <= 7; m++) { /* edge and corner neighbours (-x-y, -x-z, -y-z, all) */
+                if (m == 4)
+                    continue;
+                int32_t j = nbi[m - 1];
+                h5 = h5 * 257 + (j >= 0 ? (uint32_t)(occ[j] & 0xFF) + 1 : 0);
+            }
+            h5 = ((h5 * 256 + pk) * 2246822519u) >> (32 - OMX_HASH_BITS);
+            uint32_t h6 = (uint32_t)dc * 3 + 3;
+            for (int a = 0; a < 3; a++) { /* the nodes two steps towards -x, -y, -z */
+                int32_t j = nbi[7 + a];
+                h6 = h6 * 257 + (j >= 0 ? (uint32_t)(occ[j] & 0xFF) + 1 : 0);
+            }
+            h6 = ((h6 * 512 + pk * 2 + (Bf != 0)) * 3266489917u) >> (32 - OMX_HASH_BITS);
             Py_ssize_t xs[OMX_MODELS] = {
                 x0,
                 OMX_M0 + x0 * 8 + F,
@@ -888,6 +908,9 @@ static int omx_level(OmxCoder *c, const int32_t *nb, const int32_t *pat, const i
                 OMX_HASH_AT + (Py_ssize_t)h1,
                 OMX_HASH_AT + (1 << OMX_HASH_BITS) + (Py_ssize_t)h2,
                 OMX_HASH_AT + (2 << OMX_HASH_BITS) + (Py_ssize_t)h3,
+                OMX_HASH_AT + (3 << OMX_HASH_BITS) + (Py_ssize_t)h4,
+                OMX_HASH_AT + (4 << OMX_HASH_BITS) + (Py_ssize_t)h5,
+                OMX_HASH_AT + (5 << OMX_HASH_BITS) + (Py_ssize_t)h6,
                 OMX_FAST_AT + x0,
                 OMX_FAST_AT + OMX_M0 + ((dc * 4 + S) * 8 + k) * 128 + C,
             };
