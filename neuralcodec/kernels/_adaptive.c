@@ -618,34 +618,45 @@ fail:
  * octree_mix_decode(decoder, bank, nb, pat, info, depth, bits, states, weights, occ, single, offs)
  *
  * One octree level, nodes in Morton order (N nodes). Per node i:
- *   nb[7 i + m - 1], m = 1..7: index of the node at offset -(m >> 2 & 1, m >> 1 & 1, m & 1) in
- *       this level (x, y, z), or -1; Morton order puts all seven before node i.
- *   pat[i]: which of the 6 face neighbours exist (bit 2 axis + side: -x, +x, -y, +y, -z, +z).
+ *   nb[OMX_NB i + m - 1], m = 1..7: index of the node at offset -(m >> 2 & 1, m >> 1 & 1, m & 1)
+ *       in this level (x, y, z), or -1; then (m = 8, 9, 10) the nodes two steps towards -x, -y,
+ *       -z. Morton order puts all of them before node i (checked).
+ *   pat[i]: which of the 26 neighbours exist (bit 9 (dx + 1) + 3 (dy + 1) + dz + 1).
  *   info[i]: the parent's occupancy byte | the node's slot in the parent << 8.
- * Direct mode: a node with no face neighbour, whose parent has a single child and with at least
- * two levels below it codes a flag: 1 = its subtree holds one leaf voxel, whose remaining
+ * Direct mode: a node with none of its 26 neighbours occupied and at least two levels below it
+ * codes a flag (context: levels left): 1 = its subtree holds one leaf voxel, whose remaining
  * bits - depth bits per axis follow (MSB first, x y z per level, adaptive contexts per axis and
  * bit position); occ[i] = 0x100 | the child holding it, single[i] = 1, offs[3 i + a] = the bits
  * of axis a. Otherwise the node's occupancy byte is coded child by child (slot k = 4x + 2y + z),
- * the last child of a node with none so far implied; each bit's probability is the logistic mix
- * of OMX_MODELS adaptive predictions (contexts below), with weights chosen by (k, children so far,
- * depth class) and trained online, all in integers:
- *   p = squash(sum_j w_j * stretch(p_j) >> 16),  w_j += stretch(p_j) * ((bit << 12) - p) * OMX_LR >> 10
+ * the last child of a node with none so far implied. Each bit's probability mixes OMX_MODELS
+ * adaptive predictions p_j (12-bit) in the logistic domain, all in integers:
+ *   mix_m = squash(sum_j w_mj * stretch(p_j) >> 16) for two weight vectors m (chosen by
+ *           (S, dc) and by (k, T)), each trained on its own output:
+ *           w_mj += stretch(p_j) * ((bit << 12) - mix_m) * OMX_LR >> 13 (clamped to +-2^24);
+ *   p = squash of the mean of the two dot products, then averaged with an adaptive refinement
+ *       table over 33 steps of stretch(p) (context k, S, C), linearly interpolated.
  * squash is the logistic 4096 / (1 + e^(-d / 256)) interpolated in a fixed 65-entry table; stretch
  * is its inverse, tabulated from squash in integers. The range coder codes the bit with bank table
- * p (P(1) ~ (p + 1/2) / 4096). Context models (k slot, P children found so far as bits, S their
+ * p (P(1) ~ (p + 1/2) / 4096). States move towards each bit at rate 1 / min(count + 2, OMX_RATE)
+ * (12 for the two fast models). Context models (k slot, P children found so far as bits, S their
  * count capped at 3, dc depth class: last level, the one above, higher; pc the parent's child
  * count class 1 | 2-3 | 4+; A the face neighbours on the child's sides, F those on its far
  * sides; C the child's 7 neighbours towards -x, -y, -z, all decoded: siblings or children of the
- * node's nb):
- *   0: pc, dc, A, C's 3 face neighbours, S, k      1: model 0 x F
- *   2: pc, dc, k, P (the exact partial pattern)    3: dc, S, k, C (all 7)
+ * node's nb, Bf its 3 face ones; T / O the count / pattern of the node's 7 neighbours touching the
+ * child's octant; Pj / P2 whether the -x / -y / -z neighbour node one / two steps away has a child
+ * in the child's row along that axis; Q whether it has the child's slot occupied):
+ *   0: pc dc A Bf S k       1: model 0 x F        2: pc dc k P        3: dc S k C
  *   4: the parent's occupancy byte, the node's slot in the parent, k, S > 0
- *   5: dc, S, k, the node's 6-neighbour pattern
+ *   5: dc S k, the 6-neighbour pattern            6: dc S k T Bf      7: dc S k O
+ *   8: dc S k Pj Bf         9: dc S k Pj P2       10: k P Pj dc       11: dc S k Q Bf
+ *   12..17 hashed to 2^OMX_HASH_BITS states each: C O P dc | C Pj P2 Q A F P dc | pat P dc C |
+ *       the occupancy bytes of the -x, -y, -z nodes, P, dc | of the edge and corner nodes, P, dc
+ *       | of the two-step nodes, P, Bf != 0, dc
+ *   18, 19: models 0 and 3 with fast adaptation
  */
 #define OMX_NB 10 /* neighbour indexes per node */
 #define OMX_MODELS 20
-#define OMX_SLOW 18 /* models 10, 11: models 0 and 3 with fast adaptation */
+#define OMX_SLOW 18 /* models 18, 19: models 0 and 3 with fast adaptation */
 #define OMX_INPUTS (OMX_MODELS + 1)
 #define OMX_RATE 64
 #define OMX_LR 4
@@ -763,8 +774,7 @@ static int omx_level(OmxCoder *c, const int32_t *nb, const int32_t *pat, const i
                      int32_t *st, int32_t *w)
 {
     int rem = bits - depth, dc = rem == 1 ? 0 : (rem == 2 ? 1 : 2);
-    int32_t *s0 = st, *s1 = s0 + OMX_M0, *s2 = s1 + OMX_M1, *s3 = s2 + OMX_M2, *s4 = s3 + OMX_M3;
-    int32_t *s5 = s4 + OMX_M4, *sd = st + OMX_APM_AT + OMX_APM;
+    int32_t *sd = st + OMX_APM_AT + OMX_APM; /* direct-mode contexts */
     for (Py_ssize_t i = 0; i < n; i++) {
         const int32_t *nbi = nb + OMX_NB * i;
         for (int m = 0; m < OMX_NB; m++)
@@ -953,7 +963,6 @@ static int omx_level(OmxCoder *c, const int32_t *nb, const int32_t *pat, const i
         }
         occ[i] = partial;
     }
-    (void)s0, (void)s1, (void)s2, (void)s3, (void)s4, (void)s5;
     return 0;
 }
 
