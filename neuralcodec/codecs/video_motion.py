@@ -288,6 +288,17 @@ class AdaptiveMvdModel:
         return np.where(mag == 0, 0, np.where(mag <= 4, 1, 2)).astype(np.int64)
 
 
+def _row_differences(mv: np.ndarray, out: np.ndarray, by: int) -> np.ndarray:
+    """Encoder side: copy row ``by`` of ``mv`` into ``out`` and return each block's vector minus
+    its median predictor (from the blocks coded before it), (nbx, 2) int64."""
+    nbx = mv.shape[1]
+    preds = np.zeros((nbx, 2), np.int64)
+    for bx in range(nbx):
+        out[by, bx] = mv[by, bx]
+        preds[bx] = _predictor(out, by, bx)
+    return mv[by].astype(np.int64) - preds
+
+
 class AdaptiveFlagModel:
     """Adaptive counts of a binary symbol in ``contexts`` contexts (integer updates)."""
 
@@ -341,13 +352,7 @@ def code_vectors_joint(
     out = np.zeros((nby, nbx, 2), np.int64)
     above_still, above_d = None, None
     for by in range(nby):
-        d = None
-        if mv is not None:
-            preds = np.zeros((nbx, 2), np.int64)
-            for bx in range(nbx):
-                out[by, bx] = mv[by, bx]
-                preds[bx] = _predictor(out, by, bx)
-            d = mv[by].astype(np.int64) - preds
+        d = None if mv is None else _row_differences(mv, out, by)
         ctx = models.still_context(above_still, nbx)
         flags = None if d is None else (np.abs(d).sum(-1) == 0).astype(np.int32)
         flags = sink.code(ctx.astype(np.int32), models.still.tables(), flags).astype(np.int64)
@@ -393,13 +398,7 @@ def code_vectors(
     for by in range(nby):
         ctx = model.context(above, nbx)
         idx = np.stack([ctx, ctx + 3], axis=1)  # (nbx, 2): x/y components
-        values = None
-        if mv is not None:
-            preds = np.zeros((nbx, 2), np.int64)
-            for bx in range(nbx):
-                out[by, bx] = mv[by, bx]
-                preds[bx] = _predictor(out, by, bx)
-            values = (mv[by].astype(np.int64) - preds).astype(np.int32)
+        values = None if mv is None else _row_differences(mv, out, by).astype(np.int32)
         d = sink.code(idx.astype(np.int32), model.tables(), values).reshape(nbx, 2).astype(np.int64)
         if mv is None:
             for bx in range(nbx):
