@@ -187,6 +187,8 @@ def test_damaged_streams_fail_cleanly(rng):
                 codec.decode(bad)
             assert "\n" not in str(err.value)
     one_line_error(CodecError, codec.decode, type(enc)(enc.codec, enc.header, {}), match="missing")
+    old = {k: v for k, v in enc.header.items() if k != "format"}  # written by the first format
+    one_line_error(CodecError, codec.decode, type(enc)(enc.codec, old, enc.streams), match="format")
     for seed in range(5):  # random bytes: a clean error, or a cloud of the right size
         junk = np.random.default_rng(seed).integers(0, 256, len(enc.streams["tree"]), np.uint8)
         bad = type(enc)(enc.codec, enc.header, {**enc.streams, "tree": junk.tobytes()})

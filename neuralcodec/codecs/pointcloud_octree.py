@@ -46,6 +46,8 @@ from . import geometry as g
 from .base import Codec, CodecError, Encoded, register
 
 MAGIC = b"NCPC"
+# 2: the mixing coder (stream "tree"); format 1 (stream "geom" only, no header field) is refused
+FORMAT = 2
 # the bits of x, y and z in a Morton code (x highest in each triple), 21 triples
 _AXIS_MASKS = [
     sum(1 << (3 * i + 2 - a) for i in range(21)) for a in range(3)
@@ -241,7 +243,7 @@ class OctreePointCloudCodec(Codec):
 
     def encode(self, data: Any, quality: int) -> Encoded:
         streams, _, bits = self._streams(data, quality)
-        header = {"bit_depth": bits, "quality": quality, "shape": (len(data), 3)}
+        header = {"bit_depth": bits, "quality": quality, "shape": (len(data), 3), "format": FORMAT}
         return Encoded(self.name, header, streams)
 
     def estimated_bits(self, data: Any, quality: int) -> float:
@@ -252,6 +254,12 @@ class OctreePointCloudCodec(Codec):
     # ------------------------------------------------------------------ decode
     def decode(self, encoded: Encoded) -> PointCloud:
         streams = encoded.streams
+        fmt = encoded.header.get("format", 1)
+        if fmt != FORMAT:
+            raise CodecError(
+                f"octree: the file is in format {fmt!r} of this codec; this version decodes "
+                f"format {FORMAT} (re-encode the source with this version)"
+            )
         missing = [s for s in ("geom", "tree", "attrs") if s not in streams]
         if missing:
             raise CodecError(f"octree: missing streams {', '.join(missing)}")
