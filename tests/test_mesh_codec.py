@@ -16,6 +16,7 @@ from neuralcodec.app.cli import main as cli_main
 from neuralcodec.bench.geometry3d import d1_psnr, encode_geometry_file, same_triangles
 from neuralcodec.codecs import geometry as g
 from neuralcodec.codecs.base import CodecError, Encoded, get_codec
+from neuralcodec.codecs.mesh_traversal import HEADER_BYTES
 from neuralcodec.datasets.mesh import Mesh, read_mesh, write_mesh
 
 BUNNY = (
@@ -130,7 +131,7 @@ def test_estimate_matches_size(rng):
     m = _grid(20)
     codec = get_codec("meshtrav")
     est = codec.estimated_bits(m, 5) / 8
-    real = len(codec.encode(m, 5).streams["conn"])
+    real = len(codec.encode(m, 5).streams["geom"]) - HEADER_BYTES
     assert abs(real - est) <= 0.01 * est + 16
 
 
@@ -140,7 +141,7 @@ def test_golden_bitstream():
     assert digest == GOLDEN
 
 
-GOLDEN = "3af85561f4e8a822d22797e08d429fbf231f85758803dffe12711b8c4b9d0170"
+GOLDEN = "e24b73c21115acf281a238edfb582270e5a9241bfd89786430fe50c57df2270e"
 
 
 def test_bad_inputs_one_line():
@@ -158,17 +159,19 @@ def test_damaged_streams_fail_cleanly(rng):
     m = _grid(10)
     m.attributes["rgb"] = rng.integers(0, 256, (100, 3)).astype(np.uint8)
     enc = codec.encode(m, 6)
-    for name in ("conn", "a0", "geom"):
+    for name in ("a0", "geom"):
         data = enc.streams[name]
         for cut in (len(data) // 2, 5):
             bad = Encoded(enc.codec, enc.header, {**enc.streams, name: data[:cut]})
             with pytest.raises(CodecError) as err:
                 codec.decode(bad)
             assert "\n" not in str(err.value)
-    # random bytes in the connectivity stream
+    # random bytes in the range-coded part (connectivity and positions)
+    head = enc.streams["geom"][:HEADER_BYTES]
     for seed in range(5):
-        junk = np.random.default_rng(seed).integers(0, 256, len(enc.streams["conn"]), np.uint8)
-        bad = Encoded(enc.codec, enc.header, {**enc.streams, "conn": junk.tobytes()})
+        size = len(enc.streams["geom"]) - HEADER_BYTES
+        junk = np.random.default_rng(seed).integers(0, 256, size, np.uint8)
+        bad = Encoded(enc.codec, enc.header, {**enc.streams, "geom": head + junk.tobytes()})
         try:
             out = codec.decode(bad)
         except CodecError as err:

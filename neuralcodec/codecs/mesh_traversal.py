@@ -32,7 +32,6 @@ corner of the same vertex.
 
 from __future__ import annotations
 
-import struct
 from typing import Any
 
 import numpy as np
@@ -51,14 +50,21 @@ from neuralcodec.entropy.rangecoder import DecodeError
 from . import geometry as g
 from .base import Codec, CodecError, Encoded, register
 
-MAGIC = b"NCMT"
+MAGIC = b"NCM2"
+HEADER_BYTES = 38  # geometry header (geometry.pack_geometry) before the range-coded stream
 NUM_CANDIDATES = 6
 BORDER, NEW, FIRST_CANDIDATE = 0, 1, 2
 EXPLICIT = FIRST_CANDIDATE + NUM_CANDIDATES
-_CONN_MARKOV = -5  # order 2: classes of the two previous symbols
 _KEY = 1 << 32
 NORMAL_BITS_BELOW = 2  # normals: octahedral coordinates of (bits per axis - 2) bits each
-_COUNTS = struct.Struct("<II")  # gate symbols, vertices reached by the traversal
+WALK_LIMIT = 1024  # border walks of explicit references stop after this many steps
+# context sets of the connectivity (64 contexts each): gate symbols (_State.symbol_set), then
+SYMBOL_SETS = 8 * 8 * 4 * 3
+FLIP_SET = SYMBOL_SETS  # orientation bits
+REF_SET = SYMBOL_SETS + 1  # corners of triangles that start a part
+WALK_SET = SYMBOL_SETS + 2  # explicit vertices: steps along the border (+ from v, - from u)
+EXPLICIT_SET = SYMBOL_SETS + 3  # explicit vertices not met by the walk: counted back
+CONN_SETS = SYMBOL_SETS + 4
 
 
 class _State:
@@ -67,11 +73,14 @@ class _State:
     def __init__(self) -> None:
         self.edges: dict[int, int] = {}  # undirected edge -> coded triangles on it
         self.open: list[dict[int, None]] = []  # vertex -> neighbours over a border edge
+        self.tris: list[int] = []  # vertex -> coded triangles around it
         self.faces: list[tuple[int, int, int]] = []
         self.gates: list[tuple[int, int, int]] = []  # (u, v, opposite) with u -> v in its face
+        self.prev = 0  # class of the previous gate symbol
 
     def new_vertex(self) -> int:
         self.open.append({})
+        self.tris.append(0)
         return len(self.open) - 1
 
     def edge_count(self, u: int, v: int) -> int:
@@ -87,8 +96,39 @@ class _State:
                         return out
         return out
 
+    def symbol_set(self, u: int, v: int, ncand: int) -> int:
+        """Context set of the gate u -> v's symbol: coded triangles around v and around u
+        (0..7+ each), candidates (0..3+), class of the previous gate symbol."""
+        tv, tu = min(self.tris[v], 7), min(self.tris[u], 7)
+        return ((tv * 8 + tu) * 4 + min(ncand, 3)) * 3 + self.prev
+
+    def walk(self, a: int, b: int, target: int = -1, steps: int = 0) -> int:
+        """Along the border of the coded part from ``a`` (first step not back to ``b``): the
+        number of steps to ``target`` (0: not met within WALK_LIMIT steps or before the walk
+        returns to ``a``), or with ``steps`` > 0 the vertex reached after that many (-1: none)."""
+        opens = self.open
+        prev, cur = b, a
+        for d in range(1, (steps or WALK_LIMIT) + 1):
+            nxt = next((y for y in reversed(opens[cur]) if y != prev), -1)
+            if nxt < 0:
+                return -1 if steps else 0
+            prev, cur = cur, nxt
+            if steps:
+                continue
+            if cur == target:
+                return d
+            if cur == a:
+                return 0
+        return cur if steps else 0
+
     def add_face(self, a: int, b: int, c: int, entry: tuple[int, int] | None) -> None:
         self.faces.append((a, b, c))
+        tris = self.tris
+        tris[a] += 1
+        if b != a:
+            tris[b] += 1
+        if c != a and c != b:
+            tris[c] += 1
         if a in (b, c) or b == c:
             return
         edges, opens = self.edges, self.open
@@ -139,18 +179,16 @@ class _EdgeMap:
 
 
 def _traverse_encode(faces: np.ndarray, nverts: int):
-    """Encoder traversal: symbols, orientation bits, references, the new vertex order and, for
-    every output triangle, (original triangle, rotation)."""
+    """Encoder traversal: the coded (value, set) sequence in the decoder's order, the new vertex
+    order and, for every output triangle, (original triangle, rotation)."""
     emap = _EdgeMap(faces)
     flist = faces.tolist()
     coded = bytearray(len(flist))
     new_of = [-1] * nverts
     orig_of: list[int] = []
     st = _State()
-    symbols: list[int] = []
-    flips: list[int] = []
-    refs: list[int] = []  # start triangles' corners: 0 = new, else counted back
-    explicit: list[int] = []  # EXPLICIT symbols' vertices, counted back
+    vals: list[int] = []
+    sets: list[int] = []
     placement: list[tuple[int, int]] = []  # (original face, rotation)
     next_start = 0
     total = len(flist)
@@ -162,11 +200,12 @@ def _traverse_encode(faces: np.ndarray, nverts: int):
             corners = []
             for ov in flist[f]:
                 if new_of[ov] < 0:
-                    refs.append(0)
+                    vals.append(0)
                     new_of[ov] = st.new_vertex()
                     orig_of.append(ov)
                 else:
-                    refs.append(len(orig_of) - new_of[ov])
+                    vals.append(len(orig_of) - new_of[ov])
+                sets.append(REF_SET)
                 corners.append(new_of[ov])
             coded[f] = 1
             placement.append((f, 0))
@@ -177,8 +216,11 @@ def _traverse_encode(faces: np.ndarray, nverts: int):
             continue
         ou, ov = orig_of[u], orig_of[v]
         f = next((x for x in emap.faces(ou, ov) if not coded[x]), -1)
+        cands = st.candidates(u, v)
+        sets.append(st.symbol_set(u, v, len(cands)))
         if f < 0:
-            symbols.append(BORDER)
+            vals.append(BORDER)
+            st.prev = 0
             continue
         tri = flist[f]
         i = tri.index(ou)
@@ -187,94 +229,98 @@ def _traverse_encode(faces: np.ndarray, nverts: int):
             ow, rot = tri[(i + 1) % 3], (i + 2) % 3  # output (v, u, w) = tri rotated
         else:
             ow, rot = tri[(i + 2) % 3], i  # output (u, v, w)
+        extra: list[tuple[int, int]] = []
         if new_of[ow] < 0:
-            symbols.append(NEW)
+            vals.append(NEW)
             new_of[ow] = st.new_vertex()
             orig_of.append(ow)
             w = new_of[ow]
         else:
             w = new_of[ow]
-            cands = st.candidates(u, v)
             if w in cands:
-                symbols.append(FIRST_CANDIDATE + cands.index(w))
+                vals.append(FIRST_CANDIDATE + cands.index(w))
             else:
-                symbols.append(EXPLICIT)
-                explicit.append(len(orig_of) - w)
-        flips.append(0 if consistent else 1)
+                vals.append(EXPLICIT)
+                d = st.walk(v, u, w)
+                if not d:
+                    d = -st.walk(u, v, w)
+                extra.append((d, WALK_SET))
+                if not d:
+                    extra.append((len(orig_of) - w, EXPLICIT_SET))
+        st.prev = 1 if vals[-1] == NEW else 2
+        vals.append(0 if consistent else 1)
+        sets.append(FLIP_SET)
+        for x, y in extra:
+            vals.append(x)
+            sets.append(y)
         coded[f] = 1
         placement.append((f, rot))
         if consistent:
             st.add_face(v, u, w, (v, u))
         else:
             st.add_face(u, v, w, (u, v))
-    return symbols, flips, refs, explicit, np.array(orig_of), st.faces, placement
+    return vals, sets, np.array(orig_of), st.faces, placement
 
 
-def _traverse_decode(symbols, flips, refs, explicit, nfaces: int, nverts: int):
+def _traverse_decode(dec: AdaptiveDecoder, st_conn: np.ndarray, nfaces: int, nverts: int):
+    """Decodes the connectivity while replaying the traversal (its state gives the contexts)."""
     st = _State()
-    si = fi = ri = xi = 0
-    nsym = len(symbols)
-    try:
-        while len(st.faces) < nfaces:
-            if not st.gates:
-                corners = []
-                for _ in range(3):
-                    r = refs[ri]
-                    ri += 1
-                    if r == 0:
-                        corners.append(st.new_vertex())
-                    elif 1 <= r <= len(st.open):
-                        corners.append(len(st.open) - r)
-                    else:
-                        raise CodecError("meshtrav: corrupt stream (bad vertex reference)")
-                st.add_face(*corners, None)
-                continue
-            u, v, _ = st.gates.pop()
-            if st.edge_count(u, v) != 1:
-                continue
-            if si >= nsym:
-                raise CodecError("meshtrav: corrupt stream (traversal needs more symbols)")
-            s = symbols[si]
-            si += 1
-            if s == BORDER:
-                continue
-            if s == NEW:
-                w = st.new_vertex()
-            elif FIRST_CANDIDATE <= s < EXPLICIT:
-                cands = st.candidates(u, v)
-                if s - FIRST_CANDIDATE >= len(cands):
-                    raise CodecError("meshtrav: corrupt stream (no such candidate)")
-                w = cands[s - FIRST_CANDIDATE]
-            elif s == EXPLICIT:
-                r = explicit[xi]
-                xi += 1
+    step = dec.code_step
+    while len(st.faces) < nfaces:
+        if not st.gates:
+            corners = []
+            for _ in range(3):
+                r = step(st_conn, REF_SET)
+                if r == 0:
+                    corners.append(st.new_vertex())
+                elif 1 <= r <= len(st.open):
+                    corners.append(len(st.open) - r)
+                else:
+                    raise CodecError("meshtrav: corrupt stream (bad vertex reference)")
+            st.add_face(*corners, None)
+            if len(st.open) > nverts:
+                raise CodecError("meshtrav: corrupt stream (more vertices than the header says)")
+            continue
+        u, v, _ = st.gates.pop()
+        if st.edge_count(u, v) != 1:
+            continue
+        cands = st.candidates(u, v)
+        code = step(st_conn, st.symbol_set(u, v, len(cands)), FLIP_SET)
+        if code == BORDER:
+            st.prev = 0
+            continue
+        s, flip = code >> 1, code & 1
+        if s == NEW:
+            w = st.new_vertex()
+        elif FIRST_CANDIDATE <= s < EXPLICIT:
+            if s - FIRST_CANDIDATE >= len(cands):
+                raise CodecError("meshtrav: corrupt stream (no such candidate)")
+            w = cands[s - FIRST_CANDIDATE]
+        elif s == EXPLICIT:
+            d = step(st_conn, WALK_SET)
+            if d > 0 and d <= WALK_LIMIT:
+                w = st.walk(v, u, steps=d)
+            elif d < 0 and -d <= WALK_LIMIT:
+                w = st.walk(u, v, steps=-d)
+            elif d == 0:
+                r = step(st_conn, EXPLICIT_SET)
                 if not 1 <= r <= len(st.open):
                     raise CodecError("meshtrav: corrupt stream (bad vertex reference)")
                 w = len(st.open) - r
             else:
-                raise CodecError("meshtrav: corrupt stream (unknown symbol)")
-            flip = flips[fi]
-            fi += 1
-            if flip:
-                st.add_face(u, v, w, (u, v))
-            else:
-                st.add_face(v, u, w, (v, u))
-            if len(st.open) > nverts:
-                raise CodecError("meshtrav: corrupt stream (more vertices than the header says)")
-    except IndexError:
-        raise CodecError("meshtrav: corrupt stream (ran out of symbols)") from None
-    if si != nsym or ri != len(refs) or fi != len(flips) or xi != len(explicit):
-        raise CodecError("meshtrav: corrupt stream (symbols left over)")
-    if len(st.open) > nverts:
-        raise CodecError("meshtrav: corrupt stream (more vertices than the header says)")
+                w = -1
+            if w < 0 or w in (u, v):
+                raise CodecError("meshtrav: corrupt stream (bad border walk)")
+        else:
+            raise CodecError("meshtrav: corrupt stream (unknown symbol)")
+        st.prev = 1 if s == NEW else 2
+        if flip:
+            st.add_face(u, v, w, (u, v))
+        else:
+            st.add_face(v, u, w, (v, u))
+        if len(st.open) > nverts:
+            raise CodecError("meshtrav: corrupt stream (more vertices than the header says)")
     return np.array(st.faces, dtype=np.int64).reshape(-1, 3), len(st.open)
-
-
-def _counts(symbols: np.ndarray, nfaces: int) -> tuple[int, int, int]:
-    """(triangles reached through gates, start corners, explicit references) the gate symbols
-    imply."""
-    reached = int(np.count_nonzero(symbols != BORDER))
-    return reached, 3 * (nfaces - reached), int(np.count_nonzero(symbols == EXPLICIT))
 
 
 def _append_unused(orig_of: np.ndarray, q: np.ndarray) -> np.ndarray:
@@ -425,6 +471,27 @@ def _decode_corner_indexes(data: bytes, vertices: np.ndarray) -> np.ndarray:
     return arr
 
 
+def _encode_geometry(faces: np.ndarray, q: np.ndarray, top: int):
+    """(range-coded connectivity + positions, ideal bits, new vertex order, new triangles,
+    placement of every output triangle, ideal bits of each part)."""
+    nv = len(q)
+    vals, sets, orig_of, new_faces, placement = _traverse_encode(faces, nv)
+    orig_of = _append_unused(orig_of, q)
+    new_faces = np.array(new_faces, dtype=np.int64).reshape(-1, 3)
+    qn = q[orig_of]
+    starts, tri, prefs, kind = _predictors(new_faces, nv)
+    resid = qn - _predict(qn, starts, tri, prefs, top)
+    enc = AdaptiveEncoder()
+    enc.code_ints(
+        np.array(vals, np.int32), np.array(sets, np.int32), states(CONN_SETS * INT_CONTEXTS)
+    )
+    conn_bits = enc.bits
+    pos_sets = _position_sets(qn, starts, tri, kind)
+    enc.code_ints(resid.reshape(-1), pos_sets, states(_POS_STATES), _POS_MARKOV)
+    parts = {"connectivity": conn_bits, "positions": enc.bits - conn_bits}
+    return enc.finish(), enc.bits, orig_of, new_faces, placement, parts
+
+
 # ----------------------------------------------------------------------------- codec
 
 
@@ -453,31 +520,9 @@ class TraversalMeshCodec(Codec):
         bits = g.quality_to_bits(self.check_quality(quality))
         top = (1 << bits) - 1
         faces = np.asarray(mesh.faces, dtype=np.int64)
-        nv = len(mesh.vertices)
         q, origin, step = g.quantise(mesh.vertices, bits)
-        symbols, flips, refs, explicit, orig_of, new_faces, placement = _traverse_encode(faces, nv)
-        orig_of = _append_unused(orig_of, q)
-        new_faces = np.array(new_faces, dtype=np.int64).reshape(-1, 3)
-        qn = q[orig_of]
-        starts, tri, prefs, kind = _predictors(new_faces, nv)
-        resid = qn - _predict(qn, starts, tri, prefs, top)
-        enc = AdaptiveEncoder()
-        sym = np.array(symbols, np.int32)
-        enc.code_ints(
-            sym, np.zeros(len(sym), np.int32), states(_CONN_MARKOV**2 * INT_CONTEXTS), _CONN_MARKOV
-        )
-        enc.code_bits(np.array(flips, np.int32), np.zeros(len(flips), np.int32), states(1))
-        enc.code_ints(np.array(refs, np.int32), np.zeros(len(refs), np.int32), states(INT_CONTEXTS))
-        enc.code_ints(
-            np.array(explicit, np.int32), np.zeros(len(explicit), np.int32), states(INT_CONTEXTS)
-        )
-        sets = _position_sets(qn, starts, tri, kind)
-        enc.code_ints(resid.reshape(-1), sets, states(_POS_STATES), _POS_MARKOV)
-        streams = {
-            "geom": g.pack_geometry(MAGIC, bits, origin, step) + _COUNTS.pack(len(sym), 0),
-            "conn": enc.finish(),
-        }
-        estimate = enc.bits
+        geometry, estimate, orig_of, new_faces, placement, _ = _encode_geometry(faces, q, top)
+        streams = {"geom": g.pack_geometry(MAGIC, bits, origin, step) + geometry}
         descs = []
         face_idx = np.array([p[0] for p in placement], np.int64)
         rot = np.array([p[1] for p in placement], np.int64)
@@ -506,7 +551,8 @@ class TraversalMeshCodec(Codec):
                 stream, desc = g.encode_attribute(arr)
             streams[f"a{i}"] = stream
             descs.append({"key": key, "rows": len(arr), **desc})
-        streams["attrs"] = g.pack_json(descs)
+        if descs:  # geometry-only meshes carry no attribute list
+            streams["attrs"] = g.pack_json(descs)
         return streams, estimate, bits
 
     def encode(self, data: Any, quality: int) -> Encoded:
@@ -524,33 +570,19 @@ class TraversalMeshCodec(Codec):
 
     def decode(self, encoded: Encoded) -> Mesh:
         streams = encoded.streams
-        missing = [s for s in ("geom", "conn", "attrs") if s not in streams]
-        if missing:
-            raise CodecError(f"meshtrav: missing streams {', '.join(missing)}")
+        if "geom" not in streams:
+            raise CodecError("meshtrav: missing stream geom")
         head = bytes(streams["geom"])
-        size = len(head) - _COUNTS.size
-        bits, origin, step = g.unpack_geometry(MAGIC, head[:size], "meshtrav")
-        nsym, _ = _COUNTS.unpack(head[size:])
+        bits, origin, step = g.unpack_geometry(MAGIC, head[:HEADER_BYTES], "meshtrav")
         try:
             nv, nf = (int(x) for x in encoded.header["shape"])
         except (KeyError, TypeError, ValueError):
             raise CodecError("meshtrav: header has no vertex / face counts") from None
-        if not (1 <= nv <= MAX_VERTICES and 1 <= nf <= MAX_FACES) or nsym > 3 * nf + 3:
+        if not (1 <= nv <= MAX_VERTICES and 1 <= nf <= MAX_FACES):
             raise CodecError("meshtrav: header counts out of range")
         try:
-            dec = AdaptiveDecoder(streams["conn"])
-            sym = dec.code_ints(
-                np.zeros(nsym, np.int32), states(_CONN_MARKOV**2 * INT_CONTEXTS), _CONN_MARKOV
-            )
-            reached, nstart, nexplicit = _counts(sym, nf)
-            if reached > nf:
-                raise CodecError("meshtrav: corrupt stream (too many triangles)")
-            flips = dec.code_bits(np.zeros(reached, np.int32), states(1))
-            refs = dec.code_ints(np.zeros(nstart, np.int32), states(INT_CONTEXTS))
-            explicit = dec.code_ints(np.zeros(nexplicit, np.int32), states(INT_CONTEXTS))
-            faces, _ = _traverse_decode(
-                sym.tolist(), flips.tolist(), refs.tolist(), explicit.tolist(), nf, nv
-            )
+            dec = AdaptiveDecoder(head[HEADER_BYTES:])
+            faces, _ = _traverse_decode(dec, states(CONN_SETS * INT_CONTEXTS), nf, nv)
             starts, tri, prefs, kind = _predictors(faces, nv)
             q = dec.code_positions(
                 starts, tri, prefs, kind, (1 << bits) - 1, states(_POS_STATES), _POS_MARKOV
@@ -560,7 +592,8 @@ class TraversalMeshCodec(Codec):
         except (DecodeError, ValueError) as exc:  # ValueError: sizes the stream got wrong
             raise CodecError(f"meshtrav: corrupt stream ({exc})") from None
         mesh = Mesh(g.dequantise(q.reshape(nv, 3), origin, step), faces)
-        self._decode_attributes(mesh, streams, nv, nf)
+        if "attrs" in streams:
+            self._decode_attributes(mesh, streams, nv, nf)
         return mesh
 
     def _decode_attributes(self, mesh: Mesh, streams, nv: int, nf: int) -> None:

@@ -152,6 +152,13 @@ class AdaptiveDecoder:
         _adaptive.ints_decode(self._dec.native, bank(), s, st, int(markov), out)
         return out
 
+    def code_step(self, st: np.ndarray, sym_set: int, flip_set: int = -1) -> int:
+        """One integer with the contexts of ``sym_set`` (and, when ``flip_set >= 0`` and it is
+        not 0, a 0/1 one with those of ``flip_set``: the result is then 2 * value + flip), as
+        ``AdaptiveEncoder.code_ints`` wrote them with markov 1: for decoders whose contexts
+        depend on what they decoded (the mesh traversal)."""
+        return _adaptive.mesh_step(self._dec.native, bank(), st, int(sym_set), int(flip_set))
+
     def code_positions(
         self, starts, triples, refs, kinds, top: int, st: np.ndarray, markov: int
     ) -> np.ndarray:

@@ -608,6 +608,67 @@ fail:
     return NULL;
 }
 
+/* ----------------------------------------------------------------------------- mesh traversal steps
+ *
+ * mesh_step(decoder, bank, states, set, flip_set) -> int
+ *
+ * One step of the mesh connectivity decoder, which interleaves decoding with its traversal (the
+ * contexts come from the traversal state, so the symbols cannot be decoded in one batch): an
+ * integer (the binarisation of ints_decode) with the 64 contexts of `set`; when flip_set >= 0
+ * and the integer is not 0, a second one with the contexts of flip_set, which must be 0 or 1,
+ * and the result is 2 * value + flip. The encoder writes the same sequence with ints_encode
+ * (markov = 1, absolute sets). Only the contexts touched are checked, so a step costs O(1).
+ */
+static int check_set(const int32_t *st, Py_ssize_t ns, int32_t set)
+{
+    if (set < 0 || ((Py_ssize_t)set + 1) * INT_CTX > ns) {
+        PyErr_Format(PyExc_ValueError, "adaptive: set %d outside the states", (int)set);
+        return -1;
+    }
+    return check_states(st + (Py_ssize_t)set * INT_CTX, INT_CTX);
+}
+
+static PyObject *mesh_step(PyObject *mod, PyObject *args)
+{
+    PyObject *odec, *otab, *os;
+    int set, flip_set;
+    if (!PyArg_ParseTuple(args, "OOOii:mesh_step", &odec, &otab, &os, &set, &flip_set))
+        return NULL;
+    Py_buffer view;
+    if (get_i32(os, &view, 1, "states") < 0)
+        return NULL;
+    int32_t *st = view.buf;
+    Py_ssize_t ns = view.len / 4;
+    if (check_set(st, ns, set) < 0 || (flip_set >= 0 && check_set(st, ns, flip_set) < 0)) {
+        PyBuffer_Release(&view);
+        return NULL;
+    }
+    NcDecodeRun *run = rc_api->begin(odec, otab);
+    if (!run) {
+        PyBuffer_Release(&view);
+        return NULL;
+    }
+    if (rc_api->num_tables(run) != BANK_SIZE) {
+        rc_api->end(run, 0);
+        PyBuffer_Release(&view);
+        PyErr_SetString(PyExc_ValueError, "adaptive: not the binary table bank");
+        return NULL;
+    }
+    int32_t v = 0, f = 0;
+    int status = int_decode_one(run, st, set * INT_CTX, &v);
+    if (status == 0 && flip_set >= 0 && v != 0) {
+        status = int_decode_one(run, st, flip_set * INT_CTX, &f);
+        if (status == 0 && f != 0 && f != 1)
+            status = -1;
+    }
+    PyBuffer_Release(&view);
+    if (rc_api->end(run, status) < 0)
+        return NULL;
+    if (flip_set >= 0 && v != 0)
+        return PyLong_FromLongLong(2 * (long long)v + f);
+    return PyLong_FromLong(v);
+}
+
 /* ----------------------------------------------------------------------------- octree levels
  *
  * octree_encode(occupancy, neighbours, patterns, bases, states, values_out, indexes_out) -> n
@@ -807,6 +868,8 @@ static PyMethodDef methods[] = {
      "octree_encode(occupancy, neighbours, patterns, bases, states, values, indexes) -> count."},
     {"octree_decode", octree_decode, METH_VARARGS,
      "octree_decode(decoder, bank, neighbours, patterns, bases, states, out): one level."},
+    {"mesh_step", mesh_step, METH_VARARGS,
+     "mesh_step(decoder, bank, states, set, flip_set) -> int: one mesh traversal step."},
     {"positions_decode", positions_decode, METH_VARARGS,
      "positions_decode(decoder, bank, states, markov, starts, triples, refs, kinds, top, out): "
      "decode and rebuild predicted mesh positions."},
