@@ -141,7 +141,7 @@ def test_golden_bitstream():
     assert digest == GOLDEN
 
 
-GOLDEN = "e24b73c21115acf281a238edfb582270e5a9241bfd89786430fe50c57df2270e"
+GOLDEN = "13292559686c27214c045ab174425f4289f58f15a9145a7e3a1dfebacea250de"
 
 
 def test_bad_inputs_one_line():

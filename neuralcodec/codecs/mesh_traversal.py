@@ -43,6 +43,7 @@ from neuralcodec.entropy.adaptive import (
     POSITION_SCALES,
     AdaptiveDecoder,
     AdaptiveEncoder,
+    ideal_int_bits,
     states,
 )
 from neuralcodec.entropy.rangecoder import DecodeError
@@ -64,7 +65,9 @@ FLIP_SET = SYMBOL_SETS  # orientation bits
 REF_SET = SYMBOL_SETS + 1  # corners of triangles that start a part
 WALK_SET = SYMBOL_SETS + 2  # explicit vertices: steps along the border (+ from v, - from u)
 EXPLICIT_SET = SYMBOL_SETS + 3  # explicit vertices not met by the walk: counted back
-CONN_SETS = SYMBOL_SETS + 4
+PALETTE_SET = SYMBOL_SETS + 4  # which axes have a palette (bit k: axis k)
+COUNT_SET = SYMBOL_SETS + 5  # values in a palette
+CONN_SETS = SYMBOL_SETS + 6
 
 
 class _State:
@@ -417,7 +420,49 @@ def _position_sets(q: np.ndarray, starts, tri, kind) -> np.ndarray:
 
 
 _POS_MARKOV = 1
-_POS_STATES = POSITION_KINDS * POSITION_SCALES * 3 * _POS_MARKOV * INT_CONTEXTS
+_PALETTE_SHIFT = POSITION_KINDS * POSITION_SCALES * 3  # sets of palette axes come after these
+_POS_STATES = 2 * _PALETTE_SHIFT * _POS_MARKOV * INT_CONTEXTS
+_GAP_MARKOV = 4  # palette gaps: context on the bit length of the previous gap
+
+
+def _nearest_index(palette: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """Index of the palette value nearest each p (the lower on a tie), as the C loop finds it."""
+    n = len(palette)
+    j = np.searchsorted(palette, p, side="left")
+    jj = np.minimum(j, n - 1)
+    below = palette[np.maximum(j - 1, 0)]
+    take_lower = (j > 0) & ((j == n) | (p - below <= palette[jj] - p))
+    return np.where(take_lower, j - 1, jj)
+
+
+def _ideal_bits(values: np.ndarray, sets: np.ndarray, nstates: int, markov: int = 1) -> float:
+    return ideal_int_bits(values, sets, states(nstates), markov)
+
+
+def _palettes(qn: np.ndarray, pred: np.ndarray, resid: np.ndarray, sets: np.ndarray):
+    """Per axis, whether coding the coordinate as an index into the sorted distinct values the
+    axis takes (a palette, sent as gaps) is cheaper than the plain residual: the case of inputs
+    whose precision is coarser than the quantisation (every value a few steps from the next) or
+    whose vertices share coordinates (surfaces of revolution, CAD parts, mirrored halves).
+    Returns (mask, palettes, residuals, sets) with the chosen residuals and sets (V x 3)."""
+    mask, pals = 0, []
+    resid, sets = resid.copy(), sets.copy()
+    for k in range(3):
+        pal = np.unique(qn[:, k])
+        if len(pal) * 2 > len(qn):
+            continue  # no repetition to speak of: the palette cannot pay for itself
+        r = np.searchsorted(pal, qn[:, k]) - _nearest_index(pal, pred[:, k])
+        gaps = np.diff(np.r_[-1, pal]) - 1
+        plain = _ideal_bits(resid[:, k], sets[:, k], _POS_STATES)
+        paletted = _ideal_bits(r, sets[:, k] + _PALETTE_SHIFT, _POS_STATES) + _ideal_bits(
+            gaps, np.zeros(len(gaps)), _GAP_MARKOV * INT_CONTEXTS, _GAP_MARKOV
+        )
+        if paletted + 32 < plain:
+            mask |= 1 << k
+            pals.append(pal)
+            resid[:, k] = r
+            sets[:, k] += _PALETTE_SHIFT
+    return mask, pals, resid, sets
 
 
 CORNER_MODE = 100  # per-corner table indexes, predicted from the corner's vertex
@@ -480,16 +525,49 @@ def _encode_geometry(faces: np.ndarray, q: np.ndarray, top: int):
     new_faces = np.array(new_faces, dtype=np.int64).reshape(-1, 3)
     qn = q[orig_of]
     starts, tri, prefs, kind = _predictors(new_faces, nv)
-    resid = qn - _predict(qn, starts, tri, prefs, top)
+    pred = _predict(qn, starts, tri, prefs, top)
+    pos_sets = _position_sets(qn, starts, tri, kind).reshape(-1, 3)
+    mask, pals, resid, pos_sets = _palettes(qn, pred, qn - pred, pos_sets)
     enc = AdaptiveEncoder()
-    enc.code_ints(
-        np.array(vals, np.int32), np.array(sets, np.int32), states(CONN_SETS * INT_CONTEXTS)
-    )
+    st_conn = states(CONN_SETS * INT_CONTEXTS)
+    vals += [mask] + [len(p) for p in pals]
+    sets += [PALETTE_SET] + [COUNT_SET] * len(pals)
+    enc.code_ints(np.array(vals, np.int32), np.array(sets, np.int32), st_conn)
+    st_gaps = states(_GAP_MARKOV * INT_CONTEXTS)
+    for p in pals:
+        gaps = np.diff(np.r_[-1, p]) - 1
+        enc.code_ints(gaps, np.zeros(len(gaps), np.int32), st_gaps, _GAP_MARKOV)
     conn_bits = enc.bits
-    pos_sets = _position_sets(qn, starts, tri, kind)
-    enc.code_ints(resid.reshape(-1), pos_sets, states(_POS_STATES), _POS_MARKOV)
+    enc.code_ints(resid.reshape(-1), pos_sets.reshape(-1), states(_POS_STATES), _POS_MARKOV)
     parts = {"connectivity": conn_bits, "positions": enc.bits - conn_bits}
     return enc.finish(), enc.bits, orig_of, new_faces, placement, parts
+
+
+def _decode_palettes(dec: AdaptiveDecoder, st_conn: np.ndarray, nv: int, top: int):
+    """(concatenated palettes, offsets of the 3 axes' palettes), as ``_encode_geometry`` wrote."""
+    mask = dec.code_step(st_conn, PALETTE_SET)
+    if not 0 <= mask <= 7:
+        raise CodecError("meshtrav: corrupt stream (bad palette mask)")
+    counts = []
+    for k in range(3):
+        n = dec.code_step(st_conn, COUNT_SET) if mask >> k & 1 else 0
+        if mask >> k & 1 and not 1 <= n <= nv:
+            raise CodecError("meshtrav: corrupt stream (bad palette size)")
+        counts.append(n)
+    st_gaps = states(_GAP_MARKOV * INT_CONTEXTS)
+    parts = []
+    for n in counts:
+        if n:
+            gaps = dec.code_ints(np.zeros(n, np.int32), st_gaps, _GAP_MARKOV).astype(np.int64)
+            if gaps.min() < 0:
+                raise CodecError("meshtrav: corrupt stream (bad palette gap)")
+            values = np.cumsum(gaps + 1) - 1
+            if values[-1] > top:
+                raise CodecError("meshtrav: corrupt stream (palette value out of range)")
+            parts.append(values)
+    offsets = np.r_[0, np.cumsum(counts)]
+    pal = np.concatenate(parts) if parts else np.zeros(0, np.int64)
+    return pal.astype(np.int32), offsets.astype(np.int32)
 
 
 # ----------------------------------------------------------------------------- codec
@@ -582,10 +660,13 @@ class TraversalMeshCodec(Codec):
             raise CodecError("meshtrav: header counts out of range")
         try:
             dec = AdaptiveDecoder(head[HEADER_BYTES:])
-            faces, _ = _traverse_decode(dec, states(CONN_SETS * INT_CONTEXTS), nf, nv)
+            st_conn = states(CONN_SETS * INT_CONTEXTS)
+            faces, _ = _traverse_decode(dec, st_conn, nf, nv)
+            top = (1 << bits) - 1
+            pal, offsets = _decode_palettes(dec, st_conn, nv, top)
             starts, tri, prefs, kind = _predictors(faces, nv)
             q = dec.code_positions(
-                starts, tri, prefs, kind, (1 << bits) - 1, states(_POS_STATES), _POS_MARKOV
+                starts, tri, prefs, kind, top, states(_POS_STATES), _POS_MARKOV, pal, offsets
             )
         except CodecError:
             raise

@@ -76,6 +76,16 @@ def _i32(x) -> np.ndarray:
     return np.ascontiguousarray(x, dtype=np.int32).reshape(-1)
 
 
+def ideal_int_bits(values, sets, st: np.ndarray, markov: int = 1) -> float:
+    """Ideal code length of ``AdaptiveEncoder.code_ints(values, sets, st, markov)`` without
+    writing anything (``st`` is updated as that call would): for encoders choosing a mode."""
+    v, s = _i32(values), _i32(sets)
+    sym = np.empty(65 * v.size, np.int32)
+    idx = np.empty_like(sym)
+    n = _adaptive.ints_encode(v, s, st, int(markov), sym, idx)
+    return float(_cost_table()[idx[:n], sym[:n]].sum())
+
+
 class AdaptiveEncoder:
     """Writes adaptive binary symbols into one range-coded stream; ``bits`` is the ideal length."""
 
@@ -160,11 +170,23 @@ class AdaptiveDecoder:
         return _adaptive.mesh_step(self._dec.native, bank(), st, int(sym_set), int(flip_set))
 
     def code_positions(
-        self, starts, triples, refs, kinds, top: int, st: np.ndarray, markov: int
+        self,
+        starts,
+        triples,
+        refs,
+        kinds,
+        top: int,
+        st: np.ndarray,
+        markov: int,
+        palette=None,
+        palette_offsets=None,
     ) -> np.ndarray:
-        """Mesh positions predicted while decoding (the C file says how); V x 3 int32."""
+        """Mesh positions predicted while decoding, optionally through per-axis palettes (the C
+        file says how); V x 3 int32."""
         r = _i32(refs)
         out = np.empty(3 * r.size, np.int32)
+        pal = _i32(np.zeros(0) if palette is None else palette)
+        off = _i32(np.zeros(4) if palette_offsets is None else palette_offsets)
         _adaptive.positions_decode(
             self._dec.native,
             bank(),
@@ -176,5 +198,7 @@ class AdaptiveDecoder:
             _i32(kinds),
             int(top),
             out,
+            pal,
+            off,
         )
         return out.reshape(-1, 3)

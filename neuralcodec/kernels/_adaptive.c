@@ -484,7 +484,8 @@ fail:
 
 /* ----------------------------------------------------------------------------- mesh positions
  *
- * positions_decode(decoder, bank, states, markov, starts, triples, refs, kinds, top, out)
+ * positions_decode(decoder, bank, states, markov, starts, triples, refs, kinds, top, out,
+ *                  palette, palette_offsets)
  *
  * Rebuilds V vertices in order (3 int32 coordinates each). Vertex w has the parallelograms
  * triples[starts[w] .. starts[w+1]) = (a, b, o), all < w; with n >= 1 of them the prediction of
@@ -494,6 +495,12 @@ fail:
  * sum_k |p[a0] - p[b0]| + sum_k (max - min of the parallelograms' predictions), POS_SCALES - 1)
  * for the first triple (a0, b0, o0), 0 without parallelograms. codecs/mesh_traversal.py computes
  * the same sets with NumPy for the encoder.
+ *
+ * Palettes: axis k has one when pal_off[k] < pal_off[k + 1]: the sorted distinct values
+ * palette[pal_off[k] .. pal_off[k + 1]) that the axis takes. Its residual is then one of palette
+ * indexes, against the index of the palette value nearest the (clamped) prediction (the lower one
+ * on a tie), with set + POS_KINDS * POS_SCALES * 3 (their own statistics), and the coordinate
+ * is the palette value at the decoded index.
  */
 #define POS_SCALES 16
 #define POS_KINDS 4
@@ -508,9 +515,28 @@ static inline int bitlen64(uint64_t a)
     return n;
 }
 
+/* Index of the palette value nearest p (the lower one on a tie); n >= 1. */
+static inline Py_ssize_t palette_nearest(const int32_t *pal, Py_ssize_t n, int64_t p)
+{
+    Py_ssize_t lo = 0, hi = n; /* first index with pal >= p */
+    while (lo < hi) {
+        Py_ssize_t mid = lo + (hi - lo) / 2;
+        if (pal[mid] < p)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo == n)
+        return n - 1;
+    if (lo > 0 && p - pal[lo - 1] <= pal[lo] - p)
+        return lo - 1;
+    return lo;
+}
+
 static int positions_run(NcDecodeRun *run, int32_t *st, int markov, const int32_t *starts,
                          const int32_t *tri, Py_ssize_t ntri, const int32_t *refs,
-                         const int32_t *kinds, int64_t top, int32_t *out, Py_ssize_t nv)
+                         const int32_t *kinds, int64_t top, int32_t *out, Py_ssize_t nv,
+                         const int32_t *pal, const int32_t *pal_off)
 {
     int64_t prev = 0, prev2 = 0;
     if (starts[0] != 0)
@@ -550,12 +576,23 @@ static int positions_run(NcDecodeRun *run, int32_t *st, int markov, const int32_
         int cls = bitlen64((uint64_t)scale);
         cls = cls < POS_SCALES - 1 ? cls : POS_SCALES - 1;
         for (int k = 0; k < 3; k++) {
+            Py_ssize_t np_ = pal_off[k + 1] - pal_off[k];
             int32_t set = (kinds[w] * POS_SCALES + cls) * 3 + k, res;
+            if (np_ > 0)
+                set += POS_KINDS * POS_SCALES * 3;
             if (int_decode_one(run, st, int_set(&set, 0, markov, prev, prev2) * INT_CTX, &res) < 0)
                 return -1;
             prev2 = prev;
             prev = res;
             int64_t p = pred[k] < 0 ? 0 : (pred[k] > top ? top : pred[k]);
+            if (np_ > 0) {
+                const int32_t *pk = pal + pal_off[k];
+                int64_t j = (int64_t)palette_nearest(pk, np_, p) + res;
+                if (j < 0 || j >= np_)
+                    return -1;
+                out[3 * w + k] = pk[j];
+                continue;
+            }
             int64_t v = p + res;
             if (v < INT32_MIN || v > INT32_MAX)
                 return -1;
@@ -567,22 +604,39 @@ static int positions_run(NcDecodeRun *run, int32_t *st, int markov, const int32_
 
 static PyObject *positions_decode(PyObject *mod, PyObject *args)
 {
-    PyObject *odec, *otab, *os, *ost, *otri, *oref, *okind, *oout;
+    PyObject *odec, *otab, *os, *ost, *otri, *oref, *okind, *oout, *opal, *opoff;
     int markov;
     long long top;
-    if (!PyArg_ParseTuple(args, "OOOiOOOOLO:positions_decode", &odec, &otab, &os, &markov, &ost,
-                          &otri, &oref, &okind, &top, &oout))
+    if (!PyArg_ParseTuple(args, "OOOiOOOOLOOO:positions_decode", &odec, &otab, &os, &markov,
+                          &ost, &otri, &oref, &okind, &top, &oout, &opal, &opoff))
         return NULL;
     Bufs b = {.n = 0};
+    Py_buffer pv, ov;
+    int have_pv = 0, have_ov = 0;
     Py_ssize_t ns, nst, ntri, nref, nkind, nout;
     int32_t *st, *starts, *tri, *refs, *kinds, *out;
     if (!(st = take(&b, os, 1, "states", &ns)) || !(starts = take(&b, ost, 0, "starts", &nst)) ||
         !(tri = take(&b, otri, 0, "triples", &ntri)) || !(refs = take(&b, oref, 0, "refs", &nref)) ||
         !(kinds = take(&b, okind, 0, "kinds", &nkind)) || !(out = take(&b, oout, 1, "out", &nout)))
         goto fail;
-    if (markov == 0 || markov < -64 || nkind != nref || nst != nref + 1 || nout != 3 * nref || ntri % 3 ||
-        ns < (Py_ssize_t)POS_KINDS * POS_SCALES * 3 * markov_classes(markov) * INT_CTX) {
+    /* Bufs holds MAXBUF = 6 views: the palettes are read through their own */
+    if (get_i32(opal, &pv, 0, "palette") < 0)
+        goto fail;
+    have_pv = 1;
+    if (get_i32(opoff, &ov, 0, "palette offsets") < 0)
+        goto fail;
+    have_ov = 1;
+    const int32_t *pal = pv.buf, *poff = ov.buf;
+    Py_ssize_t npal = pv.len / 4;
+    if (markov == 0 || markov < -64 || nkind != nref || nst != nref + 1 || nout != 3 * nref ||
+        ntri % 3 || ov.len / 4 != 4 ||
+        ns < (Py_ssize_t)2 * POS_KINDS * POS_SCALES * 3 * markov_classes(markov) * INT_CTX) {
         PyErr_SetString(PyExc_ValueError, "adaptive: positions_decode sizes disagree");
+        goto fail;
+    }
+    if (poff[0] != 0 || poff[3] != npal || poff[1] < poff[0] || poff[2] < poff[1] ||
+        poff[3] < poff[2]) {
+        PyErr_SetString(PyExc_ValueError, "adaptive: positions_decode bad palette offsets");
         goto fail;
     }
     if (check_states(st, ns) < 0)
@@ -597,13 +651,20 @@ static PyObject *positions_decode(PyObject *mod, PyObject *args)
     }
     int status;
     Py_BEGIN_ALLOW_THREADS
-    status = positions_run(run, st, markov, starts, tri, ntri / 3, refs, kinds, top, out, nref);
+    status = positions_run(run, st, markov, starts, tri, ntri / 3, refs, kinds, top, out, nref,
+                           pal, poff);
     Py_END_ALLOW_THREADS
     if (rc_api->end(run, status) < 0)
         goto fail;
+    PyBuffer_Release(&ov);
+    PyBuffer_Release(&pv);
     release(&b);
     Py_RETURN_NONE;
 fail:
+    if (have_ov)
+        PyBuffer_Release(&ov);
+    if (have_pv)
+        PyBuffer_Release(&pv);
     release(&b);
     return NULL;
 }
@@ -871,7 +932,8 @@ static PyMethodDef methods[] = {
     {"mesh_step", mesh_step, METH_VARARGS,
      "mesh_step(decoder, bank, states, set, flip_set) -> int: one mesh traversal step."},
     {"positions_decode", positions_decode, METH_VARARGS,
-     "positions_decode(decoder, bank, states, markov, starts, triples, refs, kinds, top, out): "
+     "positions_decode(decoder, bank, states, markov, starts, triples, refs, kinds, top, out, "
+     "palette, palette_offsets): "
      "decode and rebuild predicted mesh positions."},
     {NULL},
 };
