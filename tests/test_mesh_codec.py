@@ -141,7 +141,7 @@ def test_golden_bitstream():
     assert digest == GOLDEN
 
 
-GOLDEN = "13292559686c27214c045ab174425f4289f58f15a9145a7e3a1dfebacea250de"
+GOLDEN = "d5f9a3717490902f4197c7771fc7f9f30b302e4f08891c44b78b8719bb5b22b6"
 
 
 def test_bad_inputs_one_line():

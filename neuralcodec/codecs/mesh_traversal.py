@@ -32,6 +32,7 @@ corner of the same vertex.
 
 from __future__ import annotations
 
+import heapq
 from typing import Any
 
 import numpy as np
@@ -339,6 +340,49 @@ def _append_unused(orig_of: np.ndarray, q: np.ndarray) -> np.ndarray:
 # ----------------------------------------------------------------------------- prediction
 
 
+def _position_order(faces: np.ndarray, nused: int, nverts: int) -> np.ndarray:
+    """The order in which positions are coded (connectivity only, so the decoder finds it too):
+    greedily the vertex with the most triangles whose two other corners are already coded (the
+    most parallelograms), then the most coded neighbours, then the lowest number; a new part
+    starts at its lowest-numbered vertex. Unreferenced vertices (numbers >= nused) stay last."""
+    f = faces[
+        (faces[:, 0] != faces[:, 1]) & (faces[:, 1] != faces[:, 2]) & (faces[:, 0] != faces[:, 2])
+    ]
+    rots = np.concatenate([f, f[:, [1, 2, 0]], f[:, [2, 0, 1]]])
+    rots = rots[np.argsort(rots[:, 0], kind="stable")]
+    starts = np.searchsorted(rots[:, 0], np.arange(nused + 1)).tolist()
+    inc = rots[:, 1:].tolist()
+    done = bytearray(nused)
+    score = [0] * nused
+    near = [0] * nused
+    order: list[int] = []
+    heap: list[tuple[int, int, int]] = []
+    push, pop = heapq.heappush, heapq.heappop
+    nxt = 0
+    while len(order) < nused:
+        v = -1
+        while heap:
+            s, n, x = pop(heap)
+            if not done[x] and -s == score[x] and -n == near[x]:
+                v = x
+                break
+        if v < 0:
+            while done[nxt]:
+                nxt += 1
+            v = nxt
+        done[v] = 1
+        order.append(v)
+        for a, b in inc[starts[v] : starts[v + 1]]:
+            for x, y in ((a, b), (b, a)):
+                if done[x]:
+                    continue
+                near[x] += 1
+                if done[y]:
+                    score[x] += 1
+                push(heap, (-score[x], -near[x], x))
+    return np.array(order + list(range(nused, nverts)), dtype=np.int64)
+
+
 def _predictors(faces: np.ndarray, nverts: int):
     """Parallelograms (CSR by vertex) and fallback references, from the decoded connectivity."""
     f = faces[
@@ -521,8 +565,13 @@ def _encode_geometry(faces: np.ndarray, q: np.ndarray, top: int):
     placement of every output triangle, ideal bits of each part)."""
     nv = len(q)
     vals, sets, orig_of, new_faces, placement = _traverse_encode(faces, nv)
+    nused = len(orig_of)
     orig_of = _append_unused(orig_of, q)
     new_faces = np.array(new_faces, dtype=np.int64).reshape(-1, 3)
+    order = _position_order(new_faces, nused, nv)
+    rank = np.empty(nv, np.int64)
+    rank[order] = np.arange(nv)
+    new_faces, orig_of = rank[new_faces], orig_of[order]
     qn = q[orig_of]
     starts, tri, prefs, kind = _predictors(new_faces, nv)
     pred = _predict(qn, starts, tri, prefs, top)
@@ -661,7 +710,10 @@ class TraversalMeshCodec(Codec):
         try:
             dec = AdaptiveDecoder(head[HEADER_BYTES:])
             st_conn = states(CONN_SETS * INT_CONTEXTS)
-            faces, _ = _traverse_decode(dec, st_conn, nf, nv)
+            faces, nused = _traverse_decode(dec, st_conn, nf, nv)
+            rank = np.empty(nv, np.int64)
+            rank[_position_order(faces, nused, nv)] = np.arange(nv)
+            faces = rank[faces]
             top = (1 << bits) - 1
             pal, offsets = _decode_palettes(dec, st_conn, nv, top)
             starts, tri, prefs, kind = _predictors(faces, nv)
