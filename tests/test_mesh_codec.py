@@ -141,7 +141,7 @@ def test_golden_bitstream():
     assert digest == GOLDEN
 
 
-GOLDEN = "d5f9a3717490902f4197c7771fc7f9f30b302e4f08891c44b78b8719bb5b22b6"
+GOLDEN = "150de2e30d0d85dc7c3ee9b01b2d58d443a8506065c0ac9add7610f967a5e24b"
 
 
 def test_bad_inputs_one_line():

@@ -68,7 +68,9 @@ WALK_SET = SYMBOL_SETS + 2  # explicit vertices: steps along the border (+ from 
 EXPLICIT_SET = SYMBOL_SETS + 3  # explicit vertices not met by the walk: counted back
 PALETTE_SET = SYMBOL_SETS + 4  # which axes have a palette (bit k: axis k)
 COUNT_SET = SYMBOL_SETS + 5  # values in a palette
-CONN_SETS = SYMBOL_SETS + 6
+BLEND_SET = SYMBOL_SETS + 6  # index into BLEND_WEIGHTS
+CONN_SETS = SYMBOL_SETS + 7
+BLEND_WEIGHTS = (0, 1, 2, 4)  # eighths of the neighbours' mean in the prediction (per mesh)
 
 
 class _State:
@@ -420,18 +422,41 @@ def _predictors(faces: np.ndarray, nverts: int):
     return starts, np.ascontiguousarray(tri[:, 1:], np.int32), refs.astype(np.int32), kind
 
 
-def _predict(q: np.ndarray, starts, tri, refs, top: int) -> np.ndarray:
-    """The decoder's predictions for known positions ``q`` (V x 3 int64), vectorised."""
+def _earlier_neighbours(faces: np.ndarray, nv: int) -> tuple[np.ndarray, np.ndarray]:
+    """(CSR starts, neighbours) of every vertex's lower-numbered neighbours over the edges of
+    non-degenerate triangles, each neighbour once, ascending."""
+    f = faces[
+        (faces[:, 0] != faces[:, 1]) & (faces[:, 1] != faces[:, 2]) & (faces[:, 0] != faces[:, 2])
+    ]
+    e = np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]])
+    e = np.concatenate([e, e[:, ::-1]])
+    e = e[e[:, 1] < e[:, 0]]
+    e = np.unique(e, axis=0) if len(e) else e.reshape(0, 2)
+    starts = np.searchsorted(e[:, 0], np.arange(nv + 1))
+    return starts.astype(np.int32), e[:, 1].astype(np.int32)
+
+
+def _predict(q: np.ndarray, starts, tri, refs, top: int, nb=None, weight: int = 0) -> np.ndarray:
+    """The decoder's predictions for known positions ``q`` (V x 3 int64), vectorised; with
+    ``weight`` (eighths) > 0 blended with the mean of the earlier neighbours ``nb``."""
     nv = len(q)
     pred = np.zeros((nv, 3), np.int64)
     count = np.diff(starts).astype(np.int64)
+    has = count > 0
     if len(tri):
         para = q[tri[:, 0]] + q[tri[:, 1]] - q[tri[:, 2]]
         owner = np.repeat(np.arange(nv), count)
         sums = np.zeros((nv, 3), np.int64)
         np.add.at(sums, owner, para)
-        has = count > 0
         pred[has] = (2 * sums[has] + count[has, None]) // (2 * count[has, None])
+    if weight and nb is not None:
+        nbs, nbr = nb
+        m = np.diff(nbs).astype(np.int64)
+        csum = np.zeros((nv, 3), np.int64)
+        np.add.at(csum, np.repeat(np.arange(nv), m), q[nbr])
+        sel = has & (m >= 2)
+        mean = (2 * csum[sel] + m[sel, None]) // (2 * m[sel, None])
+        pred[sel] = ((8 - weight) * pred[sel] + weight * mean + 4) // 8
     fb = (count == 0) & (refs >= 0)
     pred[fb] = q[refs[fb]]
     return np.clip(pred, 0, top)
@@ -574,13 +599,21 @@ def _encode_geometry(faces: np.ndarray, q: np.ndarray, top: int):
     new_faces, orig_of = rank[new_faces], orig_of[order]
     qn = q[orig_of]
     starts, tri, prefs, kind = _predictors(new_faces, nv)
-    pred = _predict(qn, starts, tri, prefs, top)
     pos_sets = _position_sets(qn, starts, tri, kind).reshape(-1, 3)
+    nb = _earlier_neighbours(new_faces, nv)
+    # the blend of the neighbours' mean that codes this mesh's positions in the fewest bits
+    best = (np.inf, 0, None)
+    for i, wt in enumerate(BLEND_WEIGHTS):
+        pred = _predict(qn, starts, tri, prefs, top, nb, wt)
+        cost = _ideal_bits((qn - pred).reshape(-1), pos_sets.reshape(-1), _POS_STATES)
+        if cost < best[0]:
+            best = (cost, i, pred)
+    _, blend, pred = best
     mask, pals, resid, pos_sets = _palettes(qn, pred, qn - pred, pos_sets)
     enc = AdaptiveEncoder()
     st_conn = states(CONN_SETS * INT_CONTEXTS)
-    vals += [mask] + [len(p) for p in pals]
-    sets += [PALETTE_SET] + [COUNT_SET] * len(pals)
+    vals += [blend, mask] + [len(p) for p in pals]
+    sets += [BLEND_SET, PALETTE_SET] + [COUNT_SET] * len(pals)
     enc.code_ints(np.array(vals, np.int32), np.array(sets, np.int32), st_conn)
     st_gaps = states(_GAP_MARKOV * INT_CONTEXTS)
     for p in pals:
@@ -715,10 +748,25 @@ class TraversalMeshCodec(Codec):
             rank[_position_order(faces, nused, nv)] = np.arange(nv)
             faces = rank[faces]
             top = (1 << bits) - 1
+            blend = dec.code_step(st_conn, BLEND_SET)
+            if not 0 <= blend < len(BLEND_WEIGHTS):
+                raise CodecError("meshtrav: corrupt stream (bad blend)")
             pal, offsets = _decode_palettes(dec, st_conn, nv, top)
             starts, tri, prefs, kind = _predictors(faces, nv)
+            nbs, nbr = _earlier_neighbours(faces, nv)
             q = dec.code_positions(
-                starts, tri, prefs, kind, top, states(_POS_STATES), _POS_MARKOV, pal, offsets
+                starts,
+                tri,
+                prefs,
+                kind,
+                top,
+                states(_POS_STATES),
+                _POS_MARKOV,
+                pal,
+                offsets,
+                nbs,
+                nbr,
+                BLEND_WEIGHTS[blend],
             )
         except CodecError:
             raise

@@ -180,9 +180,12 @@ class AdaptiveDecoder:
         markov: int,
         palette=None,
         palette_offsets=None,
+        nb_starts=None,
+        neighbours=None,
+        weight: int = 0,
     ) -> np.ndarray:
-        """Mesh positions predicted while decoding, optionally through per-axis palettes (the C
-        file says how); V x 3 int32."""
+        """Mesh positions predicted while decoding, optionally through per-axis palettes and
+        blended with the mean of earlier neighbours (the C file says how); V x 3 int32."""
         r = _i32(refs)
         out = np.empty(3 * r.size, np.int32)
         pal = _i32(np.zeros(0) if palette is None else palette)
@@ -200,5 +203,8 @@ class AdaptiveDecoder:
             out,
             pal,
             off,
+            _i32(np.zeros(r.size + 1) if nb_starts is None else nb_starts),
+            _i32(np.zeros(0) if neighbours is None else neighbours),
+            int(weight),
         )
         return out.reshape(-1, 3)

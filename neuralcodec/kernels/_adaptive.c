@@ -485,7 +485,7 @@ fail:
 /* ----------------------------------------------------------------------------- mesh positions
  *
  * positions_decode(decoder, bank, states, markov, starts, triples, refs, kinds, top, out,
- *                  palette, palette_offsets)
+ *                  palette, palette_offsets, nb_starts, nbrs, weight)
  *
  * Rebuilds V vertices in order (3 int32 coordinates each). Vertex w has the parallelograms
  * triples[starts[w] .. starts[w+1]) = (a, b, o), all < w; with n >= 1 of them the prediction of
@@ -501,6 +501,11 @@ fail:
  * indexes, against the index of the palette value nearest the (clamped) prediction (the lower one
  * on a tie), with set + POS_KINDS * POS_SCALES * 3 (their own statistics), and the coordinate
  * is the palette value at the decoded index.
+ *
+ * Blend: with weight > 0 (0..8), a vertex with parallelograms and at least two earlier
+ * neighbours nbrs[nb_starts[w] .. nb_starts[w+1]) (all < w) is predicted by
+ * floor(((8 - weight) * P + weight * C + 4) / 8), P the parallelogram prediction above and C the
+ * rounded mean of those neighbours, floor((2 sum + m) / (2 m)) per axis.
  */
 #define POS_SCALES 16
 #define POS_KINDS 4
@@ -536,15 +541,21 @@ static inline Py_ssize_t palette_nearest(const int32_t *pal, Py_ssize_t n, int64
 static int positions_run(NcDecodeRun *run, int32_t *st, int markov, const int32_t *starts,
                          const int32_t *tri, Py_ssize_t ntri, const int32_t *refs,
                          const int32_t *kinds, int64_t top, int32_t *out, Py_ssize_t nv,
-                         const int32_t *pal, const int32_t *pal_off)
+                         const int32_t *pal, const int32_t *pal_off, const int32_t *nb_starts,
+                         const int32_t *nbrs, Py_ssize_t nnbrs, int weight)
 {
     int64_t prev = 0, prev2 = 0;
-    if (starts[0] != 0)
+    if (starts[0] != 0 || nb_starts[0] != 0)
         return -1;
     for (Py_ssize_t w = 0; w < nv; w++) {
         int32_t s = starts[w], e = starts[w + 1];
         if (e < s || e > ntri || kinds[w] < 0 || kinds[w] >= POS_KINDS)
             return -1;
+        if (nb_starts[w + 1] < nb_starts[w] || nb_starts[w + 1] > nnbrs)
+            return -1;
+        for (int32_t j = nb_starts[w]; j < nb_starts[w + 1]; j++)
+            if (nbrs[j] < 0 || nbrs[j] >= w)
+                return -1;
         int64_t pred[3], scale = 0;
         if (e > s) {
             int64_t n = e - s;
@@ -563,6 +574,14 @@ static int positions_run(NcDecodeRun *run, int32_t *st, int markov, const int32_
                     hi = (t == s || v > hi) ? v : hi;
                 }
                 pred[k] = floor_div(2 * sum + n, 2 * n);
+                int32_t ns0 = nb_starts[w], ns1 = nb_starts[w + 1];
+                if (weight > 0 && ns1 - ns0 >= 2) {
+                    int64_t m = ns1 - ns0, csum = 0;
+                    for (int32_t j = ns0; j < ns1; j++)
+                        csum += out[3 * (Py_ssize_t)nbrs[j] + k];
+                    int64_t c = floor_div(2 * csum + m, 2 * m);
+                    pred[k] = floor_div((8 - weight) * pred[k] + weight * c + 4, 8);
+                }
                 int64_t d = (int64_t)out[3 * tri[3 * s] + k] - out[3 * tri[3 * s + 1] + k];
                 scale += (d < 0 ? -d : d) + (hi - lo);
             }
@@ -604,15 +623,16 @@ static int positions_run(NcDecodeRun *run, int32_t *st, int markov, const int32_
 
 static PyObject *positions_decode(PyObject *mod, PyObject *args)
 {
-    PyObject *odec, *otab, *os, *ost, *otri, *oref, *okind, *oout, *opal, *opoff;
-    int markov;
+    PyObject *odec, *otab, *os, *ost, *otri, *oref, *okind, *oout, *opal, *opoff, *onbs, *onbr;
+    int markov, weight;
     long long top;
-    if (!PyArg_ParseTuple(args, "OOOiOOOOLOOO:positions_decode", &odec, &otab, &os, &markov,
-                          &ost, &otri, &oref, &okind, &top, &oout, &opal, &opoff))
+    if (!PyArg_ParseTuple(args, "OOOiOOOOLOOOOOi:positions_decode", &odec, &otab, &os, &markov,
+                          &ost, &otri, &oref, &okind, &top, &oout, &opal, &opoff, &onbs, &onbr,
+                          &weight))
         return NULL;
     Bufs b = {.n = 0};
-    Py_buffer pv, ov;
-    int have_pv = 0, have_ov = 0;
+    Py_buffer pv, ov, sv, nv_;
+    int have_pv = 0, have_ov = 0, have_sv = 0, have_nv = 0;
     Py_ssize_t ns, nst, ntri, nref, nkind, nout;
     int32_t *st, *starts, *tri, *refs, *kinds, *out;
     if (!(st = take(&b, os, 1, "states", &ns)) || !(starts = take(&b, ost, 0, "starts", &nst)) ||
@@ -626,6 +646,16 @@ static PyObject *positions_decode(PyObject *mod, PyObject *args)
     if (get_i32(opoff, &ov, 0, "palette offsets") < 0)
         goto fail;
     have_ov = 1;
+    if (get_i32(onbs, &sv, 0, "neighbour starts") < 0)
+        goto fail;
+    have_sv = 1;
+    if (get_i32(onbr, &nv_, 0, "neighbours") < 0)
+        goto fail;
+    have_nv = 1;
+    if (sv.len / 4 != nref + 1 || weight < 0 || weight > 8) {
+        PyErr_SetString(PyExc_ValueError, "adaptive: positions_decode bad neighbour lists");
+        goto fail;
+    }
     const int32_t *pal = pv.buf, *poff = ov.buf;
     Py_ssize_t npal = pv.len / 4;
     if (markov == 0 || markov < -64 || nkind != nref || nst != nref + 1 || nout != 3 * nref ||
@@ -652,15 +682,21 @@ static PyObject *positions_decode(PyObject *mod, PyObject *args)
     int status;
     Py_BEGIN_ALLOW_THREADS
     status = positions_run(run, st, markov, starts, tri, ntri / 3, refs, kinds, top, out, nref,
-                           pal, poff);
+                           pal, poff, sv.buf, nv_.buf, nv_.len / 4, weight);
     Py_END_ALLOW_THREADS
     if (rc_api->end(run, status) < 0)
         goto fail;
+    PyBuffer_Release(&nv_);
+    PyBuffer_Release(&sv);
     PyBuffer_Release(&ov);
     PyBuffer_Release(&pv);
     release(&b);
     Py_RETURN_NONE;
 fail:
+    if (have_nv)
+        PyBuffer_Release(&nv_);
+    if (have_sv)
+        PyBuffer_Release(&sv);
     if (have_ov)
         PyBuffer_Release(&ov);
     if (have_pv)
@@ -933,7 +969,7 @@ static PyMethodDef methods[] = {
      "mesh_step(decoder, bank, states, set, flip_set) -> int: one mesh traversal step."},
     {"positions_decode", positions_decode, METH_VARARGS,
      "positions_decode(decoder, bank, states, markov, starts, triples, refs, kinds, top, out, "
-     "palette, palette_offsets): "
+     "palette, palette_offsets, nb_starts, nbrs, weight): "
      "decode and rebuild predicted mesh positions."},
     {NULL},
 };
