@@ -141,7 +141,7 @@ def test_golden_bitstream():
     assert digest == GOLDEN
 
 
-GOLDEN = "150de2e30d0d85dc7c3ee9b01b2d58d443a8506065c0ac9add7610f967a5e24b"
+GOLDEN = "901305d26c85c20fdd8fb634ca9b6d9aeb3b2fb064519f43ba4b8494acdac155"
 
 
 def test_bad_inputs_one_line():

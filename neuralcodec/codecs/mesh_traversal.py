@@ -69,7 +69,27 @@ EXPLICIT_SET = SYMBOL_SETS + 3  # explicit vertices not met by the walk: counted
 PALETTE_SET = SYMBOL_SETS + 4  # which axes have a palette (bit k: axis k)
 COUNT_SET = SYMBOL_SETS + 5  # values in a palette
 BLEND_SET = SYMBOL_SETS + 6  # index into BLEND_WEIGHTS
-CONN_SETS = SYMBOL_SETS + 7
+LAYOUT_SET = SYMBOL_SETS + 7  # the symbol context layout (first in the stream)
+CONN_SETS = SYMBOL_SETS + 8
+
+
+def _layouts() -> np.ndarray:
+    """Context layouts of the gate symbols (the encoder picks the one that codes the mesh in
+    the fewest bits: fine ones for large meshes, coarse ones where few symbols would spread
+    over many contexts): [layout, feature code of _State.symbol_set] -> set."""
+    f = np.arange(SYMBOL_SETS)
+    prev, nc, tu, tv = f % 3, f // 3 % 4, f // 12 % 8, f // 96
+    return np.stack(
+        [
+            f,  # everything
+            ((tv * 4 + np.minimum(tu, 3)) * 4 + nc) * 3 + prev,  # u's triangles up to 3
+            (tv * 4 + nc) * 3 + prev,  # not u's triangles
+            tv * 3 + prev,  # v's triangles and the previous symbol only
+        ]
+    )
+
+
+_LAYOUTS = _layouts()
 BLEND_WEIGHTS = (0, 1, 2, 4)  # eighths of the neighbours' mean in the prediction (per mesh)
 
 
@@ -103,8 +123,9 @@ class _State:
         return out
 
     def symbol_set(self, u: int, v: int, ncand: int) -> int:
-        """Context set of the gate u -> v's symbol: coded triangles around v and around u
-        (0..7+ each), candidates (0..3+), class of the previous gate symbol."""
+        """What the gate u -> v's context is made of, as one number (0..767): coded triangles
+        around v and around u (0..7+ each), candidates (0..3+), class of the previous gate
+        symbol. ``_LAYOUTS`` maps it onto the context set of the mesh's layout."""
         tv, tu = min(self.tris[v], 7), min(self.tris[u], 7)
         return ((tv * 8 + tu) * 4 + min(ncand, 3)) * 3 + self.prev
 
@@ -195,6 +216,7 @@ def _traverse_encode(faces: np.ndarray, nverts: int):
     st = _State()
     vals: list[int] = []
     sets: list[int] = []
+    sym_pos: list[int] = []  # where the gate symbols are in vals / sets
     placement: list[tuple[int, int]] = []  # (original face, rotation)
     next_start = 0
     total = len(flist)
@@ -223,6 +245,7 @@ def _traverse_encode(faces: np.ndarray, nverts: int):
         ou, ov = orig_of[u], orig_of[v]
         f = next((x for x in emap.faces(ou, ov) if not coded[x]), -1)
         cands = st.candidates(u, v)
+        sym_pos.append(len(sets))
         sets.append(st.symbol_set(u, v, len(cands)))
         if f < 0:
             vals.append(BORDER)
@@ -265,6 +288,17 @@ def _traverse_encode(faces: np.ndarray, nverts: int):
             st.add_face(v, u, w, (v, u))
         else:
             st.add_face(u, v, w, (u, v))
+    # the context layout that codes these symbols in the fewest bits, sent first
+    vals_arr, sets_arr = np.array(vals, np.int64), np.array(sets, np.int64)
+    pos = np.array(sym_pos, np.int64)
+    cost = [
+        ideal_int_bits(vals_arr[pos], lay[sets_arr[pos]], states(SYMBOL_SETS * INT_CONTEXTS))
+        for lay in _LAYOUTS
+    ]
+    layout = int(np.argmin(cost))
+    sets_arr[pos] = _LAYOUTS[layout][sets_arr[pos]]
+    vals = [layout] + vals
+    sets = [LAYOUT_SET] + sets_arr.tolist()
     return vals, sets, np.array(orig_of), st.faces, placement
 
 
@@ -272,6 +306,10 @@ def _traverse_decode(dec: AdaptiveDecoder, st_conn: np.ndarray, nfaces: int, nve
     """Decodes the connectivity while replaying the traversal (its state gives the contexts)."""
     st = _State()
     step = dec.code_step
+    layout = step(st_conn, LAYOUT_SET)
+    if not 0 <= layout < len(_LAYOUTS):
+        raise CodecError("meshtrav: corrupt stream (bad context layout)")
+    lay = _LAYOUTS[layout].tolist()
     while len(st.faces) < nfaces:
         if not st.gates:
             corners = []
@@ -291,7 +329,7 @@ def _traverse_decode(dec: AdaptiveDecoder, st_conn: np.ndarray, nfaces: int, nve
         if st.edge_count(u, v) != 1:
             continue
         cands = st.candidates(u, v)
-        code = step(st_conn, st.symbol_set(u, v, len(cands)), FLIP_SET)
+        code = step(st_conn, lay[st.symbol_set(u, v, len(cands))], FLIP_SET)
         if code == BORDER:
             st.prev = 0
             continue
