@@ -70,7 +70,8 @@ PALETTE_SET = SYMBOL_SETS + 4  # which axes have a palette (bit k: axis k)
 COUNT_SET = SYMBOL_SETS + 5  # values in a palette
 BLEND_SET = SYMBOL_SETS + 6  # index into BLEND_WEIGHTS
 LAYOUT_SET = SYMBOL_SETS + 7  # the symbol context layout (first in the stream)
-CONN_SETS = SYMBOL_SETS + 8
+SELECT_SET = SYMBOL_SETS + 8  # whether vertices may pick one parallelogram (0 / 1)
+CONN_SETS = SYMBOL_SETS + 9
 
 
 def _layouts() -> np.ndarray:
@@ -528,7 +529,48 @@ def _position_sets(q: np.ndarray, starts, tri, kind) -> np.ndarray:
 
 _POS_MARKOV = 1
 _PALETTE_SHIFT = POSITION_KINDS * POSITION_SCALES * 3  # sets of palette axes come after these
-_POS_STATES = 2 * _PALETTE_SHIFT * _POS_MARKOV * INT_CONTEXTS
+_OPT_BASE = 2 * _PALETTE_SHIFT  # sets of the parallelogram choices (24 of them)
+_POS_STATES = (_OPT_BASE + 24) * INT_CONTEXTS  # (markov 1)
+
+
+def _selections(qn: np.ndarray, starts, tri, pred: np.ndarray, top: int):
+    """Where one parallelogram predicts a vertex much better than the blend of all of them
+    (the others cross a crease): (option per vertex, 0 = keep, k = the k-th parallelogram;
+    its context set, -1 where none is coded; the predictions with the options applied). The
+    choice is the encoder's: the one with the smallest L1 error when that is under half of the
+    blend's (less 1)."""
+    nv = len(qn)
+    count = np.diff(starts).astype(np.int64)
+    opt = np.zeros(nv, np.int64)
+    ctx = np.full(nv, -1, np.int64)
+    multi = count >= 2
+    if not multi.any():
+        return opt, ctx, pred
+    para = qn[tri[:, 0]] + qn[tri[:, 1]] - qn[tri[:, 2]]
+    owner = np.repeat(np.arange(nv), count)
+    hi = np.full((nv, 3), np.iinfo(np.int64).min)
+    lo = np.full((nv, 3), np.iinfo(np.int64).max)
+    np.maximum.at(hi, owner, para)
+    np.minimum.at(lo, owner, para)
+    first = tri[starts[:-1][multi]]
+    edge = np.abs(qn[first[:, 0]] - qn[first[:, 1]]).sum(axis=1)
+    spread = (hi[multi] - lo[multi]).sum(axis=1)
+    cls = np.clip(_bit_length(spread) - _bit_length(edge) + 4, 0, 7)
+    ctx[multi] = _OPT_BASE + cls * 3 + np.minimum(count[multi], 4) - 2
+    err = np.abs(qn[owner] - np.clip(para, 0, top)).sum(axis=1)
+    within = np.arange(len(tri)) - np.repeat(starts[:-1].astype(np.int64), count)
+    order = np.lexsort((within, err, owner))
+    head = np.r_[True, owner[order][1:] != owner[order][:-1]]
+    best = np.full(nv, -1, np.int64)
+    best[owner[order][head]] = order[head]
+    e0 = np.abs(qn - pred).sum(axis=1)
+    choose = multi & (2 * err[np.maximum(best, 0)] < e0 - 2)
+    opt[choose] = within[best[choose]] + 1
+    out = pred.copy()
+    out[choose] = np.clip(para[best[choose]], 0, top)
+    return opt, ctx, out
+
+
 _GAP_MARKOV = 4  # palette gaps: context on the bit length of the previous gap
 
 
@@ -625,7 +667,7 @@ def _decode_corner_indexes(data: bytes, vertices: np.ndarray) -> np.ndarray:
 
 def _encode_geometry(faces: np.ndarray, q: np.ndarray, top: int):
     """(range-coded connectivity + positions, ideal bits, new vertex order, new triangles,
-    placement of every output triangle, ideal bits of each part)."""
+    placement of every output triangle, ideal bits of each part and the modes chosen)."""
     nv = len(q)
     vals, sets, orig_of, new_faces, placement = _traverse_encode(faces, nv)
     nused = len(orig_of)
@@ -646,20 +688,45 @@ def _encode_geometry(faces: np.ndarray, q: np.ndarray, top: int):
         cost = _ideal_bits((qn - pred).reshape(-1), pos_sets.reshape(-1), _POS_STATES)
         if cost < best[0]:
             best = (cost, i, pred)
-    _, blend, pred = best
+    plain, blend, pred = best
+    opt, opt_sets, chosen = _selections(qn, starts, tri, pred, top)
+    coded = opt_sets >= 0
+    select = int(
+        _ideal_bits((qn - chosen).reshape(-1), pos_sets.reshape(-1), _POS_STATES)
+        + _ideal_bits(opt[coded], opt_sets[coded], _POS_STATES)
+        < plain
+    )
+    if select:
+        pred = chosen
     mask, pals, resid, pos_sets = _palettes(qn, pred, qn - pred, pos_sets)
     enc = AdaptiveEncoder()
     st_conn = states(CONN_SETS * INT_CONTEXTS)
-    vals += [blend, mask] + [len(p) for p in pals]
-    sets += [BLEND_SET, PALETTE_SET] + [COUNT_SET] * len(pals)
+    vals += [blend, select, mask] + [len(p) for p in pals]
+    sets += [BLEND_SET, SELECT_SET, PALETTE_SET] + [COUNT_SET] * len(pals)
     enc.code_ints(np.array(vals, np.int32), np.array(sets, np.int32), st_conn)
     st_gaps = states(_GAP_MARKOV * INT_CONTEXTS)
     for p in pals:
         gaps = np.diff(np.r_[-1, p]) - 1
         enc.code_ints(gaps, np.zeros(len(gaps), np.int32), st_gaps, _GAP_MARKOV)
     conn_bits = enc.bits
+    if select:  # each vertex's option goes before its residuals
+        width = 3 + coded.astype(np.int64)
+        at = np.cumsum(width) - width
+        values = np.zeros(int(width.sum()), np.int64)
+        where = np.zeros_like(values)
+        values[at[coded]], where[at[coded]] = opt[coded], opt_sets[coded]
+        slots = (at + coded)[:, None] + np.arange(3)[None, :]
+        values[slots], where[slots] = resid, pos_sets
+        resid, pos_sets = values, where
     enc.code_ints(resid.reshape(-1), pos_sets.reshape(-1), states(_POS_STATES), _POS_MARKOV)
-    parts = {"connectivity": conn_bits, "positions": enc.bits - conn_bits}
+    parts = {
+        "connectivity": conn_bits,
+        "positions": enc.bits - conn_bits,
+        "layout": vals[0],
+        "blend": BLEND_WEIGHTS[blend],
+        "select": select,
+        "palettes": mask,
+    }
     return enc.finish(), enc.bits, orig_of, new_faces, placement, parts
 
 
@@ -787,8 +854,9 @@ class TraversalMeshCodec(Codec):
             faces = rank[faces]
             top = (1 << bits) - 1
             blend = dec.code_step(st_conn, BLEND_SET)
-            if not 0 <= blend < len(BLEND_WEIGHTS):
-                raise CodecError("meshtrav: corrupt stream (bad blend)")
+            select = dec.code_step(st_conn, SELECT_SET)
+            if not (0 <= blend < len(BLEND_WEIGHTS) and select in (0, 1)):
+                raise CodecError("meshtrav: corrupt stream (bad prediction mode)")
             pal, offsets = _decode_palettes(dec, st_conn, nv, top)
             starts, tri, prefs, kind = _predictors(faces, nv)
             nbs, nbr = _earlier_neighbours(faces, nv)
@@ -805,6 +873,7 @@ class TraversalMeshCodec(Codec):
                 nbs,
                 nbr,
                 BLEND_WEIGHTS[blend],
+                select,
             )
         except CodecError:
             raise

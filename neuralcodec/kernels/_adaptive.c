@@ -485,7 +485,7 @@ fail:
 /* ----------------------------------------------------------------------------- mesh positions
  *
  * positions_decode(decoder, bank, states, markov, starts, triples, refs, kinds, top, out,
- *                  palette, palette_offsets, nb_starts, nbrs, weight)
+ *                  palette, palette_offsets, nb_starts, nbrs, weight, select)
  *
  * Rebuilds V vertices in order (3 int32 coordinates each). Vertex w has the parallelograms
  * triples[starts[w] .. starts[w+1]) = (a, b, o), all < w; with n >= 1 of them the prediction of
@@ -506,7 +506,15 @@ fail:
  * neighbours nbrs[nb_starts[w] .. nb_starts[w+1]) (all < w) is predicted by
  * floor(((8 - weight) * P + weight * C + 4) / 8), P the parallelogram prediction above and C the
  * rounded mean of those neighbours, floor((2 sum + m) / (2 m)) per axis.
+ *
+ * Selection (select = 1): before the residuals of a vertex with n >= 2 parallelograms, an
+ * integer o (0..n) with set POS_OPT_BASE + (clamp(bitlen(spread) - bitlen(edge) + 4, 0, 7) * 3
+ * + min(n, 4) - 2), spread = sum_k (max - min of the parallelograms' predictions), edge =
+ * sum_k |p[a0] - p[b0]|: o = 0 keeps the prediction above, o >= 1 predicts by the o-th
+ * parallelogram alone (the encoder's choice where the others cross a crease).
  */
+#define POS_OPT_BASE (2 * POS_KINDS * POS_SCALES * 3)
+#define POS_OPT_SETS 24
 #define POS_SCALES 16
 #define POS_KINDS 4
 
@@ -542,7 +550,7 @@ static int positions_run(NcDecodeRun *run, int32_t *st, int markov, const int32_
                          const int32_t *tri, Py_ssize_t ntri, const int32_t *refs,
                          const int32_t *kinds, int64_t top, int32_t *out, Py_ssize_t nv,
                          const int32_t *pal, const int32_t *pal_off, const int32_t *nb_starts,
-                         const int32_t *nbrs, Py_ssize_t nnbrs, int weight)
+                         const int32_t *nbrs, Py_ssize_t nnbrs, int weight, int select)
 {
     int64_t prev = 0, prev2 = 0;
     if (starts[0] != 0 || nb_starts[0] != 0)
@@ -556,7 +564,7 @@ static int positions_run(NcDecodeRun *run, int32_t *st, int markov, const int32_
         for (int32_t j = nb_starts[w]; j < nb_starts[w + 1]; j++)
             if (nbrs[j] < 0 || nbrs[j] >= w)
                 return -1;
-        int64_t pred[3], scale = 0;
+        int64_t pred[3], scale = 0, spread = 0, edge = 0;
         if (e > s) {
             int64_t n = e - s;
             for (int32_t t = s; t < e; t++) {
@@ -584,6 +592,22 @@ static int positions_run(NcDecodeRun *run, int32_t *st, int markov, const int32_
                 }
                 int64_t d = (int64_t)out[3 * tri[3 * s] + k] - out[3 * tri[3 * s + 1] + k];
                 scale += (d < 0 ? -d : d) + (hi - lo);
+                spread += hi - lo;
+                edge += d < 0 ? -d : d;
+            }
+            if (select && n >= 2) {
+                int32_t ctx = bitlen64((uint64_t)spread) - bitlen64((uint64_t)edge) + 4, o;
+                ctx = ctx < 0 ? 0 : (ctx > 7 ? 7 : ctx);
+                ctx = POS_OPT_BASE + ctx * 3 + (n < 4 ? (int32_t)n : 4) - 2;
+                if (int_decode_one(run, st, int_set(&ctx, 0, markov, prev, prev2) * INT_CTX, &o) < 0)
+                    return -1;
+                if (o < 0 || o > n)
+                    return -1;
+                if (o > 0) {
+                    const int32_t *r = tri + 3 * (s + o - 1);
+                    for (int k = 0; k < 3; k++)
+                        pred[k] = (int64_t)out[3 * r[0] + k] + out[3 * r[1] + k] - out[3 * r[2] + k];
+                }
             }
         } else {
             int32_t r = refs[w];
@@ -624,11 +648,11 @@ static int positions_run(NcDecodeRun *run, int32_t *st, int markov, const int32_
 static PyObject *positions_decode(PyObject *mod, PyObject *args)
 {
     PyObject *odec, *otab, *os, *ost, *otri, *oref, *okind, *oout, *opal, *opoff, *onbs, *onbr;
-    int markov, weight;
+    int markov, weight, select;
     long long top;
-    if (!PyArg_ParseTuple(args, "OOOiOOOOLOOOOOi:positions_decode", &odec, &otab, &os, &markov,
+    if (!PyArg_ParseTuple(args, "OOOiOOOOLOOOOOii:positions_decode", &odec, &otab, &os, &markov,
                           &ost, &otri, &oref, &okind, &top, &oout, &opal, &opoff, &onbs, &onbr,
-                          &weight))
+                          &weight, &select))
         return NULL;
     Bufs b = {.n = 0};
     Py_buffer pv, ov, sv, nv_;
@@ -660,7 +684,7 @@ static PyObject *positions_decode(PyObject *mod, PyObject *args)
     Py_ssize_t npal = pv.len / 4;
     if (markov == 0 || markov < -64 || nkind != nref || nst != nref + 1 || nout != 3 * nref ||
         ntri % 3 || ov.len / 4 != 4 ||
-        ns < (Py_ssize_t)2 * POS_KINDS * POS_SCALES * 3 * markov_classes(markov) * INT_CTX) {
+        markov != 1 || ns < (Py_ssize_t)(POS_OPT_BASE + POS_OPT_SETS) * INT_CTX) {
         PyErr_SetString(PyExc_ValueError, "adaptive: positions_decode sizes disagree");
         goto fail;
     }
@@ -682,7 +706,7 @@ static PyObject *positions_decode(PyObject *mod, PyObject *args)
     int status;
     Py_BEGIN_ALLOW_THREADS
     status = positions_run(run, st, markov, starts, tri, ntri / 3, refs, kinds, top, out, nref,
-                           pal, poff, sv.buf, nv_.buf, nv_.len / 4, weight);
+                           pal, poff, sv.buf, nv_.buf, nv_.len / 4, weight, select != 0);
     Py_END_ALLOW_THREADS
     if (rc_api->end(run, status) < 0)
         goto fail;
@@ -969,7 +993,7 @@ static PyMethodDef methods[] = {
      "mesh_step(decoder, bank, states, set, flip_set) -> int: one mesh traversal step."},
     {"positions_decode", positions_decode, METH_VARARGS,
      "positions_decode(decoder, bank, states, markov, starts, triples, refs, kinds, top, out, "
-     "palette, palette_offsets, nb_starts, nbrs, weight): "
+     "palette, palette_offsets, nb_starts, nbrs, weight, select): "
      "decode and rebuild predicted mesh positions."},
     {NULL},
 };
