@@ -131,6 +131,42 @@ def test_prediction_modes_round_trip(quality):
     _check(m, quality)
 
 
+def _order_reference(faces: np.ndarray, nv: int) -> list[int]:
+    """The position order as its definition says, with a plain scan instead of a heap."""
+    done, score, near, order = [False] * nv, [0] * nv, [0] * nv, []
+    tris = [[] for _ in range(nv)]
+    for a, b, c in faces.tolist():
+        if len({a, b, c}) == 3:
+            tris[a].append((b, c))
+            tris[b].append((c, a))
+            tris[c].append((a, b))
+    while len(order) < nv:
+        cand = [x for x in range(nv) if not done[x] and near[x] > 0]
+        v = (
+            max(cand, key=lambda x: (score[x], near[x], -x))
+            if cand
+            else next(x for x in range(nv) if not done[x])
+        )
+        done[v] = True
+        order.append(v)
+        for a, b in tris[v]:
+            for x, y in ((a, b), (b, a)):
+                if not done[x]:
+                    near[x] += 1
+                    score[x] += done[y]
+    return order
+
+
+def test_position_order_matches_its_definition(rng):
+    from neuralcodec.codecs import mesh_traversal as mt
+
+    m = _grid(9, rng)
+    far = np.array([[81, 82, 83], [83, 82, 84]])  # a second part, found when the first is done
+    faces = np.concatenate([m.faces, far, [[5, 5, 6]]])  # and a degenerate triangle (ignored)
+    got = mt._position_order(faces, 85, 87)
+    assert got.tolist() == _order_reference(faces, 85) + [85, 86]
+
+
 def test_normals_uvs_and_attributes(rng):
     m = _grid(7)
     nv, nf = len(m.vertices), len(m.faces)

@@ -32,7 +32,6 @@ corner of the same vertex.
 
 from __future__ import annotations
 
-import heapq
 from typing import Any
 
 import numpy as np
@@ -45,6 +44,7 @@ from neuralcodec.entropy.adaptive import (
     AdaptiveDecoder,
     AdaptiveEncoder,
     ideal_int_bits,
+    position_order,
     states,
 )
 from neuralcodec.entropy.rangecoder import DecodeError
@@ -391,37 +391,9 @@ def _position_order(faces: np.ndarray, nused: int, nverts: int) -> np.ndarray:
     ]
     rots = np.concatenate([f, f[:, [1, 2, 0]], f[:, [2, 0, 1]]])
     rots = rots[np.argsort(rots[:, 0], kind="stable")]
-    starts = np.searchsorted(rots[:, 0], np.arange(nused + 1)).tolist()
-    inc = rots[:, 1:].tolist()
-    done = bytearray(nused)
-    score = [0] * nused
-    near = [0] * nused
-    order: list[int] = []
-    heap: list[tuple[int, int, int]] = []
-    push, pop = heapq.heappush, heapq.heappop
-    nxt = 0
-    while len(order) < nused:
-        v = -1
-        while heap:
-            s, n, x = pop(heap)
-            if not done[x] and -s == score[x] and -n == near[x]:
-                v = x
-                break
-        if v < 0:
-            while done[nxt]:
-                nxt += 1
-            v = nxt
-        done[v] = 1
-        order.append(v)
-        for a, b in inc[starts[v] : starts[v + 1]]:
-            for x, y in ((a, b), (b, a)):
-                if done[x]:
-                    continue
-                near[x] += 1
-                if done[y]:
-                    score[x] += 1
-                push(heap, (-score[x], -near[x], x))
-    return np.array(order + list(range(nused, nverts)), dtype=np.int64)
+    starts = np.searchsorted(rots[:, 0], np.arange(nused + 1))
+    order = position_order(starts, rots[:, 1:])
+    return np.concatenate([order, np.arange(nused, nverts)]).astype(np.int64)
 
 
 def _predictors(faces: np.ndarray, nverts: int):

@@ -86,6 +86,15 @@ def ideal_int_bits(values, sets, st: np.ndarray, markov: int = 1) -> float:
     return float(_cost_table()[idx[:n], sym[:n]].sum())
 
 
+def position_order(starts, pairs) -> np.ndarray:
+    """The mesh codec's position coding order (``kernels/_adaptive.c``, position_order): vertex v
+    has the triangles (v, pairs[j]) for j in starts[v] .. starts[v + 1]."""
+    st = _i32(starts)
+    out = np.empty(max(st.size - 1, 0), np.int32)
+    _adaptive.position_order(st, _i32(pairs), out)
+    return out
+
+
 class AdaptiveEncoder:
     """Writes adaptive binary symbols into one range-coded stream; ``bits`` is the ideal length."""
 

@@ -30,6 +30,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "../entropy/_rangecoder_api.h"
@@ -790,6 +791,153 @@ static PyObject *mesh_step(PyObject *mod, PyObject *args)
     return PyLong_FromLong(v);
 }
 
+/* ----------------------------------------------------------------------------- mesh position order
+ *
+ * position_order(starts, pairs, out)
+ *
+ * The order in which the mesh codec codes positions, from the connectivity alone: vertex v has
+ * the triangles (v, a, b) with (a, b) = pairs[2 j], pairs[2 j + 1], j in starts[v] .. starts[v+1]
+ * (all a, b < V = len(starts) - 1). Repeatedly the not yet ordered vertex with the largest
+ * (score, near, -v) among those with near > 0 is taken, score = its triangles whose other two
+ * corners are ordered, near = the ordered corners over its triangles (counted per triangle);
+ * when no vertex has near > 0, the lowest-numbered one not yet ordered. A binary heap with lazy
+ * deletion (stale entries are skipped).
+ */
+typedef struct {
+    int32_t score, near, v;
+} OrderKey;
+
+static inline int order_before(const OrderKey *x, const OrderKey *y) /* x pops first */
+{
+    if (x->score != y->score)
+        return x->score > y->score;
+    if (x->near != y->near)
+        return x->near > y->near;
+    return x->v < y->v;
+}
+
+static int order_push(OrderKey **heap, Py_ssize_t *n, Py_ssize_t *cap, OrderKey k)
+{
+    if (*n == *cap) {
+        Py_ssize_t nc = *cap ? 2 * *cap : 1024;
+        OrderKey *h = realloc(*heap, (size_t)nc * sizeof(OrderKey));
+        if (!h)
+            return -1;
+        *heap = h;
+        *cap = nc;
+    }
+    OrderKey *h = *heap;
+    Py_ssize_t i = (*n)++;
+    while (i > 0) {
+        Py_ssize_t p = (i - 1) / 2;
+        if (!order_before(&k, &h[p]))
+            break;
+        h[i] = h[p];
+        i = p;
+    }
+    h[i] = k;
+    return 0;
+}
+
+static OrderKey order_pop(OrderKey *h, Py_ssize_t *n)
+{
+    OrderKey top = h[0], last = h[--*n];
+    Py_ssize_t i = 0;
+    for (;;) {
+        Py_ssize_t c = 2 * i + 1;
+        if (c >= *n)
+            break;
+        if (c + 1 < *n && order_before(&h[c + 1], &h[c]))
+            c++;
+        if (!order_before(&h[c], &last))
+            break;
+        h[i] = h[c];
+        i = c;
+    }
+    if (*n > 0)
+        h[i] = last;
+    return top;
+}
+
+static PyObject *position_order(PyObject *mod, PyObject *args)
+{
+    PyObject *ost, *opr, *oout;
+    if (!PyArg_ParseTuple(args, "OOO:position_order", &ost, &opr, &oout))
+        return NULL;
+    Bufs b = {.n = 0};
+    Py_ssize_t nst, npr, nout;
+    int32_t *starts, *pairs, *out;
+    if (!(starts = take(&b, ost, 0, "starts", &nst)) || !(pairs = take(&b, opr, 0, "pairs", &npr)) ||
+        !(out = take(&b, oout, 1, "out", &nout)))
+        goto fail;
+    Py_ssize_t nv = nst - 1;
+    if (nv < 0 || nout != nv || npr % 2 || starts[0] != 0 || (nv > 0 && starts[nv] != npr / 2)) {
+        PyErr_SetString(PyExc_ValueError, "adaptive: position_order sizes disagree");
+        goto fail;
+    }
+    for (Py_ssize_t v = 0; v < nv; v++)
+        if (starts[v + 1] < starts[v]) {
+            PyErr_SetString(PyExc_ValueError, "adaptive: position_order starts not sorted");
+            goto fail;
+        }
+    for (Py_ssize_t j = 0; j < npr; j++)
+        if (pairs[j] < 0 || pairs[j] >= nv) {
+            PyErr_SetString(PyExc_ValueError, "adaptive: position_order corner out of range");
+            goto fail;
+        }
+    int32_t *score = calloc((size_t)nv + 1, sizeof(int32_t));
+    int32_t *near = calloc((size_t)nv + 1, sizeof(int32_t));
+    char *done = calloc((size_t)nv + 1, 1);
+    OrderKey *heap = NULL;
+    Py_ssize_t hn = 0, hcap = 0, count = 0, next = 0;
+    int status = (score && near && done) ? 0 : -1;
+    while (status == 0 && count < nv) {
+        int32_t v = -1;
+        while (hn > 0) {
+            OrderKey k = order_pop(heap, &hn);
+            if (!done[k.v] && k.score == score[k.v] && k.near == near[k.v]) {
+                v = k.v;
+                break;
+            }
+        }
+        if (v < 0) {
+            while (done[next])
+                next++;
+            v = (int32_t)next;
+        }
+        done[v] = 1;
+        out[count++] = v;
+        for (int32_t j = starts[v]; j < starts[v + 1] && status == 0; j++) {
+            for (int t = 0; t < 2; t++) {
+                int32_t x = pairs[2 * j + t], y = pairs[2 * j + 1 - t];
+                if (done[x])
+                    continue;
+                near[x]++;
+                if (done[y])
+                    score[x]++;
+                OrderKey k = {score[x], near[x], x};
+                if (order_push(&heap, &hn, &hcap, k) < 0) {
+                    status = -1;
+                    break;
+                }
+            }
+        }
+    }
+    free(score);
+    free(near);
+    free(done);
+    free(heap);
+    if (status < 0) {
+        PyErr_NoMemory();
+        goto fail;
+    }
+    release(&b);
+    Py_RETURN_NONE;
+fail:
+    release(&b);
+    return NULL;
+}
+
 /* ----------------------------------------------------------------------------- octree levels
  *
  * octree_encode(occupancy, neighbours, patterns, bases, states, values_out, indexes_out) -> n
@@ -989,6 +1137,8 @@ static PyMethodDef methods[] = {
      "octree_encode(occupancy, neighbours, patterns, bases, states, values, indexes) -> count."},
     {"octree_decode", octree_decode, METH_VARARGS,
      "octree_decode(decoder, bank, neighbours, patterns, bases, states, out): one level."},
+    {"position_order", position_order, METH_VARARGS,
+     "position_order(starts, pairs, out): the mesh codec's position coding order."},
     {"mesh_step", mesh_step, METH_VARARGS,
      "mesh_step(decoder, bank, states, set, flip_set) -> int: one mesh traversal step."},
     {"positions_decode", positions_decode, METH_VARARGS,
