@@ -570,8 +570,6 @@ def _palettes(qn: np.ndarray, pred: np.ndarray, resid: np.ndarray, sets: np.ndar
     resid, sets = resid.copy(), sets.copy()
     for k in range(3):
         pal = np.unique(qn[:, k])
-        if len(pal) * 2 > len(qn):
-            continue  # no repetition to speak of: the palette cannot pay for itself
         r = np.searchsorted(pal, qn[:, k]) - _nearest_index(pal, pred[:, k])
         gaps = np.diff(np.r_[-1, pal]) - 1
         plain = _ideal_bits(resid[:, k], sets[:, k], _POS_STATES)
