@@ -661,13 +661,15 @@ def _encode_geometry(faces: np.ndarray, q: np.ndarray, top: int):
     plain, blend, pred = best
     opt, opt_sets, chosen = _selections(qn, starts, tri, pred, top)
     coded = opt_sets >= 0
+    sel_sets = pos_sets.copy()  # vertices predicted by one chosen parallelogram: the last kind
+    sel_sets[opt > 0] += ((POSITION_KINDS - 1 - kind[opt > 0]) * POSITION_SCALES * 3)[:, None]
     select = int(
-        _ideal_bits((qn - chosen).reshape(-1), pos_sets.reshape(-1), _POS_STATES)
+        _ideal_bits((qn - chosen).reshape(-1), sel_sets.reshape(-1), _POS_STATES)
         + _ideal_bits(opt[coded], opt_sets[coded], _POS_STATES)
         < plain
     )
     if select:
-        pred = chosen
+        pred, pos_sets = chosen, sel_sets
     mask, pals, resid, pos_sets = _palettes(qn, pred, qn - pred, pos_sets)
     enc = AdaptiveEncoder()
     st_conn = states(CONN_SETS * INT_CONTEXTS)

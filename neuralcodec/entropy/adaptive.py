@@ -32,7 +32,7 @@ from neuralcodec.kernels import _adaptive
 BANK_SHIFT = 4
 BANK_SIZE = 1 << (16 - BANK_SHIFT)
 INT_CONTEXTS = 64  # contexts per set of the integer binarisation
-POSITION_KINDS, POSITION_SCALES = 4, 16  # integer sets of code_positions: kinds x scales x 3
+POSITION_KINDS, POSITION_SCALES = 5, 16  # integer sets of code_positions: kinds x scales x 3
 BYTE_CONTEXTS = 255  # contexts per base context of the byte binarisation
 OCTREE_CONTEXTS = 2048 * 9  # coarse + fine contexts per base context of code_octree_level
 _INITIAL_STATE = 1 << 15  # p1 = 1/2, no observation

@@ -512,12 +512,13 @@ fail:
  * integer o (0..n) with set POS_OPT_BASE + (clamp(bitlen(spread) - bitlen(edge) + 4, 0, 7) * 3
  * + min(n, 4) - 2), spread = sum_k (max - min of the parallelograms' predictions), edge =
  * sum_k |p[a0] - p[b0]|: o = 0 keeps the prediction above, o >= 1 predicts by the o-th
- * parallelogram alone (the encoder's choice where the others cross a crease).
+ * parallelogram alone (the encoder's choice where the others cross a crease), and the residuals
+ * then take kind POS_KINDS - 1 (their own statistics) in their sets.
  */
 #define POS_OPT_BASE (2 * POS_KINDS * POS_SCALES * 3)
 #define POS_OPT_SETS 24
 #define POS_SCALES 16
-#define POS_KINDS 4
+#define POS_KINDS 5 /* 0..3 from kinds[], 4: one parallelogram chosen (selection) */
 
 static inline int bitlen64(uint64_t a)
 {
@@ -558,7 +559,8 @@ static int positions_run(NcDecodeRun *run, int32_t *st, int markov, const int32_
         return -1;
     for (Py_ssize_t w = 0; w < nv; w++) {
         int32_t s = starts[w], e = starts[w + 1];
-        if (e < s || e > ntri || kinds[w] < 0 || kinds[w] >= POS_KINDS)
+        int32_t kind = kinds[w];
+        if (e < s || e > ntri || kind < 0 || kind >= POS_KINDS - 1)
             return -1;
         if (nb_starts[w + 1] < nb_starts[w] || nb_starts[w + 1] > nnbrs)
             return -1;
@@ -606,6 +608,7 @@ static int positions_run(NcDecodeRun *run, int32_t *st, int markov, const int32_
                     return -1;
                 if (o > 0) {
                     const int32_t *r = tri + 3 * (s + o - 1);
+                    kind = POS_KINDS - 1;
                     for (int k = 0; k < 3; k++)
                         pred[k] = (int64_t)out[3 * r[0] + k] + out[3 * r[1] + k] - out[3 * r[2] + k];
                 }
@@ -621,7 +624,7 @@ static int positions_run(NcDecodeRun *run, int32_t *st, int markov, const int32_
         cls = cls < POS_SCALES - 1 ? cls : POS_SCALES - 1;
         for (int k = 0; k < 3; k++) {
             Py_ssize_t np_ = pal_off[k + 1] - pal_off[k];
-            int32_t set = (kinds[w] * POS_SCALES + cls) * 3 + k, res;
+            int32_t set = (kind * POS_SCALES + cls) * 3 + k, res;
             if (np_ > 0)
                 set += POS_KINDS * POS_SCALES * 3;
             if (int_decode_one(run, st, int_set(&set, 0, markov, prev, prev2) * INT_CTX, &res) < 0)
