@@ -505,12 +505,12 @@ _OPT_BASE = 2 * _PALETTE_SHIFT  # sets of the parallelogram choices (24 of them)
 _POS_STATES = (_OPT_BASE + 24) * INT_CONTEXTS  # (markov 1)
 
 
-def _selections(qn: np.ndarray, starts, tri, pred: np.ndarray, top: int):
+def _selections(qn: np.ndarray, starts, tri, pred: np.ndarray, top: int, quarters: int = 2):
     """Where one parallelogram predicts a vertex much better than the blend of all of them
     (the others cross a crease): (option per vertex, 0 = keep, k = the k-th parallelogram;
     its context set, -1 where none is coded; the predictions with the options applied). The
-    choice is the encoder's: the one with the smallest L1 error when that is under half of the
-    blend's (less 1)."""
+    choice is the encoder's: the one with the smallest L1 error when that is under ``quarters``
+    quarters of the blend's (less 1)."""
     nv = len(qn)
     count = np.diff(starts).astype(np.int64)
     opt = np.zeros(nv, np.int64)
@@ -536,7 +536,7 @@ def _selections(qn: np.ndarray, starts, tri, pred: np.ndarray, top: int):
     best = np.full(nv, -1, np.int64)
     best[owner[order][head]] = order[head]
     e0 = np.abs(qn - pred).sum(axis=1)
-    choose = multi & (2 * err[np.maximum(best, 0)] < e0 - 2)
+    choose = multi & (4 * err[np.maximum(best, 0)] < quarters * e0 - 4)
     opt[choose] = within[best[choose]] + 1
     out = pred.copy()
     out[choose] = np.clip(para[best[choose]], 0, top)
@@ -659,17 +659,22 @@ def _encode_geometry(faces: np.ndarray, q: np.ndarray, top: int):
         if cost < best[0]:
             best = (cost, i, pred)
     plain, blend, pred = best
-    opt, opt_sets, chosen = _selections(qn, starts, tri, pred, top)
-    coded = opt_sets >= 0
-    sel_sets = pos_sets.copy()  # vertices predicted by one chosen parallelogram: the last kind
-    sel_sets[opt > 0] += ((POSITION_KINDS - 1 - kind[opt > 0]) * POSITION_SCALES * 3)[:, None]
-    select = int(
-        _ideal_bits((qn - chosen).reshape(-1), sel_sets.reshape(-1), _POS_STATES)
-        + _ideal_bits(opt[coded], opt_sets[coded], _POS_STATES)
-        < plain
-    )
+    # where single parallelograms pay (creases), under the choice rule that codes fewest bits
+    select, sel_best = 0, (plain, None, None, None, None)
+    for quarters in (1, 2, 3):
+        opt_q, opt_sets_q, chosen = _selections(qn, starts, tri, pred, top, quarters)
+        coded_q = opt_sets_q >= 0
+        sel_sets = pos_sets.copy()  # vertices predicted by one chosen parallelogram: last kind
+        sel_sets[opt_q > 0] += ((POSITION_KINDS - 1 - kind[opt_q > 0]) * POSITION_SCALES * 3)[
+            :, None
+        ]
+        cost = _ideal_bits((qn - chosen).reshape(-1), sel_sets.reshape(-1), _POS_STATES)
+        cost += _ideal_bits(opt_q[coded_q], opt_sets_q[coded_q], _POS_STATES)
+        if cost < sel_best[0]:
+            select, sel_best = 1, (cost, opt_q, opt_sets_q, chosen, sel_sets)
     if select:
-        pred, pos_sets = chosen, sel_sets
+        _, opt, opt_sets, pred, pos_sets = sel_best
+        coded = opt_sets >= 0
     mask, pals, resid, pos_sets = _palettes(qn, pred, qn - pred, pos_sets)
     enc = AdaptiveEncoder()
     st_conn = states(CONN_SETS * INT_CONTEXTS)
