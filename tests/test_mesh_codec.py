@@ -16,7 +16,7 @@ from neuralcodec.app.cli import main as cli_main
 from neuralcodec.bench.geometry3d import d1_psnr, encode_geometry_file, same_triangles
 from neuralcodec.codecs import geometry as g
 from neuralcodec.codecs.base import CodecError, Encoded, get_codec
-from neuralcodec.codecs.mesh_traversal import HEADER_BYTES
+from neuralcodec.codecs.mesh_traversal import _unpack_header
 from neuralcodec.datasets.mesh import Mesh, read_mesh, write_mesh
 
 BUNNY = (
@@ -200,11 +200,27 @@ def test_normals_uvs_and_attributes(rng):
             assert corner_in[key] == u[k]
 
 
+def test_geometry_header_forms():
+    """Float32 inputs keep their quantisation in 17 bytes (the step recomputed exactly), others
+    in 33; both decode to the same grid."""
+    m64 = _grid(6)
+    m32 = Mesh(m64.vertices.astype(np.float32), m64.faces)
+    codec = get_codec("meshtrav")
+    for mesh, size in ((m32, 17), (m64, 33)):
+        geom = codec.encode(mesh, 5).streams["geom"]
+        bits, origin, step, head = _unpack_header(geom)
+        q, o, s = g.quantise(mesh.vertices, 12)
+        assert (bits, head, step) == (12, size, s) and np.array_equal(origin, o)
+        _check(mesh, 5)
+    one_line_error(CodecError, _unpack_header, b"\x0c" + b"\0" * 10, match="truncated")
+
+
 def test_estimate_matches_size(rng):
     m = _grid(20)
     codec = get_codec("meshtrav")
     est = codec.estimated_bits(m, 5) / 8
-    real = len(codec.encode(m, 5).streams["geom"]) - HEADER_BYTES
+    geom = codec.encode(m, 5).streams["geom"]
+    real = len(geom) - _unpack_header(geom)[3]
     assert abs(real - est) <= 0.01 * est + 16
 
 
@@ -214,7 +230,7 @@ def test_golden_bitstream():
     assert digest == GOLDEN
 
 
-GOLDEN = "3af8bf7d6e3a469c0d2e9197bd421bc57032337189415fad6546ea8426bd2b39"
+GOLDEN = "f2619f9a35891d64432da34a56b96d0f92936e1dcef6d497f2d4369d446d0259"
 
 
 def test_bad_inputs_one_line():
@@ -240,9 +256,9 @@ def test_damaged_streams_fail_cleanly(rng):
                 codec.decode(bad)
             assert "\n" not in str(err.value)
     # random bytes in the range-coded part (connectivity and positions)
-    head = enc.streams["geom"][:HEADER_BYTES]
+    head = enc.streams["geom"][: _unpack_header(enc.streams["geom"])[3]]
     for seed in range(5):
-        size = len(enc.streams["geom"]) - HEADER_BYTES
+        size = len(enc.streams["geom"]) - len(head)
         junk = np.random.default_rng(seed).integers(0, 256, size, np.uint8)
         bad = Encoded(enc.codec, enc.header, {**enc.streams, "geom": head + junk.tobytes()})
         try:

@@ -32,6 +32,7 @@ corner of the same vertex.
 
 from __future__ import annotations
 
+import struct
 from typing import Any
 
 import numpy as np
@@ -52,8 +53,8 @@ from neuralcodec.entropy.rangecoder import DecodeError
 from . import geometry as g
 from .base import Codec, CodecError, Encoded, register
 
-MAGIC = b"NCM2"
-HEADER_BYTES = 38  # geometry header (geometry.pack_geometry) before the range-coded stream
+_HEAD64 = struct.Struct("<B3dd")  # mode byte, origin, step
+_HEAD32 = struct.Struct("<B3ff")  # mode byte, origin, the widest axis' largest coordinate
 NUM_CANDIDATES = 6
 BORDER, NEW, FIRST_CANDIDATE = 0, 1, 2
 EXPLICIT = FIRST_CANDIDATE + NUM_CANDIDATES
@@ -734,6 +735,45 @@ def _decode_palettes(dec: AdaptiveDecoder, st_conn: np.ndarray, nv: int, top: in
     return pal.astype(np.int32), offsets.astype(np.int32)
 
 
+def _pack_header(vertices: np.ndarray, bits: int, origin: np.ndarray, step: float) -> bytes:
+    """The quantisation in 17 or 33 bytes. Mode byte: bits - 8 (bits 0..3), float32 form
+    (bit 4), the widest axis (bits 5..6). Float32 form, when the bounding box corners are float32
+    values (float32 inputs): origin and the widest axis' largest coordinate as float32, from which
+    the decoder recomputes the step exactly as ``geometry.quantise`` did; else origin and step as
+    float64."""
+    x = np.asarray(vertices, np.float64)
+    top = x.max(axis=0)
+    axis = int(np.argmax(top - origin))
+    o32, t32 = origin.astype(np.float32), np.float32(top[axis])
+    exact = (o32 == origin).all() and t32 == top[axis] and top[axis] > origin[axis]
+    if exact and float(top[axis] - origin[axis]) / ((1 << bits) - 1) == step:
+        mode = (bits - 8) | 16 | axis << 5
+        return _HEAD32.pack(mode, *(float(v) for v in o32), float(t32))
+    return _HEAD64.pack(bits - 8, *(float(v) for v in origin), float(step))
+
+
+def _unpack_header(data: bytes) -> tuple[int, np.ndarray, float, int]:
+    """(bits, origin, step, header size) of a geometry stream."""
+    if not data:
+        raise CodecError("meshtrav: empty geometry stream")
+    mode = data[0]
+    bits, axis = 8 + (mode & 15), mode >> 5 & 3
+    if mode & 128 or bits > g.MAX_BITS or axis > 2:
+        raise CodecError("meshtrav: bad geometry header")
+    head = _HEAD32 if mode & 16 else _HEAD64
+    if len(data) < head.size:
+        raise CodecError("meshtrav: truncated geometry header")
+    _, *vals = head.unpack(data[: head.size])
+    origin = np.array(vals[:3], np.float64)
+    if mode & 16:
+        step = float(np.float64(vals[3]) - origin[axis]) / ((1 << bits) - 1)
+    else:
+        step = float(vals[3])
+    if not (np.isfinite(origin).all() and np.isfinite(step) and step > 0):
+        raise CodecError("meshtrav: non-finite origin or step in the geometry header")
+    return bits, origin, step, head.size
+
+
 # ----------------------------------------------------------------------------- codec
 
 
@@ -764,7 +804,7 @@ class TraversalMeshCodec(Codec):
         faces = np.asarray(mesh.faces, dtype=np.int64)
         q, origin, step = g.quantise(mesh.vertices, bits)
         geometry, estimate, orig_of, new_faces, placement, _ = _encode_geometry(faces, q, top)
-        streams = {"geom": g.pack_geometry(MAGIC, bits, origin, step) + geometry}
+        streams = {"geom": _pack_header(mesh.vertices, bits, origin, step) + geometry}
         descs = []
         face_idx = np.array([p[0] for p in placement], np.int64)
         rot = np.array([p[1] for p in placement], np.int64)
@@ -815,7 +855,7 @@ class TraversalMeshCodec(Codec):
         if "geom" not in streams:
             raise CodecError("meshtrav: missing stream geom")
         head = bytes(streams["geom"])
-        bits, origin, step = g.unpack_geometry(MAGIC, head[:HEADER_BYTES], "meshtrav")
+        bits, origin, step, size = _unpack_header(head)
         try:
             nv, nf = (int(x) for x in encoded.header["shape"])
         except (KeyError, TypeError, ValueError):
@@ -823,7 +863,7 @@ class TraversalMeshCodec(Codec):
         if not (1 <= nv <= MAX_VERTICES and 1 <= nf <= MAX_FACES):
             raise CodecError("meshtrav: header counts out of range")
         try:
-            dec = AdaptiveDecoder(head[HEADER_BYTES:])
+            dec = AdaptiveDecoder(head[size:])
             st_conn = states(CONN_SETS * INT_CONTEXTS)
             faces, nused = _traverse_decode(dec, st_conn, nf, nv)
             rank = np.empty(nv, np.int64)
