@@ -204,6 +204,7 @@ def test_geometry_header_forms():
     """Float32 inputs keep their quantisation in 17 bytes (the step recomputed exactly), others
     in 33; both decode to the same grid."""
     m64 = _grid(6)
+    m64.vertices = m64.vertices + 0.1  # not float32 values
     m32 = Mesh(m64.vertices.astype(np.float32), m64.faces)
     codec = get_codec("meshtrav")
     for mesh, size in ((m32, 17), (m64, 33)):
