@@ -213,7 +213,8 @@ def test_geometry_header_forms():
         q, o, s = g.quantise(mesh.vertices, 12)
         assert (bits, head, step) == (12, size, s) and np.array_equal(origin, o)
         _check(mesh, 5)
-    one_line_error(CodecError, _unpack_header, b"\x0c" + b"\0" * 10, match="truncated")
+    one_line_error(CodecError, _unpack_header, b"\x04" + b"\0" * 10, match="truncated")
+    one_line_error(CodecError, _unpack_header, b"\x0c" + b"\0" * 40, match="bad geometry")
 
 
 def test_estimate_matches_size(rng):
