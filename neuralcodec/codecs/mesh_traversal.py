@@ -8,26 +8,32 @@
           0 no triangle behind the gate (a border)     1 the third vertex is new
           2..7 it is the k-th candidate: a vertex joined to the gate's ends by a border edge
                of the coded part (most recent first; Edgebreaker's L / R / E cases)
-          8 anything else (S case, non-manifold): its index, counted back from the newest
-      + one orientation bit per triangle reached (0: consistent with its neighbour);
+          8 anything else (S case, non-manifold): steps along the border of the coded part from
+               the gate's end (+) or start (-), else (not met within 1024 steps) counted back
+      in contexts of the traversal state (coded triangles around the gate's ends, candidates,
+      previous symbol; one of four layouts, the encoder's pick), so the decoder decodes while it
+      traverses; + one orientation bit per triangle reached (0: consistent with its neighbour);
       when no gate is left, the next uncoded triangle starts a new part: 3 corners, each "new"
       or an index counted back (degenerate and non-manifold triangles end up here)
-    positions: vertices in order of first appearance, each predicted by the rounded mean of
-      every parallelogram (w, a, b | a, b, o) with a, b, o decoded before w, else by an earlier
-      neighbour, else the previous vertex; residuals with adaptive integer models whose set is
-      (kind of prediction, bit length of the local scale, axis); decoded and rebuilt in one C
-      loop (kernels/_adaptive.c, positions_decode)
-    all of the above: one adaptive range-coded stream "conn" (gate symbols with an order-2
-      context: the classes of the two previous symbols)
+    positions, in a greedy order from the connectivity (most parallelograms first; C): each
+      predicted by the rounded mean of every parallelogram (w, a, b | a, b, o) with a, b, o
+      coded before w, blended with the mean of w's coded neighbours (0 .. 6/8: the
+      encoder's pick for the mesh), or, where the encoder finds it pays, by one parallelogram it
+      names (creases); else by an earlier neighbour, else the previous vertex; per axis either
+      the residual or, when cheaper, the index residual into the axis' palette (its sorted
+      distinct values, sent as gaps); adaptive integer models with sets (kind of prediction,
+      bit length of the local scale, axis, palette); decoded and rebuilt in one C loop
+      (kernels/_adaptive.c, positions_decode)
+    all of the above: one range-coded stream after a 17 / 33-byte quantisation header ("geom")
     vertex attributes: lossless, in the decoder's vertex order (geometry.py); UVs quantised to
       the same bits over their bounding square, normals normalised and quantised as octahedral
       coordinates of bits - 2 each; residuals against the previous row, adaptive models
 
-Decoded: vertices renumbered in order of first appearance (unreferenced vertices last, in
-Morton order of their quantised positions), triangles in traversal order, each the same oriented
-triangle as in the input up to a rotation of its corners. Per-corner normals / UVs keep their own
-tables; their corner indexes follow the triangles, each predicted by the index of the previous
-corner of the same vertex.
+Decoded: vertices renumbered in the position order (unreferenced vertices last, in Morton order
+of their quantised positions), triangles in traversal order, each the same oriented triangle as
+in the input up to a rotation of its corners. Per-corner normals / UVs keep their own tables;
+their corner indexes follow the triangles, each predicted by the index of the previous corner of
+the same vertex.
 """
 
 from __future__ import annotations
@@ -92,7 +98,7 @@ def _layouts() -> np.ndarray:
 
 
 _LAYOUTS = _layouts()
-BLEND_WEIGHTS = (0, 1, 2, 4)  # eighths of the neighbours' mean in the prediction (per mesh)
+BLEND_WEIGHTS = (0, 1, 2, 3, 4, 6)  # eighths of the neighbours' mean in the prediction (per mesh)
 
 
 class _State:
@@ -448,9 +454,10 @@ def _earlier_neighbours(faces: np.ndarray, nv: int) -> tuple[np.ndarray, np.ndar
     return starts.astype(np.int32), e[:, 1].astype(np.int32)
 
 
-def _predict(q: np.ndarray, starts, tri, refs, top: int, nb=None, weight: int = 0) -> np.ndarray:
-    """The decoder's predictions for known positions ``q`` (V x 3 int64), vectorised; with
-    ``weight`` (eighths) > 0 blended with the mean of the earlier neighbours ``nb``."""
+def _predict(q: np.ndarray, starts, tri, refs, top: int, nb=None, weight=(0, 0)) -> np.ndarray:
+    """The decoder's predictions for known positions ``q`` (V x 3 int64), vectorised; blended
+    with the mean of the earlier neighbours ``nb`` by ``weight`` (eighths: for vertices with 2+
+    parallelograms, for those with one)."""
     nv = len(q)
     pred = np.zeros((nv, 3), np.int64)
     count = np.diff(starts).astype(np.int64)
@@ -461,14 +468,15 @@ def _predict(q: np.ndarray, starts, tri, refs, top: int, nb=None, weight: int = 
         sums = np.zeros((nv, 3), np.int64)
         np.add.at(sums, owner, para)
         pred[has] = (2 * sums[has] + count[has, None]) // (2 * count[has, None])
-    if weight and nb is not None:
+    if any(weight) and nb is not None:
         nbs, nbr = nb
         m = np.diff(nbs).astype(np.int64)
         csum = np.zeros((nv, 3), np.int64)
         np.add.at(csum, np.repeat(np.arange(nv), m), q[nbr])
         sel = has & (m >= 2)
+        t = np.where(count[sel] >= 2, weight[0], weight[1])[:, None]
         mean = (2 * csum[sel] + m[sel, None]) // (2 * m[sel, None])
-        pred[sel] = ((8 - weight) * pred[sel] + weight * mean + 4) // 8
+        pred[sel] = ((8 - t) * pred[sel] + t * mean + 4) // 8
     fb = (count == 0) & (refs >= 0)
     pred[fb] = q[refs[fb]]
     return np.clip(pred, 0, top)
@@ -652,14 +660,21 @@ def _encode_geometry(faces: np.ndarray, q: np.ndarray, top: int):
     starts, tri, prefs, kind = _predictors(new_faces, nv)
     pos_sets = _position_sets(qn, starts, tri, kind).reshape(-1, 3)
     nb = _earlier_neighbours(new_faces, nv)
-    # the blend of the neighbours' mean that codes this mesh's positions in the fewest bits
-    best = (np.inf, 0, None)
+    # the blends of the neighbours' mean that code this mesh's positions in the fewest bits, one
+    # for vertices with 2+ parallelograms, one for those with one (their contexts are apart, so
+    # their costs add up and each is chosen on its own)
+    costs = np.zeros((len(BLEND_WEIGHTS), 2))
     for i, wt in enumerate(BLEND_WEIGHTS):
-        pred = _predict(qn, starts, tri, prefs, top, nb, wt)
-        cost = _ideal_bits((qn - pred).reshape(-1), pos_sets.reshape(-1), _POS_STATES)
-        if cost < best[0]:
-            best = (cost, i, pred)
-    plain, blend, pred = best
+        resid = qn - _predict(qn, starts, tri, prefs, top, nb, (wt, wt))
+        for k in (0, 1):
+            rows = kind == k
+            costs[i, k] = _ideal_bits(
+                resid[rows].reshape(-1), pos_sets[rows].reshape(-1), _POS_STATES
+            )
+    blend = [int(np.argmin(costs[:, 0])), int(np.argmin(costs[:, 1]))]
+    weights = (BLEND_WEIGHTS[blend[0]], BLEND_WEIGHTS[blend[1]])
+    pred = _predict(qn, starts, tri, prefs, top, nb, weights)
+    plain = _ideal_bits((qn - pred).reshape(-1), pos_sets.reshape(-1), _POS_STATES)
     # where single parallelograms pay (creases), under the choice rule that codes fewest bits
     select, sel_best = 0, (plain, None, None, None, None)
     for quarters in (1, 2, 3):
@@ -679,8 +694,8 @@ def _encode_geometry(faces: np.ndarray, q: np.ndarray, top: int):
     mask, pals, resid, pos_sets = _palettes(qn, pred, qn - pred, pos_sets)
     enc = AdaptiveEncoder()
     st_conn = states(CONN_SETS * INT_CONTEXTS)
-    vals += [blend, select, mask] + [len(p) for p in pals]
-    sets += [BLEND_SET, SELECT_SET, PALETTE_SET] + [COUNT_SET] * len(pals)
+    vals += [*blend, select, mask] + [len(p) for p in pals]
+    sets += [BLEND_SET, BLEND_SET, SELECT_SET, PALETTE_SET] + [COUNT_SET] * len(pals)
     enc.code_ints(np.array(vals, np.int32), np.array(sets, np.int32), st_conn)
     st_gaps = states(_GAP_MARKOV * INT_CONTEXTS)
     for p in pals:
@@ -701,7 +716,7 @@ def _encode_geometry(faces: np.ndarray, q: np.ndarray, top: int):
         "connectivity": conn_bits,
         "positions": enc.bits - conn_bits,
         "layout": vals[0],
-        "blend": BLEND_WEIGHTS[blend],
+        "blend": weights,
         "select": select,
         "palettes": mask,
     }
@@ -870,9 +885,9 @@ class TraversalMeshCodec(Codec):
             rank[_position_order(faces, nused, nv)] = np.arange(nv)
             faces = rank[faces]
             top = (1 << bits) - 1
-            blend = dec.code_step(st_conn, BLEND_SET)
+            blend = [dec.code_step(st_conn, BLEND_SET) for _ in range(2)]
             select = dec.code_step(st_conn, SELECT_SET)
-            if not (0 <= blend < len(BLEND_WEIGHTS) and select in (0, 1)):
+            if not (all(0 <= b < len(BLEND_WEIGHTS) for b in blend) and select in (0, 1)):
                 raise CodecError("meshtrav: corrupt stream (bad prediction mode)")
             pal, offsets = _decode_palettes(dec, st_conn, nv, top)
             starts, tri, prefs, kind = _predictors(faces, nv)
@@ -889,7 +904,7 @@ class TraversalMeshCodec(Codec):
                 offsets,
                 nbs,
                 nbr,
-                BLEND_WEIGHTS[blend],
+                BLEND_WEIGHTS[blend[0]] + 16 * BLEND_WEIGHTS[blend[1]],
                 select,
             )
         except CodecError:

@@ -503,9 +503,10 @@ fail:
  * on a tie), with set + POS_KINDS * POS_SCALES * 3 (their own statistics), and the coordinate
  * is the palette value at the decoded index.
  *
- * Blend: with weight > 0 (0..8), a vertex with parallelograms and at least two earlier
- * neighbours nbrs[nb_starts[w] .. nb_starts[w+1]) (all < w) is predicted by
- * floor(((8 - weight) * P + weight * C + 4) / 8), P the parallelogram prediction above and C the
+ * Blend: weight = t2 + 16 t1, t2 for vertices with 2+ parallelograms, t1 for those with one
+ * (0..8 each). With t > 0, a vertex with at least two earlier neighbours
+ * nbrs[nb_starts[w] .. nb_starts[w+1]) (all < w) is predicted by
+ * floor(((8 - t) * P + t * C + 4) / 8), P the parallelogram prediction above and C the
  * rounded mean of those neighbours, floor((2 sum + m) / (2 m)) per axis.
  *
  * Selection (select = 1): before the residuals of a vertex with n >= 2 parallelograms, an
@@ -586,12 +587,13 @@ static int positions_run(NcDecodeRun *run, int32_t *st, int markov, const int32_
                 }
                 pred[k] = floor_div(2 * sum + n, 2 * n);
                 int32_t ns0 = nb_starts[w], ns1 = nb_starts[w + 1];
-                if (weight > 0 && ns1 - ns0 >= 2) {
+                int t = n >= 2 ? (weight & 15) : (weight >> 4);
+                if (t > 0 && ns1 - ns0 >= 2) {
                     int64_t m = ns1 - ns0, csum = 0;
                     for (int32_t j = ns0; j < ns1; j++)
                         csum += out[3 * (Py_ssize_t)nbrs[j] + k];
                     int64_t c = floor_div(2 * csum + m, 2 * m);
-                    pred[k] = floor_div((8 - weight) * pred[k] + weight * c + 4, 8);
+                    pred[k] = floor_div((8 - t) * pred[k] + t * c + 4, 8);
                 }
                 int64_t d = (int64_t)out[3 * tri[3 * s] + k] - out[3 * tri[3 * s + 1] + k];
                 scale += (d < 0 ? -d : d) + (hi - lo);
@@ -680,7 +682,7 @@ static PyObject *positions_decode(PyObject *mod, PyObject *args)
     if (get_i32(onbr, &nv_, 0, "neighbours") < 0)
         goto fail;
     have_nv = 1;
-    if (sv.len / 4 != nref + 1 || weight < 0 || weight > 8) {
+    if (sv.len / 4 != nref + 1 || weight < 0 || (weight & 15) > 8 || (weight >> 4) > 8) {
         PyErr_SetString(PyExc_ValueError, "adaptive: positions_decode bad neighbour lists");
         goto fail;
     }
