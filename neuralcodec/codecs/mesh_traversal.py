@@ -78,7 +78,8 @@ COUNT_SET = SYMBOL_SETS + 5  # values in a palette
 BLEND_SET = SYMBOL_SETS + 6  # index into BLEND_WEIGHTS
 LAYOUT_SET = SYMBOL_SETS + 7  # the symbol context layout (first in the stream)
 SELECT_SET = SYMBOL_SETS + 8  # whether vertices may pick one parallelogram (0 / 1)
-CONN_SETS = SYMBOL_SETS + 9
+DUPS_SET = SYMBOL_SETS + 9  # whether border vertices carry repeat flags (0 / 1)
+CONN_SETS = SYMBOL_SETS + 10
 
 
 def _layouts() -> np.ndarray:
@@ -511,7 +512,44 @@ def _position_sets(q: np.ndarray, starts, tri, kind) -> np.ndarray:
 _POS_MARKOV = 1
 _PALETTE_SHIFT = POSITION_KINDS * POSITION_SCALES * 3  # sets of palette axes come after these
 _OPT_BASE = 2 * _PALETTE_SHIFT  # sets of the parallelogram choices (24 of them)
-_POS_STATES = (_OPT_BASE + 24) * INT_CONTEXTS  # (markov 1)
+_DUP_BASE = _OPT_BASE + 24  # sets of the repeat flags (2: after a 0 / a 1)
+_POS_STATES = (_DUP_BASE + 2) * INT_CONTEXTS  # (markov 1)
+DUP_WINDOW = 4096  # repeats look among the last this many border vertices
+
+
+def _border_vertices(faces: np.ndarray, nv: int) -> np.ndarray:
+    """Whether each vertex is on an edge of exactly one non-degenerate triangle."""
+    f = faces[
+        (faces[:, 0] != faces[:, 1]) & (faces[:, 1] != faces[:, 2]) & (faces[:, 0] != faces[:, 2])
+    ]
+    e = np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]])
+    key = np.minimum(e[:, 0], e[:, 1]) * _KEY + np.maximum(e[:, 0], e[:, 1])
+    uniq, first, count = np.unique(key, return_index=True, return_counts=True)
+    out = np.zeros(nv, bool)
+    single = first[count == 1]
+    out[e[single, 0]] = True
+    out[e[single, 1]] = True
+    return out
+
+
+def _repeats(qn: np.ndarray, pred: np.ndarray, border: np.ndarray) -> np.ndarray:
+    """The border vertices whose position is that of the earlier border vertex nearest (L1) to
+    their prediction among the last DUP_WINDOW ones (ties: the newest), as the C loop finds it:
+    split vertices along seams (UV or material seams, patch borders)."""
+    dup = np.zeros(len(qn), bool)
+    bidx = np.flatnonzero(border)
+    if len(bidx) < 2:
+        return dup
+    _, inverse, counts = np.unique(qn[bidx], axis=0, return_inverse=True, return_counts=True)
+    shared = counts[inverse.reshape(-1)] > 1  # only these can repeat an earlier one
+    for i in np.flatnonzero(shared):
+        if i == 0:
+            continue
+        cand = bidx[max(0, i - DUP_WINDOW) : i]
+        d = np.abs(qn[cand] - pred[bidx[i]]).sum(axis=1)
+        j = len(d) - 1 - int(np.argmin(d[::-1]))
+        dup[bidx[i]] = bool((qn[cand[j]] == qn[bidx[i]]).all())
+    return dup
 
 
 def _selections(qn: np.ndarray, starts, tri, pred: np.ndarray, top: int, quarters: int = 2):
@@ -691,25 +729,50 @@ def _encode_geometry(faces: np.ndarray, q: np.ndarray, top: int):
     if select:
         _, opt, opt_sets, pred, pos_sets = sel_best
         coded = opt_sets >= 0
-    mask, pals, resid, pos_sets = _palettes(qn, pred, qn - pred, pos_sets)
+    if not select:
+        coded = np.zeros(nv, bool)
+        opt, opt_sets = np.zeros(nv, np.int64), np.full(nv, -1, np.int64)
+    # repeated positions on borders (seams): a flag instead of residuals, where that pays
+    border = _border_vertices(new_faces, nv)
+    dup = _repeats(qn, pred, border)
+    flagged = border & (np.cumsum(border) > 1)  # every border vertex but the first
+    dups = 0
+    if dup.any():
+        prev_flag = np.r_[0, dup[flagged][:-1]].astype(np.int64)
+        flags_cost = _ideal_bits(dup[flagged], _DUP_BASE + prev_flag, _POS_STATES)
+        rows = dup[:, None].repeat(3, axis=1)
+        saved = _ideal_bits((qn - pred)[rows], pos_sets[rows], _POS_STATES)
+        dups = int(flags_cost < saved)
+    if not dups:
+        dup[:] = False
+    keep = ~dup
+    mask, pals, resid_keep, sets_keep = _palettes(
+        qn[keep], pred[keep], (qn - pred)[keep], pos_sets[keep]
+    )
+    resid, pos_sets = np.zeros((nv, 3), np.int64), pos_sets.copy()
+    resid[keep], pos_sets[keep] = resid_keep, sets_keep
     enc = AdaptiveEncoder()
     st_conn = states(CONN_SETS * INT_CONTEXTS)
-    vals += [*blend, select, mask] + [len(p) for p in pals]
-    sets += [BLEND_SET, BLEND_SET, SELECT_SET, PALETTE_SET] + [COUNT_SET] * len(pals)
+    vals += [*blend, select, dups, mask] + [len(p) for p in pals]
+    sets += [BLEND_SET, BLEND_SET, SELECT_SET, DUPS_SET, PALETTE_SET] + [COUNT_SET] * len(pals)
     enc.code_ints(np.array(vals, np.int32), np.array(sets, np.int32), st_conn)
     st_gaps = states(_GAP_MARKOV * INT_CONTEXTS)
     for p in pals:
         gaps = np.diff(np.r_[-1, p]) - 1
         enc.code_ints(gaps, np.zeros(len(gaps), np.int32), st_gaps, _GAP_MARKOV)
     conn_bits = enc.bits
-    if select:  # each vertex's option goes before its residuals
-        width = 3 + coded.astype(np.int64)
+    if select or dups:  # per vertex: its option, its repeat flag, its residuals (if any)
+        has_flag = flagged if dups else np.zeros(nv, bool)
+        width = coded.astype(np.int64) + has_flag + 3 * keep
         at = np.cumsum(width) - width
         values = np.zeros(int(width.sum()), np.int64)
         where = np.zeros_like(values)
         values[at[coded]], where[at[coded]] = opt[coded], opt_sets[coded]
-        slots = (at + coded)[:, None] + np.arange(3)[None, :]
-        values[slots], where[slots] = resid, pos_sets
+        fat = at + coded
+        prev_flag = np.r_[0, dup[has_flag][:-1]].astype(np.int64)
+        values[fat[has_flag]], where[fat[has_flag]] = dup[has_flag], _DUP_BASE + prev_flag
+        slots = (fat + has_flag)[keep][:, None] + np.arange(3)[None, :]
+        values[slots], where[slots] = resid[keep], pos_sets[keep]
         resid, pos_sets = values, where
     enc.code_ints(resid.reshape(-1), pos_sets.reshape(-1), states(_POS_STATES), _POS_MARKOV)
     parts = {
@@ -719,6 +782,7 @@ def _encode_geometry(faces: np.ndarray, q: np.ndarray, top: int):
         "blend": weights,
         "select": select,
         "palettes": mask,
+        "repeats": int(dup.sum()),
     }
     return enc.finish(), enc.bits, orig_of, new_faces, placement, parts
 
@@ -887,7 +951,12 @@ class TraversalMeshCodec(Codec):
             top = (1 << bits) - 1
             blend = [dec.code_step(st_conn, BLEND_SET) for _ in range(2)]
             select = dec.code_step(st_conn, SELECT_SET)
-            if not (all(0 <= b < len(BLEND_WEIGHTS) for b in blend) and select in (0, 1)):
+            dups = dec.code_step(st_conn, DUPS_SET)
+            if not (
+                all(0 <= b < len(BLEND_WEIGHTS) for b in blend)
+                and select in (0, 1)
+                and dups in (0, 1)
+            ):
                 raise CodecError("meshtrav: corrupt stream (bad prediction mode)")
             pal, offsets = _decode_palettes(dec, st_conn, nv, top)
             starts, tri, prefs, kind = _predictors(faces, nv)
@@ -896,7 +965,7 @@ class TraversalMeshCodec(Codec):
                 starts,
                 tri,
                 prefs,
-                kind,
+                kind + 8 * _border_vertices(faces, nv),
                 top,
                 states(_POS_STATES),
                 _POS_MARKOV,
@@ -905,7 +974,7 @@ class TraversalMeshCodec(Codec):
                 nbs,
                 nbr,
                 BLEND_WEIGHTS[blend[0]] + 16 * BLEND_WEIGHTS[blend[1]],
-                select,
+                select | dups << 1,
             )
         except CodecError:
             raise

@@ -192,7 +192,7 @@ class AdaptiveDecoder:
         nb_starts=None,
         neighbours=None,
         weight: int = 0,
-        select: bool = False,
+        select: int = 0,
     ) -> np.ndarray:
         """Mesh positions predicted while decoding, optionally through per-axis palettes and
         blended with the mean of earlier neighbours (the C file says how); V x 3 int32."""
@@ -216,6 +216,6 @@ class AdaptiveDecoder:
             _i32(np.zeros(r.size + 1) if nb_starts is None else nb_starts),
             _i32(np.zeros(0) if neighbours is None else neighbours),
             int(weight),
-            int(bool(select)),
+            int(select),
         )
         return out.reshape(-1, 3)

@@ -518,6 +518,13 @@ fail:
  */
 #define POS_OPT_BASE (2 * POS_KINDS * POS_SCALES * 3)
 #define POS_OPT_SETS 24
+/* Repeats (select bit 1): kinds[w] bit 3 marks the border vertices (on an edge of one triangle).
+ * For each border vertex but the first, after its prediction, a flag (set POS_DUP_BASE + the
+ * previous flag): 1 = its position is that of the earlier border vertex nearest (L1) to the
+ * clamped prediction among the last POS_DUP_WINDOW ones (ties: the newest), and no residuals
+ * follow (split vertices along seams, which other coders merge). */
+#define POS_DUP_BASE (POS_OPT_BASE + POS_OPT_SETS)
+#define POS_DUP_WINDOW 4096
 #define POS_SCALES 16
 #define POS_KINDS 5 /* 0..3 from kinds[], 4: one parallelogram chosen (selection) */
 
@@ -553,15 +560,18 @@ static int positions_run(NcDecodeRun *run, int32_t *st, int markov, const int32_
                          const int32_t *tri, Py_ssize_t ntri, const int32_t *refs,
                          const int32_t *kinds, int64_t top, int32_t *out, Py_ssize_t nv,
                          const int32_t *pal, const int32_t *pal_off, const int32_t *nb_starts,
-                         const int32_t *nbrs, Py_ssize_t nnbrs, int weight, int select)
+                         const int32_t *nbrs, Py_ssize_t nnbrs, int weight, int select,
+                         int dups, int32_t *blist)
 {
     int64_t prev = 0, prev2 = 0;
+    int32_t prevdup = 0;
+    Py_ssize_t nbord = 0;
     if (starts[0] != 0 || nb_starts[0] != 0)
         return -1;
     for (Py_ssize_t w = 0; w < nv; w++) {
         int32_t s = starts[w], e = starts[w + 1];
-        int32_t kind = kinds[w];
-        if (e < s || e > ntri || kind < 0 || kind >= POS_KINDS - 1)
+        int32_t kind = kinds[w] & 7, border = (kinds[w] >> 3) & 1;
+        if (e < s || e > ntri || (kinds[w] & ~15) || kind >= POS_KINDS - 1)
             return -1;
         if (nb_starts[w + 1] < nb_starts[w] || nb_starts[w + 1] > nnbrs)
             return -1;
@@ -622,6 +632,37 @@ static int positions_run(NcDecodeRun *run, int32_t *st, int markov, const int32_
             for (int k = 0; k < 3; k++)
                 pred[k] = r >= 0 ? out[3 * (Py_ssize_t)r + k] : 0;
         }
+        if (dups && border && nbord > 0) {
+            int32_t ctx = POS_DUP_BASE + prevdup, f;
+            if (int_decode_one(run, st, ctx * INT_CTX, &f) < 0 || (f != 0 && f != 1))
+                return -1;
+            prevdup = f;
+            if (f) {
+                int64_t p[3], bestd = -1;
+                int32_t best = -1;
+                for (int k = 0; k < 3; k++)
+                    p[k] = pred[k] < 0 ? 0 : (pred[k] > top ? top : pred[k]);
+                Py_ssize_t lo = nbord > POS_DUP_WINDOW ? nbord - POS_DUP_WINDOW : 0;
+                for (Py_ssize_t j = nbord - 1; j >= lo; j--) {
+                    int32_t v = blist[j];
+                    int64_t d = 0;
+                    for (int k = 0; k < 3; k++) {
+                        int64_t x = out[3 * (Py_ssize_t)v + k] - p[k];
+                        d += x < 0 ? -x : x;
+                    }
+                    if (best < 0 || d < bestd) {
+                        best = v;
+                        bestd = d;
+                    }
+                }
+                for (int k = 0; k < 3; k++)
+                    out[3 * w + k] = out[3 * (Py_ssize_t)best + k];
+                blist[nbord++] = (int32_t)w;
+                continue;
+            }
+        }
+        if (dups && border)
+            blist[nbord++] = (int32_t)w;
         int cls = bitlen64((uint64_t)scale);
         cls = cls < POS_SCALES - 1 ? cls : POS_SCALES - 1;
         for (int k = 0; k < 3; k++) {
@@ -690,7 +731,7 @@ static PyObject *positions_decode(PyObject *mod, PyObject *args)
     Py_ssize_t npal = pv.len / 4;
     if (markov == 0 || markov < -64 || nkind != nref || nst != nref + 1 || nout != 3 * nref ||
         ntri % 3 || ov.len / 4 != 4 ||
-        markov != 1 || ns < (Py_ssize_t)(POS_OPT_BASE + POS_OPT_SETS) * INT_CTX) {
+        markov != 1 || ns < (Py_ssize_t)(POS_DUP_BASE + 2) * INT_CTX || select < 0 || select > 3) {
         PyErr_SetString(PyExc_ValueError, "adaptive: positions_decode sizes disagree");
         goto fail;
     }
@@ -711,8 +752,14 @@ static PyObject *positions_decode(PyObject *mod, PyObject *args)
     }
     int status;
     Py_BEGIN_ALLOW_THREADS
-    status = positions_run(run, st, markov, starts, tri, ntri / 3, refs, kinds, top, out, nref,
-                           pal, poff, sv.buf, nv_.buf, nv_.len / 4, weight, select != 0);
+    int32_t *blist = (select & 2) ? malloc(((size_t)nref + 1) * sizeof(int32_t)) : NULL;
+    if ((select & 2) && !blist)
+        status = -1;
+    else
+        status = positions_run(run, st, markov, starts, tri, ntri / 3, refs, kinds, top, out,
+                               nref, pal, poff, sv.buf, nv_.buf, nv_.len / 4, weight, select & 1,
+                               (select >> 1) & 1, blist);
+    free(blist);
     Py_END_ALLOW_THREADS
     if (rc_api->end(run, status) < 0)
         goto fail;
