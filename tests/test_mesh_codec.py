@@ -293,6 +293,26 @@ def test_damaged_streams_fail_cleanly(rng):
             assert len(out.faces) == len(m.faces)  # garbage that happens to decode
 
 
+def test_damaged_modes_fail_cleanly():
+    """Junk after a valid prefix of a stream that uses palettes, options and repeats: one-line
+    errors (or a mesh of the right size), never a crash or a hang."""
+    codec = get_codec("meshtrav")
+    enc = codec.encode(_revolution(), 9)
+    geom = enc.streams["geom"]
+    head = _unpack_header(geom)[3]
+    rng = np.random.default_rng(7)
+    for cut in (head + 8, (head + len(geom)) // 2, len(geom) - 6):
+        for _ in range(3):
+            junk = rng.integers(0, 256, len(geom) - cut, np.uint8).tobytes()
+            bad = Encoded(enc.codec, enc.header, {**enc.streams, "geom": geom[:cut] + junk})
+            try:
+                out = codec.decode(bad)
+            except CodecError as err:
+                assert "\n" not in str(err)
+            else:
+                assert len(out.faces) == enc.header["shape"][1]
+
+
 def test_file_round_trip_cli(tmp_path, run_cli, capsys):
     m = _grid(8)
     src = tmp_path / "in.obj"
