@@ -76,7 +76,7 @@ EXPLICIT_SET = SYMBOL_SETS + 3  # explicit vertices not met by the walk: counted
 PALETTE_SET = SYMBOL_SETS + 4  # which axes have a palette (bit k: axis k)
 COUNT_SET = SYMBOL_SETS + 5  # values in a palette
 BLEND_SET = SYMBOL_SETS + 6  # index into BLEND_WEIGHTS
-LAYOUT_SET = SYMBOL_SETS + 7  # the symbol context layout (first in the stream)
+LAYOUT_SET = SYMBOL_SETS + 7  # symbol codes x context layout (first in the stream)
 SELECT_SET = SYMBOL_SETS + 8  # whether vertices may pick one parallelogram (0 / 1)
 DUPS_SET = SYMBOL_SETS + 9  # whether border vertices carry repeat flags (0 / 1)
 CONN_SETS = SYMBOL_SETS + 10
@@ -99,6 +99,10 @@ def _layouts() -> np.ndarray:
 
 
 _LAYOUTS = _layouts()
+# how gate symbols are written as integers (the encoder's pick, with the layout): as they are,
+# or with "new" as 0 (zero flag: new or not), the first candidate +1, border -1, the second
+# candidate +2, explicit -2, the others +3..+6 (every binary decision then carries information)
+_SYMBOL_CODES = np.array([[0, 1, 2, 3, 4, 5, 6, 7, 8], [-1, 0, 1, 2, 3, 4, 5, 6, -2]])
 BLEND_WEIGHTS = (0, 1, 2, 3, 4, 6)  # eighths of the neighbours' mean in the prediction (per mesh)
 
 
@@ -297,16 +301,20 @@ def _traverse_encode(faces: np.ndarray, nverts: int):
             st.add_face(v, u, w, (v, u))
         else:
             st.add_face(u, v, w, (u, v))
-    # the context layout that codes these symbols in the fewest bits, sent first
+    # the symbol codes and context layout that code these symbols in the fewest bits, sent first
     vals_arr, sets_arr = np.array(vals, np.int64), np.array(sets, np.int64)
     pos = np.array(sym_pos, np.int64)
-    cost = [
-        ideal_int_bits(vals_arr[pos], lay[sets_arr[pos]], states(SYMBOL_SETS * INT_CONTEXTS))
-        for lay in _LAYOUTS
-    ]
-    layout = int(np.argmin(cost))
-    sets_arr[pos] = _LAYOUTS[layout][sets_arr[pos]]
-    vals = [layout] + vals
+    best = (np.inf, 0)
+    for m, codes in enumerate(_SYMBOL_CODES):
+        coded = codes[vals_arr[pos]]
+        for i, lay in enumerate(_LAYOUTS):
+            cost = ideal_int_bits(coded, lay[sets_arr[pos]], states(SYMBOL_SETS * INT_CONTEXTS))
+            if cost < best[0]:
+                best = (cost, m * len(_LAYOUTS) + i)
+    mode = best[1]
+    vals_arr[pos] = _SYMBOL_CODES[mode // len(_LAYOUTS)][vals_arr[pos]]
+    sets_arr[pos] = _LAYOUTS[mode % len(_LAYOUTS)][sets_arr[pos]]
+    vals = [mode] + vals_arr.tolist()
     sets = [LAYOUT_SET] + sets_arr.tolist()
     return vals, sets, np.array(orig_of), st.faces, placement
 
@@ -315,10 +323,13 @@ def _traverse_decode(dec: AdaptiveDecoder, st_conn: np.ndarray, nfaces: int, nve
     """Decodes the connectivity while replaying the traversal (its state gives the contexts)."""
     st = _State()
     step = dec.code_step
-    layout = step(st_conn, LAYOUT_SET)
-    if not 0 <= layout < len(_LAYOUTS):
+    mode = step(st_conn, LAYOUT_SET)
+    if not 0 <= mode < len(_LAYOUTS) * len(_SYMBOL_CODES):
         raise CodecError("meshtrav: corrupt stream (bad context layout)")
-    lay = _LAYOUTS[layout].tolist()
+    lay = _LAYOUTS[mode % len(_LAYOUTS)].tolist()
+    codes = _SYMBOL_CODES[mode // len(_LAYOUTS)]
+    symbol_of = {int(c): k for k, c in enumerate(codes)}
+    noflip = int(codes[BORDER])
     while len(st.faces) < nfaces:
         if not st.gates:
             corners = []
@@ -338,11 +349,11 @@ def _traverse_decode(dec: AdaptiveDecoder, st_conn: np.ndarray, nfaces: int, nve
         if st.edge_count(u, v) != 1:
             continue
         cands = st.candidates(u, v)
-        code = step(st_conn, lay[st.symbol_set(u, v, len(cands))], FLIP_SET)
-        if code == BORDER:
+        code = step(st_conn, lay[st.symbol_set(u, v, len(cands))], FLIP_SET, noflip)
+        s, flip = symbol_of.get(code >> 1, -1), code & 1
+        if s == BORDER:
             st.prev = 0
             continue
-        s, flip = code >> 1, code & 1
         if s == NEW:
             w = st.new_vertex()
         elif FIRST_CANDIDATE <= s < EXPLICIT:
@@ -778,7 +789,8 @@ def _encode_geometry(faces: np.ndarray, q: np.ndarray, top: int):
     parts = {
         "connectivity": conn_bits,
         "positions": enc.bits - conn_bits,
-        "layout": vals[0],
+        "layout": vals[0] % 4,
+        "symbol_codes": vals[0] // 4,
         "blend": weights,
         "select": select,
         "palettes": mask,

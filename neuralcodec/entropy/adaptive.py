@@ -171,12 +171,15 @@ class AdaptiveDecoder:
         _adaptive.ints_decode(self._dec.native, bank(), s, st, int(markov), out)
         return out
 
-    def code_step(self, st: np.ndarray, sym_set: int, flip_set: int = -1) -> int:
-        """One integer with the contexts of ``sym_set`` (and, when ``flip_set >= 0`` and it is
-        not 0, a 0/1 one with those of ``flip_set``: the result is then 2 * value + flip), as
+    def code_step(self, st: np.ndarray, sym_set: int, flip_set: int = -1, noflip: int = 0) -> int:
+        """One integer v with the contexts of ``sym_set`` and, when ``flip_set >= 0`` and
+        v != ``noflip``, a 0/1 one f with those of ``flip_set`` (else f = 0): 2 * v + f, as
         ``AdaptiveEncoder.code_ints`` wrote them with markov 1: for decoders whose contexts
         depend on what they decoded (the mesh traversal)."""
-        return _adaptive.mesh_step(self._dec.native, bank(), st, int(sym_set), int(flip_set))
+        code = _adaptive.mesh_step(
+            self._dec.native, bank(), st, int(sym_set), int(flip_set), int(noflip)
+        )
+        return code if flip_set >= 0 else code >> 1
 
     def code_positions(
         self,

@@ -784,13 +784,13 @@ fail:
 
 /* ----------------------------------------------------------------------------- mesh traversal steps
  *
- * mesh_step(decoder, bank, states, set, flip_set) -> int
+ * mesh_step(decoder, bank, states, set, flip_set, noflip) -> int
  *
  * One step of the mesh connectivity decoder, which interleaves decoding with its traversal (the
  * contexts come from the traversal state, so the symbols cannot be decoded in one batch): an
- * integer (the binarisation of ints_decode) with the 64 contexts of `set`; when flip_set >= 0
- * and the integer is not 0, a second one with the contexts of flip_set, which must be 0 or 1,
- * and the result is 2 * value + flip. The encoder writes the same sequence with ints_encode
+ * integer v (the binarisation of ints_decode) with the 64 contexts of `set`; when flip_set >= 0
+ * and v != noflip, a second one f with the contexts of flip_set, which must be 0 or 1 (else
+ * f = 0); the result is 2 * v + f. The encoder writes the same sequence with ints_encode
  * (markov = 1, absolute sets). Only the contexts touched are checked, so a step costs O(1).
  */
 static int check_set(const int32_t *st, Py_ssize_t ns, int32_t set)
@@ -805,8 +805,8 @@ static int check_set(const int32_t *st, Py_ssize_t ns, int32_t set)
 static PyObject *mesh_step(PyObject *mod, PyObject *args)
 {
     PyObject *odec, *otab, *os;
-    int set, flip_set;
-    if (!PyArg_ParseTuple(args, "OOOii:mesh_step", &odec, &otab, &os, &set, &flip_set))
+    int set, flip_set, noflip;
+    if (!PyArg_ParseTuple(args, "OOOiii:mesh_step", &odec, &otab, &os, &set, &flip_set, &noflip))
         return NULL;
     Py_buffer view;
     if (get_i32(os, &view, 1, "states") < 0)
@@ -830,7 +830,7 @@ static PyObject *mesh_step(PyObject *mod, PyObject *args)
     }
     int32_t v = 0, f = 0;
     int status = int_decode_one(run, st, set * INT_CTX, &v);
-    if (status == 0 && flip_set >= 0 && v != 0) {
+    if (status == 0 && flip_set >= 0 && v != noflip) {
         status = int_decode_one(run, st, flip_set * INT_CTX, &f);
         if (status == 0 && f != 0 && f != 1)
             status = -1;
@@ -838,9 +838,7 @@ static PyObject *mesh_step(PyObject *mod, PyObject *args)
     PyBuffer_Release(&view);
     if (rc_api->end(run, status) < 0)
         return NULL;
-    if (flip_set >= 0 && v != 0)
-        return PyLong_FromLongLong(2 * (long long)v + f);
-    return PyLong_FromLong(v);
+    return PyLong_FromLongLong(2 * (long long)v + f);
 }
 
 /* ----------------------------------------------------------------------------- mesh position order
@@ -1192,7 +1190,7 @@ static PyMethodDef methods[] = {
     {"position_order", position_order, METH_VARARGS,
      "position_order(starts, pairs, out): the mesh codec's position coding order."},
     {"mesh_step", mesh_step, METH_VARARGS,
-     "mesh_step(decoder, bank, states, set, flip_set) -> int: one mesh traversal step."},
+     "mesh_step(decoder, bank, states, set, flip_set, noflip) -> int: one mesh traversal step."},
     {"positions_decode", positions_decode, METH_VARARGS,
      "positions_decode(decoder, bank, states, markov, starts, triples, refs, kinds, top, out, "
      "palette, palette_offsets, nb_starts, nbrs, weight, select): "
