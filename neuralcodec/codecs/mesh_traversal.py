@@ -52,6 +52,7 @@ from neuralcodec.entropy.adaptive import (
     AdaptiveEncoder,
     ideal_int_bits,
     position_order,
+    repeat_partners,
     states,
 )
 from neuralcodec.entropy.rangecoder import DecodeError
@@ -525,7 +526,7 @@ _PALETTE_SHIFT = POSITION_KINDS * POSITION_SCALES * 3  # sets of palette axes co
 _OPT_BASE = 2 * _PALETTE_SHIFT  # sets of the parallelogram choices (24 of them)
 _DUP_BASE = _OPT_BASE + 24  # sets of the repeat flags (2: after a 0 / a 1)
 _POS_STATES = (_DUP_BASE + 2) * INT_CONTEXTS  # (markov 1)
-DUP_WINDOW = 4096  # repeats look among the last this many border vertices
+DUP_WINDOW = 4096  # repeats look among the last this many border vertices (POS_DUP_WINDOW in C)
 
 
 def _border_vertices(faces: np.ndarray, nv: int) -> np.ndarray:
@@ -549,17 +550,12 @@ def _repeats(qn: np.ndarray, pred: np.ndarray, border: np.ndarray) -> np.ndarray
     split vertices along seams (UV or material seams, patch borders)."""
     dup = np.zeros(len(qn), bool)
     bidx = np.flatnonzero(border)
-    if len(bidx) < 2:
-        return dup
-    _, inverse, counts = np.unique(qn[bidx], axis=0, return_inverse=True, return_counts=True)
-    shared = counts[inverse.reshape(-1)] > 1  # only these can repeat an earlier one
-    for i in np.flatnonzero(shared):
-        if i == 0:
-            continue
-        cand = bidx[max(0, i - DUP_WINDOW) : i]
-        d = np.abs(qn[cand] - pred[bidx[i]]).sum(axis=1)
-        j = len(d) - 1 - int(np.argmin(d[::-1]))
-        dup[bidx[i]] = bool((qn[cand[j]] == qn[bidx[i]]).all())
+    if len(bidx) < 2 or len(np.unique(qn[bidx], axis=0)) == len(bidx):
+        return dup  # no border vertex shares a position: nothing to find
+    partner = repeat_partners(qn, np.clip(pred, 0, None), bidx).astype(np.int64)
+    found = partner >= 0
+    same = (qn[np.maximum(partner, 0)] == qn[bidx]).all(axis=1) & found
+    dup[bidx[same]] = True
     return dup
 
 

@@ -95,6 +95,15 @@ def position_order(starts, pairs) -> np.ndarray:
     return out
 
 
+def repeat_partners(q, pred, border) -> np.ndarray:
+    """For each border vertex (in coding order) the earlier border vertex nearest its
+    prediction, as the mesh position decoder finds it (``kernels/_adaptive.c``); -1 first."""
+    b = _i32(border)
+    out = np.empty_like(b)
+    _adaptive.repeat_partners(_i32(q), _i32(pred), b, out)
+    return out
+
+
 class AdaptiveEncoder:
     """Writes adaptive binary symbols into one range-coded stream; ``bits`` is the ideal length."""
 

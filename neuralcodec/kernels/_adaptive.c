@@ -841,6 +841,63 @@ static PyObject *mesh_step(PyObject *mod, PyObject *args)
     return PyLong_FromLongLong(2 * (long long)v + f);
 }
 
+/* ----------------------------------------------------------------------------- mesh repeat partners
+ *
+ * repeat_partners(q, pred, border, out)
+ *
+ * The encoder's side of the repeat flags (positions_decode, POS_DUP_*): q and pred are V x 3
+ * int32 (positions, clamped predictions), border the border vertices in coding order; out[i] =
+ * the vertex among border[max(0, i - POS_DUP_WINDOW) .. i) nearest (L1) to pred[border[i]]
+ * (ties: the newest), -1 for i = 0.
+ */
+static PyObject *repeat_partners(PyObject *mod, PyObject *args)
+{
+    PyObject *oq, *op, *ob, *oo;
+    if (!PyArg_ParseTuple(args, "OOOO:repeat_partners", &oq, &op, &ob, &oo))
+        return NULL;
+    Bufs b = {.n = 0};
+    Py_ssize_t nq, np_, nb, no;
+    int32_t *q, *pred, *bord, *out;
+    if (!(q = take(&b, oq, 0, "q", &nq)) || !(pred = take(&b, op, 0, "pred", &np_)) ||
+        !(bord = take(&b, ob, 0, "border", &nb)) || !(out = take(&b, oo, 1, "out", &no)))
+        goto fail;
+    if (nq != np_ || nq % 3 || no != nb) {
+        PyErr_SetString(PyExc_ValueError, "adaptive: repeat_partners sizes disagree");
+        goto fail;
+    }
+    for (Py_ssize_t i = 0; i < nb; i++)
+        if (bord[i] < 0 || bord[i] >= nq / 3) {
+            PyErr_SetString(PyExc_ValueError, "adaptive: repeat_partners vertex out of range");
+            goto fail;
+        }
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < nb; i++) {
+        const int32_t *p = pred + 3 * (Py_ssize_t)bord[i];
+        int64_t bestd = -1;
+        int32_t best = -1;
+        Py_ssize_t lo = i > POS_DUP_WINDOW ? i - POS_DUP_WINDOW : 0;
+        for (Py_ssize_t j = i - 1; j >= lo; j--) {
+            const int32_t *x = q + 3 * (Py_ssize_t)bord[j];
+            int64_t d = 0;
+            for (int k = 0; k < 3; k++) {
+                int64_t t = (int64_t)x[k] - p[k];
+                d += t < 0 ? -t : t;
+            }
+            if (best < 0 || d < bestd) {
+                best = bord[j];
+                bestd = d;
+            }
+        }
+        out[i] = best;
+    }
+    Py_END_ALLOW_THREADS
+    release(&b);
+    Py_RETURN_NONE;
+fail:
+    release(&b);
+    return NULL;
+}
+
 /* ----------------------------------------------------------------------------- mesh position order
  *
  * position_order(starts, pairs, out)
@@ -1187,6 +1244,8 @@ static PyMethodDef methods[] = {
      "octree_encode(occupancy, neighbours, patterns, bases, states, values, indexes) -> count."},
     {"octree_decode", octree_decode, METH_VARARGS,
      "octree_decode(decoder, bank, neighbours, patterns, bases, states, out): one level."},
+    {"repeat_partners", repeat_partners, METH_VARARGS,
+     "repeat_partners(q, pred, border, out): the mesh encoder's repeat candidates."},
     {"position_order", position_order, METH_VARARGS,
      "position_order(starts, pairs, out): the mesh codec's position coding order."},
     {"mesh_step", mesh_step, METH_VARARGS,
