@@ -16,6 +16,7 @@ from neuralcodec.app.cli import main as cli_main
 from neuralcodec.bench.geometry3d import d1_psnr, encode_geometry_file, same_triangles
 from neuralcodec.codecs import geometry as g
 from neuralcodec.codecs.base import CodecError, Encoded, get_codec
+from neuralcodec.codecs.mesh_traversal import _unpack_header
 from neuralcodec.datasets.mesh import Mesh, read_mesh, write_mesh
 
 BUNNY = (
@@ -93,6 +94,114 @@ def test_awkward_connectivity(rng):
     _check(Mesh(v2, f2[rng.permutation(len(f2))]), 6)
 
 
+def _revolution(rings=14, around=20) -> Mesh:
+    """A closed surface of revolution with a sharp rim: every ring's vertices share a height
+    (few distinct values on that axis) and the rim is a crease."""
+    t = np.linspace(0, np.pi, rings)
+    r = np.where(np.arange(rings) < rings // 2, 1.0 + 0.3 * np.sin(t), 0.6)  # a step: the rim
+    h = np.cos(t)
+    a = 2 * np.pi * np.arange(around) / around
+    v = np.stack(
+        [np.outer(r, np.cos(a)).ravel(), np.repeat(h, around), np.outer(r, np.sin(a)).ravel()], 1
+    )
+    idx = np.arange(rings * around).reshape(rings, around)
+    nxt = np.roll(idx, -1, axis=1)
+    q0, q1, q2, q3 = idx[:-1].ravel(), nxt[:-1].ravel(), nxt[1:].ravel(), idx[1:].ravel()
+    f = np.concatenate([np.stack([q0, q1, q2], 1), np.stack([q0, q2, q3], 1)])
+    top, bottom = len(v), len(v) + 1
+    v = np.concatenate([v, [[0, h[0], 0], [0, h[-1], 0]]])
+    caps = [np.stack([np.full(around, top), nxt[0], idx[0]], 1)]
+    caps.append(np.stack([np.full(around, bottom), idx[-1], nxt[-1]], 1))
+    return Mesh(v, np.concatenate([f] + caps))
+
+
+@pytest.mark.parametrize("quality", [1, 5, 9])
+def test_prediction_modes_round_trip(quality):
+    """Palettes (the shared ring heights), parallelogram selection (the rim) and the blend are
+    chosen by the encoder on what they save; whatever it picks decodes exactly."""
+    from neuralcodec.codecs import mesh_traversal as mt
+
+    m = _revolution()
+    bits = g.quality_to_bits(quality)
+    q, _, _ = g.quantise(m.vertices, bits)
+    *_, parts = mt._encode_geometry(np.asarray(m.faces), q, (1 << bits) - 1)
+    assert parts["palettes"] & 2  # the heights: 14 values for 282 vertices
+    assert parts["select"] == 1  # across the rim one parallelogram is far better
+    assert all(w in mt.BLEND_WEIGHTS for w in parts["blend"])
+    _check(m, quality)
+
+
+def _order_reference(faces: np.ndarray, nv: int) -> list[int]:
+    """The position order as its definition says, with a plain scan instead of a heap."""
+    done, score, near, order = [False] * nv, [0] * nv, [0] * nv, []
+    tris = [[] for _ in range(nv)]
+    for a, b, c in faces.tolist():
+        if len({a, b, c}) == 3:
+            tris[a].append((b, c))
+            tris[b].append((c, a))
+            tris[c].append((a, b))
+    while len(order) < nv:
+        cand = [x for x in range(nv) if not done[x] and near[x] > 0]
+        v = (
+            max(cand, key=lambda x: (score[x], near[x], -x))
+            if cand
+            else next(x for x in range(nv) if not done[x])
+        )
+        done[v] = True
+        order.append(v)
+        for a, b in tris[v]:
+            for x, y in ((a, b), (b, a)):
+                if not done[x]:
+                    near[x] += 1
+                    score[x] += done[y]
+    return order
+
+
+def test_position_order_matches_its_definition(rng):
+    from neuralcodec.codecs import mesh_traversal as mt
+
+    m = _grid(9, rng)
+    far = np.array([[81, 82, 83], [83, 82, 84]])  # a second part, found when the first is done
+    faces = np.concatenate([m.faces, far, [[5, 5, 6]]])  # and a degenerate triangle (ignored)
+    got = mt._position_order(faces, 85, 87)
+    assert got.tolist() == _order_reference(faces, 85) + [85, 86]
+
+
+def test_symbol_codes_each_decode(rng, monkeypatch):
+    """Both ways of writing the gate symbols decode (the encoder usually picks the second on
+    small meshes, so the first is forced here)."""
+    from neuralcodec.codecs import mesh_traversal as mt
+
+    for row in (0, 1):
+        monkeypatch.setattr(mt, "_SYMBOL_CODES", mt._SYMBOL_CODES[row : row + 1])
+        _check(_grid(9, rng), 5)
+        monkeypatch.undo()
+
+
+def test_split_seam_repeats():
+    """A surface cut into two parts whose border vertices are duplicated along the cut (a UV or
+    material seam): the duplicates are coded as repeats of earlier border vertices."""
+    from neuralcodec.codecs import mesh_traversal as mt
+
+    n = 12
+    m = _grid(n)
+    v, f = m.vertices, m.faces.copy()
+    cut = n // 2
+    col = v[:, 0].astype(int)
+    extra = np.flatnonzero(col == cut)  # the cut column, duplicated for the right part
+    dup_of = {int(i): n * n + k for k, i in enumerate(extra)}
+    right = (v[f][:, :, 0] >= cut).all(axis=1)
+    f[right] = np.vectorize(lambda i: dup_of.get(int(i), int(i)))(f[right])
+    m2 = Mesh(np.concatenate([v, v[extra]]), f)
+    q, _, _ = g.quantise(m2.vertices, 14)
+    *_, parts = mt._encode_geometry(np.asarray(m2.faces), q, (1 << 14) - 1)
+    assert parts["repeats"] >= len(extra) // 2
+    _check(m2, 7)
+    # a triangle soup: every vertex on a border, most positions shared by several (whether
+    # repeats pay there is the encoder's call; either way it decodes)
+    _check(Mesh(v[m.faces.reshape(-1)], np.arange(3 * len(m.faces)).reshape(-1, 3)), 5)
+
+
 def test_normals_uvs_and_attributes(rng):
     m = _grid(7)
     nv, nf = len(m.vertices), len(m.faces)
@@ -126,11 +235,30 @@ def test_normals_uvs_and_attributes(rng):
             assert corner_in[key] == u[k]
 
 
-def test_estimate_matches_size(rng):
-    m = _grid(20)
+def test_geometry_header_forms():
+    """Float32 inputs keep their quantisation in 17 bytes (the step recomputed exactly), others
+    in 33; both decode to the same grid."""
+    m64 = _grid(6)
+    m64.vertices = m64.vertices + 0.1  # not float32 values
+    m32 = Mesh(m64.vertices.astype(np.float32), m64.faces)
     codec = get_codec("meshtrav")
-    est = codec.estimated_bits(m, 5) / 8
-    real = len(codec.encode(m, 5).streams["conn"])
+    for mesh, size in ((m32, 17), (m64, 33)):
+        geom = codec.encode(mesh, 5).streams["geom"]
+        bits, origin, step, head = _unpack_header(geom)
+        q, o, s = g.quantise(mesh.vertices, 12)
+        assert (bits, head, step) == (12, size, s) and np.array_equal(origin, o)
+        _check(mesh, 5)
+    one_line_error(CodecError, _unpack_header, b"\x04" + b"\0" * 10, match="truncated")
+    one_line_error(CodecError, _unpack_header, b"\x0c" + b"\0" * 40, match="bad geometry")
+
+
+@pytest.mark.parametrize("make", [lambda: _grid(20), _revolution])
+def test_estimate_matches_size(make):
+    m = make()  # the revolution surface also codes palettes, options and gaps
+    codec = get_codec("meshtrav")
+    est = codec.estimated_bits(m, 9) / 8
+    geom = codec.encode(m, 9).streams["geom"]
+    real = len(geom) - _unpack_header(geom)[3]
     assert abs(real - est) <= 0.01 * est + 16
 
 
@@ -140,7 +268,7 @@ def test_golden_bitstream():
     assert digest == GOLDEN
 
 
-GOLDEN = "3af85561f4e8a822d22797e08d429fbf231f85758803dffe12711b8c4b9d0170"
+GOLDEN = "f043d297aa73cc751acec83e98ac17312001de1c36da866b84623de0c37fe53a"
 
 
 def test_bad_inputs_one_line():
@@ -158,23 +286,45 @@ def test_damaged_streams_fail_cleanly(rng):
     m = _grid(10)
     m.attributes["rgb"] = rng.integers(0, 256, (100, 3)).astype(np.uint8)
     enc = codec.encode(m, 6)
-    for name in ("conn", "a0", "geom"):
+    for name in ("a0", "geom"):
         data = enc.streams[name]
         for cut in (len(data) // 2, 5):
             bad = Encoded(enc.codec, enc.header, {**enc.streams, name: data[:cut]})
             with pytest.raises(CodecError) as err:
                 codec.decode(bad)
             assert "\n" not in str(err.value)
-    # random bytes in the connectivity stream
+    # random bytes in the range-coded part (connectivity and positions)
+    head = enc.streams["geom"][: _unpack_header(enc.streams["geom"])[3]]
     for seed in range(5):
-        junk = np.random.default_rng(seed).integers(0, 256, len(enc.streams["conn"]), np.uint8)
-        bad = Encoded(enc.codec, enc.header, {**enc.streams, "conn": junk.tobytes()})
+        size = len(enc.streams["geom"]) - len(head)
+        junk = np.random.default_rng(seed).integers(0, 256, size, np.uint8)
+        bad = Encoded(enc.codec, enc.header, {**enc.streams, "geom": head + junk.tobytes()})
         try:
             out = codec.decode(bad)
         except CodecError as err:
             assert "\n" not in str(err)
         else:
             assert len(out.faces) == len(m.faces)  # garbage that happens to decode
+
+
+def test_damaged_modes_fail_cleanly():
+    """Junk after a valid prefix of a stream that uses palettes, options and repeats: one-line
+    errors (or a mesh of the right size), never a crash or a hang."""
+    codec = get_codec("meshtrav")
+    enc = codec.encode(_revolution(), 9)
+    geom = enc.streams["geom"]
+    head = _unpack_header(geom)[3]
+    rng = np.random.default_rng(7)
+    for cut in (head + 8, (head + len(geom)) // 2, len(geom) - 6):
+        for _ in range(3):
+            junk = rng.integers(0, 256, len(geom) - cut, np.uint8).tobytes()
+            bad = Encoded(enc.codec, enc.header, {**enc.streams, "geom": geom[:cut] + junk})
+            try:
+                out = codec.decode(bad)
+            except CodecError as err:
+                assert "\n" not in str(err)
+            else:
+                assert len(out.faces) == enc.header["shape"][1]
 
 
 def test_file_round_trip_cli(tmp_path, run_cli, capsys):

@@ -8,26 +8,32 @@
           0 no triangle behind the gate (a border)     1 the third vertex is new
           2..7 it is the k-th candidate: a vertex joined to the gate's ends by a border edge
                of the coded part (most recent first; Edgebreaker's L / R / E cases)
-          8 anything else (S case, non-manifold): its index, counted back from the newest
-      + one orientation bit per triangle reached (0: consistent with its neighbour);
+          8 anything else (S case, non-manifold): steps along the border of the coded part from
+               the gate's end (+) or start (-), else (not met within 1024 steps) counted back
+      in contexts of the traversal state (coded triangles around the gate's ends, candidates,
+      previous symbol; one of four layouts, the encoder's pick), so the decoder decodes while it
+      traverses; + one orientation bit per triangle reached (0: consistent with its neighbour);
       when no gate is left, the next uncoded triangle starts a new part: 3 corners, each "new"
       or an index counted back (degenerate and non-manifold triangles end up here)
-    positions: vertices in order of first appearance, each predicted by the rounded mean of
-      every parallelogram (w, a, b | a, b, o) with a, b, o decoded before w, else by an earlier
-      neighbour, else the previous vertex; residuals with adaptive integer models whose set is
-      (kind of prediction, bit length of the local scale, axis); decoded and rebuilt in one C
-      loop (kernels/_adaptive.c, positions_decode)
-    all of the above: one adaptive range-coded stream "conn" (gate symbols with an order-2
-      context: the classes of the two previous symbols)
+    positions, in a greedy order from the connectivity (most parallelograms first; C): each
+      predicted by the rounded mean of every parallelogram (w, a, b | a, b, o) with a, b, o
+      coded before w, blended with the mean of w's coded neighbours (0 .. 6/8: the
+      encoder's pick for the mesh), or, where the encoder finds it pays, by one parallelogram it
+      names (creases); else by an earlier neighbour, else the previous vertex; per axis either
+      the residual or, when cheaper, the index residual into the axis' palette (its sorted
+      distinct values, sent as gaps); adaptive integer models with sets (kind of prediction,
+      bit length of the local scale, axis, palette); decoded and rebuilt in one C loop
+      (kernels/_adaptive.c, positions_decode)
+    all of the above: one range-coded stream after a 17 / 33-byte quantisation header ("geom")
     vertex attributes: lossless, in the decoder's vertex order (geometry.py); UVs quantised to
       the same bits over their bounding square, normals normalised and quantised as octahedral
       coordinates of bits - 2 each; residuals against the previous row, adaptive models
 
-Decoded: vertices renumbered in order of first appearance (unreferenced vertices last, in
-Morton order of their quantised positions), triangles in traversal order, each the same oriented
-triangle as in the input up to a rotation of its corners. Per-corner normals / UVs keep their own
-tables; their corner indexes follow the triangles, each predicted by the index of the previous
-corner of the same vertex.
+Decoded: vertices renumbered in the position order (unreferenced vertices last, in Morton order
+of their quantised positions), triangles in traversal order, each the same oriented triangle as
+in the input up to a rotation of its corners. Per-corner normals / UVs keep their own tables;
+their corner indexes follow the triangles, each predicted by the index of the previous corner of
+the same vertex.
 """
 
 from __future__ import annotations
@@ -44,6 +50,9 @@ from neuralcodec.entropy.adaptive import (
     POSITION_SCALES,
     AdaptiveDecoder,
     AdaptiveEncoder,
+    ideal_int_bits,
+    position_order,
+    repeat_partners,
     states,
 )
 from neuralcodec.entropy.rangecoder import DecodeError
@@ -51,14 +60,51 @@ from neuralcodec.entropy.rangecoder import DecodeError
 from . import geometry as g
 from .base import Codec, CodecError, Encoded, register
 
-MAGIC = b"NCMT"
+_HEAD64 = struct.Struct("<B3dd")  # mode byte, origin, step
+_HEAD32 = struct.Struct("<B3ff")  # mode byte, origin, the widest axis' largest coordinate
 NUM_CANDIDATES = 6
 BORDER, NEW, FIRST_CANDIDATE = 0, 1, 2
 EXPLICIT = FIRST_CANDIDATE + NUM_CANDIDATES
-_CONN_MARKOV = -5  # order 2: classes of the two previous symbols
 _KEY = 1 << 32
 NORMAL_BITS_BELOW = 2  # normals: octahedral coordinates of (bits per axis - 2) bits each
-_COUNTS = struct.Struct("<II")  # gate symbols, vertices reached by the traversal
+WALK_LIMIT = 1024  # border walks of explicit references stop after this many steps
+# context sets of the connectivity (64 contexts each): gate symbols (_State.symbol_set), then
+SYMBOL_SETS = 8 * 8 * 4 * 3
+FLIP_SET = SYMBOL_SETS  # orientation bits
+REF_SET = SYMBOL_SETS + 1  # corners of triangles that start a part
+WALK_SET = SYMBOL_SETS + 2  # explicit vertices: steps along the border (+ from v, - from u)
+EXPLICIT_SET = SYMBOL_SETS + 3  # explicit vertices not met by the walk: counted back
+PALETTE_SET = SYMBOL_SETS + 4  # which axes have a palette (bit k: axis k)
+COUNT_SET = SYMBOL_SETS + 5  # values in a palette
+BLEND_SET = SYMBOL_SETS + 6  # index into BLEND_WEIGHTS
+LAYOUT_SET = SYMBOL_SETS + 7  # symbol codes x context layout (first in the stream)
+SELECT_SET = SYMBOL_SETS + 8  # whether vertices may pick one parallelogram (0 / 1)
+DUPS_SET = SYMBOL_SETS + 9  # whether border vertices carry repeat flags (0 / 1)
+CONN_SETS = SYMBOL_SETS + 10
+
+
+def _layouts() -> np.ndarray:
+    """Context layouts of the gate symbols (the encoder picks the one that codes the mesh in
+    the fewest bits: fine ones for large meshes, coarse ones where few symbols would spread
+    over many contexts): [layout, feature code of _State.symbol_set] -> set."""
+    f = np.arange(SYMBOL_SETS)
+    prev, nc, tu, tv = f % 3, f // 3 % 4, f // 12 % 8, f // 96
+    return np.stack(
+        [
+            f,  # everything
+            ((tv * 4 + np.minimum(tu, 3)) * 4 + nc) * 3 + prev,  # u's triangles up to 3
+            (tv * 4 + nc) * 3 + prev,  # not u's triangles
+            tv * 3 + prev,  # v's triangles and the previous symbol only
+        ]
+    )
+
+
+_LAYOUTS = _layouts()
+# how gate symbols are written as integers (the encoder's pick, with the layout): as they are,
+# or with "new" as 0 (zero flag: new or not), the first candidate +1, border -1, the second
+# candidate +2, explicit -2, the others +3..+6 (every binary decision then carries information)
+_SYMBOL_CODES = np.array([[0, 1, 2, 3, 4, 5, 6, 7, 8], [-1, 0, 1, 2, 3, 4, 5, 6, -2]])
+BLEND_WEIGHTS = (0, 1, 2, 3, 4, 6)  # eighths of the neighbours' mean in the prediction (per mesh)
 
 
 class _State:
@@ -67,11 +113,14 @@ class _State:
     def __init__(self) -> None:
         self.edges: dict[int, int] = {}  # undirected edge -> coded triangles on it
         self.open: list[dict[int, None]] = []  # vertex -> neighbours over a border edge
+        self.tris: list[int] = []  # vertex -> coded triangles around it
         self.faces: list[tuple[int, int, int]] = []
         self.gates: list[tuple[int, int, int]] = []  # (u, v, opposite) with u -> v in its face
+        self.prev = 0  # class of the previous gate symbol
 
     def new_vertex(self) -> int:
         self.open.append({})
+        self.tris.append(0)
         return len(self.open) - 1
 
     def edge_count(self, u: int, v: int) -> int:
@@ -87,8 +136,40 @@ class _State:
                         return out
         return out
 
+    def symbol_set(self, u: int, v: int, ncand: int) -> int:
+        """What the gate u -> v's context is made of, as one number (0..767): coded triangles
+        around v and around u (0..7+ each), candidates (0..3+), class of the previous gate
+        symbol. ``_LAYOUTS`` maps it onto the context set of the mesh's layout."""
+        tv, tu = min(self.tris[v], 7), min(self.tris[u], 7)
+        return ((tv * 8 + tu) * 4 + min(ncand, 3)) * 3 + self.prev
+
+    def walk(self, a: int, b: int, target: int = -1, steps: int = 0) -> int:
+        """Along the border of the coded part from ``a`` (first step not back to ``b``): the
+        number of steps to ``target`` (0: not met within WALK_LIMIT steps or before the walk
+        returns to ``a``), or with ``steps`` > 0 the vertex reached after that many (-1: none)."""
+        opens = self.open
+        prev, cur = b, a
+        for d in range(1, (steps or WALK_LIMIT) + 1):
+            nxt = next((y for y in reversed(opens[cur]) if y != prev), -1)
+            if nxt < 0:
+                return -1 if steps else 0
+            prev, cur = cur, nxt
+            if steps:
+                continue
+            if cur == target:
+                return d
+            if cur == a:
+                return 0
+        return cur if steps else 0
+
     def add_face(self, a: int, b: int, c: int, entry: tuple[int, int] | None) -> None:
         self.faces.append((a, b, c))
+        tris = self.tris
+        tris[a] += 1
+        if b != a:
+            tris[b] += 1
+        if c != a and c != b:
+            tris[c] += 1
         if a in (b, c) or b == c:
             return
         edges, opens = self.edges, self.open
@@ -139,18 +220,17 @@ class _EdgeMap:
 
 
 def _traverse_encode(faces: np.ndarray, nverts: int):
-    """Encoder traversal: symbols, orientation bits, references, the new vertex order and, for
-    every output triangle, (original triangle, rotation)."""
+    """Encoder traversal: the coded (value, set) sequence in the decoder's order, the new vertex
+    order and, for every output triangle, (original triangle, rotation)."""
     emap = _EdgeMap(faces)
     flist = faces.tolist()
     coded = bytearray(len(flist))
     new_of = [-1] * nverts
     orig_of: list[int] = []
     st = _State()
-    symbols: list[int] = []
-    flips: list[int] = []
-    refs: list[int] = []  # start triangles' corners: 0 = new, else counted back
-    explicit: list[int] = []  # EXPLICIT symbols' vertices, counted back
+    vals: list[int] = []
+    sets: list[int] = []
+    sym_pos: list[int] = []  # where the gate symbols are in vals / sets
     placement: list[tuple[int, int]] = []  # (original face, rotation)
     next_start = 0
     total = len(flist)
@@ -162,11 +242,12 @@ def _traverse_encode(faces: np.ndarray, nverts: int):
             corners = []
             for ov in flist[f]:
                 if new_of[ov] < 0:
-                    refs.append(0)
+                    vals.append(0)
                     new_of[ov] = st.new_vertex()
                     orig_of.append(ov)
                 else:
-                    refs.append(len(orig_of) - new_of[ov])
+                    vals.append(len(orig_of) - new_of[ov])
+                sets.append(REF_SET)
                 corners.append(new_of[ov])
             coded[f] = 1
             placement.append((f, 0))
@@ -177,8 +258,12 @@ def _traverse_encode(faces: np.ndarray, nverts: int):
             continue
         ou, ov = orig_of[u], orig_of[v]
         f = next((x for x in emap.faces(ou, ov) if not coded[x]), -1)
+        cands = st.candidates(u, v)
+        sym_pos.append(len(sets))
+        sets.append(st.symbol_set(u, v, len(cands)))
         if f < 0:
-            symbols.append(BORDER)
+            vals.append(BORDER)
+            st.prev = 0
             continue
         tri = flist[f]
         i = tri.index(ou)
@@ -187,94 +272,120 @@ def _traverse_encode(faces: np.ndarray, nverts: int):
             ow, rot = tri[(i + 1) % 3], (i + 2) % 3  # output (v, u, w) = tri rotated
         else:
             ow, rot = tri[(i + 2) % 3], i  # output (u, v, w)
+        extra: list[tuple[int, int]] = []
         if new_of[ow] < 0:
-            symbols.append(NEW)
+            vals.append(NEW)
             new_of[ow] = st.new_vertex()
             orig_of.append(ow)
             w = new_of[ow]
         else:
             w = new_of[ow]
-            cands = st.candidates(u, v)
             if w in cands:
-                symbols.append(FIRST_CANDIDATE + cands.index(w))
+                vals.append(FIRST_CANDIDATE + cands.index(w))
             else:
-                symbols.append(EXPLICIT)
-                explicit.append(len(orig_of) - w)
-        flips.append(0 if consistent else 1)
+                vals.append(EXPLICIT)
+                d = st.walk(v, u, w)
+                if not d:
+                    d = -st.walk(u, v, w)
+                extra.append((d, WALK_SET))
+                if not d:
+                    extra.append((len(orig_of) - w, EXPLICIT_SET))
+        st.prev = 1 if vals[-1] == NEW else 2
+        vals.append(0 if consistent else 1)
+        sets.append(FLIP_SET)
+        for x, y in extra:
+            vals.append(x)
+            sets.append(y)
         coded[f] = 1
         placement.append((f, rot))
         if consistent:
             st.add_face(v, u, w, (v, u))
         else:
             st.add_face(u, v, w, (u, v))
-    return symbols, flips, refs, explicit, np.array(orig_of), st.faces, placement
+    # the symbol codes and context layout that code these symbols in the fewest bits, sent first
+    vals_arr, sets_arr = np.array(vals, np.int64), np.array(sets, np.int64)
+    pos = np.array(sym_pos, np.int64)
+    best = (np.inf, 0)
+    for m, codes in enumerate(_SYMBOL_CODES):
+        coded = codes[vals_arr[pos]]
+        for i, lay in enumerate(_LAYOUTS):
+            cost = ideal_int_bits(coded, lay[sets_arr[pos]], states(SYMBOL_SETS * INT_CONTEXTS))
+            if cost < best[0]:
+                best = (cost, m * len(_LAYOUTS) + i)
+    mode = best[1]
+    vals_arr[pos] = _SYMBOL_CODES[mode // len(_LAYOUTS)][vals_arr[pos]]
+    sets_arr[pos] = _LAYOUTS[mode % len(_LAYOUTS)][sets_arr[pos]]
+    vals = [mode] + vals_arr.tolist()
+    sets = [LAYOUT_SET] + sets_arr.tolist()
+    return vals, sets, np.array(orig_of), st.faces, placement
 
 
-def _traverse_decode(symbols, flips, refs, explicit, nfaces: int, nverts: int):
+def _traverse_decode(dec: AdaptiveDecoder, st_conn: np.ndarray, nfaces: int, nverts: int):
+    """Decodes the connectivity while replaying the traversal (its state gives the contexts)."""
     st = _State()
-    si = fi = ri = xi = 0
-    nsym = len(symbols)
-    try:
-        while len(st.faces) < nfaces:
-            if not st.gates:
-                corners = []
-                for _ in range(3):
-                    r = refs[ri]
-                    ri += 1
-                    if r == 0:
-                        corners.append(st.new_vertex())
-                    elif 1 <= r <= len(st.open):
-                        corners.append(len(st.open) - r)
-                    else:
-                        raise CodecError("meshtrav: corrupt stream (bad vertex reference)")
-                st.add_face(*corners, None)
-                continue
-            u, v, _ = st.gates.pop()
-            if st.edge_count(u, v) != 1:
-                continue
-            if si >= nsym:
-                raise CodecError("meshtrav: corrupt stream (traversal needs more symbols)")
-            s = symbols[si]
-            si += 1
-            if s == BORDER:
-                continue
-            if s == NEW:
-                w = st.new_vertex()
-            elif FIRST_CANDIDATE <= s < EXPLICIT:
-                cands = st.candidates(u, v)
-                if s - FIRST_CANDIDATE >= len(cands):
-                    raise CodecError("meshtrav: corrupt stream (no such candidate)")
-                w = cands[s - FIRST_CANDIDATE]
-            elif s == EXPLICIT:
-                r = explicit[xi]
-                xi += 1
+    step = dec.code_step
+    mode = step(st_conn, LAYOUT_SET)
+    if not 0 <= mode < len(_LAYOUTS) * len(_SYMBOL_CODES):
+        raise CodecError("meshtrav: corrupt stream (bad context layout)")
+    lay = _LAYOUTS[mode % len(_LAYOUTS)].tolist()
+    codes = _SYMBOL_CODES[mode // len(_LAYOUTS)]
+    symbol_of = {int(c): k for k, c in enumerate(codes)}
+    noflip = int(codes[BORDER])
+    while len(st.faces) < nfaces:
+        if not st.gates:
+            corners = []
+            for _ in range(3):
+                r = step(st_conn, REF_SET)
+                if r == 0:
+                    corners.append(st.new_vertex())
+                elif 1 <= r <= len(st.open):
+                    corners.append(len(st.open) - r)
+                else:
+                    raise CodecError("meshtrav: corrupt stream (bad vertex reference)")
+            st.add_face(*corners, None)
+            if len(st.open) > nverts:
+                raise CodecError("meshtrav: corrupt stream (more vertices than the header says)")
+            continue
+        u, v, _ = st.gates.pop()
+        if st.edge_count(u, v) != 1:
+            continue
+        cands = st.candidates(u, v)
+        code = step(st_conn, lay[st.symbol_set(u, v, len(cands))], FLIP_SET, noflip)
+        s, flip = symbol_of.get(code >> 1, -1), code & 1
+        if s == BORDER:
+            st.prev = 0
+            continue
+        if s == NEW:
+            w = st.new_vertex()
+        elif FIRST_CANDIDATE <= s < EXPLICIT:
+            if s - FIRST_CANDIDATE >= len(cands):
+                raise CodecError("meshtrav: corrupt stream (no such candidate)")
+            w = cands[s - FIRST_CANDIDATE]
+        elif s == EXPLICIT:
+            d = step(st_conn, WALK_SET)
+            if d > 0 and d <= WALK_LIMIT:
+                w = st.walk(v, u, steps=d)
+            elif d < 0 and -d <= WALK_LIMIT:
+                w = st.walk(u, v, steps=-d)
+            elif d == 0:
+                r = step(st_conn, EXPLICIT_SET)
                 if not 1 <= r <= len(st.open):
                     raise CodecError("meshtrav: corrupt stream (bad vertex reference)")
                 w = len(st.open) - r
             else:
-                raise CodecError("meshtrav: corrupt stream (unknown symbol)")
-            flip = flips[fi]
-            fi += 1
-            if flip:
-                st.add_face(u, v, w, (u, v))
-            else:
-                st.add_face(v, u, w, (v, u))
-            if len(st.open) > nverts:
-                raise CodecError("meshtrav: corrupt stream (more vertices than the header says)")
-    except IndexError:
-        raise CodecError("meshtrav: corrupt stream (ran out of symbols)") from None
-    if si != nsym or ri != len(refs) or fi != len(flips) or xi != len(explicit):
-        raise CodecError("meshtrav: corrupt stream (symbols left over)")
-    if len(st.open) > nverts:
-        raise CodecError("meshtrav: corrupt stream (more vertices than the header says)")
+                w = -1
+            if w < 0 or w in (u, v):
+                raise CodecError("meshtrav: corrupt stream (bad border walk)")
+        else:
+            raise CodecError("meshtrav: corrupt stream (unknown symbol)")
+        st.prev = 1 if s == NEW else 2
+        if flip:
+            st.add_face(u, v, w, (u, v))
+        else:
+            st.add_face(v, u, w, (v, u))
+        if len(st.open) > nverts:
+            raise CodecError("meshtrav: corrupt stream (more vertices than the header says)")
     return np.array(st.faces, dtype=np.int64).reshape(-1, 3), len(st.open)
-
-
-def _counts(symbols: np.ndarray, nfaces: int) -> tuple[int, int, int]:
-    """(triangles reached through gates, start corners, explicit references) the gate symbols
-    imply."""
-    reached = int(np.count_nonzero(symbols != BORDER))
-    return reached, 3 * (nfaces - reached), int(np.count_nonzero(symbols == EXPLICIT))
 
 
 def _append_unused(orig_of: np.ndarray, q: np.ndarray) -> np.ndarray:
@@ -288,6 +399,21 @@ def _append_unused(orig_of: np.ndarray, q: np.ndarray) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- prediction
+
+
+def _position_order(faces: np.ndarray, nused: int, nverts: int) -> np.ndarray:
+    """The order in which positions are coded (connectivity only, so the decoder finds it too):
+    greedily the vertex with the most triangles whose two other corners are already coded (the
+    most parallelograms), then the most coded neighbours, then the lowest number; a new part
+    starts at its lowest-numbered vertex. Unreferenced vertices (numbers >= nused) stay last."""
+    f = faces[
+        (faces[:, 0] != faces[:, 1]) & (faces[:, 1] != faces[:, 2]) & (faces[:, 0] != faces[:, 2])
+    ]
+    rots = np.concatenate([f, f[:, [1, 2, 0]], f[:, [2, 0, 1]]])
+    rots = rots[np.argsort(rots[:, 0], kind="stable")]
+    starts = np.searchsorted(rots[:, 0], np.arange(nused + 1))
+    order = position_order(starts, rots[:, 1:])
+    return np.concatenate([order, np.arange(nused, nverts)]).astype(np.int64)
 
 
 def _predictors(faces: np.ndarray, nverts: int):
@@ -327,18 +453,43 @@ def _predictors(faces: np.ndarray, nverts: int):
     return starts, np.ascontiguousarray(tri[:, 1:], np.int32), refs.astype(np.int32), kind
 
 
-def _predict(q: np.ndarray, starts, tri, refs, top: int) -> np.ndarray:
-    """The decoder's predictions for known positions ``q`` (V x 3 int64), vectorised."""
+def _earlier_neighbours(faces: np.ndarray, nv: int) -> tuple[np.ndarray, np.ndarray]:
+    """(CSR starts, neighbours) of every vertex's lower-numbered neighbours over the edges of
+    non-degenerate triangles, each neighbour once, ascending."""
+    f = faces[
+        (faces[:, 0] != faces[:, 1]) & (faces[:, 1] != faces[:, 2]) & (faces[:, 0] != faces[:, 2])
+    ]
+    e = np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]])
+    e = np.concatenate([e, e[:, ::-1]])
+    e = e[e[:, 1] < e[:, 0]]
+    e = np.unique(e, axis=0) if len(e) else e.reshape(0, 2)
+    starts = np.searchsorted(e[:, 0], np.arange(nv + 1))
+    return starts.astype(np.int32), e[:, 1].astype(np.int32)
+
+
+def _predict(q: np.ndarray, starts, tri, refs, top: int, nb=None, weight=(0, 0)) -> np.ndarray:
+    """The decoder's predictions for known positions ``q`` (V x 3 int64), vectorised; blended
+    with the mean of the earlier neighbours ``nb`` by ``weight`` (eighths: for vertices with 2+
+    parallelograms, for those with one)."""
     nv = len(q)
     pred = np.zeros((nv, 3), np.int64)
     count = np.diff(starts).astype(np.int64)
+    has = count > 0
     if len(tri):
         para = q[tri[:, 0]] + q[tri[:, 1]] - q[tri[:, 2]]
         owner = np.repeat(np.arange(nv), count)
         sums = np.zeros((nv, 3), np.int64)
         np.add.at(sums, owner, para)
-        has = count > 0
         pred[has] = (2 * sums[has] + count[has, None]) // (2 * count[has, None])
+    if any(weight) and nb is not None:
+        nbs, nbr = nb
+        m = np.diff(nbs).astype(np.int64)
+        csum = np.zeros((nv, 3), np.int64)
+        np.add.at(csum, np.repeat(np.arange(nv), m), q[nbr])
+        sel = has & (m >= 2)
+        t = np.where(count[sel] >= 2, weight[0], weight[1])[:, None]
+        mean = (2 * csum[sel] + m[sel, None]) // (2 * m[sel, None])
+        pred[sel] = ((8 - t) * pred[sel] + t * mean + 4) // 8
     fb = (count == 0) & (refs >= 0)
     pred[fb] = q[refs[fb]]
     return np.clip(pred, 0, top)
@@ -371,7 +522,120 @@ def _position_sets(q: np.ndarray, starts, tri, kind) -> np.ndarray:
 
 
 _POS_MARKOV = 1
-_POS_STATES = POSITION_KINDS * POSITION_SCALES * 3 * _POS_MARKOV * INT_CONTEXTS
+_PALETTE_SHIFT = POSITION_KINDS * POSITION_SCALES * 3  # sets of palette axes come after these
+_OPT_BASE = 2 * _PALETTE_SHIFT  # sets of the parallelogram choices (24 of them)
+_DUP_BASE = _OPT_BASE + 24  # sets of the repeat flags (2: after a 0 / a 1)
+_POS_STATES = (_DUP_BASE + 2) * INT_CONTEXTS  # (markov 1)
+DUP_WINDOW = 4096  # repeats look among the last this many border vertices (POS_DUP_WINDOW in C)
+
+
+def _border_vertices(faces: np.ndarray, nv: int) -> np.ndarray:
+    """Whether each vertex is on an edge of exactly one non-degenerate triangle."""
+    f = faces[
+        (faces[:, 0] != faces[:, 1]) & (faces[:, 1] != faces[:, 2]) & (faces[:, 0] != faces[:, 2])
+    ]
+    e = np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]])
+    key = np.minimum(e[:, 0], e[:, 1]) * _KEY + np.maximum(e[:, 0], e[:, 1])
+    uniq, first, count = np.unique(key, return_index=True, return_counts=True)
+    out = np.zeros(nv, bool)
+    single = first[count == 1]
+    out[e[single, 0]] = True
+    out[e[single, 1]] = True
+    return out
+
+
+def _repeats(qn: np.ndarray, pred: np.ndarray, border: np.ndarray) -> np.ndarray:
+    """The border vertices whose position is that of the earlier border vertex nearest (L1) to
+    their prediction among the last DUP_WINDOW ones (ties: the newest), as the C loop finds it:
+    split vertices along seams (UV or material seams, patch borders)."""
+    dup = np.zeros(len(qn), bool)
+    bidx = np.flatnonzero(border)
+    if len(bidx) < 2 or len(np.unique(qn[bidx], axis=0)) == len(bidx):
+        return dup  # no border vertex shares a position: nothing to find
+    partner = repeat_partners(qn, np.clip(pred, 0, None), bidx).astype(np.int64)
+    found = partner >= 0
+    same = (qn[np.maximum(partner, 0)] == qn[bidx]).all(axis=1) & found
+    dup[bidx[same]] = True
+    return dup
+
+
+def _selections(qn: np.ndarray, starts, tri, pred: np.ndarray, top: int, quarters: int = 2):
+    """Where one parallelogram predicts a vertex much better than the blend of all of them
+    (the others cross a crease): (option per vertex, 0 = keep, k = the k-th parallelogram;
+    its context set, -1 where none is coded; the predictions with the options applied). The
+    choice is the encoder's: the one with the smallest L1 error when that is under ``quarters``
+    quarters of the blend's (less 1)."""
+    nv = len(qn)
+    count = np.diff(starts).astype(np.int64)
+    opt = np.zeros(nv, np.int64)
+    ctx = np.full(nv, -1, np.int64)
+    multi = count >= 2
+    if not multi.any():
+        return opt, ctx, pred
+    para = qn[tri[:, 0]] + qn[tri[:, 1]] - qn[tri[:, 2]]
+    owner = np.repeat(np.arange(nv), count)
+    hi = np.full((nv, 3), np.iinfo(np.int64).min)
+    lo = np.full((nv, 3), np.iinfo(np.int64).max)
+    np.maximum.at(hi, owner, para)
+    np.minimum.at(lo, owner, para)
+    first = tri[starts[:-1][multi]]
+    edge = np.abs(qn[first[:, 0]] - qn[first[:, 1]]).sum(axis=1)
+    spread = (hi[multi] - lo[multi]).sum(axis=1)
+    cls = np.clip(_bit_length(spread) - _bit_length(edge) + 4, 0, 7)
+    ctx[multi] = _OPT_BASE + cls * 3 + np.minimum(count[multi], 4) - 2
+    err = np.abs(qn[owner] - np.clip(para, 0, top)).sum(axis=1)
+    within = np.arange(len(tri)) - np.repeat(starts[:-1].astype(np.int64), count)
+    order = np.lexsort((within, err, owner))
+    head = np.r_[True, owner[order][1:] != owner[order][:-1]]
+    best = np.full(nv, -1, np.int64)
+    best[owner[order][head]] = order[head]
+    e0 = np.abs(qn - pred).sum(axis=1)
+    choose = multi & (4 * err[np.maximum(best, 0)] < quarters * e0 - 4)
+    opt[choose] = within[best[choose]] + 1
+    out = pred.copy()
+    out[choose] = np.clip(para[best[choose]], 0, top)
+    return opt, ctx, out
+
+
+_GAP_MARKOV = 4  # palette gaps: context on the bit length of the previous gap
+
+
+def _nearest_index(palette: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """Index of the palette value nearest each p (the lower on a tie), as the C loop finds it."""
+    n = len(palette)
+    j = np.searchsorted(palette, p, side="left")
+    jj = np.minimum(j, n - 1)
+    below = palette[np.maximum(j - 1, 0)]
+    take_lower = (j > 0) & ((j == n) | (p - below <= palette[jj] - p))
+    return np.where(take_lower, j - 1, jj)
+
+
+def _ideal_bits(values: np.ndarray, sets: np.ndarray, nstates: int, markov: int = 1) -> float:
+    return ideal_int_bits(values, sets, states(nstates), markov)
+
+
+def _palettes(qn: np.ndarray, pred: np.ndarray, resid: np.ndarray, sets: np.ndarray):
+    """Per axis, whether coding the coordinate as an index into the sorted distinct values the
+    axis takes (a palette, sent as gaps) is cheaper than the plain residual: the case of inputs
+    whose precision is coarser than the quantisation (every value a few steps from the next) or
+    whose vertices share coordinates (surfaces of revolution, CAD parts, mirrored halves).
+    Returns (mask, palettes, residuals, sets) with the chosen residuals and sets (V x 3)."""
+    mask, pals = 0, []
+    resid, sets = resid.copy(), sets.copy()
+    for k in range(3):
+        pal = np.unique(qn[:, k])
+        r = np.searchsorted(pal, qn[:, k]) - _nearest_index(pal, pred[:, k])
+        gaps = np.diff(np.r_[-1, pal]) - 1
+        plain = _ideal_bits(resid[:, k], sets[:, k], _POS_STATES)
+        paletted = _ideal_bits(r, sets[:, k] + _PALETTE_SHIFT, _POS_STATES) + _ideal_bits(
+            gaps, np.zeros(len(gaps)), _GAP_MARKOV * INT_CONTEXTS, _GAP_MARKOV
+        )
+        if paletted + 32 < plain:
+            mask |= 1 << k
+            pals.append(pal)
+            resid[:, k] = r
+            sets[:, k] += _PALETTE_SHIFT
+    return mask, pals, resid, sets
 
 
 CORNER_MODE = 100  # per-corner table indexes, predicted from the corner's vertex
@@ -425,6 +689,178 @@ def _decode_corner_indexes(data: bytes, vertices: np.ndarray) -> np.ndarray:
     return arr
 
 
+def _encode_geometry(faces: np.ndarray, q: np.ndarray, top: int):
+    """(range-coded connectivity + positions, ideal bits, new vertex order, new triangles,
+    placement of every output triangle, ideal bits of each part and the modes chosen)."""
+    nv = len(q)
+    vals, sets, orig_of, new_faces, placement = _traverse_encode(faces, nv)
+    nused = len(orig_of)
+    orig_of = _append_unused(orig_of, q)
+    new_faces = np.array(new_faces, dtype=np.int64).reshape(-1, 3)
+    order = _position_order(new_faces, nused, nv)
+    rank = np.empty(nv, np.int64)
+    rank[order] = np.arange(nv)
+    new_faces, orig_of = rank[new_faces], orig_of[order]
+    qn = q[orig_of]
+    starts, tri, prefs, kind = _predictors(new_faces, nv)
+    pos_sets = _position_sets(qn, starts, tri, kind).reshape(-1, 3)
+    nb = _earlier_neighbours(new_faces, nv)
+    # the blends of the neighbours' mean that code this mesh's positions in the fewest bits, one
+    # for vertices with 2+ parallelograms, one for those with one (their contexts are apart, so
+    # their costs add up and each is chosen on its own)
+    costs = np.zeros((len(BLEND_WEIGHTS), 2))
+    for i, wt in enumerate(BLEND_WEIGHTS):
+        resid = qn - _predict(qn, starts, tri, prefs, top, nb, (wt, wt))
+        for k in (0, 1):
+            rows = kind == k
+            costs[i, k] = _ideal_bits(
+                resid[rows].reshape(-1), pos_sets[rows].reshape(-1), _POS_STATES
+            )
+    blend = [int(np.argmin(costs[:, 0])), int(np.argmin(costs[:, 1]))]
+    weights = (BLEND_WEIGHTS[blend[0]], BLEND_WEIGHTS[blend[1]])
+    pred = _predict(qn, starts, tri, prefs, top, nb, weights)
+    plain = _ideal_bits((qn - pred).reshape(-1), pos_sets.reshape(-1), _POS_STATES)
+    # where single parallelograms pay (creases), under the choice rule that codes fewest bits
+    select, sel_best = 0, (plain, None, None, None, None)
+    for quarters in (1, 2, 3):
+        opt_q, opt_sets_q, chosen = _selections(qn, starts, tri, pred, top, quarters)
+        coded_q = opt_sets_q >= 0
+        sel_sets = pos_sets.copy()  # vertices predicted by one chosen parallelogram: last kind
+        sel_sets[opt_q > 0] += ((POSITION_KINDS - 1 - kind[opt_q > 0]) * POSITION_SCALES * 3)[
+            :, None
+        ]
+        cost = _ideal_bits((qn - chosen).reshape(-1), sel_sets.reshape(-1), _POS_STATES)
+        cost += _ideal_bits(opt_q[coded_q], opt_sets_q[coded_q], _POS_STATES)
+        if cost < sel_best[0]:
+            select, sel_best = 1, (cost, opt_q, opt_sets_q, chosen, sel_sets)
+    if select:
+        _, opt, opt_sets, pred, pos_sets = sel_best
+        coded = opt_sets >= 0
+    if not select:
+        coded = np.zeros(nv, bool)
+        opt, opt_sets = np.zeros(nv, np.int64), np.full(nv, -1, np.int64)
+    # repeated positions on borders (seams): a flag instead of residuals, where that pays
+    border = _border_vertices(new_faces, nv)
+    dup = _repeats(qn, pred, border)
+    flagged = border & (np.cumsum(border) > 1)  # every border vertex but the first
+    dups = 0
+    if dup.any():
+        prev_flag = np.r_[0, dup[flagged][:-1]].astype(np.int64)
+        flags_cost = _ideal_bits(dup[flagged], _DUP_BASE + prev_flag, _POS_STATES)
+        rows = dup[:, None].repeat(3, axis=1)
+        saved = _ideal_bits((qn - pred)[rows], pos_sets[rows], _POS_STATES)
+        dups = int(flags_cost < saved)
+    if not dups:
+        dup[:] = False
+    keep = ~dup
+    mask, pals, resid_keep, sets_keep = _palettes(
+        qn[keep], pred[keep], (qn - pred)[keep], pos_sets[keep]
+    )
+    resid, pos_sets = np.zeros((nv, 3), np.int64), pos_sets.copy()
+    resid[keep], pos_sets[keep] = resid_keep, sets_keep
+    enc = AdaptiveEncoder()
+    st_conn = states(CONN_SETS * INT_CONTEXTS)
+    vals += [*blend, select, dups, mask] + [len(p) for p in pals]
+    sets += [BLEND_SET, BLEND_SET, SELECT_SET, DUPS_SET, PALETTE_SET] + [COUNT_SET] * len(pals)
+    enc.code_ints(np.array(vals, np.int32), np.array(sets, np.int32), st_conn)
+    st_gaps = states(_GAP_MARKOV * INT_CONTEXTS)
+    for p in pals:
+        gaps = np.diff(np.r_[-1, p]) - 1
+        enc.code_ints(gaps, np.zeros(len(gaps), np.int32), st_gaps, _GAP_MARKOV)
+    conn_bits = enc.bits
+    if select or dups:  # per vertex: its option, its repeat flag, its residuals (if any)
+        has_flag = flagged if dups else np.zeros(nv, bool)
+        width = coded.astype(np.int64) + has_flag + 3 * keep
+        at = np.cumsum(width) - width
+        values = np.zeros(int(width.sum()), np.int64)
+        where = np.zeros_like(values)
+        values[at[coded]], where[at[coded]] = opt[coded], opt_sets[coded]
+        fat = at + coded
+        prev_flag = np.r_[0, dup[has_flag][:-1]].astype(np.int64)
+        values[fat[has_flag]], where[fat[has_flag]] = dup[has_flag], _DUP_BASE + prev_flag
+        slots = (fat + has_flag)[keep][:, None] + np.arange(3)[None, :]
+        values[slots], where[slots] = resid[keep], pos_sets[keep]
+        resid, pos_sets = values, where
+    enc.code_ints(resid.reshape(-1), pos_sets.reshape(-1), states(_POS_STATES), _POS_MARKOV)
+    parts = {
+        "connectivity": conn_bits,
+        "positions": enc.bits - conn_bits,
+        "layout": vals[0] % 4,
+        "symbol_codes": vals[0] // 4,
+        "blend": weights,
+        "select": select,
+        "palettes": mask,
+        "repeats": int(dup.sum()),
+    }
+    return enc.finish(), enc.bits, orig_of, new_faces, placement, parts
+
+
+def _decode_palettes(dec: AdaptiveDecoder, st_conn: np.ndarray, nv: int, top: int):
+    """(concatenated palettes, offsets of the 3 axes' palettes), as ``_encode_geometry`` wrote."""
+    mask = dec.code_step(st_conn, PALETTE_SET)
+    if not 0 <= mask <= 7:
+        raise CodecError("meshtrav: corrupt stream (bad palette mask)")
+    counts = []
+    for k in range(3):
+        n = dec.code_step(st_conn, COUNT_SET) if mask >> k & 1 else 0
+        if mask >> k & 1 and not 1 <= n <= nv:
+            raise CodecError("meshtrav: corrupt stream (bad palette size)")
+        counts.append(n)
+    st_gaps = states(_GAP_MARKOV * INT_CONTEXTS)
+    parts = []
+    for n in counts:
+        if n:
+            gaps = dec.code_ints(np.zeros(n, np.int32), st_gaps, _GAP_MARKOV).astype(np.int64)
+            if gaps.min() < 0:
+                raise CodecError("meshtrav: corrupt stream (bad palette gap)")
+            values = np.cumsum(gaps + 1) - 1
+            if values[-1] > top:
+                raise CodecError("meshtrav: corrupt stream (palette value out of range)")
+            parts.append(values)
+    offsets = np.r_[0, np.cumsum(counts)]
+    pal = np.concatenate(parts) if parts else np.zeros(0, np.int64)
+    return pal.astype(np.int32), offsets.astype(np.int32)
+
+
+def _pack_header(vertices: np.ndarray, bits: int, origin: np.ndarray, step: float) -> bytes:
+    """The quantisation in 17 or 33 bytes. Mode byte: bits - 8 (bits 0..3), float32 form
+    (bit 4), the widest axis (bits 5..6). Float32 form, when the bounding box corners are float32
+    values (float32 inputs): origin and the widest axis' largest coordinate as float32, from which
+    the decoder recomputes the step exactly as ``geometry.quantise`` did; else origin and step as
+    float64."""
+    x = np.asarray(vertices, np.float64)
+    top = x.max(axis=0)
+    axis = int(np.argmax(top - origin))
+    o32, t32 = origin.astype(np.float32), np.float32(top[axis])
+    exact = (o32 == origin).all() and t32 == top[axis] and top[axis] > origin[axis]
+    if exact and float(top[axis] - origin[axis]) / ((1 << bits) - 1) == step:
+        mode = (bits - 8) | 16 | axis << 5
+        return _HEAD32.pack(mode, *(float(v) for v in o32), float(t32))
+    return _HEAD64.pack(bits - 8, *(float(v) for v in origin), float(step))
+
+
+def _unpack_header(data: bytes) -> tuple[int, np.ndarray, float, int]:
+    """(bits, origin, step, header size) of a geometry stream."""
+    if not data:
+        raise CodecError("meshtrav: empty geometry stream")
+    mode = data[0]
+    bits, axis = 8 + (mode & 15), mode >> 5 & 3
+    if mode & 128 or bits > g.MAX_BITS or axis > 2:
+        raise CodecError("meshtrav: bad geometry header")
+    head = _HEAD32 if mode & 16 else _HEAD64
+    if len(data) < head.size:
+        raise CodecError("meshtrav: truncated geometry header")
+    _, *vals = head.unpack(data[: head.size])
+    origin = np.array(vals[:3], np.float64)
+    if mode & 16:
+        step = float(np.float64(vals[3]) - origin[axis]) / ((1 << bits) - 1)
+    else:
+        step = float(vals[3])
+    if not (np.isfinite(origin).all() and np.isfinite(step) and step > 0):
+        raise CodecError("meshtrav: non-finite origin or step in the geometry header")
+    return bits, origin, step, head.size
+
+
 # ----------------------------------------------------------------------------- codec
 
 
@@ -453,31 +889,9 @@ class TraversalMeshCodec(Codec):
         bits = g.quality_to_bits(self.check_quality(quality))
         top = (1 << bits) - 1
         faces = np.asarray(mesh.faces, dtype=np.int64)
-        nv = len(mesh.vertices)
         q, origin, step = g.quantise(mesh.vertices, bits)
-        symbols, flips, refs, explicit, orig_of, new_faces, placement = _traverse_encode(faces, nv)
-        orig_of = _append_unused(orig_of, q)
-        new_faces = np.array(new_faces, dtype=np.int64).reshape(-1, 3)
-        qn = q[orig_of]
-        starts, tri, prefs, kind = _predictors(new_faces, nv)
-        resid = qn - _predict(qn, starts, tri, prefs, top)
-        enc = AdaptiveEncoder()
-        sym = np.array(symbols, np.int32)
-        enc.code_ints(
-            sym, np.zeros(len(sym), np.int32), states(_CONN_MARKOV**2 * INT_CONTEXTS), _CONN_MARKOV
-        )
-        enc.code_bits(np.array(flips, np.int32), np.zeros(len(flips), np.int32), states(1))
-        enc.code_ints(np.array(refs, np.int32), np.zeros(len(refs), np.int32), states(INT_CONTEXTS))
-        enc.code_ints(
-            np.array(explicit, np.int32), np.zeros(len(explicit), np.int32), states(INT_CONTEXTS)
-        )
-        sets = _position_sets(qn, starts, tri, kind)
-        enc.code_ints(resid.reshape(-1), sets, states(_POS_STATES), _POS_MARKOV)
-        streams = {
-            "geom": g.pack_geometry(MAGIC, bits, origin, step) + _COUNTS.pack(len(sym), 0),
-            "conn": enc.finish(),
-        }
-        estimate = enc.bits
+        geometry, estimate, orig_of, new_faces, placement, _ = _encode_geometry(faces, q, top)
+        streams = {"geom": _pack_header(mesh.vertices, bits, origin, step) + geometry}
         descs = []
         face_idx = np.array([p[0] for p in placement], np.int64)
         rot = np.array([p[1] for p in placement], np.int64)
@@ -506,7 +920,8 @@ class TraversalMeshCodec(Codec):
                 stream, desc = g.encode_attribute(arr)
             streams[f"a{i}"] = stream
             descs.append({"key": key, "rows": len(arr), **desc})
-        streams["attrs"] = g.pack_json(descs)
+        if descs:  # geometry-only meshes carry no attribute list
+            streams["attrs"] = g.pack_json(descs)
         return streams, estimate, bits
 
     def encode(self, data: Any, quality: int) -> Encoded:
@@ -524,43 +939,58 @@ class TraversalMeshCodec(Codec):
 
     def decode(self, encoded: Encoded) -> Mesh:
         streams = encoded.streams
-        missing = [s for s in ("geom", "conn", "attrs") if s not in streams]
-        if missing:
-            raise CodecError(f"meshtrav: missing streams {', '.join(missing)}")
+        if "geom" not in streams:
+            raise CodecError("meshtrav: missing stream geom")
         head = bytes(streams["geom"])
-        size = len(head) - _COUNTS.size
-        bits, origin, step = g.unpack_geometry(MAGIC, head[:size], "meshtrav")
-        nsym, _ = _COUNTS.unpack(head[size:])
+        bits, origin, step, size = _unpack_header(head)
         try:
             nv, nf = (int(x) for x in encoded.header["shape"])
         except (KeyError, TypeError, ValueError):
             raise CodecError("meshtrav: header has no vertex / face counts") from None
-        if not (1 <= nv <= MAX_VERTICES and 1 <= nf <= MAX_FACES) or nsym > 3 * nf + 3:
+        if not (1 <= nv <= MAX_VERTICES and 1 <= nf <= MAX_FACES):
             raise CodecError("meshtrav: header counts out of range")
         try:
-            dec = AdaptiveDecoder(streams["conn"])
-            sym = dec.code_ints(
-                np.zeros(nsym, np.int32), states(_CONN_MARKOV**2 * INT_CONTEXTS), _CONN_MARKOV
-            )
-            reached, nstart, nexplicit = _counts(sym, nf)
-            if reached > nf:
-                raise CodecError("meshtrav: corrupt stream (too many triangles)")
-            flips = dec.code_bits(np.zeros(reached, np.int32), states(1))
-            refs = dec.code_ints(np.zeros(nstart, np.int32), states(INT_CONTEXTS))
-            explicit = dec.code_ints(np.zeros(nexplicit, np.int32), states(INT_CONTEXTS))
-            faces, _ = _traverse_decode(
-                sym.tolist(), flips.tolist(), refs.tolist(), explicit.tolist(), nf, nv
-            )
+            dec = AdaptiveDecoder(head[size:])
+            st_conn = states(CONN_SETS * INT_CONTEXTS)
+            faces, nused = _traverse_decode(dec, st_conn, nf, nv)
+            rank = np.empty(nv, np.int64)
+            rank[_position_order(faces, nused, nv)] = np.arange(nv)
+            faces = rank[faces]
+            top = (1 << bits) - 1
+            blend = [dec.code_step(st_conn, BLEND_SET) for _ in range(2)]
+            select = dec.code_step(st_conn, SELECT_SET)
+            dups = dec.code_step(st_conn, DUPS_SET)
+            if not (
+                all(0 <= b < len(BLEND_WEIGHTS) for b in blend)
+                and select in (0, 1)
+                and dups in (0, 1)
+            ):
+                raise CodecError("meshtrav: corrupt stream (bad prediction mode)")
+            pal, offsets = _decode_palettes(dec, st_conn, nv, top)
             starts, tri, prefs, kind = _predictors(faces, nv)
+            nbs, nbr = _earlier_neighbours(faces, nv)
             q = dec.code_positions(
-                starts, tri, prefs, kind, (1 << bits) - 1, states(_POS_STATES), _POS_MARKOV
+                starts,
+                tri,
+                prefs,
+                kind + 8 * _border_vertices(faces, nv),
+                top,
+                states(_POS_STATES),
+                _POS_MARKOV,
+                pal,
+                offsets,
+                nbs,
+                nbr,
+                BLEND_WEIGHTS[blend[0]] + 16 * BLEND_WEIGHTS[blend[1]],
+                select | dups << 1,
             )
         except CodecError:
             raise
         except (DecodeError, ValueError) as exc:  # ValueError: sizes the stream got wrong
             raise CodecError(f"meshtrav: corrupt stream ({exc})") from None
         mesh = Mesh(g.dequantise(q.reshape(nv, 3), origin, step), faces)
-        self._decode_attributes(mesh, streams, nv, nf)
+        if "attrs" in streams:
+            self._decode_attributes(mesh, streams, nv, nf)
         return mesh
 
     def _decode_attributes(self, mesh: Mesh, streams, nv: int, nf: int) -> None:

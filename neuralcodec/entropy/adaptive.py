@@ -35,7 +35,7 @@ from neuralcodec.kernels import _adaptive
 BANK_SHIFT = 4
 BANK_SIZE = 1 << (16 - BANK_SHIFT)
 INT_CONTEXTS = 64  # contexts per set of the integer binarisation
-POSITION_KINDS, POSITION_SCALES = 4, 16  # integer sets of code_positions: kinds x scales x 3
+POSITION_KINDS, POSITION_SCALES = 5, 16  # integer sets of code_positions: kinds x scales x 3
 BYTE_CONTEXTS = 255  # contexts per base context of the byte binarisation
 _INITIAL_STATE = 1 << 15  # p1 = 1/2, no observation
 # states, mixer weights and the initial weight of code_octree_mix_level (the C file's sizes)
@@ -86,6 +86,34 @@ def octree_mix_model() -> tuple[np.ndarray, np.ndarray]:
 
 def _i32(x) -> np.ndarray:
     return np.ascontiguousarray(x, dtype=np.int32).reshape(-1)
+
+
+def ideal_int_bits(values, sets, st: np.ndarray, markov: int = 1) -> float:
+    """Ideal code length of ``AdaptiveEncoder.code_ints(values, sets, st, markov)`` without
+    writing anything (``st`` is updated as that call would): for encoders choosing a mode."""
+    v, s = _i32(values), _i32(sets)
+    sym = np.empty(65 * v.size, np.int32)
+    idx = np.empty_like(sym)
+    n = _adaptive.ints_encode(v, s, st, int(markov), sym, idx)
+    return float(_cost_table()[idx[:n], sym[:n]].sum())
+
+
+def position_order(starts, pairs) -> np.ndarray:
+    """The mesh codec's position coding order (``kernels/_adaptive.c``, position_order): vertex v
+    has the triangles (v, pairs[j]) for j in starts[v] .. starts[v + 1]."""
+    st = _i32(starts)
+    out = np.empty(max(st.size - 1, 0), np.int32)
+    _adaptive.position_order(st, _i32(pairs), out)
+    return out
+
+
+def repeat_partners(q, pred, border) -> np.ndarray:
+    """For each border vertex (in coding order) the earlier border vertex nearest its
+    prediction, as the mesh position decoder finds it (``kernels/_adaptive.c``); -1 first."""
+    b = _i32(border)
+    out = np.empty_like(b)
+    _adaptive.repeat_partners(_i32(q), _i32(pred), b, out)
+    return out
 
 
 class AdaptiveEncoder:
@@ -215,12 +243,38 @@ class AdaptiveDecoder:
         _adaptive.ints_decode(self._dec.native, bank(), s, st, int(markov), out)
         return out
 
+    def code_step(self, st: np.ndarray, sym_set: int, flip_set: int = -1, noflip: int = 0) -> int:
+        """One integer v with the contexts of ``sym_set`` and, when ``flip_set >= 0`` and
+        v != ``noflip``, a 0/1 one f with those of ``flip_set`` (else f = 0): 2 * v + f, as
+        ``AdaptiveEncoder.code_ints`` wrote them with markov 1: for decoders whose contexts
+        depend on what they decoded (the mesh traversal)."""
+        code = _adaptive.mesh_step(
+            self._dec.native, bank(), st, int(sym_set), int(flip_set), int(noflip)
+        )
+        return code if flip_set >= 0 else code >> 1
+
     def code_positions(
-        self, starts, triples, refs, kinds, top: int, st: np.ndarray, markov: int
+        self,
+        starts,
+        triples,
+        refs,
+        kinds,
+        top: int,
+        st: np.ndarray,
+        markov: int,
+        palette=None,
+        palette_offsets=None,
+        nb_starts=None,
+        neighbours=None,
+        weight: int = 0,
+        select: int = 0,
     ) -> np.ndarray:
-        """Mesh positions predicted while decoding (the C file says how); V x 3 int32."""
+        """Mesh positions predicted while decoding, optionally through per-axis palettes and
+        blended with the mean of earlier neighbours (the C file says how); V x 3 int32."""
         r = _i32(refs)
         out = np.empty(3 * r.size, np.int32)
+        pal = _i32(np.zeros(0) if palette is None else palette)
+        off = _i32(np.zeros(4) if palette_offsets is None else palette_offsets)
         _adaptive.positions_decode(
             self._dec.native,
             bank(),
@@ -232,5 +286,11 @@ class AdaptiveDecoder:
             _i32(kinds),
             int(top),
             out,
+            pal,
+            off,
+            _i32(np.zeros(r.size + 1) if nb_starts is None else nb_starts),
+            _i32(np.zeros(0) if neighbours is None else neighbours),
+            int(weight),
+            int(select),
         )
         return out.reshape(-1, 3)

@@ -30,6 +30,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "../entropy/_rangecoder_api.h"
@@ -484,7 +485,8 @@ fail:
 
 /* ----------------------------------------------------------------------------- mesh positions
  *
- * positions_decode(decoder, bank, states, markov, starts, triples, refs, kinds, top, out)
+ * positions_decode(decoder, bank, states, markov, starts, triples, refs, kinds, top, out,
+ *                  palette, palette_offsets, nb_starts, nbrs, weight, select)
  *
  * Rebuilds V vertices in order (3 int32 coordinates each). Vertex w has the parallelograms
  * triples[starts[w] .. starts[w+1]) = (a, b, o), all < w; with n >= 1 of them the prediction of
@@ -494,9 +496,37 @@ fail:
  * sum_k |p[a0] - p[b0]| + sum_k (max - min of the parallelograms' predictions), POS_SCALES - 1)
  * for the first triple (a0, b0, o0), 0 without parallelograms. codecs/mesh_traversal.py computes
  * the same sets with NumPy for the encoder.
+ *
+ * Palettes: axis k has one when pal_off[k] < pal_off[k + 1]: the sorted distinct values
+ * palette[pal_off[k] .. pal_off[k + 1]) that the axis takes. Its residual is then one of palette
+ * indexes, against the index of the palette value nearest the (clamped) prediction (the lower one
+ * on a tie), with set + POS_KINDS * POS_SCALES * 3 (their own statistics), and the coordinate
+ * is the palette value at the decoded index.
+ *
+ * Blend: weight = t2 + 16 t1, t2 for vertices with 2+ parallelograms, t1 for those with one
+ * (0..8 each). With t > 0, a vertex with at least two earlier neighbours
+ * nbrs[nb_starts[w] .. nb_starts[w+1]) (all < w) is predicted by
+ * floor(((8 - t) * P + t * C + 4) / 8), P the parallelogram prediction above and C the
+ * rounded mean of those neighbours, floor((2 sum + m) / (2 m)) per axis.
+ *
+ * Selection (select = 1): before the residuals of a vertex with n >= 2 parallelograms, an
+ * integer o (0..n) with set POS_OPT_BASE + (clamp(bitlen(spread) - bitlen(edge) + 4, 0, 7) * 3
+ * + min(n, 4) - 2), spread = sum_k (max - min of the parallelograms' predictions), edge =
+ * sum_k |p[a0] - p[b0]|: o = 0 keeps the prediction above, o >= 1 predicts by the o-th
+ * parallelogram alone (the encoder's choice where the others cross a crease), and the residuals
+ * then take kind POS_KINDS - 1 (their own statistics) in their sets.
  */
+#define POS_OPT_BASE (2 * POS_KINDS * POS_SCALES * 3)
+#define POS_OPT_SETS 24
+/* Repeats (select bit 1): kinds[w] bit 3 marks the border vertices (on an edge of one triangle).
+ * For each border vertex but the first, after its prediction, a flag (set POS_DUP_BASE + the
+ * previous flag): 1 = its position is that of the earlier border vertex nearest (L1) to the
+ * clamped prediction among the last POS_DUP_WINDOW ones (ties: the newest), and no residuals
+ * follow (split vertices along seams, which other coders merge). */
+#define POS_DUP_BASE (POS_OPT_BASE + POS_OPT_SETS)
+#define POS_DUP_WINDOW 4096
 #define POS_SCALES 16
-#define POS_KINDS 4
+#define POS_KINDS 5 /* 0..3 from kinds[], 4: one parallelogram chosen (selection) */
 
 static inline int bitlen64(uint64_t a)
 {
@@ -508,18 +538,47 @@ static inline int bitlen64(uint64_t a)
     return n;
 }
 
+/* Index of the palette value nearest p (the lower one on a tie); n >= 1. */
+static inline Py_ssize_t palette_nearest(const int32_t *pal, Py_ssize_t n, int64_t p)
+{
+    Py_ssize_t lo = 0, hi = n; /* first index with pal >= p */
+    while (lo < hi) {
+        Py_ssize_t mid = lo + (hi - lo) / 2;
+        if (pal[mid] < p)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo == n)
+        return n - 1;
+    if (lo > 0 && p - pal[lo - 1] <= pal[lo] - p)
+        return lo - 1;
+    return lo;
+}
+
 static int positions_run(NcDecodeRun *run, int32_t *st, int markov, const int32_t *starts,
                          const int32_t *tri, Py_ssize_t ntri, const int32_t *refs,
-                         const int32_t *kinds, int64_t top, int32_t *out, Py_ssize_t nv)
+                         const int32_t *kinds, int64_t top, int32_t *out, Py_ssize_t nv,
+                         const int32_t *pal, const int32_t *pal_off, const int32_t *nb_starts,
+                         const int32_t *nbrs, Py_ssize_t nnbrs, int weight, int select,
+                         int dups, int32_t *blist)
 {
     int64_t prev = 0, prev2 = 0;
-    if (starts[0] != 0)
+    int32_t prevdup = 0;
+    Py_ssize_t nbord = 0;
+    if (starts[0] != 0 || nb_starts[0] != 0)
         return -1;
     for (Py_ssize_t w = 0; w < nv; w++) {
         int32_t s = starts[w], e = starts[w + 1];
-        if (e < s || e > ntri || kinds[w] < 0 || kinds[w] >= POS_KINDS)
+        int32_t kind = kinds[w] & 7, border = (kinds[w] >> 3) & 1;
+        if (e < s || e > ntri || (kinds[w] & ~15) || kind >= POS_KINDS - 1)
             return -1;
-        int64_t pred[3], scale = 0;
+        if (nb_starts[w + 1] < nb_starts[w] || nb_starts[w + 1] > nnbrs)
+            return -1;
+        for (int32_t j = nb_starts[w]; j < nb_starts[w + 1]; j++)
+            if (nbrs[j] < 0 || nbrs[j] >= w)
+                return -1;
+        int64_t pred[3], scale = 0, spread = 0, edge = 0;
         if (e > s) {
             int64_t n = e - s;
             for (int32_t t = s; t < e; t++) {
@@ -537,8 +596,34 @@ static int positions_run(NcDecodeRun *run, int32_t *st, int markov, const int32_
                     hi = (t == s || v > hi) ? v : hi;
                 }
                 pred[k] = floor_div(2 * sum + n, 2 * n);
+                int32_t ns0 = nb_starts[w], ns1 = nb_starts[w + 1];
+                int t = n >= 2 ? (weight & 15) : (weight >> 4);
+                if (t > 0 && ns1 - ns0 >= 2) {
+                    int64_t m = ns1 - ns0, csum = 0;
+                    for (int32_t j = ns0; j < ns1; j++)
+                        csum += out[3 * (Py_ssize_t)nbrs[j] + k];
+                    int64_t c = floor_div(2 * csum + m, 2 * m);
+                    pred[k] = floor_div((8 - t) * pred[k] + t * c + 4, 8);
+                }
                 int64_t d = (int64_t)out[3 * tri[3 * s] + k] - out[3 * tri[3 * s + 1] + k];
                 scale += (d < 0 ? -d : d) + (hi - lo);
+                spread += hi - lo;
+                edge += d < 0 ? -d : d;
+            }
+            if (select && n >= 2) {
+                int32_t ctx = bitlen64((uint64_t)spread) - bitlen64((uint64_t)edge) + 4, o;
+                ctx = ctx < 0 ? 0 : (ctx > 7 ? 7 : ctx);
+                ctx = POS_OPT_BASE + ctx * 3 + (n < 4 ? (int32_t)n : 4) - 2;
+                if (int_decode_one(run, st, int_set(&ctx, 0, markov, prev, prev2) * INT_CTX, &o) < 0)
+                    return -1;
+                if (o < 0 || o > n)
+                    return -1;
+                if (o > 0) {
+                    const int32_t *r = tri + 3 * (s + o - 1);
+                    kind = POS_KINDS - 1;
+                    for (int k = 0; k < 3; k++)
+                        pred[k] = (int64_t)out[3 * r[0] + k] + out[3 * r[1] + k] - out[3 * r[2] + k];
+                }
             }
         } else {
             int32_t r = refs[w];
@@ -547,15 +632,57 @@ static int positions_run(NcDecodeRun *run, int32_t *st, int markov, const int32_
             for (int k = 0; k < 3; k++)
                 pred[k] = r >= 0 ? out[3 * (Py_ssize_t)r + k] : 0;
         }
+        if (dups && border && nbord > 0) {
+            int32_t ctx = POS_DUP_BASE + prevdup, f;
+            if (int_decode_one(run, st, ctx * INT_CTX, &f) < 0 || (f != 0 && f != 1))
+                return -1;
+            prevdup = f;
+            if (f) {
+                int64_t p[3], bestd = -1;
+                int32_t best = -1;
+                for (int k = 0; k < 3; k++)
+                    p[k] = pred[k] < 0 ? 0 : (pred[k] > top ? top : pred[k]);
+                Py_ssize_t lo = nbord > POS_DUP_WINDOW ? nbord - POS_DUP_WINDOW : 0;
+                for (Py_ssize_t j = nbord - 1; j >= lo; j--) {
+                    int32_t v = blist[j];
+                    int64_t d = 0;
+                    for (int k = 0; k < 3; k++) {
+                        int64_t x = out[3 * (Py_ssize_t)v + k] - p[k];
+                        d += x < 0 ? -x : x;
+                    }
+                    if (best < 0 || d < bestd) {
+                        best = v;
+                        bestd = d;
+                    }
+                }
+                for (int k = 0; k < 3; k++)
+                    out[3 * w + k] = out[3 * (Py_ssize_t)best + k];
+                blist[nbord++] = (int32_t)w;
+                continue;
+            }
+        }
+        if (dups && border)
+            blist[nbord++] = (int32_t)w;
         int cls = bitlen64((uint64_t)scale);
         cls = cls < POS_SCALES - 1 ? cls : POS_SCALES - 1;
         for (int k = 0; k < 3; k++) {
-            int32_t set = (kinds[w] * POS_SCALES + cls) * 3 + k, res;
+            Py_ssize_t np_ = pal_off[k + 1] - pal_off[k];
+            int32_t set = (kind * POS_SCALES + cls) * 3 + k, res;
+            if (np_ > 0)
+                set += POS_KINDS * POS_SCALES * 3;
             if (int_decode_one(run, st, int_set(&set, 0, markov, prev, prev2) * INT_CTX, &res) < 0)
                 return -1;
             prev2 = prev;
             prev = res;
             int64_t p = pred[k] < 0 ? 0 : (pred[k] > top ? top : pred[k]);
+            if (np_ > 0) {
+                const int32_t *pk = pal + pal_off[k];
+                int64_t j = (int64_t)palette_nearest(pk, np_, p) + res;
+                if (j < 0 || j >= np_)
+                    return -1;
+                out[3 * w + k] = pk[j];
+                continue;
+            }
             int64_t v = p + res;
             if (v < INT32_MIN || v > INT32_MAX)
                 return -1;
@@ -567,22 +694,50 @@ static int positions_run(NcDecodeRun *run, int32_t *st, int markov, const int32_
 
 static PyObject *positions_decode(PyObject *mod, PyObject *args)
 {
-    PyObject *odec, *otab, *os, *ost, *otri, *oref, *okind, *oout;
-    int markov;
+    PyObject *odec, *otab, *os, *ost, *otri, *oref, *okind, *oout, *opal, *opoff, *onbs, *onbr;
+    int markov, weight, select;
     long long top;
-    if (!PyArg_ParseTuple(args, "OOOiOOOOLO:positions_decode", &odec, &otab, &os, &markov, &ost,
-                          &otri, &oref, &okind, &top, &oout))
+    if (!PyArg_ParseTuple(args, "OOOiOOOOLOOOOOii:positions_decode", &odec, &otab, &os, &markov,
+                          &ost, &otri, &oref, &okind, &top, &oout, &opal, &opoff, &onbs, &onbr,
+                          &weight, &select))
         return NULL;
     Bufs b = {.n = 0};
+    Py_buffer pv, ov, sv, nv_;
+    int have_pv = 0, have_ov = 0, have_sv = 0, have_nv = 0;
     Py_ssize_t ns, nst, ntri, nref, nkind, nout;
     int32_t *st, *starts, *tri, *refs, *kinds, *out;
     if (!(st = take(&b, os, 1, "states", &ns)) || !(starts = take(&b, ost, 0, "starts", &nst)) ||
         !(tri = take(&b, otri, 0, "triples", &ntri)) || !(refs = take(&b, oref, 0, "refs", &nref)) ||
         !(kinds = take(&b, okind, 0, "kinds", &nkind)) || !(out = take(&b, oout, 1, "out", &nout)))
         goto fail;
-    if (markov == 0 || markov < -64 || nkind != nref || nst != nref + 1 || nout != 3 * nref || ntri % 3 ||
-        ns < (Py_ssize_t)POS_KINDS * POS_SCALES * 3 * markov_classes(markov) * INT_CTX) {
+    /* Bufs holds MAXBUF = 6 views: the palettes are read through their own */
+    if (get_i32(opal, &pv, 0, "palette") < 0)
+        goto fail;
+    have_pv = 1;
+    if (get_i32(opoff, &ov, 0, "palette offsets") < 0)
+        goto fail;
+    have_ov = 1;
+    if (get_i32(onbs, &sv, 0, "neighbour starts") < 0)
+        goto fail;
+    have_sv = 1;
+    if (get_i32(onbr, &nv_, 0, "neighbours") < 0)
+        goto fail;
+    have_nv = 1;
+    if (sv.len / 4 != nref + 1 || weight < 0 || (weight & 15) > 8 || (weight >> 4) > 8) {
+        PyErr_SetString(PyExc_ValueError, "adaptive: positions_decode bad neighbour lists");
+        goto fail;
+    }
+    const int32_t *pal = pv.buf, *poff = ov.buf;
+    Py_ssize_t npal = pv.len / 4;
+    if (markov == 0 || markov < -64 || nkind != nref || nst != nref + 1 || nout != 3 * nref ||
+        ntri % 3 || ov.len / 4 != 4 ||
+        markov != 1 || ns < (Py_ssize_t)(POS_DUP_BASE + 2) * INT_CTX || select < 0 || select > 3) {
         PyErr_SetString(PyExc_ValueError, "adaptive: positions_decode sizes disagree");
+        goto fail;
+    }
+    if (poff[0] != 0 || poff[3] != npal || poff[1] < poff[0] || poff[2] < poff[1] ||
+        poff[3] < poff[2]) {
+        PyErr_SetString(PyExc_ValueError, "adaptive: positions_decode bad palette offsets");
         goto fail;
     }
     if (check_states(st, ns) < 0)
@@ -597,10 +752,292 @@ static PyObject *positions_decode(PyObject *mod, PyObject *args)
     }
     int status;
     Py_BEGIN_ALLOW_THREADS
-    status = positions_run(run, st, markov, starts, tri, ntri / 3, refs, kinds, top, out, nref);
+    int32_t *blist = (select & 2) ? malloc(((size_t)nref + 1) * sizeof(int32_t)) : NULL;
+    if ((select & 2) && !blist)
+        status = -1;
+    else
+        status = positions_run(run, st, markov, starts, tri, ntri / 3, refs, kinds, top, out,
+                               nref, pal, poff, sv.buf, nv_.buf, nv_.len / 4, weight, select & 1,
+                               (select >> 1) & 1, blist);
+    free(blist);
     Py_END_ALLOW_THREADS
     if (rc_api->end(run, status) < 0)
         goto fail;
+    PyBuffer_Release(&nv_);
+    PyBuffer_Release(&sv);
+    PyBuffer_Release(&ov);
+    PyBuffer_Release(&pv);
+    release(&b);
+    Py_RETURN_NONE;
+fail:
+    if (have_nv)
+        PyBuffer_Release(&nv_);
+    if (have_sv)
+        PyBuffer_Release(&sv);
+    if (have_ov)
+        PyBuffer_Release(&ov);
+    if (have_pv)
+        PyBuffer_Release(&pv);
+    release(&b);
+    return NULL;
+}
+
+/* ----------------------------------------------------------------------------- mesh traversal steps
+ *
+ * mesh_step(decoder, bank, states, set, flip_set, noflip) -> int
+ *
+ * One step of the mesh connectivity decoder, which interleaves decoding with its traversal (the
+ * contexts come from the traversal state, so the symbols cannot be decoded in one batch): an
+ * integer v (the binarisation of ints_decode) with the 64 contexts of `set`; when flip_set >= 0
+ * and v != noflip, a second one f with the contexts of flip_set, which must be 0 or 1 (else
+ * f = 0); the result is 2 * v + f. The encoder writes the same sequence with ints_encode
+ * (markov = 1, absolute sets). Only the contexts touched are checked, so a step costs O(1).
+ */
+static int check_set(const int32_t *st, Py_ssize_t ns, int32_t set)
+{
+    if (set < 0 || ((Py_ssize_t)set + 1) * INT_CTX > ns) {
+        PyErr_Format(PyExc_ValueError, "adaptive: set %d outside the states", (int)set);
+        return -1;
+    }
+    return check_states(st + (Py_ssize_t)set * INT_CTX, INT_CTX);
+}
+
+static PyObject *mesh_step(PyObject *mod, PyObject *args)
+{
+    PyObject *odec, *otab, *os;
+    int set, flip_set, noflip;
+    if (!PyArg_ParseTuple(args, "OOOiii:mesh_step", &odec, &otab, &os, &set, &flip_set, &noflip))
+        return NULL;
+    Py_buffer view;
+    if (get_i32(os, &view, 1, "states") < 0)
+        return NULL;
+    int32_t *st = view.buf;
+    Py_ssize_t ns = view.len / 4;
+    if (check_set(st, ns, set) < 0 || (flip_set >= 0 && check_set(st, ns, flip_set) < 0)) {
+        PyBuffer_Release(&view);
+        return NULL;
+    }
+    NcDecodeRun *run = rc_api->begin(odec, otab);
+    if (!run) {
+        PyBuffer_Release(&view);
+        return NULL;
+    }
+    if (rc_api->num_tables(run) != BANK_SIZE) {
+        rc_api->end(run, 0);
+        PyBuffer_Release(&view);
+        PyErr_SetString(PyExc_ValueError, "adaptive: not the binary table bank");
+        return NULL;
+    }
+    int32_t v = 0, f = 0;
+    int status = int_decode_one(run, st, set * INT_CTX, &v);
+    if (status == 0 && flip_set >= 0 && v != noflip) {
+        status = int_decode_one(run, st, flip_set * INT_CTX, &f);
+        if (status == 0 && f != 0 && f != 1)
+            status = -1;
+    }
+    PyBuffer_Release(&view);
+    if (rc_api->end(run, status) < 0)
+        return NULL;
+    return PyLong_FromLongLong(2 * (long long)v + f);
+}
+
+/* ----------------------------------------------------------------------------- mesh repeat partners
+ *
+ * repeat_partners(q, pred, border, out)
+ *
+ * The encoder's side of the repeat flags (positions_decode, POS_DUP_*): q and pred are V x 3
+ * int32 (positions, clamped predictions), border the border vertices in coding order; out[i] =
+ * the vertex among border[max(0, i - POS_DUP_WINDOW) .. i) nearest (L1) to pred[border[i]]
+ * (ties: the newest), -1 for i = 0.
+ */
+static PyObject *repeat_partners(PyObject *mod, PyObject *args)
+{
+    PyObject *oq, *op, *ob, *oo;
+    if (!PyArg_ParseTuple(args, "OOOO:repeat_partners", &oq, &op, &ob, &oo))
+        return NULL;
+    Bufs b = {.n = 0};
+    Py_ssize_t nq, np_, nb, no;
+    int32_t *q, *pred, *bord, *out;
+    if (!(q = take(&b, oq, 0, "q", &nq)) || !(pred = take(&b, op, 0, "pred", &np_)) ||
+        !(bord = take(&b, ob, 0, "border", &nb)) || !(out = take(&b, oo, 1, "out", &no)))
+        goto fail;
+    if (nq != np_ || nq % 3 || no != nb) {
+        PyErr_SetString(PyExc_ValueError, "adaptive: repeat_partners sizes disagree");
+        goto fail;
+    }
+    for (Py_ssize_t i = 0; i < nb; i++)
+        if (bord[i] < 0 || bord[i] >= nq / 3) {
+            PyErr_SetString(PyExc_ValueError, "adaptive: repeat_partners vertex out of range");
+            goto fail;
+        }
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < nb; i++) {
+        const int32_t *p = pred + 3 * (Py_ssize_t)bord[i];
+        int64_t bestd = -1;
+        int32_t best = -1;
+        Py_ssize_t lo = i > POS_DUP_WINDOW ? i - POS_DUP_WINDOW : 0;
+        for (Py_ssize_t j = i - 1; j >= lo; j--) {
+            const int32_t *x = q + 3 * (Py_ssize_t)bord[j];
+            int64_t d = 0;
+            for (int k = 0; k < 3; k++) {
+                int64_t t = (int64_t)x[k] - p[k];
+                d += t < 0 ? -t : t;
+            }
+            if (best < 0 || d < bestd) {
+                best = bord[j];
+                bestd = d;
+            }
+        }
+        out[i] = best;
+    }
+    Py_END_ALLOW_THREADS
+    release(&b);
+    Py_RETURN_NONE;
+fail:
+    release(&b);
+    return NULL;
+}
+
+/* ----------------------------------------------------------------------------- mesh position order
+ *
+ * position_order(starts, pairs, out)
+ *
+ * The order in which the mesh codec codes positions, from the connectivity alone: vertex v has
+ * the triangles (v, a, b) with (a, b) = pairs[2 j], pairs[2 j + 1], j in starts[v] .. starts[v+1]
+ * (all a, b < V = len(starts) - 1). Repeatedly the not yet ordered vertex with the largest
+ * (score, near, -v) among those with near > 0 is taken, score = its triangles whose other two
+ * corners are ordered, near = the ordered corners over its triangles (counted per triangle);
+ * when no vertex has near > 0, the lowest-numbered one not yet ordered. A binary heap with lazy
+ * deletion (stale entries are skipped).
+ */
+typedef struct {
+    int32_t score, near, v;
+} OrderKey;
+
+static inline int order_before(const OrderKey *x, const OrderKey *y) /* x pops first */
+{
+    if (x->score != y->score)
+        return x->score > y->score;
+    if (x->near != y->near)
+        return x->near > y->near;
+    return x->v < y->v;
+}
+
+static int order_push(OrderKey **heap, Py_ssize_t *n, Py_ssize_t *cap, OrderKey k)
+{
+    if (*n == *cap) {
+        Py_ssize_t nc = *cap ? 2 * *cap : 1024;
+        OrderKey *h = realloc(*heap, (size_t)nc * sizeof(OrderKey));
+        if (!h)
+            return -1;
+        *heap = h;
+        *cap = nc;
+    }
+    OrderKey *h = *heap;
+    Py_ssize_t i = (*n)++;
+    while (i > 0) {
+        Py_ssize_t p = (i - 1) / 2;
+        if (!order_before(&k, &h[p]))
+            break;
+        h[i] = h[p];
+        i = p;
+    }
+    h[i] = k;
+    return 0;
+}
+
+static OrderKey order_pop(OrderKey *h, Py_ssize_t *n)
+{
+    OrderKey top = h[0], last = h[--*n];
+    Py_ssize_t i = 0;
+    for (;;) {
+        Py_ssize_t c = 2 * i + 1;
+        if (c >= *n)
+            break;
+        if (c + 1 < *n && order_before(&h[c + 1], &h[c]))
+            c++;
+        if (!order_before(&h[c], &last))
+            break;
+        h[i] = h[c];
+        i = c;
+    }
+    if (*n > 0)
+        h[i] = last;
+    return top;
+}
+
+static PyObject *position_order(PyObject *mod, PyObject *args)
+{
+    PyObject *ost, *opr, *oout;
+    if (!PyArg_ParseTuple(args, "OOO:position_order", &ost, &opr, &oout))
+        return NULL;
+    Bufs b = {.n = 0};
+    Py_ssize_t nst, npr, nout;
+    int32_t *starts, *pairs, *out;
+    if (!(starts = take(&b, ost, 0, "starts", &nst)) || !(pairs = take(&b, opr, 0, "pairs", &npr)) ||
+        !(out = take(&b, oout, 1, "out", &nout)))
+        goto fail;
+    Py_ssize_t nv = nst - 1;
+    if (nv < 0 || nout != nv || npr % 2 || starts[0] != 0 || (nv > 0 && starts[nv] != npr / 2)) {
+        PyErr_SetString(PyExc_ValueError, "adaptive: position_order sizes disagree");
+        goto fail;
+    }
+    for (Py_ssize_t v = 0; v < nv; v++)
+        if (starts[v + 1] < starts[v]) {
+            PyErr_SetString(PyExc_ValueError, "adaptive: position_order starts not sorted");
+            goto fail;
+        }
+    for (Py_ssize_t j = 0; j < npr; j++)
+        if (pairs[j] < 0 || pairs[j] >= nv) {
+            PyErr_SetString(PyExc_ValueError, "adaptive: position_order corner out of range");
+            goto fail;
+        }
+    int32_t *score = calloc((size_t)nv + 1, sizeof(int32_t));
+    int32_t *near = calloc((size_t)nv + 1, sizeof(int32_t));
+    char *done = calloc((size_t)nv + 1, 1);
+    OrderKey *heap = NULL;
+    Py_ssize_t hn = 0, hcap = 0, count = 0, next = 0;
+    int status = (score && near && done) ? 0 : -1;
+    while (status == 0 && count < nv) {
+        int32_t v = -1;
+        while (hn > 0) {
+            OrderKey k = order_pop(heap, &hn);
+            if (!done[k.v] && k.score == score[k.v] && k.near == near[k.v]) {
+                v = k.v;
+                break;
+            }
+        }
+        if (v < 0) {
+            while (done[next])
+                next++;
+            v = (int32_t)next;
+        }
+        done[v] = 1;
+        out[count++] = v;
+        for (int32_t j = starts[v]; j < starts[v + 1] && status == 0; j++) {
+            for (int t = 0; t < 2; t++) {
+                int32_t x = pairs[2 * j + t], y = pairs[2 * j + 1 - t];
+                if (done[x])
+                    continue;
+                near[x]++;
+                if (done[y])
+                    score[x]++;
+                OrderKey k = {score[x], near[x], x};
+                if (order_push(&heap, &hn, &hcap, k) < 0) {
+                    status = -1;
+                    break;
+                }
+            }
+        }
+    }
+    free(score);
+    free(near);
+    free(done);
+    free(heap);
+    if (status < 0) {
+        PyErr_NoMemory();
+        goto fail;
+    }
     release(&b);
     Py_RETURN_NONE;
 fail:
@@ -1231,8 +1668,15 @@ static PyMethodDef methods[] = {
      "ints_encode(values, sets, states, markov, symbols_out, indexes_out) -> symbol count."},
     {"ints_decode", ints_decode, METH_VARARGS,
      "ints_decode(decoder, bank, sets, states, markov, out): decode len(sets) integers."},
+    {"repeat_partners", repeat_partners, METH_VARARGS,
+     "repeat_partners(q, pred, border, out): the mesh encoder's repeat candidates."},
+    {"position_order", position_order, METH_VARARGS,
+     "position_order(starts, pairs, out): the mesh codec's position coding order."},
+    {"mesh_step", mesh_step, METH_VARARGS,
+     "mesh_step(decoder, bank, states, set, flip_set, noflip) -> int: one mesh traversal step."},
     {"positions_decode", positions_decode, METH_VARARGS,
-     "positions_decode(decoder, bank, states, markov, starts, triples, refs, kinds, top, out): "
+     "positions_decode(decoder, bank, states, markov, starts, triples, refs, kinds, top, out, "
+     "palette, palette_offsets, nb_starts, nbrs, weight, select): "
      "decode and rebuild predicted mesh positions."},
     {"octree_mix_encode", octree_mix_encode, METH_VARARGS,
      "octree_mix_encode(nb, pat, info, occ, single, offs, depth, bits, states, weights, values, "
