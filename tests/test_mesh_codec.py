@@ -250,6 +250,9 @@ def test_geometry_header_forms():
         _check(mesh, 5)
     one_line_error(CodecError, _unpack_header, b"\x04" + b"\0" * 10, match="truncated")
     one_line_error(CodecError, _unpack_header, b"\x0c" + b"\0" * 40, match="bad geometry")
+    enc = codec.encode(m32, 5)
+    old = {k: v for k, v in enc.header.items() if k != "format"}  # written by the first format
+    one_line_error(CodecError, codec.decode, type(enc)(enc.codec, old, enc.streams), match="format")
 
 
 @pytest.mark.parametrize("make", [lambda: _grid(20), _revolution])

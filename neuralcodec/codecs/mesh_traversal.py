@@ -62,6 +62,9 @@ from .base import Codec, CodecError, Encoded, register
 
 _HEAD64 = struct.Struct("<B3dd")  # mode byte, origin, step
 _HEAD32 = struct.Struct("<B3ff")  # mode byte, origin, the widest axis' largest coordinate
+# 2: connectivity decoded with its traversal, one geometry stream; format 1 (no header field) is
+# refused
+FORMAT = 2
 NUM_CANDIDATES = 6
 BORDER, NEW, FIRST_CANDIDATE = 0, 1, 2
 EXPLICIT = FIRST_CANDIDATE + NUM_CANDIDATES
@@ -930,6 +933,7 @@ class TraversalMeshCodec(Codec):
             "bit_depth": bits,
             "quality": quality,
             "shape": (len(data.vertices), len(data.faces)),
+            "format": FORMAT,
         }
         return Encoded(self.name, header, streams)
 
@@ -939,6 +943,12 @@ class TraversalMeshCodec(Codec):
 
     def decode(self, encoded: Encoded) -> Mesh:
         streams = encoded.streams
+        fmt = encoded.header.get("format", 1)
+        if fmt != FORMAT:
+            raise CodecError(
+                f"meshtrav: the file is in format {fmt!r} of this codec; this version decodes "
+                f"format {FORMAT} (re-encode the source with this version)"
+            )
         if "geom" not in streams:
             raise CodecError("meshtrav: missing stream geom")
         head = bytes(streams["geom"])
