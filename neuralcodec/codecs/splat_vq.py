@@ -39,6 +39,7 @@ from neuralcodec.codecs.base import Codec, CodecError, Encoded, register
 from neuralcodec.codecs.latent.sinks import DecoderSinks, EncoderSinks, Sinks
 from neuralcodec.codecs.splat_coding import (
     code_adaptive,
+    code_bits,
     code_magnitude,
     distill_sh,
     kmeans,
@@ -61,6 +62,7 @@ from neuralcodec.datasets.splat_packed import (
     pack_compressed,
     unpack_compressed,
 )
+from neuralcodec.entropy.adaptive import INT_CONTEXTS, AdaptiveDecoder, AdaptiveEncoder, states
 from neuralcodec.entropy.rangecoder import DecodeError
 
 FORMAT_VERSION = 1
@@ -69,12 +71,18 @@ IMPORTANCE_VIEWS = 8
 IMPORTANCE_SIZE = 192
 MAX_CODEBOOK = 1 << 14
 MAX_POS_BITS = 20
+MAX_DROP = 8  # at most this many fine position bits skipped for a large splat
+MAX_SCALE_SYMBOLS = 1 << 14
+SCALE_CONTEXTS = 4
+VQ_SCALE_UNITS = 64
+ROW_MARKOV = 8  # classes of the previous value in ``code_rows``  # scale codebook entries on a 1/64 log grid
 
 
 @dataclass(frozen=True)
 class Level:
     prune: float  # fraction of the splats dropped, least important first
-    pos_bits: int  # grid step = robust extent / 2^pos_bits
+    pos_bits: int  # finest grid step = robust extent / 2^pos_bits
+    pos_rel: float  # a splat's grid step may grow to 2^pos_rel x its middle scale
     sh_degree: int  # highest SH degree kept
     sh_codebook: int  # at most this many SH codewords
     scale_vq: int  # codebook size, 0 = scalar with scale_step
@@ -86,13 +94,15 @@ class Level:
 
 
 LEVELS = {
-    1: Level(0.60, 12, 0, 0, 2048, 0.0, 2048, 0, 5, 4),
-    2: Level(0.50, 13, 1, 1024, 0, 0.04, 4096, 0, 5, 5),
-    3: Level(0.40, 13, 1, 1024, 0, 0.03, 4096, 0, 6, 5),
-    4: Level(0.30, 14, 1, 2048, 0, 0.025, 0, 9, 6, 6),
-    5: Level(0.20, 15, 2, 4096, 0, 0.02, 0, 10, 7, 6),
-    6: Level(0.10, 16, 3, 4096, 0, 0.015, 0, 10, 7, 7),
-    7: Level(0.00, 16, 3, 8192, 0, 0.01, 0, 11, 8, 8),
+    # prune, finest grid bits, position step / middle scale (log2), SH degree, SH codebook,
+    # scale VQ codebook or log-scale step, rotation VQ codebook or bits, colour bits, opacity bits
+    1: Level(0.60, 12, -2.0, 0, 0, 2048, 0.0, 0, 5, 5, 4),
+    2: Level(0.50, 13, -3.0, 1, 1024, 0, 0.12, 0, 6, 5, 4),
+    3: Level(0.40, 13, -3.5, 1, 1024, 0, 0.10, 0, 7, 6, 5),
+    4: Level(0.30, 14, -4.0, 1, 2048, 0, 0.08, 0, 7, 6, 5),
+    5: Level(0.20, 15, -4.0, 2, 4096, 0, 0.05, 0, 8, 7, 6),
+    6: Level(0.10, 16, -5.0, 3, 4096, 0, 0.03, 0, 9, 7, 7),
+    7: Level(0.00, 16, -6.0, 3, 8192, 0, 0.01, 0, 11, 8, 8),
 }
 
 
@@ -164,6 +174,46 @@ def ycocg_inverse(v: np.ndarray, bits: int) -> np.ndarray:
     g = cg + t
     b = t - (co >> 1)
     return np.stack([b + co, g, b], axis=1)
+
+
+def code_rows(values: np.ndarray) -> tuple[bytes, list[int]]:
+    """N x F integers into one adaptive binary stream (``entropy.adaptive`` integers, field f in
+    set f, conditioned on the size of the previous value of its field): each field as it is
+    (mode 0) or as the delta from the previous row (mode 1), whichever the model codes shorter.
+    Returns (stream, modes)."""
+    values = np.asarray(values, np.int64)
+    n, f = values.shape
+    cols, modes = [], []
+    for j in range(f):
+        cands = [values[:, j], np.diff(values[:, j], prepend=0)]
+        bits = []
+        for c in cands:
+            probe = AdaptiveEncoder()
+            probe.code_ints(c, np.zeros(n, np.int32), states(INT_CONTEXTS * ROW_MARKOV), ROW_MARKOV)
+            bits.append(probe.bits)
+        modes.append(int(bits[1] < bits[0]))
+        cols.append(cands[modes[-1]])
+    enc = AdaptiveEncoder()
+    st = states(f * INT_CONTEXTS * ROW_MARKOV)
+    for j, c in enumerate(cols):
+        enc.code_ints(c, np.full(n, j, np.int32), st, ROW_MARKOV)
+    return enc.finish(), modes
+
+
+def decode_rows(data: bytes, n: int, modes: list, lo: list[int], hi: list[int]) -> np.ndarray:
+    """What ``code_rows`` wrote: N x F integers, field f checked to lie in lo[f]..hi[f]."""
+    f = len(modes)
+    if not all(m in (0, 1) for m in modes):
+        raise CodecError("splat-vq: bad field modes")
+    dec = AdaptiveDecoder(data)
+    st = states(f * INT_CONTEXTS * ROW_MARKOV)
+    out = np.zeros((n, f), np.int64)
+    for j in range(f):
+        v = dec.code_ints(np.full(n, j, np.int32), st, ROW_MARKOV).astype(np.int64)
+        out[:, j] = np.cumsum(v) if modes[j] else v
+        if out[:, j].min() < lo[j] or out[:, j].max() > hi[j]:
+            raise CodecError("splat-vq: decoded field out of its range")
+    return out
 
 
 def code_fields(
@@ -254,7 +304,7 @@ class SplatVQ(Codec):
             sinks = DecoderSinks(encoded.streams)
             if hdr.get("mode") == "exact":
                 return _decode_exact(hdr, sinks, encoded.streams)
-            return _decode_lossy(hdr, sinks)
+            return _decode_lossy(hdr, sinks, encoded.streams)
         except KeyError as exc:
             raise CodecError(f"{self.name}: missing stream or field {exc}") from None
         except (DecodeError, ValueError, TypeError, OverflowError) as exc:
@@ -284,45 +334,111 @@ def _f32(a: np.ndarray) -> list[float]:
 # ----------------------------------------------------------------------------- lossy levels
 
 
-def _encode_lossy(scene: GaussianScene, lv: Level, sinks: EncoderSinks):
+def _prune(scene: GaussianScene, lv: Level, score: np.ndarray | None):
+    """(pruned scene, weights of its splats for K-means) of a level."""
     visible = sigmoid(scene.opacities) >= 1.0 / 255.0
     if not visible.any():
         visible[np.argmax(scene.opacities)] = True
-    score = None
     keep = np.nonzero(visible)[0]
     if lv.prune > 0 and len(keep) > 1:
-        score = importance(scene)
+        score = importance(scene) if score is None else score
         n_keep = max(1, int(round(len(scene) * (1.0 - lv.prune))))
         if n_keep < len(keep):
             order = np.lexsort((keep, -score[keep]))  # most important first, ties by index
             keep = np.sort(keep[order[:n_keep]])
     s = _select(scene, keep)
     weights = score[keep] if score is not None else sigmoid(s.opacities)
+    return s, weights
+
+
+def _grid(
+    pos: np.ndarray, pos_bits: int, floor: bool = False
+) -> tuple[np.ndarray, float, np.ndarray]:
+    """(origin as float32 values, step, N x 3 grid integers) of positions on a level's grid:
+    the nearest grid point, or with ``floor`` the cell (the decoder puts it at the centre)."""
+    pos = np.asarray(pos, np.float64)
+    lo = pos.min(axis=0).astype(np.float32).astype(np.float64)
+    span = pos.max(axis=0) - lo
+    robust = np.percentile(pos, 98, axis=0) - np.percentile(pos, 2, axis=0)
+    step = max(float(robust.max()), 1e-9) / (1 << pos_bits)
+    while np.any(span / step >= (1 << MAX_POS_BITS) - 1):
+        step *= 2.0
+    step = float(np.float32(step))
+    qpos = np.floor((pos - lo) / step + (0.0 if floor else 0.5))
+    return lo, step, np.clip(qpos, 0, (1 << MAX_POS_BITS) - 1).astype(np.int64)
+
+
+def lossy_reference(scene: GaussianScene, lv: Level, score: np.ndarray | None = None):
+    """The scene a lossy level starts from, unquantised: pruned, SH distilled to the level's
+    degree, in the decoder's splat order (for measuring what each attribute's coding costs)."""
+    s, weights = _prune(scene.validate(), lv, score)
     degree = min(s.sh_degree, lv.sh_degree)
     dc, rest = s.sh_dc, s.sh_rest
     if degree < s.sh_degree:
         dc, rest = distill_sh(dc, rest, s.sh_degree, degree)
+    order = _layout(s, lv, weights)["order"]
+    s = GaussianScene(s.positions, s.scales_log, s.rotations, s.opacities, dc, rest, degree)
+    return _select(s, order)
 
-    # positions: grid, Morton order
-    pos = np.asarray(s.positions, np.float64)
-    lo = pos.min(axis=0).astype(np.float32).astype(np.float64)
-    span = pos.max(axis=0) - lo
-    robust = np.percentile(pos, 98, axis=0) - np.percentile(pos, 2, axis=0)
-    step = max(float(robust.max()), 1e-9) / (1 << lv.pos_bits)
-    while np.any(span / step >= (1 << MAX_POS_BITS) - 1):
-        step *= 2.0
-    step = float(np.float32(step))
-    qpos = np.clip(np.floor((pos - lo) / step + 0.5), 0, (1 << MAX_POS_BITS) - 1).astype(np.int64)
-    codes = morton_encode(qpos)
-    order = np.argsort(codes, kind="stable")
-    codes = codes[order]
-    n = len(order)
-    code_magnitude(sinks["pos"], np.diff(codes, prepend=0), 0, 1, 62, signed=False)
 
-    hdr: dict[str, Any] = {"mode": "lossy", "n": n, "degree": degree, "pos_lo": _f32(lo)}
-    hdr["pos_step"] = step
+def _layout(s: GaussianScene, lv: Level, weights: np.ndarray) -> dict[str, Any]:
+    """The splat order and the quantised scales and positions of a lossy level.
+
+    Scales come first: they set every splat's position precision. Positions sit on a fine grid;
+    a coarse grid (2^shift fine steps) is coded as sorted Morton-code deltas, then every splat
+    gets the fine bits its size asks for (drop = how many of the shift bits it skips)."""
+    n = len(s)
+    scl = np.asarray(s.scales_log, np.float64)
+    out: dict[str, Any] = {}
+    if lv.scale_vq:
+        centres, assign = kmeans(scl, int(min(lv.scale_vq, n)), weights)
+        book = np.floor(centres.astype(np.float64) * VQ_SCALE_UNITS + 0.5).astype(np.int64)
+        qs, unit = book[assign], 1.0 / VQ_SCALE_UNITS
+        out.update(book=book, assign=assign)
+    else:
+        qs = np.floor(scl / lv.scale_step + 0.5).astype(np.int64)
+        unit = lv.scale_step
+    lo, step, qf = _grid(s.positions, lv.pos_bits, floor=True)
+    thresholds = _drop_thresholds(step, unit, lv.pos_rel)
+    drop_max = _drops(np.sort(qs, axis=1)[:, 1], thresholds)
+    shift = _best_shift(qf, drop_max)
+    drop = np.minimum(drop_max, shift)
+    coarse = morton_encode(qf >> shift)
+    order = np.lexsort((morton_encode(qf), coarse))
+    out.update(order=order, coarse=coarse[order], qf=qf[order], drop=drop[order], qs=qs[order])
+    out.update(shift=shift, lo=lo, step=step, thresholds=thresholds)
+    return out
+
+
+def _encode_lossy(scene: GaussianScene, lv: Level, sinks: EncoderSinks, score=None):
+    s, weights = _prune(scene, lv, score)
+    degree = min(s.sh_degree, lv.sh_degree)
+    dc, rest = s.sh_dc, s.sh_rest
+    if degree < s.sh_degree:
+        dc, rest = distill_sh(dc, rest, s.sh_degree, degree)
+    n = len(s)
+    hdr: dict[str, Any] = {"mode": "lossy", "n": n, "degree": degree}
+    raw: dict[str, bytes] = {}
+
+    p = _layout(s, lv, weights)
+    order, coarse, qf, drop, qs = p["order"], p["coarse"], p["qf"], p["drop"], p["qs"]
+    shift, lo, step, thresholds = p["shift"], p["lo"], p["step"], p["thresholds"]
+    code_magnitude(sinks["pos"], np.diff(coarse, prepend=0), 0, 1, 62, signed=False)
+    hdr.update(pos_lo=_f32(lo), pos_step=step, pos_shift=shift, pos_drop=thresholds)
     first = np.zeros(n, bool)
     first[0] = True
+
+    w = np.asarray(weights, np.float64)[order]
+    if lv.scale_vq:
+        k = len(p["book"])
+        code_magnitude(sinks["scale"], p["book"].reshape(-1), 0, 1, 30)
+        code_adaptive(sinks["scale"], p["assign"][order], 0, 1, k)
+        hdr["scale"] = {"k": k}
+    else:
+        raw["scale"], smodes = code_rows(qs)
+        hdr["scale"] = {"step": lv.scale_step, "modes": smodes}
+        hdr["scale"].update(lo=[int(v) for v in qs.min(axis=0)], hi=[int(v) for v in qs.max(axis=0)])
+    _code_refinement(sinks, qf, shift, drop)
 
     # opacity and colour
     ob, cb = lv.opacity_bits, lv.color_bits
@@ -334,54 +450,140 @@ def _encode_lossy(scene: GaussianScene, lv: Level, sinks: EncoderSinks):
     c_span = np.maximum(c_hi.astype(np.float64) - c_lo, 1e-6)
     qc = np.floor((rgb - c_lo) / c_span * ((1 << cb) - 1) + 0.5).astype(np.int64)
     qc = np.clip(qc, 0, (1 << cb) - 1)
-    vals = np.concatenate([op[:, None], ycocg(qc, cb)], axis=1)
-    _, modes = code_fields(sinks, "attr", vals, (ob, cb, cb + 1, cb + 1), first, None)
+    raw["op"], modes = code_rows(op[:, None])
+    raw["col"], m2 = code_rows(ycocg(qc, cb))
+    modes += m2
     hdr.update(op_bits=ob, col_bits=cb, col_lo=_f32(c_lo), col_hi=_f32(c_hi), attr_modes=modes)
 
-    w = np.asarray(weights, np.float64)[order]
-    # scale
-    scl = np.asarray(s.scales_log[order], np.float64)
-    if lv.scale_vq:
-        hdr["scale"] = _code_vq(sinks, "scale", scl, lv.scale_vq, 1.0 / 64, w)
-    else:
-        qs = np.floor(scl / lv.scale_step + 0.5).astype(np.int64)
-        for j in range(3):
-            code_magnitude(sinks["attr"], qs[:, j], 0, 1, 24)
-        hdr["scale"] = {"step": lv.scale_step}
     # rotation
     rot = np.asarray(normalized(s.rotations[order]), np.float64)
     rot = np.where(rot[:, :1] < 0, -rot, rot)
     if lv.rot_vq:
         hdr["rot"] = _code_vq(sinks, "rot", rot, lv.rot_vq, 1.0 / 2048, w)
     else:
-        _code_rotation(sinks, rot, lv.rot_bits)
-        hdr["rot"] = {"bits": lv.rot_bits}
+        raw["rot"], rmodes = _code_rotation(rot, lv.rot_bits)
+        hdr["rot"] = {"bits": lv.rot_bits, "modes": rmodes}
     # SH rest
     if degree > 0:
         flat = np.asarray(rest[order], np.float64).reshape(n, -1)
         k = min(lv.sh_codebook, max(256, 1 << int(math.ceil(math.log2(max(n, 2) / 8)))))
         hdr["sh"] = _code_vq(sinks, "sh", flat, k, 1.0 / 256, w)
-    return hdr, {}
+    return hdr, raw
 
 
-def _decode_lossy(hdr: dict, sinks: DecoderSinks) -> GaussianScene:
+def _drop_thresholds(step: float, unit: float, pos_rel: float) -> list[int]:
+    """t[e - 1] = the smallest middle log-scale integer (in ``unit`` steps) of a splat whose
+    position may sit on a grid of 2^e fine steps: 2^e step <= 2^pos_rel x its middle scale."""
+    out = []
+    for e in range(1, MAX_DROP + 1):
+        t = (math.log(step) + (e - pos_rel) * math.log(2.0)) / unit
+        out.append(int(min(max(math.ceil(t - 1e-9), -(1 << 30)), 1 << 30)))
+    return out
+
+
+def _drops(mid: np.ndarray, thresholds: list[int]) -> np.ndarray:
+    """Fine bits a splat may skip: how many thresholds its middle log-scale integer reaches."""
+    t = np.asarray(thresholds, np.int64)
+    return (np.asarray(mid, np.int64)[:, None] >= t[None, :]).sum(axis=1)
+
+
+def _best_shift(qf: np.ndarray, drop_max: np.ndarray) -> int:
+    """The coarse grid (shift) with the fewest bits for coarse codes + fine bits (estimated with
+    the same models the coder uses)."""
+    from neuralcodec.codecs.latent.sinks import CounterSinks
+
+    best, best_bits = 0, math.inf
+    fine = morton_encode(qf)
+    for shift in range(int(drop_max.max(initial=0)) + 1):
+        coarse = morton_encode(qf >> shift)
+        order = np.lexsort((fine, coarse))
+        counter = CounterSinks()
+        code_magnitude(counter["pos"], np.diff(coarse[order], prepend=0), 0, 1, 62, signed=False)
+        bits = counter.bits["pos"] + 3.0 * float(np.sum(shift - np.minimum(drop_max, shift)))
+        if bits < best_bits:
+            best, best_bits = shift, bits
+    return best
+
+
+def _code_refinement(sinks: Sinks, qf: np.ndarray | None, shift: int, drop: np.ndarray):
+    """The fine bits of every splat's three grid coordinates under its coarse cell: 3 x (shift -
+    drop) raw bits. Returns the fine coordinates of the cell centres (in fine steps, x2)."""
+    r = shift - drop
+    val = None
+    if qf is not None:
+        val = np.zeros(len(drop), np.int64)
+        for a in range(3):
+            val = (val << r) | ((qf[:, a] >> drop) & ((np.int64(1) << r) - 1))
+    return code_bits(sinks["posr"], val, 3 * r)
+
+
+def _list(hdr: dict, key: str, n: int) -> list:
+    v = hdr[key]
+    if not (isinstance(v, list) and len(v) == n):
+        raise CodecError(f"splat-vq: header {key} is not a list of {n}")
+    return v
+
+
+def _bounds(hdr: dict, n: int) -> tuple[list[int], list[int]]:
+    lo, hi = _list(hdr, "lo", n), _list(hdr, "hi", n)
+    for v in lo + hi:
+        if not isinstance(v, int) or isinstance(v, bool) or abs(v) >= 1 << 30:
+            raise CodecError("splat-vq: bad field bounds")
+    return lo, hi
+
+
+def _decode_lossy(hdr: dict, sinks: DecoderSinks, streams) -> GaussianScene:
     n = _int(hdr, "n", 1, min(MAX_SPLATS, _int(hdr, "in", 1, MAX_SPLATS)))
     degree = _int(hdr, "degree", 0, min(3, _int(hdr, "in_degree", 0, 3)))
-    codes = np.cumsum(code_magnitude(sinks["pos"], None, 0, 1, 62, signed=False, size=n))
-    if codes[-1] >= 1 << 62:
+    coarse = np.cumsum(code_magnitude(sinks["pos"], None, 0, 1, 62, signed=False, size=n))
+    if coarse[-1] >= 1 << 62:
         raise CodecError("splat-vq: position codes out of range")
     lo = _floats(hdr, "pos_lo", 3)
     step = float(hdr["pos_step"])
     if not (math.isfinite(step) and step > 0):
         raise CodecError("splat-vq: bad position step")
-    positions = lo + morton_decode(codes).astype(np.float64) * step
+    shift = _int(hdr, "pos_shift", 0, MAX_DROP)
+    thresholds = hdr["pos_drop"]
+    if not (
+        isinstance(thresholds, list)
+        and len(thresholds) == MAX_DROP
+        and all(isinstance(t, int) and abs(t) <= 1 << 30 for t in thresholds)
+    ):
+        raise CodecError("splat-vq: bad position precision thresholds")
+    sc = hdr["scale"]
+    if "k" in sc:
+        k = _int(sc, "k", 1, MAX_CODEBOOK)
+        book = code_magnitude(sinks["scale"], None, 0, 1, 30, size=3 * k).reshape(k, 3)
+        qs = book[code_adaptive(sinks["scale"], None, 0, 1, k, size=n)]
+        unit = 1.0 / VQ_SCALE_UNITS
+    else:
+        unit = float(sc["step"])
+        if not (math.isfinite(unit) and unit > 0):
+            raise CodecError("splat-vq: bad scale step")
+        qs = decode_rows(streams["scale"], n, _list(sc, "modes", 3), *_bounds(sc, 3))
+    scales = qs * unit
+    drop = np.minimum(_drops(np.sort(qs, axis=1)[:, 1], thresholds), shift)
+    ref = _code_refinement(sinks, None, shift, drop)
+    cell = morton_decode(coarse).astype(np.int64)
+    r = shift - drop
+    fine = np.zeros((n, 3), np.int64)
+    for a in (2, 1, 0):
+        part = ref & ((np.int64(1) << r) - 1)
+        ref >>= r
+        fine[:, a] = (((cell[:, a] << r) | part) << drop) + (np.int64(1) << drop) // 2
+    if fine.max() >= 1 << (MAX_POS_BITS + 1):
+        raise CodecError("splat-vq: position codes out of range")
+    # the cell centre: + half a cell (for drop = 0, half a fine step)
+    half = np.where(drop == 0, 0.5, 0.0)[:, None]
+    positions = lo + (fine.astype(np.float64) + half) * step
     ob, cb = _int(hdr, "op_bits", 1, 12), _int(hdr, "col_bits", 1, 12)
     modes = hdr["attr_modes"]
     if not (isinstance(modes, list) and len(modes) == 4 and all(m in (0, 1) for m in modes)):
         raise CodecError("splat-vq: bad attribute modes")
-    first = np.zeros(n, bool)
-    first[0] = True
-    vals, _ = code_fields(sinks, "attr", None, (ob, cb, cb + 1, cb + 1), first, modes)
+    op = decode_rows(streams["op"], n, modes[:1], [0], [(1 << ob) - 1])
+    hi = (1 << cb) - 1
+    col = decode_rows(streams["col"], n, modes[1:], [0] * 3, [hi, 2 * hi + 1, 2 * hi + 1])
+    vals = np.concatenate([op, col], axis=1)
     opacity = logit(vals[:, 0] / ((1 << ob) - 1))
     c_lo, c_hi = _floats(hdr, "col_lo", 3), _floats(hdr, "col_hi", 3)
     c_span = np.maximum(c_hi - c_lo, 1e-6)
@@ -389,18 +591,9 @@ def _decode_lossy(hdr: dict, sinks: DecoderSinks) -> GaussianScene:
     if qc.min() < 0 or qc.max() >= 1 << cb:
         raise CodecError("splat-vq: decoded colour out of range")
     rgb = c_lo + qc / ((1 << cb) - 1) * c_span
-    sc = hdr["scale"]
-    if "k" not in sc:
-        st = float(sc["step"])
-        if not (math.isfinite(st) and st > 0):
-            raise CodecError("splat-vq: bad scale step")
-        cols = [code_magnitude(sinks["attr"], None, 0, 1, 24, size=n) for _ in range(3)]
-        scales = np.stack(cols, axis=1) * st
-    else:
-        scales = _decode_vq(sinks, "scale", sc, n, 3)
     rt = hdr["rot"]
     if "bits" in rt:
-        rot = _decode_rotation(sinks, n, _int(rt, "bits", 2, 12))
+        rot = _decode_rotation(streams["rot"], n, _int(rt, "bits", 2, 12), _list(rt, "modes", 4))
     else:
         rot = _decode_vq(sinks, "rot", rt, n, 4)
         bad = np.linalg.norm(rot, axis=1) < 1e-6
@@ -446,26 +639,29 @@ def _decode_vq(sinks: DecoderSinks, name: str, hdr: dict, n: int, dims: int) -> 
     return book[idx]
 
 
-def _code_rotation(sinks: EncoderSinks, rot: np.ndarray, bits: int) -> None:
+def _code_rotation(rot: np.ndarray, bits: int) -> tuple[bytes, list[int]]:
+    """Smallest three: the index of the largest component (made positive), then the other three
+    on a ``bits`` grid over +-1/sqrt(2), through ``code_rows``."""
     n = len(rot)
     largest = np.argmax(np.abs(rot), axis=1)
     rot = np.where(rot[np.arange(n), largest][:, None] < 0, -rot, rot)
-    code_adaptive(sinks["attr"], largest, 0, 1, 4)
     top = (1 << bits) - 1
+    cols = [largest]
     for slot in range(3):
         comp = rot[np.arange(n), slot + (largest <= slot)]
         qv = np.clip(np.floor((comp * math.sqrt(0.5) + 0.5) * top + 0.5), 0, top).astype(np.int64)
-        code_adaptive(sinks["attr"], qv, largest, 4, top + 1)
+        cols.append(qv)
+    return code_rows(np.stack(cols, axis=1))
 
 
-def _decode_rotation(sinks: DecoderSinks, n: int, bits: int) -> np.ndarray:
-    largest = code_adaptive(sinks["attr"], None, 0, 1, 4, size=n)
+def _decode_rotation(data: bytes, n: int, bits: int, modes: list) -> np.ndarray:
     top = (1 << bits) - 1
+    f = decode_rows(data, n, modes, [0] * 4, [3, top, top, top])
+    largest = f[:, 0]
     rot = np.zeros((n, 4))
     rows = np.arange(n)
     for slot in range(3):
-        qv = code_adaptive(sinks["attr"], None, largest, 4, top + 1)
-        rot[rows, slot + (largest <= slot)] = (qv / top - 0.5) / math.sqrt(0.5)
+        rot[rows, slot + (largest <= slot)] = (f[:, slot + 1] / top - 0.5) / math.sqrt(0.5)
     rot[rows, largest] = np.sqrt(np.maximum(0.0, 1.0 - (rot * rot).sum(axis=1)))
     return rot
 
