@@ -41,7 +41,9 @@ def main() -> None:
     views = Views(scene, a.views, a.size)
     t = time.perf_counter()
     score = np.load(a.cache) if a.cache else sv.importance(scene)
-    print(f"{a.scene}: {n0} splats, compressed.ply {ref_bytes} B, importance {time.perf_counter() - t:.1f} s")
+    print(
+        f"{a.scene}: {n0} splats, compressed.ply {ref_bytes} B, importance {time.perf_counter() - t:.1f} s"
+    )
     for q in a.levels:
         data, _ = api.encode_with_report(scene, "splat-vq", q, modality="splat")
         enc = read_container(data)
@@ -68,7 +70,10 @@ def main() -> None:
         for label, f in fields.items():
             if f == "sh_rest" and dec.sh_degree == 0:
                 continue
-            kw = {k: getattr(ref, k) for k in ("positions", "scales_log", "rotations", "opacities", "sh_dc", "sh_rest")}
+            kw = {
+                k: getattr(ref, k)
+                for k in ("positions", "scales_log", "rotations", "opacities", "sh_dc", "sh_rest")
+            }
             kw[f] = getattr(dec, f)
             if f == "sh_rest" or ref.sh_rest.shape != dec.sh_rest.shape:
                 kw["sh_rest"] = dec.sh_rest

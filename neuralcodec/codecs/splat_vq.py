@@ -65,7 +65,7 @@ from neuralcodec.datasets.splat_packed import (
 from neuralcodec.entropy.adaptive import INT_CONTEXTS, AdaptiveDecoder, AdaptiveEncoder, states
 from neuralcodec.entropy.rangecoder import DecodeError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 EXACT_LEVEL = 8
 IMPORTANCE_VIEWS = 8
 IMPORTANCE_SIZE = 192
@@ -75,7 +75,9 @@ MAX_DROP = 8  # at most this many fine position bits skipped for a large splat
 MAX_SCALE_SYMBOLS = 1 << 14
 SCALE_CONTEXTS = 4
 VQ_SCALE_UNITS = 64
-ROW_MARKOV = 8  # classes of the previous value in ``code_rows``  # scale codebook entries on a 1/64 log grid
+ROW_MARKOV = (
+    8  # classes of the previous value in ``code_rows``  # scale codebook entries on a 1/64 log grid
+)
 
 
 @dataclass(frozen=True)
@@ -97,12 +99,12 @@ LEVELS = {
     # prune, finest grid bits, position step / middle scale (log2), SH degree, SH codebook,
     # scale VQ codebook or log-scale step, rotation VQ codebook or bits, colour bits, opacity bits
     1: Level(0.60, 12, -2.0, 0, 0, 2048, 0.0, 0, 5, 5, 4),
-    2: Level(0.50, 13, -3.0, 1, 1024, 0, 0.12, 0, 6, 5, 4),
-    3: Level(0.40, 13, -3.5, 1, 1024, 0, 0.10, 0, 7, 6, 5),
-    4: Level(0.30, 14, -4.0, 1, 2048, 0, 0.08, 0, 7, 6, 5),
-    5: Level(0.20, 15, -4.0, 2, 4096, 0, 0.05, 0, 8, 7, 6),
-    6: Level(0.10, 16, -5.0, 3, 4096, 0, 0.03, 0, 9, 7, 7),
-    7: Level(0.00, 16, -6.0, 3, 8192, 0, 0.01, 0, 11, 8, 8),
+    2: Level(0.45, 13, -2.5, 1, 1024, 0, 0.15, 0, 5, 5, 4),
+    3: Level(0.35, 13, -3.0, 1, 1024, 0, 0.12, 0, 6, 6, 4),
+    4: Level(0.25, 14, -3.0, 1, 2048, 0, 0.12, 0, 6, 6, 5),
+    5: Level(0.15, 15, -3.5, 2, 4096, 0, 0.08, 0, 7, 7, 5),
+    6: Level(0.05, 16, -4.5, 3, 4096, 0, 0.04, 0, 8, 7, 6),
+    7: Level(0.00, 16, -6.0, 3, 8192, 0, 0.01, 0, 10, 8, 8),
 }
 
 
@@ -425,8 +427,6 @@ def _encode_lossy(scene: GaussianScene, lv: Level, sinks: EncoderSinks, score=No
     shift, lo, step, thresholds = p["shift"], p["lo"], p["step"], p["thresholds"]
     code_magnitude(sinks["pos"], np.diff(coarse, prepend=0), 0, 1, 62, signed=False)
     hdr.update(pos_lo=_f32(lo), pos_step=step, pos_shift=shift, pos_drop=thresholds)
-    first = np.zeros(n, bool)
-    first[0] = True
 
     w = np.asarray(weights, np.float64)[order]
     if lv.scale_vq:
@@ -437,7 +437,9 @@ def _encode_lossy(scene: GaussianScene, lv: Level, sinks: EncoderSinks, score=No
     else:
         raw["scale"], smodes = code_rows(qs)
         hdr["scale"] = {"step": lv.scale_step, "modes": smodes}
-        hdr["scale"].update(lo=[int(v) for v in qs.min(axis=0)], hi=[int(v) for v in qs.max(axis=0)])
+        hdr["scale"].update(
+            lo=[int(v) for v in qs.min(axis=0)], hi=[int(v) for v in qs.max(axis=0)]
+        )
     _code_refinement(sinks, qf, shift, drop)
 
     # opacity and colour
