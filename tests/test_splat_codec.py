@@ -341,7 +341,7 @@ def test_bad_files_are_one_line_errors(tmp_path, run_cli):
 
 
 GOLDEN = {
-    7: "4be33ccddd7a23107f445289a58266bb41b3d5c4f2ccc19adc61645168d34376",
+    7: "d6fced0917d68770ee7ee342e0ef4450f12d6a6a2baa2dc51d3f246df5a51d18",
     8: "c19404fab12aa6329da184811ee4aaf920925ecce9582ccfe008b6edf5785c4e",
 }
 

@@ -43,8 +43,13 @@ from neuralcodec.codecs.splat_coding import (
     code_magnitude,
     distill_sh,
     kmeans,
+    matrix_quaternions,
     morton_decode,
     morton_encode,
+    octahedral_decode,
+    octahedral_encode,
+    plane_basis,
+    quaternion_matrices,
 )
 from neuralcodec.datasets.splat import (
     MAX_SPLATS,
@@ -68,7 +73,7 @@ from neuralcodec.entropy.rangecoder import DecodeError
 FORMAT_VERSION = 2
 EXACT_LEVEL = 8
 IMPORTANCE_VIEWS = 8
-IMPORTANCE_SIZE = 192
+IMPORTANCE_SIZE = 384
 MAX_CODEBOOK = 1 << 14
 MAX_POS_BITS = 20
 MAX_DROP = 8  # at most this many fine position bits skipped for a large splat
@@ -89,22 +94,21 @@ class Level:
     sh_codebook: int  # at most this many SH codewords
     scale_vq: int  # codebook size, 0 = scalar with scale_step
     scale_step: float  # log-scale step
-    rot_vq: int  # codebook size, 0 = smallest-three with rot_bits
-    rot_bits: int
+    rot_bits: int  # bits of each octahedral coordinate of the normal, and at most of the angle
     color_bits: int
     opacity_bits: int
 
 
 LEVELS = {
     # prune, finest grid bits, position step / middle scale (log2), SH degree, SH codebook,
-    # scale VQ codebook or log-scale step, rotation VQ codebook or bits, colour bits, opacity bits
-    1: Level(0.60, 12, -2.0, 0, 0, 2048, 0.0, 0, 5, 5, 4),
-    2: Level(0.45, 13, -2.5, 1, 1024, 0, 0.15, 0, 5, 5, 4),
-    3: Level(0.35, 13, -3.0, 1, 1024, 0, 0.12, 0, 6, 6, 4),
-    4: Level(0.25, 14, -3.0, 1, 2048, 0, 0.12, 0, 6, 6, 5),
-    5: Level(0.15, 15, -3.5, 2, 4096, 0, 0.08, 0, 7, 7, 5),
-    6: Level(0.05, 16, -4.5, 3, 4096, 0, 0.04, 0, 8, 7, 6),
-    7: Level(0.00, 16, -6.0, 3, 8192, 0, 0.01, 0, 10, 8, 8),
+    # scale VQ codebook or log-scale step, orientation bits, colour bits, opacity bits
+    1: Level(0.60, 12, -2.0, 0, 0, 2048, 0.0, 5, 5, 4),
+    2: Level(0.45, 13, -2.5, 1, 1024, 0, 0.15, 5, 5, 4),
+    3: Level(0.35, 13, -3.0, 1, 1024, 0, 0.12, 6, 6, 4),
+    4: Level(0.25, 14, -3.0, 1, 2048, 0, 0.12, 6, 6, 5),
+    5: Level(0.15, 15, -3.5, 2, 4096, 0, 0.08, 7, 7, 5),
+    6: Level(0.05, 16, -4.5, 3, 4096, 0, 0.04, 8, 7, 6),
+    7: Level(0.00, 16, -6.0, 3, 8192, 0, 0.01, 10, 8, 8),
 }
 
 
@@ -114,11 +118,10 @@ LEVELS = {
 def importance(
     scene: GaussianScene, views: int = IMPORTANCE_VIEWS, size: int = IMPORTANCE_SIZE
 ) -> np.ndarray:
-    """Per splat: its summed blending weight over ``views`` orbit renders (half of them 20
-    degrees above the orbit plane, half 20 degrees below, staggered in azimuth), times its
-    volume (relative to the 90th percentile) to the power 0.1, as LightGaussian's global
-    significance; plus a tiny opacity x volume term so that splats no view hits still have an
-    order."""
+    """Per splat: its summed blending weight (opacity x transmittance over the pixels it
+    touches) in ``views`` orbit renders (half of them 20 degrees above the orbit plane, half 20
+    degrees below, staggered in azimuth): what it adds to the images. Plus a tiny opacity x
+    volume term so that splats no view hits still have an order."""
     from neuralcodec.render import SceneTensors, orbit_cameras, render_full
 
     st = SceneTensors.of(scene)
@@ -133,7 +136,7 @@ def importance(
     vol = np.exp(np.asarray(scene.scales_log, np.float64).sum(axis=1))
     vol = vol / max(float(np.percentile(vol, 90)), 1e-30)
     fallback = sigmoid(scene.opacities) * np.minimum(vol, 1.0) * 1e-9
-    return hits * np.power(vol, 0.1) + fallback
+    return hits + fallback
 
 
 def _select(scene: GaussianScene, keep: np.ndarray) -> GaussianScene:
@@ -390,8 +393,11 @@ def _layout(s: GaussianScene, lv: Level, weights: np.ndarray) -> dict[str, Any]:
     a coarse grid (2^shift fine steps) is coded as sorted Morton-code deltas, then every splat
     gets the fine bits its size asks for (drop = how many of the shift bits it skips)."""
     n = len(s)
-    scl = np.asarray(s.scales_log, np.float64)
-    out: dict[str, Any] = {}
+    # every splat's axes sorted by scale, smallest first (the same Gaussian)
+    perm = np.argsort(np.asarray(s.scales_log, np.float64), axis=1, kind="stable")
+    scl = np.take_along_axis(np.asarray(s.scales_log, np.float64), perm, axis=1)
+    axes = np.take_along_axis(quaternion_matrices(s.rotations), perm[:, None, :], axis=2)
+    out: dict[str, Any] = {"axes": axes, "unit": 0.0}
     if lv.scale_vq:
         centres, assign = kmeans(scl, int(min(lv.scale_vq, n)), weights)
         book = np.floor(centres.astype(np.float64) * VQ_SCALE_UNITS + 0.5).astype(np.int64)
@@ -402,13 +408,14 @@ def _layout(s: GaussianScene, lv: Level, weights: np.ndarray) -> dict[str, Any]:
         unit = lv.scale_step
     lo, step, qf = _grid(s.positions, lv.pos_bits, floor=True)
     thresholds = _drop_thresholds(step, unit, lv.pos_rel)
-    drop_max = _drops(np.sort(qs, axis=1)[:, 1], thresholds)
+    drop_max = _drops(qs[:, 1], thresholds)
     shift = _best_shift(qf, drop_max)
     drop = np.minimum(drop_max, shift)
     coarse = morton_encode(qf >> shift)
     order = np.lexsort((morton_encode(qf), coarse))
     out.update(order=order, coarse=coarse[order], qf=qf[order], drop=drop[order], qs=qs[order])
-    out.update(shift=shift, lo=lo, step=step, thresholds=thresholds)
+    out.update(shift=shift, lo=lo, step=step, thresholds=thresholds, unit=unit)
+    out["axes"] = axes[order]
     return out
 
 
@@ -435,6 +442,7 @@ def _encode_lossy(scene: GaussianScene, lv: Level, sinks: EncoderSinks, score=No
         code_adaptive(sinks["scale"], p["assign"][order], 0, 1, k)
         hdr["scale"] = {"k": k}
     else:
+        qs = np.stack([qs[:, 0], qs[:, 1] - qs[:, 0], qs[:, 2] - qs[:, 1]], axis=1)
         raw["scale"], smodes = code_rows(qs)
         hdr["scale"] = {"step": lv.scale_step, "modes": smodes}
         hdr["scale"].update(
@@ -457,14 +465,10 @@ def _encode_lossy(scene: GaussianScene, lv: Level, sinks: EncoderSinks, score=No
     modes += m2
     hdr.update(op_bits=ob, col_bits=cb, col_lo=_f32(c_lo), col_hi=_f32(c_hi), attr_modes=modes)
 
-    # rotation
-    rot = np.asarray(normalized(s.rotations[order]), np.float64)
-    rot = np.where(rot[:, :1] < 0, -rot, rot)
-    if lv.rot_vq:
-        hdr["rot"] = _code_vq(sinks, "rot", rot, lv.rot_vq, 1.0 / 2048, w)
-    else:
-        raw["rot"], rmodes = _code_rotation(rot, lv.rot_bits)
-        hdr["rot"] = {"bits": lv.rot_bits, "modes": rmodes}
+    # orientation: the normal (the smallest scale's axis), then the angle of the middle axis
+    psi_t = _angle_thresholds(p["unit"], lv.rot_bits)
+    raw["rot"], rmodes = _code_orientation(sinks, p["axes"], p["qs"], lv.rot_bits, psi_t)
+    hdr["rot"] = {"bits": lv.rot_bits, "modes": rmodes, "angle": psi_t}
     # SH rest
     if degree > 0:
         flat = np.asarray(rest[order], np.float64).reshape(n, -1)
@@ -562,9 +566,14 @@ def _decode_lossy(hdr: dict, sinks: DecoderSinks, streams) -> GaussianScene:
         unit = float(sc["step"])
         if not (math.isfinite(unit) and unit > 0):
             raise CodecError("splat-vq: bad scale step")
-        qs = decode_rows(streams["scale"], n, _list(sc, "modes", 3), *_bounds(sc, 3))
+        d = decode_rows(streams["scale"], n, _list(sc, "modes", 3), *_bounds(sc, 3))
+        if d.size and d[:, 1:].min() < 0:
+            raise CodecError("splat-vq: decoded scales out of order")
+        qs = np.cumsum(d, axis=1)
     scales = qs * unit
-    drop = np.minimum(_drops(np.sort(qs, axis=1)[:, 1], thresholds), shift)
+    if qs.size and (qs[:, 1] < qs[:, 0]).any() | (qs[:, 2] < qs[:, 1]).any():
+        raise CodecError("splat-vq: decoded scales out of order")
+    drop = np.minimum(_drops(qs[:, 1], thresholds), shift)
     ref = _code_refinement(sinks, None, shift, drop)
     cell = morton_decode(coarse).astype(np.int64)
     r = shift - drop
@@ -594,12 +603,11 @@ def _decode_lossy(hdr: dict, sinks: DecoderSinks, streams) -> GaussianScene:
         raise CodecError("splat-vq: decoded colour out of range")
     rgb = c_lo + qc / ((1 << cb) - 1) * c_span
     rt = hdr["rot"]
-    if "bits" in rt:
-        rot = _decode_rotation(streams["rot"], n, _int(rt, "bits", 2, 12), _list(rt, "modes", 4))
-    else:
-        rot = _decode_vq(sinks, "rot", rt, n, 4)
-        bad = np.linalg.norm(rot, axis=1) < 1e-6
-        rot[bad] = (1.0, 0.0, 0.0, 0.0)
+    bits = _int(rt, "bits", 2, 12)
+    psi_t = _list(rt, "angle", bits)
+    if not all(isinstance(t, int) and not isinstance(t, bool) and 0 <= t < 1 << 30 for t in psi_t):
+        raise CodecError("splat-vq: bad angle thresholds")
+    rot = _decode_orientation(sinks, streams["rot"], qs, bits, psi_t, _list(rt, "modes", 2))
     k = (degree + 1) ** 2 - 1
     rest = np.zeros((n, k, 3))
     if degree > 0:
@@ -641,31 +649,53 @@ def _decode_vq(sinks: DecoderSinks, name: str, hdr: dict, n: int, dims: int) -> 
     return book[idx]
 
 
-def _code_rotation(rot: np.ndarray, bits: int) -> tuple[bytes, list[int]]:
-    """Smallest three: the index of the largest component (made positive), then the other three
-    on a ``bits`` grid over +-1/sqrt(2), through ``code_rows``."""
-    n = len(rot)
-    largest = np.argmax(np.abs(rot), axis=1)
-    rot = np.where(rot[np.arange(n), largest][:, None] < 0, -rot, rot)
-    top = (1 << bits) - 1
-    cols = [largest]
-    for slot in range(3):
-        comp = rot[np.arange(n), slot + (largest <= slot)]
-        qv = np.clip(np.floor((comp * math.sqrt(0.5) + 0.5) * top + 0.5), 0, top).astype(np.int64)
-        cols.append(qv)
-    return code_rows(np.stack(cols, axis=1))
+def _angle_thresholds(unit: float, bits: int) -> list[int]:
+    """t[k - 1] = the smallest gap (largest - middle log-scale integer, in ``unit`` steps) at
+    which a splat's in-plane angle gets k bits: its shape changes with the angle in proportion
+    to 1 - (middle / largest)^2, so a round splat needs none and a long one all ``bits``."""
+    out = []
+    for k in range(1, bits + 1):
+        t = -math.log(1.0 - 2.0 ** (k - 1 - bits)) / (2.0 * unit)
+        out.append(int(min(math.floor(t + 1e-9) + 1, (1 << 30) - 1)))
+    return out
 
 
-def _decode_rotation(data: bytes, n: int, bits: int, modes: list) -> np.ndarray:
+def _angle_bits(qs: np.ndarray, thresholds: list[int]) -> np.ndarray:
+    gap = np.asarray(qs[:, 2] - qs[:, 1], np.int64)
+    return (gap[:, None] >= np.asarray(thresholds, np.int64)[None, :]).sum(axis=1)
+
+
+def _code_orientation(
+    sinks: Sinks, axes: np.ndarray, qs: np.ndarray, bits: int, thresholds: list[int]
+) -> tuple[bytes, list[int]]:
+    """Axes sorted by scale (columns, smallest first): the smallest's direction (either sign)
+    on the octahedral grid (``code_rows``), then the middle axis' angle in the plane of the
+    decoded normal, in [0, pi) on 2^k cells (raw bits, k from the scale gap)."""
+    oct_q = octahedral_encode(axes[:, :, 0], bits)
+    data, modes = code_rows(oct_q)
+    normal = octahedral_decode(oct_q, bits)
+    e1, e2 = plane_basis(normal)
+    mid = axes[:, :, 1]
+    psi = np.mod(np.arctan2((mid * e2).sum(axis=1), (mid * e1).sum(axis=1)), math.pi)
+    k = _angle_bits(qs, thresholds)
+    cell = np.minimum(np.floor(psi / math.pi * (np.int64(1) << k)), (np.int64(1) << k) - 1)
+    code_bits(sinks["angle"], cell.astype(np.int64), k)
+    return data, modes
+
+
+def _decode_orientation(
+    sinks: DecoderSinks, data: bytes, qs: np.ndarray, bits: int, thresholds: list, modes: list
+) -> np.ndarray:
+    n = len(qs)
     top = (1 << bits) - 1
-    f = decode_rows(data, n, modes, [0] * 4, [3, top, top, top])
-    largest = f[:, 0]
-    rot = np.zeros((n, 4))
-    rows = np.arange(n)
-    for slot in range(3):
-        rot[rows, slot + (largest <= slot)] = (f[:, slot + 1] / top - 0.5) / math.sqrt(0.5)
-    rot[rows, largest] = np.sqrt(np.maximum(0.0, 1.0 - (rot * rot).sum(axis=1)))
-    return rot
+    normal = octahedral_decode(decode_rows(data, n, modes, [0, 0], [top, top]), bits)
+    k = _angle_bits(qs, thresholds)
+    cell = code_bits(sinks["angle"], None, k)
+    psi = (cell + 0.5) / (np.int64(1) << k) * math.pi
+    e1, e2 = plane_basis(normal)
+    mid = np.cos(psi)[:, None] * e1 + np.sin(psi)[:, None] * e2
+    m = np.stack([normal, mid, np.cross(normal, mid)], axis=2)
+    return matrix_quaternions(m)
 
 
 # ----------------------------------------------------------------------------- exact level
