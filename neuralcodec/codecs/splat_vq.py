@@ -1,19 +1,27 @@
 """``splat-vq``: a post-hoc Gaussian splat codec (from the ``.ply`` alone, no retraining), in the
-manner of LightGaussian: prune, distil SH, vector-quantise, entropy-code.
+manner of LightGaussian: prune, distil SH, quantise, entropy-code.
 
 Levels 1..7 (lossy)::
 
-    scene --importance (summed blending weight over 8 orbit views at 192 px, x volume^0.1)
+    scene --importance (summed blending weight over 8 orbit views at 384 px)
           --prune the least important fraction (and every splat with opacity < 1/255)
           --SH distillation to the level's degree (least squares over 192 directions)
-          --positions on a grid (step = the robust extent / 2^bits), Morton order
-    positions  sorted Morton codes -> deltas -> magnitude classes (adaptive) + raw bits
-    opacity    sigmoid, b bits              } each field coded directly or as the delta from the
-    colour     0.5 + C0 f_dc, b bits/channel} previous splat in Morton order, whichever is smaller;
-               (colour as integer YCoCg-R)  }
-    scale      VQ (K-means codebook, coded) or log-scale grid
-    rotation   VQ (codebook coded) or smallest-three with b bits
-    SH rest    VQ (codebook coded, 1/256 steps)          indices: adaptive tables
+          --each splat's axes sorted by scale (smallest first; the same Gaussian)
+    scales     log-scale grid (or a K-means codebook), coded as smallest + two gaps
+    positions  a fine grid (step = robust extent / 2^pos_bits); a coarse grid of 2^shift fine
+               steps, sorted Morton codes -> deltas -> magnitude classes + raw bits ("pos");
+               then each splat's fine bits under its coarse cell, as many as its middle scale
+               asks for (cell <= 2^pos_rel x middle scale, thresholds in the header; "posr").
+               The encoder picks the shift with the fewest estimated bits.
+    orientation  the smallest axis (a normal, either sign) on an octahedral grid ("rot"), the
+               middle axis' angle in the normal's plane on 2^k cells, k from the gap between
+               the largest and middle scale (a round splat needs none; "angle")
+    opacity    sigmoid, b bits
+    colour     0.5 + C0 f_dc, b bits/channel over the scene's range, integer YCoCg-R
+    SH rest    VQ (codebook coded, 1/256 steps, adaptive index table; "sh")
+    scales, opacity, colour and the normal go through ``code_rows``: adaptive binary integer
+    models (``entropy.adaptive``), each field as it is or as the delta from the previous splat
+    in Morton order, conditioned on the size of the previous value.
 
 Level 8 (exact): the scene's compressed.ply integers (``pack_compressed``: the file's own when the
 scene was read from one, else chunks of 256 in Morton order) coded losslessly: chunk bounds as
@@ -22,8 +30,9 @@ adaptive tables. Decoding gives ``unpack_compressed`` of those integers, so a co
 comes back value for value, packing included (written as compressed.ply: the same integers).
 
 Everything the decoder needs is in the ``hdr`` stream (compact JSON) and the coded streams
-``pos``, ``attr``, ``sh`` (range coder, adaptive models from ``splat_coding``) and ``chunk``
-(float32 bounds). Decoding is integer arithmetic up to the final float conversions.
+(range coder: counts-table models from ``splat_coding`` or adaptive binary models from
+``entropy.adaptive``) and ``chunk`` (float32 bounds). Which bits are coded, and with which
+model, depends only on integers already decoded; floats appear only in the final conversions.
 """
 
 from __future__ import annotations
@@ -401,6 +410,7 @@ def _layout(s: GaussianScene, lv: Level, weights: np.ndarray) -> dict[str, Any]:
     if lv.scale_vq:
         centres, assign = kmeans(scl, int(min(lv.scale_vq, n)), weights)
         book = np.floor(centres.astype(np.float64) * VQ_SCALE_UNITS + 0.5).astype(np.int64)
+        book = np.sort(book, axis=1)  # means of sorted rows are sorted, up to float rounding
         qs, unit = book[assign], 1.0 / VQ_SCALE_UNITS
         out.update(book=book, assign=assign)
     else:
