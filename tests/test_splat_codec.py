@@ -321,6 +321,8 @@ def test_compare_levels_for_the_demo():
            {"codec": "splat-vq", "quality": 2, "bytes": 30, "psnr_covered": 39.0},
            {"codec": "compressed-ply", "quality": 1, "bytes": 100, "psnr_covered": 45.0}]  # fmt: skip
     assert target_summary(pts)["ratio"] == 0.4
+    assert target_summary(pts)["ratio_at_target"] == pytest.approx(0.35)
+    assert "ratio_at_target" not in target_summary(pts[:1] + pts[2:])
 
 
 # ----------------------------------------------------------------------------- bad input
