@@ -205,15 +205,19 @@ def test_code_rows_round_trip_and_picks_deltas():
     rng = np.random.default_rng(4)
     walk = np.cumsum(rng.integers(-2, 3, 3000)) + 5000
     noise = rng.integers(0, 64, 3000)
-    rows = np.stack([walk, noise], axis=1)
+    wide = rng.integers(0, 1 << 14, 3000)  # uniform: its low bits go raw
+    rows = np.stack([walk, noise, wide], axis=1)
     data, modes = code_rows(rows)
-    assert modes == [1, 0]  # the random walk as deltas, the noise as it is
+    assert [m & 1 for m in modes] == [1, 0, 0]  # the random walk as deltas, the rest as it is
+    assert modes[2] >> 1 >= 8 and len(data) < 3000 * (2.5 + 6.1 + 14.1) / 8
     lo, hi = [int(v) for v in rows.min(0)], [int(v) for v in rows.max(0)]
     np.testing.assert_array_equal(decode_rows(data, 3000, modes, lo, hi), rows)
     with pytest.raises(CodecError):
-        decode_rows(data, 3000, modes, lo, [hi[0] - 1, hi[1]])
+        decode_rows(data, 3000, modes, lo, [hi[0] - 1, hi[1], hi[2]])
     with pytest.raises(CodecError):
-        decode_rows(data, 3000, [2, 0], lo, hi)
+        decode_rows(data, 3000, [modes[0], 99, modes[2]], lo, hi)
+    with pytest.raises(CodecError):
+        decode_rows(data[:3], 3000, modes, lo, hi)
 
 
 def test_pruning_drops_what_no_view_sees():
@@ -386,8 +390,8 @@ def test_bad_files_are_one_line_errors(tmp_path, run_cli):
 
 
 GOLDEN = {
-    7: "d6fced0917d68770ee7ee342e0ef4450f12d6a6a2baa2dc51d3f246df5a51d18",
-    8: "c19404fab12aa6329da184811ee4aaf920925ecce9582ccfe008b6edf5785c4e",
+    7: "13628a50f337d27e1d24cb034c05d484350bf13d55ec99331403afb1961da051",
+    8: "f808a21d0c0db07b348dc4e57b803c826c1aeb429bf8323b28bd8ec4739b9cd2",
 }
 
 

@@ -91,10 +91,11 @@ class _Constant:
 
 @functools.cache
 def _uniform_tables() -> CodingTables:
-    """Table b - 1: the 2^b values 0..2^b - 1 equally likely (b = 1..PIECE_BITS)."""
+    """Table b - 1: the 2^b values 0..2^b - 1 equally likely (b = 1..PIECE_BITS), the escape
+    the range coder's tables carry at the least frequency, so a value costs b bits."""
     cdfs = []
     for b in range(1, PIECE_BITS + 1):
-        counts = np.ones((1 << b) + 1, np.int64)
+        counts = np.full((1 << b) + 1, 1 << PRECISION, np.int64)
         counts[-1] = 1  # the escape
         cdfs.append(counts_to_quantized_cdf(counts, PRECISION))
     return tables_from_cdfs(cdfs, [0] * PIECE_BITS, PRECISION)

@@ -86,12 +86,9 @@ IMPORTANCE_SIZE = 384
 MAX_CODEBOOK = 1 << 14
 MAX_POS_BITS = 20
 MAX_DROP = 8  # at most this many fine position bits skipped for a large splat
-MAX_SCALE_SYMBOLS = 1 << 14
-SCALE_CONTEXTS = 4
-VQ_SCALE_UNITS = 64
-ROW_MARKOV = (
-    8  # classes of the previous value in ``code_rows``  # scale codebook entries on a 1/64 log grid
-)
+VQ_SCALE_UNITS = 64  # scale codebook entries on a 1/64 log grid
+ROW_MARKOV = 8  # classes of the previous value in ``code_rows``
+MAX_ROW_SHIFT = 12  # low bits a ``code_rows`` field may send raw
 
 
 @dataclass(frozen=True)
@@ -190,41 +187,67 @@ def ycocg_inverse(v: np.ndarray, bits: int) -> np.ndarray:
     return np.stack([b + co, g, b], axis=1)
 
 
+def _ints_bits(c: np.ndarray) -> float:
+    probe = AdaptiveEncoder()
+    probe.code_ints(c, np.zeros(len(c), np.int32), states(INT_CONTEXTS * ROW_MARKOV), ROW_MARKOV)
+    return probe.bits
+
+
 def code_rows(values: np.ndarray) -> tuple[bytes, list[int]]:
-    """N x F integers into one adaptive binary stream (``entropy.adaptive`` integers, field f in
-    set f, conditioned on the size of the previous value of its field): each field as it is
-    (mode 0) or as the delta from the previous row (mode 1), whichever the model codes shorter.
-    Returns (stream, modes)."""
+    """N x F integers: each field as it is or as the delta from the previous row, whichever
+    codes shorter, split into high part >> s and the s low bits. The high parts go into one
+    adaptive binary stream (``entropy.adaptive`` integers, field f in set f, conditioned on the
+    size of the previous high part of its field), the low bits raw. s is the largest shift that
+    costs under 1 % more than the best one: it bounds the binary decisions per value, and so the
+    decoding time, at almost no cost in size. Returns (stream, modes), mode = 2 s + delta."""
     values = np.asarray(values, np.int64)
     n, f = values.shape
-    cols, modes = [], []
+    highs, lows, modes = [], [], []
     for j in range(f):
         cands = [values[:, j], np.diff(values[:, j], prepend=0)]
-        bits = []
-        for c in cands:
-            probe = AdaptiveEncoder()
-            probe.code_ints(c, np.zeros(n, np.int32), states(INT_CONTEXTS * ROW_MARKOV), ROW_MARKOV)
-            bits.append(probe.bits)
-        modes.append(int(bits[1] < bits[0]))
-        cols.append(cands[modes[-1]])
+        delta = int(_ints_bits(cands[1]) < _ints_bits(cands[0]))
+        c = cands[delta]
+        top = int(np.abs(c).max(initial=0)).bit_length()
+        costs = [_ints_bits(c >> k) + n * k for k in range(min(top, MAX_ROW_SHIFT) + 1)]
+        shift = max(k for k, b in enumerate(costs) if b <= 1.01 * min(costs))
+        highs.append(c >> shift)
+        lows.append(c & ((1 << shift) - 1))
+        modes.append(2 * shift + delta)
     enc = AdaptiveEncoder()
     st = states(f * INT_CONTEXTS * ROW_MARKOV)
-    for j, c in enumerate(cols):
+    for j, c in enumerate(highs):
         enc.code_ints(c, np.full(n, j, np.int32), st, ROW_MARKOV)
-    return enc.finish(), modes
+    head = enc.finish()
+    low = np.zeros(n, np.int64)
+    for j in range(f):  # one value of all the fields' low bits per row
+        low = (low << (modes[j] >> 1)) | lows[j]
+    sinks = EncoderSinks()
+    code_bits(sinks["low"], low, np.full(n, sum(m >> 1 for m in modes), np.int64))
+    return len(head).to_bytes(4, "little") + head + sinks.finish()["low"], modes
 
 
 def decode_rows(data: bytes, n: int, modes: list, lo: list[int], hi: list[int]) -> np.ndarray:
     """What ``code_rows`` wrote: N x F integers, field f checked to lie in lo[f]..hi[f]."""
     f = len(modes)
-    if not all(m in (0, 1) for m in modes):
+    if not all(isinstance(m, int) and 0 <= m <= 2 * MAX_ROW_SHIFT + 1 for m in modes):
         raise CodecError("splat-vq: bad field modes")
-    dec = AdaptiveDecoder(data)
+    data = bytes(data)
+    size = int.from_bytes(data[:4], "little")
+    if len(data) < 4 or size > len(data) - 4:
+        raise CodecError("splat-vq: truncated field stream")
+    dec = AdaptiveDecoder(data[4 : 4 + size])
     st = states(f * INT_CONTEXTS * ROW_MARKOV)
+    highs = [dec.code_ints(np.full(n, j, np.int32), st, ROW_MARKOV) for j in range(f)]
+    total = sum(m >> 1 for m in modes)
+    low = code_bits(DecoderSinks({"low": data[4 + size :]})["low"], None, np.full(n, total))
     out = np.zeros((n, f), np.int64)
+    for j in reversed(range(f)):
+        shift = modes[j] >> 1
+        out[:, j] = (highs[j].astype(np.int64) << shift) + (low & ((1 << shift) - 1))
+        low >>= shift
     for j in range(f):
-        v = dec.code_ints(np.full(n, j, np.int32), st, ROW_MARKOV).astype(np.int64)
-        out[:, j] = np.cumsum(v) if modes[j] else v
+        v = out[:, j]
+        out[:, j] = np.cumsum(v) if modes[j] & 1 else v
         if out[:, j].min() < lo[j] or out[:, j].max() > hi[j]:
             raise CodecError("splat-vq: decoded field out of its range")
     return out
@@ -598,9 +621,7 @@ def _decode_lossy(hdr: dict, sinks: DecoderSinks, streams) -> GaussianScene:
     half = np.where(drop == 0, 0.5, 0.0)[:, None]
     positions = lo + (fine.astype(np.float64) + half) * step
     ob, cb = _int(hdr, "op_bits", 1, 12), _int(hdr, "col_bits", 1, 12)
-    modes = hdr["attr_modes"]
-    if not (isinstance(modes, list) and len(modes) == 4 and all(m in (0, 1) for m in modes)):
-        raise CodecError("splat-vq: bad attribute modes")
+    modes = _list(hdr, "attr_modes", 4)  # decode_rows checks them
     op = decode_rows(streams["op"], n, modes[:1], [0], [(1 << ob) - 1])
     hi = (1 << cb) - 1
     col = decode_rows(streams["col"], n, modes[1:], [0] * 3, [hi, 2 * hi + 1, 2 * hi + 1])
