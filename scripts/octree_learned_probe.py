@@ -84,7 +84,7 @@ def node_features(cloud: PointCloud, bits: int) -> tuple[np.ndarray, np.ndarray]
 
 def adaptive_bytes(cloud: PointCloud, bits: int) -> int:
     quality = bits - 7
-    return len(OctreePointCloudCodec().encode(PointCloud(cloud.xyz), quality).streams["occ"])
+    return len(OctreePointCloudCodec().encode(PointCloud(cloud.xyz), quality).streams["tree"])
 
 
 def load(root: Path, item) -> PointCloud:

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from neuralcodec.codecs.learned_video import TOOL_OBMC, TOOLS
 from neuralcodec.codecs.video_motion import estimate, predict_frame
 from neuralcodec.codecs.video_residual import KINDS, TB, fit, save
 from neuralcodec.datasets.paths import data_root
@@ -52,7 +53,7 @@ def _crop(frame, crop: int = CROP):
 
 def _residuals(ref, cur, samples) -> None:
     mv = estimate(cur[0], ref[0], MV_LAMBDA_STEP / 16)
-    pred = predict_frame(ref, mv)
+    pred = predict_frame(ref, mv, obmc=bool(TOOLS & TOOL_OBMC))
     for i, (c, p) in enumerate(zip(cur, pred, strict=True)):
         r = c.astype(np.int32) - p
         h, w = r.shape

@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import platform
+import shutil
 import subprocess
 import sys
+import sysconfig
 
 import numpy as np
 import pytest
@@ -45,6 +48,8 @@ LAYERS = [  # cin, cout, kernel, stride, padding, transposed, output_padding, in
     (64, 32, 5, 2, 2, True, 1, 8191),
     (128, 24, 5, 1, 2, False, 0, 8191),
     (200, 16, 1, 1, 0, False, 0, 2**20),
+    (24, 3, 5, 2, 2, True, 1, 2047),  # 12 phase outputs: the C kernel for few outputs
+    (16, 4, 3, 1, 1, False, 0, 8191),
 ]
 
 
@@ -90,6 +95,19 @@ def test_every_path_gives_the_exact_integer_result(spec):
         for impl in (None, "reference"):
             got = layer(x, path=path, impl=impl)
             assert got.shape == want.shape and torch.equal(got, want), (path, impl)
+
+
+def test_int8_plan_of_a_strided_transposed_layer_skips_the_taps_a_phase_never_uses():
+    layer = _layer(64, 32, 5, 2, 2, True, 1, 8191)
+    order, ranges = layer._tap_plan()
+    assert sorted(order) == list(range(9))
+    # phases of a 5x5 stride-2 kernel use 3x3, 3x2, 2x3 and 2x2 of the 3x3 sub-pixel taps
+    assert sorted(t1 - t0 for t0, t1 in ranges) == [4, 6, 6, 9]
+    # a layer whose phases all use every tap keeps one product
+    assert _layer(32, 3, 16, 16, 0, True, 0, 32767)._tap_plan()[1] is None
+    small = _layer(24, 3, 5, 2, 2, True, 1, 2047)
+    x = torch.zeros(1, 24, 4, 4)
+    assert small.small_preferred(x) and not _layer(8, 5, 5, 2, 2, True, 1, 2047).small_preferred(x)
 
 
 def test_plans_keep_every_float32_partial_sum_below_two_to_the_24():
@@ -319,6 +337,55 @@ def test_integer_codecs_decode_to_identical_pixels_under_every_instruction_set(t
             cwd=REPO_DIR, env=run_env, check=True, timeout=600, capture_output=True, text=True,
         )  # fmt: skip
         assert out.stdout.strip() == want, (threads, env)
+
+
+_DECODE_WITH_KERNELS = """
+import hashlib, importlib.util, sys, torch
+spec = importlib.util.spec_from_file_location("neuralcodec.kernels._intnet", sys.argv[3])
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+sys.modules["neuralcodec.kernels._intnet"] = module  # before neuralcodec imports its own
+torch.set_num_threads(int(sys.argv[1]))
+from neuralcodec.api import decode_bytes
+from neuralcodec.kernels import _ext
+assert _ext._intnet is module
+data = open(sys.argv[2], "rb").read()
+print(hashlib.sha256(decode_bytes(data)[0].tobytes()).hexdigest())
+"""
+
+
+@pytest.mark.skipif(
+    platform.machine() != "x86_64" or shutil.which("gcc") is None, reason="x86-64 builds with gcc"
+)
+def test_every_instruction_set_build_of_the_epilogues_gives_the_same_pixels(tmp_path):
+    """The C epilogues are compiled once per instruction set level and picked at load time;
+    this builds the baseline and the AVX2 level alone and decodes with each."""
+    if not weights_available("elic-int"):
+        pytest.skip("weights of elic-int not shipped")
+    from neuralcodec.api import encode_array
+
+    y, x = np.mgrid[0:160, 0:224]
+    img = np.stack([(x * 3 + y) % 256, (y * 5) % 256, (x * y // 7) % 256], -1).astype(np.uint8)
+    img = np.clip(img.astype(int) + RNG.integers(-20, 21, img.shape), 0, 255).astype(np.uint8)
+    path = tmp_path / "x.ncf"
+    path.write_bytes(encode_array(img, "elic-int", 5))
+    _, recon = get_codec("elic-int").encode_with_reconstruction(img, 5)
+    want = hashlib.sha256(recon.tobytes()).hexdigest()
+    source = REPO_DIR / "neuralcodec" / "kernels" / "_intnet.c"
+    include = sysconfig.get_paths()["include"]
+    for march in ("x86-64", "x86-64-v3"):
+        so = tmp_path / f"intnet_{march}.so"
+        subprocess.run(
+            ["gcc", "-O3", "-std=c11", "-fno-math-errno", "-shared", "-fPIC", f"-march={march}",
+             "-DNEURALCODEC_NO_CLONES", f"-I{include}", str(source), "-o", str(so)],
+            check=True, capture_output=True, timeout=300,
+        )  # fmt: skip
+        for threads in (1, 2):
+            out = subprocess.run(
+                [sys.executable, "-c", _DECODE_WITH_KERNELS, str(threads), str(path), str(so)],
+                cwd=REPO_DIR, check=True, timeout=600, capture_output=True, text=True,
+            )  # fmt: skip
+            assert out.stdout.strip() == want, (march, threads)
 
 
 def test_mbt_mean_int_codes_the_same_latents_and_tracks_the_float_synthesis():

@@ -20,9 +20,10 @@ from neuralcodec.container.fields import ContainerError
 from neuralcodec.datasets.pointcloud import PointCloud, read_pointcloud, write_pointcloud
 from neuralcodec.entropy import adaptive
 
-KITTI = (
-    REPO_DIR.parent / "shared" / "data" / "3d" / "pointclouds" / "lidar_rgbd" / "kitti_000008.bin"
-)
+CLOUDS = REPO_DIR.parent / "shared" / "data" / "3d" / "pointclouds"
+KITTI = CLOUDS / "lidar_rgbd" / "kitti_000008.bin"
+NUSCENES = CLOUDS / "lidar_rgbd" / "nuscenes_LIDAR_TOP_1532402927647951.pcd.bin"
+BUNNY = CLOUDS / "stanford_bunny_range_scans" / "bun045.ply"
 
 
 def _cloud(rng, n=3000, attrs=True) -> PointCloud:
@@ -99,7 +100,7 @@ def test_estimate_matches_size(rng):
     cloud = _cloud(rng, 5000, attrs=False)
     codec = get_codec("octree")
     est = codec.estimated_bits(cloud, 6) / 8
-    real = len(codec.encode(cloud, 6).streams["occ"])
+    real = len(codec.encode(cloud, 6).streams["tree"])
     assert abs(real - est) <= 0.01 * est + 16
 
 
@@ -113,7 +114,7 @@ def test_golden_bitstream():
     assert digest == GOLDEN
 
 
-GOLDEN = "1074dda989152e33b0ede62e59c453110d7d577a6d83488eba7fa4e92129f18f"
+GOLDEN = "2ea711cffe5fd03a81d5bb728fae5163731c8c8132002a6c6c33dfd3474e9d14"
 
 
 def test_api_round_trip_keeps_metadata(tmp_path, rng):
@@ -177,7 +178,7 @@ def test_bad_inputs_one_line():
 def test_damaged_streams_fail_cleanly(rng):
     codec = get_codec("octree")
     enc = codec.encode(_cloud(rng, 2000), 6)
-    for name in ("occ", "a0", "geom"):
+    for name in ("tree", "a0", "geom"):
         data = enc.streams[name]
         for cut in (len(data) // 2, 3):
             streams = {**enc.streams, name: data[:cut]}
@@ -186,9 +187,11 @@ def test_damaged_streams_fail_cleanly(rng):
                 codec.decode(bad)
             assert "\n" not in str(err.value)
     one_line_error(CodecError, codec.decode, type(enc)(enc.codec, enc.header, {}), match="missing")
+    old = {k: v for k, v in enc.header.items() if k != "format"}  # written by the first format
+    one_line_error(CodecError, codec.decode, type(enc)(enc.codec, old, enc.streams), match="format")
     for seed in range(5):  # random bytes: a clean error, or a cloud of the right size
-        junk = np.random.default_rng(seed).integers(0, 256, len(enc.streams["occ"]), np.uint8)
-        bad = type(enc)(enc.codec, enc.header, {**enc.streams, "occ": junk.tobytes()})
+        junk = np.random.default_rng(seed).integers(0, 256, len(enc.streams["tree"]), np.uint8)
+        bad = type(enc)(enc.codec, enc.header, {**enc.streams, "tree": junk.tobytes()})
         try:
             out = codec.decode(bad)
         except CodecError as err:
@@ -270,3 +273,83 @@ def test_bench_3d_writes_results(tmp_path):
     assert {r["codec"] for r in rows} == set(codecs.split(","))
     assert all(r["rate"] > 0 and r["d1_psnr"] > 0 for r in rows)
     assert (out / "bdrate.md").is_file() and (out / "rd_helix.ply.png").is_file()
+
+
+@pytest.mark.parametrize("path", [KITTI, NUSCENES, BUNNY], ids=["kitti", "nuscenes", "bunny"])
+def test_real_clouds_round_trip_at_every_depth_class(path):
+    # 8, 12 and 16 bits: dense low levels, the mixed contexts, and mostly direct-coded points
+    cloud = read_pointcloud(shared(path))
+    cloud = PointCloud(cloud.xyz[::2])  # half the points keeps the test fast
+    codec = get_codec("octree")
+    for quality in (1, 5, 9):
+        enc = codec.encode(cloud, quality)
+        assert np.array_equal(codec.decode(enc).xyz, quantised_points(cloud, quality))
+        est = codec.estimated_bits(cloud, quality) / 8
+        assert abs(len(enc.streams["tree"]) - est) <= 0.01 * est + 16
+
+
+def test_direct_mode_and_neighbour_contexts_are_used(rng, monkeypatch):
+    # a patch (neighbour contexts) and scattered isolated points (direct mode), 16 bits
+    from neuralcodec.entropy.adaptive import AdaptiveEncoder
+
+    patch = rng.normal(0, 0.001, (2000, 3))
+    far = rng.uniform(-1, 1, (300, 3))
+    cloud = PointCloud(np.concatenate([patch, far, far[:20]]))  # with duplicates
+    seen = []
+    real = AdaptiveEncoder.code_octree_mix_level
+
+    def spy(self, occ, *args):
+        out = real(self, occ, *args)
+        seen.append(out)
+        return out
+
+    monkeypatch.setattr(AdaptiveEncoder, "code_octree_mix_level", spy)
+    codec = get_codec("octree")
+    enc = codec.encode(cloud, 9)
+    coded = np.concatenate(seen)
+    assert (coded >= 0x100).sum() >= 250  # most scattered points leave the tree early
+    assert ((coded & 0xFF) > 0).all()
+    dec = codec.decode(enc)
+    assert np.array_equal(dec.xyz, quantised_points(cloud, 9))
+    est = codec.estimated_bits(cloud, 9) / 8
+    assert abs(len(enc.streams["tree"]) - est) <= 0.01 * est + 16
+
+
+def test_flipped_bits_fail_cleanly_or_decode_the_right_count():
+    cloud = PointCloud(_cloud(np.random.default_rng(7), 3000, attrs=False).xyz)
+    codec = get_codec("octree")
+    enc = codec.encode(cloud, 7)
+    data = bytearray(enc.streams["tree"])
+    for pos in (0, len(data) // 3, len(data) // 2, len(data) - 2):
+        bad = bytearray(data)
+        bad[pos] ^= 0x5A
+        broken = type(enc)(enc.codec, enc.header, {**enc.streams, "tree": bytes(bad)})
+        try:
+            out = codec.decode(broken)
+        except CodecError as err:
+            assert "\n" not in str(err) and str(err).startswith("octree:")
+        else:
+            assert len(out) == 3000
+
+
+def test_mix_kernel_rejects_bad_arguments():
+    from neuralcodec.kernels import _adaptive
+
+    model = adaptive.octree_mix_model()
+    nb = np.full((2, 10), -1, np.int32)
+    nb[0, 0] = 1  # a neighbour that comes later in Morton order
+    args = (np.zeros(2, np.int32), np.zeros(2, np.int32), np.ones(2, np.int32))
+    occ, single, offs = np.ones(2, np.int32), np.zeros(2, np.int32), np.zeros(6, np.int32)
+    vals, idx = np.empty(100, np.int32), np.empty(100, np.int32)
+    with pytest.raises(ValueError, match="neighbours"):
+        _adaptive.octree_mix_encode(nb, *args[:2], occ, single, offs, 1, 3, *model, vals, idx)
+    with pytest.raises(ValueError, match="sizes"):
+        _adaptive.octree_mix_encode(nb[:1], *args[:2], occ, single, offs, 1, 3, *model, vals, idx)
+    with pytest.raises(ValueError, match="negative"):
+        _adaptive.octree_counts_encode(
+            np.array([0, -1], np.int32),
+            np.full(6, -1, np.int32),
+            adaptive.states(adaptive.OCTREE_COUNT_SETS * adaptive.INT_CONTEXTS),
+            np.empty(200, np.int32),
+            np.empty(200, np.int32),
+        )

@@ -18,7 +18,7 @@ from neuralcodec import api
 from neuralcodec.codecs.base import CodecError, Encoded, get_codec, weights_available
 from neuralcodec.codecs.latent.sinks import DecoderSinks, EncoderSinks
 from neuralcodec.codecs.learned_video import rgb_to_yuv420, yuv420_to_rgb
-from neuralcodec.codecs.video_motion import code_vectors, predict_plane
+from neuralcodec.codecs.video_motion import code_vectors, obmc_weights, predict_frame, predict_plane
 from neuralcodec.codecs.video_residual import KINDS, load
 from neuralcodec.codecs.weights import weights_dir
 from neuralcodec.datasets.video import VideoInfo, frames_source, read_video, write_y4m
@@ -139,6 +139,43 @@ def test_api_round_trip_is_exact_and_inter_frames_are_cheap():
             assert np.array_equal(p, q) and np.array_equal(q, r)
         assert plane_psnr(orig[0], a[0]) > 27
     assert info["metadata"]["gop"] == 4 and info["codec_name"] == "elic-ip"
+
+
+def test_overlapped_prediction_blends_only_across_edges_between_different_vectors():
+    rng = np.random.default_rng(3)
+    ref = tuple(rng.integers(0, 256, s).astype(np.uint8) for s in ((48, 64), (24, 32), (24, 32)))
+    same = np.full((3, 4, 2), 5, np.int32)
+    plain, ob = predict_frame(ref, same), predict_frame(ref, same, obmc=True)
+    assert all(np.array_equal(a, b) for a, b in zip(plain, ob, strict=True))
+    w = obmc_weights(16)
+    assert list(w[:5]) == [28, 20, 12, 4, 0] and list(obmc_weights(8)[:3]) == [24, 8, 0]
+    mv = same.copy()
+    mv[1, 1] = (-6, 9)  # one block moves differently
+    plain, ob = predict_frame(ref, mv), predict_frame(ref, mv, obmc=True)
+    diff = plain[0] != ob[0]
+    assert diff.any() and not diff[:12].any() and not diff[:, :12].any()  # far blocks untouched
+    # at the edge row of the odd block: 28/64 of the neighbour's prediction, rounded
+    edge = (plain[0].astype(np.int64) * 36 + predict_frame(ref, same)[0] * 28 + 32) >> 6
+    assert np.array_equal(ob[0][16, 20:28], edge[16, 20:28])
+
+
+@needs_weights
+def test_files_without_coding_tools_still_decode(monkeypatch):
+    from neuralcodec.codecs import learned_video
+
+    frames = moving_clip(4)
+    monkeypatch.setattr(learned_video, "TOOLS", 0)  # the first format: no header "tools"
+    codec = get_codec("elic-ip", gop=4)
+    seen = []
+    encoded, _ = codec.encode_frames(source_of(frames), 3, keep=lambda i, o, d: seen.append(d))
+    del encoded.header["tools"]
+    monkeypatch.undo()
+    decoded = list(get_codec("elic-ip").decode(encoded))
+    for a, b in zip(seen, decoded, strict=True):
+        assert all(np.array_equal(p, q) for p, q in zip(a, b, strict=True))
+    encoded.header["tools"] = 64
+    with pytest.raises(CodecError, match="coding tools"):
+        get_codec("elic-ip").decode(encoded)
 
 
 @pytest.mark.slow  # two CLI processes, each loading torch and both weight files

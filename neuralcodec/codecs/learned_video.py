@@ -32,13 +32,33 @@ from neuralcodec.entropy import rangecoder
 
 from .base import Codec, CodecError, Encoded, get_codec, register
 from .latent.sinks import DecoderSinks, EncoderSinks
-from .video_motion import BLOCK, code_vectors, estimate, predict_frame
+from .video_motion import (
+    BLOCK,
+    AdaptiveMvdModel,
+    VectorModels,
+    code_vectors,
+    code_vectors_joint,
+    estimate,
+    predict_frame,
+)
 from .video_residual import STEP_GRID, TB, ResidualModel, load
 from .weights import weights_dir
 
 MAX_GOP = 1 << 16
 VIDEO_EXTENSIONS = (".y4m", ".yuv", ".mp4", ".mkv", ".mov", ".webm", ".avi", ".264", ".h264")
 LAMBDA_PER_STEP = 0.4  # motion search: SAD + lambda * vector bits, lambda = this x step (pels)
+TOOL_OBMC = 1  # header "tools" bits: overlapped block motion compensation
+TOOL_MV_CARRY = 2  # vector statistics carried from P frame to P frame within a GOP
+TOOL_MV_JOINT = 4  # still flag per block, then the moving blocks' components (VectorModels)
+TOOLS = TOOL_OBMC | TOOL_MV_CARRY | TOOL_MV_JOINT  # the encoder's; files without "tools": none
+
+
+class GopState:
+    """What both sides carry from P frame to P frame of one GOP (``TOOL_MV_CARRY``)."""
+
+    def __init__(self) -> None:
+        self.mvd = AdaptiveMvdModel()
+        self.joint = VectorModels()
 
 
 # ----------------------------------------------------------------------------- colour (integer)
@@ -179,28 +199,38 @@ class ElicIpCodec(Codec):
         enc = Encoded("elic-int", header, {"z": z, "y": payload[pos:]})
         return rgb_to_yuv420(self.intra.decode(enc))
 
-    def _inter_encode(self, ref, frame, si: int) -> tuple[bytes, tuple[np.ndarray, ...]]:
+    def _inter_encode(
+        self, ref, frame, si: int, state=None
+    ) -> tuple[bytes, tuple[np.ndarray, ...]]:
         """Code one P frame with quantiser step ``STEP_GRID[si]``: (payload, reconstruction).
         The payload starts with the step's index, so an encoder may pick it per frame."""
         model = self.residual()[0]
         step = STEP_GRID[si]
         mv = estimate(frame[0], ref[0], LAMBDA_PER_STEP * step / 16)
-        pred = predict_frame(ref, mv)
+        pred = predict_frame(ref, mv, obmc=bool(TOOLS & TOOL_OBMC))
         kinds = ("luma", "chroma", "chroma")
         qs = [
             model.quantise(_pad8(f.astype(np.int32) - p), k, step)
             for f, p, k in zip(frame, pred, kinds, strict=True)
         ]
         sinks = EncoderSinks()
-        recon = self._inter(sinks["p"], ref, si, mv, qs)
+        recon = self._inter(sinks["p"], ref, si, TOOLS, mv, qs, state)
         return bytes([si]) + sinks.finish()["p"], recon
 
-    def _inter(self, sink, ref, si: int, mv=None, qs=None):
-        """Code (``mv``, ``qs`` given) or decode (None) one P frame's stream through ``sink``."""
+    def _inter(self, sink, ref, si: int, tools: int, mv=None, qs=None, state=None):
+        """Code (``mv``, ``qs`` given) or decode (None) one P frame's stream through ``sink``,
+        with the coding ``tools`` of the file; ``state``: the GOP's vector statistics
+        (``GopState``: used with ``TOOL_MV_CARRY``; None makes a fresh one)."""
         model = self.residual()[0]
+        state = GopState() if state is None else state
         h, w = ref[0].shape
-        mv = code_vectors(sink, (-(-h // BLOCK), -(-w // BLOCK)), mv)
-        pred = predict_frame(ref, mv)
+        shape = (-(-h // BLOCK), -(-w // BLOCK))
+        if tools & TOOL_MV_JOINT:
+            models = state.joint if tools & TOOL_MV_CARRY else VectorModels()
+            mv = code_vectors_joint(sink, shape, mv, models)
+        else:
+            mv = code_vectors(sink, shape, mv, state.mvd if tools & TOOL_MV_CARRY else None)
+        pred = predict_frame(ref, mv, obmc=bool(tools & TOOL_OBMC))
         step = STEP_GRID[si]
         out = []
         for i, p in enumerate(pred):
@@ -212,10 +242,11 @@ class ElicIpCodec(Codec):
             out.append(np.clip(p + res, 0, 255).astype(np.uint8))
         return tuple(out)
 
-    def _p_decode(self, payload: bytes, ref):
+    def _p_decode(self, payload: bytes, ref, tools: int = TOOLS, state=None):
         if not payload or payload[0] >= len(STEP_GRID):
             raise CodecError("elic-ip: bad quantiser step in a P frame")
-        return self._inter(DecoderSinks({"p": payload[1:]})["p"], ref, payload[0])
+        sink = DecoderSinks({"p": payload[1:]})["p"]
+        return self._inter(sink, ref, payload[0], tools, state=state)
 
     # -- Codec ----------------------------------------------------------------------------
     def _check_source(self, source: Any):
@@ -256,8 +287,9 @@ class ElicIpCodec(Codec):
                     streams[f"g{i // self.gop - 1}"] = b"".join(parts)
                     parts = []
                 payload, ref = self._intra_encode(frame, iq)
+                state = GopState()
             else:
-                payload, ref = self._inter_encode(ref, frame, si)
+                payload, ref = self._inter_encode(ref, frame, si, state)
             parts.append(_varint(len(payload)) + payload)
             sizes.append(len(payload))
             if keep is not None:
@@ -272,6 +304,7 @@ class ElicIpCodec(Codec):
             "shape": (len(sizes), info.height, info.width, 3),
             "colorspace": "yuv420",
             "bit_depth": 8,
+            "tools": TOOLS,
         }
         return Encoded(self.name, header, streams), sizes
 
@@ -285,6 +318,9 @@ class ElicIpCodec(Codec):
         gop = hdr.get("gop")
         if isinstance(gop, bool) or not isinstance(gop, int) or not 1 <= gop <= MAX_GOP:
             raise CodecError(f"elic-ip: bad intra period {gop!r} in the header")
+        tools = hdr.get("tools", 0)
+        if isinstance(tools, bool) or not isinstance(tools, int) or tools & ~TOOLS:
+            raise CodecError(f"elic-ip: unknown coding tools {tools!r} in the header")
         iq, qi = self._steps(int(hdr["quality"]))
         frames, h, w = shape[:3]
         ngops = -(-frames // gop)
@@ -292,7 +328,7 @@ class ElicIpCodec(Codec):
         if missing or len(encoded.streams) != ngops:
             raise CodecError(f"elic-ip: the file's GOP segments are incomplete ({frames} frames)")
         self.residual()  # refuse before the first frame when the weights are absent
-        return self._frames(encoded.streams, frames, gop, h, w, iq, qi)
+        return self._frames(encoded.streams, frames, gop, h, w, iq, tools)
 
     @staticmethod
     def frame_sizes(data: bytes) -> list[int]:
@@ -309,7 +345,7 @@ class ElicIpCodec(Codec):
                 pos += n
         return sizes
 
-    def _frames(self, streams, frames, gop, h, w, iq, qi):
+    def _frames(self, streams, frames, gop, h, w, iq, tools):
         ref = None
         for k in range(-(-frames // gop)):
             buf, pos = streams[f"g{k}"], 0
@@ -318,8 +354,9 @@ class ElicIpCodec(Codec):
                 try:
                     if i % gop == 0:
                         ref = self._intra_decode(payload, h, w, iq)
+                        state = GopState()
                     else:
-                        ref = self._p_decode(payload, ref)
+                        ref = self._p_decode(payload, ref, tools, state)
                 except (rangecoder.DecodeError, ValueError) as exc:
                     raise CodecError(f"elic-ip: corrupt frame {i}: {exc}") from None
                 yield ref

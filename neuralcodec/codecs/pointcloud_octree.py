@@ -36,11 +36,9 @@ import numpy as np
 
 from neuralcodec.datasets.pointcloud import MAX_POINTS, PointCloud
 from neuralcodec.entropy.adaptive import (
-    INT_CONTEXTS,
-    OCTREE_CONTEXTS,
     AdaptiveDecoder,
     AdaptiveEncoder,
-    states,
+    octree_mix_model,
 )
 from neuralcodec.entropy.rangecoder import DecodeError
 
@@ -48,7 +46,8 @@ from . import geometry as g
 from .base import Codec, CodecError, Encoded, register
 
 MAGIC = b"NCPC"
-_NUM_BASES = 3 * 3
+# 2: the mixing coder (stream "tree"); format 1 (stream "geom" only, no header field) is refused
+FORMAT = 2
 # the bits of x, y and z in a Morton code (x highest in each triple), 21 triples
 _AXIS_MASKS = [
     sum(1 << (3 * i + 2 - a) for i in range(21)) for a in range(3)
@@ -56,34 +55,92 @@ _AXIS_MASKS = [
 _POPCOUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.int64)
 
 
-def _level_contexts(
-    codes: np.ndarray, coords: np.ndarray, parent_children: np.ndarray, depth: int, bits: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(indexes of the -x, -y, -z face neighbours in this level or -1 (N x 3), 6-neighbour
-    pattern, base context) of every node of one level (codes sorted, coords N x 3)."""
+# ----------------------------------------------------------------------------- level structure
+
+_NB = 10  # neighbour indexes per node: the 7 towards -x, -y, -z, then -2x, -2y, -2z
+_NEG_OFFSETS = [((m >> 2) & 1, (m >> 1) & 1, m & 1) for m in range(1, 8)]  # -(dx, dy, dz)
+
+
+def _step(codes: np.ndarray, axis: int, sign: int) -> np.ndarray:
+    """Morton codes moved one cell along ``axis`` (sign -1 or +1), arithmetic on its bits."""
+    mask, unit = _AXIS_MASKS[axis], 1 << (2 - axis)
+    rest = codes & ~mask
+    if sign > 0:
+        return (((codes | ~mask) + unit) & mask) | rest
+    return (((codes & mask) - unit) & mask) | rest
+
+
+def _find(codes: np.ndarray, wanted: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Index of each wanted code in sorted ``codes`` or -1 (where ``valid``)."""
+    pos = np.searchsorted(codes, wanted)
+    pos = np.minimum(pos, len(codes) - 1)
+    hit = valid & (codes[pos] == wanted)
+    return np.where(hit, pos, -1)
+
+
+def _mix_contexts(codes, coords, depth) -> tuple[np.ndarray, np.ndarray]:
+    """(N x 7 indexes of the neighbours at -(m >> 2 & 1, m >> 1 & 1, m & 1), m = 1..7, or -1;
+    which of the 26 neighbours exist: bit 9 (dx + 1) + 3 (dy + 1) + dz + 1) of the sorted codes
+    of one level."""
     side = 1 << depth
-    pattern = np.zeros(len(codes), dtype=np.int64)
-    neighbours = np.full((len(codes), 3), -1, dtype=np.int64)
-    for axis in range(3):
-        mask, unit = _AXIS_MASKS[axis], 1 << (2 - axis)
-        rest = codes & ~mask
-        for sign in (0, 1):  # -1, then +1 along the axis (Morton arithmetic on the axis' bits)
-            if sign:
-                inside = coords[:, axis] < side - 1
-                nc = (((codes | ~mask) + unit) & mask) | rest
-            else:
-                inside = coords[:, axis] > 0
-                nc = (((codes & mask) - unit) & mask) | rest
-            pos = np.searchsorted(codes, nc)
-            found = inside & (pos < len(codes))
-            found[found] = codes[pos[found]] == nc[found]
-            pattern |= found.astype(np.int64) << (2 * axis + sign)
-            if not sign:
-                neighbours[found, axis] = pos[found]
-    density = np.minimum(np.searchsorted([2, 4], parent_children, side="right"), 2)
-    remaining = bits - depth
-    depth_class = 0 if remaining == 1 else (1 if remaining == 2 else 2)
-    return neighbours, pattern, density * 3 + depth_class
+    n = len(codes)
+    nb = np.empty((n, _NB), np.int64)
+    mask = np.zeros(n, np.int64)
+    for dx in (-1, 0, 1):
+        cx = codes if dx == 0 else _step(codes, 0, dx)
+        okx = (
+            np.ones(n, bool)
+            if dx == 0
+            else (coords[:, 0] > 0 if dx < 0 else coords[:, 0] < side - 1)
+        )
+        for dy in (-1, 0, 1):
+            cy = cx if dy == 0 else _step(cx, 1, dy)
+            oky = (
+                okx if dy == 0 else okx & (coords[:, 1] > 0 if dy < 0 else coords[:, 1] < side - 1)
+            )
+            for dz in (-1, 0, 1):
+                if dx == dy == dz == 0:
+                    continue
+                cz = cy if dz == 0 else _step(cy, 2, dz)
+                okz = (
+                    oky
+                    if dz == 0
+                    else oky & (coords[:, 2] > 0 if dz < 0 else coords[:, 2] < side - 1)
+                )
+                found = _find(codes, cz, okz)
+                mask |= (found >= 0).astype(np.int64) << (9 * (dx + 1) + 3 * (dy + 1) + dz + 1)
+                if dx <= 0 and dy <= 0 and dz <= 0:
+                    nb[:, (-dx) * 4 + (-dy) * 2 + (-dz) - 1] = found
+    for a in range(3):  # two steps towards -x, -y, -z
+        c = _step(_step(codes, a, -1), a, -1)
+        nb[:, 7 + a] = _find(codes, c, coords[:, a] > 1)
+    return nb, mask
+
+
+def _next_level(codes, coords, occ):
+    """Children (codes, coords, info = parent's occupancy | slot << 8) of the nodes with
+    occupancy bytes ``occ`` (0 for none), in Morton order."""
+    mask = np.unpackbits(occ.astype(np.uint8)[:, None], axis=1)[:, ::-1]
+    node, slot = np.nonzero(mask)
+    bit = np.stack([(slot >> 2) & 1, (slot >> 1) & 1, slot & 1], axis=1)
+    return codes[node] * 8 + slot, coords[node] * 2 + bit, occ[node] | (slot << 8)
+
+
+def _eligible(pattern, rem) -> np.ndarray:
+    """Nodes that code the direct-mode flag: none of their 26 neighbours occupied, two or more
+    levels below (the C file's rule)."""
+    return (pattern == 0) & (rem >= 2)
+
+
+_FACES = (1 << 4) | (1 << 22) | (1 << 10) | (1 << 16) | (1 << 12) | (1 << 14)
+
+
+def _leaf_neighbours(leaves: np.ndarray) -> np.ndarray:
+    """Indexes of the -x, -y, -z neighbours of every sorted leaf voxel, or -1 (N x 3)."""
+    coords = np.stack([g.compact(leaves >> s) for s in (2, 1, 0)], axis=1)
+    return np.stack(
+        [_find(leaves, _step(leaves, a, -1), coords[:, a] > 0) for a in range(3)], axis=1
+    )
 
 
 def _children(codes, coords, occupancy) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -101,6 +158,7 @@ class _Octree:
 
     def __init__(self, leaves: np.ndarray, bits: int):
         self.levels = []  # occupancy bytes per depth 0..bits-1
+        self.codes = []  # the sorted node codes of each depth
         codes = leaves
         for _ in range(bits):
             parents = codes >> 3
@@ -108,7 +166,13 @@ class _Octree:
             occ = np.bitwise_or.reduceat(np.left_shift(1, codes & 7), starts)
             self.levels.append(occ.astype(np.int64))
             codes = parents[starts]
+            self.codes.append(codes)
         self.levels.reverse()
+        self.codes.reverse()
+
+    def occupancy(self, depth: int, codes: np.ndarray) -> np.ndarray:
+        """Occupancy bytes of the given nodes (sorted codes present at ``depth``)."""
+        return self.levels[depth][np.searchsorted(self.codes[depth], codes)]
 
 
 @register
@@ -140,21 +204,34 @@ class OctreePointCloudCodec(Codec):
     def _code_geometry(self, enc: AdaptiveEncoder, codes: np.ndarray, bits: int) -> None:
         leaves, counts = np.unique(codes, return_counts=True)
         tree = _Octree(leaves, bits)
-        st = states(_NUM_BASES * OCTREE_CONTEXTS)
-        level_codes = np.zeros(1, np.int64)
-        coords = np.zeros((1, 3), np.int64)
-        parent_children = np.ones(1, np.int64)
-        for depth, occ in enumerate(tree.levels):
-            ctx = _level_contexts(level_codes, coords, parent_children, depth, bits)
-            enc.code_octree_level(occ, *ctx, st)
-            level_codes, coords, parent_children = _children(level_codes, coords, occ)
-        enc.code_ints(counts - 1, np.zeros(len(counts), np.int32), states(2 * INT_CONTEXTS), 2)
+        model = octree_mix_model()
+        level, coords = np.zeros(1, np.int64), np.zeros((1, 3), np.int64)
+        info = np.zeros(1, np.int64)
+        direct = []
+        for depth in range(bits):
+            rem = bits - depth
+            nb, pattern = _mix_contexts(level, coords, depth)
+            occ = tree.occupancy(depth, level)
+            single = np.zeros(len(level), np.int64)
+            offsets = np.zeros((len(level), 3), np.int64)
+            cand = np.flatnonzero(_eligible(pattern, rem))
+            if len(cand):
+                lo = np.searchsorted(leaves, level[cand] << (3 * rem))
+                hi = np.searchsorted(leaves, (level[cand] + 1) << (3 * rem))
+                cand, lo = cand[hi - lo == 1], lo[hi - lo == 1]
+                single[cand] = 1
+                rest = leaves[lo] - (level[cand] << (3 * rem))
+                offsets[cand] = np.stack([g.compact(rest >> s) for s in (2, 1, 0)], axis=1)
+                direct.append(leaves[lo])
+            enc.code_octree_mix_level(occ, single, offsets, nb, pattern, info, depth, bits, model)
+            level, coords, info = _next_level(level, coords, np.where(single == 1, 0, occ))
+        enc.code_octree_counts(counts - 1, _leaf_neighbours(leaves))
 
     def _streams(self, data: Any, quality: int) -> tuple[dict[str, bytes], float, int]:
         cloud, bits, origin, step, codes, order = self._prepare(data, quality)
         enc = AdaptiveEncoder()
         self._code_geometry(enc, codes, bits)
-        streams = {"geom": g.pack_geometry(MAGIC, bits, origin, step), "occ": enc.finish()}
+        streams = {"geom": g.pack_geometry(MAGIC, bits, origin, step), "tree": enc.finish()}
         estimate = enc.bits
         descs = []
         for i, (name, arr) in enumerate(cloud.attributes.items()):
@@ -166,7 +243,7 @@ class OctreePointCloudCodec(Codec):
 
     def encode(self, data: Any, quality: int) -> Encoded:
         streams, _, bits = self._streams(data, quality)
-        header = {"bit_depth": bits, "quality": quality, "shape": (len(data), 3)}
+        header = {"bit_depth": bits, "quality": quality, "shape": (len(data), 3), "format": FORMAT}
         return Encoded(self.name, header, streams)
 
     def estimated_bits(self, data: Any, quality: int) -> float:
@@ -177,7 +254,13 @@ class OctreePointCloudCodec(Codec):
     # ------------------------------------------------------------------ decode
     def decode(self, encoded: Encoded) -> PointCloud:
         streams = encoded.streams
-        missing = [s for s in ("geom", "occ", "attrs") if s not in streams]
+        fmt = encoded.header.get("format", 1)
+        if fmt != FORMAT:
+            raise CodecError(
+                f"octree: the file is in format {fmt!r} of this codec; this version decodes "
+                f"format {FORMAT} (re-encode the source with this version)"
+            )
+        missing = [s for s in ("geom", "tree", "attrs") if s not in streams]
         if missing:
             raise CodecError(f"octree: missing streams {', '.join(missing)}")
         bits, origin, step = g.unpack_geometry(MAGIC, streams["geom"], "octree")
@@ -188,7 +271,7 @@ class OctreePointCloudCodec(Codec):
         if not 1 <= n <= MAX_POINTS:
             raise CodecError(f"octree: header claims {n} points")
         try:
-            codes = self._decode_geometry(AdaptiveDecoder(streams["occ"]), bits, n)
+            codes = self._decode_geometry(AdaptiveDecoder(streams["tree"]), bits, n)
         except DecodeError as exc:
             raise CodecError(f"octree: corrupt occupancy stream ({exc})") from None
         q = np.stack([g.compact(codes >> s) for s in (2, 1, 0)], axis=1)
@@ -206,27 +289,26 @@ class OctreePointCloudCodec(Codec):
         return PointCloud(xyz, attrs)
 
     def _decode_geometry(self, dec: AdaptiveDecoder, bits: int, n: int) -> np.ndarray:
-        st = states(_NUM_BASES * OCTREE_CONTEXTS)
-        level_codes = np.zeros(1, np.int64)
-        coords = np.zeros((1, 3), np.int64)
-        parent_children = np.ones(1, np.int64)
+        model = octree_mix_model()
+        level, coords = np.zeros(1, np.int64), np.zeros((1, 3), np.int64)
+        info = np.zeros(1, np.int64)
+        direct, direct_count = [], 0
         for depth in range(bits):
-            ctx = _level_contexts(level_codes, coords, parent_children, depth, bits)
-            occ = dec.code_octree_level(*ctx, st).astype(np.int64)
-            if np.any(occ == 0):
-                raise CodecError("octree: corrupt occupancy stream (empty node)")
-            if int(_POPCOUNT[occ].sum()) > n:
-                raise CodecError(f"octree: corrupt occupancy stream (more than {n} nodes)")
-            level_codes, coords, parent_children = _children(level_codes, coords, occ)
-        counts = (
-            dec.code_ints(np.zeros(len(level_codes), np.int32), states(2 * INT_CONTEXTS), 2).astype(
-                np.int64
-            )
-            + 1
-        )
+            rem = bits - depth
+            nb, pattern = _mix_contexts(level, coords, depth)
+            occ, single, offsets = dec.code_octree_mix_level(nb, pattern, info, depth, bits, model)
+            one = single == 1
+            if one.any():
+                direct.append((level[one] << (3 * rem)) | g.morton(offsets[one].astype(np.int64)))
+                direct_count += int(one.sum())
+            level, coords, info = _next_level(level, coords, np.where(one, 0, occ & 0xFF))
+            if len(level) + direct_count > n:
+                raise CodecError(f"octree: corrupt occupancy stream (more than {n} voxels)")
+        leaves = np.sort(np.concatenate([level, *direct]))
+        counts = dec.code_octree_counts(_leaf_neighbours(leaves)).astype(np.int64) + 1
         if np.any(counts < 1) or int(counts.sum()) != n:
             raise CodecError(f"octree: corrupt stream (voxel counts do not add up to {n} points)")
-        return np.repeat(level_codes, counts)
+        return np.repeat(leaves, counts)
 
 
 # ----------------------------------------------------------------------------- for the demo

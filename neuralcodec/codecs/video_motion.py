@@ -56,18 +56,27 @@ def half_pel_plane(ref: np.ndarray) -> np.ndarray:
 
 
 def predict_plane(
-    ref: np.ndarray, mv: np.ndarray, block: int, frac_bits: int, up: int = 1
+    ref: np.ndarray,
+    mv: np.ndarray,
+    block: int,
+    frac_bits: int,
+    up: int = 1,
+    rows: np.ndarray | None = None,
+    cols: np.ndarray | None = None,
 ) -> np.ndarray:
     """Prediction (``block``-multiple size, int32) of a plane from ``ref`` with one vector per
     block, in units of ``1 / 2**frac_bits`` pels of a grid ``up`` times finer than the output's
-    (``ref`` is on that grid); bilinear between samples, outside ``ref`` its edge repeats."""
+    (``ref`` is on that grid); bilinear between samples, outside ``ref`` its edge repeats.
+    ``rows`` / ``cols``: only those rows / columns of it (the same values)."""
     h, w = ref.shape
     nby, nbx = mv.shape[:2]
     s = 1 << frac_bits
-    mvy = np.repeat(np.repeat(mv[:, :, 0].astype(np.int64), block, 0), block, 1)
-    mvx = np.repeat(np.repeat(mv[:, :, 1].astype(np.int64), block, 0), block, 1)
-    py = _grid(nby, block)[:, None] * (up << frac_bits) + mvy
-    px = _grid(nbx, block)[None, :] * (up << frac_bits) + mvx
+    ry = _grid(nby, block) if rows is None else rows.astype(np.int64)
+    rx = _grid(nbx, block) if cols is None else cols.astype(np.int64)
+    field = mv.astype(np.int64)[ry // block][:, rx // block]  # each pixel's vector
+    mvy, mvx = field[..., 0], field[..., 1]
+    py = ry[:, None] * (up << frac_bits) + mvy
+    px = rx[None, :] * (up << frac_bits) + mvx
     y0, fy = py >> frac_bits, py & (s - 1)
     x0, fx = px >> frac_bits, px & (s - 1)
     ya, yb = np.clip(y0, 0, h - 1), np.clip(y0 + 1, 0, h - 1)
@@ -79,18 +88,70 @@ def predict_plane(
     return out.astype(np.int32)
 
 
-def predict_luma(ref2: np.ndarray, mv: np.ndarray) -> np.ndarray:
+def predict_luma(ref2: np.ndarray, mv: np.ndarray, rows=None, cols=None) -> np.ndarray:
     """Luma prediction from the half-pel plane ``ref2`` with quarter-pel vectors: half-pel
     positions from the 6-tap samples, quarter-pel positions the rounded mean of the two (or
     four) nearest of them."""
-    return predict_plane(ref2, mv, BLOCK, 1, up=2)
+    return predict_plane(ref2, mv, BLOCK, 1, up=2, rows=rows, cols=cols)
 
 
-def predict_frame(ref: tuple[np.ndarray, ...], mv: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Y, U, V predictions (cropped to the planes' sizes) of 4:2:0 ``ref`` with luma vectors."""
-    out = [predict_luma(half_pel_plane(ref[0]), mv)]
+OBMC_BITS = 6  # overlapped-block weights are in 1/64
+
+
+def obmc_weights(block: int) -> np.ndarray:
+    """Weight (in 1/64) of the neighbour's prediction at each row of a block, counted from the
+    shared edge: a linear fade over the block's outer quarter, from 7/16 at the edge
+    (``block`` 16: 28, 20, 12, 4, 0, ...; ``block`` 8: 24, 8, 0, ...)."""
+    r = block // 4
+    i = np.arange(block)
+    return np.where(i < r, ((2 * r - 2 * i - 1) << OBMC_BITS) // (4 * r), 0).astype(np.int64)
+
+
+def _neighbour_fields(mv: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Each block's above, below, left and right neighbour's vector (its own at the border)."""
+    up = np.concatenate([mv[:1], mv[:-1]], 0)
+    down = np.concatenate([mv[1:], mv[-1:]], 0)
+    left = np.concatenate([mv[:, :1], mv[:, :-1]], 1)
+    right = np.concatenate([mv[:, 1:], mv[:, -1:]], 1)
+    return up, down, left, right
+
+
+def overlapped(predict, mv: np.ndarray, block: int) -> np.ndarray:
+    """Overlapped block motion compensation: ``predict(field, rows, cols)`` (a plane predicted
+    with one vector per ``block``, or those rows / columns of it) blended near every block edge
+    with the prediction by the neighbour's vector across that edge, integer weights
+    (``obmc_weights``) summing to 64, rounded. Blocks whose neighbours share their vector are
+    unchanged; the edges between blocks of different motion lose the step a single vector per
+    block leaves there. The neighbours' predictions are computed on the weighted bands only."""
+    own = predict(mv, None, None).astype(np.int64)
+    nby, nbx = mv.shape[:2]
+    w = obmc_weights(block)
+    wu = np.tile(w, nby)  # weight of the block above at each row
+    wd = np.tile(w[::-1], nby)
+    wl = np.tile(w, nbx)  # of the block on the left at each column
+    wr = np.tile(w[::-1], nbx)
+    acc = own * ((1 << OBMC_BITS) - wu[:, None] - wd[:, None] - wl[None, :] - wr[None, :])
+    up, down, left, right = _neighbour_fields(mv)
+    for field, wt in ((up, wu), (down, wd)):
+        rows = np.flatnonzero(wt)
+        acc[rows] += predict(field, rows, None).astype(np.int64) * wt[rows, None]
+    for field, wt in ((left, wl), (right, wr)):
+        cols = np.flatnonzero(wt)
+        acc[:, cols] += predict(field, None, cols).astype(np.int64) * wt[None, cols]
+    return ((acc + (1 << (OBMC_BITS - 1))) >> OBMC_BITS).astype(np.int32)
+
+
+def predict_frame(
+    ref: tuple[np.ndarray, ...], mv: np.ndarray, obmc: bool = False
+) -> tuple[np.ndarray, ...]:
+    """Y, U, V predictions (cropped to the planes' sizes) of 4:2:0 ``ref`` with luma vectors;
+    ``obmc``: overlapped block motion compensation (``overlapped``)."""
+    ref2 = half_pel_plane(ref[0])
+    luma = lambda f, r, c: predict_luma(ref2, f, r, c)  # noqa: E731
+    out = [overlapped(luma, mv, BLOCK) if obmc else luma(mv, None, None)]
     for plane in ref[1:]:
-        out.append(predict_plane(plane, mv, BLOCK // 2, 3))
+        chroma = lambda f, r, c, p=plane: predict_plane(p, f, BLOCK // 2, 3, 1, r, c)  # noqa: E731
+        out.append(overlapped(chroma, mv, BLOCK // 2) if obmc else chroma(mv, None, None))
     return tuple(p[: r.shape[0], : r.shape[1]] for p, r in zip(out, ref, strict=True))
 
 
@@ -200,17 +261,23 @@ class AdaptiveMvdModel:
         v = np.arange(-MVD_RANGE, MVD_RANGE + 1)
         prior = np.maximum(1, 128 >> np.minimum(2 * np.abs(v), 7)).astype(np.int64)
         self.counts = np.tile(np.append(prior, 2), (self.contexts, 1))
+        self._tables: CodingTables | None = None  # rebuilt when counts change
 
     def tables(self) -> CodingTables:
-        cdfs = [counts_to_quantized_cdf(c, PRECISION) for c in self.counts]
-        return tables_from_cdfs(cdfs, [-MVD_RANGE] * self.contexts, PRECISION)
+        if self._tables is None:
+            cdfs = [counts_to_quantized_cdf(c, PRECISION) for c in self.counts]
+            self._tables = tables_from_cdfs(cdfs, [-MVD_RANGE] * self.contexts, PRECISION)
+        return self._tables
 
     def update(self, ctx: np.ndarray, values: np.ndarray) -> None:
+        if len(ctx) == 0:
+            return
         sym = np.where(np.abs(values) <= MVD_RANGE, values + MVD_RANGE, 2 * MVD_RANGE + 1)
         np.add.at(self.counts, (ctx, sym), _ADAPT_STEP)
         for c in np.unique(ctx):
             if self.counts[c].sum() > _ADAPT_LIMIT:
                 self.counts[c] = (self.counts[c] + 1) >> 1
+        self._tables = None
 
     @staticmethod
     def context(above: np.ndarray | None, nbx: int) -> np.ndarray:
@@ -221,22 +288,117 @@ class AdaptiveMvdModel:
         return np.where(mag == 0, 0, np.where(mag <= 4, 1, 2)).astype(np.int64)
 
 
-def code_vectors(sink, shape: tuple[int, int], mv: np.ndarray | None) -> np.ndarray:
-    """Code (encoder: ``mv`` given) or decode (``mv`` None) a vector field through ``sink``."""
+def _row_differences(mv: np.ndarray, out: np.ndarray, by: int) -> np.ndarray:
+    """Encoder side: copy row ``by`` of ``mv`` into ``out`` and return each block's vector minus
+    its median predictor (from the blocks coded before it), (nbx, 2) int64."""
+    nbx = mv.shape[1]
+    preds = np.zeros((nbx, 2), np.int64)
+    for bx in range(nbx):
+        out[by, bx] = mv[by, bx]
+        preds[bx] = _predictor(out, by, bx)
+    return mv[by].astype(np.int64) - preds
+
+
+class AdaptiveFlagModel:
+    """Adaptive counts of a binary symbol in ``contexts`` contexts (integer updates)."""
+
+    def __init__(self, contexts: int) -> None:
+        self.counts = np.full((contexts, 3), 4, np.int64)  # symbols 0, 1 and the escape
+        self.counts[:, 2] = 1
+        self._tables: CodingTables | None = None
+
+    def tables(self) -> CodingTables:
+        if self._tables is None:
+            cdfs = [counts_to_quantized_cdf(c, PRECISION) for c in self.counts]
+            self._tables = tables_from_cdfs(cdfs, [0] * len(cdfs), PRECISION)
+        return self._tables
+
+    def update(self, ctx: np.ndarray, values: np.ndarray) -> None:
+        if len(ctx) == 0:
+            return
+        np.add.at(self.counts, (ctx, np.clip(values, 0, 1)), _ADAPT_STEP)
+        for c in np.unique(ctx):
+            if self.counts[c].sum() > _ADAPT_LIMIT:
+                self.counts[c] = np.maximum((self.counts[c] + 1) >> 1, 1)
+        self._tables = None
+
+
+class VectorModels:
+    """The adaptive state of joint vector coding: a still flag per block (difference (0, 0))
+    in 5 contexts (how many of the above-left, above and above-right blocks were still; 4 on
+    the first row), then the components of moving blocks (``AdaptiveMvdModel``; the second
+    component in extra contexts when the first is 0, where it cannot be 0)."""
+
+    def __init__(self) -> None:
+        self.still = AdaptiveFlagModel(5)
+        self.mvd = AdaptiveMvdModel()
+        self.second = AdaptiveMvdModel()  # x when y == 0: three classes as mvd's
+
+    @staticmethod
+    def still_context(above_still: np.ndarray | None, nbx: int) -> np.ndarray:
+        if above_still is None:
+            return np.full(nbx, 4, np.int64)
+        a = above_still.astype(np.int64)
+        pad = np.concatenate([a[:1], a, a[-1:]])
+        return pad[:-2] + pad[1:-1] + pad[2:]
+
+
+def code_vectors_joint(
+    sink, shape: tuple[int, int], mv: np.ndarray | None, models: VectorModels
+) -> np.ndarray:
+    """``code_vectors`` with joint still flags (``VectorModels``): per row, the flags of every
+    block, then y of the moving blocks, then their x (contexts from the row above)."""
     nby, nbx = shape
-    model = AdaptiveMvdModel()
+    out = np.zeros((nby, nbx, 2), np.int64)
+    above_still, above_d = None, None
+    for by in range(nby):
+        d = None if mv is None else _row_differences(mv, out, by)
+        ctx = models.still_context(above_still, nbx)
+        flags = None if d is None else (np.abs(d).sum(-1) == 0).astype(np.int32)
+        flags = sink.code(ctx.astype(np.int32), models.still.tables(), flags).astype(np.int64)
+        if flags.min(initial=0) < 0 or flags.max(initial=0) > 1:
+            raise ValueError("bad still flag in the stream")
+        models.still.update(ctx, flags)
+        moving = np.flatnonzero(flags == 0)
+        comp_ctx = AdaptiveMvdModel.context(above_d, nbx)[moving]
+        dy = None if d is None else d[moving, 0].astype(np.int32)
+        dy = sink.code(comp_ctx.astype(np.int32), models.mvd.tables(), dy).astype(np.int64)
+        models.mvd.update(comp_ctx, dy)
+        zero_y = dy == 0
+        dx_enc = None if d is None else d[moving, 1].astype(np.int32)
+        idx_x = comp_ctx + 3  # mvd's x contexts; x after y == 0 in ``second``
+        dx = np.zeros(len(moving), np.int64)
+        for model, sel, idx in ((models.mvd, ~zero_y, idx_x), (models.second, zero_y, comp_ctx)):
+            vals = None if dx_enc is None else dx_enc[sel]
+            got = sink.code(idx[sel].astype(np.int32), model.tables(), vals).astype(np.int64)
+            model.update(idx[sel], got)
+            dx[sel] = got
+        if (zero_y & (dx == 0)).any():
+            raise ValueError("a moving block without motion in the stream")
+        row_d = np.zeros((nbx, 2), np.int64)
+        row_d[moving, 0], row_d[moving, 1] = dy, dx
+        if mv is None:
+            for bx in range(nbx):
+                py, px = _predictor(out, by, bx)
+                out[by, bx] = (py + row_d[bx, 0], px + row_d[bx, 1])
+        above_still, above_d = flags, row_d
+    return out.astype(np.int32)
+
+
+def code_vectors(
+    sink, shape: tuple[int, int], mv: np.ndarray | None, model: AdaptiveMvdModel | None = None
+) -> np.ndarray:
+    """Code (encoder: ``mv`` given) or decode (``mv`` None) a vector field through ``sink``.
+    ``model``: the adaptive counts to start from and update (carried from frame to frame by
+    both sides); None starts from the prior."""
+    nby, nbx = shape
+    model = AdaptiveMvdModel() if model is None else model
     out = np.zeros((nby, nbx, 2), np.int64)
     above = None
     for by in range(nby):
         ctx = model.context(above, nbx)
         idx = np.stack([ctx, ctx + 3], axis=1)  # (nbx, 2): x/y components
-        values = None
-        if mv is not None:
-            preds = np.zeros((nbx, 2), np.int64)
-            for bx in range(nbx):
-                out[by, bx] = mv[by, bx]
-                preds[bx] = _predictor(out, by, bx)
-            values = (mv[by].astype(np.int64) - preds).astype(np.int32)
+        values = None if mv is None else _row_differences(mv, out, by).astype(np.int32)
         d = sink.code(idx.astype(np.int32), model.tables(), values).reshape(nbx, 2).astype(np.int64)
         if mv is None:
             for bx in range(nbx):

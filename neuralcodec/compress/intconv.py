@@ -271,17 +271,58 @@ class IntConv:
         return (
             self._cache["int8"]
             and a.shape[0] == 1
-            and a.shape[-1] * a.shape[-2] >= 1024
+            # a sub-pixel layer's product has s^2 outputs per input pixel: worth it sooner
+            and a.shape[-1] * a.shape[-2] >= (256 if self.geometry.transposed else 1024)
             and int8_matmul_available()
         )
 
     def _int8_weights(self) -> list[torch.Tensor]:
         if "w8" not in self._cache:
             w = self._prepared()[0]  # (N, C, J, J) -> (N, J*J*C): taps outer, channels inner
-            mat = torch.from_numpy(w.transpose(0, 2, 3, 1).reshape(w.shape[0], -1).copy())
+            order, _ = self._tap_plan()
+            taps = w.transpose(0, 2, 3, 1).reshape(w.shape[0], -1, w.shape[1])[:, order]
+            mat = torch.from_numpy(np.ascontiguousarray(taps.reshape(w.shape[0], -1)))
             digits = to_digits(mat, self._int8_digits()[1], 8)
             self._cache["w8"] = [d.contiguous() for d in digits]
         return self._cache["w8"]
+
+    def _tap_plan(self) -> tuple[list[int], list[tuple[int, int]] | None]:
+        """``(tap order, phase ranges)`` of the int8 plan. A transposed layer in sub-pixel form
+        has taps that are zero for a whole phase (a 5x5 stride-2 kernel: 9, 6, 6 and 4 of the 3x3
+        taps are used by its four phases). The taps are ordered so that each phase's used taps
+        are one contiguous range ``[t0, t1)``; its product then skips the others (25 instead of
+        36 tap products per pixel). ``None`` ranges: one product over every tap."""
+        if "taps" in self._cache:
+            return self._cache["taps"]
+        w, g = self._prepared()[0], self.geometry
+        j = w.shape[-1]
+        plain = list(range(j * j)), None
+        plan = plain
+        if g.transposed and g.stride > 1:
+            s = g.stride
+            used = np.abs(w).reshape(-1, s * s, w.shape[1], j, j).sum(axis=(0, 2)) > 0  # (P, J, J)
+            # used taps of every phase are a box [u0, J) x [v0, J) (later taps reach the kernel)
+            firsts = sorted({int(np.argmax(used[p].any(1))) for p in range(s * s)} | {0, j})
+            if len(firsts) <= 3:  # at most two box corners per axis: an order exists
+                c = firsts[1] if len(firsts) == 3 else 0
+                cells = [(u, v) for u in range(j) for v in range(j)]
+                rank = {  # rows below c first, then the box, then its left columns, then the rest
+                    (u, v): (0 if u >= c and v < c else 1 if u >= c else 2 if v >= c else 3)
+                    for u, v in cells
+                }
+                order_cells = sorted(cells, key=lambda t: (rank[t], t))
+                order = [u * j + v for u, v in order_cells]
+                ranges = []
+                for p in range(s * s):
+                    pos = [i for i, (u, v) in enumerate(order_cells) if used[p, u, v]]
+                    if not pos or pos != list(range(pos[0], pos[-1] + 1)):
+                        break
+                    ranges.append((pos[0], pos[-1] + 1))
+                else:
+                    if any(r != (0, j * j) for r in ranges):  # some phase skips taps
+                        plan = order, ranges
+        self._cache["taps"] = plan
+        return plan
 
     def raw_int8(self, a: torch.Tensor) -> tuple[torch.Tensor, np.ndarray]:
         """``(partial sums, factors)`` from int8 matrix products: ``acc`` (1, P * C', H, W)
@@ -299,20 +340,83 @@ class IntConv:
         ho, wo = (hp - j) // stride + 1, (wp - j) // stride + 1
         acts = to_digits(a[0].to(torch.int32), self._int8_digits()[0])
         acc = torch.empty(len(wd) * len(acts), wd[0].shape[0], ho * wo, dtype=torch.int32)
+        order, ranges = self._tap_plan()
+        cin = a.shape[1]
         factors = []
         for i, d in enumerate(acts):
             cols = torch.stack(
                 [
                     d[:, dy : dy + stride * (ho - 1) + 1 : stride,
                       dx : dx + stride * (wo - 1) + 1 : stride]
-                    for dy in range(j)
-                    for dx in range(j)
+                    for dy, dx in (divmod(t, j) for t in order)
                 ]
             ).reshape(-1, ho * wo)  # fmt: skip
             for m, wm in enumerate(wd):
-                torch._int_mm(wm, cols, out=acc[i * len(wd) + m])
+                out = acc[i * len(wd) + m]
+                if ranges is None:
+                    torch._int_mm(wm, cols, out=out)
+                else:  # phase-major rows: phase p's outputs over its own taps only
+                    for p, (t0, t1) in enumerate(ranges):
+                        torch._int_mm(
+                            self._phase_weights(m, p, t0, t1),
+                            cols[t0 * cin : t1 * cin],
+                            out=out[p * self.cout : (p + 1) * self.cout],
+                        )
                 factors.append(_DIGIT**i * 256**m)
         return acc.view(1, -1, ho, wo), np.array(factors, dtype=np.int64)
+
+    def _phase_weights(self, m: int, p: int, t0: int, t1: int) -> torch.Tensor:
+        """Weight digit ``m``'s rows of phase ``p`` over taps ``[t0, t1)`` (contiguous)."""
+        key = ("pw", m, p)
+        if key not in self._cache:
+            s, cin = self.geometry.stride, self.cin
+            rows = self._int8_weights()[m].view(self.cout, s * s, -1)[:, p]
+            self._cache[key] = rows[:, t0 * cin : t1 * cin].contiguous()
+        return self._cache[key]
+
+    def int8_phase_major(self) -> bool:
+        """Whether ``raw_int8``'s partial sums are phase-major (``_tap_plan`` found ranges):
+        row ``(p, c)`` instead of the sub-pixel order ``(c, p)``."""
+        return self._tap_plan()[1] is not None
+
+    def small_preferred(self, a: torch.Tensor) -> bool:
+        """Whether the C kernel for few outputs (``raw_small``) takes this layer: at most
+        ``SMALL_OUTPUTS`` (phase) outputs, stride 1 once in sub-pixel form, one image."""
+        if "small" not in self._cache:
+            w = self._prepared()[0]
+            g = self.geometry
+            self._cache["small"] = (
+                w.shape[0] <= SMALL_OUTPUTS
+                and (g.transposed or g.stride == 1)
+                and _ext.has_intnet()
+            )
+        return self._cache["small"] and a.shape[0] == 1
+
+    def raw_small(self, a: torch.Tensor) -> tuple[torch.Tensor, np.ndarray]:
+        """``(acc, [1])``: the exact accumulator as float64 from ``kernels/_intnet.c``'s
+        ``conv_small`` (every partial sum is an integer below 2^53, ``check``), split by rows
+        over the intra-op threads."""
+        _, _, pad = self._prepared()
+        g = self.geometry
+        a = a.clamp(-self.in_bound, self.in_bound).float()
+        if g.transposed:
+            a = F.pad(a, (pad[0], pad[1], pad[0], pad[1]))
+        elif g.padding:
+            a = F.pad(a, (g.padding,) * 4)
+        w0 = self._prepared()[0]
+        n = w0.shape[0]
+        slots = next(k for k in SMALL_SLOTS if k >= n)
+        if "w64" not in self._cache:  # zero outputs up to the kernel's specialisation
+            w = np.zeros((slots, *w0.shape[1:]), dtype=np.float64)
+            w[:n] = w0
+            self._cache["w64"] = w
+        w = self._cache["w64"]
+        j = w.shape[-1]
+        ho, wo = a.shape[-2] - j + 1, a.shape[-1] - j + 1
+        acc = torch.empty((1, slots, ho, wo), dtype=torch.float64)
+        args = (a[0].contiguous().numpy(), w, acc[0].numpy())
+        by_channels(_ext._intnet.conv_small, args, ho, acc.numel() * a.shape[1] * j * j // 64)
+        return acc[:, :n], np.ones(1, dtype=np.int64)
 
     def _weights(self, path: str, k: int) -> torch.Tensor:
         key = ("t", path, k)
@@ -372,6 +476,10 @@ class IntConv:
         """Exact integer ``conv(a, W)`` as float64 (no bias), in the output layout."""
         acc, factors = self.raw_int8(a) if path == "int8" else self.raw(a, path)
         b, _, h, w = acc.shape
+        if path == "int8" and self.int8_phase_major():  # back to the sub-pixel order
+            s2 = self.geometry.stride**2
+            acc = acc.view(b, len(factors), s2, self.cout, h, w).transpose(2, 3)
+            acc = acc.reshape(b, -1, h, w)
         f = torch.from_numpy(factors.astype(np.float64)).view(1, -1, 1, 1, 1)
         acc = (acc.double().view(b, len(factors), -1, h, w) * f).sum(1)
         if self.geometry.transposed:
@@ -384,8 +492,12 @@ class IntConv:
         """The layer's output: float32 integers clamped to ``out_bound`` (after the ReLU)."""
         lo = 0 if self.relu else -self.out_bound
         if _use_c(impl, a):
+            phase_major = False
             if path == "int8" or (path is None and self.int8_preferred(a)):
                 acc, factors = self.raw_int8(a)
+                phase_major = self.int8_phase_major()
+            elif path is None and self.small_preferred(a):
+                acc, factors = self.raw_small(a)
             else:
                 acc, factors = self.raw(a, path)
             out = torch.empty(self.out_shape(a), dtype=torch.float32)
@@ -393,7 +505,8 @@ class IntConv:
             s, pad = (g.stride, g.padding) if g.transposed else (1, 0)
             acc = acc[0].contiguous().numpy()
             args = (acc, factors, s, pad, self.bias, self.mult, self.shift, lo, self.out_bound)
-            by_channels(_ext._intnet.requant, args + (out[0].numpy(),), self.cout, out.numel())
+            args += (out[0].numpy(), int(phase_major))
+            by_channels(_ext._intnet.requant, args, self.cout, out.numel())
             return out
         acc = self.accumulate(a, path)
         acc = acc + torch.from_numpy(self.bias.astype(np.float64)).view(1, -1, 1, 1)
@@ -433,6 +546,8 @@ class IntConv:
 
 _POOL: ThreadPoolExecutor | None = None
 PARALLEL_MIN = 1 << 16  # outputs below this run on the calling thread
+SMALL_SLOTS = (1, 2, 3, 4, 6, 8, 12, 16)  # kernels/_intnet.c conv_small's specialisations
+SMALL_OUTPUTS = SMALL_SLOTS[-1]
 
 
 def by_channels(fn, args: tuple, channels: int, work: int) -> None:

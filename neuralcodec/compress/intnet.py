@@ -289,7 +289,9 @@ class IntIGDN:
         """``a`` float32 integers -> float32 integers at the output scale."""
         if _use_c(impl, a):
             a = a.float().contiguous()
-            sq = (a * a).mul_(2.0**-self.sq_shift).floor_()  # exact: a^2 < 2^24
+            sq = torch.empty_like(a)  # floor(a * a * 2^-sq_shift), exact: a^2 < 2^24
+            by_channels(_ext._intnet.square_shift, (a[0].numpy(), self.sq_shift, sq[0].numpy()),
+                        a.shape[1], a.numel())  # fmt: skip
             acc, factors = self.norm.raw(sq)
             out = torch.empty_like(a)
             args = (

@@ -15,7 +15,10 @@ symbol.
 Binarisations (see the C file): ``bits`` (one context per bit), ``bytes`` (a binary tree of 255
 contexts per base context: an adaptive model over byte values, e.g. octree occupancy patterns)
 and ``ints`` (zero flag, sign, unary exponent, mantissa; 64 contexts per set, optionally
-conditioned on the previous value). ``Estimate`` counts the ideal code length of what the
+conditioned on the previous value). The point cloud codec has its own kernels: octree levels whose
+child bits come from a logistic mix of several adaptive context models (integer mixer, trained
+online) with direct coding of isolated points, and voxel point counts with contexts from decoded
+neighbours. ``Estimate`` counts the ideal code length of what the
 encoder wrote, for estimated-vs-actual checks.
 """
 
@@ -34,8 +37,10 @@ BANK_SIZE = 1 << (16 - BANK_SHIFT)
 INT_CONTEXTS = 64  # contexts per set of the integer binarisation
 POSITION_KINDS, POSITION_SCALES = 4, 16  # integer sets of code_positions: kinds x scales x 3
 BYTE_CONTEXTS = 255  # contexts per base context of the byte binarisation
-OCTREE_CONTEXTS = 2048 * 9  # coarse + fine contexts per base context of code_octree_level
 _INITIAL_STATE = 1 << 15  # p1 = 1/2, no observation
+# states, mixer weights and the initial weight of code_octree_mix_level (the C file's sizes)
+OCTREE_MIX_STATES, OCTREE_MIX_WEIGHTS, _OCTREE_MIX_W0 = _adaptive.octree_mix_sizes()
+OCTREE_COUNT_SETS = 9  # integer sets of code_octree_counts
 
 
 @lru_cache(maxsize=1)
@@ -72,6 +77,13 @@ def states(n: int) -> np.ndarray:
     return np.full(int(n), _INITIAL_STATE, dtype=np.int32)
 
 
+def octree_mix_model() -> tuple[np.ndarray, np.ndarray]:
+    """Fresh (states, mixer weights) for ``code_octree_mix_level``."""
+    st = states(OCTREE_MIX_STATES)
+    _adaptive.octree_mix_init(st)
+    return st, np.full(OCTREE_MIX_WEIGHTS, _OCTREE_MIX_W0, np.int32)
+
+
 def _i32(x) -> np.ndarray:
     return np.ascontiguousarray(x, dtype=np.int32).reshape(-1)
 
@@ -101,12 +113,40 @@ class AdaptiveEncoder:
         _adaptive.bytes_encode(v, c, st, sym, idx)
         self._put(sym, idx)
 
-    def code_octree_level(self, occupancy, neighbours, patterns, bases, st: np.ndarray) -> None:
-        """One octree level child by child (the C file gives the contexts)."""
-        o = _i32(occupancy)
-        sym = np.empty(8 * o.size, np.int32)
+    def code_octree_mix_level(
+        self, occupancy, single, offsets, neighbours, patterns, info, depth, bits, model
+    ) -> np.ndarray:
+        """One octree level with mixed contexts and direct coding of isolated points (the C
+        file's octree v2 block says how). ``single`` / ``offsets`` say which nodes hold one leaf
+        and its remaining bits; returns the occupancy as coded (0x100 | child for direct nodes)."""
+        occ = _i32(occupancy).copy()
+        n = occ.size
+        sym = np.empty((8 + 3 * int(bits)) * n + 1, np.int32)
         idx = np.empty_like(sym)
-        n = _adaptive.octree_encode(o, _i32(neighbours), _i32(patterns), _i32(bases), st, sym, idx)
+        count = _adaptive.octree_mix_encode(
+            _i32(neighbours),
+            _i32(patterns),
+            _i32(info),
+            occ,
+            _i32(single).copy(),
+            _i32(offsets).copy(),
+            int(depth),
+            int(bits),
+            model[0],
+            model[1],
+            sym,
+            idx,
+        )
+        self._put(sym[:count], idx[:count])
+        return occ
+
+    def code_octree_counts(self, values, neighbours) -> None:
+        """Voxel point counts minus one, contexts from decoded neighbours (the C file says how)."""
+        v = _i32(values)
+        sym = np.empty(65 * v.size + 1, np.int32)
+        idx = np.empty_like(sym)
+        st = states(OCTREE_COUNT_SETS * INT_CONTEXTS)
+        n = _adaptive.octree_counts_encode(v, _i32(neighbours), st, sym, idx)
         self._put(sym[:n], idx[:n])
 
     def code_ints(self, values, sets, st: np.ndarray, markov: int = 1) -> None:
@@ -138,12 +178,35 @@ class AdaptiveDecoder:
         _adaptive.bytes_decode(self._dec.native, bank(), c, st, out)
         return out
 
-    def code_octree_level(self, neighbours, patterns, bases, st: np.ndarray) -> np.ndarray:
-        b = _i32(bases)
-        out = np.empty_like(b)
-        _adaptive.octree_decode(
-            self._dec.native, bank(), _i32(neighbours), _i32(patterns), b, st, out
+    def code_octree_mix_level(
+        self, neighbours, patterns, info, depth, bits, model
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(occupancy, single, offsets N x 3) of one level, as the encoder's call coded them."""
+        pat = _i32(patterns)
+        n = pat.size
+        occ, single = np.zeros(n, np.int32), np.zeros(n, np.int32)
+        offs = np.zeros(3 * n, np.int32)
+        _adaptive.octree_mix_decode(
+            self._dec.native,
+            bank(),
+            _i32(neighbours),
+            pat,
+            _i32(info),
+            int(depth),
+            int(bits),
+            model[0],
+            model[1],
+            occ,
+            single,
+            offs,
         )
+        return occ, single, offs.reshape(-1, 3)
+
+    def code_octree_counts(self, neighbours) -> np.ndarray:
+        nb = _i32(neighbours)
+        out = np.empty(nb.size // 3, np.int32)
+        st = states(OCTREE_COUNT_SETS * INT_CONTEXTS)
+        _adaptive.octree_counts_decode(self._dec.native, bank(), nb, st, out)
         return out
 
     def code_ints(self, sets, st: np.ndarray, markov: int = 1) -> np.ndarray:

@@ -608,166 +608,461 @@ fail:
     return NULL;
 }
 
-/* ----------------------------------------------------------------------------- octree levels
+/* ============================================================================= octree v2 (mixing)
  *
- * octree_encode(occupancy, neighbours, patterns, bases, states, values_out, indexes_out) -> n
- * octree_decode(decoder, bank, neighbours, patterns, bases, states, out)
+ * The point cloud codec `octree` (stream "tree"). The functions above this block serve the other
+ * codecs (and the integer model is shared).
  *
- * One level of an octree, nodes in Morton order. Node i's occupancy byte is coded child by child
- * (slot k = 4 x + 2 y + z, k = 0..7), one adaptive bit each, with context
+ * octree_mix_encode(nb, pat, info, occ, single, offs, depth, bits, states, weights, values, idx)
+ *     -> number of binary symbols written to values / idx
+ * octree_mix_decode(decoder, bank, nb, pat, info, depth, bits, states, weights, occ, single, offs)
  *
- *     ((((bases[i] * 8 + A) * 8 + B) * 4 + S) * 8 + k)
- *
- * A: for each axis, whether the node's face neighbour on the child's side exists (patterns[i],
- *    bit 2 * axis + side: -x, +x, -y, +y, -z, +z);
- * B: for each axis, whether the child's neighbour one step towards the negative side is occupied:
- *    a sibling already coded, or a child of the node's negative face neighbour
- *    (neighbours[3 i + axis], an earlier node of the level, -1 if none), decoded before node i
- *    because Morton order puts it first;
- * S: how many children of the node are already known to be occupied (0, 1, 2, 3+).
- * The last child of a node with no occupied child so far is not coded (a node is never empty).
- * Each bit also has a fine context: the coarse one x which face neighbours on the child's far
- * sides exist (3 bits); the table comes from both states (mixed_table), and both learn the bit.
- * states: bases x 2048 coarse contexts, then bases x 2048 x 8 fine ones.
+ * One octree level, nodes in Morton order (N nodes). Per node i:
+ *   nb[OMX_NB i + m - 1], m = 1..7: index of the node at offset -(m >> 2 & 1, m >> 1 & 1, m & 1)
+ *       in this level (x, y, z), or -1; then (m = 8, 9, 10) the nodes two steps towards -x, -y,
+ *       -z. Morton order puts all of them before node i (checked).
+ *   pat[i]: which of the 26 neighbours exist (bit 9 (dx + 1) + 3 (dy + 1) + dz + 1).
+ *   info[i]: the parent's occupancy byte | the node's slot in the parent << 8.
+ * Direct mode: a node with none of its 26 neighbours occupied and at least two levels below it
+ * codes a flag (context: levels left): 1 = its subtree holds one leaf voxel, whose remaining
+ * bits - depth bits per axis follow (MSB first, x y z per level, adaptive contexts per axis and
+ * bit position); occ[i] = 0x100 | the child holding it, single[i] = 1, offs[3 i + a] = the bits
+ * of axis a. Otherwise the node's occupancy byte is coded child by child (slot k = 4x + 2y + z),
+ * the last child of a node with none so far implied. Each bit's probability mixes OMX_MODELS
+ * adaptive predictions p_j (12-bit) in the logistic domain, all in integers:
+ *   mix_m = squash(sum_j w_mj * stretch(p_j) >> 16) for two weight vectors m (chosen by
+ *           (S, dc) and by (k, T)), each trained on its own output:
+ *           w_mj += stretch(p_j) * ((bit << 12) - mix_m) * OMX_LR >> 13 (clamped to +-2^24);
+ *   p = squash of the mean of the two dot products, then averaged with an adaptive refinement
+ *       table over 33 steps of stretch(p) (context k, S, C), linearly interpolated.
+ * squash is the logistic 4096 / (1 + e^(-d / 256)) interpolated in a fixed 65-entry table; stretch
+ * is its inverse, tabulated from squash in integers. The range coder codes the bit with bank table
+ * p (P(1) ~ (p + 1/2) / 4096). States move towards each bit at rate 1 / min(count + 2, OMX_RATE)
+ * (12 for the two fast models). Context models (k slot, P children found so far as bits, S their
+ * count capped at 3, dc depth class: last level, the one above, higher; pc the parent's child
+ * count class 1 | 2-3 | 4+; A the face neighbours on the child's sides, F those on its far
+ * sides; C the child's 7 neighbours towards -x, -y, -z, all decoded: siblings or children of the
+ * node's nb, Bf its 3 face ones; T / O the count / pattern of the node's 7 neighbours touching the
+ * child's octant; Pj / P2 whether the -x / -y / -z neighbour node one / two steps away has a child
+ * in the child's row along that axis; Q whether it has the child's slot occupied):
+ *   0: pc dc A Bf S k       1: model 0 x F        2: pc dc k P        3: dc S k C
+ *   4: the parent's occupancy byte, the node's slot in the parent, k, S > 0
+ *   5: dc S k, the 6-neighbour pattern            6: dc S k T Bf      7: dc S k O
+ *   8: dc S k Pj Bf         9: dc S k Pj P2       10: k P Pj dc       11: dc S k Q Bf
+ *   12..17 hashed to 2^OMX_HASH_BITS states each: C O P dc | C Pj P2 Q A F P dc | pat P dc C |
+ *       the occupancy bytes of the -x, -y, -z nodes, P, dc | of the edge and corner nodes, P, dc
+ *       | of the two-step nodes, P, Bf != 0, dc
+ *   18, 19: models 0 and 3 with fast adaptation
  */
-/* The far-side face neighbours of the child (3 bits), refining a context 8 ways. */
-static inline int32_t octree_far(int32_t pattern, int32_t k)
+#define OMX_NB 10 /* neighbour indexes per node */
+#define OMX_MODELS 20
+#define OMX_SLOW 18 /* models 18, 19: models 0 and 3 with fast adaptation */
+#define OMX_INPUTS (OMX_MODELS + 1)
+#define OMX_RATE 64
+#define OMX_LR 4
+#define OMX_M0 (9 * 8 * 8 * 4 * 8)
+#define OMX_M1 (OMX_M0 * 8)
+#define OMX_M2 (9 * 256)
+#define OMX_M3 (3 * 4 * 8 * 128)
+#define OMX_M4 (256 * 8 * 8 * 2)
+#define OMX_M5 (3 * 4 * 8 * 64)
+#define OMX_M6 (3 * 4 * 8 * 8 * 8)
+#define OMX_M7 (3 * 4 * 8 * 128)
+#define OMX_M8 (3 * 4 * 8 * 8 * 8)
+#define OMX_M9 (3 * 4 * 8 * 8 * 8)
+#define OMX_DIRECT (16 + 3 * 17) /* flag contexts per remaining depth, bit contexts */
+#define OMX_APM (8 * 4 * 128 * 33)
+#define OMX_FAST_AT (OMX_APM_AT + OMX_APM + OMX_DIRECT)
+#define OMX_APM_AT (OMX_M0 + OMX_M1 + OMX_M2 + OMX_M3 + OMX_M4 + OMX_M5 + OMX_M6 + OMX_M7 + OMX_M8 + OMX_M9)
+#define OMX_EXTRA_AT (OMX_FAST_AT + OMX_M0 + OMX_M3)
+#define OMX_HASH_BITS 18
+#define OMX_HASH_AT (OMX_EXTRA_AT + 256 * 8 * 3 + 3 * 4 * 8 * 8 * 8)
+#define OMX_STATES (OMX_HASH_AT + (6 << OMX_HASH_BITS))
+#define OMX_SETS (4 * 3)
+#define OMX_WEIGHTS ((OMX_SETS + 64) * OMX_INPUTS)
+#define OMX_W0 (1 << 13) /* initial weight 1/8 */
+
+static const int16_t omx_squash_t[65] = {
+    1,    2,    2,    3,    4,    5,    6,    8,    10,   13,   17,   21,   27,   35,   45,   58,   74,
+    94,   120,  153,  194,  246,  311,  391,  488,  606,  747,  912,  1102, 1314, 1546, 1793, 2048,
+    2303, 2550, 2782, 2994, 3184, 3349, 3490, 3608, 3705, 3785, 3850, 3902, 3943, 3976, 4002, 4022,
+    4038, 4051, 4061, 4069, 4075, 4079, 4083, 4086, 4088, 4090, 4091, 4092, 4093, 4094, 4094, 4095};
+static int16_t omx_stretch_t[4096];
+static int omx_ready = 0;
+
+static inline int32_t omx_squash(int32_t d)
 {
-    int32_t F = 0;
-    for (int a = 0; a < 3; a++)
-        F |= ((pattern >> (2 * a + 1 - ((k >> (2 - a)) & 1))) & 1) << a;
-    return F;
+    d = d < -2047 ? -2047 : (d > 2047 ? 2047 : d);
+    int32_t x = d + 2048, j = x >> 6, w = x & 63;
+    return (omx_squash_t[j] * (64 - w) + omx_squash_t[j + 1] * w + 32) >> 6;
 }
 
-/* Table of a bit from a coarse and a fine context: their probabilities averaged with weights
- * 4 (coarse) and the fine context's observation count, in integers. */
-static inline int32_t mixed_table(int32_t sc, int32_t sf)
+static void omx_init(void)
 {
-    int64_t nf = (sf >> 16) & 0xFF;
-    int64_t p = ((int64_t)(sf & 0xFFFF) * nf + (int64_t)(sc & 0xFFFF) * 4) / (nf + 4);
-    return (int32_t)(p >> BANK_SHIFT);
+    if (omx_ready)
+        return;
+    int32_t next = 0;
+    for (int32_t d = -2047; d <= 2047; d++) {
+        int32_t v = omx_squash(d);
+        for (; next <= v && next < 4096; next++)
+            omx_stretch_t[next] = (int16_t)d;
+    }
+    for (; next < 4096; next++)
+        omx_stretch_t[next] = 2047;
+    omx_ready = 1;
 }
 
-#define OCT_COARSE 2048                   /* coarse contexts per base */
-#define OCT_PER_BASE (OCT_COARSE * 9)       /* + 8 fine contexts under each coarse one */
-
-static inline int32_t octree_ctx(int32_t base, int32_t pattern, const int32_t *nb, int32_t k,
-                                 int32_t partial, const int32_t *done, Py_ssize_t i)
+static inline int32_t omx_update(int32_t s, int bit)
 {
-    int32_t A = 0, B = 0;
-    for (int a = 0; a < 3; a++) {
-        int c = (k >> (2 - a)) & 1;
-        A |= ((pattern >> (2 * a + c)) & 1) << a;
-        int32_t bit;
-        if (c)
-            bit = (partial >> (k ^ (1 << (2 - a)))) & 1;
-        else {
-            int32_t j = nb[a];
-            bit = (j >= 0 && j < i) ? (done[j] >> (k | (1 << (2 - a)))) & 1 : 0;
-        }
-        B |= bit << a;
-    }
-    int32_t S = __builtin_popcount((unsigned)partial);
-    S = S < 3 ? S : 3;
-    return (((base * 8 + A) * 8 + B) * 4 + S) * 8 + k;
+    int32_t p = s & 0xFFFF, n = (s >> 16) & 0xFF;
+    int32_t d = n + 2 < OMX_RATE ? n + 2 : OMX_RATE;
+    p += ((bit ? 65536 : 0) - p) / d;
+    p = p < P_MIN ? P_MIN : (p > P_MAX ? P_MAX : p);
+    n = n < 255 ? n + 1 : 255;
+    return p | (n << 16);
 }
 
-static PyObject *octree_encode(PyObject *mod, PyObject *args)
+static inline int32_t omx_update_fast(int32_t s, int bit)
 {
-    PyObject *oo, *onb, *opat, *obase, *os, *ov, *oi;
-    if (!PyArg_ParseTuple(args, "OOOOOOO:octree_encode", &oo, &onb, &opat, &obase, &os, &ov, &oi))
-        return NULL;
-    Bufs b = {.n = 0};
-    Py_ssize_t n, nnb, npat, nbase, ns, nv, ni, pos = 0;
-    int32_t *occ, *nb, *pat, *base, *st, *val, *idx;
-    if (!(occ = take(&b, oo, 0, "occupancy", &n)) || !(nb = take(&b, onb, 0, "neighbours", &nnb)) ||
-        !(pat = take(&b, opat, 0, "patterns", &npat)) ||
-        !(base = take(&b, obase, 0, "bases", &nbase)))
-        goto fail;
-    if (!(st = take(&b, os, 1, "states", &ns)))
-        goto fail;
-    if (!(val = take(&b, ov, 1, "values", &nv)))
-        goto fail;
-    /* Bufs holds MAXBUF = 6 views: the seventh array is read through its own view */
-    Py_buffer iv;
-    if (get_i32(oi, &iv, 1, "indexes") < 0)
-        goto fail;
-    idx = iv.buf;
-    ni = iv.len / 4;
-    if (nnb != 3 * n || npat != n || nbase != n || nv < 8 * n || ni < 8 * n) {
-        PyBuffer_Release(&iv);
-        PyErr_SetString(PyExc_ValueError, "adaptive: octree_encode sizes disagree");
-        goto fail;
+    int32_t p = s & 0xFFFF, n = (s >> 16) & 0xFF;
+    int32_t d = n + 2 < 12 ? n + 2 : 12;
+    p += ((bit ? 65536 : 0) - p) / d;
+    p = p < P_MIN ? P_MIN : (p > P_MAX ? P_MAX : p);
+    n = n < 255 ? n + 1 : 255;
+    return p | (n << 16);
+}
+
+/* Mixer weights stay within +-2^24 (256.0). */
+static inline int32_t omx_clamp_w(int64_t w)
+{
+    return (int32_t)(w < -(1 << 24) ? -(1 << 24) : (w > (1 << 24) ? (1 << 24) : w));
+}
+
+/* The coding side of one level: encoding when run == NULL (bits from occ / single / offs, symbols
+ * to val / idx), else decoding into occ / single / offs. */
+typedef struct {
+    NcDecodeRun *run;
+    int32_t *val, *idx;
+    Py_ssize_t pos;
+} OmxCoder;
+
+/* Codes one bit with table t (encoding: `bit`; decoding: returns the decoded bit or -1). */
+static inline int omx_code(OmxCoder *c, int32_t t, int bit)
+{
+    if (!c->run) {
+        c->val[c->pos] = bit;
+        c->idx[c->pos++] = t;
+        return bit;
     }
-    if (check_states(st, ns) < 0 || check_ctx(base, n, ns / OCT_PER_BASE, "base context") < 0) {
-        PyBuffer_Release(&iv);
-        goto fail;
-    }
-    Py_ssize_t coarse = (ns / OCT_PER_BASE) * OCT_COARSE;
+    int32_t v;
+    if (rc_api->decode(c->run, t, &v) < 0 || (v != 0 && v != 1))
+        return -1;
+    return v;
+}
+
+/* A bit with one adaptive context and no mixing. */
+static inline int omx_plain(OmxCoder *c, int32_t *st, int bit)
+{
+    int b = omx_code(c, state_table(*st), bit);
+    if (b >= 0)
+        *st = omx_update(*st, b);
+    return b;
+}
+
+static int omx_level(OmxCoder *c, const int32_t *nb, const int32_t *pat, const int32_t *info,
+                     int32_t *occ, int32_t *single, int32_t *offs, Py_ssize_t n, int depth, int bits,
+                     int32_t *st, int32_t *w)
+{
+    int rem = bits - depth, dc = rem == 1 ? 0 : (rem == 2 ? 1 : 2);
+    int32_t *sd = st + OMX_APM_AT + OMX_APM; /* direct-mode contexts */
     for (Py_ssize_t i = 0; i < n; i++) {
+        const int32_t *nbi = nb + OMX_NB * i;
+        for (int m = 0; m < OMX_NB; m++)
+            if (nbi[m] >= i)
+                return -1; /* neighbours come first */
+        int32_t pb = info[i] & 0xFF, pslot = (info[i] >> 8) & 7, pcount = __builtin_popcount(pb);
+        int32_t pm = pat[i], pc = pcount < 2 ? 0 : (pcount < 4 ? 1 : 2);
+        int32_t pa = ((pm >> 4) & 1) | ((pm >> 22) & 1) << 1 | ((pm >> 10) & 1) << 2 |
+                     ((pm >> 16) & 1) << 3 | ((pm >> 12) & 1) << 4 | ((pm >> 14) & 1) << 5;
+        if (pm == 0 && rem >= 2) {
+            int32_t *sf = sd + (rem < 16 ? rem : 15);
+            int one = omx_plain(c, sf, c->run ? 0 : single[i] != 0);
+            if (one < 0)
+                return -1;
+            if (one) {
+                int32_t o[3] = {0, 0, 0};
+                for (int r = rem - 1; r >= 0; r--)
+                    for (int a = 0; a < 3; a++) {
+                        int32_t *sb = sd + 16 + a * 17 + (r < 16 ? r : 16);
+                        int b = omx_plain(c, sb, c->run ? 0 : (offs[3 * i + a] >> r) & 1);
+                        if (b < 0)
+                            return -1;
+                        o[a] |= b << r;
+                    }
+                int32_t k = (((o[0] >> (rem - 1)) & 1) << 2) | (((o[1] >> (rem - 1)) & 1) << 1) |
+                            ((o[2] >> (rem - 1)) & 1);
+                occ[i] = 0x100 | (1 << k);
+                single[i] = 1;
+                offs[3 * i] = o[0], offs[3 * i + 1] = o[1], offs[3 * i + 2] = o[2];
+                continue;
+            }
+        }
+        single[i] = 0;
         int32_t partial = 0, by = occ[i] & 0xFF;
-        for (int32_t k = 0; k < 8; k++) {
-            int bit = (by >> k) & 1;
-            if (k == 7 && partial == 0)
-                break; /* implied */
-            int32_t c = octree_ctx(base[i], pat[i], nb + 3 * i, k, partial, occ, i);
-            Py_ssize_t f = coarse + (Py_ssize_t)c * 8 + octree_far(pat[i], k);
-            val[pos] = bit;
-            idx[pos++] = mixed_table(st[c], st[f]);
-            st[c] = state_update(st[c], bit);
-            st[f] = state_update(st[f], bit);
-            partial |= bit << k;
-        }
-    }
-    PyBuffer_Release(&iv);
-    release(&b);
-    return PyLong_FromSsize_t(pos);
-fail:
-    release(&b);
-    return NULL;
-}
-
-static int octree_run(NcDecodeRun *run, const int32_t *nb, const int32_t *pat, const int32_t *base,
-                      int32_t *st, Py_ssize_t coarse, int32_t *out, Py_ssize_t n)
-{
-    for (Py_ssize_t i = 0; i < n; i++) {
-        int32_t partial = 0;
         for (int32_t k = 0; k < 8; k++) {
             if (k == 7 && partial == 0) {
                 partial = 0x80;
                 break;
             }
-            int32_t c = octree_ctx(base[i], pat[i], nb + 3 * i, k, partial, out, i), v;
-            Py_ssize_t f = coarse + (Py_ssize_t)c * 8 + octree_far(pat[i], k);
-            if (rc_api->decode(run, mixed_table(st[c], st[f]), &v) < 0 || (v != 0 && v != 1))
+            int32_t cb[3] = {(k >> 2) & 1, (k >> 1) & 1, k & 1}, A = 0, F = 0, C = 0;
+            for (int a = 0; a < 3; a++) {
+                A |= ((pa >> (2 * a + cb[a])) & 1) << a;
+                F |= ((pa >> (2 * a + 1 - cb[a])) & 1) << a;
+            }
+            for (int m = 1; m < 8; m++) { /* the child's neighbour at -(m's bits) */
+                int32_t node = 0, slot = 0;
+                for (int a = 0; a < 3; a++) {
+                    int d = (m >> (2 - a)) & 1, x = cb[a] - d;
+                    node |= (x < 0) << (2 - a);
+                    slot |= (x < 0 ? 1 : x) << (2 - a);
+                }
+                int32_t bit;
+                if (node == 0)
+                    bit = (partial >> slot) & 1;
+                else {
+                    int32_t j = nbi[node - 1];
+                    bit = j >= 0 ? (occ[j] >> slot) & 1 : 0;
+                }
+                C |= bit << (m - 1);
+            }
+            int32_t T = 0, O = 0; /* node-level neighbours touching the child's octant */
+            for (int m = 1; m < 8; m++) {
+                int dx = (m >> 2) & 1 ? 2 * cb[0] - 1 : 0, dy = (m >> 1) & 1 ? 2 * cb[1] - 1 : 0;
+                int dz = m & 1 ? 2 * cb[2] - 1 : 0;
+                int32_t e = (pm >> (9 * (dx + 1) + 3 * (dy + 1) + dz + 1)) & 1;
+                T += e;
+                O |= e << (m - 1);
+            }
+            int32_t Pj = 0; /* the -x / -y / -z neighbour node has a child in the child's row */
+            for (int a = 0; a < 3; a++) {
+                int32_t j = nbi[(1 << (2 - a)) - 1];
+                if (j < 0)
+                    continue;
+                int32_t row = (k & ~(1 << (2 - a))) & 7;
+                Pj |= (((occ[j] >> row) | (occ[j] >> (row | (1 << (2 - a))))) & 1) << a;
+            }
+            int32_t Q = 0; /* the same slot of the -x / -y / -z neighbour node */
+            for (int a = 0; a < 3; a++) {
+                int32_t j = nbi[(1 << (2 - a)) - 1];
+                Q |= (j >= 0 ? (occ[j] >> k) & 1 : 0) << a;
+            }
+            int32_t P2 = 0; /* the same two cells further */
+            for (int a = 0; a < 3; a++) {
+                int32_t j = nbi[7 + a];
+                if (j < 0)
+                    continue;
+                int32_t row = (k & ~(1 << (2 - a))) & 7;
+                P2 |= (((occ[j] >> row) | (occ[j] >> (row | (1 << (2 - a))))) & 1) << a;
+            }
+            /* C bits: m = 1 (-z), 2 (-y), 4 (-x) are the face neighbours */
+            int32_t Bf = (((C >> 3) & 1) << 0) | (((C >> 1) & 1) << 1) | ((C & 1) << 2);
+            int32_t S = __builtin_popcount((unsigned)partial);
+            S = S < 3 ? S : 3;
+            int32_t base = pc * 3 + dc;
+            Py_ssize_t x0 = (((base * 8 + A) * 8 + Bf) * 4 + S) * 8 + k;
+            /* two large combined contexts, hashed (multiplicative) to OMX_HASH_BITS bits */
+            uint32_t pk = (uint32_t)((1 << k) | partial);
+            uint32_t h1 = (((((uint32_t)C * 128 + O) * 256 + pk) * 3 + dc) * 2654435761u) >>
+                          (32 - OMX_HASH_BITS);
+            uint32_t h2 = ((((((((uint32_t)C * 8 + Pj) * 8 + P2) * 8 + Q) * 64 + A * 8 + F) * 256 +
+                             pk) * 3 + dc) * 2246822519u) >> (32 - OMX_HASH_BITS);
+            uint32_t h3 = (((((uint32_t)pm * 256 + pk) * 3 + dc) ^ ((uint32_t)C << 25)) *
+                           3266489917u) >> (32 - OMX_HASH_BITS);
+            uint32_t h4 = (uint32_t)dc * 3 + 1;
+            for (int a = 0; a < 3; a++) {
+                int32_t j = nbi[(1 << (2 - a)) - 1];
+                h4 = h4 * 257 + (j >= 0 ? (uint32_t)(occ[j] & 0xFF) + 1 : 0);
+            }
+            h4 = ((h4 * 256 + pk) * 2654435769u) >> (32 - OMX_HASH_BITS);
+            uint32_t h5 = (uint32_t)dc * 3 + 2;
+            for (int m = 3; m <= 7; m++) { /* edge and corner neighbours (-x-y, -x-z, -y-z, all) */
+                if (m == 4)
+                    continue;
+                int32_t j = nbi[m - 1];
+                h5 = h5 * 257 + (j >= 0 ? (uint32_t)(occ[j] & 0xFF) + 1 : 0);
+            }
+            h5 = ((h5 * 256 + pk) * 2246822519u) >> (32 - OMX_HASH_BITS);
+            uint32_t h6 = (uint32_t)dc * 3 + 3;
+            for (int a = 0; a < 3; a++) { /* the nodes two steps towards -x, -y, -z */
+                int32_t j = nbi[7 + a];
+                h6 = h6 * 257 + (j >= 0 ? (uint32_t)(occ[j] & 0xFF) + 1 : 0);
+            }
+            h6 = ((h6 * 512 + pk * 2 + (Bf != 0)) * 3266489917u) >> (32 - OMX_HASH_BITS);
+            Py_ssize_t xs[OMX_MODELS] = {
+                x0,
+                OMX_M0 + x0 * 8 + F,
+                OMX_M0 + OMX_M1 + base * 256 + ((1 << k) | partial),
+                OMX_M0 + OMX_M1 + OMX_M2 + ((dc * 4 + S) * 8 + k) * 128 + C,
+                OMX_M0 + OMX_M1 + OMX_M2 + OMX_M3 + ((pb * 8 + pslot) * 8 + k) * 2 + (S > 0),
+                OMX_M0 + OMX_M1 + OMX_M2 + OMX_M3 + OMX_M4 + ((dc * 4 + S) * 8 + k) * 64 + pa,
+                OMX_M0 + OMX_M1 + OMX_M2 + OMX_M3 + OMX_M4 + OMX_M5 +
+                    (((dc * 4 + S) * 8 + k) * 8 + T) * 8 + Bf,
+                OMX_M0 + OMX_M1 + OMX_M2 + OMX_M3 + OMX_M4 + OMX_M5 + OMX_M6 +
+                    ((dc * 4 + S) * 8 + k) * 128 + O,
+                OMX_M0 + OMX_M1 + OMX_M2 + OMX_M3 + OMX_M4 + OMX_M5 + OMX_M6 + OMX_M7 +
+                    (((dc * 4 + S) * 8 + k) * 8 + Pj) * 8 + Bf,
+                OMX_M0 + OMX_M1 + OMX_M2 + OMX_M3 + OMX_M4 + OMX_M5 + OMX_M6 + OMX_M7 + OMX_M8 +
+                    (((dc * 4 + S) * 8 + k) * 8 + Pj) * 8 + P2,
+                OMX_EXTRA_AT + (((1 << k) | partial) * 8 + Pj) * 3 + dc,
+                OMX_EXTRA_AT + 256 * 8 * 3 + (((dc * 4 + S) * 8 + k) * 8 + Q) * 8 + Bf,
+                OMX_HASH_AT + (Py_ssize_t)h1,
+                OMX_HASH_AT + (1 << OMX_HASH_BITS) + (Py_ssize_t)h2,
+                OMX_HASH_AT + (2 << OMX_HASH_BITS) + (Py_ssize_t)h3,
+                OMX_HASH_AT + (3 << OMX_HASH_BITS) + (Py_ssize_t)h4,
+                OMX_HASH_AT + (4 << OMX_HASH_BITS) + (Py_ssize_t)h5,
+                OMX_HASH_AT + (5 << OMX_HASH_BITS) + (Py_ssize_t)h6,
+                OMX_FAST_AT + x0,
+                OMX_FAST_AT + OMX_M0 + ((dc * 4 + S) * 8 + k) * 128 + C,
+            };
+            int32_t in[OMX_INPUTS];
+            int32_t *wi = w + (S * 3 + dc) * OMX_INPUTS;
+            int32_t *wi2 = w + (OMX_SETS + k * 8 + T) * OMX_INPUTS;
+            int64_t dot = 0, dot2 = 0;
+            for (int j = 0; j < OMX_MODELS; j++) {
+                in[j] = omx_stretch_t[(st[xs[j]] & 0xFFFF) >> 4];
+                dot += (int64_t)wi[j] * in[j];
+                dot2 += (int64_t)wi2[j] * in[j];
+            }
+            in[OMX_MODELS] = 256;
+            dot += (int64_t)wi[OMX_MODELS] * 256;
+            dot2 += (int64_t)wi2[OMX_MODELS] * 256;
+            int32_t p1 = omx_squash((int32_t)(dot >> 16)), p2 = omx_squash((int32_t)(dot2 >> 16));
+            int32_t p = omx_squash((int32_t)((dot + dot2) >> 17));
+            /* refinement: a table over the mixed probability (33 steps of its stretch) */
+            int32_t sp = omx_stretch_t[p] + 2048, lo = sp >> 7, wt = sp & 127;
+            int32_t *ap = st + OMX_APM_AT + ((k * 4 + S) * 128 + C) * 33 + lo;
+            int32_t pa2 = ((ap[0] & 0xFFFF) * (128 - wt) + (ap[wt ? 1 : 0] & 0xFFFF) * wt) >> 11;
+            int32_t pf = (p + pa2 + 1) >> 1;
+            pf = pf < 1 ? 1 : (pf > 4095 ? 4095 : pf);
+            int b = omx_code(c, pf, c->run ? 0 : (by >> k) & 1);
+            if (b < 0)
                 return -1;
-            st[c] = state_update(st[c], v);
-            st[f] = state_update(st[f], v);
-            partial |= v << k;
+            ap[0] = omx_update(ap[0], b);
+            if (wt)
+                ap[1] = omx_update(ap[1], b);
+            int32_t err = ((b << 12) - p1) * OMX_LR, err2 = ((b << 12) - p2) * OMX_LR;
+            for (int j = 0; j < OMX_INPUTS; j++) {
+                wi[j] = omx_clamp_w((int64_t)wi[j] + (((int64_t)in[j] * err) >> 13));
+                wi2[j] = omx_clamp_w((int64_t)wi2[j] + (((int64_t)in[j] * err2) >> 13));
+            }
+            for (int j = 0; j < OMX_SLOW; j++)
+                st[xs[j]] = omx_update(st[xs[j]], b);
+            for (int j = OMX_SLOW; j < OMX_MODELS; j++)
+                st[xs[j]] = omx_update_fast(st[xs[j]], b);
+            partial |= b << k;
         }
-        out[i] = partial;
+        occ[i] = partial;
     }
     return 0;
 }
 
-static PyObject *octree_decode(PyObject *mod, PyObject *args)
+#define OMX_MAXBUF 12
+typedef struct {
+    Py_buffer v[OMX_MAXBUF];
+    int n;
+} OmxBufs;
+
+static int32_t *omx_take(OmxBufs *b, PyObject *obj, int writable, const char *name,
+                         Py_ssize_t *len)
 {
-    PyObject *odec, *otab, *onb, *opat, *obase, *os, *oo;
-    if (!PyArg_ParseTuple(args, "OOOOOOO:octree_decode", &odec, &otab, &onb, &opat, &obase, &os,
-                          &oo))
+    if (get_i32(obj, &b->v[b->n], writable, name) < 0)
         return NULL;
-    Bufs b = {.n = 0};
-    Py_ssize_t n, nnb, npat, ns, no;
-    int32_t *nb, *pat, *base, *st, *out;
-    if (!(nb = take(&b, onb, 0, "neighbours", &nnb)) || !(pat = take(&b, opat, 0, "patterns", &npat)) ||
-        !(base = take(&b, obase, 0, "bases", &n)) || !(st = take(&b, os, 1, "states", &ns)) ||
-        !(out = take(&b, oo, 1, "out", &no)))
+    *len = b->v[b->n].len / 4;
+    return (int32_t *)b->v[b->n++].buf;
+}
+
+static void omx_release(OmxBufs *b)
+{
+    for (int i = 0; i < b->n; i++)
+        PyBuffer_Release(&b->v[i]);
+    b->n = 0;
+}
+
+/* Shared argument checks; 0 or -1 with an exception set. */
+static int omx_check(Py_ssize_t n, Py_ssize_t nnb, Py_ssize_t npat, Py_ssize_t ninfo,
+                     Py_ssize_t nocc, Py_ssize_t nsingle, Py_ssize_t noffs, int depth, int bits,
+                     const int32_t *st, Py_ssize_t ns, Py_ssize_t nw)
+{
+    if (nnb != OMX_NB * n || npat != n || ninfo != n || nocc != n || nsingle != n || noffs != 3 * n ||
+        ns != OMX_STATES || nw != OMX_WEIGHTS || bits < 1 || bits > 21 || depth < 0 ||
+        depth >= bits) {
+        PyErr_SetString(PyExc_ValueError, "adaptive: octree_mix sizes disagree");
+        return -1;
+    }
+    (void)st; /* any int32 is a usable state here: only masked fields are read */
+    return 0;
+}
+
+static PyObject *octree_mix_encode(PyObject *mod, PyObject *args)
+{
+    PyObject *onb, *opat, *oinfo, *oocc, *osingle, *ooffs, *os, *ow, *ov, *oi;
+    int depth, bits;
+    if (!PyArg_ParseTuple(args, "OOOOOOiiOOOO:octree_mix_encode", &onb, &opat, &oinfo, &oocc,
+                          &osingle, &ooffs, &depth, &bits, &os, &ow, &ov, &oi))
+        return NULL;
+    omx_init();
+    OmxBufs b = {.n = 0};
+    Py_ssize_t n, nnb, npat, ninfo, nocc, nsingle, noffs, ns, nw, nv, ni;
+    int32_t *nb, *pat, *info, *occ, *single, *offs, *st, *w, *val, *idx;
+    if (!(nb = omx_take(&b, onb, 0, "neighbours", &nnb)) ||
+        !(pat = omx_take(&b, opat, 0, "patterns", &npat)) ||
+        !(info = omx_take(&b, oinfo, 0, "info", &ninfo)) ||
+        !(occ = omx_take(&b, oocc, 1, "occupancy", &nocc)) ||
+        !(single = omx_take(&b, osingle, 1, "single", &nsingle)) ||
+        !(offs = omx_take(&b, ooffs, 1, "offsets", &noffs)) ||
+        !(st = omx_take(&b, os, 1, "states", &ns)) || !(w = omx_take(&b, ow, 1, "weights", &nw)) ||
+        !(val = omx_take(&b, ov, 1, "values", &nv)) || !(idx = omx_take(&b, oi, 1, "indexes", &ni)))
         goto fail;
-    if (nnb != 3 * n || npat != n || no != n) {
-        PyErr_SetString(PyExc_ValueError, "adaptive: octree_decode sizes disagree");
+    n = npat;
+    if (omx_check(n, nnb, npat, ninfo, nocc, nsingle, noffs, depth, bits, st, ns, nw) < 0)
+        goto fail;
+    if (nv != ni || nv < (Py_ssize_t)(8 + 3 * bits) * n) {
+        PyErr_SetString(PyExc_ValueError, "adaptive: octree_mix_encode output too small");
         goto fail;
     }
-    if (check_states(st, ns) < 0 || check_ctx(base, n, ns / OCT_PER_BASE, "base context") < 0)
+    OmxCoder c = {.run = NULL, .val = val, .idx = idx, .pos = 0};
+    if (omx_level(&c, nb, pat, info, occ, single, offs, n, depth, bits, st, w) < 0) {
+        PyErr_SetString(PyExc_ValueError, "adaptive: octree_mix_encode bad neighbours");
+        goto fail;
+    }
+    omx_release(&b);
+    return PyLong_FromSsize_t(c.pos);
+fail:
+    omx_release(&b);
+    return NULL;
+}
+
+static PyObject *octree_mix_decode(PyObject *mod, PyObject *args)
+{
+    PyObject *odec, *otab, *onb, *opat, *oinfo, *oocc, *osingle, *ooffs, *os, *ow;
+    int depth, bits;
+    if (!PyArg_ParseTuple(args, "OOOOOiiOOOOO:octree_mix_decode", &odec, &otab, &onb, &opat,
+                          &oinfo, &depth, &bits, &os, &ow, &oocc, &osingle, &ooffs))
+        return NULL;
+    omx_init();
+    OmxBufs b = {.n = 0};
+    Py_ssize_t n, nnb, npat, ninfo, nocc, nsingle, noffs, ns, nw;
+    int32_t *nb, *pat, *info, *occ, *single, *offs, *st, *w;
+    if (!(nb = omx_take(&b, onb, 0, "neighbours", &nnb)) ||
+        !(pat = omx_take(&b, opat, 0, "patterns", &npat)) ||
+        !(info = omx_take(&b, oinfo, 0, "info", &ninfo)) ||
+        !(st = omx_take(&b, os, 1, "states", &ns)) || !(w = omx_take(&b, ow, 1, "weights", &nw)) ||
+        !(occ = omx_take(&b, oocc, 1, "occupancy", &nocc)) ||
+        !(single = omx_take(&b, osingle, 1, "single", &nsingle)) ||
+        !(offs = omx_take(&b, ooffs, 1, "offsets", &noffs)))
+        goto fail;
+    n = npat;
+    if (omx_check(n, nnb, npat, ninfo, nocc, nsingle, noffs, depth, bits, st, ns, nw) < 0)
         goto fail;
     NcDecodeRun *run = rc_api->begin(odec, otab);
     if (!run)
@@ -778,17 +1073,150 @@ static PyObject *octree_decode(PyObject *mod, PyObject *args)
         goto fail;
     }
     int status;
+    OmxCoder c = {.run = run, .val = NULL, .idx = NULL, .pos = 0};
     Py_BEGIN_ALLOW_THREADS
-    status = octree_run(run, nb, pat, base, st, (ns / OCT_PER_BASE) * OCT_COARSE, out, n);
+    status = omx_level(&c, nb, pat, info, occ, single, offs, n, depth, bits, st, w);
     Py_END_ALLOW_THREADS
     if (rc_api->end(run, status) < 0)
         goto fail;
-    release(&b);
+    omx_release(&b);
     Py_RETURN_NONE;
 fail:
-    release(&b);
+    omx_release(&b);
     return NULL;
 }
+
+/* Fresh states: every probability 1/2, the refinement tables the identity. */
+static PyObject *octree_mix_init(PyObject *mod, PyObject *args)
+{
+    PyObject *os;
+    if (!PyArg_ParseTuple(args, "O:octree_mix_init", &os))
+        return NULL;
+    omx_init();
+    Py_buffer v;
+    if (get_i32(os, &v, 1, "states") < 0)
+        return NULL;
+    int32_t *st = v.buf;
+    if (v.len / 4 != OMX_STATES) {
+        PyBuffer_Release(&v);
+        PyErr_SetString(PyExc_ValueError, "adaptive: octree_mix_init sizes disagree");
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < OMX_STATES; i++)
+        st[i] = 1 << 15;
+    for (Py_ssize_t i = 0; i < OMX_APM; i++) {
+        int32_t p = omx_squash((int32_t)(i % 33) * 128 - 2048) << 4;
+        st[OMX_APM_AT + i] = p < P_MIN ? P_MIN : (p > P_MAX ? P_MAX : p);
+    }
+    PyBuffer_Release(&v);
+    Py_RETURN_NONE;
+}
+
+static PyObject *octree_mix_sizes(PyObject *mod, PyObject *noargs)
+{
+    return Py_BuildValue("(nnn)", (Py_ssize_t)OMX_STATES, (Py_ssize_t)OMX_WEIGHTS, (Py_ssize_t)OMX_W0);
+}
+
+/* octree_counts_encode(values, nb, states, symbols, indexes) -> n
+ * octree_counts_decode(decoder, bank, nb, states, out)
+ *
+ * Points per leaf voxel minus one (values >= 0), voxels in Morton order, each an integer
+ * (int_encode_one above) with set = the rounded-down mean of the values of its -x, -y, -z
+ * neighbours (nb[3 i + a], earlier voxels, or -1) and of the previous voxel, as a bit length
+ * capped at OMX_COUNT_SETS - 2; set OMX_COUNT_SETS - 1 for the first voxel. */
+#define OMX_COUNT_SETS 9
+
+static inline int32_t omx_count_set(const int32_t *v, const int32_t *nb, Py_ssize_t i)
+{
+    if (i == 0)
+        return OMX_COUNT_SETS - 1;
+    int64_t sum = v[i - 1], m = 1;
+    for (int a = 0; a < 3; a++)
+        if (nb[3 * i + a] >= 0 && nb[3 * i + a] < i - 1) {
+            sum += v[nb[3 * i + a]];
+            m++;
+        }
+    int32_t cls = bitlen64((uint64_t)(sum / m));
+    return cls < OMX_COUNT_SETS - 2 ? cls : OMX_COUNT_SETS - 2;
+}
+
+static PyObject *octree_counts_encode(PyObject *mod, PyObject *args)
+{
+    PyObject *ov, *onb, *os, *osym, *oidx;
+    if (!PyArg_ParseTuple(args, "OOOOO:octree_counts_encode", &ov, &onb, &os, &osym, &oidx))
+        return NULL;
+    OmxBufs b = {.n = 0};
+    Py_ssize_t n, nnb, ns, nsym, nidx, pos = 0;
+    int32_t *v, *nb, *st, *sym, *idx;
+    if (!(v = omx_take(&b, ov, 0, "values", &n)) || !(nb = omx_take(&b, onb, 0, "nb", &nnb)) ||
+        !(st = omx_take(&b, os, 1, "states", &ns)) ||
+        !(sym = omx_take(&b, osym, 1, "symbols", &nsym)) ||
+        !(idx = omx_take(&b, oidx, 1, "indexes", &nidx)))
+        goto fail;
+    if (nnb != 3 * n || ns != OMX_COUNT_SETS * INT_CTX || nsym != nidx || nsym < 65 * n) {
+        PyErr_SetString(PyExc_ValueError, "adaptive: octree_counts_encode sizes disagree");
+        goto fail;
+    }
+    if (check_states(st, ns) < 0)
+        goto fail;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (v[i] < 0) {
+            PyErr_SetString(PyExc_ValueError, "adaptive: negative voxel count");
+            goto fail;
+        }
+        int_encode_one(v[i], st, omx_count_set(v, nb, i) * INT_CTX, sym, idx, &pos);
+    }
+    omx_release(&b);
+    return PyLong_FromSsize_t(pos);
+fail:
+    omx_release(&b);
+    return NULL;
+}
+
+static PyObject *octree_counts_decode(PyObject *mod, PyObject *args)
+{
+    PyObject *odec, *otab, *onb, *os, *oo;
+    if (!PyArg_ParseTuple(args, "OOOOO:octree_counts_decode", &odec, &otab, &onb, &os, &oo))
+        return NULL;
+    OmxBufs b = {.n = 0};
+    Py_ssize_t n, nnb, ns;
+    int32_t *nb, *st, *out;
+    if (!(nb = omx_take(&b, onb, 0, "nb", &nnb)) || !(st = omx_take(&b, os, 1, "states", &ns)) ||
+        !(out = omx_take(&b, oo, 1, "out", &n)))
+        goto fail;
+    if (nnb != 3 * n || ns != OMX_COUNT_SETS * INT_CTX) {
+        PyErr_SetString(PyExc_ValueError, "adaptive: octree_counts_decode sizes disagree");
+        goto fail;
+    }
+    if (check_states(st, ns) < 0)
+        goto fail;
+    NcDecodeRun *run = rc_api->begin(odec, otab);
+    if (!run)
+        goto fail;
+    if (rc_api->num_tables(run) != BANK_SIZE) {
+        rc_api->end(run, 0);
+        PyErr_SetString(PyExc_ValueError, "adaptive: not the binary table bank");
+        goto fail;
+    }
+    int status = 0;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (int_decode_one(run, st, omx_count_set(out, nb, i) * INT_CTX, &out[i]) < 0 ||
+            out[i] < 0) {
+            status = -1;
+            break;
+        }
+    Py_END_ALLOW_THREADS
+    if (rc_api->end(run, status) < 0)
+        goto fail;
+    omx_release(&b);
+    Py_RETURN_NONE;
+fail:
+    omx_release(&b);
+    return NULL;
+}
+
+/* ============================================================================= end octree v2 */
 
 static PyMethodDef methods[] = {
     {"bits_encode", bits_encode, METH_VARARGS,
@@ -803,13 +1231,23 @@ static PyMethodDef methods[] = {
      "ints_encode(values, sets, states, markov, symbols_out, indexes_out) -> symbol count."},
     {"ints_decode", ints_decode, METH_VARARGS,
      "ints_decode(decoder, bank, sets, states, markov, out): decode len(sets) integers."},
-    {"octree_encode", octree_encode, METH_VARARGS,
-     "octree_encode(occupancy, neighbours, patterns, bases, states, values, indexes) -> count."},
-    {"octree_decode", octree_decode, METH_VARARGS,
-     "octree_decode(decoder, bank, neighbours, patterns, bases, states, out): one level."},
     {"positions_decode", positions_decode, METH_VARARGS,
      "positions_decode(decoder, bank, states, markov, starts, triples, refs, kinds, top, out): "
      "decode and rebuild predicted mesh positions."},
+    {"octree_mix_encode", octree_mix_encode, METH_VARARGS,
+     "octree_mix_encode(nb, pat, info, occ, single, offs, depth, bits, states, weights, values, "
+     "indexes) -> count: one octree level with mixed contexts and direct mode."},
+    {"octree_mix_decode", octree_mix_decode, METH_VARARGS,
+     "octree_mix_decode(decoder, bank, nb, pat, info, depth, bits, states, weights, occ, single, "
+     "offs): decode one octree level."},
+    {"octree_counts_encode", octree_counts_encode, METH_VARARGS,
+     "octree_counts_encode(values, nb, states, symbols, indexes) -> count: voxel point counts."},
+    {"octree_counts_decode", octree_counts_decode, METH_VARARGS,
+     "octree_counts_decode(decoder, bank, nb, states, out): decode voxel point counts."},
+    {"octree_mix_init", octree_mix_init, METH_VARARGS,
+     "octree_mix_init(states): fresh states for octree_mix."},
+    {"octree_mix_sizes", octree_mix_sizes, METH_NOARGS,
+     "(states, weights, initial weight) of octree_mix."},
     {NULL},
 };
 

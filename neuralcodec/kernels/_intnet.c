@@ -4,13 +4,18 @@
  * integers, or int32 from the int8 matrix products). Everything here is int64 arithmetic on those integers, plus one correctly rounded
  * IEEE sqrt, so the result is the same on every CPU and compiler (no -ffast-math here).
  *
- *   requant(acc, factors, s, pad, bias, mult, shift, lo, hi, out, c0, c1)
+ *   requant(acc, factors, s, pad, bias, mult, shift, lo, hi, out, phase_major, c0, c1)
  *       v = sum_p factors[p] * acc[p] + bias[c];  r = floor((v * mult[c] + 2^(shift-1)) / 2^shift)
  *       clamped to [lo, hi]; phase channel c*s*s + ry*s + rx at (qy, qx) is written to
- *       out[c, qy*s + ry - pad, qx*s + rx - pad] when inside out (pixel shuffle + crop fused).
+ *       out[c, qy*s + ry - pad, qx*s + rx - pad] when inside out (pixel shuffle + crop fused);
+ *       phase_major: acc's channels are ordered (ry, rx, c) instead (the int8 plan's phases).
  *   igdn(acc, factors, beta, a, root_scale, mult, shift, bound, out, c0, c1)
  *       n = sum_p factors[p] * acc[p] + beta[c];  r = floor(sqrt(n * root_scale));
  *       out = clamp(floor((a * r * mult + 2^(shift-1)) / 2^shift), +-bound)
+ *   conv_small(a, w, out, y0, y1)
+ *       out = conv(a, w) for at most 16 outputs (float64 sums of exact integers), rows [y0, y1)
+ *   square_shift(a, shift, out, c0, c1)
+ *       out = floor(a * a * 2^-shift) in float32 (the inverse GDN's input; exact for a^2 < 2^24)
  *
  * Arrays are C-contiguous; acc is (P*C', H, W) (P partial sums), a and out (C, H, W) float32;
  * factors, bias, mult, beta int64. Only output channels [c0, c1) are computed, with the GIL
@@ -65,14 +70,6 @@ static int get_i64(PyObject *obj, Py_buffer *view, Py_ssize_t n, const char *nam
     return 0;
 }
 
-static inline int64_t acc_at(const fbuf *b, Py_ssize_t i)
-{
-    if (b->isint)
-        return (int64_t)((const int32_t *)b->view.buf)[i];
-    return b->is64 ? (int64_t)((const double *)b->view.buf)[i]
-                   : (int64_t)((const float *)b->view.buf)[i];
-}
-
 static inline int64_t floor_shift(int64_t t, int shift)
 {
     if (shift == 0)
@@ -89,6 +86,81 @@ static inline int64_t clamp64(int64_t v, int64_t lo, int64_t hi)
     return v < lo ? lo : (v > hi ? hi : v);
 }
 
+/* The hot loops below are compiled for several instruction sets and picked at load time
+ * (x86-64 with GCC: AVX-512, AVX2, baseline). They are integer arithmetic plus one correctly
+ * rounded sqrt, so every version computes the same values; only the speed differs
+ * (NEURALCODEC_NO_CLONES builds one version for the compiler's target, which the tests use to
+ * compare each instruction set's build with the dispatching one). */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) && \
+    !defined(__SANITIZE_ADDRESS__) && !defined(NEURALCODEC_NO_CLONES)
+#define HOT __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define HOT
+#endif
+/* a * b + c fused or not gives the same value when every operand, product and sum is an integer
+ * below 2^53 (conv_small); elsewhere the default (no contraction) holds */
+#if defined(__GNUC__) && !defined(__clang__)
+#define CONTRACT __attribute__((optimize("fp-contract=fast")))
+#else
+#define CONTRACT
+#endif
+
+/* t[i] = bias + sum_g f[g] * acc_g[i] over one plane of n values; acc_g = base + g * group,
+ * one loop per storage type so that each vectorises */
+HOT static void sum_parts(const fbuf *acc, Py_ssize_t base, Py_ssize_t group, const int64_t *fp,
+                          Py_ssize_t k, int64_t bias, Py_ssize_t n, int64_t *t)
+{
+    for (Py_ssize_t i = 0; i < n; i++)
+        t[i] = bias;
+    for (Py_ssize_t g = 0; g < k; g++) {
+        const int64_t f = fp[g];
+        Py_ssize_t off = base + g * group;
+        if (acc->isint) {
+            const int32_t *src = (const int32_t *)acc->view.buf + off;
+            for (Py_ssize_t i = 0; i < n; i++)
+                t[i] += f * (int64_t)src[i];
+        } else if (acc->is64) {
+            const double *src = (const double *)acc->view.buf + off;
+            for (Py_ssize_t i = 0; i < n; i++)
+                t[i] += f * (int64_t)src[i];
+        } else {
+            const float *src = (const float *)acc->view.buf + off;
+            for (Py_ssize_t i = 0; i < n; i++)
+                t[i] += f * (int64_t)src[i];
+        }
+    }
+}
+
+/* r[i] = clamp(floor((t[i] * m + 2^(shift-1)) / 2^shift), lo, hi) as float */
+HOT static void requant_row(const int64_t *t, Py_ssize_t n, int64_t m, int shift, int64_t lo,
+                            int64_t hi, float *r)
+{
+    for (Py_ssize_t i = 0; i < n; i++)
+        r[i] = (float)clamp64(floor_shift(t[i] * m, shift), lo, hi);
+}
+
+/* out[i] = clamp(floor((a[i] * floor(sqrt(max(t[i], 0) * root_scale)) * m + 2^(shift-1))
+ *           / 2^shift), +-bound) as float */
+HOT static void igdn_row(const int64_t *t, const float *a, Py_ssize_t n, double root_scale,
+                         int64_t m, int shift, int64_t bound, float *out)
+{
+    for (Py_ssize_t i = 0; i < n; i++) {
+        int64_t v = t[i] < 0 ? 0 : t[i];
+        /* v >= 0: truncation is the floor; sqrt is correctly rounded (IEEE) */
+        int64_t r = (int64_t)sqrt((double)v * root_scale);
+        int64_t p = (int64_t)a[i] * r * m;
+        out[i] = (float)clamp64(floor_shift(p, shift), -bound, bound);
+    }
+}
+
+/* out[i] = floor(a[i] * a[i] * 2^-shift) in float32 (exact while a^2 < 2^24), as the reference's
+ * (a * a) * 2^-shift then floor */
+HOT static void square_shift_row(const float *a, Py_ssize_t n, float scale, float *out)
+{
+    for (Py_ssize_t i = 0; i < n; i++)
+        out[i] = floorf((a[i] * a[i]) * scale);
+}
+
 static PyObject *py_requant(PyObject *mod, PyObject *args)
 {
     PyObject *acc_o, *fac_o, *bias_o, *mult_o, *out_o;
@@ -96,8 +168,9 @@ static PyObject *py_requant(PyObject *mod, PyObject *args)
     int shift;
     long long lo, hi;
     Py_ssize_t c0, c1;
-    if (!PyArg_ParseTuple(args, "OOnnOOiLLOnn", &acc_o, &fac_o, &s, &pad, &bias_o, &mult_o, &shift,
-                          &lo, &hi, &out_o, &c0, &c1))
+    int phase_major;
+    if (!PyArg_ParseTuple(args, "OOnnOOiLLOpnn", &acc_o, &fac_o, &s, &pad, &bias_o, &mult_o, &shift,
+                          &lo, &hi, &out_o, &phase_major, &c0, &c1))
         return NULL;
     fbuf acc, out;
     Py_buffer bias, mult, fac;
@@ -131,31 +204,44 @@ static PyObject *py_requant(PyObject *mod, PyObject *args)
         const int64_t *fp = (const int64_t *)fac.buf;
         float *op = (float *)out.view.buf;
         Py_ssize_t plane = H * W, group = C * s * s * plane;
+        int64_t *t = PyMem_RawMalloc((size_t)plane * sizeof(int64_t));
+        float *row = PyMem_RawMalloc((size_t)plane * sizeof(float));
+        if (!t || !row) {
+            PyMem_RawFree(t);
+            PyMem_RawFree(row);
+            PyErr_NoMemory();
+            goto donef;
+        }
         Py_BEGIN_ALLOW_THREADS
         for (Py_ssize_t c = c0; c < c1; c++) {
             for (Py_ssize_t ry = 0; ry < s; ry++) {
                 for (Py_ssize_t rx = 0; rx < s; rx++) {
-                    Py_ssize_t base = ((c * s + ry) * s + rx) * plane;
+                    Py_ssize_t base = (phase_major ? (ry * s + rx) * C + c
+                                                   : (c * s + ry) * s + rx) * plane;
+                    sum_parts(&acc, base, group, fp, k, bp[c], plane, t);
+                    requant_row(t, plane, mp[c], shift, lo, hi, row);
                     for (Py_ssize_t qy = 0; qy < H; qy++) {
                         Py_ssize_t oy = qy * s + ry - pad;
                         if (oy < 0 || oy >= HO)
                             continue;
+                        const float *src = row + qy * W;
+                        float *dst = op + (c * HO + oy) * WO;
+                        if (s == 1 && pad == 0 && W == WO) {
+                            memcpy(dst, src, (size_t)W * sizeof(float));
+                            continue;
+                        }
                         for (Py_ssize_t qx = 0; qx < W; qx++) {
                             Py_ssize_t ox = qx * s + rx - pad;
-                            if (ox < 0 || ox >= WO)
-                                continue;
-                            Py_ssize_t i = base + qy * W + qx;
-                            int64_t v = bp[c];
-                            for (Py_ssize_t g = 0; g < k; g++)
-                                v += fp[g] * acc_at(&acc, i + g * group);
-                            v = clamp64(floor_shift(v * mp[c], shift), lo, hi);
-                            op[(c * HO + oy) * WO + ox] = (float)v;
+                            if (ox >= 0 && ox < WO)
+                                dst[ox] = src[qx];
                         }
                     }
                 }
             }
         }
         Py_END_ALLOW_THREADS
+        PyMem_RawFree(t);
+        PyMem_RawFree(row);
     }
     Py_INCREF(Py_None);
     result = Py_None;
@@ -213,29 +299,18 @@ static PyObject *py_igdn(PyObject *mod, PyObject *args)
         const float *ap = (const float *)a.view.buf;
         float *op = (float *)out.view.buf;
         Py_ssize_t group = C * plane;
-        /* the common case (one float32 partial sum, factor 1) without the generic reads */
-        const float *a32 = (k == 1 && fp[0] == 1 && !acc.is64 && !acc.isint)
-                               ? (const float *)acc.view.buf
-                               : NULL;
+        int64_t *t = PyMem_RawMalloc((size_t)plane * sizeof(int64_t));
+        if (!t) {
+            PyErr_NoMemory();
+            goto donef;
+        }
         Py_BEGIN_ALLOW_THREADS
         for (Py_ssize_t c = c0; c < c1; c++) {
-            for (Py_ssize_t p = 0; p < plane; p++) {
-                Py_ssize_t i = c * plane + p;
-                int64_t n = bp[c];
-                if (a32)
-                    n += (int64_t)a32[i];
-                else
-                    for (Py_ssize_t g = 0; g < k; g++)
-                        n += fp[g] * acc_at(&acc, i + g * group);
-                if (n < 0)
-                    n = 0;
-                /* n >= 0: truncation is the floor; sqrt is correctly rounded (IEEE) */
-                int64_t r = (int64_t)sqrt((double)n * root_scale);
-                int64_t t = (int64_t)ap[i] * r * (int64_t)mult;
-                op[i] = (float)clamp64(floor_shift(t, shift), -bound, bound);
-            }
+            sum_parts(&acc, c * plane, group, fp, k, bp[c], plane, t);
+            igdn_row(t, ap + c * plane, plane, root_scale, mult, shift, bound, op + c * plane);
         }
         Py_END_ALLOW_THREADS
+        PyMem_RawFree(t);
     }
     Py_INCREF(Py_None);
     result = Py_None;
@@ -250,11 +325,199 @@ done1:
     return result;
 }
 
+static PyObject *py_square_shift(PyObject *mod, PyObject *args)
+{
+    PyObject *a_o, *out_o;
+    int shift;
+    Py_ssize_t c0, c1;
+    if (!PyArg_ParseTuple(args, "OiOnn", &a_o, &shift, &out_o, &c0, &c1))
+        return NULL;
+    fbuf a, out;
+    if (get_float(a_o, &a, 0, 3, 0, "a") < 0)
+        return NULL;
+    if (get_float(out_o, &out, 1, 3, 0, "out") < 0) {
+        PyBuffer_Release(&a.view);
+        return NULL;
+    }
+    Py_ssize_t C = a.view.shape[0], plane = a.view.shape[1] * a.view.shape[2];
+    PyObject *result = NULL;
+    if (shift < 0 || shift > 60 || c0 < 0 || c1 > C || c0 > c1 || out.view.shape[0] != C ||
+        out.view.shape[1] * out.view.shape[2] != plane) {
+        PyErr_SetString(PyExc_ValueError, "square_shift: inconsistent shapes or parameters");
+        goto done;
+    }
+    {
+        const float *ap = (const float *)a.view.buf;
+        float *op = (float *)out.view.buf;
+        float scale = (float)ldexp(1.0, -shift);
+        Py_BEGIN_ALLOW_THREADS
+        for (Py_ssize_t c = c0; c < c1; c++)
+            square_shift_row(ap + c * plane, plane, scale, op + c * plane);
+        Py_END_ALLOW_THREADS
+    }
+    Py_INCREF(Py_None);
+    result = Py_None;
+done:
+    PyBuffer_Release(&out.view);
+    PyBuffer_Release(&a.view);
+    return result;
+}
+
+/* A convolution with few outputs (at most SMALL_N; the last layer of a synthesis): stride 1, no
+ * padding, a (C, HP, WP) float32 integers, w (N, C, J, J) float64 integers, out (N, HO, WO)
+ * float64 with HO = HP - J + 1. Every product and partial sum is an integer below 2^53 (the
+ * caller checks sum |w| * max |a|), so float64 adds them exactly in any order. Eight outputs
+ * along a row are held for all N outputs while the taps stream past them. */
+#define SMALL_N 16
+#define SMALL_X 8
+
+/* one row block for a compile-time number of outputs NN, so the accumulators (vectors of
+ * SMALL_X doubles: GCC / clang vector extensions, lowered to whatever the clone's ISA has) stay
+ * in registers; products and sums are plain IEEE operations on integers below 2^53: exact */
+typedef double vxd __attribute__((vector_size(SMALL_X * sizeof(double))));
+typedef float vxf __attribute__((vector_size(SMALL_X * sizeof(float))));
+#if defined(__has_builtin)
+#if __has_builtin(__builtin_convertvector)
+#define TO_VXD(f) __builtin_convertvector(f, vxd)
+#endif
+#endif
+#ifndef TO_VXD /* older compilers: lane by lane (same values) */
+static inline vxd to_vxd(vxf f)
+{
+    vxd d;
+    for (int i = 0; i < SMALL_X; i++)
+        d[i] = (double)f[i];
+    return d;
+}
+#define TO_VXD(f) to_vxd(f)
+#endif
+
+#define CONV_SMALL_BODY(NN)                                                                     \
+    for (Py_ssize_t y = y0; y < y1; y++) {                                                      \
+        for (Py_ssize_t x0 = 0; x0 < WO; x0 += SMALL_X) {                                       \
+            Py_ssize_t nx = WO - x0 < SMALL_X ? WO - x0 : SMALL_X;                              \
+            vxd acc[NN];                                                                        \
+            for (int n = 0; n < NN; n++)                                                        \
+                acc[n] = (vxd){0};                                                              \
+            for (Py_ssize_t c = 0; c < C; c++) {                                                \
+                for (Py_ssize_t ty = 0; ty < J; ty++) {                                         \
+                    const float *row = a + (c * HP + y + ty) * WP + x0;                         \
+                    const double *wp = w + (c * J + ty) * J;                                    \
+                    for (Py_ssize_t tx = 0; tx < J; tx++) {                                     \
+                        vxf f = {0};                                                            \
+                        if (nx == SMALL_X)                                                      \
+                            memcpy(&f, row + tx, sizeof(f));                                    \
+                        else                                                                    \
+                            for (Py_ssize_t i = 0; i < nx; i++)                                 \
+                                f[i] = row[tx + i];                                             \
+                        vxd v = TO_VXD(f);                                                      \
+                        _Pragma("GCC unroll 16") for (int n = 0; n < NN; n++)                   \
+                            acc[n] += wp[n * wstride + tx] * v;                                 \
+                    }                                                                           \
+                }                                                                               \
+            }                                                                                   \
+            for (int n = 0; n < NN; n++)                                                        \
+                memcpy(out + (n * HO + y) * WO + x0, &acc[n], (size_t)nx * sizeof(double));    \
+        }                                                                                       \
+    }
+
+#define CONV_SMALL_FN(NN)                                                                       \
+    HOT CONTRACT static void conv_small_##NN(const float *a, Py_ssize_t C, Py_ssize_t HP, Py_ssize_t WP, \
+                                    const double *w, Py_ssize_t J, double *out, Py_ssize_t HO,  \
+                                    Py_ssize_t WO, Py_ssize_t y0, Py_ssize_t y1)                 \
+    {                                                                                           \
+        Py_ssize_t wstride = C * J * J;                                                         \
+        CONV_SMALL_BODY(NN)                                                                     \
+    }
+
+CONV_SMALL_FN(1)
+CONV_SMALL_FN(2)
+CONV_SMALL_FN(3)
+CONV_SMALL_FN(4)
+CONV_SMALL_FN(6)
+CONV_SMALL_FN(8)
+CONV_SMALL_FN(12)
+CONV_SMALL_FN(16)
+
+typedef void (*conv_small_fn)(const float *, Py_ssize_t, Py_ssize_t, Py_ssize_t, const double *,
+                              Py_ssize_t, double *, Py_ssize_t, Py_ssize_t, Py_ssize_t,
+                              Py_ssize_t);
+
+/* the smallest specialisation with at least n outputs (extra outputs read zero weights) */
+static Py_ssize_t small_slots(Py_ssize_t n, conv_small_fn *fn)
+{
+    static const int sizes[] = {1, 2, 3, 4, 6, 8, 12, 16};
+    static const conv_small_fn fns[] = {conv_small_1, conv_small_2, conv_small_3, conv_small_4,
+                                        conv_small_6, conv_small_8, conv_small_12, conv_small_16};
+    for (int i = 0; i < 8; i++)
+        if (sizes[i] >= n) {
+            *fn = fns[i];
+            return sizes[i];
+        }
+    return 0;
+}
+
+static PyObject *py_conv_small(PyObject *mod, PyObject *args)
+{
+    PyObject *a_o, *w_o, *out_o;
+    Py_ssize_t y0, y1;
+    if (!PyArg_ParseTuple(args, "OOOnn", &a_o, &w_o, &out_o, &y0, &y1))
+        return NULL;
+    fbuf a, w, out;
+    if (get_float(a_o, &a, 0, 3, 0, "a") < 0)
+        return NULL;
+    if (get_float(w_o, &w, 0, 4, 1, "w") < 0) {
+        PyBuffer_Release(&a.view);
+        return NULL;
+    }
+    if (get_float(out_o, &out, 1, 3, 1, "out") < 0) {
+        PyBuffer_Release(&w.view);
+        PyBuffer_Release(&a.view);
+        return NULL;
+    }
+    PyObject *result = NULL;
+    Py_ssize_t C = a.view.shape[0], HP = a.view.shape[1], WP = a.view.shape[2];
+    Py_ssize_t N = w.view.shape[0], J = w.view.shape[2];
+    Py_ssize_t HO = out.view.shape[1], WO = out.view.shape[2];
+    if (!w.is64 || w.isint || !out.is64 || out.isint || N < 1 || N > SMALL_N ||
+        w.view.shape[1] != C || w.view.shape[3] != J || J < 1 || out.view.shape[0] != N ||
+        HO != HP - J + 1 || WO != WP - J + 1 || HO < 1 || WO < 1 || y0 < 0 || y1 > HO ||
+        y0 > y1) {
+        PyErr_SetString(PyExc_ValueError, "conv_small: inconsistent shapes or types");
+        goto done;
+    }
+    {
+        const float *ap = (const float *)a.view.buf;
+        const double *wp = (const double *)w.view.buf;
+        double *op = (double *)out.view.buf;
+        conv_small_fn fn = NULL;
+        if (small_slots(N, &fn) != N) {
+            PyErr_SetString(PyExc_ValueError, "conv_small: pad the outputs to 1-4, 6, 8, 12 or 16");
+            goto done;
+        }
+        Py_BEGIN_ALLOW_THREADS
+        fn(ap, C, HP, WP, wp, J, op, HO, WO, y0, y1);
+        Py_END_ALLOW_THREADS
+    }
+    Py_INCREF(Py_None);
+    result = Py_None;
+done:
+    PyBuffer_Release(&out.view);
+    PyBuffer_Release(&w.view);
+    PyBuffer_Release(&a.view);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"requant", py_requant, METH_VARARGS,
-     "requant(acc, factors, s, pad, bias, mult, shift, lo, hi, out, c0, c1): conv epilogue"},
+     "requant(acc, factors, s, pad, bias, mult, shift, lo, hi, out, phase_major, c0, c1): "
+     "conv epilogue"},
     {"igdn", py_igdn, METH_VARARGS,
      "igdn(acc, factors, beta, a, root_scale, mult, shift, bound, out, c0, c1): inverse GDN"},
+    {"conv_small", py_conv_small, METH_VARARGS,
+     "conv_small(a, w, out, y0, y1): exact convolution with at most 16 outputs, rows [y0, y1)"},
+    {"square_shift", py_square_shift, METH_VARARGS,
+     "square_shift(a, shift, out, c0, c1): floor(a * a * 2^-shift), float32"},
     {NULL, NULL, 0, NULL},
 };
 
