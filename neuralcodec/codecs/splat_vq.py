@@ -546,7 +546,8 @@ def _best_shift(qf: np.ndarray, drop_max: np.ndarray) -> int:
 
 def _code_refinement(sinks: Sinks, qf: np.ndarray | None, shift: int, drop: np.ndarray):
     """The fine bits of every splat's three grid coordinates under its coarse cell: 3 x (shift -
-    drop) raw bits. Returns the fine coordinates of the cell centres (in fine steps, x2)."""
+    drop) raw bits, x's highest. Returns them as one integer per splat (what the decoder
+    splits)."""
     r = shift - drop
     val = None
     if qf is not None:
