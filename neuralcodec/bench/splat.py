@@ -194,9 +194,17 @@ def target_summary(points: list[dict], ours: str = "splat-vq") -> dict | None:
     if not ref or not good:
         return None
     best = min(good, key=lambda p: p["bytes"])
-    return {"quality": best["quality"], "bytes": best["bytes"],
-            "psnr_covered": best["psnr_covered"], "compressed_ply_bytes": ref[0]["bytes"],
-            "ratio": best["bytes"] / ref[0]["bytes"]}  # fmt: skip
+    out = {"quality": best["quality"], "bytes": best["bytes"],
+           "psnr_covered": best["psnr_covered"], "compressed_ply_bytes": ref[0]["bytes"],
+           "ratio": best["bytes"] / ref[0]["bytes"]}  # fmt: skip
+    # the curve at exactly the target: linear in bytes between the next points below and above
+    below = [p for p in points if p["codec"] == ours and p["psnr_covered"] < TARGET_PSNR
+             and p["bytes"] < best["bytes"]]  # fmt: skip
+    if below:
+        lo = max(below, key=lambda p: p["psnr_covered"])
+        f = (TARGET_PSNR - lo["psnr_covered"]) / (best["psnr_covered"] - lo["psnr_covered"])
+        out["ratio_at_target"] = (lo["bytes"] + f * (best["bytes"] - lo["bytes"])) / ref[0]["bytes"]
+    return out
 
 
 def plot(results: list[dict], path: Path) -> None:
@@ -246,6 +254,8 @@ def table(results: list[dict]) -> str:
         if t:
             lines.append(f"smallest splat-vq at >= {TARGET_PSNR:.0f} dB covered: q={t['quality']}, "
                          f"{t['bytes']} B = {t['ratio']:.3f} x compressed.ply ({t['compressed_ply_bytes']} B)")  # fmt: skip
+            if "ratio_at_target" in t:
+                lines.append(f"the curve at {TARGET_PSNR:.0f} dB: {t['ratio_at_target']:.3f} x")
         else:
             lines.append(f"no splat-vq point reached {TARGET_PSNR:.0f} dB covered-pixel PSNR")
     return "\n".join(lines)

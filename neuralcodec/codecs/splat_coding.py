@@ -91,10 +91,11 @@ class _Constant:
 
 @functools.cache
 def _uniform_tables() -> CodingTables:
-    """Table b - 1: the 2^b values 0..2^b - 1 equally likely (b = 1..PIECE_BITS)."""
+    """Table b - 1: the 2^b values 0..2^b - 1 equally likely (b = 1..PIECE_BITS), the escape
+    the range coder's tables carry at the least frequency, so a value costs b bits."""
     cdfs = []
     for b in range(1, PIECE_BITS + 1):
-        counts = np.ones((1 << b) + 1, np.int64)
+        counts = np.full((1 << b) + 1, 1 << PRECISION, np.int64)
         counts[-1] = 1  # the escape
         cdfs.append(counts_to_quantized_cdf(counts, PRECISION))
     return tables_from_cdfs(cdfs, [0] * PIECE_BITS, PRECISION)
@@ -252,3 +253,94 @@ def distill_sh(
     colour = np.maximum(np.einsum("dk,nkc->ndc", full, coeffs) + 0.5, 0.0) - 0.5
     fit = np.einsum("kd,ndc->nkc", np.linalg.pinv(low), colour)
     return fit[:, 0].astype(np.float32), fit[:, 1:].astype(np.float32)
+
+
+# ----------------------------------------------------------------------------- orientations
+
+
+def quaternion_matrices(q: np.ndarray) -> np.ndarray:
+    """N x 4 quaternions (w, x, y, z) -> N x 3 x 3 rotation matrices (column i: the axis of
+    scale i), float64."""
+    q = np.asarray(q, np.float64)
+    q = q / np.linalg.norm(q, axis=1, keepdims=True)
+    w, x, y, z = q.T
+    m = [
+        [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
+        [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
+        [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
+    ]
+    return np.stack([np.stack(row, axis=1) for row in m], axis=1)
+
+
+def matrix_quaternions(m: np.ndarray) -> np.ndarray:
+    """N x 3 x 3 rotation matrices -> N x 4 unit quaternions (w, x, y, z), w >= 0."""
+    m = np.asarray(m, np.float64)
+    t = m[:, 0, 0] + m[:, 1, 1] + m[:, 2, 2]
+    cand = np.stack(
+        [
+            np.stack(
+                [1 + t, m[:, 2, 1] - m[:, 1, 2], m[:, 0, 2] - m[:, 2, 0], m[:, 1, 0] - m[:, 0, 1]],
+                1,
+            ),
+            np.stack(
+                [
+                    m[:, 2, 1] - m[:, 1, 2],
+                    1 + 2 * m[:, 0, 0] - t,
+                    m[:, 0, 1] + m[:, 1, 0],
+                    m[:, 0, 2] + m[:, 2, 0],
+                ],
+                1,
+            ),
+            np.stack(
+                [
+                    m[:, 0, 2] - m[:, 2, 0],
+                    m[:, 0, 1] + m[:, 1, 0],
+                    1 + 2 * m[:, 1, 1] - t,
+                    m[:, 1, 2] + m[:, 2, 1],
+                ],
+                1,
+            ),
+            np.stack(
+                [
+                    m[:, 1, 0] - m[:, 0, 1],
+                    m[:, 0, 2] + m[:, 2, 0],
+                    m[:, 1, 2] + m[:, 2, 1],
+                    1 + 2 * m[:, 2, 2] - t,
+                ],
+                1,
+            ),
+        ],
+        axis=1,
+    )  # row k: 4 q_k q (the largest |q_k| gives the best-conditioned row)
+    diag = np.stack(
+        [1 + t, 1 + 2 * m[:, 0, 0] - t, 1 + 2 * m[:, 1, 1] - t, 1 + 2 * m[:, 2, 2] - t], 1
+    )
+    q = cand[np.arange(len(m)), np.argmax(diag, axis=1)]
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    return np.where(q[:, :1] < 0, -q, q)
+
+
+def octahedral_encode(n: np.ndarray, bits: int) -> np.ndarray:
+    """Unit axes (n and -n alike) -> N x 2 integers in 0..2^bits - 1: the upper hemisphere's
+    octahedral map, turned 45 degrees to fill the square."""
+    n = np.asarray(n, np.float64)
+    n = np.where(n[:, 2:3] < 0, -n, n)
+    p = n[:, :2] / np.abs(n).sum(axis=1, keepdims=True)
+    ab = np.stack([p[:, 0] + p[:, 1], p[:, 0] - p[:, 1]], axis=1)  # in [-1, 1]^2
+    top = (1 << bits) - 1
+    return np.clip(np.floor((ab + 1.0) * 0.5 * top + 0.5), 0, top).astype(np.int64)
+
+
+def octahedral_decode(q: np.ndarray, bits: int) -> np.ndarray:
+    ab = np.asarray(q, np.float64) / ((1 << bits) - 1) * 2.0 - 1.0
+    u, v = (ab[:, 0] + ab[:, 1]) * 0.5, (ab[:, 0] - ab[:, 1]) * 0.5
+    n = np.stack([u, v, np.maximum(1.0 - np.abs(u) - np.abs(v), 0.0)], axis=1)
+    return n / np.linalg.norm(n, axis=1, keepdims=True)
+
+
+def plane_basis(n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Two unit vectors spanning the plane perpendicular to each unit ``n`` (a fixed rule)."""
+    helper = np.where(np.abs(n[:, :1]) < 0.9, [[1.0, 0.0, 0.0]], [[0.0, 1.0, 0.0]])
+    e1 = np.cross(n, helper)
+    e1 /= np.linalg.norm(e1, axis=1, keepdims=True)
+    return e1, np.cross(n, e1)
