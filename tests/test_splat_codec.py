@@ -314,9 +314,19 @@ def test_file_formats_are_benchmark_codecs():
     )
 
 
-def test_compare_levels_for_the_demo():
-    res = compare_levels(blob_scene(10, 500, 0), 4, azimuths=[0.0, 120.0], size=48)
+def test_compare_levels_for_the_demo(tmp_path):
+    scene = blob_scene(10, 500, 0)
+    res = compare_levels(scene, 4, azimuths=[0.0, 120.0], size=48, out_dir=tmp_path)
     assert len(res["original"]) == len(res["decoded"]) == 2
+    # the downloads: the .ncf decodes to the written scene
+    from neuralcodec import api
+    from neuralcodec.datasets.splat import read_splat
+
+    assert res["ncf_path"].stat().st_size == res["bytes"]
+    again, _ = api.decode_bytes(res["ncf_path"].read_bytes())
+    written = read_splat(res["decoded_path"])
+    assert len(written) == len(again) == res["splats_decoded"]
+    assert np.allclose(written.positions, again.positions)
     assert res["original"][0].shape == (48, 48, 3) and res["original"][0].dtype == np.uint8
     assert 0 < res["bytes"] < res["compressed_ply_bytes"]
     assert res["psnr_covered"] <= res["psnr"] + 1e-9 or res["psnr"] == 100.0

@@ -35,6 +35,7 @@ class MediaResult:
     ncf: Path | None = None
     original: Any = None  # video path / 3D model path / image
     decoded: Any = None
+    decoded_file: Path | None = None  # a decoded file to download, when ``decoded`` is a render
 
 
 def _check_file(path: str | os.PathLike[str] | None, max_bytes: int) -> Path:
@@ -137,7 +138,9 @@ def run_geometry(src: Path, quality: int, out_dir: Path) -> MediaResult:
 def run_splat(src: Path, quality: int, out_dir: Path) -> MediaResult:
     from ..bench.splat import compare_levels
 
-    r = compare_levels(str(src), int(quality), azimuths=(0.0, 90.0, 180.0, 270.0), size=256)
+    r = compare_levels(
+        str(src), int(quality), azimuths=(0.0, 90.0, 180.0, 270.0), size=256, out_dir=out_dir
+    )
     original = np.concatenate(r["original"], axis=1)
     decoded = np.concatenate(r["decoded"], axis=1)
     summary = (
@@ -148,7 +151,7 @@ def run_splat(src: Path, quality: int, out_dir: Path) -> MediaResult:
         f"SSIM {r['ssim']:.4f} against the original's renders (4 orbit views, 256 px); "
         f"encode {r['encode_s']:.2f} s, decode {r['decode_s']:.2f} s"
     )
-    return MediaResult(summary, None, original, decoded)
+    return MediaResult(summary, r.get("ncf_path"), original, decoded, r.get("decoded_path"))
 
 
 # ----------------------------------------------------------------------------- Gradio
@@ -196,7 +199,10 @@ def three_d_tab(gr: Any, new_dir, user_errors) -> None:
             quality = gr.Slider(1, 8, value=4, step=1, label="Quality / level")
             run = gr.Button("Compress 3D", variant="primary", elem_id="three-d-button")
             ncf = gr.File(
-                label="Download (.ncf, decoded .ply)", interactive=False, file_count="multiple"
+                label="Download (.ncf, decoded .ply)",
+                interactive=False,
+                file_count="multiple",
+                elem_id="three-d-downloads",
             )
         with gr.Column(scale=2):
             summary = gr.Markdown(
@@ -209,7 +215,9 @@ def three_d_tab(gr: Any, new_dir, user_errors) -> None:
     def compress(path, q):
         with user_errors():
             r = run_3d(path, int(q), new_dir())
-            files = [str(p) for p in (r.ncf, r.decoded) if isinstance(p, (str, Path))]
+            files = [
+                str(p) for p in (r.ncf, r.decoded, r.decoded_file) if isinstance(p, (str, Path))
+            ]
             if isinstance(r.original, np.ndarray):  # splats: renders
                 return r.summary, files or None, None, r.original, r.decoded
             return r.summary, files, r.decoded, None, None

@@ -91,8 +91,11 @@ class Views:
 # ----------------------------------------------------------------------------- coding
 
 
-def code_scene(scene, codec: str, quality: int) -> tuple[int, Any, float, float]:
-    """(bytes, decoded scene, encode s, decode s) of one codec at one quality."""
+def code_scene(
+    scene, codec: str, quality: int, keep: list | None = None
+) -> tuple[int, Any, float, float]:
+    """(bytes, decoded scene, encode s, decode s) of one codec at one quality; ``keep`` (a list)
+    receives the coded bytes."""
     from neuralcodec import api
     from neuralcodec.codecs.base import get_codec
 
@@ -103,6 +106,8 @@ def code_scene(scene, codec: str, quality: int) -> tuple[int, Any, float, float]
         t = time.perf_counter()
         data, _ = api.encode_with_report(scene, codec, quality, modality="splat")
         enc = time.perf_counter() - t
+        if keep is not None:
+            keep.append(data)
         t = time.perf_counter()
         decoded, _ = api.decode_bytes(data)
         return len(data), decoded, enc, time.perf_counter() - t
@@ -120,9 +125,12 @@ def compare_levels(
     azimuths: list[float] = (0.0, 90.0, 180.0, 270.0),
     size: int = 256,
     codec: str = "splat-vq",
+    out_dir: Path | None = None,
 ) -> dict[str, Any]:
     """Encode one scene at ``quality`` and render the original and the decoded scene from the
-    orbit at ``azimuths`` (degrees): sizes, metrics, renders (uint8 HxWx3 lists)."""
+    orbit at ``azimuths`` (degrees): sizes, metrics, renders (uint8 HxWx3 lists). ``out_dir``:
+    also write the ``.ncf`` and the decoded scene (INRIA ``.ply``) there ("ncf_path",
+    "decoded_path")."""
     from neuralcodec.codecs.base import get_codec
     from neuralcodec.datasets.splat import read_splat
 
@@ -130,7 +138,16 @@ def compare_levels(
     if isinstance(scene, (str, os.PathLike)):
         scene = read_splat(scene)
     n = len(scene)
-    nbytes, decoded, enc, dec = code_scene(scene, codec, quality)
+    kept: list[bytes] = []
+    nbytes, decoded, enc, dec = code_scene(scene, codec, quality, kept)
+    files: dict[str, Path] = {}
+    if out_dir is not None and kept:
+        from neuralcodec.datasets.paths import write_bytes_atomic
+        from neuralcodec.datasets.splat import write_inria
+
+        files["ncf_path"] = write_bytes_atomic(Path(out_dir) / "scene.ncf", kept[0], force=True)
+        path = Path(out_dir) / "scene-decoded.ply"
+        files["decoded_path"] = write_inria(path, decoded, force=True)
     ref_bytes = len(get_codec("compressed-ply").compress(scene, 1))
     views = Views(scene, len(azimuths), size, list(azimuths))
     metrics, images = views.score(decoded)
@@ -148,6 +165,7 @@ def compare_levels(
         **metrics,
         "original": views.images,
         "decoded": images,
+        **files,
     }
 
 
