@@ -242,3 +242,24 @@ def test_run_case_reads_a_decoded_video_to_its_end(monkeypatch):
 
     status, detail = _with_decode(monkeypatch, data, failing())
     assert status == "fail" and detail.startswith("exception: IndexError")
+
+
+def test_shape_damage_of_other_modalities_changes_their_counts():
+    """Header shape damage of a mesh file keeps mostly two counts (V, F) and changes one, so the
+    codec's own checks get exercised, not only the adapter's refusal of an image-like shape."""
+    path = build_corpus(REPO_DIR / "build" / "fuzz" / "corpus", ("meshtrav",), Path("-"), print)[0]
+    seeds = load_seeds([path])
+    want = tuple(seeds[0].header["shape"])
+    shapes = []
+    for index in range(3000):
+        data, steps = make_case(seeds, 5, index)
+        if steps == f"from {seeds[0].label}; header shape":
+            try:
+                shapes.append(tuple(unpack(data).header["shape"]))
+            except ContainerError:  # the container's own limits refuse huge counts
+                shapes.append(None)
+    assert len(shapes) > 20 and shapes.count(None) < len(shapes) // 2
+    shapes = [s for s in shapes if s is not None]
+    assert want not in shapes or shapes.count(want) < len(shapes) // 4
+    assert sum(len(s) == 2 for s in shapes) > 0.6 * len(shapes)
+    assert any(s in {(want[0] + 1, want[1]), (want[0], want[1] + 1)} for s in shapes)
