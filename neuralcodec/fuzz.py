@@ -14,14 +14,15 @@
     parent:  hands out batches of case numbers, kills a worker that exceeds the per-case time
              limit, notices one that dies, and writes a reproducer for every failure
 
-A case passes when it decodes to what the header describes (an image array of the header's shape;
-a point cloud, mesh or splat scene with the header's counts of points, vertices and faces or splats
+A case passes when it decodes to what the header describes (an image array of the header's shape; a
+point cloud, mesh or splat scene with the header's counts of points, vertices and faces or splats
 and consistent tables; a video whose frame stream, read to the end, has the header's frame count
 and plane sizes), or raises a one-line error of a ``ValueError`` subclass the project defines
-(``ContainerError``, ``CodecError``, ``WeightsError``, ...). Anything else is a failure: another exception type, a multi-line message, a wrong shape,
+(``ContainerError``, ``CodecError``, ``WeightsError``, ...). Anything else is a failure: another
+exception type, a multi-line message, a wrong shape, a warning (numpy's overflow warnings, say),
 ``MemoryError``, a crash of the worker or a hang. Failures are grouped by signature (kind,
-exception type, innermost project frame); the first few reproducers of each signature are kept
-in OUT/failures. The campaign is seeded and resumable: OUT/state.json records how far it got.
+exception type, innermost project frame); the first few reproducers of each signature are kept in
+OUT/failures. The campaign is seeded and resumable: OUT/state.json records how far it got.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ import subprocess
 import sys
 import time
 import traceback
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -255,7 +257,19 @@ def _signature(exc: BaseException) -> str:
 
 
 def run_case(data: bytes) -> tuple[str, str]:
-    """('ok' | 'error' | 'fail', detail) of decoding ``data``."""
+    """('ok' | 'error' | 'fail', detail) of decoding ``data``; a warning the decode emits (a
+    numpy overflow, say) is a failure too: the CLI would print it above the one-line error."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        status, detail = _decode_case(data)
+    if caught and status != "fail":
+        w = caught[0]
+        where = f"{Path(w.filename).name}:{w.lineno}"
+        return "fail", f"warning: {w.category.__name__} at {where} | {str(w.message)[:200]}"
+    return status, detail
+
+
+def _decode_case(data: bytes) -> tuple[str, str]:
     from neuralcodec import api
 
     try:
