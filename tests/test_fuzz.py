@@ -146,8 +146,12 @@ def test_harness_reports_crash_hang_memory_and_stray_exceptions(tmp_path):
     assert written == sorted(f"case{i}.{ext}" for i in chosen for ext in ("ncf", "txt"))
 
 
-# Every shipped .ncf image codec and the two test codecs (they exercise the container paths).
-SHORT_CAMPAIGN_CODECS = "elic-int,elic,mlic,mbt-mean-int,mbt-mean,wavelet,inr,test-zlib,test-raw"
+# Every shipped .ncf codec of every modality and the two test codecs (they exercise the container
+# paths).
+SHORT_CAMPAIGN_CODECS = (
+    "elic-int,elic,mlic,mbt-mean-int,mbt-mean,wavelet,inr,test-zlib,test-raw,"
+    "octree,meshtrav,splat-vq,elic-ip"
+)
 
 
 def test_short_campaign_over_the_shipped_codecs(tmp_path):
@@ -224,6 +228,21 @@ def test_run_case_checks_decoded_geometry_against_the_header(monkeypatch):
     assert _with_decode(monkeypatch, data, scene)[1].startswith("shape: opacities is")
     scene.sh_degree = 3  # more SH coefficients than the header allows
     assert "SH degree 3" in _with_decode(monkeypatch, data, scene)[1]
+
+
+def test_a_warning_during_a_decode_is_a_failure(monkeypatch):
+    data, cloud = _decoded("octree")
+
+    def noisy(blob):
+        np.float32(np.float64(1e300))  # numpy: overflow encountered in cast
+        return cloud, REAL_DECODE(blob)[1]
+
+    monkeypatch.setattr(api, "decode_bytes", noisy)
+    status, detail = run_case(data)
+    assert status == "fail" and detail.startswith("warning: RuntimeWarning at test_fuzz.py")
+    assert "overflow" in detail
+    monkeypatch.setattr(api, "decode_bytes", REAL_DECODE)
+    assert run_case(data) == ("ok", "")
 
 
 @pytest.mark.skipif(not api.weights_available("elic-ip"), reason="elic-ip weights not shipped")
