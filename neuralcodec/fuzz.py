@@ -2,8 +2,11 @@
 
 ::
 
-    corpus:  crops of a training image --api.encode_array--> small real .ncf files, one or two
-             per codec and quality (cached in OUT/corpus, rebuilt when they stop decoding)
+    corpus:  small real .ncf files, one or two per codec and quality (cached in OUT/corpus,
+             rebuilt when they stop decoding): image codecs code crops of a training image,
+             the others small synthetic samples of their modality (a point cloud with colours,
+             meshes with a border, a seam, normals and UVs, a splat scene, a 4:2:0 clip), all
+             through api.encode_array as the CLI does
     cases:   make_case(corpus, seed, index) (container/mutate.py): damaged structurally, every
              CRC recomputed, so the damage reaches each codec's own decoder
     workers: subprocesses (RLIMIT_AS memory cap, one torch thread) decode cases with
@@ -11,12 +14,15 @@
     parent:  hands out batches of case numbers, kills a worker that exceeds the per-case time
              limit, notices one that dies, and writes a reproducer for every failure
 
-A case passes when it decodes to an array of the header's shape, or raises a one-line error of a
-``ValueError`` subclass the project defines (``ContainerError``, ``CodecError``, ``WeightsError``,
-...). Anything else is a failure: another exception type, a multi-line message, a wrong shape,
+A case passes when it decodes to what the header describes (an image array of the header's shape; a
+point cloud, mesh or splat scene with the header's counts of points, vertices and faces or splats
+and consistent tables; a video whose frame stream, read to the end, has the header's frame count
+and plane sizes), or raises a one-line error of a ``ValueError`` subclass the project defines
+(``ContainerError``, ``CodecError``, ``WeightsError``, ...). Anything else is a failure: another
+exception type, a multi-line message, a wrong shape, a warning (numpy's overflow warnings, say),
 ``MemoryError``, a crash of the worker or a hang. Failures are grouped by signature (kind,
-exception type, innermost project frame); the first few reproducers of each signature are kept
-in OUT/failures. The campaign is seeded and resumable: OUT/state.json records how far it got.
+exception type, innermost project frame); the first few reproducers of each signature are kept in
+OUT/failures. The campaign is seeded and resumable: OUT/state.json records how far it got.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ import subprocess
 import sys
 import time
 import traceback
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,11 +48,14 @@ import numpy as np
 
 from neuralcodec.container.mutate import MUTATOR_VERSION, Seed, make_case, parse_seed
 
-CORPUS_CODECS = ("elic-int", "elic", "mbt-mean", "inr", "test-raw", "test-zlib")
-CORPUS_OPTIONS = {"inr": {"preset": "test"}}
+IMAGE_CODECS = ("elic-int", "elic", "mbt-mean", "inr", "test-raw", "test-zlib")
+OTHER_CODECS = ("octree", "meshtrav", "splat-vq", "elic-ip")  # point cloud, mesh, splats, video
+CORPUS_CODECS = IMAGE_CODECS + OTHER_CODECS
+CORPUS_OPTIONS = {"inr": {"preset": "test"}, "elic-ip": {"gop": 3}}
 CORPUS_CROPS = {"inr": ((32, 48),), "test-raw": ((4, 6),), "test-zlib": ((4, 6),)}
 DEFAULT_CROPS = ((32, 48), (64, 64))
 QUALITIES = (2, 6)
+CORPUS_QUALITIES = {"splat-vq": (2, 6, 8)}  # 8: the exact level, its own code path
 CORPUS_IMAGE = Path("train") / "set5" / "bird.png"
 KEEP_PER_SIGNATURE = 3
 CHECKPOINT_CASES = 2000
@@ -60,13 +70,123 @@ def _crop(image: np.ndarray, h: int, w: int) -> np.ndarray:
 
 
 def _decodes(data: bytes) -> bool:
-    from neuralcodec import api
+    return run_case(data)[0] == "ok"
 
-    try:
-        api.decode_bytes(data)
-    except ValueError:
-        return False
-    return True
+
+# Synthetic but realistic samples of the other modalities, small so that a case decodes fast;
+# seeded, so a cached corpus file stays valid.
+
+
+def _ring_cloud():
+    """400 points on a noisy ring (a lidar-like sweep) with colours and an intensity."""
+    from neuralcodec.datasets.pointcloud import PointCloud
+
+    rng = np.random.default_rng(11)
+    n = 400
+    t = np.sort(rng.uniform(0, 2 * np.pi, n))
+    r = 6.0 + 0.4 * np.sin(3 * t) + rng.normal(0, 0.05, n)
+    xyz = np.stack([r * np.cos(t), r * np.sin(t), rng.normal(0, 0.3, n)], 1).astype(np.float32)
+    shade = (127 + 120 * np.sin(t)).astype(np.uint8)
+    rgb = np.stack([shade, 255 - shade, np.full(n, 90, np.uint8)], 1)
+    intensity = np.clip(0.5 + 0.1 * rng.normal(size=n), 0, 1).astype(np.float32)
+    return PointCloud(xyz, {"rgb": rgb, "intensity": intensity})
+
+
+def _seam_grid():
+    """A curved 8 x 8 grid (a surface with a border) cut along a column whose vertices are
+    duplicated (a UV seam), with per-corner UVs, per-vertex normals and colours."""
+    from neuralcodec.datasets.mesh import Mesh
+
+    n, cut = 8, 4
+    y, x = np.mgrid[0:n, 0:n]
+    z = np.sin(x / 2.5) * np.cos(y / 3.0)
+    v = np.stack([x.ravel(), y.ravel(), z.ravel()], 1).astype(np.float64)
+    idx = np.arange(n * n).reshape(n, n)
+    a, b, c, d = (idx[:-1, :-1].ravel(), idx[:-1, 1:].ravel(), idx[1:, 1:].ravel(),
+                  idx[1:, :-1].ravel())  # fmt: skip
+    f = np.concatenate([np.stack([a, b, c], 1), np.stack([a, c, d], 1)])
+    seam = np.flatnonzero(x.ravel() == cut)
+    copy_of = dict(zip(seam.tolist(), range(n * n, n * n + len(seam)), strict=True))
+    right = (v[f][:, :, 0] >= cut).all(axis=1)
+    f[right] = np.vectorize(lambda i: copy_of.get(int(i), int(i)))(f[right])
+    v = np.concatenate([v, v[seam]])
+    normals = np.stack([-np.gradient(v[:, 2]), np.zeros(len(v)), np.ones(len(v))], 1)
+    normals = (normals / np.linalg.norm(normals, axis=1, keepdims=True)).astype(np.float32)
+    uvs = v[:, :2] / (n - 1)
+    uvs[n * n :, 0] += 0.05  # the copies sit on the other side of the seam in UV space
+    rgb = (np.clip(v[:, [0, 1, 2]] * [30, 30, 60] + 60, 0, 255)).astype(np.uint8)
+    return Mesh(v, f, normals, uvs, None, f.copy(), {"rgb": rgb})
+
+
+def _closed_mesh():
+    """A closed, manifold surface: an octahedron with each face split into four."""
+    from neuralcodec.datasets.mesh import Mesh
+
+    v = [[1, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0], [0, 0, 1], [0, 0, -1]]
+    tris = [[0, 2, 4], [2, 1, 4], [1, 3, 4], [3, 0, 4], [2, 0, 5], [1, 2, 5], [3, 1, 5], [0, 3, 5]]
+    mid: dict[tuple[int, int], int] = {}
+
+    def middle(i: int, j: int) -> int:
+        key = (min(i, j), max(i, j))
+        if key not in mid:
+            p = np.add(v[i], v[j]) / 2
+            v.append(list(p / np.linalg.norm(p)))
+            mid[key] = len(v) - 1
+        return mid[key]
+
+    faces = []
+    for a, b, c in tris:
+        ab, bc, ca = middle(a, b), middle(b, c), middle(c, a)
+        faces += [[a, ab, ca], [ab, b, bc], [ca, bc, c], [ab, bc, ca]]
+    return Mesh(np.array(v, np.float64), np.array(faces, np.int64))
+
+
+def _splat_scene():
+    """160 degree-1 Gaussians on a noisy sphere, colours varying smoothly over it."""
+    from neuralcodec.datasets.splat import GaussianScene
+
+    rng = np.random.default_rng(12)
+    n = 160
+    d = rng.normal(size=(n, 3))
+    d /= np.linalg.norm(d, axis=1, keepdims=True)
+    q = rng.normal(size=(n, 4))
+    return GaussianScene(
+        positions=(d * (1.0 + 0.02 * rng.normal(size=(n, 1)))).astype(np.float32),
+        scales_log=rng.uniform(-4.5, -3.0, (n, 3)).astype(np.float32),
+        rotations=(q / np.linalg.norm(q, axis=1, keepdims=True)).astype(np.float32),
+        opacities=rng.uniform(-2, 4, n).astype(np.float32),
+        sh_dc=(np.stack([d[:, 0], d[:, 1], -d[:, 2]], 1) * 1.2).astype(np.float32),
+        sh_rest=(rng.normal(size=(n, 3, 3)) * 0.1).astype(np.float32),
+        sh_degree=1,
+    )
+
+
+def _panning_clip():
+    """Four 48 x 32 4:2:0 frames of a textured scene panning by (1.5, 2) pixels a frame."""
+    from fractions import Fraction
+
+    from neuralcodec.codecs.learned_video import rgb_to_yuv420
+    from neuralcodec.datasets.video import VideoInfo, frames_source
+
+    w, h, n = 48, 32, 4
+    rng = np.random.default_rng(13)
+    y, x = np.mgrid[0 : h + 16, 0 : w + 16]
+    base = 110 + 60 * np.sin(x / 5.0) * np.cos(y / 7.0) + rng.normal(0, 6, x.shape)
+    base[8:18, 10:30] += 50
+    rgb = np.clip(np.stack([base, base * 0.8 + 30, 255 - base], -1), 0, 255).astype(np.uint8)
+    frames = [
+        rgb_to_yuv420(rgb[2 * i : 2 * i + h, (3 * i) // 2 : (3 * i) // 2 + w]) for i in range(n)
+    ]
+    info = VideoInfo(w, h, "420", 8, Fraction(25), Fraction(1), "p", {}, frames=n)
+    return frames_source(info, iter(frames), "fuzz clip")
+
+
+SAMPLES = {  # modality -> corpus label -> sample
+    "pointcloud": {"ring400": _ring_cloud},
+    "mesh": {"seamgrid": _seam_grid, "closed": _closed_mesh},
+    "splat": {"sphere160": _splat_scene},
+    "video": {"48x32x4": _panning_clip},
+}
 
 
 def build_corpus(directory: Path, codecs: tuple[str, ...], image: Path, log=print) -> list[Path]:
@@ -82,15 +202,29 @@ def build_corpus(directory: Path, codecs: tuple[str, ...], image: Path, log=prin
         if name not in known or not api.weights_available(name):
             log(f"corpus: skipping {name} (not registered or no weights)")
             continue
-        lo, hi = codec_class(name).quality_range
-        for h, w in CORPUS_CROPS.get(name, DEFAULT_CROPS):
-            for q in sorted({min(max(q, lo), hi) for q in QUALITIES}):
-                path = directory / f"{name}_{h}x{w}_q{q}.ncf"
+        cls = codec_class(name)
+        lo, hi = cls.quality_range
+        qualities = sorted({min(max(q, lo), hi) for q in CORPUS_QUALITIES.get(name, QUALITIES)})
+        if cls.modality == "image":
+            samples = [(f"{h}x{w}", (h, w)) for h, w in CORPUS_CROPS.get(name, DEFAULT_CROPS)]
+        elif cls.modality in SAMPLES:
+            samples = [(label, None) for label in SAMPLES[cls.modality]]
+        else:
+            log(f"corpus: skipping {name} (no {cls.modality} samples to code)")
+            continue
+        for label, crop in samples:
+            for q in qualities:
+                path = directory / f"{name}_{label}_q{q}.ncf"
                 if not (path.is_file() and _decodes(path.read_bytes())):
-                    pixels = read_image(image) if pixels is None else pixels
                     log(f"corpus: encoding {path.name}")
-                    data = api.encode_array(_crop(pixels, h, w), name, q, CORPUS_OPTIONS.get(name))
-                    write_bytes_atomic(path, data, force=True)
+                    if crop is None:
+                        data = SAMPLES[cls.modality][label]()
+                    else:
+                        pixels = read_image(image) if pixels is None else pixels
+                        data = _crop(pixels, *crop)
+                    options = CORPUS_OPTIONS.get(name)
+                    blob = api.encode_array(data, name, q, options, cls.modality)
+                    write_bytes_atomic(path, blob, force=True)
                 paths.append(path)
     return paths
 
@@ -123,7 +257,19 @@ def _signature(exc: BaseException) -> str:
 
 
 def run_case(data: bytes) -> tuple[str, str]:
-    """('ok' | 'error' | 'fail', detail) of decoding ``data``."""
+    """('ok' | 'error' | 'fail', detail) of decoding ``data``; a warning the decode emits (a
+    numpy overflow, say) is a failure too: the CLI would print it above the one-line error."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        status, detail = _decode_case(data)
+    if caught and status != "fail":
+        w = caught[0]
+        where = f"{Path(w.filename).name}:{w.lineno}"
+        return "fail", f"warning: {w.category.__name__} at {where} | {str(w.message)[:200]}"
+    return status, detail
+
+
+def _decode_case(data: bytes) -> tuple[str, str]:
     from neuralcodec import api
 
     try:
@@ -131,15 +277,104 @@ def run_case(data: bytes) -> tuple[str, str]:
     except MemoryError as exc:
         return "fail", f"memory: {_signature(exc)}"
     except Exception as exc:  # the point: classify every exception
-        msg = str(exc)
-        if _allowed(exc) and "\n" not in msg and msg:
-            return "error", type(exc).__name__
-        first = msg.splitlines()[0][:200] if msg else ""
-        return "fail", f"exception: {_signature(exc)} | {first}"
-    want = tuple(info["shape"])
-    if tuple(np.shape(array)) != want:
-        return "fail", f"shape: decoded {np.shape(array)}, header says {want}"
-    return "ok", ""
+        return _classify(exc)
+    if info["modality"] == "video":  # a frame stream: decoding happens while it is read
+        try:
+            problem = _check_video(array, info)
+        except MemoryError as exc:
+            return "fail", f"memory: {_signature(exc)}"
+        except Exception as exc:
+            return _classify(exc)
+    else:
+        problem = _check_decoded(array, info)
+    return ("fail", f"shape: {problem}") if problem else ("ok", "")
+
+
+def _classify(exc: BaseException) -> tuple[str, str]:
+    msg = str(exc)
+    if _allowed(exc) and "\n" not in msg and msg:
+        return "error", type(exc).__name__
+    first = msg.splitlines()[0][:200] if msg else ""
+    return "fail", f"exception: {_signature(exc)} | {first}"
+
+
+def _rows(name: str, arr: Any, want: tuple[int, ...]) -> str:
+    """'' when ``arr`` is a numeric array of shape ``want`` (None: any size there), else why."""
+    shape = np.shape(arr) if arr is not None else None
+    if (
+        shape is None
+        or len(shape) != len(want)
+        or any(w is not None and s != w for s, w in zip(shape, want, strict=True))
+        or np.asarray(arr).dtype.kind not in "iuf"
+    ):
+        return f"{name} is {shape}, want {want}"
+    return ""
+
+
+def _indices(name: str, arr: Any, rows: int, size: int) -> str:
+    """'' when ``arr`` is a ``rows`` x 3 integer table of indexes into ``size`` entries."""
+    bad = _rows(name, arr, (rows, 3))
+    if bad or not rows:
+        return bad
+    arr = np.asarray(arr)
+    if arr.dtype.kind not in "iu" or arr.min() < 0 or arr.max() >= size:
+        return f"{name} index outside 0..{size - 1}"
+    return ""
+
+
+def _check_decoded(data: Any, info: dict[str, Any]) -> str:
+    """Why ``data`` (a non-video decode) does not match its header ``info``; '' if it does."""
+    shape, modality = tuple(info["shape"]), info["modality"]
+    if modality == "pointcloud":
+        xyz = getattr(data, "xyz", None)
+        n = shape[0]
+        problems = [_rows("xyz", xyz, (n, 3))]
+        for name, arr in getattr(data, "attributes", {}).items():
+            problems.append(_rows(f"attribute {name}", arr, (n,) + (None,) * (np.ndim(arr) - 1)))
+    elif modality == "mesh":
+        nv, nf = shape
+        faces = getattr(data, "faces", None)
+        problems = [_rows("vertices", getattr(data, "vertices", None), (nv, 3))]
+        problems.append(_indices("faces", faces, nf, nv))
+        for kind in ("normal", "uv"):
+            table, idx = getattr(data, f"{kind}s", None), getattr(data, f"{kind}_faces", None)
+            if table is not None:
+                width = 3 if kind == "normal" else 2
+                rows = nv if idx is None else None
+                problems.append(_rows(f"{kind}s", table, (rows, width)))
+                if idx is not None:
+                    problems.append(_indices(f"{kind} indexes", idx, nf, len(table)))
+        for name, arr in getattr(data, "attributes", {}).items():
+            problems.append(_rows(f"attribute {name}", arr, (nv,) + (None,) * (np.ndim(arr) - 1)))
+    elif modality == "splat":  # lossy levels may prune splats and lower the SH degree
+        n, coeffs = shape
+        m, degree = len(getattr(data, "positions", ())), getattr(data, "sh_degree", -1)
+        if not 1 <= m <= n or degree not in (0, 1, 2, 3) or (degree + 1) ** 2 > coeffs:
+            return f"{m} splats of SH degree {degree}, header says {n} x {coeffs}"
+        k = (degree + 1) ** 2 - 1
+        want = {"positions": (m, 3), "scales_log": (m, 3), "rotations": (m, 4),
+                "opacities": (m,), "sh_dc": (m, 3), "sh_rest": (m, k, 3)}  # fmt: skip
+        problems = [_rows(f, getattr(data, f, None), w) for f, w in want.items()]
+    else:
+        got = tuple(np.shape(data))
+        problems = [f"decoded {got}, header says {shape}" if got != shape else ""]
+    return "; ".join(p for p in problems if p)
+
+
+def _check_video(source: Any, info: dict[str, Any]) -> str:
+    """Read the decoded frame stream to its end; why it does not match ``info``, '' if it does."""
+    frames, h, w, channels = info["shape"]
+    ch, cw = (h, w) if info["colorspace"] != "yuv420" else ((h + 1) // 2, (w + 1) // 2)
+    planes = [(h, w)] if channels == 1 else [(h, w), (ch, cw), (ch, cw)]
+    got = 0
+    for frame in source:
+        shapes = [np.shape(p) for p in frame]
+        if shapes != planes:
+            return f"frame {got} planes {shapes}, header says {planes}"
+        got += 1
+        if got > frames:
+            break
+    return f"{got} frames decoded, header says {frames}" if got != frames else ""
 
 
 # ----------------------------------------------------------------------------- worker

@@ -12,10 +12,22 @@ import pytest
 from conftest import REPO_DIR
 
 from neuralcodec import api
+from neuralcodec.codecs.base import codec_class
 from neuralcodec.container import ContainerError, pack, unpack
 from neuralcodec.container.mutate import assemble, make_case, pack_block, parse_seed
 from neuralcodec.datasets.paths import data_root
-from neuralcodec.fuzz import CORPUS_IMAGE, Campaign, Tally, load_seeds, parser, run, run_case
+from neuralcodec.fuzz import (
+    CORPUS_IMAGE,
+    OTHER_CODECS,
+    SAMPLES,
+    Campaign,
+    Tally,
+    build_corpus,
+    load_seeds,
+    parser,
+    run,
+    run_case,
+)
 
 CORPUS_CACHE = REPO_DIR / "build" / "fuzz" / "corpus"
 
@@ -134,8 +146,12 @@ def test_harness_reports_crash_hang_memory_and_stray_exceptions(tmp_path):
     assert written == sorted(f"case{i}.{ext}" for i in chosen for ext in ("ncf", "txt"))
 
 
-# Every shipped .ncf image codec and the two test codecs (they exercise the container paths).
-SHORT_CAMPAIGN_CODECS = "elic-int,elic,mlic,mbt-mean-int,mbt-mean,wavelet,inr,test-zlib,test-raw"
+# Every shipped .ncf codec of every modality and the two test codecs (they exercise the container
+# paths).
+SHORT_CAMPAIGN_CODECS = (
+    "elic-int,elic,mlic,mbt-mean-int,mbt-mean,wavelet,inr,test-zlib,test-raw,"
+    "octree,meshtrav,splat-vq,elic-ip"
+)
 
 
 def test_short_campaign_over_the_shipped_codecs(tmp_path):
@@ -154,3 +170,115 @@ def test_short_campaign_over_the_shipped_codecs(tmp_path):
     assert labels == set(SHORT_CAMPAIGN_CODECS.split(","))
     again = run(args, log=lambda *a: None)  # resumes: nothing left to do
     assert again["counts"] == counts
+
+
+# ----------------------------------------------------------------------------- other modalities
+
+
+def test_corpus_of_every_other_modality_decodes_to_its_header(tmp_path):
+    """Point clouds, meshes, splat scenes and video get real corpus files (``--codecs meshtrav``
+    once failed building its corpus: it was handed an image crop)."""
+    paths = build_corpus(tmp_path, OTHER_CODECS, Path("no-image-needed"), log=lambda *a: None)
+    made = {p.stem.split("_")[0] for p in paths}
+    assert made == {n for n in OTHER_CODECS if api.weights_available(n)}
+    assert {codec_class(n).modality for n in made} <= set(SAMPLES)
+    for path in paths:
+        data = path.read_bytes()
+        assert run_case(data) == ("ok", ""), path.name
+        decoded, info = api.decode_bytes(data)
+        assert info["codec_name"] == path.stem.split("_")[0]
+        if info["modality"] == "video":
+            assert len(list(decoded)) == info["shape"][0] == 4
+        elif info["modality"] == "mesh":
+            assert (len(decoded.vertices), len(decoded.faces)) == tuple(info["shape"])
+        else:
+            assert 1 <= len(decoded) <= info["shape"][0]
+
+
+REAL_DECODE = api.decode_bytes
+
+
+def _decoded(codec: str):
+    """A decode of the first corpus sample of ``codec`` and the file's bytes."""
+    modality = codec_class(codec).modality
+    sample = next(iter(SAMPLES[modality].values()))()
+    options = {"gop": 3} if codec == "elic-ip" else None
+    data = api.encode_array(sample, codec, 4, options, modality)
+    return data, REAL_DECODE(data)[0]
+
+
+def _with_decode(monkeypatch, data: bytes, decoded) -> tuple[str, str]:
+    """``run_case(data)`` when the decoder returns ``decoded`` (and the file's own info)."""
+    monkeypatch.setattr(api, "decode_bytes", lambda blob: (decoded, REAL_DECODE(blob)[1]))
+    return run_case(data)
+
+
+def test_run_case_checks_decoded_geometry_against_the_header(monkeypatch):
+    data, cloud = _decoded("octree")
+    cloud.xyz = cloud.xyz[:-1]
+    assert _with_decode(monkeypatch, data, cloud)[1].startswith("shape: xyz is")
+    data, mesh = _decoded("meshtrav")
+    mesh.faces = mesh.faces.copy()
+    mesh.faces[0, 0] = len(mesh.vertices)
+    assert "faces index outside" in _with_decode(monkeypatch, data, mesh)[1]
+    mesh.faces = mesh.faces[:-1]
+    assert _with_decode(monkeypatch, data, mesh)[0] == "fail"
+    data, scene = _decoded("splat-vq")
+    scene.opacities = scene.opacities[1:]
+    assert _with_decode(monkeypatch, data, scene)[1].startswith("shape: opacities is")
+    scene.sh_degree = 3  # more SH coefficients than the header allows
+    assert "SH degree 3" in _with_decode(monkeypatch, data, scene)[1]
+
+
+def test_a_warning_during_a_decode_is_a_failure(monkeypatch):
+    data, cloud = _decoded("octree")
+
+    def noisy(blob):
+        np.float32(np.float64(1e300))  # numpy: overflow encountered in cast
+        return cloud, REAL_DECODE(blob)[1]
+
+    monkeypatch.setattr(api, "decode_bytes", noisy)
+    status, detail = run_case(data)
+    assert status == "fail" and detail.startswith("warning: RuntimeWarning at test_fuzz.py")
+    assert "overflow" in detail
+    monkeypatch.setattr(api, "decode_bytes", REAL_DECODE)
+    assert run_case(data) == ("ok", "")
+
+
+@pytest.mark.skipif(not api.weights_available("elic-ip"), reason="elic-ip weights not shipped")
+def test_run_case_reads_a_decoded_video_to_its_end(monkeypatch):
+    data, source = _decoded("elic-ip")
+    frames = list(source)
+    assert _with_decode(monkeypatch, data, iter(frames)) == ("ok", "")
+    assert "3 frames decoded, header says 4" in _with_decode(monkeypatch, data, iter(frames[:3]))[1]
+    assert "5 frames decoded" in _with_decode(monkeypatch, data, iter(frames + frames[:1]))[1]
+    small = [tuple(p[:-2] for p in f) for f in frames]
+    assert "planes" in _with_decode(monkeypatch, data, iter(small))[1]
+
+    def failing():
+        yield frames[0]
+        raise IndexError("decoder bug")
+
+    status, detail = _with_decode(monkeypatch, data, failing())
+    assert status == "fail" and detail.startswith("exception: IndexError")
+
+
+def test_shape_damage_of_other_modalities_changes_their_counts():
+    """Header shape damage of a mesh file keeps mostly two counts (V, F) and changes one, so the
+    codec's own checks get exercised, not only the adapter's refusal of an image-like shape."""
+    path = build_corpus(REPO_DIR / "build" / "fuzz" / "corpus", ("meshtrav",), Path("-"), print)[0]
+    seeds = load_seeds([path])
+    want = tuple(seeds[0].header["shape"])
+    shapes = []
+    for index in range(3000):
+        data, steps = make_case(seeds, 5, index)
+        if steps == f"from {seeds[0].label}; header shape":
+            try:
+                shapes.append(tuple(unpack(data).header["shape"]))
+            except ContainerError:  # the container's own limits refuse huge counts
+                shapes.append(None)
+    assert len(shapes) > 20 and shapes.count(None) < len(shapes) // 2
+    shapes = [s for s in shapes if s is not None]
+    assert want not in shapes or shapes.count(want) < len(shapes) // 4
+    assert sum(len(s) == 2 for s in shapes) > 0.6 * len(shapes)
+    assert any(s in {(want[0] + 1, want[1]), (want[0], want[1] + 1)} for s in shapes)

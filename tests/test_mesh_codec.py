@@ -6,6 +6,8 @@ damaged files, estimate vs size, a golden hash."""
 from __future__ import annotations
 
 import hashlib
+import struct
+import warnings
 
 import numpy as np
 import pytest
@@ -382,3 +384,18 @@ def test_draco_anchors_round_trip(rng):
     back = pc_codec.decompress(pc_codec.compress(cloud, 9))
     assert len(back) == 500 and d1_psnr(cloud.xyz, back.xyz) > 80
     one_line_error(CodecError, pc_codec.compress, m, 5, match="PointCloud")
+
+
+def test_geometry_header_overflowing_the_grid_is_refused_without_warnings():
+    """Found by the fuzzer (one case in 20,000): a finite origin and step whose far grid corner
+    overflows float64 decoded with a numpy overflow warning; now refused in one line first."""
+    codec = get_codec("meshtrav")
+    enc = codec.encode(_grid(6), 6)
+    geom = enc.streams["geom"]
+    bits, _, _, size = _unpack_header(geom)
+    for origin, step in (((1e308, 0.0, 0.0), 1e305), ((0.0, 0.0, 0.0), 1e306)):
+        head = struct.pack("<B3dd", bits - 8, *origin, step)
+        bad = Encoded(enc.codec, enc.header, {**enc.streams, "geom": head + geom[size:]})
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            one_line_error(CodecError, codec.decode, bad, match="overflow the grid")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -353,3 +354,28 @@ def test_mix_kernel_rejects_bad_arguments():
             np.empty(200, np.int32),
             np.empty(200, np.int32),
         )
+
+
+def test_geometry_header_beyond_the_float_range_is_refused_without_warnings(rng):
+    """Found by the fuzzer: a damaged origin / step whose grid overflows float64 (or, for a
+    float32 cloud, float32) decoded with numpy overflow warnings before the finiteness check."""
+    from neuralcodec.codecs.pointcloud_octree import MAGIC
+    from neuralcodec.container import pack, unpack
+
+    data = api.encode_array(_cloud(rng, 300), "octree", 4, modality="pointcloud")
+    ncf = unpack(data)
+    bits = g.unpack_geometry(MAGIC, ncf.streams["geom"], "octree")[0]
+    cases = [
+        ((1e308, 0.0, 0.0), 1e305, CodecError, "overflow the grid"),  # float64 overflow
+        ((0.0, 0.0, 0.0), 1e307, CodecError, "overflow the grid"),
+        ((3e38, 0.0, 0.0), 1e35, CodecError, "exceed the range of float32"),
+    ]
+    for origin, step, exc, match in cases:
+        ncf.streams = {**ncf.streams, "geom": g.pack_geometry(MAGIC, bits, np.array(origin), step)}
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            one_line_error(exc, api.decode_bytes, pack(ncf), match=match)
+    ncf.streams = {**ncf.streams, "geom": g.pack_geometry(MAGIC, bits, np.zeros(3), 1e30)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert len(api.decode_bytes(pack(ncf))[0]) == 300  # large but representable: decodes

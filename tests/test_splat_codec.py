@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -433,3 +434,16 @@ def test_random_damage_never_crashes(q):
             assert "\n" not in str(exc)
             outcomes.add("error")
     assert "error" in outcomes
+
+
+def test_chunk_bounds_beyond_float32_are_one_line_errors_without_warnings():
+    """Found by the fuzzer: finite float32 colour bounds near the top of the range gave colours
+    beyond float32, cast with a numpy overflow warning before the scene was refused."""
+    exact = encode(blob_scene(11, 300, 0), 8)
+    bounds = np.frombuffer(unpack(exact).streams["chunk"], "<f4").reshape(2, -1).copy()
+    assert bounds.shape[1] == 18  # position, scale and colour bounds per chunk
+    bounds[:, 15:18] = 3e38  # the colour maxima
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        damaged = _with_stream(exact, "chunk", bounds.astype("<f4").tobytes())
+        one_line_error(CodecError, decode, damaged, match="beyond the float32 range")

@@ -59,9 +59,19 @@ def unpack_geometry(magic: bytes, data: bytes, what: str) -> tuple[int, np.ndarr
     if not MIN_BITS <= bits <= MAX_BITS:
         raise CodecError(f"{what}: {bits} bits per axis outside {MIN_BITS}..{MAX_BITS}")
     origin = np.array([ox, oy, oz])
-    if not (np.isfinite(origin).all() and np.isfinite(step) and step > 0):
-        raise CodecError(f"{what}: non-finite origin or step in the geometry header")
+    if not grid_is_finite(origin, step, bits):
+        raise CodecError(f"{what}: origin and step in the geometry header overflow the grid")
     return bits, origin, step
+
+
+def grid_is_finite(origin: np.ndarray, step: float, bits: int) -> bool:
+    """Whether every point of the ``bits``-per-axis grid at ``origin`` with ``step`` (step > 0) is a
+    finite float64, so that ``dequantise`` cannot overflow."""
+    if not (np.isfinite(origin).all() and np.isfinite(step) and step > 0):
+        return False
+    with np.errstate(over="ignore"):
+        far = np.abs(np.asarray(origin, np.float64)) + float((1 << bits) - 1) * step
+    return bool(np.isfinite(far).all())
 
 
 # ----------------------------------------------------------------------------- Morton codes

@@ -859,8 +859,8 @@ def _unpack_header(data: bytes) -> tuple[int, np.ndarray, float, int]:
         step = float(np.float64(vals[3]) - origin[axis]) / ((1 << bits) - 1)
     else:
         step = float(vals[3])
-    if not (np.isfinite(origin).all() and np.isfinite(step) and step > 0):
-        raise CodecError("meshtrav: non-finite origin or step in the geometry header")
+    if not g.grid_is_finite(origin, step, bits):
+        raise CodecError("meshtrav: origin and step in the geometry header overflow the grid")
     return bits, origin, step, head.size
 
 

@@ -31,7 +31,7 @@ from neuralcodec.container.fields import COLORSPACES, pack_fields
 from neuralcodec.container.segments import CRC, ENTRY, MAGIC, PREFIX, TRAILER, TRAILER_BYTES
 
 Segments = list[tuple[bytes, bytes]]
-MUTATOR_VERSION = 2  # bump when a change makes case numbers give other bytes
+MUTATOR_VERSION = 3  # bump when a change makes case numbers give other bytes
 INTERESTING_BYTES = (0x00, 0x01, 0x7F, 0x80, 0xFE, 0xFF)
 INTERESTING_INTS = (0, 1, 2, 3, 7, 8, 15, 16, 17, 63, 64, 65, 255, 256, 1 << 15, 65535, 65536)
 INTERESTING_JSON: tuple[Any, ...] = (
@@ -271,6 +271,33 @@ def _shape(rng: random.Random, shape: tuple[int, ...]) -> tuple[int, ...]:
     )
 
 
+def _counts(rng: random.Random, shape: tuple[int, ...]) -> tuple[int, ...]:
+    """A changed shape of a non-image file (point cloud (N, 3), mesh (V, F), splats (N, coeffs),
+    video (frames, H, W, C)): one count off by one, doubled, halved, zero, huge or swapped."""
+    out = list(shape)
+    i = rng.randrange(len(out))
+    v = out[i]
+    out[i] = rng.choice(
+        (
+            v + 1,
+            v - 1,
+            v * 2,
+            v // 2,
+            0,
+            1,
+            1 << 20,
+            1 << 31,
+            0xFFFFFFFF,
+            rng.choice(INTERESTING_INTS),
+        )
+    )
+    if rng.random() < 0.15:
+        return tuple(out[::-1])
+    if rng.random() < 0.1:
+        return (*shape, 1) if rng.random() < 0.5 else tuple(shape[:-1])
+    return tuple(out)
+
+
 def m_header(rng, seed, segs, seeds) -> str:
     """Change one header field to a value of the right binary type."""
     h = seed.header
@@ -279,7 +306,9 @@ def m_header(rng, seed, segs, seeds) -> str:
         + ("metadata", "bit_depth", "colorspace", "modality", "identity")
     )
     other = rng.choice(seeds).header
-    if name == "shape":
+    if name == "shape" and h.get("modality", "image") != "image":
+        h["shape"] = _counts(rng, tuple(h["shape"]))
+    elif name == "shape":  # the image cases stay as they were
         h["shape"] = _shape(rng, tuple(h["shape"]))
     elif name == "quality":
         h["quality"] = rng.choice((0, 1, 2, 7, 8, 9, 255, 65535, max(h["quality"] - 1, 0)))

@@ -72,6 +72,14 @@ def _fraction(v: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
 # ----------------------------------------------------------------------------- decode
 
 
+def _float32(what: str, name: str, values: np.ndarray) -> np.ndarray:
+    """``values`` as float32; ``SplatError`` when chunk bounds put one beyond float32's range."""
+    values = np.asarray(values, np.float64)
+    if values.size and float(np.abs(values).max()) > float(np.finfo(np.float32).max):
+        raise SplatError(f"{what}: chunk bounds put {name} beyond the float32 range")
+    return values.astype(np.float32)
+
+
 def _bounds(
     chunk: dict, names: tuple[str, ...], per_splat: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -137,11 +145,11 @@ def unpack_compressed(data: dict[str, dict], what: str = "compressed.ply") -> Ga
     }
     packing["rotation_largest"] = (vert["packed_rotation"].astype(np.uint32) >> 30).astype(np.uint8)
     scene = GaussianScene(
-        positions=positions.astype(np.float32),
-        scales_log=scales.astype(np.float32),
+        positions=_float32(what, "positions", positions),
+        scales_log=_float32(what, "scales", scales),
         rotations=normalized(unpack_rotation(vert["packed_rotation"])),
         opacities=logit(rgba[:, 3]).astype(np.float32),
-        sh_dc=((rgb - 0.5) / SH_C0).astype(np.float32),
+        sh_dc=_float32(what, "colours", (rgb - 0.5) / SH_C0),
         sh_rest=sh_rest,
         sh_degree=degree,
         packing=packing,

@@ -86,8 +86,8 @@ class PointCloudAdapter(ModalityAdapter):
             want = (n,) if width == 0 else (n, width)
             if arr is None or arr.shape != want:
                 raise CodecError(f"decoded attribute {name!r} missing or not of shape {want}")
-            attrs[name] = _cast(arr, dtype)
-        xyz = np.asarray(cloud.xyz).astype(meta.get("xyz_dtype", "float32"))
+            attrs[name] = _cast(arr, dtype, f"attribute {name!r}")
+        xyz = _cast(np.asarray(cloud.xyz), meta.get("xyz_dtype", "float32"), "coordinates")
         return PointCloud(xyz, attrs).validate("decoded point cloud")
 
     def check_header(self, header: dict[str, Any]) -> None:
@@ -115,9 +115,14 @@ def _as_cloud(data: Any) -> PointCloud:
     )
 
 
-def _cast(arr: np.ndarray, dtype: str) -> np.ndarray:
-    """Decoded values in the header's dtype (integers rounded and clipped to the type's range)."""
+def _cast(arr: np.ndarray, dtype: str, what: str) -> np.ndarray:
+    """Decoded values in the header's dtype (integers rounded and clipped to the type's range;
+    ``CodecError`` for finite floats beyond a narrower float type's range)."""
     if np.dtype(dtype).kind in "iu" and arr.dtype.kind == "f":
         info = np.iinfo(dtype)
         arr = np.clip(np.rint(arr), info.min, info.max)
+    elif np.dtype(dtype).kind == "f" and arr.dtype.kind == "f" and arr.size:
+        top = float(np.finfo(dtype).max)
+        if float(np.nanmax(np.abs(np.where(np.isfinite(arr), arr, 0)))) > top:
+            raise CodecError(f"decoded {what} exceed the range of {dtype}")
     return np.ascontiguousarray(arr.astype(dtype))
