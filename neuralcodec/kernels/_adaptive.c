@@ -81,7 +81,7 @@ static int get_i32(PyObject *obj, Py_buffer *view, int writable, const char *nam
     return 0;
 }
 
-#define MAXBUF 6
+#define MAXBUF 12
 typedef struct {
     Py_buffer v[MAXBUF];
     int n;
@@ -100,6 +100,20 @@ static void release(Bufs *b)
     for (int i = 0; i < b->n; i++)
         PyBuffer_Release(&b->v[i]);
     b->n = 0;
+}
+
+/* The range decoder's run over the binary table bank, or NULL with the error set. */
+static NcDecodeRun *begin_bank(PyObject *decoder, PyObject *bank)
+{
+    NcDecodeRun *run = rc_api->begin(decoder, bank);
+    if (!run)
+        return NULL;
+    if (rc_api->num_tables(run) != BANK_SIZE) {
+        rc_api->end(run, 0);
+        PyErr_SetString(PyExc_ValueError, "adaptive: not the binary table bank");
+        return NULL;
+    }
+    return run;
 }
 
 static int check_states(const int32_t *st, Py_ssize_t n)
@@ -173,15 +187,10 @@ static PyObject *bits_decode(PyObject *mod, PyObject *args)
     }
     if (check_states(st, ns) < 0 || check_ctx(ctx, n, ns, "context") < 0)
         goto fail;
-    NcDecodeRun *run = rc_api->begin(odec, otab);
+    NcDecodeRun *run = begin_bank(odec, otab);
     if (!run)
         goto fail;
     int status = 0;
-    if (rc_api->num_tables(run) != BANK_SIZE) {
-        rc_api->end(run, 0);
-        PyErr_SetString(PyExc_ValueError, "adaptive: not the binary table bank");
-        goto fail;
-    }
     Py_BEGIN_ALLOW_THREADS
     for (Py_ssize_t i = 0; i < n; i++) {
         int32_t c = ctx[i], v;
@@ -257,15 +266,10 @@ static PyObject *bytes_decode(PyObject *mod, PyObject *args)
     }
     if (check_states(st, ns) < 0 || check_ctx(base, n, ns / 255, "base context") < 0)
         goto fail;
-    NcDecodeRun *run = rc_api->begin(odec, otab);
+    NcDecodeRun *run = begin_bank(odec, otab);
     if (!run)
         goto fail;
     int status = 0;
-    if (rc_api->num_tables(run) != BANK_SIZE) {
-        rc_api->end(run, 0);
-        PyErr_SetString(PyExc_ValueError, "adaptive: not the binary table bank");
-        goto fail;
-    }
     Py_BEGIN_ALLOW_THREADS
     for (Py_ssize_t i = 0; i < n && status == 0; i++) {
         int32_t node = 1;
@@ -462,14 +466,9 @@ static PyObject *ints_decode(PyObject *mod, PyObject *args)
     }
     if (check_states(st, ns) < 0 || check_ctx(sets, n, ns / INT_CTX / markov_classes(markov), "set") < 0)
         goto fail;
-    NcDecodeRun *run = rc_api->begin(odec, otab);
+    NcDecodeRun *run = begin_bank(odec, otab);
     if (!run)
         goto fail;
-    if (rc_api->num_tables(run) != BANK_SIZE) {
-        rc_api->end(run, 0);
-        PyErr_SetString(PyExc_ValueError, "adaptive: not the binary table bank");
-        goto fail;
-    }
     int status;
     Py_BEGIN_ALLOW_THREADS
     status = int_decode_run(run, sets, st, markov, out, n);
@@ -742,14 +741,9 @@ static PyObject *positions_decode(PyObject *mod, PyObject *args)
     }
     if (check_states(st, ns) < 0)
         goto fail;
-    NcDecodeRun *run = rc_api->begin(odec, otab);
+    NcDecodeRun *run = begin_bank(odec, otab);
     if (!run)
         goto fail;
-    if (rc_api->num_tables(run) != BANK_SIZE) {
-        rc_api->end(run, 0);
-        PyErr_SetString(PyExc_ValueError, "adaptive: not the binary table bank");
-        goto fail;
-    }
     int status;
     Py_BEGIN_ALLOW_THREADS
     int32_t *blist = (select & 2) ? malloc(((size_t)nref + 1) * sizeof(int32_t)) : NULL;
@@ -817,15 +811,9 @@ static PyObject *mesh_step(PyObject *mod, PyObject *args)
         PyBuffer_Release(&view);
         return NULL;
     }
-    NcDecodeRun *run = rc_api->begin(odec, otab);
+    NcDecodeRun *run = begin_bank(odec, otab);
     if (!run) {
         PyBuffer_Release(&view);
-        return NULL;
-    }
-    if (rc_api->num_tables(run) != BANK_SIZE) {
-        rc_api->end(run, 0);
-        PyBuffer_Release(&view);
-        PyErr_SetString(PyExc_ValueError, "adaptive: not the binary table bank");
         return NULL;
     }
     int32_t v = 0, f = 0;
@@ -1403,27 +1391,6 @@ static int omx_level(OmxCoder *c, const int32_t *nb, const int32_t *pat, const i
     return 0;
 }
 
-#define OMX_MAXBUF 12
-typedef struct {
-    Py_buffer v[OMX_MAXBUF];
-    int n;
-} OmxBufs;
-
-static int32_t *omx_take(OmxBufs *b, PyObject *obj, int writable, const char *name,
-                         Py_ssize_t *len)
-{
-    if (get_i32(obj, &b->v[b->n], writable, name) < 0)
-        return NULL;
-    *len = b->v[b->n].len / 4;
-    return (int32_t *)b->v[b->n++].buf;
-}
-
-static void omx_release(OmxBufs *b)
-{
-    for (int i = 0; i < b->n; i++)
-        PyBuffer_Release(&b->v[i]);
-    b->n = 0;
-}
 
 /* Shared argument checks; 0 or -1 with an exception set. */
 static int omx_check(Py_ssize_t n, Py_ssize_t nnb, Py_ssize_t npat, Py_ssize_t ninfo,
@@ -1448,17 +1415,17 @@ static PyObject *octree_mix_encode(PyObject *mod, PyObject *args)
                           &osingle, &ooffs, &depth, &bits, &os, &ow, &ov, &oi))
         return NULL;
     omx_init();
-    OmxBufs b = {.n = 0};
+    Bufs b = {.n = 0};
     Py_ssize_t n, nnb, npat, ninfo, nocc, nsingle, noffs, ns, nw, nv, ni;
     int32_t *nb, *pat, *info, *occ, *single, *offs, *st, *w, *val, *idx;
-    if (!(nb = omx_take(&b, onb, 0, "neighbours", &nnb)) ||
-        !(pat = omx_take(&b, opat, 0, "patterns", &npat)) ||
-        !(info = omx_take(&b, oinfo, 0, "info", &ninfo)) ||
-        !(occ = omx_take(&b, oocc, 1, "occupancy", &nocc)) ||
-        !(single = omx_take(&b, osingle, 1, "single", &nsingle)) ||
-        !(offs = omx_take(&b, ooffs, 1, "offsets", &noffs)) ||
-        !(st = omx_take(&b, os, 1, "states", &ns)) || !(w = omx_take(&b, ow, 1, "weights", &nw)) ||
-        !(val = omx_take(&b, ov, 1, "values", &nv)) || !(idx = omx_take(&b, oi, 1, "indexes", &ni)))
+    if (!(nb = take(&b, onb, 0, "neighbours", &nnb)) ||
+        !(pat = take(&b, opat, 0, "patterns", &npat)) ||
+        !(info = take(&b, oinfo, 0, "info", &ninfo)) ||
+        !(occ = take(&b, oocc, 1, "occupancy", &nocc)) ||
+        !(single = take(&b, osingle, 1, "single", &nsingle)) ||
+        !(offs = take(&b, ooffs, 1, "offsets", &noffs)) ||
+        !(st = take(&b, os, 1, "states", &ns)) || !(w = take(&b, ow, 1, "weights", &nw)) ||
+        !(val = take(&b, ov, 1, "values", &nv)) || !(idx = take(&b, oi, 1, "indexes", &ni)))
         goto fail;
     n = npat;
     if (omx_check(n, nnb, npat, ninfo, nocc, nsingle, noffs, depth, bits, st, ns, nw) < 0)
@@ -1472,10 +1439,10 @@ static PyObject *octree_mix_encode(PyObject *mod, PyObject *args)
         PyErr_SetString(PyExc_ValueError, "adaptive: octree_mix_encode bad neighbours");
         goto fail;
     }
-    omx_release(&b);
+    release(&b);
     return PyLong_FromSsize_t(c.pos);
 fail:
-    omx_release(&b);
+    release(&b);
     return NULL;
 }
 
@@ -1487,28 +1454,23 @@ static PyObject *octree_mix_decode(PyObject *mod, PyObject *args)
                           &oinfo, &depth, &bits, &os, &ow, &oocc, &osingle, &ooffs))
         return NULL;
     omx_init();
-    OmxBufs b = {.n = 0};
+    Bufs b = {.n = 0};
     Py_ssize_t n, nnb, npat, ninfo, nocc, nsingle, noffs, ns, nw;
     int32_t *nb, *pat, *info, *occ, *single, *offs, *st, *w;
-    if (!(nb = omx_take(&b, onb, 0, "neighbours", &nnb)) ||
-        !(pat = omx_take(&b, opat, 0, "patterns", &npat)) ||
-        !(info = omx_take(&b, oinfo, 0, "info", &ninfo)) ||
-        !(st = omx_take(&b, os, 1, "states", &ns)) || !(w = omx_take(&b, ow, 1, "weights", &nw)) ||
-        !(occ = omx_take(&b, oocc, 1, "occupancy", &nocc)) ||
-        !(single = omx_take(&b, osingle, 1, "single", &nsingle)) ||
-        !(offs = omx_take(&b, ooffs, 1, "offsets", &noffs)))
+    if (!(nb = take(&b, onb, 0, "neighbours", &nnb)) ||
+        !(pat = take(&b, opat, 0, "patterns", &npat)) ||
+        !(info = take(&b, oinfo, 0, "info", &ninfo)) ||
+        !(st = take(&b, os, 1, "states", &ns)) || !(w = take(&b, ow, 1, "weights", &nw)) ||
+        !(occ = take(&b, oocc, 1, "occupancy", &nocc)) ||
+        !(single = take(&b, osingle, 1, "single", &nsingle)) ||
+        !(offs = take(&b, ooffs, 1, "offsets", &noffs)))
         goto fail;
     n = npat;
     if (omx_check(n, nnb, npat, ninfo, nocc, nsingle, noffs, depth, bits, st, ns, nw) < 0)
         goto fail;
-    NcDecodeRun *run = rc_api->begin(odec, otab);
+    NcDecodeRun *run = begin_bank(odec, otab);
     if (!run)
         goto fail;
-    if (rc_api->num_tables(run) != BANK_SIZE) {
-        rc_api->end(run, 0);
-        PyErr_SetString(PyExc_ValueError, "adaptive: not the binary table bank");
-        goto fail;
-    }
     int status;
     OmxCoder c = {.run = run, .val = NULL, .idx = NULL, .pos = 0};
     Py_BEGIN_ALLOW_THREADS
@@ -1516,10 +1478,10 @@ static PyObject *octree_mix_decode(PyObject *mod, PyObject *args)
     Py_END_ALLOW_THREADS
     if (rc_api->end(run, status) < 0)
         goto fail;
-    omx_release(&b);
+    release(&b);
     Py_RETURN_NONE;
 fail:
-    omx_release(&b);
+    release(&b);
     return NULL;
 }
 
@@ -1582,13 +1544,13 @@ static PyObject *octree_counts_encode(PyObject *mod, PyObject *args)
     PyObject *ov, *onb, *os, *osym, *oidx;
     if (!PyArg_ParseTuple(args, "OOOOO:octree_counts_encode", &ov, &onb, &os, &osym, &oidx))
         return NULL;
-    OmxBufs b = {.n = 0};
+    Bufs b = {.n = 0};
     Py_ssize_t n, nnb, ns, nsym, nidx, pos = 0;
     int32_t *v, *nb, *st, *sym, *idx;
-    if (!(v = omx_take(&b, ov, 0, "values", &n)) || !(nb = omx_take(&b, onb, 0, "nb", &nnb)) ||
-        !(st = omx_take(&b, os, 1, "states", &ns)) ||
-        !(sym = omx_take(&b, osym, 1, "symbols", &nsym)) ||
-        !(idx = omx_take(&b, oidx, 1, "indexes", &nidx)))
+    if (!(v = take(&b, ov, 0, "values", &n)) || !(nb = take(&b, onb, 0, "nb", &nnb)) ||
+        !(st = take(&b, os, 1, "states", &ns)) ||
+        !(sym = take(&b, osym, 1, "symbols", &nsym)) ||
+        !(idx = take(&b, oidx, 1, "indexes", &nidx)))
         goto fail;
     if (nnb != 3 * n || ns != OMX_COUNT_SETS * INT_CTX || nsym != nidx || nsym < 65 * n) {
         PyErr_SetString(PyExc_ValueError, "adaptive: octree_counts_encode sizes disagree");
@@ -1603,10 +1565,10 @@ static PyObject *octree_counts_encode(PyObject *mod, PyObject *args)
         }
         int_encode_one(v[i], st, omx_count_set(v, nb, i) * INT_CTX, sym, idx, &pos);
     }
-    omx_release(&b);
+    release(&b);
     return PyLong_FromSsize_t(pos);
 fail:
-    omx_release(&b);
+    release(&b);
     return NULL;
 }
 
@@ -1615,11 +1577,11 @@ static PyObject *octree_counts_decode(PyObject *mod, PyObject *args)
     PyObject *odec, *otab, *onb, *os, *oo;
     if (!PyArg_ParseTuple(args, "OOOOO:octree_counts_decode", &odec, &otab, &onb, &os, &oo))
         return NULL;
-    OmxBufs b = {.n = 0};
+    Bufs b = {.n = 0};
     Py_ssize_t n, nnb, ns;
     int32_t *nb, *st, *out;
-    if (!(nb = omx_take(&b, onb, 0, "nb", &nnb)) || !(st = omx_take(&b, os, 1, "states", &ns)) ||
-        !(out = omx_take(&b, oo, 1, "out", &n)))
+    if (!(nb = take(&b, onb, 0, "nb", &nnb)) || !(st = take(&b, os, 1, "states", &ns)) ||
+        !(out = take(&b, oo, 1, "out", &n)))
         goto fail;
     if (nnb != 3 * n || ns != OMX_COUNT_SETS * INT_CTX) {
         PyErr_SetString(PyExc_ValueError, "adaptive: octree_counts_decode sizes disagree");
@@ -1627,14 +1589,9 @@ static PyObject *octree_counts_decode(PyObject *mod, PyObject *args)
     }
     if (check_states(st, ns) < 0)
         goto fail;
-    NcDecodeRun *run = rc_api->begin(odec, otab);
+    NcDecodeRun *run = begin_bank(odec, otab);
     if (!run)
         goto fail;
-    if (rc_api->num_tables(run) != BANK_SIZE) {
-        rc_api->end(run, 0);
-        PyErr_SetString(PyExc_ValueError, "adaptive: not the binary table bank");
-        goto fail;
-    }
     int status = 0;
     Py_BEGIN_ALLOW_THREADS
     for (Py_ssize_t i = 0; i < n; i++)
@@ -1646,10 +1603,10 @@ static PyObject *octree_counts_decode(PyObject *mod, PyObject *args)
     Py_END_ALLOW_THREADS
     if (rc_api->end(run, status) < 0)
         goto fail;
-    omx_release(&b);
+    release(&b);
     Py_RETURN_NONE;
 fail:
-    omx_release(&b);
+    release(&b);
     return NULL;
 }
 
