@@ -4,11 +4,12 @@ The cloud is three of the shared bunny range scans put together (about 110k poin
 the mesh is the largest shared OBJ. Best of 3, one thread, through the library API (container
 included).
 
-    nice -n 10 python scripts/geometry_speed.py
+    nice -n 10 python scripts/geometry_speed.py [--only pointcloud|mesh] [--qualities 5,9]
 """
 
 from __future__ import annotations
 
+import argparse
 import time
 
 import numpy as np
@@ -32,21 +33,36 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(1)
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--only", choices=("pointcloud", "mesh"), default=None)
+    p.add_argument("--qualities", default="5,9")
+    args = p.parse_args()
+    qualities = [int(x) for x in args.qualities.split(",")]
     root = data_root() / "3d"
+    if args.only != "mesh":
+        time_cloud(root, qualities)
+    if args.only != "pointcloud":
+        time_mesh(root, qualities)
+
+
+def time_cloud(root, qualities) -> None:
     scans = root / "pointclouds" / "stanford_bunny_range_scans"
     xyz = np.concatenate(
         [read_pointcloud(scans / f).xyz for f in ("bun000.ply", "bun045.ply", "bun090.ply")]
     )
     cloud = PointCloud(xyz)
-    for q in (5, 9):
+    for q in qualities:
         te, blob = best(lambda q=q: api.encode_array(cloud, "octree", q, modality="pointcloud"))
         td, _ = best(lambda blob=blob: api.decode_bytes(blob))
         print(
             f"octree q={q} ({7 + q} bits), {len(cloud)} points: {len(blob)} B, "
             f"{8 * len(blob) / len(cloud):.3f} bits/point, encode {te:.3f} s, decode {td:.3f} s"
         )
+
+
+def time_mesh(root, qualities) -> None:
     mesh = read_mesh(root / "meshes" / "common_3d_test_models" / "ogre.obj")
-    for q in (5, 9):
+    for q in qualities:
         te, blob = best(lambda q=q: api.encode_array(mesh, "meshtrav", q, modality="mesh"))
         td, _ = best(lambda blob=blob: api.decode_bytes(blob))
         print(

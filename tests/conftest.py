@@ -13,6 +13,7 @@ through ``run_cli``, which imports this file first so the subprocess knows the s
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
 import sys
 import zlib
@@ -153,6 +154,33 @@ def shared(path: Path) -> Path:
     if not path.exists():
         pytest.skip(f"shared data not found: {path}")
     return path
+
+
+# (threads, environment): instruction sets forced down and thread counts varied
+ISA_ENVIRONMENTS = [
+    (1, {"ONEDNN_MAX_CPU_ISA": "SSE41"}),
+    (8, {"ONEDNN_MAX_CPU_ISA": "AVX2"}),
+    (2, {"ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "SSE41"}),
+]
+
+_DECODE_HASH = """
+import hashlib, sys, torch
+torch.set_num_threads(int(sys.argv[1]))
+from neuralcodec.api import decode_bytes
+data = open(sys.argv[2], "rb").read()
+print(hashlib.sha256(decode_bytes(data)[0].tobytes()).hexdigest())
+"""
+
+
+def decoded_hash_in_subprocess(path: Path, threads: int, env: dict[str, str]) -> str:
+    """sha256 of what a fresh process decodes from the ``.ncf`` at ``path`` with ``threads``
+    torch threads under the extra environment ``env``."""
+    out = subprocess.run(
+        [sys.executable, "-c", _DECODE_HASH, str(threads), str(path)],
+        cwd=REPO_DIR, env={**os.environ, **env}, check=True, timeout=600, capture_output=True,
+        text=True,
+    )  # fmt: skip
+    return out.stdout.strip()
 
 
 def one_line_error(exc_type, fn, *args, match: str, **kw):

@@ -15,7 +15,7 @@ import sysconfig
 import numpy as np
 import pytest
 import torch
-from conftest import REPO_DIR
+from conftest import ISA_ENVIRONMENTS, REPO_DIR, decoded_hash_in_subprocess
 from torch import nn
 from torch.nn import functional as F
 
@@ -301,19 +301,7 @@ def test_integer_synthesis_tracks_the_float_synthesis():
 
 # ----------------------------------------------------------------------------- elic-int
 
-_DECODE = """
-import hashlib, sys, torch
-torch.set_num_threads(int(sys.argv[1]))
-from neuralcodec.api import decode_bytes
-data = open(sys.argv[2], "rb").read()
-print(hashlib.sha256(decode_bytes(data)[0].tobytes()).hexdigest())
-"""
-
-ENVIRONMENTS = [  # (threads, environment): instruction sets forced down and thread counts varied
-    (1, {"ONEDNN_MAX_CPU_ISA": "SSE41"}),
-    (8, {"ONEDNN_MAX_CPU_ISA": "AVX2"}),
-    (2, {"ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "SSE41"}),
-]
+ENVIRONMENTS = ISA_ENVIRONMENTS
 
 
 @pytest.mark.parametrize("name", ["elic-int", "mbt-mean-int"])
@@ -331,12 +319,7 @@ def test_integer_codecs_decode_to_identical_pixels_under_every_instruction_set(t
     _, recon = codec.encode_with_reconstruction(img, 6)
     want = hashlib.sha256(recon.tobytes()).hexdigest()
     for threads, env in ENVIRONMENTS:
-        run_env = {**os.environ, **env}
-        out = subprocess.run(
-            [sys.executable, "-c", _DECODE, str(threads), str(path)],
-            cwd=REPO_DIR, env=run_env, check=True, timeout=600, capture_output=True, text=True,
-        )  # fmt: skip
-        assert out.stdout.strip() == want, (threads, env)
+        assert decoded_hash_in_subprocess(path, threads, env) == want, (threads, env)
 
 
 _DECODE_WITH_KERNELS = """

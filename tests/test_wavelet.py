@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import ISA_ENVIRONMENTS, decoded_hash_in_subprocess
 from PIL import Image
 
 from neuralcodec import api
@@ -200,21 +198,6 @@ def api_manifest() -> list[dict]:
     return manifest()["models"]
 
 
-_DECODE = """
-import hashlib, sys, torch
-torch.set_num_threads(int(sys.argv[1]))
-from neuralcodec.api import decode_bytes
-data = open(sys.argv[2], "rb").read()
-print(hashlib.sha256(decode_bytes(data)[0].tobytes()).hexdigest())
-"""
-
-ENVIRONMENTS = [  # (threads, environment): instruction sets forced down and thread counts varied
-    (1, {"ONEDNN_MAX_CPU_ISA": "SSE41"}),
-    (8, {"ONEDNN_MAX_CPU_ISA": "AVX2"}),
-    (2, {"ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "SSE41"}),
-]
-
-
 @needs_weights
 def test_identical_pixels_under_every_instruction_set_and_thread_count(tmp_path):
     img = _photo(64, 96)
@@ -222,13 +205,8 @@ def test_identical_pixels_under_every_instruction_set_and_thread_count(tmp_path)
     path.write_bytes(api.encode_array(img, "wavelet", 6))
     _, recon = get_codec("wavelet").encode_with_reconstruction(img, 6)
     want = hashlib.sha256(recon.tobytes()).hexdigest()
-    for threads, env in ENVIRONMENTS:
-        out = subprocess.run(
-            [sys.executable, "-c", _DECODE, str(threads), str(path)],
-            cwd=ROOT, env={**os.environ, **env}, check=True, timeout=300, capture_output=True,
-            text=True,
-        )  # fmt: skip
-        assert out.stdout.strip() == want, (threads, env)
+    for threads, env in ISA_ENVIRONMENTS:
+        assert decoded_hash_in_subprocess(path, threads, env) == want, (threads, env)
 
 
 # ----------------------------------------------------------------------------- CLI and demo
