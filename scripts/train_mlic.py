@@ -20,6 +20,16 @@ bpp (rounded latents, eval mode) over the validation crops at every quality agai
     python scripts/train_mlic.py train --cache /work/mlic-cache --out /work/mlic-run --steps 8000
     python scripts/train_mlic.py train ... --resume
     python scripts/train_mlic.py freeze --run /work/mlic-run --out weights/mlic.safetensors
+
+On a GPU machine (``scripts/device_train_mlic.sh``): ``pack`` writes a folder of training and
+validation crops small enough to travel with the job, ``cache --pack`` computes their latents
+there (with flips and rotations), and ``train --device cuda --minutes M --trainable-only``
+trains for a time budget and keeps only the trained tensors in ``best.pt``:
+
+    python scripts/train_mlic.py pack --out devdata/mlic --crop 256 --budget-mib 36
+    python scripts/train_mlic.py cache --pack devdata/mlic --out /tmp/cache --device cuda
+    python scripts/train_mlic.py train --cache /tmp/cache --out /tmp/run --device cuda \
+        --minutes 8 --batch 64 --base elic-int --trainable-only
 """
 
 from __future__ import annotations
@@ -41,6 +51,7 @@ from torch.nn.utils import parametrize
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from neuralcodec.datasets.pack import read_pack, write_pack  # noqa: E402
 from neuralcodec.datasets.paths import data_root  # noqa: E402
 from neuralcodec.datasets.training import _image_files  # noqa: E402
 from neuralcodec.models import frozen as frozen_protocol  # noqa: E402
@@ -91,7 +102,57 @@ def pick_crop(img: np.ndarray, size: int, rng: np.random.Generator, textured: bo
     return max(cands, key=_texture) if textured else cands[0]
 
 
+def cmd_pack(args) -> int:
+    files = _image_files(args.data or data_root() / "train")
+    train, val, _ = split(files)
+    meta = write_pack(
+        args.out, train, val, crop=args.crop, budget_bytes=int(args.budget_mib * 2**20),
+        val_crops=args.val_crops, seed=args.seed,
+    )  # fmt: skip
+    print(f"{args.out}: {len(meta['train'])} training + {len(meta['val'])} validation crops of "
+          f"{args.crop} px, {meta['bytes'] / 2**20:.1f} MiB")  # fmt: skip
+    return 0
+
+
+def _dihedral(x: torch.Tensor, k: int) -> torch.Tensor:
+    """The ``k``-th (0..7) flip / rotation of a (B, C, H, W) batch (k = 0: unchanged)."""
+    if k & 4:
+        x = x.transpose(-1, -2)
+    if k & 2:
+        x = x.flip(-2)
+    if k & 1:
+        x = x.flip(-1)
+    return x
+
+
+def cache_from_pack(args) -> int:
+    dev = torch.device(args.device)
+    # elic and elic-int hold the same float analysis: either file will do
+    base = next(n for n in ("elic", "elic-int") if (ROOT / "weights" / f"{n}.safetensors").exists())
+    elic = frozen_protocol.load(ROOT / "weights" / f"{base}.safetensors", kinds=(base,))
+    g_a = elic.model.g_a.eval().to(dev)
+    train, val = read_pack(args.pack)
+    args.out.mkdir(parents=True, exist_ok=True)
+    meta = {"crop": int(train.shape[-1]), "train": [], "val": [], "pack": str(args.pack)}
+    t0 = time.time()
+    for part, crops, variants in (("val", val, 1), ("train", train, args.augment)):
+        for k in range(variants):
+            for i in range(0, crops.shape[0], 32):
+                x = _dihedral(crops[i : i + 32].to(dev).float() / 255, k)
+                with torch.no_grad():
+                    y = g_a(x).half().cpu().numpy()
+                for j in range(y.shape[0]):
+                    name = f"{part}_{k}_{i + j:05d}.npy"
+                    np.save(args.out / name, y[j])
+                    meta[part].append({"file": name, "source": f"pack {i + j} variant {k}"})
+    (args.out / "meta.json").write_text(json.dumps(meta, indent=1))
+    print(f"cached {len(meta['train'])} + {len(meta['val'])} latents ({time.time() - t0:.0f} s)")
+    return 0
+
+
 def cmd_cache(args) -> int:
+    if args.pack is not None:
+        return cache_from_pack(args)
     torch.set_num_threads(1)
     files = _image_files(args.data or data_root() / "train")
     train, val, _ = split(files)
@@ -128,8 +189,10 @@ def cmd_cache(args) -> int:
     return 0
 
 
-def build_model() -> tuple[MlicModel, object]:
-    elic = frozen_protocol.load(ROOT / "weights" / "elic.safetensors", kinds=("elic",))
+def build_model(base: str = "elic") -> tuple[MlicModel, object]:
+    """The model warm-started from ``base``: "elic" (its float networks) or "elic-int" (the
+    dequantised 8-bit hyper-synthesis and contexts the coder really runs)."""
+    elic = frozen_protocol.load(ROOT / "weights" / f"{base}.safetensors", kinds=(base,))
     cfg = elic.config.to_dict()
     cfg["kind"] = "mlic"
     model = MlicModel(MlicConfig.from_dict(cfg))
@@ -160,7 +223,7 @@ def validate(model: MlicModel, val: torch.Tensor) -> list[float]:
         total = 0.0
         for i in range(0, val.shape[0], 8):
             ya = val[i : i + 8].float()
-            q = torch.full((ya.shape[0],), qi)
+            q = torch.full((ya.shape[0],), qi, device=ya.device)
             total += float(bits(model, ya * model.y_gain.gain(q), q))
         out.append(total / pixels)
     model.train()
@@ -189,8 +252,9 @@ def add_new_columns(model: MlicModel) -> None:
         )
 
 
-def merged_state(model: MlicModel) -> dict[str, torch.Tensor]:
-    """The plain ``MlicModel`` state dict (parametrised weights evaluated)."""
+def merged_state(model: MlicModel, trainable_only: bool = False) -> dict[str, torch.Tensor]:
+    """The plain ``MlicModel`` state dict (parametrised weights evaluated), on the CPU;
+    ``trainable_only``: without the frozen modules (they come from the base at freeze time)."""
     out = {}
     for name, value in model.state_dict().items():
         if ".parametrizations.weight." in name:
@@ -199,21 +263,44 @@ def merged_state(model: MlicModel) -> dict[str, torch.Tensor]:
                 out[f"{prefix}.weight"] = model.get_submodule(prefix).weight.detach().clone()
             continue
         out[name] = value
-    return out
+    if trainable_only:
+        out = {k: v for k, v in out.items() if not k.startswith(FROZEN_MODULES)}
+    return {k: v.detach().cpu() for k, v in out.items()}
 
 
-def lr_at(step: int, args) -> float:
+def load_merged(model: MlicModel, state: dict[str, torch.Tensor]) -> None:
+    """Load ``merged_state`` output (whole, or trainable only) into a fresh ``build_model``."""
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.startswith(FROZEN_MODULES)]
+    if missing or unexpected:
+        raise SystemExit(f"checkpoint does not fit: missing {missing[:3]}, unexpected "
+                         f"{unexpected[:3]}")  # fmt: skip
+
+
+def lr_at(step: int, args, total: int | None = None) -> float:
+    total = args.steps if total is None else total
     if step < args.warmup:
         return (step + 1) / args.warmup
-    t = min(1.0, (step - args.warmup) / max(1, args.steps - args.warmup))
+    t = min(1.0, (step - args.warmup) / max(1, total - args.warmup))
     return args.min_lr_factor + 0.5 * (1 - args.min_lr_factor) * (1 + math.cos(math.pi * t))
 
 
 def cmd_train(args) -> int:
-    torch.set_num_threads(1)
+    dev = torch.device(args.device)
+    if dev.type == "cpu":
+        torch.set_num_threads(1)
+    else:  # rate-only training: TF32 products are precise enough, and much faster
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
     torch.manual_seed(args.seed)
-    model, _ = build_model()
+    args.out.mkdir(parents=True, exist_ok=True)
+    config_path = args.out / "run.json"
+    if args.resume and config_path.exists():
+        args.base = json.loads(config_path.read_text()).get("base", "elic")
+    config_path.write_text(json.dumps({"base": args.base, "batch": args.batch}, indent=1))
+    model, _ = build_model(args.base)
     add_new_columns(model)
+    model.to(dev)
     for name, p in model.named_parameters():
         p.requires_grad_(not name.startswith(FROZEN_MODULES))
 
@@ -225,31 +312,39 @@ def cmd_train(args) -> int:
     opt = torch.optim.Adam(
         [{"params": old, "base": args.lr}, {"params": new, "base": args.lr * args.new_lr_scale}]
     )
-    train = load_latents(args.cache, "train")
-    val = load_latents(args.cache, "val")[: args.val_count]
-    args.out.mkdir(parents=True, exist_ok=True)
+    train = load_latents(args.cache, "train").to(dev)
+    val = load_latents(args.cache, "val")[: args.val_count].to(dev)
     step, best, history = 0, None, []
+    started = time.time()
+    deadline = started + 60 * args.minutes if args.minutes else None
+    total = args.steps  # the schedule's length; with --minutes, set from the measured speed
     state_path = args.out / "last.pt"
     if args.resume and state_path.exists():
-        state = torch.load(state_path, weights_only=False)
+        state = torch.load(state_path, weights_only=False, map_location=dev)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
         step, best, history = state["step"], state["best"], state["history"]
+        total = state.get("total", total)
     log = (args.out / "train.log").open("a")
     if step == 0:
         base = validate(model, val)
         history.append({"step": 0, "val_bpp": base})
         best = {"step": 0, "score": 0.0}
-        torch.save(merged_state(model), args.out / "best.pt")
+        torch.save(merged_state(model, args.trainable_only), args.out / "best.pt")
         print(f"step 0 val bpp {[round(v, 4) for v in base]}", file=log, flush=True)
     base = history[0]["val_bpp"]
     rng = np.random.default_rng(args.seed + step)
     t0, window = time.time(), []
     n_q = model.num_qualities
-    while step < args.steps:
+    first = step
+    while step < total:
+        if deadline is not None and step == first + 30:  # measured speed -> schedule length
+            rate = 30 / (time.time() - started)
+            total = min(args.steps, step + int(rate * (deadline - time.time()) * 0.9))
+            print(f"{rate:.1f} steps/s: the schedule ends at step {total}", file=log, flush=True)
         for g in opt.param_groups:
-            g["lr"] = g["base"] * lr_at(step, args)
-        idx = rng.integers(0, train.shape[0], args.batch)
+            g["lr"] = g["base"] * lr_at(step, args, total)
+        idx = torch.from_numpy(rng.integers(0, train.shape[0], args.batch)).to(dev)
         ya = train[idx].float()
         if rng.random() < 0.5:
             ya = ya.flip(-1)
@@ -257,7 +352,7 @@ def cmd_train(args) -> int:
         if c and c < ya.shape[-1]:
             o0, o1 = rng.integers(0, ya.shape[-2] - c + 1), rng.integers(0, ya.shape[-1] - c + 1)
             ya = ya[..., o0 : o0 + c, o1 : o1 + c]
-        q = torch.from_numpy(rng.integers(0, n_q, args.batch))
+        q = torch.from_numpy(rng.integers(0, n_q, args.batch)).to(dev)
         with torch.no_grad():
             y = ya * model.y_gain.gain(q)
         loss = bits(model, y, q) / (ya.shape[0] * ya.shape[2] * ya.shape[3] * 256)
@@ -273,35 +368,49 @@ def cmd_train(args) -> int:
             print(f"step {step} bpp {np.mean(window):.5f} ({1 / rate:.2f} steps/s)",
                   file=log, flush=True)  # fmt: skip
             window = []
-        if step % args.val_every == 0 or step == args.steps:
+        if step % args.val_every == 0 or step == total:
             v = validate(model, val)
             score = float(np.mean([a / b - 1 for a, b in zip(v, base, strict=True)]))
             history.append({"step": step, "val_bpp": v, "score": score})
             if score < best["score"]:
                 best = {"step": step, "score": score}
-                torch.save(merged_state(model), args.out / "best.pt")
+                torch.save(merged_state(model, args.trainable_only), args.out / "best.pt")
             print(f"step {step} val bpp {[round(x, 4) for x in v]} rel {100 * score:+.2f}% "
                   f"(best {best['step']} {100 * best['score']:+.2f}%)", file=log, flush=True)  # fmt: skip
             tmp = args.out / "last.pt.tmp"
             torch.save(
                 {"model": model.state_dict(), "opt": opt.state_dict(), "step": step,
-                 "best": best, "history": history}, tmp)  # fmt: skip
+                 "total": total, "best": best, "history": history}, tmp)  # fmt: skip
             tmp.replace(state_path)
             (args.out / "history.json").write_text(json.dumps(history, indent=1))
+            summary = {"step": step, "total": total, "best": best, "history": history}
+            (args.out / "summary.json").write_text(json.dumps(summary, indent=1))
     return 0
+
+
+def run_summary(run: Path) -> dict:
+    """step, best and history of a run: from last.pt, or from summary.json where only the
+    small files came back (a run on another machine)."""
+    if (run / "last.pt").exists():
+        return torch.load(run / "last.pt", weights_only=False, map_location="cpu")
+    return json.loads((run / "summary.json").read_text())
 
 
 def cmd_freeze(args) -> int:
     torch.set_num_threads(1)
-    model, _ = build_model()
-    model.load_state_dict(torch.load(args.run / "best.pt", weights_only=True))
+    config_path = args.run / "run.json"
+    base = (
+        json.loads(config_path.read_text()).get("base", "elic") if config_path.exists() else "elic"
+    )
+    model, _ = build_model(base)
+    load_merged(model, torch.load(args.run / "best.pt", weights_only=True))
     base_path = ROOT / "weights" / "elic-int.safetensors"
     elic_int = frozen_protocol.load(base_path, kinds=("elic-int",))
-    state = torch.load(args.run / "last.pt", weights_only=False)
+    state = run_summary(args.run)
     best = state["best"]
     meta = {
         "model_id": args.model_id or f"mlic-s{best['step']}",
-        "warm_start": "elic-s75500",
+        "warm_start": "elic-s75500" if base == "elic" else f"elic-s75500 via {base}",
         "training": {"best_step": best["step"], "val_rel_bpp": best["score"]},
     }
     frozen = freeze_mlic(model, elic_int, meta)
@@ -317,7 +426,7 @@ def cmd_manifest(args) -> int:
     doc = json.loads(path.read_text())
     weights = ROOT / "weights" / "mlic.safetensors"
     _, config, meta = frozen_protocol.read_weights_file(weights)
-    state = torch.load(args.run / "last.pt", weights_only=False)
+    state = run_summary(args.run)
     points = []
     results = json.loads(args.results.read_text())
     measured = results["codecs"].get("mlic", {}).get("points", {})
@@ -375,6 +484,16 @@ def main(argv=None) -> int:
     c.add_argument("--val-crops", type=int, default=48)
     c.add_argument("--crop", type=int, default=384)
     c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--pack", type=Path, default=None, help="latents of a crop pack's crops")
+    c.add_argument("--augment", type=int, default=8, help="flips / rotations per pack crop (1..8)")
+    c.add_argument("--device", default="cpu")
+    k = sub.add_parser("pack")
+    k.add_argument("--out", type=Path, required=True)
+    k.add_argument("--data", type=Path, default=None)
+    k.add_argument("--crop", type=int, default=256)
+    k.add_argument("--budget-mib", type=float, default=36.0)
+    k.add_argument("--val-crops", type=int, default=24)
+    k.add_argument("--seed", type=int, default=0)
     t = sub.add_parser("train")
     t.add_argument("--cache", type=Path, required=True)
     t.add_argument("--out", type=Path, required=True)
@@ -389,6 +508,19 @@ def main(argv=None) -> int:
     t.add_argument("--val-count", type=int, default=24, help="validation crops used")
     t.add_argument("--resume", action="store_true")
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--device", default="cpu")
+    t.add_argument("--minutes", type=float, default=0.0, help="time budget (0: --steps only)")
+    t.add_argument(
+        "--base",
+        choices=("elic", "elic-int"),
+        default="elic",
+        help="warm start: elic's float networks or elic-int's dequantised ones",
+    )
+    t.add_argument(
+        "--trainable-only",
+        action="store_true",
+        help="best.pt without the frozen modules (small; freeze adds them back)",
+    )
     f = sub.add_parser("freeze")
     f.add_argument("--run", type=Path, required=True)
     f.add_argument("--out", type=Path, required=True)
@@ -398,9 +530,9 @@ def main(argv=None) -> int:
     m.add_argument("--results", type=Path, default=ROOT / "results" / "kodak" / "results.json")
     m.add_argument("--batch", type=int, default=6)
     args = p.parse_args(argv)
-    if os.environ.get("OMP_NUM_THREADS") != "1":
+    if os.environ.get("OMP_NUM_THREADS") != "1" and getattr(args, "device", "cpu") == "cpu":
         print("note: set OMP_NUM_THREADS=1 (one thread)", file=sys.stderr)
-    commands = {"cache": cmd_cache, "train": cmd_train, "freeze": cmd_freeze}
+    commands = {"pack": cmd_pack, "cache": cmd_cache, "train": cmd_train, "freeze": cmd_freeze}
     return {**commands, "manifest": cmd_manifest}[args.cmd](args)
 
 
