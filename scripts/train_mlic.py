@@ -21,13 +21,13 @@ bpp (rounded latents, eval mode) over the validation crops at every quality agai
     python scripts/train_mlic.py train ... --resume
     python scripts/train_mlic.py freeze --run /work/mlic-run --out weights/mlic.safetensors
 
-On a GPU machine (``scripts/device_train_mlic.sh``): ``pack`` writes a folder of training and
-validation crops small enough to travel with the job, ``cache --pack`` computes their latents
-there (with flips and rotations), and ``train --device cuda --minutes M --trainable-only``
-trains for a time budget and keeps only the trained tensors in ``best.pt``:
+On a GPU machine (``scripts/device_train_mlic.sh``): ``scripts/device_pack.py`` writes a folder
+of training and validation crops small enough to travel with the job, ``cache --pack``
+computes their latents there (with flips and rotations), and ``train --device cuda --minutes M
+--trainable-only`` trains for a time budget and keeps only the trained tensors in ``best.pt``:
 
-    python scripts/train_mlic.py pack --out devdata/mlic --crop 256 --budget-mib 36
-    python scripts/train_mlic.py cache --pack devdata/mlic --out /tmp/cache --device cuda
+    python scripts/device_pack.py --out devdata/crops
+    python scripts/train_mlic.py cache --pack devdata/crops --out /tmp/cache --device cuda
     python scripts/train_mlic.py train --cache /tmp/cache --out /tmp/run --device cuda \
         --minutes 8 --batch 64 --base elic-int --trainable-only
 """
@@ -51,7 +51,7 @@ from torch.nn.utils import parametrize
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from neuralcodec.datasets.pack import read_pack, write_pack  # noqa: E402
+from neuralcodec.datasets.pack import read_pack  # noqa: E402
 from neuralcodec.datasets.paths import data_root  # noqa: E402
 from neuralcodec.datasets.training import _image_files  # noqa: E402
 from neuralcodec.models import frozen as frozen_protocol  # noqa: E402
@@ -100,18 +100,6 @@ def pick_crop(img: np.ndarray, size: int, rng: np.random.Generator, textured: bo
         y0, x0 = int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1))
         cands.append(img[y0 : y0 + size, x0 : x0 + size])
     return max(cands, key=_texture) if textured else cands[0]
-
-
-def cmd_pack(args) -> int:
-    files = _image_files(args.data or data_root() / "train")
-    train, val, _ = split(files)
-    meta = write_pack(
-        args.out, train, val, crop=args.crop, budget_bytes=int(args.budget_mib * 2**20),
-        val_crops=args.val_crops, seed=args.seed,
-    )  # fmt: skip
-    print(f"{args.out}: {len(meta['train'])} training + {len(meta['val'])} validation crops of "
-          f"{args.crop} px, {meta['bytes'] / 2**20:.1f} MiB")  # fmt: skip
-    return 0
 
 
 def _dihedral(x: torch.Tensor, k: int) -> torch.Tensor:
@@ -340,8 +328,10 @@ def cmd_train(args) -> int:
     while step < total:
         if deadline is not None and step == first + 30:  # measured speed -> schedule length
             rate = 30 / (time.time() - started)
-            total = min(args.steps, step + int(rate * (deadline - time.time()) * 0.9))
+            total = min(args.steps, step + max(1, int(rate * (deadline - time.time()) * 0.9)))
             print(f"{rate:.1f} steps/s: the schedule ends at step {total}", file=log, flush=True)
+        if deadline is not None and time.time() > deadline:
+            total = min(total, step + 1)  # this step is the last one (validated and saved)
         for g in opt.param_groups:
             g["lr"] = g["base"] * lr_at(step, args, total)
         idx = torch.from_numpy(rng.integers(0, train.shape[0], args.batch)).to(dev)
@@ -487,13 +477,6 @@ def main(argv=None) -> int:
     c.add_argument("--pack", type=Path, default=None, help="latents of a crop pack's crops")
     c.add_argument("--augment", type=int, default=8, help="flips / rotations per pack crop (1..8)")
     c.add_argument("--device", default="cpu")
-    k = sub.add_parser("pack")
-    k.add_argument("--out", type=Path, required=True)
-    k.add_argument("--data", type=Path, default=None)
-    k.add_argument("--crop", type=int, default=256)
-    k.add_argument("--budget-mib", type=float, default=36.0)
-    k.add_argument("--val-crops", type=int, default=24)
-    k.add_argument("--seed", type=int, default=0)
     t = sub.add_parser("train")
     t.add_argument("--cache", type=Path, required=True)
     t.add_argument("--out", type=Path, required=True)
@@ -532,7 +515,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if os.environ.get("OMP_NUM_THREADS") != "1" and getattr(args, "device", "cpu") == "cpu":
         print("note: set OMP_NUM_THREADS=1 (one thread)", file=sys.stderr)
-    commands = {"pack": cmd_pack, "cache": cmd_cache, "train": cmd_train, "freeze": cmd_freeze}
+    commands = {"cache": cmd_cache, "train": cmd_train, "freeze": cmd_freeze}
     return {**commands, "manifest": cmd_manifest}[args.cmd](args)
 
 

@@ -18,7 +18,10 @@ reaches the next layer through it.
 
 ``python -m neuralcodec.compress.prune --source weights/elic.safetensors --widths 96,48,48
 --steps 1500 --out build/prune`` checkpoints every ``--save-every`` steps (``--resume``), and
-writes ``elic-int`` weights (``--final``) through ``compress.elic`` when done.
+writes ``elic-int`` weights (``--final``) through ``compress.elic`` when done. On a GPU machine
+(``scripts/device_train_prune.sh``): ``--device cuda --pack DIR --minutes M`` trains on a crop
+pack (``datasets/pack.py``) for a time budget; ``--resume --steps 0 --final FILE`` then
+quantises the returned checkpoint here.
 """
 
 from __future__ import annotations
@@ -114,12 +117,36 @@ def latents(model: nn.Module, x: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
         return y_hat * model.y_gain.inverse(q)
 
 
+class PackSampler:
+    """Random ``crop`` x ``crop`` windows of a crop pack's training crops, with random flips,
+    as float tensors in [0, 1] on ``device`` (the whole pack is held there)."""
+
+    def __init__(self, pack: Path, crop: int, device: torch.device, seed: int = 0):
+        from ..datasets.pack import read_pack
+
+        train, _ = read_pack(pack)
+        if train.shape[0] == 0 or train.shape[-1] < crop:
+            raise ValueError(f"{pack}: no training crops of at least {crop} px")
+        self.crops, self.crop = train.to(device), crop
+        self.rng = np.random.default_rng(seed)
+
+    def batch(self, size: int) -> torch.Tensor:
+        n, _, h, w = self.crops.shape
+        idx = self.rng.integers(0, n, size)
+        y0, x0 = self.rng.integers(0, h - self.crop + 1), self.rng.integers(0, w - self.crop + 1)
+        x = self.crops[torch.from_numpy(idx).to(self.crops.device)]
+        x = x[..., y0 : y0 + self.crop, x0 : x0 + self.crop].float().div_(255.0)
+        if self.rng.random() < 0.5:
+            x = x.flip(-1)
+        return x
+
+
 def distortion(model: nn.Module, g_s: nn.Module, val: list[tuple[torch.Tensor, int]]) -> float:
     """Mean ``lambda_q 255^2 MSE`` of ``g_s`` over fixed (crop, quality) pairs."""
     total = 0.0
     with torch.no_grad():
         for x, q in val:
-            qt = torch.tensor([q])
+            qt = torch.tensor([q], device=x.device)
             mse = float((g_s(latents(model, x, qt)) - x).pow(2).mean())
             total += model.config.lambdas[q] * 255**2 * mse
     return total / len(val)
@@ -136,9 +163,11 @@ def finetune(
     resume: bool = False,
     log=print,
     val: list[tuple[torch.Tensor, int]] | None = None,
+    minutes: float = 0.0,
 ) -> dict:
     """Train ``model.g_s`` alone on ``sum_q lambda_q 255^2 MSE``; checkpoints under ``out``;
-    the distortion on ``val`` is logged at every checkpoint."""
+    the distortion on ``val`` is logged at every checkpoint. ``minutes``: stop (with a
+    checkpoint) once that much time has passed, whatever ``steps`` says."""
     out.mkdir(parents=True, exist_ok=True)
     ckpt = out / "synthesis.pt"
     g_s = model.g_s
@@ -149,19 +178,21 @@ def finetune(
     opt = torch.optim.Adam(g_s.parameters(), lr=lr)
     start = 0
     if resume and ckpt.is_file():
-        state = torch.load(ckpt, weights_only=False)
+        state = torch.load(ckpt, weights_only=False, map_location=next(g_s.parameters()).device)
         g_s.load_state_dict(state["g_s"])
         opt.load_state_dict(state["opt"])
         start = state["step"]
         sampler.rng = np.random.default_rng(state["seed"] + start)
         log(f"resumed at step {start}")
-    lambdas = torch.tensor(model.config.lambdas)
+    device = next(g_s.parameters()).device
+    lambdas = torch.tensor(model.config.lambdas, device=device)
     qn = len(lambdas)
     g = torch.Generator().manual_seed(start)
     t0, history = time.time(), []
+    deadline = t0 + 60 * minutes if minutes else None
     for step in range(start, steps):
-        x = sampler.batch(batch)
-        q = torch.randint(0, qn, (batch,), generator=g)
+        x = sampler.batch(batch).to(device)
+        q = torch.randint(0, qn, (batch,), generator=g).to(device)
         y_hat = latents(model, x, q)
         x_hat = g_s(y_hat)
         mse = (x_hat - x).pow(2).mean(dim=(1, 2, 3))
@@ -170,7 +201,8 @@ def finetune(
         loss.backward()
         opt.step()
         history.append(float(loss.detach()))
-        if (step + 1) % save_every == 0 or step + 1 == steps:
+        timeout = deadline is not None and time.time() > deadline
+        if (step + 1) % save_every == 0 or step + 1 == steps or timeout:
             torch.save(
                 {"g_s": g_s.state_dict(), "opt": opt.state_dict(), "step": step + 1, "seed": 0},
                 ckpt,
@@ -181,10 +213,13 @@ def finetune(
                 f"step {step + 1}/{steps} loss {np.mean(history[-save_every:]):.4f}{v}"
                 f" ({rate:.2f} steps/s)"
             )
+        if timeout:
+            steps = step + 1
+            break
     for p in model.parameters():
         p.requires_grad_(False)
     return {
-        "steps": steps,
+        "steps": max(steps, start),
         "final_loss": float(np.mean(history[-save_every:])) if history else None,
     }
 
@@ -210,15 +245,28 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--data", type=Path, default=None)
     p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--pack", type=Path, default=None, help="train on a crop pack's crops")
+    p.add_argument("--minutes", type=float, default=0.0, help="time budget (0: --steps only)")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
     torch.manual_seed(0)
     widths = tuple(int(v) for v in args.widths.split(","))
     source = frozen_protocol.load(args.source, kinds=("elic",))
-    model = source.model.eval()
+    model = source.model.eval().to(device)
     root = args.data or data_root() / "train"
-    crops = elic_quant.calibration_crops(root, 6, 128)
+    if args.pack is not None:  # the pack's validation crops stand for the calibration crops
+        from ..datasets.pack import read_pack
+
+        pack_val = read_pack(args.pack)[1][:6, :, :128, :128].to(device)
+        crops = [c[None].float() / 255 for c in pack_val]
+    else:
+        crops = [c.to(device) for c in elic_quant.calibration_crops(root, 6, 128)]
     inputs = [
         latents(model, x, torch.tensor([q])) for x in crops for q in range(model.num_qualities)
     ]
@@ -229,12 +277,15 @@ def main(argv: list[str] | None = None) -> int:
     model.config.synthesis_widths = widths
     pruned = distortion(model, model.g_s, val)
     log(f"validation distortion: full {before:.4f}, pruned {pruned:.4f}")
-    sampler = CropSampler(root, args.crop)
+    if args.pack is not None:
+        sampler = PackSampler(args.pack, args.crop, device)
+    else:
+        sampler = CropSampler(root, args.crop)
     info = finetune(model, sampler, args.steps, args.out, args.batch, args.lr, args.save_every,
-                    args.resume, log, val)  # fmt: skip
+                    args.resume, log, val, args.minutes)  # fmt: skip
     info.update(val_full=before, val_pruned=pruned, val_final=distortion(model, model.g_s, val))
     log(json.dumps(info))
-    model.eval()
+    model.eval().cpu()
     if args.final:
         peaks = elic_quant.calibrate(source, elic_quant.calibration_crops(root, 12))
         meta = {
