@@ -35,6 +35,11 @@ from .learned_image import HyperpriorCodec, hyper_analysis, scale_condition, sid
 #      and a neighbour-size context. Same weights, same synthesis.
 FORMAT = 2
 MAX_DC = 16
+# Encoder-side dead zone of the non-thumbnail channels: |y - mean| is reduced by this before
+# rounding (values within 0.6 of the mean become 0). Decoders do not need it. Chosen on the
+# validation photos (6 photos, 8 qualities, BD-rate against no dead zone: 0.05 -2.2%,
+# 0.1 -2.8%, 0.15 -2.3%, 0.2 -1.2%).
+DEADZONE = 0.1
 
 
 @lru_cache(maxsize=4)
@@ -71,7 +76,7 @@ class WaveletCodec(HyperpriorCodec):
             side=self.side_codec(frozen),
             analysis=hyper_analysis(frozen),
             synthesis=scale_condition(frozen),
-            main=SpatialAdaptiveLatent(dc, frozen.y_tables.num_tables, "y"),
+            main=SpatialAdaptiveLatent(dc, frozen.y_tables.num_tables, "y", DEADZONE),
             side_shape=side_shape(frozen.config.n),
         )
 

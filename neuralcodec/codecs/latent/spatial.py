@@ -35,12 +35,26 @@ from neuralcodec.entropy.adaptive import INT_CONTEXTS, states
 
 from .base import ConditionalLatentCodec, LatentContext
 
-VALUE_LIMIT = 1 << 20  # |v| bound on both sides (valid latents stay far inside; keeps int64 safe)
-ACTIVITY_BINS = np.array([2, 3, 4, 7, 11, 16, 26], dtype=np.int64)  # ceil(2^(k / 1.5)), k=1..7
-SIZE_BINS = ACTIVITY_BINS[:5]
+VALUE_LIMIT = 1 << 20  # |v| bound on both sides (valid latents stay far inside; int32-safe sums)
+ACTIVITY_BINS = (2, 3, 4, 7, 11, 16, 26)  # bin = #{k : ACTIVITY_BINS[k] <= activity + 1}
+SIZE_BINS = ACTIVITY_BINS[:5]  # (ceil(2^(k / 1.5)), k = 1..7: log-spaced)
 DC_SETS = len(ACTIVITY_BINS) + 1  # per thumbnail channel
 SIZE_SETS = len(SIZE_BINS) + 1
 SCALE_GROUP = 3  # scale indexes per context group
+
+
+def _bin_table(bounds: tuple[int, ...]) -> np.ndarray:
+    """Lookup table: bin of every activity 0 .. bounds[-1] - 1 (larger ones: the last bin)."""
+    a = np.arange(bounds[-1], dtype=np.int64)
+    return np.searchsorted(np.asarray(bounds), a + 1, side="right").astype(np.int32)
+
+
+_ACTIVITY_LUT = _bin_table(ACTIVITY_BINS)
+_SIZE_LUT = _bin_table(SIZE_BINS)
+
+
+def _bins(lut: np.ndarray, a: np.ndarray) -> np.ndarray:
+    return lut[np.minimum(a, lut.size - 1)]
 
 
 @lru_cache(maxsize=8)
@@ -57,67 +71,61 @@ def wavefront(h: int, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 @lru_cache(maxsize=8)
 def symbol_order(c: int, h: int, w: int) -> np.ndarray:
-    """Flat indexes into a (c, n) array of per-position values (positions in wavefront order)
-    giving the coding order: step by step, channel-major within a step."""
-    n = h * w
-    starts = wavefront(h, w)[2]
-    parts = [
-        (np.arange(c)[:, None] * n + np.arange(a, b)[None, :]).reshape(-1)
-        for a, b in zip(starts[:-1], starts[1:], strict=True)
-    ]
-    return np.concatenate(parts)
+    """Flat indexes into a (c, h * w) raster array giving the coding order: step by step,
+    channel-major within a step, rows ascending."""
+    rows, cols, starts = wavefront(h, w)
+    t = 2 * rows + cols
+    first, count = starts[t], np.diff(starts)[t]
+    k = np.arange(h * w) - first  # place within the step
+    ch = np.arange(c)[:, None]
+    out = np.empty(c * h * w, np.int64)
+    out[(c * first + ch * count + k).reshape(-1)] = (ch * (h * w) + rows * w + cols).reshape(-1)
+    return out
 
 
-def _neighbours(vpad: np.ndarray, i: np.ndarray, j: np.ndarray):
-    """W, N, NW, NE of positions (i, j) in ``vpad`` (c, h + 1, w + 2): the latent at offset
-    (1, 1) in a zero border."""
-    return vpad[:, i + 1, j], vpad[:, i, j + 1], vpad[:, i, j], vpad[:, i, j + 2]
-
-
-def contexts(
-    vpad: np.ndarray, sidx: np.ndarray, dc: np.ndarray, i: np.ndarray, j: np.ndarray, w: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """(context sets (c, n) int32, predictions (c, n) int64) at positions (i, j), from decoded
-    values only (the causal neighbours in ``vpad``) and the scale indexes ``sidx`` (c, n)."""
-    wv, nv, nw, ne = _neighbours(vpad, i, j)
-    c = vpad.shape[0]
-    sets = np.empty((c, i.size), np.int64)
-    pred = np.zeros((c, i.size), np.int64)
-    other = np.ones(c, bool)
-    other[dc] = False
-    if dc.size:
-        dw, dn, dnw, dne = wv[dc], nv[dc], nw[dc], ne[dc]
-        top, left, right = i == 0, j == 0, j == w - 1
+def _context_sets(wv, nv, nw, ne, base, n_dc: int, top, left, right):
+    """(sets, predictions) from the four causal neighbours (arrays (c, ...), thumbnail channels
+    first), ``base`` the scale-group set offsets of the other channels, and the edge masks of
+    the positions. Integer arithmetic only; the encoder calls it on whole grids, the decoder on
+    one wavefront step: both get the same numbers."""
+    sets = np.empty(wv.shape, np.int32)
+    pred = np.zeros(wv.shape, np.int32)
+    if n_dc:
+        dw, dn, dnw, dne = wv[:n_dc], nv[:n_dc], nw[:n_dc], ne[:n_dc]
         dw = np.where(left, dn, dw)  # first column: W = NW = N
         dnw = np.where(left, dn, dnw)
         dn = np.where(top, dw, dn)  # first row: N = NW = NE = W
         dnw = np.where(top, dw, dnw)
         dne = np.where(top | right, dn, dne)
-        pred[dc] = (dw + dn) >> 1
+        pred[:n_dc] = (dw + dn) >> 1
         act = np.abs(dw - dnw) + np.abs(dn - dnw) + np.abs(dne - dn)
-        bins = np.searchsorted(ACTIVITY_BINS, act + 1, side="right")
-        sets[dc] = np.arange(dc.size)[:, None] * DC_SETS + bins
-    if other.any():
-        size = (
-            np.abs(wv[other])
-            + np.abs(nv[other])
-            + ((np.abs(nw[other]) + np.abs(ne[other])) >> 1)
-        )
-        bins = np.searchsorted(SIZE_BINS, size + 1, side="right")
-        sets[other] = dc.size * DC_SETS + (sidx[other] // SCALE_GROUP) * SIZE_SETS + bins
-    return sets.astype(np.int32), pred
+        ids = (np.arange(n_dc, dtype=np.int32) * DC_SETS).reshape((n_dc,) + (1,) * (wv.ndim - 1))
+        sets[:n_dc] = ids + _bins(_ACTIVITY_LUT, act)
+    if wv.shape[0] > n_dc:
+        a_w, a_n = np.abs(wv[n_dc:]), np.abs(nv[n_dc:])
+        size = a_w + a_n + ((np.abs(nw[n_dc:]) + np.abs(ne[n_dc:])) >> 1)
+        sets[n_dc:] = base + _bins(_SIZE_LUT, size)
+    return sets, pred
 
 
 class SpatialAdaptiveLatent(ConditionalLatentCodec):
     """``y`` given the hyperprior's (scale indexes, means), with spatial adaptive contexts.
 
     ``dc``: the thumbnail channels (DPCM); ``num_scales``: the number of scale indexes the
-    condition can hold (it sizes the context sets).
+    condition can hold (it sizes the context sets); ``deadzone``: the encoder's dead zone on
+    the other channels (rounding of ``max(|y - m| - deadzone, 0)``; decoders ignore it).
     """
 
-    def __init__(self, dc: tuple[int, ...], num_scales: int, stream: str = "y"):
+    def __init__(
+        self,
+        dc: tuple[int, ...],
+        num_scales: int,
+        stream: str = "y",
+        deadzone: float = 0.0,
+    ):
         self.dc = np.asarray(sorted(dc), dtype=np.int64)
         self.num_scales, self.stream = int(num_scales), stream
+        self.deadzone = float(deadzone)
 
     def num_sets(self) -> int:
         groups = -(-self.num_scales // SCALE_GROUP)
@@ -126,33 +134,59 @@ class SpatialAdaptiveLatent(ConditionalLatentCodec):
     def code(self, sinks, latent, ctx: LatentContext, condition) -> torch.Tensor:
         indexes, means = condition
         _, c, h, w = ctx.shape
-        if self.dc.size and (self.dc[0] < 0 or self.dc[-1] >= c):
-            raise ValueError(f"thumbnail channels {self.dc.tolist()} outside {c} channels")
-        sidx = np.asarray(indexes, dtype=np.int64).reshape(c, h * w)
-        rows, cols, starts = wavefront(h, w)
-        sidx = sidx[:, rows * w + cols]  # wavefront order
-        m = means.reshape(c, h, w)
-        thumb = torch.zeros(c, dtype=torch.bool)
-        thumb[torch.from_numpy(self.dc)] = True
+        nd = self.dc.size
+        if nd and (self.dc[0] < 0 or self.dc[-1] >= c or np.unique(self.dc).size != nd):
+            raise ValueError(f"thumbnail channels {self.dc.tolist()} do not fit {c} channels")
+        # channel permutation: thumbnail channels first (the context sets are numbered so)
+        perm = np.concatenate([self.dc, np.setdiff1d(np.arange(c), self.dc)])
+        sidx = np.asarray(indexes, dtype=np.int32).reshape(c, h, w)[perm[nd:]]
+        base = nd * DC_SETS + np.clip(sidx, 0, self.num_scales - 1) // SCALE_GROUP * SIZE_SETS
+        m = means.reshape(c, h, w)[torch.from_numpy(perm)]
         st = states(self.num_sets() * INT_CONTEXTS)
         sink = sinks[self.stream]
-        vpad = np.zeros((c, h + 1, w + 2), np.int64)
+        vpad = np.zeros((c, h + 1, w + 2), np.int32)  # the latent at (1, 1) in a zero border
         if latent is not None:  # encoder / rate: every context at once, one coding call
-            y = latent.double().reshape(c, h, w)
-            v = torch.where(thumb[:, None, None], y, y - m).round_()
-            v = v.clamp_(-VALUE_LIMIT, VALUE_LIMIT).to(torch.int64).numpy()
-            vpad[:, 1:, 1:-1] = v
-            sets, pred = contexts(vpad, sidx, self.dc, rows, cols, w)
-            r = v[:, rows, cols] - pred
+            y = latent.double().reshape(c, h, w)[torch.from_numpy(perm)]
+            d = y[nd:] - m[nd:]
+            if self.deadzone:  # encoder-side rate-distortion choice: small values go to zero
+                d = torch.sign(d) * torch.clamp(d.abs() - self.deadzone, min=0)
+            v = torch.cat([y[:nd], d]).round_().clamp_(-VALUE_LIMIT, VALUE_LIMIT)
+            vpad[:, 1:, 1:-1] = v.to(torch.int32).numpy()
+            jj = np.arange(w)
+            sets, pred = _context_sets(
+                vpad[:, 1:, :-2],
+                vpad[:, :-1, 1:-1],
+                vpad[:, :-1, :-2],
+                vpad[:, :-1, 2:],
+                base,
+                nd,
+                (np.arange(h) == 0)[:, None],
+                jj == 0,
+                jj == w - 1,
+            )
+            r = vpad[:, 1:, 1:-1] - pred
             order = symbol_order(c, h, w)
             sink.code_ints(sets.reshape(-1)[order], st, r.reshape(-1)[order])
         else:
+            rows, cols, starts = wavefront(h, w)
+            base = base.reshape(c - nd, h * w)[:, rows * w + cols]
             for a, b in zip(starts[:-1], starts[1:], strict=True):
                 i, j = rows[a:b], cols[a:b]
-                sets, pred = contexts(vpad, sidx[:, a:b], self.dc, i, j, w)
-                r = sink.code_ints(sets.reshape(-1), st).reshape(c, b - a)
+                sets, pred = _context_sets(
+                    vpad[:, i + 1, j],
+                    vpad[:, i, j + 1],
+                    vpad[:, i, j],
+                    vpad[:, i, j + 2],
+                    base[:, a:b],
+                    nd,
+                    i == 0,
+                    j == 0,
+                    j == w - 1,
+                )
+                r = sink.code_ints(sets.reshape(-1), st).reshape(c, b - a).astype(np.int64)
                 vpad[:, i + 1, j + 1] = np.clip(r + pred, -VALUE_LIMIT, VALUE_LIMIT)
-            v = vpad[:, 1:, 1:-1]
-        y_hat = torch.from_numpy(np.ascontiguousarray(v)).double()
-        y_hat = torch.where(thumb[:, None, None], y_hat, y_hat + m)
+        v = torch.from_numpy(np.ascontiguousarray(vpad[:, 1:, 1:-1])).double()
+        v[nd:] += m[nd:]
+        y_hat = torch.empty_like(v)
+        y_hat[torch.from_numpy(perm)] = v
         return y_hat.reshape(ctx.shape).float()
