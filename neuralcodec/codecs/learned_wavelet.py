@@ -86,6 +86,11 @@ class WaveletCodec(HyperpriorCodec):
     def latent_codec(self, frozen: FrozenWavelet) -> LatentCodec:
         return self._spatial_codec(frozen, thumbnail_channels(frozen))
 
+    def settings_fingerprint(self) -> str:
+        """The bitstream format and the encoder's dead zone (stored benchmark points measured
+        with other ones are stale)."""
+        return f"format{FORMAT}-deadzone{DEADZONE}"
+
     def header_fields(self, frozen: FrozenWavelet) -> dict:
         return {"format": FORMAT, "dc": list(thumbnail_channels(frozen))}
 
