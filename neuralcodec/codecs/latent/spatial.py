@@ -57,7 +57,7 @@ def _bins(lut: np.ndarray, a: np.ndarray) -> np.ndarray:
     return lut[np.minimum(a, lut.size - 1)]
 
 
-@lru_cache(maxsize=8)
+@lru_cache(maxsize=4)
 def wavefront(h: int, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(rows, cols, step starts): positions in step order t = 2 i + j, rows ascending within a
     step; step t holds positions starts[t] .. starts[t + 1]."""
@@ -69,17 +69,19 @@ def wavefront(h: int, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return i.reshape(-1)[order], j.reshape(-1)[order], starts
 
 
-@lru_cache(maxsize=8)
+@lru_cache(maxsize=2)
 def symbol_order(c: int, h: int, w: int) -> np.ndarray:
     """Flat indexes into a (c, h * w) raster array giving the coding order: step by step,
-    channel-major within a step, rows ascending."""
+    channel-major within a step, rows ascending (int32 below 2^31 elements)."""
     rows, cols, starts = wavefront(h, w)
     t = 2 * rows + cols
     first, count = starts[t], np.diff(starts)[t]
-    k = np.arange(h * w) - first  # place within the step
-    ch = np.arange(c)[:, None]
-    out = np.empty(c * h * w, np.int64)
-    out[(c * first + ch * count + k).reshape(-1)] = (ch * (h * w) + rows * w + cols).reshape(-1)
+    dest = c * first + np.arange(h * w) - first  # channel 0's place of every position
+    raster = rows * w + cols
+    dtype = np.int32 if c * h * w < 2**31 else np.int64
+    out = np.empty(c * h * w, dtype)
+    for ch in range(c):  # one channel at a time: no (c, h * w) int64 temporaries
+        out[dest + ch * count] = raster + ch * (h * w)
     return out
 
 
