@@ -29,6 +29,8 @@ from neuralcodec.entropy.tables import CodingTables
 
 from ..base import CodecError
 
+INT_CHUNK = 1 << 16  # values per call of the adaptive integer binarisation (same stream)
+
 
 class Sink:
     """One stream's sink; ``code`` returns the int32 values of the chunk."""
@@ -67,9 +69,11 @@ class _EncodeSink(Sink):
 
     def code_ints(self, sets, states, values=None):
         v = self._values(values, sets)
-        sym, idx = adaptive.int_symbols(v, sets, states)
-        if sym.size:
-            self.encoder.encode(sym, idx, adaptive.bank())
+        s = np.asarray(sets).reshape(-1)
+        for a in range(0, v.size, INT_CHUNK):  # bounded buffers (up to 65 symbols a value)
+            sym, idx = adaptive.int_symbols(v[a : a + INT_CHUNK], s[a : a + INT_CHUNK], states)
+            if sym.size:
+                self.encoder.encode(sym, idx, adaptive.bank())
         return v
 
 
@@ -97,7 +101,9 @@ class _CountSink(Sink):
 
     def code_ints(self, sets, states, values=None):
         v = self._values(values, sets)
-        self.bits += adaptive.ideal_int_bits(v, sets, states)
+        s = np.asarray(sets).reshape(-1)
+        for a in range(0, v.size, INT_CHUNK):
+            self.bits += adaptive.ideal_int_bits(v[a : a + INT_CHUNK], s[a : a + INT_CHUNK], states)
         return v
 
 
