@@ -18,6 +18,8 @@ Weights: ``weights/wavelet.safetensors`` (``python -m neuralcodec.compress.wavel
 
 from __future__ import annotations
 
+import hashlib
+import json
 from functools import lru_cache
 
 import torch
@@ -87,9 +89,10 @@ class WaveletCodec(HyperpriorCodec):
         return self._spatial_codec(frozen, thumbnail_channels(frozen))
 
     def settings_fingerprint(self) -> str:
-        """The bitstream format and the encoder's dead zone (stored benchmark points measured
-        with other ones are stale)."""
-        return f"format{FORMAT}-deadzone{DEADZONE}"
+        """sha256 of the bitstream format and the encoder's dead zone (stored benchmark points
+        measured with other ones are stale)."""
+        text = json.dumps({"format": FORMAT, "deadzone": DEADZONE}, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()
 
     def header_fields(self, frozen: FrozenWavelet) -> dict:
         return {"format": FORMAT, "dc": list(thumbnail_channels(frozen))}
