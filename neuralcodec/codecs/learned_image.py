@@ -155,6 +155,14 @@ class LearnedImageCodec(WeightsFile, Codec):
         """Down-sampling factor from the image to the main latent ``y``."""
         return Y_STRIDE
 
+    def header_fields(self, frozen: Frozen) -> dict:
+        """Header fields the encoder adds (a bitstream format and its parameters)."""
+        return {}
+
+    def latent_codec_for(self, frozen: Frozen, header: dict) -> LatentCodec:
+        """The latent codec that decodes a file with this header (older formats included)."""
+        return self.latent_codec(frozen)
+
     def model_bits(self, frozen: Frozen, y: torch.Tensor, qi: int) -> float:
         """The float model's own rate of ``y`` (what training minimises)."""
         raise NotImplementedError
@@ -196,7 +204,7 @@ class LearnedImageCodec(WeightsFile, Codec):
         ctx = LatentContext(latent_shape(frozen.config.m, h, w, self.latent_stride(frozen)), qi)
         try:
             with torch.no_grad():
-                y_hat = self.latent_codec(frozen).decode(encoded.streams, ctx)
+                y_hat = self.latent_codec_for(frozen, hdr).decode(encoded.streams, ctx)
         except rangecoder.DecodeError as exc:
             raise CodecError(f"{self.name}: corrupt stream: {exc}") from None
         return self._synthesize(frozen, y_hat, qi, (h, w))
@@ -221,6 +229,7 @@ class LearnedImageCodec(WeightsFile, Codec):
             "weights_sha256": sha,
             "shape": [h, w, 3],
             "quality": qi + self.quality_range[0],
+            **self.header_fields(frozen),
         }
         return Encoded(codec=self.name, header=header, streams=streams), y_hat, qi
 

@@ -98,6 +98,24 @@ def ideal_int_bits(values, sets, st: np.ndarray, markov: int = 1) -> float:
     return float(_cost_table()[idx[:n], sym[:n]].sum())
 
 
+def int_symbols(values, sets, st: np.ndarray, markov: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """The binary symbols and bank table indexes of ``AdaptiveEncoder.code_ints`` (``st``
+    updated), for a caller that writes them with its own ``RangeEncoder`` and ``bank()``."""
+    v, s = _i32(values), _i32(sets)
+    sym = np.empty(65 * v.size, np.int32)
+    idx = np.empty_like(sym)
+    n = _adaptive.ints_encode(v, s, st, int(markov), sym, idx)
+    return sym[:n], idx[:n]
+
+
+def decode_ints(decoder: rangecoder.RangeDecoder, sets, st: np.ndarray, markov: int = 1):
+    """What ``int_symbols`` wrote, read from ``decoder``'s stream where it stands."""
+    s = _i32(sets)
+    out = np.empty_like(s)
+    _adaptive.ints_decode(decoder.native, bank(), s, st, int(markov), out)
+    return out
+
+
 def position_order(starts, pairs) -> np.ndarray:
     """The mesh codec's position coding order (``kernels/_adaptive.c``, position_order): vertex v
     has the triangles (v, pairs[j]) for j in starts[v] .. starts[v + 1]."""

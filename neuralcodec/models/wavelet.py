@@ -391,8 +391,14 @@ def encoder_macs(config: WaveletConfig) -> dict[str, float]:
         + _conv_macs(hs[2], y_pos / 4)
         + _conv_macs(hs[4], y_pos),
     }
+    # format 2's spatial contexts (codecs/latent/spatial.py): per latent element 4 absolute
+    # values, 3 additions, a shift, a clamp, a table look-up and the set offset (integer ops)
+    out["contexts (integer ops)"] = CONTEXT_OPS * config.m * y_pos
     out["total"] = sum(out.values())
     return out
+
+
+CONTEXT_OPS = 11
 
 
 def decoder_macs(config: WaveletConfig) -> float:
@@ -401,4 +407,5 @@ def decoder_macs(config: WaveletConfig) -> float:
     y_pos = 1 / config.stride**2
     convs = [m for m in model.g_s.modules() if isinstance(m, nn.Conv2d)]
     total = sum(_conv_macs(m, y_pos) for m in convs)
-    return total + encoder_macs(config)["hyper-synthesis"]
+    enc = encoder_macs(config)
+    return total + enc["hyper-synthesis"] + enc["contexts (integer ops)"]

@@ -8,6 +8,8 @@
     checkerboard.py  CheckerboardGroupsLatent (ELIC channel groups x checkerboard)
     categorical.py   CategoricalLatent (VQ / label indices, static or adaptive tables)
     wavefront.py     WavefrontLatent (INR latent grids, exact integer ARM, C decode kernel)
+    spatial.py       SpatialAdaptiveLatent (hyperprior + causal neighbours, adaptive binary
+                     contexts: the wavelet codec's format 2)
 """
 
 from .base import ConditionalLatentCodec, LatentCodec, LatentContext, round_to_int32

@@ -11,6 +11,10 @@ known to both sides) and, on the encoder side, the values. It then calls
 
 Whatever the sink, the codec goes on with the values it gets back, so the decoder cannot drift
 from the encoder and the estimated rate is that of the very symbols the encoder writes.
+
+``code_ints(sets, states, values)`` is the same for adaptive binary context models
+(``entropy/adaptive.py``, the ``ints`` binarisation): the states, updated in place, are the
+model; both sides must make the same calls in the same order.
 """
 
 from __future__ import annotations
@@ -19,11 +23,13 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from neuralcodec.entropy import rangecoder
+from neuralcodec.entropy import adaptive, rangecoder
 from neuralcodec.entropy.cdf import information_bits
 from neuralcodec.entropy.tables import CodingTables
 
 from ..base import CodecError
+
+INT_CHUNK = 1 << 16  # values per call of the adaptive integer binarisation (same stream)
 
 
 class Sink:
@@ -34,6 +40,12 @@ class Sink:
     def code(
         self, indexes: np.ndarray, tables: CodingTables, values: np.ndarray | None = None
     ) -> np.ndarray:
+        raise NotImplementedError
+
+    def code_ints(
+        self, sets: np.ndarray, states: np.ndarray, values: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Signed integers under adaptive contexts (``sets``: one context set per value)."""
         raise NotImplementedError
 
     @staticmethod
@@ -55,6 +67,15 @@ class _EncodeSink(Sink):
         self.encoder.encode(v, np.asarray(indexes).reshape(-1), tables)
         return v
 
+    def code_ints(self, sets, states, values=None):
+        v = self._values(values, sets)
+        s = np.asarray(sets).reshape(-1)
+        for a in range(0, v.size, INT_CHUNK):  # bounded buffers (up to 65 symbols a value)
+            sym, idx = adaptive.int_symbols(v[a : a + INT_CHUNK], s[a : a + INT_CHUNK], states)
+            if sym.size:
+                self.encoder.encode(sym, idx, adaptive.bank())
+        return v
+
 
 class _DecodeSink(Sink):
     decoding = True
@@ -65,6 +86,9 @@ class _DecodeSink(Sink):
     def code(self, indexes, tables, values=None):
         return self.decoder.decode(np.asarray(indexes).reshape(-1), tables)
 
+    def code_ints(self, sets, states, values=None):
+        return adaptive.decode_ints(self.decoder, sets, states)
+
 
 class _CountSink(Sink):
     def __init__(self) -> None:
@@ -73,6 +97,13 @@ class _CountSink(Sink):
     def code(self, indexes, tables, values=None):
         v = self._values(values, indexes)
         self.bits += information_bits(v, np.asarray(indexes).reshape(-1), tables)
+        return v
+
+    def code_ints(self, sets, states, values=None):
+        v = self._values(values, sets)
+        s = np.asarray(sets).reshape(-1)
+        for a in range(0, v.size, INT_CHUNK):
+            self.bits += adaptive.ideal_int_bits(v[a : a + INT_CHUNK], s[a : a + INT_CHUNK], states)
         return v
 
 
