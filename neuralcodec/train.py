@@ -112,7 +112,7 @@ def save_checkpoint(
     out.mkdir(parents=True, exist_ok=True)
     tmp = out / "last.safetensors.tmp"
     save_file(
-        {k: v.contiguous() for k, v in model.state_dict().items()},
+        {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
         str(tmp),
         metadata={"config": json.dumps(model.config.to_dict()), "step": str(step)},
     )

@@ -14,6 +14,10 @@ The photos under ``<data root>/train`` (never Kodak) are split three ways, by na
 
 Step 0 is the KLT codec (``init_from_crops``). Checkpoints: ``last.safetensors`` + ``last.opt``
 every ``--save-every`` steps (``--resume`` continues from them), ``best.safetensors``.
+
+On a GPU machine (``scripts/device_train_wavelet.sh``): ``--device cuda --pack DIR --minutes M``
+trains on a crop pack (``datasets/pack.py``; its validation crops choose the checkpoint) for a
+time budget, the cosine schedule's length set from the speed of the first 30 steps.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from safetensors.torch import load_file, save_file  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from neuralcodec.datasets.pack import PackSampler, read_pack  # noqa: E402
 from neuralcodec.datasets.paths import data_root  # noqa: E402
 from neuralcodec.datasets.training import CropSampler, split_photos  # noqa: E402
 from neuralcodec.models.hyperprior import rd_loss  # noqa: E402
@@ -61,7 +66,7 @@ def validate(model: WaveletModel, crops: torch.Tensor, lambdas: torch.Tensor) ->
     nq = len(lambdas)
     for qi in range(nq):
         for chunk in crops.split(8):
-            q = torch.full((chunk.shape[0],), qi, dtype=torch.int64)
+            q = torch.full((chunk.shape[0],), qi, dtype=torch.int64, device=chunk.device)
             y = model.g_a(chunk) * model.y_gain.gain(q)
             z_hat = torch.round(model.h_a(y) * model.z_gain.gain(q))
             scales, means = model.hyper_params(z_hat, q)
@@ -105,6 +110,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--width", type=int, default=128)
     p.add_argument("--depth", type=int, default=3)
     p.add_argument("--probe", type=int, default=0, help="time this many steps and exit")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--pack", type=Path, default=None, help="train on a crop pack's crops")
+    p.add_argument("--minutes", type=float, default=0.0, help="time budget (0: --steps only)")
     args = p.parse_args(argv)
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
@@ -114,6 +122,11 @@ def main(argv: list[str] | None = None) -> int:
         depth=args.depth,
     )  # fmt: skip
     model = WaveletModel(config)
+    device = torch.device(args.device)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    model.to(device)
     # The gain units and the hyper-latent's density are few parameters that must travel far
     # (the density starts wide and a near-constant channel should cost almost nothing): at the
     # transforms' learning rate they would take most of a CPU budget.
@@ -138,19 +151,25 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     state_path = args.out / "state.json"
     if args.resume and (args.out / "last.safetensors").exists():
-        model.load_state_dict(load_file(str(args.out / "last.safetensors")))
-        state = torch.load(args.out / "last.opt", weights_only=True)
+        model.load_state_dict(load_file(str(args.out / "last.safetensors"), device=str(device)))
+        state = torch.load(args.out / "last.opt", weights_only=True, map_location=device)
         opt.load_state_dict(state["optimizer"])
         step = int(state["step"])
         if state_path.exists():
             best = json.loads(state_path.read_text())["best"]
-    data = CropSampler(root, args.crop, seed=args.seed + step, files=train_files)
+    if args.pack is not None:
+        data = PackSampler(args.pack, args.crop, device, seed=args.seed + step)
+    else:
+        data = CropSampler(root, args.crop, seed=args.seed + step, files=train_files)
     if step == 0:
         values = init_from_crops(model, data.batch(512, crop=64))
         kept = float(values[: config.m].sum() / values.sum())
         print(f"KLT init: {kept:.5f} of the subband energy in {config.m} components")
-    val = validation_crops(val_files)
-    lambdas = torch.tensor(config.lambdas)
+    if args.pack is not None:
+        val = read_pack(args.pack)[1][..., :VAL_CROP, :VAL_CROP].float().div(255.0).to(device)
+    else:
+        val = validation_crops(val_files).to(device)
+    lambdas = torch.tensor(config.lambdas, device=device)
     log = (args.out / "train.log").open("a")
     print(
         f"{len(train_files)} training / {len(val_files)} validation ({val.shape[0]} crops) / "
@@ -162,11 +181,19 @@ def main(argv: list[str] | None = None) -> int:
         v = validate(model, val, lambdas)
         print(f"step 0 val loss {v['loss']:.4f} bpp {v['bpp']:.4f} psnr {v['psnr']:.2f}", file=log)
     t0, window, start = time.time(), [], time.time()
+    deadline = start + 60 * args.minutes if args.minutes else None
+    first = step
     while step < args.steps:
+        if deadline is not None and step == first + 30:  # measured speed -> schedule length
+            rate = 30 / (time.time() - start)
+            args.steps = min(args.steps, step + max(1, int(rate * (deadline - time.time()) * 0.9)))
+            print(f"{rate:.1f} steps/s: the schedule ends at step {args.steps}", file=log)
+        if deadline is not None and time.time() > deadline:
+            args.steps = min(args.steps, step + 1)  # this step is the last (saved, validated)
         for group in opt.param_groups:
             group["lr"] = lr_at(step, args) * group["scale"]
-        x = data.batch(args.batch)
-        q = torch.randint(0, len(config.lambdas), (args.batch,))
+        x = data.batch(args.batch).to(device)
+        q = torch.randint(0, len(config.lambdas), (args.batch,)).to(device)
         stats = rd_loss(model(x, q), x, lambdas[q])
         opt.zero_grad(set_to_none=True)
         stats["loss"].backward()
@@ -196,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
             if v["loss"] < best:
                 best, mark = v["loss"], " (best)"
                 save_file(
-                    {k: t.contiguous() for k, t in model.state_dict().items()},
+                    {k: t.detach().cpu().contiguous() for k, t in model.state_dict().items()},
                     str(args.out / "best.safetensors"),
                     metadata={"config": json.dumps(config.to_dict()), "step": str(step)},
                 )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from neuralcodec.datasets.pack import read_pack, write_pack
@@ -51,3 +52,23 @@ def test_pack_refuses_existing_folder_and_small_photos(tmp_path):
         write_pack(tmp_path / "new", photos, [], crop=64)
     with pytest.raises(FileNotFoundError, match="not a crop pack"):
         read_pack(tmp_path)
+
+
+def test_pack_sampler_windows_come_from_the_crops(tmp_path):
+    from neuralcodec.datasets.pack import PackSampler
+
+    photos = _photos(tmp_path, 2)
+    write_pack(tmp_path / "pack", photos[:1], photos[1:], crop=64, budget_bytes=200_000,
+               val_crops=1)  # fmt: skip
+    train, _ = read_pack(tmp_path / "pack")
+    sampler = PackSampler(tmp_path / "pack", 32, seed=3)
+    x = sampler.batch(5)
+    assert x.shape == (5, 3, 32, 32) and x.dtype == torch.float32
+    assert float(x.min()) >= 0.0 and float(x.max()) <= 1.0
+    windows = train.unfold(2, 32, 1).unfold(3, 32, 1)  # every 32x32 window of every crop
+    flat = windows.permute(0, 2, 3, 1, 4, 5).reshape(-1, 3, 32, 32)
+    for w in (x * 255).round().to(torch.uint8):
+        assert any(torch.equal(w, f) or torch.equal(w.flip(-1), f) for f in flat)
+    assert sampler.batch(2, crop=16).shape == (2, 3, 16, 16)
+    with pytest.raises(ValueError, match="no training crops"):
+        PackSampler(tmp_path / "pack", 128)

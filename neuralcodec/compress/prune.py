@@ -117,30 +117,6 @@ def latents(model: nn.Module, x: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
         return y_hat * model.y_gain.inverse(q)
 
 
-class PackSampler:
-    """Random ``crop`` x ``crop`` windows of a crop pack's training crops, with random flips,
-    as float tensors in [0, 1] on ``device`` (the whole pack is held there)."""
-
-    def __init__(self, pack: Path, crop: int, device: torch.device, seed: int = 0):
-        from ..datasets.pack import read_pack
-
-        train, _ = read_pack(pack)
-        if train.shape[0] == 0 or train.shape[-1] < crop:
-            raise ValueError(f"{pack}: no training crops of at least {crop} px")
-        self.crops, self.crop = train.to(device), crop
-        self.rng = np.random.default_rng(seed)
-
-    def batch(self, size: int) -> torch.Tensor:
-        n, _, h, w = self.crops.shape
-        idx = self.rng.integers(0, n, size)
-        y0, x0 = self.rng.integers(0, h - self.crop + 1), self.rng.integers(0, w - self.crop + 1)
-        x = self.crops[torch.from_numpy(idx).to(self.crops.device)]
-        x = x[..., y0 : y0 + self.crop, x0 : x0 + self.crop].float().div_(255.0)
-        if self.rng.random() < 0.5:
-            x = x.flip(-1)
-        return x
-
-
 def distortion(model: nn.Module, g_s: nn.Module, val: list[tuple[torch.Tensor, int]]) -> float:
     """Mean ``lambda_q 255^2 MSE`` of ``g_s`` over fixed (crop, quality) pairs."""
     total = 0.0
@@ -278,6 +254,8 @@ def main(argv: list[str] | None = None) -> int:
     pruned = distortion(model, model.g_s, val)
     log(f"validation distortion: full {before:.4f}, pruned {pruned:.4f}")
     if args.pack is not None:
+        from ..datasets.pack import PackSampler
+
         sampler = PackSampler(args.pack, args.crop, device)
     else:
         sampler = CropSampler(root, args.crop)

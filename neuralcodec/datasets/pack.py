@@ -131,3 +131,28 @@ def read_pack(pack: Path) -> tuple[torch.Tensor, torch.Tensor]:
         stack = np.stack(arrays) if arrays else np.zeros((0, crop, crop, 3), np.uint8)
         parts.append(torch.from_numpy(stack).permute(0, 3, 1, 2).contiguous())
     return parts[0], parts[1]
+
+
+class PackSampler:
+    """Random ``crop`` x ``crop`` windows of a pack's training crops with random horizontal
+    flips, as float tensors in [0, 1] on ``device`` (the whole pack is held there): the
+    ``datasets.training.CropSampler`` interface for jobs that carry a pack."""
+
+    def __init__(self, pack: Path, crop: int, device: torch.device | str = "cpu", seed: int = 0):
+        train, _ = read_pack(pack)
+        if train.shape[0] == 0 or train.shape[-1] < crop:
+            raise ValueError(f"{pack}: no training crops of at least {crop} px")
+        self.crops, self.crop = train.to(device), crop
+        self.rng = np.random.default_rng(seed)
+
+    def __len__(self) -> int:
+        return int(self.crops.shape[0])
+
+    def batch(self, size: int, crop: int | None = None) -> torch.Tensor:
+        crop = crop or self.crop
+        n, _, h, w = self.crops.shape
+        idx = torch.from_numpy(self.rng.integers(0, n, size)).to(self.crops.device)
+        y0, x0 = self.rng.integers(0, h - crop + 1), self.rng.integers(0, w - crop + 1)
+        x = self.crops[idx][..., y0 : y0 + crop, x0 : x0 + crop].float().div_(255.0)
+        flip = torch.from_numpy(self.rng.random(size) < 0.5).to(x.device)
+        return torch.where(flip[:, None, None, None], x.flip(-1), x)
