@@ -133,6 +133,48 @@ def test_prediction_modes_round_trip(quality):
     _check(m, quality)
 
 
+def _tilted_sheet(n=24, seed=3) -> Mesh:
+    """A curved sheet whose vertices are jittered within the surface, turned so that its normal
+    is along no axis: residuals mostly tangential, as on irregularly sampled surfaces."""
+    m = _grid(n)
+    v = m.vertices.copy()
+    v[:, :2] += np.random.default_rng(seed).uniform(-0.3, 0.3, (len(v), 2))
+    a, b = 0.7, 0.5
+    rx = np.array([[1, 0, 0], [0, np.cos(a), -np.sin(a)], [0, np.sin(a), np.cos(a)]])
+    ry = np.array([[np.cos(b), 0, np.sin(b)], [0, 1, 0], [-np.sin(b), 0, np.cos(b)]])
+    return Mesh(v @ rx.T @ ry.T, m.faces)
+
+
+@pytest.mark.parametrize("quality", [3, 9])
+def test_normal_axis_mode(quality):
+    """The axis nearest the surface normal, coded against the tangent plane of the other two
+    axes' residuals: chosen where it saves bits, decodes exactly, and the encoder's normal
+    estimate is the C loop's (same axis and integers as the definition, on a vertex by hand)."""
+    from neuralcodec.codecs import mesh_traversal as mt
+
+    m = _tilted_sheet()
+    bits = g.quality_to_bits(quality)
+    q, _, _ = g.quantise(m.vertices, bits)
+    *_, parts = mt._encode_geometry(np.asarray(m.faces), q, (1 << bits) - 1)
+    assert parts["normal"] == 1
+    _check(m, quality)
+    # off on a flat sheet in the z = 0 plane: the prediction is exact along z already
+    flat = _grid(12)
+    flat.vertices[:, 2] = 0.0
+    qf, _, _ = g.quantise(flat.vertices, bits)
+    assert mt._encode_geometry(np.asarray(flat.faces), qf, (1 << bits) - 1)[-1]["normal"] == 0
+    _check(flat, quality)
+    # the estimate of one vertex by hand: two parallelograms whose triangles face opposite ways
+    qn = np.array([[0, 0, 0], [10, 0, 0], [0, 10, 0], [0, 0, 3], [9, 9, 1]], np.int64)
+    starts = np.array([0, 0, 0, 0, 0, 2])
+    tri = np.array([[1, 2, 0], [2, 1, 3]])  # (a, b, o): normals (0, 0, 100) and (-30, -30, -100)
+    axis, nrm = mt._normal_axes(qn, starts, tri, (1 << 12) - 1)
+    assert axis.tolist() == [-1, -1, -1, -1, 2] and nrm[4].tolist() == [30, 30, 200]
+    # at 16 bits each normal is first floor-divided by 2^5: (0, 0, 3) and (-1, -1, -4)
+    axis, nrm = mt._normal_axes(qn, starts, tri, (1 << 16) - 1)
+    assert axis[4] == 2 and nrm[4].tolist() == [1, 1, 7]
+
+
 def _order_reference(faces: np.ndarray, nv: int) -> list[int]:
     """The position order as its definition says, with a plain scan instead of a heap."""
     done, score, near, order = [False] * nv, [0] * nv, [0] * nv, []
@@ -273,7 +315,23 @@ def test_golden_bitstream():
     assert digest == GOLDEN
 
 
-GOLDEN = "f043d297aa73cc751acec83e98ac17312001de1c36da866b84623de0c37fe53a"
+GOLDEN = "daefc0d39ea835207227f5805e3445dbcefaadc66cac57738e9e5518ac2f1712"
+
+
+@pytest.mark.parametrize(
+    "name, make, quality", [("grid9_q5", lambda: _grid(9), 5), ("revolution_q9", _revolution, 9)]
+)
+def test_format_2_files_still_decode(name, make, quality):
+    """Files written by format 2 (no normal-axis flag; the revolution one uses palettes,
+    parallelogram options and repeats) decode to the source's triangles and grid positions."""
+    data = (REPO_DIR / "tests" / "golden" / f"meshtrav_f2_{name}.ncf").read_bytes()
+    dec, header = api.decode_bytes(data)
+    assert header["metadata"]["format"] == 2
+    m = make()
+    bits = g.quality_to_bits(quality)
+    assert same_triangles(m, dec, bits)
+    q, o, s = g.quantise(m.vertices, bits)
+    assert np.array_equal(np.sort(g.dequantise(q, o, s), axis=0), np.sort(dec.vertices, axis=0))
 
 
 def test_bad_inputs_one_line():
@@ -312,11 +370,12 @@ def test_damaged_streams_fail_cleanly(rng):
             assert len(out.faces) == len(m.faces)  # garbage that happens to decode
 
 
-def test_damaged_modes_fail_cleanly():
-    """Junk after a valid prefix of a stream that uses palettes, options and repeats: one-line
-    errors (or a mesh of the right size), never a crash or a hang."""
+@pytest.mark.parametrize("make", [_revolution, _tilted_sheet])
+def test_damaged_modes_fail_cleanly(make):
+    """Junk after a valid prefix of a stream that uses palettes, options and repeats (or the
+    normal axis): one-line errors (or a mesh of the right size), never a crash or a hang."""
     codec = get_codec("meshtrav")
-    enc = codec.encode(_revolution(), 9)
+    enc = codec.encode(make(), 9)
     geom = enc.streams["geom"]
     head = _unpack_header(geom)[3]
     rng = np.random.default_rng(7)

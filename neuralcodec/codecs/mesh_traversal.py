@@ -62,9 +62,10 @@ from .base import Codec, CodecError, Encoded, register
 
 _HEAD64 = struct.Struct("<B3dd")  # mode byte, origin, step
 _HEAD32 = struct.Struct("<B3ff")  # mode byte, origin, the widest axis' largest coordinate
-# 2: connectivity decoded with its traversal, one geometry stream; format 1 (no header field) is
-# refused
-FORMAT = 2
+# 2: connectivity decoded with its traversal, one geometry stream; 3: + the normal-axis flag
+# (tangent-plane prediction of one axis); format 1 (no header field) is refused
+FORMAT = 3
+FORMATS = (2, 3)  # what this version decodes
 NUM_CANDIDATES = 6
 BORDER, NEW, FIRST_CANDIDATE = 0, 1, 2
 EXPLICIT = FIRST_CANDIDATE + NUM_CANDIDATES
@@ -83,7 +84,8 @@ BLEND_SET = SYMBOL_SETS + 6  # index into BLEND_WEIGHTS
 LAYOUT_SET = SYMBOL_SETS + 7  # symbol codes x context layout (first in the stream)
 SELECT_SET = SYMBOL_SETS + 8  # whether vertices may pick one parallelogram (0 / 1)
 DUPS_SET = SYMBOL_SETS + 9  # whether border vertices carry repeat flags (0 / 1)
-CONN_SETS = SYMBOL_SETS + 10
+NORMAL_SET = SYMBOL_SETS + 10  # whether one axis is predicted in the tangent plane (format 3)
+CONN_SETS = SYMBOL_SETS + 11
 
 
 def _layouts() -> np.ndarray:
@@ -528,7 +530,8 @@ _POS_MARKOV = 1
 _PALETTE_SHIFT = POSITION_KINDS * POSITION_SCALES * 3  # sets of palette axes come after these
 _OPT_BASE = 2 * _PALETTE_SHIFT  # sets of the parallelogram choices (24 of them)
 _DUP_BASE = _OPT_BASE + 24  # sets of the repeat flags (2: after a 0 / a 1)
-_POS_STATES = (_DUP_BASE + 2) * INT_CONTEXTS  # (markov 1)
+_NRM_BASE = _DUP_BASE + 2  # sets of the normal axis' residuals (kind x scale)
+_POS_STATES = (_NRM_BASE + POSITION_KINDS * POSITION_SCALES) * INT_CONTEXTS  # (markov 1)
 DUP_WINDOW = 4096  # repeats look among the last this many border vertices (POS_DUP_WINDOW in C)
 
 
@@ -598,6 +601,52 @@ def _selections(qn: np.ndarray, starts, tri, pred: np.ndarray, top: int, quarter
     out = pred.copy()
     out[choose] = np.clip(para[best[choose]], 0, top)
     return opt, ctx, out
+
+
+def _normal_axes(qn: np.ndarray, starts, tri, top: int) -> tuple[np.ndarray, np.ndarray]:
+    """(axis n per vertex, -1 where none; the normal estimate N, V x 3, turned so that
+    N[n] > 0), as the C loop finds them (kernels/_adaptive.c, normal axis): the sum of the
+    normals of a vertex's parallelogram triangles, each agreeing in sign with the first one,
+    in integers scaled down so that no product overflows."""
+    nv = len(qn)
+    count = np.diff(starts).astype(np.int64)
+    axis = np.full(nv, -1, np.int64)
+    nrm = np.zeros((nv, 3), np.int64)
+    if not len(tri):
+        return axis, nrm
+    bits = int(top).bit_length()
+    a, b, o = qn[tri[:, 0]], qn[tri[:, 1]], qn[tri[:, 2]]
+    c = np.cross(a - o, b - o) >> max(0, 2 * bits - 27)  # arithmetic shift = floor division
+    owner = np.repeat(np.arange(nv), count)
+    first = c[starts[:-1][owner]]
+    dot = (c * first).sum(axis=1)
+    np.add.at(nrm, owner, np.where(dot[:, None] < 0, -c, c))
+    m = np.abs(nrm).max(axis=1)
+    sh = np.maximum(_bit_length(m) - 20, 0)
+    nrm = nrm >> sh[:, None]
+    n = np.argmax(np.abs(nrm), axis=1)
+    big = nrm[np.arange(nv), n]
+    ok = (m > 0) & (big != 0)
+    nrm = np.where((big < 0)[:, None], -nrm, nrm)
+    axis[ok] = n[ok]
+    return axis, nrm
+
+
+def _normal_residuals(resid, sets, value_resid, axis, nrm, top: int):
+    """Residuals and sets with the normal axis of every vertex in ``axis`` (>= 0) coded against
+    the tangent plane (the C loop's rule), and those vertices' axis order (V x 3)."""
+    resid, sets = resid.copy(), sets.copy()
+    order = np.tile(np.arange(3), (len(resid), 1))
+    rows = np.flatnonzero(axis >= 0)
+    n = axis[rows]
+    i, j = (n + 1) % 3, (n + 2) % 3
+    num = -(nrm[rows, i] * value_resid[rows, i] + nrm[rows, j] * value_resid[rows, j])
+    nn = nrm[rows, n]
+    d = np.clip((2 * num + nn) // (2 * nn), -top, top)
+    resid[rows, n] = value_resid[rows, n] - d
+    sets[rows, n] = _NRM_BASE + sets[rows, n] // 3
+    order[rows] = np.stack([i, j, n], axis=1)
+    return resid, sets, order
 
 
 _GAP_MARKOV = 4  # palette gaps: context on the bit length of the previous gap
@@ -761,10 +810,24 @@ def _encode_geometry(faces: np.ndarray, q: np.ndarray, top: int):
     )
     resid, pos_sets = np.zeros((nv, 3), np.int64), pos_sets.copy()
     resid[keep], pos_sets[keep] = resid_keep, sets_keep
+    # one axis in the tangent plane (the normal estimate's largest component) where that pays
+    axis, nrm = _normal_axes(qn, starts, tri, top)
+    axis[~keep] = -1
+    axis[(axis >= 0) & (mask >> np.maximum(axis, 0) & 1 == 1)] = -1  # axes with a palette
+    normal = 0
+    if (axis >= 0).any():
+        n_resid, n_sets, n_order = _normal_residuals(resid, pos_sets, qn - pred, axis, nrm, top)
+        on = _ideal_bits(n_resid[keep].reshape(-1), n_sets[keep].reshape(-1), _POS_STATES)
+        off = _ideal_bits(resid[keep].reshape(-1), pos_sets[keep].reshape(-1), _POS_STATES)
+        normal = int(on + 2 < off)
+    if normal:
+        rows = np.arange(nv)[:, None]
+        resid, pos_sets = n_resid[rows, n_order], n_sets[rows, n_order]
     enc = AdaptiveEncoder()
     st_conn = states(CONN_SETS * INT_CONTEXTS)
-    vals += [*blend, select, dups, mask] + [len(p) for p in pals]
-    sets += [BLEND_SET, BLEND_SET, SELECT_SET, DUPS_SET, PALETTE_SET] + [COUNT_SET] * len(pals)
+    vals += [*blend, select, dups, normal, mask] + [len(p) for p in pals]
+    sets += [BLEND_SET, BLEND_SET, SELECT_SET, DUPS_SET, NORMAL_SET, PALETTE_SET]
+    sets += [COUNT_SET] * len(pals)
     enc.code_ints(np.array(vals, np.int32), np.array(sets, np.int32), st_conn)
     st_gaps = states(_GAP_MARKOV * INT_CONTEXTS)
     for p in pals:
@@ -794,6 +857,7 @@ def _encode_geometry(faces: np.ndarray, q: np.ndarray, top: int):
         "select": select,
         "palettes": mask,
         "repeats": int(dup.sum()),
+        "normal": normal,
     }
     return enc.finish(), enc.bits, orig_of, new_faces, placement, parts
 
@@ -944,10 +1008,10 @@ class TraversalMeshCodec(Codec):
     def decode(self, encoded: Encoded) -> Mesh:
         streams = encoded.streams
         fmt = encoded.header.get("format", 1)
-        if fmt != FORMAT:
+        if fmt not in FORMATS:
             raise CodecError(
                 f"meshtrav: the file is in format {fmt!r} of this codec; this version decodes "
-                f"format {FORMAT} (re-encode the source with this version)"
+                f"formats {', '.join(map(str, FORMATS))} (re-encode the source with this version)"
             )
         if "geom" not in streams:
             raise CodecError("meshtrav: missing stream geom")
@@ -970,10 +1034,12 @@ class TraversalMeshCodec(Codec):
             blend = [dec.code_step(st_conn, BLEND_SET) for _ in range(2)]
             select = dec.code_step(st_conn, SELECT_SET)
             dups = dec.code_step(st_conn, DUPS_SET)
+            normal = dec.code_step(st_conn, NORMAL_SET) if fmt >= 3 else 0
             if not (
                 all(0 <= b < len(BLEND_WEIGHTS) for b in blend)
                 and select in (0, 1)
                 and dups in (0, 1)
+                and normal in (0, 1)
             ):
                 raise CodecError("meshtrav: corrupt stream (bad prediction mode)")
             pal, offsets = _decode_palettes(dec, st_conn, nv, top)
@@ -992,7 +1058,7 @@ class TraversalMeshCodec(Codec):
                 nbs,
                 nbr,
                 BLEND_WEIGHTS[blend[0]] + 16 * BLEND_WEIGHTS[blend[1]],
-                select | dups << 1,
+                select | dups << 1 | normal << 2,
             )
         except CodecError:
             raise

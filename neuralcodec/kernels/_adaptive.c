@@ -526,6 +526,19 @@ fail:
 #define POS_DUP_WINDOW 4096
 #define POS_SCALES 16
 #define POS_KINDS 5 /* 0..3 from kinds[], 4: one parallelogram chosen (selection) */
+/* Normal axis (select bit 2): a vertex with parallelograms gets a normal estimate N, the sum of
+ * the normals (a - o) x (b - o) of its parallelograms' triangles (each floor-divided by
+ * 2^max(0, 2 bits - 27), bits = bit length of top, and turned to agree in sign with the first
+ * one: dot product >= 0), then floor-divided by 2^max(0, bit length of max_k |N_k| - 20). Its
+ * largest component (the first on a tie) names axis n; when N_n != 0 and axis n has no palette,
+ * the other two axes are decoded first (n + 1, n + 2 mod 3), and axis n's residual is coded
+ * against the tangent plane: the decoded value is p_n + d + r with p_n the clamped prediction,
+ * d = clamp(floor((2 * num + N_n) / (2 N_n)), -top, top), num = -(N_i r_i + N_j r_j) over the
+ * other two axes' value residuals (decoded value - clamped prediction), N turned so that
+ * N_n > 0; set POS_NRM_BASE + kind * POS_SCALES + scale. On smooth surfaces the residual's
+ * normal component is several times smaller than its tangential ones. */
+#define POS_NRM_BASE (POS_DUP_BASE + 2)
+#define POS_NRM_SETS (POS_KINDS * POS_SCALES)
 
 static inline int bitlen64(uint64_t a)
 {
@@ -534,6 +547,57 @@ static inline int bitlen64(uint64_t a)
         a >>= 1;
         n++;
     }
+    return n;
+}
+
+/* The normal estimate of a vertex from its parallelograms tri[s..e) (above); the axis n, or -1
+ * when N is zero. N is turned so that N_n > 0. */
+static int normal_axis(const int32_t *out, const int32_t *tri, int32_t s, int32_t e, int sh,
+                       int64_t nrm[3])
+{
+    int64_t first[3] = {0, 0, 0};
+    nrm[0] = nrm[1] = nrm[2] = 0;
+    for (int32_t t = s; t < e; t++) {
+        const int32_t *r = tri + 3 * t;
+        int64_t da[3], db[3], c[3];
+        for (int k = 0; k < 3; k++) {
+            da[k] = (int64_t)out[3 * r[0] + k] - out[3 * r[2] + k];
+            db[k] = (int64_t)out[3 * r[1] + k] - out[3 * r[2] + k];
+        }
+        c[0] = floor_div(da[1] * db[2] - da[2] * db[1], (int64_t)1 << sh);
+        c[1] = floor_div(da[2] * db[0] - da[0] * db[2], (int64_t)1 << sh);
+        c[2] = floor_div(da[0] * db[1] - da[1] * db[0], (int64_t)1 << sh);
+        if (t == s)
+            for (int k = 0; k < 3; k++)
+                first[k] = c[k];
+        int64_t dot = c[0] * first[0] + c[1] * first[1] + c[2] * first[2];
+        for (int k = 0; k < 3; k++)
+            nrm[k] += dot < 0 ? -c[k] : c[k];
+    }
+    int64_t m = 0;
+    for (int k = 0; k < 3; k++) {
+        int64_t a = nrm[k] < 0 ? -nrm[k] : nrm[k];
+        m = a > m ? a : m;
+    }
+    if (m == 0)
+        return -1;
+    int sh2 = bitlen64((uint64_t)m) - 20;
+    int n = 0;
+    int64_t best = -1;
+    for (int k = 0; k < 3; k++) {
+        if (sh2 > 0)
+            nrm[k] = floor_div(nrm[k], (int64_t)1 << sh2);
+        int64_t a = nrm[k] < 0 ? -nrm[k] : nrm[k];
+        if (a > best) {
+            best = a;
+            n = k;
+        }
+    }
+    if (nrm[n] == 0)
+        return -1;
+    if (nrm[n] < 0)
+        for (int k = 0; k < 3; k++)
+            nrm[k] = -nrm[k];
     return n;
 }
 
@@ -560,8 +624,10 @@ static int positions_run(NcDecodeRun *run, int32_t *st, int markov, const int32_
                          const int32_t *kinds, int64_t top, int32_t *out, Py_ssize_t nv,
                          const int32_t *pal, const int32_t *pal_off, const int32_t *nb_starts,
                          const int32_t *nbrs, Py_ssize_t nnbrs, int weight, int select,
-                         int dups, int32_t *blist)
+                         int dups, int normal, int32_t *blist)
 {
+    int bits = bitlen64((uint64_t)top), nsh = 2 * bits - 27;
+    nsh = nsh > 0 ? nsh : 0;
     int64_t prev = 0, prev2 = 0;
     int32_t prevdup = 0;
     Py_ssize_t nbord = 0;
@@ -664,11 +730,26 @@ static int positions_run(NcDecodeRun *run, int32_t *st, int markov, const int32_
             blist[nbord++] = (int32_t)w;
         int cls = bitlen64((uint64_t)scale);
         cls = cls < POS_SCALES - 1 ? cls : POS_SCALES - 1;
-        for (int k = 0; k < 3; k++) {
+        int nax = -1, order[3] = {0, 1, 2};
+        int64_t nrm[3], rv[3] = {0, 0, 0};
+        if (normal && e > s) {
+            nax = normal_axis(out, tri, s, e, nsh, nrm);
+            if (nax >= 0 && pal_off[nax + 1] > pal_off[nax])
+                nax = -1;
+            if (nax >= 0) {
+                order[0] = (nax + 1) % 3;
+                order[1] = (nax + 2) % 3;
+                order[2] = nax;
+            }
+        }
+        for (int m = 0; m < 3; m++) {
+            int k = order[m];
             Py_ssize_t np_ = pal_off[k + 1] - pal_off[k];
             int32_t set = (kind * POS_SCALES + cls) * 3 + k, res;
             if (np_ > 0)
                 set += POS_KINDS * POS_SCALES * 3;
+            if (k == nax)
+                set = POS_NRM_BASE + kind * POS_SCALES + cls;
             if (int_decode_one(run, st, int_set(&set, 0, markov, prev, prev2) * INT_CTX, &res) < 0)
                 return -1;
             prev2 = prev;
@@ -680,12 +761,21 @@ static int positions_run(NcDecodeRun *run, int32_t *st, int markov, const int32_
                 if (j < 0 || j >= np_)
                     return -1;
                 out[3 * w + k] = pk[j];
+                rv[k] = pk[j] - p;
                 continue;
             }
             int64_t v = p + res;
+            if (k == nax) {
+                int i = order[0], j = order[1];
+                int64_t num = -(nrm[i] * rv[i] + nrm[j] * rv[j]);
+                int64_t d = floor_div(2 * num + nrm[k], 2 * nrm[k]);
+                d = d < -top ? -top : (d > top ? top : d);
+                v += d;
+            }
             if (v < INT32_MIN || v > INT32_MAX)
                 return -1;
             out[3 * w + k] = (int32_t)v;
+            rv[k] = v - p;
         }
     }
     return 0;
@@ -730,7 +820,8 @@ static PyObject *positions_decode(PyObject *mod, PyObject *args)
     Py_ssize_t npal = pv.len / 4;
     if (markov == 0 || markov < -64 || nkind != nref || nst != nref + 1 || nout != 3 * nref ||
         ntri % 3 || ov.len / 4 != 4 ||
-        markov != 1 || ns < (Py_ssize_t)(POS_DUP_BASE + 2) * INT_CTX || select < 0 || select > 3) {
+        markov != 1 || ns < (Py_ssize_t)(POS_NRM_BASE + POS_NRM_SETS) * INT_CTX || select < 0 ||
+        select > 7 || top < 1 || top > ((int64_t)1 << 24)) {
         PyErr_SetString(PyExc_ValueError, "adaptive: positions_decode sizes disagree");
         goto fail;
     }
@@ -752,7 +843,7 @@ static PyObject *positions_decode(PyObject *mod, PyObject *args)
     else
         status = positions_run(run, st, markov, starts, tri, ntri / 3, refs, kinds, top, out,
                                nref, pal, poff, sv.buf, nv_.buf, nv_.len / 4, weight, select & 1,
-                               (select >> 1) & 1, blist);
+                               (select >> 1) & 1, (select >> 2) & 1, blist);
     free(blist);
     Py_END_ALLOW_THREADS
     if (rc_api->end(run, status) < 0)
