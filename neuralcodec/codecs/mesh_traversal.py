@@ -85,7 +85,10 @@ LAYOUT_SET = SYMBOL_SETS + 7  # symbol codes x context layout (first in the stre
 SELECT_SET = SYMBOL_SETS + 8  # whether vertices may pick one parallelogram (0 / 1)
 DUPS_SET = SYMBOL_SETS + 9  # whether border vertices carry repeat flags (0 / 1)
 NORMAL_SET = SYMBOL_SETS + 10  # whether one axis is predicted in the tangent plane (format 3)
-CONN_SETS = SYMBOL_SETS + 11
+VALENCE_SET = SYMBOL_SETS + 11  # triangle counts of new vertices (valence layouts; 8 sets)
+VALENCE_SETS = 8
+CONN_SETS = VALENCE_SET + VALENCE_SETS
+VALENCE_BIAS = 6  # triangle counts are coded as count - 6 (a regular interior vertex: 0)
 
 
 def _layouts() -> np.ndarray:
@@ -105,6 +108,22 @@ def _layouts() -> np.ndarray:
 
 
 _LAYOUTS = _layouts()
+
+
+def _valence_layouts() -> np.ndarray:
+    """Context layouts of the gate symbols when every vertex's triangle count is sent as it
+    appears (format 3): [layout, feature code of _State.valence_set] -> set. With the counts
+    known, the triangles still to come around the gate's ends tell border, fan closing (a
+    candidate) and new vertex apart almost surely."""
+    f = np.arange(VALENCE_FEATURES)
+    prev, ru, rv = f % 3, f // 12 % 4, f // 48
+    return np.stack([f, (rv * 4 + ru) * 3 + prev])
+
+
+VALENCE_FEATURES = 4 * 4 * 4 * 3
+_VLAYOUTS = _valence_layouts()
+NUM_LAYOUTS = len(_LAYOUTS) + len(_VLAYOUTS)  # layouts >= len(_LAYOUTS): valence layouts
+_ENCODER_LAYOUTS = tuple(range(NUM_LAYOUTS))  # the layouts the encoder tries
 # how gate symbols are written as integers (the encoder's pick, with the layout): as they are,
 # or with "new" as 0 (zero flag: new or not), the first candidate +1, border -1, the second
 # candidate +2, explicit -2, the others +3..+6 (every binary decision then carries information)
@@ -122,11 +141,25 @@ class _State:
         self.faces: list[tuple[int, int, int]] = []
         self.gates: list[tuple[int, int, int]] = []  # (u, v, opposite) with u -> v in its face
         self.prev = 0  # class of the previous gate symbol
+        self.total: list[int] = []  # vertex -> its triangle count (valence layouts), else 0
 
-    def new_vertex(self) -> int:
+    def new_vertex(self, total: int = 0) -> int:
         self.open.append({})
         self.tris.append(0)
+        self.total.append(total)
         return len(self.open) - 1
+
+    def valence_set(self, u: int, v: int, ncand: int) -> int:
+        """The gate's context when triangle counts are known (0..191): triangles still to come
+        around v and around u (0..3+ each), candidates (0..3+), class of the previous symbol."""
+        rv = min(max(self.total[v] - self.tris[v], 0), 3)
+        ru = min(max(self.total[u] - self.tris[u], 0), 3)
+        return ((rv * 4 + ru) * 4 + min(ncand, 3)) * 3 + self.prev
+
+    def count_set(self, u: int, v: int) -> int:
+        """Context set of the triangle count of a vertex new at the gate u -> v: the counts of
+        u and v (their sum's distance from two regular vertices, clamped)."""
+        return VALENCE_SET + min(max(self.total[u] + self.total[v] - 9, 0), VALENCE_SETS - 2)
 
     def edge_count(self, u: int, v: int) -> int:
         return self.edges.get(u * _KEY + v if u < v else v * _KEY + u, 0)
@@ -236,6 +269,14 @@ def _traverse_encode(faces: np.ndarray, nverts: int):
     vals: list[int] = []
     sets: list[int] = []
     sym_pos: list[int] = []  # where the gate symbols are in vals / sets
+    vfeat: list[int] = []  # their valence-layout features
+    is_count: list[int] = []  # where triangle counts are (sent with the valence layouts only)
+    # triangle count of every vertex: the triangles it is a corner of (each once)
+    tcount = np.bincount(faces.reshape(-1), minlength=nverts)
+    rep = (faces[:, 0] == faces[:, 1]) | (faces[:, 0] == faces[:, 2])
+    np.subtract.at(tcount, faces[rep, 0], 1)
+    np.subtract.at(tcount, faces[faces[:, 1] == faces[:, 2], 1], 1)
+    tcount = tcount.tolist()
     placement: list[tuple[int, int]] = []  # (original face, rotation)
     next_start = 0
     total = len(flist)
@@ -248,11 +289,15 @@ def _traverse_encode(faces: np.ndarray, nverts: int):
             for ov in flist[f]:
                 if new_of[ov] < 0:
                     vals.append(0)
-                    new_of[ov] = st.new_vertex()
+                    sets.append(REF_SET)
+                    new_of[ov] = st.new_vertex(tcount[ov])
                     orig_of.append(ov)
+                    is_count.append(len(vals))
+                    vals.append(tcount[ov] - VALENCE_BIAS)
+                    sets.append(VALENCE_SET + VALENCE_SETS - 1)
                 else:
                     vals.append(len(orig_of) - new_of[ov])
-                sets.append(REF_SET)
+                    sets.append(REF_SET)
                 corners.append(new_of[ov])
             coded[f] = 1
             placement.append((f, 0))
@@ -266,6 +311,7 @@ def _traverse_encode(faces: np.ndarray, nverts: int):
         cands = st.candidates(u, v)
         sym_pos.append(len(sets))
         sets.append(st.symbol_set(u, v, len(cands)))
+        vfeat.append(st.valence_set(u, v, len(cands)))
         if f < 0:
             vals.append(BORDER)
             st.prev = 0
@@ -280,7 +326,8 @@ def _traverse_encode(faces: np.ndarray, nverts: int):
         extra: list[tuple[int, int]] = []
         if new_of[ow] < 0:
             vals.append(NEW)
-            new_of[ow] = st.new_vertex()
+            extra.append((tcount[ow] - VALENCE_BIAS, st.count_set(u, v)))
+            new_of[ow] = st.new_vertex(tcount[ow])
             orig_of.append(ow)
             w = new_of[ow]
         else:
@@ -299,6 +346,8 @@ def _traverse_encode(faces: np.ndarray, nverts: int):
         vals.append(0 if consistent else 1)
         sets.append(FLIP_SET)
         for x, y in extra:
+            if y >= VALENCE_SET:
+                is_count.append(len(vals))
             vals.append(x)
             sets.append(y)
         coded[f] = 1
@@ -307,42 +356,75 @@ def _traverse_encode(faces: np.ndarray, nverts: int):
             st.add_face(v, u, w, (v, u))
         else:
             st.add_face(u, v, w, (u, v))
-    # the symbol codes and context layout that code these symbols in the fewest bits, sent first
+    # the symbol codes and context layout that code these symbols in the fewest bits, sent first;
+    # the valence layouts pay for the triangle counts too
     vals_arr, sets_arr = np.array(vals, np.int64), np.array(sets, np.int64)
     pos = np.array(sym_pos, np.int64)
+    counts = np.array(is_count, np.int64)
+    count_bits = ideal_int_bits(
+        vals_arr[counts], sets_arr[counts], states(CONN_SETS * INT_CONTEXTS)
+    )
+    features = (sets_arr[pos], np.array(vfeat, np.int64))
     best = (np.inf, 0)
     for m, codes in enumerate(_SYMBOL_CODES):
         coded = codes[vals_arr[pos]]
-        for i, lay in enumerate(_LAYOUTS):
-            cost = ideal_int_bits(coded, lay[sets_arr[pos]], states(SYMBOL_SETS * INT_CONTEXTS))
+        for i, lay in enumerate([*_LAYOUTS, *_VLAYOUTS]):
+            if i not in _ENCODER_LAYOUTS:
+                continue
+            valence = i >= len(_LAYOUTS)
+            cost = ideal_int_bits(
+                coded, lay[features[valence]], states(SYMBOL_SETS * INT_CONTEXTS)
+            ) + (count_bits if valence else 0.0)
             if cost < best[0]:
-                best = (cost, m * len(_LAYOUTS) + i)
+                best = (cost, m * NUM_LAYOUTS + i)
     mode = best[1]
-    vals_arr[pos] = _SYMBOL_CODES[mode // len(_LAYOUTS)][vals_arr[pos]]
-    sets_arr[pos] = _LAYOUTS[mode % len(_LAYOUTS)][sets_arr[pos]]
+    layout = mode % NUM_LAYOUTS
+    vals_arr[pos] = _SYMBOL_CODES[mode // NUM_LAYOUTS][vals_arr[pos]]
+    if layout < len(_LAYOUTS):
+        sets_arr[pos] = _LAYOUTS[layout][sets_arr[pos]]
+        keep = np.ones(len(vals_arr), bool)
+        keep[counts] = False
+        vals_arr, sets_arr = vals_arr[keep], sets_arr[keep]
+    else:
+        sets_arr[pos] = _VLAYOUTS[layout - len(_LAYOUTS)][features[1]]
     vals = [mode] + vals_arr.tolist()
     sets = [LAYOUT_SET] + sets_arr.tolist()
     return vals, sets, np.array(orig_of), st.faces, placement
 
 
-def _traverse_decode(dec: AdaptiveDecoder, st_conn: np.ndarray, nfaces: int, nverts: int):
+def _traverse_decode(
+    dec: AdaptiveDecoder, st_conn: np.ndarray, nfaces: int, nverts: int, fmt: int = FORMAT
+):
     """Decodes the connectivity while replaying the traversal (its state gives the contexts)."""
     st = _State()
     step = dec.code_step
     mode = step(st_conn, LAYOUT_SET)
-    if not 0 <= mode < len(_LAYOUTS) * len(_SYMBOL_CODES):
+    nlay = NUM_LAYOUTS if fmt >= 3 else len(_LAYOUTS)  # format 2: no valence layouts
+    if not 0 <= mode < nlay * len(_SYMBOL_CODES):
         raise CodecError("meshtrav: corrupt stream (bad context layout)")
-    lay = _LAYOUTS[mode % len(_LAYOUTS)].tolist()
-    codes = _SYMBOL_CODES[mode // len(_LAYOUTS)]
+    valence = mode % nlay >= len(_LAYOUTS)
+    if valence:
+        lay = _VLAYOUTS[mode % nlay - len(_LAYOUTS)].tolist()
+    else:
+        lay = _LAYOUTS[mode % nlay].tolist()
+    features = st.valence_set if valence else st.symbol_set
+    codes = _SYMBOL_CODES[mode // nlay]
     symbol_of = {int(c): k for k, c in enumerate(codes)}
     noflip = int(codes[BORDER])
+
+    def count(cset: int) -> int:
+        t = step(st_conn, cset) + VALENCE_BIAS if valence else 0
+        if valence and not 1 <= t <= nfaces:
+            raise CodecError("meshtrav: corrupt stream (bad triangle count)")
+        return t
+
     while len(st.faces) < nfaces:
         if not st.gates:
             corners = []
             for _ in range(3):
                 r = step(st_conn, REF_SET)
                 if r == 0:
-                    corners.append(st.new_vertex())
+                    corners.append(st.new_vertex(count(VALENCE_SET + VALENCE_SETS - 1)))
                 elif 1 <= r <= len(st.open):
                     corners.append(len(st.open) - r)
                 else:
@@ -355,13 +437,13 @@ def _traverse_decode(dec: AdaptiveDecoder, st_conn: np.ndarray, nfaces: int, nve
         if st.edge_count(u, v) != 1:
             continue
         cands = st.candidates(u, v)
-        code = step(st_conn, lay[st.symbol_set(u, v, len(cands))], FLIP_SET, noflip)
+        code = step(st_conn, lay[features(u, v, len(cands))], FLIP_SET, noflip)
         s, flip = symbol_of.get(code >> 1, -1), code & 1
         if s == BORDER:
             st.prev = 0
             continue
         if s == NEW:
-            w = st.new_vertex()
+            w = st.new_vertex(count(st.count_set(u, v)))
         elif FIRST_CANDIDATE <= s < EXPLICIT:
             if s - FIRST_CANDIDATE >= len(cands):
                 raise CodecError("meshtrav: corrupt stream (no such candidate)")
@@ -851,8 +933,8 @@ def _encode_geometry(faces: np.ndarray, q: np.ndarray, top: int):
     parts = {
         "connectivity": conn_bits,
         "positions": enc.bits - conn_bits,
-        "layout": vals[0] % 4,
-        "symbol_codes": vals[0] // 4,
+        "layout": vals[0] % NUM_LAYOUTS,  # >= 4: valence layouts
+        "symbol_codes": vals[0] // NUM_LAYOUTS,
         "blend": weights,
         "select": select,
         "palettes": mask,
@@ -1026,7 +1108,7 @@ class TraversalMeshCodec(Codec):
         try:
             dec = AdaptiveDecoder(head[size:])
             st_conn = states(CONN_SETS * INT_CONTEXTS)
-            faces, nused = _traverse_decode(dec, st_conn, nf, nv)
+            faces, nused = _traverse_decode(dec, st_conn, nf, nv, fmt)
             rank = np.empty(nv, np.int64)
             rank[_position_order(faces, nused, nv)] = np.arange(nv)
             faces = rank[faces]
