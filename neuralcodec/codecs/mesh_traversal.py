@@ -87,7 +87,8 @@ DUPS_SET = SYMBOL_SETS + 9  # whether border vertices carry repeat flags (0 / 1)
 NORMAL_SET = SYMBOL_SETS + 10  # whether one axis is predicted in the tangent plane (format 3)
 VALENCE_SET = SYMBOL_SETS + 11  # triangle counts of new vertices (valence layouts; 8 sets)
 VALENCE_SETS = 8
-CONN_SETS = VALENCE_SET + VALENCE_SETS
+UNUSED_SET = VALENCE_SET + VALENCE_SETS  # how unreferenced vertices are coded (format 3)
+CONN_SETS = UNUSED_SET + 1
 VALENCE_BIAS = 6  # triangle counts are coded as count - 6 (a regular interior vertex: 0)
 
 
@@ -473,6 +474,44 @@ def _traverse_decode(
         if len(st.open) > nverts:
             raise CodecError("meshtrav: corrupt stream (more vertices than the header says)")
     return np.array(st.faces, dtype=np.int64).reshape(-1, 3), len(st.open)
+
+
+_NEAR_MARKOV = 4  # unreferenced vertices near a used one: reference steps, markov classes
+_NEAR_STATES = (_NEAR_MARKOV + 3) * INT_CONTEXTS  # steps (markov 4), then one set per axis
+
+
+def _near_unused(qn: np.ndarray, nused: int):
+    """Unreferenced vertices (rows nused..) as offsets from a used vertex near each (the
+    encoder's pick: the nearest, Euclidean): (their new order, the steps between the sorted
+    reference numbers, the offsets). Scanned surfaces keep such vertices (points the
+    triangulation left out) on the surface, close to a used vertex."""
+    from scipy.spatial import cKDTree
+
+    rest = qn[nused:]
+    ref = cKDTree(qn[:nused]).query(rest)[1].astype(np.int64)
+    order = np.argsort(ref, kind="stable")
+    ref = ref[order]
+    return order, np.diff(np.r_[0, ref]), rest[order] - qn[ref]
+
+
+def _code_near(coder, steps, offsets, st: np.ndarray) -> None:
+    """Writes (or with ideal_int_bits' signature, costs) the near-mode stream part."""
+    coder(steps, np.zeros(len(steps), np.int32), st, _NEAR_MARKOV)
+    coder(offsets.reshape(-1), np.tile(np.arange(3) + _NEAR_MARKOV, len(offsets)), st, 1)
+
+
+def _decode_near(dec: AdaptiveDecoder, used: np.ndarray, n: int, top: int) -> np.ndarray:
+    """The n unreferenced vertices of near mode, from the used ones' positions (n x 3)."""
+    st = states(_NEAR_STATES)
+    steps = dec.code_ints(np.zeros(n, np.int32), st, _NEAR_MARKOV).astype(np.int64)
+    ref = np.cumsum(steps)
+    if steps.min() < 0 or ref[-1] >= len(used):
+        raise CodecError("meshtrav: corrupt stream (bad reference of an unreferenced vertex)")
+    sets = np.tile(np.arange(3) + _NEAR_MARKOV, n)
+    out = used[ref].astype(np.int64) + dec.code_ints(sets, st, 1).reshape(n, 3)
+    if out.min() < 0 or out.max() > top:
+        raise CodecError("meshtrav: corrupt stream (unreferenced vertex off the grid)")
+    return out.astype(np.int32)
 
 
 def _append_unused(orig_of: np.ndarray, q: np.ndarray) -> np.ndarray:
@@ -905,10 +944,27 @@ def _encode_geometry(faces: np.ndarray, q: np.ndarray, top: int):
     if normal:
         rows = np.arange(nv)[:, None]
         resid, pos_sets = n_resid[rows, n_order], n_sets[rows, n_order]
+    # unreferenced vertices: after the previous one (Morton order), or as offsets from a used
+    # vertex near each, whichever codes in fewer bits
+    near = 0
+    if 0 < nused < nv:
+        near_order, near_steps, near_offsets = _near_unused(qn, nused)
+        rows = slice(nused, nv)
+        plain = _ideal_bits(resid[rows].reshape(-1), pos_sets[rows].reshape(-1), _POS_STATES)
+        cost = [0.0]
+
+        def count(v, sets_, st, markov):
+            cost[0] += ideal_int_bits(v, sets_, st, markov)
+
+        _code_near(count, near_steps, near_offsets, states(_NEAR_STATES))
+        near = int(cost[0] + 8 < plain)
+        if near:  # decoded in that order: renumber them
+            perm = np.r_[np.arange(nused), nused + near_order]
+            orig_of, qn = orig_of[perm], qn[perm]
     enc = AdaptiveEncoder()
     st_conn = states(CONN_SETS * INT_CONTEXTS)
-    vals += [*blend, select, dups, normal, mask] + [len(p) for p in pals]
-    sets += [BLEND_SET, BLEND_SET, SELECT_SET, DUPS_SET, NORMAL_SET, PALETTE_SET]
+    vals += [*blend, select, dups, normal, near, mask] + [len(p) for p in pals]
+    sets += [BLEND_SET, BLEND_SET, SELECT_SET, DUPS_SET, NORMAL_SET, UNUSED_SET, PALETTE_SET]
     sets += [COUNT_SET] * len(pals)
     enc.code_ints(np.array(vals, np.int32), np.array(sets, np.int32), st_conn)
     st_gaps = states(_GAP_MARKOV * INT_CONTEXTS)
@@ -916,8 +972,11 @@ def _encode_geometry(faces: np.ndarray, q: np.ndarray, top: int):
         gaps = np.diff(np.r_[-1, p]) - 1
         enc.code_ints(gaps, np.zeros(len(gaps), np.int32), st_gaps, _GAP_MARKOV)
     conn_bits = enc.bits
+    if near:  # unreferenced vertices follow the others' residuals, in their own part
+        resid, pos_sets, keep, coded = resid[:nused], pos_sets[:nused], keep[:nused], coded[:nused]
+        opt, opt_sets, flagged, dup = opt[:nused], opt_sets[:nused], flagged[:nused], dup[:nused]
     if select or dups:  # per vertex: its option, its repeat flag, its residuals (if any)
-        has_flag = flagged if dups else np.zeros(nv, bool)
+        has_flag = flagged if dups else np.zeros(len(keep), bool)
         width = coded.astype(np.int64) + has_flag + 3 * keep
         at = np.cumsum(width) - width
         values = np.zeros(int(width.sum()), np.int64)
@@ -930,6 +989,8 @@ def _encode_geometry(faces: np.ndarray, q: np.ndarray, top: int):
         values[slots], where[slots] = resid[keep], pos_sets[keep]
         resid, pos_sets = values, where
     enc.code_ints(resid.reshape(-1), pos_sets.reshape(-1), states(_POS_STATES), _POS_MARKOV)
+    if near:
+        _code_near(enc.code_ints, near_steps, near_offsets, states(_NEAR_STATES))
     parts = {
         "connectivity": conn_bits,
         "positions": enc.bits - conn_bits,
@@ -940,6 +1001,7 @@ def _encode_geometry(faces: np.ndarray, q: np.ndarray, top: int):
         "palettes": mask,
         "repeats": int(dup.sum()),
         "normal": normal,
+        "near": near,
     }
     return enc.finish(), enc.bits, orig_of, new_faces, placement, parts
 
@@ -1117,31 +1179,36 @@ class TraversalMeshCodec(Codec):
             select = dec.code_step(st_conn, SELECT_SET)
             dups = dec.code_step(st_conn, DUPS_SET)
             normal = dec.code_step(st_conn, NORMAL_SET) if fmt >= 3 else 0
+            near = dec.code_step(st_conn, UNUSED_SET) if fmt >= 3 else 0
             if not (
                 all(0 <= b < len(BLEND_WEIGHTS) for b in blend)
                 and select in (0, 1)
                 and dups in (0, 1)
                 and normal in (0, 1)
+                and near in (0, int(0 < nused < nv))
             ):
                 raise CodecError("meshtrav: corrupt stream (bad prediction mode)")
             pal, offsets = _decode_palettes(dec, st_conn, nv, top)
             starts, tri, prefs, kind = _predictors(faces, nv)
             nbs, nbr = _earlier_neighbours(faces, nv)
+            n = nused if near else nv  # near: the unreferenced vertices come after
             q = dec.code_positions(
-                starts,
+                starts[: n + 1],
                 tri,
-                prefs,
-                kind + 8 * _border_vertices(faces, nv),
+                prefs[:n],
+                (kind + 8 * _border_vertices(faces, nv))[:n],
                 top,
                 states(_POS_STATES),
                 _POS_MARKOV,
                 pal,
                 offsets,
-                nbs,
+                nbs[: n + 1],
                 nbr,
                 BLEND_WEIGHTS[blend[0]] + 16 * BLEND_WEIGHTS[blend[1]],
                 select | dups << 1 | normal << 2,
             )
+            if near:
+                q = np.concatenate([q, _decode_near(dec, q, nv - nused, top)])
         except CodecError:
             raise
         except (DecodeError, ValueError) as exc:  # ValueError: sizes the stream got wrong
