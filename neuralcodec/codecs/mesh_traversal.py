@@ -967,6 +967,7 @@ def _encode_geometry(faces: np.ndarray, q: np.ndarray, top: int):
     sets += [BLEND_SET, BLEND_SET, SELECT_SET, DUPS_SET, NORMAL_SET, UNUSED_SET, PALETTE_SET]
     sets += [COUNT_SET] * len(pals)
     enc.code_ints(np.array(vals, np.int32), np.array(sets, np.int32), st_conn)
+    traversal_bits = enc.bits
     st_gaps = states(_GAP_MARKOV * INT_CONTEXTS)
     for p in pals:
         gaps = np.diff(np.r_[-1, p]) - 1
@@ -992,7 +993,8 @@ def _encode_geometry(faces: np.ndarray, q: np.ndarray, top: int):
     if near:
         _code_near(enc.code_ints, near_steps, near_offsets, states(_NEAR_STATES))
     parts = {
-        "connectivity": conn_bits,
+        "connectivity": conn_bits,  # the traversal, the modes and the palettes
+        "palette_bits": conn_bits - traversal_bits,
         "positions": enc.bits - conn_bits,
         "layout": vals[0] % NUM_LAYOUTS,  # >= 4: valence layouts
         "symbol_codes": vals[0] // NUM_LAYOUTS,
