@@ -51,6 +51,7 @@ from neuralcodec.entropy.adaptive import (
     AdaptiveDecoder,
     AdaptiveEncoder,
     ideal_int_bits,
+    mirror_partners,
     position_order,
     repeat_partners,
     states,
@@ -88,7 +89,8 @@ NORMAL_SET = SYMBOL_SETS + 10  # whether one axis is predicted in the tangent pl
 VALENCE_SET = SYMBOL_SETS + 11  # triangle counts of new vertices (valence layouts; 8 sets)
 VALENCE_SETS = 8
 UNUSED_SET = VALENCE_SET + VALENCE_SETS  # how unreferenced vertices are coded (format 3)
-CONN_SETS = UNUSED_SET + 1
+MIRROR_SET = UNUSED_SET + 1  # mirror prediction: 0 off, else axis + 1 and the plane (format 3)
+CONN_SETS = MIRROR_SET + 1
 VALENCE_BIAS = 6  # triangle counts are coded as count - 6 (a regular interior vertex: 0)
 
 
@@ -652,7 +654,9 @@ _PALETTE_SHIFT = POSITION_KINDS * POSITION_SCALES * 3  # sets of palette axes co
 _OPT_BASE = 2 * _PALETTE_SHIFT  # sets of the parallelogram choices (24 of them)
 _DUP_BASE = _OPT_BASE + 24  # sets of the repeat flags (2: after a 0 / a 1)
 _NRM_BASE = _DUP_BASE + 2  # sets of the normal axis' residuals (kind x scale)
-_POS_STATES = (_NRM_BASE + POSITION_KINDS * POSITION_SCALES) * INT_CONTEXTS  # (markov 1)
+_MIR_BASE = _NRM_BASE + POSITION_KINDS * POSITION_SCALES  # mirror flags (2: after a 0 / a 1)
+_MIR_SETS = (3 * POSITION_SCALES + POSITION_SCALES - 1) * 3  # + axis: kind 3 at scale 15
+_POS_STATES = (_MIR_BASE + 2) * INT_CONTEXTS  # (markov 1)
 DUP_WINDOW = 4096  # repeats look among the last this many border vertices (POS_DUP_WINDOW in C)
 
 
@@ -722,6 +726,26 @@ def _selections(qn: np.ndarray, starts, tri, pred: np.ndarray, top: int, quarter
     out = pred.copy()
     out[choose] = np.clip(para[best[choose]], 0, top)
     return opt, ctx, out
+
+
+def _mirror_plane(qn: np.ndarray) -> tuple[int, int, float]:
+    """(axis, s2, share): the axis-aligned plane (position s2 / 2 on the axis) across which the
+    largest share of vertices off it have a vertex at exactly their mirror image; the plane is
+    taken through the bounding box's middle (or a step beside it, rounding)."""
+    key = (qn[:, 0] << 42) | (qn[:, 1] << 21) | qn[:, 2]
+    keys = np.sort(key)
+    best = (0, 0, 0.0)
+    for k in range(3):
+        for s2 in (int(qn[:, k].max()) + d for d in (-1, 0, 1)):
+            m = qn.copy()
+            m[:, k] = s2 - m[:, k]
+            ok = (m[:, k] >= 0) & (m[:, k] < 1 << 21)
+            mk = (m[:, 0] << 42) | (m[:, 1] << 21) | m[:, 2]
+            j = np.clip(np.searchsorted(keys, mk), 0, len(keys) - 1)
+            share = float((ok & (keys[j] == mk) & (m[:, k] != qn[:, k])).mean())  # off the plane
+            if share > best[2]:
+                best = (k, s2, share)
+    return best
 
 
 def _normal_axes(qn: np.ndarray, starts, tri, top: int) -> tuple[np.ndarray, np.ndarray]:
@@ -912,10 +936,40 @@ def _encode_geometry(faces: np.ndarray, q: np.ndarray, top: int):
     if not select:
         coded = np.zeros(nv, bool)
         opt, opt_sets = np.zeros(nv, np.int64), np.full(nv, -1, np.int64)
+    # mirrored halves: where an earlier vertex near the prediction's mirror image predicts a
+    # vertex far better (its mirror image), a flag and that prediction, where that pays
+    mirror, m_axis, m_s2 = 0, 0, 0
+    has_m = np.zeros(nv, bool)
+    mflag = np.zeros(nv, bool)
+    m_axis, m_s2, share = _mirror_plane(qn)
+    if share >= 0.05:
+        partner = mirror_partners(qn, np.clip(pred, 0, top), m_axis, m_s2, top).astype(np.int64)
+        has_m = partner >= 0
+        mpred = qn[np.maximum(partner, 0)].copy()
+        mpred[:, m_axis] = m_s2 - mpred[:, m_axis]
+        mpred = np.clip(mpred, 0, top)
+        em = np.abs(qn - mpred).sum(axis=1)
+        ep = np.abs(qn - pred).sum(axis=1)
+        mflag = has_m & (4 * em < ep)
+        if mflag.any():
+            prev_m = np.r_[0, mflag[has_m][:-1]].astype(np.int64)
+            cost = _ideal_bits(mflag[has_m], _MIR_BASE + prev_m, _POS_STATES)
+            rows = mflag[:, None].repeat(3, axis=1)
+            msets = np.broadcast_to(_MIR_SETS + np.arange(3), (nv, 3))
+            cost += _ideal_bits((qn - mpred)[rows], msets[rows], _POS_STATES)
+            cost -= _ideal_bits((qn - pred)[rows], pos_sets[rows], _POS_STATES)
+            mirror = int(cost < -16)
+    if mirror:
+        pred = np.where(mflag[:, None], mpred, pred)
+        pos_sets = np.where(mflag[:, None], _MIR_SETS + np.arange(3)[None, :], pos_sets)
+    else:
+        has_m[:] = False
+        mflag[:] = False
     # repeated positions on borders (seams): a flag instead of residuals, where that pays
     border = _border_vertices(new_faces, nv)
     dup = _repeats(qn, pred, border)
-    flagged = border & (np.cumsum(border) > 1)  # every border vertex but the first
+    dup &= ~mflag
+    flagged = border & (np.cumsum(border) > 1) & ~mflag  # every border vertex but the first
     dups = 0
     if dup.any():
         prev_flag = np.r_[0, dup[flagged][:-1]].astype(np.int64)
@@ -933,7 +987,7 @@ def _encode_geometry(faces: np.ndarray, q: np.ndarray, top: int):
     resid[keep], pos_sets[keep] = resid_keep, sets_keep
     # one axis in the tangent plane (the normal estimate's largest component) where that pays
     axis, nrm = _normal_axes(qn, starts, tri, top)
-    axis[~keep] = -1
+    axis[~keep | mflag] = -1
     axis[(axis >= 0) & (mask >> np.maximum(axis, 0) & 1 == 1)] = -1  # axes with a palette
     normal = 0
     if (axis >= 0).any():
@@ -963,8 +1017,11 @@ def _encode_geometry(faces: np.ndarray, q: np.ndarray, top: int):
             orig_of, qn = orig_of[perm], qn[perm]
     enc = AdaptiveEncoder()
     st_conn = states(CONN_SETS * INT_CONTEXTS)
-    vals += [*blend, select, dups, normal, near, mask] + [len(p) for p in pals]
-    sets += [BLEND_SET, BLEND_SET, SELECT_SET, DUPS_SET, NORMAL_SET, UNUSED_SET, PALETTE_SET]
+    vals += [*blend, select, dups, normal, near] + ([m_axis + 1, m_s2] if mirror else [0])
+    sets += [BLEND_SET, BLEND_SET, SELECT_SET, DUPS_SET, NORMAL_SET, UNUSED_SET]
+    sets += [MIRROR_SET] * (2 if mirror else 1)
+    vals += [mask] + [len(p) for p in pals]
+    sets += [PALETTE_SET]
     sets += [COUNT_SET] * len(pals)
     enc.code_ints(np.array(vals, np.int32), np.array(sets, np.int32), st_conn)
     traversal_bits = enc.bits
@@ -976,14 +1033,18 @@ def _encode_geometry(faces: np.ndarray, q: np.ndarray, top: int):
     if near:  # unreferenced vertices follow the others' residuals, in their own part
         resid, pos_sets, keep, coded = resid[:nused], pos_sets[:nused], keep[:nused], coded[:nused]
         opt, opt_sets, flagged, dup = opt[:nused], opt_sets[:nused], flagged[:nused], dup[:nused]
-    if select or dups:  # per vertex: its option, its repeat flag, its residuals (if any)
+        has_m, mflag = has_m[:nused], mflag[:nused]
+    if select or dups or mirror:  # per vertex: option, mirror flag, repeat flag, residuals
         has_flag = flagged if dups else np.zeros(len(keep), bool)
-        width = coded.astype(np.int64) + has_flag + 3 * keep
+        width = coded.astype(np.int64) + has_m + has_flag + 3 * keep
         at = np.cumsum(width) - width
         values = np.zeros(int(width.sum()), np.int64)
         where = np.zeros_like(values)
         values[at[coded]], where[at[coded]] = opt[coded], opt_sets[coded]
-        fat = at + coded
+        mat = at + coded
+        prev_m = np.r_[0, mflag[has_m][:-1]].astype(np.int64)
+        values[mat[has_m]], where[mat[has_m]] = mflag[has_m], _MIR_BASE + prev_m
+        fat = mat + has_m
         prev_flag = np.r_[0, dup[has_flag][:-1]].astype(np.int64)
         values[fat[has_flag]], where[fat[has_flag]] = dup[has_flag], _DUP_BASE + prev_flag
         slots = (fat + has_flag)[keep][:, None] + np.arange(3)[None, :]
@@ -1004,6 +1065,7 @@ def _encode_geometry(faces: np.ndarray, q: np.ndarray, top: int):
         "repeats": int(dup.sum()),
         "normal": normal,
         "near": near,
+        "mirror": int(mflag.sum()) if mirror else 0,
     }
     return enc.finish(), enc.bits, orig_of, new_faces, placement, parts
 
@@ -1182,6 +1244,10 @@ class TraversalMeshCodec(Codec):
             dups = dec.code_step(st_conn, DUPS_SET)
             normal = dec.code_step(st_conn, NORMAL_SET) if fmt >= 3 else 0
             near = dec.code_step(st_conn, UNUSED_SET) if fmt >= 3 else 0
+            mirror = dec.code_step(st_conn, MIRROR_SET) if fmt >= 3 else 0
+            m_s2 = dec.code_step(st_conn, MIRROR_SET) if mirror else 0
+            if not (0 <= mirror <= 3 and 0 <= m_s2 <= 2 * ((1 << bits) - 1)):
+                raise CodecError("meshtrav: corrupt stream (bad mirror plane)")
             if not (
                 all(0 <= b < len(BLEND_WEIGHTS) for b in blend)
                 and select in (0, 1)
@@ -1207,7 +1273,9 @@ class TraversalMeshCodec(Codec):
                 nbs[: n + 1],
                 nbr,
                 BLEND_WEIGHTS[blend[0]] + 16 * BLEND_WEIGHTS[blend[1]],
-                select | dups << 1 | normal << 2,
+                select | dups << 1 | normal << 2 | (mirror > 0) << 3,
+                max(mirror - 1, 0),
+                m_s2,
             )
             if near:
                 q = np.concatenate([q, _decode_near(dec, q, nv - nused, top)])
