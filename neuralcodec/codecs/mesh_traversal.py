@@ -12,18 +12,24 @@
                the gate's end (+) or start (-), else (not met within 1024 steps) counted back
       in contexts of the traversal state (coded triangles around the gate's ends, candidates,
       previous symbol; one of four layouts, the encoder's pick), so the decoder decodes while it
-      traverses; + one orientation bit per triangle reached (0: consistent with its neighbour);
+      traverses; or (valence layouts) with each vertex's triangle count sent as it appears and
+      the triangles still to come around the gate's ends as contexts; + one orientation bit per
+      triangle reached (0: consistent with its neighbour);
       when no gate is left, the next uncoded triangle starts a new part: 3 corners, each "new"
       or an index counted back (degenerate and non-manifold triangles end up here)
     positions, in a greedy order from the connectivity (most parallelograms first; C): each
       predicted by the rounded mean of every parallelogram (w, a, b | a, b, o) with a, b, o
       coded before w, blended with the mean of w's coded neighbours (0 .. 6/8: the
       encoder's pick for the mesh), or, where the encoder finds it pays, by one parallelogram it
-      names (creases); else by an earlier neighbour, else the previous vertex; per axis either
+      names (creases), or by the mirror image of an earlier vertex near the prediction's image
+      across an axis-aligned plane (mirrored halves); else by an earlier neighbour, else the
+      previous vertex; the axis nearest the surface normal coded against the tangent plane of
+      the other two axes' residuals (where that pays); per axis either
       the residual or, when cheaper, the index residual into the axis' palette (its sorted
       distinct values, sent as gaps); adaptive integer models with sets (kind of prediction,
       bit length of the local scale, axis, palette); decoded and rebuilt in one C loop
-      (kernels/_adaptive.c, positions_decode)
+      (kernels/_adaptive.c, positions_decode); unreferenced vertices last, after the previous
+      one or as offsets from a nearby used vertex
     all of the above: one range-coded stream after a 17 / 33-byte quantisation header ("geom")
     vertex attributes: lossless, in the decoder's vertex order (geometry.py); UVs quantised to
       the same bits over their bounding square, normals normalised and quantised as octahedral
