@@ -737,12 +737,23 @@ def _selections(qn: np.ndarray, starts, tri, pred: np.ndarray, top: int, quarter
 def _mirror_plane(qn: np.ndarray) -> tuple[int, int, float]:
     """(axis, s2, share): the axis-aligned plane (position s2 / 2 on the axis) across which the
     largest share of vertices off it have a vertex at exactly their mirror image; the plane is
-    taken through the bounding box's middle (or a step beside it, rounding)."""
+    taken through the bounding box's middle (or a step beside it, rounding) or where the
+    commonest sum of two neighbours in coordinate order that differ only on the axis puts it."""
     key = (qn[:, 0] << 42) | (qn[:, 1] << 21) | qn[:, 2]
     keys = np.sort(key)
     best = (0, 0, 0.0)
     for k in range(3):
-        for s2 in (int(qn[:, k].max()) + d for d in (-1, 0, 1)):
+        # the middle of the box, and the commonest sum of two vertices that differ only on k
+        others = np.delete(qn, k, axis=1)
+        okey = (others[:, 0] << 21) | others[:, 1]
+        order = np.lexsort((qn[:, k], okey))
+        same = okey[order][1:] == okey[order][:-1]
+        sums = (qn[order, k][1:] + qn[order, k][:-1])[same]
+        plane = [int(qn[:, k].max()) + d for d in (-1, 0, 1)]
+        if len(sums):
+            values, counts = np.unique(sums, return_counts=True)
+            plane.append(int(values[np.argmax(counts)]))
+        for s2 in dict.fromkeys(plane):
             m = qn.copy()
             m[:, k] = s2 - m[:, k]
             ok = (m[:, k] >= 0) & (m[:, k] < 1 << 21)
