@@ -354,6 +354,46 @@ def test_mirror_prediction(quality, monkeypatch):
     assert mt._mirror_plane(qf)[0] != 2
 
 
+def test_lattice_palettes():
+    """Coordinates written on a grid coarser than the quantisation (about 5.3 steps at 14 bits):
+    the palettes go as lattice steps and corrections, cheaper than gaps, and decode exactly;
+    the lattice fit reproduces the palette whatever step it estimates."""
+    from neuralcodec.codecs import mesh_traversal as mt
+
+    m = _tilted_sheet(40)
+    d = np.ptp(m.vertices, axis=0).max() / 3090
+    m.vertices = np.round(m.vertices / d) * d
+    quality = 7
+    bits = g.quality_to_bits(quality)
+    q, _, _ = g.quantise(m.vertices, bits)
+    *_, parts = mt._encode_geometry(np.asarray(m.faces), q, (1 << bits) - 1)
+    assert parts["palettes"] and parts["lattice"] >= 1
+    _check(m, quality)
+    pal = np.unique(q[:, 0])
+    step, k, corr = mt._lattice(pal)
+    n = np.r_[0, np.cumsum(k)]
+    assert np.array_equal(np.r_[pal[0], mt._lattice_values(int(pal[0]), step, n[1:]) + corr], pal)
+    assert np.mean(corr == 0) > 0.9
+    gaps_cost, _ = mt._palette_cost(pal, lattice=False)
+    lattice_cost, fit = mt._palette_cost(pal, lattice=True)
+    assert fit is not None and lattice_cost < 0.75 * gaps_cost
+    # damaged: one-line errors or a mesh of the right size
+    codec = get_codec("meshtrav")
+    enc = codec.encode(m, quality)
+    geom = enc.streams["geom"]
+    head = _unpack_header(geom)[3]
+    for seed in range(6):
+        cut = head + 4 + seed * (len(geom) - head - 4) // 12
+        junk = np.random.default_rng(seed).integers(0, 256, len(geom) - cut, np.uint8)
+        bad = Encoded(enc.codec, enc.header, {**enc.streams, "geom": geom[:cut] + junk.tobytes()})
+        try:
+            out = codec.decode(bad)
+        except CodecError as err:
+            assert "\n" not in str(err)
+        else:
+            assert len(out.vertices) == len(m.vertices)
+
+
 def test_split_seam_repeats():
     """A surface cut into two parts whose border vertices are duplicated along the cut (a UV or
     material seam): the duplicates are coded as repeats of earlier border vertices."""

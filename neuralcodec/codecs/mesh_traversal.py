@@ -96,7 +96,8 @@ VALENCE_SET = SYMBOL_SETS + 11  # triangle counts of new vertices (valence layou
 VALENCE_SETS = 8
 UNUSED_SET = VALENCE_SET + VALENCE_SETS  # how unreferenced vertices are coded (format 3)
 MIRROR_SET = UNUSED_SET + 1  # mirror prediction: 0 off, else axis + 1 and the plane (format 3)
-CONN_SETS = MIRROR_SET + 1
+LATTICE_SET = MIRROR_SET + 1  # per palette: gaps (0) or a lattice (1, its step and first value)
+CONN_SETS = LATTICE_SET + 1
 VALENCE_BIAS = 6  # triangle counts are coded as count - 6 (a regular interior vertex: 0)
 
 
@@ -828,28 +829,86 @@ def _ideal_bits(values: np.ndarray, sets: np.ndarray, nstates: int, markov: int 
     return ideal_int_bits(values, sets, states(nstates), markov)
 
 
+LATTICE_SHIFT = 24  # lattice steps in 1/2^24 of a grid step
+_LATTICE_STATES = _GAP_MARKOV * INT_CONTEXTS
+
+
+def _lattice_values(first: int, step: int, n: np.ndarray) -> np.ndarray:
+    """Lattice points first + round(n * step / 2^24) (integers only)."""
+    return first + ((n * step + (1 << (LATTICE_SHIFT - 1))) >> LATTICE_SHIFT)
+
+
+def _lattice(pal: np.ndarray):
+    """A palette as points of a lattice with a real step (inputs written on a grid coarser than
+    the quantisation, whose values are then about k * r steps apart for small k): (step in
+    1/2^24, lattice steps between consecutive values, corrections), or None. The step is
+    estimated from the gaps nearest the commonest one, refined by least squares; whatever it is,
+    the corrections make the values exact."""
+    if len(pal) < 16:
+        return None
+    d = np.diff(pal)
+    v, c = np.unique(d, return_counts=True)
+    mode = v[np.argmax(c)]
+    near = d[np.abs(d - mode) <= 1]
+    r = float(near.mean())
+    if not 1.0 <= r < 1 << 16:
+        return None
+    k = np.maximum(np.rint(d / r), 1).astype(np.int64)
+    n = np.r_[0, np.cumsum(k)]
+    rel = (pal - pal[0]).astype(np.float64)
+    r = float((n * rel).sum() / max(float((n * n).sum()), 1.0))
+    step = int(round(r * (1 << LATTICE_SHIFT)))
+    if not 1 << LATTICE_SHIFT <= step < 1 << 40 or n[-1] > 2 * int(pal[-1]) + 2:
+        return None
+    corr = pal[1:] - _lattice_values(int(pal[0]), step, n[1:])
+    return step, k, corr
+
+
+def _code_lattice(coder, k, corr, st_k, st_c) -> None:
+    coder(k - 1, np.zeros(len(k), np.int32), st_k, _GAP_MARKOV)
+    coder(corr, np.zeros(len(corr), np.int32), st_c, _GAP_MARKOV)
+
+
+def _palette_cost(pal: np.ndarray, lattice: bool):
+    """(bits, lattice fit or None) of sending a palette as gaps or, when ``lattice`` and that is
+    cheaper, as lattice steps and corrections."""
+    gaps = np.diff(np.r_[-1, pal]) - 1
+    cost = _ideal_bits(gaps, np.zeros(len(gaps)), _GAP_MARKOV * INT_CONTEXTS, _GAP_MARKOV)
+    fit = _lattice(pal) if lattice else None
+    if fit is None:
+        return cost, None
+    total = [96.0]  # the step, the first value and the mode, roughly
+
+    def count(v, sets_, st, markov):
+        total[0] += ideal_int_bits(v, sets_, st, markov)
+
+    _code_lattice(count, fit[1], fit[2], states(_LATTICE_STATES), states(_LATTICE_STATES))
+    return (total[0], fit) if total[0] < cost else (cost, None)
+
+
 def _palettes(qn: np.ndarray, pred: np.ndarray, resid: np.ndarray, sets: np.ndarray):
     """Per axis, whether coding the coordinate as an index into the sorted distinct values the
     axis takes (a palette, sent as gaps) is cheaper than the plain residual: the case of inputs
     whose precision is coarser than the quantisation (every value a few steps from the next) or
     whose vertices share coordinates (surfaces of revolution, CAD parts, mirrored halves).
-    Returns (mask, palettes, residuals, sets) with the chosen residuals and sets (V x 3)."""
-    mask, pals = 0, []
+    A palette is sent as gaps or, where cheaper, as points of a lattice (``_lattice``).
+    Returns (mask, palettes, lattice fits (None: gaps), residuals, sets) with the chosen
+    residuals and sets (V x 3)."""
+    mask, pals, fits = 0, [], []
     resid, sets = resid.copy(), sets.copy()
     for k in range(3):
         pal = np.unique(qn[:, k])
         r = np.searchsorted(pal, qn[:, k]) - _nearest_index(pal, pred[:, k])
-        gaps = np.diff(np.r_[-1, pal]) - 1
         plain = _ideal_bits(resid[:, k], sets[:, k], _POS_STATES)
-        paletted = _ideal_bits(r, sets[:, k] + _PALETTE_SHIFT, _POS_STATES) + _ideal_bits(
-            gaps, np.zeros(len(gaps)), _GAP_MARKOV * INT_CONTEXTS, _GAP_MARKOV
-        )
+        table, fit = _palette_cost(pal, lattice=True)
+        paletted = _ideal_bits(r, sets[:, k] + _PALETTE_SHIFT, _POS_STATES) + table
         if paletted + 32 < plain:
             mask |= 1 << k
             pals.append(pal)
+            fits.append(fit)
             resid[:, k] = r
             sets[:, k] += _PALETTE_SHIFT
-    return mask, pals, resid, sets
+    return mask, pals, fits, resid, sets
 
 
 CORNER_MODE = 100  # per-corner table indexes, predicted from the corner's vertex
@@ -997,7 +1056,7 @@ def _encode_geometry(faces: np.ndarray, q: np.ndarray, top: int):
     if not dups:
         dup[:] = False
     keep = ~dup
-    mask, pals, resid_keep, sets_keep = _palettes(
+    mask, pals, fits, resid_keep, sets_keep = _palettes(
         qn[keep], pred[keep], (qn - pred)[keep], pos_sets[keep]
     )
     resid, pos_sets = np.zeros((nv, 3), np.int64), pos_sets.copy()
@@ -1040,10 +1099,17 @@ def _encode_geometry(faces: np.ndarray, q: np.ndarray, top: int):
     vals += [mask] + [len(p) for p in pals]
     sets += [PALETTE_SET]
     sets += [COUNT_SET] * len(pals)
+    for p, fit in zip(pals, fits, strict=True):  # lattice palettes: step (2 parts), first value
+        vals += [0] if fit is None else [1, fit[0] >> 20, fit[0] & 0xFFFFF, int(p[0])]
+        sets += [LATTICE_SET] * (1 if fit is None else 4)
     enc.code_ints(np.array(vals, np.int32), np.array(sets, np.int32), st_conn)
     traversal_bits = enc.bits
     st_gaps = states(_GAP_MARKOV * INT_CONTEXTS)
-    for p in pals:
+    st_k, st_c = states(_LATTICE_STATES), states(_LATTICE_STATES)
+    for p, fit in zip(pals, fits, strict=True):
+        if fit is not None:
+            _code_lattice(enc.code_ints, fit[1], fit[2], st_k, st_c)
+            continue
         gaps = np.diff(np.r_[-1, p]) - 1
         enc.code_ints(gaps, np.zeros(len(gaps), np.int32), st_gaps, _GAP_MARKOV)
     conn_bits = enc.bits
@@ -1083,11 +1149,14 @@ def _encode_geometry(faces: np.ndarray, q: np.ndarray, top: int):
         "normal": normal,
         "near": near,
         "mirror": int(mflag.sum()) if mirror else 0,
+        "lattice": sum(f is not None for f in fits),
     }
     return enc.finish(), enc.bits, orig_of, new_faces, placement, parts
 
 
-def _decode_palettes(dec: AdaptiveDecoder, st_conn: np.ndarray, nv: int, top: int):
+def _decode_palettes(
+    dec: AdaptiveDecoder, st_conn: np.ndarray, nv: int, top: int, fmt: int = FORMAT
+):
     """(concatenated palettes, offsets of the 3 axes' palettes), as ``_encode_geometry`` wrote."""
     mask = dec.code_step(st_conn, PALETTE_SET)
     if not 0 <= mask <= 7:
@@ -1098,10 +1167,36 @@ def _decode_palettes(dec: AdaptiveDecoder, st_conn: np.ndarray, nv: int, top: in
         if mask >> k & 1 and not 1 <= n <= nv:
             raise CodecError("meshtrav: corrupt stream (bad palette size)")
         counts.append(n)
+    lattice = {}  # axis -> (step, first value)
+    for k in range(3):
+        if fmt < 3 or not counts[k]:
+            continue
+        m = dec.code_step(st_conn, LATTICE_SET)
+        if m not in (0, 1):
+            raise CodecError("meshtrav: corrupt stream (bad palette mode)")
+        if m:
+            hi, lo, first = (dec.code_step(st_conn, LATTICE_SET) for _ in range(3))
+            step = (hi << 20) + lo
+            if not (0 <= lo < 1 << 20 and 1 << LATTICE_SHIFT <= step < 1 << 40 and first >= 0):
+                raise CodecError("meshtrav: corrupt stream (bad palette lattice)")
+            lattice[k] = (step, first)
     st_gaps = states(_GAP_MARKOV * INT_CONTEXTS)
+    st_k, st_c = states(_LATTICE_STATES), states(_LATTICE_STATES)
     parts = []
-    for n in counts:
-        if n:
+    for k, n in enumerate(counts):
+        if n and k in lattice:
+            step, first = lattice[k]
+            zeros = np.zeros(n - 1, np.int32)
+            steps = dec.code_ints(zeros, st_k, _GAP_MARKOV).astype(np.int64) + 1
+            corr = dec.code_ints(zeros, st_c, _GAP_MARKOV).astype(np.int64)
+            n_at = np.r_[0, np.cumsum(steps)]
+            if steps.min(initial=1) < 1 or n_at[-1] > 2 * top + 2:
+                raise CodecError("meshtrav: corrupt stream (bad palette lattice steps)")
+            values = np.r_[first, _lattice_values(first, step, n_at[1:]) + corr]
+            if (np.diff(values) <= 0).any() or values[-1] > top:
+                raise CodecError("meshtrav: corrupt stream (palette value out of range)")
+            parts.append(values)
+        elif n:
             gaps = dec.code_ints(np.zeros(n, np.int32), st_gaps, _GAP_MARKOV).astype(np.int64)
             if gaps.min() < 0:
                 raise CodecError("meshtrav: corrupt stream (bad palette gap)")
@@ -1273,7 +1368,7 @@ class TraversalMeshCodec(Codec):
                 and near in (0, int(0 < nused < nv))
             ):
                 raise CodecError("meshtrav: corrupt stream (bad prediction mode)")
-            pal, offsets = _decode_palettes(dec, st_conn, nv, top)
+            pal, offsets = _decode_palettes(dec, st_conn, nv, top, fmt)
             starts, tri, prefs, kind = _predictors(faces, nv)
             nbs, nbr = _earlier_neighbours(faces, nv)
             n = nused if near else nv  # near: the unreferenced vertices come after
