@@ -26,8 +26,9 @@
       previous vertex; the axis nearest the surface normal coded against the tangent plane of
       the other two axes' residuals (where that pays); per axis either
       the residual or, when cheaper, the index residual into the axis' palette (its sorted
-      distinct values, sent as gaps); adaptive integer models with sets (kind of prediction,
-      bit length of the local scale, axis, palette); decoded and rebuilt in one C loop
+      distinct values, sent as gaps or as steps of a lattice with a real step); adaptive
+      integer models with sets (kind of prediction, bit length of the local scale, axis,
+      palette); decoded and rebuilt in one C loop
       (kernels/_adaptive.c, positions_decode); unreferenced vertices last, after the previous
       one or as offsets from a nearby used vertex
     all of the above: one range-coded stream after a 17 / 33-byte quantisation header ("geom")
@@ -36,7 +37,7 @@
       coordinates of bits - 2 each; residuals against the previous row, adaptive models
 
 Decoded: vertices renumbered in the position order (unreferenced vertices last, in Morton order
-of their quantised positions), triangles in traversal order, each the same oriented triangle as
+of their quantised positions, or in the order of the used vertices they are coded from), triangles in traversal order, each the same oriented triangle as
 in the input up to a rotation of its corners. Per-corner normals / UVs keep their own tables;
 their corner indexes follow the triangles, each predicted by the index of the previous corner of
 the same vertex.
