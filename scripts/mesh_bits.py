@@ -3,9 +3,11 @@
     python scripts/mesh_bits.py [--qualities 1,5,9] [FILES...]
 
 Per (mesh, bits): the .ncf file size, Draco's (compression level 7, same bits), their ratio, the
-ideal code length of the connectivity and of the positions, the rest of the file (container,
-geometry header), and counts of unreferenced vertices and of vertices whose quantised position
-repeats an earlier one. Default files: the shared meshes.
+ideal code length of the connectivity (traversal and mode values), of the palettes and of the
+positions, the rest of the file (container, geometry header), the encoder's choices (context
+layout: >= 4 valence layouts; normal axis; unreferenced vertices near used ones; parallelogram
+selection; vertices predicted by a mirror image; palette axes; lattice palettes), and counts of unreferenced vertices and of vertices whose quantised
+position repeats an earlier one. Default files: the shared meshes.
 """
 
 from __future__ import annotations
@@ -50,11 +52,18 @@ def main() -> int:
             ratio = size / dsize if dsize else float("nan")
             ratios.append(ratio)
             conn, pos = parts["connectivity"] / 8, parts["positions"] / 8
+            pal = parts["palette_bits"] / 8
+            modes = (
+                f"layout {parts['layout']} normal {parts['normal']} near {parts['near']} "
+                f"select {parts['select']} mirrored {parts['mirror']} palettes "
+                f"{parts['palettes']} lattice {parts['lattice']}"
+            )
             print(
                 f"{f.name:22s} {bits:2d} bits: ours {size:7d} B, draco {dsize:7d} B, "
-                f"ratio {ratio:.3f} | connectivity {conn:8.0f} positions {pos:8.0f} "
-                f"rest {size - conn - pos:4.0f} | vertices {len(qv)} unreferenced "
-                f"{int((~used).sum())} repeated positions {len(qv) - len(np.unique(qv, axis=0))}",
+                f"ratio {ratio:.3f} | connectivity {conn - pal:7.0f} palettes {pal:6.0f} "
+                f"positions {pos:7.0f} rest {size - conn - pos:4.0f} | {modes} | vertices "
+                f"{len(qv)} unreferenced {int((~used).sum())} repeated positions "
+                f"{len(qv) - len(np.unique(qv, axis=0))}",
                 flush=True,
             )
     print(f"mean ratio {np.nanmean(ratios):.4f} over {len(ratios)} (mesh, bits) pairs")

@@ -133,6 +133,48 @@ def test_prediction_modes_round_trip(quality):
     _check(m, quality)
 
 
+def _tilted_sheet(n=24, seed=3) -> Mesh:
+    """A curved sheet whose vertices are jittered within the surface, turned so that its normal
+    is along no axis: residuals mostly tangential, as on irregularly sampled surfaces."""
+    m = _grid(n)
+    v = m.vertices.copy()
+    v[:, :2] += np.random.default_rng(seed).uniform(-0.3, 0.3, (len(v), 2))
+    a, b = 0.7, 0.5
+    rx = np.array([[1, 0, 0], [0, np.cos(a), -np.sin(a)], [0, np.sin(a), np.cos(a)]])
+    ry = np.array([[np.cos(b), 0, np.sin(b)], [0, 1, 0], [-np.sin(b), 0, np.cos(b)]])
+    return Mesh(v @ rx.T @ ry.T, m.faces)
+
+
+@pytest.mark.parametrize("quality", [3, 9])
+def test_normal_axis_mode(quality):
+    """The axis nearest the surface normal, coded against the tangent plane of the other two
+    axes' residuals: chosen where it saves bits, decodes exactly, and the encoder's normal
+    estimate is the C loop's (same axis and integers as the definition, on a vertex by hand)."""
+    from neuralcodec.codecs import mesh_traversal as mt
+
+    m = _tilted_sheet()
+    bits = g.quality_to_bits(quality)
+    q, _, _ = g.quantise(m.vertices, bits)
+    *_, parts = mt._encode_geometry(np.asarray(m.faces), q, (1 << bits) - 1)
+    assert parts["normal"] == 1
+    _check(m, quality)
+    # off on a flat sheet in the z = 0 plane: the prediction is exact along z already
+    flat = _grid(12)
+    flat.vertices[:, 2] = 0.0
+    qf, _, _ = g.quantise(flat.vertices, bits)
+    assert mt._encode_geometry(np.asarray(flat.faces), qf, (1 << bits) - 1)[-1]["normal"] == 0
+    _check(flat, quality)
+    # the estimate of one vertex by hand: two parallelograms whose triangles face opposite ways
+    qn = np.array([[0, 0, 0], [10, 0, 0], [0, 10, 0], [0, 0, 3], [9, 9, 1]], np.int64)
+    starts = np.array([0, 0, 0, 0, 0, 2])
+    tri = np.array([[1, 2, 0], [2, 1, 3]])  # (a, b, o): normals (0, 0, 100) and (-30, -30, -100)
+    axis, nrm = mt._normal_axes(qn, starts, tri, (1 << 12) - 1)
+    assert axis.tolist() == [-1, -1, -1, -1, 2] and nrm[4].tolist() == [30, 30, 200]
+    # at 16 bits each normal is first floor-divided by 2^5: (0, 0, 3) and (-1, -1, -4)
+    axis, nrm = mt._normal_axes(qn, starts, tri, (1 << 16) - 1)
+    assert axis[4] == 2 and nrm[4].tolist() == [1, 1, 7]
+
+
 def _order_reference(faces: np.ndarray, nv: int) -> list[int]:
     """The position order as its definition says, with a plain scan instead of a heap."""
     done, score, near, order = [False] * nv, [0] * nv, [0] * nv, []
@@ -178,6 +220,178 @@ def test_symbol_codes_each_decode(rng, monkeypatch):
         monkeypatch.setattr(mt, "_SYMBOL_CODES", mt._SYMBOL_CODES[row : row + 1])
         _check(_grid(9, rng), 5)
         monkeypatch.undo()
+
+
+def test_valence_layouts_decode(rng, monkeypatch):
+    """With triangle counts sent as vertices appear (layouts >= 4), the gate symbols' contexts
+    are the triangles still to come around the gate's ends: each valence layout forced on
+    meshes with borders, several parts, degenerate and non-manifold triangles decodes exactly."""
+    from neuralcodec.codecs import mesh_traversal as mt
+
+    odd = _grid(7, rng)
+    n0 = len(odd.vertices)
+    extra = [[0, 1, 2], [3, 3, 4], [n0, n0 + 1, n0 + 2], [n0 + 2, n0 + 1, n0 + 3]]
+    odd = Mesh(
+        np.concatenate([odd.vertices, rng.normal(size=(4, 3))]),
+        np.concatenate([odd.faces, extra]),
+    )
+    for layout in range(len(mt._LAYOUTS), mt.NUM_LAYOUTS):
+        monkeypatch.setattr(mt, "_ENCODER_LAYOUTS", (layout,))
+        for mesh in (_grid(9, rng), _closed(), odd):
+            vals, *_ = mt._traverse_encode(np.asarray(mesh.faces), len(mesh.vertices))
+            assert vals[0] % mt.NUM_LAYOUTS == layout
+            _check(mesh, 5)
+        # junk after a valid prefix: one-line errors or a mesh of the right size
+        codec = get_codec("meshtrav")
+        enc = codec.encode(odd, 5)
+        geom = enc.streams["geom"]
+        head = _unpack_header(geom)[3]
+        for seed in range(6):
+            cut = head + 2 + seed * (len(geom) - head - 2) // 6
+            junk = np.random.default_rng(seed).integers(0, 256, len(geom) - cut, np.uint8)
+            bad = Encoded(
+                enc.codec, enc.header, {**enc.streams, "geom": geom[:cut] + junk.tobytes()}
+            )
+            try:
+                out = codec.decode(bad)
+            except CodecError as err:
+                assert "\n" not in str(err)
+            else:
+                assert len(out.faces) == len(odd.faces)
+        monkeypatch.undo()
+
+
+def _with_loose_points(n=40, seed=2) -> Mesh:
+    """A grid with unreferenced vertices close to its surface (what a scan's triangulation
+    leaves out)."""
+    m = _grid(14)
+    rng = np.random.default_rng(seed)
+    extra = m.vertices[rng.integers(0, len(m.vertices), n)] + rng.normal(0, 0.05, (n, 3))
+    return Mesh(np.concatenate([m.vertices, extra]), m.faces)
+
+
+@pytest.mark.parametrize("quality", [1, 9])
+def test_unreferenced_vertices_near_used_ones(quality):
+    """Unreferenced vertices as offsets from a used vertex near each: chosen when cheaper,
+    decoded exactly (kept, on the grid), and damaged streams fail in one line."""
+    from neuralcodec.codecs import mesh_traversal as mt
+
+    m = _with_loose_points()
+    bits = g.quality_to_bits(quality)
+    q, _, _ = g.quantise(m.vertices, bits)
+    *_, parts = mt._encode_geometry(np.asarray(m.faces), q, (1 << bits) - 1)
+    assert parts["near"] == 1
+    _check(m, quality)
+    codec = get_codec("meshtrav")
+    enc = codec.encode(m, quality)
+    geom = enc.streams["geom"]
+    for seed in range(6):
+        cut = len(geom) - 1 - seed * 3
+        junk = np.random.default_rng(seed).integers(0, 256, len(geom) - cut, np.uint8)
+        bad = Encoded(enc.codec, enc.header, {**enc.streams, "geom": geom[:cut] + junk.tobytes()})
+        try:
+            out = codec.decode(bad)
+        except CodecError as err:
+            assert "\n" not in str(err)
+        else:
+            assert len(out.vertices) == len(m.vertices)
+    # far from the surface (a second cloud) the previous-vertex order stays
+    far = Mesh(np.concatenate([_grid(14).vertices, 50 + 9 * np.eye(3)]), _grid(14).faces)
+    qf, _, _ = g.quantise(far.vertices, bits)
+    assert mt._encode_geometry(np.asarray(far.faces), qf, (1 << bits) - 1)[-1]["near"] == 0
+    _check(far, quality)
+
+
+def _mirrored(n=12, seed=4) -> Mesh:
+    """Two mirrored halves of a bumpy sheet (x -> -x), joined along x = 0: half of the
+    vertices have an exact mirror image, as in modelled characters and CAD parts."""
+    m = _grid(n)
+    v = m.vertices.copy()
+    v[:, 2] = np.random.default_rng(seed).normal(0, 0.3, len(v))
+    v[:, 0] += 1.0  # x in 1 .. n: the mirror half is at -n .. -1
+    w = v.copy()
+    w[:, 0] = -w[:, 0]
+    f2 = m.faces[:, ::-1] + len(v)
+    return Mesh(np.concatenate([v, w]), np.concatenate([m.faces, f2]))
+
+
+@pytest.mark.parametrize("quality", [1, 5, 9])
+def test_mirror_prediction(quality, monkeypatch):
+    """Vertices predicted by the mirror image of an earlier vertex near their prediction's
+    image: found, chosen, exact, and damaged streams fail in one line."""
+    from neuralcodec.codecs import mesh_traversal as mt
+
+    m = _mirrored()
+    bits = g.quality_to_bits(quality)
+    q, _, _ = g.quantise(m.vertices, bits)
+    assert mt._mirror_plane(q)[:1] == (0,) and mt._mirror_plane(q)[2] > 0.9
+    *_, parts = mt._encode_geometry(np.asarray(m.faces), q, (1 << bits) - 1)
+    assert parts["mirror"] > len(q) // 4
+    _check(m, quality)
+    codec = get_codec("meshtrav")
+    enc = codec.encode(m, quality)
+    with monkeypatch.context() as mp:  # the same mesh without mirror prediction
+        mp.setattr(mt, "_mirror_plane", lambda qn: (0, 0, 0.0))
+        plain = codec.encode(m, quality)
+    assert len(enc.streams["geom"]) < 0.9 * len(plain.streams["geom"])  # the second half is cheaper
+    geom = enc.streams["geom"]
+    head = _unpack_header(geom)[3]
+    for seed in range(6):
+        cut = head + 4 + seed * (len(geom) - head - 4) // 6
+        junk = np.random.default_rng(seed).integers(0, 256, len(geom) - cut, np.uint8)
+        bad = Encoded(enc.codec, enc.header, {**enc.streams, "geom": geom[:cut] + junk.tobytes()})
+        try:
+            out = codec.decode(bad)
+        except CodecError as err:
+            assert "\n" not in str(err)
+        else:
+            assert len(out.vertices) == len(m.vertices)
+    # a flat mesh is its own mirror image across its plane: that is no mirror symmetry (a
+    # regular grid's own symmetry across x or y is)
+    flat = _grid(8)
+    flat.vertices[:, 2] = 0.0
+    qf, _, _ = g.quantise(flat.vertices, bits)
+    assert mt._mirror_plane(qf)[0] != 2
+
+
+def test_lattice_palettes():
+    """Coordinates written on a grid coarser than the quantisation (about 5.3 steps at 14 bits):
+    the palettes go as lattice steps and corrections, cheaper than gaps, and decode exactly;
+    the lattice fit reproduces the palette whatever step it estimates."""
+    from neuralcodec.codecs import mesh_traversal as mt
+
+    m = _tilted_sheet(40)
+    d = np.ptp(m.vertices, axis=0).max() / 3090
+    m.vertices = np.round(m.vertices / d) * d
+    quality = 7
+    bits = g.quality_to_bits(quality)
+    q, _, _ = g.quantise(m.vertices, bits)
+    *_, parts = mt._encode_geometry(np.asarray(m.faces), q, (1 << bits) - 1)
+    assert parts["palettes"] and parts["lattice"] >= 1
+    _check(m, quality)
+    pal = np.unique(q[:, 0])
+    step, k, corr = mt._lattice(pal)
+    n = np.r_[0, np.cumsum(k)]
+    assert np.array_equal(np.r_[pal[0], mt._lattice_values(int(pal[0]), step, n[1:]) + corr], pal)
+    assert np.mean(corr == 0) > 0.9
+    gaps_cost, _ = mt._palette_cost(pal, lattice=False)
+    lattice_cost, fit = mt._palette_cost(pal, lattice=True)
+    assert fit is not None and lattice_cost < 0.75 * gaps_cost
+    # damaged: one-line errors or a mesh of the right size
+    codec = get_codec("meshtrav")
+    enc = codec.encode(m, quality)
+    geom = enc.streams["geom"]
+    head = _unpack_header(geom)[3]
+    for seed in range(6):
+        cut = head + 4 + seed * (len(geom) - head - 4) // 12
+        junk = np.random.default_rng(seed).integers(0, 256, len(geom) - cut, np.uint8)
+        bad = Encoded(enc.codec, enc.header, {**enc.streams, "geom": geom[:cut] + junk.tobytes()})
+        try:
+            out = codec.decode(bad)
+        except CodecError as err:
+            assert "\n" not in str(err)
+        else:
+            assert len(out.vertices) == len(m.vertices)
 
 
 def test_split_seam_repeats():
@@ -273,7 +487,23 @@ def test_golden_bitstream():
     assert digest == GOLDEN
 
 
-GOLDEN = "f043d297aa73cc751acec83e98ac17312001de1c36da866b84623de0c37fe53a"
+GOLDEN = "7dfee5625e53704d217f28fa670c887dbbf19cfd2092475925a456bafb2431ba"
+
+
+@pytest.mark.parametrize(
+    "name, make, quality", [("grid9_q5", lambda: _grid(9), 5), ("revolution_q9", _revolution, 9)]
+)
+def test_format_2_files_still_decode(name, make, quality):
+    """Files written by format 2 (no normal-axis flag; the revolution one uses palettes,
+    parallelogram options and repeats) decode to the source's triangles and grid positions."""
+    data = (REPO_DIR / "tests" / "golden" / f"meshtrav_f2_{name}.ncf").read_bytes()
+    dec, header = api.decode_bytes(data)
+    assert header["metadata"]["format"] == 2
+    m = make()
+    bits = g.quality_to_bits(quality)
+    assert same_triangles(m, dec, bits)
+    q, o, s = g.quantise(m.vertices, bits)
+    assert np.array_equal(np.sort(g.dequantise(q, o, s), axis=0), np.sort(dec.vertices, axis=0))
 
 
 def test_bad_inputs_one_line():
@@ -312,11 +542,12 @@ def test_damaged_streams_fail_cleanly(rng):
             assert len(out.faces) == len(m.faces)  # garbage that happens to decode
 
 
-def test_damaged_modes_fail_cleanly():
-    """Junk after a valid prefix of a stream that uses palettes, options and repeats: one-line
-    errors (or a mesh of the right size), never a crash or a hang."""
+@pytest.mark.parametrize("make", [_revolution, _tilted_sheet])
+def test_damaged_modes_fail_cleanly(make):
+    """Junk after a valid prefix of a stream that uses palettes, options and repeats (or the
+    normal axis): one-line errors (or a mesh of the right size), never a crash or a hang."""
     codec = get_codec("meshtrav")
-    enc = codec.encode(_revolution(), 9)
+    enc = codec.encode(make(), 9)
     geom = enc.streams["geom"]
     head = _unpack_header(geom)[3]
     rng = np.random.default_rng(7)

@@ -401,11 +401,10 @@ def test_mesh_adapter_and_ply_dispatch(tmp_path, rng):
                 normals=rng.normal(size=(10, 3)))  # fmt: skip
     prep = ad.prepare(mesh)
     assert prep.fields["shape"] == (10, 12)
-    assert prep.fields["metadata"] == {
-        "vertex_dtype": "float32",
-        "normals": "vertex",
-        "uvs": "none",
-        "attributes": [],
+    # entries at their default are left out of the header
+    assert prep.fields["metadata"] == {"normals": "vertex"}
+    assert ad.prepare(Mesh(mesh.vertices.astype(np.float64), mesh.faces)).fields["metadata"] == {
+        "vertex_dtype": "float64"
     }
     header = {"modality": "mesh", **prep.fields}
     back = ad.restore(

@@ -12,25 +12,32 @@
                the gate's end (+) or start (-), else (not met within 1024 steps) counted back
       in contexts of the traversal state (coded triangles around the gate's ends, candidates,
       previous symbol; one of four layouts, the encoder's pick), so the decoder decodes while it
-      traverses; + one orientation bit per triangle reached (0: consistent with its neighbour);
+      traverses; or (valence layouts) with each vertex's triangle count sent as it appears and
+      the triangles still to come around the gate's ends as contexts; + one orientation bit per
+      triangle reached (0: consistent with its neighbour);
       when no gate is left, the next uncoded triangle starts a new part: 3 corners, each "new"
       or an index counted back (degenerate and non-manifold triangles end up here)
     positions, in a greedy order from the connectivity (most parallelograms first; C): each
       predicted by the rounded mean of every parallelogram (w, a, b | a, b, o) with a, b, o
       coded before w, blended with the mean of w's coded neighbours (0 .. 6/8: the
       encoder's pick for the mesh), or, where the encoder finds it pays, by one parallelogram it
-      names (creases); else by an earlier neighbour, else the previous vertex; per axis either
+      names (creases), or by the mirror image of an earlier vertex near the prediction's image
+      across an axis-aligned plane (mirrored halves); else by an earlier neighbour, else the
+      previous vertex; the axis nearest the surface normal coded against the tangent plane of
+      the other two axes' residuals (where that pays); per axis either
       the residual or, when cheaper, the index residual into the axis' palette (its sorted
-      distinct values, sent as gaps); adaptive integer models with sets (kind of prediction,
-      bit length of the local scale, axis, palette); decoded and rebuilt in one C loop
-      (kernels/_adaptive.c, positions_decode)
+      distinct values, sent as gaps or as steps of a lattice with a real step); adaptive
+      integer models with sets (kind of prediction, bit length of the local scale, axis,
+      palette); decoded and rebuilt in one C loop
+      (kernels/_adaptive.c, positions_decode); unreferenced vertices last, after the previous
+      one or as offsets from a nearby used vertex
     all of the above: one range-coded stream after a 17 / 33-byte quantisation header ("geom")
     vertex attributes: lossless, in the decoder's vertex order (geometry.py); UVs quantised to
       the same bits over their bounding square, normals normalised and quantised as octahedral
       coordinates of bits - 2 each; residuals against the previous row, adaptive models
 
 Decoded: vertices renumbered in the position order (unreferenced vertices last, in Morton order
-of their quantised positions), triangles in traversal order, each the same oriented triangle as
+of their quantised positions, or in the order of the used vertices they are coded from), triangles in traversal order, each the same oriented triangle as
 in the input up to a rotation of its corners. Per-corner normals / UVs keep their own tables;
 their corner indexes follow the triangles, each predicted by the index of the previous corner of
 the same vertex.
@@ -51,6 +58,7 @@ from neuralcodec.entropy.adaptive import (
     AdaptiveDecoder,
     AdaptiveEncoder,
     ideal_int_bits,
+    mirror_partners,
     position_order,
     repeat_partners,
     states,
@@ -62,9 +70,10 @@ from .base import Codec, CodecError, Encoded, register
 
 _HEAD64 = struct.Struct("<B3dd")  # mode byte, origin, step
 _HEAD32 = struct.Struct("<B3ff")  # mode byte, origin, the widest axis' largest coordinate
-# 2: connectivity decoded with its traversal, one geometry stream; format 1 (no header field) is
-# refused
-FORMAT = 2
+# 2: connectivity decoded with its traversal, one geometry stream; 3: + the normal-axis flag
+# (tangent-plane prediction of one axis); format 1 (no header field) is refused
+FORMAT = 3
+FORMATS = (2, 3)  # what this version decodes
 NUM_CANDIDATES = 6
 BORDER, NEW, FIRST_CANDIDATE = 0, 1, 2
 EXPLICIT = FIRST_CANDIDATE + NUM_CANDIDATES
@@ -83,7 +92,14 @@ BLEND_SET = SYMBOL_SETS + 6  # index into BLEND_WEIGHTS
 LAYOUT_SET = SYMBOL_SETS + 7  # symbol codes x context layout (first in the stream)
 SELECT_SET = SYMBOL_SETS + 8  # whether vertices may pick one parallelogram (0 / 1)
 DUPS_SET = SYMBOL_SETS + 9  # whether border vertices carry repeat flags (0 / 1)
-CONN_SETS = SYMBOL_SETS + 10
+NORMAL_SET = SYMBOL_SETS + 10  # whether one axis is predicted in the tangent plane (format 3)
+VALENCE_SET = SYMBOL_SETS + 11  # triangle counts of new vertices (valence layouts; 8 sets)
+VALENCE_SETS = 8
+UNUSED_SET = VALENCE_SET + VALENCE_SETS  # how unreferenced vertices are coded (format 3)
+MIRROR_SET = UNUSED_SET + 1  # mirror prediction: 0 off, else axis + 1 and the plane (format 3)
+LATTICE_SET = MIRROR_SET + 1  # per palette: gaps (0) or a lattice (1, its step and first value)
+CONN_SETS = LATTICE_SET + 1
+VALENCE_BIAS = 6  # triangle counts are coded as count - 6 (a regular interior vertex: 0)
 
 
 def _layouts() -> np.ndarray:
@@ -103,6 +119,22 @@ def _layouts() -> np.ndarray:
 
 
 _LAYOUTS = _layouts()
+
+
+def _valence_layouts() -> np.ndarray:
+    """Context layouts of the gate symbols when every vertex's triangle count is sent as it
+    appears (format 3): [layout, feature code of _State.valence_set] -> set. With the counts
+    known, the triangles still to come around the gate's ends tell border, fan closing (a
+    candidate) and new vertex apart almost surely."""
+    f = np.arange(VALENCE_FEATURES)
+    prev, ru, rv = f % 3, f // 12 % 4, f // 48
+    return np.stack([f, (rv * 4 + ru) * 3 + prev])
+
+
+VALENCE_FEATURES = 4 * 4 * 4 * 3
+_VLAYOUTS = _valence_layouts()
+NUM_LAYOUTS = len(_LAYOUTS) + len(_VLAYOUTS)  # layouts >= len(_LAYOUTS): valence layouts
+_ENCODER_LAYOUTS = tuple(range(NUM_LAYOUTS))  # the layouts the encoder tries
 # how gate symbols are written as integers (the encoder's pick, with the layout): as they are,
 # or with "new" as 0 (zero flag: new or not), the first candidate +1, border -1, the second
 # candidate +2, explicit -2, the others +3..+6 (every binary decision then carries information)
@@ -120,11 +152,25 @@ class _State:
         self.faces: list[tuple[int, int, int]] = []
         self.gates: list[tuple[int, int, int]] = []  # (u, v, opposite) with u -> v in its face
         self.prev = 0  # class of the previous gate symbol
+        self.total: list[int] = []  # vertex -> its triangle count (valence layouts), else 0
 
-    def new_vertex(self) -> int:
+    def new_vertex(self, total: int = 0) -> int:
         self.open.append({})
         self.tris.append(0)
+        self.total.append(total)
         return len(self.open) - 1
+
+    def valence_set(self, u: int, v: int, ncand: int) -> int:
+        """The gate's context when triangle counts are known (0..191): triangles still to come
+        around v and around u (0..3+ each), candidates (0..3+), class of the previous symbol."""
+        rv = min(max(self.total[v] - self.tris[v], 0), 3)
+        ru = min(max(self.total[u] - self.tris[u], 0), 3)
+        return ((rv * 4 + ru) * 4 + min(ncand, 3)) * 3 + self.prev
+
+    def count_set(self, u: int, v: int) -> int:
+        """Context set of the triangle count of a vertex new at the gate u -> v: the counts of
+        u and v (their sum's distance from two regular vertices, clamped)."""
+        return VALENCE_SET + min(max(self.total[u] + self.total[v] - 9, 0), VALENCE_SETS - 2)
 
     def edge_count(self, u: int, v: int) -> int:
         return self.edges.get(u * _KEY + v if u < v else v * _KEY + u, 0)
@@ -234,6 +280,14 @@ def _traverse_encode(faces: np.ndarray, nverts: int):
     vals: list[int] = []
     sets: list[int] = []
     sym_pos: list[int] = []  # where the gate symbols are in vals / sets
+    vfeat: list[int] = []  # their valence-layout features
+    is_count: list[int] = []  # where triangle counts are (sent with the valence layouts only)
+    # triangle count of every vertex: the triangles it is a corner of (each once)
+    tcount = np.bincount(faces.reshape(-1), minlength=nverts)
+    rep = (faces[:, 0] == faces[:, 1]) | (faces[:, 0] == faces[:, 2])
+    np.subtract.at(tcount, faces[rep, 0], 1)
+    np.subtract.at(tcount, faces[faces[:, 1] == faces[:, 2], 1], 1)
+    tcount = tcount.tolist()
     placement: list[tuple[int, int]] = []  # (original face, rotation)
     next_start = 0
     total = len(flist)
@@ -246,11 +300,15 @@ def _traverse_encode(faces: np.ndarray, nverts: int):
             for ov in flist[f]:
                 if new_of[ov] < 0:
                     vals.append(0)
-                    new_of[ov] = st.new_vertex()
+                    sets.append(REF_SET)
+                    new_of[ov] = st.new_vertex(tcount[ov])
                     orig_of.append(ov)
+                    is_count.append(len(vals))
+                    vals.append(tcount[ov] - VALENCE_BIAS)
+                    sets.append(VALENCE_SET + VALENCE_SETS - 1)
                 else:
                     vals.append(len(orig_of) - new_of[ov])
-                sets.append(REF_SET)
+                    sets.append(REF_SET)
                 corners.append(new_of[ov])
             coded[f] = 1
             placement.append((f, 0))
@@ -264,6 +322,7 @@ def _traverse_encode(faces: np.ndarray, nverts: int):
         cands = st.candidates(u, v)
         sym_pos.append(len(sets))
         sets.append(st.symbol_set(u, v, len(cands)))
+        vfeat.append(st.valence_set(u, v, len(cands)))
         if f < 0:
             vals.append(BORDER)
             st.prev = 0
@@ -278,7 +337,8 @@ def _traverse_encode(faces: np.ndarray, nverts: int):
         extra: list[tuple[int, int]] = []
         if new_of[ow] < 0:
             vals.append(NEW)
-            new_of[ow] = st.new_vertex()
+            extra.append((tcount[ow] - VALENCE_BIAS, st.count_set(u, v)))
+            new_of[ow] = st.new_vertex(tcount[ow])
             orig_of.append(ow)
             w = new_of[ow]
         else:
@@ -297,6 +357,8 @@ def _traverse_encode(faces: np.ndarray, nverts: int):
         vals.append(0 if consistent else 1)
         sets.append(FLIP_SET)
         for x, y in extra:
+            if y >= VALENCE_SET:
+                is_count.append(len(vals))
             vals.append(x)
             sets.append(y)
         coded[f] = 1
@@ -305,42 +367,75 @@ def _traverse_encode(faces: np.ndarray, nverts: int):
             st.add_face(v, u, w, (v, u))
         else:
             st.add_face(u, v, w, (u, v))
-    # the symbol codes and context layout that code these symbols in the fewest bits, sent first
+    # the symbol codes and context layout that code these symbols in the fewest bits, sent first;
+    # the valence layouts pay for the triangle counts too
     vals_arr, sets_arr = np.array(vals, np.int64), np.array(sets, np.int64)
     pos = np.array(sym_pos, np.int64)
+    counts = np.array(is_count, np.int64)
+    count_bits = ideal_int_bits(
+        vals_arr[counts], sets_arr[counts], states(CONN_SETS * INT_CONTEXTS)
+    )
+    features = (sets_arr[pos], np.array(vfeat, np.int64))
     best = (np.inf, 0)
     for m, codes in enumerate(_SYMBOL_CODES):
         coded = codes[vals_arr[pos]]
-        for i, lay in enumerate(_LAYOUTS):
-            cost = ideal_int_bits(coded, lay[sets_arr[pos]], states(SYMBOL_SETS * INT_CONTEXTS))
+        for i, lay in enumerate([*_LAYOUTS, *_VLAYOUTS]):
+            if i not in _ENCODER_LAYOUTS:
+                continue
+            valence = i >= len(_LAYOUTS)
+            cost = ideal_int_bits(
+                coded, lay[features[valence]], states(SYMBOL_SETS * INT_CONTEXTS)
+            ) + (count_bits if valence else 0.0)
             if cost < best[0]:
-                best = (cost, m * len(_LAYOUTS) + i)
+                best = (cost, m * NUM_LAYOUTS + i)
     mode = best[1]
-    vals_arr[pos] = _SYMBOL_CODES[mode // len(_LAYOUTS)][vals_arr[pos]]
-    sets_arr[pos] = _LAYOUTS[mode % len(_LAYOUTS)][sets_arr[pos]]
+    layout = mode % NUM_LAYOUTS
+    vals_arr[pos] = _SYMBOL_CODES[mode // NUM_LAYOUTS][vals_arr[pos]]
+    if layout < len(_LAYOUTS):
+        sets_arr[pos] = _LAYOUTS[layout][sets_arr[pos]]
+        keep = np.ones(len(vals_arr), bool)
+        keep[counts] = False
+        vals_arr, sets_arr = vals_arr[keep], sets_arr[keep]
+    else:
+        sets_arr[pos] = _VLAYOUTS[layout - len(_LAYOUTS)][features[1]]
     vals = [mode] + vals_arr.tolist()
     sets = [LAYOUT_SET] + sets_arr.tolist()
     return vals, sets, np.array(orig_of), st.faces, placement
 
 
-def _traverse_decode(dec: AdaptiveDecoder, st_conn: np.ndarray, nfaces: int, nverts: int):
+def _traverse_decode(
+    dec: AdaptiveDecoder, st_conn: np.ndarray, nfaces: int, nverts: int, fmt: int = FORMAT
+):
     """Decodes the connectivity while replaying the traversal (its state gives the contexts)."""
     st = _State()
     step = dec.code_step
     mode = step(st_conn, LAYOUT_SET)
-    if not 0 <= mode < len(_LAYOUTS) * len(_SYMBOL_CODES):
+    nlay = NUM_LAYOUTS if fmt >= 3 else len(_LAYOUTS)  # format 2: no valence layouts
+    if not 0 <= mode < nlay * len(_SYMBOL_CODES):
         raise CodecError("meshtrav: corrupt stream (bad context layout)")
-    lay = _LAYOUTS[mode % len(_LAYOUTS)].tolist()
-    codes = _SYMBOL_CODES[mode // len(_LAYOUTS)]
+    valence = mode % nlay >= len(_LAYOUTS)
+    if valence:
+        lay = _VLAYOUTS[mode % nlay - len(_LAYOUTS)].tolist()
+    else:
+        lay = _LAYOUTS[mode % nlay].tolist()
+    features = st.valence_set if valence else st.symbol_set
+    codes = _SYMBOL_CODES[mode // nlay]
     symbol_of = {int(c): k for k, c in enumerate(codes)}
     noflip = int(codes[BORDER])
+
+    def count(cset: int) -> int:
+        t = step(st_conn, cset) + VALENCE_BIAS if valence else 0
+        if valence and not 1 <= t <= nfaces:
+            raise CodecError("meshtrav: corrupt stream (bad triangle count)")
+        return t
+
     while len(st.faces) < nfaces:
         if not st.gates:
             corners = []
             for _ in range(3):
                 r = step(st_conn, REF_SET)
                 if r == 0:
-                    corners.append(st.new_vertex())
+                    corners.append(st.new_vertex(count(VALENCE_SET + VALENCE_SETS - 1)))
                 elif 1 <= r <= len(st.open):
                     corners.append(len(st.open) - r)
                 else:
@@ -353,13 +448,13 @@ def _traverse_decode(dec: AdaptiveDecoder, st_conn: np.ndarray, nfaces: int, nve
         if st.edge_count(u, v) != 1:
             continue
         cands = st.candidates(u, v)
-        code = step(st_conn, lay[st.symbol_set(u, v, len(cands))], FLIP_SET, noflip)
+        code = step(st_conn, lay[features(u, v, len(cands))], FLIP_SET, noflip)
         s, flip = symbol_of.get(code >> 1, -1), code & 1
         if s == BORDER:
             st.prev = 0
             continue
         if s == NEW:
-            w = st.new_vertex()
+            w = st.new_vertex(count(st.count_set(u, v)))
         elif FIRST_CANDIDATE <= s < EXPLICIT:
             if s - FIRST_CANDIDATE >= len(cands):
                 raise CodecError("meshtrav: corrupt stream (no such candidate)")
@@ -389,6 +484,44 @@ def _traverse_decode(dec: AdaptiveDecoder, st_conn: np.ndarray, nfaces: int, nve
         if len(st.open) > nverts:
             raise CodecError("meshtrav: corrupt stream (more vertices than the header says)")
     return np.array(st.faces, dtype=np.int64).reshape(-1, 3), len(st.open)
+
+
+_NEAR_MARKOV = 4  # unreferenced vertices near a used one: reference steps, markov classes
+_NEAR_STATES = (_NEAR_MARKOV + 3) * INT_CONTEXTS  # steps (markov 4), then one set per axis
+
+
+def _near_unused(qn: np.ndarray, nused: int):
+    """Unreferenced vertices (rows nused..) as offsets from a used vertex near each (the
+    encoder's pick: the nearest, Euclidean): (their new order, the steps between the sorted
+    reference numbers, the offsets). Scanned surfaces keep such vertices (points the
+    triangulation left out) on the surface, close to a used vertex."""
+    from scipy.spatial import cKDTree
+
+    rest = qn[nused:]
+    ref = cKDTree(qn[:nused]).query(rest)[1].astype(np.int64)
+    order = np.argsort(ref, kind="stable")
+    ref = ref[order]
+    return order, np.diff(np.r_[0, ref]), rest[order] - qn[ref]
+
+
+def _code_near(coder, steps, offsets, st: np.ndarray) -> None:
+    """Writes (or with ideal_int_bits' signature, costs) the near-mode stream part."""
+    coder(steps, np.zeros(len(steps), np.int32), st, _NEAR_MARKOV)
+    coder(offsets.reshape(-1), np.tile(np.arange(3) + _NEAR_MARKOV, len(offsets)), st, 1)
+
+
+def _decode_near(dec: AdaptiveDecoder, used: np.ndarray, n: int, top: int) -> np.ndarray:
+    """The n unreferenced vertices of near mode, from the used ones' positions (n x 3)."""
+    st = states(_NEAR_STATES)
+    steps = dec.code_ints(np.zeros(n, np.int32), st, _NEAR_MARKOV).astype(np.int64)
+    ref = np.cumsum(steps)
+    if steps.min() < 0 or ref[-1] >= len(used):
+        raise CodecError("meshtrav: corrupt stream (bad reference of an unreferenced vertex)")
+    sets = np.tile(np.arange(3) + _NEAR_MARKOV, n)
+    out = used[ref].astype(np.int64) + dec.code_ints(sets, st, 1).reshape(n, 3)
+    if out.min() < 0 or out.max() > top:
+        raise CodecError("meshtrav: corrupt stream (unreferenced vertex off the grid)")
+    return out.astype(np.int32)
 
 
 def _append_unused(orig_of: np.ndarray, q: np.ndarray) -> np.ndarray:
@@ -528,7 +661,10 @@ _POS_MARKOV = 1
 _PALETTE_SHIFT = POSITION_KINDS * POSITION_SCALES * 3  # sets of palette axes come after these
 _OPT_BASE = 2 * _PALETTE_SHIFT  # sets of the parallelogram choices (24 of them)
 _DUP_BASE = _OPT_BASE + 24  # sets of the repeat flags (2: after a 0 / a 1)
-_POS_STATES = (_DUP_BASE + 2) * INT_CONTEXTS  # (markov 1)
+_NRM_BASE = _DUP_BASE + 2  # sets of the normal axis' residuals (kind x scale)
+_MIR_BASE = _NRM_BASE + POSITION_KINDS * POSITION_SCALES  # mirror flags (2: after a 0 / a 1)
+_MIR_SETS = (3 * POSITION_SCALES + POSITION_SCALES - 1) * 3  # + axis: kind 3 at scale 15
+_POS_STATES = (_MIR_BASE + 2) * INT_CONTEXTS  # (markov 1)
 DUP_WINDOW = 4096  # repeats look among the last this many border vertices (POS_DUP_WINDOW in C)
 
 
@@ -600,6 +736,83 @@ def _selections(qn: np.ndarray, starts, tri, pred: np.ndarray, top: int, quarter
     return opt, ctx, out
 
 
+def _mirror_plane(qn: np.ndarray) -> tuple[int, int, float]:
+    """(axis, s2, share): the axis-aligned plane (position s2 / 2 on the axis) across which the
+    largest share of vertices off it have a vertex at exactly their mirror image; the plane is
+    taken through the bounding box's middle (or a step beside it, rounding) or where the
+    commonest sum of two neighbours in coordinate order that differ only on the axis puts it."""
+    key = (qn[:, 0] << 42) | (qn[:, 1] << 21) | qn[:, 2]
+    keys = np.sort(key)
+    best = (0, 0, 0.0)
+    for k in range(3):
+        # the middle of the box, and the commonest sum of two vertices that differ only on k
+        others = np.delete(qn, k, axis=1)
+        okey = (others[:, 0] << 21) | others[:, 1]
+        order = np.lexsort((qn[:, k], okey))
+        same = okey[order][1:] == okey[order][:-1]
+        sums = (qn[order, k][1:] + qn[order, k][:-1])[same]
+        plane = [int(qn[:, k].max()) + d for d in (-1, 0, 1)]
+        if len(sums):
+            values, counts = np.unique(sums, return_counts=True)
+            plane.append(int(values[np.argmax(counts)]))
+        for s2 in dict.fromkeys(plane):
+            m = qn.copy()
+            m[:, k] = s2 - m[:, k]
+            ok = (m[:, k] >= 0) & (m[:, k] < 1 << 21)
+            mk = (m[:, 0] << 42) | (m[:, 1] << 21) | m[:, 2]
+            j = np.clip(np.searchsorted(keys, mk), 0, len(keys) - 1)
+            share = float((ok & (keys[j] == mk) & (m[:, k] != qn[:, k])).mean())  # off the plane
+            if share > best[2]:
+                best = (k, s2, share)
+    return best
+
+
+def _normal_axes(qn: np.ndarray, starts, tri, top: int) -> tuple[np.ndarray, np.ndarray]:
+    """(axis n per vertex, -1 where none; the normal estimate N, V x 3, turned so that
+    N[n] > 0), as the C loop finds them (kernels/_adaptive.c, normal axis): the sum of the
+    normals of a vertex's parallelogram triangles, each agreeing in sign with the first one,
+    in integers scaled down so that no product overflows."""
+    nv = len(qn)
+    count = np.diff(starts).astype(np.int64)
+    axis = np.full(nv, -1, np.int64)
+    nrm = np.zeros((nv, 3), np.int64)
+    if not len(tri):
+        return axis, nrm
+    bits = int(top).bit_length()
+    a, b, o = qn[tri[:, 0]], qn[tri[:, 1]], qn[tri[:, 2]]
+    c = np.cross(a - o, b - o) >> max(0, 2 * bits - 27)  # arithmetic shift = floor division
+    owner = np.repeat(np.arange(nv), count)
+    first = c[starts[:-1][owner]]
+    dot = (c * first).sum(axis=1)
+    np.add.at(nrm, owner, np.where(dot[:, None] < 0, -c, c))
+    m = np.abs(nrm).max(axis=1)
+    sh = np.maximum(_bit_length(m) - 20, 0)
+    nrm = nrm >> sh[:, None]
+    n = np.argmax(np.abs(nrm), axis=1)
+    big = nrm[np.arange(nv), n]
+    ok = (m > 0) & (big != 0)
+    nrm = np.where((big < 0)[:, None], -nrm, nrm)
+    axis[ok] = n[ok]
+    return axis, nrm
+
+
+def _normal_residuals(resid, sets, value_resid, axis, nrm, top: int):
+    """Residuals and sets with the normal axis of every vertex in ``axis`` (>= 0) coded against
+    the tangent plane (the C loop's rule), and those vertices' axis order (V x 3)."""
+    resid, sets = resid.copy(), sets.copy()
+    order = np.tile(np.arange(3), (len(resid), 1))
+    rows = np.flatnonzero(axis >= 0)
+    n = axis[rows]
+    i, j = (n + 1) % 3, (n + 2) % 3
+    num = -(nrm[rows, i] * value_resid[rows, i] + nrm[rows, j] * value_resid[rows, j])
+    nn = nrm[rows, n]
+    d = np.clip((2 * num + nn) // (2 * nn), -top, top)
+    resid[rows, n] = value_resid[rows, n] - d
+    sets[rows, n] = _NRM_BASE + sets[rows, n] // 3
+    order[rows] = np.stack([i, j, n], axis=1)
+    return resid, sets, order
+
+
 _GAP_MARKOV = 4  # palette gaps: context on the bit length of the previous gap
 
 
@@ -617,28 +830,86 @@ def _ideal_bits(values: np.ndarray, sets: np.ndarray, nstates: int, markov: int 
     return ideal_int_bits(values, sets, states(nstates), markov)
 
 
+LATTICE_SHIFT = 24  # lattice steps in 1/2^24 of a grid step
+_LATTICE_STATES = _GAP_MARKOV * INT_CONTEXTS
+
+
+def _lattice_values(first: int, step: int, n: np.ndarray) -> np.ndarray:
+    """Lattice points first + round(n * step / 2^24) (integers only)."""
+    return first + ((n * step + (1 << (LATTICE_SHIFT - 1))) >> LATTICE_SHIFT)
+
+
+def _lattice(pal: np.ndarray):
+    """A palette as points of a lattice with a real step (inputs written on a grid coarser than
+    the quantisation, whose values are then about k * r steps apart for small k): (step in
+    1/2^24, lattice steps between consecutive values, corrections), or None. The step is
+    estimated from the gaps nearest the commonest one, refined by least squares; whatever it is,
+    the corrections make the values exact."""
+    if len(pal) < 16:
+        return None
+    d = np.diff(pal)
+    v, c = np.unique(d, return_counts=True)
+    mode = v[np.argmax(c)]
+    near = d[np.abs(d - mode) <= 1]
+    r = float(near.mean())
+    if not 1.0 <= r < 1 << 16:
+        return None
+    k = np.maximum(np.rint(d / r), 1).astype(np.int64)
+    n = np.r_[0, np.cumsum(k)]
+    rel = (pal - pal[0]).astype(np.float64)
+    r = float((n * rel).sum() / max(float((n * n).sum()), 1.0))
+    step = int(round(r * (1 << LATTICE_SHIFT)))
+    if not 1 << LATTICE_SHIFT <= step < 1 << 40 or n[-1] > 2 * int(pal[-1]) + 2:
+        return None
+    corr = pal[1:] - _lattice_values(int(pal[0]), step, n[1:])
+    return step, k, corr
+
+
+def _code_lattice(coder, k, corr, st_k, st_c) -> None:
+    coder(k - 1, np.zeros(len(k), np.int32), st_k, _GAP_MARKOV)
+    coder(corr, np.zeros(len(corr), np.int32), st_c, _GAP_MARKOV)
+
+
+def _palette_cost(pal: np.ndarray, lattice: bool):
+    """(bits, lattice fit or None) of sending a palette as gaps or, when ``lattice`` and that is
+    cheaper, as lattice steps and corrections."""
+    gaps = np.diff(np.r_[-1, pal]) - 1
+    cost = _ideal_bits(gaps, np.zeros(len(gaps)), _GAP_MARKOV * INT_CONTEXTS, _GAP_MARKOV)
+    fit = _lattice(pal) if lattice else None
+    if fit is None:
+        return cost, None
+    total = [96.0]  # the step, the first value and the mode, roughly
+
+    def count(v, sets_, st, markov):
+        total[0] += ideal_int_bits(v, sets_, st, markov)
+
+    _code_lattice(count, fit[1], fit[2], states(_LATTICE_STATES), states(_LATTICE_STATES))
+    return (total[0], fit) if total[0] < cost else (cost, None)
+
+
 def _palettes(qn: np.ndarray, pred: np.ndarray, resid: np.ndarray, sets: np.ndarray):
     """Per axis, whether coding the coordinate as an index into the sorted distinct values the
     axis takes (a palette, sent as gaps) is cheaper than the plain residual: the case of inputs
     whose precision is coarser than the quantisation (every value a few steps from the next) or
     whose vertices share coordinates (surfaces of revolution, CAD parts, mirrored halves).
-    Returns (mask, palettes, residuals, sets) with the chosen residuals and sets (V x 3)."""
-    mask, pals = 0, []
+    A palette is sent as gaps or, where cheaper, as points of a lattice (``_lattice``).
+    Returns (mask, palettes, lattice fits (None: gaps), residuals, sets) with the chosen
+    residuals and sets (V x 3)."""
+    mask, pals, fits = 0, [], []
     resid, sets = resid.copy(), sets.copy()
     for k in range(3):
         pal = np.unique(qn[:, k])
         r = np.searchsorted(pal, qn[:, k]) - _nearest_index(pal, pred[:, k])
-        gaps = np.diff(np.r_[-1, pal]) - 1
         plain = _ideal_bits(resid[:, k], sets[:, k], _POS_STATES)
-        paletted = _ideal_bits(r, sets[:, k] + _PALETTE_SHIFT, _POS_STATES) + _ideal_bits(
-            gaps, np.zeros(len(gaps)), _GAP_MARKOV * INT_CONTEXTS, _GAP_MARKOV
-        )
+        table, fit = _palette_cost(pal, lattice=True)
+        paletted = _ideal_bits(r, sets[:, k] + _PALETTE_SHIFT, _POS_STATES) + table
         if paletted + 32 < plain:
             mask |= 1 << k
             pals.append(pal)
+            fits.append(fit)
             resid[:, k] = r
             sets[:, k] += _PALETTE_SHIFT
-    return mask, pals, resid, sets
+    return mask, pals, fits, resid, sets
 
 
 CORNER_MODE = 100  # per-corner table indexes, predicted from the corner's vertex
@@ -742,10 +1013,40 @@ def _encode_geometry(faces: np.ndarray, q: np.ndarray, top: int):
     if not select:
         coded = np.zeros(nv, bool)
         opt, opt_sets = np.zeros(nv, np.int64), np.full(nv, -1, np.int64)
+    # mirrored halves: where an earlier vertex near the prediction's mirror image predicts a
+    # vertex far better (its mirror image), a flag and that prediction, where that pays
+    mirror, m_axis, m_s2 = 0, 0, 0
+    has_m = np.zeros(nv, bool)
+    mflag = np.zeros(nv, bool)
+    m_axis, m_s2, share = _mirror_plane(qn)
+    if share >= 0.05:
+        partner = mirror_partners(qn, np.clip(pred, 0, top), m_axis, m_s2, top).astype(np.int64)
+        has_m = partner >= 0
+        mpred = qn[np.maximum(partner, 0)].copy()
+        mpred[:, m_axis] = m_s2 - mpred[:, m_axis]
+        mpred = np.clip(mpred, 0, top)
+        em = np.abs(qn - mpred).sum(axis=1)
+        ep = np.abs(qn - pred).sum(axis=1)
+        mflag = has_m & (4 * em < ep)
+        if mflag.any():
+            prev_m = np.r_[0, mflag[has_m][:-1]].astype(np.int64)
+            cost = _ideal_bits(mflag[has_m], _MIR_BASE + prev_m, _POS_STATES)
+            rows = mflag[:, None].repeat(3, axis=1)
+            msets = np.broadcast_to(_MIR_SETS + np.arange(3), (nv, 3))
+            cost += _ideal_bits((qn - mpred)[rows], msets[rows], _POS_STATES)
+            cost -= _ideal_bits((qn - pred)[rows], pos_sets[rows], _POS_STATES)
+            mirror = int(cost < -16)
+    if mirror:
+        pred = np.where(mflag[:, None], mpred, pred)
+        pos_sets = np.where(mflag[:, None], _MIR_SETS + np.arange(3)[None, :], pos_sets)
+    else:
+        has_m[:] = False
+        mflag[:] = False
     # repeated positions on borders (seams): a flag instead of residuals, where that pays
     border = _border_vertices(new_faces, nv)
     dup = _repeats(qn, pred, border)
-    flagged = border & (np.cumsum(border) > 1)  # every border vertex but the first
+    dup &= ~mflag
+    flagged = border & (np.cumsum(border) > 1) & ~mflag  # every border vertex but the first
     dups = 0
     if dup.any():
         prev_flag = np.r_[0, dup[flagged][:-1]].astype(np.int64)
@@ -756,49 +1057,107 @@ def _encode_geometry(faces: np.ndarray, q: np.ndarray, top: int):
     if not dups:
         dup[:] = False
     keep = ~dup
-    mask, pals, resid_keep, sets_keep = _palettes(
+    mask, pals, fits, resid_keep, sets_keep = _palettes(
         qn[keep], pred[keep], (qn - pred)[keep], pos_sets[keep]
     )
     resid, pos_sets = np.zeros((nv, 3), np.int64), pos_sets.copy()
     resid[keep], pos_sets[keep] = resid_keep, sets_keep
+    # one axis in the tangent plane (the normal estimate's largest component) where that pays
+    axis, nrm = _normal_axes(qn, starts, tri, top)
+    axis[~keep | mflag] = -1
+    axis[(axis >= 0) & (mask >> np.maximum(axis, 0) & 1 == 1)] = -1  # axes with a palette
+    normal = 0
+    if (axis >= 0).any():
+        n_resid, n_sets, n_order = _normal_residuals(resid, pos_sets, qn - pred, axis, nrm, top)
+        on = _ideal_bits(n_resid[keep].reshape(-1), n_sets[keep].reshape(-1), _POS_STATES)
+        off = _ideal_bits(resid[keep].reshape(-1), pos_sets[keep].reshape(-1), _POS_STATES)
+        normal = int(on + 2 < off)
+    if normal:
+        rows = np.arange(nv)[:, None]
+        resid, pos_sets = n_resid[rows, n_order], n_sets[rows, n_order]
+    # unreferenced vertices: after the previous one (Morton order), or as offsets from a used
+    # vertex near each, whichever codes in fewer bits
+    near = 0
+    if 0 < nused < nv:
+        near_order, near_steps, near_offsets = _near_unused(qn, nused)
+        rows = slice(nused, nv)
+        plain = _ideal_bits(resid[rows].reshape(-1), pos_sets[rows].reshape(-1), _POS_STATES)
+        cost = [0.0]
+
+        def count(v, sets_, st, markov):
+            cost[0] += ideal_int_bits(v, sets_, st, markov)
+
+        _code_near(count, near_steps, near_offsets, states(_NEAR_STATES))
+        near = int(cost[0] + 8 < plain)
+        if near:  # decoded in that order: renumber them
+            perm = np.r_[np.arange(nused), nused + near_order]
+            orig_of, qn = orig_of[perm], qn[perm]
     enc = AdaptiveEncoder()
     st_conn = states(CONN_SETS * INT_CONTEXTS)
-    vals += [*blend, select, dups, mask] + [len(p) for p in pals]
-    sets += [BLEND_SET, BLEND_SET, SELECT_SET, DUPS_SET, PALETTE_SET] + [COUNT_SET] * len(pals)
+    vals += [*blend, select, dups, normal, near] + ([m_axis + 1, m_s2] if mirror else [0])
+    sets += [BLEND_SET, BLEND_SET, SELECT_SET, DUPS_SET, NORMAL_SET, UNUSED_SET]
+    sets += [MIRROR_SET] * (2 if mirror else 1)
+    vals += [mask] + [len(p) for p in pals]
+    sets += [PALETTE_SET]
+    sets += [COUNT_SET] * len(pals)
+    for p, fit in zip(pals, fits, strict=True):  # lattice palettes: step (2 parts), first value
+        vals += [0] if fit is None else [1, fit[0] >> 20, fit[0] & 0xFFFFF, int(p[0])]
+        sets += [LATTICE_SET] * (1 if fit is None else 4)
     enc.code_ints(np.array(vals, np.int32), np.array(sets, np.int32), st_conn)
+    traversal_bits = enc.bits
     st_gaps = states(_GAP_MARKOV * INT_CONTEXTS)
-    for p in pals:
+    st_k, st_c = states(_LATTICE_STATES), states(_LATTICE_STATES)
+    for p, fit in zip(pals, fits, strict=True):
+        if fit is not None:
+            _code_lattice(enc.code_ints, fit[1], fit[2], st_k, st_c)
+            continue
         gaps = np.diff(np.r_[-1, p]) - 1
         enc.code_ints(gaps, np.zeros(len(gaps), np.int32), st_gaps, _GAP_MARKOV)
     conn_bits = enc.bits
-    if select or dups:  # per vertex: its option, its repeat flag, its residuals (if any)
-        has_flag = flagged if dups else np.zeros(nv, bool)
-        width = coded.astype(np.int64) + has_flag + 3 * keep
+    if near:  # unreferenced vertices follow the others' residuals, in their own part
+        resid, pos_sets, keep, coded = resid[:nused], pos_sets[:nused], keep[:nused], coded[:nused]
+        opt, opt_sets, flagged, dup = opt[:nused], opt_sets[:nused], flagged[:nused], dup[:nused]
+        has_m, mflag = has_m[:nused], mflag[:nused]
+    if select or dups or mirror:  # per vertex: option, mirror flag, repeat flag, residuals
+        has_flag = flagged if dups else np.zeros(len(keep), bool)
+        width = coded.astype(np.int64) + has_m + has_flag + 3 * keep
         at = np.cumsum(width) - width
         values = np.zeros(int(width.sum()), np.int64)
         where = np.zeros_like(values)
         values[at[coded]], where[at[coded]] = opt[coded], opt_sets[coded]
-        fat = at + coded
+        mat = at + coded
+        prev_m = np.r_[0, mflag[has_m][:-1]].astype(np.int64)
+        values[mat[has_m]], where[mat[has_m]] = mflag[has_m], _MIR_BASE + prev_m
+        fat = mat + has_m
         prev_flag = np.r_[0, dup[has_flag][:-1]].astype(np.int64)
         values[fat[has_flag]], where[fat[has_flag]] = dup[has_flag], _DUP_BASE + prev_flag
         slots = (fat + has_flag)[keep][:, None] + np.arange(3)[None, :]
         values[slots], where[slots] = resid[keep], pos_sets[keep]
         resid, pos_sets = values, where
     enc.code_ints(resid.reshape(-1), pos_sets.reshape(-1), states(_POS_STATES), _POS_MARKOV)
+    if near:
+        _code_near(enc.code_ints, near_steps, near_offsets, states(_NEAR_STATES))
     parts = {
-        "connectivity": conn_bits,
+        "connectivity": conn_bits,  # the traversal, the modes and the palettes
+        "palette_bits": conn_bits - traversal_bits,
         "positions": enc.bits - conn_bits,
-        "layout": vals[0] % 4,
-        "symbol_codes": vals[0] // 4,
+        "layout": vals[0] % NUM_LAYOUTS,  # >= 4: valence layouts
+        "symbol_codes": vals[0] // NUM_LAYOUTS,
         "blend": weights,
         "select": select,
         "palettes": mask,
         "repeats": int(dup.sum()),
+        "normal": normal,
+        "near": near,
+        "mirror": int(mflag.sum()) if mirror else 0,
+        "lattice": sum(f is not None for f in fits),
     }
     return enc.finish(), enc.bits, orig_of, new_faces, placement, parts
 
 
-def _decode_palettes(dec: AdaptiveDecoder, st_conn: np.ndarray, nv: int, top: int):
+def _decode_palettes(
+    dec: AdaptiveDecoder, st_conn: np.ndarray, nv: int, top: int, fmt: int = FORMAT
+):
     """(concatenated palettes, offsets of the 3 axes' palettes), as ``_encode_geometry`` wrote."""
     mask = dec.code_step(st_conn, PALETTE_SET)
     if not 0 <= mask <= 7:
@@ -809,10 +1168,36 @@ def _decode_palettes(dec: AdaptiveDecoder, st_conn: np.ndarray, nv: int, top: in
         if mask >> k & 1 and not 1 <= n <= nv:
             raise CodecError("meshtrav: corrupt stream (bad palette size)")
         counts.append(n)
+    lattice = {}  # axis -> (step, first value)
+    for k in range(3):
+        if fmt < 3 or not counts[k]:
+            continue
+        m = dec.code_step(st_conn, LATTICE_SET)
+        if m not in (0, 1):
+            raise CodecError("meshtrav: corrupt stream (bad palette mode)")
+        if m:
+            hi, lo, first = (dec.code_step(st_conn, LATTICE_SET) for _ in range(3))
+            step = (hi << 20) + lo
+            if not (0 <= lo < 1 << 20 and 1 << LATTICE_SHIFT <= step < 1 << 40 and first >= 0):
+                raise CodecError("meshtrav: corrupt stream (bad palette lattice)")
+            lattice[k] = (step, first)
     st_gaps = states(_GAP_MARKOV * INT_CONTEXTS)
+    st_k, st_c = states(_LATTICE_STATES), states(_LATTICE_STATES)
     parts = []
-    for n in counts:
-        if n:
+    for k, n in enumerate(counts):
+        if n and k in lattice:
+            step, first = lattice[k]
+            zeros = np.zeros(n - 1, np.int32)
+            steps = dec.code_ints(zeros, st_k, _GAP_MARKOV).astype(np.int64) + 1
+            corr = dec.code_ints(zeros, st_c, _GAP_MARKOV).astype(np.int64)
+            n_at = np.r_[0, np.cumsum(steps)]
+            if steps.min(initial=1) < 1 or n_at[-1] > 2 * top + 2:
+                raise CodecError("meshtrav: corrupt stream (bad palette lattice steps)")
+            values = np.r_[first, _lattice_values(first, step, n_at[1:]) + corr]
+            if (np.diff(values) <= 0).any() or values[-1] > top:
+                raise CodecError("meshtrav: corrupt stream (palette value out of range)")
+            parts.append(values)
+        elif n:
             gaps = dec.code_ints(np.zeros(n, np.int32), st_gaps, _GAP_MARKOV).astype(np.int64)
             if gaps.min() < 0:
                 raise CodecError("meshtrav: corrupt stream (bad palette gap)")
@@ -944,10 +1329,10 @@ class TraversalMeshCodec(Codec):
     def decode(self, encoded: Encoded) -> Mesh:
         streams = encoded.streams
         fmt = encoded.header.get("format", 1)
-        if fmt != FORMAT:
+        if fmt not in FORMATS:
             raise CodecError(
                 f"meshtrav: the file is in format {fmt!r} of this codec; this version decodes "
-                f"format {FORMAT} (re-encode the source with this version)"
+                f"formats {', '.join(map(str, FORMATS))} (re-encode the source with this version)"
             )
         if "geom" not in streams:
             raise CodecError("meshtrav: missing stream geom")
@@ -962,7 +1347,7 @@ class TraversalMeshCodec(Codec):
         try:
             dec = AdaptiveDecoder(head[size:])
             st_conn = states(CONN_SETS * INT_CONTEXTS)
-            faces, nused = _traverse_decode(dec, st_conn, nf, nv)
+            faces, nused = _traverse_decode(dec, st_conn, nf, nv, fmt)
             rank = np.empty(nv, np.int64)
             rank[_position_order(faces, nused, nv)] = np.arange(nv)
             faces = rank[faces]
@@ -970,30 +1355,43 @@ class TraversalMeshCodec(Codec):
             blend = [dec.code_step(st_conn, BLEND_SET) for _ in range(2)]
             select = dec.code_step(st_conn, SELECT_SET)
             dups = dec.code_step(st_conn, DUPS_SET)
+            normal = dec.code_step(st_conn, NORMAL_SET) if fmt >= 3 else 0
+            near = dec.code_step(st_conn, UNUSED_SET) if fmt >= 3 else 0
+            mirror = dec.code_step(st_conn, MIRROR_SET) if fmt >= 3 else 0
+            m_s2 = dec.code_step(st_conn, MIRROR_SET) if mirror else 0
+            if not (0 <= mirror <= 3 and 0 <= m_s2 <= 2 * ((1 << bits) - 1)):
+                raise CodecError("meshtrav: corrupt stream (bad mirror plane)")
             if not (
                 all(0 <= b < len(BLEND_WEIGHTS) for b in blend)
                 and select in (0, 1)
                 and dups in (0, 1)
+                and normal in (0, 1)
+                and near in (0, int(0 < nused < nv))
             ):
                 raise CodecError("meshtrav: corrupt stream (bad prediction mode)")
-            pal, offsets = _decode_palettes(dec, st_conn, nv, top)
+            pal, offsets = _decode_palettes(dec, st_conn, nv, top, fmt)
             starts, tri, prefs, kind = _predictors(faces, nv)
             nbs, nbr = _earlier_neighbours(faces, nv)
+            n = nused if near else nv  # near: the unreferenced vertices come after
             q = dec.code_positions(
-                starts,
+                starts[: n + 1],
                 tri,
-                prefs,
-                kind + 8 * _border_vertices(faces, nv),
+                prefs[:n],
+                (kind + 8 * _border_vertices(faces, nv))[:n],
                 top,
                 states(_POS_STATES),
                 _POS_MARKOV,
                 pal,
                 offsets,
-                nbs,
+                nbs[: n + 1],
                 nbr,
                 BLEND_WEIGHTS[blend[0]] + 16 * BLEND_WEIGHTS[blend[1]],
-                select | dups << 1,
+                select | dups << 1 | normal << 2 | (mirror > 0) << 3,
+                max(mirror - 1, 0),
+                m_s2,
             )
+            if near:
+                q = np.concatenate([q, _decode_near(dec, q, nv - nused, top)])
         except CodecError:
             raise
         except (DecodeError, ValueError) as exc:  # ValueError: sizes the stream got wrong

@@ -125,6 +125,16 @@ def position_order(starts, pairs) -> np.ndarray:
     return out
 
 
+def mirror_partners(q, pred, axis: int, s2: int, top: int) -> np.ndarray:
+    """For each vertex (in coding order) the earlier vertex nearest the mirror image of its
+    clamped prediction (axis ``axis``: s2 - p), as the mesh position decoder finds it
+    (``kernels/_adaptive.c``, mirror); -1 when none is near."""
+    qq = _i32(q)
+    out = np.empty(qq.size // 3, np.int32)
+    _adaptive.mirror_partners(qq, _i32(pred), int(axis), int(s2), int(top), out)
+    return out
+
+
 def repeat_partners(q, pred, border) -> np.ndarray:
     """For each border vertex (in coding order) the earlier border vertex nearest its
     prediction, as the mesh position decoder finds it (``kernels/_adaptive.c``); -1 first."""
@@ -286,6 +296,8 @@ class AdaptiveDecoder:
         neighbours=None,
         weight: int = 0,
         select: int = 0,
+        mirror_axis: int = 0,
+        mirror_s2: int = 0,
     ) -> np.ndarray:
         """Mesh positions predicted while decoding, optionally through per-axis palettes and
         blended with the mean of earlier neighbours (the C file says how); V x 3 int32."""
@@ -310,5 +322,7 @@ class AdaptiveDecoder:
             _i32(np.zeros(0) if neighbours is None else neighbours),
             int(weight),
             int(select),
+            int(mirror_axis),
+            int(mirror_s2),
         )
         return out.reshape(-1, 3)

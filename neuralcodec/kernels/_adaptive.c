@@ -526,6 +526,29 @@ fail:
 #define POS_DUP_WINDOW 4096
 #define POS_SCALES 16
 #define POS_KINDS 5 /* 0..3 from kinds[], 4: one parallelogram chosen (selection) */
+/* Normal axis (select bit 2): a vertex with parallelograms gets a normal estimate N, the sum of
+ * the normals (a - o) x (b - o) of its parallelograms' triangles (each floor-divided by
+ * 2^max(0, 2 bits - 27), bits = bit length of top, and turned to agree in sign with the first
+ * one: dot product >= 0), then floor-divided by 2^max(0, bit length of max_k |N_k| - 20). Its
+ * largest component (the first on a tie) names axis n; when N_n != 0 and axis n has no palette,
+ * the other two axes are decoded first (n + 1, n + 2 mod 3), and axis n's residual is coded
+ * against the tangent plane: the decoded value is p_n + d + r with p_n the clamped prediction,
+ * d = clamp(floor((2 * num + N_n) / (2 N_n)), -top, top), num = -(N_i r_i + N_j r_j) over the
+ * other two axes' value residuals (decoded value - clamped prediction), N turned so that
+ * N_n > 0; set POS_NRM_BASE + kind * POS_SCALES + scale. On smooth surfaces the residual's
+ * normal component is several times smaller than its tangential ones. */
+#define POS_NRM_BASE (POS_DUP_BASE + 2)
+#define POS_NRM_SETS (POS_KINDS * POS_SCALES)
+/* Mirror (select bit 3; mirrored axis a and s2 given): models made of mirrored halves. Before
+ * vertex w, the earlier vertex m nearest (L1; ties: the lowest number) to the mirror image of the
+ * clamped prediction (axis a: s2 - p_a) among those in the 27 grid cells (side 2^max(0, bits - 6))
+ * around that image; when there is one, a flag (set POS_MIR_BASE + the previous flag): 1 = w is
+ * predicted by m's mirror image (clamped) instead, its residuals take kind 3 and scale 15 in their
+ * sets (a combination no other vertex has: kind 3 has no parallelograms, so scale 0), and no
+ * normal axis or repeat flag applies. */
+#define POS_MIR_BASE (POS_NRM_BASE + POS_NRM_SETS)
+#define POS_MIR_SETS 2
+#define POS_STATES_ALL (POS_MIR_BASE + POS_MIR_SETS)
 
 static inline int bitlen64(uint64_t a)
 {
@@ -534,6 +557,141 @@ static inline int bitlen64(uint64_t a)
         a >>= 1;
         n++;
     }
+    return n;
+}
+
+typedef struct {
+    int32_t *head, *next;
+    uint32_t mask;
+    int shift, axis;
+    int64_t s2;
+} MirrorGrid;
+
+static inline uint32_t mg_hash(int64_t cx, int64_t cy, int64_t cz, uint32_t mask)
+{
+    uint64_t h = (uint64_t)cx * 73856093u ^ (uint64_t)cy * 19349663u ^ (uint64_t)cz * 83492791u;
+    return (uint32_t)(h ^ (h >> 29)) & mask;
+}
+
+/* Fresh grid for n vertices of a grid of top + 1 values per axis; 0 or -1 (no memory). */
+static int mg_init(MirrorGrid *g, Py_ssize_t n, int64_t top, int axis, int64_t s2)
+{
+    uint32_t size = 1;
+    while (size < 2 * (uint64_t)n + 2 && size < (1u << 30))
+        size <<= 1;
+    g->head = malloc(size * sizeof(int32_t));
+    g->next = malloc(((size_t)n + 1) * sizeof(int32_t));
+    if (!g->head || !g->next) {
+        free(g->head);
+        free(g->next);
+        g->head = g->next = NULL;
+        return -1;
+    }
+    for (uint32_t i = 0; i < size; i++)
+        g->head[i] = -1;
+    g->mask = size - 1;
+    int shift = bitlen64((uint64_t)top) - 6;
+    g->shift = shift > 0 ? shift : 0;
+    g->axis = axis;
+    g->s2 = s2;
+    return 0;
+}
+
+static void mg_free(MirrorGrid *g)
+{
+    free(g->head);
+    free(g->next);
+}
+
+static inline void mg_insert(MirrorGrid *g, const int32_t *pos, int32_t v)
+{
+    const int32_t *x = pos + 3 * (Py_ssize_t)v;
+    uint32_t h = mg_hash(x[0] >> g->shift, x[1] >> g->shift, x[2] >> g->shift, g->mask);
+    g->next[v] = g->head[h];
+    g->head[h] = v;
+}
+
+/* The inserted vertex nearest the mirror image of p (above), or -1. */
+static int32_t mg_find(const MirrorGrid *g, const int32_t *pos, const int64_t p[3])
+{
+    int64_t t[3] = {p[0], p[1], p[2]}, c[3];
+    t[g->axis] = g->s2 - t[g->axis];
+    for (int k = 0; k < 3; k++)
+        c[k] = floor_div(t[k], (int64_t)1 << g->shift);
+    int32_t best = -1;
+    int64_t bestd = 0;
+    for (int dx = -1; dx <= 1; dx++)
+        for (int dy = -1; dy <= 1; dy++)
+            for (int dz = -1; dz <= 1; dz++) {
+                int64_t cx = c[0] + dx, cy = c[1] + dy, cz = c[2] + dz;
+                for (int32_t v = g->head[mg_hash(cx, cy, cz, g->mask)]; v >= 0; v = g->next[v]) {
+                    const int32_t *x = pos + 3 * (Py_ssize_t)v;
+                    if ((x[0] >> g->shift) != cx || (x[1] >> g->shift) != cy ||
+                        (x[2] >> g->shift) != cz)
+                        continue;
+                    int64_t d = 0;
+                    for (int k = 0; k < 3; k++) {
+                        int64_t e = x[k] - t[k];
+                        d += e < 0 ? -e : e;
+                    }
+                    if (best < 0 || d < bestd || (d == bestd && v < best)) {
+                        best = v;
+                        bestd = d;
+                    }
+                }
+            }
+    return best;
+}
+
+
+/* The normal estimate of a vertex from its parallelograms tri[s..e) (above); the axis n, or -1
+ * when N is zero. N is turned so that N_n > 0. */
+static int normal_axis(const int32_t *out, const int32_t *tri, int32_t s, int32_t e, int sh,
+                       int64_t nrm[3])
+{
+    int64_t first[3] = {0, 0, 0};
+    nrm[0] = nrm[1] = nrm[2] = 0;
+    for (int32_t t = s; t < e; t++) {
+        const int32_t *r = tri + 3 * t;
+        int64_t da[3], db[3], c[3];
+        for (int k = 0; k < 3; k++) {
+            da[k] = (int64_t)out[3 * r[0] + k] - out[3 * r[2] + k];
+            db[k] = (int64_t)out[3 * r[1] + k] - out[3 * r[2] + k];
+        }
+        c[0] = floor_div(da[1] * db[2] - da[2] * db[1], (int64_t)1 << sh);
+        c[1] = floor_div(da[2] * db[0] - da[0] * db[2], (int64_t)1 << sh);
+        c[2] = floor_div(da[0] * db[1] - da[1] * db[0], (int64_t)1 << sh);
+        if (t == s)
+            for (int k = 0; k < 3; k++)
+                first[k] = c[k];
+        int64_t dot = c[0] * first[0] + c[1] * first[1] + c[2] * first[2];
+        for (int k = 0; k < 3; k++)
+            nrm[k] += dot < 0 ? -c[k] : c[k];
+    }
+    int64_t m = 0;
+    for (int k = 0; k < 3; k++) {
+        int64_t a = nrm[k] < 0 ? -nrm[k] : nrm[k];
+        m = a > m ? a : m;
+    }
+    if (m == 0)
+        return -1;
+    int sh2 = bitlen64((uint64_t)m) - 20;
+    int n = 0;
+    int64_t best = -1;
+    for (int k = 0; k < 3; k++) {
+        if (sh2 > 0)
+            nrm[k] = floor_div(nrm[k], (int64_t)1 << sh2);
+        int64_t a = nrm[k] < 0 ? -nrm[k] : nrm[k];
+        if (a > best) {
+            best = a;
+            n = k;
+        }
+    }
+    if (nrm[n] == 0)
+        return -1;
+    if (nrm[n] < 0)
+        for (int k = 0; k < 3; k++)
+            nrm[k] = -nrm[k];
     return n;
 }
 
@@ -560,14 +718,19 @@ static int positions_run(NcDecodeRun *run, int32_t *st, int markov, const int32_
                          const int32_t *kinds, int64_t top, int32_t *out, Py_ssize_t nv,
                          const int32_t *pal, const int32_t *pal_off, const int32_t *nb_starts,
                          const int32_t *nbrs, Py_ssize_t nnbrs, int weight, int select,
-                         int dups, int32_t *blist)
+                         int dups, int normal, int32_t *blist, MirrorGrid *mg)
 {
+    int bits = bitlen64((uint64_t)top), nsh = 2 * bits - 27;
+    nsh = nsh > 0 ? nsh : 0;
+    int32_t prevmir = 0;
     int64_t prev = 0, prev2 = 0;
     int32_t prevdup = 0;
     Py_ssize_t nbord = 0;
     if (starts[0] != 0 || nb_starts[0] != 0)
         return -1;
     for (Py_ssize_t w = 0; w < nv; w++) {
+        if (mg && w > 0)
+            mg_insert(mg, out, (int32_t)(w - 1));
         int32_t s = starts[w], e = starts[w + 1];
         int32_t kind = kinds[w] & 7, border = (kinds[w] >> 3) & 1;
         if (e < s || e > ntri || (kinds[w] & ~15) || kind >= POS_KINDS - 1)
@@ -631,7 +794,30 @@ static int positions_run(NcDecodeRun *run, int32_t *st, int markov, const int32_
             for (int k = 0; k < 3; k++)
                 pred[k] = r >= 0 ? out[3 * (Py_ssize_t)r + k] : 0;
         }
-        if (dups && border && nbord > 0) {
+        int mir = 0;
+        if (mg) {
+            int64_t pc[3];
+            for (int k = 0; k < 3; k++)
+                pc[k] = pred[k] < 0 ? 0 : (pred[k] > top ? top : pred[k]);
+            int32_t m = mg_find(mg, out, pc);
+            if (m >= 0) {
+                int32_t ctx = POS_MIR_BASE + prevmir, f;
+                if (int_decode_one(run, st, ctx * INT_CTX, &f) < 0 || (f != 0 && f != 1))
+                    return -1;
+                prevmir = f;
+                if (f) {
+                    mir = 1;
+                    for (int k = 0; k < 3; k++)
+                        pred[k] = out[3 * (Py_ssize_t)m + k];
+                    pred[mg->axis] = mg->s2 - pred[mg->axis];
+                    kind = 3;
+                    scale = (int64_t)1 << (POS_SCALES - 1);
+                }
+            }
+        }
+        if (mir && dups && border)
+            blist[nbord++] = (int32_t)w;
+        if (!mir && dups && border && nbord > 0) {
             int32_t ctx = POS_DUP_BASE + prevdup, f;
             if (int_decode_one(run, st, ctx * INT_CTX, &f) < 0 || (f != 0 && f != 1))
                 return -1;
@@ -660,15 +846,30 @@ static int positions_run(NcDecodeRun *run, int32_t *st, int markov, const int32_
                 continue;
             }
         }
-        if (dups && border)
+        if (!mir && dups && border)
             blist[nbord++] = (int32_t)w;
         int cls = bitlen64((uint64_t)scale);
         cls = cls < POS_SCALES - 1 ? cls : POS_SCALES - 1;
-        for (int k = 0; k < 3; k++) {
+        int nax = -1, order[3] = {0, 1, 2};
+        int64_t nrm[3], rv[3] = {0, 0, 0};
+        if (normal && e > s && !mir) {
+            nax = normal_axis(out, tri, s, e, nsh, nrm);
+            if (nax >= 0 && pal_off[nax + 1] > pal_off[nax])
+                nax = -1;
+            if (nax >= 0) {
+                order[0] = (nax + 1) % 3;
+                order[1] = (nax + 2) % 3;
+                order[2] = nax;
+            }
+        }
+        for (int m = 0; m < 3; m++) {
+            int k = order[m];
             Py_ssize_t np_ = pal_off[k + 1] - pal_off[k];
             int32_t set = (kind * POS_SCALES + cls) * 3 + k, res;
             if (np_ > 0)
                 set += POS_KINDS * POS_SCALES * 3;
+            if (k == nax)
+                set = POS_NRM_BASE + kind * POS_SCALES + cls;
             if (int_decode_one(run, st, int_set(&set, 0, markov, prev, prev2) * INT_CTX, &res) < 0)
                 return -1;
             prev2 = prev;
@@ -680,12 +881,21 @@ static int positions_run(NcDecodeRun *run, int32_t *st, int markov, const int32_
                 if (j < 0 || j >= np_)
                     return -1;
                 out[3 * w + k] = pk[j];
+                rv[k] = pk[j] - p;
                 continue;
             }
             int64_t v = p + res;
+            if (k == nax) {
+                int i = order[0], j = order[1];
+                int64_t num = -(nrm[i] * rv[i] + nrm[j] * rv[j]);
+                int64_t d = floor_div(2 * num + nrm[k], 2 * nrm[k]);
+                d = d < -top ? -top : (d > top ? top : d);
+                v += d;
+            }
             if (v < INT32_MIN || v > INT32_MAX)
                 return -1;
             out[3 * w + k] = (int32_t)v;
+            rv[k] = v - p;
         }
     }
     return 0;
@@ -694,11 +904,11 @@ static int positions_run(NcDecodeRun *run, int32_t *st, int markov, const int32_
 static PyObject *positions_decode(PyObject *mod, PyObject *args)
 {
     PyObject *odec, *otab, *os, *ost, *otri, *oref, *okind, *oout, *opal, *opoff, *onbs, *onbr;
-    int markov, weight, select;
-    long long top;
-    if (!PyArg_ParseTuple(args, "OOOiOOOOLOOOOOii:positions_decode", &odec, &otab, &os, &markov,
-                          &ost, &otri, &oref, &okind, &top, &oout, &opal, &opoff, &onbs, &onbr,
-                          &weight, &select))
+    int markov, weight, select, maxis = 0;
+    long long top, ms2 = 0;
+    if (!PyArg_ParseTuple(args, "OOOiOOOOLOOOOOii|iL:positions_decode", &odec, &otab, &os,
+                          &markov, &ost, &otri, &oref, &okind, &top, &oout, &opal, &opoff, &onbs,
+                          &onbr, &weight, &select, &maxis, &ms2))
         return NULL;
     Bufs b = {.n = 0};
     Py_buffer pv, ov, sv, nv_;
@@ -730,7 +940,9 @@ static PyObject *positions_decode(PyObject *mod, PyObject *args)
     Py_ssize_t npal = pv.len / 4;
     if (markov == 0 || markov < -64 || nkind != nref || nst != nref + 1 || nout != 3 * nref ||
         ntri % 3 || ov.len / 4 != 4 ||
-        markov != 1 || ns < (Py_ssize_t)(POS_DUP_BASE + 2) * INT_CTX || select < 0 || select > 3) {
+        markov != 1 || ns < (Py_ssize_t)POS_STATES_ALL * INT_CTX || select < 0 || select > 15 ||
+        top < 1 || top > ((int64_t)1 << 24) || maxis < 0 || maxis > 2 || ms2 < 0 ||
+        ms2 > 2 * top) {
         PyErr_SetString(PyExc_ValueError, "adaptive: positions_decode sizes disagree");
         goto fail;
     }
@@ -747,13 +959,18 @@ static PyObject *positions_decode(PyObject *mod, PyObject *args)
     int status;
     Py_BEGIN_ALLOW_THREADS
     int32_t *blist = (select & 2) ? malloc(((size_t)nref + 1) * sizeof(int32_t)) : NULL;
-    if ((select & 2) && !blist)
+    MirrorGrid mg;
+    int have_mg = (select & 8) && mg_init(&mg, nref, top, maxis, ms2) == 0;
+    if (((select & 2) && !blist) || ((select & 8) && !have_mg))
         status = -1;
     else
         status = positions_run(run, st, markov, starts, tri, ntri / 3, refs, kinds, top, out,
                                nref, pal, poff, sv.buf, nv_.buf, nv_.len / 4, weight, select & 1,
-                               (select >> 1) & 1, blist);
+                               (select >> 1) & 1, (select >> 2) & 1, blist,
+                               have_mg ? &mg : NULL);
     free(blist);
+    if (have_mg)
+        mg_free(&mg);
     Py_END_ALLOW_THREADS
     if (rc_api->end(run, status) < 0)
         goto fail;
@@ -879,6 +1096,54 @@ static PyObject *repeat_partners(PyObject *mod, PyObject *args)
         out[i] = best;
     }
     Py_END_ALLOW_THREADS
+    release(&b);
+    Py_RETURN_NONE;
+fail:
+    release(&b);
+    return NULL;
+}
+
+/* ----------------------------------------------------------------------------- mesh mirror partners
+ *
+ * mirror_partners(q, pred, axis, s2, top, out)
+ *
+ * The encoder's side of the mirror flags (positions_decode, POS_MIR_*): q and pred are V x 3 int32
+ * (positions in coding order, clamped predictions); out[w] = the vertex among 0 .. w - 1 nearest
+ * the mirror image of pred[w] in the grid the decoder keeps, -1 when none.
+ */
+static PyObject *mirror_partners(PyObject *mod, PyObject *args)
+{
+    PyObject *oq, *op, *oo;
+    int axis;
+    long long s2, top;
+    if (!PyArg_ParseTuple(args, "OOiLLO:mirror_partners", &oq, &op, &axis, &s2, &top, &oo))
+        return NULL;
+    Bufs b = {.n = 0};
+    Py_ssize_t nq, np_, no;
+    int32_t *q, *pred, *out;
+    if (!(q = take(&b, oq, 0, "q", &nq)) || !(pred = take(&b, op, 0, "pred", &np_)) ||
+        !(out = take(&b, oo, 1, "out", &no)))
+        goto fail;
+    if (nq != np_ || nq % 3 || no != nq / 3 || axis < 0 || axis > 2 || top < 1 ||
+        top > ((int64_t)1 << 24)) {
+        PyErr_SetString(PyExc_ValueError, "adaptive: mirror_partners sizes disagree");
+        goto fail;
+    }
+    MirrorGrid g;
+    if (mg_init(&g, no, top, axis, s2) < 0) {
+        PyErr_NoMemory();
+        goto fail;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t w = 0; w < no; w++) {
+        int64_t p[3];
+        for (int k = 0; k < 3; k++)
+            p[k] = pred[3 * w + k];
+        out[w] = mg_find(&g, q, p);
+        mg_insert(&g, q, (int32_t)w);
+    }
+    Py_END_ALLOW_THREADS
+    mg_free(&g);
     release(&b);
     Py_RETURN_NONE;
 fail:
@@ -1625,6 +1890,8 @@ static PyMethodDef methods[] = {
      "ints_encode(values, sets, states, markov, symbols_out, indexes_out) -> symbol count."},
     {"ints_decode", ints_decode, METH_VARARGS,
      "ints_decode(decoder, bank, sets, states, markov, out): decode len(sets) integers."},
+    {"mirror_partners", mirror_partners, METH_VARARGS,
+     "mirror_partners(q, pred, axis, s2, top, out): the mesh encoder's mirror candidates."},
     {"repeat_partners", repeat_partners, METH_VARARGS,
      "repeat_partners(q, pred, border, out): the mesh encoder's repeat candidates."},
     {"position_order", position_order, METH_VARARGS,

@@ -42,6 +42,7 @@ from neuralcodec.modalities._headers import (
 from neuralcodec.modalities.base import ModalityAdapter, Prepared, adapter
 
 _KINDS = ("none", "vertex", "corner")
+_DEFAULTS = {"vertex_dtype": "float32", "normals": "none", "uvs": "none", "attributes": []}
 
 
 def _kind(table: Any, index: Any) -> str:
@@ -73,12 +74,15 @@ class MeshAdapter(ModalityAdapter):
 
     def prepare(self, data: Any) -> Prepared:
         mesh = _as_mesh(data).validate()
-        meta = {
+        full = {
             "vertex_dtype": str(np.asarray(mesh.vertices).dtype),
             "normals": _kind(mesh.normals, mesh.normal_faces),
             "uvs": _kind(mesh.uvs, mesh.uv_faces),
             "attributes": describe_attributes(self.modality, mesh.attributes),
         }
+        # entries at their default (what ``restore`` assumes when one is absent) are left out:
+        # on a small mesh the header is a visible part of the file
+        meta = {k: v for k, v in full.items() if v != _DEFAULTS[k]}
         fields = {"shape": (len(mesh.vertices), len(mesh.faces)), "metadata": meta}
         notes = [f"{len(mesh.vertices)} vertices, {len(mesh.faces)} triangles", *mesh.notes]
         return Prepared(coded=mesh, fields=fields, notes=notes)
