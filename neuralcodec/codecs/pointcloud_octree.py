@@ -246,7 +246,9 @@ class OctreePointCloudCodec(Codec):
         if sensor_modes:
             q, _, _ = g.quantise(cloud.xyz, bits)
             centre = np.rint(-origin / step) if np.all(np.isfinite(-origin / step)) else None
-            found = sensor.encode(q, bits, centre, sensor_modes)
+            # the points in grid units around the coordinates' origin, unrounded
+            rel = np.asarray(cloud.xyz, np.float64) / step
+            found = sensor.encode(q, bits, centre, sensor_modes, rel)
             if found is not None and (best is None or len(found[1]) < len(best[2])):
                 best = (found[0], "sensor", found[1], found[2])
         if best is None:

@@ -306,16 +306,21 @@ def _fit_beams(p, rf, rng, centres, bits):
     slopes = np.rint(centres * 2.0**TAN_SHIFT).astype(np.int64)
     heights = np.zeros(len(slopes), np.int64)
     row = _nearest_beam(p, rng, slopes, heights)
-    # per-beam least-squares height (offsets of the lasers) and slope on the far points
+    # per-beam least-squares slope and height (offsets of the lasers) on the far points
     far = rf > 8
-    for b in np.unique(row[far]):
-        sel = far & (row == b)
-        if sel.sum() >= 8:
-            a = np.stack([rf[sel], np.ones(sel.sum())], 1)
-            (t, h), *_ = np.linalg.lstsq(a, p[sel, 2].astype(np.float64), rcond=None)
-            if abs(h) < 2.0 ** (bits + 1) and abs(t) < 64:
-                slopes[b] = int(np.rint(t * 2.0**TAN_SHIFT))
-                heights[b] = int(np.rint(h * 2.0**HEIGHT_SHIFT))
+    k = len(slopes)
+    r, z, b = rf[far], p[far, 2].astype(np.float64), row[far]
+    n = np.bincount(b, minlength=k).astype(np.float64)
+    sr, sz = np.bincount(b, r, k), np.bincount(b, z, k)
+    srr, srz = np.bincount(b, r * r, k), np.bincount(b, r * z, k)
+    det = n * srr - sr * sr
+    ok = (n >= 8) & (det > 1e-9 * np.maximum(n * srr, 1))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = np.where(ok, (n * srz - sr * sz) / np.where(ok, det, 1), 0)
+        h = np.where(ok, (sz - t * sr) / np.maximum(n, 1), 0)
+    ok &= (np.abs(h) < 2.0 ** (bits + 1)) & (np.abs(t) < 64)
+    slopes = np.where(ok, np.rint(t * 2.0**TAN_SHIFT), slopes).astype(np.int64)
+    heights = np.where(ok, np.rint(h * 2.0**HEIGHT_SHIFT), heights).astype(np.int64)
     order = np.argsort(slopes, kind="stable")
     slopes, heights = slopes[order], heights[order]
     row = _nearest_beam(p, rng, slopes, heights)
@@ -418,17 +423,30 @@ def _lidar_candidates(q: np.ndarray, bits: int, centre: np.ndarray):
 
 # ----------------------------------------------------------------------------- entry points
 
-MODES = ("lidar",)
+MODES = ("lidar", "camera")
 
 
-def encode(q: np.ndarray, bits: int, centre, modes=MODES):
+def encode(q: np.ndarray, bits: int, centre, modes=MODES, rel=None):
     """(mode, stream, ideal bits) of the cheapest sensor model of ``modes`` for the quantised
     points ``q`` (N x 3 int64), or None when none fits. ``centre``: the grid position of the
-    coordinates' origin (where a LiDAR sits in its own frame), or None."""
+    coordinates' origin (where a LiDAR or a camera sits in its own frame), or None; ``rel``:
+    the unquantised points relative to that origin, in grid units (the camera model is
+    estimated on them; default q - centre)."""
     q = np.asarray(q, np.int64)
+    if centre is None or np.any(np.abs(centre) >= 1 << (bits + 3)):
+        return None
+    c = np.asarray(centre, np.int64)
+    if "camera" in modes:
+        model = camera_model(q - c if rel is None else rel)
+        if model is not None:
+            enc = AdaptiveEncoder()
+            try:
+                encode_camera(_Ints(enc=enc), q, c, model)
+                return "camera", enc.finish(), enc.bits
+            except ValueError:
+                pass
     best = None
-    if "lidar" in modes and centre is not None and np.all(np.abs(centre) < 1 << (bits + 3)):
-        c = np.asarray(centre, np.int64)
+    if "lidar" in modes:
         for abits, step, plan in _lidar_candidates(q, bits, c):
             ints = _Ints()
             try:
@@ -436,15 +454,12 @@ def encode(q: np.ndarray, bits: int, centre, modes=MODES):
             except ValueError:
                 continue
             if best is None or ints.bits < best[0]:
-                best = (ints.bits, "lidar", (c, plan, abits, step))
+                best = (ints.bits, (c, plan, abits, step))
     if best is None:
         return None
-    _, mode, args = best
     enc = AdaptiveEncoder()
-    ints = _Ints(enc=enc)
-    if mode == "lidar":
-        encode_lidar(ints, q, *args)
-    return mode, enc.finish(), enc.bits
+    encode_lidar(_Ints(enc=enc), q, *best[1])
+    return "lidar", enc.finish(), enc.bits
 
 
 def decode(mode: str, dec: AdaptiveDecoder, n: int, bits: int) -> np.ndarray:
@@ -452,8 +467,195 @@ def decode(mode: str, dec: AdaptiveDecoder, n: int, bits: int) -> np.ndarray:
     ints = _Ints(dec=dec)
     if mode == "lidar":
         q = decode_lidar(ints, n, bits)
+    elif mode == "camera":
+        q = decode_camera(ints, n, bits)
     else:
         raise CodecError(f"octree: unknown geometry mode {mode!r}")
     if len(q) != n or np.any(q < 0) or np.any(q >= 1 << bits):
         raise CodecError("octree: corrupt stream (sensor points off the grid)")
     return q
+
+
+# ----------------------------------------------------------------------------- camera model
+
+CAM_SHIFT = 30  # the inverse projection's entries in 1/2^30
+MAX_PIXELS = 1 << 15
+
+
+def _rayleigh(st: np.ndarray, k: np.ndarray) -> complex:
+    return complex(np.exp(2j * np.pi * (st @ k)).mean())
+
+
+def _lattice_basis(st: np.ndarray, rho: float) -> tuple[np.ndarray, np.ndarray] | None:
+    """Two shortest reciprocal vectors (cycles per unit) of the pixel lattice of the points
+    within ``rho`` of the image-plane origin, from a 2D FFT of their density, refined on the
+    points' Rayleigh statistic."""
+    pts = st[np.all(np.abs(st) < rho, axis=1)]
+    if len(pts) < 200:
+        return None
+    nbin = 1024  # frequencies up to 256 / rho: focal lengths up to 2560 pixels at rho 0.1
+    ij = ((pts + rho) / (2 * rho) * nbin).astype(np.int64).clip(0, nbin - 1)
+    h = np.bincount(ij[:, 0] * nbin + ij[:, 1], minlength=nbin * nbin).reshape(nbin, nbin)
+    f = np.abs(np.fft.rfft2(h - h.mean()))
+    f[0, 0] = 0
+    f[:3, :3] = 0  # the region's own envelope
+    flat = f.ravel()
+    top = np.argpartition(flat, flat.size - 40)[-40:]
+    i, j = np.unravel_index(top, f.shape)
+    i = np.where(i < nbin // 2, i, i - nbin)
+    peaks = np.stack([i, j], 1) / (2 * rho)
+    cand = np.concatenate([peaks, (peaks[:, None] - peaks[None]).reshape(-1, 2)])
+    cand = cand[np.lexsort([cand[:, 1], cand[:, 0]])]  # an order independent of ties in f
+    cand = cand * np.where(cand[:, :1] < 0, -1, 1)  # k and -k are the same lattice row
+    length = np.hypot(cand[:, 0], cand[:, 1])
+    cand = cand[np.argsort(np.round(length, 6), kind="stable")]
+    cand = cand[np.hypot(cand[:, 0], cand[:, 1]) > 20]
+    found: list[np.ndarray] = []
+    tried: list[np.ndarray] = []
+    sub = pts[:: max(1, len(pts) // 1500)]
+    for k in cand:
+        if len(tried) >= 24:
+            break
+        if any(np.hypot(*(k - t)) < 6 for t in tried):
+            continue
+        tried.append(k)
+        if found:
+            k1 = found[0]
+            cross = abs(k[0] * k1[1] - k[1] * k1[0]) / (np.hypot(*k) * np.hypot(*k1))
+            if cross < 0.5:
+                continue
+        r, kk = _refine(sub, k)
+        if r >= 0.4:
+            found.append(_refine(pts, kk)[1])
+            if len(found) == 2:
+                return found[0], found[1]
+    return None
+
+
+def _refine(pts: np.ndarray, k: np.ndarray) -> tuple[float, np.ndarray]:
+    """The lattice vector near ``k`` with the largest Rayleigh statistic (coarse to fine)."""
+    best = (abs(_rayleigh(pts, k)), k)
+    for width in (8.0, 2.0, 0.5, 0.12):
+        for dx in np.linspace(-width, width, 9):
+            for dy in np.linspace(-width, width, 9):
+                kk = best[1] + (dx, dy)
+                r = abs(_rayleigh(pts, kk))
+                if r > best[0]:
+                    best = (r, kk)
+        if width == 8.0 and best[0] < 0.15:
+            break
+    return best
+
+
+def _fit_homography(st: np.ndarray, uv: np.ndarray) -> np.ndarray:
+    """H (3 x 3, H[2, 2] = 1) with (u, v, 1) ~ H (s, t, 1), least squares (DLT)."""
+    s, t = st[:, 0], st[:, 1]
+    u, v = uv[:, 0].astype(np.float64), uv[:, 1].astype(np.float64)
+    n = len(s)
+    z, o = np.zeros(n), np.ones(n)
+    a = np.concatenate(
+        [
+            np.stack([s, t, o, z, z, z, -u * s, -u * t], 1),
+            np.stack([z, z, z, s, t, o, -v * s, -v * t], 1),
+        ]
+    )
+    b = np.concatenate([u, v])
+    h, *_ = np.linalg.lstsq(a, b, rcond=None)
+    return np.append(h, 1.0).reshape(3, 3)
+
+
+def camera_model(p: np.ndarray) -> np.ndarray | None:
+    """A pinhole camera at the origin that saw the points ``p`` (N x 3 float, the camera's or
+    any rotated frame): M (3 x 3) with M p = depth * (u, v, 1), u and v integer pixel indexes
+    for most points; or None. The image plane is first taken across the points' mean direction;
+    the pixel lattice is found near its centre (2D FFT), then the projective map is fitted to the
+    rounded pixel indexes on a growing region."""
+    norm = np.linalg.norm(p, axis=1)
+    ok = norm > 0
+    if ok.sum() < 500:
+        return None
+    w = p[ok] / norm[ok, None]
+    m = w.mean(0)
+    if np.linalg.norm(m) < 0.5:
+        return None
+    m /= np.linalg.norm(m)
+    ax = np.eye(3)[np.argmin(np.abs(m))]
+    e1 = ax - m * (ax @ m)
+    e1 /= np.linalg.norm(e1)
+    basis = np.stack([e1, np.cross(m, e1), m])
+    c = p[ok] @ basis.T
+    front = c[:, 2] > 1e-9 * norm[ok]
+    st = c[front, :2] / c[front, 2:3]
+    spread = np.quantile(np.abs(st), 0.99)
+    rho = 0.1
+    while rho < spread and np.all(np.abs(st) < rho, axis=1).sum() < 1500:
+        rho *= 1.5
+    lat = _lattice_basis(st, rho)
+    if lat is None:
+        return None
+    k = np.stack(lat)  # rows: u, v per unit of (s, t)
+    near = np.all(np.abs(st) < rho, axis=1)
+    phase = [-np.angle(_rayleigh(st[near], kk)) / (2 * np.pi) for kk in lat]
+    h = np.eye(3)
+    h[:2, :2], h[:2, 2] = k, phase
+    region = rho
+    for _ in range(30):
+        sel = np.all(np.abs(st) < region, axis=1)
+        x = np.c_[st[sel], np.ones(sel.sum())] @ h.T
+        uv = np.rint(x[:, :2] / x[:, 2:3])
+        h = _fit_homography(st[sel], uv)
+        if region > spread * 1.2:
+            break
+        region *= 1.4
+    x = np.c_[st, np.ones(len(st))] @ h.T
+    frac = x[:, :2] / x[:, 2:3]
+    if np.mean(np.all(np.abs(frac - np.rint(frac)) < 0.1, axis=1)) < 0.6:
+        return None
+    mm = h @ basis
+    return mm / np.linalg.norm(mm[2])
+
+
+def camera_predict(row, col, depth, centre, g) -> np.ndarray:
+    """Cartesian prediction (int64 N x 3): centre + depth * G (u, v, 1) in 1/2^30, integers;
+    G the inverse projection, u = col + u0, v = row + v0 folded into its last column."""
+    ray = g[:, 0][None] * col[:, None] + g[:, 1][None] * row[:, None] + g[:, 2][None]
+    return centre[None] + _rshift_round(depth[:, None] * ray, CAM_SHIFT)
+
+
+def encode_camera(ints: _Ints, q: np.ndarray, centre: np.ndarray, model: np.ndarray) -> None:
+    p = (q - centre).astype(np.float64)
+    x = p @ model.T
+    depth = np.rint(np.maximum(x[:, 2], 0)).astype(np.int64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        uv = np.where(x[:, 2:3] > 0.5, x[:, :2] / x[:, 2:3], 0.0)
+    uv = np.rint(np.clip(uv, -MAX_PIXELS, MAX_PIXELS)).astype(np.int64)
+    lo = uv.min(0)
+    col, row = uv[:, 0] - lo[0], uv[:, 1] - lo[1]
+    if col.max() >= MAX_PIXELS or row.max() >= MAX_PIXELS:
+        raise ValueError("image too large")
+    inv = np.linalg.inv(model)
+    inv[:, 2] += inv[:, 0] * lo[0] + inv[:, 1] * lo[1]  # pixel indexes from 0
+    g = np.rint(inv * 2.0**CAM_SHIFT).astype(np.int64)
+    if np.abs(g).max() >= 2**31 - 1:
+        raise ValueError("projection out of range")
+    order = np.lexsort([depth, col, row])
+    row, col, depth, qq = row[order], col[order], depth[order], q[order]
+    nrows = int(row.max()) + 1
+    ints.put("hdr", [nrows, *centre])
+    ints.put("hdr", g.T.reshape(-1))
+    _code_sequence(ints, row, col, depth, None, nrows)
+    _code_residuals(ints, qq - camera_predict(row, col, depth, centre, g), depth)
+
+
+def decode_camera(ints: _Ints, n: int, bits: int) -> np.ndarray:
+    hdr = ints.get("hdr", 4)
+    nrows, centre = int(hdr[0]), hdr[1:4]
+    if not 1 <= nrows <= MAX_PIXELS or np.any(np.abs(centre) > 1 << (bits + 4)):
+        raise CodecError("octree: corrupt stream (camera header)")
+    g = ints.get("hdr", 9).reshape(3, 3).T
+    row, col, depth = _decode_sequence(ints, n, None, nrows)
+    if np.any(col < 0) or np.any(col >= MAX_PIXELS):
+        raise CodecError("octree: corrupt stream (pixel columns)")
+    if np.any(depth < 0) or np.any(depth > 1 << (bits + 2)):
+        raise CodecError("octree: corrupt stream (depths)")
+    return camera_predict(row, col, depth, centre, g) + _decode_residuals(ints, depth)
