@@ -245,7 +245,7 @@ class OctreePointCloudCodec(Codec):
         sensor_modes = [m for m in modes if m in sensor.MODES]
         if sensor_modes:
             q, _, _ = g.quantise(cloud.xyz, bits)
-            centre = np.rint(-origin / step) if np.all(np.isfinite(-origin / step)) else None
+            centre = -origin / step if np.all(np.isfinite(-origin / step)) else None
             # the points in grid units around the coordinates' origin, unrounded
             rel = np.asarray(cloud.xyz, np.float64) / step
             found = sensor.encode(q, bits, centre, sensor_modes, rel)

@@ -435,13 +435,16 @@ def encode(q: np.ndarray, bits: int, centre, modes=MODES, rel=None):
     q = np.asarray(q, np.int64)
     if centre is None or np.any(np.abs(centre) >= 1 << (bits + 3)):
         return None
-    c = np.asarray(centre, np.int64)
+    c = np.rint(np.asarray(centre, np.float64)).astype(np.int64)
     if "camera" in modes:
-        model = camera_model(q - c if rel is None else rel)
+        model = camera_model(q - centre if rel is None else rel)
         if model is not None:
             enc = AdaptiveEncoder()
             try:
-                encode_camera(_Ints(enc=enc), q, c, model)
+                cfix = np.rint(np.asarray(centre, np.float64) * (1 << CENTRE_BITS))
+                lam = None if rel is None else rel @ model[2]
+                quantum = None if lam is None else depth_quantum(lam)
+                encode_camera(_Ints(enc=enc), q, cfix.astype(np.int64), model, rel, quantum)
                 return "camera", enc.finish(), enc.bits
             except ValueError:
                 pass
@@ -479,6 +482,7 @@ def decode(mode: str, dec: AdaptiveDecoder, n: int, bits: int) -> np.ndarray:
 # ----------------------------------------------------------------------------- camera model
 
 CAM_SHIFT = 30  # the inverse projection's entries in 1/2^30
+CENTRE_BITS = 8  # the camera's centre in 1/256 of a grid step
 MAX_PIXELS = 1 << 15
 
 
@@ -615,17 +619,63 @@ def camera_model(p: np.ndarray) -> np.ndarray | None:
     return mm / np.linalg.norm(mm[2])
 
 
-def camera_predict(row, col, depth, centre, g) -> np.ndarray:
-    """Cartesian prediction (int64 N x 3): centre + depth * G (u, v, 1) in 1/2^30, integers;
-    G the inverse projection, u = col + u0, v = row + v0 folded into its last column."""
+DEPTH_SHIFT = 20  # the depth step and offset in 1/2^20 grid steps
+
+
+def depth_quantum(depth: np.ndarray) -> tuple[float, float] | None:
+    """(step, offset) of the lattice the depths lie on (a sensor's depth unit, e.g. 1 mm, in
+    grid steps), when they do and the step is worth coding in, else None."""
+    levels = np.unique(np.round(depth[depth > 0], 3))
+    gaps = np.diff(levels)
+    gaps = gaps[gaps > 0.25]
+    if len(gaps) < 64:
+        return None
+    step0 = float(np.median(gaps))
+    if not 0.5 <= step0 < 2048:
+        return None
+    n = np.rint(gaps / step0)
+    ok = (n >= 1) & (np.abs(gaps - n * step0) < 0.05 * step0)
+    if ok.mean() < 0.8:
+        return None
+    # the levels against their lattice indexes: a straight line whose slope is the step
+    d = np.diff(levels)
+    index = np.r_[0, np.cumsum(np.where(d > 0.25 * step0, np.rint(d / step0), 0))]
+    step = float(np.polyfit(index, levels, 1)[0])
+    mean = np.exp(2j * np.pi * depth / step).mean()
+    if abs(mean) < 0.9:
+        return None
+    return step, float(np.angle(mean) / (2 * np.pi) * step % step)
+
+
+def _depth_fixed(k: np.ndarray, dstep: int, doff: int) -> tuple[np.ndarray, np.ndarray]:
+    d = k * dstep + doff
+    return d >> DEPTH_SHIFT, d & ((1 << DEPTH_SHIFT) - 1)
+
+
+def camera_predict(row, col, k, centre, g, dstep, doff) -> np.ndarray:
+    """Cartesian prediction (int64 N x 3): centre / 2^8 + depth * G (u, v, 1) / 2^30, integers;
+    G the inverse projection, u = col + u0, v = row + v0 folded into its last column, the depth
+    (k dstep + doff) / 2^20."""
     ray = g[:, 0][None] * col[:, None] + g[:, 1][None] * row[:, None] + g[:, 2][None]
-    return centre[None] + _rshift_round(depth[:, None] * ray, CAM_SHIFT)
+    offset = centre[None] << (CAM_SHIFT - CENTRE_BITS)
+    whole, frac = _depth_fixed(k, dstep, doff)
+    prod = whole[:, None] * ray + ((frac[:, None] * ray) >> DEPTH_SHIFT)
+    return _rshift_round(prod + offset, CAM_SHIFT)
 
 
-def encode_camera(ints: _Ints, q: np.ndarray, centre: np.ndarray, model: np.ndarray) -> None:
-    p = (q - centre).astype(np.float64)
+def encode_camera(ints, q, centre, model, rel=None, quantum=None) -> None:
+    """``centre``: the camera's position in 1/2^8 grid steps; ``rel``: the unquantised points
+    around it; ``quantum``: the depths' (step, offset) (``depth_quantum``), or None."""
+    p = q - centre / (1 << CENTRE_BITS)
     x = p @ model.T
-    depth = np.rint(np.maximum(x[:, 2], 0)).astype(np.int64)
+    if quantum is None:
+        dstep, doff = 1 << DEPTH_SHIFT, 0
+        depth = np.rint(np.maximum(x[:, 2], 0)).astype(np.int64)
+    else:
+        dstep = int(round(quantum[0] * (1 << DEPTH_SHIFT)))
+        doff = int(round(quantum[1] * (1 << DEPTH_SHIFT)))
+        lam = (rel @ model[2]) if rel is not None else x[:, 2]
+        depth = np.rint(np.maximum(lam - quantum[1], 0) / quantum[0]).astype(np.int64)
     with np.errstate(divide="ignore", invalid="ignore"):
         uv = np.where(x[:, 2:3] > 0.5, x[:, :2] / x[:, 2:3], 0.0)
     uv = np.rint(np.clip(uv, -MAX_PIXELS, MAX_PIXELS)).astype(np.int64)
@@ -641,21 +691,25 @@ def encode_camera(ints: _Ints, q: np.ndarray, centre: np.ndarray, model: np.ndar
     order = np.lexsort([depth, col, row])
     row, col, depth, qq = row[order], col[order], depth[order], q[order]
     nrows = int(row.max()) + 1
-    ints.put("hdr", [nrows, *centre])
+    ints.put("hdr", [nrows, *centre, dstep, doff])
     ints.put("hdr", g.T.reshape(-1))
     _code_sequence(ints, row, col, depth, None, nrows)
-    _code_residuals(ints, qq - camera_predict(row, col, depth, centre, g), depth)
+    pred = camera_predict(row, col, depth, centre, g, dstep, doff)
+    _code_residuals(ints, qq - pred, _depth_fixed(depth, dstep, doff)[0])
 
 
 def decode_camera(ints: _Ints, n: int, bits: int) -> np.ndarray:
-    hdr = ints.get("hdr", 4)
-    nrows, centre = int(hdr[0]), hdr[1:4]
-    if not 1 <= nrows <= MAX_PIXELS or np.any(np.abs(centre) > 1 << (bits + 4)):
+    hdr = ints.get("hdr", 6)
+    nrows, centre, dstep, doff = int(hdr[0]), hdr[1:4], int(hdr[4]), int(hdr[5])
+    if not 1 <= nrows <= MAX_PIXELS or np.any(np.abs(centre) > 1 << (bits + 4 + CENTRE_BITS)):
         raise CodecError("octree: corrupt stream (camera header)")
+    if not 1 <= dstep < 1 << 31 or not 0 <= doff < 1 << 31:
+        raise CodecError("octree: corrupt stream (camera depth step)")
     g = ints.get("hdr", 9).reshape(3, 3).T
     row, col, depth = _decode_sequence(ints, n, None, nrows)
     if np.any(col < 0) or np.any(col >= MAX_PIXELS):
         raise CodecError("octree: corrupt stream (pixel columns)")
     if np.any(depth < 0) or np.any(depth > 1 << (bits + 2)):
         raise CodecError("octree: corrupt stream (depths)")
-    return camera_predict(row, col, depth, centre, g) + _decode_residuals(ints, depth)
+    pred = camera_predict(row, col, depth, centre, g, dstep, doff)
+    return pred + _decode_residuals(ints, _depth_fixed(depth, dstep, doff)[0])
