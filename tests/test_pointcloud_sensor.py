@@ -157,7 +157,7 @@ def test_damaged_sensor_streams_fail_in_one_line():
                 assert "\n" not in str(err) and str(err).startswith("octree:")
             else:
                 assert len(out) == n
-        for mode, stream in (("camera", "sensor"), ("lidar", "sensor"), ("plane", "sensor")):
+        for mode in ("camera", "lidar", "plane"):
             if mode == enc.header["geometry"]:
                 continue
             hdr = {**enc.header, "geometry": mode}
