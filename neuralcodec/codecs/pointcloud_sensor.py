@@ -497,6 +497,7 @@ def _lattice_basis(st: np.ndarray, rho: float) -> tuple[np.ndarray, np.ndarray] 
     pts = st[np.all(np.abs(st) < rho, axis=1)]
     if len(pts) < 200:
         return None
+    pts = pts[:: max(1, len(pts) // 4000)]
     nbin = 1024  # frequencies up to 256 / rho: focal lengths up to 2560 pixels at rho 0.1
     ij = ((pts + rho) / (2 * rho) * nbin).astype(np.int64).clip(0, nbin - 1)
     h = np.bincount(ij[:, 0] * nbin + ij[:, 1], minlength=nbin * nbin).reshape(nbin, nbin)
@@ -604,8 +605,9 @@ def camera_model(p: np.ndarray) -> np.ndarray | None:
     h[:2, :2], h[:2, 2] = k, phase
     region = rho
     for _ in range(30):
-        sel = np.all(np.abs(st) < region, axis=1)
-        x = np.c_[st[sel], np.ones(sel.sum())] @ h.T
+        sel = np.flatnonzero(np.all(np.abs(st) < region, axis=1))
+        sel = sel[:: max(1, len(sel) // 20000)]  # enough for 8 parameters, and fast
+        x = np.c_[st[sel], np.ones(len(sel))] @ h.T
         uv = np.rint(x[:, :2] / x[:, 2:3])
         h = _fit_homography(st[sel], uv)
         if region > spread * 1.2:
