@@ -201,7 +201,7 @@ def _decode_sequence(ints: _Ints, n: int, step_fp: int | None, nrows: int):
     m = n - len(fi)
     if step_fp is not None:
         steps = ints.get("dcol", m)
-        if np.any(steps < 0) or np.any(steps > 1 << 24):
+        if np.any(steps < 0) or np.any(steps > 1 << 20):
             raise CodecError("octree: corrupt stream (azimuth steps)")
         e = ints.get("dphi", m, np.minimum(steps, 3))
         dcol = _rshift_round(steps * step_fp, 16) + e
@@ -391,7 +391,7 @@ def decode_lidar(ints: _Ints, n: int, bits: int) -> np.ndarray:
     nrows, abits = int(hdr[0]), int(hdr[1])
     step_fp = (int(hdr[2]) << 16) | (int(hdr[3]) & 0xFFFF)
     centre = hdr[4:7]
-    if not 1 <= nrows <= MAX_BEAMS or not 8 <= abits <= 30 or not 0 < step_fp < 1 << 40:
+    if not 1 <= nrows <= MAX_BEAMS or not 8 <= abits <= 24 or not 0 < step_fp < 1 << 38:
         raise CodecError("octree: corrupt stream (sensor header)")
     if np.any(np.abs(centre) > 1 << (bits + 4)):
         raise CodecError("octree: corrupt stream (sensor centre)")
@@ -416,9 +416,9 @@ def _lidar_candidates(q: np.ndarray, bits: int, centre: np.ndarray):
     step = lidar_azimuth_step(plan[3], phi_turn)
     if not 0 < step < 0.25:
         return []
-    # an azimuth step of one grid unit at the far points' radius, and one bit either side
+    # A (azimuth steps per turn 2^A): 1 to 16 times coarser than one grid step at the far radius
     top = int(np.ceil(np.log2(2 * np.pi * max(np.quantile(plan[2], 0.9), 1))))
-    return [(a, step, plan) for a in (top - 1, top, top + 1) if 8 <= a <= 30]
+    return [(a, step, plan) for a in range(top - 4, top + 1) if 8 <= a <= 24]
 
 
 # ----------------------------------------------------------------------------- entry points
@@ -713,5 +713,11 @@ def decode_camera(ints: _Ints, n: int, bits: int) -> np.ndarray:
         raise CodecError("octree: corrupt stream (pixel columns)")
     if np.any(depth < 0) or np.any(depth > 1 << (bits + 2)):
         raise CodecError("octree: corrupt stream (depths)")
+    whole = (int(depth.max()) * dstep + doff >> DEPTH_SHIFT) + 1
+    a = [[abs(int(v)) for v in r] for r in g]
+    ray = max(r[0] * int(col.max()) + r[1] * (nrows - 1) + r[2] for r in a) + 1
+    big = whole * ray + (1 << (CAM_SHIFT + CENTRE_BITS + bits + 5)) >= 1 << 62
+    if big or ray >= 1 << (62 - DEPTH_SHIFT):
+        raise CodecError("octree: corrupt stream (camera projection out of range)")
     pred = camera_predict(row, col, depth, centre, g, dstep, doff)
     return pred + _decode_residuals(ints, _depth_fixed(depth, dstep, doff)[0])
