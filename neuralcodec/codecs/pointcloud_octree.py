@@ -47,8 +47,9 @@ from . import pointcloud_sensor as sensor
 from .base import Codec, CodecError, Encoded, register
 
 MAGIC = b"NCPC"
-# 3: the header's "geometry" names the geometry coder: "octree" (stream "tree", as format 2) or a
-# sensor-ordered predictive coder, "lidar" or "camera" (stream "sensor", pointcloud_sensor.py);
+# 3: the header's "geometry" names the geometry coder: absent for the octree (stream "tree", as
+# format 2), else a sensor-ordered predictive coder, "lidar" or "camera" (stream "sensor",
+# pointcloud_sensor.py);
 # 2: the mixing octree coder (stream "tree"), still decoded; format 1 (stream "geom" only, no
 # header field) is refused
 FORMAT = 3
@@ -266,13 +267,9 @@ class OctreePointCloudCodec(Codec):
     def encode(self, data: Any, quality: int, modes=GEOMETRY_MODES) -> Encoded:
         """``modes``: the geometry coders to try (default all; the shortest is kept)."""
         streams, _, bits, mode = self._streams(data, quality, modes)
-        header = {
-            "bit_depth": bits,
-            "quality": quality,
-            "shape": (len(data), 3),
-            "format": FORMAT,
-            "geometry": mode,
-        }
+        header = {"bit_depth": bits, "quality": quality, "shape": (len(data), 3), "format": FORMAT}
+        if mode != "octree":  # no field: the octree (small clouds pay for every header byte)
+            header["geometry"] = mode
         return Encoded(self.name, header, streams)
 
     def estimated_bits(self, data: Any, quality: int) -> float:
