@@ -7,7 +7,7 @@ around the sensor), a ground plane, walls and boxes, and scanned by ray casting 
 * spinning LiDARs with other beam counts than the shared KITTI (64) and nuScenes (32) clouds:
   16, 32 and 128 beams, uniform or denser-at-the-horizon elevation tables, other azimuth
   resolutions, firing jitter, range noise, dropouts, range limits, a forward field of view for
-  one of them;
+  one of them, lasers at different heights on the head for another;
 * pinhole depth cameras (other resolutions and intrinsics than SUN RGB-D / ScanNet): depth
   quantised like a Kinect (1 mm steps, or disparity steps), noise growing with depth, missing
   pixels, random subsampling for one; back-projected to xyz in the camera frame, or rotated
@@ -119,8 +119,11 @@ def _cast(scene, origins, dirs) -> np.ndarray:
     return ans["t_hit"].numpy().astype(np.float64)
 
 
-def lidar(rng, meshes, beams, elev, azimuth_steps, jitter, noise, dropout, max_range, fov=None):
-    """One sweep of a spinning LiDAR at the origin: float32 xyz (the sensor frame)."""
+def lidar(
+    rng, meshes, beams, elev, azimuth_steps, jitter, noise, dropout, max_range, fov=None, offset=0.0
+):
+    """One sweep of a spinning LiDAR at the origin: float32 xyz (the sensor frame). ``offset``:
+    the spread (m) of the lasers' heights on the head (each fires from its own point)."""
     scene = _scene(rng, meshes, outdoor=True)
     lo, hi = elev
     if beams >= 64:  # denser towards the horizon (about half the mean spacing there)
@@ -130,6 +133,7 @@ def lidar(rng, meshes, beams, elev, azimuth_steps, jitter, noise, dropout, max_r
     else:
         el = np.linspace(lo, hi, beams)
     el = np.radians(el + rng.normal(0, 0.02, beams))  # calibration spread
+    heights = rng.normal(0, offset, beams) if offset else np.zeros(beams)
     phase = rng.uniform(0, 2 * np.pi / azimuth_steps, beams)  # per-laser firing offset
     k = np.arange(azimuth_steps)
     az = phase[:, None] + 2 * np.pi * k[None, :] / azimuth_steps
@@ -137,13 +141,16 @@ def lidar(rng, meshes, beams, elev, azimuth_steps, jitter, noise, dropout, max_r
     elg = np.broadcast_to(el[:, None], az.shape)
     dirs = np.stack([np.cos(elg) * np.cos(az), np.cos(elg) * np.sin(az), np.sin(elg)], -1)
     dirs = dirs.reshape(-1, 3)
+    origins = np.zeros_like(dirs)
+    origins[:, 2] = np.repeat(heights, azimuth_steps)
     if fov is not None:
         a = np.arctan2(dirs[:, 1], dirs[:, 0])
-        dirs = dirs[np.abs(a) < np.radians(fov / 2)]
-    t = _cast(scene, np.zeros_like(dirs), dirs)
+        inside = np.abs(a) < np.radians(fov / 2)
+        dirs, origins = dirs[inside], origins[inside]
+    t = _cast(scene, origins, dirs)
     keep = np.isfinite(t) & (t < max_range) & (t > 1.0) & (rng.random(len(t)) > dropout)
     t = t[keep] + rng.normal(0, noise, keep.sum())
-    return (dirs[keep] * t[:, None]).astype(np.float32)
+    return (origins[keep] + dirs[keep] * t[:, None]).astype(np.float32)
 
 
 def camera(rng, meshes, width, height, fov_x, disparity, noise, missing, subsample, tilt):
@@ -194,6 +201,8 @@ def clouds(seed: int = 7):
     yield "depth_kinect1", camera(rng, meshes, 320, 240, 57, True, 0.0015, 0.05, None, None)
     yield "depth_mm_tilt", camera(rng, meshes, 512, 424, 70, False, 0.001, 0.08, 0.35, (-12, 3))
     yield "depth_vga_tilt", camera(rng, meshes, 640, 480, 62, False, 0.002, 0.1, 0.15, (8, -2))
+    # lasers at their own heights on the head (up to about +-15 cm), as in two-block sensors
+    yield "lidar64off", lidar(rng, meshes, 64, (-24, 3), 2000, 2e-4, 0.01, 0.03, 120, None, 0.06)
 
 
 def main() -> None:

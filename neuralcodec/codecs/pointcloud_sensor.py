@@ -287,11 +287,13 @@ def _find_beams(slope: np.ndarray, r: np.ndarray, scale: float) -> np.ndarray | 
 
 
 def _nearest_beam(p: np.ndarray, rng: np.ndarray, slopes, heights) -> np.ndarray:
-    """Index of the beam whose predicted height at the point's radius is nearest its height."""
+    """Index of the beam whose predicted height at the point's radius is nearest its height
+    (among the seven beams around its slope)."""
     t = p[:, 2] / np.maximum(rng, 1)
-    k = np.clip(np.searchsorted(slopes / 2.0**TAN_SHIFT, t), 1, len(slopes) - 1)
-    best = None
-    for cand in (k - 1, k):
+    k = np.searchsorted(slopes / 2.0**TAN_SHIFT, t)
+    best, out = None, None
+    for d in (-3, -2, -1, 0, 1, 2, 3):
+        cand = np.clip(k + d, 0, len(slopes) - 1)
         pz = (rng * slopes[cand] + (heights[cand] << (TAN_SHIFT - HEIGHT_SHIFT))) / 2.0**TAN_SHIFT
         err = np.abs(p[:, 2] - pz)
         if best is None:
@@ -302,14 +304,12 @@ def _nearest_beam(p: np.ndarray, rng: np.ndarray, slopes, heights) -> np.ndarray
     return out
 
 
-def _fit_beams(p, rf, rng, centres, bits):
-    slopes = np.rint(centres * 2.0**TAN_SHIFT).astype(np.int64)
-    heights = np.zeros(len(slopes), np.int64)
-    row = _nearest_beam(p, rng, slopes, heights)
-    # per-beam least-squares slope and height (offsets of the lasers) on the far points
-    far = rf > 8
+def _refit_lines(p, r, rng, slopes, heights, bits):
+    """Each beam's line z = r slope + height refitted by least squares to the points nearest it
+    (float radii ``r``); beams with too few points keep theirs. (slopes, heights, counts)."""
     k = len(slopes)
-    r, z, b = rf[far], p[far, 2].astype(np.float64), row[far]
+    z = p[:, 2].astype(np.float64)
+    b = _nearest_beam(p, rng, slopes, heights)
     n = np.bincount(b, minlength=k).astype(np.float64)
     sr, sz = np.bincount(b, r, k), np.bincount(b, z, k)
     srr, srz = np.bincount(b, r * r, k), np.bincount(b, r * z, k)
@@ -321,8 +321,39 @@ def _fit_beams(p, rf, rng, centres, bits):
     ok &= (np.abs(h) < 2.0 ** (bits + 1)) & (np.abs(t) < 64)
     slopes = np.where(ok, np.rint(t * 2.0**TAN_SHIFT), slopes).astype(np.int64)
     heights = np.where(ok, np.rint(h * 2.0**HEIGHT_SHIFT), heights).astype(np.int64)
-    order = np.argsort(slopes, kind="stable")
-    slopes, heights = slopes[order], heights[order]
+    return slopes, heights, n
+
+
+def _fit_beams(p, rf, rng, centres, bits, rounds: int = 3):
+    """Beam table (slopes, heights) from peak slopes: a few rounds of assigning points to the
+    nearest beam line z = r slope + height and refitting each line by least squares on its far
+    points; beams left with almost no points are dropped, beams whose lines stay within a grid
+    step of a neighbour's over the radii seen are merged. With a rough cost of the result."""
+    slopes = np.rint(centres * 2.0**TAN_SHIFT).astype(np.int64)
+    heights = np.zeros(len(slopes), np.int64)
+    for it in range(rounds):
+        # first the far half (a laser's height offset moves the near points' slopes most)
+        far = rf > (np.median(rf) if it == 0 else 8)
+        r = rf[far]
+        if len(r) < 16:
+            break
+        lo, hi = np.quantile(r, [0.05, 0.95])
+        slopes, heights, n = _refit_lines(p[far], r, rng[far], slopes, heights, bits)
+        keep = (n >= max(4, 2e-4 * len(r))) | (it == 0)  # the far half misses low beams
+        order = np.argsort(slopes, kind="stable")
+        order = order[keep[order]]
+        if len(order) < 2:
+            break
+        slopes, heights, n = slopes[order], heights[order], n[order]
+        ts, hs = slopes / 2.0**TAN_SHIFT, heights / 2.0**HEIGHT_SHIFT
+        gap = np.maximum(
+            np.abs(np.diff(ts) * lo + np.diff(hs)), np.abs(np.diff(ts) * hi + np.diff(hs))
+        )
+        drop = np.zeros(len(slopes), bool)
+        for i in np.flatnonzero((gap < 1.0) & (it > 0)):  # into the better-populated one
+            if not drop[i] and not drop[i + 1]:
+                drop[i if n[i] < n[i + 1] else i + 1] = True
+        slopes, heights = slopes[~drop], heights[~drop]
     row = _nearest_beam(p, rng, slopes, heights)
     pz = _rshift_round(rng * slopes[row] + (heights[row] << (TAN_SHIFT - HEIGHT_SHIFT)), TAN_SHIFT)
     # a rough cost: the height residuals' bits, the row changes along the azimuth order
@@ -339,19 +370,26 @@ def lidar_plan(q: np.ndarray, centre: np.ndarray, bits: int):
     rng = np.rint(rf).astype(np.int64)
     if rng.max() < 16:
         return None
-    slope = p[:, 2] / np.maximum(rf, 0.5)
-    best = None
+    sub = slice(None, None, max(1, len(p) // 50000))  # the estimate on at most ~50k points
+    ps, rs, ns = p[sub], rf[sub], rng[sub]
+    slope = ps[:, 2] / np.maximum(rs, 0.5)
+    best, seen = None, []
     for scale in (0.25, 0.5, 1.0, 2.0, 4.0):
-        centres = _find_beams(slope, rf, scale)
-        if centres is None:
+        centres = _find_beams(slope, rs, scale)
+        if centres is None or any(np.array_equal(centres, c) for c in seen):
             continue
-        fit = _fit_beams(p, rf, rng, centres, bits)
+        seen.append(centres)
+        fit = _fit_beams(ps, rs, ns, centres, bits)
         if best is None or fit[0] < best[0]:
             best = fit
     if best is None:
         return None
-    _, slopes, heights, row = best
-    return slopes, heights, rng, row, rf
+    _, slopes, heights, _ = best
+    far = rf > 8  # the lines once more on every point
+    slopes, heights, _ = _refit_lines(p[far], rf[far], rng[far], slopes, heights, bits)
+    order = np.argsort(slopes, kind="stable")
+    slopes, heights = slopes[order], heights[order]
+    return slopes, heights, rng, _nearest_beam(p, rng, slopes, heights), rf
 
 
 def lidar_azimuth_step(row, phi_turn) -> float:
