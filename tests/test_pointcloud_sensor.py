@@ -167,3 +167,46 @@ def test_damaged_sensor_streams_fail_in_one_line():
             assert "\n" not in str(err.value)
         hdr = {k: v for k, v in enc.header.items() if k != "geometry"}  # read as an octree file
         one_line_error(CodecError, codec.decode, Encoded(enc.codec, hdr, enc.streams), match="tree")
+
+
+def test_bench_merge_replaces_only_the_point_cloud_rows(tmp_path):
+    import importlib.util
+    import json
+
+    spec = importlib.util.spec_from_file_location(
+        "mesh_bench_merge", REPO_DIR / "scripts" / "mesh_bench_merge.py"
+    )
+    merge = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(merge)
+
+    def entry(name, modality, rate):
+        return {"file": name, "modality": modality, "rows": [{"codec": "x", "rate": rate}]}
+
+    into, run = tmp_path / "into", tmp_path / "run"
+    into.mkdir()
+    run.mkdir()
+    doc = {
+        "summary": {"mesh:meshtrav": {"m": 1}, "pointcloud:octree": {"m": 2}},
+        "files": [
+            entry("meshes/a.obj", "mesh", 1.0),
+            entry("pointclouds/b.bin", "pointcloud", 2.0),
+        ],
+    }
+    (into / "results.json").write_text(json.dumps(doc, indent=1))
+    (into / "bdrate.md").write_text(
+        "| meshes/a.obj | mesh | meshtrav | -1.0 | 0.9 |\n"
+        "| pointclouds/b.bin | pointcloud | octree | -2.0 | 0.8 |\n"
+        "| mesh:meshtrav | -1.0 | 0.9 |\n| pointcloud:octree | -2.0 | 0.8 |\n"
+    )
+    new = {"summary": {"pointcloud:octree": {"m": 3}}, "files": [entry("b.bin", "pointcloud", 5.0)]}
+    (run / "results.json").write_text(json.dumps(new))
+    (run / "bdrate.md").write_text(
+        "| b.bin | pointcloud | octree | -9.0 | 0.5 |\n| pointcloud:octree | -9.0 | 0.5 |\n"
+    )
+    merge.merge(run, into, "pointcloud", "pointclouds/")
+    out = json.loads((into / "results.json").read_text())
+    assert out["summary"] == {"mesh:meshtrav": {"m": 1}, "pointcloud:octree": {"m": 3}}
+    assert [f["rows"][0]["rate"] for f in out["files"]] == [1.0, 5.0]
+    md = (into / "bdrate.md").read_text()
+    assert "| pointclouds/b.bin | pointcloud | octree | -9.0 | 0.5 |" in md
+    assert "| meshes/a.obj | mesh | meshtrav | -1.0 | 0.9 |" in md and "-2.0" not in md
