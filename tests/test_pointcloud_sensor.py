@@ -210,3 +210,14 @@ def test_bench_merge_replaces_only_the_point_cloud_rows(tmp_path):
     md = (into / "bdrate.md").read_text()
     assert "| pointclouds/b.bin | pointcloud | octree | -9.0 | 0.5 |" in md
     assert "| meshes/a.obj | mesh | meshtrav | -1.0 | 0.9 |" in md and "-2.0" not in md
+
+
+@pytest.mark.parametrize("quality", [4, 9])
+def test_sensor_far_outside_the_cloud_still_round_trips(quality):
+    # a stretch of wall seen from far away: the sensor model sits outside the bounding box
+    full = lidar_sweep(32, 720)
+    xyz = np.asarray(full.xyz)
+    cloud = PointCloud(xyz[(xyz[:, 0] > 5.5) & (np.abs(xyz[:, 1]) < 1.0)])
+    codec = get_codec("octree")
+    enc = codec.encode(cloud, quality)
+    assert np.array_equal(codec.decode(enc).xyz, quantised_points(cloud, quality))

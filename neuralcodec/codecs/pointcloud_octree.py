@@ -251,7 +251,15 @@ class OctreePointCloudCodec(Codec):
             rel = np.asarray(cloud.xyz, np.float64) / step
             found = sensor.encode(q, bits, centre, sensor_modes, rel)
             if found is not None and (best is None or len(found[1]) < len(best[2])):
-                best = (found[0], "sensor", found[1], found[2])
+                # kept only if it decodes to these points (a model the decoder's range checks
+                # refuse, e.g. a sensor far outside the cloud, falls back to the octree)
+                try:
+                    back = sensor.decode(found[0], AdaptiveDecoder(found[1]), len(q), bits)
+                    same = np.array_equal(np.sort(g.morton(back)), codes)
+                except (CodecError, DecodeError):
+                    same = False
+                if same:
+                    best = (found[0], "sensor", found[1], found[2])
         if best is None:
             raise CodecError(f"octree: no geometry mode of {', '.join(modes)} fits this cloud")
         mode, name, payload, estimate = best

@@ -237,6 +237,7 @@ def _decode_residuals(ints: _Ints, rng: np.ndarray) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- LiDAR model
 
+RANGE_EXTRA = 6  # radii, depths (and depth-lattice indexes) stay below 2^(bits + 6)
 TAN_SHIFT = 20  # beam slopes in 1/2^20
 HEIGHT_SHIFT = 4  # beam heights in 1/16 of a grid step
 MAX_BEAMS = 512
@@ -438,7 +439,7 @@ def decode_lidar(ints: _Ints, n: int, bits: int) -> np.ndarray:
     if np.abs(slopes).max() > 1 << 30 or np.abs(heights).max() > 1 << (bits + 8):
         raise CodecError("octree: corrupt stream (beam table)")
     row, phi, rng = _decode_sequence(ints, n, step_fp, nrows)
-    if np.any(rng < 0) or np.any(rng > 1 << (bits + 2)):
+    if np.any(rng < 0) or np.any(rng > 1 << (bits + RANGE_EXTRA)):
         raise CodecError("octree: corrupt stream (sensor ranges)")
     pred = lidar_predict(row, phi, rng, centre, abits, slopes, heights)
     return pred + _decode_residuals(ints, rng)
@@ -749,7 +750,7 @@ def decode_camera(ints: _Ints, n: int, bits: int) -> np.ndarray:
     row, col, depth = _decode_sequence(ints, n, None, nrows)
     if np.any(col < 0) or np.any(col >= MAX_PIXELS):
         raise CodecError("octree: corrupt stream (pixel columns)")
-    if np.any(depth < 0) or np.any(depth > 1 << (bits + 2)):
+    if np.any(depth < 0) or np.any(depth > 1 << (bits + RANGE_EXTRA)):
         raise CodecError("octree: corrupt stream (depths)")
     whole = (int(depth.max()) * dstep + doff >> DEPTH_SHIFT) + 1
     a = [[abs(int(v)) for v in r] for r in g]
