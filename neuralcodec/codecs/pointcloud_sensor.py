@@ -239,6 +239,7 @@ def _decode_residuals(ints: _Ints, rng: np.ndarray) -> np.ndarray:
 
 RANGE_EXTRA = 6  # radii, depths (and depth-lattice indexes) stay below 2^(bits + 6)
 TAN_SHIFT = 20  # beam slopes in 1/2^20
+HEAD_SIZE = 0.02  # lasers' heights on the head at most 2 % of the median radius
 HEIGHT_SHIFT = 4  # beam heights in 1/16 of a grid step
 MAX_BEAMS = 512
 
@@ -305,9 +306,11 @@ def _nearest_beam(p: np.ndarray, rng: np.ndarray, slopes, heights) -> np.ndarray
     return out
 
 
-def _refit_lines(p, r, rng, slopes, heights, bits):
+def _refit_lines(p, r, rng, slopes, heights, bits, hmax):
     """Each beam's line z = r slope + height refitted by least squares to the points nearest it
-    (float radii ``r``); beams with too few points keep theirs. (slopes, heights, counts)."""
+    (float radii ``r``), |height| at most ``hmax`` (lasers sit on a small head: a free height
+    would let one line take a whole ground plane, z = constant, from several beams); beams with
+    too few points keep theirs. (slopes, heights, counts)."""
     k = len(slopes)
     z = p[:, 2].astype(np.float64)
     b = _nearest_beam(p, rng, slopes, heights)
@@ -319,7 +322,10 @@ def _refit_lines(p, r, rng, slopes, heights, bits):
     with np.errstate(divide="ignore", invalid="ignore"):
         t = np.where(ok, (n * srz - sr * sz) / np.where(ok, det, 1), 0)
         h = np.where(ok, (sz - t * sr) / np.maximum(n, 1), 0)
-    ok &= (np.abs(h) < 2.0 ** (bits + 1)) & (np.abs(t) < 64)
+        clip = np.clip(h, -hmax, hmax)
+        t = np.where(clip != h, (srz - clip * sr) / np.maximum(srr, 1e-9), t)
+        h = clip
+    ok &= np.abs(t) < 64
     slopes = np.where(ok, np.rint(t * 2.0**TAN_SHIFT), slopes).astype(np.int64)
     heights = np.where(ok, np.rint(h * 2.0**HEIGHT_SHIFT), heights).astype(np.int64)
     return slopes, heights, n
@@ -330,6 +336,7 @@ def _fit_beams(p, rf, rng, centres, bits, rounds: int = 3):
     nearest beam line z = r slope + height and refitting each line by least squares on its far
     points; beams left with almost no points are dropped, beams whose lines stay within a grid
     step of a neighbour's over the radii seen are merged. With a rough cost of the result."""
+    hmax = HEAD_SIZE * float(np.median(rf))
     slopes = np.rint(centres * 2.0**TAN_SHIFT).astype(np.int64)
     heights = np.zeros(len(slopes), np.int64)
     for it in range(rounds):
@@ -339,7 +346,7 @@ def _fit_beams(p, rf, rng, centres, bits, rounds: int = 3):
         if len(r) < 16:
             break
         lo, hi = np.quantile(r, [0.05, 0.95])
-        slopes, heights, n = _refit_lines(p[far], r, rng[far], slopes, heights, bits)
+        slopes, heights, n = _refit_lines(p[far], r, rng[far], slopes, heights, bits, hmax)
         keep = (n >= max(4, 2e-4 * len(r))) | (it == 0)  # the far half misses low beams
         order = np.argsort(slopes, kind="stable")
         order = order[keep[order]]
@@ -387,7 +394,8 @@ def lidar_plan(q: np.ndarray, centre: np.ndarray, bits: int):
         return None
     _, slopes, heights, _ = best
     far = rf > 8  # the lines once more on every point
-    slopes, heights, _ = _refit_lines(p[far], rf[far], rng[far], slopes, heights, bits)
+    hmax = HEAD_SIZE * float(np.median(rf))
+    slopes, heights, _ = _refit_lines(p[far], rf[far], rng[far], slopes, heights, bits, hmax)
     order = np.argsort(slopes, kind="stable")
     slopes, heights = slopes[order], heights[order]
     return slopes, heights, rng, _nearest_beam(p, rng, slopes, heights), rf
