@@ -498,9 +498,13 @@ def encode(q: np.ndarray, bits: int, centre, modes=MODES, rel=None):
     best = None
     if "lidar" in modes:
         for abits, step, plan in _lidar_candidates(q, bits, c):
+            # the azimuth resolution costed on every k-th beam (about 25k points)
+            k = max(1, len(q) // 25000)
+            sub = plan[3] % k == 0
+            part = (*plan[:2], *(a[sub] for a in plan[2:]))
             ints = _Ints()
             try:
-                encode_lidar(ints, q, c, plan, abits, step)
+                encode_lidar(ints, q[sub], c, part, abits, step)
             except ValueError:
                 continue
             if best is None or ints.bits < best[0]:
