@@ -5,7 +5,8 @@ or of a depth camera's pixel grid, in the sensor's own order, each predicted fro
 
     quantised points q (integers) --sensor model estimated by the encoder (header)-->
       (row, column, range) per point: LiDAR (beam, azimuth in 2^A steps per turn, radius in the
-      xy plane), depth camera (pixel row, pixel column, depth along the optical axis)
+      xy plane), depth camera (pixel row, pixel column, depth along the optical axis, in the
+      sensor's own depth steps when the encoder finds them)
     sorted by row, column, range; coded as integers (entropy/adaptive.py ``code_ints``):
       points per row; per row its first column and range (against the previous row's);
       per point: column step in firings / pixels, azimuth residual against
