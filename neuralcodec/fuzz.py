@@ -55,7 +55,8 @@ CORPUS_OPTIONS = {"inr": {"preset": "test"}, "elic-ip": {"gop": 3}}
 CORPUS_CROPS = {"inr": ((32, 48),), "test-raw": ((4, 6),), "test-zlib": ((4, 6),)}
 DEFAULT_CROPS = ((32, 48), (64, 64))
 QUALITIES = (2, 6)
-CORPUS_QUALITIES = {"splat-vq": (2, 6, 8)}  # 8: the exact level, its own code path
+# splat-vq 8: the exact level, its own code path; octree 9: 16 bits, the sensor modes
+CORPUS_QUALITIES = {"splat-vq": (2, 6, 8), "octree": (2, 6, 9)}
 CORPUS_IMAGE = Path("train") / "set5" / "bird.png"
 KEEP_PER_SIGNATURE = 3
 CHECKPOINT_CASES = 2000
@@ -90,6 +91,53 @@ def _ring_cloud():
     rgb = np.stack([shade, 255 - shade, np.full(n, 90, np.uint8)], 1)
     intensity = np.clip(0.5 + 0.1 * rng.normal(size=n), 0, 1).astype(np.float32)
     return PointCloud(xyz, {"rgb": rgb, "intensity": intensity})
+
+
+def lidar_sweep(beams: int = 8, steps: int = 120, seed: int = 12):
+    """A spinning LiDAR's sweep of a ground plane and a wavy wall around it (analytic scene):
+    ``beams`` lasers from -15 to +5 degrees, ``steps`` firings per turn with jitter, range
+    noise and dropouts."""
+    from neuralcodec.datasets.pointcloud import PointCloud
+
+    rng = np.random.default_rng(seed)
+    el = np.radians(np.linspace(-15, 5, beams))[:, None]
+    az = 2 * np.pi * (np.arange(steps)[None, :] + rng.uniform(0, 1, (beams, 1))) / steps
+    az = az + rng.normal(0, 2e-4, az.shape)
+    wall = 8 + 2 * np.sin(3 * az) + np.where(np.cos(az) > 0.9, -3.0, 0.0)
+    ground = np.where(el < 0, 1.7 / np.tan(-np.minimum(el, -1e-6)), np.inf)
+    r = np.minimum(wall, ground) + rng.normal(0, 0.01, az.shape)
+    keep = rng.random(az.shape) > 0.05
+    r, az, el = r[keep], az[keep], np.broadcast_to(el, keep.shape)[keep]
+    xyz = np.stack([r * np.cos(az), r * np.sin(az), r * np.tan(el)], 1).astype(np.float32)
+    return PointCloud(xyz)
+
+
+def depth_view(width: int = 48, height: int = 36, seed: int = 13, tilt: float = 9.0):
+    """A pinhole depth camera (depth in millimetres, noise, a random 60 % of the pixels) looking
+    at a floor, a back wall and a ball, back-projected and pitched by ``tilt`` degrees into an
+    upright frame (x right, y forward, z up)."""
+    from neuralcodec.datasets.pointcloud import PointCloud
+
+    rng = np.random.default_rng(seed)
+    f = width * 0.9
+    u, v = np.meshgrid(np.arange(width), np.arange(height))
+    d = np.stack([(u - width / 2 + 0.3) / f, (v - height / 2 - 0.2) / f, np.ones(u.shape)], -1)
+    d = d.reshape(-1, 3)
+    z = np.full(len(d), 5.0)  # back wall at depth 5
+    with np.errstate(divide="ignore"):
+        floor = np.where(d[:, 1] > 0, 1.2 / d[:, 1], np.inf)  # y down: floor at y = 1.2
+    z = np.minimum(z, floor)
+    centre, radius = np.array([0.3, 0.4, 3.0]), 0.6
+    b = d @ centre
+    disc = b * b - (d * d).sum(1) * (centre @ centre - radius**2)
+    t = (b - np.sqrt(np.maximum(disc, 0))) / (d * d).sum(1)
+    z = np.where(disc > 0, np.minimum(z, t), z)
+    z = np.round((z + rng.normal(0, 0.002, z.shape) * z * z) * 1000) / 1000
+    keep = rng.random(len(z)) < 0.6
+    p = d[keep] * z[keep, None]
+    a = np.radians(tilt)
+    rot = np.array([[1, 0, 0], [0, np.sin(a), np.cos(a)], [0, -np.cos(a), np.sin(a)]])
+    return PointCloud((p @ rot.T).astype(np.float32))
 
 
 def _seam_grid():
@@ -182,7 +230,7 @@ def _panning_clip():
 
 
 SAMPLES = {  # modality -> corpus label -> sample
-    "pointcloud": {"ring400": _ring_cloud},
+    "pointcloud": {"ring400": _ring_cloud, "lidar": lidar_sweep, "depth": depth_view},
     "mesh": {"seamgrid": _seam_grid, "closed": _closed_mesh},
     "splat": {"sphere160": _splat_scene},
     "video": {"48x32x4": _panning_clip},

@@ -27,34 +27,41 @@ def main() -> int:
     p.add_argument("run", type=Path, help="output folder of the meshes-only bench")
     p.add_argument("--into", type=Path, default=Path("results/bench3d"))
     args = p.parse_args()
-    new = json.loads((args.run / "results.json").read_text())
-    doc = json.loads((args.into / "results.json").read_text())
+    merge(args.run, args.into, "mesh", PREFIX)
+    return 0
+
+
+def merge(run: Path, into: Path, modality: str, prefix: str) -> None:
+    """Replace the ``modality`` entries (files under ``prefix``) and summaries of ``into`` by
+    those of the single-modality run ``run``."""
+    new = json.loads((run / "results.json").read_text())
+    doc = json.loads((into / "results.json").read_text())
+    tag = modality + ":"
     entries = {
-        PREFIX + item["file"]: {**item, "file": PREFIX + item["file"]} for item in new["files"]
+        prefix + item["file"]: {**item, "file": prefix + item["file"]} for item in new["files"]
     }
     files = [entries.pop(item["file"], item) for item in doc["files"]]
     doc["files"] = files + list(entries.values())
     for key, value in new["summary"].items():
-        if key.startswith("mesh:"):
+        if key.startswith(tag):
             doc["summary"][key] = value
-    write_atomic(args.into / "results.json", json.dumps(doc, indent=1))
+    write_atomic(into / "results.json", json.dumps(doc, indent=1))
     lines = {}
-    for line in (args.run / "bdrate.md").read_text().splitlines():
+    for line in (run / "bdrate.md").read_text().splitlines():
         cells = [c.strip() for c in line.strip("|").split("|")]
-        if len(cells) == 5 and cells[1] == "mesh":
-            lines[PREFIX + cells[0]] = line.replace(f"| {cells[0]} |", f"| {PREFIX}{cells[0]} |", 1)
-        elif len(cells) == 3 and cells[0].startswith("mesh:"):
+        if len(cells) == 5 and cells[1] == modality:
+            lines[prefix + cells[0]] = line.replace(f"| {cells[0]} |", f"| {prefix}{cells[0]} |", 1)
+        elif len(cells) == 3 and cells[0].startswith(tag):
             lines[cells[0]] = line
     out = []
-    for line in (args.into / "bdrate.md").read_text().splitlines():
+    for line in (into / "bdrate.md").read_text().splitlines():
         cells = [c.strip() for c in line.strip("|").split("|")]
         key = cells[0] if cells else ""
-        out.append(lines.get(key, line) if key.startswith(("meshes/", "mesh:")) else line)
-    write_atomic(args.into / "bdrate.md", "\n".join(out) + "\n")
-    for png in args.run.glob("rd_*.png"):
-        shutil.copyfile(png, args.into / png.name)
-    print(f"merged {len(new['files'])} meshes into {args.into}")
-    return 0
+        out.append(lines.get(key, line) if key.startswith((prefix, tag)) else line)
+    write_atomic(into / "bdrate.md", "\n".join(out) + "\n")
+    for png in run.glob("rd_*.png"):
+        shutil.copyfile(png, into / png.name)
+    print(f"merged {len(new['files'])} {modality} files into {into}")
 
 
 if __name__ == "__main__":

@@ -37,6 +37,11 @@ def _cloud(rng, n=3000, attrs=True) -> PointCloud:
     return PointCloud(xyz, a)
 
 
+def _geometry(enc) -> str:
+    """The name of the geometry stream of an ``octree`` file (its header picks the coder)."""
+    return "tree" if enc.header.get("geometry", "octree") == "octree" else "sensor"
+
+
 def _sorted_rows(xyz, *cols):
     table = np.column_stack(
         [
@@ -101,7 +106,8 @@ def test_estimate_matches_size(rng):
     cloud = _cloud(rng, 5000, attrs=False)
     codec = get_codec("octree")
     est = codec.estimated_bits(cloud, 6) / 8
-    real = len(codec.encode(cloud, 6).streams["tree"])
+    enc = codec.encode(cloud, 6)
+    real = len(enc.streams[_geometry(enc)])
     assert abs(real - est) <= 0.01 * est + 16
 
 
@@ -110,12 +116,16 @@ def test_golden_bitstream():
     t = np.linspace(0, 6 * np.pi, 400)
     xyz = np.stack([np.cos(t), np.sin(t), t / 10], 1)
     cloud = PointCloud(xyz, {"intensity": (np.arange(400) % 17).astype(np.uint8)})
-    enc = get_codec("octree").encode(cloud, 5)
-    digest = hashlib.sha256(b"".join(k.encode() + v for k, v in enc.streams.items())).hexdigest()
-    assert digest == GOLDEN
+    codec = get_codec("octree")
+    for modes, golden in ((("octree",), GOLDEN), (None, GOLDEN_CHOSEN)):
+        enc = codec.encode(cloud, 5) if modes is None else codec.encode(cloud, 5, modes)
+        blob = b"".join(k.encode() + v for k, v in enc.streams.items())
+        assert (enc.header.get("geometry", "octree"), hashlib.sha256(blob).hexdigest()) == golden
 
 
-GOLDEN = "2ea711cffe5fd03a81d5bb728fae5163731c8c8132002a6c6c33dfd3474e9d14"
+# the octree coder's streams are those of format 2 (same hash as before format 3)
+GOLDEN = ("octree", "2ea711cffe5fd03a81d5bb728fae5163731c8c8132002a6c6c33dfd3474e9d14")
+GOLDEN_CHOSEN = ("lidar", "9186bd8c41b81385ae5868205eda99bf3e1133abbd48388420739b6567b073bb")
 
 
 def test_api_round_trip_keeps_metadata(tmp_path, rng):
@@ -179,7 +189,7 @@ def test_bad_inputs_one_line():
 def test_damaged_streams_fail_cleanly(rng):
     codec = get_codec("octree")
     enc = codec.encode(_cloud(rng, 2000), 6)
-    for name in ("tree", "a0", "geom"):
+    for name in (_geometry(enc), "a0", "geom"):
         data = enc.streams[name]
         for cut in (len(data) // 2, 3):
             streams = {**enc.streams, name: data[:cut]}
@@ -191,8 +201,9 @@ def test_damaged_streams_fail_cleanly(rng):
     old = {k: v for k, v in enc.header.items() if k != "format"}  # written by the first format
     one_line_error(CodecError, codec.decode, type(enc)(enc.codec, old, enc.streams), match="format")
     for seed in range(5):  # random bytes: a clean error, or a cloud of the right size
-        junk = np.random.default_rng(seed).integers(0, 256, len(enc.streams["tree"]), np.uint8)
-        bad = type(enc)(enc.codec, enc.header, {**enc.streams, "tree": junk.tobytes()})
+        name = _geometry(enc)
+        junk = np.random.default_rng(seed).integers(0, 256, len(enc.streams[name]), np.uint8)
+        bad = type(enc)(enc.codec, enc.header, {**enc.streams, name: junk.tobytes()})
         try:
             out = codec.decode(bad)
         except CodecError as err:
@@ -286,7 +297,7 @@ def test_real_clouds_round_trip_at_every_depth_class(path):
         enc = codec.encode(cloud, quality)
         assert np.array_equal(codec.decode(enc).xyz, quantised_points(cloud, quality))
         est = codec.estimated_bits(cloud, quality) / 8
-        assert abs(len(enc.streams["tree"]) - est) <= 0.01 * est + 16
+        assert abs(len(enc.streams[_geometry(enc)]) - est) <= 0.01 * est + 16
 
 
 def test_direct_mode_and_neighbour_contexts_are_used(rng, monkeypatch):
@@ -313,18 +324,19 @@ def test_direct_mode_and_neighbour_contexts_are_used(rng, monkeypatch):
     dec = codec.decode(enc)
     assert np.array_equal(dec.xyz, quantised_points(cloud, 9))
     est = codec.estimated_bits(cloud, 9) / 8
-    assert abs(len(enc.streams["tree"]) - est) <= 0.01 * est + 16
+    assert abs(len(enc.streams[_geometry(enc)]) - est) <= 0.01 * est + 16
 
 
 def test_flipped_bits_fail_cleanly_or_decode_the_right_count():
     cloud = PointCloud(_cloud(np.random.default_rng(7), 3000, attrs=False).xyz)
     codec = get_codec("octree")
     enc = codec.encode(cloud, 7)
-    data = bytearray(enc.streams["tree"])
+    name = _geometry(enc)
+    data = bytearray(enc.streams[name])
     for pos in (0, len(data) // 3, len(data) // 2, len(data) - 2):
         bad = bytearray(data)
         bad[pos] ^= 0x5A
-        broken = type(enc)(enc.codec, enc.header, {**enc.streams, "tree": bytes(bad)})
+        broken = type(enc)(enc.codec, enc.header, {**enc.streams, name: bytes(bad)})
         try:
             out = codec.decode(broken)
         except CodecError as err:

@@ -43,11 +43,18 @@ from neuralcodec.entropy.adaptive import (
 from neuralcodec.entropy.rangecoder import DecodeError
 
 from . import geometry as g
+from . import pointcloud_sensor as sensor
 from .base import Codec, CodecError, Encoded, register
 
 MAGIC = b"NCPC"
-# 2: the mixing coder (stream "tree"); format 1 (stream "geom" only, no header field) is refused
-FORMAT = 2
+# 3: the header's "geometry" names the geometry coder: absent for the octree (stream "tree", as
+# format 2), else a sensor-ordered predictive coder, "lidar" or "camera" (stream "sensor",
+# pointcloud_sensor.py);
+# 2: the mixing octree coder (stream "tree"), still decoded; format 1 (stream "geom" only, no
+# header field) is refused
+FORMAT = 3
+FORMATS = (2, 3)
+GEOMETRY_MODES = ("octree", *sensor.MODES)
 # the bits of x, y and z in a Morton code (x highest in each triple), 21 triples
 _AXIS_MASKS = [
     sum(1 << (3 * i + 2 - a) for i in range(21)) for a in range(3)
@@ -227,23 +234,50 @@ class OctreePointCloudCodec(Codec):
             level, coords, info = _next_level(level, coords, np.where(single == 1, 0, occ))
         enc.code_octree_counts(counts - 1, _leaf_neighbours(leaves))
 
-    def _streams(self, data: Any, quality: int) -> tuple[dict[str, bytes], float, int]:
+    def _streams(self, data: Any, quality: int, modes=GEOMETRY_MODES):
+        """(streams, ideal geometry bits, bits per axis, geometry mode): every mode in ``modes``
+        is tried and the one with the shortest geometry stream kept."""
         cloud, bits, origin, step, codes, order = self._prepare(data, quality)
-        enc = AdaptiveEncoder()
-        self._code_geometry(enc, codes, bits)
-        streams = {"geom": g.pack_geometry(MAGIC, bits, origin, step), "tree": enc.finish()}
-        estimate = enc.bits
+        best = None
+        if "octree" in modes:
+            enc = AdaptiveEncoder()
+            self._code_geometry(enc, codes, bits)
+            best = ("octree", "tree", enc.finish(), enc.bits)
+        sensor_modes = [m for m in modes if m in sensor.MODES]
+        if sensor_modes:
+            q, _, _ = g.quantise(cloud.xyz, bits)
+            centre = -origin / step if np.all(np.isfinite(-origin / step)) else None
+            # the points in grid units around the coordinates' origin, unrounded
+            rel = np.asarray(cloud.xyz, np.float64) / step
+            found = sensor.encode(q, bits, centre, sensor_modes, rel)
+            if found is not None and (best is None or len(found[1]) < len(best[2])):
+                # kept only if it decodes to these points (a model the decoder's range checks
+                # refuse, e.g. a sensor far outside the cloud, falls back to the octree)
+                try:
+                    back = sensor.decode(found[0], AdaptiveDecoder(found[1]), len(q), bits)
+                    same = np.array_equal(np.sort(g.morton(back)), codes)
+                except (CodecError, DecodeError):
+                    same = False
+                if same:
+                    best = (found[0], "sensor", found[1], found[2])
+        if best is None:
+            raise CodecError(f"octree: no geometry mode of {', '.join(modes)} fits this cloud")
+        mode, name, payload, estimate = best
+        streams = {"geom": g.pack_geometry(MAGIC, bits, origin, step), name: payload}
         descs = []
         for i, (name, arr) in enumerate(cloud.attributes.items()):
             stream, desc = g.encode_attribute(np.asarray(arr)[order])
             streams[f"a{i}"] = stream
             descs.append({"name": name, **desc})
         streams["attrs"] = g.pack_json(descs)
-        return streams, estimate, bits
+        return streams, estimate, bits, mode
 
-    def encode(self, data: Any, quality: int) -> Encoded:
-        streams, _, bits = self._streams(data, quality)
+    def encode(self, data: Any, quality: int, modes=GEOMETRY_MODES) -> Encoded:
+        """``modes``: the geometry coders to try (default all; the shortest is kept)."""
+        streams, _, bits, mode = self._streams(data, quality, modes)
         header = {"bit_depth": bits, "quality": quality, "shape": (len(data), 3), "format": FORMAT}
+        if mode != "octree":  # no field: the octree (small clouds pay for every header byte)
+            header["geometry"] = mode
         return Encoded(self.name, header, streams)
 
     def estimated_bits(self, data: Any, quality: int) -> float:
@@ -251,16 +285,24 @@ class OctreePointCloudCodec(Codec):
         fixed-size headers excluded)."""
         return self._streams(data, quality)[1]
 
+    def geometry_mode(self, data: Any, quality: int) -> str:
+        """The geometry coder ``encode`` picks for ``data`` at ``quality``."""
+        return self._streams(data, quality)[3]
+
     # ------------------------------------------------------------------ decode
     def decode(self, encoded: Encoded) -> PointCloud:
         streams = encoded.streams
         fmt = encoded.header.get("format", 1)
-        if fmt != FORMAT:
+        if fmt not in FORMATS:
             raise CodecError(
                 f"octree: the file is in format {fmt!r} of this codec; this version decodes "
-                f"format {FORMAT} (re-encode the source with this version)"
+                f"formats {', '.join(map(str, FORMATS))} (re-encode the source with this version)"
             )
-        missing = [s for s in ("geom", "tree", "attrs") if s not in streams]
+        mode = encoded.header.get("geometry", "octree") if fmt == 3 else "octree"
+        if mode not in GEOMETRY_MODES:
+            raise CodecError(f"octree: unknown geometry mode {mode!r}")
+        payload = "tree" if mode == "octree" else "sensor"
+        missing = [s for s in ("geom", payload, "attrs") if s not in streams]
         if missing:
             raise CodecError(f"octree: missing streams {', '.join(missing)}")
         bits, origin, step = g.unpack_geometry(MAGIC, streams["geom"], "octree")
@@ -271,9 +313,13 @@ class OctreePointCloudCodec(Codec):
         if not 1 <= n <= MAX_POINTS:
             raise CodecError(f"octree: header claims {n} points")
         try:
-            codes = self._decode_geometry(AdaptiveDecoder(streams["tree"]), bits, n)
+            if mode == "octree":
+                codes = self._decode_geometry(AdaptiveDecoder(streams["tree"]), bits, n)
+            else:
+                q = sensor.decode(mode, AdaptiveDecoder(streams["sensor"]), n, bits)
+                codes = np.sort(g.morton(q))
         except DecodeError as exc:
-            raise CodecError(f"octree: corrupt occupancy stream ({exc})") from None
+            raise CodecError(f"octree: corrupt {payload} stream ({exc})") from None
         q = np.stack([g.compact(codes >> s) for s in (2, 1, 0)], axis=1)
         xyz = g.dequantise(q, origin, step)
         attrs = {}
