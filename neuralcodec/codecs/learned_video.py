@@ -47,6 +47,9 @@ from .weights import weights_dir
 MAX_GOP = 1 << 16
 VIDEO_EXTENSIONS = (".y4m", ".yuv", ".mp4", ".mkv", ".mov", ".webm", ".avi", ".264", ".h264")
 LAMBDA_PER_STEP = 0.4  # motion search: SAD + lambda * vector bits, lambda = this x step (pels)
+RD_LAMBDA = 0.13  # residual levels: squared error + this x step**2 x bits (0: plain rounding)
+RD_MOTION = True  # sub-pel vectors chosen in coding order at the adaptive models' code lengths
+STEP_SCALE = 1.0  # the P frames' step: this x the residual model's step of the quality
 TOOL_OBMC = 1  # header "tools" bits: overlapped block motion compensation
 TOOL_MV_CARRY = 2  # vector statistics carried from P frame to P frame within a GOP
 TOOL_MV_JOINT = 4  # still flag per block, then the moving blocks' components (VectorModels)
@@ -206,13 +209,22 @@ class ElicIpCodec(Codec):
         The payload starts with the step's index, so an encoder may pick it per frame."""
         model = self.residual()[0]
         step = STEP_GRID[si]
-        mv = estimate(frame[0], ref[0], LAMBDA_PER_STEP * step / 16)
+        models = None
+        if RD_MOTION:
+            models = state.joint if state is not None else VectorModels()
+        mv = estimate(frame[0], ref[0], LAMBDA_PER_STEP * step / 16, models=models)
         pred = predict_frame(ref, mv, obmc=bool(TOOLS & TOOL_OBMC))
         kinds = ("luma", "chroma", "chroma")
-        qs = [
-            model.quantise(_pad8(f.astype(np.int32) - p), k, step)
-            for f, p, k in zip(frame, pred, kinds, strict=True)
-        ]
+        if RD_LAMBDA > 0:
+            qs = [
+                model.quantise_rd(_pad8(f.astype(np.int32) - p), k, step, RD_LAMBDA)
+                for f, p, k in zip(frame, pred, kinds, strict=True)
+            ]
+        else:
+            qs = [
+                model.quantise(_pad8(f.astype(np.int32) - p), k, step)
+                for f, p, k in zip(frame, pred, kinds, strict=True)
+            ]
         sinks = EncoderSinks()
         recon = self._inter(sinks["p"], ref, si, TOOLS, mv, qs, state)
         return bytes([si]) + sinks.finish()["p"], recon
@@ -276,7 +288,9 @@ class ElicIpCodec(Codec):
         info = self._check_source(data)
         iq, qi = self._steps(quality)
         steps = np.array(STEP_GRID)
-        si = int(np.abs(steps - int(self.residual()[0].steps[qi])).argmin())  # the quality's step
+        si = int(
+            np.abs(steps - STEP_SCALE * int(self.residual()[0].steps[qi])).argmin()
+        )  # the quality's step
         streams: dict[str, bytes] = {}
         sizes: list[int] = []
         parts: list[bytes] = []

@@ -182,7 +182,13 @@ def _median_field(mv: np.ndarray) -> np.ndarray:
     return np.median(np.stack([left, up, upr]), axis=0).astype(np.int64)
 
 
-def estimate(cur_y: np.ndarray, ref_y: np.ndarray, lam: float, search: int = SEARCH) -> np.ndarray:
+def estimate(
+    cur_y: np.ndarray,
+    ref_y: np.ndarray,
+    lam: float,
+    search: int = SEARCH,
+    models: VectorModels | None = None,
+) -> np.ndarray:
     """Quarter-pel luma vectors (nby, nbx, 2) for ``cur_y`` from ``ref_y`` (encoder only).
 
     Full-pel: the SAD of every block at every offset within ``search`` pels, then a raster-order
@@ -208,6 +214,8 @@ def estimate(cur_y: np.ndarray, ref_y: np.ndarray, lam: float, search: int = SEA
             mv[by, bx] = cands[int(np.argmin(cost))]
     ref2 = half_pel_plane(ref_y)
     cur32 = cur.astype(np.int32)
+    if models is not None:
+        return _refine_rd(cur32, ref2, mv, lam, models)
 
     def refine(mv: np.ndarray, step: int) -> np.ndarray:
         pred = _median_field(mv)
@@ -227,6 +235,127 @@ def estimate(cur_y: np.ndarray, ref_y: np.ndarray, lam: float, search: int = SEA
 
     mv = refine(refine(mv, 2), 1)
     return mv.astype(np.int32)
+
+
+SUBPEL = 3  # sub-pel candidates: the full-pel vector + (dy, dx), |dy|, |dx| <= this (quarter pels)
+
+
+def _cost_tables(models: VectorModels) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Code lengths (bits) under ``models``' present counts: still flag 0 / 1 per context,
+    component values per ``mvd`` context, x after y == 0 per ``second`` context."""
+
+    def bits(counts: np.ndarray) -> np.ndarray:
+        c = counts.astype(np.float64)
+        return np.log2(c.sum(-1, keepdims=True)) - np.log2(c)
+
+    return (
+        bits(models.still.counts)[:, :2],
+        bits(models.mvd.counts),
+        bits(models.second.counts),
+        np.arange(-MVD_RANGE, MVD_RANGE + 1),
+    )
+
+
+def vector_bits(tables, d: np.ndarray, still_ctx: int, comp_ctx: int) -> np.ndarray:
+    """Code length of differences ``d`` (k, 2) of one block under ``_cost_tables``."""
+    still, mvd, second, _ = tables
+    esc = 2 * MVD_RANGE + 1
+    sy = np.where(np.abs(d[:, 0]) <= MVD_RANGE, d[:, 0] + MVD_RANGE, esc)
+    sx = np.where(np.abs(d[:, 1]) <= MVD_RANGE, d[:, 1] + MVD_RANGE, esc)
+    big = 2 * (np.abs(d) > MVD_RANGE).sum(-1) * 6.0
+    move = still[still_ctx, 0] + mvd[comp_ctx, sy] + big
+    move = move + np.where(d[:, 0] == 0, second[comp_ctx, sx], mvd[comp_ctx + 3, sx])
+    return np.where((d == 0).all(-1), still[still_ctx, 1], move)
+
+
+class QuarterPelPlane:
+    """Every quarter-pel luma sample ``predict_luma`` can produce, precomputed once per reference
+    (encoder only): sample (qy, qx) in quarter pels, clamped to where the edge starts repeating
+    (-2 .. 4H - 2), at ``plane[qy + 2, qx + 2]``; same formula as ``predict_plane``."""
+
+    def __init__(self, ref2: np.ndarray) -> None:
+        h2, w2 = ref2.shape
+        self.h, self.w = h2 // 2, w2 // 2
+
+        def taps(n2: int) -> tuple[np.ndarray, ...]:
+            p = np.arange(-2, 2 * n2 - 1)
+            y0, f = p >> 1, p & 1
+            return np.clip(y0, 0, n2 - 1), np.clip(y0 + 1, 0, n2 - 1), f
+
+        ya, yb, fy = taps(h2)
+        xa, xb, fx = taps(w2)
+        r = ref2.astype(np.int32)
+        top = r[ya][:, xa] * (2 - fx) + r[ya][:, xb] * fx
+        bot = r[yb][:, xa] * (2 - fx) + r[yb][:, xb] * fx
+        self.plane = ((top * (2 - fy)[:, None] + bot * fy[:, None] + 2) >> 2).astype(np.int32)
+        self.flat = self.plane.reshape(-1)
+        self.width = self.plane.shape[1]
+
+    def predict(self, field: np.ndarray, block: int) -> np.ndarray:
+        """The prediction (block-multiple size) with one vector per ``block``."""
+        nby, nbx = field.shape[:2]
+        f = np.repeat(np.repeat(field.astype(np.int32), block, 0), block, 1)
+        ys = np.arange(nby * block, dtype=np.int32)[:, None] * 4
+        xs = np.arange(nbx * block, dtype=np.int32)[None, :] * 4
+        qy = np.clip(ys + f[..., 0], -2, 4 * self.h - 2) + 2
+        qx = np.clip(xs + f[..., 1], -2, 4 * self.w - 2) + 2
+        return self.flat[qy * self.width + qx]
+
+    def block(self, by: int, bx: int, v: np.ndarray, block: int) -> np.ndarray:
+        """The prediction of one block with vector ``v``."""
+        ys = np.arange(by * block, (by + 1) * block) * 4 + int(v[0])
+        xs = np.arange(bx * block, (bx + 1) * block) * 4 + int(v[1])
+        qy = np.clip(ys, -2, 4 * self.h - 2) + 2
+        qx = np.clip(xs, -2, 4 * self.w - 2) + 2
+        return self.plane[qy[:, None], qx[None, :]]
+
+
+def _refine_rd(cur32, ref2, mv_full, lam, models):
+    """Sub-pel choice of every block in raster order against its true median predictor (from
+    the final vectors of the blocks before it), at SAD + lam x the code length of the vector
+    under the present adaptive counts; candidates: every sub-pel offset within ``SUBPEL``
+    quarter pels of the block's full-pel vector, the predictor itself and the vectors of the
+    left and above blocks."""
+    nby, nbx = mv_full.shape[:2]
+    deltas = np.array(
+        [(dy, dx) for dy in range(-SUBPEL, SUBPEL + 1) for dx in range(-SUBPEL, SUBPEL + 1)]
+    )
+    qpel = QuarterPelPlane(ref2)
+    sads = np.empty((len(deltas), nby, nbx), np.int64)
+    for k, dlt in enumerate(deltas):
+        sads[k] = _block_sad(cur32 - qpel.predict(mv_full + dlt, BLOCK), BLOCK)
+    tables = _cost_tables(models)
+    out = np.zeros((nby, nbx, 2), np.int64)
+    above_still = None
+    above_d = None
+    for by in range(nby):
+        sctx = VectorModels.still_context(above_still, nbx)
+        cctx = AdaptiveMvdModel.context(above_d, nbx)
+        row_d = np.zeros((nbx, 2), np.int64)
+        for bx in range(nbx):
+            pred = np.array(_predictor(out, by, bx), np.int64)
+            cands = mv_full[by, bx] + deltas
+            cost = sads[:, by, bx] + lam * vector_bits(tables, cands - pred, sctx[bx], cctx[bx])
+            k = int(np.argmin(cost))
+            best, best_cost = cands[k], cost[k]
+            extra = [pred]
+            if bx > 0:
+                extra.append(out[by, bx - 1])
+            if by > 0:
+                extra.append(out[by - 1, bx])
+            cur_blk = cur32[by * BLOCK : (by + 1) * BLOCK, bx * BLOCK : (bx + 1) * BLOCK]
+            for v in extra:
+                if np.abs(v - mv_full[by, bx]).max() <= SUBPEL:
+                    continue  # among the candidates already
+                c = np.abs(cur_blk - qpel.block(by, bx, v, BLOCK)).sum()
+                c = c + lam * vector_bits(tables, (v - pred)[None], sctx[bx], cctx[bx])[0]
+                if c < best_cost:
+                    best, best_cost = v.copy(), c
+            out[by, bx] = best
+            row_d[bx] = best - pred
+        above_still = (row_d == 0).all(-1)
+        above_d = row_d
+    return out.astype(np.int32)
 
 
 # ----------------------------------------------------------------------------- vector coding
