@@ -536,3 +536,169 @@ def code_vectors(
         model.update(idx.reshape(-1), d.reshape(-1))
         above = d
     return out.astype(np.int32)
+
+
+# ----------------------------------------------------------------------------- B frames
+
+MODE_BI, MODE_FWD, MODE_BWD = 0, 1, 2  # a B block's prediction: the mean of both, one or other
+MODES = 3
+
+
+def scale_vectors(mv: np.ndarray, d0: int, d1: int) -> np.ndarray:
+    """The vectors towards the later reference of a B frame ``d0`` frames after its earlier
+    reference and ``d1`` before its later one, for vectors ``mv`` towards the earlier one
+    (constant motion): -round(mv x d1 / d0), halves rounded up, integers only."""
+    m = mv.astype(np.int64)
+    return (-((2 * m * d1 + d0) // (2 * d0))).astype(np.int32)
+
+
+def blend_modes(fwd, bwd, modes: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Per-block choice between the two predictions (Y, U, V tuples, int32) and their rounded
+    mean; ``modes`` has one entry per 16x16 luma block (8x8 chroma)."""
+    out = []
+    for i, (f, b) in enumerate(zip(fwd, bwd, strict=True)):
+        block = BLOCK if i == 0 else BLOCK // 2
+        h, w = f.shape
+        m = np.repeat(np.repeat(modes, block, 0), block, 1)[:h, :w]
+        mean = (f.astype(np.int32) + b + 1) >> 1
+        out.append(np.where(m == MODE_FWD, f, np.where(m == MODE_BWD, b, mean)).astype(np.int32))
+    return tuple(out)
+
+
+class AdaptiveSymbolModel(AdaptiveFlagModel):
+    """``AdaptiveFlagModel`` for ``symbols`` values (0 .. symbols - 1) and the escape."""
+
+    def __init__(self, contexts: int, symbols: int) -> None:
+        self.symbols = symbols
+        self.counts = np.full((contexts, symbols + 1), 4, np.int64)
+        self.counts[:, symbols] = 1
+        self._tables = None
+
+    def update(self, ctx: np.ndarray, values: np.ndarray) -> None:
+        if len(ctx) == 0:
+            return
+        np.add.at(self.counts, (ctx, np.clip(values, 0, self.symbols - 1)), _ADAPT_STEP)
+        for c in np.unique(ctx):
+            if self.counts[c].sum() > _ADAPT_LIMIT:
+                self.counts[c] = np.maximum((self.counts[c] + 1) >> 1, 1)
+        self._tables = None
+
+
+def mode_context(above: np.ndarray | None, nbx: int) -> np.ndarray:
+    """Context of a row's B modes: the mode of the block above (``MODES`` on the first row)."""
+    if above is None:
+        return np.full(nbx, MODES, np.int64)
+    return above.astype(np.int64)
+
+
+def code_modes(
+    sink, shape: tuple[int, int], modes: np.ndarray | None, model: AdaptiveSymbolModel
+) -> np.ndarray:
+    """Code (``modes`` given) or decode (None) a B frame's block modes, row by row."""
+    nby, nbx = shape
+    out = np.zeros((nby, nbx), np.int64)
+    above = None
+    for by in range(nby):
+        ctx = mode_context(above, nbx)
+        vals = None if modes is None else modes[by].astype(np.int32)
+        got = sink.code(ctx.astype(np.int32), model.tables(), vals).astype(np.int64)
+        if got.min() < 0 or got.max() >= MODES:
+            raise ValueError("bad B block mode in the stream")
+        model.update(ctx, got)
+        out[by] = got
+        above = got
+    return out
+
+
+def estimate_b(
+    cur_y: np.ndarray,
+    ref0_y: np.ndarray,
+    ref1_y: np.ndarray,
+    d0: int,
+    d1: int,
+    lam: float,
+    models: VectorModels,
+    mode_model: AdaptiveSymbolModel,
+    search: int = SEARCH,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Vectors (towards ``ref0``; ``scale_vectors`` gives those towards ``ref1``) and block
+    modes of a B frame (encoder only). Full pel: the SAD of the mean, forward and backward
+    predictions of every block at every offset within ``search``, the best of each block at SAD
+    + lam x approximate vector bits; then in coding order, every quarter-pel offset within
+    ``SUBPEL`` of it, its predictor and its left and above neighbours' vectors, in each mode, at
+    SAD + lam x their code lengths under the present adaptive counts."""
+    h, w = cur_y.shape
+    nby, nbx = -(-h // BLOCK), -(-w // BLOCK)
+    hh, ww = nby * BLOCK, nbx * BLOCK
+    cur = _pad_to(cur_y.astype(np.int32), hh, ww)
+    r = search
+    big = 2 * r + 2
+    rp0 = np.pad(ref0_y.astype(np.int32), ((big, big + hh - h), (big, big + ww - w)), mode="edge")
+    rp1 = np.pad(ref1_y.astype(np.int32), ((big, big + hh - h), (big, big + ww - w)), mode="edge")
+    offsets = np.array([(dy, dx) for dy in range(-r, r + 1) for dx in range(-r, r + 1)])
+    back = scale_vectors(offsets * 4, d0, d1) // 4  # full-pel part of the later offset
+    best = np.full((nby, nbx), np.inf)
+    best_v = np.zeros((nby, nbx, 2), np.int64)
+    for (dy, dx), (by_, bx_) in zip(offsets, back, strict=True):
+        a = rp0[big + dy : big + dy + hh, big + dx : big + dx + ww]
+        b = rp1[big + by_ : big + by_ + hh, big + bx_ : big + bx_ + ww]
+        sad = np.minimum(_block_sad(cur - ((a + b + 1) >> 1), BLOCK), _block_sad(cur - a, BLOCK))
+        cost = sad + lam * _bits(np.array([[[dy * 4, dx * 4]]]))
+        better = cost < best
+        best = np.where(better, cost, best)
+        best_v[better] = (dy * 4, dx * 4)
+    q0 = QuarterPelPlane(half_pel_plane(ref0_y))
+    q1 = QuarterPelPlane(half_pel_plane(ref1_y))
+    deltas = np.array(
+        [(dy, dx) for dy in range(-SUBPEL, SUBPEL + 1) for dx in range(-SUBPEL, SUBPEL + 1)]
+    )
+    sads = np.empty((len(deltas), MODES, nby, nbx), np.int64)
+    for k, dlt in enumerate(deltas):
+        field = best_v + dlt
+        f = q0.predict(field, BLOCK)
+        b = q1.predict(scale_vectors(field, d0, d1), BLOCK)
+        sads[k, MODE_BI] = _block_sad(cur - ((f + b + 1) >> 1), BLOCK)
+        sads[k, MODE_FWD] = _block_sad(cur - f, BLOCK)
+        sads[k, MODE_BWD] = _block_sad(cur - b, BLOCK)
+    tables = _cost_tables(models)
+    mc = mode_model.counts.astype(np.float64)
+    mode_bits = np.log2(mc.sum(-1, keepdims=True)) - np.log2(mc)
+    out = np.zeros((nby, nbx, 2), np.int64)
+    modes = np.zeros((nby, nbx), np.int64)
+    above_still = above_d = above_m = None
+    for by in range(nby):
+        sctx = VectorModels.still_context(above_still, nbx)
+        cctx = AdaptiveMvdModel.context(above_d, nbx)
+        mctx = mode_context(above_m, nbx)
+        row_d = np.zeros((nbx, 2), np.int64)
+        for bx in range(nbx):
+            pred = np.array(_predictor(out, by, bx), np.int64)
+            cands = best_v[by, bx] + deltas
+            vb = vector_bits(tables, cands - pred, sctx[bx], cctx[bx])
+            cost = sads[:, :, by, bx] + lam * (vb[:, None] + mode_bits[mctx[bx], :MODES][None])
+            k, m = np.unravel_index(int(np.argmin(cost)), cost.shape)
+            bv, bm, bc = cands[k], int(m), cost[k, m]
+            extra = [pred]
+            if bx > 0:
+                extra.append(out[by, bx - 1])
+            if by > 0:
+                extra.append(out[by - 1, bx])
+            cur_blk = cur[by * BLOCK : (by + 1) * BLOCK, bx * BLOCK : (bx + 1) * BLOCK]
+            for v in extra:
+                if np.abs(v - best_v[by, bx]).max() <= SUBPEL:
+                    continue
+                f = q0.block(by, bx, v, BLOCK)
+                b = q1.block(by, bx, scale_vectors(v, d0, d1), BLOCK)
+                s = [np.abs(cur_blk - p).sum() for p in ((f + b + 1) >> 1, f, b)]
+                bits = vector_bits(tables, (v - pred)[None], sctx[bx], cctx[bx])[0]
+                for m in range(MODES):
+                    c = s[m] + lam * (bits + mode_bits[mctx[bx], m])
+                    if c < bc:
+                        bv, bm, bc = v.copy(), m, c
+            out[by, bx] = bv
+            modes[by, bx] = bm
+            row_d[bx] = bv - pred
+        above_still = (row_d == 0).all(-1)
+        above_d = row_d
+        above_m = modes[by]
+    return out.astype(np.int32), modes
