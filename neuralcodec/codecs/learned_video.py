@@ -281,13 +281,13 @@ class ElicIpCodec(Codec):
         if dist is None:
             ref = refs[0]
             mv = estimate(frame[0], ref[0], lam, models=state.joint if RD_MOTION else None)
-            pred = predict_frame(ref, mv, obmc=True)
+            pred = predict_frame(ref, mv, obmc=bool(TOOLS & TOOL_OBMC))
         else:
             d0, d1 = dist
             mv, modes = estimate_b(
                 frame[0], refs[0][0], refs[1][0], d0, d1, lam, state.b_joint, state.b_modes
             )
-            pred = self._b_prediction(refs, mv, modes, d0, d1, True)
+            pred = self._b_prediction(refs, mv, modes, d0, d1, bool(TOOLS & TOOL_OBMC))
         kinds = ("luma", "chroma", "chroma")
         if RD_LAMBDA > 0:
             qs = [
