@@ -149,8 +149,8 @@ def test_rate_distortion_quantisation_spends_levels_only_where_they_pay():
         assert np.any(rd) and not np.any(rd[0, 0])
         assert np.all(np.abs(rd) <= np.abs(plain) + 1) and np.abs(rd).sum() < np.abs(plain).sum()
         assert not np.any(model.quantise_rd(residual, kind, 300, 1e6))  # rate at any price: none
-        err = lambda q: np.abs(residual - model.dequantise(q, kind, 300)).mean()  # noqa: E731
-        assert err(rd) < np.abs(residual).mean()
+        err = np.abs(residual - model.dequantise(rd, kind, 300)).mean()
+        assert err < np.abs(residual).mean()
 
 
 def test_deblocking_smooths_small_steps_at_block_edges_only():
@@ -186,7 +186,12 @@ def test_coding_order_covers_each_frame_once_after_its_references():
             elif refs:
                 assert refs[0] < i < refs[1] and depth >= 1
             seen.add(i)
-    assert [(i, r) for i, r, _ in coding_order(0, 4, 1)] == [(0, ()), (1, (0,)), (2, (1,)), (3, (2,))]
+    assert [(i, r) for i, r, _ in coding_order(0, 4, 1)] == [
+        (0, ()),
+        (1, (0,)),
+        (2, (1,)),
+        (3, (2,)),
+    ]
     assert [i for i, _, _ in coding_order(0, 9, 4)] == [0, 4, 2, 1, 3, 8, 6, 5, 7]
 
 
