@@ -280,7 +280,9 @@ class ElicIpCodec(Codec):
         modes = None
         if dist is None:
             ref = refs[0]
-            mv = estimate(frame[0], ref[0], lam, models=state.joint if RD_MOTION else None)
+            models = state.joint if RD_MOTION else None
+            lam_sse = RD_LAMBDA * (step / 16) ** 2
+            mv = estimate(frame[0], ref[0], lam, models=models, lam_sse=lam_sse)
             pred = predict_frame(ref, mv, obmc=bool(TOOLS & TOOL_OBMC))
         else:
             d0, d1 = dist

@@ -188,12 +188,15 @@ def estimate(
     lam: float,
     search: int = SEARCH,
     models: VectorModels | None = None,
+    lam_sse: float = 0.0,
 ) -> np.ndarray:
     """Quarter-pel luma vectors (nby, nbx, 2) for ``cur_y`` from ``ref_y`` (encoder only).
 
     Full-pel: the SAD of every block at every offset within ``search`` pels, then a raster-order
-    choice minimising SAD + lam * bits(vector - its true median predictor); then half- and
-    quarter-pel refinement of the whole field against the predictors of the full-pel field."""
+    choice minimising SAD + lam * bits(vector - its true median predictor); then, with the
+    adaptive vector ``models`` of the frame, ``_refine_rd`` at squared error + ``lam_sse`` x code
+    length; without, half- and quarter-pel refinement of the whole field against the predictors
+    of the full-pel field at SAD + lam x approximate bits."""
     h, w = cur_y.shape
     nby, nbx = -(-h // BLOCK), -(-w // BLOCK)
     hh, ww = nby * BLOCK, nbx * BLOCK
@@ -215,7 +218,7 @@ def estimate(
     ref2 = half_pel_plane(ref_y)
     cur32 = cur.astype(np.int32)
     if models is not None:
-        return _refine_rd(cur32, ref2, mv, lam, models)
+        return _refine_rd(cur32, ref2, mv, lam_sse, models)
 
     def refine(mv: np.ndarray, step: int) -> np.ndarray:
         pred = _median_field(mv)
@@ -312,7 +315,8 @@ class QuarterPelPlane:
 
 def _refine_rd(cur32, ref2, mv_full, lam, models):
     """Sub-pel choice of every block in raster order against its true median predictor (from
-    the final vectors of the blocks before it), at SAD + lam x the code length of the vector
+    the final vectors of the blocks before it), at the squared error of the prediction + lam x
+    the code length of the vector
     under the present adaptive counts; candidates: every sub-pel offset within ``SUBPEL``
     quarter pels of the block's full-pel vector, the predictor itself and the vectors of the
     left and above blocks."""
@@ -323,7 +327,8 @@ def _refine_rd(cur32, ref2, mv_full, lam, models):
     qpel = QuarterPelPlane(ref2)
     sads = np.empty((len(deltas), nby, nbx), np.int64)
     for k, dlt in enumerate(deltas):
-        sads[k] = _block_sad(cur32 - qpel.predict(mv_full + dlt, BLOCK), BLOCK)
+        d = cur32 - qpel.predict(mv_full + dlt, BLOCK)
+        sads[k] = _block_sad(d * d, BLOCK)
     tables = _cost_tables(models)
     out = np.zeros((nby, nbx, 2), np.int64)
     above_still = None
@@ -347,7 +352,8 @@ def _refine_rd(cur32, ref2, mv_full, lam, models):
             for v in extra:
                 if np.abs(v - mv_full[by, bx]).max() <= SUBPEL:
                     continue  # among the candidates already
-                c = np.abs(cur_blk - qpel.block(by, bx, v, BLOCK)).sum()
+                d = cur_blk - qpel.block(by, bx, v, BLOCK)
+                c = (d * d).sum()
                 c = c + lam * vector_bits(tables, (v - pred)[None], sctx[bx], cctx[bx])[0]
                 if c < best_cost:
                     best, best_cost = v.copy(), c
