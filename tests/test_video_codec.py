@@ -474,6 +474,31 @@ def test_random_damage_to_p_frames_gives_an_error_or_frames_never_a_crash():
 
 
 @needs_weights
+def test_random_damage_to_b_frames_gives_a_one_line_error_or_all_frames():
+    from neuralcodec.codecs.learned_video import _take
+
+    codec = get_codec("elic-ip", gop=8, bframes=2)  # I0, P2, B1
+    encoded, _ = codec.encode_frames(source_of(moving_clip(3)), 4)
+    g0 = encoded.streams["g0"]
+    _, start = _take(g0, 0)  # damage the inter frames only
+    rng = np.random.default_rng(8)
+    outcomes = set()
+    for _ in range(12):
+        buf = bytearray(g0)
+        for at in rng.integers(start, len(buf), 2):
+            buf[at] = int(rng.integers(0, 256))
+        damaged = Encoded(encoded.codec, dict(encoded.header), {"g0": bytes(buf)})
+        try:
+            frames = list(codec.decode(damaged))
+            assert len(frames) == 3 and all(f[0].shape == (H, W) for f in frames)
+            outcomes.add("frames")
+        except CodecError as exc:
+            assert "\n" not in str(exc)
+            outcomes.add("error")
+    assert "error" in outcomes
+
+
+@needs_weights
 def test_an_mp4_input_is_read_through_pyav_and_coded(tmp_path):
     from neuralcodec.datasets.video import write_video
 
