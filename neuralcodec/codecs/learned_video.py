@@ -1,5 +1,5 @@
-"""``elic-ip``: the learned video codec, intra frames by ``elic-int``, inter (P) frames by motion
-compensation from the previous decoded frame plus a learned residual coder.
+"""``elic-ip``: the learned video codec, intra frames by ``elic-int``, inter (P, optionally B)
+frames by motion compensation from decoded frames plus a learned residual coder.
 
 ::
 
@@ -8,14 +8,18 @@ compensation from the previous decoded frame plus a learned residual coder.
                decoded RGB --integer BT.601, chroma averaged 2x2--> reference planes
       P frame: vectors = estimate(current Y, reference Y)                (encoder only)
                one range-coded stream: vectors (video_motion), then Y, U, V residual
-               coefficients (video_residual); reference = clip(prediction + residual)
-    segment "g<k>" of the .ncf = the frames of GOP k, each as varint length + payload
-               (an I frame's payload: varint length of z, z, y)
+               coefficients (video_residual, levels chosen by rate and distortion);
+               reference = deblock(clip(prediction + residual))   (deblock: tools bit 16)
+      B frame (``bframes`` > 1, tools bit 8): from the decoded frames on either side
+               (``coding_order``), one vector field + a mode per block, then the residual
+    segment "g<k>" of the .ncf = the frames of GOP k in coding order, each as varint length +
+               payload (an I frame's payload: varint length of z, z, y)
 
 Every reference frame is integer arithmetic end to end (elic-int's exact synthesis, integer
-colour conversion, integer interpolation, integer inverse transform), so the decoder rebuilds the
-encoder's references exactly on every machine, instruction set and thread count. Decoding is a
-generator: one GOP segment is read at a time and one frame is held besides the reference.
+colour conversion, integer interpolation, integer inverse transform and loop filter), so the
+decoder rebuilds the encoder's references exactly on every machine, instruction set and thread
+count. Decoding is a generator: one GOP segment is read at a time; without B frames one frame is
+held besides the reference, with them at most ``bgop`` + 1 decoded frames.
 """
 
 from __future__ import annotations
