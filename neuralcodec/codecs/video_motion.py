@@ -22,7 +22,8 @@ from neuralcodec.entropy.cdf import counts_to_quantized_cdf, tables_from_cdfs
 from neuralcodec.entropy.tables import PRECISION, CodingTables
 
 BLOCK = 16  # luma block of one motion vector
-SEARCH = 12  # full-pel search range (pixels) around the zero vector
+SEARCH = 24  # full-pel search range (pixels) around the zero vector
+B_SEARCH = 12  # ... of B frames (three predictions per offset; nearer references)
 MVD_RANGE = 24  # |difference| in quarter pels coded in the table; larger ones escape
 _ADAPT_STEP = 24
 _ADAPT_LIMIT = 1 << 13
@@ -186,7 +187,7 @@ def estimate(
     cur_y: np.ndarray,
     ref_y: np.ndarray,
     lam: float,
-    search: int = SEARCH,
+    search: int | None = None,
     models: VectorModels | None = None,
     lam_sse: float = 0.0,
 ) -> np.ndarray:
@@ -197,6 +198,7 @@ def estimate(
     adaptive vector ``models`` of the frame, ``_refine_rd`` at squared error + ``lam_sse`` x code
     length; without, half- and quarter-pel refinement of the whole field against the predictors
     of the full-pel field at SAD + lam x approximate bits."""
+    search = SEARCH if search is None else search
     h, w = cur_y.shape
     nby, nbx = -(-h // BLOCK), -(-w // BLOCK)
     hh, ww = nby * BLOCK, nbx * BLOCK
@@ -625,7 +627,7 @@ def estimate_b(
     lam: float,
     models: VectorModels,
     mode_model: AdaptiveSymbolModel,
-    search: int = SEARCH,
+    search: int = B_SEARCH,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Vectors (towards ``ref0``; ``scale_vectors`` gives those towards ``ref1``) and block
     modes of a B frame (encoder only). Full pel: the SAD of the mean, forward and backward
