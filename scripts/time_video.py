@@ -1,6 +1,6 @@
 """Time ``elic-ip`` on one clip: encode and decode, wall and CPU seconds, I and P frames apart.
 
-python scripts/time_video.py CLIP [--frames 32] [--quality 4] [--threads 2]
+python scripts/time_video.py CLIP [--frames 32] [--quality 4] [--threads 2] [--bframes 1]
 """
 
 from __future__ import annotations
@@ -21,10 +21,11 @@ def main() -> None:
     p.add_argument("--frames", type=int, default=32)
     p.add_argument("--quality", type=int, default=4)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--bframes", type=int, default=1, help="anchor spacing (1: P frames only)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     src = read_video(args.clip, max_frames=args.frames)
-    codec = get_codec("elic-ip", gop=args.frames)
+    codec = get_codec("elic-ip", gop=args.frames, bframes=args.bframes)
     codec.intra.frozen(), codec.residual()  # weights loaded before timing
     w, c = time.perf_counter(), time.process_time()
     encoded, sizes = codec.encode_frames(src, args.quality)
@@ -39,6 +40,7 @@ def main() -> None:
     n = len(sizes)
     out = {
         "clip": args.clip, "frames": n, "quality": args.quality, "threads": args.threads,
+        "bframes": args.bframes,
         "encode_fps_wall": n / enc[0], "encode_fps_cpu": n / enc[1],
         "decode_fps_wall": n / (dec_i[0] + dec_p[0]), "decode_fps_cpu": n / (dec_i[1] + dec_p[1]),
         "decode_i_frame_s": dec_i, "decode_p_frame_ms": [1000 * v / max(rest, 1) for v in dec_p],

@@ -17,9 +17,24 @@ from conftest import REPO_DIR, one_line_error
 from neuralcodec import api
 from neuralcodec.codecs.base import CodecError, Encoded, get_codec, weights_available
 from neuralcodec.codecs.latent.sinks import DecoderSinks, EncoderSinks
-from neuralcodec.codecs.learned_video import rgb_to_yuv420, yuv420_to_rgb
-from neuralcodec.codecs.video_motion import code_vectors, obmc_weights, predict_frame, predict_plane
-from neuralcodec.codecs.video_residual import KINDS, load
+from neuralcodec.codecs.learned_video import coding_order, rgb_to_yuv420, yuv420_to_rgb
+from neuralcodec.codecs.video_motion import (
+    MODE_BI,
+    MODE_BWD,
+    MODE_FWD,
+    AdaptiveSymbolModel,
+    QuarterPelPlane,
+    blend_modes,
+    code_modes,
+    code_vectors,
+    half_pel_plane,
+    obmc_weights,
+    predict_frame,
+    predict_luma,
+    predict_plane,
+    scale_vectors,
+)
+from neuralcodec.codecs.video_residual import KINDS, deblock, load
 from neuralcodec.codecs.weights import weights_dir
 from neuralcodec.datasets.video import VideoInfo, frames_source, read_video, write_y4m
 
@@ -111,6 +126,92 @@ def test_residual_coefficients_round_trip_and_reconstruct_exactly():
         assert np.abs(rec - residual).mean() < np.abs(residual).mean()
 
 
+def test_quarter_pel_table_matches_the_decoder_prediction():
+    rng = np.random.default_rng(4)
+    ref = rng.integers(0, 256, (40, 72)).astype(np.uint8)
+    ref2 = half_pel_plane(ref)
+    table = QuarterPelPlane(ref2)
+    mv = rng.integers(-90, 90, (3, 5, 2)).astype(np.int32)  # many point outside the plane
+    want = predict_luma(ref2, mv)
+    assert np.array_equal(table.predict(mv, 16), want)
+    assert np.array_equal(table.block(1, 3, mv[1, 3], 16), want[16:32, 48:64])
+
+
+@needs_weights
+def test_rate_distortion_quantisation_spends_levels_only_where_they_pay():
+    model = load(weights_dir() / "elic-ip.safetensors")
+    rng = np.random.default_rng(6)
+    residual = rng.normal(0, 20, (32, 48)).round().astype(np.int32)
+    residual[:8, :8] = 0  # an empty block stays empty
+    for kind in KINDS:
+        plain = model.quantise(residual, kind, 300)
+        rd = model.quantise_rd(residual, kind, 300, 0.13)
+        assert np.any(rd) and not np.any(rd[0, 0])
+        assert np.all(np.abs(rd) <= np.abs(plain) + 1) and np.abs(rd).sum() < np.abs(plain).sum()
+        assert not np.any(model.quantise_rd(residual, kind, 300, 1e6))  # rate at any price: none
+        err = np.abs(residual - model.dequantise(rd, kind, 300)).mean()
+        assert err < np.abs(residual).mean()
+
+
+def test_deblocking_smooths_small_steps_at_block_edges_only():
+    step = 1024  # 64 pels: alpha 52, beta 13, tc 10
+    flat = np.full((16, 24), 100, np.uint8)
+    flat[:, 8:] = 106  # a small step on the edge at x = 8 (and none at 16)
+    out = deblock(flat, step)
+    assert out.dtype == np.uint8 and out.shape == flat.shape
+    # p0 and q0 move by ((106 - 100) * 4 + (100 - 106) + 4) >> 3 = 2 towards each other
+    assert np.all(out[:, 7] == 102) and np.all(out[:, 8] == 104)
+    assert np.array_equal(out[:, :7], flat[:, :7]) and np.array_equal(out[:, 9:], flat[:, 9:])
+    strong = np.full((16, 24), 40, np.uint8)
+    strong[:, 8:] = 200  # a real edge: kept
+    assert np.array_equal(deblock(strong, step), strong)
+    inner = np.full((16, 24), 100, np.uint8)
+    inner[:, 5:] = 106  # a step inside a block: not an edge of the transform
+    assert np.array_equal(deblock(inner, step), inner)
+    rows = np.full((24, 16), 100, np.uint8)
+    rows[16:] = 104  # horizontal edges as well
+    assert deblock(rows, step)[15, 0] == 102 and deblock(rows, step)[16, 0] == 102
+
+
+def test_coding_order_covers_each_frame_once_after_its_references():
+    for start, end, bgop in ((0, 32, 4), (0, 32, 8), (32, 40, 4), (0, 7, 16), (0, 5, 1), (3, 4, 4)):
+        order = coding_order(start, end, bgop)
+        assert sorted(i for i, _, _ in order) == list(range(start, end))
+        assert order[0] == (start, (), 0)
+        seen = set()
+        for i, refs, depth in order:
+            assert all(r in seen for r in refs)
+            if len(refs) == 1:
+                assert depth == 0 and 0 < i - refs[0] <= bgop
+            elif refs:
+                assert refs[0] < i < refs[1] and depth >= 1
+            seen.add(i)
+    assert [(i, r) for i, r, _ in coding_order(0, 4, 1)] == [
+        (0, ()),
+        (1, (0,)),
+        (2, (1,)),
+        (3, (2,)),
+    ]
+    assert [i for i, _, _ in coding_order(0, 9, 4)] == [0, 4, 2, 1, 3, 8, 6, 5, 7]
+
+
+def test_b_modes_and_scaled_vectors():
+    mv = np.array([[[8, -6], [3, 5]]], np.int32)
+    assert np.array_equal(scale_vectors(mv, 2, 2), -mv)
+    assert np.array_equal(scale_vectors(mv, 2, 1), [[[-4, 3], [-2, -3]]])  # halves round up
+    modes = np.array([[MODE_FWD, MODE_BWD, MODE_BI]])
+    f = (np.full((16, 48), 10, np.int32), np.full((8, 24), 10, np.int32))
+    b = (np.full((16, 48), 21, np.int32), np.full((8, 24), 21, np.int32))
+    y, c = blend_modes(f, b, modes)
+    assert list(y[0, ::16]) == [10, 21, 16] and list(c[0, ::8]) == [10, 21, 16]
+    rng = np.random.default_rng(7)
+    m = rng.integers(0, 3, (4, 6))
+    sinks = EncoderSinks()
+    code_modes(sinks["p"], (4, 6), m, AdaptiveSymbolModel(4, 3))
+    back = code_modes(DecoderSinks(sinks.finish())["p"], (4, 6), None, AdaptiveSymbolModel(4, 3))
+    assert np.array_equal(back, m)
+
+
 def test_integer_colour_conversion_round_trips_closely():
     frame = moving_clip(1)[0]
     back = rgb_to_yuv420(yuv420_to_rgb(*frame))
@@ -139,6 +240,33 @@ def test_api_round_trip_is_exact_and_inter_frames_are_cheap():
             assert np.array_equal(p, q) and np.array_equal(q, r)
         assert plane_psnr(orig[0], a[0]) > 27
     assert info["metadata"]["gop"] == 4 and info["codec_name"] == "elic-ip"
+
+
+@needs_weights
+def test_b_frames_round_trip_exactly_in_display_order(tmp_path):
+    frames = moving_clip(8)
+    codec = get_codec("elic-ip", gop=7, bframes=4)  # I0 P4 B2 B1 B3 P6 B5 | I7
+    seen = []
+    keep = lambda i, o, d: seen.append((i, d))  # noqa: E731
+    encoded, sizes = codec.encode_frames(source_of(frames), 4, keep=keep)
+    assert [i for i, _ in seen] == list(range(8)) and len(sizes) == 8
+    assert encoded.header["bgop"] == 4 and encoded.header["tools"] & 8
+    assert max(sizes[1], sizes[3], sizes[5]) < sizes[0] / 2
+    decoded = list(get_codec("elic-ip").decode(encoded))
+    for (_, a), b, orig in zip(seen, decoded, frames, strict=True):
+        assert all(np.array_equal(p, q) for p, q in zip(a, b, strict=True))
+        assert plane_psnr(orig[0], b[0]) > 27
+    from neuralcodec.codecs.learned_video import ElicIpCodec
+    from neuralcodec.container import from_encoded, pack
+
+    assert ElicIpCodec.frame_sizes(pack(from_encoded(codec, encoded))) == sizes
+    for bad in (0, 1, 99, "4"):
+        broken = Encoded(encoded.codec, {**encoded.header, "bgop": bad}, encoded.streams)
+        one_line_error(CodecError, codec.decode, broken, match="B-frame spacing")
+    stray = Encoded(encoded.codec, {**encoded.header, "tools": 7}, encoded.streams)
+    one_line_error(CodecError, codec.decode, stray, match="B-frame spacing")
+    with pytest.raises(CodecError, match="bframes"):
+        get_codec("elic-ip", bframes=0)
 
 
 def test_overlapped_prediction_blends_only_across_edges_between_different_vectors():
@@ -176,6 +304,15 @@ def test_files_without_coding_tools_still_decode(monkeypatch):
     encoded.header["tools"] = 64
     with pytest.raises(CodecError, match="coding tools"):
         get_codec("elic-ip").decode(encoded)
+    # files of the tools before the loop filter (tools 7) decode as they were coded
+    monkeypatch.setattr(learned_video, "TOOLS", 7)
+    seen = []
+    encoded, _ = codec.encode_frames(source_of(frames), 3, keep=lambda i, o, d: seen.append(d))
+    monkeypatch.undo()
+    assert encoded.header["tools"] == 7
+    decoded = list(get_codec("elic-ip").decode(encoded))
+    for a, b in zip(seen, decoded, strict=True):
+        assert all(np.array_equal(p, q) for p, q in zip(a, b, strict=True))
 
 
 @pytest.mark.slow  # two CLI processes, each loading torch and both weight files
@@ -230,8 +367,8 @@ ENVIRONMENTS = [
 
 @needs_weights
 def test_decoded_frames_are_identical_under_every_instruction_set_and_thread_count(tmp_path):
-    frames = moving_clip(2)  # an I frame and a P frame
-    data = api.encode_array(source_of(frames), "elic-ip", 5, {"gop": 8}, "video")
+    frames = moving_clip(5)  # I0, P4, then B frames 2, 1 and 3 (loop filter on)
+    data = api.encode_array(source_of(frames), "elic-ip", 5, {"gop": 8, "bframes": 4}, "video")
     path = tmp_path / "x.ncf"
     path.write_bytes(data)
     h = hashlib.sha256()
@@ -334,6 +471,31 @@ def test_random_damage_to_p_frames_gives_an_error_or_frames_never_a_crash():
             assert "\n" not in str(exc)
             outcomes.append("error")
     assert len(outcomes) == 60
+
+
+@needs_weights
+def test_random_damage_to_b_frames_gives_a_one_line_error_or_all_frames():
+    from neuralcodec.codecs.learned_video import _take
+
+    codec = get_codec("elic-ip", gop=8, bframes=2)  # I0, P2, B1
+    encoded, _ = codec.encode_frames(source_of(moving_clip(3)), 4)
+    g0 = encoded.streams["g0"]
+    _, start = _take(g0, 0)  # damage the inter frames only
+    rng = np.random.default_rng(8)
+    outcomes = set()
+    for _ in range(12):
+        buf = bytearray(g0)
+        for at in rng.integers(start, len(buf), 2):
+            buf[at] = int(rng.integers(0, 256))
+        damaged = Encoded(encoded.codec, dict(encoded.header), {"g0": bytes(buf)})
+        try:
+            frames = list(codec.decode(damaged))
+            assert len(frames) == 3 and all(f[0].shape == (H, W) for f in frames)
+            outcomes.add("frames")
+        except CodecError as exc:
+            assert "\n" not in str(exc)
+            outcomes.add("error")
+    assert "error" in outcomes
 
 
 @needs_weights

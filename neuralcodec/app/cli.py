@@ -61,6 +61,9 @@ def _add_encode(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", help="encoder effort preset, for codecs that take one")
     p.add_argument("--frames", type=int, help="video: code the first N frames only")
     p.add_argument("--gop", type=int, help="video: intra period (frames per group of pictures)")
+    p.add_argument(
+        "--bframes", type=int, help="video: anchor spacing, B frames between anchors (1: none)"
+    )
     p.add_argument("--force", "-f", action="store_true", help="overwrite OUTPUT if it exists")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=cmd_encode)
@@ -170,6 +173,8 @@ def cmd_encode(args: argparse.Namespace) -> int:
         options = {"preset": args.preset} if args.preset else {}
         if args.gop is not None:
             options["gop"] = args.gop
+        if args.bframes is not None:
+            options["bframes"] = args.bframes
         read_options = {"max_frames": args.frames} if args.frames is not None else None
         report = api.encode_file(
             args.input,

@@ -1,5 +1,5 @@
-"""``elic-ip``: the learned video codec, intra frames by ``elic-int``, inter (P) frames by motion
-compensation from the previous decoded frame plus a learned residual coder.
+"""``elic-ip``: the learned video codec, intra frames by ``elic-int``, inter (P, optionally B)
+frames by motion compensation from decoded frames plus a learned residual coder.
 
 ::
 
@@ -8,14 +8,18 @@ compensation from the previous decoded frame plus a learned residual coder.
                decoded RGB --integer BT.601, chroma averaged 2x2--> reference planes
       P frame: vectors = estimate(current Y, reference Y)                (encoder only)
                one range-coded stream: vectors (video_motion), then Y, U, V residual
-               coefficients (video_residual); reference = clip(prediction + residual)
-    segment "g<k>" of the .ncf = the frames of GOP k, each as varint length + payload
-               (an I frame's payload: varint length of z, z, y)
+               coefficients (video_residual, levels chosen by rate and distortion);
+               reference = deblock(clip(prediction + residual))   (deblock: tools bit 16)
+      B frame (``bframes`` > 1, tools bit 8): from the decoded frames on either side
+               (``coding_order``), one vector field + a mode per block, then the residual
+    segment "g<k>" of the .ncf = the frames of GOP k in coding order, each as varint length +
+               payload (an I frame's payload: varint length of z, z, y)
 
 Every reference frame is integer arithmetic end to end (elic-int's exact synthesis, integer
-colour conversion, integer interpolation, integer inverse transform), so the decoder rebuilds the
-encoder's references exactly on every machine, instruction set and thread count. Decoding is a
-generator: one GOP segment is read at a time and one frame is held besides the reference.
+colour conversion, integer interpolation, integer inverse transform and loop filter), so the
+decoder rebuilds the encoder's references exactly on every machine, instruction set and thread
+count. Decoding is a generator: one GOP segment is read at a time; without B frames one frame is
+held besides the reference, with them at most ``bgop`` + 1 decoded frames.
 """
 
 from __future__ import annotations
@@ -34,23 +38,78 @@ from .base import Codec, CodecError, Encoded, get_codec, register
 from .latent.sinks import DecoderSinks, EncoderSinks
 from .video_motion import (
     BLOCK,
+    MODES,
     AdaptiveMvdModel,
+    AdaptiveSymbolModel,
     VectorModels,
+    blend_modes,
+    code_modes,
     code_vectors,
     code_vectors_joint,
     estimate,
+    estimate_b,
     predict_frame,
+    scale_vectors,
 )
-from .video_residual import STEP_GRID, TB, ResidualModel, load
+from .video_residual import STEP_GRID, TB, ResidualModel, deblock, load
 from .weights import weights_dir
 
 MAX_GOP = 1 << 16
 VIDEO_EXTENSIONS = (".y4m", ".yuv", ".mp4", ".mkv", ".mov", ".webm", ".avi", ".264", ".h264")
 LAMBDA_PER_STEP = 0.4  # motion search: SAD + lambda * vector bits, lambda = this x step (pels)
+RD_LAMBDA = 0.13  # residual levels: squared error + this x step**2 x bits (0: plain rounding)
+P_STEP_PATTERN = (2, 1, 2, -1)  # P-only: step index offsets of successive P frames (cycled)
+B_ANCHOR_STEP = 0  # with B frames: the anchors' (P frames') step index offset
+B_STEP = (2, 3, 4, 4)  # ... and the B frames' at pyramid depth 1, 2, 3, 4+
+RD_MOTION = True  # sub-pel vectors chosen in coding order at the adaptive models' code lengths
+STEP_SCALE = 1.0  # the P frames' step: this x the residual model's step of the quality
+BFRAMES = 1  # default anchor spacing: P frames only (B frames measured worse so far)
+MAX_BFRAMES = 16
 TOOL_OBMC = 1  # header "tools" bits: overlapped block motion compensation
 TOOL_MV_CARRY = 2  # vector statistics carried from P frame to P frame within a GOP
 TOOL_MV_JOINT = 4  # still flag per block, then the moving blocks' components (VectorModels)
-TOOLS = TOOL_OBMC | TOOL_MV_CARRY | TOOL_MV_JOINT  # the encoder's; files without "tools": none
+TOOL_BFRAMES = 8  # hierarchical B frames between anchors "bgop" frames apart (header field)
+TOOL_DEBLOCK = 16  # in-loop deblocking of the inter frames' transform block edges
+TOOLS = TOOL_OBMC | TOOL_MV_CARRY | TOOL_MV_JOINT | TOOL_DEBLOCK  # the encoder's (B: as well
+# TOOL_BFRAMES); files without "tools": none
+KNOWN_TOOLS = TOOLS | TOOL_BFRAMES
+
+
+def coding_order(start: int, end: int, bgop: int) -> list[tuple[int, tuple[int, ...], int]]:
+    """The frames ``start .. end - 1`` of one intra period in coding order, as (display index,
+    reference indices, pyramid depth): the I frame, then per interval of ``bgop`` frames (the
+    last one shorter where the period or the clip ends) its last frame as a P frame from the
+    interval's first, then its inner frames as B frames by recursive halving (the middle frame
+    from both ends, then each half), depth 1 for the first middle."""
+    order: list[tuple[int, tuple[int, ...], int]] = [(start, (), 0)]
+
+    def halve(a: int, b: int, depth: int) -> None:
+        if b - a < 2:
+            return
+        m = (a + b) // 2
+        order.append((m, (a, b), depth))
+        halve(a, m, depth + 1)
+        halve(m, b, depth + 1)
+
+    a = start
+    while a < end - 1:
+        b = min(a + bgop, end - 1)
+        order.append((b, (a,), 0))
+        halve(a, b, 1)
+        a = b
+    return order
+
+
+def _bgop(hdr: dict, tools: int) -> int:
+    """The anchor spacing of a file: its "bgop" with ``TOOL_BFRAMES``, else 1 (P frames only)."""
+    if not tools & TOOL_BFRAMES:
+        if "bgop" in hdr:
+            raise CodecError("elic-ip: a B-frame spacing in a file without B frames")
+        return 1
+    bgop = hdr.get("bgop")
+    if isinstance(bgop, bool) or not isinstance(bgop, int) or not 2 <= bgop <= MAX_BFRAMES:
+        raise CodecError(f"elic-ip: bad B-frame spacing {bgop!r} in the header")
+    return bgop
 
 
 class GopState:
@@ -59,6 +118,8 @@ class GopState:
     def __init__(self) -> None:
         self.mvd = AdaptiveMvdModel()
         self.joint = VectorModels()
+        self.b_joint = VectorModels()  # the B frames' vectors (TOOL_BFRAMES)
+        self.b_modes = AdaptiveSymbolModel(MODES + 1, MODES)  # their block modes
 
 
 # ----------------------------------------------------------------------------- colour (integer)
@@ -147,7 +208,7 @@ class ElicIpCodec(Codec):
     description = "elic-int intra + block motion and a learned residual transform, exact references"
     residual_file: ClassVar[str] = "elic-ip.safetensors"
 
-    def __init__(self, gop: int = 32, weights: Path | None = None):
+    def __init__(self, gop: int = 32, weights: Path | None = None, bframes: int = BFRAMES):
         if (
             isinstance(gop, bool)
             or not isinstance(gop, (int, np.integer))
@@ -157,6 +218,16 @@ class ElicIpCodec(Codec):
                 f"elic-ip: gop (intra period) must be an integer in 1..{MAX_GOP}, got {gop!r}"
             )
         self.gop = int(gop)
+        if (
+            isinstance(bframes, bool)
+            or not isinstance(bframes, (int, np.integer))
+            or not 1 <= bframes <= MAX_BFRAMES
+        ):
+            raise CodecError(
+                f"elic-ip: bframes (anchor spacing) must be an integer in 1..{MAX_BFRAMES}, "
+                f"got {bframes!r}"
+            )
+        self.bgop = int(bframes)
         self.intra = get_codec("elic-int")
         self.residual_path = Path(weights) if weights else weights_dir() / self.residual_file
 
@@ -200,37 +271,74 @@ class ElicIpCodec(Codec):
         return rgb_to_yuv420(self.intra.decode(enc))
 
     def _inter_encode(
-        self, ref, frame, si: int, state=None
+        self, refs, frame, si: int, state=None, dist: tuple[int, int] | None = None
     ) -> tuple[bytes, tuple[np.ndarray, ...]]:
-        """Code one P frame with quantiser step ``STEP_GRID[si]``: (payload, reconstruction).
-        The payload starts with the step's index, so an encoder may pick it per frame."""
-        model = self.residual()[0]
-        step = STEP_GRID[si]
-        mv = estimate(frame[0], ref[0], LAMBDA_PER_STEP * step / 16)
-        pred = predict_frame(ref, mv, obmc=bool(TOOLS & TOOL_OBMC))
-        kinds = ("luma", "chroma", "chroma")
-        qs = [
-            model.quantise(_pad8(f.astype(np.int32) - p), k, step)
-            for f, p, k in zip(frame, pred, kinds, strict=True)
-        ]
-        sinks = EncoderSinks()
-        recon = self._inter(sinks["p"], ref, si, TOOLS, mv, qs, state)
-        return bytes([si]) + sinks.finish()["p"], recon
-
-    def _inter(self, sink, ref, si: int, tools: int, mv=None, qs=None, state=None):
-        """Code (``mv``, ``qs`` given) or decode (None) one P frame's stream through ``sink``,
-        with the coding ``tools`` of the file; ``state``: the GOP's vector statistics
-        (``GopState``: used with ``TOOL_MV_CARRY``; None makes a fresh one)."""
+        """Code one P frame (``refs``: its reference) or B frame (``refs``: the earlier and the
+        later reference, ``dist``: the frame's distances to them) with quantiser step
+        ``STEP_GRID[si]``: (payload, reconstruction). The payload starts with the step's index,
+        so an encoder may pick it per frame."""
         model = self.residual()[0]
         state = GopState() if state is None else state
-        h, w = ref[0].shape
-        shape = (-(-h // BLOCK), -(-w // BLOCK))
-        if tools & TOOL_MV_JOINT:
-            models = state.joint if tools & TOOL_MV_CARRY else VectorModels()
-            mv = code_vectors_joint(sink, shape, mv, models)
+        step = STEP_GRID[si]
+        lam = LAMBDA_PER_STEP * step / 16
+        modes = None
+        if dist is None:
+            ref = refs[0]
+            models = state.joint if RD_MOTION else None
+            lam_sse = RD_LAMBDA * (step / 16) ** 2
+            mv = estimate(frame[0], ref[0], lam, models=models, lam_sse=lam_sse)
+            pred = predict_frame(ref, mv, obmc=bool(TOOLS & TOOL_OBMC))
         else:
-            mv = code_vectors(sink, shape, mv, state.mvd if tools & TOOL_MV_CARRY else None)
-        pred = predict_frame(ref, mv, obmc=bool(tools & TOOL_OBMC))
+            d0, d1 = dist
+            mv, modes = estimate_b(
+                frame[0], refs[0][0], refs[1][0], d0, d1, lam, state.b_joint, state.b_modes
+            )
+            pred = self._b_prediction(refs, mv, modes, d0, d1, bool(TOOLS & TOOL_OBMC))
+        kinds = ("luma", "chroma", "chroma")
+        if RD_LAMBDA > 0:
+            qs = [
+                model.quantise_rd(_pad8(f.astype(np.int32) - p), k, step, RD_LAMBDA)
+                for f, p, k in zip(frame, pred, kinds, strict=True)
+            ]
+        else:
+            qs = [
+                model.quantise(_pad8(f.astype(np.int32) - p), k, step)
+                for f, p, k in zip(frame, pred, kinds, strict=True)
+            ]
+        sinks = EncoderSinks()
+        tools = TOOLS | (TOOL_BFRAMES if dist is not None else 0)
+        recon = self._inter(sinks["p"], refs, si, tools, mv, qs, state, dist, modes)
+        return bytes([si]) + sinks.finish()["p"], recon
+
+    @staticmethod
+    def _b_prediction(refs, mv, modes, d0: int, d1: int, obmc: bool):
+        fwd = predict_frame(refs[0], mv, obmc=obmc)
+        bwd = predict_frame(refs[1], scale_vectors(mv, d0, d1), obmc=obmc)
+        return blend_modes(fwd, bwd, modes)
+
+    def _inter(
+        self, sink, refs, si: int, tools: int, mv=None, qs=None, state=None, dist=None, modes=None
+    ):
+        """Code (``mv``, ``qs`` given) or decode (None) one P or B frame's stream through
+        ``sink``, with the coding ``tools`` of the file; ``state``: the GOP's vector statistics
+        (``GopState``: used with ``TOOL_MV_CARRY``; None makes a fresh one); ``dist``: a B
+        frame's distances to its references (None: a P frame), ``modes`` its block modes."""
+        model = self.residual()[0]
+        state = GopState() if state is None else state
+        h, w = refs[0][0].shape
+        shape = (-(-h // BLOCK), -(-w // BLOCK))
+        obmc = bool(tools & TOOL_OBMC)
+        if dist is not None:
+            mv = code_vectors_joint(sink, shape, mv, state.b_joint)
+            modes = code_modes(sink, shape, modes, state.b_modes)
+            pred = self._b_prediction(refs, mv, modes, dist[0], dist[1], obmc)
+        else:
+            if tools & TOOL_MV_JOINT:
+                models = state.joint if tools & TOOL_MV_CARRY else VectorModels()
+                mv = code_vectors_joint(sink, shape, mv, models)
+            else:
+                mv = code_vectors(sink, shape, mv, state.mvd if tools & TOOL_MV_CARRY else None)
+            pred = predict_frame(refs[0], mv, obmc=obmc)
         step = STEP_GRID[si]
         out = []
         for i, p in enumerate(pred):
@@ -239,14 +347,17 @@ class ElicIpCodec(Codec):
             q = None if qs is None else qs[i]
             q = model.code_plane(sink, kind, (-(-ph // TB), -(-pw // TB)), q)
             res = model.dequantise(q, kind, step)[:ph, :pw]
-            out.append(np.clip(p + res, 0, 255).astype(np.uint8))
+            rec = np.clip(p + res, 0, 255).astype(np.uint8)
+            out.append(deblock(rec, step) if tools & TOOL_DEBLOCK else rec)
         return tuple(out)
 
-    def _p_decode(self, payload: bytes, ref, tools: int = TOOLS, state=None):
+    def _p_decode(self, payload: bytes, ref, tools: int = TOOLS, state=None, refs=None, dist=None):
+        """Decode a P frame from ``ref`` (or a B frame from ``refs`` at distances ``dist``)."""
         if not payload or payload[0] >= len(STEP_GRID):
-            raise CodecError("elic-ip: bad quantiser step in a P frame")
+            raise CodecError("elic-ip: bad quantiser step in an inter frame")
         sink = DecoderSinks({"p": payload[1:]})["p"]
-        return self._inter(sink, ref, payload[0], tools, state=state)
+        refs = (ref,) if refs is None else refs
+        return self._inter(sink, refs, payload[0], tools, state=state, dist=dist)
 
     # -- Codec ----------------------------------------------------------------------------
     def _check_source(self, source: Any):
@@ -276,37 +387,82 @@ class ElicIpCodec(Codec):
         info = self._check_source(data)
         iq, qi = self._steps(quality)
         steps = np.array(STEP_GRID)
-        si = int(np.abs(steps - int(self.residual()[0].steps[qi])).argmin())  # the quality's step
+        si = int(
+            np.abs(steps - STEP_SCALE * int(self.residual()[0].steps[qi])).argmin()
+        )  # the quality's step
         streams: dict[str, bytes] = {}
-        sizes: list[int] = []
+        sizes: dict[int, int] = {}
         parts: list[bytes] = []
-        ref = None
+        bgop = self.bgop
+        src: dict[int, Any] = {}  # source frames of the open interval (after its anchor)
+        recon: dict[int, tuple[np.ndarray, ...]] = {}  # decoded frames still needed
+        anchor = 0
+        state = GopState()
+
+        def step_of(index: int, depth: int) -> int:
+            if bgop == 1:
+                off = P_STEP_PATTERN[(index % self.gop - 1) % len(P_STEP_PATTERN)]
+            else:
+                off = B_STEP[min(depth, len(B_STEP)) - 1] if depth else B_ANCHOR_STEP
+            return min(max(si + off, 0), len(STEP_GRID) - 1)
+
+        def close(a: int, b: int) -> None:
+            """Code the frames a + 1 .. b (P at b, then B frames) and hand them out."""
+            for index, refs, depth in coding_order(a, b + 1, bgop)[1:]:
+                r = tuple(recon[j] for j in refs)
+                dist = (index - refs[0], refs[1] - index) if len(refs) == 2 else None
+                sk = step_of(index, depth)
+                payload, recon[index] = self._inter_encode(r, src[index], sk, state, dist)
+                parts.append(_varint(len(payload)) + payload)
+                sizes[index] = len(payload)
+            for j in range(a + 1, b + 1):
+                if keep is not None:
+                    keep(j, src[j], recon[j])
+                del src[j]
+                if j != b:
+                    del recon[j]
+            del recon[a]
+
+        n = 0
         for i, frame in enumerate(data):
+            n = i + 1
             if i % self.gop == 0:
+                if src:
+                    close(anchor, i - 1)
                 if parts:
                     streams[f"g{i // self.gop - 1}"] = b"".join(parts)
                     parts = []
-                payload, ref = self._intra_encode(frame, iq)
+                recon.clear()
+                payload, recon[i] = self._intra_encode(frame, iq)
+                parts.append(_varint(len(payload)) + payload)
+                sizes[i] = len(payload)
+                if keep is not None:
+                    keep(i, frame, recon[i])
                 state = GopState()
+                anchor = i
             else:
-                payload, ref = self._inter_encode(ref, frame, si, state)
-            parts.append(_varint(len(payload)) + payload)
-            sizes.append(len(payload))
-            if keep is not None:
-                keep(i, frame, ref)
+                src[i] = frame
+                if i - anchor == bgop:
+                    close(anchor, i)
+                    anchor = i
+        if src:
+            close(anchor, n - 1)
         if parts:
-            streams[f"g{(len(sizes) - 1) // self.gop}"] = b"".join(parts)
+            streams[f"g{(n - 1) // self.gop}"] = b"".join(parts)
+        tools = TOOLS | (TOOL_BFRAMES if bgop > 1 else 0)
         header = {
             "model_id": self.model_id(),
             "weights_sha256": self.weights_sha256(),
             "quality": iq,
             "gop": self.gop,
-            "shape": (len(sizes), info.height, info.width, 3),
+            "shape": (n, info.height, info.width, 3),
             "colorspace": "yuv420",
             "bit_depth": 8,
-            "tools": TOOLS,
+            "tools": tools,
         }
-        return Encoded(self.name, header, streams), sizes
+        if bgop > 1:
+            header["bgop"] = bgop
+        return Encoded(self.name, header, streams), [sizes[i] for i in range(n)]
 
     def decode(self, encoded: Encoded) -> Iterator[tuple[np.ndarray, ...]]:
         hdr = encoded.header
@@ -319,8 +475,9 @@ class ElicIpCodec(Codec):
         if isinstance(gop, bool) or not isinstance(gop, int) or not 1 <= gop <= MAX_GOP:
             raise CodecError(f"elic-ip: bad intra period {gop!r} in the header")
         tools = hdr.get("tools", 0)
-        if isinstance(tools, bool) or not isinstance(tools, int) or tools & ~TOOLS:
+        if isinstance(tools, bool) or not isinstance(tools, int) or tools & ~KNOWN_TOOLS:
             raise CodecError(f"elic-ip: unknown coding tools {tools!r} in the header")
+        bgop = _bgop(hdr, tools)
         iq, qi = self._steps(int(hdr["quality"]))
         frames, h, w = shape[:3]
         ngops = -(-frames // gop)
@@ -328,37 +485,58 @@ class ElicIpCodec(Codec):
         if missing or len(encoded.streams) != ngops:
             raise CodecError(f"elic-ip: the file's GOP segments are incomplete ({frames} frames)")
         self.residual()  # refuse before the first frame when the weights are absent
-        return self._frames(encoded.streams, frames, gop, h, w, iq, tools)
+        return self._frames(encoded.streams, frames, gop, h, w, iq, tools, bgop)
 
     @staticmethod
     def frame_sizes(data: bytes) -> list[int]:
         """Payload bytes of every frame of an ``elic-ip`` .ncf file, in display order."""
         from neuralcodec.container import unpack
+        from neuralcodec.container.bridge import to_encoded
 
-        streams = unpack(data).streams
-        sizes = []
+        encoded = to_encoded(unpack(data))
+        streams, hdr = encoded.streams, encoded.header
+        frames, gop = int(hdr["shape"][0]), int(hdr["gop"])
+        bgop = _bgop(hdr, int(hdr.get("tools", 0)))
+        sizes: dict[int, int] = {}
         for k in range(len(streams)):
             buf, pos = streams.get(f"g{k}", b""), 0
-            while pos < len(buf):
+            order = coding_order(k * gop, min(frames, (k + 1) * gop), bgop)
+            for index, _, _ in order:
+                if pos >= len(buf):
+                    break
                 n, pos = _read_varint(buf, pos)
-                sizes.append(n)
+                sizes[index] = n
                 pos += n
-        return sizes
+        return [sizes[i] for i in sorted(sizes)]
 
-    def _frames(self, streams, frames, gop, h, w, iq, tools):
-        ref = None
+    def _frames(self, streams, frames, gop, h, w, iq, tools, bgop=1):
         for k in range(-(-frames // gop)):
             buf, pos = streams[f"g{k}"], 0
-            for i in range(k * gop, min(frames, (k + 1) * gop)):
+            order = coding_order(k * gop, min(frames, (k + 1) * gop), bgop)
+            last_use = {}
+            for n, (_, refs, _) in enumerate(order):
+                for j in refs:
+                    last_use[j] = n
+            done: dict[int, tuple[np.ndarray, ...]] = {}
+            shown = k * gop
+            for n, (i, refs, _) in enumerate(order):
                 payload, pos = _take(buf, pos)
                 try:
-                    if i % gop == 0:
-                        ref = self._intra_decode(payload, h, w, iq)
+                    if not refs:
+                        done[i] = self._intra_decode(payload, h, w, iq)
                         state = GopState()
+                    elif len(refs) == 1:
+                        done[i] = self._p_decode(payload, done[refs[0]], tools, state)
                     else:
-                        ref = self._p_decode(payload, ref, tools, state)
+                        r = (done[refs[0]], done[refs[1]])
+                        dist = (i - refs[0], refs[1] - i)
+                        done[i] = self._p_decode(payload, None, tools, state, r, dist)
                 except (rangecoder.DecodeError, ValueError) as exc:
                     raise CodecError(f"elic-ip: corrupt frame {i}: {exc}") from None
-                yield ref
+                while shown in done:
+                    yield done[shown]
+                    shown += 1
+                for j in [j for j in done if j < shown and last_use.get(j, -1) <= n]:
+                    del done[j]
             if pos != len(buf):
                 raise CodecError(f"elic-ip: GOP {k} has {len(buf) - pos} bytes after its frames")

@@ -22,7 +22,8 @@ from neuralcodec.entropy.cdf import counts_to_quantized_cdf, tables_from_cdfs
 from neuralcodec.entropy.tables import PRECISION, CodingTables
 
 BLOCK = 16  # luma block of one motion vector
-SEARCH = 12  # full-pel search range (pixels) around the zero vector
+SEARCH = 24  # full-pel search range (pixels) around the zero vector
+B_SEARCH = 12  # ... of B frames (three predictions per offset; nearer references)
 MVD_RANGE = 24  # |difference| in quarter pels coded in the table; larger ones escape
 _ADAPT_STEP = 24
 _ADAPT_LIMIT = 1 << 13
@@ -182,12 +183,22 @@ def _median_field(mv: np.ndarray) -> np.ndarray:
     return np.median(np.stack([left, up, upr]), axis=0).astype(np.int64)
 
 
-def estimate(cur_y: np.ndarray, ref_y: np.ndarray, lam: float, search: int = SEARCH) -> np.ndarray:
+def estimate(
+    cur_y: np.ndarray,
+    ref_y: np.ndarray,
+    lam: float,
+    search: int | None = None,
+    models: VectorModels | None = None,
+    lam_sse: float = 0.0,
+) -> np.ndarray:
     """Quarter-pel luma vectors (nby, nbx, 2) for ``cur_y`` from ``ref_y`` (encoder only).
 
     Full-pel: the SAD of every block at every offset within ``search`` pels, then a raster-order
-    choice minimising SAD + lam * bits(vector - its true median predictor); then half- and
-    quarter-pel refinement of the whole field against the predictors of the full-pel field."""
+    choice minimising SAD + lam * bits(vector - its true median predictor); then, with the
+    adaptive vector ``models`` of the frame, ``_refine_rd`` at squared error + ``lam_sse`` x code
+    length; without, half- and quarter-pel refinement of the whole field against the predictors
+    of the full-pel field at SAD + lam x approximate bits."""
+    search = SEARCH if search is None else search
     h, w = cur_y.shape
     nby, nbx = -(-h // BLOCK), -(-w // BLOCK)
     hh, ww = nby * BLOCK, nbx * BLOCK
@@ -208,6 +219,8 @@ def estimate(cur_y: np.ndarray, ref_y: np.ndarray, lam: float, search: int = SEA
             mv[by, bx] = cands[int(np.argmin(cost))]
     ref2 = half_pel_plane(ref_y)
     cur32 = cur.astype(np.int32)
+    if models is not None:
+        return _refine_rd(cur32, ref2, mv, lam_sse, models)
 
     def refine(mv: np.ndarray, step: int) -> np.ndarray:
         pred = _median_field(mv)
@@ -227,6 +240,130 @@ def estimate(cur_y: np.ndarray, ref_y: np.ndarray, lam: float, search: int = SEA
 
     mv = refine(refine(mv, 2), 1)
     return mv.astype(np.int32)
+
+
+SUBPEL = 3  # sub-pel candidates: the full-pel vector + (dy, dx), |dy|, |dx| <= this (quarter pels)
+
+
+def _cost_tables(models: VectorModels) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Code lengths (bits) under ``models``' present counts: still flag 0 / 1 per context,
+    component values per ``mvd`` context, x after y == 0 per ``second`` context."""
+
+    def bits(counts: np.ndarray) -> np.ndarray:
+        c = counts.astype(np.float64)
+        return np.log2(c.sum(-1, keepdims=True)) - np.log2(c)
+
+    return (
+        bits(models.still.counts)[:, :2],
+        bits(models.mvd.counts),
+        bits(models.second.counts),
+        np.arange(-MVD_RANGE, MVD_RANGE + 1),
+    )
+
+
+def vector_bits(tables, d: np.ndarray, still_ctx: int, comp_ctx: int) -> np.ndarray:
+    """Code length of differences ``d`` (k, 2) of one block under ``_cost_tables``."""
+    still, mvd, second, _ = tables
+    esc = 2 * MVD_RANGE + 1
+    sy = np.where(np.abs(d[:, 0]) <= MVD_RANGE, d[:, 0] + MVD_RANGE, esc)
+    sx = np.where(np.abs(d[:, 1]) <= MVD_RANGE, d[:, 1] + MVD_RANGE, esc)
+    big = 2 * (np.abs(d) > MVD_RANGE).sum(-1) * 6.0
+    move = still[still_ctx, 0] + mvd[comp_ctx, sy] + big
+    move = move + np.where(d[:, 0] == 0, second[comp_ctx, sx], mvd[comp_ctx + 3, sx])
+    return np.where((d == 0).all(-1), still[still_ctx, 1], move)
+
+
+class QuarterPelPlane:
+    """Every quarter-pel luma sample ``predict_luma`` can produce, precomputed once per reference
+    (encoder only): sample (qy, qx) in quarter pels, clamped to where the edge starts repeating
+    (-2 .. 4H - 2), at ``plane[qy + 2, qx + 2]``; same formula as ``predict_plane``."""
+
+    def __init__(self, ref2: np.ndarray) -> None:
+        h2, w2 = ref2.shape
+        self.h, self.w = h2 // 2, w2 // 2
+
+        def taps(n2: int) -> tuple[np.ndarray, ...]:
+            p = np.arange(-2, 2 * n2 - 1)
+            y0, f = p >> 1, p & 1
+            return np.clip(y0, 0, n2 - 1), np.clip(y0 + 1, 0, n2 - 1), f
+
+        ya, yb, fy = taps(h2)
+        xa, xb, fx = taps(w2)
+        r = ref2.astype(np.int32)
+        top = r[ya][:, xa] * (2 - fx) + r[ya][:, xb] * fx
+        bot = r[yb][:, xa] * (2 - fx) + r[yb][:, xb] * fx
+        self.plane = ((top * (2 - fy)[:, None] + bot * fy[:, None] + 2) >> 2).astype(np.int32)
+        self.flat = self.plane.reshape(-1)
+        self.width = self.plane.shape[1]
+
+    def predict(self, field: np.ndarray, block: int) -> np.ndarray:
+        """The prediction (block-multiple size) with one vector per ``block``."""
+        nby, nbx = field.shape[:2]
+        f = np.repeat(np.repeat(field.astype(np.int32), block, 0), block, 1)
+        ys = np.arange(nby * block, dtype=np.int32)[:, None] * 4
+        xs = np.arange(nbx * block, dtype=np.int32)[None, :] * 4
+        qy = np.clip(ys + f[..., 0], -2, 4 * self.h - 2) + 2
+        qx = np.clip(xs + f[..., 1], -2, 4 * self.w - 2) + 2
+        return self.flat[qy * self.width + qx]
+
+    def block(self, by: int, bx: int, v: np.ndarray, block: int) -> np.ndarray:
+        """The prediction of one block with vector ``v``."""
+        ys = np.arange(by * block, (by + 1) * block) * 4 + int(v[0])
+        xs = np.arange(bx * block, (bx + 1) * block) * 4 + int(v[1])
+        qy = np.clip(ys, -2, 4 * self.h - 2) + 2
+        qx = np.clip(xs, -2, 4 * self.w - 2) + 2
+        return self.plane[qy[:, None], qx[None, :]]
+
+
+def _refine_rd(cur32, ref2, mv_full, lam, models):
+    """Sub-pel choice of every block in raster order against its true median predictor (from
+    the final vectors of the blocks before it), at the squared error of the prediction + lam x
+    the code length of the vector
+    under the present adaptive counts; candidates: every sub-pel offset within ``SUBPEL``
+    quarter pels of the block's full-pel vector, the predictor itself and the vectors of the
+    left and above blocks."""
+    nby, nbx = mv_full.shape[:2]
+    deltas = np.array(
+        [(dy, dx) for dy in range(-SUBPEL, SUBPEL + 1) for dx in range(-SUBPEL, SUBPEL + 1)]
+    )
+    qpel = QuarterPelPlane(ref2)
+    sads = np.empty((len(deltas), nby, nbx), np.int64)
+    for k, dlt in enumerate(deltas):
+        d = cur32 - qpel.predict(mv_full + dlt, BLOCK)
+        sads[k] = _block_sad(d * d, BLOCK)
+    tables = _cost_tables(models)
+    out = np.zeros((nby, nbx, 2), np.int64)
+    above_still = None
+    above_d = None
+    for by in range(nby):
+        sctx = VectorModels.still_context(above_still, nbx)
+        cctx = AdaptiveMvdModel.context(above_d, nbx)
+        row_d = np.zeros((nbx, 2), np.int64)
+        for bx in range(nbx):
+            pred = np.array(_predictor(out, by, bx), np.int64)
+            cands = mv_full[by, bx] + deltas
+            cost = sads[:, by, bx] + lam * vector_bits(tables, cands - pred, sctx[bx], cctx[bx])
+            k = int(np.argmin(cost))
+            best, best_cost = cands[k], cost[k]
+            extra = [pred]
+            if bx > 0:
+                extra.append(out[by, bx - 1])
+            if by > 0:
+                extra.append(out[by - 1, bx])
+            cur_blk = cur32[by * BLOCK : (by + 1) * BLOCK, bx * BLOCK : (bx + 1) * BLOCK]
+            for v in extra:
+                if np.abs(v - mv_full[by, bx]).max() <= SUBPEL:
+                    continue  # among the candidates already
+                d = cur_blk - qpel.block(by, bx, v, BLOCK)
+                c = (d * d).sum()
+                c = c + lam * vector_bits(tables, (v - pred)[None], sctx[bx], cctx[bx])[0]
+                if c < best_cost:
+                    best, best_cost = v.copy(), c
+            out[by, bx] = best
+            row_d[bx] = best - pred
+        above_still = (row_d == 0).all(-1)
+        above_d = row_d
+    return out.astype(np.int32)
 
 
 # ----------------------------------------------------------------------------- vector coding
@@ -407,3 +544,169 @@ def code_vectors(
         model.update(idx.reshape(-1), d.reshape(-1))
         above = d
     return out.astype(np.int32)
+
+
+# ----------------------------------------------------------------------------- B frames
+
+MODE_BI, MODE_FWD, MODE_BWD = 0, 1, 2  # a B block's prediction: the mean of both, one or other
+MODES = 3
+
+
+def scale_vectors(mv: np.ndarray, d0: int, d1: int) -> np.ndarray:
+    """The vectors towards the later reference of a B frame ``d0`` frames after its earlier
+    reference and ``d1`` before its later one, for vectors ``mv`` towards the earlier one
+    (constant motion): -round(mv x d1 / d0), halves rounded up, integers only."""
+    m = mv.astype(np.int64)
+    return (-((2 * m * d1 + d0) // (2 * d0))).astype(np.int32)
+
+
+def blend_modes(fwd, bwd, modes: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Per-block choice between the two predictions (Y, U, V tuples, int32) and their rounded
+    mean; ``modes`` has one entry per 16x16 luma block (8x8 chroma)."""
+    out = []
+    for i, (f, b) in enumerate(zip(fwd, bwd, strict=True)):
+        block = BLOCK if i == 0 else BLOCK // 2
+        h, w = f.shape
+        m = np.repeat(np.repeat(modes, block, 0), block, 1)[:h, :w]
+        mean = (f.astype(np.int32) + b + 1) >> 1
+        out.append(np.where(m == MODE_FWD, f, np.where(m == MODE_BWD, b, mean)).astype(np.int32))
+    return tuple(out)
+
+
+class AdaptiveSymbolModel(AdaptiveFlagModel):
+    """``AdaptiveFlagModel`` for ``symbols`` values (0 .. symbols - 1) and the escape."""
+
+    def __init__(self, contexts: int, symbols: int) -> None:
+        self.symbols = symbols
+        self.counts = np.full((contexts, symbols + 1), 4, np.int64)
+        self.counts[:, symbols] = 1
+        self._tables = None
+
+    def update(self, ctx: np.ndarray, values: np.ndarray) -> None:
+        if len(ctx) == 0:
+            return
+        np.add.at(self.counts, (ctx, np.clip(values, 0, self.symbols - 1)), _ADAPT_STEP)
+        for c in np.unique(ctx):
+            if self.counts[c].sum() > _ADAPT_LIMIT:
+                self.counts[c] = np.maximum((self.counts[c] + 1) >> 1, 1)
+        self._tables = None
+
+
+def mode_context(above: np.ndarray | None, nbx: int) -> np.ndarray:
+    """Context of a row's B modes: the mode of the block above (``MODES`` on the first row)."""
+    if above is None:
+        return np.full(nbx, MODES, np.int64)
+    return above.astype(np.int64)
+
+
+def code_modes(
+    sink, shape: tuple[int, int], modes: np.ndarray | None, model: AdaptiveSymbolModel
+) -> np.ndarray:
+    """Code (``modes`` given) or decode (None) a B frame's block modes, row by row."""
+    nby, nbx = shape
+    out = np.zeros((nby, nbx), np.int64)
+    above = None
+    for by in range(nby):
+        ctx = mode_context(above, nbx)
+        vals = None if modes is None else modes[by].astype(np.int32)
+        got = sink.code(ctx.astype(np.int32), model.tables(), vals).astype(np.int64)
+        if got.min() < 0 or got.max() >= MODES:
+            raise ValueError("bad B block mode in the stream")
+        model.update(ctx, got)
+        out[by] = got
+        above = got
+    return out
+
+
+def estimate_b(
+    cur_y: np.ndarray,
+    ref0_y: np.ndarray,
+    ref1_y: np.ndarray,
+    d0: int,
+    d1: int,
+    lam: float,
+    models: VectorModels,
+    mode_model: AdaptiveSymbolModel,
+    search: int = B_SEARCH,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Vectors (towards ``ref0``; ``scale_vectors`` gives those towards ``ref1``) and block
+    modes of a B frame (encoder only). Full pel: the SAD of the mean, forward and backward
+    predictions of every block at every offset within ``search``, the best of each block at SAD
+    + lam x approximate vector bits; then in coding order, every quarter-pel offset within
+    ``SUBPEL`` of it, its predictor and its left and above neighbours' vectors, in each mode, at
+    SAD + lam x their code lengths under the present adaptive counts."""
+    h, w = cur_y.shape
+    nby, nbx = -(-h // BLOCK), -(-w // BLOCK)
+    hh, ww = nby * BLOCK, nbx * BLOCK
+    cur = _pad_to(cur_y.astype(np.int32), hh, ww)
+    r = search
+    big = 2 * r + 2
+    rp0 = np.pad(ref0_y.astype(np.int32), ((big, big + hh - h), (big, big + ww - w)), mode="edge")
+    rp1 = np.pad(ref1_y.astype(np.int32), ((big, big + hh - h), (big, big + ww - w)), mode="edge")
+    offsets = np.array([(dy, dx) for dy in range(-r, r + 1) for dx in range(-r, r + 1)])
+    back = scale_vectors(offsets * 4, d0, d1) // 4  # full-pel part of the later offset
+    best = np.full((nby, nbx), np.inf)
+    best_v = np.zeros((nby, nbx, 2), np.int64)
+    for (dy, dx), (by_, bx_) in zip(offsets, back, strict=True):
+        a = rp0[big + dy : big + dy + hh, big + dx : big + dx + ww]
+        b = rp1[big + by_ : big + by_ + hh, big + bx_ : big + bx_ + ww]
+        sad = np.minimum(_block_sad(cur - ((a + b + 1) >> 1), BLOCK), _block_sad(cur - a, BLOCK))
+        cost = sad + lam * _bits(np.array([[[dy * 4, dx * 4]]]))
+        better = cost < best
+        best = np.where(better, cost, best)
+        best_v[better] = (dy * 4, dx * 4)
+    q0 = QuarterPelPlane(half_pel_plane(ref0_y))
+    q1 = QuarterPelPlane(half_pel_plane(ref1_y))
+    deltas = np.array(
+        [(dy, dx) for dy in range(-SUBPEL, SUBPEL + 1) for dx in range(-SUBPEL, SUBPEL + 1)]
+    )
+    sads = np.empty((len(deltas), MODES, nby, nbx), np.int64)
+    for k, dlt in enumerate(deltas):
+        field = best_v + dlt
+        f = q0.predict(field, BLOCK)
+        b = q1.predict(scale_vectors(field, d0, d1), BLOCK)
+        sads[k, MODE_BI] = _block_sad(cur - ((f + b + 1) >> 1), BLOCK)
+        sads[k, MODE_FWD] = _block_sad(cur - f, BLOCK)
+        sads[k, MODE_BWD] = _block_sad(cur - b, BLOCK)
+    tables = _cost_tables(models)
+    mc = mode_model.counts.astype(np.float64)
+    mode_bits = np.log2(mc.sum(-1, keepdims=True)) - np.log2(mc)
+    out = np.zeros((nby, nbx, 2), np.int64)
+    modes = np.zeros((nby, nbx), np.int64)
+    above_still = above_d = above_m = None
+    for by in range(nby):
+        sctx = VectorModels.still_context(above_still, nbx)
+        cctx = AdaptiveMvdModel.context(above_d, nbx)
+        mctx = mode_context(above_m, nbx)
+        row_d = np.zeros((nbx, 2), np.int64)
+        for bx in range(nbx):
+            pred = np.array(_predictor(out, by, bx), np.int64)
+            cands = best_v[by, bx] + deltas
+            vb = vector_bits(tables, cands - pred, sctx[bx], cctx[bx])
+            cost = sads[:, :, by, bx] + lam * (vb[:, None] + mode_bits[mctx[bx], :MODES][None])
+            k, m = np.unravel_index(int(np.argmin(cost)), cost.shape)
+            bv, bm, bc = cands[k], int(m), cost[k, m]
+            extra = [pred]
+            if bx > 0:
+                extra.append(out[by, bx - 1])
+            if by > 0:
+                extra.append(out[by - 1, bx])
+            cur_blk = cur[by * BLOCK : (by + 1) * BLOCK, bx * BLOCK : (bx + 1) * BLOCK]
+            for v in extra:
+                if np.abs(v - best_v[by, bx]).max() <= SUBPEL:
+                    continue
+                f = q0.block(by, bx, v, BLOCK)
+                b = q1.block(by, bx, scale_vectors(v, d0, d1), BLOCK)
+                s = [np.abs(cur_blk - p).sum() for p in ((f + b + 1) >> 1, f, b)]
+                bits = vector_bits(tables, (v - pred)[None], sctx[bx], cctx[bx])[0]
+                for m in range(MODES):
+                    c = s[m] + lam * (bits + mode_bits[mctx[bx], m])
+                    if c < bc:
+                        bv, bm, bc = v.copy(), m, c
+            out[by, bx] = bv
+            modes[by, bx] = bm
+            row_d[bx] = bv - pred
+        above_still = (row_d == 0).all(-1)
+        above_d = row_d
+        above_m = modes[by]
+    return out.astype(np.int32), modes
