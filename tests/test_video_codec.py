@@ -509,3 +509,28 @@ def test_an_mp4_input_is_read_through_pyav_and_coded(tmp_path):
     frames = list(api.decode_bytes((tmp_path / "m.ncf").read_bytes())[0])
     original = list(read_video(src))
     assert len(frames) == 2 and plane_psnr(original[0][0], frames[0][0]) > 25
+
+
+def test_full_pel_sads_c_kernel_equals_numpy(monkeypatch):
+    """The motion search's block SADs: the C kernel and the NumPy loop give the same integers
+    (so the encoder's vectors do not depend on whether the extension is built)."""
+    from neuralcodec.codecs import video_motion as vm
+    from neuralcodec.kernels import _ext
+
+    if _ext._exact is None:
+        pytest.skip("C kernels not built")
+    rng = np.random.default_rng(5)
+    for hh, ww, r in ((32, 48, 0), (48, 64, 3), (64, 32, 9)):
+        cur = rng.integers(0, 256, (hh, ww)).astype(np.int16)
+        rp = rng.integers(0, 256, (hh + 2 * r, ww + 2 * r)).astype(np.int16)
+        c = vm.full_pel_sads(cur, rp, r, 16)
+        with monkeypatch.context() as m:
+            m.setattr(_ext, "_exact", None)
+            ref = vm.full_pel_sads(cur, rp, r, 16)
+        assert np.array_equal(c, ref)
+        # offset (0, 0) is the plain block SAD
+        k0 = (2 * r + 1) * r + r
+        d = np.abs(cur.astype(np.int32) - rp[r : r + hh, r : r + ww])
+        assert np.array_equal(c[k0], d.reshape(hh // 16, 16, ww // 16, 16).sum(axis=(1, 3)))
+    with pytest.raises(ValueError, match="shapes"):
+        _ext._exact.block_sads(cur, rp[1:], r, 16, np.empty_like(c))

@@ -20,6 +20,7 @@ import numpy as np
 
 from neuralcodec.entropy.cdf import counts_to_quantized_cdf, tables_from_cdfs
 from neuralcodec.entropy.tables import PRECISION, CodingTables
+from neuralcodec.kernels import _ext
 
 BLOCK = 16  # luma block of one motion vector
 SEARCH = 24  # full-pel search range (pixels) around the zero vector
@@ -168,6 +169,27 @@ def _block_sad(diff: np.ndarray, block: int) -> np.ndarray:
     return np.abs(diff).reshape(h // block, block, w // block, block).sum(axis=(1, 3))
 
 
+def full_pel_sads(cur: np.ndarray, rp: np.ndarray, r: int, block: int) -> np.ndarray:
+    """SAD of every ``block`` x ``block`` block of ``cur`` (int16, sides multiples of ``block``)
+    at every full-pel offset within ``r`` of ``rp`` (``cur``'s reference, int16, padded by ``r``):
+    ((2r+1)^2, nby, nbx) int32, offsets in raster order. The C kernel when built, else NumPy;
+    both are exact integer sums, so they agree."""
+    hh, ww = cur.shape
+    nby, nbx = hh // block, ww // block
+    sads = np.empty(((2 * r + 1) ** 2, nby, nbx), np.int32)
+    if _ext._exact is not None:
+        cur = np.ascontiguousarray(cur, dtype=np.int16)
+        _ext._exact.block_sads(cur, np.ascontiguousarray(rp, dtype=np.int16), r, block, sads)
+        return sads
+    k = 0
+    for dy in range(-r, r + 1):
+        for dx in range(-r, r + 1):
+            d = cur - rp[r + dy : r + dy + hh, r + dx : r + dx + ww]
+            sads[k] = np.abs(d).reshape(nby, block, nbx, block).sum(axis=(1, 3), dtype=np.int32)
+            k += 1
+    return sads
+
+
 def _bits(d: np.ndarray) -> np.ndarray:
     """Approximate code length of vector differences (quarter pels), per component summed."""
     a = np.abs(d)
@@ -206,10 +228,7 @@ def estimate(
     r = search
     rp = np.pad(ref_y.astype(np.int16), ((r, r + hh - h), (r, r + ww - w)), mode="edge")
     offsets = [(dy, dx) for dy in range(-r, r + 1) for dx in range(-r, r + 1)]
-    sads = np.empty((len(offsets), nby, nbx), np.int32)
-    for k, (dy, dx) in enumerate(offsets):
-        d = cur - rp[r + dy : r + dy + hh, r + dx : r + dx + ww]
-        sads[k] = np.abs(d).reshape(nby, BLOCK, nbx, BLOCK).sum(axis=(1, 3), dtype=np.int32)
+    sads = full_pel_sads(cur, rp, r, BLOCK)
     cands = np.array(offsets, np.int64) * 4
     mv = np.zeros((nby, nbx, 2), np.int64)
     for by in range(nby):

@@ -10,11 +10,17 @@
  *                             x2 upsampling along width then height, 4 taps per phase,
  *                             replicate borders, each pass rescaled by floor(v * scale + 1/2)
  *                             and clamped to +-limit
+ *   block_sads(cur, ref, r, block, out)
+ *                             the video encoder's full-pel motion search: out[k, by, bx] = sum
+ *                             over the block of |cur - ref shifted by offset k| (int16 planes,
+ *                             ref padded by r on every side, offsets (dy, dx) in raster order
+ *                             over [-r, r]^2, int32 sums: exact, so the same as NumPy's)
  */
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -205,7 +211,91 @@ static PyObject *py_up2(PyObject *mod, PyObject *args)
     Py_RETURN_NONE;
 }
 
+static int get_typed(PyObject *obj, Py_buffer *view, int writable, int ndim, Py_ssize_t size,
+                     const char *fmt, const char *name)
+{
+    int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_ND | (writable ? PyBUF_WRITABLE : 0);
+    if (PyObject_GetBuffer(obj, view, flags) < 0)
+        return -1;
+    const char *f = view->format ? view->format : "B";
+    if (*f == '@' || *f == '=' || *f == '<')
+        f++;
+    if (view->itemsize != size || strcmp(f, fmt) != 0 || view->ndim != ndim) {
+        PyErr_Format(PyExc_TypeError, "%s must be a contiguous %d-d %s array", name, ndim, fmt);
+        PyBuffer_Release(view);
+        return -1;
+    }
+    return 0;
+}
+
+/* REQUIRES: cur (hh, ww), ref (hh + 2r, ww + 2r), out ((2r+1)^2, hh/block, ww/block). */
+static void block_sads_run(const int16_t *cur, const int16_t *ref, int32_t *out, Py_ssize_t hh,
+                           Py_ssize_t ww, Py_ssize_t r, Py_ssize_t block)
+{
+    Py_ssize_t nby = hh / block, nbx = ww / block, rw = ww + 2 * r, side = 2 * r + 1;
+    for (Py_ssize_t by = 0; by < nby; by++) {
+        for (Py_ssize_t dy = -r; dy <= r; dy++) {
+            for (Py_ssize_t bx = 0; bx < nbx; bx++) {
+                const int16_t *c0 = cur + by * block * ww + bx * block;
+                const int16_t *r0 = ref + (by * block + r + dy) * rw + bx * block + r;
+                int32_t *o = out + ((dy + r) * side) * nby * nbx + by * nbx + bx;
+                for (Py_ssize_t dx = -r; dx <= r; dx++) {
+                    int32_t sum = 0;
+                    for (Py_ssize_t y = 0; y < block; y++) {
+                        const int16_t *c = c0 + y * ww, *q = r0 + y * rw + dx;
+                        for (Py_ssize_t x = 0; x < block; x++) {
+                            int32_t d = (int32_t)c[x] - (int32_t)q[x];
+                            sum += d < 0 ? -d : d;
+                        }
+                    }
+                    o[(dx + r) * nby * nbx] = sum;
+                }
+            }
+        }
+    }
+}
+
+static PyObject *py_block_sads(PyObject *mod, PyObject *args)
+{
+    PyObject *oc, *oref, *oo;
+    Py_ssize_t r, block;
+    if (!PyArg_ParseTuple(args, "OOnnO:block_sads", &oc, &oref, &r, &block, &oo))
+        return NULL;
+    Py_buffer c, ref, out;
+    if (get_typed(oc, &c, 0, 2, 2, "h", "cur") < 0)
+        return NULL;
+    if (get_typed(oref, &ref, 0, 2, 2, "h", "ref") < 0) {
+        PyBuffer_Release(&c);
+        return NULL;
+    }
+    if (get_typed(oo, &out, 1, 3, 4, "i", "out") < 0) {
+        PyBuffer_Release(&c);
+        PyBuffer_Release(&ref);
+        return NULL;
+    }
+    Py_ssize_t hh = c.shape[0], ww = c.shape[1];
+    int ok = r >= 0 && r <= 1024 && block > 0 && hh % block == 0 && ww % block == 0 &&
+             ref.shape[0] == hh + 2 * r && ref.shape[1] == ww + 2 * r &&
+             out.shape[0] == (2 * r + 1) * (2 * r + 1) && out.shape[1] == hh / block &&
+             out.shape[2] == ww / block;
+    if (ok) {
+        Py_BEGIN_ALLOW_THREADS
+        block_sads_run(c.buf, ref.buf, out.buf, hh, ww, r, block);
+        Py_END_ALLOW_THREADS
+    }
+    PyBuffer_Release(&c);
+    PyBuffer_Release(&ref);
+    PyBuffer_Release(&out);
+    if (!ok) {
+        PyErr_SetString(PyExc_ValueError, "block_sads: shapes do not fit");
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
+    {"block_sads", py_block_sads, METH_VARARGS,
+     "block_sads(cur, ref, r, block, out): block SADs of every full-pel offset within r."},
     {"conv3x3", py_conv3x3, METH_VARARGS,
      "conv3x3(x, w, b, out): exact replicate-padded 3x3 convolution of float64 integers."},
     {"up2", py_up2, METH_VARARGS,
