@@ -311,7 +311,13 @@ def test_3d_tab_work_codes_a_mesh_and_refuses_junk(tmp_path):
     if not BUNNY.is_file():
         pytest.skip("shared meshes not found")
     r = media.run_3d(BUNNY, 4, tmp_path / "out")
-    assert "D1 PSNR" in r.summary and r.ncf.is_file() and Path(r.decoded).suffix == ".ply"
+    assert "D1 PSNR" in r.summary and r.ncf.is_file()
+    assert r.viewer.suffix == ".ply" and r.decoded_file == r.viewer and r.viewer.is_file()
+    # orbit views of the original and the decoded mesh: same cameras, nearly the same pixels
+    assert r.original.shape == r.decoded.shape == (256, 4 * 256, 3)
+    drawn = r.original != 250
+    assert 0.02 < drawn.mean() < 0.9  # the mesh is in view, not filling it
+    assert np.abs(r.original.astype(int) - r.decoded.astype(int)).mean() < 8
     junk = tmp_path / "junk.ply"
     junk.write_bytes(b"ply\nformat nonsense\n")
     with pytest.raises(ValueError):

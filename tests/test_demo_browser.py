@@ -115,7 +115,12 @@ def test_3d_tab_compresses_a_mesh_in_the_page(page, tmp_path):
     )
     text = page.locator("#three-d-summary").inner_text()
     assert "bytes" in text and "dB" in text
-    page.screenshot(path=str(tmp_path / "3d-tab.png"))
+    page.wait_for_function("document.querySelectorAll(\"img[src*='/file=']\").length >= 2")
+    # the original's and the decoded mesh's orbit views
+    assert page.locator("img[src*='/file=']").count() >= 2
+    downloads = page.locator("#three-d-downloads").inner_text().replace("\n", "")
+    assert ".ncf" in downloads and "decoded.ply" in downloads
+    page.screenshot(path=str(SHOTS / "3d-mesh.png") if SHOTS else str(tmp_path / "3d-tab.png"))
 
 
 def test_3d_tab_compresses_a_splat_scene_and_shows_both_renders(page, tmp_path):

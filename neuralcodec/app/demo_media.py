@@ -5,7 +5,9 @@ Gradio layout.
 
     Video  clip (y4m / mp4 / ...) --run_video--> elic-ip .ncf + H.264 previews of the original
            and the decoded clip, bpp / PSNR / fps, and x265 at the closest size
-    3D     point cloud / mesh --run_geometry--> octree / meshtrav .ncf + decoded .ply (viewer)
+    3D     point cloud / mesh --run_geometry--> octree / meshtrav .ncf + decoded .ply (viewer),
+                                               views of original and decoded from four orbit
+                                               angles (render/geometry.py), sizes and D1 PSNR
            splat scene       --run_splat-----> splat-vq .ncf, renders of original and decoded
                                                from four orbit angles, sizes and PSNR
 
@@ -36,6 +38,7 @@ class MediaResult:
     original: Any = None  # video path / 3D model path / image
     decoded: Any = None
     decoded_file: Path | None = None  # a decoded file to download, when ``decoded`` is a render
+    viewer: Path | None = None  # a model file for the 3D viewer (point clouds and meshes)
 
 
 def _check_file(path: str | os.PathLike[str] | None, max_bytes: int) -> Path:
@@ -132,7 +135,14 @@ def run_geometry(src: Path, quality: int, out_dir: Path) -> MediaResult:
         f"**D1 PSNR {r['d1_psnr']:.2f} dB** (peak: bounding-box diagonal), "
         f"encode {r['encode_s']:.2f} s, decode {r['decode_s']:.2f} s"
     )
-    return MediaResult(summary, Path(r["ncf"]), None, str(r["decoded"]))
+    from ..modalities import adapter_for_path
+    from ..render.geometry import orbit_views
+
+    original = adapter_for_path(src).read(src)
+    decoded = adapter_for_path(Path(r["decoded"])).read(r["decoded"])
+    left, right = orbit_views(original, decoded)
+    decoded_path = Path(r["decoded"])
+    return MediaResult(summary, Path(r["ncf"]), left, right, decoded_path, decoded_path)
 
 
 def run_splat(src: Path, quality: int, out_dir: Path) -> MediaResult:
@@ -208,19 +218,16 @@ def three_d_tab(gr: Any, new_dir, user_errors) -> None:
             summary = gr.Markdown(
                 "Upload a file and press **Compress 3D**.", elem_id="three-d-summary"
             )
-            model = gr.Model3D(label="Decoded point cloud / mesh", interactive=False)
-            original = gr.Image(label="Original scene, 4 orbit views", interactive=False)
-            decoded = gr.Image(label="Decoded scene, same views", interactive=False)
+            original = gr.Image(label="Original, 4 orbit views", interactive=False)
+            decoded = gr.Image(label="Decoded, same views", interactive=False)
+            model = gr.Model3D(label="Decoded point cloud / mesh (3D viewer)", interactive=False)
 
     def compress(path, q):
         with user_errors():
             r = run_3d(path, int(q), new_dir())
-            files = [
-                str(p) for p in (r.ncf, r.decoded, r.decoded_file) if isinstance(p, (str, Path))
-            ]
-            if isinstance(r.original, np.ndarray):  # splats: renders
-                return r.summary, files or None, None, r.original, r.decoded
-            return r.summary, files, r.decoded, None, None
+            files = [str(p) for p in (r.ncf, r.decoded_file) if p is not None]
+            viewer = str(r.viewer) if r.viewer else None
+            return r.summary, files or None, viewer, r.original, r.decoded
         return "", None, None, None, None
 
     run.click(compress, [upload, quality], [summary, ncf, model, original, decoded],
