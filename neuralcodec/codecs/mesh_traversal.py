@@ -31,7 +31,8 @@
       palette); decoded and rebuilt in one C loop
       (kernels/_adaptive.c, positions_decode); unreferenced vertices last, after the previous
       one or as offsets from a nearby used vertex
-    all of the above: one range-coded stream after a 17 / 33-byte quantisation header ("geom")
+    all of the above: one range-coded stream (format 4: "g") after a 17-byte quantisation
+      header (origin and top on float32 values; 33 bytes in older files and degenerate boxes)
     vertex attributes: lossless, in the decoder's vertex order (geometry.py); UVs quantised to
       the same bits over their bounding square, normals normalised and quantised as octahedral
       coordinates of bits - 2 each; residuals against the previous row, adaptive models
