@@ -492,6 +492,20 @@ def test_geometry_header_forms():
     )
 
 
+def test_float64_header_where_float32_cannot_hold_the_grid():
+    """A box without extent, or one beyond float32's range, keeps the 33-byte float64 form."""
+    codec = get_codec("meshtrav")
+    tri = np.array([[0, 1, 2]])
+    for v in (np.full((3, 3), 0.25), np.array([[0, 0, 0], [1e39, 0, 0], [0, 1e39, 0.0]])):
+        enc = codec.encode(Mesh(v, tri), 5)
+        assert _unpack_header(enc.streams["g"])[3] == 33
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            dec = codec.decode(enc)
+        q, o, s = quantise(v, 12)
+        assert np.array_equal(np.sort(g.dequantise(q, o, s), axis=0), np.sort(dec.vertices, axis=0))
+
+
 @pytest.mark.parametrize("make", [lambda: _grid(20), _revolution])
 def test_estimate_matches_size(make):
     m = make()  # the revolution surface also codes palettes, options and gaps

@@ -1251,7 +1251,8 @@ def _pack_header(bits: int, origin: np.ndarray, step: float, axis: int, t: float
     ``t`` are float32 values (always with ``quantise``'s grid, else float32 inputs): origin and
     ``t`` as float32, from which the decoder recomputes the step exactly as the encoder did;
     else origin and step as float64."""
-    o32, t32 = origin.astype(np.float32), np.float32(t)
+    with np.errstate(over="ignore", invalid="ignore"):  # beyond float32: the float64 form
+        o32, t32 = origin.astype(np.float32), np.float32(t)
     exact = (o32 == origin).all() and t32 == t and t > origin[axis]
     if exact and (float(t32) - origin[axis]) / ((1 << bits) - 1) == step:
         mode = (bits - 8) | 16 | axis << 5
