@@ -45,7 +45,7 @@ def main() -> int:
         used[np.asarray(m.faces).reshape(-1)] = True
         for q in qualities:
             bits = g.quality_to_bits(q)
-            qv, _, _ = g.quantise(m.vertices, bits)
+            qv, _, _ = mt.quantise(m.vertices, bits)
             *_, parts = mt._encode_geometry(np.asarray(m.faces, np.int64), qv, (1 << bits) - 1)
             size = len(api.encode_array(m, "meshtrav", q))
             dsize = len(draco.compress(m, q)) if not draco.unavailable_reason() else 0

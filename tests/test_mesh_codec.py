@@ -18,7 +18,7 @@ from neuralcodec.app.cli import main as cli_main
 from neuralcodec.bench.geometry3d import d1_psnr, encode_geometry_file, same_triangles
 from neuralcodec.codecs import geometry as g
 from neuralcodec.codecs.base import CodecError, Encoded, get_codec
-from neuralcodec.codecs.mesh_traversal import _unpack_header
+from neuralcodec.codecs.mesh_traversal import _unpack_header, quantise
 from neuralcodec.datasets.mesh import Mesh, read_mesh, write_mesh
 
 BUNNY = (
@@ -57,9 +57,9 @@ def _check(mesh: Mesh, quality: int) -> Mesh:
     codec = get_codec("meshtrav")
     dec = codec.decode(codec.encode(mesh, quality))
     assert len(dec.vertices) == len(mesh.vertices) and len(dec.faces) == len(mesh.faces)
-    assert same_triangles(mesh, dec, g.quality_to_bits(quality))
+    assert same_triangles(mesh, dec, g.quality_to_bits(quality), quantise)
     # every decoded position is on the quantisation grid of the input, as a multiset
-    q, o, s = g.quantise(mesh.vertices, g.quality_to_bits(quality))
+    q, o, s = quantise(mesh.vertices, g.quality_to_bits(quality))
     want = g.dequantise(q, o, s)
     assert np.array_equal(np.sort(want, axis=0), np.sort(dec.vertices, axis=0))
     return dec
@@ -125,7 +125,7 @@ def test_prediction_modes_round_trip(quality):
 
     m = _revolution()
     bits = g.quality_to_bits(quality)
-    q, _, _ = g.quantise(m.vertices, bits)
+    q, _, _ = quantise(m.vertices, bits)
     *_, parts = mt._encode_geometry(np.asarray(m.faces), q, (1 << bits) - 1)
     assert parts["palettes"] & 2  # the heights: 14 values for 282 vertices
     assert parts["select"] == 1  # across the rim one parallelogram is far better
@@ -154,14 +154,14 @@ def test_normal_axis_mode(quality):
 
     m = _tilted_sheet()
     bits = g.quality_to_bits(quality)
-    q, _, _ = g.quantise(m.vertices, bits)
+    q, _, _ = quantise(m.vertices, bits)
     *_, parts = mt._encode_geometry(np.asarray(m.faces), q, (1 << bits) - 1)
     assert parts["normal"] == 1
     _check(m, quality)
     # off on a flat sheet in the z = 0 plane: the prediction is exact along z already
     flat = _grid(12)
     flat.vertices[:, 2] = 0.0
-    qf, _, _ = g.quantise(flat.vertices, bits)
+    qf, _, _ = quantise(flat.vertices, bits)
     assert mt._encode_geometry(np.asarray(flat.faces), qf, (1 << bits) - 1)[-1]["normal"] == 0
     _check(flat, quality)
     # the estimate of one vertex by hand: two parallelograms whose triangles face opposite ways
@@ -244,14 +244,12 @@ def test_valence_layouts_decode(rng, monkeypatch):
         # junk after a valid prefix: one-line errors or a mesh of the right size
         codec = get_codec("meshtrav")
         enc = codec.encode(odd, 5)
-        geom = enc.streams["geom"]
+        geom = enc.streams["g"]
         head = _unpack_header(geom)[3]
         for seed in range(6):
             cut = head + 2 + seed * (len(geom) - head - 2) // 6
             junk = np.random.default_rng(seed).integers(0, 256, len(geom) - cut, np.uint8)
-            bad = Encoded(
-                enc.codec, enc.header, {**enc.streams, "geom": geom[:cut] + junk.tobytes()}
-            )
+            bad = Encoded(enc.codec, enc.header, {**enc.streams, "g": geom[:cut] + junk.tobytes()})
             try:
                 out = codec.decode(bad)
             except CodecError as err:
@@ -278,17 +276,17 @@ def test_unreferenced_vertices_near_used_ones(quality):
 
     m = _with_loose_points()
     bits = g.quality_to_bits(quality)
-    q, _, _ = g.quantise(m.vertices, bits)
+    q, _, _ = quantise(m.vertices, bits)
     *_, parts = mt._encode_geometry(np.asarray(m.faces), q, (1 << bits) - 1)
     assert parts["near"] == 1
     _check(m, quality)
     codec = get_codec("meshtrav")
     enc = codec.encode(m, quality)
-    geom = enc.streams["geom"]
+    geom = enc.streams["g"]
     for seed in range(6):
         cut = len(geom) - 1 - seed * 3
         junk = np.random.default_rng(seed).integers(0, 256, len(geom) - cut, np.uint8)
-        bad = Encoded(enc.codec, enc.header, {**enc.streams, "geom": geom[:cut] + junk.tobytes()})
+        bad = Encoded(enc.codec, enc.header, {**enc.streams, "g": geom[:cut] + junk.tobytes()})
         try:
             out = codec.decode(bad)
         except CodecError as err:
@@ -297,7 +295,7 @@ def test_unreferenced_vertices_near_used_ones(quality):
             assert len(out.vertices) == len(m.vertices)
     # far from the surface (a second cloud) the previous-vertex order stays
     far = Mesh(np.concatenate([_grid(14).vertices, 50 + 9 * np.eye(3)]), _grid(14).faces)
-    qf, _, _ = g.quantise(far.vertices, bits)
+    qf, _, _ = quantise(far.vertices, bits)
     assert mt._encode_geometry(np.asarray(far.faces), qf, (1 << bits) - 1)[-1]["near"] == 0
     _check(far, quality)
 
@@ -323,7 +321,7 @@ def test_mirror_prediction(quality, monkeypatch):
 
     m = _mirrored()
     bits = g.quality_to_bits(quality)
-    q, _, _ = g.quantise(m.vertices, bits)
+    q, _, _ = quantise(m.vertices, bits)
     assert mt._mirror_plane(q)[:1] == (0,) and mt._mirror_plane(q)[2] > 0.9
     *_, parts = mt._encode_geometry(np.asarray(m.faces), q, (1 << bits) - 1)
     assert parts["mirror"] > len(q) // 4
@@ -333,13 +331,13 @@ def test_mirror_prediction(quality, monkeypatch):
     with monkeypatch.context() as mp:  # the same mesh without mirror prediction
         mp.setattr(mt, "_mirror_plane", lambda qn: (0, 0, 0.0))
         plain = codec.encode(m, quality)
-    assert len(enc.streams["geom"]) < 0.9 * len(plain.streams["geom"])  # the second half is cheaper
-    geom = enc.streams["geom"]
+    assert len(enc.streams["g"]) < 0.9 * len(plain.streams["g"])  # the second half is cheaper
+    geom = enc.streams["g"]
     head = _unpack_header(geom)[3]
     for seed in range(6):
         cut = head + 4 + seed * (len(geom) - head - 4) // 6
         junk = np.random.default_rng(seed).integers(0, 256, len(geom) - cut, np.uint8)
-        bad = Encoded(enc.codec, enc.header, {**enc.streams, "geom": geom[:cut] + junk.tobytes()})
+        bad = Encoded(enc.codec, enc.header, {**enc.streams, "g": geom[:cut] + junk.tobytes()})
         try:
             out = codec.decode(bad)
         except CodecError as err:
@@ -350,7 +348,7 @@ def test_mirror_prediction(quality, monkeypatch):
     # regular grid's own symmetry across x or y is)
     flat = _grid(8)
     flat.vertices[:, 2] = 0.0
-    qf, _, _ = g.quantise(flat.vertices, bits)
+    qf, _, _ = quantise(flat.vertices, bits)
     assert mt._mirror_plane(qf)[0] != 2
 
 
@@ -365,7 +363,7 @@ def test_lattice_palettes():
     m.vertices = np.round(m.vertices / d) * d
     quality = 7
     bits = g.quality_to_bits(quality)
-    q, _, _ = g.quantise(m.vertices, bits)
+    q, _, _ = quantise(m.vertices, bits)
     *_, parts = mt._encode_geometry(np.asarray(m.faces), q, (1 << bits) - 1)
     assert parts["palettes"] and parts["lattice"] >= 1
     _check(m, quality)
@@ -380,12 +378,12 @@ def test_lattice_palettes():
     # damaged: one-line errors or a mesh of the right size
     codec = get_codec("meshtrav")
     enc = codec.encode(m, quality)
-    geom = enc.streams["geom"]
+    geom = enc.streams["g"]
     head = _unpack_header(geom)[3]
     for seed in range(6):
         cut = head + 4 + seed * (len(geom) - head - 4) // 12
         junk = np.random.default_rng(seed).integers(0, 256, len(geom) - cut, np.uint8)
-        bad = Encoded(enc.codec, enc.header, {**enc.streams, "geom": geom[:cut] + junk.tobytes()})
+        bad = Encoded(enc.codec, enc.header, {**enc.streams, "g": geom[:cut] + junk.tobytes()})
         try:
             out = codec.decode(bad)
         except CodecError as err:
@@ -409,7 +407,7 @@ def test_split_seam_repeats():
     right = (v[f][:, :, 0] >= cut).all(axis=1)
     f[right] = np.vectorize(lambda i: dup_of.get(int(i), int(i)))(f[right])
     m2 = Mesh(np.concatenate([v, v[extra]]), f)
-    q, _, _ = g.quantise(m2.vertices, 14)
+    q, _, _ = quantise(m2.vertices, 14)
     *_, parts = mt._encode_geometry(np.asarray(m2.faces), q, (1 << 14) - 1)
     assert parts["repeats"] >= len(extra) // 2
     _check(m2, 7)
@@ -427,7 +425,7 @@ def test_normals_uvs_and_attributes(rng):
     m.attributes["rgb"] = rng.integers(0, 256, (nv, 3)).astype(np.uint8)
     dec = _check(m, 7)
     # per-vertex data follows the vertices: match by the unique quantised positions
-    q, o, s = g.quantise(m.vertices, 14)
+    q, o, s = quantise(m.vertices, 14)
     key_in = {tuple(p): i for i, p in enumerate(g.dequantise(q, o, s).tolist())}
     perm = np.array([key_in[tuple(p)] for p in dec.vertices.tolist()])
     assert np.array_equal(dec.attributes["rgb"], m.attributes["rgb"][perm])  # lossless
@@ -452,23 +450,60 @@ def test_normals_uvs_and_attributes(rng):
 
 
 def test_geometry_header_forms():
-    """Float32 inputs keep their quantisation in 17 bytes (the step recomputed exactly), others
-    in 33; both decode to the same grid."""
+    """Format 4 keeps the quantisation in 17 bytes: float32 inputs on ``geometry.quantise``'s
+    grid, others on a grid whose origin and top are moved to float32 values (less than a
+    float32 step away); the 33-byte float64 form of older files still decodes."""
     m64 = _grid(6)
     m64.vertices = m64.vertices + 0.1  # not float32 values
     m32 = Mesh(m64.vertices.astype(np.float32), m64.faces)
     codec = get_codec("meshtrav")
-    for mesh, size in ((m32, 17), (m64, 33)):
-        geom = codec.encode(mesh, 5).streams["geom"]
+    for mesh in (m32, m64):
+        geom = codec.encode(mesh, 5).streams["g"]
         bits, origin, step, head = _unpack_header(geom)
-        q, o, s = g.quantise(mesh.vertices, 12)
-        assert (bits, head, step) == (12, size, s) and np.array_equal(origin, o)
-        _check(mesh, 5)
+        q, o, s = quantise(mesh.vertices, 12)
+        assert (bits, head, step) == (12, 17, s) and np.array_equal(origin, o)
+        lo = np.asarray(mesh.vertices, np.float64).min(axis=0)
+        assert (origin <= lo).all() and (lo - origin < 1e-6 * (1 + np.abs(lo))).all()
+        dec = _check(mesh, 5)
+        assert np.abs(np.sort(dec.vertices, axis=0) - np.sort(mesh.vertices, axis=0)).max() <= (
+            0.5001 * s
+        )
+    q, o, s = g.quantise(m32.vertices, 12)
+    assert np.array_equal(quantise(m32.vertices, 12)[0], q)  # float32 input: the same grid
+    # the float64 form (format 2 / 3 files of float64 inputs)
+    enc = codec.encode(m64, 5)
+    geom = enc.streams["g"]
+    q, o, s = g.quantise(m64.vertices, 12)
+    head64 = struct.pack("<B3dd", 4, *o, s)
+    bits, o2, s2, size = _unpack_header(head64)
+    assert (bits, s2, size) == (12, s, 33) and np.array_equal(o2, o)
+    f3 = Encoded(enc.codec, {**enc.header, "format": 3}, {"geom": head64 + geom[17:]})
+    dec = codec.decode(f3)
+    assert np.array_equal(codec.decode(enc).faces, dec.faces)
+    assert np.allclose(np.sort(dec.vertices, axis=0), np.sort(m64.vertices, axis=0), atol=s)
     one_line_error(CodecError, _unpack_header, b"\x04" + b"\0" * 10, match="truncated")
     one_line_error(CodecError, _unpack_header, b"\x0c" + b"\0" * 40, match="bad geometry")
-    enc = codec.encode(m32, 5)
-    old = {k: v for k, v in enc.header.items() if k != "format"}  # written by the first format
-    one_line_error(CodecError, codec.decode, type(enc)(enc.codec, old, enc.streams), match="format")
+    # no "format" field and no "g" stream: a file of the first format, refused
+    old = Encoded(enc.codec, enc.header, {"geom": geom})
+    one_line_error(CodecError, codec.decode, old, match="format")
+    assert "format" not in enc.header
+    one_line_error(
+        CodecError, codec.decode, Encoded(enc.codec, {**enc.header, "format": 4}, {}), match=" g"
+    )
+
+
+def test_float64_header_where_float32_cannot_hold_the_grid():
+    """A box without extent, or one beyond float32's range, keeps the 33-byte float64 form."""
+    codec = get_codec("meshtrav")
+    tri = np.array([[0, 1, 2]])
+    for v in (np.full((3, 3), 0.25), np.array([[0, 0, 0], [1e39, 0, 0], [0, 1e39, 0.0]])):
+        enc = codec.encode(Mesh(v, tri), 5)
+        assert _unpack_header(enc.streams["g"])[3] == 33
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            dec = codec.decode(enc)
+        q, o, s = quantise(v, 12)
+        assert np.array_equal(np.sort(g.dequantise(q, o, s), axis=0), np.sort(dec.vertices, axis=0))
 
 
 @pytest.mark.parametrize("make", [lambda: _grid(20), _revolution])
@@ -476,7 +511,7 @@ def test_estimate_matches_size(make):
     m = make()  # the revolution surface also codes palettes, options and gaps
     codec = get_codec("meshtrav")
     est = codec.estimated_bits(m, 9) / 8
-    geom = codec.encode(m, 9).streams["geom"]
+    geom = codec.encode(m, 9).streams["g"]
     real = len(geom) - _unpack_header(geom)[3]
     assert abs(real - est) <= 0.01 * est + 16
 
@@ -487,18 +522,20 @@ def test_golden_bitstream():
     assert digest == GOLDEN
 
 
-GOLDEN = "7dfee5625e53704d217f28fa670c887dbbf19cfd2092475925a456bafb2431ba"
+GOLDEN = "03500bcfcc83fa1042c954d46860a0e63ced886c8dcad99edca32016192d80e5"
 
 
 @pytest.mark.parametrize(
     "name, make, quality", [("grid9_q5", lambda: _grid(9), 5), ("revolution_q9", _revolution, 9)]
 )
-def test_format_2_files_still_decode(name, make, quality):
+@pytest.mark.parametrize("fmt", [2, 3])
+def test_format_2_files_still_decode(name, make, quality, fmt):
     """Files written by format 2 (no normal-axis flag; the revolution one uses palettes,
-    parallelogram options and repeats) decode to the source's triangles and grid positions."""
-    data = (REPO_DIR / "tests" / "golden" / f"meshtrav_f2_{name}.ncf").read_bytes()
+    parallelogram options and repeats) and format 3 (33-byte float64 quantisation header,
+    stream "geom", a "format" field) decode to the source's triangles and grid positions."""
+    data = (REPO_DIR / "tests" / "golden" / f"meshtrav_f{fmt}_{name}.ncf").read_bytes()
     dec, header = api.decode_bytes(data)
-    assert header["metadata"]["format"] == 2
+    assert header["metadata"]["format"] == fmt
     m = make()
     bits = g.quality_to_bits(quality)
     assert same_triangles(m, dec, bits)
@@ -521,7 +558,7 @@ def test_damaged_streams_fail_cleanly(rng):
     m = _grid(10)
     m.attributes["rgb"] = rng.integers(0, 256, (100, 3)).astype(np.uint8)
     enc = codec.encode(m, 6)
-    for name in ("a0", "geom"):
+    for name in ("a0", "g"):
         data = enc.streams[name]
         for cut in (len(data) // 2, 5):
             bad = Encoded(enc.codec, enc.header, {**enc.streams, name: data[:cut]})
@@ -529,11 +566,11 @@ def test_damaged_streams_fail_cleanly(rng):
                 codec.decode(bad)
             assert "\n" not in str(err.value)
     # random bytes in the range-coded part (connectivity and positions)
-    head = enc.streams["geom"][: _unpack_header(enc.streams["geom"])[3]]
+    head = enc.streams["g"][: _unpack_header(enc.streams["g"])[3]]
     for seed in range(5):
-        size = len(enc.streams["geom"]) - len(head)
+        size = len(enc.streams["g"]) - len(head)
         junk = np.random.default_rng(seed).integers(0, 256, size, np.uint8)
-        bad = Encoded(enc.codec, enc.header, {**enc.streams, "geom": head + junk.tobytes()})
+        bad = Encoded(enc.codec, enc.header, {**enc.streams, "g": head + junk.tobytes()})
         try:
             out = codec.decode(bad)
         except CodecError as err:
@@ -548,13 +585,13 @@ def test_damaged_modes_fail_cleanly(make):
     normal axis): one-line errors (or a mesh of the right size), never a crash or a hang."""
     codec = get_codec("meshtrav")
     enc = codec.encode(make(), 9)
-    geom = enc.streams["geom"]
+    geom = enc.streams["g"]
     head = _unpack_header(geom)[3]
     rng = np.random.default_rng(7)
     for cut in (head + 8, (head + len(geom)) // 2, len(geom) - 6):
         for _ in range(3):
             junk = rng.integers(0, 256, len(geom) - cut, np.uint8).tobytes()
-            bad = Encoded(enc.codec, enc.header, {**enc.streams, "geom": geom[:cut] + junk})
+            bad = Encoded(enc.codec, enc.header, {**enc.streams, "g": geom[:cut] + junk})
             try:
                 out = codec.decode(bad)
             except CodecError as err:
@@ -572,7 +609,7 @@ def test_file_round_trip_cli(tmp_path, run_cli, capsys):
     r = run_cli("decode", tmp_path / "m.ncf", tmp_path / "out.ply")
     assert r.returncode == 0, r.stderr
     back = read_mesh(tmp_path / "out.ply")
-    assert same_triangles(read_mesh(src), back, g.quality_to_bits(6))
+    assert same_triangles(read_mesh(src), back, g.quality_to_bits(6), quantise)
     bad = tmp_path / "bad.obj"
     bad.write_text("v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 7\n")
     capsys.readouterr()
@@ -622,11 +659,11 @@ def test_geometry_header_overflowing_the_grid_is_refused_without_warnings():
     overflows float64 decoded with a numpy overflow warning; now refused in one line first."""
     codec = get_codec("meshtrav")
     enc = codec.encode(_grid(6), 6)
-    geom = enc.streams["geom"]
+    geom = enc.streams["g"]
     bits, _, _, size = _unpack_header(geom)
     for origin, step in (((1e308, 0.0, 0.0), 1e305), ((0.0, 0.0, 0.0), 1e306)):
         head = struct.pack("<B3dd", bits - 8, *origin, step)
-        bad = Encoded(enc.codec, enc.header, {**enc.streams, "geom": head + geom[size:]})
+        bad = Encoded(enc.codec, enc.header, {**enc.streams, "g": head + geom[size:]})
         with warnings.catch_warnings():
             warnings.simplefilter("error")
             one_line_error(CodecError, codec.decode, bad, match="overflow the grid")

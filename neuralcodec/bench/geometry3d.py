@@ -86,15 +86,16 @@ def d2_psnr(ref: np.ndarray, normals: np.ndarray, dec: np.ndarray, peak: float |
     return _psnr(mse, peak_of(a) if peak is None else peak)
 
 
-def same_triangles(ref: Mesh, dec: Mesh, bits: int) -> bool:
+def same_triangles(ref: Mesh, dec: Mesh, bits: int, quantise=None) -> bool:
     """Whether ``dec`` holds ``ref``'s oriented triangles once ``ref`` is quantised to ``bits``
-    per axis as the geometry codecs do: triangles compared as position triples, each rotated to
-    start at its smallest corner, as sorted lists (vertex numbering and triangle order free)."""
+    per axis as the codec does (``quantise``, default ``geometry.quantise``; a codec's own grid is
+    its ``quantise`` attribute): triangles compared as position triples, each rotated to start at
+    its smallest corner, as sorted lists (vertex numbering and triangle order free)."""
     from neuralcodec.codecs import geometry as g
 
     if len(ref.faces) != len(dec.faces):
         return False
-    q, origin, step = g.quantise(ref.vertices, bits)
+    q, origin, step = (quantise or g.quantise)(ref.vertices, bits)
 
     def canon(v: np.ndarray, f: np.ndarray) -> np.ndarray:
         t = np.asarray(v, np.float64)[np.asarray(f)]  # F x 3 corners x 3
@@ -165,7 +166,8 @@ def measure(name: str, data: Any, quality: int, normals: np.ndarray | None) -> d
     if isinstance(data, Mesh):
         row["triangles"] = len(dec.faces)
         if get_codec(name).writes_ncf:
-            row["same_triangles"] = same_triangles(data, dec, 7 + quality)
+            grid = getattr(get_codec(name), "quantise", None)
+            row["same_triangles"] = same_triangles(data, dec, 7 + quality, grid)
     return row
 
 

@@ -31,7 +31,8 @@
       palette); decoded and rebuilt in one C loop
       (kernels/_adaptive.c, positions_decode); unreferenced vertices last, after the previous
       one or as offsets from a nearby used vertex
-    all of the above: one range-coded stream after a 17 / 33-byte quantisation header ("geom")
+    all of the above: one range-coded stream (format 4: "g") after a 17-byte quantisation
+      header (origin and top on float32 values; 33 bytes in older files and degenerate boxes)
     vertex attributes: lossless, in the decoder's vertex order (geometry.py); UVs quantised to
       the same bits over their bounding square, normals normalised and quantised as octahedral
       coordinates of bits - 2 each; residuals against the previous row, adaptive models
@@ -71,9 +72,13 @@ from .base import Codec, CodecError, Encoded, register
 _HEAD64 = struct.Struct("<B3dd")  # mode byte, origin, step
 _HEAD32 = struct.Struct("<B3ff")  # mode byte, origin, the widest axis' largest coordinate
 # 2: connectivity decoded with its traversal, one geometry stream; 3: + the normal-axis flag
-# (tangent-plane prediction of one axis); format 1 (no header field) is refused
-FORMAT = 3
-FORMATS = (2, 3)  # what this version decodes
+# (tangent-plane prediction of one axis, mirror, near-unreferenced, lattices); 4: the same
+# stream with the quantisation always on a float32 grid (17-byte header), named "g", and no
+# "format" field in the container header (a file without the field and without a "g" stream is
+# format 1, refused)
+FORMAT = 4
+FORMATS = (2, 3, 4)  # what this version decodes
+STREAM = "g"  # the geometry stream of format 4 ("geom" before)
 NUM_CANDIDATES = 6
 BORDER, NEW, FIRST_CANDIDATE = 0, 1, 2
 EXPLICIT = FIRST_CANDIDATE + NUM_CANDIDATES
@@ -1210,18 +1215,46 @@ def _decode_palettes(
     return pal.astype(np.int32), offsets.astype(np.int32)
 
 
-def _pack_header(vertices: np.ndarray, bits: int, origin: np.ndarray, step: float) -> bytes:
-    """The quantisation in 17 or 33 bytes. Mode byte: bits - 8 (bits 0..3), float32 form
-    (bit 4), the widest axis (bits 5..6). Float32 form, when the bounding box corners are float32
-    values (float32 inputs): origin and the widest axis' largest coordinate as float32, from which
-    the decoder recomputes the step exactly as ``geometry.quantise`` did; else origin and step as
-    float64."""
+def _grid(vertices: np.ndarray, bits: int):
+    """(q, origin, step, widest axis, its top coordinate) of ``quantise``."""
     x = np.asarray(vertices, np.float64)
-    top = x.max(axis=0)
-    axis = int(np.argmax(top - origin))
-    o32, t32 = origin.astype(np.float32), np.float32(top[axis])
-    exact = (o32 == origin).all() and t32 == top[axis] and top[axis] > origin[axis]
-    if exact and float(top[axis] - origin[axis]) / ((1 << bits) - 1) == step:
+    lo, hi = x.min(axis=0), x.max(axis=0)
+    axis = int(np.argmax(hi - lo))
+    top = (1 << bits) - 1
+    with np.errstate(over="ignore", invalid="ignore"):
+        o32 = lo.astype(np.float32)
+        o32 = np.where(o32.astype(np.float64) > lo, np.nextafter(o32, np.float32(-np.inf)), o32)
+        t32 = np.float32(hi[axis])
+        if float(t32) < hi[axis]:
+            t32 = np.nextafter(t32, np.float32(np.inf))
+        origin = o32.astype(np.float64)
+        step = (float(t32) - origin[axis]) / top
+    if not (np.isfinite(origin).all() and np.isfinite(step) and step > 0):
+        q, origin, step = g.quantise(x, bits)
+        return q, origin, step, axis, float(hi[axis])
+    q = np.rint((x - origin) / step)
+    return np.clip(q, 0, top).astype(np.int64), origin, step, axis, float(t32)
+
+
+def quantise(vertices: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray, float]:
+    """The quantisation of format 4: ``geometry.quantise``'s grid with the origin moved down and
+    the widest axis' top moved up to float32 values (each by less than one float32 step), so
+    that the header holds them in 16 bytes; the same as ``geometry.quantise`` for float32 inputs.
+    Inputs whose box has no extent or does not fit float32 keep ``geometry.quantise``'s grid
+    (the 33-byte header)."""
+    return _grid(vertices, bits)[:3]
+
+
+def _pack_header(bits: int, origin: np.ndarray, step: float, axis: int, t: float) -> bytes:
+    """The quantisation in 17 or 33 bytes. Mode byte: bits - 8 (bits 0..3), float32 form
+    (bit 4), the widest axis (bits 5..6). Float32 form, when the origin and the widest axis' top
+    ``t`` are float32 values (always with ``quantise``'s grid, else float32 inputs): origin and
+    ``t`` as float32, from which the decoder recomputes the step exactly as the encoder did;
+    else origin and step as float64."""
+    with np.errstate(over="ignore", invalid="ignore"):  # beyond float32: the float64 form
+        o32, t32 = origin.astype(np.float32), np.float32(t)
+    exact = (o32 == origin).all() and t32 == t and t > origin[axis]
+    if exact and (float(t32) - origin[axis]) / ((1 << bits) - 1) == step:
         mode = (bits - 8) | 16 | axis << 5
         return _HEAD32.pack(mode, *(float(v) for v in o32), float(t32))
     return _HEAD64.pack(bits - 8, *(float(v) for v in origin), float(step))
@@ -1269,6 +1302,7 @@ class TraversalMeshCodec(Codec):
     extensions = (".obj", ".ply")
     description = "gate traversal connectivity + multi-parallelogram positions; 7 + q bits/axis"
     rank = 10
+    quantise = staticmethod(quantise)  # the grid of format 4 (bench.geometry3d.same_triangles)
 
     def _streams(self, data: Any, quality: int) -> tuple[dict[str, bytes], float, int]:
         if not isinstance(data, Mesh):
@@ -1277,9 +1311,9 @@ class TraversalMeshCodec(Codec):
         bits = g.quality_to_bits(self.check_quality(quality))
         top = (1 << bits) - 1
         faces = np.asarray(mesh.faces, dtype=np.int64)
-        q, origin, step = g.quantise(mesh.vertices, bits)
+        q, origin, step, axis, t = _grid(mesh.vertices, bits)
         geometry, estimate, orig_of, new_faces, placement, _ = _encode_geometry(faces, q, top)
-        streams = {"geom": _pack_header(mesh.vertices, bits, origin, step) + geometry}
+        streams = {STREAM: _pack_header(bits, origin, step, axis, t) + geometry}
         descs = []
         face_idx = np.array([p[0] for p in placement], np.int64)
         rot = np.array([p[1] for p in placement], np.int64)
@@ -1318,8 +1352,7 @@ class TraversalMeshCodec(Codec):
             "bit_depth": bits,
             "quality": quality,
             "shape": (len(data.vertices), len(data.faces)),
-            "format": FORMAT,
-        }
+        }  # format 4: no "format" field (it would cost the JSON metadata block 11 bytes)
         return Encoded(self.name, header, streams)
 
     def estimated_bits(self, data: Any, quality: int) -> float:
@@ -1328,15 +1361,16 @@ class TraversalMeshCodec(Codec):
 
     def decode(self, encoded: Encoded) -> Mesh:
         streams = encoded.streams
-        fmt = encoded.header.get("format", 1)
+        fmt = encoded.header.get("format", 4 if STREAM in streams else 1)
         if fmt not in FORMATS:
             raise CodecError(
                 f"meshtrav: the file is in format {fmt!r} of this codec; this version decodes "
                 f"formats {', '.join(map(str, FORMATS))} (re-encode the source with this version)"
             )
-        if "geom" not in streams:
-            raise CodecError("meshtrav: missing stream geom")
-        head = bytes(streams["geom"])
+        name = STREAM if fmt >= 4 else "geom"
+        if name not in streams:
+            raise CodecError(f"meshtrav: missing stream {name}")
+        head = bytes(streams[name])
         bits, origin, step, size = _unpack_header(head)
         try:
             nv, nf = (int(x) for x in encoded.header["shape"])
