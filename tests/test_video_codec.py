@@ -579,3 +579,19 @@ def test_chroma_step_offset_round_trips_and_is_checked(monkeypatch):
     except CodecError:
         other = None
     assert other is None or not all(same(a, b) for a, b in zip(other, decoded, strict=True))
+
+
+@needs_weights
+def test_intra_quality_offset_is_the_headers_quality_and_decodes(monkeypatch):
+    from neuralcodec.codecs import learned_video
+
+    frames = moving_clip(3)
+    codec = get_codec("elic-ip", gop=3)
+    base, base_sizes = codec.encode_frames(source_of(frames), 4)
+    monkeypatch.setattr(learned_video, "INTRA_OFFSET", 1)
+    seen = []
+    encoded, sizes = codec.encode_frames(source_of(frames), 4, keep=lambda i, o, d: seen.append(d))
+    monkeypatch.undo()
+    assert base.header["quality"] == 4 and encoded.header["quality"] == 5
+    assert sizes[0] > base_sizes[0]
+    assert all(same(a, b) for a, b in zip(seen, get_codec("elic-ip").decode(encoded), strict=True))
