@@ -74,7 +74,7 @@ TOOL_CHROMA_STEP = 32  # the inter frames' chroma step: "cstep" grid steps from 
 TOOLS = TOOL_OBMC | TOOL_MV_CARRY | TOOL_MV_JOINT | TOOL_DEBLOCK  # the encoder's (B: as well
 # TOOL_BFRAMES; TOOL_CHROMA_STEP when CHROMA_STEP is not 0); files without "tools": none
 KNOWN_TOOLS = TOOLS | TOOL_BFRAMES | TOOL_CHROMA_STEP
-CHROMA_STEP = -6  # the encoder's chroma step offset in STEP_GRID steps (header "cstep")
+CHROMA_STEP = 0  # the encoder's chroma step offset in STEP_GRID steps (header "cstep"); 0: off
 MAX_CSTEP = 16
 INTRA_OFFSET = 0  # the I frames' elic-int quality: the quality's + this (encoder only)
 
