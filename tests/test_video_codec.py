@@ -293,6 +293,7 @@ def test_files_without_coding_tools_still_decode(monkeypatch):
 
     frames = moving_clip(4)
     monkeypatch.setattr(learned_video, "TOOLS", 0)  # the first format: no header "tools"
+    monkeypatch.setattr(learned_video, "CHROMA_STEP", 0)
     codec = get_codec("elic-ip", gop=4)
     seen = []
     encoded, _ = codec.encode_frames(source_of(frames), 3, keep=lambda i, o, d: seen.append(d))
@@ -306,6 +307,7 @@ def test_files_without_coding_tools_still_decode(monkeypatch):
         get_codec("elic-ip").decode(encoded)
     # files of the tools before the loop filter (tools 7) decode as they were coded
     monkeypatch.setattr(learned_video, "TOOLS", 7)
+    monkeypatch.setattr(learned_video, "CHROMA_STEP", 0)
     seen = []
     encoded, _ = codec.encode_frames(source_of(frames), 3, keep=lambda i, o, d: seen.append(d))
     monkeypatch.undo()
@@ -534,3 +536,62 @@ def test_full_pel_sads_c_kernel_equals_numpy(monkeypatch):
         assert np.array_equal(c[k0], d.reshape(hh // 16, 16, ww // 16, 16).sum(axis=(1, 3)))
     with pytest.raises(ValueError, match="shapes"):
         _ext._exact.block_sads(cur, rp[1:], r, 16, np.empty_like(c))
+
+
+def same(a, b) -> bool:
+    return all(np.array_equal(p, q) for p, q in zip(a, b, strict=True))
+
+
+@needs_weights
+def test_chroma_step_offset_round_trips_and_is_checked(monkeypatch):
+    from neuralcodec.codecs import learned_video
+
+    frames = moving_clip(4)
+    codec = get_codec("elic-ip", gop=4)
+    sizes = {}
+    for cstep in (0, 3):
+        monkeypatch.setattr(learned_video, "CHROMA_STEP", cstep)
+        seen = []
+        encoded, sizes[cstep] = codec.encode_frames(
+            source_of(frames), 4, keep=lambda i, o, d, out=seen: out.append(d)
+        )
+        monkeypatch.undo()
+        assert bool(encoded.header["tools"] & 32) == bool(cstep)
+        assert encoded.header.get("cstep", 0) == cstep
+        decoded = list(get_codec("elic-ip").decode(encoded))
+        assert all(same(a, b) for a, b in zip(seen, decoded, strict=True))
+        again = list(get_codec("elic-ip").decode(encoded))
+        assert all(same(a, b) for a, b in zip(again, decoded, strict=True))
+    # a coarser chroma step gives smaller inter frames; the I frame is unchanged
+    assert sizes[3][0] == sizes[0][0] and sum(sizes[3][1:]) < sum(sizes[0][1:])
+    for bad in (17, -17, True, "1", None):
+        broken = Encoded(encoded.codec, {**encoded.header, "cstep": bad}, encoded.streams)
+        one_line_error(CodecError, codec.decode, broken, match="chroma step")
+    stray = dict(encoded.header)
+    stray["tools"] &= ~32
+    one_line_error(
+        CodecError, codec.decode, Encoded(encoded.codec, stray, encoded.streams), match="chroma"
+    )
+    # decoding with the offset ignored would give other frames: the field is honoured
+    wrong = Encoded(encoded.codec, {**encoded.header, "cstep": -3}, encoded.streams)
+    try:
+        other = list(get_codec("elic-ip").decode(wrong))
+    except CodecError:
+        other = None
+    assert other is None or not all(same(a, b) for a, b in zip(other, decoded, strict=True))
+
+
+@needs_weights
+def test_intra_quality_offset_is_the_headers_quality_and_decodes(monkeypatch):
+    from neuralcodec.codecs import learned_video
+
+    frames = moving_clip(3)
+    codec = get_codec("elic-ip", gop=3)
+    base, base_sizes = codec.encode_frames(source_of(frames), 4)
+    monkeypatch.setattr(learned_video, "INTRA_OFFSET", 1)
+    seen = []
+    encoded, sizes = codec.encode_frames(source_of(frames), 4, keep=lambda i, o, d: seen.append(d))
+    monkeypatch.undo()
+    assert base.header["quality"] == 4 and encoded.header["quality"] == 5
+    assert sizes[0] > base_sizes[0]
+    assert all(same(a, b) for a, b in zip(seen, get_codec("elic-ip").decode(encoded), strict=True))

@@ -70,9 +70,30 @@ TOOL_MV_CARRY = 2  # vector statistics carried from P frame to P frame within a 
 TOOL_MV_JOINT = 4  # still flag per block, then the moving blocks' components (VectorModels)
 TOOL_BFRAMES = 8  # hierarchical B frames between anchors "bgop" frames apart (header field)
 TOOL_DEBLOCK = 16  # in-loop deblocking of the inter frames' transform block edges
+TOOL_CHROMA_STEP = 32  # the inter frames' chroma step: "cstep" grid steps from the luma step
 TOOLS = TOOL_OBMC | TOOL_MV_CARRY | TOOL_MV_JOINT | TOOL_DEBLOCK  # the encoder's (B: as well
-# TOOL_BFRAMES); files without "tools": none
-KNOWN_TOOLS = TOOLS | TOOL_BFRAMES
+# TOOL_BFRAMES; TOOL_CHROMA_STEP when CHROMA_STEP is not 0); files without "tools": none
+KNOWN_TOOLS = TOOLS | TOOL_BFRAMES | TOOL_CHROMA_STEP
+CHROMA_STEP = 0  # the encoder's chroma step offset in STEP_GRID steps (header "cstep"); 0: off
+MAX_CSTEP = 16
+INTRA_OFFSET = 0  # the I frames' elic-int quality: the quality's + this (encoder only)
+
+
+def _cstep(hdr: dict, tools: int) -> int:
+    """The chroma step offset of a file: its "cstep" with ``TOOL_CHROMA_STEP``, else 0."""
+    if not tools & TOOL_CHROMA_STEP:
+        if "cstep" in hdr:
+            raise CodecError("elic-ip: a chroma step offset in a file without one")
+        return 0
+    c = hdr.get("cstep")
+    if isinstance(c, bool) or not isinstance(c, int) or not -MAX_CSTEP <= c <= MAX_CSTEP:
+        raise CodecError(f"elic-ip: bad chroma step offset {c!r} in the header")
+    return c
+
+
+def _plane_step(si: int, plane: int, cstep: int) -> int:
+    """Index into ``STEP_GRID`` of plane ``plane`` (0 = Y) of an inter frame at step ``si``."""
+    return si if plane == 0 else min(max(si + cstep, 0), len(STEP_GRID) - 1)
 
 
 def coding_order(start: int, end: int, bgop: int) -> list[tuple[int, tuple[int, ...], int]]:
@@ -98,6 +119,11 @@ def coding_order(start: int, end: int, bgop: int) -> list[tuple[int, tuple[int, 
         halve(a, b, 1)
         a = b
     return order
+
+
+def _encoder_tools(bframes: bool) -> int:
+    """The ``tools`` the encoder writes: ``TOOLS``, B frames and the chroma offset as used."""
+    return TOOLS | (TOOL_BFRAMES if bframes else 0) | (TOOL_CHROMA_STEP if CHROMA_STEP else 0)
 
 
 def _bgop(hdr: dict, tools: int) -> int:
@@ -295,19 +321,22 @@ class ElicIpCodec(Codec):
             )
             pred = self._b_prediction(refs, mv, modes, d0, d1, bool(TOOLS & TOOL_OBMC))
         kinds = ("luma", "chroma", "chroma")
+        steps = [STEP_GRID[_plane_step(si, i, CHROMA_STEP)] for i in range(3)]
         if RD_LAMBDA > 0:
             qs = [
-                model.quantise_rd(_pad8(f.astype(np.int32) - p), k, step, RD_LAMBDA)
-                for f, p, k in zip(frame, pred, kinds, strict=True)
+                model.quantise_rd(_pad8(f.astype(np.int32) - p), k, st, RD_LAMBDA)
+                for f, p, k, st in zip(frame, pred, kinds, steps, strict=True)
             ]
         else:
             qs = [
-                model.quantise(_pad8(f.astype(np.int32) - p), k, step)
-                for f, p, k in zip(frame, pred, kinds, strict=True)
+                model.quantise(_pad8(f.astype(np.int32) - p), k, st)
+                for f, p, k, st in zip(frame, pred, kinds, steps, strict=True)
             ]
         sinks = EncoderSinks()
-        tools = TOOLS | (TOOL_BFRAMES if dist is not None else 0)
-        recon = self._inter(sinks["p"], refs, si, tools, mv, qs, state, dist, modes)
+        tools = _encoder_tools(dist is not None)
+        recon = self._inter(
+            sinks["p"], refs, si, tools, mv, qs, state, dist, modes, cstep=CHROMA_STEP
+        )
         return bytes([si]) + sinks.finish()["p"], recon
 
     @staticmethod
@@ -317,12 +346,23 @@ class ElicIpCodec(Codec):
         return blend_modes(fwd, bwd, modes)
 
     def _inter(
-        self, sink, refs, si: int, tools: int, mv=None, qs=None, state=None, dist=None, modes=None
+        self,
+        sink,
+        refs,
+        si: int,
+        tools: int,
+        mv=None,
+        qs=None,
+        state=None,
+        dist=None,
+        modes=None,
+        cstep: int = 0,
     ):
         """Code (``mv``, ``qs`` given) or decode (None) one P or B frame's stream through
         ``sink``, with the coding ``tools`` of the file; ``state``: the GOP's vector statistics
         (``GopState``: used with ``TOOL_MV_CARRY``; None makes a fresh one); ``dist``: a B
-        frame's distances to its references (None: a P frame), ``modes`` its block modes."""
+        frame's distances to its references (None: a P frame), ``modes`` its block modes;
+        ``cstep``: the chroma planes' step offset (``TOOL_CHROMA_STEP``)."""
         model = self.residual()[0]
         state = GopState() if state is None else state
         h, w = refs[0][0].shape
@@ -339,9 +379,9 @@ class ElicIpCodec(Codec):
             else:
                 mv = code_vectors(sink, shape, mv, state.mvd if tools & TOOL_MV_CARRY else None)
             pred = predict_frame(refs[0], mv, obmc=obmc)
-        step = STEP_GRID[si]
         out = []
         for i, p in enumerate(pred):
+            step = STEP_GRID[_plane_step(si, i, cstep)]
             kind = "luma" if i == 0 else "chroma"
             ph, pw = p.shape
             q = None if qs is None else qs[i]
@@ -351,13 +391,15 @@ class ElicIpCodec(Codec):
             out.append(deblock(rec, step) if tools & TOOL_DEBLOCK else rec)
         return tuple(out)
 
-    def _p_decode(self, payload: bytes, ref, tools: int = TOOLS, state=None, refs=None, dist=None):
+    def _p_decode(
+        self, payload: bytes, ref, tools: int = TOOLS, state=None, refs=None, dist=None, cstep=0
+    ):
         """Decode a P frame from ``ref`` (or a B frame from ``refs`` at distances ``dist``)."""
         if not payload or payload[0] >= len(STEP_GRID):
             raise CodecError("elic-ip: bad quantiser step in an inter frame")
         sink = DecoderSinks({"p": payload[1:]})["p"]
         refs = (ref,) if refs is None else refs
-        return self._inter(sink, refs, payload[0], tools, state=state, dist=dist)
+        return self._inter(sink, refs, payload[0], tools, state=state, dist=dist, cstep=cstep)
 
     # -- Codec ----------------------------------------------------------------------------
     def _check_source(self, source: Any):
@@ -386,6 +428,8 @@ class ElicIpCodec(Codec):
         ``keep(index, original, decoded)`` (optional) sees every frame as the decoder will."""
         info = self._check_source(data)
         iq, qi = self._steps(quality)
+        lo, hi = self.quality_range
+        iq = min(max(iq + INTRA_OFFSET, lo), hi)  # the header's quality is the I frames'
         steps = np.array(STEP_GRID)
         si = int(
             np.abs(steps - STEP_SCALE * int(self.residual()[0].steps[qi])).argmin()
@@ -449,7 +493,7 @@ class ElicIpCodec(Codec):
             close(anchor, n - 1)
         if parts:
             streams[f"g{(n - 1) // self.gop}"] = b"".join(parts)
-        tools = TOOLS | (TOOL_BFRAMES if bgop > 1 else 0)
+        tools = _encoder_tools(bgop > 1)
         header = {
             "model_id": self.model_id(),
             "weights_sha256": self.weights_sha256(),
@@ -462,6 +506,8 @@ class ElicIpCodec(Codec):
         }
         if bgop > 1:
             header["bgop"] = bgop
+        if CHROMA_STEP:
+            header["cstep"] = int(CHROMA_STEP)
         return Encoded(self.name, header, streams), [sizes[i] for i in range(n)]
 
     def decode(self, encoded: Encoded) -> Iterator[tuple[np.ndarray, ...]]:
@@ -478,6 +524,7 @@ class ElicIpCodec(Codec):
         if isinstance(tools, bool) or not isinstance(tools, int) or tools & ~KNOWN_TOOLS:
             raise CodecError(f"elic-ip: unknown coding tools {tools!r} in the header")
         bgop = _bgop(hdr, tools)
+        cstep = _cstep(hdr, tools)
         iq, qi = self._steps(int(hdr["quality"]))
         frames, h, w = shape[:3]
         ngops = -(-frames // gop)
@@ -485,7 +532,7 @@ class ElicIpCodec(Codec):
         if missing or len(encoded.streams) != ngops:
             raise CodecError(f"elic-ip: the file's GOP segments are incomplete ({frames} frames)")
         self.residual()  # refuse before the first frame when the weights are absent
-        return self._frames(encoded.streams, frames, gop, h, w, iq, tools, bgop)
+        return self._frames(encoded.streams, frames, gop, h, w, iq, tools, bgop, cstep)
 
     @staticmethod
     def frame_sizes(data: bytes) -> list[int]:
@@ -509,7 +556,7 @@ class ElicIpCodec(Codec):
                 pos += n
         return [sizes[i] for i in sorted(sizes)]
 
-    def _frames(self, streams, frames, gop, h, w, iq, tools, bgop=1):
+    def _frames(self, streams, frames, gop, h, w, iq, tools, bgop=1, cstep=0):
         for k in range(-(-frames // gop)):
             buf, pos = streams[f"g{k}"], 0
             order = coding_order(k * gop, min(frames, (k + 1) * gop), bgop)
@@ -526,11 +573,11 @@ class ElicIpCodec(Codec):
                         done[i] = self._intra_decode(payload, h, w, iq)
                         state = GopState()
                     elif len(refs) == 1:
-                        done[i] = self._p_decode(payload, done[refs[0]], tools, state)
+                        done[i] = self._p_decode(payload, done[refs[0]], tools, state, cstep=cstep)
                     else:
                         r = (done[refs[0]], done[refs[1]])
                         dist = (i - refs[0], refs[1] - i)
-                        done[i] = self._p_decode(payload, None, tools, state, r, dist)
+                        done[i] = self._p_decode(payload, None, tools, state, r, dist, cstep)
                 except (rangecoder.DecodeError, ValueError) as exc:
                     raise CodecError(f"elic-ip: corrupt frame {i}: {exc}") from None
                 while shown in done:
