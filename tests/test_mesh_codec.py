@@ -26,6 +26,23 @@ BUNNY = (
 )
 
 
+def _junk_tails_fail_cleanly(codec, enc, mesh, skip: int) -> None:
+    """Random bytes after valid prefixes of the geometry stream (past its header + ``skip``):
+    each decode is a one-line ``CodecError`` or a mesh of the input's size."""
+    geom = enc.streams["g"]
+    head = _unpack_header(geom)[3]
+    for seed in range(6):
+        cut = head + skip + seed * (len(geom) - head - skip) // 6
+        junk = np.random.default_rng(seed).integers(0, 256, len(geom) - cut, np.uint8)
+        bad = Encoded(enc.codec, enc.header, {**enc.streams, "g": geom[:cut] + junk.tobytes()})
+        try:
+            out = codec.decode(bad)
+        except CodecError as err:
+            assert "\n" not in str(err)
+        else:
+            assert len(out.vertices) == len(mesh.vertices) and len(out.faces) == len(mesh.faces)
+
+
 def _grid(n=12, rng=None) -> Mesh:
     """An n x n grid of quads split into triangles, gently curved (a surface with a border)."""
     y, x = np.mgrid[0:n, 0:n]
@@ -243,19 +260,7 @@ def test_valence_layouts_decode(rng, monkeypatch):
             _check(mesh, 5)
         # junk after a valid prefix: one-line errors or a mesh of the right size
         codec = get_codec("meshtrav")
-        enc = codec.encode(odd, 5)
-        geom = enc.streams["g"]
-        head = _unpack_header(geom)[3]
-        for seed in range(6):
-            cut = head + 2 + seed * (len(geom) - head - 2) // 6
-            junk = np.random.default_rng(seed).integers(0, 256, len(geom) - cut, np.uint8)
-            bad = Encoded(enc.codec, enc.header, {**enc.streams, "g": geom[:cut] + junk.tobytes()})
-            try:
-                out = codec.decode(bad)
-            except CodecError as err:
-                assert "\n" not in str(err)
-            else:
-                assert len(out.faces) == len(odd.faces)
+        _junk_tails_fail_cleanly(codec, codec.encode(odd, 5), odd, skip=2)
         monkeypatch.undo()
 
 
@@ -332,18 +337,7 @@ def test_mirror_prediction(quality, monkeypatch):
         mp.setattr(mt, "_mirror_plane", lambda qn: (0, 0, 0.0))
         plain = codec.encode(m, quality)
     assert len(enc.streams["g"]) < 0.9 * len(plain.streams["g"])  # the second half is cheaper
-    geom = enc.streams["g"]
-    head = _unpack_header(geom)[3]
-    for seed in range(6):
-        cut = head + 4 + seed * (len(geom) - head - 4) // 6
-        junk = np.random.default_rng(seed).integers(0, 256, len(geom) - cut, np.uint8)
-        bad = Encoded(enc.codec, enc.header, {**enc.streams, "g": geom[:cut] + junk.tobytes()})
-        try:
-            out = codec.decode(bad)
-        except CodecError as err:
-            assert "\n" not in str(err)
-        else:
-            assert len(out.vertices) == len(m.vertices)
+    _junk_tails_fail_cleanly(codec, enc, m, skip=4)
     # a flat mesh is its own mirror image across its plane: that is no mirror symmetry (a
     # regular grid's own symmetry across x or y is)
     flat = _grid(8)

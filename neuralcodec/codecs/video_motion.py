@@ -364,11 +364,7 @@ def _refine_rd(cur32, ref2, mv_full, lam, models):
             cost = sads[:, by, bx] + lam * vector_bits(tables, cands - pred, sctx[bx], cctx[bx])
             k = int(np.argmin(cost))
             best, best_cost = cands[k], cost[k]
-            extra = [pred]
-            if bx > 0:
-                extra.append(out[by, bx - 1])
-            if by > 0:
-                extra.append(out[by - 1, bx])
+            extra = _merge_candidates(out, by, bx, pred)
             cur_blk = cur32[by * BLOCK : (by + 1) * BLOCK, bx * BLOCK : (bx + 1) * BLOCK]
             for v in extra:
                 if np.abs(v - mv_full[by, bx]).max() <= SUBPEL:
@@ -386,6 +382,17 @@ def _refine_rd(cur32, ref2, mv_full, lam, models):
 
 
 # ----------------------------------------------------------------------------- vector coding
+
+
+def _merge_candidates(out: np.ndarray, by: int, bx: int, pred: np.ndarray) -> list[np.ndarray]:
+    """Vectors a block also tries besides its search window: the predictor and the left and
+    above blocks' chosen vectors (each costs few bits where the field is smooth)."""
+    extra = [pred]
+    if bx > 0:
+        extra.append(out[by, bx - 1])
+    if by > 0:
+        extra.append(out[by - 1, bx])
+    return extra
 
 
 def _median3(a: int, b: int, c: int) -> int:
@@ -705,11 +712,7 @@ def estimate_b(
             cost = sads[:, :, by, bx] + lam * (vb[:, None] + mode_bits[mctx[bx], :MODES][None])
             k, m = np.unravel_index(int(np.argmin(cost)), cost.shape)
             bv, bm, bc = cands[k], int(m), cost[k, m]
-            extra = [pred]
-            if bx > 0:
-                extra.append(out[by, bx - 1])
-            if by > 0:
-                extra.append(out[by - 1, bx])
+            extra = _merge_candidates(out, by, bx, pred)
             cur_blk = cur[by * BLOCK : (by + 1) * BLOCK, bx * BLOCK : (bx + 1) * BLOCK]
             for v in extra:
                 if np.abs(v - best_v[by, bx]).max() <= SUBPEL:
