@@ -98,6 +98,38 @@ def remap_gains(log_gain: torch.Tensor, src: tuple[float, ...], dst: tuple[float
     return out.to(log_gain.dtype)
 
 
+class TimeBudget:
+    """A training run's time limit (``minutes``; 0: none). ``total(step, total)`` is the
+    schedule's length to use at ``step``: ``PROBE`` steps after the first call it is cut to what
+    the measured speed fits in 90% of the time left (so a cosine schedule still ends at its
+    floor), and once the time is up the current step becomes the last. ``note`` says what the
+    probe measured, once."""
+
+    PROBE = 30
+
+    def __init__(self, minutes: float):
+        self.deadline = time.time() + 60 * minutes if minutes else None
+        self.first: tuple[int, float] | None = None
+        self.note: str | None = None
+
+    def over(self) -> bool:
+        return self.deadline is not None and time.time() > self.deadline
+
+    def total(self, step: int, total: int) -> int:
+        if self.deadline is None:
+            return total
+        now = time.time()
+        if self.first is None:
+            self.first = (step, now)
+        elif step == self.first[0] + self.PROBE:
+            rate = self.PROBE / max(now - self.first[1], 1e-9)
+            total = min(total, step + max(1, int(rate * (self.deadline - now) * 0.9)))
+            self.note = f"{rate:.1f} steps/s: the schedule ends at step {total}"
+        if now > self.deadline:
+            total = min(total, step + 1)
+        return total
+
+
 def lr_at(step: int, args: argparse.Namespace) -> float:
     """Linear warm-up, then cosine decay from ``lr`` to ``min_lr`` at ``steps``."""
     if step < args.warmup:

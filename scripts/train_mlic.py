@@ -57,6 +57,7 @@ from neuralcodec.datasets.training import _image_files  # noqa: E402
 from neuralcodec.models import frozen as frozen_protocol  # noqa: E402
 from neuralcodec.models.mlic import MlicConfig, MlicModel, freeze_mlic  # noqa: E402
 from neuralcodec.models.mlic import save as save_mlic  # noqa: E402
+from neuralcodec.train import TimeBudget  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 VAL_EVERY = 12
@@ -303,8 +304,7 @@ def cmd_train(args) -> int:
     train = load_latents(args.cache, "train").to(dev)
     val = load_latents(args.cache, "val")[: args.val_count].to(dev)
     step, best, history = 0, None, []
-    started = time.time()
-    deadline = started + 60 * args.minutes if args.minutes else None
+    budget = TimeBudget(args.minutes)
     total = args.steps  # the schedule's length; with --minutes, set from the measured speed
     state_path = args.out / "last.pt"
     if args.resume and state_path.exists():
@@ -324,14 +324,11 @@ def cmd_train(args) -> int:
     rng = np.random.default_rng(args.seed + step)
     t0, window = time.time(), []
     n_q = model.num_qualities
-    first = step
     while step < total:
-        if deadline is not None and step == first + 30:  # measured speed -> schedule length
-            rate = 30 / (time.time() - started)
-            total = min(args.steps, step + max(1, int(rate * (deadline - time.time()) * 0.9)))
-            print(f"{rate:.1f} steps/s: the schedule ends at step {total}", file=log, flush=True)
-        if deadline is not None and time.time() > deadline:
-            total = min(total, step + 1)  # this step is the last one (validated and saved)
+        total = budget.total(step, total)  # the last step is validated and saved
+        if budget.note:
+            print(budget.note, file=log, flush=True)
+            budget.note = None
         for g in opt.param_groups:
             g["lr"] = g["base"] * lr_at(step, args, total)
         idx = torch.from_numpy(rng.integers(0, train.shape[0], args.batch)).to(dev)

@@ -41,7 +41,7 @@ from neuralcodec.datasets.paths import data_root  # noqa: E402
 from neuralcodec.datasets.training import CropSampler, split_photos  # noqa: E402
 from neuralcodec.models.hyperprior import rd_loss  # noqa: E402
 from neuralcodec.models.wavelet import WaveletConfig, WaveletModel, init_from_crops  # noqa: E402
-from neuralcodec.train import lr_at, save_checkpoint  # noqa: E402
+from neuralcodec.train import TimeBudget, lr_at, save_checkpoint  # noqa: E402
 
 VAL_EVERY = 25
 VAL_CROP = 256
@@ -181,15 +181,12 @@ def main(argv: list[str] | None = None) -> int:
         v = validate(model, val, lambdas)
         print(f"step 0 val loss {v['loss']:.4f} bpp {v['bpp']:.4f} psnr {v['psnr']:.2f}", file=log)
     t0, window, start = time.time(), [], time.time()
-    deadline = start + 60 * args.minutes if args.minutes else None
-    first = step
+    budget = TimeBudget(args.minutes)
     while step < args.steps:
-        if deadline is not None and step == first + 30:  # measured speed -> schedule length
-            rate = 30 / (time.time() - start)
-            args.steps = min(args.steps, step + max(1, int(rate * (deadline - time.time()) * 0.9)))
-            print(f"{rate:.1f} steps/s: the schedule ends at step {args.steps}", file=log)
-        if deadline is not None and time.time() > deadline:
-            args.steps = min(args.steps, step + 1)  # this step is the last (saved, validated)
+        args.steps = budget.total(step, args.steps)  # the last step is saved and validated
+        if budget.note:
+            print(budget.note, file=log)
+            budget.note = None
         for group in opt.param_groups:
             group["lr"] = lr_at(step, args) * group["scale"]
         x = data.batch(args.batch).to(device)

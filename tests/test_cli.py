@@ -518,3 +518,23 @@ def test_another_modality_round_trips_files_and_picks_its_own_codec(
     rc, out, err = codec(capsys, "decode", tmp_path / "p.ncf", tmp_path / "out.xyz", "--json")
     assert rc == 0 and json.loads(out)["modality"] == "pointcloud", err
     np.testing.assert_array_equal(PointsAdapter().read(tmp_path / "out.xyz"), points_modality)
+
+
+def test_encode_layout_reads_raw_point_columns(capsys, png, tmp_path):
+    """``--layout`` names a raw float32 ``.bin``'s columns; without it a .bin is KITTI xyzi."""
+    rng = np.random.default_rng(3)
+    cols = np.c_[rng.uniform(-5, 5, (300, 3)), rng.uniform(0, 1, (300, 3))].astype("<f4")
+    src = tmp_path / "room.bin"
+    src.write_bytes(cols.tobytes())
+    dst = tmp_path / "room.ncf"
+    rc, out, err = codec(capsys, "encode", src, dst, "--layout", "xyzrgb", "-q", "9")
+    assert rc == 0 and "pointcloud 300x3" in out and "rgb" in out, err
+    rc, out, err = codec(capsys, "decode", dst, tmp_path / "room.ply")
+    assert rc == 0 and "300x3" in out, err
+    rc, out, _ = codec(capsys, "encode", src, tmp_path / "k.ncf", "-q", "9")
+    assert rc == 0 and "pointcloud 450x3" in out  # 1,800 floats read as 4 columns
+    rc, _, err = codec(capsys, "encode", src, tmp_path / "bad.ncf", "--layout", "nonsense")
+    assert_one_line_error(rc, err, "no x, y and z")
+    rc, _, err = codec(capsys, "encode", png, tmp_path / "img.ncf", "--layout", "xyz")
+    assert_one_line_error(rc, err, "take no read option layout")
+    assert not (tmp_path / "bad.ncf").exists() and not (tmp_path / "img.ncf").exists()

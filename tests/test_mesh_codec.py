@@ -26,13 +26,17 @@ BUNNY = (
 )
 
 
-def _junk_tails_fail_cleanly(codec, enc, mesh, skip: int) -> None:
-    """Random bytes after valid prefixes of the geometry stream (past its header + ``skip``):
-    each decode is a one-line ``CodecError`` or a mesh of the input's size."""
+def _junk_tails_fail_cleanly(codec, enc, mesh, skip: int = 0, tail: int = 0, div: int = 6):
+    """Random bytes after 6 valid prefixes of the geometry stream: from its header + ``skip``
+    in steps of 1/``div`` of the rest, or (``tail``) the last ``1 + 3 k`` bytes. Each decode is
+    a one-line ``CodecError`` or a mesh of the input's size."""
     geom = enc.streams["g"]
     head = _unpack_header(geom)[3]
     for seed in range(6):
-        cut = head + skip + seed * (len(geom) - head - skip) // 6
+        if tail:
+            cut = len(geom) - 1 - seed * 3
+        else:
+            cut = head + skip + seed * (len(geom) - head - skip) // div
         junk = np.random.default_rng(seed).integers(0, 256, len(geom) - cut, np.uint8)
         bad = Encoded(enc.codec, enc.header, {**enc.streams, "g": geom[:cut] + junk.tobytes()})
         try:
@@ -287,17 +291,7 @@ def test_unreferenced_vertices_near_used_ones(quality):
     _check(m, quality)
     codec = get_codec("meshtrav")
     enc = codec.encode(m, quality)
-    geom = enc.streams["g"]
-    for seed in range(6):
-        cut = len(geom) - 1 - seed * 3
-        junk = np.random.default_rng(seed).integers(0, 256, len(geom) - cut, np.uint8)
-        bad = Encoded(enc.codec, enc.header, {**enc.streams, "g": geom[:cut] + junk.tobytes()})
-        try:
-            out = codec.decode(bad)
-        except CodecError as err:
-            assert "\n" not in str(err)
-        else:
-            assert len(out.vertices) == len(m.vertices)
+    _junk_tails_fail_cleanly(codec, enc, m, tail=1)
     # far from the surface (a second cloud) the previous-vertex order stays
     far = Mesh(np.concatenate([_grid(14).vertices, 50 + 9 * np.eye(3)]), _grid(14).faces)
     qf, _, _ = quantise(far.vertices, bits)
@@ -372,18 +366,7 @@ def test_lattice_palettes():
     # damaged: one-line errors or a mesh of the right size
     codec = get_codec("meshtrav")
     enc = codec.encode(m, quality)
-    geom = enc.streams["g"]
-    head = _unpack_header(geom)[3]
-    for seed in range(6):
-        cut = head + 4 + seed * (len(geom) - head - 4) // 12
-        junk = np.random.default_rng(seed).integers(0, 256, len(geom) - cut, np.uint8)
-        bad = Encoded(enc.codec, enc.header, {**enc.streams, "g": geom[:cut] + junk.tobytes()})
-        try:
-            out = codec.decode(bad)
-        except CodecError as err:
-            assert "\n" not in str(err)
-        else:
-            assert len(out.vertices) == len(m.vertices)
+    _junk_tails_fail_cleanly(codec, enc, m, skip=4, div=12)
 
 
 def test_split_seam_repeats():

@@ -118,3 +118,19 @@ def test_lambdas_option_sets_the_quality_ladder(tmp_path, capsys):
             assert e.code == 2
         else:
             raise AssertionError(bad)
+
+
+def test_time_budget_sets_the_schedule_from_the_measured_speed(monkeypatch):
+    from neuralcodec import train as tr
+
+    now = [1000.0]
+    monkeypatch.setattr(tr.time, "time", lambda: now[0])
+    assert tr.TimeBudget(0).total(5, 777) == 777  # no budget: the schedule as given
+    budget = tr.TimeBudget(1.0)  # 60 s, from t = 1000
+    assert budget.total(10, 10_000) == 10_000  # first call: the probe starts
+    now[0] += 3.0  # 30 steps in 3 s: 10 steps/s, 57 s left -> 0.9 * 570 more steps
+    assert budget.total(10 + tr.TimeBudget.PROBE, 10_000) == 40 + 513
+    assert budget.note.startswith("10.0 steps/s") and not budget.over()
+    assert budget.total(41, 553) == 553
+    now[0] = 1061.0  # time is up: this step is the last
+    assert budget.over() and budget.total(300, 553) == 301

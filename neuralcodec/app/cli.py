@@ -60,6 +60,11 @@ def _add_encode(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--preset", help="encoder effort preset, for codecs that take one")
     p.add_argument("--frames", type=int, help="video: code the first N frames only")
+    p.add_argument(
+        "--layout",
+        help="point clouds: the columns of a raw float32 .bin or .xyz file (xyz, xyzi = KITTI, "
+        "xyzrgb, xyzirgb, xyzit, or comma-separated names such as x,y,z,intensity,ring)",
+    )
     p.add_argument("--gop", type=int, help="video: intra period (frames per group of pictures)")
     p.add_argument(
         "--bframes", type=int, help="video: anchor spacing, B frames between anchors (1: none)"
@@ -175,7 +180,9 @@ def cmd_encode(args: argparse.Namespace) -> int:
             options["gop"] = args.gop
         if args.bframes is not None:
             options["bframes"] = args.bframes
-        read_options = {"max_frames": args.frames} if args.frames is not None else None
+        read_options = {"max_frames": args.frames} if args.frames is not None else {}
+        if args.layout is not None:
+            read_options["layout"] = args.layout
         report = api.encode_file(
             args.input,
             args.output,
@@ -183,7 +190,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
             args.quality,
             force=args.force,
             options=options or None,
-            read_options=read_options,
+            read_options=read_options or None,
         )
         bar.update(bar.total - bar.n)
     if args.json:

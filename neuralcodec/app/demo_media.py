@@ -135,12 +135,9 @@ def run_geometry(src: Path, quality: int, out_dir: Path) -> MediaResult:
         f"**D1 PSNR {r['d1_psnr']:.2f} dB** (peak: bounding-box diagonal), "
         f"encode {r['encode_s']:.2f} s, decode {r['decode_s']:.2f} s"
     )
-    from ..modalities import adapter_for_path
     from ..render.geometry import orbit_views
 
-    original = adapter_for_path(src).read(src)
-    decoded = adapter_for_path(Path(r["decoded"])).read(r["decoded"])
-    left, right = orbit_views(original, decoded)
+    left, right = orbit_views(r["data"], r["decoded_data"])
     decoded_path = Path(r["decoded"])
     return MediaResult(summary, Path(r["ncf"]), left, right, decoded_path, decoded_path)
 

@@ -184,7 +184,8 @@ def encode_geometry_file(
     """Encode a point cloud or mesh file at ``quality`` (``octree`` / ``meshtrav`` unless
     ``codec`` is given), decode it, and report: ``ncf`` and ``decoded`` paths (``.ply``, written
     into ``out_dir``), ``bytes``, ``original_bytes``, ``rate`` + ``rate_unit``, ``bits`` per axis,
-    ``d1_psnr`` (dB, peak = bounding-box diagonal), ``encode_s`` / ``decode_s``."""
+    ``d1_psnr`` (dB, peak = bounding-box diagonal), ``encode_s`` / ``decode_s``, and the data read
+    and decoded (``data``, ``decoded_data``: ``PointCloud`` or ``Mesh``)."""
     from neuralcodec import api
     from neuralcodec.modalities import adapter_for_path
 
@@ -222,6 +223,8 @@ def encode_geometry_file(
         "d1_psnr": d1_psnr(ref, dec),
         "encode_s": t1 - t0,
         "decode_s": t2 - t1,
+        "data": data,
+        "decoded_data": decoded,
     }
 
 

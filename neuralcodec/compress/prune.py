@@ -40,6 +40,7 @@ from ..datasets.paths import data_root
 from ..datasets.training import CropSampler
 from ..models import frozen as frozen_protocol
 from ..models.transforms import HybridSynthesis
+from ..train import TimeBudget
 
 HIDDEN = (0, 2, 4)  # residual indices of the deconvolutions that produce hidden channels
 
@@ -165,7 +166,7 @@ def finetune(
     qn = len(lambdas)
     g = torch.Generator().manual_seed(start)
     t0, history = time.time(), []
-    deadline = t0 + 60 * minutes if minutes else None
+    budget = TimeBudget(minutes)
     for step in range(start, steps):
         x = sampler.batch(batch).to(device)
         q = torch.randint(0, qn, (batch,), generator=g).to(device)
@@ -177,7 +178,7 @@ def finetune(
         loss.backward()
         opt.step()
         history.append(float(loss.detach()))
-        timeout = deadline is not None and time.time() > deadline
+        timeout = budget.over()
         if (step + 1) % save_every == 0 or step + 1 == steps or timeout:
             torch.save(
                 {"g_s": g_s.state_dict(), "opt": opt.state_dict(), "step": step + 1, "seed": 0},

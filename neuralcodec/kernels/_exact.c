@@ -24,7 +24,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int get_f64(PyObject *obj, Py_buffer *view, int writable, int ndim, const char *name)
+/* A C-contiguous ndim-d buffer of items of ``size`` bytes and struct format ``fmt`` ("d":
+ * float64, "h": int16, "i": int32); TypeError naming ``name`` otherwise. */
+static int get_typed(PyObject *obj, Py_buffer *view, int writable, int ndim, Py_ssize_t size,
+                     const char *fmt, const char *name)
 {
     int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_ND | (writable ? PyBUF_WRITABLE : 0);
     if (PyObject_GetBuffer(obj, view, flags) < 0)
@@ -32,12 +35,18 @@ static int get_f64(PyObject *obj, Py_buffer *view, int writable, int ndim, const
     const char *f = view->format ? view->format : "B";
     if (*f == '@' || *f == '=' || *f == '<')
         f++;
-    if (view->itemsize != 8 || strcmp(f, "d") != 0 || view->ndim != ndim) {
-        PyErr_Format(PyExc_TypeError, "%s must be a contiguous %d-d float64 array", name, ndim);
+    if (view->itemsize != size || strcmp(f, fmt) != 0 || view->ndim != ndim) {
+        const char *type = strcmp(fmt, "d") == 0 ? "float64" : strcmp(fmt, "h") == 0 ? "int16" : "int32";
+        PyErr_Format(PyExc_TypeError, "%s must be a contiguous %d-d %s array", name, ndim, type);
         PyBuffer_Release(view);
         return -1;
     }
     return 0;
+}
+
+static int get_f64(PyObject *obj, Py_buffer *view, int writable, int ndim, const char *name)
+{
+    return get_typed(obj, view, writable, ndim, 8, "d", name);
 }
 
 static inline Py_ssize_t clampi(Py_ssize_t v, Py_ssize_t hi) /* into [0, hi] */
@@ -209,23 +218,6 @@ static PyObject *py_up2(PyObject *mod, PyObject *args)
     if (!ok)
         return NULL;
     Py_RETURN_NONE;
-}
-
-static int get_typed(PyObject *obj, Py_buffer *view, int writable, int ndim, Py_ssize_t size,
-                     const char *fmt, const char *name)
-{
-    int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_ND | (writable ? PyBUF_WRITABLE : 0);
-    if (PyObject_GetBuffer(obj, view, flags) < 0)
-        return -1;
-    const char *f = view->format ? view->format : "B";
-    if (*f == '@' || *f == '=' || *f == '<')
-        f++;
-    if (view->itemsize != size || strcmp(f, fmt) != 0 || view->ndim != ndim) {
-        PyErr_Format(PyExc_TypeError, "%s must be a contiguous %d-d %s array", name, ndim, fmt);
-        PyBuffer_Release(view);
-        return -1;
-    }
-    return 0;
 }
 
 /* REQUIRES: cur (hh, ww), ref (hh + 2r, ww + 2r), out ((2r+1)^2, hh/block, ww/block). */
