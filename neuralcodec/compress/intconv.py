@@ -37,6 +37,7 @@ every intermediate stays an exact integer below 2^53.
 from __future__ import annotations
 
 import os
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -182,13 +183,54 @@ def to_digits(x: torch.Tensor, n: int, bits: int = DIGIT_BITS) -> list[torch.Ten
     return out
 
 
+_INT8_SPEEDUP: float | None = None
+INT8_ENV = "NEURALCODEC_INT8"  # "0": never the int8 plan, "1": as if int8 products were 3.5x
+
+
+def int8_speedup() -> float:
+    """Multiply-add rate of ``torch._int_mm`` over a float32 matrix product, measured once per
+    process on a shape the plan uses (best of three, after a warm-up).
+
+    With VNNI (AVX-512 or AVX-VNNI) int8 products run about 3.5x float32's rate; without it
+    oneDNN has no fast int8 kernel and they run ten to twenty times *slower* than float32 (an
+    AVX2-only CPU: 0.06x). The rate picks a plan, never a value: every plan gives the same
+    integers. ``$NEURALCODEC_INT8`` = 0 or 1 skips the measurement (0: no int8 plan)."""
+    global _INT8_SPEEDUP
+    if _INT8_SPEEDUP is None:
+        env = os.environ.get(INT8_ENV)
+        if env in ("0", "1"):
+            _INT8_SPEEDUP = 3.5 if env == "1" else 0.0
+        elif not int8_matmul_available():
+            _INT8_SPEEDUP = 0.0
+        else:
+            g = torch.Generator().manual_seed(2)
+            a = torch.randint(-64, 64, (96, 864), dtype=torch.int8, generator=g)
+            b = torch.randint(-64, 64, (864, 64), dtype=torch.int8, generator=g)
+            af, bf = a.float(), b.float()
+
+            def best(fn) -> float:
+                fn()
+                times = []
+                for _ in range(3):
+                    t0 = time.perf_counter()
+                    fn()
+                    times.append(time.perf_counter() - t0)
+                return max(min(times), 1e-9)
+
+            _INT8_SPEEDUP = best(lambda: torch.mm(af, bf)) / best(lambda: torch._int_mm(a, b))
+    return _INT8_SPEEDUP
+
+
 def _int8_cost_ratio(plan: tuple[int, int], act_digits: int, w_digits: int) -> float:
-    """Time of the int8 plan over the float plan's, per multiply-add (measured on 2 cores: int8
-    products about 3.5x float32's rate; a grouped float32 convolution runs at about 55% of a
-    plain one, float64 at a third, the value split doubles the work)."""
+    """Time of the int8 plan over the float plan's, per multiply-add (int8 products at
+    ``int8_speedup()`` times float32's rate; a grouped float32 convolution runs at about 55% of
+    a plain one, float64 at a third, the value split doubles the work)."""
     split, k = plan
     float_cost = 3.0 if k == 0 else (1.0 if k == 1 else 1.8) * (2 if split else 1)
-    return act_digits * w_digits / 3.5 / float_cost
+    speedup = int8_speedup()
+    if speedup <= 0:
+        return float("inf")
+    return act_digits * w_digits / speedup / float_cost
 
 
 @dataclass
@@ -266,14 +308,17 @@ class IntConv:
         if "int8" not in self._cache:
             w, plan, _ = self._prepared()
             n, taps = w.shape[0], int(np.prod(w.shape[1:]))
-            ratio = _int8_cost_ratio(plan, *self._int8_digits())
-            self._cache["int8"] = n >= 32 and taps >= 64 and ratio < 0.8
+            self._cache["int8"] = (
+                n >= 32
+                and taps >= 64
+                and int8_matmul_available()
+                and _int8_cost_ratio(plan, *self._int8_digits()) < 0.8
+            )
         return (
             self._cache["int8"]
             and a.shape[0] == 1
             # a sub-pixel layer's product has s^2 outputs per input pixel: worth it sooner
             and a.shape[-1] * a.shape[-2] >= (256 if self.geometry.transposed else 1024)
-            and int8_matmul_available()
         )
 
     def _int8_weights(self) -> list[torch.Tensor]:
