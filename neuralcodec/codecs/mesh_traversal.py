@@ -49,6 +49,8 @@ from __future__ import annotations
 import struct
 from typing import Any
 
+import heapq
+
 import numpy as np
 
 from neuralcodec.datasets.mesh import MAX_FACES, MAX_VERTICES, Mesh
@@ -75,15 +77,18 @@ _HEAD32 = struct.Struct("<B3ff")  # mode byte, origin, the widest axis' largest 
 # (tangent-plane prediction of one axis, mirror, near-unreferenced, lattices); 4: the same
 # stream with the quantisation always on a float32 grid (17-byte header), named "g", and no
 # "format" field in the container header (a file without the field and without a "g" stream is
-# format 1, refused)
-FORMAT = 4
-FORMATS = (2, 3, 4)  # what this version decodes
+# format 1, refused); 5: format 4 with a gate order in the first value (focus, see _State): a
+# format-4 stream is a format-5 stream with focus 0, so a "g" stream decodes as format 5
+FORMAT = 5
+FORMATS = (2, 3, 4, 5)  # what this version decodes
 STREAM = "g"  # the geometry stream of format 4 ("geom" before)
 NUM_CANDIDATES = 6
 BORDER, NEW, FIRST_CANDIDATE = 0, 1, 2
 EXPLICIT = FIRST_CANDIDATE + NUM_CANDIDATES
 _KEY = 1 << 32
 NORMAL_BITS_BELOW = 2  # normals: octahedral coordinates of (bits per axis - 2) bits each
+FOCUS_ORDERS = 3  # gate orders (format 5: the mode value's focus part)
+_ENCODER_FOCUS = (0, 1, 2)  # the gate orders the encoder tries
 WALK_LIMIT = 1024  # border walks of explicit references stop after this many steps
 # context sets of the connectivity (64 contexts each): gate symbols (_State.symbol_set), then
 SYMBOL_SETS = 8 * 8 * 4 * 3
@@ -150,7 +155,13 @@ BLEND_WEIGHTS = (0, 1, 2, 3, 4, 6)  # eighths of the neighbours' mean in the pre
 class _State:
     """What encoder and decoder both know while the traversal runs (decoder vertex ids)."""
 
-    def __init__(self) -> None:
+    def __init__(self, focus: int = 0) -> None:
+        # gate order: 0 the newest first (a stack); 1 the gate whose end has the most coded
+        # triangles first, 2 the one whose end has the fewest still to come (newest on ties)
+        self.focus = focus
+        self.heap: list[tuple[int, int, int, int, int]] = []
+        self.live: dict[int, tuple[int, int, int]] = {}  # directed gate -> gate (focus order)
+        self.seq = 0
         self.edges: dict[int, int] = {}  # undirected edge -> coded triangles on it
         self.open: list[dict[int, None]] = []  # vertex -> neighbours over a border edge
         self.tris: list[int] = []  # vertex -> coded triangles around it
@@ -176,6 +187,30 @@ class _State:
         """Context set of the triangle count of a vertex new at the gate u -> v: the counts of
         u and v (their sum's distance from two regular vertices, clamped)."""
         return VALENCE_SET + min(max(self.total[u] + self.total[v] - 9, 0), VALENCE_SETS - 2)
+
+    def pop_gate(self) -> tuple[int, int, int] | None:
+        """The next gate (None: none left)."""
+        if not self.focus:
+            return self.gates.pop() if self.gates else None
+        heap, live, tris = self.heap, self.live, self.tris
+        while heap:
+            nk, _, u, v, o = heapq.heappop(heap)
+            g = live.get(u * _KEY + v)
+            if g is None or -nk != self._key(v):
+                continue
+            del live[u * _KEY + v]
+            return g
+        return None
+
+    def _key(self, v: int) -> int:
+        """Priority of the gate ending at v (higher first): its coded triangles (focus 1) or
+        minus the triangles still to come around it (focus 2, triangle counts known)."""
+        return self.tris[v] - self.total[v] if self.focus == 2 else self.tris[v]
+
+    def _push(self, g: tuple[int, int, int]) -> None:
+        self.seq += 1
+        self.live[g[0] * _KEY + g[1]] = g
+        heapq.heappush(self.heap, (-self._key(g[1]), -self.seq, *g))
 
     def edge_count(self, u: int, v: int) -> int:
         return self.edges.get(u * _KEY + v if u < v else v * _KEY + u, 0)
@@ -237,14 +272,24 @@ class _State:
             elif n == 2:
                 opens[x].pop(y, None)
                 opens[y].pop(x, None)
-        gates = self.gates
         if entry is None:
-            gates += [(c, a, b), (b, c, a), (a, b, c)]
+            new = [(c, a, b), (b, c, a), (a, b, c)]
         else:  # the triangle (x, y, w) entered over x -> y: y -> w is taken next
             x, y, w = (
                 (a, b, c) if entry == (a, b) else ((b, c, a) if entry == (b, c) else (c, a, b))
             )
-            gates += [(y, w, x), (w, x, y)]
+            new = [(y, w, x), (w, x, y)]
+        if not self.focus:
+            self.gates += new
+            return
+        live = self.live
+        for x in (a, b, c):  # their triangle counts changed: the gates ending there move up
+            for y in opens[x]:
+                g = live.get(y * _KEY + x)
+                if g is not None:
+                    self._push(g)
+        for g in new:
+            self._push(g)
 
 
 class _EdgeMap:
@@ -275,13 +320,24 @@ class _EdgeMap:
 
 def _traverse_encode(faces: np.ndarray, nverts: int):
     """Encoder traversal: the coded (value, set) sequence in the decoder's order, the new vertex
-    order and, for every output triangle, (original triangle, rotation)."""
+    order and, for every output triangle, (original triangle, rotation), under the gate order
+    that codes the mesh in the fewest bits (format 5)."""
+    best = None
+    for focus in _ENCODER_FOCUS:
+        out = _traverse_encode_order(faces, nverts, focus)
+        if best is None or out[0] < best[0]:
+            best = out
+    return best[1:]
+
+
+def _traverse_encode_order(faces: np.ndarray, nverts: int, focus: int):
+    """(ideal bits, then as ``_traverse_encode``) under gate order ``focus``."""
     emap = _EdgeMap(faces)
     flist = faces.tolist()
     coded = bytearray(len(flist))
     new_of = [-1] * nverts
     orig_of: list[int] = []
-    st = _State()
+    st = _State(focus)
     vals: list[int] = []
     sets: list[int] = []
     sym_pos: list[int] = []  # where the gate symbols are in vals / sets
@@ -297,7 +353,8 @@ def _traverse_encode(faces: np.ndarray, nverts: int):
     next_start = 0
     total = len(flist)
     while len(st.faces) < total:
-        if not st.gates:
+        gate = st.pop_gate()
+        if gate is None:
             while coded[next_start]:
                 next_start += 1
             f = next_start
@@ -319,7 +376,7 @@ def _traverse_encode(faces: np.ndarray, nverts: int):
             placement.append((f, 0))
             st.add_face(*corners, None)
             continue
-        u, v, _ = st.gates.pop()
+        u, v, _ = gate
         if st.edge_count(u, v) != 1:
             continue
         ou, ov = orig_of[u], orig_of[v]
@@ -388,6 +445,8 @@ def _traverse_encode(faces: np.ndarray, nverts: int):
             if i not in _ENCODER_LAYOUTS:
                 continue
             valence = i >= len(_LAYOUTS)
+            if focus == 2 and not valence:
+                continue  # that order needs the triangle counts
             cost = ideal_int_bits(
                 coded, lay[features[valence]], states(SYMBOL_SETS * INT_CONTEXTS)
             ) + (count_bits if valence else 0.0)
@@ -403,22 +462,27 @@ def _traverse_encode(faces: np.ndarray, nverts: int):
         vals_arr, sets_arr = vals_arr[keep], sets_arr[keep]
     else:
         sets_arr[pos] = _VLAYOUTS[layout - len(_LAYOUTS)][features[1]]
-    vals = [mode] + vals_arr.tolist()
+    bits = ideal_int_bits(vals_arr, sets_arr, states(CONN_SETS * INT_CONTEXTS))
+    vals = [focus * NUM_LAYOUTS * len(_SYMBOL_CODES) + mode] + vals_arr.tolist()
     sets = [LAYOUT_SET] + sets_arr.tolist()
-    return vals, sets, np.array(orig_of), st.faces, placement
+    return bits, vals, sets, np.array(orig_of), st.faces, placement
 
 
 def _traverse_decode(
     dec: AdaptiveDecoder, st_conn: np.ndarray, nfaces: int, nverts: int, fmt: int = FORMAT
 ):
     """Decodes the connectivity while replaying the traversal (its state gives the contexts)."""
-    st = _State()
     step = dec.code_step
     mode = step(st_conn, LAYOUT_SET)
     nlay = NUM_LAYOUTS if fmt >= 3 else len(_LAYOUTS)  # format 2: no valence layouts
-    if not 0 <= mode < nlay * len(_SYMBOL_CODES):
+    norders = FOCUS_ORDERS if fmt >= 4 else 1  # format 5 (a "g" stream): the gate order too
+    if not 0 <= mode < nlay * len(_SYMBOL_CODES) * norders:
         raise CodecError("meshtrav: corrupt stream (bad context layout)")
+    focus, mode = divmod(mode, nlay * len(_SYMBOL_CODES))
     valence = mode % nlay >= len(_LAYOUTS)
+    if focus == 2 and not valence:
+        raise CodecError("meshtrav: corrupt stream (gate order without triangle counts)")
+    st = _State(focus)
     if valence:
         lay = _VLAYOUTS[mode % nlay - len(_LAYOUTS)].tolist()
     else:
@@ -435,7 +499,8 @@ def _traverse_decode(
         return t
 
     while len(st.faces) < nfaces:
-        if not st.gates:
+        gate = st.pop_gate()
+        if gate is None:
             corners = []
             for _ in range(3):
                 r = step(st_conn, REF_SET)
@@ -449,7 +514,7 @@ def _traverse_decode(
             if len(st.open) > nverts:
                 raise CodecError("meshtrav: corrupt stream (more vertices than the header says)")
             continue
-        u, v, _ = st.gates.pop()
+        u, v, _ = gate
         if st.edge_count(u, v) != 1:
             continue
         cands = st.candidates(u, v)
@@ -1147,7 +1212,8 @@ def _encode_geometry(faces: np.ndarray, q: np.ndarray, top: int):
         "palette_bits": conn_bits - traversal_bits,
         "positions": enc.bits - conn_bits,
         "layout": vals[0] % NUM_LAYOUTS,  # >= 4: valence layouts
-        "symbol_codes": vals[0] // NUM_LAYOUTS,
+        "symbol_codes": vals[0] // NUM_LAYOUTS % len(_SYMBOL_CODES),
+        "focus": vals[0] // (NUM_LAYOUTS * len(_SYMBOL_CODES)),
         "blend": weights,
         "select": select,
         "palettes": mask,
@@ -1352,7 +1418,7 @@ class TraversalMeshCodec(Codec):
             "bit_depth": bits,
             "quality": quality,
             "shape": (len(data.vertices), len(data.faces)),
-        }  # format 4: no "format" field (it would cost the JSON metadata block 11 bytes)
+        }  # formats 4, 5: no "format" field (it would cost the JSON metadata block 11 bytes)
         return Encoded(self.name, header, streams)
 
     def estimated_bits(self, data: Any, quality: int) -> float:
@@ -1361,7 +1427,7 @@ class TraversalMeshCodec(Codec):
 
     def decode(self, encoded: Encoded) -> Mesh:
         streams = encoded.streams
-        fmt = encoded.header.get("format", 4 if STREAM in streams else 1)
+        fmt = encoded.header.get("format", FORMAT if STREAM in streams else 1)
         if fmt not in FORMATS:
             raise CodecError(
                 f"meshtrav: the file is in format {fmt!r} of this codec; this version decodes "
