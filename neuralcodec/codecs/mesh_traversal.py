@@ -49,8 +49,6 @@ from __future__ import annotations
 import struct
 from typing import Any
 
-import heapq
-
 import numpy as np
 
 from neuralcodec.datasets.mesh import MAX_FACES, MAX_VERTICES, Mesh
@@ -88,7 +86,9 @@ EXPLICIT = FIRST_CANDIDATE + NUM_CANDIDATES
 _KEY = 1 << 32
 NORMAL_BITS_BELOW = 2  # normals: octahedral coordinates of (bits per axis - 2) bits each
 FOCUS_ORDERS = 3  # gate orders (format 5: the mode value's focus part)
-_ENCODER_FOCUS = (0, 1, 2)  # the gate orders the encoder tries
+FOCUS_BUCKETS = 16  # gate priorities of the focus orders
+_ENCODER_FOCUS = (1, 2)  # the gate orders the encoder tries (0 was never the cheapest)
+FOCUS_LARGE = 20000  # meshes with more triangles: the encoder tries focus 2 only (time)
 WALK_LIMIT = 1024  # border walks of explicit references stop after this many steps
 # context sets of the connectivity (64 contexts each): gate symbols (_State.symbol_set), then
 SYMBOL_SETS = 8 * 8 * 4 * 3
@@ -159,9 +159,12 @@ class _State:
         # gate order: 0 the newest first (a stack); 1 the gate whose end has the most coded
         # triangles first, 2 the one whose end has the fewest still to come (newest on ties)
         self.focus = focus
-        self.heap: list[tuple[int, int, int, int, int]] = []
+        # focus > 0: gates by bucket (see pop_gate), each a stack of (bucket, gate) entries;
+        # entries whose gate was taken or whose bucket changed since are skipped
+        self.buckets: list[list[tuple[int, tuple[int, int, int]]]] = [
+            [] for _ in range(FOCUS_BUCKETS)
+        ]
         self.live: dict[int, tuple[int, int, int]] = {}  # directed gate -> gate (focus order)
-        self.seq = 0
         self.edges: dict[int, int] = {}  # undirected edge -> coded triangles on it
         self.open: list[dict[int, None]] = []  # vertex -> neighbours over a border edge
         self.tris: list[int] = []  # vertex -> coded triangles around it
@@ -189,28 +192,31 @@ class _State:
         return VALENCE_SET + min(max(self.total[u] + self.total[v] - 9, 0), VALENCE_SETS - 2)
 
     def pop_gate(self) -> tuple[int, int, int] | None:
-        """The next gate (None: none left)."""
+        """The next gate (None: none left): focus 0 the newest; else from the first non-empty
+        bucket the newest entry whose gate is live and whose bucket is current. Buckets: by the
+        coded triangles around the gate's end (focus 1, most first) or by the triangles still to
+        come around it (focus 2, fewest first), capped at FOCUS_BUCKETS - 1."""
         if not self.focus:
             return self.gates.pop() if self.gates else None
-        heap, live, tris = self.heap, self.live, self.tris
-        while heap:
-            nk, _, u, v, o = heapq.heappop(heap)
-            g = live.get(u * _KEY + v)
-            if g is None or -nk != self._key(v):
-                continue
-            del live[u * _KEY + v]
-            return g
+        live, tris, total, top = self.live, self.tris, self.total, FOCUS_BUCKETS - 1
+        valence = self.focus == 2
+        for b in self.buckets:
+            while b:
+                k, g = b.pop()
+                key = g[0] * _KEY + g[1]
+                if live.get(key) is not g:
+                    continue
+                v = g[1]
+                if valence:
+                    r = total[v] - tris[v]
+                    r = 0 if r < 0 else (r if r < top else top)
+                else:
+                    r = tris[v]
+                    r = top - (r if r < top else top)
+                if k == r:
+                    del live[key]
+                    return g
         return None
-
-    def _key(self, v: int) -> int:
-        """Priority of the gate ending at v (higher first): its coded triangles (focus 1) or
-        minus the triangles still to come around it (focus 2, triangle counts known)."""
-        return self.tris[v] - self.total[v] if self.focus == 2 else self.tris[v]
-
-    def _push(self, g: tuple[int, int, int]) -> None:
-        self.seq += 1
-        self.live[g[0] * _KEY + g[1]] = g
-        heapq.heappush(self.heap, (-self._key(g[1]), -self.seq, *g))
 
     def edge_count(self, u: int, v: int) -> int:
         return self.edges.get(u * _KEY + v if u < v else v * _KEY + u, 0)
@@ -282,14 +288,26 @@ class _State:
         if not self.focus:
             self.gates += new
             return
-        live = self.live
-        for x in (a, b, c):  # their triangle counts changed: the gates ending there move up
+        live, buckets, total, top = self.live, self.buckets, self.total, FOCUS_BUCKETS - 1
+        valence = self.focus == 2
+        ks = []
+        for x in (a, b, c):  # their triangle counts changed: the gates ending there move
+            if valence:
+                k = total[x] - tris[x]
+                k = 0 if k < 0 else (k if k < top else top)
+            else:
+                k = tris[x]
+                k = top - (k if k < top else top)
+            ks.append(k)
+            bk = buckets[k]
             for y in opens[x]:
                 g = live.get(y * _KEY + x)
                 if g is not None:
-                    self._push(g)
-        for g in new:
-            self._push(g)
+                    bk.append((k, g))
+        for g in new:  # then the new gates, the one to take next last
+            k = ks[0] if g[1] == a else (ks[1] if g[1] == b else ks[2])
+            live[g[0] * _KEY + g[1]] = g
+            buckets[k].append((k, g))
 
 
 class _EdgeMap:
@@ -323,7 +341,7 @@ def _traverse_encode(faces: np.ndarray, nverts: int):
     order and, for every output triangle, (original triangle, rotation), under the gate order
     that codes the mesh in the fewest bits (format 5)."""
     best = None
-    for focus in _ENCODER_FOCUS:
+    for focus in _ENCODER_FOCUS if len(faces) <= FOCUS_LARGE else (2,):
         out = _traverse_encode_order(faces, nverts, focus)
         if best is None or out[0] < best[0]:
             best = out
