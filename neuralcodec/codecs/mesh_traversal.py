@@ -150,6 +150,10 @@ _ENCODER_LAYOUTS = tuple(range(NUM_LAYOUTS))  # the layouts the encoder tries
 # candidate +2, explicit -2, the others +3..+6 (every binary decision then carries information)
 _SYMBOL_CODES = np.array([[0, 1, 2, 3, 4, 5, 6, 7, 8], [-1, 0, 1, 2, 3, 4, 5, 6, -2]])
 BLEND_WEIGHTS = (0, 1, 2, 3, 4, 6)  # eighths of the neighbours' mean in the prediction (per mesh)
+# scale of the residual contexts: (edge >> r) + (spread << r) for the mesh's rule r (format 5;
+# sent with the first blend value, as blend + 6 r)
+NUM_SCALE_RULES = 3  # what the decoder accepts
+SCALE_RULES = (0, 1, 2)  # the rules the encoder tries
 
 
 class _State:
@@ -724,8 +728,9 @@ def _bit_length(x: np.ndarray) -> np.ndarray:
     return np.where(x > 0, np.frexp(x.astype(np.float64))[1], 0).astype(np.int64)
 
 
-def _position_sets(q: np.ndarray, starts, tri, kind) -> np.ndarray:
-    """The integer set of every residual (V*3), as the decoder's C loop computes it."""
+def _position_sets(q: np.ndarray, starts, tri, kind, rule: int = 0) -> np.ndarray:
+    """The integer set of every residual (V*3), as the decoder's C loop computes it; the scale
+    is (edge >> rule) + (spread << rule) (``rule`` > 0: format 5)."""
     nv = len(q)
     count = np.diff(starts).astype(np.int64)
     scale = np.zeros(nv, np.int64)
@@ -739,7 +744,7 @@ def _position_sets(q: np.ndarray, starts, tri, kind) -> np.ndarray:
         np.minimum.at(lo, owner, para)
         first = tri[starts[:-1][has]]
         edge = np.abs(q[first[:, 0]] - q[first[:, 1]]).sum(axis=1)
-        scale[has] = edge + (hi[has] - lo[has]).sum(axis=1)
+        scale[has] = (edge >> rule) + ((hi[has] - lo[has]).sum(axis=1) << rule)
     cls = np.minimum(_bit_length(scale), POSITION_SCALES - 1)
     sets = (kind.astype(np.int64) * POSITION_SCALES + cls)[:, None] * 3 + np.arange(3)[None, :]
     return sets.reshape(-1).astype(np.int32)
@@ -1081,7 +1086,14 @@ def _encode_geometry(faces: np.ndarray, q: np.ndarray, top: int):
     blend = [int(np.argmin(costs[:, 0])), int(np.argmin(costs[:, 1]))]
     weights = (BLEND_WEIGHTS[blend[0]], BLEND_WEIGHTS[blend[1]])
     pred = _predict(qn, starts, tri, prefs, top, nb, weights)
-    plain = _ideal_bits((qn - pred).reshape(-1), pos_sets.reshape(-1), _POS_STATES)
+    # the scale rule of the residual contexts that codes these residuals in the fewest bits
+    # (format 5): the spread of the parallelograms counts more than the edge on some meshes
+    rule_sets = [_position_sets(qn, starts, tri, kind, r).reshape(-1, 3) for r in SCALE_RULES]
+    rule_costs = [
+        _ideal_bits((qn - pred).reshape(-1), rs.reshape(-1), _POS_STATES) for rs in rule_sets
+    ]
+    pick = int(np.argmin(rule_costs))
+    rule, pos_sets, plain = SCALE_RULES[pick], rule_sets[pick], rule_costs[pick]
     # where single parallelograms pay (creases), under the choice rule that codes fewest bits
     select, sel_best = 0, (plain, None, None, None, None)
     for quarters in (1, 2, 3):
@@ -1182,7 +1194,9 @@ def _encode_geometry(faces: np.ndarray, q: np.ndarray, top: int):
             orig_of, qn = orig_of[perm], qn[perm]
     enc = AdaptiveEncoder()
     st_conn = states(CONN_SETS * INT_CONTEXTS)
-    vals += [*blend, select, dups, normal, near] + ([m_axis + 1, m_s2] if mirror else [0])
+    vals += [blend[0] + len(BLEND_WEIGHTS) * rule, blend[1], select, dups, normal, near] + (
+        [m_axis + 1, m_s2] if mirror else [0]
+    )
     sets += [BLEND_SET, BLEND_SET, SELECT_SET, DUPS_SET, NORMAL_SET, UNUSED_SET]
     sets += [MIRROR_SET] * (2 if mirror else 1)
     vals += [mask] + [len(p) for p in pals]
@@ -1233,6 +1247,7 @@ def _encode_geometry(faces: np.ndarray, q: np.ndarray, top: int):
         "symbol_codes": vals[0] // NUM_LAYOUTS % len(_SYMBOL_CODES),
         "focus": vals[0] // (NUM_LAYOUTS * len(_SYMBOL_CODES)),
         "blend": weights,
+        "scale_rule": rule,
         "select": select,
         "palettes": mask,
         "repeats": int(dup.sum()),
@@ -1479,8 +1494,10 @@ class TraversalMeshCodec(Codec):
             m_s2 = dec.code_step(st_conn, MIRROR_SET) if mirror else 0
             if not (0 <= mirror <= 3 and 0 <= m_s2 <= 2 * ((1 << bits) - 1)):
                 raise CodecError("meshtrav: corrupt stream (bad mirror plane)")
+            rule, blend[0] = divmod(blend[0], len(BLEND_WEIGHTS))  # format 5: + the scale rule
             if not (
-                all(0 <= b < len(BLEND_WEIGHTS) for b in blend)
+                0 <= rule < (NUM_SCALE_RULES if fmt >= 4 else 1)
+                and all(0 <= b < len(BLEND_WEIGHTS) for b in blend)
                 and select in (0, 1)
                 and dups in (0, 1)
                 and normal in (0, 1)
@@ -1503,7 +1520,7 @@ class TraversalMeshCodec(Codec):
                 offsets,
                 nbs[: n + 1],
                 nbr,
-                BLEND_WEIGHTS[blend[0]] + 16 * BLEND_WEIGHTS[blend[1]],
+                BLEND_WEIGHTS[blend[0]] + 16 * BLEND_WEIGHTS[blend[1]] + 256 * rule,
                 select | dups << 1 | normal << 2 | (mirror > 0) << 3,
                 max(mirror - 1, 0),
                 m_s2,
