@@ -3,8 +3,10 @@
 ::
 
     Mesh --quantise (quality q -> 7 + q bits per axis over the cubic bounding box)-->
-    connectivity: depth-first traversal over gates (directed edges of coded triangles whose edge
-      has exactly one coded triangle so far); at each gate one symbol:
+    connectivity: traversal over gates (directed edges of coded triangles whose edge has exactly
+      one coded triangle so far), taken newest first (a stack; format 4) or (format 5, the
+      encoder's pick) by the triangles coded, or still to come, around the gate's end; at each
+      gate one symbol:
           0 no triangle behind the gate (a border)     1 the third vertex is new
           2..7 it is the k-th candidate: a vertex joined to the gate's ends by a border edge
                of the coded part (most recent first; Edgebreaker's L / R / E cases)
@@ -28,10 +30,10 @@
       the residual or, when cheaper, the index residual into the axis' palette (its sorted
       distinct values, sent as gaps or as steps of a lattice with a real step); adaptive
       integer models with sets (kind of prediction, bit length of the local scale, axis,
-      palette); decoded and rebuilt in one C loop
+      palette; the scale (edge >> r) + (spread << r), r the encoder's pick in format 5); decoded and rebuilt in one C loop
       (kernels/_adaptive.c, positions_decode); unreferenced vertices last, after the previous
       one or as offsets from a nearby used vertex
-    all of the above: one range-coded stream (format 4: "g") after a 17-byte quantisation
+    all of the above: one range-coded stream (formats 4, 5: "g") after a 17-byte quantisation
       header (origin and top on float32 values; 33 bytes in older files and degenerate boxes)
     vertex attributes: lossless, in the decoder's vertex order (geometry.py); UVs quantised to
       the same bits over their bounding square, normals normalised and quantised as octahedral
