@@ -17,6 +17,7 @@ from neuralcodec import api
 from neuralcodec.app.cli import main as cli_main
 from neuralcodec.bench.geometry3d import d1_psnr, encode_geometry_file, same_triangles
 from neuralcodec.codecs import geometry as g
+from neuralcodec.codecs import mesh_traversal as mt
 from neuralcodec.codecs.base import CodecError, Encoded, get_codec
 from neuralcodec.codecs.mesh_traversal import _unpack_header, quantise
 from neuralcodec.datasets.mesh import Mesh, read_mesh, write_mesh
@@ -426,10 +427,11 @@ def test_normals_uvs_and_attributes(rng):
             assert corner_in[key] == u[k]
 
 
-def test_geometry_header_forms():
-    """Format 4 keeps the quantisation in 17 bytes: float32 inputs on ``geometry.quantise``'s
-    grid, others on a grid whose origin and top are moved to float32 values (less than a
-    float32 step away); the 33-byte float64 form of older files still decodes."""
+def test_geometry_header_forms(monkeypatch):
+    """Formats 4 and 5 keep the quantisation in 17 bytes: float32 inputs on
+    ``geometry.quantise``'s grid, others on a grid whose origin and top are moved to float32
+    values (less than a float32 step away); the 33-byte float64 form of older files still
+    decodes."""
     m64 = _grid(6)
     m64.vertices = m64.vertices + 0.1  # not float32 values
     m32 = Mesh(m64.vertices.astype(np.float32), m64.faces)
@@ -447,7 +449,10 @@ def test_geometry_header_forms():
         )
     q, o, s = g.quantise(m32.vertices, 12)
     assert np.array_equal(quantise(m32.vertices, 12)[0], q)  # float32 input: the same grid
-    # the float64 form (format 2 / 3 files of float64 inputs)
+    # the float64 form (format 2 / 3 files of float64 inputs; their streams have gate order 0
+    # and scale rule 0, which format 5 writes when told to)
+    monkeypatch.setattr(mt, "_ENCODER_FOCUS", (0,))
+    monkeypatch.setattr(mt, "SCALE_RULES", (0,))
     enc = codec.encode(m64, 5)
     geom = enc.streams["g"]
     q, o, s = g.quantise(m64.vertices, 12)
@@ -499,7 +504,7 @@ def test_golden_bitstream():
     assert digest == GOLDEN
 
 
-GOLDEN = "03500bcfcc83fa1042c954d46860a0e63ced886c8dcad99edca32016192d80e5"
+GOLDEN = "8c1b1058270a83d65acfd125a730970384dc761f29e9dceb126378c40eb79482"
 
 
 @pytest.mark.parametrize(
@@ -644,3 +649,105 @@ def test_geometry_header_overflowing_the_grid_is_refused_without_warnings():
         with warnings.catch_warnings():
             warnings.simplefilter("error")
             one_line_error(CodecError, codec.decode, bad, match="overflow the grid")
+
+
+def _sphere_blob(n=300, seed=5) -> Mesh:
+    """A closed, irregularly sampled bumpy sphere (random points, their convex hull)."""
+    from scipy.spatial import ConvexHull
+
+    p = np.random.default_rng(seed).normal(size=(n, 3))
+    p /= np.linalg.norm(p, axis=1, keepdims=True)
+    f = ConvexHull(p).simplices.copy()
+    normal = np.cross(p[f[:, 1]] - p[f[:, 0]], p[f[:, 2]] - p[f[:, 0]])
+    inward = (normal * p[f].mean(axis=1)).sum(axis=1) < 0
+    f[inward] = f[inward][:, ::-1]
+    return Mesh(p * (1 + 0.1 * np.sin(3 * p[:, :1]) * np.cos(2 * p[:, 1:2])), f)
+
+
+@pytest.mark.parametrize("name", ["grid9_q5", "revolution_q9"])
+def test_format_4_files_still_decode(name):
+    """Format-4 files (gate order 0, scale rule 0: no "format" field, stream "g") decode to
+    the source's triangles and grid positions."""
+    data = (REPO_DIR / "tests" / "golden" / f"meshtrav_f4_{name}.ncf").read_bytes()
+    dec, header = api.decode_bytes(data)
+    assert "format" not in header["metadata"]
+    m, quality = (_grid(9), 5) if name == "grid9_q5" else (_revolution(), 9)
+    bits = g.quality_to_bits(quality)
+    assert same_triangles(m, dec, bits, quantise)
+    q, o, s = quantise(m.vertices, bits)
+    assert np.array_equal(np.sort(g.dequantise(q, o, s), axis=0), np.sort(dec.vertices, axis=0))
+
+
+@pytest.mark.parametrize("name", ["grid9_q5", "revolution_q9"])
+def test_format_5_golden_files(name):
+    """Format 5 (the grid: gate order 1, scale rule 2; the revolution surface: gate order 2
+    with triangle counts, scale rule 1): the encoder writes these bytes and they decode."""
+    data = (REPO_DIR / "tests" / "golden" / f"meshtrav_f5_{name}.ncf").read_bytes()
+    m, quality = (_grid(9), 5) if name == "grid9_q5" else (_revolution(), 9)
+    assert api.encode_array(m, "meshtrav", quality) == data
+    bits = g.quality_to_bits(quality)
+    q = quantise(m.vertices, bits)[0]
+    *_, parts = mt._encode_geometry(np.asarray(m.faces, np.int64), q, (1 << bits) - 1)
+    assert (parts["focus"], parts["scale_rule"]) == ((1, 2) if name == "grid9_q5" else (2, 1))
+    dec, _ = api.decode_bytes(data)
+    assert same_triangles(m, dec, bits, quantise)
+
+
+@pytest.mark.parametrize("focus", [0, 1, 2])
+@pytest.mark.parametrize("rule", mt.SCALE_RULES)
+@pytest.mark.parametrize("make", [_sphere_blob, _revolution, lambda: _grid(9)])
+def test_gate_orders_and_scale_rules_round_trip(monkeypatch, focus, rule, make):
+    monkeypatch.setattr(mt, "_ENCODER_FOCUS", (focus,))
+    monkeypatch.setattr(mt, "FOCUS_LARGE", 10**9)
+    monkeypatch.setattr(mt, "SCALE_RULES", (rule,))
+    m = make()
+    for quality in (1, 9):
+        bits = g.quality_to_bits(quality)
+        q = quantise(m.vertices, bits)[0]
+        *_, parts = mt._encode_geometry(np.asarray(m.faces, np.int64), q, (1 << bits) - 1)
+        assert (parts["focus"], parts["scale_rule"]) == (focus, rule)
+        dec = get_codec("meshtrav").decode(get_codec("meshtrav").encode(m, quality))
+        assert same_triangles(m, dec, bits, quantise)
+        dq, o, s = quantise(m.vertices, bits)
+        assert np.array_equal(
+            np.sort(g.dequantise(dq, o, s), axis=0), np.sort(dec.vertices, axis=0)
+        )
+
+
+def test_focus_orders_code_irregular_meshes_in_fewer_bits():
+    """The gate order by triangles still to come (focus 2) leaves almost no split walks on a
+    closed irregular mesh, and its connectivity costs less than the stack order's."""
+    f = np.asarray(_sphere_blob(600).faces, np.int64)
+    cost = {k: mt._traverse_encode_order(f, 600, k) for k in (0, 2)}
+    walks = {k: sum(s == mt.WALK_SET for s in cost[k][2]) for k in (0, 2)}
+    assert cost[2][0] < cost[0][0] and walks[2] < walks[0]
+
+
+@pytest.mark.parametrize(
+    "bad_mode, bad_blend, match",
+    [
+        (2 * 12 + 1, None, "gate order without triangle counts"),
+        (3 * 12, None, "bad context layout"),
+        (None, 3 * len(mt.BLEND_WEIGHTS), "bad prediction mode"),
+    ],
+)
+def test_bad_gate_order_or_scale_rule_one_line(monkeypatch, bad_mode, bad_blend, match):
+    """A gate order that needs triangle counts with a layout that sends none, a gate order or a
+    scale rule out of range: one-line errors."""
+    real_traverse, real_encode = mt._traverse_encode, mt.AdaptiveEncoder.code_ints
+
+    def traverse(faces, nverts):
+        vals, *rest = real_traverse(faces, nverts)
+        return [bad_mode if bad_mode is not None else vals[0], *vals[1:]], *rest
+
+    def code_ints(self, values, sets, st, markov=1):
+        values = np.array(values)
+        if bad_blend is not None and len(sets) and mt.BLEND_SET in list(sets):
+            values[list(sets).index(mt.BLEND_SET)] = bad_blend
+        return real_encode(self, values, sets, st, markov)
+
+    monkeypatch.setattr(mt, "_traverse_encode", traverse)
+    monkeypatch.setattr(mt.AdaptiveEncoder, "code_ints", code_ints)
+    codec = get_codec("meshtrav")
+    enc = codec.encode(_grid(6), 3)
+    one_line_error(CodecError, codec.decode, enc, match=match)

@@ -3,8 +3,10 @@
 ::
 
     Mesh --quantise (quality q -> 7 + q bits per axis over the cubic bounding box)-->
-    connectivity: depth-first traversal over gates (directed edges of coded triangles whose edge
-      has exactly one coded triangle so far); at each gate one symbol:
+    connectivity: traversal over gates (directed edges of coded triangles whose edge has exactly
+      one coded triangle so far), taken newest first (a stack; format 4) or (format 5, the
+      encoder's pick) by the triangles coded, or still to come, around the gate's end; at each
+      gate one symbol:
           0 no triangle behind the gate (a border)     1 the third vertex is new
           2..7 it is the k-th candidate: a vertex joined to the gate's ends by a border edge
                of the coded part (most recent first; Edgebreaker's L / R / E cases)
@@ -28,10 +30,10 @@
       the residual or, when cheaper, the index residual into the axis' palette (its sorted
       distinct values, sent as gaps or as steps of a lattice with a real step); adaptive
       integer models with sets (kind of prediction, bit length of the local scale, axis,
-      palette); decoded and rebuilt in one C loop
+      palette; the scale (edge >> r) + (spread << r), r the encoder's pick in format 5); decoded and rebuilt in one C loop
       (kernels/_adaptive.c, positions_decode); unreferenced vertices last, after the previous
       one or as offsets from a nearby used vertex
-    all of the above: one range-coded stream (format 4: "g") after a 17-byte quantisation
+    all of the above: one range-coded stream (formats 4, 5: "g") after a 17-byte quantisation
       header (origin and top on float32 values; 33 bytes in older files and degenerate boxes)
     vertex attributes: lossless, in the decoder's vertex order (geometry.py); UVs quantised to
       the same bits over their bounding square, normals normalised and quantised as octahedral
@@ -75,15 +77,20 @@ _HEAD32 = struct.Struct("<B3ff")  # mode byte, origin, the widest axis' largest 
 # (tangent-plane prediction of one axis, mirror, near-unreferenced, lattices); 4: the same
 # stream with the quantisation always on a float32 grid (17-byte header), named "g", and no
 # "format" field in the container header (a file without the field and without a "g" stream is
-# format 1, refused)
-FORMAT = 4
-FORMATS = (2, 3, 4)  # what this version decodes
+# format 1, refused); 5: format 4 with a gate order in the first value (focus, see _State): a
+# format-4 stream is a format-5 stream with focus 0, so a "g" stream decodes as format 5
+FORMAT = 5
+FORMATS = (2, 3, 4, 5)  # what this version decodes
 STREAM = "g"  # the geometry stream of format 4 ("geom" before)
 NUM_CANDIDATES = 6
 BORDER, NEW, FIRST_CANDIDATE = 0, 1, 2
 EXPLICIT = FIRST_CANDIDATE + NUM_CANDIDATES
 _KEY = 1 << 32
 NORMAL_BITS_BELOW = 2  # normals: octahedral coordinates of (bits per axis - 2) bits each
+FOCUS_ORDERS = 3  # gate orders (format 5: the mode value's focus part)
+FOCUS_BUCKETS = 16  # gate priorities of the focus orders
+_ENCODER_FOCUS = (1, 2)  # the gate orders the encoder tries (0 was never the cheapest)
+FOCUS_LARGE = 20000  # meshes with more triangles: the encoder tries focus 2 only (time)
 WALK_LIMIT = 1024  # border walks of explicit references stop after this many steps
 # context sets of the connectivity (64 contexts each): gate symbols (_State.symbol_set), then
 SYMBOL_SETS = 8 * 8 * 4 * 3
@@ -145,12 +152,25 @@ _ENCODER_LAYOUTS = tuple(range(NUM_LAYOUTS))  # the layouts the encoder tries
 # candidate +2, explicit -2, the others +3..+6 (every binary decision then carries information)
 _SYMBOL_CODES = np.array([[0, 1, 2, 3, 4, 5, 6, 7, 8], [-1, 0, 1, 2, 3, 4, 5, 6, -2]])
 BLEND_WEIGHTS = (0, 1, 2, 3, 4, 6)  # eighths of the neighbours' mean in the prediction (per mesh)
+# scale of the residual contexts: (edge >> r) + (spread << r) for the mesh's rule r (format 5;
+# sent with the first blend value, as blend + 6 r)
+NUM_SCALE_RULES = 3  # what the decoder accepts
+SCALE_RULES = (0, 1, 2)  # the rules the encoder tries
 
 
 class _State:
     """What encoder and decoder both know while the traversal runs (decoder vertex ids)."""
 
-    def __init__(self) -> None:
+    def __init__(self, focus: int = 0) -> None:
+        # gate order: 0 the newest first (a stack); 1 the gate whose end has the most coded
+        # triangles first, 2 the one whose end has the fewest still to come (newest on ties)
+        self.focus = focus
+        # focus > 0: gates by bucket (see pop_gate), each a stack of (bucket, gate) entries;
+        # entries whose gate was taken or whose bucket changed since are skipped
+        self.buckets: list[list[tuple[int, tuple[int, int, int]]]] = [
+            [] for _ in range(FOCUS_BUCKETS)
+        ]
+        self.live: dict[int, tuple[int, int, int]] = {}  # directed gate -> gate (focus order)
         self.edges: dict[int, int] = {}  # undirected edge -> coded triangles on it
         self.open: list[dict[int, None]] = []  # vertex -> neighbours over a border edge
         self.tris: list[int] = []  # vertex -> coded triangles around it
@@ -176,6 +196,33 @@ class _State:
         """Context set of the triangle count of a vertex new at the gate u -> v: the counts of
         u and v (their sum's distance from two regular vertices, clamped)."""
         return VALENCE_SET + min(max(self.total[u] + self.total[v] - 9, 0), VALENCE_SETS - 2)
+
+    def pop_gate(self) -> tuple[int, int, int] | None:
+        """The next gate (None: none left): focus 0 the newest; else from the first non-empty
+        bucket the newest entry whose gate is live and whose bucket is current. Buckets: by the
+        coded triangles around the gate's end (focus 1, most first) or by the triangles still to
+        come around it (focus 2, fewest first), capped at FOCUS_BUCKETS - 1."""
+        if not self.focus:
+            return self.gates.pop() if self.gates else None
+        live, tris, total, top = self.live, self.tris, self.total, FOCUS_BUCKETS - 1
+        valence = self.focus == 2
+        for b in self.buckets:
+            while b:
+                k, g = b.pop()
+                key = g[0] * _KEY + g[1]
+                if live.get(key) is not g:
+                    continue
+                v = g[1]
+                if valence:
+                    r = total[v] - tris[v]
+                    r = 0 if r < 0 else (r if r < top else top)
+                else:
+                    r = tris[v]
+                    r = top - (r if r < top else top)
+                if k == r:
+                    del live[key]
+                    return g
+        return None
 
     def edge_count(self, u: int, v: int) -> int:
         return self.edges.get(u * _KEY + v if u < v else v * _KEY + u, 0)
@@ -237,14 +284,36 @@ class _State:
             elif n == 2:
                 opens[x].pop(y, None)
                 opens[y].pop(x, None)
-        gates = self.gates
         if entry is None:
-            gates += [(c, a, b), (b, c, a), (a, b, c)]
+            new = [(c, a, b), (b, c, a), (a, b, c)]
         else:  # the triangle (x, y, w) entered over x -> y: y -> w is taken next
             x, y, w = (
                 (a, b, c) if entry == (a, b) else ((b, c, a) if entry == (b, c) else (c, a, b))
             )
-            gates += [(y, w, x), (w, x, y)]
+            new = [(y, w, x), (w, x, y)]
+        if not self.focus:
+            self.gates += new
+            return
+        live, buckets, total, top = self.live, self.buckets, self.total, FOCUS_BUCKETS - 1
+        valence = self.focus == 2
+        ks = []
+        for x in (a, b, c):  # their triangle counts changed: the gates ending there move
+            if valence:
+                k = total[x] - tris[x]
+                k = 0 if k < 0 else (k if k < top else top)
+            else:
+                k = tris[x]
+                k = top - (k if k < top else top)
+            ks.append(k)
+            bk = buckets[k]
+            for y in opens[x]:
+                g = live.get(y * _KEY + x)
+                if g is not None:
+                    bk.append((k, g))
+        for g in new:  # then the new gates, the one to take next last
+            k = ks[0] if g[1] == a else (ks[1] if g[1] == b else ks[2])
+            live[g[0] * _KEY + g[1]] = g
+            buckets[k].append((k, g))
 
 
 class _EdgeMap:
@@ -275,13 +344,24 @@ class _EdgeMap:
 
 def _traverse_encode(faces: np.ndarray, nverts: int):
     """Encoder traversal: the coded (value, set) sequence in the decoder's order, the new vertex
-    order and, for every output triangle, (original triangle, rotation)."""
+    order and, for every output triangle, (original triangle, rotation), under the gate order
+    that codes the mesh in the fewest bits (format 5)."""
+    best = None
+    for focus in _ENCODER_FOCUS if len(faces) <= FOCUS_LARGE else (2,):
+        out = _traverse_encode_order(faces, nverts, focus)
+        if best is None or out[0] < best[0]:
+            best = out
+    return best[1:]
+
+
+def _traverse_encode_order(faces: np.ndarray, nverts: int, focus: int):
+    """(ideal bits, then as ``_traverse_encode``) under gate order ``focus``."""
     emap = _EdgeMap(faces)
     flist = faces.tolist()
     coded = bytearray(len(flist))
     new_of = [-1] * nverts
     orig_of: list[int] = []
-    st = _State()
+    st = _State(focus)
     vals: list[int] = []
     sets: list[int] = []
     sym_pos: list[int] = []  # where the gate symbols are in vals / sets
@@ -297,7 +377,8 @@ def _traverse_encode(faces: np.ndarray, nverts: int):
     next_start = 0
     total = len(flist)
     while len(st.faces) < total:
-        if not st.gates:
+        gate = st.pop_gate()
+        if gate is None:
             while coded[next_start]:
                 next_start += 1
             f = next_start
@@ -319,7 +400,7 @@ def _traverse_encode(faces: np.ndarray, nverts: int):
             placement.append((f, 0))
             st.add_face(*corners, None)
             continue
-        u, v, _ = st.gates.pop()
+        u, v, _ = gate
         if st.edge_count(u, v) != 1:
             continue
         ou, ov = orig_of[u], orig_of[v]
@@ -388,6 +469,8 @@ def _traverse_encode(faces: np.ndarray, nverts: int):
             if i not in _ENCODER_LAYOUTS:
                 continue
             valence = i >= len(_LAYOUTS)
+            if focus == 2 and not valence:
+                continue  # that order needs the triangle counts
             cost = ideal_int_bits(
                 coded, lay[features[valence]], states(SYMBOL_SETS * INT_CONTEXTS)
             ) + (count_bits if valence else 0.0)
@@ -403,22 +486,27 @@ def _traverse_encode(faces: np.ndarray, nverts: int):
         vals_arr, sets_arr = vals_arr[keep], sets_arr[keep]
     else:
         sets_arr[pos] = _VLAYOUTS[layout - len(_LAYOUTS)][features[1]]
-    vals = [mode] + vals_arr.tolist()
+    bits = ideal_int_bits(vals_arr, sets_arr, states(CONN_SETS * INT_CONTEXTS))
+    vals = [focus * NUM_LAYOUTS * len(_SYMBOL_CODES) + mode] + vals_arr.tolist()
     sets = [LAYOUT_SET] + sets_arr.tolist()
-    return vals, sets, np.array(orig_of), st.faces, placement
+    return bits, vals, sets, np.array(orig_of), st.faces, placement
 
 
 def _traverse_decode(
     dec: AdaptiveDecoder, st_conn: np.ndarray, nfaces: int, nverts: int, fmt: int = FORMAT
 ):
     """Decodes the connectivity while replaying the traversal (its state gives the contexts)."""
-    st = _State()
     step = dec.code_step
     mode = step(st_conn, LAYOUT_SET)
     nlay = NUM_LAYOUTS if fmt >= 3 else len(_LAYOUTS)  # format 2: no valence layouts
-    if not 0 <= mode < nlay * len(_SYMBOL_CODES):
+    norders = FOCUS_ORDERS if fmt >= 4 else 1  # format 5 (a "g" stream): the gate order too
+    if not 0 <= mode < nlay * len(_SYMBOL_CODES) * norders:
         raise CodecError("meshtrav: corrupt stream (bad context layout)")
+    focus, mode = divmod(mode, nlay * len(_SYMBOL_CODES))
     valence = mode % nlay >= len(_LAYOUTS)
+    if focus == 2 and not valence:
+        raise CodecError("meshtrav: corrupt stream (gate order without triangle counts)")
+    st = _State(focus)
     if valence:
         lay = _VLAYOUTS[mode % nlay - len(_LAYOUTS)].tolist()
     else:
@@ -435,7 +523,8 @@ def _traverse_decode(
         return t
 
     while len(st.faces) < nfaces:
-        if not st.gates:
+        gate = st.pop_gate()
+        if gate is None:
             corners = []
             for _ in range(3):
                 r = step(st_conn, REF_SET)
@@ -449,7 +538,7 @@ def _traverse_decode(
             if len(st.open) > nverts:
                 raise CodecError("meshtrav: corrupt stream (more vertices than the header says)")
             continue
-        u, v, _ = st.gates.pop()
+        u, v, _ = gate
         if st.edge_count(u, v) != 1:
             continue
         cands = st.candidates(u, v)
@@ -641,8 +730,9 @@ def _bit_length(x: np.ndarray) -> np.ndarray:
     return np.where(x > 0, np.frexp(x.astype(np.float64))[1], 0).astype(np.int64)
 
 
-def _position_sets(q: np.ndarray, starts, tri, kind) -> np.ndarray:
-    """The integer set of every residual (V*3), as the decoder's C loop computes it."""
+def _position_sets(q: np.ndarray, starts, tri, kind, rule: int = 0) -> np.ndarray:
+    """The integer set of every residual (V*3), as the decoder's C loop computes it; the scale
+    is (edge >> rule) + (spread << rule) (``rule`` > 0: format 5)."""
     nv = len(q)
     count = np.diff(starts).astype(np.int64)
     scale = np.zeros(nv, np.int64)
@@ -656,7 +746,7 @@ def _position_sets(q: np.ndarray, starts, tri, kind) -> np.ndarray:
         np.minimum.at(lo, owner, para)
         first = tri[starts[:-1][has]]
         edge = np.abs(q[first[:, 0]] - q[first[:, 1]]).sum(axis=1)
-        scale[has] = edge + (hi[has] - lo[has]).sum(axis=1)
+        scale[has] = (edge >> rule) + ((hi[has] - lo[has]).sum(axis=1) << rule)
     cls = np.minimum(_bit_length(scale), POSITION_SCALES - 1)
     sets = (kind.astype(np.int64) * POSITION_SCALES + cls)[:, None] * 3 + np.arange(3)[None, :]
     return sets.reshape(-1).astype(np.int32)
@@ -998,7 +1088,14 @@ def _encode_geometry(faces: np.ndarray, q: np.ndarray, top: int):
     blend = [int(np.argmin(costs[:, 0])), int(np.argmin(costs[:, 1]))]
     weights = (BLEND_WEIGHTS[blend[0]], BLEND_WEIGHTS[blend[1]])
     pred = _predict(qn, starts, tri, prefs, top, nb, weights)
-    plain = _ideal_bits((qn - pred).reshape(-1), pos_sets.reshape(-1), _POS_STATES)
+    # the scale rule of the residual contexts that codes these residuals in the fewest bits
+    # (format 5): the spread of the parallelograms counts more than the edge on some meshes
+    rule_sets = [_position_sets(qn, starts, tri, kind, r).reshape(-1, 3) for r in SCALE_RULES]
+    rule_costs = [
+        _ideal_bits((qn - pred).reshape(-1), rs.reshape(-1), _POS_STATES) for rs in rule_sets
+    ]
+    pick = int(np.argmin(rule_costs))
+    rule, pos_sets, plain = SCALE_RULES[pick], rule_sets[pick], rule_costs[pick]
     # where single parallelograms pay (creases), under the choice rule that codes fewest bits
     select, sel_best = 0, (plain, None, None, None, None)
     for quarters in (1, 2, 3):
@@ -1099,7 +1196,9 @@ def _encode_geometry(faces: np.ndarray, q: np.ndarray, top: int):
             orig_of, qn = orig_of[perm], qn[perm]
     enc = AdaptiveEncoder()
     st_conn = states(CONN_SETS * INT_CONTEXTS)
-    vals += [*blend, select, dups, normal, near] + ([m_axis + 1, m_s2] if mirror else [0])
+    vals += [blend[0] + len(BLEND_WEIGHTS) * rule, blend[1], select, dups, normal, near] + (
+        [m_axis + 1, m_s2] if mirror else [0]
+    )
     sets += [BLEND_SET, BLEND_SET, SELECT_SET, DUPS_SET, NORMAL_SET, UNUSED_SET]
     sets += [MIRROR_SET] * (2 if mirror else 1)
     vals += [mask] + [len(p) for p in pals]
@@ -1147,8 +1246,10 @@ def _encode_geometry(faces: np.ndarray, q: np.ndarray, top: int):
         "palette_bits": conn_bits - traversal_bits,
         "positions": enc.bits - conn_bits,
         "layout": vals[0] % NUM_LAYOUTS,  # >= 4: valence layouts
-        "symbol_codes": vals[0] // NUM_LAYOUTS,
+        "symbol_codes": vals[0] // NUM_LAYOUTS % len(_SYMBOL_CODES),
+        "focus": vals[0] // (NUM_LAYOUTS * len(_SYMBOL_CODES)),
         "blend": weights,
+        "scale_rule": rule,
         "select": select,
         "palettes": mask,
         "repeats": int(dup.sum()),
@@ -1352,7 +1453,7 @@ class TraversalMeshCodec(Codec):
             "bit_depth": bits,
             "quality": quality,
             "shape": (len(data.vertices), len(data.faces)),
-        }  # format 4: no "format" field (it would cost the JSON metadata block 11 bytes)
+        }  # formats 4, 5: no "format" field (it would cost the JSON metadata block 11 bytes)
         return Encoded(self.name, header, streams)
 
     def estimated_bits(self, data: Any, quality: int) -> float:
@@ -1361,7 +1462,7 @@ class TraversalMeshCodec(Codec):
 
     def decode(self, encoded: Encoded) -> Mesh:
         streams = encoded.streams
-        fmt = encoded.header.get("format", 4 if STREAM in streams else 1)
+        fmt = encoded.header.get("format", FORMAT if STREAM in streams else 1)
         if fmt not in FORMATS:
             raise CodecError(
                 f"meshtrav: the file is in format {fmt!r} of this codec; this version decodes "
@@ -1395,8 +1496,10 @@ class TraversalMeshCodec(Codec):
             m_s2 = dec.code_step(st_conn, MIRROR_SET) if mirror else 0
             if not (0 <= mirror <= 3 and 0 <= m_s2 <= 2 * ((1 << bits) - 1)):
                 raise CodecError("meshtrav: corrupt stream (bad mirror plane)")
+            rule, blend[0] = divmod(blend[0], len(BLEND_WEIGHTS))  # format 5: + the scale rule
             if not (
-                all(0 <= b < len(BLEND_WEIGHTS) for b in blend)
+                0 <= rule < (NUM_SCALE_RULES if fmt >= 4 else 1)
+                and all(0 <= b < len(BLEND_WEIGHTS) for b in blend)
                 and select in (0, 1)
                 and dups in (0, 1)
                 and normal in (0, 1)
@@ -1419,7 +1522,7 @@ class TraversalMeshCodec(Codec):
                 offsets,
                 nbs[: n + 1],
                 nbr,
-                BLEND_WEIGHTS[blend[0]] + 16 * BLEND_WEIGHTS[blend[1]],
+                BLEND_WEIGHTS[blend[0]] + 16 * BLEND_WEIGHTS[blend[1]] + 256 * rule,
                 select | dups << 1 | normal << 2 | (mirror > 0) << 3,
                 max(mirror - 1, 0),
                 m_s2,

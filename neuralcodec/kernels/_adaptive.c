@@ -492,8 +492,9 @@ fail:
  * axis k is floor((2 sum(p[a] + p[b] - p[o]) + n) / (2 n)), else p[refs[w]] (refs[w] < w) or 0
  * (refs[w] == -1); clamped to 0..top. The residual of axis k is decoded as an integer (above) with
  * set ((kinds[w] * POS_SCALES + scale) * 3 + k), scale = min(bit length of
- * sum_k |p[a0] - p[b0]| + sum_k (max - min of the parallelograms' predictions), POS_SCALES - 1)
- * for the first triple (a0, b0, o0), 0 without parallelograms. codecs/mesh_traversal.py computes
+ * (edge >> r) + (spread << r), POS_SCALES - 1), edge = sum_k |p[a0] - p[b0]| for the first triple
+ * (a0, b0, o0), spread = sum_k (max - min of the parallelograms' predictions), r = weight >> 8
+ * (0..2, the mesh's scale rule; 0 before format 5); 0 without parallelograms. codecs/mesh_traversal.py computes
  * the same sets with NumPy for the encoder.
  *
  * Palettes: axis k has one when pal_off[k] < pal_off[k + 1]: the sorted distinct values
@@ -502,7 +503,7 @@ fail:
  * on a tie), with set + POS_KINDS * POS_SCALES * 3 (their own statistics), and the coordinate
  * is the palette value at the decoded index.
  *
- * Blend: weight = t2 + 16 t1, t2 for vertices with 2+ parallelograms, t1 for those with one
+ * Blend: weight = t2 + 16 t1 (+ 256 r, the scale rule), t2 for vertices with 2+ parallelograms, t1 for those with one
  * (0..8 each). With t > 0, a vertex with at least two earlier neighbours
  * nbrs[nb_starts[w] .. nb_starts[w+1]) (all < w) is predicted by
  * floor(((8 - t) * P + t * C + 4) / 8), P the parallelogram prediction above and C the
@@ -759,7 +760,7 @@ static int positions_run(NcDecodeRun *run, int32_t *st, int markov, const int32_
                 }
                 pred[k] = floor_div(2 * sum + n, 2 * n);
                 int32_t ns0 = nb_starts[w], ns1 = nb_starts[w + 1];
-                int t = n >= 2 ? (weight & 15) : (weight >> 4);
+                int t = n >= 2 ? (weight & 15) : ((weight >> 4) & 15);
                 if (t > 0 && ns1 - ns0 >= 2) {
                     int64_t m = ns1 - ns0, csum = 0;
                     for (int32_t j = ns0; j < ns1; j++)
@@ -768,10 +769,10 @@ static int positions_run(NcDecodeRun *run, int32_t *st, int markov, const int32_
                     pred[k] = floor_div((8 - t) * pred[k] + t * c + 4, 8);
                 }
                 int64_t d = (int64_t)out[3 * tri[3 * s] + k] - out[3 * tri[3 * s + 1] + k];
-                scale += (d < 0 ? -d : d) + (hi - lo);
                 spread += hi - lo;
                 edge += d < 0 ? -d : d;
             }
+            scale = (edge >> (weight >> 8)) + (spread << (weight >> 8));
             if (select && n >= 2) {
                 int32_t ctx = bitlen64((uint64_t)spread) - bitlen64((uint64_t)edge) + 4, o;
                 ctx = ctx < 0 ? 0 : (ctx > 7 ? 7 : ctx);
@@ -932,7 +933,8 @@ static PyObject *positions_decode(PyObject *mod, PyObject *args)
     if (get_i32(onbr, &nv_, 0, "neighbours") < 0)
         goto fail;
     have_nv = 1;
-    if (sv.len / 4 != nref + 1 || weight < 0 || (weight & 15) > 8 || (weight >> 4) > 8) {
+    if (sv.len / 4 != nref + 1 || weight < 0 || (weight & 15) > 8 ||
+        ((weight >> 4) & 15) > 8 || (weight >> 8) > 2) {
         PyErr_SetString(PyExc_ValueError, "adaptive: positions_decode bad neighbour lists");
         goto fail;
     }
