@@ -350,9 +350,7 @@ class ElicIpCodec(Codec):
                 q1 = model.quantise_rd(r, k, steps[i], RD_LAMBDA)
                 adaptive_plane_bits(q1, hints, scratch, base)
                 qs.append(
-                    quantise_rd_adaptive(
-                        model, r, k, steps[i], RD_LAMBDA, scratch, base, hints, q1
-                    )
+                    quantise_rd_adaptive(model, r, k, steps[i], RD_LAMBDA, scratch, base, hints, q1)
                 )
         elif RD_LAMBDA > 0:
             qs = [

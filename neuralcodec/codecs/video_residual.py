@@ -226,7 +226,9 @@ RES_SET = _RES["set"]
 RES_HINTS = _RES["hints"]
 RES_STEP_CLASSES = 5
 RES_CLASS_STEPS = 8  # STEP_GRID indexes per step class
-_PB = np.array([j if j < 8 else 8 + (j - 8) // 4 if j < 24 else 12 + (j - 24) // 8 for j in range(NC)])
+_PB = np.array(
+    [j if j < 8 else 8 + (j - 8) // 4 if j < 24 else 12 + (j - 24) // 8 for j in range(NC)]
+)
 _PG = np.array([0] + [1] * 3 + [2] * 12 + [3] * 48)
 
 
@@ -328,7 +330,11 @@ def quantise_rd_adaptive(
     ones = np.concatenate([np.zeros((2, 1)), np.cumsum(c1[rem_ctx], axis=1)], axis=1)[:, :-1]
     pre = ones + c0[rem_ctx]
     q0 = np.floor(a + 0.5).astype(np.int64)
-    q = np.abs(start).astype(np.int64) if start is not None else np.floor(a + model.rounding).astype(np.int64)
+    q = (
+        np.abs(start).astype(np.int64)
+        if start is not None
+        else np.floor(a + model.rounding).astype(np.int64)
+    )
     cands = [q0, np.maximum(q0 - 1, 0), np.zeros_like(q0)]
     j = np.arange(NC)
     pb, pg = _PB[None, None], _PG[None, None]
