@@ -52,6 +52,7 @@ from .video_motion import (
     scale_vectors,
 )
 from .video_residual import (
+    RES_SET,
     STEP_GRID,
     TB,
     ResidualModel,
@@ -90,6 +91,7 @@ TOOLS = TOOL_OBMC | TOOL_MV_CARRY | TOOL_MV_JOINT | TOOL_DEBLOCK | TOOL_RES_ADAP
 KNOWN_TOOLS = TOOLS | TOOL_BFRAMES | TOOL_CHROMA_STEP
 CHROMA_STEP = 0  # the encoder's chroma step offset in STEP_GRID steps (header "cstep"); 0: off
 MAX_CSTEP = 16
+RES_RD_TRIAL = False  # tools bit 64: the trial pass above for every frame, not just the first
 INTRA_OFFSET = 0  # the I frames' elic-int quality: the quality's + this (encoder only)
 
 
@@ -338,8 +340,9 @@ class ElicIpCodec(Codec):
         kinds = ("luma", "chroma", "chroma")
         steps = [STEP_GRID[_plane_step(si, i, CHROMA_STEP)] for i in range(3)]
         if RD_LAMBDA > 0 and TOOLS & TOOL_RES_ADAPTIVE:
-            # levels first at the frozen tables' code lengths, then at the adaptive coder's,
-            # its states moved by a trial coding of the first levels (encoder only)
+            # levels at the adaptive coder's code lengths under the present states; where the
+            # plane's contexts are still unseen (or always, RES_RD_TRIAL), first at the frozen
+            # tables' and those levels coded on a copy of the states (encoder only)
             scratch = state.resid.copy()
             qs = []
             for f, p, k, i in zip(frame, pred, kinds, range(3), strict=True):
@@ -347,8 +350,10 @@ class ElicIpCodec(Codec):
                 psi = _plane_step(si, i, CHROMA_STEP)
                 base = residual_base(k, psi)
                 hints = prediction_hints(_pad8(p.astype(np.int32)), steps[i])
-                q1 = model.quantise_rd(r, k, steps[i], RD_LAMBDA)
-                adaptive_plane_bits(q1, hints, scratch, base)
+                q1 = None
+                if RES_RD_TRIAL or not np.any(scratch[base : base + RES_SET] >> 16):
+                    q1 = model.quantise_rd(r, k, steps[i], RD_LAMBDA)
+                    adaptive_plane_bits(q1, hints, scratch, base)
                 qs.append(
                     quantise_rd_adaptive(model, r, k, steps[i], RD_LAMBDA, scratch, base, hints, q1)
                 )
