@@ -8,7 +8,8 @@ frames by motion compensation from decoded frames plus a learned residual coder.
                decoded RGB --integer BT.601, chroma averaged 2x2--> reference planes
       P frame: vectors = estimate(current Y, reference Y)                (encoder only)
                one range-coded stream: vectors (video_motion), then Y, U, V residual
-               coefficients (video_residual, levels chosen by rate and distortion);
+               coefficients (video_residual, levels chosen by rate and distortion; tools bit
+               64: on adaptive binary contexts carried over the GOP, else frozen tables);
                reference = deblock(clip(prediction + residual))   (deblock: tools bit 16)
       B frame (``bframes`` > 1, tools bit 8): from the decoded frames on either side
                (``coding_order``), one vector field + a mode per block, then the residual

@@ -11,6 +11,9 @@ discrete hyperprior (one class per block) and frozen learned tables, decoded in 
     q of blocks with class > 0: one call, table = (plane kind, class, coefficient index)
     decoder: r = (B_int (q * step16) + 2**15) >> 16      (int64, exact on every machine)
 
+With ``elic-ip`` tools bit 64 the coefficients are coded instead with adaptive binary contexts
+(``code_plane_adaptive``, below; no classes, no frozen tables), the basis and steps unchanged.
+
 ``fit`` learns everything from residual samples (``scripts/train_video_residual.py``): the
 basis by eigen-decomposition of the residual blocks' covariance, the tables from the quantised
 coefficients' histograms at every quality (with a small Laplace prior per class so rare
