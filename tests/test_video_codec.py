@@ -34,7 +34,20 @@ from neuralcodec.codecs.video_motion import (
     predict_plane,
     scale_vectors,
 )
-from neuralcodec.codecs.video_residual import KINDS, deblock, load
+from neuralcodec.codecs.video_residual import (
+    KINDS,
+    NC,
+    Q_LIMIT,
+    RES_HINTS,
+    adaptive_plane_bits,
+    code_plane_adaptive,
+    deblock,
+    load,
+    prediction_hints,
+    quantise_rd_adaptive,
+    residual_base,
+    residual_states,
+)
 from neuralcodec.codecs.weights import weights_dir
 from neuralcodec.datasets.video import VideoInfo, frames_source, read_video, write_y4m
 
@@ -124,6 +137,65 @@ def test_residual_coefficients_round_trip_and_reconstruct_exactly():
         rec = model.dequantise(q, kind, 300)
         assert rec.dtype == np.int32 and rec.shape == residual.shape
         assert np.abs(rec - residual).mean() < np.abs(residual).mean()
+
+
+def test_adaptive_residual_coefficients_round_trip_with_carried_states():
+    rng = np.random.default_rng(3)
+    enc_states, dec_states = residual_states(), residual_states()
+    sinks = EncoderSinks()
+    planes = []
+    for n in range(3):  # three planes in one stream, the states carried from one to the next
+        q = np.zeros((5, 7, NC), np.int32)
+        mask = rng.random(q.shape) < np.linspace(0.5, 0.01, NC) * (rng.random((5, 7, 1)) < 0.6)
+        q[mask] = rng.laplace(0, 3, mask.sum()).round().astype(np.int32)
+        q[1, 2, 63] = 5  # the last coefficient, where no end flag follows
+        q[2, 3, 0], q[3, 4, 10] = Q_LIMIT, -70000  # exp-Golomb escapes
+        q[4] = 0
+        hints = rng.integers(0, RES_HINTS, (5, 7)).astype(np.int32)
+        base = residual_base(KINDS[n % 2], 20 + n)
+        bits = adaptive_plane_bits(q, hints, enc_states.copy(), base)
+        assert bits > 0
+        got = code_plane_adaptive(sinks["p"], (5, 7), q, hints, enc_states, base)
+        assert np.array_equal(got, q)
+        planes.append((q, hints, base))
+    dec = DecoderSinks(sinks.finish())["p"]
+    for q, hints, base in planes:
+        back = code_plane_adaptive(dec, (5, 7), None, hints, dec_states, base)
+        assert np.array_equal(back, q)
+    assert np.array_equal(enc_states, dec_states) and np.any(enc_states != residual_states())
+    # the hints are the decoder's contexts too: other hints decode other coefficients or fail
+    with pytest.raises(ValueError, match="hint"):
+        code_plane_adaptive(dec, (5, 7), None, np.full((5, 7), RES_HINTS), dec_states, 0)
+
+
+def test_prediction_hints_grow_with_texture_against_the_step():
+    flat = np.full((16, 24), 90, np.int32)
+    assert not np.any(prediction_hints(flat, 256))
+    tex = flat.copy()
+    tex[:, 8:16] += (np.indices((16, 8)).sum(0) % 2 * 40).astype(np.int32)
+    h = prediction_hints(tex, 256)
+    assert h.shape == (2, 3) and h.dtype == np.int32
+    assert h[0, 1] == RES_HINTS - 1 and h[0, 0] >= 0 and h[0, 2] == 0
+    assert prediction_hints(tex, 1 << 14)[0, 1] < h[0, 1]  # a coarser step: a smaller class
+
+
+@needs_weights
+def test_adaptive_rate_distortion_levels_spend_only_where_they_pay():
+    model = load(weights_dir() / "elic-ip.safetensors")
+    rng = np.random.default_rng(6)
+    residual = rng.normal(0, 20, (32, 48)).round().astype(np.int32)
+    residual[:8, :8] = 0
+    hints = prediction_hints(np.zeros((32, 48), np.int32), 300)
+    for kind in KINDS:
+        st = residual_states()
+        base = residual_base(kind, 20)
+        nearest = quantise_rd_adaptive(model, residual, kind, 300, 1e-9, st, base, hints)
+        rd = quantise_rd_adaptive(model, residual, kind, 300, 0.13, st, base, hints)
+        assert np.any(rd) and not np.any(rd[0, 0])
+        assert np.all(np.abs(rd) <= np.abs(nearest)) and np.abs(rd).sum() < np.abs(nearest).sum()
+        none = quantise_rd_adaptive(model, residual, kind, 300, 1e6, st, base, hints)
+        assert not np.any(none)
+        assert np.array_equal(st, residual_states())  # the decisions leave the states alone
 
 
 def test_quarter_pel_table_matches_the_decoder_prediction():
@@ -302,7 +374,7 @@ def test_files_without_coding_tools_still_decode(monkeypatch):
     decoded = list(get_codec("elic-ip").decode(encoded))
     for a, b in zip(seen, decoded, strict=True):
         assert all(np.array_equal(p, q) for p, q in zip(a, b, strict=True))
-    encoded.header["tools"] = 64
+    encoded.header["tools"] = 128
     with pytest.raises(CodecError, match="coding tools"):
         get_codec("elic-ip").decode(encoded)
     # files of the tools before the loop filter (tools 7) decode as they were coded
@@ -315,6 +387,51 @@ def test_files_without_coding_tools_still_decode(monkeypatch):
     decoded = list(get_codec("elic-ip").decode(encoded))
     for a, b in zip(seen, decoded, strict=True):
         assert all(np.array_equal(p, q) for p, q in zip(a, b, strict=True))
+
+
+GOLDEN_TOOLS23 = REPO_DIR / "tests" / "golden" / "elic-ip_tools23_q3.ncf"
+GOLDEN_TOOLS23_FRAMES = "bf9e7c8203128f90510954624e8a65ae1d0950039102ce8b66b761ff13c13e8c"
+
+
+@needs_weights
+def test_golden_file_of_the_previous_tools_decodes_and_encodes_as_written(monkeypatch):
+    """A file of tools 23 (frozen residual tables) written before tools bit 64 existed."""
+    from neuralcodec.codecs import learned_video
+
+    data = GOLDEN_TOOLS23.read_bytes()
+    h = hashlib.sha256()
+    for frame in api.decode_bytes(data)[0]:
+        for plane in frame:
+            h.update(plane.tobytes())
+    assert h.hexdigest() == GOLDEN_TOOLS23_FRAMES
+    monkeypatch.setattr(learned_video, "TOOLS", 23)
+    again = api.encode_array(source_of(moving_clip(5)), "elic-ip", 3, {"gop": 5}, "video")
+    assert again == data
+
+
+@needs_weights
+def test_adaptive_residual_files_round_trip_and_truncated_p_frames_fail_in_one_line():
+    from neuralcodec.codecs.learned_video import TOOL_RES_ADAPTIVE, _take
+
+    codec = get_codec("elic-ip", gop=8)
+    seen = []
+    encoded, sizes = codec.encode_frames(
+        source_of(moving_clip(4)), 5, keep=lambda i, o, d: seen.append(d)
+    )
+    assert encoded.header["tools"] & TOOL_RES_ADAPTIVE
+    decoded = list(get_codec("elic-ip").decode(encoded))
+    for a, b in zip(seen, decoded, strict=True):
+        assert all(np.array_equal(p, q) for p, q in zip(a, b, strict=True))
+    g0 = encoded.streams["g0"]
+    intra, pos = _take(g0, 0)
+    p_frame, _ = _take(g0, pos)
+    ref = codec._intra_decode(intra, H, W, 5)
+    for cut in (len(p_frame) // 2, len(p_frame) - 3, 2):
+        with pytest.raises(ValueError) as err:  # the range decoder's DecodeError
+            codec._p_decode(p_frame[:cut], ref)
+        assert "\n" not in str(err.value)
+    damaged = Encoded(encoded.codec, dict(encoded.header), {"g0": g0[: len(g0) - 5]})
+    one_line_error(CodecError, lambda: list(codec.decode(damaged)), match=".")
 
 
 @pytest.mark.slow  # two CLI processes, each loading torch and both weight files

@@ -8,7 +8,8 @@ frames by motion compensation from decoded frames plus a learned residual coder.
                decoded RGB --integer BT.601, chroma averaged 2x2--> reference planes
       P frame: vectors = estimate(current Y, reference Y)                (encoder only)
                one range-coded stream: vectors (video_motion), then Y, U, V residual
-               coefficients (video_residual, levels chosen by rate and distortion);
+               coefficients (video_residual, levels chosen by rate and distortion; tools bit
+               64: on adaptive binary contexts carried over the GOP, else frozen tables);
                reference = deblock(clip(prediction + residual))   (deblock: tools bit 16)
       B frame (``bframes`` > 1, tools bit 8): from the decoded frames on either side
                (``coding_order``), one vector field + a mode per block, then the residual
@@ -51,7 +52,20 @@ from .video_motion import (
     predict_frame,
     scale_vectors,
 )
-from .video_residual import STEP_GRID, TB, ResidualModel, deblock, load
+from .video_residual import (
+    RES_SET,
+    STEP_GRID,
+    TB,
+    ResidualModel,
+    adaptive_plane_bits,
+    code_plane_adaptive,
+    deblock,
+    load,
+    prediction_hints,
+    quantise_rd_adaptive,
+    residual_base,
+    residual_states,
+)
 from .weights import weights_dir
 
 MAX_GOP = 1 << 16
@@ -71,11 +85,14 @@ TOOL_MV_JOINT = 4  # still flag per block, then the moving blocks' components (V
 TOOL_BFRAMES = 8  # hierarchical B frames between anchors "bgop" frames apart (header field)
 TOOL_DEBLOCK = 16  # in-loop deblocking of the inter frames' transform block edges
 TOOL_CHROMA_STEP = 32  # the inter frames' chroma step: "cstep" grid steps from the luma step
-TOOLS = TOOL_OBMC | TOOL_MV_CARRY | TOOL_MV_JOINT | TOOL_DEBLOCK  # the encoder's (B: as well
+TOOL_RES_ADAPTIVE = 64  # residual coefficients on adaptive binary contexts carried over the GOP
+TOOLS = TOOL_OBMC | TOOL_MV_CARRY | TOOL_MV_JOINT | TOOL_DEBLOCK | TOOL_RES_ADAPTIVE  # the
+# encoder's (B: as well
 # TOOL_BFRAMES; TOOL_CHROMA_STEP when CHROMA_STEP is not 0); files without "tools": none
 KNOWN_TOOLS = TOOLS | TOOL_BFRAMES | TOOL_CHROMA_STEP
 CHROMA_STEP = 0  # the encoder's chroma step offset in STEP_GRID steps (header "cstep"); 0: off
 MAX_CSTEP = 16
+RES_RD_TRIAL = False  # tools bit 64: the trial pass above for every frame, not just the first
 INTRA_OFFSET = 0  # the I frames' elic-int quality: the quality's + this (encoder only)
 
 
@@ -146,6 +163,7 @@ class GopState:
         self.joint = VectorModels()
         self.b_joint = VectorModels()  # the B frames' vectors (TOOL_BFRAMES)
         self.b_modes = AdaptiveSymbolModel(MODES + 1, MODES)  # their block modes
+        self.resid = residual_states()  # the residual coefficients' contexts (TOOL_RES_ADAPTIVE)
 
 
 # ----------------------------------------------------------------------------- colour (integer)
@@ -322,7 +340,25 @@ class ElicIpCodec(Codec):
             pred = self._b_prediction(refs, mv, modes, d0, d1, bool(TOOLS & TOOL_OBMC))
         kinds = ("luma", "chroma", "chroma")
         steps = [STEP_GRID[_plane_step(si, i, CHROMA_STEP)] for i in range(3)]
-        if RD_LAMBDA > 0:
+        if RD_LAMBDA > 0 and TOOLS & TOOL_RES_ADAPTIVE:
+            # levels at the adaptive coder's code lengths under the present states; where the
+            # plane's contexts are still unseen (or always, RES_RD_TRIAL), first at the frozen
+            # tables' and those levels coded on a copy of the states (encoder only)
+            scratch = state.resid.copy()
+            qs = []
+            for f, p, k, i in zip(frame, pred, kinds, range(3), strict=True):
+                r = _pad8(f.astype(np.int32) - p)
+                psi = _plane_step(si, i, CHROMA_STEP)
+                base = residual_base(k, psi)
+                hints = prediction_hints(_pad8(p.astype(np.int32)), steps[i])
+                q1 = None
+                if RES_RD_TRIAL or not np.any(scratch[base : base + RES_SET] >> 16):
+                    q1 = model.quantise_rd(r, k, steps[i], RD_LAMBDA)
+                    adaptive_plane_bits(q1, hints, scratch, base)
+                qs.append(
+                    quantise_rd_adaptive(model, r, k, steps[i], RD_LAMBDA, scratch, base, hints, q1)
+                )
+        elif RD_LAMBDA > 0:
             qs = [
                 model.quantise_rd(_pad8(f.astype(np.int32) - p), k, st, RD_LAMBDA)
                 for f, p, k, st in zip(frame, pred, kinds, steps, strict=True)
@@ -385,7 +421,13 @@ class ElicIpCodec(Codec):
             kind = "luma" if i == 0 else "chroma"
             ph, pw = p.shape
             q = None if qs is None else qs[i]
-            q = model.code_plane(sink, kind, (-(-ph // TB), -(-pw // TB)), q)
+            grid = (-(-ph // TB), -(-pw // TB))
+            if tools & TOOL_RES_ADAPTIVE:
+                base = residual_base(kind, _plane_step(si, i, cstep))
+                hints = prediction_hints(_pad8(p.astype(np.int32)), step)
+                q = code_plane_adaptive(sink, grid, q, hints, state.resid, base)
+            else:
+                q = model.code_plane(sink, kind, grid, q)
             res = model.dequantise(q, kind, step)[:ph, :pw]
             rec = np.clip(p + res, 0, 255).astype(np.uint8)
             out.append(deblock(rec, step) if tools & TOOL_DEBLOCK else rec)

@@ -11,6 +11,9 @@ discrete hyperprior (one class per block) and frozen learned tables, decoded in 
     q of blocks with class > 0: one call, table = (plane kind, class, coefficient index)
     decoder: r = (B_int (q * step16) + 2**15) >> 16      (int64, exact on every machine)
 
+With ``elic-ip`` tools bit 64 the coefficients are coded instead with adaptive binary contexts
+(``code_plane_adaptive``, below; no classes, no frozen tables), the basis and steps unchanged.
+
 ``fit`` learns everything from residual samples (``scripts/train_video_residual.py``): the
 basis by eigen-decomposition of the residual blocks' covariance, the tables from the quantised
 coefficients' histograms at every quality (with a small Laplace prior per class so rare
@@ -26,9 +29,10 @@ from pathlib import Path
 
 import numpy as np
 
-from neuralcodec.entropy import rangecoder
+from neuralcodec.entropy import adaptive, rangecoder
 from neuralcodec.entropy.cdf import counts_to_quantized_cdf, tables_from_cdfs
 from neuralcodec.entropy.tables import PRECISION, CodingTables
+from neuralcodec.kernels import _adaptive
 
 TB = 8  # transform block side
 NC = TB * TB
@@ -212,6 +216,181 @@ class ResidualModel:
         if idx.size:
             coefs[mask] = sink.code(idx.astype(np.int32), coef_tables, vals).reshape(-1, NC)
         return coefs
+
+
+# ----------------------------------------------------------------------------- adaptive coding
+# tools bit 64 of elic-ip: the coefficients coded with adaptive binary contexts (CABAC-like;
+# kernels/_adaptive.c, resid_encode, documents the binarisation and the contexts) instead of the
+# block classes and frozen tables. The states are carried from inter frame to inter frame of a
+# GOP; each (step class, plane kind) has its own RES_SET contexts.
+
+_RES = _adaptive.resid_sizes()
+RES_SET = _RES["set"]
+RES_HINTS = _RES["hints"]
+RES_STEP_CLASSES = 5
+RES_CLASS_STEPS = 8  # STEP_GRID indexes per step class
+_PB = np.array(
+    [j if j < 8 else 8 + (j - 8) // 4 if j < 24 else 12 + (j - 24) // 8 for j in range(NC)]
+)
+_PG = np.array([0] + [1] * 3 + [2] * 12 + [3] * 48)
+
+
+def residual_states() -> np.ndarray:
+    """Fresh context states of the adaptive residual coder (every step class and kind)."""
+    return adaptive.states(RES_STEP_CLASSES * len(KINDS) * RES_SET)
+
+
+def residual_base(kind: str, si: int) -> int:
+    """Offset in the states of the contexts of plane ``kind`` at ``STEP_GRID[si]``."""
+    sc = min(si // RES_CLASS_STEPS, RES_STEP_CLASSES - 1)
+    return (sc * len(KINDS) + KINDS.index(kind)) * RES_SET
+
+
+def prediction_hints(pred: np.ndarray, step: int) -> np.ndarray:
+    """The class (0..3) of every 8x8 block of a prediction plane (sides multiples of 8) that
+    conditions its coded-block flag: t = sum of |horizontal| + |vertical| differences inside
+    the block (the last row and column against themselves), r = t * 16 // step (``step`` in
+    1/16), class = clamp(bit length of (r + 1) - 2, 0, 3). Integers only."""
+    p = pred.astype(np.int64)
+    g = np.zeros_like(p)
+    g[:, :-1] += np.abs(p[:, 1:] - p[:, :-1])
+    g[:-1] += np.abs(p[1:] - p[:-1])
+    h, w = p.shape
+    t = g.reshape(h // TB, TB, w // TB, TB).sum(axis=(1, 3))
+    r = (t << STEP_BITS) // int(step) + 1
+    bits = np.zeros(r.shape, np.int64)
+    for k in range(1, 6):
+        bits += r >= (1 << k)
+    return np.ascontiguousarray(np.clip(bits - 1, 0, RES_HINTS - 1), dtype=np.int32)
+
+
+def _adaptive_symbols(q, hints, states, base):
+    nby, nbx = q.shape[:2]
+    qc = np.ascontiguousarray(np.clip(q, -Q_LIMIT, Q_LIMIT), dtype=np.int32)
+    cap = 8 * qc.size + 64
+    saved = states.copy()
+    while True:
+        sym = np.empty(cap, np.int32)
+        idx = np.empty(cap, np.int32)
+        n = _adaptive.resid_encode(qc, hints, nby, nbx, base, states, sym, idx)
+        if n >= 0:
+            return qc, sym[:n], idx[:n]
+        states[:] = saved
+        cap *= 8
+
+
+def code_plane_adaptive(sink, shape: tuple[int, int], q, hints, states: np.ndarray, base: int):
+    """Code (``q`` given) or decode (``q`` None) a plane's quantised coefficients (nby, nbx, 64)
+    with the adaptive contexts ``states[base : base + RES_SET]`` (updated in place) and the
+    blocks' ``prediction_hints``."""
+    nby, nbx = shape
+    hints = np.ascontiguousarray(hints, dtype=np.int32)
+    if sink.decoding:
+        out = np.zeros((nby, nbx, NC), np.int32)
+        _adaptive.resid_decode(
+            sink.decoder.native, adaptive.bank(), hints, nby, nbx, base, states, out
+        )
+        return out
+    qc, sym, idx = _adaptive_symbols(q, hints, states, base)
+    if sym.size:
+        sink.encoder.encode(sym, idx, adaptive.bank())
+    return qc
+
+
+def adaptive_plane_bits(q: np.ndarray, hints, states: np.ndarray, base: int) -> float:
+    """Ideal code length (bits) of ``code_plane_adaptive`` of ``q`` (``states`` updated as
+    coding would): for the encoder's decisions and measurements."""
+    _, sym, idx = _adaptive_symbols(q, np.ascontiguousarray(hints, dtype=np.int32), states, base)
+    return float(adaptive._cost_table()[idx, sym].sum())
+
+
+def _shift(x: np.ndarray, dy: int, dx: int) -> np.ndarray:
+    """x of the block above (dy = 1) or to the left (dx = 1); zeros outside the plane."""
+    out = np.zeros_like(x)
+    out[dy:, dx:] = x[: x.shape[0] - dy, : x.shape[1] - dx]
+    return out
+
+
+def quantise_rd_adaptive(
+    model: ResidualModel, residual: np.ndarray, kind: str, step: int, lam: float,
+    states: np.ndarray, base: int, hints: np.ndarray, start: np.ndarray | None = None,
+) -> np.ndarray:  # fmt: skip
+    """``quantise_rd`` at the adaptive coder's code lengths (encoder only): each coefficient
+    takes the level among (rounded, rounded - 1, 0) with the least squared error + ``lam`` x
+    step**2 x bits, the bits from the present ``states`` with every context taken from the
+    previous pass's levels (``start``, else plain rounding with the model's offset); zeros past
+    a block's last coefficient are free; then blocks are emptied where that costs less. Twice."""
+    b = model.basis[kind].astype(np.float64) / (1 << BASIS_BITS)
+    c = to_blocks(residual.astype(np.float64)) @ b
+    d = float(step) / (1 << STEP_BITS)
+    a = np.abs(c) / d
+    sign = np.where(c < 0, -1, 1)
+    cost = adaptive._cost_table()
+    tab = (states[base : base + RES_SET] & 0xFFFF) >> adaptive.BANK_SHIFT
+    c0, c1 = cost[tab, 0], cost[tab, 1]
+    rem_ctx = _RES["rem"] + np.array([[g * 8 + min(i, 7) for i in range(26)] for g in range(2)])
+    # exp-Golomb prefix cost of n ones then a zero, per group g: pre[g, n]
+    ones = np.concatenate([np.zeros((2, 1)), np.cumsum(c1[rem_ctx], axis=1)], axis=1)[:, :-1]
+    pre = ones + c0[rem_ctx]
+    q0 = np.floor(a + 0.5).astype(np.int64)
+    q = (
+        np.abs(start).astype(np.int64)
+        if start is not None
+        else np.floor(a + model.rounding).astype(np.int64)
+    )
+    cands = [q0, np.maximum(q0 - 1, 0), np.zeros_like(q0)]
+    j = np.arange(NC)
+    pb, pg = _PB[None, None], _PG[None, None]
+    zero_cost = (a * a).sum(-1)
+    for _ in range(2):
+        nz = q > 0
+        big = q > 1
+        nzl, nza = _shift(nz, 0, 1), _shift(nz, 1, 0)
+        nb = nzl.astype(np.int64) + nza
+        prev = np.zeros_like(q)
+        prev[..., 1:] += nz[..., :-1]
+        prev[..., 2:] += nz[..., :-2]
+        sig_ctx = _RES["sig"] + (pb * 3 + nb) * 3 + prev
+        last = np.where(nz.any(-1), NC - 1 - np.argmax(nz[..., ::-1], axis=-1), -1)
+        lastl, lasta = _shift(last + 1, 0, 1) - 1, _shift(last + 1, 1, 0) - 1
+        nl = (lastl[..., None] > j).astype(np.int64) + (lasta[..., None] > j)
+        last0 = c0[_RES["last"] + pb * 3 + nl]
+        c1n = np.minimum(np.cumsum(big, -1) - big, 2)
+        nbm = _shift(big, 0, 1).astype(np.int64) + _shift(big, 1, 0)
+        gt1_ctx = _RES["gt1"] + (pg * 3 + c1n) * 3 + nbm
+        c2n = np.minimum(np.cumsum(q > 2, -1) - (q > 2), 2)
+        gt2_ctx = _RES["gt2"] + pg * 3 + c2n
+        g = (pg >= 2).astype(np.int64)
+        before_last = j[None, None] < last[..., None]
+        best, best_j = None, None
+        for v in cands:
+            r = np.maximum(v - 2, 1)
+            n = np.floor(np.log2(r)).astype(np.int64)
+            rem = pre[np.broadcast_to(g, n.shape), np.minimum(n, 25)] + n
+            bits_nz = (
+                c1[sig_ctx] + 1.0 + last0
+                + np.where(v > 1, c1[gt1_ctx] + np.where(v > 2, c1[gt2_ctx] + rem, c0[gt2_ctx]), c0[gt1_ctx])
+            )  # fmt: skip
+            bits = np.where(v > 0, bits_nz, np.where(before_last, c0[sig_ctx], 0.0))
+            jv = (a - v) ** 2 + lam * bits
+            if best is None:
+                best, best_j = v.copy(), jv
+            else:
+                better = jv < best_j
+                best = np.where(better, v, best)
+                best_j = np.where(better, jv, best_j)
+        cb = nz.any(-1)
+        ncb = np.zeros(cb.shape, np.int64)
+        ncb += _shift(cb, 0, 1)
+        ncb += _shift(cb, 1, 0)
+        ncb[1:, 1:] += cb[:-1, :-1]
+        ncb[1:, :-1] += cb[:-1, 1:]
+        cbf_ctx = _RES["cbf"] + ncb * RES_HINTS + hints
+        keep_cost = best_j.sum(-1) + lam * c1[cbf_ctx]
+        empty = (zero_cost + lam * c0[cbf_ctx] <= keep_cost) | ~(best > 0).any(-1)
+        best[empty] = 0
+        q = best
+    return (sign * q).astype(np.int32)
 
 
 # ----------------------------------------------------------------------------- learning

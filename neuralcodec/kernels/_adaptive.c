@@ -1879,6 +1879,289 @@ fail:
 
 /* ============================================================================= end octree v2 */
 
+/* ----------------------------------------------------------------------------- video residual
+ *
+ * Context-adaptive coding of the quantised 8x8 transform coefficients of one plane of an
+ * elic-ip inter frame (tools bit 64), CABAC-like. q holds nby x nbx blocks of 64 coefficients in
+ * the transform's energy order (coefficient j of block b at q[64 b + j]), blocks in raster order.
+ * All contexts of the call lie in states[base .. base + RES_SET) (the caller picks base from the
+ * plane kind and the step class). Per block:
+ *
+ *   cbf   coded-block flag (any coefficient != 0), context (n, hint): n = number of coded blocks
+ *         among the left, above-left, above and above-right ones, hint = hints[b] (0..3, the
+ *         caller's class of the block's prediction)
+ *   then for j = 0, 1, ...:
+ *     sig   q[j] != 0 (inferred 1 at j = 63), context (pb(j), nb, prev): pb the position bucket
+ *           (j below 8; 8 + (j - 8) / 4 below 24; 12 + (j - 24) / 8), nb = number of the left
+ *           and above blocks whose coefficient j is != 0, prev = number of q[j - 1], q[j - 2]
+ *           != 0
+ *     if sig:
+ *       gt1   |q| > 1, context (pg, min(c1, 2), nbm): pg = 0 for j = 0, 1 below 4, 2 below 16,
+ *             else 3; c1 the block's earlier coefficients above 1; nbm the left / above blocks'
+ *             coefficient j above 1
+ *       gt2   |q| > 2 (after gt1 = 1), context (pg, min(c2, 2)), c2 the earlier ones above 2
+ *       rem   |q| - 3 (after gt2 = 1) as exp-Golomb of order 0: n ones (context (pg >= 2,
+ *             min(i, 7)) for the i-th), a zero (n < RES_MAX_PREFIX), then n bits at 1/2
+ *       sign  at 1/2
+ *       last  (j < 63) no further coefficient, context (pb(j), nl): nl = number of the left and
+ *             above blocks whose last coefficient lies beyond j
+ *
+ * The same function encodes (symbols and table indexes for RangeEncoder.encode with the bank)
+ * and decodes (through a run of the range decoder), so both sides take identical contexts.
+ */
+#define RES_NC 64
+#define RES_NPB 17
+#define RES_CBF 0
+#define RES_HINTS 4
+#define RES_SIG (RES_CBF + 5 * RES_HINTS)
+#define RES_LAST (RES_SIG + RES_NPB * 9)
+#define RES_GT1 (RES_LAST + RES_NPB * 3)
+#define RES_GT2 (RES_GT1 + 36)
+#define RES_REM (RES_GT2 + 12)
+#define RES_SET (RES_REM + 16)
+#define RES_MAX_PREFIX 24
+
+typedef struct {
+    int decoding, err;
+    NcDecodeRun *run;
+    int32_t *sym, *idx, *st;
+    Py_ssize_t n, cap;
+} ResCoder;
+
+static inline int res_bin(ResCoder *c, int32_t ctx, int bit, int bypass)
+{
+    int32_t t = bypass ? HALF_TABLE : state_table(c->st[ctx]);
+    if (c->err)
+        return 0;
+    if (c->decoding) {
+        int32_t v;
+        if (rc_api->decode(c->run, t, &v) < 0 || (v != 0 && v != 1)) {
+            c->err = 1;
+            return 0;
+        }
+        bit = v;
+    } else {
+        if (c->n >= c->cap) {
+            c->err = 2;
+            return 0;
+        }
+        c->sym[c->n] = bit;
+        c->idx[c->n++] = t;
+    }
+    if (!bypass)
+        c->st[ctx] = state_update(c->st[ctx], bit);
+    return bit;
+}
+
+static const uint8_t res_pb[RES_NC] = {
+    0,  1,  2,  3,  4,  5,  6,  7,  8,  8,  8,  8,  9,  9,  9,  9,  10, 10, 10, 10, 11, 11,
+    11, 11, 12, 12, 12, 12, 12, 12, 12, 12, 13, 13, 13, 13, 13, 13, 13, 13, 14, 14, 14, 14,
+    14, 14, 14, 14, 15, 15, 15, 15, 15, 15, 15, 15, 16, 16, 16, 16, 16, 16, 16, 16};
+
+static inline int res_pg(int j) { return j == 0 ? 0 : (j < 4 ? 1 : (j < 16 ? 2 : 3)); }
+
+/* Codes (or decodes into) q; last[b] receives each block's last coefficient (-1: empty). */
+static void res_plane(ResCoder *c, int32_t *q, int nby, int nbx, int32_t base, int32_t *last,
+                      const int32_t *hints)
+{
+    for (int by = 0; by < nby && !c->err; by++)
+        for (int bx = 0; bx < nbx && !c->err; bx++) {
+            Py_ssize_t b = (Py_ssize_t)by * nbx + bx;
+            int32_t *x = q + RES_NC * b;
+            const int32_t *ql = bx ? x - RES_NC : NULL;
+            const int32_t *qa = by ? x - (Py_ssize_t)RES_NC * nbx : NULL;
+            int lastl = bx ? last[b - 1] : -1, lasta = by ? last[b - nbx] : -1;
+            int cbf = 0;
+            if (!c->decoding)
+                for (int j = 0; j < RES_NC; j++)
+                    cbf |= x[j] != 0;
+            int ncb = (lastl >= 0) + (lasta >= 0);
+            if (by) {
+                ncb += bx && last[b - nbx - 1] >= 0;
+                ncb += bx + 1 < nbx && last[b - nbx + 1] >= 0;
+            }
+            cbf = res_bin(c, base + RES_CBF + ncb * RES_HINTS + hints[b], cbf, 0);
+            last[b] = -1;
+            if (!cbf) {
+                if (c->decoding)
+                    memset(x, 0, RES_NC * sizeof(int32_t));
+                continue;
+            }
+            int elast = RES_NC - 1;
+            if (!c->decoding)
+                while (x[elast] == 0)
+                    elast--;
+            int c1 = 0, c2 = 0;
+            for (int j = 0; j < RES_NC; j++) {
+                int a = 0, neg = 0;
+                if (!c->decoding) {
+                    a = x[j] < 0 ? -x[j] : x[j];
+                    neg = x[j] < 0;
+                }
+                int sig = 1;
+                if (j < RES_NC - 1) {
+                    int nb = (ql && ql[j] != 0) + (qa && qa[j] != 0);
+                    int prev = (j >= 1 && x[j - 1] != 0) + (j >= 2 && x[j - 2] != 0);
+                    sig = res_bin(c, base + RES_SIG + (res_pb[j] * 3 + nb) * 3 + prev, a != 0, 0);
+                }
+                if (!sig) {
+                    if (c->decoding)
+                        x[j] = 0;
+                    continue;
+                }
+                int pg = res_pg(j);
+                int nbm = (ql && (ql[j] > 1 || ql[j] < -1)) + (qa && (qa[j] > 1 || qa[j] < -1));
+                int v = 1;
+                if (res_bin(c, base + RES_GT1 + (pg * 3 + (c1 < 2 ? c1 : 2)) * 3 + nbm, a > 1, 0)) {
+                    c1++;
+                    v = 2;
+                    if (res_bin(c, base + RES_GT2 + pg * 3 + (c2 < 2 ? c2 : 2), a > 2, 0)) {
+                        c2++;
+                        uint32_t r = c->decoding ? 0 : (uint32_t)(a - 3) + 1;
+                        int n = 0;
+                        if (!c->decoding)
+                            n = bitlen_u32(r);
+                        int rb = base + RES_REM + (pg >= 2) * 8;
+                        int k = 0;
+                        while (k < RES_MAX_PREFIX && res_bin(c, rb + (k < 7 ? k : 7), k < n, 0))
+                            k++;
+                        if (k >= RES_MAX_PREFIX && c->decoding) {
+                            c->err = 1;
+                            return;
+                        }
+                        uint32_t m = 1;
+                        for (int i = k - 1; i >= 0; i--)
+                            m = 2 * m + (uint32_t)res_bin(c, 0, (r >> i) & 1, 1);
+                        v = (int)(m - 1) + 3;
+                    }
+                }
+                neg = res_bin(c, 0, neg, 1);
+                if (c->decoding)
+                    x[j] = neg ? -v : v;
+                if (j < RES_NC - 1) {
+                    int nl = (lastl > j) + (lasta > j);
+                    if (res_bin(c, base + RES_LAST + res_pb[j] * 3 + nl, j == elast, 0)) {
+                        last[b] = j;
+                        if (c->decoding)
+                            for (int i = j + 1; i < RES_NC; i++)
+                                x[i] = 0;
+                        break;
+                    }
+                } else
+                    last[b] = j;
+            }
+            if (c->decoding && last[b] < 0 && !c->err)
+                c->err = 1; /* cannot happen: j = 63 is always last */
+        }
+}
+
+static int res_args(Bufs *b, PyObject *oq, int writable, PyObject *oh, PyObject *os, int nby,
+                    int nbx, int base, int32_t **q, int32_t **hints, int32_t **st)
+{
+    Py_ssize_t nq, nh, ns;
+    if (!(*q = take(b, oq, writable, "coefficients", &nq)) || !(*hints = take(b, oh, 0, "hints", &nh)) ||
+        !(*st = take(b, os, 1, "states", &ns)))
+        return -1;
+    if (nby < 0 || nbx < 0 || nq != (Py_ssize_t)nby * nbx * RES_NC || nh != (Py_ssize_t)nby * nbx) {
+        PyErr_SetString(PyExc_ValueError, "adaptive: coefficients do not match the block grid");
+        return -1;
+    }
+    if (check_ctx(*hints, nh, RES_HINTS, "hint") < 0)
+        return -1;
+    if (base < 0 || (Py_ssize_t)base + RES_SET > ns) {
+        PyErr_SetString(PyExc_ValueError, "adaptive: residual contexts outside the states");
+        return -1;
+    }
+    return check_states(*st + base, RES_SET);
+}
+
+/* resid_encode(q, hints, nby, nbx, base, states, symbols_out, indexes_out) -> count, or -1 when the
+ * output buffers are too small (states then partly updated: the caller restores them). Values
+ * must lie within +-2^24. */
+static PyObject *resid_encode(PyObject *mod, PyObject *args)
+{
+    PyObject *oq, *oh, *os, *osym, *oidx;
+    int nby, nbx, base;
+    if (!PyArg_ParseTuple(args, "OOiiiOOO:resid_encode", &oq, &oh, &nby, &nbx, &base, &os, &osym,
+                          &oidx))
+        return NULL;
+    Bufs b = {.n = 0};
+    int32_t *q, *hints, *st, *sym, *idx, *last = NULL;
+    Py_ssize_t nsym, nidx;
+    if (res_args(&b, oq, 0, oh, os, nby, nbx, base, &q, &hints, &st) < 0 ||
+        !(sym = take(&b, osym, 1, "symbols", &nsym)) || !(idx = take(&b, oidx, 1, "indexes", &nidx)))
+        goto fail;
+    if (nsym != nidx) {
+        PyErr_SetString(PyExc_ValueError, "adaptive: symbols and indexes differ in size");
+        goto fail;
+    }
+    for (Py_ssize_t i = 0; i < (Py_ssize_t)nby * nbx * RES_NC; i++)
+        if (q[i] > (1 << 24) || q[i] < -(1 << 24)) {
+            PyErr_SetString(PyExc_ValueError, "adaptive: residual coefficient out of range");
+            goto fail;
+        }
+    last = malloc(sizeof(int32_t) * ((size_t)nby * nbx + 1));
+    if (!last) {
+        PyErr_NoMemory();
+        goto fail;
+    }
+    ResCoder c = {.decoding = 0, .err = 0, .run = NULL, .sym = sym, .idx = idx, .st = st,
+                  .n = 0, .cap = nsym};
+    res_plane(&c, q, nby, nbx, base, last, hints);
+    free(last);
+    release(&b);
+    return PyLong_FromSsize_t(c.err ? -1 : c.n);
+fail:
+    free(last);
+    release(&b);
+    return NULL;
+}
+
+/* resid_decode(decoder, bank, hints, nby, nbx, base, states, out): what resid_encode coded. */
+static PyObject *resid_decode(PyObject *mod, PyObject *args)
+{
+    PyObject *odec, *otab, *oh, *os, *oo;
+    int nby, nbx, base;
+    if (!PyArg_ParseTuple(args, "OOOiiiOO:resid_decode", &odec, &otab, &oh, &nby, &nbx, &base, &os,
+                          &oo))
+        return NULL;
+    Bufs b = {.n = 0};
+    int32_t *q, *hints, *st, *last = NULL;
+    if (res_args(&b, oo, 1, oh, os, nby, nbx, base, &q, &hints, &st) < 0)
+        goto fail;
+    last = malloc(sizeof(int32_t) * ((size_t)nby * nbx + 1));
+    if (!last) {
+        PyErr_NoMemory();
+        goto fail;
+    }
+    NcDecodeRun *run = begin_bank(odec, otab);
+    if (!run)
+        goto fail;
+    ResCoder c = {.decoding = 1, .err = 0, .run = run, .sym = NULL, .idx = NULL, .st = st,
+                  .n = 0, .cap = 0};
+    Py_BEGIN_ALLOW_THREADS
+    res_plane(&c, q, nby, nbx, base, last, hints);
+    Py_END_ALLOW_THREADS
+    free(last);
+    last = NULL;
+    if (rc_api->end(run, c.err ? -1 : 0) < 0)
+        goto fail;
+    release(&b);
+    Py_RETURN_NONE;
+fail:
+    free(last);
+    release(&b);
+    return NULL;
+}
+
+static PyObject *resid_sizes(PyObject *mod, PyObject *noargs)
+{
+    return Py_BuildValue("{s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i}", "set", RES_SET, "hints",
+                         RES_HINTS, "cbf", RES_CBF,
+                         "sig", RES_SIG, "last", RES_LAST, "gt1", RES_GT1, "gt2", RES_GT2, "rem",
+                         RES_REM, "max_prefix", RES_MAX_PREFIX);
+}
+
 static PyMethodDef methods[] = {
     {"bits_encode", bits_encode, METH_VARARGS,
      "bits_encode(bits, contexts, states, indexes_out): table index of every bit."},
@@ -1918,6 +2201,12 @@ static PyMethodDef methods[] = {
      "octree_mix_init(states): fresh states for octree_mix."},
     {"octree_mix_sizes", octree_mix_sizes, METH_NOARGS,
      "(states, weights, initial weight) of octree_mix."},
+    {"resid_encode", resid_encode, METH_VARARGS,
+     "resid_encode(q, hints, nby, nbx, base, states, symbols, indexes) -> count (-1: buffers too "
+     "small): one plane of video residual coefficients."},
+    {"resid_decode", resid_decode, METH_VARARGS,
+     "resid_decode(decoder, bank, hints, nby, nbx, base, states, out): decode one residual plane."},
+    {"resid_sizes", resid_sizes, METH_NOARGS, "context layout of resid_encode / resid_decode."},
     {NULL},
 };
 
