@@ -25,7 +25,12 @@ import numpy as np
 # lifting
 
 LIFT_SHIFT = 14
-_ALPHA, _BETA, _GAMMA, _DELTA = -1.586134342059924, -0.052980118572961, 0.882911075530934, 0.443506852043971
+_ALPHA, _BETA, _GAMMA, _DELTA = (
+    -1.586134342059924,
+    -0.052980118572961,
+    0.882911075530934,
+    0.443506852043971,
+)
 LIFT = tuple(int(round(c * (1 << LIFT_SHIFT))) for c in (_ALPHA, _BETA, _GAMMA, _DELTA))
 LIFT_F = tuple(c / (1 << LIFT_SHIFT) for c in LIFT)
 FRAC = 8  # fractional bits of the decoder's fixed-point samples
@@ -169,19 +174,24 @@ COLOUR_SHIFT = 12
 # Rows: principal axes of the RGB pixels of 80 training photos (luma-like, blue-red,
 # green-magenta), at 2^-12; the decoder applies the transpose (an orthonormal matrix's inverse).
 COLOUR = ((2297, 2382, 2414), (2810, 295, -2965), (1898, -3319, 1469))
-COLOUR_INV = tuple(zip(*COLOUR))
+COLOUR_INV = tuple(zip(*COLOUR, strict=True))
 # Quality steps (pixel units at 2^-4), qualities 1..8.
 QSTEP16 = (3200, 2080, 1360, 888, 580, 378, 246, 160)
 STEP_SHIFT = 16
-DEADZONE = 0.35  # encoder: |v| / step + 0.5 - DEADZONE, rounded down (an encoder choice)
+DEADZONE_QUIET = 0.6  # encoder: the dead zone of values with no nonzero neighbour or parent
+DEADZONE = 0.3  # encoder: |v| / step + 0.5 - DEADZONE, rounded down (an encoder choice)
 REC16 = 4  # decoder: a nonzero detail value q reconstructs at sign(q) (|q| + REC16 / 16) step
 RATE = 64  # adaptation limit of the context states
 CTX_W = (4, 1, 1)  # weights of |W| + |N|, |NW| + |NE|, |WW| + |NN|
 PARENT_W, LUMA_W, SIBLING_W = 1, 1, 1
 EDGES = (1, 2, 3, 4, 6, 8, 11, 15, 20, 28, 40, 56, 80, 120)
 LL_EDGES = (1, 2, 4, 8, 16, 32, 64)
-N_SETS = 3 * len(LL_EDGES) + 3 + 18 * (len(EDGES) + 1)
-MAX_VALUE = 1 << 30  # decoded coefficients are clipped to this (fixed point), valid ones never reach it
+LEVEL_CLASSES = 2  # detail classes: colour x min(level, LEVEL_CLASSES) x ORIENT_CLASS
+MAX_VALUE = (
+    1 << 30
+)  # decoded coefficients are clipped to this (fixed point), valid ones never reach it
+COLOUR_MUL16 = (16, 18, 18)  # step multipliers of the three colour planes at 2^-4
+LL_WEIGHT16 = 16  # low band step multiplier at 2^-4
 LEVEL_WEIGHT = 0.93  # step x LEVEL_WEIGHT^(level - 1): coarser levels quantised a little finer
 
 # Step multipliers at 2^-(STEP_SHIFT - FRAC + 4): DETAIL_MUL[level - 1][orientation] =
@@ -230,12 +240,14 @@ def step_table() -> tuple[tuple, tuple]:
     return detail, tuple(ll)
 
 
-def steps(quality_index: int, levels: int) -> tuple[int, list]:
-    """Integer steps at 2^-FRAC: (low band, [(HL, LH, HH)] in ``analysis`` order)."""
-    q = QSTEP16[quality_index]
-    ll = max(1, (q * LL_MUL[levels]) >> STEP_SHIFT)
+def steps(quality_index: int, levels: int, colour: int = 0) -> tuple[int, list]:
+    """Integer steps at 2^-FRAC of one colour plane: (low band, [(HL, LH, HH)] in ``analysis``
+    order)."""
+    q = QSTEP16[quality_index] * COLOUR_MUL16[colour]
+    shift = STEP_SHIFT + 4
+    ll = max(1, (q * LL_MUL[levels] * LL_WEIGHT16) >> (shift + 4))
     det = [
-        tuple(max(1, (q * DETAIL_MUL[lev - 1][o]) >> STEP_SHIFT) for o in range(3))
+        tuple(max(1, (q * DETAIL_MUL[lev - 1][o]) >> shift) for o in range(3))
         for lev in range(levels, 0, -1)
     ]
     return ll, det
@@ -244,9 +256,18 @@ def steps(quality_index: int, levels: int) -> tuple[int, list]:
 # ---------------------------------------------------------------------------------------------
 # context coding
 
-_SIGN0 = N_SETS * 64
-N_STATES = _SIGN0 + 9 * 12
+ORIENT_CLASSES = 2
+ORIENT_CLASS = (0, 0, 1)
 _EMPTY = np.zeros(0, np.int32)
+
+
+def _sign0() -> int:
+    """First sign context (after every set's 64)."""
+    return (3 * (len(LL_EDGES) + 1) + 3 * LEVEL_CLASSES * ORIENT_CLASSES * (len(EDGES) + 1)) * 64
+
+
+def n_states() -> int:
+    return _sign0() + 9 * 12
 
 
 def _fit(a: np.ndarray, shape) -> np.ndarray:
@@ -273,16 +294,27 @@ def _band_inputs(q: list, c: int, li: int, o: int, levels: int, shape):
         sib = _fit(q[c][li][s], shape) * np.int32(SIBLING_W)
         extra = sib if extra is None else extra + sib
     nb = len(EDGES) + 1
-    cls = (c * 3 + min(lev - 1, 2)) * 2 + (o == 2)
+    cls = (c * LEVEL_CLASSES + min(lev, LEVEL_CLASSES) - 1) * ORIENT_CLASSES + ORIENT_CLASS[o]
     par = [0, *CTX_W, PARENT_W if li > 1 else 0, 1, nb, 3 * (len(LL_EDGES) + 1) + cls * nb]
-    par += [_SIGN0 + 27 + 9 * (c * 3 + o), RATE, *EDGES]
+    par += [_sign0() + 27 + 9 * (c * 3 + o), RATE, *EDGES]
     lum = _EMPTY if extra is None else extra
     return parent, lum, par
 
 
 def _ll_par(c: int) -> list:
-    return [1, 0, 0, 0, 0, 0, len(LL_EDGES) + 1, c * (len(LL_EDGES) + 1), _SIGN0 + 9 * c, RATE,
-            *LL_EDGES]
+    return [
+        1,
+        0,
+        0,
+        0,
+        0,
+        0,
+        len(LL_EDGES) + 1,
+        c * (len(LL_EDGES) + 1),
+        _sign0() + 9 * c,
+        RATE,
+        *LL_EDGES,
+    ]
 
 
 def code_order(levels: int):
@@ -297,7 +329,7 @@ def encode_symbols(q: list, levels: int) -> tuple[np.ndarray, np.ndarray]:
     """Symbols and bank indexes of every band ([colour][LL, (HL, LH, HH)...] integers)."""
     from ..entropy import adaptive
 
-    st = adaptive.states(N_STATES)
+    st = adaptive.states(n_states())
     syms, idxs = [], []
     for c in range(3):
         s, i = adaptive.wav_band_symbols(q[c][0], _EMPTY, _EMPTY, _ll_par(c), st)
@@ -314,7 +346,7 @@ def decode_bands(data: bytes, h: int, w: int, levels: int) -> list:
 
     shapes = band_shapes(h, w, levels)
     dec = rangecoder.RangeDecoder(data)
-    st = adaptive.states(N_STATES)
+    st = adaptive.states(n_states())
     q = [[None] + [[None, None, None] for _ in range(levels)] for _ in range(3)]
     for c in range(3):
         q[c][0] = adaptive.decode_wav_band(dec, shapes[0], _EMPTY, _EMPTY, _ll_par(c), st)
@@ -333,23 +365,48 @@ def _colour_forward() -> np.ndarray:
     return np.linalg.inv(inv)
 
 
+def _box(b: np.ndarray) -> np.ndarray:
+    """Whether any of the 8 neighbours is set."""
+    p = np.pad(b, 1)
+    h, w = b.shape
+    out = np.zeros_like(b)
+    for di in (0, 1, 2):
+        for dj in (0, 1, 2):
+            if di != 1 or dj != 1:
+                out |= p[di : di + h, dj : dj + w]
+    return out
+
+
+def _up(b: np.ndarray, shape) -> np.ndarray:
+    """The parent map at the child's resolution."""
+    ii = np.minimum(np.arange(shape[0]) // 2, b.shape[0] - 1)
+    jj = np.minimum(np.arange(shape[1]) // 2, b.shape[1] - 1)
+    return b[ii][:, jj]
+
+
 def quantise(img: np.ndarray, quality_index: int) -> tuple[list, int]:
     """The encoder: uint8 RGB h x w x 3 -> ([colour][LL, (HL, LH, HH) coarse to fine], levels)."""
     h, w = img.shape[:2]
     levels = levels_for(h, w, MAX_LEVELS)
     x = img.astype(np.float32) - np.float32(128.0)
     planes = np.ascontiguousarray(np.moveaxis(x @ _colour_forward().T.astype(np.float32), 2, 0))
-    ll_step, det_steps = steps(quality_index, levels)
     unit = float(1 << FRAC)
     out = []
     for c in range(3):
+        ll_step, det_steps = steps(quality_index, levels, c)
         bands = analysis(planes[c], levels)
         qb = [np.round(bands[0] * unit / ll_step).astype(np.int32)]
         for li in range(1, levels + 1):
             t = []
             for o in range(3):
                 v = bands[li][o] * unit / det_steps[li - 1][o]
-                m = np.floor(np.maximum(np.abs(v) + 0.5 - DEADZONE, 0.0))
+                a = np.abs(v)
+                m = np.floor(np.maximum(a + 0.5 - DEADZONE, 0.0))
+                if DEADZONE_QUIET > DEADZONE:  # isolated values: a wider dead zone
+                    busy = _box(m > 0)
+                    if li > 1:
+                        busy |= _up(qb[li - 1][o] != 0, m.shape)
+                    m = np.where(busy, m, np.floor(np.maximum(a + 0.5 - DEADZONE_QUIET, 0.0)))
                 t.append((np.sign(v) * m).astype(np.int32))
             qb.append(t)
         out.append(qb)
@@ -358,15 +415,17 @@ def quantise(img: np.ndarray, quality_index: int) -> tuple[list, int]:
 
 def reconstruct(q: list, h: int, w: int, levels: int, quality_index: int) -> np.ndarray:
     """The decoder's integer synthesis: bands -> uint8 RGB (int64 arithmetic only)."""
-    ll_step, det_steps = steps(quality_index, levels)
     planes = []
     for c in range(3):
+        ll_step, det_steps = steps(quality_index, levels, c)
         bands = [np.clip(q[c][0].astype(np.int64) * ll_step, -MAX_VALUE, MAX_VALUE)]
         for li in range(1, levels + 1):
             t = []
             for o in range(3):
                 v = q[c][li][o].astype(np.int64)
-                r = np.where(v == 0, 0, np.sign(v) * ((16 * np.abs(v) + REC16) * det_steps[li - 1][o] >> 4))
+                r = np.where(
+                    v == 0, 0, np.sign(v) * ((16 * np.abs(v) + REC16) * det_steps[li - 1][o] >> 4)
+                )
                 t.append(np.clip(r, -MAX_VALUE, MAX_VALUE))
             bands.append(tuple(t))
         planes.append(synthesis_int(bands))
