@@ -178,9 +178,13 @@ COLOUR_INV = tuple(zip(*COLOUR, strict=True))
 # Quality steps (pixel units at 2^-4), qualities 1..8.
 QSTEP16 = (3200, 2080, 1360, 888, 580, 378, 246, 160)
 STEP_SHIFT = 16
-DEADZONE_QUIET = 0.6  # encoder: the dead zone of values with no nonzero neighbour or parent
-DEADZONE = 0.3  # encoder: |v| / step + 0.5 - DEADZONE, rounded down (an encoder choice)
-REC16 = 4  # decoder: a nonzero detail value q reconstructs at sign(q) (|q| + REC16 / 16) step
+# Encoder only: |v| / step + 0.5 - dead zone, rounded down, the dead zone chosen by how many of
+# the 8 neighbours and the parent are nonzero (0, 1, 2, 3 or more).
+DEADZONES = (0.6, 0.45, 0.35, 0.3)
+# Decoder: a nonzero detail value q reconstructs at sign(q) (|q| + REC16 / 16) step (REC16_ONE
+# for |q| = 1).
+REC16 = 4
+REC16_ONE = 4
 RATE = 64  # adaptation limit of the context states
 CTX_W = (4, 1, 1)  # weights of |W| + |N|, |NW| + |NE|, |WW| + |NN|
 PARENT_W, LUMA_W, SIBLING_W = 1, 1, 1
@@ -366,14 +370,14 @@ def _colour_forward() -> np.ndarray:
 
 
 def _box(b: np.ndarray) -> np.ndarray:
-    """Whether any of the 8 neighbours is set."""
-    p = np.pad(b, 1)
+    """How many of the 8 neighbours are set (int32)."""
+    p = np.pad(b, 1).astype(np.int32)
     h, w = b.shape
-    out = np.zeros_like(b)
+    out = np.zeros(b.shape, np.int32)
     for di in (0, 1, 2):
         for dj in (0, 1, 2):
             if di != 1 or dj != 1:
-                out |= p[di : di + h, dj : dj + w]
+                out += p[di : di + h, dj : dj + w]
     return out
 
 
@@ -401,12 +405,14 @@ def quantise(img: np.ndarray, quality_index: int) -> tuple[list, int]:
             for o in range(3):
                 v = bands[li][o] * unit / det_steps[li - 1][o]
                 a = np.abs(v)
-                m = np.floor(np.maximum(a + 0.5 - DEADZONE, 0.0))
-                if DEADZONE_QUIET > DEADZONE:  # isolated values: a wider dead zone
-                    busy = _box(m > 0)
-                    if li > 1:
-                        busy |= _up(qb[li - 1][o] != 0, m.shape)
-                    m = np.where(busy, m, np.floor(np.maximum(a + 0.5 - DEADZONE_QUIET, 0.0)))
+                # the dead zone by the number of nonzero neighbours (8) and parent after a
+                # first rounding with the narrowest one: wider around isolated values
+                m = np.floor(np.maximum(a + 0.5 - DEADZONES[-1], 0.0))
+                n = _box(m > 0)
+                if li > 1:
+                    n += _up(qb[li - 1][o] != 0, m.shape)
+                dz = np.array(DEADZONES, np.float32)[np.minimum(n, len(DEADZONES) - 1)]
+                m = np.floor(np.maximum(a + 0.5 - dz, 0.0))
                 t.append((np.sign(v) * m).astype(np.int32))
             qb.append(t)
         out.append(qb)
@@ -423,9 +429,9 @@ def reconstruct(q: list, h: int, w: int, levels: int, quality_index: int) -> np.
             t = []
             for o in range(3):
                 v = q[c][li][o].astype(np.int64)
-                r = np.where(
-                    v == 0, 0, np.sign(v) * ((16 * np.abs(v) + REC16) * det_steps[li - 1][o] >> 4)
-                )
+                a = np.abs(v)
+                off = np.where(a == 1, REC16_ONE, REC16)
+                r = np.where(v == 0, 0, np.sign(v) * ((16 * a + off) * det_steps[li - 1][o] >> 4))
                 t.append(np.clip(r, -MAX_VALUE, MAX_VALUE))
             bands.append(tuple(t))
         planes.append(synthesis_int(bands))

@@ -103,7 +103,7 @@ class WaveletCodec(HyperpriorCodec):
         if self.write_format == 3:
             settings = {
                 "format": 3,
-                "deadzone": dyadic.DEADZONE,
+                "deadzone": dyadic.DEADZONES,
                 "steps": dyadic.QSTEP16,
                 "rec": dyadic.REC16,
                 "ctx": [
