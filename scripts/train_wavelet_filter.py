@@ -4,6 +4,8 @@ pixels), then store its integer form.
 ::
 
     python scripts/train_wavelet_filter.py --out build/wfilter [--photos 60] [--minutes 8]
+    python scripts/train_wavelet_filter.py --checkpoint build/wfilter/filter.pt \
+        --export weights/wavelet-filter.safetensors
 
 Data: photos under ../shared/data/train split as ``datasets.training.split_photos`` (the
 held-out benchmark photos are never read, validation photos only score), each coded by format 3
@@ -119,9 +121,57 @@ def psnr_gain(model: Filter, files, qualities=range(QUALITIES)) -> list[float]:
     return out
 
 
+def calibrate(model: Filter, files) -> list[float]:
+    """Largest |input| of each convolution over decoded training photos at every quality."""
+    from neuralcodec.compress.intnet import PeakRecorder
+
+    convs = {str(i): m for i, m in enumerate(model.net) if isinstance(m, nn.Conv2d)}
+    with PeakRecorder(convs) as rec, torch.no_grad():
+        for p in files:
+            img = load(p)
+            for qi in range(QUALITIES):
+                model(to_t(decoded(img, qi)[None]), torch.tensor([qi]))
+    return [rec.peaks[k] for k in convs]
+
+
+def export(args) -> int:
+    """The integer filter from ``--checkpoint``: calibrated on training photos, its gain per
+    quality kept only where it raises the validation photos' PSNR by at least 0.01 dB."""
+    from safetensors.numpy import save_file
+
+    from neuralcodec.compress.intnet import IntNet
+
+    rng = np.random.default_rng(args.seed + 7)
+    train, val, _ = split_photos(DATA)
+    val = [v for v in val if "bsds500" not in str(v)]
+    calib = [train[i] for i in sorted(rng.choice(len(train), 12, replace=False))]
+    model = Filter(args.width)
+    model.load_state_dict(torch.load(args.checkpoint))
+    peaks = calibrate(model, calib)
+    net = IntNet.from_sequential(model.net, [1.25 * p for p in peaks])
+    gains = [int(round(256 * float(g))) for g in model.gain.detach().clamp(0, 15)]
+    filt = dyadic.PostFilter(net, tuple(gains), "")
+    delta = []
+    for qi in range(QUALITIES):
+        d = []
+        for p in val:
+            img = load(p)
+            rec = decoded(img, qi)
+            d.append(_psnr(filt(rec, qi), img) - _psnr(rec, img))
+        delta.append(float(np.mean(d)))
+    kept = tuple(g if dd >= 0.01 else 0 for g, dd in zip(gains, delta, strict=True))
+    print("integer filter, validation PSNR gain per quality (dB):", [round(v, 3) for v in delta])
+    print("gains (2^-8) kept:", kept, flush=True)
+    filt = dyadic.PostFilter(net, kept, "")
+    save_file(filt.to_arrays(), str(args.export), metadata={"peaks": json.dumps(peaks)})
+    return 0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--out", type=Path)
+    p.add_argument("--checkpoint", type=Path, help="with --export: a trained filter.pt")
+    p.add_argument("--export", type=Path, help="write the integer filter (safetensors) here")
     p.add_argument("--photos", type=int, default=60)
     p.add_argument("--crops", type=int, default=6)
     p.add_argument("--width", type=int, default=16)
@@ -131,6 +181,8 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     torch.set_num_threads(1)
+    if args.export:
+        return export(args)
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -89,7 +89,7 @@ def test_band_kernel_round_trips(mode):
     parent = (RNG.laplace(size=(12, 16)) * 3).astype(np.int32) if mode == 0 else np.zeros(0)
     luma = (RNG.laplace(size=(h, w)) * 3).astype(np.int32) if mode == 0 else np.zeros(0)
     edges = dyadic.EDGES if mode == 0 else dyadic.LL_EDGES
-    par = [mode, 4, 1, 1, 1 if mode == 0 else 0, 1, len(edges) + 1, 2, 64 * 40, 64, *edges]
+    par = [mode, 4, 4, 1, 1, 1 if mode == 0 else 0, 1, len(edges) + 1, 2, 64 * 40, 64, *edges]
     st = adaptive.states(64 * 41)
     sym, idx = adaptive.wav_band_symbols(v, parent, luma, par, st)
     enc = rangecoder.RangeEncoder()
@@ -105,10 +105,11 @@ def test_band_kernel_refuses_bad_parameters():
     st = adaptive.states(64 * 4)
     v = np.zeros((4, 4), np.int32)
     for par in (
-        [2, 1, 1, 1, 1, 1, 2, 0, 0, 64, 1],  # mode
-        [0, 1, 1, 1, 1, 1, 2, 3, 0, 64, 1],  # sets beyond the states
-        [0, 1, 1, 1, 1, 1, 2, 0, 0, 1, 1],  # rate
-        [0, 1, 1, 1, 1, 1, 3, 0, 0, 64, 1],  # edge count
+        [2, 1, 1, 1, 1, 1, 1, 2, 0, 0, 64, 1],  # mode
+        [0, 1, 1, 1, 1, 1, 1, 2, 3, 0, 64, 1],  # sets beyond the states
+        [0, 1, 1, 1, 1, 1, 1, 2, 0, 0, 1, 1],  # rate
+        [0, 1, 1, 1, 1, 1, 1, 3, 0, 0, 64, 1],  # edge count
+        [0, 1, 65, 1, 1, 1, 1, 2, 0, 0, 64, 1],  # a weight
     ):
         one_line_error(ValueError, adaptive.wav_band_symbols, v, [], [], par, st, match="band")
 

@@ -187,6 +187,7 @@ REC16 = 4
 REC16_ONE = 4
 RATE = 64  # adaptation limit of the context states
 CTX_W = (4, 1, 1)  # weights of |W| + |N|, |NW| + |NE|, |WW| + |NN|
+CTX_WN = ((2, 6), (6, 2), (4, 4))  # weights of |W| and |N| by orientation (HL, LH, HH)
 PARENT_W, LUMA_W, SIBLING_W = 1, 1, 1
 EDGES = (1, 2, 3, 4, 6, 8, 11, 15, 20, 28, 40, 56, 80, 120)
 LL_EDGES = (1, 2, 4, 8, 16, 32, 64)
@@ -299,26 +300,17 @@ def _band_inputs(q: list, c: int, li: int, o: int, levels: int, shape):
         extra = sib if extra is None else extra + sib
     nb = len(EDGES) + 1
     cls = (c * LEVEL_CLASSES + min(lev, LEVEL_CLASSES) - 1) * ORIENT_CLASSES + ORIENT_CLASS[o]
-    par = [0, *CTX_W, PARENT_W if li > 1 else 0, 1, nb, 3 * (len(LL_EDGES) + 1) + cls * nb]
+    aw, an = CTX_WN[o]
+    par = [0, aw, an, *CTX_W[1:], PARENT_W if li > 1 else 0, 1, nb]
+    par += [3 * (len(LL_EDGES) + 1) + cls * nb]
     par += [_sign0() + 27 + 9 * (c * 3 + o), RATE, *EDGES]
     lum = _EMPTY if extra is None else extra
     return parent, lum, par
 
 
 def _ll_par(c: int) -> list:
-    return [
-        1,
-        0,
-        0,
-        0,
-        0,
-        0,
-        len(LL_EDGES) + 1,
-        c * (len(LL_EDGES) + 1),
-        _sign0() + 9 * c,
-        RATE,
-        *LL_EDGES,
-    ]
+    nb = len(LL_EDGES) + 1
+    return [1, 0, 0, 0, 0, 0, 0, nb, c * nb, _sign0() + 9 * c, RATE, *LL_EDGES]
 
 
 def code_order(levels: int):
@@ -453,3 +445,77 @@ def encode(img: np.ndarray, quality_index: int) -> tuple[bytes, list, int]:
     enc = rangecoder.RangeEncoder()
     enc.encode(sym, idx, adaptive.bank())
     return enc.finish(), q, levels
+
+
+# ---------------------------------------------------------------------------------------------
+# the learned post-filter (integer)
+
+FILTER_FILE = "wavelet-filter.safetensors"
+FILTER_TILE = 256  # rows per tile
+FILTER_HALO = 4  # rows of context (three 3x3 layers need 3)
+FILTER_IN_SHIFT = 4  # input (pixel - 128) / 64 at 2^10: (pixel - 128) << 4
+FILTER_GAIN_SHIFT = 12  # added pixels = floor((residual at 2^10 x gain + 2^11) / 2^12)
+
+
+class PostFilter:
+    """A 3-layer residual CNN on decoded pixels as an ``IntNet`` (exact integers), with a
+    per-quality gain (at 2^-8; 0: off)."""
+
+    def __init__(self, net, gains: tuple[int, ...], sha256: str):
+        self.net, self.gains, self.sha256 = net, gains, sha256
+
+    @classmethod
+    def from_arrays(cls, arrays: dict, sha256: str) -> PostFilter:
+        from ..compress.intnet import IntNet
+
+        net = IntNet.from_arrays(arrays, "filter.")
+        gain = tuple(int(g) for g in np.asarray(arrays["filter.gains"]).reshape(-1))
+        if len(gain) != len(QSTEP16) or not all(0 <= g < 1 << 12 for g in gain):
+            raise ValueError("bad post-filter gains")
+        if net.layers[0].cin != 3 or net.layers[-1].cout != 3:
+            raise ValueError("the post-filter must map 3 channels to 3")
+        return cls(net, gain, sha256)
+
+    def to_arrays(self) -> dict:
+        out = self.net.to_arrays("filter.")
+        out["filter.gains"] = np.array(self.gains, np.int64)
+        return out
+
+    def __call__(self, img: np.ndarray, quality_index: int) -> np.ndarray:
+        import torch
+
+        gain = self.gains[quality_index]
+        if gain == 0:
+            return img
+        h = img.shape[0]
+        out = np.empty_like(img)
+        for top in range(0, h, FILTER_TILE):
+            lo, hi = max(0, top - FILTER_HALO), min(h, top + FILTER_TILE + FILTER_HALO)
+            x = torch.from_numpy(img[lo:hi].astype(np.float64)).permute(2, 0, 1)[None]
+            r = self.net((x - 128.0) * float(1 << FILTER_IN_SHIFT))
+            add = torch.floor(
+                (r * gain + float(1 << (FILTER_GAIN_SHIFT - 1))) / (1 << FILTER_GAIN_SHIFT)
+            )
+            y = (x + add).clamp_(0, 255)[0].permute(1, 2, 0).numpy().astype(np.uint8)
+            n = min(FILTER_TILE, h - top)
+            out[top : top + n] = y[top - lo : top - lo + n]
+        return out
+
+
+_FILTERS: dict = {}
+
+
+def load_filter(folder=None) -> PostFilter | None:
+    """The shipped post-filter (cached per file and modification time); None when absent."""
+    from ..codecs.weights import weights_dir
+    from ..models.frozen import sha256_file
+
+    path = (weights_dir() if folder is None else folder) / FILTER_FILE
+    if not path.is_file():
+        return None
+    key = (str(path), path.stat().st_mtime)
+    if key not in _FILTERS:
+        from safetensors.numpy import load_file
+
+        _FILTERS[key] = PostFilter.from_arrays(load_file(str(path)), sha256_file(path))
+    return _FILTERS[key]

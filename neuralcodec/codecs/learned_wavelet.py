@@ -106,6 +106,7 @@ class WaveletCodec(HyperpriorCodec):
                 "deadzone": dyadic.DEADZONES,
                 "steps": dyadic.QSTEP16,
                 "rec": dyadic.REC16,
+                "filter": getattr(dyadic.load_filter(), "sha256", None),
                 "ctx": [
                     dyadic.CTX_W,
                     dyadic.PARENT_W,
@@ -139,6 +140,9 @@ class WaveletCodec(HyperpriorCodec):
         stream, q, levels = dyadic.encode(img, qi)
         h, w = img.shape[:2]
         header = {"shape": [h, w, 3], "quality": qi + self.quality_range[0], "format": 3}
+        filt = dyadic.load_filter()
+        if filt is not None:  # the decoder needs these exact filter weights
+            header["filter"] = filt.sha256
         return Encoded(codec=self.name, header=header, streams={"w": stream}), q, levels, qi
 
     def encode(self, data: np.ndarray, quality: int) -> Encoded:
@@ -151,7 +155,7 @@ class WaveletCodec(HyperpriorCodec):
             return super().encode_with_reconstruction(data, quality)
         encoded, q, levels, qi = self._encode3(data, quality)
         h, w = data.shape[:2]
-        return encoded, dyadic.reconstruct(q, h, w, levels, qi)
+        return encoded, self._post_filter(encoded.header, dyadic.reconstruct(q, h, w, levels, qi))
 
     def estimate_bits(self, data: np.ndarray, quality: int) -> dict[str, float]:
         if self.write_format != 3:
@@ -189,7 +193,21 @@ class WaveletCodec(HyperpriorCodec):
             raise CodecError(f"{self.name}: corrupt stream: {exc}") from None
         except ValueError as exc:
             raise CodecError(f"{self.name}: corrupt stream: {exc}") from None
-        return dyadic.reconstruct(bands, h, w, levels, qi)
+        return self._post_filter(hdr, dyadic.reconstruct(bands, h, w, levels, qi))
+
+    def _post_filter(self, header: dict, img: np.ndarray) -> np.ndarray:
+        """The learned post-filter of ``weights/wavelet-filter.safetensors`` when the header
+        names it (by sha256); files without the field are not filtered."""
+        want = header.get("filter")
+        if want is None:
+            return img
+        filt = dyadic.load_filter()
+        if filt is None or filt.sha256 != want:
+            raise CodecError(
+                f"{self.name}: the file needs the post-filter weights "
+                f"{dyadic.FILTER_FILE} with sha256 {str(want)[:64]!r}, which are not here"
+            )
+        return filt(img, int(header["quality"]) - self.quality_range[0])
 
     def latent_codec_for(self, frozen: FrozenWavelet, header: dict) -> LatentCodec:
         fmt = header.get("format", 1)

@@ -1884,11 +1884,11 @@ fail:
  * wav_band_decode(decoder, bank, h, w, parent, hp, wp, luma, par, states, out)
  *
  * One h x w band of quantised wavelet coefficients (format 3 of the wavelet codec,
- * codecs/dyadic.py), in raster order. par (int32): [mode, a, b, c, d, e, nb, base, sign_base,
- * rate, edge_1 .. edge_{nb-1}]. Every value has a set of 64 contexts (the layout of `ints`:
+ * codecs/dyadic.py), in raster order. par (int32): [mode, a, an, b, c, d, e, nb, base,
+ * sign_base, rate, edge_1 .. edge_{nb-1}]. Every value has a set of 64 contexts (the layout of `ints`:
  * zero flag, -, unary exponent, mantissa top bit per exponent; further mantissa bits at 1/2) and
  * its sign a context of its own:
- *   mode 0 (detail band): s = a (|W| + |N|) + b (|NW| + |NE|) + c (|WW| + |NN|)
+ *   mode 0 (detail band): s = a |W| + an |N| + b (|NW| + |NE|) + c (|WW| + |NN|)
  *          + d |parent[min(i/2, hp-1)][min(j/2, wp-1)]| (hp > 0) + e |luma[i][j]| (luma given),
  *          neighbours outside the band are 0; set = base + (number of edges <= s);
  *          sign context = sign_base + 3 (sgn W + 1) + (sgn N + 1); the value itself is coded.
@@ -1901,24 +1901,25 @@ fail:
 #define WAV_MAXNB 32
 
 typedef struct {
-    int mode, a, b, c, d, e, nb, base, sbase, rate;
+    int mode, a, an, b, c, d, e, nb, base, sbase, rate;
     int32_t edges[WAV_MAXNB];
 } WavPar;
 
 static int wav_parse(const int32_t *p, Py_ssize_t n, WavPar *wp, Py_ssize_t nctx)
 {
-    if (n < 10)
+    if (n < 11)
         goto bad;
-    wp->mode = p[0], wp->a = p[1], wp->b = p[2], wp->c = p[3], wp->d = p[4], wp->e = p[5];
-    wp->nb = p[6], wp->base = p[7], wp->sbase = p[8], wp->rate = p[9];
+    wp->mode = p[0], wp->a = p[1], wp->an = p[2], wp->b = p[3], wp->c = p[4], wp->d = p[5];
+    wp->e = p[6], wp->nb = p[7], wp->base = p[8], wp->sbase = p[9], wp->rate = p[10];
+    for (int i = 1; i <= 6; i++)
+        if (p[i] < 0 || p[i] > 64)
+            goto bad;
     if ((wp->mode != 0 && wp->mode != 1) || wp->nb < 1 || wp->nb > WAV_MAXNB ||
-        n != 10 + wp->nb - 1 || wp->rate < 2 || wp->rate > 256 || wp->a < 0 || wp->b < 0 ||
-        wp->c < 0 || wp->d < 0 || wp->e < 0 || wp->a > 64 || wp->b > 64 || wp->c > 64 ||
-        wp->d > 64 || wp->e > 64 || wp->base < 0 || wp->sbase < 0 ||
+        n != 11 + wp->nb - 1 || wp->rate < 2 || wp->rate > 256 || wp->base < 0 || wp->sbase < 0 ||
         (int64_t)(wp->base + wp->nb) * INT_CTX > nctx || wp->sbase + 9 > nctx)
         goto bad;
     for (int i = 0; i < wp->nb - 1; i++)
-        wp->edges[i] = p[10 + i];
+        wp->edges[i] = p[11 + i];
     return 0;
 bad:
     PyErr_SetString(PyExc_ValueError, "adaptive: bad wavelet band parameters");
@@ -1966,7 +1967,7 @@ static inline void wav_context(const WavPar *P, const int32_t *v, int h, int w, 
         int64_t NW = (i > 0 && j > 0) ? row[j - w - 1] : 0;
         int64_t NE = (i > 0 && j + 1 < w) ? row[j - w + 1] : 0;
         int64_t WW = j > 1 ? row[j - 2] : 0, NN = i > 1 ? row[j - 2 * w] : 0;
-        s = P->a * (wav_abs(W) + wav_abs(N)) + P->b * (wav_abs(NW) + wav_abs(NE)) +
+        s = P->a * wav_abs(W) + P->an * wav_abs(N) + P->b * (wav_abs(NW) + wav_abs(NE)) +
             P->c * (wav_abs(WW) + wav_abs(NN));
         if (hp > 0) {
             int pi = i / 2 < hp - 1 ? i / 2 : hp - 1, pj = j / 2 < wpp - 1 ? j / 2 : wpp - 1;
