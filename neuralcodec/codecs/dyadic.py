@@ -49,21 +49,40 @@ def _neighbours_d(d: np.ndarray, ns: int) -> tuple[np.ndarray, np.ndarray]:
     return left, right
 
 
+def _predict(d: np.ndarray, s: np.ndarray, c: float) -> np.ndarray:
+    """d[i] + c (s[i] + s[i+1]) with the extension of ``_neighbours_s`` (no copies of s)."""
+    nd, ns = d.shape[0], s.shape[0]
+    out = np.empty_like(d)
+    k = min(nd, ns - 1)
+    out[:k] = d[:k] + c * (s[:k] + s[1 : k + 1])
+    if k < nd:
+        out[k:] = d[k:] + c * (s[k:nd] + s[k:nd])
+    return out
+
+
+def _update(s: np.ndarray, d: np.ndarray, c: float) -> np.ndarray:
+    """s[i] + c (d[i-1] + d[i]) with the extension of ``_neighbours_d``."""
+    ns, nd = s.shape[0], d.shape[0]
+    out = np.empty_like(s)
+    out[:1] = s[:1] + c * (d[:1] + d[:1])
+    k = min(ns, nd)
+    out[1:k] = s[1:k] + c * (d[: k - 1] + d[1:k])
+    if ns > nd:
+        out[nd:] = s[nd:] + c * (d[nd - 1 :] + d[nd - 1 :])
+    return out
+
+
 def split97(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Float analysis along axis 0: (low, high), unnormalised lifting."""
+    """Float analysis along axis 0: (low, high), unnormalised lifting (the encoder's)."""
     s = x[0::2]
     d = x[1::2]
     if d.shape[0] == 0:
         return s, d
     a, b, g, dl = LIFT_F
-    s0, s1 = _neighbours_s(s, d.shape[0])
-    d = d + a * (s0 + s1)
-    d0, d1 = _neighbours_d(d, s.shape[0])
-    s = s + b * (d0 + d1)
-    s0, s1 = _neighbours_s(s, d.shape[0])
-    d = d + g * (s0 + s1)
-    d0, d1 = _neighbours_d(d, s.shape[0])
-    s = s + dl * (d0 + d1)
+    d = _predict(d, s, a)
+    s = _update(s, d, b)
+    d = _predict(d, s, g)
+    s = _update(s, d, dl)
     return s, d
 
 
@@ -180,7 +199,7 @@ QSTEP16 = (3200, 2080, 1360, 888, 580, 378, 246, 160)
 STEP_SHIFT = 16
 # Encoder only: |v| / step + 0.5 - dead zone, rounded down, the dead zone chosen by how many of
 # the 8 neighbours and the parent are nonzero (0, 1, 2, 3 or more).
-DEADZONES = (0.6, 0.45, 0.35, 0.3)
+DEADZONES = (0.6, 0.45, 0.35, 0.3)  # the last is the narrowest (below 0.5)
 # Decoder: a nonzero detail value q reconstructs at sign(q) (|q| + REC16 / 16) step (REC16_ONE
 # for |q| = 1).
 REC16 = 4
@@ -361,23 +380,7 @@ def _colour_forward() -> np.ndarray:
     return np.linalg.inv(inv)
 
 
-def _box(b: np.ndarray) -> np.ndarray:
-    """How many of the 8 neighbours are set (int32)."""
-    p = np.pad(b, 1).astype(np.int32)
-    h, w = b.shape
-    out = np.zeros(b.shape, np.int32)
-    for di in (0, 1, 2):
-        for dj in (0, 1, 2):
-            if di != 1 or dj != 1:
-                out += p[di : di + h, dj : dj + w]
-    return out
-
-
-def _up(b: np.ndarray, shape) -> np.ndarray:
-    """The parent map at the child's resolution."""
-    ii = np.minimum(np.arange(shape[0]) // 2, b.shape[0] - 1)
-    jj = np.minimum(np.arange(shape[1]) // 2, b.shape[1] - 1)
-    return b[ii][:, jj]
+_RING = ((0, 0), (0, 1), (0, 2), (1, 0), (1, 2), (2, 0), (2, 1), (2, 2))  # 8 neighbours, padded
 
 
 def quantise(img: np.ndarray, quality_index: int) -> tuple[list, int]:
@@ -399,13 +402,22 @@ def quantise(img: np.ndarray, quality_index: int) -> tuple[list, int]:
                 a = np.abs(v)
                 # the dead zone by the number of nonzero neighbours (8) and parent after a
                 # first rounding with the narrowest one: wider around isolated values
-                m = np.floor(np.maximum(a + 0.5 - DEADZONES[-1], 0.0))
-                n = _box(m > 0)
-                if li > 1:
-                    n += _up(qb[li - 1][o] != 0, m.shape)
-                dz = np.array(DEADZONES, np.float32)[np.minimum(n, len(DEADZONES) - 1)]
-                m = np.floor(np.maximum(a + 0.5 - dz, 0.0))
-                t.append((np.sign(v) * m).astype(np.int32))
+                # (only values that are nonzero after it can change)
+                a5 = a + 0.5
+                m = np.floor(a5 - DEADZONES[-1])  # >= 0: every dead zone is below 0.5
+                i, j = np.nonzero(m)
+                if i.size:
+                    nz = np.pad(m > 0, 1)
+                    n = np.zeros(i.size, np.int32)
+                    for di, dj in _RING:
+                        n += nz[i + di, j + dj]
+                    if li > 1:
+                        par = qb[li - 1][o]
+                        pi = np.minimum(i // 2, par.shape[0] - 1)
+                        n += par[pi, np.minimum(j // 2, par.shape[1] - 1)] != 0
+                    dz = np.array(DEADZONES, np.float32)[np.minimum(n, len(DEADZONES) - 1)]
+                    m[i, j] = np.floor(np.maximum(a5[i, j] - dz, 0.0))
+                t.append(np.copysign(m, v).astype(np.int32))
             qb.append(t)
         out.append(qb)
     return out, levels
