@@ -404,7 +404,7 @@ def quantise(img: np.ndarray, quality_index: int) -> tuple[list, int]:
                 # first rounding with the narrowest one: wider around isolated values
                 # (only values that are nonzero after it can change)
                 a5 = a + 0.5
-                m = np.floor(a5 - DEADZONES[-1])  # >= 0: every dead zone is below 0.5
+                m = np.floor(a5 - DEADZONES[-1])  # >= 0: the narrowest dead zone is below 0.5
                 i, j = np.nonzero(m)
                 if i.size:
                     nz = np.pad(m > 0, 1)
