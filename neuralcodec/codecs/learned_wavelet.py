@@ -1,6 +1,10 @@
-"""The ``wavelet`` codec: fixed wavelet packets + a linear encoder, a shallow integer decoder.
+"""The ``wavelet`` codec: a cheap encoder, an exact integer decoder.
 
-A composition (``learned_image.LearnedImageCodec`` + latent codecs), with the model of
+New files are format 3 (``codecs/dyadic.py``): a colour rotation, a 6-level dyadic CDF 9/7
+wavelet, per-band steps, context-coded bands and an integer post-filter; no learned transform
+and no ``wavelet.safetensors``. Formats 1 and 2 (below) still decode.
+
+Formats 1 and 2 are a composition (``learned_image.LearnedImageCodec`` + latent codecs), with the model of
 ``models/wavelet.py``::
 
     encode:  RGB --5/3 packets (3 levels)--> 192 subbands at 1/8 --1x1 projection--> y (96)
