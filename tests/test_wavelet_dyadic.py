@@ -122,12 +122,14 @@ def test_round_trip_is_exact_and_the_estimate_is_the_size(quality):
     img = _photo()
     codec = get_codec("wavelet")
     enc, recon = codec.encode_with_reconstruction(img, quality)
-    assert enc.header["format"] == 3 and "weights_sha256" not in enc.header
+    assert enc.header["format"] == 3 and enc.header["model_id"] == "wavelet-filter"
     assert np.array_equal(codec.decode(enc), recon)
     data = api.encode_array(img, "wavelet", quality)
     assert np.array_equal(api.decode_bytes(data)[0], recon)
     coded = 8 * enc.payload_bytes
-    assert codec.estimated_bits(img, quality) == pytest.approx(coded, rel=0.01, abs=128)  # the coder's flush
+    assert codec.estimated_bits(img, quality) == pytest.approx(
+        coded, rel=0.01, abs=128
+    )  # the coder's flush
     q, levels = dyadic.quantise(img, quality - 1)
     bands = dyadic.decode_bands(enc.streams["w"], *img.shape[:2], levels)
     for c in range(3):
@@ -185,12 +187,16 @@ def test_the_post_filter_is_integer_and_tiles_without_seams(monkeypatch):
 def test_files_name_the_post_filter_and_refuse_another():
     codec = get_codec("wavelet")
     enc = codec.encode(_photo(), 2)
-    assert enc.header["filter"] == dyadic.load_filter().sha256
-    bad = copy.deepcopy(enc)
-    bad.header["filter"] = "0" * 64
-    one_line_error(CodecError, codec.decode, bad, match="post-filter")
+    assert enc.header["weights_sha256"] == dyadic.load_filter().sha256
+    assert codec.weights_sha256("wavelet-filter") == enc.header["weights_sha256"]
+    for key, value in (("weights_sha256", "0" * 64), ("model_id", "wavelet-l3")):
+        bad = copy.deepcopy(enc)
+        bad.header[key] = value
+        one_line_error(CodecError, codec.decode, bad, match="post-filter")
+    data = api.encode_array(_photo(), "wavelet", 2)
+    assert api.decode_bytes(data)[1]["weights_sha256"] == enc.header["weights_sha256"]
     plain = copy.deepcopy(enc)
-    del plain.header["filter"]  # the same stream without the filter
+    del plain.header["weights_sha256"]  # the same stream without the filter
     q, levels = dyadic.quantise(_photo(), 1)
     assert np.array_equal(codec.decode(plain), dyadic.reconstruct(q, 96, 128, levels, 1))
 

@@ -49,6 +49,7 @@ FORMAT = 3
 LATENT_FORMATS = (1, 2)
 MAX_DC = 16
 MAX_SIDE = 1 << 15
+FILTER_MODEL_ID = "wavelet-filter"  # format 3's model id: its weights are the post-filter
 # Encoder-side dead zone of the non-thumbnail channels: |y - mean| is reduced by this before
 # rounding (values within 0.6 of the mean become 0). Decoders do not need it. Chosen on the
 # validation photos (6 photos, 8 qualities, BD-rate against no dead zone: 0.05 -2.2%,
@@ -111,6 +112,7 @@ class WaveletCodec(HyperpriorCodec):
                 "steps": dyadic.QSTEP16,
                 "rec": dyadic.REC16,
                 "filter": getattr(dyadic.load_filter(), "sha256", None),
+                "model_id": FILTER_MODEL_ID,
                 "ctx": [
                     dyadic.CTX_W,
                     dyadic.PARENT_W,
@@ -125,6 +127,14 @@ class WaveletCodec(HyperpriorCodec):
             settings = {"format": self.write_format, "deadzone": DEADZONE}
         text = json.dumps(settings, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()
+
+    def weights_sha256(self, model_id: str | None = None) -> str:
+        """sha256 of ``wavelet.safetensors``, or of the post-filter for its model id (format 3
+        files name the filter as their weights; "" when it is not here)."""
+        if model_id == FILTER_MODEL_ID:
+            filt = dyadic.load_filter()
+            return "" if filt is None else filt.sha256
+        return super().weights_sha256(model_id)
 
     def header_fields(self, frozen: FrozenWavelet) -> dict:
         return {"format": 2, "dc": list(thumbnail_channels(frozen))}
@@ -146,7 +156,8 @@ class WaveletCodec(HyperpriorCodec):
         header = {"shape": [h, w, 3], "quality": qi + self.quality_range[0], "format": 3}
         filt = dyadic.load_filter()
         if filt is not None:  # the decoder needs these exact filter weights
-            header["filter"] = filt.sha256
+            header["model_id"] = FILTER_MODEL_ID
+            header["weights_sha256"] = filt.sha256
         return Encoded(codec=self.name, header=header, streams={"w": stream}), q, levels, qi
 
     def encode(self, data: np.ndarray, quality: int) -> Encoded:
@@ -201,15 +212,15 @@ class WaveletCodec(HyperpriorCodec):
 
     def _post_filter(self, header: dict, img: np.ndarray) -> np.ndarray:
         """The learned post-filter of ``weights/wavelet-filter.safetensors`` when the header
-        names it (by sha256); files without the field are not filtered."""
-        want = header.get("filter")
-        if want is None:
+        names it (model id ``wavelet-filter``, its sha256); files without it are not filtered."""
+        want = header.get("weights_sha256")
+        if not want:
             return img
         filt = dyadic.load_filter()
-        if filt is None or filt.sha256 != want:
+        if header.get("model_id") != FILTER_MODEL_ID or filt is None or filt.sha256 != want:
             raise CodecError(
-                f"{self.name}: the file needs the post-filter weights "
-                f"{dyadic.FILTER_FILE} with sha256 {str(want)[:64]!r}, which are not here"
+                f"{self.name}: the file needs the post-filter weights {dyadic.FILTER_FILE} "
+                f"with sha256 {str(want)[:64]!r}, which are not here"
             )
         return filt(img, int(header["quality"]) - self.quality_range[0])
 
