@@ -49,6 +49,10 @@ FORMAT = 3
 LATENT_FORMATS = (1, 2)
 MAX_DC = 16
 MAX_SIDE = 1 << 15
+# Every coefficient costs at least 0.00055 bits (the zero flag at the most skewed table of the
+# bank), so a stream holds at most ~4,800 pixels per byte: claims beyond 16,384 are damaged
+# headers (refused before allocating the image).
+MIN_STREAM_PIXELS = 16384
 FILTER_MODEL_ID = "wavelet-filter"  # format 3's model id: its weights are the post-filter
 # Encoder-side dead zone of the non-thumbnail channels: |y - mean| is reduced by this before
 # rounding (values within 0.6 of the mean become 0). Decoders do not need it. Chosen on the
@@ -200,6 +204,11 @@ class WaveletCodec(HyperpriorCodec):
             raise CodecError(f"{self.name}: bad image shape {shape!r}")
         if "w" not in encoded.streams:
             raise CodecError(f"{self.name}: the file has no stream 'w'")
+        if len(encoded.streams["w"]) * MIN_STREAM_PIXELS < h * w:
+            raise CodecError(
+                f"{self.name}: corrupt stream: {len(encoded.streams['w'])} bytes cannot hold a "
+                f"{h} x {w} image"
+            )
         qi = q - self.quality_range[0]
         levels = dyadic.levels_for(h, w, dyadic.MAX_LEVELS)
         try:
