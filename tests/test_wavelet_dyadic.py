@@ -214,6 +214,7 @@ def test_bad_headers_and_streams_fail_in_one_line():
     for key, value, match in (
         ("shape", [0, 5, 3], "shape"),
         ("shape", [1 << 20, 5, 3], "shape"),
+        ("shape", [4000, 4000, 3], "cannot hold"),  # more pixels than the stream can code
         ("shape", "x", "shape"),
         ("quality", 9, "quality"),
     ):
@@ -232,6 +233,14 @@ def test_bad_headers_and_streams_fail_in_one_line():
             assert "\n" not in str(exc)
         else:  # a range decoder may read a damaged stream as other values: pixels, no crash
             assert rec.shape == (96, 128, 3) and rec.dtype == np.uint8
+
+
+def test_flat_images_are_padded_to_the_minimum_stream_length():
+    flat = np.full((256, 256, 3), 128, np.uint8)
+    codec = get_codec("wavelet")
+    enc, recon = codec.encode_with_reconstruction(flat, 1)
+    assert len(enc.streams["w"]) == 256 * 256 // 1024
+    assert np.array_equal(codec.decode(enc), recon)
 
 
 def test_truncated_files_fail_cleanly():

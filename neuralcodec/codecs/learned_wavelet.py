@@ -49,10 +49,10 @@ FORMAT = 3
 LATENT_FORMATS = (1, 2)
 MAX_DC = 16
 MAX_SIDE = 1 << 15
-# Every coefficient costs at least 0.00055 bits (the zero flag at the most skewed table of the
-# bank), so a stream holds at most ~4,800 pixels per byte: claims beyond 16,384 are damaged
-# headers (refused before allocating the image).
-MIN_STREAM_PIXELS = 16384
+# A format-3 stream has at least one byte per MIN_STREAM_PIXELS pixels: the encoder pads it with
+# zero bytes (the range decoder never reads them; only near-flat images need it), so a header
+# claiming a larger image than its stream is refused before the image is allocated.
+MIN_STREAM_PIXELS = 1024
 FILTER_MODEL_ID = "wavelet-filter"  # format 3's model id: its weights are the post-filter
 # Encoder-side dead zone of the non-thumbnail channels: |y - mean| is reduced by this before
 # rounding (values within 0.6 of the mean become 0). Decoders do not need it. Chosen on the
@@ -157,6 +157,7 @@ class WaveletCodec(HyperpriorCodec):
         img = self._image(data)
         stream, q, levels = dyadic.encode(img, qi)
         h, w = img.shape[:2]
+        stream += bytes(max(0, -(-h * w // MIN_STREAM_PIXELS) - len(stream)))
         header = {"shape": [h, w, 3], "quality": qi + self.quality_range[0], "format": 3}
         filt = dyadic.load_filter()
         if filt is not None:  # the decoder needs these exact filter weights
