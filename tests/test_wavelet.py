@@ -44,6 +44,14 @@ needs_weights = pytest.mark.skipif(
 )
 
 
+@pytest.fixture
+def format2(monkeypatch):
+    """New files in format 2 (the learned packet codec; format 3 is the default)."""
+    from neuralcodec.codecs.learned_wavelet import WaveletCodec
+
+    monkeypatch.setattr(WaveletCodec, "write_format", 2)
+
+
 def _photo(h: int = 96, w: int = 128) -> np.ndarray:
     img = np.asarray(Image.open(ROOT / "examples" / "sample.png").convert("RGB"))
     return np.ascontiguousarray(img[200 : 200 + h, 300 : 300 + w])
@@ -146,7 +154,7 @@ def test_registered_after_the_elic_family_and_never_the_default():
 
 @needs_weights
 @pytest.mark.parametrize("quality", [1, 4, 8])
-def test_api_round_trip_and_estimates(quality):
+def test_api_round_trip_and_estimates_format_2(quality, format2):
     img = _photo()
     codec = get_codec("wavelet")
     data = api.encode_array(img, "wavelet", quality)
@@ -183,7 +191,7 @@ def test_odd_and_tiny_sizes_round_trip(shape):
 
 
 @needs_weights
-def test_golden_bitstream_and_pixels():
+def test_golden_bitstream_and_pixels(format2):
     entry = next(m for m in api_manifest() if m["name"] == "wavelet")
     golden = json.loads(GOLDEN.read_text())["wavelet"]
     assert golden["weights_sha256"] == entry["sha256"]
@@ -250,7 +258,7 @@ def test_truncated_and_damaged_files_fail_cleanly():
 
 
 @needs_weights
-def test_other_weights_are_refused(tmp_path):
+def test_other_weights_are_refused(tmp_path, format2):
     enc = get_codec("wavelet").encode(_photo(), 4)
     enc.header["weights_sha256"] = "0" * 64
     with pytest.raises(WeightsError, match="other weights"):
@@ -374,7 +382,7 @@ def test_adaptive_int_sinks_agree():
 
 
 @needs_weights
-def test_files_name_format_2_and_the_thumbnail_channels():
+def test_files_name_format_2_and_the_thumbnail_channels(format2):
     enc = get_codec("wavelet").encode(_photo(), 4)
     assert enc.header["format"] == 2
     dc = enc.header["dc"]
@@ -414,11 +422,11 @@ def test_format_1_files_still_decode():
 
 
 @needs_weights
-def test_unknown_format_and_bad_channel_lists_are_refused_in_one_line():
+def test_unknown_format_and_bad_channel_lists_are_refused_in_one_line(format2):
     codec = get_codec("wavelet")
     enc = codec.encode(_photo(), 4)
     for key, value, match in (
-        ("format", 3, "format 3"),
+        ("format", 4, "format 4"),
         ("dc", [0, 0], "thumbnail channel list"),
         ("dc", [96], "thumbnail channel list"),
         ("dc", "0", "thumbnail channel list"),
@@ -430,7 +438,7 @@ def test_unknown_format_and_bad_channel_lists_are_refused_in_one_line():
 
 
 @needs_weights
-def test_damaged_format_2_streams_fail_in_one_line():
+def test_damaged_format_2_streams_fail_in_one_line(format2):
     codec = get_codec("wavelet")
     enc = codec.encode(_photo(), 4)
     for cut in (len(enc.streams["y"]) // 2, 3):

@@ -116,6 +116,44 @@ def decode_ints(decoder: rangecoder.RangeDecoder, sets, st: np.ndarray, markov: 
     return out
 
 
+def wav_band_symbols(values, parent, luma, par, st: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The binary symbols and bank table indexes of one wavelet band (``values`` h x w, its
+    ``parent`` band hp x wp or empty, the co-located ``luma`` band or empty; ``par`` as
+    ``kernels/_adaptive.c`` (wavelet bands) says); ``st`` is updated."""
+    v = np.ascontiguousarray(values, dtype=np.int32)
+    h, w = v.shape
+    pa = np.ascontiguousarray(parent, dtype=np.int32)
+    hp, wp = pa.shape if pa.ndim == 2 else (0, 0)
+    saved = st.copy()
+    for room in (4 * v.size + 256, 66 * v.size):
+        sym = np.empty(room, np.int32)
+        idx = np.empty_like(sym)
+        n = _adaptive.wav_band_encode(
+            v.reshape(-1), h, w, pa.reshape(-1), hp, wp, _i32(luma), _i32(par), st, sym, idx
+        )
+        if n >= 0:
+            return sym[:n], idx[:n]
+        st[:] = saved
+    raise AssertionError("wav_band_encode: 66 symbols per value always suffice")
+
+
+def symbol_bits(symbols: np.ndarray, indexes: np.ndarray) -> float:
+    """Ideal code length of (symbols, table indexes) with the bank."""
+    return float(_cost_table()[indexes, symbols].sum())
+
+
+def decode_wav_band(decoder: rangecoder.RangeDecoder, shape, parent, luma, par, st: np.ndarray):
+    """The h x w band ``wav_band_symbols`` wrote, read from ``decoder`` where it stands."""
+    h, w = int(shape[0]), int(shape[1])
+    pa = np.ascontiguousarray(parent, dtype=np.int32)
+    hp, wp = pa.shape if pa.ndim == 2 else (0, 0)
+    out = np.zeros(h * w, np.int32)
+    _adaptive.wav_band_decode(
+        decoder.native, bank(), h, w, pa.reshape(-1), hp, wp, _i32(luma), _i32(par), st, out
+    )
+    return out.reshape(h, w)
+
+
 def position_order(starts, pairs) -> np.ndarray:
     """The mesh codec's position coding order (``kernels/_adaptive.c``, position_order): vertex v
     has the triangles (v, pairs[j]) for j in starts[v] .. starts[v + 1]."""

@@ -2162,7 +2162,280 @@ static PyObject *resid_sizes(PyObject *mod, PyObject *noargs)
                          RES_REM, "max_prefix", RES_MAX_PREFIX);
 }
 
+/* ----------------------------------------------------------------------------- wavelet bands
+ *
+ * wav_band_encode(values, h, w, parent, hp, wp, luma, par, states, symbols_out, indexes_out) -> n
+ *   (n = -1: the outputs were too small, states partly updated; 66 per value always suffice)
+ * wav_band_decode(decoder, bank, h, w, parent, hp, wp, luma, par, states, out)
+ *
+ * One h x w band of quantised wavelet coefficients (format 3 of the wavelet codec,
+ * codecs/dyadic.py), in raster order. par (int32): [mode, a, an, b, c, d, e, nb, base,
+ * sign_base, rate, edge_1 .. edge_{nb-1}]. Every value has a set of 64 contexts (the layout of `ints`:
+ * zero flag, -, unary exponent, mantissa top bit per exponent; further mantissa bits at 1/2) and
+ * its sign a context of its own:
+ *   mode 0 (detail band): s = a |W| + an |N| + b (|NW| + |NE|) + c (|WW| + |NN|)
+ *          + d |parent[min(i/2, hp-1)][min(j/2, wp-1)]| (hp > 0) + e |luma[i][j]| (luma given),
+ *          neighbours outside the band are 0; set = base + (number of edges <= s);
+ *          sign context = sign_base + 3 (sgn W + 1) + (sgn N + 1); the value itself is coded.
+ *   mode 1 (low band, DPCM): W, N, NW with W = N at the left edge, N = W on the top row,
+ *          NW = N / W likewise, (0, 0) predicted 0; prediction = median(W, N, W + N - NW);
+ *          s = |W - NW| + |N - NW|; the residual is coded; sign context = sign_base.
+ * States move towards each bit at 1 / min(count + 2, rate) (rate 2..256), the rule of the
+ * other kernels with a slower limit.
+ */
+#define WAV_MAXNB 32
+
+typedef struct {
+    int mode, a, an, b, c, d, e, nb, base, sbase, rate;
+    int32_t edges[WAV_MAXNB];
+} WavPar;
+
+static int wav_parse(const int32_t *p, Py_ssize_t n, WavPar *wp, Py_ssize_t nctx)
+{
+    if (n < 11)
+        goto bad;
+    wp->mode = p[0], wp->a = p[1], wp->an = p[2], wp->b = p[3], wp->c = p[4], wp->d = p[5];
+    wp->e = p[6], wp->nb = p[7], wp->base = p[8], wp->sbase = p[9], wp->rate = p[10];
+    for (int i = 1; i <= 6; i++)
+        if (p[i] < 0 || p[i] > 64)
+            goto bad;
+    if ((wp->mode != 0 && wp->mode != 1) || wp->nb < 1 || wp->nb > WAV_MAXNB ||
+        n != 11 + wp->nb - 1 || wp->rate < 2 || wp->rate > 256 || wp->base < 0 || wp->sbase < 0 ||
+        (int64_t)(wp->base + wp->nb) * INT_CTX > nctx || wp->sbase + 9 > nctx)
+        goto bad;
+    for (int i = 0; i < wp->nb - 1; i++)
+        wp->edges[i] = p[11 + i];
+    return 0;
+bad:
+    PyErr_SetString(PyExc_ValueError, "adaptive: bad wavelet band parameters");
+    return -1;
+}
+
+static inline int32_t wav_update(int32_t s, int bit, int rate)
+{
+    int32_t p = s & 0xFFFF, n = (s >> 16) & 0xFF;
+    int32_t d = n + 2 < rate ? n + 2 : rate;
+    p += ((bit ? 65536 : 0) - p) / d;
+    p = p < P_MIN ? P_MIN : (p > P_MAX ? P_MAX : p);
+    n = n < 255 ? n + 1 : 255;
+    return p | (n << 16);
+}
+
+static inline int64_t wav_abs(int64_t v) { return v < 0 ? -v : v; }
+static inline int wav_sgn(int32_t v) { return (v > 0) - (v < 0); }
+
+/* (set, sign context, prediction) of value (i, j) given the decoded values v. */
+static inline void wav_context(const WavPar *P, const int32_t *v, int h, int w, const int32_t *par,
+                               int hp, int wpp, const int32_t *luma, int i, int j, int32_t *set,
+                               int32_t *sctx, int32_t *pred)
+{
+    (void)h;
+    const int32_t *row = v + (Py_ssize_t)i * w;
+    int64_t s;
+    if (P->mode == 1) {
+        int32_t W, N, NW;
+        if (i == 0 && j == 0) {
+            W = N = NW = 0;
+        } else if (i == 0) {
+            W = N = NW = row[j - 1];
+        } else if (j == 0) {
+            W = N = NW = row[j - w];
+        } else {
+            W = row[j - 1], N = row[j - w], NW = row[j - w - 1];
+        }
+        int32_t mx = W > N ? W : N, mn = W > N ? N : W;
+        *pred = NW >= mx ? mn : (NW <= mn ? mx : W + N - NW);
+        s = wav_abs((int64_t)W - NW) + wav_abs((int64_t)N - NW);
+        *sctx = P->sbase;
+    } else {
+        int64_t W = j > 0 ? row[j - 1] : 0, N = i > 0 ? row[j - w] : 0;
+        int64_t NW = (i > 0 && j > 0) ? row[j - w - 1] : 0;
+        int64_t NE = (i > 0 && j + 1 < w) ? row[j - w + 1] : 0;
+        int64_t WW = j > 1 ? row[j - 2] : 0, NN = i > 1 ? row[j - 2 * w] : 0;
+        s = P->a * wav_abs(W) + P->an * wav_abs(N) + P->b * (wav_abs(NW) + wav_abs(NE)) +
+            P->c * (wav_abs(WW) + wav_abs(NN));
+        if (hp > 0) {
+            int pi = i / 2 < hp - 1 ? i / 2 : hp - 1, pj = j / 2 < wpp - 1 ? j / 2 : wpp - 1;
+            s += P->d * wav_abs(par[(Py_ssize_t)pi * wpp + pj]);
+        }
+        if (luma)
+            s += P->e * wav_abs(luma[(Py_ssize_t)i * w + j]);
+        *sctx = P->sbase + 3 * (wav_sgn((int32_t)W) + 1) + (wav_sgn((int32_t)N) + 1);
+        *pred = 0;
+    }
+    int k = 0;
+    while (k < P->nb - 1 && s >= P->edges[k])
+        k++;
+    *set = P->base + k;
+}
+
+static int wav_shapes(Py_ssize_t nv, int h, int w, Py_ssize_t npar, int hp, int wp, Py_ssize_t nl)
+{
+    if (h < 1 || w < 1 || (Py_ssize_t)h * w != nv || hp < 0 || wp < 0 ||
+        (Py_ssize_t)hp * wp != npar || (hp > 0) != (wp > 0) || (nl != 0 && nl != nv)) {
+        PyErr_SetString(PyExc_ValueError, "adaptive: wavelet band sizes disagree");
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *wav_band_encode(PyObject *mod, PyObject *args)
+{
+    PyObject *ov, *opar, *oluma, *op, *os, *oval, *oidx;
+    int h, w, hp, wp;
+    if (!PyArg_ParseTuple(args, "OiiOiiOOOOO:wav_band_encode", &ov, &h, &w, &opar, &hp, &wp,
+                          &oluma, &op, &os, &oval, &oidx))
+        return NULL;
+    Bufs b = {.n = 0};
+    Py_ssize_t n, npar, nl, np_, ns, nval, nidx, pos = 0;
+    int32_t *v, *par, *luma, *pp, *st, *val, *idx;
+    WavPar P;
+    if (!(v = take(&b, ov, 0, "values", &n)) || !(par = take(&b, opar, 0, "parent", &npar)) ||
+        !(luma = take(&b, oluma, 0, "luma", &nl)) || !(pp = take(&b, op, 0, "par", &np_)) ||
+        !(st = take(&b, os, 1, "states", &ns)) || !(val = take(&b, oval, 1, "symbols", &nval)) ||
+        !(idx = take(&b, oidx, 1, "indexes", &nidx)))
+        goto fail;
+    if (wav_shapes(n, h, w, npar, hp, wp, nl) < 0 || wav_parse(pp, np_, &P, ns) < 0)
+        goto fail;
+    if (nidx != nval) {
+        PyErr_SetString(PyExc_ValueError, "adaptive: wav_band_encode output sizes differ");
+        goto fail;
+    }
+    if (check_states(st, ns) < 0)
+        goto fail;
+    for (int i = 0; i < h; i++)
+        for (int j = 0; j < w; j++) {
+            int32_t set, sctx, pred;
+            wav_context(&P, v, h, w, par, hp, wp, nl ? luma : NULL, i, j, &set, &sctx, &pred);
+            int64_t r = (int64_t)v[(Py_ssize_t)i * w + j] - pred;
+            if (r < -INT32_MAX || r > INT32_MAX) {
+                PyErr_SetString(PyExc_ValueError, "adaptive: wavelet value out of range");
+                goto fail;
+            }
+            if (pos + 66 > nval) { /* not enough room: the caller retries with 66 per value */
+                release(&b);
+                return PyLong_FromSsize_t(-1);
+            }
+            int32_t c0 = set * INT_CTX;
+#define WPUT(bit, ctx)                                                                            \
+    do {                                                                                         \
+        val[pos] = (bit);                                                                        \
+        idx[pos++] = state_table(st[ctx]);                                                       \
+        st[ctx] = wav_update(st[ctx], (bit), P.rate);                                            \
+    } while (0)
+            WPUT(r != 0, c0);
+            if (r != 0) {
+                WPUT(r < 0, sctx);
+                uint32_t m = (uint32_t)(r < 0 ? -r : r);
+                int k = bitlen_u32(m);
+                for (int t = 0; t < k; t++)
+                    WPUT(1, c0 + 2 + t);
+                if (k < 31)
+                    WPUT(0, c0 + 2 + k);
+                if (k >= 1) {
+                    WPUT((int)((m >> (k - 1)) & 1), c0 + 33 + (k < 30 ? k : 30));
+                    for (int t = k - 2; t >= 0; t--) {
+                        val[pos] = (int32_t)((m >> t) & 1);
+                        idx[pos++] = HALF_TABLE;
+                    }
+                }
+            }
+#undef WPUT
+        }
+    release(&b);
+    return PyLong_FromSsize_t(pos);
+fail:
+    release(&b);
+    return NULL;
+}
+
+static int wav_decode_run(NcDecodeRun *run, const WavPar *P, int32_t *st, int h, int w,
+                          const int32_t *par, int hp, int wp, const int32_t *luma, int32_t *out)
+{
+    int32_t b;
+#define WGET(ctx)                                                                                 \
+    do {                                                                                         \
+        if (rc_api->decode(run, state_table(st[ctx]), &b) < 0 || (b != 0 && b != 1))             \
+            return -1;                                                                           \
+        st[ctx] = wav_update(st[ctx], b, P->rate);                                               \
+    } while (0)
+    for (int i = 0; i < h; i++)
+        for (int j = 0; j < w; j++) {
+            int32_t set, sctx, pred;
+            wav_context(P, out, h, w, par, hp, wp, luma, i, j, &set, &sctx, &pred);
+            int32_t c0 = set * INT_CTX;
+            int64_t r = 0;
+            WGET(c0);
+            if (b) {
+                WGET(sctx);
+                int neg = b, k = 0;
+                while (k < 31) {
+                    WGET(c0 + 2 + k);
+                    if (!b)
+                        break;
+                    k++;
+                }
+                int64_t m = (int64_t)1 << k;
+                if (k >= 1) {
+                    WGET(c0 + 33 + (k < 30 ? k : 30));
+                    m |= (int64_t)b << (k - 1);
+                    for (int t = k - 2; t >= 0; t--) {
+                        if (rc_api->decode(run, HALF_TABLE, &b) < 0 || (b != 0 && b != 1))
+                            return -1;
+                        m |= (int64_t)b << t;
+                    }
+                }
+                r = neg ? -m : m;
+            }
+            int64_t val = r + pred;
+            if (val < -INT32_MAX || val > INT32_MAX)
+                return -1;
+            out[(Py_ssize_t)i * w + j] = (int32_t)val;
+        }
+#undef WGET
+    return 0;
+}
+
+static PyObject *wav_band_decode(PyObject *mod, PyObject *args)
+{
+    PyObject *odec, *otab, *opar, *oluma, *op, *os, *oo;
+    int h, w, hp, wp;
+    if (!PyArg_ParseTuple(args, "OOiiOiiOOOO:wav_band_decode", &odec, &otab, &h, &w, &opar, &hp,
+                          &wp, &oluma, &op, &os, &oo))
+        return NULL;
+    Bufs b = {.n = 0};
+    Py_ssize_t n, npar, nl, np_, ns;
+    int32_t *par, *luma, *pp, *st, *out;
+    WavPar P;
+    if (!(out = take(&b, oo, 1, "out", &n)) || !(par = take(&b, opar, 0, "parent", &npar)) ||
+        !(luma = take(&b, oluma, 0, "luma", &nl)) || !(pp = take(&b, op, 0, "par", &np_)) ||
+        !(st = take(&b, os, 1, "states", &ns)))
+        goto fail;
+    if (wav_shapes(n, h, w, npar, hp, wp, nl) < 0 || wav_parse(pp, np_, &P, ns) < 0 ||
+        check_states(st, ns) < 0)
+        goto fail;
+    NcDecodeRun *run = begin_bank(odec, otab);
+    if (!run)
+        goto fail;
+    int status;
+    const int32_t *lp = nl ? luma : NULL;
+    Py_BEGIN_ALLOW_THREADS
+    status = wav_decode_run(run, &P, st, h, w, par, hp, wp, lp, out);
+    Py_END_ALLOW_THREADS
+    if (rc_api->end(run, status) < 0)
+        goto fail;
+    release(&b);
+    Py_RETURN_NONE;
+fail:
+    release(&b);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
+    {"wav_band_encode", wav_band_encode, METH_VARARGS,
+     "wav_band_encode(values, h, w, parent, hp, wp, luma, par, states, symbols, indexes) -> n."},
+    {"wav_band_decode", wav_band_decode, METH_VARARGS,
+     "wav_band_decode(decoder, bank, h, w, parent, hp, wp, luma, par, states, out)."},
     {"bits_encode", bits_encode, METH_VARARGS,
      "bits_encode(bits, contexts, states, indexes_out): table index of every bit."},
     {"bits_decode", bits_decode, METH_VARARGS,
