@@ -442,6 +442,28 @@ def _import_plugin(path: str) -> None:
     spec.loader.exec_module(module)
 
 
+def _virtual_size() -> int:
+    """This process's address-space size in bytes (VmSize), 0 where /proc is not there."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmSize:"):
+                return int(line.split()[1]) << 10
+    except OSError:
+        pass
+    return 0
+
+
+def _cap_address_space(headroom_mb: int) -> None:
+    """Cap the address space at what is mapped now (every codec loaded) plus `headroom_mb`.
+
+    What a process maps after importing torch and loading the models (libraries, thread arenas,
+    weights) differs between machines and grows with every shipped codec; a fixed cap would sit
+    below it on some machines and turn ordinary allocations into failures. The headroom is what
+    one case may add, which is what the cap is there to bound."""
+    limit = _virtual_size() + (headroom_mb << 20)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
 def worker_main(args: argparse.Namespace) -> int:
     """Read 'start count' lines; answer 'index status detail' per case."""
     import faulthandler
@@ -456,8 +478,7 @@ def worker_main(args: argparse.Namespace) -> int:
     seeds = load_seeds(paths)
     for p in paths:  # load every model before the first timed case
         run_case(p.read_bytes())
-    limit = args.memory_mb << 20
-    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    _cap_address_space(args.memory_mb)
     out = sys.stdout
     out.write("ready\n")
     out.flush()
@@ -671,8 +692,7 @@ def replay(path: Path, plugins: list[str], memory_mb: int) -> tuple[str, str]:
         _import_plugin(plugin)
     data = path.read_bytes()
     run_case(b"")  # imports and registers every codec before the cap
-    limit = memory_mb << 20
-    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    _cap_address_space(memory_mb)
     return run_case(data)
 
 
@@ -684,7 +704,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--timeout", type=float, default=20.0, help="seconds per case")
-    p.add_argument("--memory-mb", type=int, default=4096, help="address-space cap per worker")
+    p.add_argument(
+        "--memory-mb",
+        type=int,
+        default=2048,
+        help="address space a worker may add to what it maps with every codec loaded",
+    )
     p.add_argument("--out", type=Path, default=Path("build/fuzz"))
     p.add_argument("--corpus", type=Path, default=None, help="default OUT/corpus")
     p.add_argument("--image", type=Path, default=None, help="image the corpus is cropped from")
