@@ -123,6 +123,20 @@ def test_svtav1_refuses_odd_sizes(crop):
         codec.compress(crop[:63], 30)
 
 
+@pytest.mark.parametrize("name", CLASSICAL_CODECS)
+def test_encoding_leaves_the_threads_scheduling_as_it_was(name, crop):
+    """SVT-AV1 makes its calling thread real-time FIFO where it may (root); a process started
+    from such a thread starves its own threads (a multi-threaded decode then never ends)."""
+    import os
+
+    if not hasattr(os, "sched_getscheduler"):
+        pytest.skip("no POSIX scheduling on this platform")
+    codec = _available(name)
+    before = (os.sched_getscheduler(0), os.sched_getparam(0))
+    codec.decompress(codec.compress(crop, codec.quality_range[1] // 2))
+    assert (os.sched_getscheduler(0), os.sched_getparam(0)) == before
+
+
 def test_unavailable_codec_says_why(monkeypatch, crop):
     monkeypatch.setattr(
         classical.JpegXlCodec, "unavailable_reason", classmethod(lambda cls: "no libjxl here")

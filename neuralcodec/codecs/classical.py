@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import io
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from fractions import Fraction
 from typing import ClassVar
 
@@ -381,6 +383,25 @@ class _AvIntraCodec(ClassicalCodec):
         return self._from_frame(frames[0])
 
 
+@contextmanager
+def same_scheduling() -> Iterator[None]:
+    """Give the calling thread back the scheduling policy it had.
+
+    SVT-AV1 switches the thread that opens an encoder to real-time FIFO scheduling wherever it
+    is allowed to (as root). Left so, the thread, and every process it starts afterwards, runs
+    ahead of everything else on the machine: a multi-threaded decode started from it then spins
+    forever, its waiting threads never scheduled."""
+    try:
+        policy, param = os.sched_getscheduler(0), os.sched_getparam(0)
+    except (AttributeError, OSError):  # no POSIX scheduling here: nothing to keep
+        policy = param = None
+    try:
+        yield
+    finally:
+        if policy is not None and os.sched_getscheduler(0) != policy:
+            os.sched_setscheduler(0, policy, param)
+
+
 @register
 class X265Codec(_AvIntraCodec):
     """HEVC intra (x265 via PyAV), Main 4:4:4 profile, preset medium, tune psnr, constant QP.
@@ -441,7 +462,8 @@ class SvtAv1Codec(_AvIntraCodec):
         # SVT-AV1 prints its whole configuration at info level unless SVT_LOG says otherwise;
         # keep errors only, and respect a level the user chose.
         os.environ.setdefault("SVT_LOG", "1")
-        return super().compress(img, quality)
+        with same_scheduling():
+            return super().compress(img, quality)
 
     def _options(self, quality: int) -> dict[str, str]:
         return {
