@@ -40,9 +40,9 @@ def load_model(path: Path) -> HyperpriorModel | elic.ElicModel | None:
     """The float model in a shipped weights file (rebuilt as the codec loads it) or a training
     checkpoint; ``None`` for a file without a model config (a bare tensor file)."""
     with safe_open(str(path), framework="pt") as f:
-        shipped = any(k.startswith("frozen.") for k in f.keys())  # noqa: SIM118 (not a dict)
+        shipped = any(k.startswith(("frozen.", "packed.")) for k in f.keys())  # noqa: SIM118
         config = json.loads((f.metadata() or {}).get("config", "{}"))
-    if shipped:
+    if shipped:  # packed shipped files (models/packing.py) hold only frozen models
         return frozen.load(path).model.eval()
     return load_checkpoint(path)[0] if config else None
 

@@ -390,6 +390,7 @@ def test_integer_synthesis_twin_refuses_a_foreign_or_orphaned_base(tmp_path):
     import shutil
 
     from neuralcodec.compress import hyperprior
+    from neuralcodec.models import packing
 
     folder = weights_dir()
     if not (folder / "mbt-mean-int.safetensors").is_file():
@@ -399,8 +400,12 @@ def test_integer_synthesis_twin_refuses_a_foreign_or_orphaned_base(tmp_path):
     with pytest.raises(WeightsError, match="not beside it"):
         hyperprior.load(twin)
     base = tmp_path / "mbt-mean.safetensors"
-    base.write_bytes((folder / "mbt-mean.safetensors").read_bytes()[:-1] + b" ")
+    original = packing.unpack((folder / "mbt-mean.safetensors").read_bytes())
+    base.write_bytes(original[:-1] + b" ")
     with pytest.raises(WeightsError, match="made for other"):
+        hyperprior.load(twin)
+    base.write_bytes(packing.pack(original)[:-1] + b" ")  # a damaged packed base
+    with pytest.raises(WeightsError, match="cannot read weights"):
         hyperprior.load(twin)
     with pytest.raises(WeightsError, match="not an integer-synthesis file"):
         hyperprior.load(folder / "mbt-mean.safetensors")

@@ -17,7 +17,7 @@ from conftest import REPO_DIR
 from neuralcodec.api import encode_array
 from neuralcodec.codecs.base import CodecError, Encoded, get_codec, weights_available
 from neuralcodec.codecs.learned_mlic import MlicCodec
-from neuralcodec.models import frozen, mlic
+from neuralcodec.models import frozen, mlic, packing
 from neuralcodec.models.frozen import WeightsError
 
 needs_weights = pytest.mark.skipif(
@@ -166,9 +166,13 @@ def test_the_file_completes_elic_int_and_is_pinned_to_it(tmp_path):
     # a base file with other bytes is refused, and so is a missing one
     shutil.copy(WEIGHTS, tmp_path / "mlic.safetensors")
     base_bytes = (REPO_DIR / "weights" / "elic-int.safetensors").read_bytes()
-    (tmp_path / "elic-int.safetensors").write_bytes(base_bytes + b"\0")
+    (tmp_path / "elic-int.safetensors").write_bytes(packing.unpack(base_bytes) + b"\0")
     with pytest.raises(WeightsError, match="other elic-int.safetensors"):
         mlic.load(tmp_path / "mlic.safetensors")
+    if packing.is_packed(base_bytes):  # a damaged packed base: refused before its digest
+        (tmp_path / "elic-int.safetensors").write_bytes(base_bytes + b"\0")
+        with pytest.raises(WeightsError, match="cannot read weights"):
+            mlic.load(tmp_path / "mlic.safetensors")
     (tmp_path / "elic-int.safetensors").unlink()
     with pytest.raises(WeightsError, match="not beside it"):
         mlic.load(tmp_path / "mlic.safetensors")

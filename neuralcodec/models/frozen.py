@@ -39,14 +39,15 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.numpy import load_file as load_numpy
+from safetensors import SafetensorError
+from safetensors.numpy import load as load_numpy_bytes
 from safetensors.numpy import save_file as save_numpy
 from torch import nn
 
 from ..entropy.tables import CodingTables
 from .fixedpoint import ACT_BITS, FixedPointError, FixedPointNet
 from .hyperprior import GainUnits, HyperpriorConfig, HyperpriorModel
+from .packing import PackingError, canonical_bytes, is_packed, metadata_of
 
 
 class WeightsError(ValueError):
@@ -287,6 +288,15 @@ def _sort_metadata(path: Path) -> None:
 
 
 def sha256_file(path: Path) -> str:
+    """sha256 of a weights file's canonical bytes: the file itself, or what a packed file
+    unpacks to (``models/packing.py``), so packing never changes a digest."""
+    path = Path(path)
+    with open(path, "rb") as f:
+        head = f.read(8)
+        n = struct.unpack("<Q", head)[0] if len(head) == 8 else 0
+        head += f.read(min(n, 1 << 26))
+    if is_packed(head):
+        return hashlib.sha256(_canonical(path)).hexdigest()
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -294,13 +304,21 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def _canonical(path: Path) -> bytes:
+    try:
+        return canonical_bytes(path)
+    except PackingError as exc:
+        raise WeightsError(f"cannot read weights {path}: {exc}") from None
+
+
 def read_weights_file(path: Path) -> tuple[dict[str, np.ndarray], dict, dict]:
-    """(arrays, config dict, meta) of a weights file; ``WeightsError`` with one line if unreadable."""
+    """(arrays, config dict, meta) of a weights file (packed or not); ``WeightsError`` with one
+    line if unreadable."""
     path = Path(path)
     try:
-        with safe_open(str(path), framework="numpy") as f:
-            metadata = f.metadata() or {}
-        arrays = load_numpy(str(path))
+        raw = _canonical(path)
+        metadata = metadata_of(raw)
+        arrays = load_numpy_bytes(raw)
         config = json.loads(metadata["config"])
         meta = json.loads(metadata.get("meta", "{}"))
         if not isinstance(config, dict) or not isinstance(meta, dict):
@@ -308,6 +326,8 @@ def read_weights_file(path: Path) -> tuple[dict[str, np.ndarray], dict, dict]:
     except FileNotFoundError:
         raise WeightsError(f"weights file {path} not found") from None
     except (OSError, KeyError, TypeError, ValueError, SafetensorError) as exc:
+        if isinstance(exc, WeightsError):
+            raise
         raise WeightsError(f"cannot read weights {path}: {exc}") from None
     return arrays, config, meta
 
