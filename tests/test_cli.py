@@ -228,6 +228,7 @@ def test_shipped_codecs_are_ranked_by_preference_and_only_inr_is_slow():
         "elic-int",
         "elic",
         "mlic",
+        "elic-int4",
         "mbt-mean-int",
         "mbt-mean",
         "bmshj-hyper",

@@ -304,7 +304,7 @@ def test_integer_synthesis_tracks_the_float_synthesis():
 ENVIRONMENTS = ISA_ENVIRONMENTS
 
 
-@pytest.mark.parametrize("name", ["elic-int", "mbt-mean-int"])
+@pytest.mark.parametrize("name", ["elic-int", "elic-int4", "mbt-mean-int"])
 def test_integer_codecs_decode_to_identical_pixels_under_every_instruction_set(tmp_path, name):
     from neuralcodec.api import encode_array
 

@@ -47,6 +47,7 @@ def test_weights_dir_is_the_package_data_folder(monkeypatch):
     assert set(files) == {
         "elic.safetensors",
         "elic-int.safetensors",
+        "elic-int4.safetensors",
         "mbt-mean.safetensors",
         "mbt-mean-int.safetensors",
         "elic-ip.safetensors",

@@ -63,3 +63,20 @@ class ElicIntCodec(ElicCodec):
     rank = 0  # the default image codec
     description = "elic with integer synthesis and 8-bit weights: identical pixels on every CPU"
     kinds = (INT_KIND,)
+
+
+@register
+class ElicInt4Codec(ElicIntCodec):
+    """``elic-int`` with 4-bit entropy-model weights, for a small install.
+
+    The hyper-synthesis and the context networks (most of the file) keep their integer design
+    but hold weights in -8..7, rounded with error compensation (``compress/gptq.py``) on the
+    calibration crops; the file ships packed (``models/packing.py``), where 4-bit values in
+    int8 storage take about half a byte each. Synthesis, analysis and tables are ``elic-int``'s.
+    Built by ``python -m neuralcodec.compress.elic --net-weight-bits 4 --gptq``.
+    """
+
+    name = "elic-int4"
+    codec_id = 9
+    rank = 2  # elic-int stays the default (docs/compression.md: the 4-bit trade-off)
+    description = "elic-int with 4-bit GPTQ-rounded entropy-model weights: the smallest elic"
