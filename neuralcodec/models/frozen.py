@@ -47,7 +47,7 @@ from torch import nn
 from ..entropy.tables import CodingTables
 from .fixedpoint import ACT_BITS, FixedPointError, FixedPointNet
 from .hyperprior import GainUnits, HyperpriorConfig, HyperpriorModel
-from .packing import PackingError, canonical_bytes, is_packed, metadata_of
+from .packing import PackingError, canonical_bytes, canonical_sha256, is_packed, metadata_of
 
 
 class WeightsError(ValueError):
@@ -296,7 +296,10 @@ def sha256_file(path: Path) -> str:
         n = struct.unpack("<Q", head)[0] if len(head) == 8 else 0
         head += f.read(min(n, 1 << 26))
     if is_packed(head):
-        return hashlib.sha256(_canonical(path)).hexdigest()
+        try:
+            return canonical_sha256(path)
+        except PackingError as exc:
+            raise WeightsError(f"cannot read weights {path}: {exc}") from None
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -304,19 +307,12 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def _canonical(path: Path) -> bytes:
-    try:
-        return canonical_bytes(path)
-    except PackingError as exc:
-        raise WeightsError(f"cannot read weights {path}: {exc}") from None
-
-
 def read_weights_file(path: Path) -> tuple[dict[str, np.ndarray], dict, dict]:
     """(arrays, config dict, meta) of a weights file (packed or not); ``WeightsError`` with one
     line if unreadable."""
     path = Path(path)
     try:
-        raw = _canonical(path)
+        raw = canonical_bytes(path)  # a packed file's original bytes (PackingError: ValueError)
         metadata = metadata_of(raw)
         arrays = load_numpy_bytes(raw)
         config = json.loads(metadata["config"])
@@ -326,8 +322,6 @@ def read_weights_file(path: Path) -> tuple[dict[str, np.ndarray], dict, dict]:
     except FileNotFoundError:
         raise WeightsError(f"weights file {path} not found") from None
     except (OSError, KeyError, TypeError, ValueError, SafetensorError) as exc:
-        if isinstance(exc, WeightsError):
-            raise
         raise WeightsError(f"cannot read weights {path}: {exc}") from None
     return arrays, config, meta
 

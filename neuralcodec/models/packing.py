@@ -23,7 +23,6 @@ import json
 import struct
 import sys
 import zlib
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -161,16 +160,30 @@ def unpack(raw: bytes) -> bytes:
     return out
 
 
-@lru_cache(maxsize=2)
-def _canonical_cached(path: str, mtime_ns: int, size: int) -> bytes:
-    return unpack(Path(path).read_bytes())
+# sha256 of the packed files this process has unpacked and checked, per file version: the
+# digest of a file just loaded is then known without unpacking it again (nor keeping its bytes).
+_CHECKED: dict[tuple[str, int, int], str] = {}
+
+
+def _version(path: Path) -> tuple[str, int, int]:
+    st = Path(path).stat()
+    return str(path), st.st_mtime_ns, st.st_size
 
 
 def canonical_bytes(path: Path) -> bytes:
-    """The bytes of the weights file at ``path`` as written before packing (cached per file
-    version: the digest and the arrays of one file are read from one unpacking)."""
-    st = Path(path).stat()
-    return _canonical_cached(str(path), st.st_mtime_ns, st.st_size)
+    """The bytes of the weights file at ``path`` as written before packing (checked)."""
+    key = _version(path)
+    raw = Path(path).read_bytes()
+    out = unpack(raw)
+    if out is not raw:
+        _CHECKED[key] = hashlib.sha256(out).hexdigest()
+    return out
+
+
+def canonical_sha256(path: Path) -> str:
+    """sha256 of ``canonical_bytes(path)``, unpacking only a file version not checked yet."""
+    known = _CHECKED.get(_version(path))
+    return known if known is not None else hashlib.sha256(canonical_bytes(path)).hexdigest()
 
 
 def _rewrite(path: Path, data: bytes) -> None:
