@@ -27,7 +27,9 @@ from neuralcodec.compress.intconv import (
     IntConv,
     IntNetError,
     _choose_plan,
+    clamp_pad,
     digit_count,
+    float_digits,
     int8_matmul_available,
     subpixel_weight,
     to_digits,
@@ -137,6 +139,23 @@ def test_digits_rebuild_every_value_within_their_reach():
         assert all(int(d.min()) >= lo and int(d.max()) <= hi for d in digits)
         assert torch.equal(sum(d.long() << (bits * i) for i, d in enumerate(digits)), x)
         assert n == 1 or bound > digit_reach(n - 1, bits)  # the fewest digits that reach it
+
+
+def test_float_digits_are_the_integer_digits():
+    for bound in (63, 64, 2047, 8191, 2**23 - 1):
+        n = digit_count(bound)
+        x = torch.from_numpy(RNG.integers(-bound, bound + 1, 5000))
+        x[:4] = torch.tensor([bound, -bound, 0, -1])
+        want = to_digits(x, n)
+        got = float_digits(x.float(), n)
+        assert all(torch.equal(a, b) for a, b in zip(got, want, strict=True)), bound
+
+
+def test_clamp_pad_is_clamp_then_pad():
+    a = torch.from_numpy(RNG.integers(-3000, 3000, (1, 5, 7, 9))).float()
+    for before, after in ((0, 0), (2, 1), (1, 3)):
+        want = F.pad(a.clamp(-2047, 2047), (before, after, before, after))
+        assert torch.equal(clamp_pad(a, 2047, before, after), want)
 
 
 def digit_reach(n: int, bits: int) -> int:

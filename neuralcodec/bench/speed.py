@@ -80,6 +80,7 @@ COMPRESSAI_COUNTERPARTS = {
     "mbt-mean-int": ("compressai mbt2018_mean", _compressai_mbt2018_mean),
     "elic": ("compressai Elic2022Official (N=192, M=320)", _compressai_elic),
     "elic-int": ("compressai Elic2022Official (N=192, M=320)", _compressai_elic),
+    "elic-int4": ("compressai Elic2022Official (N=192, M=320)", _compressai_elic),
 }
 
 
