@@ -48,7 +48,7 @@ import numpy as np
 
 from neuralcodec.container.mutate import MUTATOR_VERSION, Seed, make_case, parse_seed
 
-IMAGE_CODECS = ("elic-int", "elic", "mbt-mean", "inr", "test-raw", "test-zlib")
+IMAGE_CODECS = ("elic-int4", "elic-int", "elic", "mbt-mean", "inr", "test-raw", "test-zlib")
 OTHER_CODECS = ("octree", "meshtrav", "splat-vq", "elic-ip")  # point cloud, mesh, splats, video
 CORPUS_CODECS = IMAGE_CODECS + OTHER_CODECS
 CORPUS_OPTIONS = {"inr": {"preset": "test"}, "elic-ip": {"gop": 3}}

@@ -225,10 +225,10 @@ def test_default_codec_is_the_lowest_rank_with_weights(capsys, monkeypatch, png,
 def test_shipped_codecs_are_ranked_by_preference_and_only_inr_is_slow():
     shipped = [n for n in ranked_names("image") if not n.startswith("test-")]
     assert shipped == [
-        "elic-int",
-        "elic",
-        "mlic",
         "elic-int4",
+        "elic",
+        "elic-int",
+        "mlic",
         "mbt-mean-int",
         "mbt-mean",
         "bmshj-hyper",

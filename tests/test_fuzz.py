@@ -149,7 +149,7 @@ def test_harness_reports_crash_hang_memory_and_stray_exceptions(tmp_path):
 # Every shipped .ncf codec of every modality and the two test codecs (they exercise the container
 # paths).
 SHORT_CAMPAIGN_CODECS = (
-    "elic-int,elic,mlic,mbt-mean-int,mbt-mean,wavelet,inr,test-zlib,test-raw,"
+    "elic-int4,elic-int,elic,mlic,mbt-mean-int,mbt-mean,wavelet,inr,test-zlib,test-raw,"
     "octree,meshtrav,splat-vq,elic-ip"
 )
 

@@ -62,7 +62,7 @@ def test_registered_after_the_default():
     from neuralcodec.codecs.base import ranked_names
 
     names = ranked_names("image")
-    assert names.index("elic-int") < names.index("mlic")
+    assert names.index("elic-int4") < names.index("mlic")
 
 
 def test_linear_attention_twins_agree():

@@ -33,7 +33,7 @@ class MlicCodec(LearnedImageCodec):
 
     name = "mlic"
     codec_id = 7
-    rank = 1  # after elic-int (the default); ties with elic are broken by name
+    rank = 1  # after elic-int4 (the default); ties with elic and elic-int are broken by name
     description = "multi-reference entropy model (global linear-attention context) on elic"
     kinds = (KIND,)
 
