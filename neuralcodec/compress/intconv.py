@@ -513,17 +513,20 @@ class IntConv:
             self._cache[key] = t
         return self._cache[key]
 
-    def raw(self, a: torch.Tensor, path: str | None = None) -> tuple[torch.Tensor, np.ndarray]:
+    def raw(
+        self, a: torch.Tensor, path: str | None = None, bounded: bool = False
+    ) -> tuple[torch.Tensor, np.ndarray]:
         """``(partial sums, factors)``: the exact accumulator is ``sum_p factors[p] * acc[:, p]``
         with ``acc`` (B, P * C', H, W) float32 (or float64 with P = 1), still in sub-pixel phase
         layout for a transposed layer. ``path``: "float64" forces the plain float64 convolution;
-        None takes the layer's cheapest exact plan (``_choose_plan``)."""
+        None takes the layer's cheapest exact plan (``_choose_plan``). ``bounded``: the caller
+        guarantees ``|a| <= in_bound`` already (no clamping pass)."""
         _, (split, k), pad = self._prepared()
         g = self.geometry
         stride, padding = (1, 0) if g.transposed else (g.stride, g.padding)
         if g.transposed:
             a = clamp_pad(a, self.in_bound, pad[0], pad[1])
-        else:
+        elif not bounded:
             a = a.clamp(-self.in_bound, self.in_bound)
         with _highest_precision():
             if path == "float64" or k == 0:

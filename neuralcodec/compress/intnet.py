@@ -289,10 +289,12 @@ class IntIGDN:
         """``a`` float32 integers -> float32 integers at the output scale."""
         if _use_c(impl, a):
             a = a.float().contiguous()
-            sq = torch.empty_like(a)  # floor(a * a * 2^-sq_shift), exact: a^2 < 2^24
-            by_channels(_ext._intnet.square_shift, (a[0].numpy(), self.sq_shift, sq[0].numpy()),
-                        a.shape[1], a.numel())  # fmt: skip
-            acc, factors = self.norm.raw(sq)
+            # floor(a * a * 2^-sq_shift) clamped to the norm's input bound (exact: a^2 < 2^24),
+            # so the norm's product needs no clamping pass of its own
+            sq = torch.empty_like(a)
+            args = (a[0].numpy(), self.sq_shift, float(self.norm.in_bound), sq[0].numpy())
+            by_channels(_ext._intnet.square_shift, args, a.shape[1], a.numel())
+            acc, factors = self.norm.raw(sq, bounded=True)
             out = torch.empty_like(a)
             args = (
                 acc[0].contiguous().numpy(), factors, self.norm.bias, a[0].numpy(),

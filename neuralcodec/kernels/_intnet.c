@@ -14,8 +14,9 @@
  *       out = clamp(floor((a * r * mult + 2^(shift-1)) / 2^shift), +-bound)
  *   conv_small(a, w, out, y0, y1)
  *       out = conv(a, w) for at most 16 outputs (float64 sums of exact integers), rows [y0, y1)
- *   square_shift(a, shift, out, c0, c1)
- *       out = floor(a * a * 2^-shift) in float32 (the inverse GDN's input; exact for a^2 < 2^24)
+ *   square_shift(a, shift, bound, out, c0, c1)
+ *       out = min(floor(a * a * 2^-shift), bound) in float32 (the inverse GDN's norm input,
+ *       already clamped to the norm's input bound; exact for a^2 < 2^24)
  *
  * Arrays are C-contiguous; acc is (P*C', H, W) (P partial sums), a and out (C, H, W) float32;
  * factors, bias, mult, beta int64. Only output channels [c0, c1) are computed, with the GIL
@@ -155,10 +156,11 @@ HOT static void igdn_row(const int64_t *t, const float *a, Py_ssize_t n, double 
 
 /* out[i] = floor(a[i] * a[i] * 2^-shift) in float32 (exact while a^2 < 2^24), as the reference's
  * (a * a) * 2^-shift then floor */
-HOT static void square_shift_row(const float *a, Py_ssize_t n, float scale, float *out)
+HOT static void square_shift_row(const float *a, Py_ssize_t n, float scale, float bound,
+                                 float *out)
 {
     for (Py_ssize_t i = 0; i < n; i++)
-        out[i] = floorf((a[i] * a[i]) * scale);
+        out[i] = fminf(floorf((a[i] * a[i]) * scale), bound);
 }
 
 static PyObject *py_requant(PyObject *mod, PyObject *args)
@@ -329,8 +331,9 @@ static PyObject *py_square_shift(PyObject *mod, PyObject *args)
 {
     PyObject *a_o, *out_o;
     int shift;
+    double bound;
     Py_ssize_t c0, c1;
-    if (!PyArg_ParseTuple(args, "OiOnn", &a_o, &shift, &out_o, &c0, &c1))
+    if (!PyArg_ParseTuple(args, "OidOnn", &a_o, &shift, &bound, &out_o, &c0, &c1))
         return NULL;
     fbuf a, out;
     if (get_float(a_o, &a, 0, 3, 0, "a") < 0)
@@ -341,7 +344,8 @@ static PyObject *py_square_shift(PyObject *mod, PyObject *args)
     }
     Py_ssize_t C = a.view.shape[0], plane = a.view.shape[1] * a.view.shape[2];
     PyObject *result = NULL;
-    if (shift < 0 || shift > 60 || c0 < 0 || c1 > C || c0 > c1 || out.view.shape[0] != C ||
+    if (shift < 0 || shift > 60 || !(bound >= 0 && bound < 16777216.0) || c0 < 0 || c1 > C ||
+        c0 > c1 || out.view.shape[0] != C ||
         out.view.shape[1] * out.view.shape[2] != plane) {
         PyErr_SetString(PyExc_ValueError, "square_shift: inconsistent shapes or parameters");
         goto done;
@@ -352,7 +356,7 @@ static PyObject *py_square_shift(PyObject *mod, PyObject *args)
         float scale = (float)ldexp(1.0, -shift);
         Py_BEGIN_ALLOW_THREADS
         for (Py_ssize_t c = c0; c < c1; c++)
-            square_shift_row(ap + c * plane, plane, scale, op + c * plane);
+            square_shift_row(ap + c * plane, plane, scale, (float)bound, op + c * plane);
         Py_END_ALLOW_THREADS
     }
     Py_INCREF(Py_None);
@@ -517,7 +521,7 @@ static PyMethodDef methods[] = {
     {"conv_small", py_conv_small, METH_VARARGS,
      "conv_small(a, w, out, y0, y1): exact convolution with at most 16 outputs, rows [y0, y1)"},
     {"square_shift", py_square_shift, METH_VARARGS,
-     "square_shift(a, shift, out, c0, c1): floor(a * a * 2^-shift), float32"},
+     "square_shift(a, shift, bound, out, c0, c1): min(floor(a * a * 2^-shift), bound), float32"},
     {NULL, NULL, 0, NULL},
 };
 
