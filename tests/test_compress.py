@@ -52,6 +52,8 @@ LAYERS = [  # cin, cout, kernel, stride, padding, transposed, output_padding, in
     (200, 16, 1, 1, 0, False, 0, 2**20),
     (24, 3, 5, 2, 2, True, 1, 2047),  # 12 phase outputs: the C kernel for few outputs
     (16, 4, 3, 1, 1, False, 0, 8191),
+    (1024, 24, 1, 1, 0, False, 0, 511),  # 1x1 in groups: one batched matrix product
+    (96, 40, 1, 1, 0, False, 0, 2**17),  # 1x1, the values split in two parts
 ]
 
 
