@@ -506,7 +506,7 @@ def test_golden_bitstream():
     assert digest == GOLDEN
 
 
-GOLDEN = "921f8b5a01f25dc56f7af05ce58ea2f3ffea92489f01005cdc8a4d1f72812d7b"
+GOLDEN = "8299cdd3fbc6e7b418726eeac3b8f03c47606eb6a1c68a906a9ca5d96a1c19db"
 
 
 @pytest.mark.parametrize(
@@ -801,7 +801,14 @@ def test_linear_prediction_and_mixed_contexts_round_trip(monkeypatch, linear, mi
         _check(m, quality)
 
 
-@pytest.mark.parametrize("ab", [(mt.LIN_A[0], mt.LIN_B[1]), (mt.LIN_A[1], mt.LIN_B[0]), (-3, 7)])
+@pytest.mark.parametrize(
+    "ab",
+    [
+        (mt.LIN_A[0], mt.LIN_B[1], mt.LIN_G[1]),
+        (mt.LIN_A[1], mt.LIN_B[0], mt.LIN_G[0]),
+        (-3, 7, -5),
+    ],
+)
 def test_linear_prediction_extreme_coefficients(monkeypatch, ab):
     """The decoder's integer rule (C) and the encoder's (numpy) agree for coefficients at the
     ends of their ranges and for odd ones (floor division of negative numbers)."""
@@ -813,7 +820,9 @@ def test_linear_prediction_extreme_coefficients(monkeypatch, ab):
             _check(m, quality)
 
 
-@pytest.mark.parametrize("slot, value", [(1, mt.LIN_A[1] + 1), (2, mt.LIN_B[0] - 1)])
+@pytest.mark.parametrize(
+    "slot, value", [(1, mt.LIN_A[1] + 1), (2, mt.LIN_B[0] - 1), (6, mt.LIN_G[1] + 1)]
+)
 def test_bad_linear_coefficients_one_line(monkeypatch, slot, value):
     monkeypatch.setattr(mt, "_ENCODER_LINEAR", 1)
     real_encode = mt.AdaptiveEncoder.code_ints

@@ -88,7 +88,7 @@ _HEAD32 = struct.Struct("<B3ff")  # mode byte, origin, the widest axis' largest 
 # "format" field in the container header (a file without the field and without a "g" stream is
 # format 1, refused); 5: format 4 with a gate order in the first value (focus, see _State): a
 # format-4 stream is a format-5 stream with focus 0; 6: format 5 with the linear prediction
-# (first blend value _LIN_BASE + rule, its 4 coefficients in place of the second) and mixed
+# (first blend value _LIN_BASE + rule, its 6 coefficients in place of the second) and mixed
 # contexts for the position residuals (select value + 2), each where it pays: a format-5 stream
 # is a format-6 stream with neither, so a "g" stream decodes as format 6
 FORMAT = 6
@@ -716,8 +716,9 @@ def _predict(
 ) -> np.ndarray:
     """The decoder's predictions for known positions ``q`` (V x 3 int64), vectorised; blended
     with the mean of the earlier neighbours ``nb`` by ``weight`` (eighths: for vertices with 2+
-    parallelograms, for those with one), or (``lin`` = (A2, B2, A1, B1), format 6) linear in
-    the edges' midpoints, the opposite corners and the neighbours (_linear)."""
+    parallelograms, for those with one), or (``lin`` = (A2, B2, G2, A1, B1, G1), format 6)
+    linear in the edges' midpoints, the opposite corners, the neighbours and their neighbours
+    (_linear)."""
     nv = len(q)
     pred = np.zeros((nv, 3), np.int64)
     count = np.diff(starts).astype(np.int64)
@@ -746,12 +747,14 @@ def _predict(
 
 
 LIN_MAX = 64  # linear prediction: at most this many parallelograms and neighbours (C: LIN_MAX)
-LIN_A, LIN_B = (-128, 128), (-128, 256)  # coefficient ranges (64ths)
+LIN_A, LIN_B, LIN_G = (-128, 128), (-128, 256), (-128, 128)  # coefficient ranges (64ths)
+LIN_M2_MAX = 4096  # the second-ring term only with 1..this many second-ring entries (C too)
 _LIN_BASE = len(BLEND_WEIGHTS) * NUM_SCALE_RULES  # first blend value: this + rule = linear
 
 
 def _linear_terms(q: np.ndarray, starts, tri, nb):
-    """(vertices it applies to, n, m, sum(a + b), sum(o), sum(neighbours)) of _linear."""
+    """(vertices it applies to, n, m, sum(a + b), sum(o), sum(neighbours), sum(second ring),
+    its count M) of _linear."""
     nv = len(q)
     count = np.diff(starts).astype(np.int64)
     nbs, nbr = nb
@@ -762,52 +765,71 @@ def _linear_terms(q: np.ndarray, starts, tri, nb):
     sc = np.zeros((nv, 3), np.int64)
     np.add.at(se, owner, q[tri[:, 0]] + q[tri[:, 1]])
     np.add.at(so, owner, q[tri[:, 2]])
-    np.add.at(sc, np.repeat(np.arange(nv), m), q[nbr])
+    own = np.repeat(np.arange(nv), m)
+    np.add.at(sc, own, q[nbr])
+    s2 = np.zeros((nv, 3), np.int64)
+    np.add.at(s2, own, sc[nbr])  # sc of a neighbour: the sum of its own earlier neighbours
+    m2 = np.zeros(nv, np.int64)
+    np.add.at(m2, own, m[nbr])
     sel = (count > 0) & (count <= LIN_MAX) & (m >= 2) & (m <= LIN_MAX)
-    return sel, count, m, se, so, sc
+    return sel, count, m, se, so, sc, s2, m2
 
 
 def _linear(q: np.ndarray, starts, tri, nb, lin, terms=None):
     """(vertices, their predictions) of the linear prediction (the C file's LIN_ block):
-    E + A / 64 (E - O) + B / 64 (C - E) per axis, E the mean of the parallelograms' edge
-    midpoints, O of their opposite corners, C of the earlier neighbours; (A, B) = lin[0:2] for
-    vertices with 2+ parallelograms, lin[2:4] for those with one."""
-    sel, n, m, se, so, sc = _linear_terms(q, starts, tri, nb) if terms is None else terms
+    E + A / 64 (E - O) + B / 64 (C - E) + G / 64 (C - R) per axis, E the mean of the
+    parallelograms' edge midpoints, O of their opposite corners, C of the earlier neighbours, R
+    of the neighbours' own earlier neighbours (left out where there are none or more than
+    LIN_M2_MAX); (A, B, G) = lin[0:3] for vertices with 2+ parallelograms, lin[3:6] for those
+    with one."""
+    sel, n, m, se, so, sc, s2, m2 = _linear_terms(q, starts, tri, nb) if terms is None else terms
     n, m = n[sel, None], m[sel, None]
-    a = np.where(n >= 2, lin[0], lin[2])
-    b = np.where(n >= 2, lin[1], lin[3])
-    num = (64 + a - b) * se[sel] * m - 2 * a * so[sel] * m + 2 * b * sc[sel] * n
-    den = 128 * n * m
+    ring = (m2[sel, None] >= 1) & (m2[sel, None] <= LIN_M2_MAX)
+    m2 = np.where(ring, m2[sel, None], 1)
+    a = np.where(n >= 2, lin[0], lin[3])
+    b = np.where(n >= 2, lin[1], lin[4])
+    c = np.where(ring, np.where(n >= 2, lin[2], lin[5]), 0)
+    s2 = np.where(ring, s2[sel], 0)
+    num = (
+        (64 + a - b) * se[sel] * m - 2 * a * so[sel] * m + 2 * (b + c) * sc[sel] * n
+    ) * m2 - 2 * c * s2 * n * m
+    den = 128 * n * m * m2
     return sel, (2 * num + den) // (2 * den)
 
 
-def _fit_linear(q: np.ndarray, rows: np.ndarray, terms) -> tuple[int, int]:
-    """(A, B) in 64ths that fit the positions of ``rows`` best (least absolute error, by
-    iteratively reweighted least squares; the encoder's estimate)."""
-    sel, n, m, se, so, sc = terms
-    r = rows & sel
+def _fit_linear(q: np.ndarray, rows: np.ndarray, terms, ring: bool = True) -> tuple[int, int, int]:
+    """(A, B, G) in 64ths that fit the positions of ``rows`` best (least absolute error, by
+    iteratively reweighted least squares; the encoder's estimate); G = 0 without ``ring``."""
+    sel, n, m, se, so, sc, s2, m2 = terms
+    r = rows & sel & (m2 >= 1) & (m2 <= LIN_M2_MAX)
     if r.sum() < 8:
-        return 64, 0
+        return 64, 0, 0
     e = se[r] / (2.0 * n[r, None])
     o = so[r] / n[r, None]
     c = sc[r] / m[r, None]
+    r2 = s2[r] / m2[r, None]
     y = (q[r] - e).reshape(-1)
-    x = np.stack([(e - o).reshape(-1), (c - e).reshape(-1)], axis=1)
+    x = np.stack([(e - o).reshape(-1), (c - e).reshape(-1), (c - r2).reshape(-1)], axis=1)
+    if not ring:
+        x = x[:, :2]
     coef = np.linalg.lstsq(x, y, rcond=None)[0]
     for _ in range(8):
         wt = 1.0 / np.sqrt(np.maximum(np.abs(y - x @ coef), 1.0))
         coef = np.linalg.lstsq(x * wt[:, None], y * wt, rcond=None)[0]
     if not np.isfinite(coef).all():
-        return 64, 0
+        return 64, 0, 0
     return (
         int(np.clip(np.rint(64 * coef[0]), *LIN_A)),
         int(np.clip(np.rint(64 * coef[1]), *LIN_B)),
+        int(np.clip(np.rint(64 * coef[2]), *LIN_G)) if ring else 0,
     )
 
 
-def _linear_options(q: np.ndarray, rows: np.ndarray, terms, t: int) -> list[tuple[int, int]]:
-    """The coefficients the encoder tries for ``rows``: fitted, and those of the blend t."""
-    return list(dict.fromkeys([_fit_linear(q, rows, terms), (64 - 8 * t, 8 * t)]))
+def _linear_options(q: np.ndarray, rows: np.ndarray, terms, t: int) -> list[tuple[int, ...]]:
+    """The coefficients the encoder tries for ``rows``: fitted with and without the second-ring
+    term, and those of the blend t."""
+    fits = [_fit_linear(q, rows, terms), _fit_linear(q, rows, terms, ring=False)]
+    return list(dict.fromkeys([*fits, (64 - 8 * t, 8 * t, 0)]))
 
 
 def _bit_length(x: np.ndarray) -> np.ndarray:
@@ -1335,9 +1357,9 @@ def _encode_geometry(faces: np.ndarray, q: np.ndarray, top: int):
     st_conn = states(CONN_SETS * INT_CONTEXTS)
     if lin is None:
         vals += [blend[0] + len(BLEND_WEIGHTS) * rule, blend[1]]
-    else:  # format 6: the linear prediction's coefficients instead of the second blend
+    else:  # format 6: the linear prediction's 6 coefficients instead of the second blend
         vals += [_LIN_BASE + rule, *lin]
-    sets += [BLEND_SET] * (2 if lin is None else 5)
+    sets += [BLEND_SET] * (2 if lin is None else 1 + len(lin))
     vals += [select + 2 * mix, dups, normal, near] + ([m_axis + 1, m_s2] if mirror else [0])
     sets += [SELECT_SET, DUPS_SET, NORMAL_SET, UNUSED_SET]
     sets += [MIRROR_SET] * (2 if mirror else 1)
@@ -1617,10 +1639,11 @@ class TraversalMeshCodec(Codec):
             blend = [dec.code_step(st_conn, BLEND_SET)]
             lin = None
             if blend[0] >= _LIN_BASE and fmt >= 6:  # format 6: linear prediction
-                lin = tuple(dec.code_step(st_conn, BLEND_SET) for _ in range(4))
+                lin = tuple(dec.code_step(st_conn, BLEND_SET) for _ in range(6))
                 if (
                     not all(
-                        lo <= c <= hi for c, (lo, hi) in zip(lin, (LIN_A, LIN_B) * 2, strict=True)
+                        lo <= c <= hi
+                        for c, (lo, hi) in zip(lin, (LIN_A, LIN_B, LIN_G) * 2, strict=True)
                     )
                     or blend[0] >= _LIN_BASE + NUM_SCALE_RULES
                 ):

@@ -489,7 +489,7 @@ fail:
  *                  [, mirror axis, mirror s2, mixer weights, linear coefficients])
  *
  * Format 6: select bit 4 codes the residuals with mixed contexts (mesh positions, mixed, below;
- * states of PMX_STATES, mixer weights given); linear coefficients (4 int32, or None) replace the
+ * states of PMX_STATES, mixer weights given); linear coefficients (6 int32, or None) replace the
  * blend by the linear prediction (LIN_ below).
  *
  * Rebuilds V vertices in order (3 int32 coordinates each). Vertex w has the parallelograms
@@ -726,14 +726,16 @@ static inline Py_ssize_t palette_nearest(const int32_t *pal, Py_ssize_t n, int64
  * bit in contexts; the other mantissa bits at 1/2), and each context-coded bit mixes PMX_MODELS
  * adaptive predictions (the 64-context blocks of the value's models) in the logistic domain, as
  * the octree mixer does, in integers:
- *   p = squash(sum_m w_m * stretch(p_m) >> 16) (+ a bias input of 256), clamped to 1..4095;
+ *   p = squash(sum_m (w_m + v_m) * stretch(p_m) >> 17) (+ a bias input of 256), clamped to
+ *   1..4095, with two weight vectors w (by the residual's slot and the bit's context index) and
+ *   v (by N and the bit's context index), each trained on its own output squash(... >> 16);
  *   the bit is coded with bank table (p + a + 1) >> 1, clamped to 1..4095, a from a refinement
  *   table over 33 steps of stretch(p) (linearly interpolated, context: slot, N >> 2, the bit's
  *   context index; both steps move towards the bit at octree rate); then
- *   w_m += stretch(p_m) * ((bit << 12) - p) * PMX_LR >> 13 (clamped to +-2^24) and each model's
+ *   w_m += stretch(p_m) * ((bit << 12) - p_w) * PMX_LR >> 13 (clamped to +-2^24) and each model's
  *   state moves towards the bit (state_update).
- * The weight vector is chosen by the residual's slot in its vertex (0..2, in coding order) and
- * the bit's context index (0..63). Models (block indexes; set = the residual's set as above):
+ * The slot is the residual's place in its vertex (0..2, in coding order). Models (block
+ * indexes; set = the residual's set as above):
  *   0: set                                    (the plain block: POS_STATES_ALL sets)
  *   1: PMX_M1 + set * 16 + N                  N: the earlier neighbours' residual magnitudes
  *   2: PMX_M2 + set * 8 + I                   I: the magnitudes of this vertex's earlier slots
@@ -742,13 +744,19 @@ static inline Py_ssize_t palette_nearest(const int32_t *pal, Py_ssize_t n, int64
  * N = 0 without earlier neighbours, else 1 + min(bitlen(4 * sum of their mag // their count),
  * 14); I = min(bitlen(sum of |residual| of the vertex's earlier slots), 7). Flags (options,
  * mirror and repeat flags) stay plain (ints_encode's contexts). */
-/* Linear prediction (format 6, coefficients given: A2 B2 A1 B1): a vertex with n parallelograms
- * (w, a, b | a, b, o), n <= LIN_MAX, and m earlier neighbours, 2 <= m <= LIN_MAX, is predicted,
- * instead of the blend, by E + A / 64 (E - O) + B / 64 (C - E) per axis (A, B = A2, B2 for n >= 2,
- * A1, B1 for n = 1): E the mean of the edges' midpoints (a + b) / 2, O the mean of the o, C the
- * mean of the neighbours; in integers floor((2 num + den) / (2 den)) with
- * num = (64 + A - B) m sum(a + b) - 2 A m sum(o) + 2 B n sum(neighbours), den = 128 n m. */
+/* Linear prediction (format 6, coefficients given: A2 B2 G2 A1 B1 G1): a vertex with n
+ * parallelograms (w, a, b | a, b, o), n <= LIN_MAX, and m earlier neighbours, 2 <= m <= LIN_MAX,
+ * is predicted, instead of the blend, by E + A / 64 (E - O) + B / 64 (C - E) + G / 64 (C - R)
+ * per axis (A, B, G = A2, B2, G2 for n >= 2, A1, B1, G1 for n = 1): E the mean of the edges'
+ * midpoints (a + b) / 2, O the mean of the o, C the mean of the neighbours, R the mean over the
+ * neighbours' own earlier neighbours (M of them, counted with repeats; the term is left out, G =
+ * 0 and M = 1, when M is 0 or above LIN_M2_MAX); in integers floor((2 num + den) / (2 den)) with
+ * num = ((64 + A - B) m sum(a + b) - 2 A m sum(o) + 2 (B + G) n sum(neighbours)) M
+ *       - 2 G n m sum(second ring), den = 128 n m M. */
 #define LIN_MAX 64
+#define LIN_M2_MAX 4096
+#define LIN_G_MIN (-128)
+#define LIN_G_MAX 128
 #define LIN_A_MIN (-128)
 #define LIN_A_MAX 128
 #define LIN_B_MIN (-128)
@@ -756,7 +764,8 @@ static inline Py_ssize_t palette_nearest(const int32_t *pal, Py_ssize_t n, int64
 #define PMX_MODELS 4
 #define PMX_IN (PMX_MODELS + 1)
 #define PMX_WSETS 3
-#define PMX_WEIGHTS (PMX_WSETS * INT_CTX * PMX_IN)
+#define PMX_WEIGHTS ((PMX_WSETS + 16) * INT_CTX * PMX_IN)
+#define PMX_W2 (PMX_WSETS * INT_CTX * PMX_IN) /* the second vectors (by N) */
 #define PMX_LR 4
 #define PMX_W0 (1 << 14)
 #define PMX_M1 POS_STATES_ALL
@@ -777,6 +786,7 @@ typedef struct {
     NcDecodeRun *run; /* NULL: encoding into val / idx */
     int32_t *val, *idx;
     Py_ssize_t pos;
+    int32_t *w2; /* the second weight vector set of the value (chosen by N) */
 } PmxCoder;
 
 static inline int pmx_code(PmxCoder *c, int32_t t, int bit)
@@ -795,15 +805,18 @@ static inline int pmx_code(PmxCoder *c, int32_t t, int bit)
 static inline int pmx_bit(PmxCoder *c, int32_t *st, const Py_ssize_t *cx, int32_t *w, int32_t *apm,
                           int j, int bit)
 {
-    int32_t in[PMX_IN], *wj = w + j * PMX_IN;
-    int64_t dot = 0;
+    int32_t in[PMX_IN], *wj = w + j * PMX_IN, *wj2 = c->w2 + j * PMX_IN;
+    int64_t dot = 0, dot2 = 0;
     for (int m = 0; m < PMX_MODELS; m++) {
         in[m] = omx_stretch_t[(st[cx[m] + j] & 0xFFFF) >> 4];
         dot += (int64_t)wj[m] * in[m];
+        dot2 += (int64_t)wj2[m] * in[m];
     }
     in[PMX_MODELS] = 256;
     dot += (int64_t)wj[PMX_MODELS] * 256;
-    int32_t p = omx_squash((int32_t)(dot >> 16));
+    dot2 += (int64_t)wj2[PMX_MODELS] * 256;
+    int32_t p1 = omx_squash((int32_t)(dot >> 16)), p2 = omx_squash((int32_t)(dot2 >> 16));
+    int32_t p = omx_squash((int32_t)((dot + dot2) >> 17));
     p = p < 1 ? 1 : (p > 4095 ? 4095 : p);
     int32_t sp = omx_stretch_t[p] + 2048, lo = sp >> 7, wt = sp & 127;
     int32_t *ap = apm + j * 33 + lo;
@@ -816,9 +829,11 @@ static inline int pmx_bit(PmxCoder *c, int32_t *st, const Py_ssize_t *cx, int32_
     ap[0] = omx_update(ap[0], b);
     if (wt)
         ap[1] = omx_update(ap[1], b);
-    int32_t err = ((b << 12) - p) * PMX_LR;
-    for (int m = 0; m < PMX_IN; m++)
+    int32_t err = ((b << 12) - p1) * PMX_LR, err2 = ((b << 12) - p2) * PMX_LR;
+    for (int m = 0; m < PMX_IN; m++) {
         wj[m] = omx_clamp_w((int64_t)wj[m] + (((int64_t)in[m] * err) >> 13));
+        wj2[m] = omx_clamp_w((int64_t)wj2[m] + (((int64_t)in[m] * err2) >> 13));
+    }
     for (int m = 0; m < PMX_MODELS; m++)
         st[cx[m] + j] = state_update(st[cx[m] + j], b);
     return b;
@@ -960,6 +975,7 @@ static PyObject *pos_mix_encode(PyObject *mod, PyObject *args)
         Py_ssize_t cx[PMX_MODELS];
         int32_t o;
         pmx_models(cx, set, slots[i], nbc, done);
+        c.w2 = w + PMX_W2 + nbc * INT_CTX * PMX_IN;
         pmx_int(&c, st, cx, w + slots[i] * INT_CTX * PMX_IN,
                 st + PMX_APM_AT + (slots[i] * 4 + (nbc >> 2)) * INT_CTX * 33, v[i], &o);
         int64_t a = v[i] < 0 ? -(int64_t)v[i] : v[i];
@@ -1059,17 +1075,31 @@ static int positions_run(NcDecodeRun *run, int32_t *st, int markov, const int32_
                 int32_t ns0 = nb_starts[w], ns1 = nb_starts[w + 1];
                 int t = n >= 2 ? (weight & 15) : ((weight >> 4) & 15);
                 if (lin && ns1 - ns0 >= 2 && n <= LIN_MAX && ns1 - ns0 <= LIN_MAX) {
-                    int64_t se = 0, so = 0, sc = 0, m = ns1 - ns0;
+                    int64_t se = 0, so = 0, sc = 0, s2 = 0, m2 = 0, m = ns1 - ns0;
                     for (int32_t t2 = s; t2 < e; t2++) {
                         const int32_t *r = tri + 3 * t2;
                         se += (int64_t)out[3 * r[0] + k] + out[3 * r[1] + k];
                         so += out[3 * r[2] + k];
                     }
-                    for (int32_t j = ns0; j < ns1; j++)
-                        sc += out[3 * (Py_ssize_t)nbrs[j] + k];
-                    int64_t A = lin[n >= 2 ? 0 : 2], B = lin[n >= 2 ? 1 : 3];
-                    int64_t num = (64 + A - B) * se * m - 2 * A * so * m + 2 * B * sc * n;
-                    int64_t den = 128 * n * m;
+                    for (int32_t j = ns0; j < ns1; j++) {
+                        int32_t u = nbrs[j];
+                        sc += out[3 * (Py_ssize_t)u + k];
+                        m2 += nb_starts[u + 1] - nb_starts[u];
+                        if (m2 > LIN_M2_MAX)
+                            continue;
+                        for (int32_t jj = nb_starts[u]; jj < nb_starts[u + 1]; jj++)
+                            s2 += out[3 * (Py_ssize_t)nbrs[jj] + k];
+                    }
+                    int64_t A = lin[n >= 2 ? 0 : 3], B = lin[n >= 2 ? 1 : 4];
+                    int64_t G = lin[n >= 2 ? 2 : 5];
+                    if (m2 < 1 || m2 > LIN_M2_MAX) {
+                        G = 0;
+                        m2 = 1;
+                        s2 = 0;
+                    }
+                    int64_t num = ((64 + A - B) * se * m - 2 * A * so * m + 2 * (B + G) * sc * n) * m2 -
+                                  2 * G * s2 * n * m;
+                    int64_t den = 128 * n * m * m2;
                     pred[k] = floor_div(2 * num + den, 2 * den);
                 } else if (t > 0 && ns1 - ns0 >= 2) {
                     int64_t m = ns1 - ns0, csum = 0;
@@ -1184,6 +1214,7 @@ static int positions_run(NcDecodeRun *run, int32_t *st, int markov, const int32_
             if (mw) {
                 Py_ssize_t cx[PMX_MODELS];
                 pmx_models(cx, set, m, nbc, done);
+                pc.w2 = mw + PMX_W2 + nbc * INT_CTX * PMX_IN;
                 if (pmx_int(&pc, st, cx, mw + m * INT_CTX * PMX_IN,
                             st + PMX_APM_AT + (m * 4 + (nbc >> 2)) * INT_CTX * 33, 0, &res) < 0)
                     return -1;
@@ -1231,16 +1262,18 @@ static PyObject *positions_decode(PyObject *mod, PyObject *args)
                           &markov, &ost, &otri, &oref, &okind, &top, &oout, &opal, &opoff, &onbs,
                           &onbr, &weight, &select, &maxis, &ms2, &ow, &olin))
         return NULL;
-    int32_t lin[4];
+    int32_t lin[6];
     int have_lin = olin && olin != Py_None;
     if (have_lin) {
         Py_buffer lv;
         if (get_i32(olin, &lv, 0, "linear coefficients") < 0)
             return NULL;
-        int bad = lv.len / 4 != 4;
-        for (int k = 0; k < 4 && !bad; k++) {
+        int bad = lv.len / 4 != 6;
+        static const int32_t lo[3] = {LIN_A_MIN, LIN_B_MIN, LIN_G_MIN};
+        static const int32_t hi[3] = {LIN_A_MAX, LIN_B_MAX, LIN_G_MAX};
+        for (int k = 0; k < 6 && !bad; k++) {
             lin[k] = ((int32_t *)lv.buf)[k];
-            bad = lin[k] < (k % 2 ? LIN_B_MIN : LIN_A_MIN) || lin[k] > (k % 2 ? LIN_B_MAX : LIN_A_MAX);
+            bad = lin[k] < lo[k % 3] || lin[k] > hi[k % 3];
         }
         PyBuffer_Release(&lv);
         if (bad) {
