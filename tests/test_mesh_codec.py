@@ -428,7 +428,7 @@ def test_normals_uvs_and_attributes(rng):
 
 
 def test_geometry_header_forms(monkeypatch):
-    """Formats 4 and 5 keep the quantisation in 17 bytes: float32 inputs on
+    """Formats 4 to 6 keep the quantisation in 17 bytes: float32 inputs on
     ``geometry.quantise``'s grid, others on a grid whose origin and top are moved to float32
     values (less than a float32 step away); the 33-byte float64 form of older files still
     decodes."""
@@ -449,10 +449,12 @@ def test_geometry_header_forms(monkeypatch):
         )
     q, o, s = g.quantise(m32.vertices, 12)
     assert np.array_equal(quantise(m32.vertices, 12)[0], q)  # float32 input: the same grid
-    # the float64 form (format 2 / 3 files of float64 inputs; their streams have gate order 0
-    # and scale rule 0, which format 5 writes when told to)
+    # the float64 form (format 2 / 3 files of float64 inputs; their streams have gate order 0,
+    # scale rule 0, no linear prediction and no mixed contexts, which format 6 writes when told)
     monkeypatch.setattr(mt, "_ENCODER_FOCUS", (0,))
     monkeypatch.setattr(mt, "SCALE_RULES", (0,))
+    monkeypatch.setattr(mt, "_ENCODER_LINEAR", 0)
+    monkeypatch.setattr(mt, "_ENCODER_MIX", 0)
     enc = codec.encode(m64, 5)
     geom = enc.streams["g"]
     q, o, s = g.quantise(m64.vertices, 12)
@@ -504,7 +506,7 @@ def test_golden_bitstream():
     assert digest == GOLDEN
 
 
-GOLDEN = "8c1b1058270a83d65acfd125a730970384dc761f29e9dceb126378c40eb79482"
+GOLDEN = "8299cdd3fbc6e7b418726eeac3b8f03c47606eb6a1c68a906a9ca5d96a1c19db"
 
 
 @pytest.mark.parametrize(
@@ -680,17 +682,17 @@ def test_format_4_files_still_decode(name):
 
 @pytest.mark.parametrize("name", ["grid9_q5", "revolution_q9"])
 def test_format_5_golden_files(name):
-    """Format 5 (the grid: gate order 1, scale rule 2; the revolution surface: gate order 2
-    with triangle counts, scale rule 1): the encoder writes these bytes and they decode."""
+    """Format-5 files (the grid: gate order 1, scale rule 2; the revolution surface: gate order
+    2 with triangle counts, scale rule 1; written by the format-5 encoder) still decode to the
+    source's triangles and grid positions."""
     data = (REPO_DIR / "tests" / "golden" / f"meshtrav_f5_{name}.ncf").read_bytes()
     m, quality = (_grid(9), 5) if name == "grid9_q5" else (_revolution(), 9)
-    assert api.encode_array(m, "meshtrav", quality) == data
+    assert api.encode_array(m, "meshtrav", quality) != data  # format 6 writes other bytes
     bits = g.quality_to_bits(quality)
-    q = quantise(m.vertices, bits)[0]
-    *_, parts = mt._encode_geometry(np.asarray(m.faces, np.int64), q, (1 << bits) - 1)
-    assert (parts["focus"], parts["scale_rule"]) == ((1, 2) if name == "grid9_q5" else (2, 1))
     dec, _ = api.decode_bytes(data)
     assert same_triangles(m, dec, bits, quantise)
+    q, o, s = quantise(m.vertices, bits)
+    assert np.array_equal(np.sort(g.dequantise(q, o, s), axis=0), np.sort(dec.vertices, axis=0))
 
 
 @pytest.mark.parametrize("focus", [0, 1, 2])
@@ -728,7 +730,8 @@ def test_focus_orders_code_irregular_meshes_in_fewer_bits():
     [
         (2 * 12 + 1, None, "gate order without triangle counts"),
         (3 * 12, None, "bad context layout"),
-        (None, 3 * len(mt.BLEND_WEIGHTS), "bad prediction mode"),
+        (None, -1, "bad prediction mode"),
+        (None, mt._LIN_BASE + mt.NUM_SCALE_RULES, "bad linear prediction"),
     ],
 )
 def test_bad_gate_order_or_scale_rule_one_line(monkeypatch, bad_mode, bad_blend, match):
@@ -751,3 +754,87 @@ def test_bad_gate_order_or_scale_rule_one_line(monkeypatch, bad_mode, bad_blend,
     codec = get_codec("meshtrav")
     enc = codec.encode(_grid(6), 3)
     one_line_error(CodecError, codec.decode, enc, match=match)
+
+
+@pytest.mark.parametrize("name", ["grid9_q5", "revolution_q9", "blob_q9"])
+def test_format_6_golden_files(name):
+    """Format 6 (linear prediction with fitted coefficients and mixed residual contexts where
+    they pay; the blob takes both): the encoder writes these bytes and they decode."""
+    data = (REPO_DIR / "tests" / "golden" / f"meshtrav_f6_{name}.ncf").read_bytes()
+    make, quality = {
+        "grid9_q5": (lambda: _grid(9), 5),
+        "revolution_q9": (_revolution, 9),
+        "blob_q9": (_sphere_blob, 9),
+    }[name]
+    m = make()
+    assert api.encode_array(m, "meshtrav", quality) == data
+    bits = g.quality_to_bits(quality)
+    q = quantise(m.vertices, bits)[0]
+    *_, parts = mt._encode_geometry(np.asarray(m.faces, np.int64), q, (1 << bits) - 1)
+    assert (parts["linear"] is not None, parts["mix"]) == GOLDEN_6_MODES[name]
+    dec, _ = api.decode_bytes(data)
+    assert same_triangles(m, dec, bits, quantise)
+    dq, o, s = quantise(m.vertices, bits)
+    assert np.array_equal(np.sort(g.dequantise(dq, o, s), axis=0), np.sort(dec.vertices, axis=0))
+
+
+GOLDEN_6_MODES = {"grid9_q5": (False, 1), "revolution_q9": (False, 1), "blob_q9": (True, 1)}
+
+
+@pytest.mark.parametrize("linear, mix", [(0, 0), (0, 1), (1, 0), (1, 1)])
+@pytest.mark.parametrize(
+    "make",
+    [_sphere_blob, _revolution, lambda: _grid(9), _tilted_sheet, _mirrored, _with_loose_points],
+)
+def test_linear_prediction_and_mixed_contexts_round_trip(monkeypatch, linear, mix, make):
+    """Each combination of linear prediction and mixed residual contexts, forced on or off,
+    decodes to the source's triangles and grid positions (palettes, options, mirror images,
+    repeats, the normal axis and unreferenced vertices included)."""
+    monkeypatch.setattr(mt, "_ENCODER_LINEAR", linear)
+    monkeypatch.setattr(mt, "_ENCODER_MIX", mix)
+    m = make()
+    for quality in (1, 9):
+        bits = g.quality_to_bits(quality)
+        q = quantise(m.vertices, bits)[0]
+        *_, parts = mt._encode_geometry(np.asarray(m.faces, np.int64), q, (1 << bits) - 1)
+        assert parts["mix"] == mix and (parts["linear"] is not None) == bool(linear)
+        _check(m, quality)
+
+
+@pytest.mark.parametrize(
+    "ab",
+    [
+        (mt.LIN_A[0], mt.LIN_B[1], mt.LIN_G[1]),
+        (mt.LIN_A[1], mt.LIN_B[0], mt.LIN_G[0]),
+        (-3, 7, -5),
+    ],
+)
+def test_linear_prediction_extreme_coefficients(monkeypatch, ab):
+    """The decoder's integer rule (C) and the encoder's (numpy) agree for coefficients at the
+    ends of their ranges and for odd ones (floor division of negative numbers)."""
+    monkeypatch.setattr(mt, "_ENCODER_LINEAR", 1)
+    monkeypatch.setattr(mt, "_linear_options", lambda q, rows, terms, t: [ab])
+    for make in (_sphere_blob, _revolution):
+        m = make()
+        for quality in (1, 9):
+            _check(m, quality)
+
+
+@pytest.mark.parametrize(
+    "slot, value", [(1, mt.LIN_A[1] + 1), (2, mt.LIN_B[0] - 1), (6, mt.LIN_G[1] + 1)]
+)
+def test_bad_linear_coefficients_one_line(monkeypatch, slot, value):
+    monkeypatch.setattr(mt, "_ENCODER_LINEAR", 1)
+    real_encode = mt.AdaptiveEncoder.code_ints
+
+    def code_ints(self, values, sets, st, markov=1):
+        values = np.array(values)
+        sets_l = list(sets)
+        if len(sets_l) and mt.BLEND_SET in sets_l:
+            values[sets_l.index(mt.BLEND_SET) + slot] = value
+        return real_encode(self, values, sets, st, markov)
+
+    monkeypatch.setattr(mt.AdaptiveEncoder, "code_ints", code_ints)
+    codec = get_codec("meshtrav")
+    enc = codec.encode(_sphere_blob(), 3)
+    one_line_error(CodecError, codec.decode, enc, match="bad linear prediction")

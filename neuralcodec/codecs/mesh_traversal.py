@@ -22,7 +22,10 @@
     positions, in a greedy order from the connectivity (most parallelograms first; C): each
       predicted by the rounded mean of every parallelogram (w, a, b | a, b, o) with a, b, o
       coded before w, blended with the mean of w's coded neighbours (0 .. 6/8: the
-      encoder's pick for the mesh), or, where the encoder finds it pays, by one parallelogram it
+      encoder's pick for the mesh), or (format 6, where it pays) by E + A/64 (E - O) +
+      B/64 (C - E), E / O / C the means of the parallelograms' edge midpoints, of their
+      opposite corners and of w's coded neighbours, (A, B) fitted to the mesh per kind (2+ / 1
+      parallelograms) and sent; or, where the encoder finds it pays, by one parallelogram it
       names (creases), or by the mirror image of an earlier vertex near the prediction's image
       across an axis-aligned plane (mirrored halves); else by an earlier neighbour, else the
       previous vertex; the axis nearest the surface normal coded against the tangent plane of
@@ -30,10 +33,14 @@
       the residual or, when cheaper, the index residual into the axis' palette (its sorted
       distinct values, sent as gaps or as steps of a lattice with a real step); adaptive
       integer models with sets (kind of prediction, bit length of the local scale, axis,
-      palette; the scale (edge >> r) + (spread << r), r the encoder's pick in format 5); decoded and rebuilt in one C loop
+      palette; the scale (edge >> r) + (spread << r), r the encoder's pick in format 5; format 6,
+      where it pays: each context-coded bit of a residual from an integer logistic mix of four
+      adaptive models (that set; the set x the coded neighbours' residual magnitudes; the set x
+      the vertex's earlier axes' magnitudes; the axis slot x both) and a refinement table);
+      decoded and rebuilt in one C loop
       (kernels/_adaptive.c, positions_decode); unreferenced vertices last, after the previous
       one or as offsets from a nearby used vertex
-    all of the above: one range-coded stream (formats 4, 5: "g") after a 17-byte quantisation
+    all of the above: one range-coded stream (formats 4-6: "g") after a 17-byte quantisation
       header (origin and top on float32 values; 33 bytes in older files and degenerate boxes)
     vertex attributes: lossless, in the decoder's vertex order (geometry.py); UVs quantised to
       the same bits over their bounding square, normals normalised and quantised as octahedral
@@ -62,6 +69,8 @@ from neuralcodec.entropy.adaptive import (
     AdaptiveEncoder,
     ideal_int_bits,
     mirror_partners,
+    pos_mix_bits,
+    pos_mix_model,
     position_order,
     repeat_partners,
     states,
@@ -78,9 +87,12 @@ _HEAD32 = struct.Struct("<B3ff")  # mode byte, origin, the widest axis' largest 
 # stream with the quantisation always on a float32 grid (17-byte header), named "g", and no
 # "format" field in the container header (a file without the field and without a "g" stream is
 # format 1, refused); 5: format 4 with a gate order in the first value (focus, see _State): a
-# format-4 stream is a format-5 stream with focus 0, so a "g" stream decodes as format 5
-FORMAT = 5
-FORMATS = (2, 3, 4, 5)  # what this version decodes
+# format-4 stream is a format-5 stream with focus 0; 6: format 5 with the linear prediction
+# (first blend value _LIN_BASE + rule, its 6 coefficients in place of the second) and mixed
+# contexts for the position residuals (select value + 2), each where it pays: a format-5 stream
+# is a format-6 stream with neither, so a "g" stream decodes as format 6
+FORMAT = 6
+FORMATS = (2, 3, 4, 5, 6)  # what this version decodes
 STREAM = "g"  # the geometry stream of format 4 ("geom" before)
 NUM_CANDIDATES = 6
 BORDER, NEW, FIRST_CANDIDATE = 0, 1, 2
@@ -156,6 +168,8 @@ BLEND_WEIGHTS = (0, 1, 2, 3, 4, 6)  # eighths of the neighbours' mean in the pre
 # sent with the first blend value, as blend + 6 r)
 NUM_SCALE_RULES = 3  # what the decoder accepts
 SCALE_RULES = (0, 1, 2)  # the rules the encoder tries
+_ENCODER_LINEAR = None  # None: the linear prediction where it codes fewer bits (tests: 0 / 1)
+_ENCODER_MIX = None  # None: mixed position contexts where they code fewer bits (tests: 0 / 1)
 
 
 class _State:
@@ -697,10 +711,14 @@ def _earlier_neighbours(faces: np.ndarray, nv: int) -> tuple[np.ndarray, np.ndar
     return starts.astype(np.int32), e[:, 1].astype(np.int32)
 
 
-def _predict(q: np.ndarray, starts, tri, refs, top: int, nb=None, weight=(0, 0)) -> np.ndarray:
+def _predict(
+    q: np.ndarray, starts, tri, refs, top: int, nb=None, weight=(0, 0), lin=None
+) -> np.ndarray:
     """The decoder's predictions for known positions ``q`` (V x 3 int64), vectorised; blended
     with the mean of the earlier neighbours ``nb`` by ``weight`` (eighths: for vertices with 2+
-    parallelograms, for those with one)."""
+    parallelograms, for those with one), or (``lin`` = (A2, B2, G2, A1, B1, G1), format 6)
+    linear in the edges' midpoints, the opposite corners, the neighbours and their neighbours
+    (_linear)."""
     nv = len(q)
     pred = np.zeros((nv, 3), np.int64)
     count = np.diff(starts).astype(np.int64)
@@ -720,9 +738,98 @@ def _predict(q: np.ndarray, starts, tri, refs, top: int, nb=None, weight=(0, 0))
         t = np.where(count[sel] >= 2, weight[0], weight[1])[:, None]
         mean = (2 * csum[sel] + m[sel, None]) // (2 * m[sel, None])
         pred[sel] = ((8 - t) * pred[sel] + t * mean + 4) // 8
+    if lin is not None and nb is not None and len(tri):
+        sel, value = _linear(q, starts, tri, nb, lin)
+        pred[sel] = value
     fb = (count == 0) & (refs >= 0)
     pred[fb] = q[refs[fb]]
     return np.clip(pred, 0, top)
+
+
+LIN_MAX = 64  # linear prediction: at most this many parallelograms and neighbours (C: LIN_MAX)
+LIN_A, LIN_B, LIN_G = (-128, 128), (-128, 256), (-128, 128)  # coefficient ranges (64ths)
+LIN_M2_MAX = 4096  # the second-ring term only with 1..this many second-ring entries (C too)
+_LIN_BASE = len(BLEND_WEIGHTS) * NUM_SCALE_RULES  # first blend value: this + rule = linear
+
+
+def _linear_terms(q: np.ndarray, starts, tri, nb):
+    """(vertices it applies to, n, m, sum(a + b), sum(o), sum(neighbours), sum(second ring),
+    its count M) of _linear."""
+    nv = len(q)
+    count = np.diff(starts).astype(np.int64)
+    nbs, nbr = nb
+    m = np.diff(nbs).astype(np.int64)
+    owner = np.repeat(np.arange(nv), count)
+    se = np.zeros((nv, 3), np.int64)
+    so = np.zeros((nv, 3), np.int64)
+    sc = np.zeros((nv, 3), np.int64)
+    np.add.at(se, owner, q[tri[:, 0]] + q[tri[:, 1]])
+    np.add.at(so, owner, q[tri[:, 2]])
+    own = np.repeat(np.arange(nv), m)
+    np.add.at(sc, own, q[nbr])
+    s2 = np.zeros((nv, 3), np.int64)
+    np.add.at(s2, own, sc[nbr])  # sc of a neighbour: the sum of its own earlier neighbours
+    m2 = np.zeros(nv, np.int64)
+    np.add.at(m2, own, m[nbr])
+    sel = (count > 0) & (count <= LIN_MAX) & (m >= 2) & (m <= LIN_MAX)
+    return sel, count, m, se, so, sc, s2, m2
+
+
+def _linear(q: np.ndarray, starts, tri, nb, lin, terms=None):
+    """(vertices, their predictions) of the linear prediction (the C file's LIN_ block):
+    E + A / 64 (E - O) + B / 64 (C - E) + G / 64 (C - R) per axis, E the mean of the
+    parallelograms' edge midpoints, O of their opposite corners, C of the earlier neighbours, R
+    of the neighbours' own earlier neighbours (left out where there are none or more than
+    LIN_M2_MAX); (A, B, G) = lin[0:3] for vertices with 2+ parallelograms, lin[3:6] for those
+    with one."""
+    sel, n, m, se, so, sc, s2, m2 = _linear_terms(q, starts, tri, nb) if terms is None else terms
+    n, m = n[sel, None], m[sel, None]
+    ring = (m2[sel, None] >= 1) & (m2[sel, None] <= LIN_M2_MAX)
+    m2 = np.where(ring, m2[sel, None], 1)
+    a = np.where(n >= 2, lin[0], lin[3])
+    b = np.where(n >= 2, lin[1], lin[4])
+    c = np.where(ring, np.where(n >= 2, lin[2], lin[5]), 0)
+    s2 = np.where(ring, s2[sel], 0)
+    num = (
+        (64 + a - b) * se[sel] * m - 2 * a * so[sel] * m + 2 * (b + c) * sc[sel] * n
+    ) * m2 - 2 * c * s2 * n * m
+    den = 128 * n * m * m2
+    return sel, (2 * num + den) // (2 * den)
+
+
+def _fit_linear(q: np.ndarray, rows: np.ndarray, terms, ring: bool = True) -> tuple[int, int, int]:
+    """(A, B, G) in 64ths that fit the positions of ``rows`` best (least absolute error, by
+    iteratively reweighted least squares; the encoder's estimate); G = 0 without ``ring``."""
+    sel, n, m, se, so, sc, s2, m2 = terms
+    r = rows & sel & (m2 >= 1) & (m2 <= LIN_M2_MAX)
+    if r.sum() < 8:
+        return 64, 0, 0
+    e = se[r] / (2.0 * n[r, None])
+    o = so[r] / n[r, None]
+    c = sc[r] / m[r, None]
+    r2 = s2[r] / m2[r, None]
+    y = (q[r] - e).reshape(-1)
+    x = np.stack([(e - o).reshape(-1), (c - e).reshape(-1), (c - r2).reshape(-1)], axis=1)
+    if not ring:
+        x = x[:, :2]
+    coef = np.linalg.lstsq(x, y, rcond=None)[0]
+    for _ in range(8):
+        wt = 1.0 / np.sqrt(np.maximum(np.abs(y - x @ coef), 1.0))
+        coef = np.linalg.lstsq(x * wt[:, None], y * wt, rcond=None)[0]
+    if not np.isfinite(coef).all():
+        return 64, 0, 0
+    return (
+        int(np.clip(np.rint(64 * coef[0]), *LIN_A)),
+        int(np.clip(np.rint(64 * coef[1]), *LIN_B)),
+        int(np.clip(np.rint(64 * coef[2]), *LIN_G)) if ring else 0,
+    )
+
+
+def _linear_options(q: np.ndarray, rows: np.ndarray, terms, t: int) -> list[tuple[int, ...]]:
+    """The coefficients the encoder tries for ``rows``: fitted with and without the second-ring
+    term, and those of the blend t."""
+    fits = [_fit_linear(q, rows, terms), _fit_linear(q, rows, terms, ring=False)]
+    return list(dict.fromkeys([*fits, (64 - 8 * t, 8 * t, 0)]))
 
 
 def _bit_length(x: np.ndarray) -> np.ndarray:
@@ -1087,7 +1194,27 @@ def _encode_geometry(faces: np.ndarray, q: np.ndarray, top: int):
             )
     blend = [int(np.argmin(costs[:, 0])), int(np.argmin(costs[:, 1]))]
     weights = (BLEND_WEIGHTS[blend[0]], BLEND_WEIGHTS[blend[1]])
-    pred = _predict(qn, starts, tri, prefs, top, nb, weights)
+    # format 6: a linear prediction with coefficients fitted to the mesh (or equal to the blend)
+    # for each of the two kinds, where that codes fewer bits than the blends
+    lin = None
+    terms = _linear_terms(qn, starts, tri, nb) if len(tri) and _ENCODER_LINEAR != 0 else None
+    if terms is not None and terms[0].any():
+        best_lin, lin_cost = [], 0.0
+        for k in (0, 1):
+            rows = kind == k
+            t = weights[k]
+            options = _linear_options(qn, rows, terms, t)
+            scored = []
+            for ab in options:
+                resid = qn - _predict(qn, starts, tri, prefs, top, nb, (0, 0), ab + ab)
+                cost = _ideal_bits(resid[rows].reshape(-1), pos_sets[rows].reshape(-1), _POS_STATES)
+                scored.append((cost, ab))
+            cost, ab = min(scored)
+            best_lin += list(ab)
+            lin_cost += cost
+        if _ENCODER_LINEAR or lin_cost + 24 < costs[blend[0], 0] + costs[blend[1], 1]:
+            lin, weights = tuple(best_lin), (0, 0)
+    pred = _predict(qn, starts, tri, prefs, top, nb, weights, lin)
     # the scale rule of the residual contexts that codes these residuals in the fewest bits
     # (format 5): the spread of the parallelograms counts more than the edge on some meshes
     rule_sets = [_position_sets(qn, starts, tri, kind, r).reshape(-1, 3) for r in SCALE_RULES]
@@ -1194,30 +1321,6 @@ def _encode_geometry(faces: np.ndarray, q: np.ndarray, top: int):
         if near:  # decoded in that order: renumber them
             perm = np.r_[np.arange(nused), nused + near_order]
             orig_of, qn = orig_of[perm], qn[perm]
-    enc = AdaptiveEncoder()
-    st_conn = states(CONN_SETS * INT_CONTEXTS)
-    vals += [blend[0] + len(BLEND_WEIGHTS) * rule, blend[1], select, dups, normal, near] + (
-        [m_axis + 1, m_s2] if mirror else [0]
-    )
-    sets += [BLEND_SET, BLEND_SET, SELECT_SET, DUPS_SET, NORMAL_SET, UNUSED_SET]
-    sets += [MIRROR_SET] * (2 if mirror else 1)
-    vals += [mask] + [len(p) for p in pals]
-    sets += [PALETTE_SET]
-    sets += [COUNT_SET] * len(pals)
-    for p, fit in zip(pals, fits, strict=True):  # lattice palettes: step (2 parts), first value
-        vals += [0] if fit is None else [1, fit[0] >> 20, fit[0] & 0xFFFFF, int(p[0])]
-        sets += [LATTICE_SET] * (1 if fit is None else 4)
-    enc.code_ints(np.array(vals, np.int32), np.array(sets, np.int32), st_conn)
-    traversal_bits = enc.bits
-    st_gaps = states(_GAP_MARKOV * INT_CONTEXTS)
-    st_k, st_c = states(_LATTICE_STATES), states(_LATTICE_STATES)
-    for p, fit in zip(pals, fits, strict=True):
-        if fit is not None:
-            _code_lattice(enc.code_ints, fit[1], fit[2], st_k, st_c)
-            continue
-        gaps = np.diff(np.r_[-1, p]) - 1
-        enc.code_ints(gaps, np.zeros(len(gaps), np.int32), st_gaps, _GAP_MARKOV)
-    conn_bits = enc.bits
     if near:  # unreferenced vertices follow the others' residuals, in their own part
         resid, pos_sets, keep, coded = resid[:nused], pos_sets[:nused], keep[:nused], coded[:nused]
         opt, opt_sets, flagged, dup = opt[:nused], opt_sets[:nused], flagged[:nused], dup[:nused]
@@ -1237,8 +1340,50 @@ def _encode_geometry(faces: np.ndarray, q: np.ndarray, top: int):
         values[fat[has_flag]], where[fat[has_flag]] = dup[has_flag], _DUP_BASE + prev_flag
         slots = (fat + has_flag)[keep][:, None] + np.arange(3)[None, :]
         values[slots], where[slots] = resid[keep], pos_sets[keep]
+        vids = np.repeat(np.arange(len(keep)), width)
+        slot_of = np.full(len(values), -1, np.int64)
+        slot_of[slots] = np.arange(3)[None, :]
         resid, pos_sets = values, where
-    enc.code_ints(resid.reshape(-1), pos_sets.reshape(-1), states(_POS_STATES), _POS_MARKOV)
+    else:
+        vids = np.repeat(np.arange(len(resid)), 3)
+        slot_of = np.tile(np.arange(3), len(resid))
+    # format 6: the residuals' bits from a mix of context models, where that codes fewer bits
+    resid, pos_sets = resid.reshape(-1), pos_sets.reshape(-1)
+    nbs_n = nb[0][: (nused if near else nv) + 1]
+    mixed = pos_mix_bits(resid, pos_sets, slot_of, vids, nbs_n, nb[1])
+    plain_bits = _ideal_bits(resid, pos_sets, _POS_STATES, _POS_MARKOV)
+    mix = int(mixed < plain_bits) if _ENCODER_MIX is None else _ENCODER_MIX
+    enc = AdaptiveEncoder()
+    st_conn = states(CONN_SETS * INT_CONTEXTS)
+    if lin is None:
+        vals += [blend[0] + len(BLEND_WEIGHTS) * rule, blend[1]]
+    else:  # format 6: the linear prediction's 6 coefficients instead of the second blend
+        vals += [_LIN_BASE + rule, *lin]
+    sets += [BLEND_SET] * (2 if lin is None else 1 + len(lin))
+    vals += [select + 2 * mix, dups, normal, near] + ([m_axis + 1, m_s2] if mirror else [0])
+    sets += [SELECT_SET, DUPS_SET, NORMAL_SET, UNUSED_SET]
+    sets += [MIRROR_SET] * (2 if mirror else 1)
+    vals += [mask] + [len(p) for p in pals]
+    sets += [PALETTE_SET]
+    sets += [COUNT_SET] * len(pals)
+    for p, fit in zip(pals, fits, strict=True):  # lattice palettes: step (2 parts), first value
+        vals += [0] if fit is None else [1, fit[0] >> 20, fit[0] & 0xFFFFF, int(p[0])]
+        sets += [LATTICE_SET] * (1 if fit is None else 4)
+    enc.code_ints(np.array(vals, np.int32), np.array(sets, np.int32), st_conn)
+    traversal_bits = enc.bits
+    st_gaps = states(_GAP_MARKOV * INT_CONTEXTS)
+    st_k, st_c = states(_LATTICE_STATES), states(_LATTICE_STATES)
+    for p, fit in zip(pals, fits, strict=True):
+        if fit is not None:
+            _code_lattice(enc.code_ints, fit[1], fit[2], st_k, st_c)
+            continue
+        gaps = np.diff(np.r_[-1, p]) - 1
+        enc.code_ints(gaps, np.zeros(len(gaps), np.int32), st_gaps, _GAP_MARKOV)
+    conn_bits = enc.bits
+    if mix:
+        enc.code_pos_mix(resid, pos_sets, slot_of, vids, nbs_n, nb[1])
+    else:
+        enc.code_ints(resid, pos_sets, states(_POS_STATES), _POS_MARKOV)
     if near:
         _code_near(enc.code_ints, near_steps, near_offsets, states(_NEAR_STATES))
     parts = {
@@ -1249,8 +1394,12 @@ def _encode_geometry(faces: np.ndarray, q: np.ndarray, top: int):
         "symbol_codes": vals[0] // NUM_LAYOUTS % len(_SYMBOL_CODES),
         "focus": vals[0] // (NUM_LAYOUTS * len(_SYMBOL_CODES)),
         "blend": weights,
+        "linear": lin,
         "scale_rule": rule,
         "select": select,
+        "mix": mix,
+        "positions_plain": plain_bits,  # ideal bits of the position part without / with mixing
+        "positions_mixed": mixed,
         "palettes": mask,
         "repeats": int(dup.sum()),
         "normal": normal,
@@ -1487,7 +1636,22 @@ class TraversalMeshCodec(Codec):
             rank[_position_order(faces, nused, nv)] = np.arange(nv)
             faces = rank[faces]
             top = (1 << bits) - 1
-            blend = [dec.code_step(st_conn, BLEND_SET) for _ in range(2)]
+            blend = [dec.code_step(st_conn, BLEND_SET)]
+            lin = None
+            if blend[0] >= _LIN_BASE and fmt >= 6:  # format 6: linear prediction
+                lin = tuple(dec.code_step(st_conn, BLEND_SET) for _ in range(6))
+                if (
+                    not all(
+                        lo <= c <= hi
+                        for c, (lo, hi) in zip(lin, (LIN_A, LIN_B, LIN_G) * 2, strict=True)
+                    )
+                    or blend[0] >= _LIN_BASE + NUM_SCALE_RULES
+                ):
+                    raise CodecError("meshtrav: corrupt stream (bad linear prediction)")
+                blend = [blend[0] - _LIN_BASE, 0]  # the rule, blend weights 0
+                blend[0] *= len(BLEND_WEIGHTS)
+            else:
+                blend.append(dec.code_step(st_conn, BLEND_SET))
             select = dec.code_step(st_conn, SELECT_SET)
             dups = dec.code_step(st_conn, DUPS_SET)
             normal = dec.code_step(st_conn, NORMAL_SET) if fmt >= 3 else 0
@@ -1500,32 +1664,36 @@ class TraversalMeshCodec(Codec):
             if not (
                 0 <= rule < (NUM_SCALE_RULES if fmt >= 4 else 1)
                 and all(0 <= b < len(BLEND_WEIGHTS) for b in blend)
-                and select in (0, 1)
+                and select in ((0, 1, 2, 3) if fmt >= 6 else (0, 1))
                 and dups in (0, 1)
                 and normal in (0, 1)
                 and near in (0, int(0 < nused < nv))
             ):
                 raise CodecError("meshtrav: corrupt stream (bad prediction mode)")
+            select, mix = select & 1, select >> 1
             pal, offsets = _decode_palettes(dec, st_conn, nv, top, fmt)
             starts, tri, prefs, kind = _predictors(faces, nv)
             nbs, nbr = _earlier_neighbours(faces, nv)
             n = nused if near else nv  # near: the unreferenced vertices come after
+            st_pos, mix_weights = pos_mix_model() if mix else (states(_POS_STATES), None)
             q = dec.code_positions(
                 starts[: n + 1],
                 tri,
                 prefs[:n],
                 (kind + 8 * _border_vertices(faces, nv))[:n],
                 top,
-                states(_POS_STATES),
+                st_pos,
                 _POS_MARKOV,
                 pal,
                 offsets,
                 nbs[: n + 1],
                 nbr,
                 BLEND_WEIGHTS[blend[0]] + 16 * BLEND_WEIGHTS[blend[1]] + 256 * rule,
-                select | dups << 1 | normal << 2 | (mirror > 0) << 3,
+                select | dups << 1 | normal << 2 | (mirror > 0) << 3 | mix << 4,
                 max(mirror - 1, 0),
                 m_s2,
+                mix_weights,
+                lin,
             )
             if near:
                 q = np.concatenate([q, _decode_near(dec, q, nv - nused, top)])

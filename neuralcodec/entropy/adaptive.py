@@ -18,8 +18,9 @@ and ``ints`` (zero flag, sign, unary exponent, mantissa; 64 contexts per set, op
 conditioned on the previous value). The point cloud codec has its own kernels: octree levels whose
 child bits come from a logistic mix of several adaptive context models (integer mixer, trained
 online) with direct coding of isolated points, and voxel point counts with contexts from decoded
-neighbours. ``Estimate`` counts the ideal code length of what the
-encoder wrote, for estimated-vs-actual checks.
+neighbours; the mesh codec's position residuals (format 6) can take such a mix too.
+``Estimate`` counts the ideal code length of what the encoder wrote, for estimated-vs-actual
+checks.
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ _INITIAL_STATE = 1 << 15  # p1 = 1/2, no observation
 # states, mixer weights and the initial weight of code_octree_mix_level (the C file's sizes)
 OCTREE_MIX_STATES, OCTREE_MIX_WEIGHTS, _OCTREE_MIX_W0 = _adaptive.octree_mix_sizes()
 OCTREE_COUNT_SETS = 9  # integer sets of code_octree_counts
+# states, mixer weights and the initial weight of the mesh positions with mixed contexts
+POS_MIX_STATES, POS_MIX_WEIGHTS, _POS_MIX_W0 = _adaptive.pos_mix_sizes()
 
 
 @lru_cache(maxsize=1)
@@ -82,6 +85,32 @@ def octree_mix_model() -> tuple[np.ndarray, np.ndarray]:
     st = states(OCTREE_MIX_STATES)
     _adaptive.octree_mix_init(st)
     return st, np.full(OCTREE_MIX_WEIGHTS, _OCTREE_MIX_W0, np.int32)
+
+
+def pos_mix_model() -> tuple[np.ndarray, np.ndarray]:
+    """Fresh (states, mixer weights) for the mesh positions with mixed contexts."""
+    st = states(POS_MIX_STATES)
+    _adaptive.pos_mix_init(st)
+    return st, np.full(POS_MIX_WEIGHTS, _POS_MIX_W0, np.int32)
+
+
+def pos_mix_symbols(values, sets, slots, vids, nb_starts, neighbours, model=None):
+    """(binary symbols, bank table indexes) of the mesh positions with mixed contexts (the C
+    file's format-6 block says how); ``model`` (states, weights) is updated."""
+    st, w = pos_mix_model() if model is None else model
+    v = _i32(values)
+    sym = np.empty(65 * v.size + 1, np.int32)
+    idx = np.empty_like(sym)
+    n = _adaptive.pos_mix_encode(
+        v, _i32(sets), _i32(slots), _i32(vids), _i32(nb_starts), _i32(neighbours), st, w, sym, idx
+    )
+    return sym[:n], idx[:n]
+
+
+def pos_mix_bits(values, sets, slots, vids, nb_starts, neighbours) -> float:
+    """Ideal code length of ``pos_mix_symbols`` with a fresh model."""
+    sym, idx = pos_mix_symbols(values, sets, slots, vids, nb_starts, neighbours)
+    return float(_cost_table()[idx, sym].sum())
 
 
 def _i32(x) -> np.ndarray:
@@ -243,6 +272,9 @@ class AdaptiveEncoder:
         n = _adaptive.octree_counts_encode(v, _i32(neighbours), st, sym, idx)
         self._put(sym[:n], idx[:n])
 
+    def code_pos_mix(self, values, sets, slots, vids, nb_starts, neighbours) -> None:
+        self._put(*pos_mix_symbols(values, sets, slots, vids, nb_starts, neighbours))
+
     def code_ints(self, values, sets, st: np.ndarray, markov: int = 1) -> None:
         v, s = _i32(values), _i32(sets)
         sym = np.empty(65 * v.size, np.int32)
@@ -336,9 +368,13 @@ class AdaptiveDecoder:
         select: int = 0,
         mirror_axis: int = 0,
         mirror_s2: int = 0,
+        weights=None,
+        linear=None,
     ) -> np.ndarray:
         """Mesh positions predicted while decoding, optionally through per-axis palettes and
-        blended with the mean of earlier neighbours (the C file says how); V x 3 int32."""
+        blended with the mean of earlier neighbours, or (``linear``: 6 coefficients) predicted
+        linearly, and (select bit 4, ``weights`` and states of ``pos_mix_model``) with mixed
+        residual contexts (the C file says how); V x 3 int32."""
         r = _i32(refs)
         out = np.empty(3 * r.size, np.int32)
         pal = _i32(np.zeros(0) if palette is None else palette)
@@ -362,5 +398,7 @@ class AdaptiveDecoder:
             int(select),
             int(mirror_axis),
             int(mirror_s2),
+            weights,
+            None if linear is None else _i32(linear),
         )
         return out.reshape(-1, 3)

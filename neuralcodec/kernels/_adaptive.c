@@ -485,7 +485,12 @@ fail:
 /* ----------------------------------------------------------------------------- mesh positions
  *
  * positions_decode(decoder, bank, states, markov, starts, triples, refs, kinds, top, out,
- *                  palette, palette_offsets, nb_starts, nbrs, weight, select)
+ *                  palette, palette_offsets, nb_starts, nbrs, weight, select
+ *                  [, mirror axis, mirror s2, mixer weights, linear coefficients])
+ *
+ * Format 6: select bit 4 codes the residuals with mixed contexts (mesh positions, mixed, below;
+ * states of PMX_STATES, mixer weights given); linear coefficients (6 int32, or None) replace the
+ * blend by the linear prediction (LIN_ below).
  *
  * Rebuilds V vertices in order (3 int32 coordinates each). Vertex w has the parallelograms
  * triples[starts[w] .. starts[w+1]) = (a, b, o), all < w; with n >= 1 of them the prediction of
@@ -714,13 +719,319 @@ static inline Py_ssize_t palette_nearest(const int32_t *pal, Py_ssize_t n, int64
     return lo;
 }
 
+/* ----------------------------------------------------------------------------- mesh positions, mixed
+ *
+ * Format 6 of meshtrav (select bit 4 of positions_decode, weights given): every residual of the
+ * positions is binarised as ints_encode does (zero flag, sign, unary bit length, first mantissa
+ * bit in contexts; the other mantissa bits at 1/2), and each context-coded bit mixes PMX_MODELS
+ * adaptive predictions (the 64-context blocks of the value's models) in the logistic domain, as
+ * the octree mixer does, in integers:
+ *   p = squash(sum_m (w_m + v_m) * stretch(p_m) >> 17) (+ a bias input of 256), clamped to
+ *   1..4095, with two weight vectors w (by the residual's slot and the bit's context index) and
+ *   v (by N and the bit's context index), each trained on its own output squash(... >> 16);
+ *   the bit is coded with bank table (p + a + 1) >> 1, clamped to 1..4095, a from a refinement
+ *   table over 33 steps of stretch(p) (linearly interpolated, context: slot, N >> 2, the bit's
+ *   context index; both steps move towards the bit at octree rate); then
+ *   w_m += stretch(p_m) * ((bit << 12) - p_w) * PMX_LR >> 13 (clamped to +-2^24) and each model's
+ *   state moves towards the bit (state_update).
+ * The slot is the residual's place in its vertex (0..2, in coding order). Models (block
+ * indexes; set = the residual's set as above):
+ *   0: set                                    (the plain block: POS_STATES_ALL sets)
+ *   1: PMX_M1 + set * 16 + N                  N: the earlier neighbours' residual magnitudes
+ *   2: PMX_M2 + set * 8 + I                   I: the magnitudes of this vertex's earlier slots
+ *   3: PMX_M3 + (slot * 16 + N) * 8 + I
+ * with mag(v) = min(sum of |residual| over the three coded residuals of v, 2^20) (0 for repeats),
+ * N = 0 without earlier neighbours, else 1 + min(bitlen(4 * sum of their mag // their count),
+ * 14); I = min(bitlen(sum of |residual| of the vertex's earlier slots), 7). Flags (options,
+ * mirror and repeat flags) stay plain (ints_encode's contexts). */
+/* Linear prediction (format 6, coefficients given: A2 B2 G2 A1 B1 G1): a vertex with n
+ * parallelograms (w, a, b | a, b, o), n <= LIN_MAX, and m earlier neighbours, 2 <= m <= LIN_MAX,
+ * is predicted, instead of the blend, by E + A / 64 (E - O) + B / 64 (C - E) + G / 64 (C - R)
+ * per axis (A, B, G = A2, B2, G2 for n >= 2, A1, B1, G1 for n = 1): E the mean of the edges'
+ * midpoints (a + b) / 2, O the mean of the o, C the mean of the neighbours, R the mean over the
+ * neighbours' own earlier neighbours (M of them, counted with repeats; the term is left out, G =
+ * 0 and M = 1, when M is 0 or above LIN_M2_MAX); in integers floor((2 num + den) / (2 den)) with
+ * num = ((64 + A - B) m sum(a + b) - 2 A m sum(o) + 2 (B + G) n sum(neighbours)) M
+ *       - 2 G n m sum(second ring), den = 128 n m M. */
+#define LIN_MAX 64
+#define LIN_M2_MAX 4096
+#define LIN_G_MIN (-128)
+#define LIN_G_MAX 128
+#define LIN_A_MIN (-128)
+#define LIN_A_MAX 128
+#define LIN_B_MIN (-128)
+#define LIN_B_MAX 256
+#define PMX_MODELS 4
+#define PMX_IN (PMX_MODELS + 1)
+#define PMX_WSETS 3
+#define PMX_WEIGHTS ((PMX_WSETS + 16) * INT_CTX * PMX_IN)
+#define PMX_W2 (PMX_WSETS * INT_CTX * PMX_IN) /* the second vectors (by N) */
+#define PMX_LR 4
+#define PMX_W0 (1 << 14)
+#define PMX_M1 POS_STATES_ALL
+#define PMX_M2 (PMX_M1 + POS_STATES_ALL * 16)
+#define PMX_M3 (PMX_M2 + POS_STATES_ALL * 8)
+#define PMX_APM_AT ((PMX_M3 + 3 * 16 * 8) * INT_CTX) /* refinement tables (states) */
+#define PMX_APM (3 * 4 * INT_CTX * 33)
+#define PMX_STATES (PMX_APM_AT + PMX_APM)
+#define PMX_MAG_CAP (1 << 20)
+
+static int16_t omx_stretch_t[4096];
+static inline int32_t omx_squash(int32_t d);
+static inline int32_t omx_clamp_w(int64_t w);
+static inline int32_t omx_update(int32_t s, int bit);
+static void omx_init(void);
+
+typedef struct {
+    NcDecodeRun *run; /* NULL: encoding into val / idx */
+    int32_t *val, *idx;
+    Py_ssize_t pos;
+    int32_t *w2; /* the second weight vector set of the value (chosen by N) */
+} PmxCoder;
+
+static inline int pmx_code(PmxCoder *c, int32_t t, int bit)
+{
+    if (!c->run) {
+        c->val[c->pos] = bit;
+        c->idx[c->pos++] = t;
+        return bit;
+    }
+    int32_t v;
+    if (rc_api->decode(c->run, t, &v) < 0 || (v != 0 && v != 1))
+        return -1;
+    return v;
+}
+
+static inline int pmx_bit(PmxCoder *c, int32_t *st, const Py_ssize_t *cx, int32_t *w, int32_t *apm,
+                          int j, int bit)
+{
+    int32_t in[PMX_IN], *wj = w + j * PMX_IN, *wj2 = c->w2 + j * PMX_IN;
+    int64_t dot = 0, dot2 = 0;
+    for (int m = 0; m < PMX_MODELS; m++) {
+        in[m] = omx_stretch_t[(st[cx[m] + j] & 0xFFFF) >> 4];
+        dot += (int64_t)wj[m] * in[m];
+        dot2 += (int64_t)wj2[m] * in[m];
+    }
+    in[PMX_MODELS] = 256;
+    dot += (int64_t)wj[PMX_MODELS] * 256;
+    dot2 += (int64_t)wj2[PMX_MODELS] * 256;
+    int32_t p1 = omx_squash((int32_t)(dot >> 16)), p2 = omx_squash((int32_t)(dot2 >> 16));
+    int32_t p = omx_squash((int32_t)((dot + dot2) >> 17));
+    p = p < 1 ? 1 : (p > 4095 ? 4095 : p);
+    int32_t sp = omx_stretch_t[p] + 2048, lo = sp >> 7, wt = sp & 127;
+    int32_t *ap = apm + j * 33 + lo;
+    int32_t pa = ((ap[0] & 0xFFFF) * (128 - wt) + (ap[wt ? 1 : 0] & 0xFFFF) * wt) >> 11;
+    int32_t pf = (p + pa + 1) >> 1;
+    pf = pf < 1 ? 1 : (pf > 4095 ? 4095 : pf);
+    int b = pmx_code(c, pf, bit);
+    if (b < 0)
+        return -1;
+    ap[0] = omx_update(ap[0], b);
+    if (wt)
+        ap[1] = omx_update(ap[1], b);
+    int32_t err = ((b << 12) - p1) * PMX_LR, err2 = ((b << 12) - p2) * PMX_LR;
+    for (int m = 0; m < PMX_IN; m++) {
+        wj[m] = omx_clamp_w((int64_t)wj[m] + (((int64_t)in[m] * err) >> 13));
+        wj2[m] = omx_clamp_w((int64_t)wj2[m] + (((int64_t)in[m] * err2) >> 13));
+    }
+    for (int m = 0; m < PMX_MODELS; m++)
+        st[cx[m] + j] = state_update(st[cx[m] + j], b);
+    return b;
+}
+
+/* One integer with mixed contexts; cx: the models' first states (block * INT_CTX); w: the weight
+ * set's first weight. Encoding: v; decoding: *out. 0 or -1. */
+static int pmx_int(PmxCoder *c, int32_t *st, const Py_ssize_t *cx, int32_t *w, int32_t *apm,
+                   int32_t v, int32_t *out)
+{
+    int enc = c->run == NULL, b;
+    uint32_t m = enc ? (v < 0 ? (uint32_t)(-(int64_t)v) : (uint32_t)v) : 0;
+    int k = enc && m ? bitlen_u32(m) : 0;
+    if ((b = pmx_bit(c, st, cx, w, apm, 0, enc ? v != 0 : 0)) < 0)
+        return -1;
+    if (!b) {
+        *out = 0;
+        return 0;
+    }
+    int neg = pmx_bit(c, st, cx, w, apm, 1, enc ? v < 0 : 0);
+    if (neg < 0)
+        return -1;
+    int kk = 0;
+    while (kk < 31) {
+        if ((b = pmx_bit(c, st, cx, w, apm, 2 + kk, enc ? kk < k : 0)) < 0)
+            return -1;
+        if (!b)
+            break;
+        kk++;
+    }
+    int64_t mm = (int64_t)1 << kk;
+    if (kk >= 1) {
+        if ((b = pmx_bit(c, st, cx, w, apm, 33 + (kk < 30 ? kk : 30),
+                         enc ? (int)((m >> (kk - 1)) & 1) : 0)) < 0)
+            return -1;
+        mm |= (int64_t)b << (kk - 1);
+        for (int j = kk - 2; j >= 0; j--) {
+            if ((b = pmx_code(c, HALF_TABLE, enc ? (int)((m >> j) & 1) : 0)) < 0)
+                return -1;
+            mm |= (int64_t)b << j;
+        }
+    }
+    int64_t val = neg ? -mm : mm;
+    if (val < INT32_MIN || val > INT32_MAX)
+        return -1;
+    *out = (int32_t)val;
+    return 0;
+}
+
+static inline int32_t pmx_nb_class(const int32_t *mag, const int32_t *nbrs, int32_t s, int32_t e)
+{
+    if (e <= s)
+        return 0;
+    int64_t sum = 0;
+    for (int32_t j = s; j < e; j++)
+        sum += mag[nbrs[j]];
+    int n = bitlen64((uint64_t)(4 * sum / (e - s)));
+    return 1 + (n < 14 ? n : 14);
+}
+
+static inline void pmx_models(Py_ssize_t cx[PMX_MODELS], int32_t set, int slot, int32_t nbc,
+                              int64_t done)
+{
+    int inc = bitlen64((uint64_t)done);
+    inc = inc < 7 ? inc : 7;
+    cx[0] = (Py_ssize_t)set * INT_CTX;
+    cx[1] = (PMX_M1 + (Py_ssize_t)set * 16 + nbc) * INT_CTX;
+    cx[2] = (PMX_M2 + (Py_ssize_t)set * 8 + inc) * INT_CTX;
+    cx[3] = (PMX_M3 + ((Py_ssize_t)slot * 16 + nbc) * 8 + inc) * INT_CTX;
+}
+
+/* pos_mix_encode(values, sets, slots, vids, nb_starts, nbrs, states, weights, symbols, indexes)
+ *     -> symbol count
+ * The encoder's side: values in coding order with their sets (as ints_encode, markov 1), slots
+ * (0..2 for residuals, -1 for flags: plain) and vertex ids (non-decreasing; the vertex whose
+ * residual it is), the earlier-neighbour lists of the decoder. states: PMX_STATES,
+ * weights: PMX_WEIGHTS (fresh: pmx_init). */
+static PyObject *pos_mix_encode(PyObject *mod, PyObject *args)
+{
+    PyObject *ov, *oset, *oslot, *ovid, *onbs, *onbr, *os, *ow, *oval, *oidx;
+    if (!PyArg_ParseTuple(args, "OOOOOOOOOO:pos_mix_encode", &ov, &oset, &oslot, &ovid, &onbs,
+                          &onbr, &os, &ow, &oval, &oidx))
+        return NULL;
+    Py_buffer views[10];
+    PyObject *objs[10] = {ov, oset, oslot, ovid, onbs, onbr, os, ow, oval, oidx};
+    const char *names[10] = {"values", "sets", "slots", "vertex ids", "neighbour starts",
+                             "neighbours", "states", "weights", "symbols", "indexes"};
+    int nview = 0;
+    for (; nview < 10; nview++)
+        if (get_i32(objs[nview], &views[nview], nview >= 6, names[nview]) < 0)
+            goto fail;
+    int32_t *v = views[0].buf, *sets = views[1].buf, *slots = views[2].buf, *vid = views[3].buf;
+    int32_t *nbs = views[4].buf, *nbr = views[5].buf, *st = views[6].buf, *w = views[7].buf;
+    Py_ssize_t n = views[0].len / 4, nv = views[4].len / 4 - 1, nnb = views[5].len / 4;
+    if (views[1].len / 4 != n || views[2].len / 4 != n || views[3].len / 4 != n || nv < 0 ||
+        views[6].len / 4 < (Py_ssize_t)PMX_STATES || views[7].len / 4 != PMX_WEIGHTS ||
+        views[8].len != views[9].len || views[8].len / 4 < 65 * n) {
+        PyErr_SetString(PyExc_ValueError, "adaptive: pos_mix_encode sizes disagree");
+        goto fail;
+    }
+    omx_init();
+    int32_t *mag = calloc((size_t)nv + 1, sizeof(int32_t));
+    if (!mag) {
+        PyErr_NoMemory();
+        goto fail;
+    }
+    PmxCoder c = {.run = NULL, .val = views[8].buf, .idx = views[9].buf, .pos = 0};
+    int32_t cur = -1, nbc = 0;
+    int64_t done = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        int32_t set = sets[i];
+        if (set < 0 || set >= POS_STATES_ALL || vid[i] < 0 || vid[i] >= nv ||
+            (cur >= 0 && vid[i] < cur) || slots[i] > 2) {
+            free(mag);
+            PyErr_SetString(PyExc_ValueError, "adaptive: pos_mix_encode bad set / vertex");
+            goto fail;
+        }
+        if (vid[i] != cur) {
+            cur = vid[i];
+            int32_t s = nbs[cur], e = nbs[cur + 1];
+            if (s < 0 || e < s || e > nnb) {
+                free(mag);
+                PyErr_SetString(PyExc_ValueError, "adaptive: pos_mix_encode bad neighbours");
+                goto fail;
+            }
+            for (int32_t j = s; j < e; j++)
+                if (nbr[j] < 0 || nbr[j] >= cur) {
+                    free(mag);
+                    PyErr_SetString(PyExc_ValueError, "adaptive: pos_mix_encode bad neighbours");
+                    goto fail;
+                }
+            nbc = pmx_nb_class(mag, nbr, s, e);
+            done = 0;
+        }
+        if (slots[i] < 0) {
+            int_encode_one(v[i], st, set * INT_CTX, c.val, c.idx, &c.pos);
+            continue;
+        }
+        Py_ssize_t cx[PMX_MODELS];
+        int32_t o;
+        pmx_models(cx, set, slots[i], nbc, done);
+        c.w2 = w + PMX_W2 + nbc * INT_CTX * PMX_IN;
+        pmx_int(&c, st, cx, w + slots[i] * INT_CTX * PMX_IN,
+                st + PMX_APM_AT + (slots[i] * 4 + (nbc >> 2)) * INT_CTX * 33, v[i], &o);
+        int64_t a = v[i] < 0 ? -(int64_t)v[i] : v[i];
+        done += a;
+        mag[cur] = (int32_t)(done < PMX_MAG_CAP ? done : PMX_MAG_CAP);
+    }
+    free(mag);
+    for (int k = nview - 1; k >= 0; k--)
+        PyBuffer_Release(&views[k]);
+    return PyLong_FromSsize_t(c.pos);
+fail:
+    for (int k = nview - 1; k >= 0; k--)
+        PyBuffer_Release(&views[k]);
+    return NULL;
+}
+
+/* pos_mix_init(states): the refinement tables start at the identity (bucket k: squash of its
+ * stretch value, within P_MIN..P_MAX), as octree_mix_init's. */
+static PyObject *pos_mix_init(PyObject *mod, PyObject *args)
+{
+    PyObject *os;
+    if (!PyArg_ParseTuple(args, "O:pos_mix_init", &os))
+        return NULL;
+    Py_buffer v;
+    if (get_i32(os, &v, 1, "states") < 0)
+        return NULL;
+    if (v.len / 4 != PMX_STATES) {
+        PyBuffer_Release(&v);
+        PyErr_SetString(PyExc_ValueError, "adaptive: pos_mix_init size");
+        return NULL;
+    }
+    omx_init();
+    int32_t *st = v.buf;
+    for (Py_ssize_t i = 0; i < PMX_APM; i++) {
+        int32_t p = omx_squash((int32_t)(i % 33) * 128 - 2048) << 4;
+        st[PMX_APM_AT + i] = p < P_MIN ? P_MIN : (p > P_MAX ? P_MAX : p);
+    }
+    PyBuffer_Release(&v);
+    Py_RETURN_NONE;
+}
+
+static PyObject *pos_mix_sizes(PyObject *mod, PyObject *noargs)
+{
+    return Py_BuildValue("(nni)", (Py_ssize_t)PMX_STATES, (Py_ssize_t)PMX_WEIGHTS,
+                         PMX_W0);
+}
+
 static int positions_run(NcDecodeRun *run, int32_t *st, int markov, const int32_t *starts,
                          const int32_t *tri, Py_ssize_t ntri, const int32_t *refs,
                          const int32_t *kinds, int64_t top, int32_t *out, Py_ssize_t nv,
                          const int32_t *pal, const int32_t *pal_off, const int32_t *nb_starts,
                          const int32_t *nbrs, Py_ssize_t nnbrs, int weight, int select,
-                         int dups, int normal, int32_t *blist, MirrorGrid *mg)
+                         int dups, int normal, int32_t *blist, MirrorGrid *mg, int32_t *mw,
+                         int32_t *mag, const int32_t *lin)
 {
+    PmxCoder pc = {.run = run, .val = NULL, .idx = NULL, .pos = 0};
     int bits = bitlen64((uint64_t)top), nsh = 2 * bits - 27;
     nsh = nsh > 0 ? nsh : 0;
     int32_t prevmir = 0;
@@ -741,6 +1052,8 @@ static int positions_run(NcDecodeRun *run, int32_t *st, int markov, const int32_
         for (int32_t j = nb_starts[w]; j < nb_starts[w + 1]; j++)
             if (nbrs[j] < 0 || nbrs[j] >= w)
                 return -1;
+        int32_t nbc = mw ? pmx_nb_class(mag, nbrs, nb_starts[w], nb_starts[w + 1]) : 0;
+        int64_t done = 0;
         int64_t pred[3], scale = 0, spread = 0, edge = 0;
         if (e > s) {
             int64_t n = e - s;
@@ -761,7 +1074,34 @@ static int positions_run(NcDecodeRun *run, int32_t *st, int markov, const int32_
                 pred[k] = floor_div(2 * sum + n, 2 * n);
                 int32_t ns0 = nb_starts[w], ns1 = nb_starts[w + 1];
                 int t = n >= 2 ? (weight & 15) : ((weight >> 4) & 15);
-                if (t > 0 && ns1 - ns0 >= 2) {
+                if (lin && ns1 - ns0 >= 2 && n <= LIN_MAX && ns1 - ns0 <= LIN_MAX) {
+                    int64_t se = 0, so = 0, sc = 0, s2 = 0, m2 = 0, m = ns1 - ns0;
+                    for (int32_t t2 = s; t2 < e; t2++) {
+                        const int32_t *r = tri + 3 * t2;
+                        se += (int64_t)out[3 * r[0] + k] + out[3 * r[1] + k];
+                        so += out[3 * r[2] + k];
+                    }
+                    for (int32_t j = ns0; j < ns1; j++) {
+                        int32_t u = nbrs[j];
+                        sc += out[3 * (Py_ssize_t)u + k];
+                        m2 += nb_starts[u + 1] - nb_starts[u];
+                        if (m2 > LIN_M2_MAX)
+                            continue;
+                        for (int32_t jj = nb_starts[u]; jj < nb_starts[u + 1]; jj++)
+                            s2 += out[3 * (Py_ssize_t)nbrs[jj] + k];
+                    }
+                    int64_t A = lin[n >= 2 ? 0 : 3], B = lin[n >= 2 ? 1 : 4];
+                    int64_t G = lin[n >= 2 ? 2 : 5];
+                    if (m2 < 1 || m2 > LIN_M2_MAX) {
+                        G = 0;
+                        m2 = 1;
+                        s2 = 0;
+                    }
+                    int64_t num = ((64 + A - B) * se * m - 2 * A * so * m + 2 * (B + G) * sc * n) * m2 -
+                                  2 * G * s2 * n * m;
+                    int64_t den = 128 * n * m * m2;
+                    pred[k] = floor_div(2 * num + den, 2 * den);
+                } else if (t > 0 && ns1 - ns0 >= 2) {
                     int64_t m = ns1 - ns0, csum = 0;
                     for (int32_t j = ns0; j < ns1; j++)
                         csum += out[3 * (Py_ssize_t)nbrs[j] + k];
@@ -871,7 +1211,17 @@ static int positions_run(NcDecodeRun *run, int32_t *st, int markov, const int32_
                 set += POS_KINDS * POS_SCALES * 3;
             if (k == nax)
                 set = POS_NRM_BASE + kind * POS_SCALES + cls;
-            if (int_decode_one(run, st, int_set(&set, 0, markov, prev, prev2) * INT_CTX, &res) < 0)
+            if (mw) {
+                Py_ssize_t cx[PMX_MODELS];
+                pmx_models(cx, set, m, nbc, done);
+                pc.w2 = mw + PMX_W2 + nbc * INT_CTX * PMX_IN;
+                if (pmx_int(&pc, st, cx, mw + m * INT_CTX * PMX_IN,
+                            st + PMX_APM_AT + (m * 4 + (nbc >> 2)) * INT_CTX * 33, 0, &res) < 0)
+                    return -1;
+                done += res < 0 ? -(int64_t)res : res;
+                mag[w] = (int32_t)(done < PMX_MAG_CAP ? done : PMX_MAG_CAP);
+            } else if (int_decode_one(run, st, int_set(&set, 0, markov, prev, prev2) * INT_CTX,
+                                      &res) < 0)
                 return -1;
             prev2 = prev;
             prev = res;
@@ -905,15 +1255,36 @@ static int positions_run(NcDecodeRun *run, int32_t *st, int markov, const int32_
 static PyObject *positions_decode(PyObject *mod, PyObject *args)
 {
     PyObject *odec, *otab, *os, *ost, *otri, *oref, *okind, *oout, *opal, *opoff, *onbs, *onbr;
+    PyObject *ow = NULL, *olin = NULL;
     int markov, weight, select, maxis = 0;
     long long top, ms2 = 0;
-    if (!PyArg_ParseTuple(args, "OOOiOOOOLOOOOOii|iL:positions_decode", &odec, &otab, &os,
+    if (!PyArg_ParseTuple(args, "OOOiOOOOLOOOOOii|iLOO:positions_decode", &odec, &otab, &os,
                           &markov, &ost, &otri, &oref, &okind, &top, &oout, &opal, &opoff, &onbs,
-                          &onbr, &weight, &select, &maxis, &ms2))
+                          &onbr, &weight, &select, &maxis, &ms2, &ow, &olin))
         return NULL;
+    int32_t lin[6];
+    int have_lin = olin && olin != Py_None;
+    if (have_lin) {
+        Py_buffer lv;
+        if (get_i32(olin, &lv, 0, "linear coefficients") < 0)
+            return NULL;
+        int bad = lv.len / 4 != 6;
+        static const int32_t lo[3] = {LIN_A_MIN, LIN_B_MIN, LIN_G_MIN};
+        static const int32_t hi[3] = {LIN_A_MAX, LIN_B_MAX, LIN_G_MAX};
+        for (int k = 0; k < 6 && !bad; k++) {
+            lin[k] = ((int32_t *)lv.buf)[k];
+            bad = lin[k] < lo[k % 3] || lin[k] > hi[k % 3];
+        }
+        PyBuffer_Release(&lv);
+        if (bad) {
+            PyErr_SetString(PyExc_ValueError, "adaptive: positions_decode bad linear coefficients");
+            return NULL;
+        }
+    }
     Bufs b = {.n = 0};
     Py_buffer pv, ov, sv, nv_;
-    int have_pv = 0, have_ov = 0, have_sv = 0, have_nv = 0;
+    Py_buffer wv;
+    int have_pv = 0, have_ov = 0, have_sv = 0, have_nv = 0, have_wv = 0, mix = 0;
     Py_ssize_t ns, nst, ntri, nref, nkind, nout;
     int32_t *st, *starts, *tri, *refs, *kinds, *out;
     if (!(st = take(&b, os, 1, "states", &ns)) || !(starts = take(&b, ost, 0, "starts", &nst)) ||
@@ -933,6 +1304,21 @@ static PyObject *positions_decode(PyObject *mod, PyObject *args)
     if (get_i32(onbr, &nv_, 0, "neighbours") < 0)
         goto fail;
     have_nv = 1;
+    mix = (select >> 4) & 1;
+    if (mix) {
+        if (!ow || ow == Py_None) {
+            PyErr_SetString(PyExc_ValueError, "adaptive: positions_decode mixing needs weights");
+            goto fail;
+        }
+        if (get_i32(ow, &wv, 1, "weights") < 0)
+            goto fail;
+        have_wv = 1;
+        if (wv.len / 4 != PMX_WEIGHTS || ns < (Py_ssize_t)PMX_STATES) {
+            PyErr_SetString(PyExc_ValueError, "adaptive: positions_decode mixing sizes disagree");
+            goto fail;
+        }
+        omx_init();
+    }
     if (sv.len / 4 != nref + 1 || weight < 0 || (weight & 15) > 8 ||
         ((weight >> 4) & 15) > 8 || (weight >> 8) > 2) {
         PyErr_SetString(PyExc_ValueError, "adaptive: positions_decode bad neighbour lists");
@@ -942,7 +1328,7 @@ static PyObject *positions_decode(PyObject *mod, PyObject *args)
     Py_ssize_t npal = pv.len / 4;
     if (markov == 0 || markov < -64 || nkind != nref || nst != nref + 1 || nout != 3 * nref ||
         ntri % 3 || ov.len / 4 != 4 ||
-        markov != 1 || ns < (Py_ssize_t)POS_STATES_ALL * INT_CTX || select < 0 || select > 15 ||
+        markov != 1 || ns < (Py_ssize_t)POS_STATES_ALL * INT_CTX || select < 0 || select > 31 ||
         top < 1 || top > ((int64_t)1 << 24) || maxis < 0 || maxis > 2 || ms2 < 0 ||
         ms2 > 2 * top) {
         PyErr_SetString(PyExc_ValueError, "adaptive: positions_decode sizes disagree");
@@ -961,21 +1347,26 @@ static PyObject *positions_decode(PyObject *mod, PyObject *args)
     int status;
     Py_BEGIN_ALLOW_THREADS
     int32_t *blist = (select & 2) ? malloc(((size_t)nref + 1) * sizeof(int32_t)) : NULL;
+    int32_t *mag = mix ? calloc((size_t)nref + 1, sizeof(int32_t)) : NULL;
     MirrorGrid mg;
     int have_mg = (select & 8) && mg_init(&mg, nref, top, maxis, ms2) == 0;
-    if (((select & 2) && !blist) || ((select & 8) && !have_mg))
+    if (((select & 2) && !blist) || ((select & 8) && !have_mg) || (mix && !mag))
         status = -1;
     else
         status = positions_run(run, st, markov, starts, tri, ntri / 3, refs, kinds, top, out,
                                nref, pal, poff, sv.buf, nv_.buf, nv_.len / 4, weight, select & 1,
                                (select >> 1) & 1, (select >> 2) & 1, blist,
-                               have_mg ? &mg : NULL);
+                               have_mg ? &mg : NULL, mix ? (int32_t *)wv.buf : NULL, mag,
+                               have_lin ? lin : NULL);
     free(blist);
+    free(mag);
     if (have_mg)
         mg_free(&mg);
     Py_END_ALLOW_THREADS
     if (rc_api->end(run, status) < 0)
         goto fail;
+    if (have_wv)
+        PyBuffer_Release(&wv);
     PyBuffer_Release(&nv_);
     PyBuffer_Release(&sv);
     PyBuffer_Release(&ov);
@@ -983,6 +1374,8 @@ static PyObject *positions_decode(PyObject *mod, PyObject *args)
     release(&b);
     Py_RETURN_NONE;
 fail:
+    if (have_wv)
+        PyBuffer_Release(&wv);
     if (have_nv)
         PyBuffer_Release(&nv_);
     if (have_sv)
@@ -2456,6 +2849,12 @@ static PyMethodDef methods[] = {
      "position_order(starts, pairs, out): the mesh codec's position coding order."},
     {"mesh_step", mesh_step, METH_VARARGS,
      "mesh_step(decoder, bank, states, set, flip_set, noflip) -> int: one mesh traversal step."},
+    {"pos_mix_encode", pos_mix_encode, METH_VARARGS,
+     "pos_mix_encode(values, sets, slots, vids, nb_starts, nbrs, states, weights, symbols, "
+     "indexes) -> count: mesh positions with mixed contexts (format 6)."},
+    {"pos_mix_init", pos_mix_init, METH_VARARGS, "pos_mix_init(states): fresh refinement tables."},
+    {"pos_mix_sizes", pos_mix_sizes, METH_NOARGS,
+     "pos_mix_sizes() -> (states, weights, initial weight) of pos_mix_encode."},
     {"positions_decode", positions_decode, METH_VARARGS,
      "positions_decode(decoder, bank, states, markov, starts, triples, refs, kinds, top, out, "
      "palette, palette_offsets, nb_starts, nbrs, weight, select): "
