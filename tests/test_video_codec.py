@@ -410,12 +410,12 @@ def test_split_blocks_round_trip_and_are_chosen_where_two_motions_meet(monkeypat
 
     a, b = moving_clip(4, seed=1), moving_clip(4, seed=2)
     frames = []
-    for i, (fa, fb) in enumerate(zip(a, b, strict=True)):  # two halves, two motions, edge at 36
-        fb = tuple(np.roll(p, -i * (3 if k == 0 else 1), axis=1) for k, p in enumerate(fb))
+    for i, (fa, fb) in enumerate(zip(a, b, strict=True)):  # two motions, the edge at x = 40
+        fb = tuple(np.roll(p, 4 * i if k == 0 else 2 * i, axis=1) for k, p in enumerate(fb))
         frames.append(
             tuple(
-                np.concatenate([p[:, : p.shape[1] // 2], q[:, q.shape[1] // 2 :]], 1)
-                for p, q in zip(fa, fb, strict=True)
+                np.concatenate([p[:, : 40 >> (k > 0)], q[:, 40 >> (k > 0) :]], 1)
+                for k, (p, q) in enumerate(zip(fa, fb, strict=True))
             )
         )
     calls = []
@@ -428,7 +428,7 @@ def test_split_blocks_round_trip_and_are_chosen_where_two_motions_meet(monkeypat
     monkeypatch.setattr(learned_video, "code_sub_vectors", spy)
     codec = get_codec("elic-ip", gop=4)
     seen = []
-    encoded, _ = codec.encode_frames(source_of(frames), 6, keep=lambda i, o, d: seen.append(d))
+    encoded, _ = codec.encode_frames(source_of(frames), 8, keep=lambda i, o, d: seen.append(d))
     assert encoded.header["tools"] & TOOL_SPLIT and sum(calls) > 0
     decoded = list(get_codec("elic-ip").decode(encoded))
     for x, y in zip(seen, decoded, strict=True):

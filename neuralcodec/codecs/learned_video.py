@@ -7,7 +7,8 @@ frames by motion compensation from decoded frames plus a learned residual coder.
       I frame: Y'CbCr --integer BT.601 (chroma repeated 2x2)--> RGB --elic-int--> streams z, y
                decoded RGB --integer BT.601, chroma averaged 2x2--> reference planes
       P frame: vectors = estimate(current Y, reference Y)                (encoder only)
-               one range-coded stream: vectors (video_motion), then Y, U, V residual
+               one range-coded stream: vectors (video_motion; tools bit 128: split flags, the
+               blocks' vectors, then three more 8x8 vectors per split block), then Y, U, V residual
                coefficients (video_residual, levels chosen by rate and distortion; tools bit
                64: on adaptive binary contexts carried over the GOP, else frozen tables);
                reference = deblock(clip(prediction + residual))   (deblock: tools bit 16)

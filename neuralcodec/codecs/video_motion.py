@@ -475,6 +475,9 @@ def _cell_choice(sse8, full8, deltas, mv_full, lam, sub_tables):
     return cands[k, yy, xx], sse8[k, yy, xx]
 
 
+_CELL_POS = np.array([1, 1, 2, 3])  # the split-vector contexts the cells' differences approximate
+
+
 def _split_choice(cur32, qpel, cells, v16, by, bx, lam, sub_tables, neighbours=()):
     """The four vectors of block (by, bx) split (encoder only): each 8x8 cell's choice
     (``_cell_choice``) or the block's vector ``v16``, whichever costs less at squared error +
@@ -482,21 +485,21 @@ def _split_choice(cur32, qpel, cells, v16, by, bx, lam, sub_tables, neighbours=(
     lam x the code length of the three further vectors, squared error), or None when all four
     are equal (nothing to gain)."""
     best, best_sse = cells
-    vs = np.zeros((4, 2), np.int64)
-    sse = 0
-    for i, (dy, dx) in enumerate(((0, 0), (0, 1), (1, 0), (1, 1))):
-        cy, cx = 2 * by + dy, 2 * bx + dx
-        v, s_v = best[cy, cx], int(best_sse[cy, cx])
-        blk = cur32[cy * SUB : (cy + 1) * SUB, cx * SUB : (cx + 1) * SUB]
-        best_c = s_v + lam * float(_sub_bits(sub_tables, (v - v16)[None], max(i, 1))[0])
-        for u in (v16, *neighbours):
-            e = blk - qpel.block(cy, cx, u, SUB)
-            s_u = int((e * e).sum())
-            c = s_u + lam * float(_sub_bits(sub_tables, (u - v16)[None], max(i, 1))[0])
-            if c <= best_c:
-                v, s_v, best_c = u, s_u, c
-        vs[i] = v
-        sse += s_v
+    blk = cur32[by * BLOCK : (by + 1) * BLOCK, bx * BLOCK : (bx + 1) * BLOCK]
+    # candidates in reverse order of preference on equal cost: the neighbours, v16, the cell's
+    cands = [np.broadcast_to(u, (4, 2)) for u in (*neighbours[::-1], v16)]
+    sses = []
+    for u in cands:
+        e = blk - qpel.block(by, bx, u[0], BLOCK)
+        sses.append((e * e).reshape(2, SUB, 2, SUB).sum((1, 3)).reshape(4))
+    cands.append(best[2 * by : 2 * by + 2, 2 * bx : 2 * bx + 2].reshape(4, 2))
+    sses.append(best_sse[2 * by : 2 * by + 2, 2 * bx : 2 * bx + 2].reshape(4))
+    cv = np.stack(cands).astype(np.int64)  # (candidates, 4 cells, 2)
+    sv = np.stack(sses).astype(np.int64)
+    cost = sv + lam * _sub_bits(sub_tables, cv - v16, _CELL_POS)
+    k = np.argmin(cost, 0)
+    vs = cv[k, np.arange(4)]
+    sse = int(sv[k, np.arange(4)].sum())
     if (vs == vs[0]).all():
         return None
     d = (vs - sub_predictors(vs[None])[0])[1:]
