@@ -220,7 +220,9 @@ def estimate(
     choice minimising SAD + lam * bits(vector - its true median predictor); then, with the
     adaptive vector ``models`` of the frame, ``_refine_rd`` at squared error + ``lam_sse`` x code
     length; without, half- and quarter-pel refinement of the whole field against the predictors
-    of the full-pel field at SAD + lam x approximate bits."""
+    of the full-pel field at SAD + lam x approximate bits. With ``models`` and ``split_models``
+    (tools bit 128) the 8x8 cells are searched as well (``_full_pel_cells``) and the result is
+    (block vectors, split flags (nby, nbx), the field of one vector per 8x8 cell)."""
     search = SEARCH if search is None else search
     h, w = cur_y.shape
     nby, nbx = -(-h // BLOCK), -(-w // BLOCK)
@@ -351,7 +353,7 @@ def _full_pel_cells(sads8: np.ndarray, cands: np.ndarray, mv: np.ndarray, lam: f
     ny, nx = base.shape[:2]
     best = np.full((ny, nx), np.inf)
     out = np.zeros((ny, nx, 2), np.int64)
-    for k, c in enumerate(cands):  # chunk-free: one (ny, nx) plane per offset
+    for k, c in enumerate(cands):  # one (ny, nx) plane per offset: little memory
         cost = sads8[k] + lam * (tab[c[0] - base[..., 0] + span] + tab[c[1] - base[..., 1] + span])
         better = cost < best
         best = np.where(better, cost, best)
