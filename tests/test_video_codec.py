@@ -442,6 +442,22 @@ def test_split_blocks_round_trip_and_are_chosen_where_two_motions_meet(monkeypat
 
 
 @needs_weights
+def test_files_without_split_blocks_still_round_trip(monkeypatch):
+    from neuralcodec.codecs import learned_video
+
+    monkeypatch.setattr(learned_video, "TOOLS", 87)  # the tools before bit 128
+    seen = []
+    encoded, _ = get_codec("elic-ip", gop=4).encode_frames(
+        source_of(moving_clip(4)), 6, keep=lambda i, o, d: seen.append(d)
+    )
+    monkeypatch.undo()
+    assert encoded.header["tools"] == 87
+    decoded = list(get_codec("elic-ip").decode(encoded))
+    for a, b in zip(seen, decoded, strict=True):
+        assert all(np.array_equal(p, q) for p, q in zip(a, b, strict=True))
+
+
+@needs_weights
 def test_files_without_coding_tools_still_decode(monkeypatch):
     from neuralcodec.codecs import learned_video
 
