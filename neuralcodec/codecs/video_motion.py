@@ -865,7 +865,7 @@ def estimate_b(
 # ----------------------------------------------------------------------------- split blocks
 
 SUB = BLOCK // 2  # luma side of a split block's four vectors (tools bit 128)
-SPLIT_BIAS = 2.0  # encoder: a split must win by this x lam x (its extra bits) in squared error
+SPLIT_BIAS = 1.5  # encoder: a split must win by this x lam x (its extra bits) in squared error
 
 
 def overlapped_split(predict, field: np.ndarray, split: np.ndarray, block: int) -> np.ndarray:
