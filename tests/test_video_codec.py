@@ -24,12 +24,16 @@ from neuralcodec.codecs.video_motion import (
     MODE_FWD,
     AdaptiveSymbolModel,
     QuarterPelPlane,
+    SplitModels,
     blend_modes,
     code_modes,
+    code_split_flags,
+    code_sub_vectors,
     code_vectors,
     half_pel_plane,
     obmc_weights,
     predict_frame,
+    predict_frame_split,
     predict_luma,
     predict_plane,
     scale_vectors,
@@ -359,6 +363,100 @@ def test_overlapped_prediction_blends_only_across_edges_between_different_vector
     assert np.array_equal(ob[0][16, 20:28], edge[16, 20:28])
 
 
+def test_split_prediction_is_the_whole_blocks_where_nothing_is_split():
+    rng = np.random.default_rng(4)
+    ref = tuple(rng.integers(0, 256, s).astype(np.uint8) for s in ((48, 64), (24, 32), (24, 32)))
+    mv = rng.integers(-20, 20, (3, 4, 2)).astype(np.int32)
+    field = np.repeat(np.repeat(mv, 2, 0), 2, 1)
+    whole = predict_frame(ref, mv, obmc=True)
+    same = predict_frame_split(ref, field, np.zeros((3, 4), np.int64))
+    assert all(np.array_equal(a, b) for a, b in zip(whole, same, strict=True))
+    split = np.zeros((3, 4), np.int64)
+    split[1, 1] = 1
+    field[3, 3] = (5, -7)  # the bottom-right 8x8 cell of block (1, 1) moves on its own
+    part = predict_frame_split(ref, field, split)
+    changed = np.argwhere(part[0] != same[0])
+    # the split block (its edges now blended over 2 rows) and the band its cell overlaps below
+    assert changed.min() >= 16 and changed.max() < 36
+
+
+def test_split_flags_and_sub_vectors_round_trip():
+    rng = np.random.default_rng(2)
+    shape = (4, 6)
+    mv = rng.integers(-9, 10, (*shape, 2)).astype(np.int32)
+    split = (rng.random(shape) < 0.4).astype(np.int64)
+    field = np.repeat(np.repeat(mv, 2, 0), 2, 1)
+    for by, bx in np.argwhere(split):
+        field[2 * by : 2 * by + 2, 2 * bx : 2 * bx + 2] = rng.integers(-40, 41, (2, 2, 2))
+        field[2 * by, 2 * bx] = mv[by, bx]  # the block's own vector is its top-left cell's
+    field[1, 1] = (-300, 500)  # escape-coded differences (block (0, 0) split or not)
+    split[0, 0] = 1
+    models = SplitModels(), SplitModels()
+    sinks = EncoderSinks()
+    for _ in range(2):  # twice: the carried adaptive state
+        assert np.array_equal(code_split_flags(sinks["p"], shape, split, models[0]), split)
+        assert np.array_equal(code_sub_vectors(sinks["p"], mv, split, field, models[0]), field)
+    data = sinks.finish()["p"]
+    dec = DecoderSinks({"p": data})["p"]
+    for _ in range(2):
+        got = code_split_flags(dec, shape, None, models[1])
+        assert np.array_equal(code_sub_vectors(dec, mv, got, None, models[1]), field)
+
+
+@needs_weights
+def test_split_blocks_round_trip_and_are_chosen_where_two_motions_meet(monkeypatch):
+    from neuralcodec.codecs import learned_video, video_motion
+    from neuralcodec.codecs.learned_video import TOOL_OBMC, TOOL_SPLIT
+
+    a, b = moving_clip(4, seed=1), moving_clip(4, seed=2)
+    frames = []
+    for i, (fa, fb) in enumerate(zip(a, b, strict=True)):  # two motions, the edge at x = 40
+        fb = tuple(np.roll(p, 4 * i if k == 0 else 2 * i, axis=1) for k, p in enumerate(fb))
+        frames.append(
+            tuple(
+                np.concatenate([p[:, : 40 >> (k > 0)], q[:, 40 >> (k > 0) :]], 1)
+                for k, (p, q) in enumerate(zip(fa, fb, strict=True))
+            )
+        )
+    calls = []
+    real = video_motion.code_sub_vectors
+
+    def spy(sink, mv, split, field, models):
+        calls.append(int(split.sum()))
+        return real(sink, mv, split, field, models)
+
+    monkeypatch.setattr(learned_video, "code_sub_vectors", spy)
+    codec = get_codec("elic-ip", gop=4)
+    seen = []
+    encoded, _ = codec.encode_frames(source_of(frames), 8, keep=lambda i, o, d: seen.append(d))
+    assert encoded.header["tools"] & TOOL_SPLIT and sum(calls) > 0
+    decoded = list(get_codec("elic-ip").decode(encoded))
+    for x, y in zip(seen, decoded, strict=True):
+        assert all(np.array_equal(p, q) for p, q in zip(x, y, strict=True))
+    stray = Encoded(
+        encoded.codec,
+        {**encoded.header, "tools": encoded.header["tools"] & ~TOOL_OBMC},
+        encoded.streams,
+    )
+    one_line_error(CodecError, lambda: list(codec.decode(stray)), match="overlapped")
+
+
+@needs_weights
+def test_files_without_split_blocks_still_round_trip(monkeypatch):
+    from neuralcodec.codecs import learned_video
+
+    monkeypatch.setattr(learned_video, "TOOLS", 87)  # the tools before bit 128
+    seen = []
+    encoded, _ = get_codec("elic-ip", gop=4).encode_frames(
+        source_of(moving_clip(4)), 6, keep=lambda i, o, d: seen.append(d)
+    )
+    monkeypatch.undo()
+    assert encoded.header["tools"] == 87
+    decoded = list(get_codec("elic-ip").decode(encoded))
+    for a, b in zip(seen, decoded, strict=True):
+        assert all(np.array_equal(p, q) for p, q in zip(a, b, strict=True))
+
+
 @needs_weights
 def test_files_without_coding_tools_still_decode(monkeypatch):
     from neuralcodec.codecs import learned_video
@@ -374,7 +472,7 @@ def test_files_without_coding_tools_still_decode(monkeypatch):
     decoded = list(get_codec("elic-ip").decode(encoded))
     for a, b in zip(seen, decoded, strict=True):
         assert all(np.array_equal(p, q) for p, q in zip(a, b, strict=True))
-    encoded.header["tools"] = 128
+    encoded.header["tools"] = 256
     with pytest.raises(CodecError, match="coding tools"):
         get_codec("elic-ip").decode(encoded)
     # files of the tools before the loop filter (tools 7) decode as they were coded

@@ -7,7 +7,8 @@ frames by motion compensation from decoded frames plus a learned residual coder.
       I frame: Y'CbCr --integer BT.601 (chroma repeated 2x2)--> RGB --elic-int--> streams z, y
                decoded RGB --integer BT.601, chroma averaged 2x2--> reference planes
       P frame: vectors = estimate(current Y, reference Y)                (encoder only)
-               one range-coded stream: vectors (video_motion), then Y, U, V residual
+               one range-coded stream: vectors (video_motion; tools bit 128: split flags, the
+               blocks' vectors, then three more 8x8 vectors per split block), then Y, U, V residual
                coefficients (video_residual, levels chosen by rate and distortion; tools bit
                64: on adaptive binary contexts carried over the GOP, else frozen tables);
                reference = deblock(clip(prediction + residual))   (deblock: tools bit 16)
@@ -42,14 +43,18 @@ from .video_motion import (
     MODES,
     AdaptiveMvdModel,
     AdaptiveSymbolModel,
+    SplitModels,
     VectorModels,
     blend_modes,
     code_modes,
+    code_split_flags,
+    code_sub_vectors,
     code_vectors,
     code_vectors_joint,
     estimate,
     estimate_b,
     predict_frame,
+    predict_frame_split,
     scale_vectors,
 )
 from .video_residual import (
@@ -86,14 +91,16 @@ TOOL_BFRAMES = 8  # hierarchical B frames between anchors "bgop" frames apart (h
 TOOL_DEBLOCK = 16  # in-loop deblocking of the inter frames' transform block edges
 TOOL_CHROMA_STEP = 32  # the inter frames' chroma step: "cstep" grid steps from the luma step
 TOOL_RES_ADAPTIVE = 64  # residual coefficients on adaptive binary contexts carried over the GOP
-TOOLS = TOOL_OBMC | TOOL_MV_CARRY | TOOL_MV_JOINT | TOOL_DEBLOCK | TOOL_RES_ADAPTIVE  # the
-# encoder's (B: as well
+TOOL_SPLIT = 128  # P frames: a split flag per 16x16 block, split ones with four 8x8 vectors
+TOOLS = TOOL_OBMC | TOOL_MV_CARRY | TOOL_MV_JOINT | TOOL_DEBLOCK | TOOL_RES_ADAPTIVE | TOOL_SPLIT
+# the encoder's (B: as well
 # TOOL_BFRAMES; TOOL_CHROMA_STEP when CHROMA_STEP is not 0); files without "tools": none
 KNOWN_TOOLS = TOOLS | TOOL_BFRAMES | TOOL_CHROMA_STEP
 CHROMA_STEP = 0  # the encoder's chroma step offset in STEP_GRID steps (header "cstep"); 0: off
 MAX_CSTEP = 16
 RES_RD_TRIAL = False  # tools bit 64: the trial pass above for every frame, not just the first
 INTRA_OFFSET = 0  # the I frames' elic-int quality: the quality's + this (encoder only)
+MV_LAMBDA = 1.0  # P vectors: squared error + this x RD_LAMBDA x step**2 x bits (encoder only)
 
 
 def _cstep(hdr: dict, tools: int) -> int:
@@ -164,6 +171,7 @@ class GopState:
         self.b_joint = VectorModels()  # the B frames' vectors (TOOL_BFRAMES)
         self.b_modes = AdaptiveSymbolModel(MODES + 1, MODES)  # their block modes
         self.resid = residual_states()  # the residual coefficients' contexts (TOOL_RES_ADAPTIVE)
+        self.split = SplitModels()  # split flags and the split blocks' vectors (TOOL_SPLIT)
 
 
 # ----------------------------------------------------------------------------- colour (integer)
@@ -329,9 +337,13 @@ class ElicIpCodec(Codec):
         if dist is None:
             ref = refs[0]
             models = state.joint if RD_MOTION else None
-            lam_sse = RD_LAMBDA * (step / 16) ** 2
-            mv = estimate(frame[0], ref[0], lam, models=models, lam_sse=lam_sse)
-            pred = predict_frame(ref, mv, obmc=bool(TOOLS & TOOL_OBMC))
+            lam_sse = MV_LAMBDA * RD_LAMBDA * (step / 16) ** 2
+            split = state.split if TOOLS & TOOL_SPLIT and models is not None else None
+            mv = estimate(frame[0], ref[0], lam, models=models, lam_sse=lam_sse, split_models=split)
+            if isinstance(mv, tuple):
+                pred = predict_frame_split(ref, mv[2], mv[1])
+            else:
+                pred = predict_frame(ref, mv, obmc=bool(TOOLS & TOOL_OBMC))
         else:
             d0, d1 = dist
             mv, modes = estimate_b(
@@ -409,12 +421,23 @@ class ElicIpCodec(Codec):
             modes = code_modes(sink, shape, modes, state.b_modes)
             pred = self._b_prediction(refs, mv, modes, dist[0], dist[1], obmc)
         else:
-            if tools & TOOL_MV_JOINT:
-                models = state.joint if tools & TOOL_MV_CARRY else VectorModels()
-                mv = code_vectors_joint(sink, shape, mv, models)
+            carry = tools & TOOL_MV_CARRY
+            if tools & TOOL_SPLIT:  # split flags, the blocks' vectors, the split ones' others
+                smodels = state.split if carry else SplitModels()
+                if not isinstance(mv, tuple):  # decoding, or an encoder that split nothing
+                    mv = (mv, None if mv is None else np.zeros(shape, np.int64), None)
+                split = code_split_flags(sink, shape, mv[1], smodels)
+                models = state.joint if carry else VectorModels()
+                base = code_vectors_joint(sink, shape, mv[0], models)
+                field = code_sub_vectors(sink, base, split, mv[2], smodels)
+                pred = predict_frame_split(refs[0], field, split)
             else:
-                mv = code_vectors(sink, shape, mv, state.mvd if tools & TOOL_MV_CARRY else None)
-            pred = predict_frame(refs[0], mv, obmc=obmc)
+                if tools & TOOL_MV_JOINT:
+                    models = state.joint if carry else VectorModels()
+                    mv = code_vectors_joint(sink, shape, mv, models)
+                else:
+                    mv = code_vectors(sink, shape, mv, state.mvd if carry else None)
+                pred = predict_frame(refs[0], mv, obmc=obmc)
         out = []
         for i, p in enumerate(pred):
             step = STEP_GRID[_plane_step(si, i, cstep)]
@@ -567,6 +590,8 @@ class ElicIpCodec(Codec):
             raise CodecError(f"elic-ip: unknown coding tools {tools!r} in the header")
         bgop = _bgop(hdr, tools)
         cstep = _cstep(hdr, tools)
+        if tools & TOOL_SPLIT and not tools & TOOL_OBMC:
+            raise CodecError("elic-ip: split blocks in a file without overlapped compensation")
         iq, qi = self._steps(int(hdr["quality"]))
         frames, h, w = shape[:3]
         ngops = -(-frames // gop)

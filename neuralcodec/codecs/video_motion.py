@@ -212,14 +212,17 @@ def estimate(
     search: int | None = None,
     models: VectorModels | None = None,
     lam_sse: float = 0.0,
-) -> np.ndarray:
+    split_models: SplitModels | None = None,
+):
     """Quarter-pel luma vectors (nby, nbx, 2) for ``cur_y`` from ``ref_y`` (encoder only).
 
     Full-pel: the SAD of every block at every offset within ``search`` pels, then a raster-order
     choice minimising SAD + lam * bits(vector - its true median predictor); then, with the
     adaptive vector ``models`` of the frame, ``_refine_rd`` at squared error + ``lam_sse`` x code
     length; without, half- and quarter-pel refinement of the whole field against the predictors
-    of the full-pel field at SAD + lam x approximate bits."""
+    of the full-pel field at SAD + lam x approximate bits. With ``models`` and ``split_models``
+    (tools bit 128) the 8x8 cells are searched as well (``_full_pel_cells``) and the result is
+    (block vectors, split flags (nby, nbx), the field of one vector per 8x8 cell)."""
     search = SEARCH if search is None else search
     h, w = cur_y.shape
     nby, nbx = -(-h // BLOCK), -(-w // BLOCK)
@@ -228,7 +231,11 @@ def estimate(
     r = search
     rp = np.pad(ref_y.astype(np.int16), ((r, r + hh - h), (r, r + ww - w)), mode="edge")
     offsets = [(dy, dx) for dy in range(-r, r + 1) for dx in range(-r, r + 1)]
-    sads = full_pel_sads(cur, rp, r, BLOCK)
+    if split_models is not None and models is not None:
+        sads8 = full_pel_sads(cur, rp, r, SUB)  # the 16x16 SADs are their sums
+        sads = sads8.reshape(len(offsets), nby, 2, nbx, 2).sum((2, 4), dtype=np.int32)
+    else:
+        sads = full_pel_sads(cur, rp, r, BLOCK)
     cands = np.array(offsets, np.int64) * 4
     mv = np.zeros((nby, nbx, 2), np.int64)
     for by in range(nby):
@@ -239,7 +246,10 @@ def estimate(
     ref2 = half_pel_plane(ref_y)
     cur32 = cur.astype(np.int32)
     if models is not None:
-        return _refine_rd(cur32, ref2, mv, lam_sse, models)
+        if split_models is None:
+            return _refine_rd(cur32, ref2, mv, lam_sse, models)
+        full8 = _full_pel_cells(sads8, cands, mv, lam)
+        return _refine_rd(cur32, ref2, mv, lam_sse, models, split_models, full8)
 
     def refine(mv: np.ndarray, step: int) -> np.ndarray:
         pred = _median_field(mv)
@@ -334,7 +344,24 @@ class QuarterPelPlane:
         return self.plane[qy[:, None], qx[None, :]]
 
 
-def _refine_rd(cur32, ref2, mv_full, lam, models):
+def _full_pel_cells(sads8: np.ndarray, cands: np.ndarray, mv: np.ndarray, lam: float):
+    """Full-pel vector of every 8x8 cell: the least SAD + lam x approximate bits of its
+    difference from its 16x16 block's full-pel vector ``mv`` (encoder only)."""
+    span = int(np.abs(cands).max()) * 2
+    tab = _bits(np.arange(-span, span + 1)[:, None])
+    base = np.repeat(np.repeat(mv, 2, 0), 2, 1)
+    ny, nx = base.shape[:2]
+    best = np.full((ny, nx), np.inf)
+    out = np.zeros((ny, nx, 2), np.int64)
+    for k, c in enumerate(cands):  # one (ny, nx) plane per offset: little memory
+        cost = sads8[k] + lam * (tab[c[0] - base[..., 0] + span] + tab[c[1] - base[..., 1] + span])
+        better = cost < best
+        best = np.where(better, cost, best)
+        out[better] = c
+    return out
+
+
+def _refine_rd(cur32, ref2, mv_full, lam, models, split_models=None, full8=None):
     """Sub-pel choice of every block in raster order against its true median predictor (from
     the final vectors of the blocks before it), at the squared error of the prediction + lam x
     the code length of the vector
@@ -354,9 +381,20 @@ def _refine_rd(cur32, ref2, mv_full, lam, models):
     out = np.zeros((nby, nbx, 2), np.int64)
     above_still = None
     above_d = None
+    if split_models is not None:
+        sse8 = np.empty((len(deltas), 2 * nby, 2 * nbx), np.int64)
+        for k, dlt in enumerate(deltas):
+            d = cur32 - qpel.predict(full8 + dlt, SUB)
+            sse8[k] = _block_sad(d * d, SUB)
+        split = np.zeros((nby, nbx), np.int64)
+        field = np.zeros((2 * nby, 2 * nbx, 2), np.int64)
+        sub_tables = _sub_cost_tables(split_models)
+        cells = _cell_choice(sse8, full8, deltas, mv_full, lam, sub_tables)
     for by in range(nby):
         sctx = VectorModels.still_context(above_still, nbx)
         cctx = AdaptiveMvdModel.context(above_d, nbx)
+        if split_models is not None:
+            fctx = VectorModels.still_context(split[by - 1] if by else None, nbx)
         row_d = np.zeros((nbx, 2), np.int64)
         for bx in range(nbx):
             pred = np.array(_predictor(out, by, bx), np.int64)
@@ -374,11 +412,101 @@ def _refine_rd(cur32, ref2, mv_full, lam, models):
                 c = c + lam * vector_bits(tables, (v - pred)[None], sctx[bx], cctx[bx])[0]
                 if c < best_cost:
                     best, best_cost = v.copy(), c
+            if split_models is not None:
+                nb = [out[by, bx - 1]] if bx else []
+                nb += [out[by - 1, bx]] if by else []
+                nb = nb if SPLIT_NEIGHBOURS else []
+                v4 = _split_choice(cur32, qpel, cells, best, by, bx, lam, sub_tables, nb)
+                flag_bits = sub_tables[0][fctx[bx]]
+                field[2 * by : 2 * by + 2, 2 * bx : 2 * bx + 2] = best
+                if v4 is not None:
+                    v4, cost4, sse4 = v4
+                    vb = vector_bits(tables, (v4[0] - pred)[None], sctx[bx], cctx[bx])[0]
+                    extra = cost4 - sse4 + lam * (vb + flag_bits[1])
+                    if sse4 + SPLIT_BIAS * extra < best_cost + lam * flag_bits[0]:
+                        best = v4[0]
+                        split[by, bx] = 1
+                        field[2 * by : 2 * by + 2, 2 * bx : 2 * bx + 2] = v4.reshape(2, 2, 2)
             out[by, bx] = best
             row_d[bx] = best - pred
         above_still = (row_d == 0).all(-1)
         above_d = row_d
+    if split_models is not None:
+        return out.astype(np.int32), split, field.astype(np.int32)
     return out.astype(np.int32)
+
+
+def _sub_cost_tables(models: SplitModels):
+    """Code lengths under ``SplitModels``' counts: split flag 0 / 1 per context, still flag
+    per position, difference components per ``mvd`` context."""
+
+    def bits(counts: np.ndarray) -> np.ndarray:
+        c = counts.astype(np.float64)
+        return np.log2(c.sum(-1, keepdims=True)) - np.log2(c)
+
+    return (
+        bits(models.flag.counts)[:, :2],
+        bits(models.still.counts)[:, :2],
+        bits(models.mvd.counts),
+    )
+
+
+def _sub_bits(sub_tables, d: np.ndarray, pos) -> np.ndarray:
+    """Code length of differences ``d`` (..., 2) of vectors at ``pos`` (1..3, broadcast) of
+    split blocks."""
+    _, still, mvd = sub_tables
+    c = np.asarray(pos) - 1
+    idx = np.clip(d, -MVD_RANGE - 1, MVD_RANGE + 1)
+    sym = np.where(np.abs(d) <= MVD_RANGE, idx + MVD_RANGE, 2 * MVD_RANGE + 1)
+    big = 2 * (np.abs(d) > MVD_RANGE).sum(-1) * 6.0
+    move = still[c, 0] + mvd[c, sym[..., 0]] + mvd[c + 3, sym[..., 1]] + big
+    return np.where((d == 0).all(-1), still[c, 1], move)
+
+
+def _cell_choice(sse8, full8, deltas, mv_full, lam, sub_tables):
+    """Every 8x8 cell's best quarter-pel vector within ``SUBPEL`` of its full-pel one, at
+    squared error + lam x its code length as a difference from its block's full-pel vector:
+    (vectors (ny, nx, 2), their squared errors (ny, nx))."""
+    ny, nx = full8.shape[:2]
+    base = np.repeat(np.repeat(mv_full, 2, 0), 2, 1)
+    pos = np.maximum(np.arange(ny)[:, None] % 2 * 2 + np.arange(nx)[None, :] % 2, 1)
+    cands = full8[None] + deltas[:, None, None, :]  # (K, ny, nx, 2)
+    cost = sse8 + lam * _sub_bits(sub_tables, cands - base[None], pos[None])
+    k = np.argmin(cost, 0)
+    yy, xx = np.mgrid[0:ny, 0:nx]
+    return cands[k, yy, xx], sse8[k, yy, xx]
+
+
+_CELL_POS = np.array([1, 1, 2, 3])  # the split-vector contexts the cells' differences approximate
+
+
+def _split_choice(cur32, qpel, cells, v16, by, bx, lam, sub_tables, neighbours=()):
+    """The four vectors of block (by, bx) split (encoder only): each 8x8 cell's choice
+    (``_cell_choice``) or the block's vector ``v16``, whichever costs less at squared error +
+    lam x its code length as the difference from ``v16``; then (vectors (4, 2), squared error +
+    lam x the code length of the three further vectors, squared error), or None when all four
+    are equal (nothing to gain)."""
+    best, best_sse = cells
+    blk = cur32[by * BLOCK : (by + 1) * BLOCK, bx * BLOCK : (bx + 1) * BLOCK]
+    # candidates in reverse order of preference on equal cost: the neighbours, v16, the cell's
+    cands = [np.broadcast_to(u, (4, 2)) for u in (*neighbours[::-1], v16)]
+    sses = []
+    for u in cands:
+        e = blk - qpel.block(by, bx, u[0], BLOCK)
+        sses.append((e * e).reshape(2, SUB, 2, SUB).sum((1, 3)).reshape(4))
+    cands.append(best[2 * by : 2 * by + 2, 2 * bx : 2 * bx + 2].reshape(4, 2))
+    sses.append(best_sse[2 * by : 2 * by + 2, 2 * bx : 2 * bx + 2].reshape(4))
+    cv = np.stack(cands).astype(np.int64)  # (candidates, 4 cells, 2)
+    sv = np.stack(sses).astype(np.int64)
+    cost = sv + lam * _sub_bits(sub_tables, cv - v16, _CELL_POS)
+    k = np.argmin(cost, 0)
+    vs = cv[k, np.arange(4)]
+    sse = int(sv[k, np.arange(4)].sum())
+    if (vs == vs[0]).all():
+        return None
+    d = (vs - sub_predictors(vs[None])[0])[1:]
+    bits = float(_sub_bits(sub_tables, d, np.arange(1, 4)).sum())
+    return vs, sse + lam * bits, sse
 
 
 # ----------------------------------------------------------------------------- vector coding
@@ -732,3 +860,165 @@ def estimate_b(
         above_d = row_d
         above_m = modes[by]
     return out.astype(np.int32), modes
+
+
+# ----------------------------------------------------------------------------- split blocks
+
+SUB = BLOCK // 2  # luma side of a split block's four vectors (tools bit 128)
+SPLIT_BIAS = 1.5  # encoder: a split must win by this x lam x (its extra bits) in squared error
+
+
+def overlapped_split(predict, field: np.ndarray, split: np.ndarray, block: int) -> np.ndarray:
+    """``overlapped`` for a field of one vector per ``block // 2`` cell (``field``: (2 nby,
+    2 nbx, 2)) where the ``block`` blocks not ``split`` have four equal cells: every block
+    blends its outer edges with the adjacent cells of its neighbours at the ``block`` weights
+    (so with nothing split this is ``overlapped`` exactly), and a split block the edges between
+    its own cells at the ``block // 2`` weights (so a split block of four equal vectors is the
+    whole block's prediction). ``predict(field, cell, rows, cols)`` predicts with one vector per
+    ``cell``."""
+    half = block // 2
+    ny, nx = field.shape[:2]
+    own = predict(field, half, None, None).astype(np.int64)
+    hh, ww = own.shape
+    s = np.repeat(np.repeat(split.astype(bool), block, 0), block, 1)[:hh, :ww]
+    w16 = obmc_weights(block)
+    w8 = np.concatenate([w16[:half], obmc_weights(half)])  # outer edge as whole, inner at half
+
+    def band(n: int, flip: bool) -> tuple[np.ndarray, np.ndarray]:
+        a, b = (w16[::-1], w8[::-1]) if flip else (w16, w8)
+        return np.tile(a, n // block), np.tile(b, n // block)
+
+    wu16, wu8 = band(hh, False)
+    wd16, wd8 = band(hh, True)
+    wl16, wl8 = band(ww, False)
+    wr16, wr8 = band(ww, True)
+    wu = np.where(s, wu8[:, None], wu16[:, None])
+    wd = np.where(s, wd8[:, None], wd16[:, None])
+    wl = np.where(s, wl8[None, :], wl16[None, :])
+    wr = np.where(s, wr8[None, :], wr16[None, :])
+    acc = own * ((1 << OBMC_BITS) - wu - wd - wl - wr)
+    cs = np.repeat(np.repeat(split.astype(bool), 2, 0), 2, 1)  # per cell
+    y = np.arange(ny)[:, None]
+    x = np.arange(nx)[None, :]
+    whole_y, whole_x = 2 * (y // 2), 2 * (x // 2)
+    up_y = np.where(cs, y - 1, whole_y - 1)
+    down_y = np.where(cs, y + 1, whole_y + 2)
+    left_x = np.where(cs, x - 1, whole_x - 1)
+    right_x = np.where(cs, x + 1, whole_x + 2)
+    yy, xx = np.broadcast_to(y, (ny, nx)), np.broadcast_to(x, (ny, nx))
+
+    def at(fy: np.ndarray, fx: np.ndarray) -> np.ndarray:
+        inside = (fy >= 0) & (fy < ny) & (fx >= 0) & (fx < nx)
+        return field[np.where(inside, fy, yy), np.where(inside, fx, xx)]  # own at the border
+
+    for nf, wt in ((at(up_y, xx), wu), (at(down_y, xx), wd)):
+        rows = np.flatnonzero(wt.any(1))
+        acc[rows] += predict(nf, half, rows, None).astype(np.int64) * wt[rows]
+    for nf, wt in ((at(yy, left_x), wl), (at(yy, right_x), wr)):
+        cols = np.flatnonzero(wt.any(0))
+        acc[:, cols] += predict(nf, half, None, cols).astype(np.int64) * wt[:, cols]
+    return ((acc + (1 << (OBMC_BITS - 1))) >> OBMC_BITS).astype(np.int32)
+
+
+def predict_frame_split(
+    ref: tuple[np.ndarray, ...], field: np.ndarray, split: np.ndarray
+) -> tuple[np.ndarray, ...]:
+    """``predict_frame`` (with overlapped compensation) of a split field (``overlapped_split``):
+    one luma vector per 8x8 cell, 4x4 in the chroma planes."""
+    ref2 = half_pel_plane(ref[0])
+    luma = lambda f, b, r, c: predict_plane(ref2, f, b, 1, 2, r, c)  # noqa: E731
+    out = [overlapped_split(luma, field, split, BLOCK)]
+    for plane in ref[1:]:
+        chroma = lambda f, b, r, c, p=plane: predict_plane(p, f, b, 3, 1, r, c)  # noqa: E731
+        out.append(overlapped_split(chroma, field, split, BLOCK // 2))
+    return tuple(p[: r.shape[0], : r.shape[1]] for p, r in zip(out, ref, strict=True))
+
+
+SPLIT_NEIGHBOURS = (
+    True  # encoder: a split block's cells also try the left and above blocks' vectors
+)
+SPLIT_PRIOR = 60  # initial count of "not split" in every split-flag context (4 for "split")
+
+
+class SplitModels:
+    """The adaptive state of split blocks: a split flag per 16x16 block (contexts as the still
+    flags': how many of the above-left, above and above-right blocks are split, 4 on the first
+    row), then for every split block the differences of its top-right, bottom-left and
+    bottom-right vectors (the top-left one is the block's vector in the joint coding) from their
+    predictors: a still flag in a context per position, then y and x (``AdaptiveMvdModel``,
+    contexts position - 1 and position + 2)."""
+
+    def __init__(self) -> None:
+        self.flag = AdaptiveFlagModel(5)
+        self.flag.counts[:, 0] = SPLIT_PRIOR  # splits start rare
+        self.still = AdaptiveFlagModel(3)
+        self.mvd = AdaptiveMvdModel()
+
+
+def sub_predictors(v: np.ndarray) -> np.ndarray:
+    """Predictors of the four vectors (k, 4, 2) of split blocks, in raster order within the
+    block: the top-left vector for the top-right and bottom-left ones, the median of the other
+    three for the bottom-right one (the top-left one: itself)."""
+    p = np.repeat(v[:, :1], 4, 1).copy()
+    p[:, 3] = np.median(v[:, :3], axis=1).astype(v.dtype)
+    return p
+
+
+def code_split_flags(sink, shape, split: np.ndarray | None, models: SplitModels) -> np.ndarray:
+    """Code (``split`` given) or decode (None) the split flags of a P frame, row by row."""
+    nby, nbx = shape
+    out = np.zeros((nby, nbx), np.int64)
+    above = None
+    for by in range(nby):
+        ctx = VectorModels.still_context(above, nbx)
+        vals = None if split is None else split[by].astype(np.int32)
+        got = sink.code(ctx.astype(np.int32), models.flag.tables(), vals).astype(np.int64)
+        if got.min(initial=0) < 0 or got.max(initial=0) > 1:
+            raise ValueError("bad split flag in the stream")
+        models.flag.update(ctx, got)
+        out[by] = got
+        above = got
+    return out
+
+
+def code_sub_vectors(
+    sink, mv: np.ndarray, split: np.ndarray, field: np.ndarray | None, models: SplitModels
+) -> np.ndarray:
+    """Code (``field`` given: (2 nby, 2 nbx, 2)) or decode (None) the three further vectors of
+    every split block (``mv``: the blocks' vectors, a split block's its top-left cell's) and
+    return the full field, one vector per 8x8 cell."""
+    nby, nbx = split.shape
+    out = np.repeat(np.repeat(mv.astype(np.int64), 2, 0), 2, 1)
+    bys, bxs = np.nonzero(split)
+    k = len(bys)
+    if k == 0:
+        return out.astype(np.int32)
+    pos = ((0, 1), (1, 0), (1, 1))
+    ctx = np.tile(np.arange(3), k)
+    d = None
+    if field is not None:
+        v = np.stack([field[2 * bys + dy, 2 * bxs + dx] for dy, dx in ((0, 0), *pos)], 1).astype(
+            np.int64
+        )
+        d = (v - sub_predictors(v))[:, 1:].reshape(-1, 2)
+    flags = None if d is None else (np.abs(d).sum(-1) == 0).astype(np.int32)
+    flags = sink.code(ctx.astype(np.int32), models.still.tables(), flags).astype(np.int64)
+    if flags.min(initial=0) < 0 or flags.max(initial=0) > 1:
+        raise ValueError("bad still flag in the stream")
+    models.still.update(ctx, flags)
+    moving = np.flatnonzero(flags == 0)
+    got = np.zeros((3 * k, 2), np.int64)
+    for comp, off in ((0, 0), (1, 3)):
+        c = ctx[moving] + off
+        vals = None if d is None else d[moving, comp].astype(np.int32)
+        got[moving, comp] = sink.code(c.astype(np.int32), models.mvd.tables(), vals)
+        models.mvd.update(c, got[moving, comp])
+    got = got.reshape(k, 3, 2)
+    v = np.zeros((k, 4, 2), np.int64)
+    v[:, 0] = mv[bys, bxs]
+    v[:, 1] = v[:, 0] + got[:, 0]
+    v[:, 2] = v[:, 0] + got[:, 1]
+    v[:, 3] = np.median(v[:, :3], axis=1).astype(np.int64) + got[:, 2]
+    for i, (dy, dx) in enumerate(((0, 0), *pos)):
+        out[2 * bys + dy, 2 * bxs + dx] = v[:, i]
+    return out.astype(np.int32)
