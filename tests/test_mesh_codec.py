@@ -731,7 +731,7 @@ def test_focus_orders_code_irregular_meshes_in_fewer_bits():
         (2 * 12 + 1, None, "gate order without triangle counts"),
         (3 * 12, None, "bad context layout"),
         (None, -1, "bad prediction mode"),
-        (None, mt._LIN_BASE + mt.NUM_SCALE_RULES, "bad linear prediction"),
+        (None, mt._LIN_SPLIT_BASE + len(mt.LIN_SPLITS) * mt.NUM_SCALE_RULES, "bad linear"),
     ],
 )
 def test_bad_gate_order_or_scale_rule_one_line(monkeypatch, bad_mode, bad_blend, match):
@@ -838,3 +838,55 @@ def test_bad_linear_coefficients_one_line(monkeypatch, slot, value):
     codec = get_codec("meshtrav")
     enc = codec.encode(_sphere_blob(), 3)
     one_line_error(CodecError, codec.decode, enc, match="bad linear prediction")
+
+
+@pytest.mark.parametrize("split", [0, 1])
+@pytest.mark.parametrize(
+    "make",
+    [_sphere_blob, _revolution, lambda: _grid(9), _tilted_sheet, _mirrored, _with_loose_points],
+)
+def test_split_linear_weights_round_trip(monkeypatch, split, make):
+    """Format 7: the linear weights of vertices with 2+ parallelograms in two classes by the
+    parallelograms' spread, forced on or off, decode to the source's triangles and positions."""
+    monkeypatch.setattr(mt, "_ENCODER_LINEAR", 1)
+    monkeypatch.setattr(mt, "_ENCODER_SPLIT", split)
+    m = make()
+    for quality in (1, 9):
+        bits = g.quality_to_bits(quality)
+        q = quantise(m.vertices, bits)[0]
+        *_, parts = mt._encode_geometry(np.asarray(m.faces, np.int64), q, (1 << bits) - 1)
+        assert len(parts["linear"]) == (10 if split else 6)
+        _check(m, quality)
+
+
+@pytest.mark.parametrize(
+    "coefs",
+    [
+        (mt.LIN_A[0], mt.LIN_B[1], mt.LIN_G[1], mt.LIN_A[1], mt.LIN_B[0], mt.LIN_G[0], -2),
+        (-3, 7, -5, 5, -9, 3, -1),
+    ],
+)
+def test_split_linear_extreme_coefficients(monkeypatch, coefs):
+    """Format 7's classes and coefficients at the ends of their ranges: C and numpy agree."""
+    monkeypatch.setattr(mt, "_ENCODER_LINEAR", 1)
+    monkeypatch.setattr(mt, "_linear_split", lambda *a: (coefs, 0.0))
+    for make in (_sphere_blob, _revolution):
+        for quality in (1, 9):
+            _check(make(), quality)
+
+
+def test_format_7_golden_file(monkeypatch):
+    """Format 7 (split linear weights; forced, as this small blob gains nothing from them): the
+    encoder writes these bytes and they decode."""
+    monkeypatch.setattr(mt, "_ENCODER_SPLIT", 1)
+    data = (REPO_DIR / "tests" / "golden" / "meshtrav_f7_blob_q9.ncf").read_bytes()
+    m = _sphere_blob()
+    assert api.encode_array(m, "meshtrav", 9) == data
+    bits = g.quality_to_bits(9)
+    q = quantise(m.vertices, bits)[0]
+    *_, parts = mt._encode_geometry(np.asarray(m.faces, np.int64), q, (1 << bits) - 1)
+    assert parts["linear"] is not None and len(parts["linear"]) == 10
+    dec, _ = api.decode_bytes(data)
+    assert same_triangles(m, dec, bits, quantise)
+    dq, o, s = quantise(m.vertices, bits)
+    assert np.array_equal(np.sort(g.dequantise(dq, o, s), axis=0), np.sort(dec.vertices, axis=0))

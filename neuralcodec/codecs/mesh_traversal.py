@@ -25,8 +25,10 @@
       encoder's pick for the mesh), or (format 6, where it pays) by E + A/64 (E - O) +
       B/64 (C - E), E / O / C the means of the parallelograms' edge midpoints, of their
       opposite corners and of w's coded neighbours, (A, B) fitted to the mesh per kind (2+ / 1
-      parallelograms) and sent; or, where the encoder finds it pays, by one parallelogram it
-      names (creases), or by the mirror image of an earlier vertex near the prediction's image
+      parallelograms; format 7, where it pays: 2+ in two classes by the spread of the
+      parallelograms against the edge) and sent; or, where the encoder finds it pays, by one
+      parallelogram it names (creases), or by the mirror image of an earlier vertex near the
+      prediction's image
       across an axis-aligned plane (mirrored halves); else by an earlier neighbour, else the
       previous vertex; the axis nearest the surface normal coded against the tangent plane of
       the other two axes' residuals (where that pays); per axis either
@@ -40,7 +42,7 @@
       decoded and rebuilt in one C loop
       (kernels/_adaptive.c, positions_decode); unreferenced vertices last, after the previous
       one or as offsets from a nearby used vertex
-    all of the above: one range-coded stream (formats 4-6: "g") after a 17-byte quantisation
+    all of the above: one range-coded stream (formats 4-7: "g") after a 17-byte quantisation
       header (origin and top on float32 values; 33 bytes in older files and degenerate boxes)
     vertex attributes: lossless, in the decoder's vertex order (geometry.py); UVs quantised to
       the same bits over their bounding square, normals normalised and quantised as octahedral
@@ -90,9 +92,12 @@ _HEAD32 = struct.Struct("<B3ff")  # mode byte, origin, the widest axis' largest 
 # format-4 stream is a format-5 stream with focus 0; 6: format 5 with the linear prediction
 # (first blend value _LIN_BASE + rule, its 6 coefficients in place of the second) and mixed
 # contexts for the position residuals (select value + 2), each where it pays: a format-5 stream
-# is a format-6 stream with neither, so a "g" stream decodes as format 6
-FORMAT = 6
-FORMATS = (2, 3, 4, 5, 6)  # what this version decodes
+# is a format-6 stream with neither; 7: format 6 with the linear weights of vertices with 2+
+# parallelograms split in two classes by the parallelograms' spread (first blend value
+# _LIN_SPLIT_BASE + ..., 9 coefficients), where it pays: a format-6 stream is a format-7 stream
+# without the split, so a "g" stream decodes as format 7
+FORMAT = 7
+FORMATS = (2, 3, 4, 5, 6, 7)  # what this version decodes
 STREAM = "g"  # the geometry stream of format 4 ("geom" before)
 NUM_CANDIDATES = 6
 BORDER, NEW, FIRST_CANDIDATE = 0, 1, 2
@@ -169,6 +174,7 @@ BLEND_WEIGHTS = (0, 1, 2, 3, 4, 6)  # eighths of the neighbours' mean in the pre
 NUM_SCALE_RULES = 3  # what the decoder accepts
 SCALE_RULES = (0, 1, 2)  # the rules the encoder tries
 _ENCODER_LINEAR = None  # None: the linear prediction where it codes fewer bits (tests: 0 / 1)
+_ENCODER_SPLIT = None  # None: format 7's split linear weights where they pay (tests: 0 / 1)
 _ENCODER_MIX = None  # None: mixed position contexts where they code fewer bits (tests: 0 / 1)
 
 
@@ -750,6 +756,12 @@ LIN_MAX = 64  # linear prediction: at most this many parallelograms and neighbou
 LIN_A, LIN_B, LIN_G = (-128, 128), (-128, 256), (-128, 128)  # coefficient ranges (64ths)
 LIN_M2_MAX = 4096  # the second-ring term only with 1..this many second-ring entries (C too)
 _LIN_BASE = len(BLEND_WEIGHTS) * NUM_SCALE_RULES  # first blend value: this + rule = linear
+# format 7: the weights of vertices with 2+ parallelograms split in two classes by the spread of
+# the parallelograms against the edge, bitlen(spread) - bitlen(edge) >= T (T the encoder's pick
+# of LIN_SPLITS); first blend value _LIN_SPLIT_BASE + index of T * NUM_SCALE_RULES + rule, then
+# 9 coefficients (A2 B2 G2 for the low class, for the high class, A1 B1 G1)
+LIN_SPLITS = (-2, -1)
+_LIN_SPLIT_BASE = _LIN_BASE + NUM_SCALE_RULES
 
 
 def _linear_terms(q: np.ndarray, starts, tri, nb):
@@ -786,6 +798,9 @@ def _linear(q: np.ndarray, starts, tri, nb, lin, terms=None):
     n, m = n[sel, None], m[sel, None]
     ring = (m2[sel, None] >= 1) & (m2[sel, None] <= LIN_M2_MAX)
     m2 = np.where(ring, m2[sel, None], 1)
+    if len(lin) == 10:  # format 7: two classes of vertices with 2+ parallelograms
+        high = (_spread_excess(q, starts, tri)[sel] >= lin[9])[:, None]
+        lin = [np.where(high, lin[3 + i], lin[i]) for i in range(3)] + list(lin[6:9])
     a = np.where(n >= 2, lin[0], lin[3])
     b = np.where(n >= 2, lin[1], lin[4])
     c = np.where(ring, np.where(n >= 2, lin[2], lin[5]), 0)
@@ -795,6 +810,27 @@ def _linear(q: np.ndarray, starts, tri, nb, lin, terms=None):
     ) * m2 - 2 * c * s2 * n * m
     den = 128 * n * m * m2
     return sel, (2 * num + den) // (2 * den)
+
+
+def _spread_excess(q: np.ndarray, starts, tri) -> np.ndarray:
+    """bitlen(spread) - bitlen(edge) per vertex (0 without parallelograms), spread and edge as
+    in _position_sets: the class key of format 7's linear weights."""
+    nv = len(q)
+    count = np.diff(starts).astype(np.int64)
+    has = count > 0
+    out = np.zeros(nv, np.int64)
+    if not len(tri):
+        return out
+    para = q[tri[:, 0]] + q[tri[:, 1]] - q[tri[:, 2]]
+    owner = np.repeat(np.arange(nv), count)
+    hi = np.full((nv, 3), np.iinfo(np.int64).min)
+    lo = np.full((nv, 3), np.iinfo(np.int64).max)
+    np.maximum.at(hi, owner, para)
+    np.minimum.at(lo, owner, para)
+    first = tri[starts[:-1][has]]
+    edge = np.abs(q[first[:, 0]] - q[first[:, 1]]).sum(axis=1)
+    out[has] = _bit_length((hi[has] - lo[has]).sum(axis=1)) - _bit_length(edge)
+    return out
 
 
 def _fit_linear(q: np.ndarray, rows: np.ndarray, terms, ring: bool = True) -> tuple[int, int, int]:
@@ -823,6 +859,42 @@ def _fit_linear(q: np.ndarray, rows: np.ndarray, terms, ring: bool = True) -> tu
         int(np.clip(np.rint(64 * coef[1]), *LIN_B)),
         int(np.clip(np.rint(64 * coef[2]), *LIN_G)) if ring else 0,
     )
+
+
+def _linear_split(qn, graph, top, rows, terms, ab, sets, cost):
+    """(coefficients of the low and the high class and the threshold, (A2 B2 G2) * 2 + (T,);
+    the ideal bits of ``rows``' residuals) of format 7's split of the vertices with 2+
+    parallelograms, the best over LIN_SPLITS with each class' weights fitted to it; (None,
+    ``cost``) where no split saves the 3 more coefficients' bits over ``ab``'s ``cost``."""
+    starts, tri, prefs, nb = graph
+    excess = _spread_excess(qn, starts, tri)
+    preds = {ab: _predict(qn, starts, tri, prefs, top, nb, (0, 0), ab + ab)}
+
+    def pred_of(c):  # _predict's, but for the linear part, from the terms already summed
+        if c not in preds:
+            sel, value = _linear(qn, starts, tri, nb, c + c, terms)
+            preds[c] = preds[ab].copy()
+            preds[c][sel] = np.clip(value, 0, top)
+        return preds[c]
+
+    def bits(pred, part):
+        return _ideal_bits((qn - pred)[part].reshape(-1), sets[part].reshape(-1), _POS_STATES)
+
+    best = (np.inf if _ENCODER_SPLIT else cost - 32, None)
+    for split in LIN_SPLITS:
+        high = excess >= split
+        chosen = []
+        for part in (rows & ~high, rows & high):
+            if part.sum() < 8:
+                chosen.append(ab)
+                continue
+            fits = [_fit_linear(qn, part, terms), _fit_linear(qn, part, terms, ring=False)]
+            chosen.append(min((bits(pred_of(c), part), c) for c in dict.fromkeys([*fits, ab]))[1])
+        pred = np.where(high[:, None], pred_of(chosen[1]), pred_of(chosen[0]))
+        c = bits(pred, rows)
+        if c < best[0]:
+            best = (c, (*chosen[0], *chosen[1], split))
+    return (best[1], best[0]) if best[1] is not None else (None, cost)
 
 
 def _linear_options(q: np.ndarray, rows: np.ndarray, terms, t: int) -> list[tuple[int, ...]]:
@@ -1199,7 +1271,7 @@ def _encode_geometry(faces: np.ndarray, q: np.ndarray, top: int):
     lin = None
     terms = _linear_terms(qn, starts, tri, nb) if len(tri) and _ENCODER_LINEAR != 0 else None
     if terms is not None and terms[0].any():
-        best_lin, lin_cost = [], 0.0
+        best_lin, lin_cost, split = [], 0.0, None
         for k in (0, 1):
             rows = kind == k
             t = weights[k]
@@ -1210,8 +1282,14 @@ def _encode_geometry(faces: np.ndarray, q: np.ndarray, top: int):
                 cost = _ideal_bits(resid[rows].reshape(-1), pos_sets[rows].reshape(-1), _POS_STATES)
                 scored.append((cost, ab))
             cost, ab = min(scored)
+            if k == 0 and _ENCODER_SPLIT != 0:  # format 7: two classes where that pays
+                split, cost = _linear_split(
+                    qn, (starts, tri, prefs, nb), top, rows, terms, ab, pos_sets, cost
+                )
             best_lin += list(ab)
             lin_cost += cost
+        if split is not None:
+            best_lin = [*split[:6], *best_lin[3:], split[6]]
         if _ENCODER_LINEAR or lin_cost + 24 < costs[blend[0], 0] + costs[blend[1], 1]:
             lin, weights = tuple(best_lin), (0, 0)
     pred = _predict(qn, starts, tri, prefs, top, nb, weights, lin)
@@ -1357,9 +1435,11 @@ def _encode_geometry(faces: np.ndarray, q: np.ndarray, top: int):
     st_conn = states(CONN_SETS * INT_CONTEXTS)
     if lin is None:
         vals += [blend[0] + len(BLEND_WEIGHTS) * rule, blend[1]]
-    else:  # format 6: the linear prediction's 6 coefficients instead of the second blend
+    elif len(lin) == 6:  # format 6: the linear prediction's 6 coefficients, not the 2nd blend
         vals += [_LIN_BASE + rule, *lin]
-    sets += [BLEND_SET] * (2 if lin is None else 1 + len(lin))
+    else:  # format 7: the split's threshold with the rule, 9 coefficients
+        vals += [_LIN_SPLIT_BASE + LIN_SPLITS.index(lin[9]) * NUM_SCALE_RULES + rule, *lin[:9]]
+    sets += [BLEND_SET] * (2 if lin is None else 1 + min(len(lin), 9))
     vals += [select + 2 * mix, dups, normal, near] + ([m_axis + 1, m_s2] if mirror else [0])
     sets += [SELECT_SET, DUPS_SET, NORMAL_SET, UNUSED_SET]
     sets += [MIRROR_SET] * (2 if mirror else 1)
@@ -1639,15 +1719,20 @@ class TraversalMeshCodec(Codec):
             blend = [dec.code_step(st_conn, BLEND_SET)]
             lin = None
             if blend[0] >= _LIN_BASE and fmt >= 6:  # format 6: linear prediction
-                lin = tuple(dec.code_step(st_conn, BLEND_SET) for _ in range(6))
+                split = blend[0] >= _LIN_SPLIT_BASE and fmt >= 7  # format 7: in two classes
+                lin = tuple(dec.code_step(st_conn, BLEND_SET) for _ in range(9 if split else 6))
+                top_mode = _LIN_SPLIT_BASE + (len(LIN_SPLITS) * NUM_SCALE_RULES if split else 0)
                 if (
                     not all(
                         lo <= c <= hi
-                        for c, (lo, hi) in zip(lin, (LIN_A, LIN_B, LIN_G) * 2, strict=True)
+                        for c, (lo, hi) in zip(lin, (LIN_A, LIN_B, LIN_G) * 3, strict=False)
                     )
-                    or blend[0] >= _LIN_BASE + NUM_SCALE_RULES
+                    or blend[0] >= top_mode
                 ):
                     raise CodecError("meshtrav: corrupt stream (bad linear prediction)")
+                if split:
+                    ti, blend[0] = divmod(blend[0] - _LIN_SPLIT_BASE, NUM_SCALE_RULES)
+                    lin, blend[0] = (*lin, LIN_SPLITS[ti]), blend[0] + _LIN_BASE
                 blend = [blend[0] - _LIN_BASE, 0]  # the rule, blend weights 0
                 blend[0] *= len(BLEND_WEIGHTS)
             else:

@@ -372,8 +372,8 @@ class AdaptiveDecoder:
         linear=None,
     ) -> np.ndarray:
         """Mesh positions predicted while decoding, optionally through per-axis palettes and
-        blended with the mean of earlier neighbours, or (``linear``: 6 coefficients) predicted
-        linearly, and (select bit 4, ``weights`` and states of ``pos_mix_model``) with mixed
+        blended with the mean of earlier neighbours, or (``linear``: 6 coefficients, or format
+        7's 9 and a threshold) predicted linearly, and (select bit 4, ``weights`` and states of ``pos_mix_model``) with mixed
         residual contexts (the C file says how); V x 3 int32."""
         r = _i32(refs)
         out = np.empty(3 * r.size, np.int32)

@@ -754,6 +754,12 @@ static inline Py_ssize_t palette_nearest(const int32_t *pal, Py_ssize_t n, int64
  * num = ((64 + A - B) m sum(a + b) - 2 A m sum(o) + 2 (B + G) n sum(neighbours)) M
  *       - 2 G n m sum(second ring), den = 128 n m M. */
 #define LIN_MAX 64
+/* Format 7: 9 coefficients + a threshold T: vertices with n >= 2 whose parallelograms spread
+ * widely, bitlen(spread) - bitlen(edge) >= T (spread and edge as for the scale), take A2' B2'
+ * G2' (lin[3..5]), the other n >= 2 vertices lin[0..2], those with n = 1 lin[6..8]. */
+#define LIN_SPLIT_LEN 10
+#define LIN_SPLIT_MIN (-8)
+#define LIN_SPLIT_MAX 8
 #define LIN_M2_MAX 4096
 #define LIN_G_MIN (-128)
 #define LIN_G_MAX 128
@@ -1062,6 +1068,24 @@ static int positions_run(NcDecodeRun *run, int32_t *st, int markov, const int32_
                 if (a < 0 || b < 0 || o < 0 || a >= w || b >= w || o >= w)
                     return -1;
             }
+            int lin_hi = 0; /* format 7: the spread class of the linear prediction */
+            if (lin && n >= 2 && lin[9] <= LIN_SPLIT_MAX) {
+                int64_t sp = 0, ed = 0;
+                for (int k = 0; k < 3; k++) {
+                    int64_t lo = 0, hi = 0;
+                    for (int32_t t = s; t < e; t++) {
+                        const int32_t *r = tri + 3 * t;
+                        int64_t v = (int64_t)out[3 * r[0] + k] + out[3 * r[1] + k] -
+                                    out[3 * r[2] + k];
+                        lo = (t == s || v < lo) ? v : lo;
+                        hi = (t == s || v > hi) ? v : hi;
+                    }
+                    int64_t d = (int64_t)out[3 * tri[3 * s] + k] - out[3 * tri[3 * s + 1] + k];
+                    sp += hi - lo;
+                    ed += d < 0 ? -d : d;
+                }
+                lin_hi = bitlen64((uint64_t)sp) - bitlen64((uint64_t)ed) >= lin[9];
+            }
             for (int k = 0; k < 3; k++) {
                 int64_t sum = 0, lo = 0, hi = 0;
                 for (int32_t t = s; t < e; t++) {
@@ -1090,8 +1114,8 @@ static int positions_run(NcDecodeRun *run, int32_t *st, int markov, const int32_
                         for (int32_t jj = nb_starts[u]; jj < nb_starts[u + 1]; jj++)
                             s2 += out[3 * (Py_ssize_t)nbrs[jj] + k];
                     }
-                    int64_t A = lin[n >= 2 ? 0 : 3], B = lin[n >= 2 ? 1 : 4];
-                    int64_t G = lin[n >= 2 ? 2 : 5];
+                    int c3 = n >= 2 ? 3 * (lin_hi != 0) : 6;
+                    int64_t A = lin[c3], B = lin[c3 + 1], G = lin[c3 + 2];
                     if (m2 < 1 || m2 > LIN_M2_MAX) {
                         G = 0;
                         m2 = 1;
@@ -1262,18 +1286,29 @@ static PyObject *positions_decode(PyObject *mod, PyObject *args)
                           &markov, &ost, &otri, &oref, &okind, &top, &oout, &opal, &opoff, &onbs,
                           &onbr, &weight, &select, &maxis, &ms2, &ow, &olin))
         return NULL;
-    int32_t lin[6];
+    int32_t lin[LIN_SPLIT_LEN] = {0};
     int have_lin = olin && olin != Py_None;
     if (have_lin) {
         Py_buffer lv;
         if (get_i32(olin, &lv, 0, "linear coefficients") < 0)
             return NULL;
-        int bad = lv.len / 4 != 6;
+        Py_ssize_t nlin = lv.len / 4;
+        int bad = nlin != 6 && nlin != LIN_SPLIT_LEN;
         static const int32_t lo[3] = {LIN_A_MIN, LIN_B_MIN, LIN_G_MIN};
         static const int32_t hi[3] = {LIN_A_MAX, LIN_B_MAX, LIN_G_MAX};
-        for (int k = 0; k < 6 && !bad; k++) {
+        for (int k = 0; k < nlin && !bad; k++) {
             lin[k] = ((int32_t *)lv.buf)[k];
-            bad = lin[k] < lo[k % 3] || lin[k] > hi[k % 3];
+            if (k < 9)
+                bad = lin[k] < lo[k % 3] || lin[k] > hi[k % 3];
+            else
+                bad = lin[k] < LIN_SPLIT_MIN || lin[k] > LIN_SPLIT_MAX;
+        }
+        if (!bad && nlin == 6) { /* A2 B2 G2 A1 B1 G1: the same weights for both classes */
+            for (int k = 0; k < 3; k++) {
+                lin[6 + k] = lin[3 + k];
+                lin[3 + k] = lin[k];
+            }
+            lin[9] = LIN_SPLIT_MAX + 1; /* never reached: every vertex in class 0 */
         }
         PyBuffer_Release(&lv);
         if (bad) {
