@@ -815,12 +815,20 @@ def _linear(q: np.ndarray, starts, tri, nb, lin, terms=None):
 def _spread_excess(q: np.ndarray, starts, tri) -> np.ndarray:
     """bitlen(spread) - bitlen(edge) per vertex (0 without parallelograms), spread and edge as
     in _position_sets: the class key of format 7's linear weights."""
+    out = np.zeros(len(q), np.int64)
+    if len(tri):
+        has, spread, edge = _spread_and_edge(q, starts, tri)
+        out[has] = _bit_length(spread) - _bit_length(edge)
+    return out
+
+
+def _spread_and_edge(q: np.ndarray, starts, tri) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(vertices with parallelograms, their predictions' spread, the first one's edge length):
+    spread = the L1 extent of the bounding box of a vertex's parallelogram predictions, edge =
+    the L1 length of its first parallelogram's shared edge (tri non-empty)."""
     nv = len(q)
     count = np.diff(starts).astype(np.int64)
     has = count > 0
-    out = np.zeros(nv, np.int64)
-    if not len(tri):
-        return out
     para = q[tri[:, 0]] + q[tri[:, 1]] - q[tri[:, 2]]
     owner = np.repeat(np.arange(nv), count)
     hi = np.full((nv, 3), np.iinfo(np.int64).min)
@@ -829,8 +837,7 @@ def _spread_excess(q: np.ndarray, starts, tri) -> np.ndarray:
     np.minimum.at(lo, owner, para)
     first = tri[starts[:-1][has]]
     edge = np.abs(q[first[:, 0]] - q[first[:, 1]]).sum(axis=1)
-    out[has] = _bit_length((hi[has] - lo[has]).sum(axis=1)) - _bit_length(edge)
-    return out
+    return has, (hi[has] - lo[has]).sum(axis=1), edge
 
 
 def _fit_linear(q: np.ndarray, rows: np.ndarray, terms, ring: bool = True) -> tuple[int, int, int]:
@@ -912,20 +919,10 @@ def _bit_length(x: np.ndarray) -> np.ndarray:
 def _position_sets(q: np.ndarray, starts, tri, kind, rule: int = 0) -> np.ndarray:
     """The integer set of every residual (V*3), as the decoder's C loop computes it; the scale
     is (edge >> rule) + (spread << rule) (``rule`` > 0: format 5)."""
-    nv = len(q)
-    count = np.diff(starts).astype(np.int64)
-    scale = np.zeros(nv, np.int64)
-    has = count > 0
+    scale = np.zeros(len(q), np.int64)
     if len(tri):
-        para = q[tri[:, 0]] + q[tri[:, 1]] - q[tri[:, 2]]
-        owner = np.repeat(np.arange(nv), count)
-        hi = np.full((nv, 3), np.iinfo(np.int64).min)
-        lo = np.full((nv, 3), np.iinfo(np.int64).max)
-        np.maximum.at(hi, owner, para)
-        np.minimum.at(lo, owner, para)
-        first = tri[starts[:-1][has]]
-        edge = np.abs(q[first[:, 0]] - q[first[:, 1]]).sum(axis=1)
-        scale[has] = (edge >> rule) + ((hi[has] - lo[has]).sum(axis=1) << rule)
+        has, spread, edge = _spread_and_edge(q, starts, tri)
+        scale[has] = (edge >> rule) + (spread << rule)
     cls = np.minimum(_bit_length(scale), POSITION_SCALES - 1)
     sets = (kind.astype(np.int64) * POSITION_SCALES + cls)[:, None] * 3 + np.arange(3)[None, :]
     return sets.reshape(-1).astype(np.int32)

@@ -788,14 +788,16 @@ static inline int32_t omx_clamp_w(int64_t w);
 static inline int32_t omx_update(int32_t s, int bit);
 static void omx_init(void);
 
+/* One binary coder for the mixing models (the octree's and the mesh positions'): encoding when
+ * run == NULL (symbols to val / idx), else decoding. */
 typedef struct {
-    NcDecodeRun *run; /* NULL: encoding into val / idx */
+    NcDecodeRun *run;
     int32_t *val, *idx;
     Py_ssize_t pos;
-    int32_t *w2; /* the second weight vector set of the value (chosen by N) */
-} PmxCoder;
+} OmxCoder;
 
-static inline int pmx_code(PmxCoder *c, int32_t t, int bit)
+/* Codes one bit with table t (encoding: `bit`; decoding: returns the decoded bit or -1). */
+static inline int omx_code(OmxCoder *c, int32_t t, int bit)
 {
     if (!c->run) {
         c->val[c->pos] = bit;
@@ -806,6 +808,16 @@ static inline int pmx_code(PmxCoder *c, int32_t t, int bit)
     if (rc_api->decode(c->run, t, &v) < 0 || (v != 0 && v != 1))
         return -1;
     return v;
+}
+
+typedef struct {
+    OmxCoder bits;
+    int32_t *w2; /* the second weight vector set of the value (chosen by N) */
+} PmxCoder;
+
+static inline int pmx_code(PmxCoder *c, int32_t t, int bit)
+{
+    return omx_code(&c->bits, t, bit);
 }
 
 static inline int pmx_bit(PmxCoder *c, int32_t *st, const Py_ssize_t *cx, int32_t *w, int32_t *apm,
@@ -850,7 +862,7 @@ static inline int pmx_bit(PmxCoder *c, int32_t *st, const Py_ssize_t *cx, int32_
 static int pmx_int(PmxCoder *c, int32_t *st, const Py_ssize_t *cx, int32_t *w, int32_t *apm,
                    int32_t v, int32_t *out)
 {
-    int enc = c->run == NULL, b;
+    int enc = c->bits.run == NULL, b;
     uint32_t m = enc ? (v < 0 ? (uint32_t)(-(int64_t)v) : (uint32_t)v) : 0;
     int k = enc && m ? bitlen_u32(m) : 0;
     if ((b = pmx_bit(c, st, cx, w, apm, 0, enc ? v != 0 : 0)) < 0)
@@ -946,7 +958,7 @@ static PyObject *pos_mix_encode(PyObject *mod, PyObject *args)
         PyErr_NoMemory();
         goto fail;
     }
-    PmxCoder c = {.run = NULL, .val = views[8].buf, .idx = views[9].buf, .pos = 0};
+    PmxCoder c = {.bits = {.run = NULL, .val = views[8].buf, .idx = views[9].buf, .pos = 0}};
     int32_t cur = -1, nbc = 0;
     int64_t done = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
@@ -975,7 +987,7 @@ static PyObject *pos_mix_encode(PyObject *mod, PyObject *args)
             done = 0;
         }
         if (slots[i] < 0) {
-            int_encode_one(v[i], st, set * INT_CTX, c.val, c.idx, &c.pos);
+            int_encode_one(v[i], st, set * INT_CTX, c.bits.val, c.bits.idx, &c.bits.pos);
             continue;
         }
         Py_ssize_t cx[PMX_MODELS];
@@ -991,7 +1003,7 @@ static PyObject *pos_mix_encode(PyObject *mod, PyObject *args)
     free(mag);
     for (int k = nview - 1; k >= 0; k--)
         PyBuffer_Release(&views[k]);
-    return PyLong_FromSsize_t(c.pos);
+    return PyLong_FromSsize_t(c.bits.pos);
 fail:
     for (int k = nview - 1; k >= 0; k--)
         PyBuffer_Release(&views[k]);
@@ -1037,7 +1049,7 @@ static int positions_run(NcDecodeRun *run, int32_t *st, int markov, const int32_
                          int dups, int normal, int32_t *blist, MirrorGrid *mg, int32_t *mw,
                          int32_t *mag, const int32_t *lin)
 {
-    PmxCoder pc = {.run = run, .val = NULL, .idx = NULL, .pos = 0};
+    PmxCoder pc = {.bits = {.run = run, .val = NULL, .idx = NULL, .pos = 0}};
     int bits = bitlen64((uint64_t)top), nsh = 2 * bits - 27;
     nsh = nsh > 0 ? nsh : 0;
     int32_t prevmir = 0;
@@ -1860,25 +1872,6 @@ static inline int32_t omx_clamp_w(int64_t w)
 
 /* The coding side of one level: encoding when run == NULL (bits from occ / single / offs, symbols
  * to val / idx), else decoding into occ / single / offs. */
-typedef struct {
-    NcDecodeRun *run;
-    int32_t *val, *idx;
-    Py_ssize_t pos;
-} OmxCoder;
-
-/* Codes one bit with table t (encoding: `bit`; decoding: returns the decoded bit or -1). */
-static inline int omx_code(OmxCoder *c, int32_t t, int bit)
-{
-    if (!c->run) {
-        c->val[c->pos] = bit;
-        c->idx[c->pos++] = t;
-        return bit;
-    }
-    int32_t v;
-    if (rc_api->decode(c->run, t, &v) < 0 || (v != 0 && v != 1))
-        return -1;
-    return v;
-}
 
 /* A bit with one adaptive context and no mixing. */
 static inline int omx_plain(OmxCoder *c, int32_t *st, int bit)
