@@ -982,16 +982,11 @@ def _selections(qn: np.ndarray, starts, tri, pred: np.ndarray, top: int, quarter
     multi = count >= 2
     if not multi.any():
         return opt, ctx, pred
+    has, spread, edge = _spread_and_edge(qn, starts, tri)
+    m = count[has] >= 2  # the vertices of multi among those of has
+    cls = np.clip(_bit_length(spread[m]) - _bit_length(edge[m]) + 4, 0, 7)
     para = qn[tri[:, 0]] + qn[tri[:, 1]] - qn[tri[:, 2]]
     owner = np.repeat(np.arange(nv), count)
-    hi = np.full((nv, 3), np.iinfo(np.int64).min)
-    lo = np.full((nv, 3), np.iinfo(np.int64).max)
-    np.maximum.at(hi, owner, para)
-    np.minimum.at(lo, owner, para)
-    first = tri[starts[:-1][multi]]
-    edge = np.abs(qn[first[:, 0]] - qn[first[:, 1]]).sum(axis=1)
-    spread = (hi[multi] - lo[multi]).sum(axis=1)
-    cls = np.clip(_bit_length(spread) - _bit_length(edge) + 4, 0, 7)
     ctx[multi] = _OPT_BASE + cls * 3 + np.minimum(count[multi], 4) - 2
     err = np.abs(qn[owner] - np.clip(para, 0, top)).sum(axis=1)
     within = np.arange(len(tri)) - np.repeat(starts[:-1].astype(np.int64), count)

@@ -579,6 +579,17 @@ class AdaptiveMvdModel:
         return np.where(mag == 0, 0, np.where(mag <= 4, 1, 2)).astype(np.int64)
 
 
+def _code_still_flags(sink, models, ctx: np.ndarray, d: np.ndarray | None) -> np.ndarray:
+    """Code (``d``: the vector differences, still where zero) or decode (None) one still flag
+    per context in ``ctx`` with ``models.still``, which learns them; returns the flags."""
+    flags = None if d is None else (np.abs(d).sum(-1) == 0).astype(np.int32)
+    flags = sink.code(ctx.astype(np.int32), models.still.tables(), flags).astype(np.int64)
+    if flags.min(initial=0) < 0 or flags.max(initial=0) > 1:
+        raise ValueError("bad still flag in the stream")
+    models.still.update(ctx, flags)
+    return flags
+
+
 def _row_differences(mv: np.ndarray, out: np.ndarray, by: int) -> np.ndarray:
     """Encoder side: copy row ``by`` of ``mv`` into ``out`` and return each block's vector minus
     its median predictor (from the blocks coded before it), (nbx, 2) int64."""
@@ -645,11 +656,7 @@ def code_vectors_joint(
     for by in range(nby):
         d = None if mv is None else _row_differences(mv, out, by)
         ctx = models.still_context(above_still, nbx)
-        flags = None if d is None else (np.abs(d).sum(-1) == 0).astype(np.int32)
-        flags = sink.code(ctx.astype(np.int32), models.still.tables(), flags).astype(np.int64)
-        if flags.min(initial=0) < 0 or flags.max(initial=0) > 1:
-            raise ValueError("bad still flag in the stream")
-        models.still.update(ctx, flags)
+        flags = _code_still_flags(sink, models, ctx, d)
         moving = np.flatnonzero(flags == 0)
         comp_ctx = AdaptiveMvdModel.context(above_d, nbx)[moving]
         dy = None if d is None else d[moving, 0].astype(np.int32)
@@ -1001,11 +1008,7 @@ def code_sub_vectors(
             np.int64
         )
         d = (v - sub_predictors(v))[:, 1:].reshape(-1, 2)
-    flags = None if d is None else (np.abs(d).sum(-1) == 0).astype(np.int32)
-    flags = sink.code(ctx.astype(np.int32), models.still.tables(), flags).astype(np.int64)
-    if flags.min(initial=0) < 0 or flags.max(initial=0) > 1:
-        raise ValueError("bad still flag in the stream")
-    models.still.update(ctx, flags)
+    flags = _code_still_flags(sink, models, ctx, d)
     moving = np.flatnonzero(flags == 0)
     got = np.zeros((3 * k, 2), np.int64)
     for comp, off in ((0, 0), (1, 3)):
