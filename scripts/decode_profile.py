@@ -46,6 +46,9 @@ def main() -> int:
     p.add_argument("--min-work", type=float, default=5e7, help="multiply-adds of a listed layer")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
+    from neuralcodec.runtime import tune_allocator
+
+    tune_allocator()
     codec = get_codec(args.codec)
     img = np.asarray(Image.open(args.image).convert("RGB"))
     encoded = codec.encode(img, args.quality)

@@ -160,12 +160,16 @@ def shared(path: Path) -> Path:
 ISA_ENVIRONMENTS = [
     (1, {"ONEDNN_MAX_CPU_ISA": "SSE41"}),
     (8, {"ONEDNN_MAX_CPU_ISA": "AVX2"}),
-    (2, {"ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "SSE41"}),
-]
+    (2, {"ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "SSE41",
+         "NEURALCODEC_MALLOC": "system"}),
+]  # fmt: skip
 
+# the command line's allocator settings (runtime.py) except where NEURALCODEC_MALLOC=system
 _DECODE_HASH = """
 import hashlib, sys, torch
 torch.set_num_threads(int(sys.argv[1]))
+from neuralcodec.runtime import tune_allocator
+tune_allocator()
 from neuralcodec.api import decode_bytes
 data = open(sys.argv[2], "rb").read()
 print(hashlib.sha256(decode_bytes(data)[0].tobytes()).hexdigest())

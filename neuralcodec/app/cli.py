@@ -27,6 +27,8 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from ..runtime import tune_allocator
+
 # Sub-commands implemented elsewhere: (words, module). The module provides
 # add_arguments(parser) and run(args) -> int | None and is imported only when used.
 DELEGATED = (
@@ -328,6 +330,7 @@ def _split_delegated(argv: list[str]) -> argparse.Namespace | None:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = _split_delegated(argv) or build_parser().parse_args(argv)
+    tune_allocator()  # large decode buffers reused, not faulted in again (runtime.py)
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

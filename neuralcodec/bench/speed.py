@@ -7,7 +7,9 @@ next to ``mbt2018_mean(quality=q, pretrained=False)``, ``elic`` and ``elic-int``
 ``Elic2022Official()`` (the paper's N=192, M=320 configuration, larger than ours), with the ratios printed. CompressAI models are prepared with
 ``update()``; their weights are random, which does not change the amount of work their
 transforms do. Times are the best of ``--repeat`` runs, in seconds, from array in to streams out
-(encode) and back (decode).
+(encode) and back (decode). Both run under the allocator settings of ``runtime.tune_allocator``
+(large freed buffers kept for reuse; ``NEURALCODEC_MALLOC=system`` for glibc's defaults), which
+the header line and the JSON name.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from torch.nn import functional as F
 
 from ..codecs.base import CodecError, get_codec
 from ..datasets.paths import kodak_dir
+from ..runtime import allocator_tuned, tune_allocator
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -102,6 +105,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    tune_allocator()  # both sides of every ratio run under the same allocator settings
+    allocator = "reuse" if allocator_tuned() else "system"
     path = args.image or kodak_dir() / "kodim23.png"
     images = ImageAdapter()
     img = images.prepare(images.read(path)).coded  # what an image codec codes: HxWx3 uint8
@@ -119,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
             }
     print(
         f"{path.name} {img.shape[1]}x{img.shape[0]}, quality {args.quality}, "
-        f"{torch.get_num_threads()} threads, best of {args.repeat}"
+        f"{torch.get_num_threads()} threads, best of {args.repeat}, allocator {allocator}"
     )
     print(f"{'coder':28s} {'encode s':>9s} {'decode s':>9s} {'bytes':>8s}")
     for name, r in rows.items():
@@ -134,6 +139,7 @@ def run(args: argparse.Namespace) -> int:
             "image": str(path.name),
             "quality": args.quality,
             "threads": torch.get_num_threads(),
+            "allocator": allocator,
             "results": rows,
             "ratios": ratios,
         }
