@@ -288,7 +288,7 @@ def test_unreferenced_vertices_near_used_ones(quality):
     bits = g.quality_to_bits(quality)
     q, _, _ = quantise(m.vertices, bits)
     *_, parts = mt._encode_geometry(np.asarray(m.faces), q, (1 << bits) - 1)
-    assert parts["near"] == 1
+    assert parts["near"] in (mt.NEAR_OFFSETS, mt.NEAR_NORMAL)  # at q9 as cheap in either frame
     _check(m, quality)
     codec = get_codec("meshtrav")
     enc = codec.encode(m, quality)
@@ -298,6 +298,101 @@ def test_unreferenced_vertices_near_used_ones(quality):
     qf, _, _ = quantise(far.vertices, bits)
     assert mt._encode_geometry(np.asarray(far.faces), qf, (1 << bits) - 1)[-1]["near"] == 0
     _check(far, quality)
+
+
+def _with_surface_points(n=60, seed=6) -> Mesh:
+    """A tilted curved sheet with unreferenced vertices on its triangles (random points inside
+    them, a little off the surface): tangential offsets from the nearest used vertex, small
+    ones along the normal, as a scan's points its triangulation left out."""
+    m = _tilted_sheet()
+    rng = np.random.default_rng(seed)
+    f = m.faces[rng.integers(0, len(m.faces), n)]
+    w = rng.dirichlet(np.ones(3), n)
+    p = (m.vertices[f] * w[:, :, None]).sum(axis=1) + rng.normal(0, 0.005, (n, 3))
+    return Mesh(np.concatenate([m.vertices, p]), m.faces)
+
+
+@pytest.mark.parametrize("quality", [5, 9])
+def test_unreferenced_vertices_in_the_normal_frame(quality):
+    """Format 8: unreferenced vertices' offsets from their used vertex along the two axes off
+    its normal axis, the third against the tangent plane there: chosen where cheaper, decoded
+    exactly, damaged streams fail in one line; a format-7 decoder refuses such a file."""
+    m = _with_surface_points()
+    bits = g.quality_to_bits(quality)
+    q, _, _ = quantise(m.vertices, bits)
+    f = np.asarray(m.faces, np.int64)
+    *_, parts = mt._encode_geometry(f, q, (1 << bits) - 1)
+    assert parts["near"] == mt.NEAR_NORMAL
+    _check(m, quality)
+    codec = get_codec("meshtrav")
+    enc = codec.encode(m, quality)
+    _junk_tails_fail_cleanly(codec, enc, m, tail=1)
+    old = Encoded(enc.codec, {**enc.header, "format": 7}, enc.streams)
+    one_line_error(CodecError, codec.decode, old, match="bad prediction mode")
+
+
+@pytest.mark.parametrize("near", [0, 1, 2])
+@pytest.mark.parametrize("make", [_with_loose_points, _with_surface_points])
+def test_unreferenced_vertex_modes_round_trip(monkeypatch, near, make):
+    """Each way of coding unreferenced vertices, forced, decodes to the quantised input."""
+    monkeypatch.setattr(mt, "_ENCODER_NEAR", near)
+    m = make()
+    for quality in (1, 9):
+        bits = g.quality_to_bits(quality)
+        q = quantise(m.vertices, bits)[0]
+        *_, parts = mt._encode_geometry(np.asarray(m.faces, np.int64), q, (1 << bits) - 1)
+        assert parts["near"] == near
+        _check(m, quality)
+
+
+def test_normal_frame_without_a_normal(monkeypatch):
+    """Used vertices whose triangles are all degenerate (no normal: offsets along x, y, z) and
+    vertices far off the grid's middle at 16 bits, in the normal frame: exact."""
+    monkeypatch.setattr(mt, "_ENCODER_NEAR", mt.NEAR_NORMAL)
+    m = _with_surface_points()
+    v = np.asarray(m.vertices)
+    flat = np.array([[0.0, 0, 0], [1, 0, 0], [2, 0, 0], [30, -20, 9], [1.01, 0.02, 0.01]])
+    nf = len(v) + np.array([[0, 1, 2], [0, 2, 1]])  # collinear: zero normals
+    mesh = Mesh(np.concatenate([v, flat]), np.concatenate([np.asarray(m.faces), nf]))
+    axis, _ = mt._anchor_normals(np.array([[0, 0, 0], [1, 0, 0], [2, 0, 0]]), nf - len(v), 255)
+    assert (axis == -1).all()
+    for quality in (1, 9):
+        _check(mesh, quality)
+
+
+@pytest.mark.parametrize("quality", [1, 9])
+def test_unreferenced_format_7_golden_files(monkeypatch, quality):
+    """Files whose unreferenced vertices are offsets in x, y, z (format 7's near mode; at q9
+    the normal frame is as cheap and wins, so the old mode is forced there) are byte for byte
+    what format 7 wrote, and those files decode."""
+    data = (REPO_DIR / "tests" / "golden" / f"meshtrav_f7_loose_q{quality}.ncf").read_bytes()
+    m = _with_loose_points()
+    if quality == 9:
+        monkeypatch.setattr(mt, "_ENCODER_NEAR", mt.NEAR_OFFSETS)
+    assert api.encode_array(m, "meshtrav", quality) == data
+    bits = g.quality_to_bits(quality)
+    dec, _ = api.decode_bytes(data)
+    assert same_triangles(m, dec, bits, quantise)
+    dq, o, s = quantise(m.vertices, bits)
+    assert np.array_equal(np.sort(g.dequantise(dq, o, s), axis=0), np.sort(dec.vertices, axis=0))
+
+
+@pytest.mark.parametrize("value", [3, 2])
+def test_bad_unreferenced_mode_one_line(monkeypatch, value):
+    """An unreferenced-vertex mode out of range, or a near mode on a mesh without unreferenced
+    vertices: one-line errors."""
+    real_encode = mt.AdaptiveEncoder.code_ints
+
+    def code_ints(self, values, sets, st, markov=1):
+        values = np.array(values)
+        if len(sets) and mt.UNUSED_SET in list(sets):
+            values[list(sets).index(mt.UNUSED_SET)] = value
+        return real_encode(self, values, sets, st, markov)
+
+    monkeypatch.setattr(mt.AdaptiveEncoder, "code_ints", code_ints)
+    codec = get_codec("meshtrav")
+    m = _with_surface_points() if value == 3 else _grid(6)
+    one_line_error(CodecError, codec.decode, codec.encode(m, 3), match="bad prediction mode")
 
 
 def _mirrored(n=12, seed=4) -> Mesh:

@@ -41,8 +41,9 @@
       the vertex's earlier axes' magnitudes; the axis slot x both) and a refinement table);
       decoded and rebuilt in one C loop
       (kernels/_adaptive.c, positions_decode); unreferenced vertices last, after the previous
-      one or as offsets from a nearby used vertex
-    all of the above: one range-coded stream (formats 4-7: "g") after a 17-byte quantisation
+      one or as offsets from a nearby used vertex (format 8, where it pays: along the two axes
+      off that vertex's normal axis, the third against its tangent plane)
+    all of the above: one range-coded stream (formats 4-8: "g") after a 17-byte quantisation
       header (origin and top on float32 values; 33 bytes in older files and degenerate boxes)
     vertex attributes: lossless, in the decoder's vertex order (geometry.py); UVs quantised to
       the same bits over their bounding square, normals normalised and quantised as octahedral
@@ -95,9 +96,11 @@ _HEAD32 = struct.Struct("<B3ff")  # mode byte, origin, the widest axis' largest 
 # is a format-6 stream with neither; 7: format 6 with the linear weights of vertices with 2+
 # parallelograms split in two classes by the parallelograms' spread (first blend value
 # _LIN_SPLIT_BASE + ..., 9 coefficients), where it pays: a format-6 stream is a format-7 stream
-# without the split, so a "g" stream decodes as format 7
-FORMAT = 7
-FORMATS = (2, 3, 4, 5, 6, 7)  # what this version decodes
+# without the split; 8: format 7 with a third way of coding unreferenced vertices (the UNUSED_SET
+# value NEAR_NORMAL: offsets in the frame of the used vertex's normal axis), where it pays: a
+# format-7 stream is a format-8 stream without it, so a "g" stream decodes as format 8
+FORMAT = 8
+FORMATS = (2, 3, 4, 5, 6, 7, 8)  # what this version decodes
 STREAM = "g"  # the geometry stream of format 4 ("geom" before)
 NUM_CANDIDATES = 6
 BORDER, NEW, FIRST_CANDIDATE = 0, 1, 2
@@ -124,7 +127,7 @@ DUPS_SET = SYMBOL_SETS + 9  # whether border vertices carry repeat flags (0 / 1)
 NORMAL_SET = SYMBOL_SETS + 10  # whether one axis is predicted in the tangent plane (format 3)
 VALENCE_SET = SYMBOL_SETS + 11  # triangle counts of new vertices (valence layouts; 8 sets)
 VALENCE_SETS = 8
-UNUSED_SET = VALENCE_SET + VALENCE_SETS  # how unreferenced vertices are coded (format 3)
+UNUSED_SET = VALENCE_SET + VALENCE_SETS  # unreferenced vertices: how (format 3; 2: format 8)
 MIRROR_SET = UNUSED_SET + 1  # mirror prediction: 0 off, else axis + 1 and the plane (format 3)
 LATTICE_SET = MIRROR_SET + 1  # per palette: gaps (0) or a lattice (1, its step and first value)
 CONN_SETS = LATTICE_SET + 1
@@ -602,6 +605,8 @@ def _traverse_decode(
 
 _NEAR_MARKOV = 4  # unreferenced vertices near a used one: reference steps, markov classes
 _NEAR_STATES = (_NEAR_MARKOV + 3) * INT_CONTEXTS  # steps (markov 4), then one set per axis
+NEAR_PLAIN, NEAR_OFFSETS, NEAR_NORMAL = 0, 1, 2  # how unreferenced vertices are coded (modes)
+_ENCODER_NEAR = None  # None: the cheapest of the modes; tests force one (0, 1, 2) where it fits
 
 
 def _near_unused(qn: np.ndarray, nused: int):
@@ -618,13 +623,67 @@ def _near_unused(qn: np.ndarray, nused: int):
     return order, np.diff(np.r_[0, ref]), rest[order] - qn[ref]
 
 
+def _anchor_normals(used: np.ndarray, faces: np.ndarray, top: int):
+    """(axis, N) of every used vertex for NEAR_NORMAL: N the sum of the normals (b - a) x
+    (c - a) of all its triangles as they are listed (each shifted down by 2 bits - 27 first,
+    then the sum down to at most 20 bits, arithmetic shifts), the axis that of its largest
+    component (the first on a tie; -1 where N is 0), N turned so that N[axis] > 0. Integers
+    only: the decoder has the same triangles and used positions."""
+    nu = len(used)
+    nrm = np.zeros((nu, 3), np.int64)
+    axis = np.full(nu, -1, np.int64)
+    f = faces[(faces < nu).all(axis=1)] if len(faces) else faces
+    if not len(f):
+        return axis, nrm
+    p = used.astype(np.int64)
+    a, b, c = p[f[:, 0]], p[f[:, 1]], p[f[:, 2]]
+    cr = np.cross(b - a, c - a) >> max(0, 2 * int(top).bit_length() - 27)
+    for k in range(3):
+        np.add.at(nrm, f[:, k], cr)
+    sh = np.maximum(_bit_length(np.abs(nrm).max(axis=1)) - 20, 0)
+    nrm = nrm >> sh[:, None]
+    n = np.argmax(np.abs(nrm), axis=1)
+    big = nrm[np.arange(nu), n]
+    nrm = np.where((big < 0)[:, None], -nrm, nrm)
+    ok = big != 0
+    axis[ok] = n[ok]
+    return axis, nrm
+
+
+def _normal_plane(axis, nrm, t0, t1, top: int) -> np.ndarray:
+    """The offset along ``axis`` that puts a point on the plane through its anchor with normal
+    ``nrm``, from its offsets t0, t1 along the next two axes: round(-(N1 t0 + N2 t1) / N0),
+    clipped to +-top (0 where axis is -1)."""
+    rows = np.arange(len(axis))
+    n = np.maximum(axis, 0)
+    nn = np.maximum(nrm[rows, n], 1)
+    num = -(nrm[rows, (n + 1) % 3] * t0 + nrm[rows, (n + 2) % 3] * t1)
+    return np.where(axis >= 0, np.clip((2 * num + nn) // (2 * nn), -top, top), 0)
+
+
+def _near_normal_values(offsets, ref, axis, nrm, top: int) -> np.ndarray:
+    """NEAR_NORMAL's values (n x 3, coding order): where the anchor has a normal axis n, the
+    offsets along n + 1 and n + 2 (mod 3), then the offset along n less _normal_plane's
+    prediction; else the offsets along x, y, z."""
+    ax = axis[ref]
+    n = np.maximum(ax, 0)
+    rows = np.arange(len(ref))
+    t0, t1 = offsets[rows, (n + 1) % 3], offsets[rows, (n + 2) % 3]
+    last = offsets[rows, n] - _normal_plane(ax, nrm[ref], t0, t1, top)
+    out = np.stack([t0, t1, last], axis=1)
+    return np.where((ax >= 0)[:, None], out, offsets)
+
+
 def _code_near(coder, steps, offsets, st: np.ndarray) -> None:
-    """Writes (or with ideal_int_bits' signature, costs) the near-mode stream part."""
+    """Writes (or with ideal_int_bits' signature, costs) the near-mode stream part (the offsets
+    as NEAR_OFFSETS sends them, or NEAR_NORMAL's values)."""
     coder(steps, np.zeros(len(steps), np.int32), st, _NEAR_MARKOV)
     coder(offsets.reshape(-1), np.tile(np.arange(3) + _NEAR_MARKOV, len(offsets)), st, 1)
 
 
-def _decode_near(dec: AdaptiveDecoder, used: np.ndarray, n: int, top: int) -> np.ndarray:
+def _decode_near(
+    dec: AdaptiveDecoder, used: np.ndarray, n: int, top: int, mode: int = NEAR_OFFSETS, faces=None
+) -> np.ndarray:
     """The n unreferenced vertices of near mode, from the used ones' positions (n x 3)."""
     st = states(_NEAR_STATES)
     steps = dec.code_ints(np.zeros(n, np.int32), st, _NEAR_MARKOV).astype(np.int64)
@@ -632,7 +691,18 @@ def _decode_near(dec: AdaptiveDecoder, used: np.ndarray, n: int, top: int) -> np
     if steps.min() < 0 or ref[-1] >= len(used):
         raise CodecError("meshtrav: corrupt stream (bad reference of an unreferenced vertex)")
     sets = np.tile(np.arange(3) + _NEAR_MARKOV, n)
-    out = used[ref].astype(np.int64) + dec.code_ints(sets, st, 1).reshape(n, 3)
+    vals = dec.code_ints(sets, st, 1).reshape(n, 3).astype(np.int64)
+    if mode == NEAR_NORMAL:  # back from (t0, t1, residual along the normal axis)
+        axis, nrm = _anchor_normals(used, faces, top)
+        ax = axis[ref]
+        k = np.maximum(ax, 0)
+        rows = np.arange(n)
+        t0, t1 = vals[:, 0], vals[:, 1]
+        last = vals[:, 2] + _normal_plane(ax, nrm[ref], t0, t1, top)
+        offs = np.empty_like(vals)
+        offs[rows, (k + 1) % 3], offs[rows, (k + 2) % 3], offs[rows, k] = t0, t1, last
+        vals = np.where((ax >= 0)[:, None], offs, vals)
+    out = used[ref].astype(np.int64) + vals
     if out.min() < 0 or out.max() > top:
         raise CodecError("meshtrav: corrupt stream (unreferenced vertex off the grid)")
     return out.astype(np.int32)
@@ -1376,7 +1446,7 @@ def _encode_geometry(faces: np.ndarray, q: np.ndarray, top: int):
         resid, pos_sets = n_resid[rows, n_order], n_sets[rows, n_order]
     # unreferenced vertices: after the previous one (Morton order), or as offsets from a used
     # vertex near each, whichever codes in fewer bits
-    near = 0
+    near = NEAR_PLAIN
     if 0 < nused < nv:
         near_order, near_steps, near_offsets = _near_unused(qn, nused)
         rows = slice(nused, nv)
@@ -1387,7 +1457,20 @@ def _encode_geometry(faces: np.ndarray, q: np.ndarray, top: int):
             cost[0] += ideal_int_bits(v, sets_, st, markov)
 
         _code_near(count, near_steps, near_offsets, states(_NEAR_STATES))
-        near = int(cost[0] + 8 < plain)
+        near_cost = {NEAR_PLAIN: plain - 8, NEAR_OFFSETS: cost[0]}
+        # format 8: the offsets in the frame of the anchor's normal axis, where that is cheaper
+        ref = np.cumsum(near_steps)
+        n_axis, n_nrm = _anchor_normals(qn[:nused], new_faces, top)
+        normal_values = _near_normal_values(near_offsets, ref, n_axis, n_nrm, top)
+        cost[0] = 0.0
+        _code_near(count, near_steps, normal_values, states(_NEAR_STATES))
+        near_cost[NEAR_NORMAL] = cost[0] + 8  # where it saves a byte (range coder rounding)
+        if _ENCODER_NEAR is None:  # the cheapest (a tie: the older mode)
+            near = min(near_cost, key=lambda m: (near_cost[m], m))
+        else:
+            near = _ENCODER_NEAR
+        if near == NEAR_NORMAL:
+            near_offsets = normal_values
         if near:  # decoded in that order: renumber them
             perm = np.r_[np.arange(nused), nused + near_order]
             orig_of, qn = orig_of[perm], qn[perm]
@@ -1744,7 +1827,7 @@ class TraversalMeshCodec(Codec):
                 and select in ((0, 1, 2, 3) if fmt >= 6 else (0, 1))
                 and dups in (0, 1)
                 and normal in (0, 1)
-                and near in (0, int(0 < nused < nv))
+                and near in ((0, 1, 2)[: 1 + (0 < nused < nv) * (2 if fmt >= 8 else 1)])
             ):
                 raise CodecError("meshtrav: corrupt stream (bad prediction mode)")
             select, mix = select & 1, select >> 1
@@ -1773,7 +1856,7 @@ class TraversalMeshCodec(Codec):
                 lin,
             )
             if near:
-                q = np.concatenate([q, _decode_near(dec, q, nv - nused, top)])
+                q = np.concatenate([q, _decode_near(dec, q, nv - nused, top, near, faces)])
         except CodecError:
             raise
         except (DecodeError, ValueError) as exc:  # ValueError: sizes the stream got wrong
