@@ -6,6 +6,9 @@ frames by motion compensation from decoded frames plus a learned residual coder.
     VideoSource (8-bit 4:2:0, streamed) --GOP of ``gop`` frames-->
       I frame: Y'CbCr --integer BT.601 (chroma repeated 2x2)--> RGB --elic-int--> streams z, y
                decoded RGB --integer BT.601, chroma averaged 2x2--> reference planes
+               or (tools bit 256, the encoder's choice per I frame by squared error + lambda x
+               bits) block intra coding of the planes themselves (video_intra: directional
+               prediction from decoded neighbours, the residual coder's transform, deblocking)
       P frame: vectors = estimate(current Y, reference Y)                (encoder only)
                one range-coded stream: vectors (video_motion; tools bit 128: split flags, the
                blocks' vectors, then three more 8x8 vectors per split block), then Y, U, V residual
@@ -15,7 +18,8 @@ frames by motion compensation from decoded frames plus a learned residual coder.
       B frame (``bframes`` > 1, tools bit 8): from the decoded frames on either side
                (``coding_order``), one vector field + a mode per block, then the residual
     segment "g<k>" of the .ncf = the frames of GOP k in coding order, each as varint length +
-               payload (an I frame's payload: varint length of z, z, y)
+               payload (an I frame's payload: varint length of z, z, y; with tools bit 256
+               first a byte, 0 for that, 1 for block intra: then the step index and the stream)
 
 Every reference frame is integer arithmetic end to end (elic-int's exact synthesis, integer
 colour conversion, integer interpolation, integer inverse transform and loop filter), so the
@@ -36,6 +40,7 @@ import numpy as np
 
 from neuralcodec.entropy import rangecoder
 
+from . import video_intra
 from .base import Codec, CodecError, Encoded, get_codec, register
 from .latent.sinks import DecoderSinks, EncoderSinks
 from .video_motion import (
@@ -92,7 +97,11 @@ TOOL_DEBLOCK = 16  # in-loop deblocking of the inter frames' transform block edg
 TOOL_CHROMA_STEP = 32  # the inter frames' chroma step: "cstep" grid steps from the luma step
 TOOL_RES_ADAPTIVE = 64  # residual coefficients on adaptive binary contexts carried over the GOP
 TOOL_SPLIT = 128  # P frames: a split flag per 16x16 block, split ones with four 8x8 vectors
-TOOLS = TOOL_OBMC | TOOL_MV_CARRY | TOOL_MV_JOINT | TOOL_DEBLOCK | TOOL_RES_ADAPTIVE | TOOL_SPLIT
+TOOL_INTRA_BLOCK = 256  # I frames: elic-int or block intra coding (video_intra), per frame
+TOOLS = (
+    TOOL_OBMC | TOOL_MV_CARRY | TOOL_MV_JOINT | TOOL_DEBLOCK | TOOL_RES_ADAPTIVE | TOOL_SPLIT
+    | TOOL_INTRA_BLOCK
+)  # fmt: skip
 # the encoder's (B: as well
 # TOOL_BFRAMES; TOOL_CHROMA_STEP when CHROMA_STEP is not 0); files without "tools": none
 KNOWN_TOOLS = TOOLS | TOOL_BFRAMES | TOOL_CHROMA_STEP
@@ -101,6 +110,13 @@ MAX_CSTEP = 16
 RES_RD_TRIAL = False  # tools bit 64: the trial pass above for every frame, not just the first
 INTRA_OFFSET = 0  # the I frames' elic-int quality: the quality's + this (encoder only)
 MV_LAMBDA = 1.0  # P vectors: squared error + this x RD_LAMBDA x step**2 x bits (encoder only)
+# TOOL_INTRA_BLOCK (encoder only): an I frame is coded with elic-int and with the block intra
+# coder at the quality's step index + each of INTRA_STEPS, and the least squared error +
+# INTRA_LAMBDA x RD_LAMBDA x step**2 x bits (the quality's step, in pixels) is kept
+INTRA_STEPS = (-6, -4, -2, 0)
+INTRA_LAMBDA = 0.5
+INTRA_ELIC, INTRA_BLOCK = 0, 1  # the first byte of an I frame's payload with TOOL_INTRA_BLOCK
+INTRA_CHOICE: int | None = None  # encoder only: None the cheaper, else INTRA_ELIC / INTRA_BLOCK
 
 
 def _cstep(hdr: dict, tools: int) -> int:
@@ -308,19 +324,84 @@ class ElicIpCodec(Codec):
         return q, q - self.quality_range[0]
 
     # -- frames ---------------------------------------------------------------------------
-    def _intra_encode(self, frame, quality: int) -> tuple[bytes, tuple[np.ndarray, ...]]:
+    def _intra_encode(
+        self, frame, quality: int, si: int | None = None
+    ) -> tuple[bytes, tuple[np.ndarray, ...]]:
+        """An I frame with ``elic-int`` at ``quality``, or (``si``: the quality's step index,
+        ``TOOL_INTRA_BLOCK``) with whichever of it and the block intra coder costs less."""
         rgb = yuv420_to_rgb(*frame)
         enc, rec = self.intra.encode_with_reconstruction(rgb, quality)
         if list(enc.streams) != ["z", "y"]:
             raise CodecError(f"elic-ip: unexpected elic-int streams {list(enc.streams)}")
         z, y = enc.streams["z"], enc.streams["y"]
-        return _varint(len(z)) + z + y, rgb_to_yuv420(rec)
+        best = (_varint(len(z)) + z + y, rgb_to_yuv420(rec))
+        if si is None:
+            return best
+        lam = INTRA_LAMBDA * RD_LAMBDA * (STEP_GRID[si] / 16) ** 2
 
-    def _intra_decode(self, payload: bytes, h: int, w: int, quality: int):
+        def cost(payload, planes) -> float:
+            sse = sum(
+                float(((a.astype(np.int64) - b) ** 2).sum())
+                for a, b in zip(frame, planes, strict=True)
+            )
+            return sse + lam * 8 * len(payload)
+
+        best = (bytes([INTRA_ELIC]) + best[0], best[1])
+        if INTRA_CHOICE == INTRA_ELIC:
+            return best
+        best_cost = float("inf") if INTRA_CHOICE == INTRA_BLOCK else cost(*best)
+        for off in INTRA_STEPS:
+            k = min(max(si + off, 0), len(STEP_GRID) - 1)
+            payload, planes = self._block_intra_encode(frame, k)
+            c = cost(payload, planes)
+            if c < best_cost:
+                best, best_cost = (payload, planes), c
+        return best
+
+    def _block_intra_encode(self, frame, si: int) -> tuple[bytes, tuple[np.ndarray, ...]]:
+        model = video_intra.intra_model()
+        step = STEP_GRID[si]
+        lam = RD_LAMBDA  # per bit, in squared steps, as the P frames' levels
+        coded, recs, shapes = [], [], []
+        for i, f in enumerate(frame):
+            kind = "luma" if i == 0 else "chroma"
+            modes, q, rec = video_intra.encode_plane(
+                model, video_intra.pad_plane(f), kind, step, lam
+            )
+            coded.append((modes, q))
+            recs.append(video_intra.finish(rec, f.shape, step))
+            shapes.append(modes.shape)
+        sinks = EncoderSinks()
+        video_intra.code_planes(sinks["p"], model, [(si, step)] * 3, shapes, coded)
+        return bytes([INTRA_BLOCK, si]) + sinks.finish()["p"], tuple(recs)
+
+    def _intra_decode(self, payload: bytes, h: int, w: int, quality: int, tools: int = TOOLS):
+        if tools & TOOL_INTRA_BLOCK:
+            if not payload or payload[0] not in (INTRA_ELIC, INTRA_BLOCK):
+                raise CodecError("elic-ip: unknown I frame coding in the stream")
+            if payload[0] == INTRA_BLOCK:
+                return self._block_intra_decode(payload[1:], h, w)
+            payload = payload[1:]
         z, pos = _take(payload, 0)
         header = {"quality": quality, "shape": (h, w, 3), "weights_sha256": None}
         enc = Encoded("elic-int", header, {"z": z, "y": payload[pos:]})
         return rgb_to_yuv420(self.intra.decode(enc))
+
+    def _block_intra_decode(self, payload: bytes, h: int, w: int):
+        if not payload or payload[0] >= len(STEP_GRID):
+            raise CodecError("elic-ip: bad quantiser step in an I frame")
+        model = video_intra.intra_model()
+        si, step = payload[0], STEP_GRID[payload[0]]
+        sizes = [(h, w), (h // 2, w // 2), (h // 2, w // 2)]
+        shapes = [(-(-a // TB), -(-b // TB)) for a, b in sizes]
+        sink = DecoderSinks({"p": payload[1:]})["p"]
+        coded = video_intra.code_planes(sink, model, [(si, step)] * 3, shapes)
+        out = []
+        for i, ((modes, q), size) in enumerate(zip(coded, sizes, strict=True)):
+            kind = "luma" if i == 0 else "chroma"
+            rec = video_intra.decode_plane(model, modes, q, kind, step)
+            out.append(video_intra.finish(rec, size, step))
+        return tuple(out)
 
     def _inter_encode(
         self, refs, frame, si: int, state=None, dist: tuple[int, int] | None = None
@@ -542,7 +623,8 @@ class ElicIpCodec(Codec):
                     streams[f"g{i // self.gop - 1}"] = b"".join(parts)
                     parts = []
                 recon.clear()
-                payload, recon[i] = self._intra_encode(frame, iq)
+                block_si = si if TOOLS & TOOL_INTRA_BLOCK else None
+                payload, recon[i] = self._intra_encode(frame, iq, block_si)
                 parts.append(_varint(len(payload)) + payload)
                 sizes[i] = len(payload)
                 if keep is not None:
@@ -637,7 +719,7 @@ class ElicIpCodec(Codec):
                 payload, pos = _take(buf, pos)
                 try:
                     if not refs:
-                        done[i] = self._intra_decode(payload, h, w, iq)
+                        done[i] = self._intra_decode(payload, h, w, iq, tools)
                         state = GopState()
                     elif len(refs) == 1:
                         done[i] = self._p_decode(payload, done[refs[0]], tools, state, cstep=cstep)

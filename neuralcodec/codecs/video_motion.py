@@ -763,16 +763,18 @@ def mode_context(above: np.ndarray | None, nbx: int) -> np.ndarray:
 def code_modes(
     sink, shape: tuple[int, int], modes: np.ndarray | None, model: AdaptiveSymbolModel
 ) -> np.ndarray:
-    """Code (``modes`` given) or decode (None) a B frame's block modes, row by row."""
+    """Code (``modes`` given) or decode (None) a frame's block modes (B frames' prediction
+    modes; an intra frame's prediction directions), row by row, each in the context of the
+    mode above (``model.symbols`` on the first row)."""
     nby, nbx = shape
     out = np.zeros((nby, nbx), np.int64)
     above = None
     for by in range(nby):
-        ctx = mode_context(above, nbx)
+        ctx = np.full(nbx, model.symbols, np.int64) if above is None else above
         vals = None if modes is None else modes[by].astype(np.int32)
         got = sink.code(ctx.astype(np.int32), model.tables(), vals).astype(np.int64)
-        if got.min() < 0 or got.max() >= MODES:
-            raise ValueError("bad B block mode in the stream")
+        if got.min() < 0 or got.max() >= model.symbols:
+            raise ValueError("bad block mode in the stream")
         model.update(ctx, got)
         out[by] = got
         above = got
