@@ -113,8 +113,8 @@ MV_LAMBDA = 1.0  # P vectors: squared error + this x RD_LAMBDA x step**2 x bits 
 # TOOL_INTRA_BLOCK (encoder only): an I frame is coded with elic-int and with the block intra
 # coder at the quality's step index + each of INTRA_STEPS, and the least squared error +
 # INTRA_LAMBDA x RD_LAMBDA x step**2 x bits (the quality's step, in pixels) is kept
-INTRA_STEPS = (-6, -4, -2, 0)
-INTRA_LAMBDA = 0.5
+INTRA_STEPS = (-8, -6, -4, -2, 0)
+INTRA_LAMBDA = 0.25
 INTRA_ELIC, INTRA_BLOCK = 0, 1  # the first byte of an I frame's payload with TOOL_INTRA_BLOCK
 INTRA_CHOICE: int | None = None  # encoder only: None the cheaper, else INTRA_ELIC / INTRA_BLOCK
 
