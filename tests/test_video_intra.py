@@ -210,3 +210,34 @@ def test_the_dct_basis_is_nearly_orthonormal_integers_with_the_flat_vector_first
     g = b.T.astype(np.float64) @ b / 4096.0**2
     assert np.abs(g - np.eye(64)).max() < 2e-3
     assert (b[:, 0] == b[0, 0]).all()  # DC first, then the lowest frequencies
+
+
+@needs_weights
+def test_inter_residuals_in_the_dct_round_trip_and_older_files_keep_the_klt(monkeypatch):
+    from neuralcodec.codecs.learned_video import TOOL_DCT_INTER, TOOL_RES_ADAPTIVE
+
+    codec, encoded, seen = _clip(monkeypatch, None, n=3)
+    assert encoded.header["tools"] & TOOL_DCT_INTER
+    decoded = list(get_codec("elic-ip").decode(encoded))
+    assert all(
+        all(np.array_equal(p, q) for p, q in zip(a, b, strict=True))
+        for a, b in zip(seen, decoded, strict=True)
+    )
+    monkeypatch.setattr(learned_video, "TOOLS", learned_video.TOOLS & ~TOOL_DCT_INTER)
+    _, klt, klt_seen = _clip(monkeypatch, None, n=3)
+    monkeypatch.undo()
+    assert not klt.header["tools"] & TOOL_DCT_INTER
+    assert klt.streams["g0"] != encoded.streams["g0"]  # the P frames differ
+    decoded = list(get_codec("elic-ip").decode(klt))
+    assert all(
+        all(np.array_equal(p, q) for p, q in zip(a, b, strict=True))
+        for a, b in zip(klt_seen, decoded, strict=True)
+    )
+    bad = Encoded(
+        encoded.codec,
+        {**encoded.header, "tools": encoded.header["tools"] & ~TOOL_RES_ADAPTIVE},
+        encoded.streams,
+    )
+    one_line_error(
+        CodecError, lambda: list(get_codec("elic-ip").decode(bad)), match="adaptive residual"
+    )

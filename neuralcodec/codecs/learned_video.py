@@ -98,9 +98,10 @@ TOOL_CHROMA_STEP = 32  # the inter frames' chroma step: "cstep" grid steps from 
 TOOL_RES_ADAPTIVE = 64  # residual coefficients on adaptive binary contexts carried over the GOP
 TOOL_SPLIT = 128  # P frames: a split flag per 16x16 block, split ones with four 8x8 vectors
 TOOL_INTRA_BLOCK = 256  # I frames: elic-int or block intra coding (video_intra), per frame
+TOOL_DCT_INTER = 512  # inter residuals in the integer 8x8 DCT, not the learned KLT (needs 64)
 TOOLS = (
     TOOL_OBMC | TOOL_MV_CARRY | TOOL_MV_JOINT | TOOL_DEBLOCK | TOOL_RES_ADAPTIVE | TOOL_SPLIT
-    | TOOL_INTRA_BLOCK
+    | TOOL_INTRA_BLOCK | TOOL_DCT_INTER
 )  # fmt: skip
 # the encoder's (B: as well
 # TOOL_BFRAMES; TOOL_CHROMA_STEP when CHROMA_STEP is not 0); files without "tools": none
@@ -176,6 +177,9 @@ def _bgop(hdr: dict, tools: int) -> int:
     if isinstance(bgop, bool) or not isinstance(bgop, int) or not 2 <= bgop <= MAX_BFRAMES:
         raise CodecError(f"elic-ip: bad B-frame spacing {bgop!r} in the header")
     return bgop
+
+
+_DCT_MODELS: dict = {}
 
 
 class GopState:
@@ -410,7 +414,8 @@ class ElicIpCodec(Codec):
         later reference, ``dist``: the frame's distances to them) with quantiser step
         ``STEP_GRID[si]``: (payload, reconstruction). The payload starts with the step's index,
         so an encoder may pick it per frame."""
-        model = self.residual()[0]
+        tools = _encoder_tools(dist is not None)
+        model = self._inter_model(tools)
         state = GopState() if state is None else state
         step = STEP_GRID[si]
         lam = LAMBDA_PER_STEP * step / 16
@@ -446,7 +451,11 @@ class ElicIpCodec(Codec):
                 hints = prediction_hints(_pad8(p.astype(np.int32)), steps[i])
                 q1 = None
                 if RES_RD_TRIAL or not np.any(scratch[base : base + RES_SET] >> 16):
-                    q1 = model.quantise_rd(r, k, steps[i], RD_LAMBDA)
+                    q1 = (  # the DCT has no frozen tables: plain rounding for the trial
+                        model.quantise(r, k, steps[i])
+                        if tools & TOOL_DCT_INTER
+                        else model.quantise_rd(r, k, steps[i], RD_LAMBDA)
+                    )
                     adaptive_plane_bits(q1, hints, scratch, base)
                 qs.append(
                     quantise_rd_adaptive(model, r, k, steps[i], RD_LAMBDA, scratch, base, hints, q1)
@@ -462,11 +471,24 @@ class ElicIpCodec(Codec):
                 for f, p, k, st in zip(frame, pred, kinds, steps, strict=True)
             ]
         sinks = EncoderSinks()
-        tools = _encoder_tools(dist is not None)
         recon = self._inter(
             sinks["p"], refs, si, tools, mv, qs, state, dist, modes, cstep=CHROMA_STEP
         )
         return bytes([si]) + sinks.finish()["p"], recon
+
+    def _inter_model(self, tools: int) -> ResidualModel:
+        """The inter frames' residual transform: the learned KLT of the weights file, or with
+        ``TOOL_DCT_INTER`` the integer DCT (the KLT's encoder rounding offset)."""
+        klt = self.residual()[0]
+        if not tools & TOOL_DCT_INTER:
+            return klt
+        key = ("dct", klt.rounding)
+        if key not in _DCT_MODELS:
+            basis = video_intra.dct_basis()
+            _DCT_MODELS[key] = ResidualModel(
+                {"luma": basis, "chroma": basis}, None, None, klt.steps, klt.rounding, {}
+            )  # type: ignore[arg-type]
+        return _DCT_MODELS[key]
 
     @staticmethod
     def _b_prediction(refs, mv, modes, d0: int, d1: int, obmc: bool):
@@ -492,7 +514,7 @@ class ElicIpCodec(Codec):
         (``GopState``: used with ``TOOL_MV_CARRY``; None makes a fresh one); ``dist``: a B
         frame's distances to its references (None: a P frame), ``modes`` its block modes;
         ``cstep``: the chroma planes' step offset (``TOOL_CHROMA_STEP``)."""
-        model = self.residual()[0]
+        model = self._inter_model(tools)
         state = GopState() if state is None else state
         h, w = refs[0][0].shape
         shape = (-(-h // BLOCK), -(-w // BLOCK))
@@ -674,6 +696,8 @@ class ElicIpCodec(Codec):
         cstep = _cstep(hdr, tools)
         if tools & TOOL_SPLIT and not tools & TOOL_OBMC:
             raise CodecError("elic-ip: split blocks in a file without overlapped compensation")
+        if tools & TOOL_DCT_INTER and not tools & TOOL_RES_ADAPTIVE:
+            raise CodecError("elic-ip: the DCT residual needs the adaptive residual contexts")
         iq, qi = self._steps(int(hdr["quality"]))
         frames, h, w = shape[:3]
         ngops = -(-frames // gop)
