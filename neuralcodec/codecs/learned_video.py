@@ -354,12 +354,16 @@ class ElicIpCodec(Codec):
         if INTRA_CHOICE == INTRA_ELIC:
             return best
         best_cost = float("inf") if INTRA_CHOICE == INTRA_BLOCK else cost(*best)
-        for off in INTRA_STEPS:
-            k = min(max(si + off, 0), len(STEP_GRID) - 1)
+        previous = float("inf")
+        for off in INTRA_STEPS:  # finest first; the cost is about convex in the step, so the
+            k = min(max(si + off, 0), len(STEP_GRID) - 1)  # first rise ends the search
             payload, planes = self._block_intra_encode(frame, k)
             c = cost(payload, planes)
             if c < best_cost:
                 best, best_cost = (payload, planes), c
+            if c > previous:
+                break
+            previous = c
         return best
 
     def _block_intra_encode(self, frame, si: int) -> tuple[bytes, tuple[np.ndarray, ...]]:
