@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-import hashlib
-import os
-import subprocess
-import sys
-
 import numpy as np
 import pytest
-from conftest import REPO_DIR, one_line_error
-from test_video_codec import ENVIRONMENTS, H, W, moving_clip, needs_weights, plane_psnr, source_of
+from conftest import one_line_error
+from test_video_codec import (
+    H,
+    W,
+    assert_decodes_identically_everywhere,
+    moving_clip,
+    needs_weights,
+    plane_psnr,
+    source_of,
+)
 
 from neuralcodec import api
 from neuralcodec.codecs import learned_video, video_intra
@@ -155,35 +158,11 @@ def test_damaged_block_intra_frames_fail_in_one_line(monkeypatch):
     one_line_error(CodecError, lambda: list(codec.decode(truncated)), match=".")
 
 
-_DECODE = """
-import hashlib, sys, torch
-torch.set_num_threads(int(sys.argv[1]))
-from neuralcodec.api import decode_bytes
-h = hashlib.sha256()
-for frame in decode_bytes(open(sys.argv[2], "rb").read())[0]:
-    for plane in frame:
-        h.update(plane.tobytes())
-print(h.hexdigest())
-"""
-
-
 @needs_weights
 def test_block_intra_frames_decode_identically_under_every_instruction_set(tmp_path, monkeypatch):
     monkeypatch.setattr(learned_video, "INTRA_CHOICE", INTRA_BLOCK)
     data = api.encode_array(source_of(moving_clip(2)), "elic-ip", 4, {"gop": 8}, "video")
-    path = tmp_path / "x.ncf"
-    path.write_bytes(data)
-    h = hashlib.sha256()
-    for frame in api.decode_bytes(data)[0]:
-        for plane in frame:
-            h.update(plane.tobytes())
-    for threads, env in ENVIRONMENTS:
-        out = subprocess.run(
-            [sys.executable, "-c", _DECODE, str(threads), str(path)],
-            cwd=REPO_DIR, env={**os.environ, **env}, check=True, timeout=300,
-            capture_output=True, text=True,
-        )  # fmt: skip
-        assert out.stdout.strip() == h.hexdigest(), (threads, env)
+    assert_decodes_identically_everywhere(data, tmp_path)
 
 
 def test_each_direction_is_predicted_best_by_its_own_mode():
