@@ -49,10 +49,8 @@ from .video_residual import (
 )
 
 INTRA_MODES = 10
-ROUNDING = 0.4  # the encoder's rounding offset of the levels (dead zone below 0.6 steps)
 LEVEL_BITS = (1.5, 1.0)  # approximate bits of a non-zero level: this[0] + this[1] log2(1 + |q|)
 MODE_WEIGHT = 0.5  # a mode's cost in the encoder's choice: this x its code length (adaptive)
-RDOQ = True  # levels by squared error + lambda x approximate bits (else plain dead-zone rounding)
 HINT = np.array([0, 1, 1, 2, 3, 3, 3, 3, 3, 3], np.int32)  # hint class of each mode
 assert HINT.max() < RES_HINTS
 
@@ -108,73 +106,140 @@ def available(y: int, x: int, mode: int) -> bool:
     return y > 0 and x > 0
 
 
-def predict(rec: np.ndarray, y: int, x: int, mode: int) -> np.ndarray:
-    """The 8x8 prediction (int64) of the block at (y, x) from the decoded pixels ``rec``."""
-    w = rec.shape[1]
-    if mode == 0:
+# Every mode but DC and planar is (w_a E[a] + w_b E[b] + w_c E[c] + 2) >> 2 per pixel, E the
+# block's edge vector: E[_OFF] the corner, E[_OFF - 1 - j] the left column's pixel j (j > 7:
+# the last one repeated), E[_OFF + 1 + j] the row above (j < 8), then above-right (8 <= j < 16),
+# then its last pixel repeated. A 2-tap mean (a + b + 1) >> 1 is (2a + 2b + 2) >> 2.
+_OFF = 14
+_ELEN = _OFF + 19
+
+
+def _lx(j: int) -> int:
+    return _OFF - 1 - j
+
+
+def _tx(j: int) -> int:
+    return _OFF + 1 + j
+
+
+def _tap_tables() -> tuple[np.ndarray, np.ndarray]:
+    """(index (modes, 3, 64), weight (modes, 3, 64)) of the directional modes 1, 2, 4..9."""
+    idx = np.full((INTRA_MODES, 3, NC), _OFF, np.int64)
+    wgt = np.zeros((INTRA_MODES, 3, NC), np.int64)
+
+    def put(m, p, taps):
+        for k, (i, w) in enumerate(taps):
+            idx[m, k, p], wgt[m, k, p] = i, w
+
+    def e(m: int) -> int:  # the diagonal modes' edge array e[m] (e[TB] the corner)
+        return _OFF - TB + m
+
+    for y in range(TB):
+        for x in range(TB):
+            p = y * TB + x
+            put(1, p, [(_tx(x), 4)])
+            put(2, p, [(_lx(y), 4)])
+            k = x + y
+            put(4, p, [(_tx(k), 1), (_tx(k + 1), 2), (_tx(k + 2), 1)])
+            put(5, p, [(e(TB + x - y - 1), 1), (e(TB + x - y), 2), (e(TB + x - y + 1), 1)])
+            for m, (u, v, sgn) in ((6, (x, y, 1)), (7, (y, x, -1))):
+                z, j = 2 * u - v, u - (v >> 1)
+                if z >= 0 and z % 2 == 0:
+                    taps = [(e(TB + sgn * j), 2), (e(TB + sgn * (j + 1)), 2)]
+                elif z > 0:
+                    taps = [
+                        (e(TB + sgn * (j - 1)), 1),
+                        (e(TB + sgn * j), 2),
+                        (e(TB + sgn * (j + 1)), 1),
+                    ]
+                elif z == -1:
+                    taps = [(e(TB - 1), 1), (e(TB), 2), (e(TB + 1), 1)]
+                else:
+                    t = min(max(v - 2 * u, 2), TB - 1)
+                    taps = [
+                        (e(TB - sgn * t), 1),
+                        (e(TB - sgn * (t - 1)), 2),
+                        (e(TB - sgn * (t - 2)), 1),
+                    ]
+                put(m, p, taps)
+            k = x + (y >> 1)
+            put(
+                8,
+                p,
+                [(_tx(k), 2), (_tx(k + 1), 2)]
+                if y % 2 == 0
+                else [(_tx(k), 1), (_tx(k + 1), 2), (_tx(k + 2), 1)],
+            )
+            z, k = x + 2 * y, y + (x >> 1)
+            if z > 2 * TB - 3:
+                taps = [(_lx(TB - 1), 4)]
+            elif z == 2 * TB - 3:
+                taps = [(_lx(TB - 2), 1), (_lx(TB - 1), 3)]
+            elif z % 2 == 0:
+                taps = [(_lx(k), 2), (_lx(k + 1), 2)]
+            else:
+                taps = [(_lx(k), 1), (_lx(k + 1), 2), (_lx(k + 2), 1)]
+            put(9, p, taps)
+    return idx, wgt
+
+
+_TAP_IDX, _TAP_W = _tap_tables()
+_RAMP = np.arange(TB)
+
+
+def edges(rec: np.ndarray, y: int, x: int) -> np.ndarray:
+    """The edge vector E (int64, ``_ELEN``) of the block at (y, x); entries of absent edges are
+    0 (no available mode reads them)."""
+    e = np.zeros(_ELEN, np.int64)
+    if x > 0:
+        left = rec[y : y + TB, x - 1]
+        e[_OFF - TB : _OFF] = left[::-1]
+        e[: _OFF - TB] = left[-1]
+    if y > 0:
+        top = rec[y - 1, x : x + TB]
+        e[_OFF + 1 : _OFF + 1 + TB] = top
+        w = rec.shape[1]
+        if x + 2 * TB <= w:
+            e[_OFF + 1 + TB : _OFF + 1 + 2 * TB] = rec[y - 1, x + TB : x + 2 * TB]
+        else:
+            e[_OFF + 1 + TB : _OFF + 1 + 2 * TB] = top[-1]
+        e[_OFF + 1 + 2 * TB :] = e[_OFF + 2 * TB]
+        if x > 0:
+            e[_OFF] = rec[y - 1, x - 1]
+    return e
+
+
+def predict_modes(e: np.ndarray, y: int, x: int, modes) -> np.ndarray:
+    """Predictions (len(modes), 64) int64 of the block at (y, x) from its edge vector ``e``,
+    row-major; every mode must be ``available`` there."""
+    out = np.empty((len(modes), NC), np.int64)
+    taps = [m for m in modes if m not in (0, 3)]
+    if taps:
+        out[[modes.index(m) for m in taps]] = (
+            (_TAP_W[taps] * e[_TAP_IDX[taps]]).sum(axis=1) + 2
+        ) >> 2
+    if 0 in modes:
         s = n = 0
         if y > 0:
-            s, n = s + int(rec[y - 1, x : x + TB].sum()), n + TB
+            s, n = s + int(e[_OFF + 1 : _OFF + 1 + TB].sum()), n + TB
         if x > 0:
-            s, n = s + int(rec[y : y + TB, x - 1].sum()), n + TB
-        return np.full((TB, TB), (s + n // 2) // n if n else 128, np.int64)
+            s, n = s + int(e[_OFF - TB : _OFF].sum()), n + TB
+        out[modes.index(0)] = (s + n // 2) // n if n else 128
+    if 3 in modes:
+        top, right0 = e[_OFF + 1 : _OFF + 1 + TB], e[_OFF + 1 + TB]
+        left = e[_OFF - TB : _OFF][::-1]
+        i = _RAMP
+        hor = (TB - 1 - i)[None, :] * left[:, None] + (i + 1)[None, :] * right0
+        ver = (TB - 1 - i)[:, None] * top[None, :] + (i + 1)[:, None] * left[-1]
+        out[modes.index(3)] = ((hor + ver + TB) >> 4).reshape(NC)
+    return out
+
+
+def predict(rec: np.ndarray, y: int, x: int, mode: int) -> np.ndarray:
+    """The 8x8 prediction (int64) of the block at (y, x) from the decoded pixels ``rec``."""
     if not available(y, x, mode):
         raise ValueError("intra mode without its edges")
-    i = np.arange(TB)
-    if mode == 2:
-        return np.repeat(rec[y : y + TB, x - 1].astype(np.int64)[:, None], TB, 1)
-    yy, xx = np.mgrid[0:TB, 0:TB]
-    if mode == 9:  # horizontal-up, from the left column only
-        left = rec[y : y + TB, x - 1].astype(np.int64)
-        e = np.concatenate([left, np.repeat(left[-1:], 6)])
-        z, k = xx + 2 * yy, yy + (xx >> 1)
-        two = (e[k] + e[k + 1] + 1) >> 1
-        three = (e[k] + 2 * e[k + 1] + e[k + 2] + 2) >> 2
-        out = np.where(z % 2 == 0, two, three)
-        out = np.where(z == 2 * TB - 3, (left[-2] + 3 * left[-1] + 2) >> 2, out)
-        return np.where(z > 2 * TB - 3, left[-1], out)
-    top = rec[y - 1, x : x + TB].astype(np.int64)
-    if mode == 1:
-        return np.repeat(top[None], TB, 0)
-    right = (
-        rec[y - 1, x + TB : x + 2 * TB].astype(np.int64)
-        if x + 2 * TB <= w
-        else np.full(TB, top[-1], np.int64)
-    )
-    if mode == 4:
-        e = np.concatenate([top, right, right[-1:]])
-        k = i[:, None] + i[None, :]
-        return (e[k] + 2 * e[k + 1] + e[k + 2] + 2) >> 2
-    if mode == 8:  # vertical-left, from above and above-right
-        e = np.concatenate([top, right])
-        k = xx + (yy >> 1)
-        two = (e[k] + e[k + 1] + 1) >> 1
-        three = (e[k] + 2 * e[k + 1] + e[k + 2] + 2) >> 2
-        return np.where(yy % 2 == 0, two, three)
-    left = rec[y : y + TB, x - 1].astype(np.int64)
-    if mode == 3:
-        hor = (TB - 1 - i)[None, :] * left[:, None] + (i + 1)[None, :] * right[0]
-        ver = (TB - 1 - i)[:, None] * top[None, :] + (i + 1)[:, None] * left[-1]
-        return (hor + ver + TB) >> 4
-    corner = np.array([rec[y - 1, x - 1]], np.int64)
-    e = np.concatenate([left[::-1], corner, top, top[-1:]])  # e[TB] is the corner
-    if mode == 5:  # diagonal down-right
-        k = TB + i[None, :] - i[:, None]
-        return (e[k - 1] + 2 * e[k] + e[k + 1] + 2) >> 2
-    # vertical-right (6) and horizontal-down (7, its mirror image): edge position j counts
-    # along the top from the corner (e[TB + j]: j = 0 the corner, j > 0 above, j < 0 left)
-    u, v = (xx, yy) if mode == 6 else (yy, xx)  # along, across the main edge
-    sgn = 1 if mode == 6 else -1
-    z = 2 * u - v
-    j = u - (v >> 1)
-    two = (e[TB + sgn * j] + e[TB + sgn * (j + 1)] + 1) >> 1
-    three = (e[TB + sgn * (j - 1)] + 2 * e[TB + sgn * j] + e[TB + sgn * (j + 1)] + 2) >> 2
-    out = np.where(z % 2 == 0, two, three)
-    out = np.where(z == -1, (e[TB - 1] + 2 * e[TB] + e[TB + 1] + 2) >> 2, out)
-    # beyond the corner: the other edge at distance v - 2u from it, 1-2-1 smoothed
-    t = np.clip(v - 2 * u, 2, TB - 1)
-    side = (e[TB - sgn * t] + 2 * e[TB - sgn * (t - 1)] + e[TB - sgn * (t - 2)] + 2) >> 2
-    return np.where(z < -1, side, out)
+    return predict_modes(edges(rec, y, x), y, x, [mode])[0].reshape(TB, TB)
 
 
 def pad_plane(plane: np.ndarray) -> np.ndarray:
@@ -188,7 +253,7 @@ def encode_plane(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(modes, levels (nby, nbx, 64) int32, decoded plane before deblocking) of a padded plane:
     per block, the mode of least squared error + ``lam`` x approximate bits (``lam`` per bit,
-    in squared steps)."""
+    in squared steps), every available mode costed at once."""
     h, w = plane.shape
     nby, nbx = h // TB, w // TB
     basis = model.basis[kind].astype(np.float64) / (1 << BASIS_BITS)
@@ -204,21 +269,17 @@ def encode_plane(
         mode_bits = MODE_WEIGHT * -np.log2(counts / mode_model.counts.sum(1, keepdims=True))
         for bx in range(nbx):
             y, x = by * TB, bx * TB
-            blk = src[y : y + TB, x : x + TB]
-            best = None
-            for m in range(INTRA_MODES):
-                if not available(y, x, m):
-                    continue
-                p = predict(rec, y, x, m)
-                a = ((blk - p).reshape(NC).astype(np.float64) @ basis) / d
-                q, err_bits = _levels(np.abs(a), lam)
-                cost = err_bits + lam * mode_bits[ctx[bx], m]
-                if best is None or cost < best[0]:
-                    best = (cost, m, p, (np.sign(a) * q).astype(np.int32))
-            _, m, p, q = best
-            modes[by, bx], levels[by, bx] = m, q
-            r = model.dequantise(q.reshape(1, 1, NC), kind, step)
-            rec[y : y + TB, x : x + TB] = np.clip(p + r, 0, 255)
+            cands = [m for m in range(INTRA_MODES) if available(y, x, m)]
+            preds = predict_modes(edges(rec, y, x), y, x, cands)
+            blk = src[y : y + TB, x : x + TB].reshape(NC)
+            a = ((blk - preds).astype(np.float64) @ basis) / d
+            q, cost = _levels(np.abs(a), lam)
+            k = int(np.argmin(cost + lam * mode_bits[ctx[bx], cands]))
+            m = cands[k]
+            qk = (np.sign(a[k]) * q[k]).astype(np.int32)
+            modes[by, bx], levels[by, bx] = m, qk
+            r = model.dequantise(qk.reshape(1, 1, NC), kind, step)
+            rec[y : y + TB, x : x + TB] = np.clip(preds[k].reshape(TB, TB) + r, 0, 255)
         mode_model.update(ctx, modes[by])
     return modes, levels, rec.astype(np.uint8)
 
@@ -227,24 +288,22 @@ def _level_bits(q: np.ndarray) -> np.ndarray:
     return np.where(q > 0, LEVEL_BITS[0] + LEVEL_BITS[1] * np.log2(1 + q), 0.0)
 
 
-def _levels(a: np.ndarray, lam: float) -> tuple[np.ndarray, float]:
-    """Levels of one block's coefficient magnitudes ``a`` (in steps) and their squared error +
-    ``lam`` x approximate bits: with RDOQ each the best of rounded, rounded - 1 and 0, and the
-    whole block emptied where that costs less; else rounded with the offset ROUNDING."""
-    if not RDOQ:
-        q = np.floor(a + ROUNDING)
-        return q, float(((a - q) ** 2).sum() + lam * _level_bits(q).sum())
+def _levels(a: np.ndarray, lam: float) -> tuple[np.ndarray, np.ndarray]:
+    """Levels of coefficient magnitudes ``a`` (candidates x 64, in steps) and each row's squared
+    error + ``lam`` x approximate bits: each level the best of rounded, rounded - 1 and 0, and a
+    row emptied where that costs less."""
     q0 = np.floor(a + 0.5)
-    best, best_j = q0, (a - q0) ** 2 + lam * _level_bits(q0)
-    for v in (np.maximum(q0 - 1, 0), np.zeros_like(q0)):
-        j = (a - v) ** 2 + lam * _level_bits(v)
-        better = j < best_j
-        best, best_j = np.where(better, v, best), np.where(better, j, best_j)
-    total = float(best_j.sum())
-    empty = float((a * a).sum())
-    if empty <= total:
-        return np.zeros_like(a), empty
-    return best, total
+    q1 = np.maximum(q0 - 1, 0)
+    j = np.stack(
+        [(a - q0) ** 2 + lam * _level_bits(q0), (a - q1) ** 2 + lam * _level_bits(q1), a * a]
+    )
+    pick = np.argmin(j, axis=0)  # ties: the first, rounded before rounded - 1 before 0
+    q = np.choose(pick, [q0, q1, np.zeros_like(q0)])
+    total = np.take_along_axis(j, pick[None], 0)[0].sum(-1)
+    empty = (a * a).sum(-1)
+    drop = empty <= total
+    q[drop] = 0
+    return q, np.where(drop, empty, total)
 
 
 def decode_plane(
@@ -260,9 +319,8 @@ def decode_plane(
             m = int(modes[by, bx])
             if not available(y, x, m):
                 raise ValueError("intra mode without its edges in the stream")
-            rec[y : y + TB, x : x + TB] = np.clip(
-                predict(rec, y, x, m) + res[y : y + TB, x : x + TB], 0, 255
-            )
+            p = predict_modes(edges(rec, y, x), y, x, [m])[0].reshape(TB, TB)
+            rec[y : y + TB, x : x + TB] = np.clip(p + res[y : y + TB, x : x + TB], 0, 255)
     return rec.astype(np.uint8)
 
 
