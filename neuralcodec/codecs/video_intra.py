@@ -1,5 +1,5 @@
 """Block intra coding of ``elic-ip``'s I frames (``tools`` bit 256): directional prediction
-from decoded neighbours, the residual coder's 8x8 transform and adaptive contexts, integers.
+from decoded neighbours, an integer 8x8 DCT, the residual coder's adaptive contexts.
 
 ::
 
@@ -20,14 +20,16 @@ from decoded neighbours, the residual coder's 8x8 transform and adaptive context
 
 The levels are decoded before any pixel (their contexts are levels and modes, never pixels),
 so the decoder range-decodes a plane in two calls and then rebuilds it block by block. Every
-prediction is integer arithmetic on decoded pixels and the transform is the residual coder's
-exact integer inverse: the same frames on every machine.
+prediction is integer arithmetic on decoded pixels and the inverse transform is the residual
+coder's exact integer one (``dequantise``): the same frames on every machine.
 
 The encoder (``encode_plane``) takes, for each block in order, the mode of least squared error
 + lambda x (approximate bits of its levels + MODE_WEIGHT x the mode's code length under the
 adaptive counts as the decoder will have them), the levels chosen by the same cost, with the
-prediction from what the decoder will have decoded; ``learned_video`` codes an I frame with this coder or with ``elic-int``, whichever
-costs less (squared error + lambda x bits at the quality's step), so the choice is per frame.
+prediction from what the decoder will have decoded. ``learned_video`` codes an I frame with
+this coder and with ``elic-int`` and keeps the one of least squared error + lambda x bits at
+the quality's step, so the choice is per frame. ``learned_video`` also uses ``dct_basis`` for
+the inter frames' residuals (``tools`` bit 512).
 """
 
 from __future__ import annotations
