@@ -158,4 +158,4 @@ def test_video_tab_compresses_a_clip_in_the_page(page, tmp_path):
     page.wait_for_function("document.querySelector('#video-summary').innerText.includes('bpp')")
     text = page.locator("#video-summary").inner_text()
     assert "PSNR" in text and "frames" in text
-    page.screenshot(path=str(tmp_path / "video-tab.png"))
+    page.screenshot(path=str(SHOTS / "video-tab.png") if SHOTS else str(tmp_path / "video-tab.png"))
