@@ -31,6 +31,9 @@ def main() -> int:
     p.add_argument("--repeat", type=int, default=7)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
+    from neuralcodec.runtime import tune_allocator
+
+    tune_allocator()  # as the command line does (NEURALCODEC_MALLOC=system: glibc's defaults)
     codec = get_codec(args.codec)
     img = np.asarray(Image.open(args.image).convert("RGB"))
     encoded = codec.encode(img, args.quality)

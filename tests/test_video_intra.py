@@ -48,7 +48,7 @@ def test_every_mode_predicts_a_flat_block_from_flat_edges_and_follows_its_edges(
 def test_intra_planes_round_trip_and_the_decoder_rebuilds_the_encoders_pixels():
     from neuralcodec.codecs.latent.sinks import DecoderSinks, EncoderSinks
 
-    model = video_intra.intra_model()
+    model = video_intra.dct_model()
     y, u, v = moving_clip(1, 80, 48)[0]
     step = 128
     coded, recs, shapes = [], [], []
@@ -63,9 +63,9 @@ def test_intra_planes_round_trip_and_the_decoder_rebuilds_the_encoders_pixels():
         shapes.append(modes.shape)
     assert len(np.unique(coded[0][0])) > 1  # more than DC alone on a textured plane
     sinks = EncoderSinks()
-    video_intra.code_planes(sinks["p"], model, [(12, step)] * 3, shapes, coded)
+    video_intra.code_planes(sinks["p"], 12, shapes, coded)
     data = sinks.finish()["p"]
-    got = video_intra.code_planes(DecoderSinks({"p": data})["p"], model, [(12, step)] * 3, shapes)
+    got = video_intra.code_planes(DecoderSinks({"p": data})["p"], 12, shapes)
     for (m0, q0), (m1, q1) in zip(coded, got, strict=True):
         assert (m0 == m1).all() and (q0 == q1).all()
     assert plane_psnr(y, recs[0][: y.shape[0], : y.shape[1]]) > 30

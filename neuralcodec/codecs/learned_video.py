@@ -179,9 +179,6 @@ def _bgop(hdr: dict, tools: int) -> int:
     return bgop
 
 
-_DCT_MODELS: dict = {}
-
-
 class GopState:
     """What both sides carry from P frame to P frame of one GOP (``TOOL_MV_CARRY``)."""
 
@@ -366,50 +363,23 @@ class ElicIpCodec(Codec):
             previous = c
         return best
 
-    def _block_intra_encode(self, frame, si: int) -> tuple[bytes, tuple[np.ndarray, ...]]:
-        model = video_intra.intra_model()
-        step = STEP_GRID[si]
-        lam = RD_LAMBDA  # per bit, in squared steps, as the P frames' levels
-        coded, recs, shapes = [], [], []
-        for i, f in enumerate(frame):
-            kind = "luma" if i == 0 else "chroma"
-            modes, q, rec = video_intra.encode_plane(
-                model, video_intra.pad_plane(f), kind, step, lam
-            )
-            coded.append((modes, q))
-            recs.append(video_intra.finish(rec, f.shape, step))
-            shapes.append(modes.shape)
-        sinks = EncoderSinks()
-        video_intra.code_planes(sinks["p"], model, [(si, step)] * 3, shapes, coded)
-        return bytes([INTRA_BLOCK, si]) + sinks.finish()["p"], tuple(recs)
+    @staticmethod
+    def _block_intra_encode(frame, si: int) -> tuple[bytes, tuple[np.ndarray, ...]]:
+        # levels and modes at the P frames' residual lambda (per bit, in squared steps)
+        stream, planes = video_intra.encode_frame(frame, si, RD_LAMBDA)
+        return bytes([INTRA_BLOCK]) + stream, planes
 
     def _intra_decode(self, payload: bytes, h: int, w: int, quality: int, tools: int = TOOLS):
         if tools & TOOL_INTRA_BLOCK:
             if not payload or payload[0] not in (INTRA_ELIC, INTRA_BLOCK):
                 raise CodecError("elic-ip: unknown I frame coding in the stream")
             if payload[0] == INTRA_BLOCK:
-                return self._block_intra_decode(payload[1:], h, w)
+                return video_intra.decode_frame(payload[1:], h, w)
             payload = payload[1:]
         z, pos = _take(payload, 0)
         header = {"quality": quality, "shape": (h, w, 3), "weights_sha256": None}
         enc = Encoded("elic-int", header, {"z": z, "y": payload[pos:]})
         return rgb_to_yuv420(self.intra.decode(enc))
-
-    def _block_intra_decode(self, payload: bytes, h: int, w: int):
-        if not payload or payload[0] >= len(STEP_GRID):
-            raise CodecError("elic-ip: bad quantiser step in an I frame")
-        model = video_intra.intra_model()
-        si, step = payload[0], STEP_GRID[payload[0]]
-        sizes = [(h, w), (h // 2, w // 2), (h // 2, w // 2)]
-        shapes = [(-(-a // TB), -(-b // TB)) for a, b in sizes]
-        sink = DecoderSinks({"p": payload[1:]})["p"]
-        coded = video_intra.code_planes(sink, model, [(si, step)] * 3, shapes)
-        out = []
-        for i, ((modes, q), size) in enumerate(zip(coded, sizes, strict=True)):
-            kind = "luma" if i == 0 else "chroma"
-            rec = video_intra.decode_plane(model, modes, q, kind, step)
-            out.append(video_intra.finish(rec, size, step))
-        return tuple(out)
 
     def _inter_encode(
         self, refs, frame, si: int, state=None, dist: tuple[int, int] | None = None
@@ -484,15 +454,7 @@ class ElicIpCodec(Codec):
         """The inter frames' residual transform: the learned KLT of the weights file, or with
         ``TOOL_DCT_INTER`` the integer DCT (the KLT's encoder rounding offset)."""
         klt = self.residual()[0]
-        if not tools & TOOL_DCT_INTER:
-            return klt
-        key = ("dct", klt.rounding)
-        if key not in _DCT_MODELS:
-            basis = video_intra.dct_basis()
-            _DCT_MODELS[key] = ResidualModel(
-                {"luma": basis, "chroma": basis}, None, None, klt.steps, klt.rounding, {}
-            )  # type: ignore[arg-type]
-        return _DCT_MODELS[key]
+        return video_intra.dct_model(klt.rounding) if tools & TOOL_DCT_INTER else klt
 
     @staticmethod
     def _b_prediction(refs, mv, modes, d0: int, d1: int, obmc: bool):

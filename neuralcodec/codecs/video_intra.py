@@ -34,14 +34,19 @@ the inter frames' residuals (``tools`` bit 512).
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
-from .video_motion import AdaptiveSymbolModel, code_modes
+from .base import CodecError
+from .latent.sinks import DecoderSinks, EncoderSinks
+from .video_motion import AdaptiveSymbolModel, code_modes, mode_context
 from .video_residual import (
     BASIS_BITS,
     NC,
     RES_HINTS,
     STEP_BITS,
+    STEP_GRID,
     TB,
     ResidualModel,
     code_plane_adaptive,
@@ -84,17 +89,15 @@ def dct_basis() -> np.ndarray:
     return np.stack(cols, 1)
 
 
-_MODEL: list[ResidualModel] = []
-
-
-def intra_model() -> ResidualModel:
-    """The residual coder with the DCT for both plane kinds (on intra residuals it codes in
-    about 6% fewer bits than the inter residuals' KLT); no tables: levels use adaptive contexts."""
-    if not _MODEL:
-        basis = dct_basis()
-        steps = np.array([16], np.int64)
-        _MODEL.append(ResidualModel({"luma": basis, "chroma": basis}, None, None, steps, 0.5, {}))  # type: ignore[arg-type]
-    return _MODEL[0]
+@lru_cache(maxsize=4)
+def dct_model(rounding: float = 0.5) -> ResidualModel:
+    """The residual coder with the DCT for both plane kinds and the encoder rounding offset
+    ``rounding`` (used by ``quantise``; the intra coder chooses its levels itself); no tables:
+    its levels go on the adaptive contexts. On intra residuals it codes in about 6% fewer bits
+    than the inter residuals' KLT."""
+    basis = dct_basis()
+    steps = np.array([16], np.int64)  # unused: callers pass their step
+    return ResidualModel({"luma": basis, "chroma": basis}, None, None, steps, rounding, {})  # type: ignore[arg-type]
 
 
 def available(y: int, x: int, mode: int) -> bool:
@@ -266,7 +269,7 @@ def encode_plane(
     src = plane.astype(np.int64)
     mode_model = AdaptiveSymbolModel(INTRA_MODES + 1, INTRA_MODES)  # as code_planes will
     for by in range(nby):
-        ctx = np.full(nbx, INTRA_MODES, np.int64) if by == 0 else modes[by - 1]
+        ctx = mode_context(modes[by - 1] if by else None, nbx, INTRA_MODES)
         counts = mode_model.counts[:, :INTRA_MODES].astype(np.float64)
         mode_bits = MODE_WEIGHT * -np.log2(counts / mode_model.counts.sum(1, keepdims=True))
         for bx in range(nbx):
@@ -326,15 +329,13 @@ def decode_plane(
     return rec.astype(np.uint8)
 
 
-def code_planes(
-    sink, model: ResidualModel, si_steps: list[tuple[int, int]], shapes, coded=None
-) -> list[tuple[np.ndarray, np.ndarray]]:
+def code_planes(sink, si: int, shapes, coded=None) -> list[tuple[np.ndarray, np.ndarray]]:
     """Code (``coded``: (modes, levels) per plane) or decode (None) an intra frame's planes
-    through ``sink``: modes row by row, then the plane's levels; ``si_steps``: (grid index,
-    step) per plane; ``shapes``: the padded planes' block grids. Returns (modes, levels)."""
+    through ``sink``: modes row by row, then the plane's levels (contexts of the step
+    ``STEP_GRID[si]``); ``shapes``: the padded planes' block grids. Returns (modes, levels)."""
     states = residual_states()
     out = []
-    for i, (grid, (si, _)) in enumerate(zip(shapes, si_steps, strict=True)):
+    for i, grid in enumerate(shapes):
         kind = "luma" if i == 0 else "chroma"
         mm = AdaptiveSymbolModel(INTRA_MODES + 1, INTRA_MODES)
         modes = code_modes(sink, grid, None if coded is None else coded[i][0], mm)
@@ -344,6 +345,36 @@ def code_planes(
     return out
 
 
-def finish(rec: np.ndarray, shape: tuple[int, int], step: int) -> np.ndarray:
+def _finish(rec: np.ndarray, shape: tuple[int, int], step: int) -> np.ndarray:
     """The reference plane: deblocked, cropped to the frame's plane size."""
     return deblock(rec, step)[: shape[0], : shape[1]]
+
+
+def encode_frame(planes, si: int, lam: float) -> tuple[bytes, tuple[np.ndarray, ...]]:
+    """(stream, decoded planes) of the 4:2:0 ``planes`` coded at ``STEP_GRID[si]``, levels and
+    modes chosen at ``lam`` per bit in squared steps. The stream starts with ``si``."""
+    model, step = dct_model(), STEP_GRID[si]
+    coded, recs = [], []
+    for i, f in enumerate(planes):
+        kind = "luma" if i == 0 else "chroma"
+        modes, q, rec = encode_plane(model, pad_plane(f), kind, step, lam)
+        coded.append((modes, q))
+        recs.append(_finish(rec, f.shape, step))
+    sinks = EncoderSinks()
+    code_planes(sinks["p"], si, [m.shape for m, _ in coded], coded)
+    return bytes([si]) + sinks.finish()["p"], tuple(recs)
+
+
+def decode_frame(stream: bytes, h: int, w: int) -> tuple[np.ndarray, ...]:
+    """The Y, U, V planes of an ``h`` x ``w`` 4:2:0 frame from ``encode_frame``'s stream."""
+    if not stream or stream[0] >= len(STEP_GRID):
+        raise CodecError("elic-ip: bad quantiser step in an I frame")
+    model, si = dct_model(), stream[0]
+    step = STEP_GRID[si]
+    sizes = [(h, w), (h // 2, w // 2), (h // 2, w // 2)]
+    shapes = [(-(-a // TB), -(-b // TB)) for a, b in sizes]
+    coded = code_planes(DecoderSinks({"p": stream[1:]})["p"], si, shapes)
+    return tuple(
+        _finish(decode_plane(model, modes, q, "luma" if i == 0 else "chroma", step), size, step)
+        for i, ((modes, q), size) in enumerate(zip(coded, sizes, strict=True))
+    )

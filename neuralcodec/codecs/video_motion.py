@@ -753,10 +753,11 @@ class AdaptiveSymbolModel(AdaptiveFlagModel):
         self._tables = None
 
 
-def mode_context(above: np.ndarray | None, nbx: int) -> np.ndarray:
-    """Context of a row's B modes: the mode of the block above (``MODES`` on the first row)."""
+def mode_context(above: np.ndarray | None, nbx: int, first: int = MODES) -> np.ndarray:
+    """Context of a row's block modes: the mode of the block above (``first`` on the first
+    row: ``MODES`` for the B frames' modes)."""
     if above is None:
-        return np.full(nbx, MODES, np.int64)
+        return np.full(nbx, first, np.int64)
     return above.astype(np.int64)
 
 
@@ -770,7 +771,7 @@ def code_modes(
     out = np.zeros((nby, nbx), np.int64)
     above = None
     for by in range(nby):
-        ctx = np.full(nbx, model.symbols, np.int64) if above is None else above
+        ctx = mode_context(above, nbx, model.symbols)
         vals = None if modes is None else modes[by].astype(np.int32)
         got = sink.code(ctx.astype(np.int32), model.tables(), vals).astype(np.int64)
         if got.min() < 0 or got.max() >= model.symbols:
