@@ -472,7 +472,7 @@ def test_files_without_coding_tools_still_decode(monkeypatch):
     decoded = list(get_codec("elic-ip").decode(encoded))
     for a, b in zip(seen, decoded, strict=True):
         assert all(np.array_equal(p, q) for p, q in zip(a, b, strict=True))
-    encoded.header["tools"] = 1024  # a bit no version has written
+    encoded.header["tools"] = 1 << 20  # a bit no version has written
     with pytest.raises(CodecError, match="coding tools"):
         get_codec("elic-ip").decode(encoded)
     # files of the tools before the loop filter (tools 7) decode as they were coded
@@ -494,7 +494,7 @@ GOLDEN_TOOLS23_FRAMES = "bf9e7c8203128f90510954624e8a65ae1d0950039102ce8b66b761f
 @needs_weights
 def test_golden_file_of_the_previous_tools_decodes_and_encodes_as_written(monkeypatch):
     """A file of tools 23 (frozen residual tables) written before tools bit 64 existed."""
-    from neuralcodec.codecs import learned_video
+    from neuralcodec.codecs import learned_video, video_motion
 
     data = GOLDEN_TOOLS23.read_bytes()
     h = hashlib.sha256()
@@ -503,6 +503,7 @@ def test_golden_file_of_the_previous_tools_decodes_and_encodes_as_written(monkey
             h.update(plane.tobytes())
     assert h.hexdigest() == GOLDEN_TOOLS23_FRAMES
     monkeypatch.setattr(learned_video, "TOOLS", 23)
+    monkeypatch.setattr(video_motion, "WIDE_SEARCH", False)  # the encoder's search then
     again = api.encode_array(source_of(moving_clip(5)), "elic-ip", 3, {"gop": 5}, "video")
     assert again == data
 
@@ -817,3 +818,19 @@ def test_intra_quality_offset_is_the_headers_quality_and_decodes(monkeypatch):
     assert base.header["quality"] == 4 and encoded.header["quality"] == 5
     assert sizes[0] > base_sizes[0]
     assert all(same(a, b) for a, b in zip(seen, get_codec("elic-ip").decode(encoded), strict=True))
+
+
+def test_wide_search_finds_motion_far_beyond_the_window(monkeypatch):
+    from neuralcodec.codecs import video_motion
+
+    rng = np.random.default_rng(7)
+    coarse = rng.integers(0, 256, (24, 64))
+    big = np.repeat(np.repeat(coarse, 4, 0), 4, 1) + rng.integers(-8, 9, (96, 256))
+    big = np.clip(big, 0, 255).astype(np.uint8)
+    ref, cur = big[:, 48:208], big[:, 8:168]  # cur(x) = ref(x - 40): 40 pels, window is 24
+    inner = (slice(None), slice(4, None))  # blocks whose match lies inside the reference
+    mv = video_motion.estimate(cur, ref, 4.0)
+    assert (mv[inner] == (0, -160)).all()
+    monkeypatch.setattr(video_motion, "WIDE_SEARCH", False)
+    narrow = video_motion.estimate(cur, ref, 4.0)
+    assert not (narrow[inner] == (0, -160)).all(-1).any()

@@ -24,6 +24,7 @@ from neuralcodec.kernels import _ext
 
 BLOCK = 16  # luma block of one motion vector
 SEARCH = 24  # full-pel search range (pixels) around the zero vector
+WIDE_SEARCH = True  # encoder: also search around each block's motion found at a coarse level
 B_SEARCH = 12  # ... of B frames (three predictions per offset; nearer references)
 MVD_RANGE = 24  # |difference| in quarter pels coded in the table; larger ones escape
 _ADAPT_STEP = 24
@@ -190,6 +191,69 @@ def full_pel_sads(cur: np.ndarray, rp: np.ndarray, r: int, block: int) -> np.nda
     return sads
 
 
+COARSE = 4  # wide search: luma averaged over COARSE x COARSE pixels ...
+COARSE_SEARCH = 16  # ... searched within this many coarse pixels (64 pels) ...
+COARSE_REFINE = 3  # ... and each block's best, scaled up, refined within this many pels
+
+
+def coarse_centres(cur: np.ndarray, ref: np.ndarray, block: int = BLOCK) -> np.ndarray:
+    """Full-pel motion of every ``block`` block (``cur``: int16, sides multiples of ``block``;
+    ``ref``: its reference, same size) from a search of the planes averaged over ``COARSE`` x
+    ``COARSE`` pixels within ``COARSE_SEARCH`` coarse pixels: (nby, nbx, 2) int64, multiples of
+    ``COARSE``. Finds motion far beyond the full-resolution window (encoder only)."""
+    hh, ww = cur.shape
+    c = COARSE
+
+    def down(a: np.ndarray) -> np.ndarray:
+        x = a.astype(np.int32).reshape(hh // c, c, ww // c, c).sum((1, 3))
+        return ((x + c * c // 2) // (c * c)).astype(np.int16)
+
+    r = COARSE_SEARCH
+    small = down(cur)
+    rp = np.pad(down(ref), r, mode="edge")
+    sads = full_pel_sads(small, rp, r, block // c)
+    offsets = np.array([(dy, dx) for dy in range(-r, r + 1) for dx in range(-r, r + 1)])
+    # the least SAD, ties to the shortest vector
+    cost = sads.astype(np.float64) + 1e-3 * np.abs(offsets).sum(-1)[:, None, None]
+    return offsets[np.argmin(cost, axis=0)].astype(np.int64) * c
+
+
+def centred_sads(cur: np.ndarray, ref: np.ndarray, centres: np.ndarray, r: int, cell: int):
+    """SAD of every ``cell`` x ``cell`` cell of ``cur`` (sides multiples of 2 x ``cell`` when
+    ``centres`` has one vector per 2 x 2 cells, else of ``cell``) against ``ref`` (edge-clamped)
+    at every full-pel offset within ``r`` of its block's centre vector (``centres``: (nby,
+    nbx, 2) full pels, one per ``BLOCK``): ((2r+1)^2, ny, nx) int32, offsets in raster order."""
+    hh, ww = cur.shape
+    ny, nx = hh // cell, ww // cell
+    per = BLOCK // cell
+    cen = np.repeat(np.repeat(centres, per, 0), per, 1)[:ny, :nx]
+    tgt = cells_of(cur.astype(np.int32), cell)
+    ref32 = ref.astype(np.int32)
+    out = np.empty(((2 * r + 1) ** 2, ny, nx), np.int32)
+    k = 0
+    for dy in range(-r, r + 1):
+        for dx in range(-r, r + 1):
+            out[k] = np.abs(tgt - gather_cells(ref32, cen + (dy, dx), cell)).sum((2, 3))
+            k += 1
+    return out
+
+
+def cells_of(plane: np.ndarray, cell: int) -> np.ndarray:
+    """``plane`` (sides multiples of ``cell``) as (ny, nx, cell, cell) cells."""
+    hh, ww = plane.shape
+    return plane.reshape(hh // cell, cell, ww // cell, cell).transpose(0, 2, 1, 3)
+
+
+def gather_cells(ref: np.ndarray, vec: np.ndarray, cell: int) -> np.ndarray:
+    """The (ny, nx, cell, cell) cells of ``ref`` displaced by the full-pel vectors ``vec``
+    (ny, nx, 2), coordinates clamped to the plane (its edge repeated)."""
+    hh, ww = ref.shape
+    ny, nx = vec.shape[:2]
+    yy = np.clip(np.arange(ny * cell).reshape(ny, 1, cell) + vec[..., 0, None], 0, hh - 1)
+    xx = np.clip(np.arange(nx * cell).reshape(1, nx, cell) + vec[..., 1, None], 0, ww - 1)
+    return ref[yy[..., :, None], xx[..., None, :]]
+
+
 def _bits(d: np.ndarray) -> np.ndarray:
     """Approximate code length of vector differences (quarter pels), per component summed."""
     a = np.abs(d)
@@ -216,7 +280,9 @@ def estimate(
 ):
     """Quarter-pel luma vectors (nby, nbx, 2) for ``cur_y`` from ``ref_y`` (encoder only).
 
-    Full-pel: the SAD of every block at every offset within ``search`` pels, then a raster-order
+    Full-pel: the SAD of every block at every offset within ``search`` pels (with
+    ``WIDE_SEARCH`` also within ``COARSE_REFINE`` pels of the block's coarse-level motion,
+    ``coarse_centres``: motion far beyond the window), then a raster-order
     choice minimising SAD + lam * bits(vector - its true median predictor); then, with the
     adaptive vector ``models`` of the frame, ``_refine_rd`` at squared error + ``lam_sse`` x code
     length; without, half- and quarter-pel refinement of the whole field against the predictors
@@ -231,24 +297,44 @@ def estimate(
     r = search
     rp = np.pad(ref_y.astype(np.int16), ((r, r + hh - h), (r, r + ww - w)), mode="edge")
     offsets = [(dy, dx) for dy in range(-r, r + 1) for dx in range(-r, r + 1)]
-    if split_models is not None and models is not None:
+    cells = split_models is not None and models is not None
+    if cells:
         sads8 = full_pel_sads(cur, rp, r, SUB)  # the 16x16 SADs are their sums
         sads = sads8.reshape(len(offsets), nby, 2, nbx, 2).sum((2, 4), dtype=np.int32)
     else:
         sads = full_pel_sads(cur, rp, r, BLOCK)
     cands = np.array(offsets, np.int64) * 4
+    wide = None
+    if WIDE_SEARCH:  # and around each block's coarse-level motion
+        refp = _pad_to(ref_y.astype(np.int16), hh, ww)
+        centres = coarse_centres(cur, refp)
+        rc = COARSE_REFINE
+        near = np.array([(dy, dx) for dy in range(-rc, rc + 1) for dx in range(-rc, rc + 1)])
+        if cells:
+            esads8 = centred_sads(cur, refp, centres, rc, SUB)
+            esads = esads8.reshape(len(near), nby, 2, nbx, 2).sum((2, 4), dtype=np.int32)
+            wide = (centres, near, esads8)
+        else:
+            esads = centred_sads(cur, refp, centres, rc, BLOCK)
     mv = np.zeros((nby, nbx, 2), np.int64)
     for by in range(nby):
         for bx in range(nbx):
             pred = np.array(_predictor(mv, by, bx))
             cost = sads[:, by, bx] + lam * _bits(cands - pred)
-            mv[by, bx] = cands[int(np.argmin(cost))]
+            k = int(np.argmin(cost))
+            mv[by, bx] = cands[k]
+            if WIDE_SEARCH:
+                ec = (centres[by, bx] + near) * 4
+                ecost = esads[:, by, bx] + lam * _bits(ec - pred)
+                j = int(np.argmin(ecost))
+                if ecost[j] < cost[k]:
+                    mv[by, bx] = ec[j]
     ref2 = half_pel_plane(ref_y)
     cur32 = cur.astype(np.int32)
     if models is not None:
         if split_models is None:
             return _refine_rd(cur32, ref2, mv, lam_sse, models)
-        full8 = _full_pel_cells(sads8, cands, mv, lam)
+        full8 = _full_pel_cells(sads8, cands, mv, lam, wide)
         return _refine_rd(cur32, ref2, mv, lam_sse, models, split_models, full8)
 
     def refine(mv: np.ndarray, step: int) -> np.ndarray:
@@ -344,12 +430,13 @@ class QuarterPelPlane:
         return self.plane[qy[:, None], qx[None, :]]
 
 
-def _full_pel_cells(sads8: np.ndarray, cands: np.ndarray, mv: np.ndarray, lam: float):
+def _full_pel_cells(sads8: np.ndarray, cands: np.ndarray, mv: np.ndarray, lam: float, wide=None):
     """Full-pel vector of every 8x8 cell: the least SAD + lam x approximate bits of its
-    difference from its 16x16 block's full-pel vector ``mv`` (encoder only)."""
-    span = int(np.abs(cands).max()) * 2
-    tab = _bits(np.arange(-span, span + 1)[:, None])
+    difference from its 16x16 block's full-pel vector ``mv`` (encoder only); ``wide``:
+    (coarse centres, offsets, their SADs per cell) of the wide search, candidates as well."""
     base = np.repeat(np.repeat(mv, 2, 0), 2, 1)
+    span = int(np.abs(cands).max() + np.abs(base).max())
+    tab = _bits(np.arange(-span, span + 1)[:, None])
     ny, nx = base.shape[:2]
     best = np.full((ny, nx), np.inf)
     out = np.zeros((ny, nx, 2), np.int64)
@@ -358,6 +445,15 @@ def _full_pel_cells(sads8: np.ndarray, cands: np.ndarray, mv: np.ndarray, lam: f
         better = cost < best
         best = np.where(better, cost, best)
         out[better] = c
+    if wide is not None:
+        centres, near, esads8 = wide
+        cen = np.repeat(np.repeat(centres, 2, 0), 2, 1)
+        for k, off in enumerate(near):
+            c = (cen + off) * 4
+            cost = esads8[k] + lam * _bits(c - base)
+            better = cost < best
+            best = np.where(better, cost, best)
+            out[better] = c[better]
     return out
 
 
@@ -645,6 +741,34 @@ class VectorModels:
         return pad[:-2] + pad[1:-1] + pad[2:]
 
 
+def _code_joint_row(
+    sink, models: VectorModels, ctx: np.ndarray, comp_ctx: np.ndarray, d: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Code (``d``: (k, 2) differences) or decode (None) one row's still flags in contexts
+    ``ctx``, then the moving entries' y, then their x (contexts ``comp_ctx``, the row above's
+    classes; x after y == 0 in ``models.second``); returns (flags, differences (k, 2))."""
+    flags = _code_still_flags(sink, models, ctx, d)
+    moving = np.flatnonzero(flags == 0)
+    cctx = comp_ctx[moving]
+    dy = None if d is None else d[moving, 0].astype(np.int32)
+    dy = sink.code(cctx.astype(np.int32), models.mvd.tables(), dy).astype(np.int64)
+    models.mvd.update(cctx, dy)
+    zero_y = dy == 0
+    dx_enc = None if d is None else d[moving, 1].astype(np.int32)
+    idx_x = cctx + 3  # mvd's x contexts; x after y == 0 in ``second``
+    dx = np.zeros(len(moving), np.int64)
+    for model, sel, idx in ((models.mvd, ~zero_y, idx_x), (models.second, zero_y, cctx)):
+        vals = None if dx_enc is None else dx_enc[sel]
+        got = sink.code(idx[sel].astype(np.int32), model.tables(), vals).astype(np.int64)
+        model.update(idx[sel], got)
+        dx[sel] = got
+    if (zero_y & (dx == 0)).any():
+        raise ValueError("a moving block without motion in the stream")
+    out = np.zeros((len(ctx), 2), np.int64)
+    out[moving, 0], out[moving, 1] = dy, dx
+    return flags, out
+
+
 def code_vectors_joint(
     sink, shape: tuple[int, int], mv: np.ndarray | None, models: VectorModels
 ) -> np.ndarray:
@@ -656,25 +780,8 @@ def code_vectors_joint(
     for by in range(nby):
         d = None if mv is None else _row_differences(mv, out, by)
         ctx = models.still_context(above_still, nbx)
-        flags = _code_still_flags(sink, models, ctx, d)
-        moving = np.flatnonzero(flags == 0)
-        comp_ctx = AdaptiveMvdModel.context(above_d, nbx)[moving]
-        dy = None if d is None else d[moving, 0].astype(np.int32)
-        dy = sink.code(comp_ctx.astype(np.int32), models.mvd.tables(), dy).astype(np.int64)
-        models.mvd.update(comp_ctx, dy)
-        zero_y = dy == 0
-        dx_enc = None if d is None else d[moving, 1].astype(np.int32)
-        idx_x = comp_ctx + 3  # mvd's x contexts; x after y == 0 in ``second``
-        dx = np.zeros(len(moving), np.int64)
-        for model, sel, idx in ((models.mvd, ~zero_y, idx_x), (models.second, zero_y, comp_ctx)):
-            vals = None if dx_enc is None else dx_enc[sel]
-            got = sink.code(idx[sel].astype(np.int32), model.tables(), vals).astype(np.int64)
-            model.update(idx[sel], got)
-            dx[sel] = got
-        if (zero_y & (dx == 0)).any():
-            raise ValueError("a moving block without motion in the stream")
-        row_d = np.zeros((nbx, 2), np.int64)
-        row_d[moving, 0], row_d[moving, 1] = dy, dx
+        comp_ctx = AdaptiveMvdModel.context(above_d, nbx)
+        flags, row_d = _code_joint_row(sink, models, ctx, comp_ctx, d)
         if mv is None:
             for bx in range(nbx):
                 py, px = _predictor(out, by, bx)
@@ -798,7 +905,9 @@ def estimate_b(
     predictions of every block at every offset within ``search``, the best of each block at SAD
     + lam x approximate vector bits; then in coding order, every quarter-pel offset within
     ``SUBPEL`` of it, its predictor and its left and above neighbours' vectors, in each mode, at
-    SAD + lam x their code lengths under the present adaptive counts."""
+    SAD + lam x their code lengths under the present adaptive counts. With ``WIDE_SEARCH``
+    the full-pel stage also tries every offset within ``COARSE_REFINE`` of each block's
+    coarse-level motion towards ``ref0`` (``coarse_centres``)."""
     h, w = cur_y.shape
     nby, nbx = -(-h // BLOCK), -(-w // BLOCK)
     hh, ww = nby * BLOCK, nbx * BLOCK
@@ -819,6 +928,25 @@ def estimate_b(
         better = cost < best
         best = np.where(better, cost, best)
         best_v[better] = (dy * 4, dx * 4)
+    if WIDE_SEARCH:  # and around each block's coarse-level motion towards ref0
+        r0 = _pad_to(ref0_y.astype(np.int16), hh, ww)
+        r1 = _pad_to(ref1_y.astype(np.int32), hh, ww)
+        centres = coarse_centres(cur.astype(np.int16), r0)
+        tgt = cells_of(cur, BLOCK)
+        rc = COARSE_REFINE
+        r0 = r0.astype(np.int32)
+        for dy in range(-rc, rc + 1):
+            for dx in range(-rc, rc + 1):
+                v = centres + (dy, dx)
+                a = gather_cells(r0, v, BLOCK)
+                b = gather_cells(r1, scale_vectors(v * 4, d0, d1) // 4, BLOCK)
+                sad = np.minimum(
+                    np.abs(tgt - ((a + b + 1) >> 1)).sum((2, 3)), np.abs(tgt - a).sum((2, 3))
+                )
+                cost = sad + lam * _bits(v * 4)
+                better = cost < best
+                best = np.where(better, cost, best)
+                best_v[better] = (v * 4)[better]
     q0 = QuarterPelPlane(half_pel_plane(ref0_y))
     q1 = QuarterPelPlane(half_pel_plane(ref1_y))
     deltas = np.array(
