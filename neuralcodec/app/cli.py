@@ -69,7 +69,9 @@ def _add_encode(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--gop", type=int, help="video: intra period (frames per group of pictures)")
     p.add_argument(
-        "--bframes", type=int, help="video: anchor spacing, B frames between anchors (1: none)"
+        "--bframes",
+        type=int,
+        help="video: anchor spacing, B frames between anchors (1: none; 0, the default: chosen per clip)",
     )
     p.add_argument("--force", "-f", action="store_true", help="overwrite OUTPUT if it exists")
     p.add_argument("--json", action="store_true", help="print the report as JSON")

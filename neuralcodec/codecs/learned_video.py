@@ -31,6 +31,7 @@ held besides the reference, with them at most ``bgop`` + 1 decoded frames.
 from __future__ import annotations
 
 import hashlib
+import itertools
 from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
@@ -87,7 +88,8 @@ B_ANCHOR_STEP = 0  # with B frames: the anchors' (P frames') step index offset
 B_STEP = (2, 3, 4, 4)  # ... and the B frames' at pyramid depth 1, 2, 3, 4+
 RD_MOTION = True  # sub-pel vectors chosen in coding order at the adaptive models' code lengths
 STEP_SCALE = 1.0  # the P frames' step: this x the residual model's step of the quality
-BFRAMES = 1  # default anchor spacing: P frames only (B frames measured worse so far)
+BFRAMES = 0  # default anchor spacing: 0, the encoder's choice per clip (choose_bgop)
+AUTO_BGOP = ((4, 3.0), (2, 2.5))  # choose_bgop: (spacing, most error growth over 1 frame)
 MAX_BFRAMES = 16
 TOOL_OBMC = 1  # header "tools" bits: overlapped block motion compensation
 TOOL_MV_CARRY = 2  # vector statistics carried from P frame to P frame within a GOP
@@ -160,6 +162,27 @@ def coding_order(start: int, end: int, bgop: int) -> list[tuple[int, tuple[int, 
         halve(a, b, 1)
         a = b
     return order
+
+
+def choose_bgop(luma: list[np.ndarray]) -> int:
+    """The anchor spacing for a clip from the luma of its first frames (encoder only): the
+    mean squared error of frame d's motion-compensated prediction from frame 0 (full-pel and
+    sub-pel search, no residual) against frame 1's; the first spacing d of ``AUTO_BGOP`` whose
+    error is at most its factor x frame 1's (+0.25, for still content) is taken, else 1 (P frames
+    only). Fast pans, where prediction over several frames degrades quickly, stay P-only."""
+
+    def error(d: int) -> float:
+        mv = estimate(luma[d], luma[0], 4.0)
+        pred = predict_frame((luma[0],), mv)[0]
+        return float(np.mean((luma[d].astype(np.float64) - pred) ** 2))
+
+    if len(luma) < 3:
+        return 1
+    e1 = error(1)
+    for d, factor in AUTO_BGOP:
+        if len(luma) > d and error(d) <= factor * e1 + 0.25:
+            return d
+    return 1
 
 
 def _encoder_tools(bframes: bool) -> int:
@@ -290,13 +313,13 @@ class ElicIpCodec(Codec):
         if (
             isinstance(bframes, bool)
             or not isinstance(bframes, (int, np.integer))
-            or not 1 <= bframes <= MAX_BFRAMES
+            or not 0 <= bframes <= MAX_BFRAMES
         ):
             raise CodecError(
-                f"elic-ip: bframes (anchor spacing) must be an integer in 1..{MAX_BFRAMES}, "
+                f"elic-ip: bframes (anchor spacing) must be an integer in 0..{MAX_BFRAMES}, "
                 f"got {bframes!r}"
             )
-        self.bgop = int(bframes)
+        self.bgop = int(bframes)  # 0: chosen per clip by choose_bgop
         self.intra = get_codec("elic-int")
         self.residual_path = Path(weights) if weights else weights_dir() / self.residual_file
 
@@ -572,6 +595,11 @@ class ElicIpCodec(Codec):
         sizes: dict[int, int] = {}
         parts: list[bytes] = []
         bgop = self.bgop
+        if bgop == 0:  # look at the clip's first frames, then code them as well
+            data = iter(data)
+            head = list(itertools.islice(data, max(d for d, _ in AUTO_BGOP) + 1))
+            bgop = choose_bgop([f[0] for f in head])
+            data = itertools.chain(head, data)
         src: dict[int, Any] = {}  # source frames of the open interval (after its anchor)
         recon: dict[int, tuple[np.ndarray, ...]] = {}  # decoded frames still needed
         anchor = 0
