@@ -17,7 +17,12 @@ from conftest import REPO_DIR, one_line_error
 from neuralcodec import api
 from neuralcodec.codecs.base import CodecError, Encoded, get_codec, weights_available
 from neuralcodec.codecs.latent.sinks import DecoderSinks, EncoderSinks
-from neuralcodec.codecs.learned_video import coding_order, rgb_to_yuv420, yuv420_to_rgb
+from neuralcodec.codecs.learned_video import (
+    MAX_BFRAMES,
+    coding_order,
+    rgb_to_yuv420,
+    yuv420_to_rgb,
+)
 from neuralcodec.codecs.video_motion import (
     MODE_BI,
     MODE_BWD,
@@ -342,7 +347,7 @@ def test_b_frames_round_trip_exactly_in_display_order(tmp_path):
     stray = Encoded(encoded.codec, {**encoded.header, "tools": 7}, encoded.streams)
     one_line_error(CodecError, codec.decode, stray, match="B-frame spacing")
     with pytest.raises(CodecError, match="bframes"):
-        get_codec("elic-ip", bframes=0)
+        get_codec("elic-ip", bframes=MAX_BFRAMES + 1)
 
 
 def test_overlapped_prediction_blends_only_across_edges_between_different_vectors():
@@ -504,7 +509,8 @@ def test_golden_file_of_the_previous_tools_decodes_and_encodes_as_written(monkey
     assert h.hexdigest() == GOLDEN_TOOLS23_FRAMES
     monkeypatch.setattr(learned_video, "TOOLS", 23)
     monkeypatch.setattr(video_motion, "WIDE_SEARCH", False)  # the encoder's search then
-    again = api.encode_array(source_of(moving_clip(5)), "elic-ip", 3, {"gop": 5}, "video")
+    options = {"gop": 5, "bframes": 1}  # P frames only, as then
+    again = api.encode_array(source_of(moving_clip(5)), "elic-ip", 3, options, "video")
     assert again == data
 
 
@@ -834,3 +840,45 @@ def test_wide_search_finds_motion_far_beyond_the_window(monkeypatch):
     monkeypatch.setattr(video_motion, "WIDE_SEARCH", False)
     narrow = video_motion.estimate(cur, ref, 4.0)
     assert not (narrow[inner] == (0, -160)).all(-1).any()
+
+
+def noisy_still_clip(n: int, seed: int = 1) -> list[tuple[np.ndarray, ...]]:
+    """One scene with fresh sensor-like noise in every frame: prediction error that does not
+    grow with the distance between frames."""
+    rng = np.random.default_rng(seed)
+    scene = moving_clip(1)[0]
+    return [
+        tuple(np.clip(p + rng.integers(-3, 4, p.shape), 0, 255).astype(np.uint8) for p in scene)
+        for _ in range(n)
+    ]
+
+
+def test_the_encoder_chooses_b_frames_where_prediction_holds_over_several_frames():
+    from neuralcodec.codecs.learned_video import choose_bgop
+
+    still = [f[0] for f in noisy_still_clip(5)]
+    assert choose_bgop(still) == 4
+    rng = np.random.default_rng(1)
+    base = moving_clip(1)[0][0].astype(np.int64)
+    drift = rng.integers(-4, 5, base.shape)  # a change motion cannot compensate, growing
+    changing = [np.clip(base + t * drift, 0, 255).astype(np.uint8) for t in range(5)]
+    assert choose_bgop(changing) == 1
+    assert choose_bgop(still[:2]) == 1  # too short to tell
+
+
+@needs_weights
+def test_default_encoder_writes_b_frames_where_they_pay_and_decodes_them_exactly():
+    from neuralcodec.codecs.learned_video import TOOL_BFRAMES
+
+    codec = get_codec("elic-ip", gop=6)
+    seen = []
+    encoded, sizes = codec.encode_frames(
+        source_of(noisy_still_clip(6)), 4, keep=lambda i, o, d: seen.append((i, d))
+    )
+    assert encoded.header["tools"] & TOOL_BFRAMES and encoded.header["bgop"] == 4
+    assert len(sizes) == 6 and [i for i, _ in seen] == list(range(6))
+    decoded = list(get_codec("elic-ip").decode(encoded))
+    for (_, a), b in zip(seen, decoded, strict=True):
+        assert all(np.array_equal(p, q) for p, q in zip(a, b, strict=True))
+    with pytest.raises(CodecError, match="bframes"):
+        get_codec("elic-ip", bframes=-1)
