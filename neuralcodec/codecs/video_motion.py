@@ -25,7 +25,8 @@ from neuralcodec.kernels import _ext
 BLOCK = 16  # luma block of one motion vector
 SEARCH = 24  # full-pel search range (pixels) around the zero vector
 WIDE_SEARCH = True  # encoder: also search around each block's motion found at a coarse level
-B_SEARCH = 12  # ... of B frames (three predictions per offset; nearer references)
+B_SEARCH = 12  # ... of B frames (nearer references) ...
+B_TOP = 8  # ... where the mean of both predictions is tried at each block's best forward ones
 MVD_RANGE = 24  # |difference| in quarter pels coded in the table; larger ones escape
 _ADAPT_STEP = 24
 _ADAPT_LIMIT = 1 << 13
@@ -304,10 +305,13 @@ def estimate(
     else:
         sads = full_pel_sads(cur, rp, r, BLOCK)
     cands = np.array(offsets, np.int64) * 4
-    wide = None
+    wide = centres = None
     if WIDE_SEARCH:  # and around each block's coarse-level motion
         refp = _pad_to(ref_y.astype(np.int16), hh, ww)
         centres = coarse_centres(cur, refp)
+        if np.abs(centres).max() + COARSE_REFINE <= r:
+            centres = None  # all of it inside the window already
+    if centres is not None:
         rc = COARSE_REFINE
         near = np.array([(dy, dx) for dy in range(-rc, rc + 1) for dx in range(-rc, rc + 1)])
         if cells:
@@ -323,7 +327,7 @@ def estimate(
             cost = sads[:, by, bx] + lam * _bits(cands - pred)
             k = int(np.argmin(cost))
             mv[by, bx] = cands[k]
-            if WIDE_SEARCH:
+            if centres is not None:
                 ec = (centres[by, bx] + near) * 4
                 ecost = esads[:, by, bx] + lam * _bits(ec - pred)
                 j = int(np.argmin(ecost))
@@ -901,9 +905,10 @@ def estimate_b(
     search: int = B_SEARCH,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Vectors (towards ``ref0``; ``scale_vectors`` gives those towards ``ref1``) and block
-    modes of a B frame (encoder only). Full pel: the SAD of the mean, forward and backward
-    predictions of every block at every offset within ``search``, the best of each block at SAD
-    + lam x approximate vector bits; then in coding order, every quarter-pel offset within
+    modes of a B frame (encoder only). Full pel: the SAD of the forward prediction of every
+    block at every offset within ``search`` (the C kernel), and of the mean of both predictions
+    at each block's ``B_TOP`` best of those, the best at SAD + lam x approximate vector bits;
+    then in coding order, every quarter-pel offset within
     ``SUBPEL`` of it, its predictor and its left and above neighbours' vectors, in each mode, at
     SAD + lam x their code lengths under the present adaptive counts. With ``WIDE_SEARCH``
     the full-pel stage also tries every offset within ``COARSE_REFINE`` of each block's
@@ -913,28 +918,26 @@ def estimate_b(
     hh, ww = nby * BLOCK, nbx * BLOCK
     cur = _pad_to(cur_y.astype(np.int32), hh, ww)
     r = search
-    big = 2 * r + 2
-    rp0 = np.pad(ref0_y.astype(np.int32), ((big, big + hh - h), (big, big + ww - w)), mode="edge")
-    rp1 = np.pad(ref1_y.astype(np.int32), ((big, big + hh - h), (big, big + ww - w)), mode="edge")
     offsets = np.array([(dy, dx) for dy in range(-r, r + 1) for dx in range(-r, r + 1)])
-    back = scale_vectors(offsets * 4, d0, d1) // 4  # full-pel part of the later offset
-    best = np.full((nby, nbx), np.inf)
-    best_v = np.zeros((nby, nbx, 2), np.int64)
-    for (dy, dx), (by_, bx_) in zip(offsets, back, strict=True):
-        a = rp0[big + dy : big + dy + hh, big + dx : big + dx + ww]
-        b = rp1[big + by_ : big + by_ + hh, big + bx_ : big + bx_ + ww]
-        sad = np.minimum(_block_sad(cur - ((a + b + 1) >> 1), BLOCK), _block_sad(cur - a, BLOCK))
-        cost = sad + lam * _bits(np.array([[[dy * 4, dx * 4]]]))
+    bits = lam * _bits(offsets * 4)
+    rp0 = np.pad(ref0_y.astype(np.int16), ((r, r + hh - h), (r, r + ww - w)), mode="edge")
+    cost = full_pel_sads(cur.astype(np.int16), rp0, r, BLOCK) + bits[:, None, None]
+    best, best_v = cost.min(0), offsets[cost.argmin(0)] * 4  # forward prediction
+    top = np.argpartition(cost, B_TOP - 1, axis=0)[:B_TOP]  # the mean at the best forward ones
+    r0 = _pad_to(ref0_y.astype(np.int32), hh, ww)
+    r1 = _pad_to(ref1_y.astype(np.int32), hh, ww)
+    tgt = cells_of(cur, BLOCK)
+    for k in range(B_TOP):
+        v = offsets[top[k]]
+        a = gather_cells(r0, v, BLOCK)
+        b = gather_cells(r1, scale_vectors(v * 4, d0, d1) // 4, BLOCK)
+        cost = np.abs(tgt - ((a + b + 1) >> 1)).sum((2, 3)) + bits[top[k]]
         better = cost < best
         best = np.where(better, cost, best)
-        best_v[better] = (dy * 4, dx * 4)
+        best_v[better] = (v * 4)[better]
     if WIDE_SEARCH:  # and around each block's coarse-level motion towards ref0
-        r0 = _pad_to(ref0_y.astype(np.int16), hh, ww)
-        r1 = _pad_to(ref1_y.astype(np.int32), hh, ww)
-        centres = coarse_centres(cur.astype(np.int16), r0)
-        tgt = cells_of(cur, BLOCK)
+        centres = coarse_centres(cur.astype(np.int16), r0.astype(np.int16))
         rc = COARSE_REFINE
-        r0 = r0.astype(np.int32)
         for dy in range(-rc, rc + 1):
             for dx in range(-rc, rc + 1):
                 v = centres + (dy, dx)
