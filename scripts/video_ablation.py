@@ -1,7 +1,7 @@
 """BD-rate of ``elic-ip`` against x264 medium on a development clip, with encoder or tool
 settings changed for the run (for measuring one coding tool or setting at a time).
 
-python scripts/video_ablation.py CLIP [--frames 16] [--qualities 2,4,6] [--bframes 1]
+python scripts/video_ablation.py CLIP [--frames 16] [--qualities 2,4,6] [--bframes 0]
     [--set learned_video.TOOLS=7 --set learned_video.P_STEP_PATTERN=(0,) ...]
 
 ``--set MODULE.NAME=VALUE`` replaces a constant of ``neuralcodec.codecs.MODULE`` (a Python
@@ -33,7 +33,7 @@ def main() -> None:
     p.add_argument("clip")
     p.add_argument("--frames", type=int, default=16)
     p.add_argument("--qualities", default="2,4,6")
-    p.add_argument("--bframes", type=int, default=1)
+    p.add_argument("--bframes", type=int, default=0, help="0: the encoder's choice per clip")
     p.add_argument("--set", action="append", default=[], metavar="MODULE.NAME=VALUE")
     p.add_argument("--cache", type=Path, default=Path("/tmp/elic-ip-anchors"))
     args = p.parse_args()
