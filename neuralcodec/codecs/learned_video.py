@@ -113,6 +113,7 @@ MAX_CSTEP = 16
 RES_RD_TRIAL = False  # tools bit 64: the trial pass above for every frame, not just the first
 INTRA_OFFSET = 0  # the I frames' elic-int quality: the quality's + this (encoder only)
 MV_LAMBDA = 1.0  # P vectors: squared error + this x RD_LAMBDA x step**2 x bits (encoder only)
+B_LAMBDA = 1.0  # B sub-pel vectors and modes: the same with this factor (0: SAD + lam x bits)
 # TOOL_INTRA_BLOCK (encoder only): an I frame is coded with elic-int and with the block intra
 # coder at the quality's step index + each of INTRA_STEPS, and the least squared error +
 # INTRA_LAMBDA x RD_LAMBDA x step**2 x bits (the quality's step, in pixels) is kept
@@ -429,8 +430,17 @@ class ElicIpCodec(Codec):
                 pred = predict_frame(ref, mv, obmc=bool(TOOLS & TOOL_OBMC))
         else:
             d0, d1 = dist
+            lam_b = B_LAMBDA * RD_LAMBDA * (step / 16) ** 2
             mv, modes = estimate_b(
-                frame[0], refs[0][0], refs[1][0], d0, d1, lam, state.b_joint, state.b_modes
+                frame[0],
+                refs[0][0],
+                refs[1][0],
+                d0,
+                d1,
+                lam,
+                state.b_joint,
+                state.b_modes,
+                lam_sse=lam_b,
             )
             pred = self._b_prediction(refs, mv, modes, d0, d1, bool(TOOLS & TOOL_OBMC))
         kinds = ("luma", "chroma", "chroma")

@@ -903,6 +903,7 @@ def estimate_b(
     models: VectorModels,
     mode_model: AdaptiveSymbolModel,
     search: int = B_SEARCH,
+    lam_sse: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Vectors (towards ``ref0``; ``scale_vectors`` gives those towards ``ref1``) and block
     modes of a B frame (encoder only). Full pel: the SAD of the forward prediction of every
@@ -910,7 +911,8 @@ def estimate_b(
     at each block's ``B_TOP`` best of those, the best at SAD + lam x approximate vector bits;
     then in coding order, every quarter-pel offset within
     ``SUBPEL`` of it, its predictor and its left and above neighbours' vectors, in each mode, at
-    SAD + lam x their code lengths under the present adaptive counts. With ``WIDE_SEARCH``
+    SAD + lam x their code lengths under the present adaptive counts (``lam_sse`` > 0: squared
+    error + ``lam_sse`` x code lengths). With ``WIDE_SEARCH``
     the full-pel stage also tries every offset within ``COARSE_REFINE`` of each block's
     coarse-level motion towards ``ref0`` (``coarse_centres``)."""
     h, w = cur_y.shape
@@ -956,13 +958,19 @@ def estimate_b(
         [(dy, dx) for dy in range(-SUBPEL, SUBPEL + 1) for dx in range(-SUBPEL, SUBPEL + 1)]
     )
     sads = np.empty((len(deltas), MODES, nby, nbx), np.int64)
+
+    def err(diff: np.ndarray) -> np.ndarray:  # per block
+        return _block_sad(diff * diff if lam_sse > 0 else diff, BLOCK)
+
     for k, dlt in enumerate(deltas):
         field = best_v + dlt
         f = q0.predict(field, BLOCK)
         b = q1.predict(scale_vectors(field, d0, d1), BLOCK)
-        sads[k, MODE_BI] = _block_sad(cur - ((f + b + 1) >> 1), BLOCK)
-        sads[k, MODE_FWD] = _block_sad(cur - f, BLOCK)
-        sads[k, MODE_BWD] = _block_sad(cur - b, BLOCK)
+        sads[k, MODE_BI] = err(cur - ((f + b + 1) >> 1))
+        sads[k, MODE_FWD] = err(cur - f)
+        sads[k, MODE_BWD] = err(cur - b)
+    if lam_sse > 0:
+        lam = lam_sse
     tables = _cost_tables(models)
     mc = mode_model.counts.astype(np.float64)
     mode_bits = np.log2(mc.sum(-1, keepdims=True)) - np.log2(mc)
@@ -988,7 +996,7 @@ def estimate_b(
                     continue
                 f = q0.block(by, bx, v, BLOCK)
                 b = q1.block(by, bx, scale_vectors(v, d0, d1), BLOCK)
-                s = [np.abs(cur_blk - p).sum() for p in ((f + b + 1) >> 1, f, b)]
+                s = [err(cur_blk - p)[0, 0] for p in ((f + b + 1) >> 1, f, b)]
                 bits = vector_bits(tables, (v - pred)[None], sctx[bx], cctx[bx])[0]
                 for m in range(MODES):
                     c = s[m] + lam * (bits + mode_bits[mctx[bx], m])
