@@ -1,6 +1,6 @@
 """Which of x264's coding tools matter on a clip: BD-rate of x264 variants (B frames off, mb-tree
-off, one reference, ...) against x264 preset medium, ``tune=psnr``, the bench's intra period and
-PSNR, through PyAV.
+off, one reference, ...) against x264 preset medium, ``tune=psnr``, with the bench's intra period
+and PSNR (``bench.video.anchor_code``, PyAV).
 
 python scripts/x264_ablation.py CLIP FRAMES [--crfs 22,26,30,34,38]
 """
@@ -8,14 +8,10 @@ python scripts/x264_ablation.py CLIP FRAMES [--crfs 22,26,30,34,38]
 from __future__ import annotations
 
 import argparse
-import io
-
-import numpy as np
 
 from neuralcodec.bench import bdrate
 from neuralcodec.bench import video as bench
 from neuralcodec.datasets.video import read_video
-from neuralcodec.datasets.video_av import _planes
 
 VARIANTS = {
     "medium": "",
@@ -31,45 +27,12 @@ VARIANTS = {
 }
 
 
-def code(frames: list, info, crf: int, gop: int, extra: str) -> tuple[float, float, str]:
-    """(bpp, PSNR-YUV, frame types) of one x264 run."""
-    import av
-
-    buf = io.BytesIO()
-    with av.open(buf, "w", format="h264") as out:
-        stream = out.add_stream("libx264", rate=info.fps)
-        stream.width, stream.height, stream.pix_fmt = info.width, info.height, "yuv420p"
-        stream.thread_count = 1
-        stream.options = {
-            "preset": "medium",
-            "tune": "psnr",
-            "crf": str(crf),
-            "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0" + extra,
-        }
-        for i, planes in enumerate(frames):
-            f = av.VideoFrame(info.width, info.height, "yuv420p")
-            for plane, arr in zip(f.planes, planes, strict=True):
-                rows = np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)
-                rows[: arr.shape[0], : arr.shape[1]] = arr
-            f.pts = i
-            for packet in stream.encode(f):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
-    data = buf.getvalue()
-    decoded, types = [], []
-    with av.open(io.BytesIO(data), "r", format="h264") as inp:
-        for frame in inp.decode(video=0):
-            decoded.append(_planes(frame))
-            kind = int(frame.pict_type)  # libavutil's picture types: 1 I, 2 P, 3 B
-            types.append("IPB"[kind - 1] if 1 <= kind <= 3 else "?")
-    psnr = [bench.frame_psnr(o, d) for o, d in zip(frames, decoded, strict=True)]
-    weighted = float(np.mean([(6 * y + u + v) / 8 for y, u, v in psnr]))
-    return (
-        len(data) * 8 / (info.width * info.height * len(frames)),
-        weighted,
-        "".join(t[:1] for t in types),
+def point(frames: list, info, crf: int, extra: str) -> dict:
+    """The bench's RD point of one x264 run over the whole clip as one intra period."""
+    nbytes, decoded, enc_s, dec_s = bench.anchor_code(
+        "x264", frames, info, crf, len(frames), 1, extra
     )
+    return bench.summarise(frames, decoded, nbytes, float(info.fps), enc_s, dec_s)
 
 
 def main() -> None:
@@ -81,19 +44,17 @@ def main() -> None:
     source = read_video(args.clip, max_frames=args.frames)
     frames, info = list(source), source.info
     crfs = [int(c) for c in args.crfs.split(",")]
-    curves = {}
+    base = None
     for name, extra in VARIANTS.items():
-        curves[name] = [code(frames, info, c, len(frames), extra) for c in crfs]
-        print(name, curves[name][len(crfs) // 2][2], flush=True)
-    base = curves["medium"]
-    for name, pts in curves.items():
+        pts = [point(frames, info, c, extra) for c in crfs]
+        base = pts if base is None else base
         bd = bdrate.bd_rate(
-            [r for r, _, _ in base],
-            [q for _, q, _ in base],
-            [r for r, _, _ in pts],
-            [q for _, q, _ in pts],
+            [q["bpp"] for q in base],
+            [q["psnr"] for q in base],
+            [q["bpp"] for q in pts],
+            [q["psnr"] for q in pts],
         )
-        print(f"{name:30s} {bd:+.1f}%")
+        print(f"{name:30s} {bd:+.1f}%", flush=True)
 
 
 if __name__ == "__main__":

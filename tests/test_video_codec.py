@@ -882,3 +882,14 @@ def test_default_encoder_writes_b_frames_where_they_pay_and_decodes_them_exactly
         assert all(np.array_equal(p, q) for p, q in zip(a, b, strict=True))
     with pytest.raises(CodecError, match="bframes"):
         get_codec("elic-ip", bframes=-1)
+
+
+@needs_weights
+def test_intra_periods_too_short_for_b_frames_skip_the_choice(monkeypatch):
+    from neuralcodec.codecs import learned_video
+
+    calls = []
+    monkeypatch.setattr(learned_video, "choose_bgop", lambda luma: calls.append(1) or 4)
+    encoded, _ = get_codec("elic-ip", gop=2).encode_frames(source_of(noisy_still_clip(4)), 3)
+    assert not calls and "bgop" not in encoded.header
+    assert not encoded.header["tools"] & learned_video.TOOL_BFRAMES

@@ -74,8 +74,9 @@ def summarise(orig: list, dec: list, nbytes: int, fps: float, enc_s: float, dec_
 # ----------------------------------------------------------------------------- anchors
 
 
-def anchor_code(name: str, frames: list, info, crf: int, gop: int, threads: int):
-    """Encode ``frames`` with x264/x265 through PyAV; (bytes, decoded frames, enc s, dec s)."""
+def anchor_code(name: str, frames: list, info, crf: int, gop: int, threads: int, extra: str = ""):
+    """Encode ``frames`` with x264/x265 through PyAV; (bytes, decoded frames, enc s, dec s).
+    ``extra``: more ``:key=value`` encoder parameters (e.g. ``":bframes=0"``)."""
     import av
 
     from neuralcodec.datasets.video_av import _planes
@@ -92,10 +93,10 @@ def anchor_code(name: str, frames: list, info, crf: int, gop: int, threads: int)
                 "preset": "medium",
                 "tune": "psnr",
                 "crf": str(crf),
-                "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0",
+                "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0{extra}",
             }
         else:
-            params = f"keyint={gop}:min-keyint={gop}:scenecut=0:psy-rd=0:psy-rdoq=0:aq-mode=0:log-level=error"
+            params = f"keyint={gop}:min-keyint={gop}:scenecut=0:psy-rd=0:psy-rdoq=0:aq-mode=0:log-level=error{extra}"
             stream.options = {"preset": "medium", "crf": str(crf), "x265-params": params}
         for i, planes in enumerate(frames):
             f = av.VideoFrame(info.width, info.height, "yuv420p")

@@ -90,6 +90,7 @@ RD_MOTION = True  # sub-pel vectors chosen in coding order at the adaptive model
 STEP_SCALE = 1.0  # the P frames' step: this x the residual model's step of the quality
 BFRAMES = 0  # default anchor spacing: 0, the encoder's choice per clip (choose_bgop)
 AUTO_BGOP = ((4, 3.0), (2, 2.5))  # choose_bgop: (spacing, most error growth over 1 frame)
+AUTO_LAMBDA = 4.0  # choose_bgop's motion search: SAD + this x approximate vector bits
 MAX_BFRAMES = 16
 TOOL_OBMC = 1  # header "tools" bits: overlapped block motion compensation
 TOOL_MV_CARRY = 2  # vector statistics carried from P frame to P frame within a GOP
@@ -173,7 +174,7 @@ def choose_bgop(luma: list[np.ndarray]) -> int:
     only). Fast pans, where prediction over several frames degrades quickly, stay P-only."""
 
     def error(d: int) -> float:
-        mv = estimate(luma[d], luma[0], 4.0)
+        mv = estimate(luma[d], luma[0], AUTO_LAMBDA)
         pred = predict_frame((luma[0],), mv)[0]
         return float(np.mean((luma[d].astype(np.float64) - pred) ** 2))
 
@@ -605,6 +606,8 @@ class ElicIpCodec(Codec):
         sizes: dict[int, int] = {}
         parts: list[bytes] = []
         bgop = self.bgop
+        if bgop == 0 and self.gop <= 2:  # no room for a B frame between I frames
+            bgop = 1
         if bgop == 0:  # look at the clip's first frames, then code them as well
             data = iter(data)
             head = list(itertools.islice(data, max(d for d, _ in AUTO_BGOP) + 1))

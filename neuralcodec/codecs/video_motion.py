@@ -745,34 +745,6 @@ class VectorModels:
         return pad[:-2] + pad[1:-1] + pad[2:]
 
 
-def _code_joint_row(
-    sink, models: VectorModels, ctx: np.ndarray, comp_ctx: np.ndarray, d: np.ndarray | None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Code (``d``: (k, 2) differences) or decode (None) one row's still flags in contexts
-    ``ctx``, then the moving entries' y, then their x (contexts ``comp_ctx``, the row above's
-    classes; x after y == 0 in ``models.second``); returns (flags, differences (k, 2))."""
-    flags = _code_still_flags(sink, models, ctx, d)
-    moving = np.flatnonzero(flags == 0)
-    cctx = comp_ctx[moving]
-    dy = None if d is None else d[moving, 0].astype(np.int32)
-    dy = sink.code(cctx.astype(np.int32), models.mvd.tables(), dy).astype(np.int64)
-    models.mvd.update(cctx, dy)
-    zero_y = dy == 0
-    dx_enc = None if d is None else d[moving, 1].astype(np.int32)
-    idx_x = cctx + 3  # mvd's x contexts; x after y == 0 in ``second``
-    dx = np.zeros(len(moving), np.int64)
-    for model, sel, idx in ((models.mvd, ~zero_y, idx_x), (models.second, zero_y, cctx)):
-        vals = None if dx_enc is None else dx_enc[sel]
-        got = sink.code(idx[sel].astype(np.int32), model.tables(), vals).astype(np.int64)
-        model.update(idx[sel], got)
-        dx[sel] = got
-    if (zero_y & (dx == 0)).any():
-        raise ValueError("a moving block without motion in the stream")
-    out = np.zeros((len(ctx), 2), np.int64)
-    out[moving, 0], out[moving, 1] = dy, dx
-    return flags, out
-
-
 def code_vectors_joint(
     sink, shape: tuple[int, int], mv: np.ndarray | None, models: VectorModels
 ) -> np.ndarray:
@@ -784,8 +756,25 @@ def code_vectors_joint(
     for by in range(nby):
         d = None if mv is None else _row_differences(mv, out, by)
         ctx = models.still_context(above_still, nbx)
-        comp_ctx = AdaptiveMvdModel.context(above_d, nbx)
-        flags, row_d = _code_joint_row(sink, models, ctx, comp_ctx, d)
+        flags = _code_still_flags(sink, models, ctx, d)
+        moving = np.flatnonzero(flags == 0)
+        comp_ctx = AdaptiveMvdModel.context(above_d, nbx)[moving]
+        dy = None if d is None else d[moving, 0].astype(np.int32)
+        dy = sink.code(comp_ctx.astype(np.int32), models.mvd.tables(), dy).astype(np.int64)
+        models.mvd.update(comp_ctx, dy)
+        zero_y = dy == 0
+        dx_enc = None if d is None else d[moving, 1].astype(np.int32)
+        idx_x = comp_ctx + 3  # mvd's x contexts; x after y == 0 in ``second``
+        dx = np.zeros(len(moving), np.int64)
+        for model, sel, idx in ((models.mvd, ~zero_y, idx_x), (models.second, zero_y, comp_ctx)):
+            vals = None if dx_enc is None else dx_enc[sel]
+            got = sink.code(idx[sel].astype(np.int32), model.tables(), vals).astype(np.int64)
+            model.update(idx[sel], got)
+            dx[sel] = got
+        if (zero_y & (dx == 0)).any():
+            raise ValueError("a moving block without motion in the stream")
+        row_d = np.zeros((nbx, 2), np.int64)
+        row_d[moving, 0], row_d[moving, 1] = dy, dx
         if mv is None:
             for bx in range(nbx):
                 py, px = _predictor(out, by, bx)
