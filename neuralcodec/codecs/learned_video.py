@@ -120,6 +120,7 @@ B_LAMBDA = 1.0  # B sub-pel vectors and modes: the same with this factor (0: SAD
 # INTRA_LAMBDA x RD_LAMBDA x step**2 x bits (the quality's step, in pixels) is kept
 INTRA_STEPS = (-8, -6, -4, -2, 0)
 INTRA_LAMBDA = 0.25
+CHROMA_RD = 0.125  # encoder only: the least factor _plane_weight puts on chroma's lambda
 INTRA_ELIC, INTRA_BLOCK = 0, 1  # the first byte of an I frame's payload with TOOL_INTRA_BLOCK
 INTRA_CHOICE: int | None = None  # encoder only: None the cheaper, else INTRA_ELIC / INTRA_BLOCK
 
@@ -139,6 +140,18 @@ def _cstep(hdr: dict, tools: int) -> int:
 def _plane_step(si: int, plane: int, cstep: int) -> int:
     """Index into ``STEP_GRID`` of plane ``plane`` (0 = Y) of an inter frame at step ``si``."""
     return si if plane == 0 else min(max(si + cstep, 0), len(STEP_GRID) - 1)
+
+
+def _plane_weight(mse: list[float], plane: int) -> float:
+    """Factor on the residual lambda of ``plane`` (encoder only; ``CHROMA_RD``): the bench's
+    quality, (6 PSNR_Y + PSNR_U + PSNR_V) / 8, moves per squared error of a chroma plane
+    (a quarter of the samples, weight 1/8) (2/3) MSE_Y / MSE_C times as fast as per squared
+    error of luma, so chroma levels are chosen at lambda x (3/2) MSE_C / MSE_Y, with the
+    prediction's errors for the MSEs, within [CHROMA_RD, 1]; 1 for luma or with CHROMA_RD 1."""
+    if plane == 0 or CHROMA_RD >= 1:
+        return 1.0
+    ratio = 1.5 * (mse[plane] + 0.25) / (mse[0] + 0.25)
+    return float(min(max(ratio, CHROMA_RD), 1.0))
 
 
 def coding_order(start: int, end: int, bgop: int) -> list[tuple[int, tuple[int, ...], int]]:
@@ -391,7 +404,7 @@ class ElicIpCodec(Codec):
     @staticmethod
     def _block_intra_encode(frame, si: int) -> tuple[bytes, tuple[np.ndarray, ...]]:
         # levels and modes at the P frames' residual lambda (per bit, in squared steps)
-        stream, planes = video_intra.encode_frame(frame, si, RD_LAMBDA)
+        stream, planes = video_intra.encode_frame(frame, si, RD_LAMBDA, _plane_weight)
         return bytes([INTRA_BLOCK]) + stream, planes
 
     def _intra_decode(self, payload: bytes, h: int, w: int, quality: int, tools: int = TOOLS):
@@ -452,8 +465,13 @@ class ElicIpCodec(Codec):
             # tables' and those levels coded on a copy of the states (encoder only)
             scratch = state.resid.copy()
             qs = []
+            mse = [
+                float(np.mean((f.astype(np.float64) - p) ** 2))
+                for f, p in zip(frame, pred, strict=True)
+            ]
             for f, p, k, i in zip(frame, pred, kinds, range(3), strict=True):
                 r = _pad8(f.astype(np.int32) - p)
+                lam_i = RD_LAMBDA * _plane_weight(mse, i)
                 psi = _plane_step(si, i, CHROMA_STEP)
                 base = residual_base(k, psi)
                 hints = prediction_hints(_pad8(p.astype(np.int32)), steps[i])
@@ -466,7 +484,7 @@ class ElicIpCodec(Codec):
                     )
                     adaptive_plane_bits(q1, hints, scratch, base)
                 qs.append(
-                    quantise_rd_adaptive(model, r, k, steps[i], RD_LAMBDA, scratch, base, hints, q1)
+                    quantise_rd_adaptive(model, r, k, steps[i], lam_i, scratch, base, hints, q1)
                 )
         elif RD_LAMBDA > 0:
             qs = [

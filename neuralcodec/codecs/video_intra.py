@@ -350,9 +350,11 @@ def _finish(rec: np.ndarray, shape: tuple[int, int], step: int) -> np.ndarray:
     return deblock(rec, step)[: shape[0], : shape[1]]
 
 
-def encode_frame(planes, si: int, lam: float) -> tuple[bytes, tuple[np.ndarray, ...]]:
+def encode_frame(planes, si: int, lam: float, weight=None) -> tuple[bytes, tuple[np.ndarray, ...]]:
     """(stream, decoded planes) of the 4:2:0 ``planes`` coded at ``STEP_GRID[si]``, levels and
-    modes chosen at ``lam`` per bit in squared steps. The stream starts with ``si``."""
+    modes chosen at ``lam`` per bit in squared steps. The stream starts with ``si``.
+    ``weight(mse, plane)`` (optional, encoder only): the chroma planes are coded again at
+    ``lam`` x that factor, from the three planes' squared errors at ``lam``."""
     model, step = dct_model(), STEP_GRID[si]
     coded, recs = [], []
     for i, f in enumerate(planes):
@@ -360,6 +362,17 @@ def encode_frame(planes, si: int, lam: float) -> tuple[bytes, tuple[np.ndarray, 
         modes, q, rec = encode_plane(model, pad_plane(f), kind, step, lam)
         coded.append((modes, q))
         recs.append(_finish(rec, f.shape, step))
+    if weight is not None:
+        mse = [
+            float(np.mean((f.astype(np.float64) - r) ** 2))
+            for f, r in zip(planes, recs, strict=True)
+        ]
+        for i in (1, 2):
+            w = weight(mse, i)
+            if w < 1:
+                modes, q, rec = encode_plane(model, pad_plane(planes[i]), "chroma", step, lam * w)
+                coded[i] = (modes, q)
+                recs[i] = _finish(rec, planes[i].shape, step)
     sinks = EncoderSinks()
     code_planes(sinks["p"], si, [m.shape for m, _ in coded], coded)
     return bytes([si]) + sinks.finish()["p"], tuple(recs)
