@@ -15,9 +15,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
 import torch
 
+from neuralcodec.bench.video import frame_psnr
 from neuralcodec.codecs import learned_video, video_motion
 from neuralcodec.codecs.base import get_codec
 from neuralcodec.codecs.latent.sinks import CounterSinks
@@ -44,14 +44,6 @@ class CountingSink:
 
     def __getattr__(self, name):
         return getattr(self.real, name)
-
-
-def _psnr(a, b) -> float:
-    ps = []
-    for x, y in zip(a, b, strict=True):
-        mse = float(np.mean((x.astype(np.float64) - y) ** 2))
-        ps.append(10 * np.log10(255.0**2 / max(mse, 1e-10)))
-    return (6 * ps[0] + ps[1] + ps[2]) / 8
 
 
 def main() -> None:
@@ -81,8 +73,7 @@ def main() -> None:
 
     codec = get_codec("elic-ip", gop=args.frames, bframes=args.bframes)
     inter = type(codec)._inter
-    rows: dict[int, dict] = {}
-    current: list[int] = []
+    rows: list[dict] = []  # the inter frames, in coding order
 
     def logged(self, sink, refs, si, tools, mv=None, qs=None, state=None, dist=None, *a, **k):
         if qs is None:  # decoding
@@ -91,13 +82,14 @@ def main() -> None:
         counting = CountingSink(sink)
         out = inter(self, counting, refs, si, tools, mv, qs, state, dist, *a, **k)
         coded = [int(q.any(-1).sum()) for q in qs]
-        current.append(len(current))
-        rows[len(current) - 1] = {
-            "type": "B" if dist is not None else "P",
-            "side": counting.counter.bits / 8,
-            "parts": {n: b / 8 for n, b in parts.items()},
-            "coded": coded,
-        }
+        rows.append(
+            {
+                "type": "B" if dist is not None else "P",
+                "side": counting.counter.bits / 8,
+                "parts": {n: b / 8 for n, b in parts.items()},
+                "coded": coded,
+            }
+        )
         return out
 
     type(codec)._inter = logged
@@ -111,12 +103,13 @@ def main() -> None:
     order = [
         i for i, _, _ in learned_video.coding_order(0, len(sizes), encoded.header.get("bgop", 1))
     ]
-    inter_rows = {idx: rows[k] for k, idx in enumerate(order[1:])}
+    inter_rows = dict(zip(order[1:], rows, strict=True))
     print(f"{args.clip.name}: {len(sizes)} frames, quality {args.quality}, bgop "
           f"{encoded.header.get('bgop', 1)}, tools {encoded.header['tools']}")  # fmt: skip
     total_side = total_inter = 0.0
     for i, size in enumerate(sizes):
-        psnr = _psnr(*frames[i])
+        y, u, v = frame_psnr(*frames[i])
+        psnr = (6 * y + u + v) / 8
         if i not in inter_rows:
             print(f"{i:3d} I {size:7d} B  {psnr:6.2f} dB")
             continue

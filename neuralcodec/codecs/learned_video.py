@@ -147,7 +147,9 @@ def _plane_weight(mse: list[float], plane: int) -> float:
     quality, (6 PSNR_Y + PSNR_U + PSNR_V) / 8, moves per squared error of a chroma plane
     (a quarter of the samples, weight 1/8) (2/3) MSE_Y / MSE_C times as fast as per squared
     error of luma, so chroma levels are chosen at lambda x (3/2) MSE_C / MSE_Y, with the
-    prediction's errors for the MSEs, within [CHROMA_RD, 1]; 1 for luma or with CHROMA_RD 1."""
+    prediction's errors for the MSEs, within [CHROMA_RD, 1]; 1 for luma or with CHROMA_RD 1.
+    Both MSEs get 0.25 (about the error of rounding to integers) so that near-exact planes
+    give a finite ratio."""
     if plane == 0 or CHROMA_RD >= 1:
         return 1.0
     ratio = 1.5 * (mse[plane] + 0.25) / (mse[0] + 0.25)
