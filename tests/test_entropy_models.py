@@ -27,7 +27,7 @@ from neuralcodec.entropy.conditionals import (
     normal_cdf_table,
 )
 from neuralcodec.entropy.models import FactorizedDensity, GaussianConditional
-from neuralcodec.entropy.tables import CodingTables
+from neuralcodec.entropy.tables import CodingTables, TableError
 
 TOTAL = 1 << 16
 I32_MIN, I32_MAX = -(2**31), 2**31 - 1
@@ -134,6 +134,35 @@ def test_build_tables_pads_and_validates():
         build_tables([np.array([1.0, 0.0])], [0, 1])
     with pytest.raises(ValueError, match="int32"):
         build_tables([np.array([1.0, 0.0])], [2**31])
+
+
+def test_coding_tables_name_the_first_broken_cdf():
+    good = counts_to_quantized_cdf(np.array([3, 1, 1]))
+    ok = np.stack([good, good])
+    CodingTables(ok, np.array([4, 4]), np.array([0, 0]))
+    cases = []
+    bad = ok.copy()
+    bad[1, 0] = 1  # does not start at 0
+    cases.append((bad, np.array([4, 4])))
+    bad = ok.copy()
+    bad[1, 3] = TOTAL - 1  # does not end at the total
+    cases.append((bad, np.array([4, 4])))
+    bad = ok.copy()
+    bad[1, 2] = bad[1, 1]  # a zero-frequency symbol
+    cases.append((bad, np.array([4, 4])))
+    for cdfs, lengths in cases:
+        with pytest.raises(TableError, match="cdf 1 is not"):
+            CodingTables(cdfs, lengths, np.array([0, 0]))
+    # entries past a cdf's length are padding and never read
+    padded = np.zeros((2, 6), dtype=np.int64)
+    padded[0, :4] = good
+    padded[1, :4] = good
+    padded[1, 4:] = [7, 3]
+    CodingTables(padded, np.array([4, 4]), np.array([0, 0]))
+    # but the entries within it are: the first broken one is named
+    padded[0, 2] = TOTAL + 1
+    with pytest.raises(TableError, match="cdf 0 is not"):
+        CodingTables(padded, np.array([4, 4]), np.array([0, 0]))
 
 
 # ------------------------------------------------------------------------ information bits

@@ -27,6 +27,9 @@ from neuralcodec.codecs.video_motion import (
     MODE_BI,
     MODE_BWD,
     MODE_FWD,
+    MVD_RANGE,
+    AdaptiveFlagModel,
+    AdaptiveMvdModel,
     AdaptiveSymbolModel,
     QuarterPelPlane,
     SplitModels,
@@ -43,6 +46,7 @@ from neuralcodec.codecs.video_motion import (
     predict_plane,
     scale_vectors,
 )
+from neuralcodec.codecs.video_motion import _predict_plane_numpy
 from neuralcodec.codecs.video_residual import (
     KINDS,
     NC,
@@ -58,6 +62,9 @@ from neuralcodec.codecs.video_residual import (
     residual_states,
 )
 from neuralcodec.codecs.weights import weights_dir
+from neuralcodec.entropy.cdf import counts_to_quantized_cdf, tables_from_cdfs
+from neuralcodec.entropy.tables import PRECISION
+from neuralcodec.kernels import _ext
 from neuralcodec.datasets.video import VideoInfo, frames_source, read_video, write_y4m
 
 needs_weights = pytest.mark.skipif(
@@ -115,6 +122,63 @@ def test_integer_prediction_follows_whole_and_fractional_vectors():
     assert np.array_equal(half, want)
     mv[2, 3] = (400, 400)  # far outside: the edge repeats
     assert np.all(predict_plane(ref, mv, 16, 2)[32:, 48:] == ref[-1, -1])
+
+
+@pytest.mark.skipif(not hasattr(_ext._exact, "bilinear"), reason="C kernels not built")
+@pytest.mark.parametrize("up, frac_bits, block", [(2, 1, 16), (1, 3, 8), (1, 2, 4)])
+def test_c_motion_compensation_equals_the_numpy_reference(up, frac_bits, block):
+    rng = np.random.default_rng(up * 10 + frac_bits)
+    ref = rng.integers(0, 256, (37 * up, 53 * up)).astype(np.int32)  # not block multiples
+    nby, nbx = 5, 7
+    mv = rng.integers(-40, 41, (nby, nbx, 2)).astype(np.int32)
+    mv[0, 0] = (-5000, 7000)  # far outside on two sides
+    mv[-1, -1] = (1 << 23, -(1 << 23))
+    mv[2, 3] = (-1, -1)  # negative fractions round towards minus infinity
+    want = _predict_plane_numpy(ref, mv, block, frac_bits, up)
+    assert np.array_equal(predict_plane(ref, mv, block, frac_bits, up), want)
+    rows = np.array([0, 3, nby * block - 1, 3], np.int32)  # any subset, repeats allowed
+    cols = np.arange(1, nbx * block, 5, dtype=np.int32)
+    sub = predict_plane(ref, mv, block, frac_bits, up, rows, cols)
+    assert np.array_equal(sub, want[rows][:, cols])
+    assert np.array_equal(sub, _predict_plane_numpy(ref, mv, block, frac_bits, up, rows, cols))
+
+
+@pytest.mark.skipif(not hasattr(_ext._exact, "bilinear"), reason="C kernels not built")
+def test_c_motion_compensation_rejects_what_does_not_fit():
+    ref = np.zeros((16, 16), np.int32)
+    mv = np.zeros((1, 1, 2), np.int32)
+    rows = cols = np.arange(16, dtype=np.int32)
+    out = np.zeros((16, 16), np.int32)
+    bad = [
+        (ref, mv, 16, 2, 1, rows, cols + 1, out),  # a column past the field
+        (ref, mv, 16, 0, 1, rows, cols, out),  # no fraction bits
+        (ref, np.full((1, 1, 2), 1 << 24, np.int32), 16, 2, 1, rows, cols, out),
+        (ref, mv, 16, 2, 1, rows, cols, np.zeros((16, 15), np.int32)),
+        (ref.astype(np.int64), mv, 16, 2, 1, rows, cols, out),
+    ]
+    for args in bad:
+        with pytest.raises((ValueError, TypeError)):
+            _ext._exact.bilinear(*args)
+    _ext._exact.bilinear(ref, mv, 16, 2, 1, rows, cols, out)
+
+
+def test_incremental_tables_equal_a_full_rebuild():
+    rng = np.random.default_rng(3)
+    mvd, flags, symbols = AdaptiveMvdModel(), AdaptiveFlagModel(4), AdaptiveSymbolModel(3, 5)
+    for step in range(40):
+        mvd.update(rng.integers(0, 6, 9), rng.integers(-30, 31, 9))
+        flags.update(rng.integers(0, 4, 5), rng.integers(0, 2, 5))
+        symbols.update(rng.integers(0, 3, 4), rng.integers(0, 5, 4))
+        if step == 20:  # counts set from outside, as a carried state is
+            flags.counts[2] = (1, 90, 1)
+            flags._tables = None
+        for model, offset in ((mvd, -MVD_RANGE), (flags, 0), (symbols, 0)):
+            got = model.tables()
+            cdfs = [counts_to_quantized_cdf(c, PRECISION) for c in model.counts]
+            fresh = tables_from_cdfs(cdfs, [offset] * len(cdfs), PRECISION)
+            assert np.array_equal(got.cdfs, fresh.cdfs)
+            assert np.array_equal(got.cdf_lengths, fresh.cdf_lengths)
+            assert np.array_equal(got.offsets, fresh.offsets)
 
 
 def test_vectors_round_trip_through_the_adaptive_model():

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from neuralcodec.entropy.cdf import counts_to_quantized_cdf, tables_from_cdfs
+from neuralcodec.entropy.cdf import counts_to_quantized_cdf
 from neuralcodec.entropy.tables import PRECISION, CodingTables
 from neuralcodec.kernels import _ext
 
@@ -71,7 +71,27 @@ def predict_plane(
     """Prediction (``block``-multiple size, int32) of a plane from ``ref`` with one vector per
     block, in units of ``1 / 2**frac_bits`` pels of a grid ``up`` times finer than the output's
     (``ref`` is on that grid); bilinear between samples, outside ``ref`` its edge repeats.
-    ``rows`` / ``cols``: only those rows / columns of it (the same values)."""
+    ``rows`` / ``cols``: only those rows / columns of it (the same values). The C kernel
+    (``_exact.bilinear``) where built, else ``_predict_plane_numpy``: both integer, so equal."""
+    if _ext._exact is None or not hasattr(_ext._exact, "bilinear"):
+        return _predict_plane_numpy(ref, mv, block, frac_bits, up, rows, cols)
+    nby, nbx = mv.shape[:2]
+    ry = _grid(nby, block) if rows is None else rows
+    rx = _grid(nbx, block) if cols is None else cols
+    out = np.empty((len(ry), len(rx)), np.int32)
+    _ext._exact.bilinear(
+        np.ascontiguousarray(ref, dtype=np.int32),
+        np.ascontiguousarray(mv, dtype=np.int32),
+        block, frac_bits, up,
+        np.ascontiguousarray(ry, dtype=np.int32),
+        np.ascontiguousarray(rx, dtype=np.int32),
+        out,
+    )  # fmt: skip
+    return out
+
+
+def _predict_plane_numpy(ref, mv, block, frac_bits, up=1, rows=None, cols=None) -> np.ndarray:
+    """``predict_plane`` in NumPy (the reference of the C kernel)."""
     h, w = ref.shape
     nby, nbx = mv.shape[:2]
     s = 1 << frac_bits
@@ -81,13 +101,15 @@ def predict_plane(
     mvy, mvx = field[..., 0], field[..., 1]
     py = ry[:, None] * (up << frac_bits) + mvy
     px = rx[None, :] * (up << frac_bits) + mvx
-    y0, fy = py >> frac_bits, py & (s - 1)
-    x0, fx = px >> frac_bits, px & (s - 1)
-    ya, yb = np.clip(y0, 0, h - 1), np.clip(y0 + 1, 0, h - 1)
+    # samples are 0..255 and weights sum to s per axis: every product fits int32
+    fy, fx = (py & (s - 1)).astype(np.int32), (px & (s - 1)).astype(np.int32)
+    y0, x0 = py >> frac_bits, px >> frac_bits
+    ya = np.clip(y0, 0, h - 1) * w  # flat row offsets
+    yb = np.clip(y0 + 1, 0, h - 1) * w
     xa, xb = np.clip(x0, 0, w - 1), np.clip(x0 + 1, 0, w - 1)
-    r = ref.astype(np.int64)
-    top = r[ya, xa] * (s - fx) + r[ya, xb] * fx
-    bot = r[yb, xa] * (s - fx) + r[yb, xb] * fx
+    r = np.ascontiguousarray(ref, dtype=np.int32).reshape(-1)
+    top = r.take(ya + xa) * (s - fx) + r.take(ya + xb) * fx
+    bot = r.take(yb + xa) * (s - fx) + r.take(yb + xb) * fx
     out = (top * (s - fy) + bot * fy + (1 << (2 * frac_bits - 1))) >> (2 * frac_bits)
     return out.astype(np.int32)
 
@@ -642,23 +664,47 @@ def _predictor(mv: np.ndarray, by: int, bx: int) -> tuple[int, int]:
     )
 
 
-class AdaptiveMvdModel:
+class _CountTables:
+    """The coding tables of a model's ``counts`` (one row per context, the escape last; values
+    from ``value_offset``), rebuilt after ``_tables`` is cleared; a row's cdf is recomputed only
+    where its counts differ from those it was last built from, which gives the same tables as
+    rebuilding every row."""
+
+    value_offset = 0
+    counts: np.ndarray
+    _tables: CodingTables | None
+
+    def tables(self) -> CodingTables:
+        if self._tables is None:
+            n, k = self.counts.shape
+            built = self.__dict__.get("_built")
+            if built is None or built[0].shape != self.counts.shape:
+                built = self._built = (
+                    np.full((n, k), -1, np.int64),
+                    np.zeros((n, k + 1), np.int32),
+                )
+            seen, cdfs = built
+            for j in np.flatnonzero((seen != self.counts).any(axis=1)):
+                cdfs[j] = counts_to_quantized_cdf(self.counts[j], PRECISION)
+                seen[j] = self.counts[j]
+            self._tables = CodingTables(
+                cdfs.copy(), np.full(n, k + 1, np.int32), np.full(n, self.value_offset, np.int32)
+            )
+        return self._tables
+
+
+class AdaptiveMvdModel(_CountTables):
     """Counts of vector differences per context (component x 3 neighbour classes), rebuilt into
     tables between rows; integer updates only, so both sides hold the same tables."""
 
     contexts = 6
+    value_offset = -MVD_RANGE
 
     def __init__(self) -> None:
         v = np.arange(-MVD_RANGE, MVD_RANGE + 1)
         prior = np.maximum(1, 128 >> np.minimum(2 * np.abs(v), 7)).astype(np.int64)
         self.counts = np.tile(np.append(prior, 2), (self.contexts, 1))
-        self._tables: CodingTables | None = None  # rebuilt when counts change
-
-    def tables(self) -> CodingTables:
-        if self._tables is None:
-            cdfs = [counts_to_quantized_cdf(c, PRECISION) for c in self.counts]
-            self._tables = tables_from_cdfs(cdfs, [-MVD_RANGE] * self.contexts, PRECISION)
-        return self._tables
+        self._tables = None  # rebuilt when counts change
 
     def update(self, ctx: np.ndarray, values: np.ndarray) -> None:
         if len(ctx) == 0:
@@ -701,19 +747,13 @@ def _row_differences(mv: np.ndarray, out: np.ndarray, by: int) -> np.ndarray:
     return mv[by].astype(np.int64) - preds
 
 
-class AdaptiveFlagModel:
+class AdaptiveFlagModel(_CountTables):
     """Adaptive counts of a binary symbol in ``contexts`` contexts (integer updates)."""
 
     def __init__(self, contexts: int) -> None:
         self.counts = np.full((contexts, 3), 4, np.int64)  # symbols 0, 1 and the escape
         self.counts[:, 2] = 1
-        self._tables: CodingTables | None = None
-
-    def tables(self) -> CodingTables:
-        if self._tables is None:
-            cdfs = [counts_to_quantized_cdf(c, PRECISION) for c in self.counts]
-            self._tables = tables_from_cdfs(cdfs, [0] * len(cdfs), PRECISION)
-        return self._tables
+        self._tables = None
 
     def update(self, ctx: np.ndarray, values: np.ndarray) -> None:
         if len(ctx) == 0:

@@ -60,10 +60,13 @@ class CodingTables:
         if lengths.min() < 3 or lengths.max() > cdfs.shape[1]:
             raise TableError("each cdf needs at least 3 entries (one value, escape, end)")
         total = 1 << self.precision
-        for j in range(n):
-            c = cdfs[j, : lengths[j]].astype(np.int64)
-            if c[0] != 0 or c[-1] != total or np.any(np.diff(c) <= 0):
-                raise TableError(f"cdf {j} is not a strictly increasing 0..{total} table")
+        c = cdfs.astype(np.int64)
+        inside = np.arange(1, c.shape[1])[None, :] < lengths[:, None]  # steps within each cdf
+        bad = (c[:, 0] != 0) | (c[np.arange(n), lengths - 1] != total)
+        bad |= ((np.diff(c, axis=1) <= 0) & inside).any(axis=1)
+        if bad.any():
+            j = int(np.argmax(bad))
+            raise TableError(f"cdf {j} is not a strictly increasing 0..{total} table")
 
     def to_arrays(self, prefix: str = "") -> dict[str, np.ndarray]:
         """Arrays to store beside the weights (e.g. in a safetensors file)."""

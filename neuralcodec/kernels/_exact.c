@@ -15,6 +15,13 @@
  *                             over the block of |cur - ref shifted by offset k| (int16 planes,
  *                             ref padded by r on every side, offsets (dy, dx) in raster order
  *                             over [-r, r]^2, int32 sums: exact, so the same as NumPy's)
+ *   bilinear(ref, mv, block, frac_bits, up, rows, cols, out)
+ *                             the video codec's motion-compensated prediction
+ *                             (video_motion.predict_plane): out[i, j] = bilinear sample of the
+ *                             int32 plane ref at (rows[i], cols[j]) x up x 2^frac_bits + the
+ *                             vector of the block holding it (mv: (nby, nbx, 2) int32, in
+ *                             1 / 2^frac_bits of ref's pels), edges repeated, rounded; integer
+ *                             arithmetic, so the same as NumPy's
  */
 
 #define PY_SSIZE_T_CLEAN
@@ -285,7 +292,100 @@ static PyObject *py_block_sads(PyObject *mod, PyObject *args)
     Py_RETURN_NONE;
 }
 
+/* REQUIRES: 0 <= rows[i] < nby * block, 0 <= cols[j] < nbx * block, 1 <= fb <= 8. */
+static void bilinear_run(const int32_t *ref, Py_ssize_t h, Py_ssize_t w, const int32_t *mv,
+                         Py_ssize_t nbx, Py_ssize_t block, int fb, Py_ssize_t up,
+                         const int32_t *rows, Py_ssize_t nr, const int32_t *cols, Py_ssize_t nc,
+                         int32_t *out)
+{
+    const int64_t s = (int64_t)1 << fb, mask = s - 1, half = (int64_t)1 << (2 * fb - 1);
+    const int64_t scale = (int64_t)up << fb;
+    for (Py_ssize_t i = 0; i < nr; i++) {
+        const int64_t y = rows[i];
+        const int32_t *vrow = mv + (y / block) * nbx * 2;
+        int32_t *o = out + i * nc;
+        for (Py_ssize_t j = 0; j < nc; j++) {
+            const int64_t x = cols[j];
+            const int32_t *v = vrow + (x / block) * 2;
+            const int64_t py = y * scale + v[0], px = x * scale + v[1];
+            const int64_t fy = py & mask, fx = px & mask; /* two's complement: floor remainder */
+            const int64_t y0 = (py - fy) / s, x0 = (px - fx) / s;  /* exact divisions */
+            const int64_t ya = y0 < 0 ? 0 : y0 > h - 1 ? h - 1 : y0;
+            const int64_t yb = y0 + 1 < 0 ? 0 : y0 + 1 > h - 1 ? h - 1 : y0 + 1;
+            const int64_t xa = x0 < 0 ? 0 : x0 > w - 1 ? w - 1 : x0;
+            const int64_t xb = x0 + 1 < 0 ? 0 : x0 + 1 > w - 1 ? w - 1 : x0 + 1;
+            const int64_t top = ref[ya * w + xa] * (s - fx) + ref[ya * w + xb] * fx;
+            const int64_t bot = ref[yb * w + xa] * (s - fx) + ref[yb * w + xb] * fx;
+            o[j] = (int32_t)((top * (s - fy) + bot * fy + half) >> (2 * fb));
+        }
+    }
+}
+
+static PyObject *py_bilinear(PyObject *mod, PyObject *args)
+{
+    PyObject *oref, *omv, *orows, *ocols, *oo;
+    Py_ssize_t block, fb, up;
+    if (!PyArg_ParseTuple(args, "OOnnnOOO:bilinear", &oref, &omv, &block, &fb, &up, &orows,
+                          &ocols, &oo))
+        return NULL;
+    Py_buffer ref, mv, rows, cols, out;
+    if (get_typed(oref, &ref, 0, 2, 4, "i", "ref") < 0)
+        return NULL;
+    if (get_typed(omv, &mv, 0, 3, 4, "i", "mv") < 0) {
+        PyBuffer_Release(&ref);
+        return NULL;
+    }
+    if (get_typed(orows, &rows, 0, 1, 4, "i", "rows") < 0) {
+        PyBuffer_Release(&ref);
+        PyBuffer_Release(&mv);
+        return NULL;
+    }
+    if (get_typed(ocols, &cols, 0, 1, 4, "i", "cols") < 0) {
+        PyBuffer_Release(&ref);
+        PyBuffer_Release(&mv);
+        PyBuffer_Release(&rows);
+        return NULL;
+    }
+    if (get_typed(oo, &out, 1, 2, 4, "i", "out") < 0) {
+        PyBuffer_Release(&ref);
+        PyBuffer_Release(&mv);
+        PyBuffer_Release(&rows);
+        PyBuffer_Release(&cols);
+        return NULL;
+    }
+    Py_ssize_t nr = rows.shape[0], nc = cols.shape[0];
+    Py_ssize_t nby = mv.shape[0], nbx = mv.shape[1];
+    int ok = block > 0 && fb >= 1 && fb <= 8 && up >= 1 && up <= 16 && mv.shape[2] == 2 &&
+             ref.shape[0] > 0 && ref.shape[1] > 0 && out.shape[0] == nr && out.shape[1] == nc;
+    const int32_t *r = rows.buf, *c = cols.buf;
+    for (Py_ssize_t i = 0; ok && i < nr; i++)
+        ok = r[i] >= 0 && r[i] < nby * block;
+    for (Py_ssize_t j = 0; ok && j < nc; j++)
+        ok = c[j] >= 0 && c[j] < nbx * block;
+    const int32_t *v = mv.buf;
+    for (Py_ssize_t k = 0; ok && k < 2 * nby * nbx; k++)
+        ok = v[k] > -(1 << 24) && v[k] < (1 << 24);
+    if (ok) {
+        Py_BEGIN_ALLOW_THREADS
+        bilinear_run(ref.buf, ref.shape[0], ref.shape[1], mv.buf, nbx, block, (int)fb, up,
+                     rows.buf, nr, cols.buf, nc, out.buf);
+        Py_END_ALLOW_THREADS
+    }
+    PyBuffer_Release(&ref);
+    PyBuffer_Release(&mv);
+    PyBuffer_Release(&rows);
+    PyBuffer_Release(&cols);
+    PyBuffer_Release(&out);
+    if (!ok) {
+        PyErr_SetString(PyExc_ValueError, "bilinear: shapes or vectors do not fit");
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
+    {"bilinear", py_bilinear, METH_VARARGS,
+     "bilinear(ref, mv, block, frac_bits, up, rows, cols, out): motion-compensated samples."},
     {"block_sads", py_block_sads, METH_VARARGS,
      "block_sads(cur, ref, r, block, out): block SADs of every full-pel offset within r."},
     {"conv3x3", py_conv3x3, METH_VARARGS,
