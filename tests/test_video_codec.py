@@ -33,6 +33,7 @@ from neuralcodec.codecs.video_motion import (
     AdaptiveSymbolModel,
     QuarterPelPlane,
     SplitModels,
+    _predict_plane_numpy,
     blend_modes,
     code_modes,
     code_split_flags,
@@ -46,7 +47,6 @@ from neuralcodec.codecs.video_motion import (
     predict_plane,
     scale_vectors,
 )
-from neuralcodec.codecs.video_motion import _predict_plane_numpy
 from neuralcodec.codecs.video_residual import (
     KINDS,
     NC,
@@ -62,10 +62,10 @@ from neuralcodec.codecs.video_residual import (
     residual_states,
 )
 from neuralcodec.codecs.weights import weights_dir
+from neuralcodec.datasets.video import VideoInfo, frames_source, read_video, write_y4m
 from neuralcodec.entropy.cdf import counts_to_quantized_cdf, tables_from_cdfs
 from neuralcodec.entropy.tables import PRECISION
 from neuralcodec.kernels import _ext
-from neuralcodec.datasets.video import VideoInfo, frames_source, read_video, write_y4m
 
 needs_weights = pytest.mark.skipif(
     not weights_available("elic-ip"), reason="elic-int or elic-ip weights not shipped here"

@@ -20,6 +20,7 @@ from neuralcodec.codecs import learned_video, video_intra
 from neuralcodec.codecs.base import CodecError, Encoded, get_codec
 from neuralcodec.codecs.learned_video import INTRA_BLOCK, INTRA_ELIC, TOOL_INTRA_BLOCK, _take
 from neuralcodec.codecs.video_residual import TB
+from neuralcodec.kernels import _ext
 
 
 def test_every_mode_predicts_a_flat_block_from_flat_edges_and_follows_its_edges():
@@ -69,6 +70,42 @@ def test_intra_planes_round_trip_and_the_decoder_rebuilds_the_encoders_pixels():
     for (m0, q0), (m1, q1) in zip(coded, got, strict=True):
         assert (m0 == m1).all() and (q0 == q1).all()
     assert plane_psnr(y, recs[0][: y.shape[0], : y.shape[1]]) > 30
+
+
+needs_c = pytest.mark.skipif(not hasattr(_ext._exact, "intra_row"), reason="C kernels not built")
+
+
+@needs_c
+@pytest.mark.parametrize("step, lam", [(16, 0.05), (128, 0.13), (181, 2.0), (2048, 0.3)])
+def test_the_c_intra_coder_chooses_and_rebuilds_as_the_numpy_one(monkeypatch, step, lam):
+    model = video_intra.dct_model()
+    rng = np.random.default_rng(step)
+    y, u, _ = moving_clip(1, 88, 56)[0]
+    noisy = np.clip(y.astype(int) + rng.integers(-40, 41, y.shape), 0, 255).astype(np.uint8)
+    for kind, plane in (("luma", y), ("chroma", u), ("luma", noisy)):
+        padded = video_intra.pad_plane(plane)
+        monkeypatch.setenv("NEURALCODEC_INTRA_C", "1")
+        fast = video_intra.encode_plane(model, padded, kind, step, lam)
+        monkeypatch.setenv("NEURALCODEC_INTRA_C", "0")
+        slow = video_intra.encode_plane(model, padded, kind, step, lam)
+        for a, b in zip(fast, slow, strict=True):
+            assert np.array_equal(a, b)
+        modes, q, rec = fast
+        res = model.dequantise(q, kind, step)
+        assert np.array_equal(video_intra._decode_plane_numpy(modes, res), rec)
+        assert np.array_equal(video_intra.decode_plane(model, modes, q, kind, step), rec)
+
+
+@needs_c
+def test_the_c_intra_decoder_refuses_modes_without_edges():
+    model = video_intra.dct_model()
+    modes = np.zeros((2, 3), np.int64)
+    q = np.zeros((2, 3, TB * TB), np.int32)
+    assert (video_intra.decode_plane(model, modes, q, "luma", 64) == 128).all()
+    for m in (1, 2, 3, 5, 11, -1):  # each needs an edge the top-left block lacks, or is no mode
+        modes[0, 0] = m
+        with pytest.raises(ValueError, match="intra mode"):
+            video_intra.decode_plane(model, modes, q, "luma", 64)
 
 
 def _clip(monkeypatch, choice, n=3, quality=5):

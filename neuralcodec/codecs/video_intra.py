@@ -34,9 +34,12 @@ the inter frames' residuals (``tools`` bit 512).
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 
 import numpy as np
+
+from neuralcodec.kernels import _ext
 
 from .base import CodecError
 from .latent.sinks import DecoderSinks, EncoderSinks
@@ -44,6 +47,7 @@ from .video_motion import AdaptiveSymbolModel, code_modes, mode_context
 from .video_residual import (
     BASIS_BITS,
     NC,
+    Q_LIMIT,
     RES_HINTS,
     STEP_BITS,
     STEP_GRID,
@@ -189,6 +193,7 @@ def _tap_tables() -> tuple[np.ndarray, np.ndarray]:
 
 
 _TAP_IDX, _TAP_W = _tap_tables()
+_TAP_IDX32, _TAP_W32 = _TAP_IDX.astype(np.int32), _TAP_W.astype(np.int32)
 _RAMP = np.arange(TB)
 
 
@@ -268,10 +273,15 @@ def encode_plane(
     levels = np.zeros((nby, nbx, NC), np.int32)
     src = plane.astype(np.int64)
     mode_model = AdaptiveSymbolModel(INTRA_MODES + 1, INTRA_MODES)  # as code_planes will
+    row = _row_kernel(model, kind, plane, step, d, lam)
     for by in range(nby):
         ctx = mode_context(modes[by - 1] if by else None, nbx, INTRA_MODES)
         counts = mode_model.counts[:, :INTRA_MODES].astype(np.float64)
         mode_bits = MODE_WEIGHT * -np.log2(counts / mode_model.counts.sum(1, keepdims=True))
+        if row is not None:
+            modes[by], levels[by] = row(by, mode_bits[ctx])
+            mode_model.update(ctx, modes[by])
+            continue
         for bx in range(nbx):
             y, x = by * TB, bx * TB
             cands = [m for m in range(INTRA_MODES) if available(y, x, m)]
@@ -286,7 +296,44 @@ def encode_plane(
             r = model.dequantise(qk.reshape(1, 1, NC), kind, step)
             rec[y : y + TB, x : x + TB] = np.clip(preds[k].reshape(TB, TB) + r, 0, 255)
         mode_model.update(ctx, modes[by])
+    if row is not None:
+        rec = row.rec
     return modes, levels, rec.astype(np.uint8)
+
+
+def _row_kernel(model: ResidualModel, kind: str, plane: np.ndarray, step: int, d, lam):
+    """``encode_plane``'s loop over one row of blocks in C (``_exact.intra_row``: the same
+    predictions, integer transforms and float64 decisions in NumPy's order, so the same modes,
+    levels and pixels), or None where the kernel is not built (``NEURALCODEC_INTRA_C=0``:
+    never)."""
+    if _ext._exact is None or not hasattr(_ext._exact, "intra_row"):
+        return None
+    if os.environ.get("NEURALCODEC_INTRA_C", "1") == "0":
+        return None
+    h, w = plane.shape
+    src = np.ascontiguousarray(plane, dtype=np.int32)
+    basis = np.ascontiguousarray(model.basis[kind], dtype=np.int64)
+    args = (basis, BASIS_BITS, int(step), STEP_BITS, d, float(lam))
+    tables = (_level_bit_table(), Q_LIMIT, _TAP_IDX32, _TAP_W32)
+
+    class Row:
+        rec = np.zeros((h, w), np.int32)
+
+        def __call__(self, by: int, mode_bits: np.ndarray):
+            modes = np.empty(w // TB, np.int32)
+            levels = np.empty((w // TB, NC), np.int32)
+            mb = np.ascontiguousarray(mode_bits, dtype=np.float64)
+            _ext._exact.intra_row(src, self.rec, by, *args, mb, *tables, modes, levels)
+            return modes, levels
+
+    return Row()
+
+
+@lru_cache(maxsize=1)
+def _level_bit_table() -> np.ndarray:
+    """``_level_bits`` of 0 .. 4095 (NumPy's own values; levels stay below 2041 as samples are
+    8-bit and the finest step is 1)."""
+    return _level_bits(np.arange(4096, dtype=np.float64))
 
 
 def _level_bits(q: np.ndarray) -> np.ndarray:
@@ -317,6 +364,18 @@ def decode_plane(
     """The decoded padded plane (before deblocking) from its modes and levels."""
     nby, nbx = modes.shape
     res = model.dequantise(levels, kind, step).astype(np.int64)
+    if _ext._exact is not None and hasattr(_ext._exact, "intra_decode"):
+        rec32 = np.zeros((nby * TB, nbx * TB), np.int32)
+        m32 = np.ascontiguousarray(modes, dtype=np.int32)
+        r32 = np.ascontiguousarray(res, dtype=np.int32)
+        _ext._exact.intra_decode(m32, r32, _TAP_IDX32, _TAP_W32, rec32)
+        return rec32.astype(np.uint8)
+    return _decode_plane_numpy(modes, res)
+
+
+def _decode_plane_numpy(modes: np.ndarray, res: np.ndarray) -> np.ndarray:
+    """``decode_plane``'s block loop in NumPy (the C kernel's reference)."""
+    nby, nbx = modes.shape
     rec = np.zeros((nby * TB, nbx * TB), np.int64)
     for by in range(nby):
         for bx in range(nbx):

@@ -22,6 +22,13 @@
  *                             vector of the block holding it (mv: (nby, nbx, 2) int32, in
  *                             1 / 2^frac_bits of ref's pels), edges repeated, rounded; integer
  *                             arithmetic, so the same as NumPy's
+ *   intra_row(src, rec, by, basis, ...), intra_decode(modes, res, tap_idx, tap_w, rec)
+ *                             the video codec's block intra coder (video_intra.encode_plane's
+ *                             choice of modes and levels for one row of 8x8 blocks; its
+ *                             decode_plane): integer predictions and transforms, and the
+ *                             encoder's float64 costs computed in NumPy's order (no FMA
+ *                             contraction; sums of 64 as NumPy's pairwise sum), so the same
+ *                             modes, levels and pixels as the NumPy code
  */
 
 #define PY_SSIZE_T_CLEAN
@@ -383,11 +390,333 @@ static PyObject *py_bilinear(PyObject *mod, PyObject *args)
     Py_RETURN_NONE;
 }
 
+
+/* ------------------------------------------------------------------ intra row (encoder) */
+
+#define ITB 8
+#define INC 64
+#define IMODES 10
+#define IOFF 14
+#define IELEN (IOFF + 19)
+
+/* numpy's float64 sum of 64 contiguous values (8 interleaved partial sums, then a tree):
+ * the same order, so the same rounding */
+static double sum64(const double *v)
+{
+    double r[8];
+    for (int j = 0; j < 8; j++)
+        r[j] = v[j];
+    for (int i = 8; i < INC; i += 8)
+        for (int j = 0; j < 8; j++)
+            r[j] += v[i + j];
+    return ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
+}
+
+static int intra_available(Py_ssize_t y, Py_ssize_t x, int m)
+{
+    if (m == 0)
+        return 1;
+    if (m == 1 || m == 4 || m == 8)
+        return y > 0;
+    if (m == 2 || m == 9)
+        return x > 0;
+    return y > 0 && x > 0;
+}
+
+/* video_intra.edges + predict_modes for one block and one mode */
+static void intra_edges(const int32_t *rec, Py_ssize_t w, Py_ssize_t y, Py_ssize_t x,
+                        int64_t *e)
+{
+    for (int k = 0; k < IELEN; k++)
+        e[k] = 0;
+    if (x > 0) {
+        for (int j = 0; j < ITB; j++)
+            e[IOFF - 1 - j] = rec[(y + j) * w + x - 1];
+        for (int k = 0; k < IOFF - ITB; k++)
+            e[k] = rec[(y + ITB - 1) * w + x - 1];
+    }
+    if (y > 0) {
+        const int32_t *above = rec + (y - 1) * w;
+        for (int j = 0; j < ITB; j++)
+            e[IOFF + 1 + j] = above[x + j];
+        for (int j = 0; j < ITB; j++)
+            e[IOFF + 1 + ITB + j] = x + 2 * ITB <= w ? above[x + ITB + j] : above[x + ITB - 1];
+        for (int k = IOFF + 1 + 2 * ITB; k < IELEN; k++)
+            e[k] = e[IOFF + 2 * ITB];
+        if (x > 0)
+            e[IOFF] = above[x - 1];
+    }
+}
+
+static void intra_predict(const int64_t *e, Py_ssize_t y, Py_ssize_t x, int m,
+                          const int32_t *tap_idx, const int32_t *tap_w, int64_t *out)
+{
+    if (m == 0) {
+        int64_t s = 0, n = 0;
+        if (y > 0) {
+            for (int j = 0; j < ITB; j++)
+                s += e[IOFF + 1 + j];
+            n += ITB;
+        }
+        if (x > 0) {
+            for (int j = 0; j < ITB; j++)
+                s += e[IOFF - ITB + j];
+            n += ITB;
+        }
+        int64_t v = n ? (s + n / 2) / n : 128;
+        for (int p = 0; p < INC; p++)
+            out[p] = v;
+    } else if (m == 3) {
+        const int64_t right0 = e[IOFF + 1 + ITB], bottom = e[IOFF - ITB];
+        for (int r = 0; r < ITB; r++)
+            for (int i = 0; i < ITB; i++) {
+                int64_t hor = (ITB - 1 - i) * e[IOFF - 1 - r] + (i + 1) * right0;
+                int64_t ver = (ITB - 1 - r) * e[IOFF + 1 + i] + (r + 1) * bottom;
+                out[r * ITB + i] = (hor + ver + ITB) >> 4;
+            }
+    } else {
+        const int32_t *ix = tap_idx + m * 3 * INC, *wt = tap_w + m * 3 * INC;
+        for (int p = 0; p < INC; p++)
+            out[p] = (wt[p] * e[ix[p]] + wt[INC + p] * e[ix[INC + p]] +
+                      wt[2 * INC + p] * e[ix[2 * INC + p]] + 2) >> 2;
+    }
+}
+
+/* video_intra.encode_plane's loop over one row of blocks (see its docstring); rec (h, w) is
+ * read above and left and written for the row. Float decisions in numpy's order: the
+ * residual's coefficients are exact integers x 2^-basis_bits, divided once by d. */
+static int intra_row_run(const int32_t *src, int32_t *rec, Py_ssize_t h, Py_ssize_t w,
+                         Py_ssize_t by, const int64_t *basis, int basis_bits, int64_t step,
+                         int step_bits, double d, double lam, const double *mode_bits,
+                         const double *lbits, Py_ssize_t nl, int64_t q_limit,
+                         const int32_t *tap_idx, const int32_t *tap_w, int32_t *modes,
+                         int32_t *levels)
+{
+    const Py_ssize_t nbx = w / ITB, y = by * ITB;
+    const double unit = 1.0 / (double)((int64_t)1 << basis_bits);
+    const int shift = basis_bits + step_bits;
+    int64_t e[IELEN], pred[IMODES][INC], res[INC];
+    double a[IMODES][INC], q[IMODES][INC], jsel[INC], sq[INC];
+    for (Py_ssize_t bx = 0; bx < nbx; bx++) {
+        const Py_ssize_t x = bx * ITB;
+        intra_edges(rec, w, y, x, e);
+        int best = -1;
+        double best_cost = 0;
+        for (int m = 0; m < IMODES; m++) {
+            if (!intra_available(y, x, m))
+                continue;
+            intra_predict(e, y, x, m, tap_idx, tap_w, pred[m]);
+            for (int p = 0; p < INC; p++)
+                res[p] = src[(y + p / ITB) * w + x + p % ITB] - pred[m][p];
+            double total_in[INC];
+            for (int c = 0; c < INC; c++) {
+                int64_t dot = 0;
+                for (int p = 0; p < INC; p++)
+                    dot += res[p] * basis[p * INC + c];
+                double v = ((double)dot * unit) / d;
+                a[m][c] = v;
+                double av = fabs(v);
+                double q0 = floor(av + 0.5), q1 = q0 - 1 > 0 ? q0 - 1 : 0;
+                if (q0 >= (double)nl)
+                    return -1;
+                double t0 = av - q0, t1 = av - q1;
+                double l0 = q0 > 0 ? lam * lbits[(Py_ssize_t)q0] : lam * 0.0;
+                double l1 = q1 > 0 ? lam * lbits[(Py_ssize_t)q1] : lam * 0.0;
+                double j0 = t0 * t0 + l0, j1 = t1 * t1 + l1, j2 = av * av;
+                if (j0 <= j1 && j0 <= j2) {
+                    q[m][c] = q0;
+                    total_in[c] = j0;
+                } else if (j1 <= j2) {
+                    q[m][c] = q1;
+                    total_in[c] = j1;
+                } else {
+                    q[m][c] = 0;
+                    total_in[c] = j2;
+                }
+                sq[c] = av * av;
+            }
+            for (int c = 0; c < INC; c++)
+                jsel[c] = total_in[c];
+            double total = sum64(jsel), empty = sum64(sq), cost = total;
+            if (empty <= total) {
+                for (int c = 0; c < INC; c++)
+                    q[m][c] = 0;
+                cost = empty;
+            }
+            cost = cost + lam * mode_bits[bx * IMODES + m];
+            if (best < 0 || cost < best_cost) {
+                best = m;
+                best_cost = cost;
+            }
+        }
+        modes[bx] = best;
+        int32_t *lv = levels + bx * INC;
+        for (int c = 0; c < INC; c++) {
+            double v = a[best][c], qq = q[best][c];
+            lv[c] = (int32_t)(v > 0 ? qq : v < 0 ? -qq : 0);
+        }
+        for (int p = 0; p < INC; p++) {
+            int64_t r = 0;
+            for (int c = 0; c < INC; c++) {
+                int64_t qc = lv[c] < -q_limit ? -q_limit : lv[c] > q_limit ? q_limit : lv[c];
+                r += qc * step * basis[p * INC + c];
+            }
+            r = (r + ((int64_t)1 << (shift - 1))) >> shift;
+            int64_t v = pred[best][p] + r;
+            rec[(y + p / ITB) * w + x + p % ITB] = (int32_t)(v < 0 ? 0 : v > 255 ? 255 : v);
+        }
+    }
+    (void)h;
+    return 0;
+}
+
+static PyObject *py_intra_row(PyObject *mod, PyObject *args)
+{
+    PyObject *os, *orec, *obasis, *omb, *olb, *oti, *otw, *om, *olv;
+    Py_ssize_t by, basis_bits, step, step_bits, q_limit;
+    double d, lam;
+    if (!PyArg_ParseTuple(args, "OOnOnnnddOOnOOOO:intra_row", &os, &orec, &by, &obasis,
+                          &basis_bits, &step, &step_bits, &d, &lam, &omb, &olb, &q_limit, &oti,
+                          &otw, &om, &olv))
+        return NULL;
+    Py_buffer b[9];
+    PyObject *objs[9] = {os, orec, obasis, omb, olb, oti, otw, om, olv};
+    const int nd[9] = {2, 2, 2, 2, 1, 3, 3, 1, 2};
+    const int wr[9] = {0, 1, 0, 0, 0, 0, 0, 1, 1};
+    const Py_ssize_t sz[9] = {4, 4, 8, 8, 8, 4, 4, 4, 4};
+    const char *fmt[9] = {"i", "i", "l", "d", "d", "i", "i", "i", "i"};
+    const char *names[9] = {"src", "rec", "basis", "mode_bits", "level_bits", "tap_idx",
+                            "tap_w", "modes", "levels"};
+    int got = 0;
+    for (; got < 9; got++) {
+        const char *f = fmt[got];
+        int r;
+        if (f[0] == 'l') /* int64: "l" or "q" depending on the platform */
+            r = get_typed(objs[got], &b[got], wr[got], nd[got], 8,
+                          sizeof(long) == 8 ? "l" : "q", names[got]);
+        else
+            r = get_typed(objs[got], &b[got], wr[got], nd[got], sz[got], f, names[got]);
+        if (r < 0)
+            break;
+    }
+    int ok = got == 9;
+    if (ok) {
+        Py_ssize_t h = b[0].shape[0], w = b[0].shape[1], nbx = w / ITB;
+        ok = h % ITB == 0 && w % ITB == 0 && h > 0 && w > 0 && b[1].shape[0] == h &&
+             b[1].shape[1] == w && by >= 0 && by < h / ITB && b[2].shape[0] == INC &&
+             b[2].shape[1] == INC && b[3].shape[0] == nbx && b[3].shape[1] == IMODES &&
+             b[4].shape[0] > 1 && b[5].shape[0] == IMODES && b[5].shape[1] == 3 &&
+             b[5].shape[2] == INC && b[6].shape[0] == IMODES && b[6].shape[1] == 3 &&
+             b[6].shape[2] == INC && b[7].shape[0] == nbx && b[8].shape[0] == nbx &&
+             b[8].shape[1] == INC && basis_bits >= 1 && basis_bits <= 20 && step_bits >= 0 &&
+             step_bits <= 20 && step > 0 && step < ((Py_ssize_t)1 << 20) && q_limit > 0 &&
+             q_limit <= ((Py_ssize_t)1 << 20) && d > 0;
+        const int32_t *ti = b[5].buf;
+        for (Py_ssize_t k = 0; ok && k < IMODES * 3 * INC; k++)
+            ok = ti[k] >= 0 && ti[k] < IELEN;
+        const int64_t *bs = b[2].buf;
+        for (Py_ssize_t k = 0; ok && k < INC * INC; k++)
+            ok = bs[k] > -(1 << 20) && bs[k] < (1 << 20);
+        if (ok) {
+            int rc;
+            Py_BEGIN_ALLOW_THREADS
+            rc = intra_row_run(b[0].buf, b[1].buf, h, w, by, b[2].buf, (int)basis_bits, step,
+                               (int)step_bits, d, lam, b[3].buf, b[4].buf, b[4].shape[0],
+                               q_limit, b[5].buf, b[6].buf, b[7].buf, b[8].buf);
+            Py_END_ALLOW_THREADS
+            ok = rc == 0;
+        }
+        if (!ok)
+            PyErr_SetString(PyExc_ValueError, "intra_row: shapes or values do not fit");
+    }
+    for (int k = 0; k < got; k++)
+        PyBuffer_Release(&b[k]);
+    if (!ok)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+
+/* video_intra.decode_plane: rec (nby*8, nbx*8) from the blocks' modes and residuals (the
+ * dequantised plane, same size); -1 where a mode's edges are absent */
+static int intra_decode_run(const int32_t *modes, const int32_t *res, int32_t *rec,
+                            Py_ssize_t nby, Py_ssize_t nbx, const int32_t *tap_idx,
+                            const int32_t *tap_w)
+{
+    const Py_ssize_t w = nbx * ITB;
+    int64_t e[IELEN], pred[INC];
+    for (Py_ssize_t by = 0; by < nby; by++)
+        for (Py_ssize_t bx = 0; bx < nbx; bx++) {
+            const Py_ssize_t y = by * ITB, x = bx * ITB;
+            const int m = modes[by * nbx + bx];
+            if (m < 0 || m >= IMODES || !intra_available(y, x, m))
+                return -1;
+            intra_edges(rec, w, y, x, e);
+            intra_predict(e, y, x, m, tap_idx, tap_w, pred);
+            for (int p = 0; p < INC; p++) {
+                const Py_ssize_t k = (y + p / ITB) * w + x + p % ITB;
+                const int64_t v = pred[p] + res[k];
+                rec[k] = (int32_t)(v < 0 ? 0 : v > 255 ? 255 : v);
+            }
+        }
+    return 0;
+}
+
+static PyObject *py_intra_decode(PyObject *mod, PyObject *args)
+{
+    PyObject *om, *ores, *oti, *otw, *orec;
+    if (!PyArg_ParseTuple(args, "OOOOO:intra_decode", &om, &ores, &oti, &otw, &orec))
+        return NULL;
+    Py_buffer b[5];
+    PyObject *objs[5] = {om, ores, oti, otw, orec};
+    const int nd[5] = {2, 2, 3, 3, 2};
+    const char *names[5] = {"modes", "res", "tap_idx", "tap_w", "rec"};
+    int got = 0;
+    for (; got < 5; got++)
+        if (get_typed(objs[got], &b[got], got == 4, nd[got], 4, "i", names[got]) < 0)
+            break;
+    int ok = got == 5, bad_mode = 0;
+    if (ok) {
+        Py_ssize_t nby = b[0].shape[0], nbx = b[0].shape[1];
+        ok = nby > 0 && nbx > 0 && b[1].shape[0] == nby * ITB && b[1].shape[1] == nbx * ITB &&
+             b[4].shape[0] == nby * ITB && b[4].shape[1] == nbx * ITB && b[2].shape[0] == IMODES &&
+             b[2].shape[1] == 3 && b[2].shape[2] == INC && b[3].shape[0] == IMODES &&
+             b[3].shape[1] == 3 && b[3].shape[2] == INC;
+        const int32_t *ti = b[2].buf;
+        for (Py_ssize_t k = 0; ok && k < IMODES * 3 * INC; k++)
+            ok = ti[k] >= 0 && ti[k] < IELEN;
+        const int32_t *tw = b[3].buf;
+        for (Py_ssize_t k = 0; ok && k < IMODES * 3 * INC; k++)
+            ok = tw[k] >= -64 && tw[k] <= 64;
+        if (ok) {
+            int rc;
+            Py_BEGIN_ALLOW_THREADS
+            rc = intra_decode_run(b[0].buf, b[1].buf, b[4].buf, nby, nbx, b[2].buf, b[3].buf);
+            Py_END_ALLOW_THREADS
+            bad_mode = rc != 0;
+        }
+        if (!ok)
+            PyErr_SetString(PyExc_ValueError, "intra_decode: shapes or values do not fit");
+        else if (bad_mode)
+            PyErr_SetString(PyExc_ValueError, "intra mode without its edges in the stream");
+    }
+    for (int k = 0; k < got; k++)
+        PyBuffer_Release(&b[k]);
+    if (!ok || bad_mode)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"bilinear", py_bilinear, METH_VARARGS,
      "bilinear(ref, mv, block, frac_bits, up, rows, cols, out): motion-compensated samples."},
     {"block_sads", py_block_sads, METH_VARARGS,
      "block_sads(cur, ref, r, block, out): block SADs of every full-pel offset within r."},
+    {"intra_decode", py_intra_decode, METH_VARARGS,
+     "intra_decode(modes, res, tap_idx, tap_w, rec): the intra decoder's block loop."},
+    {"intra_row", py_intra_row, METH_VARARGS,
+     "intra_row(src, rec, by, basis, basis_bits, step, step_bits, d, lam, mode_bits, "
+     "level_bits, q_limit, tap_idx, tap_w, modes, levels): one row of the intra encoder."},
     {"conv3x3", py_conv3x3, METH_VARARGS,
      "conv3x3(x, w, b, out): exact replicate-padded 3x3 convolution of float64 integers."},
     {"up2", py_up2, METH_VARARGS,
