@@ -189,6 +189,31 @@ def test_int8_products_are_exact_or_disabled_under_every_instruction_set():
         assert available == "False" or exact == "True", (threads, env)
 
 
+def test_a_slow_int8_product_is_settled_without_the_wide_probes(monkeypatch):
+    from neuralcodec.compress import intconv
+
+    real, calls = torch._int_mm, []
+
+    def slow_int_mm(a, b):  # as without VNNI: the float product's work many times over
+        calls.append(b.shape[1])
+        for _ in range(40):
+            torch.mm(a.float(), b.float())
+        return real(a, b)
+
+    monkeypatch.delenv(intconv.INT8_ENV, raising=False)
+    monkeypatch.setattr(intconv, "_INT8_SPEEDUP", None)
+    monkeypatch.setattr(intconv, "_INT8_OK", None)
+    monkeypatch.setattr(torch, "_int_mm", slow_int_mm)
+    speed = intconv.int8_speedup()
+    assert 0 < speed < intconv._SLOW_INT8 / 2
+    assert set(calls) == {256} and intconv._INT8_OK is None  # no wide or exactness probe
+    assert intconv._int8_cost_ratio((0, 0), 1, 1) > 0.8  # so no layer takes the int8 plan
+    monkeypatch.setattr(intconv, "_INT8_SPEEDUP", None)
+    monkeypatch.setattr(torch, "_int_mm", real)
+    monkeypatch.setenv(intconv.INT8_ENV, "0")
+    assert intconv.int8_speedup() == 0.0
+
+
 def test_subpixel_form_is_the_transposed_convolution():
     w = RNG.normal(size=(6, 4, 5, 5))
     x = torch.from_numpy(RNG.normal(size=(1, 6, 5, 7)))

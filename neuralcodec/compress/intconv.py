@@ -213,7 +213,8 @@ INT8_ENV = "NEURALCODEC_INT8"  # "0": never the int8 plan, "1": as if int8 produ
 
 def int8_speedup() -> float:
     """Multiply-add rate of ``torch._int_mm`` over a float32 matrix product, measured once per
-    process on a shape the plan uses (best of three, after a warm-up).
+    process on a shape the plan uses (best of three, after a warm-up), unless a narrow product
+    measured first shows int8 to be far slower (then that rate, and no exactness probe).
 
     With VNNI (AVX-512 or AVX-VNNI) int8 products run about 3.5x float32's rate; without it
     oneDNN has no fast int8 kernel and they run ten to twenty times *slower* than float32 (an
@@ -224,28 +225,50 @@ def int8_speedup() -> float:
         env = os.environ.get(INT8_ENV)
         if env in ("0", "1"):
             _INT8_SPEEDUP = 3.5 if env == "1" else 0.0
-        elif not int8_matmul_available():
-            _INT8_SPEEDUP = 0.0
         else:
-            # a product as wide as the synthesis' (a few thousand pixels): on 64 columns the
-            # rate was dominated by call overheads and came out 1.4x where the layers see 3-5x
-            g = torch.Generator().manual_seed(2)
-            a = torch.randint(-64, 64, (96, 864), dtype=torch.int8, generator=g)
-            b = torch.randint(-64, 64, (864, 2048), dtype=torch.int8, generator=g)
-            af, bf = a.float(), b.float()
-
-            def best(fn) -> float:
-                fn()
-                fn()  # the first call also builds oneDNN's kernel for the shape
-                times = []
-                for _ in range(3):
-                    t0 = time.perf_counter()
-                    fn()
-                    times.append(time.perf_counter() - t0)
-                return max(min(times), 1e-9)
-
-            _INT8_SPEEDUP = best(lambda: torch.mm(af, bf)) / best(lambda: torch._int_mm(a, b))
+            _INT8_SPEEDUP = _measure_int8_speedup()
     return _INT8_SPEEDUP
+
+
+# below this rate (int8 over float32) no plan takes int8 products: the cost ratio of the
+# cheapest case, one digit each against the float64 plan, is 1 / (0.25 x 3) > 0.8
+_SLOW_INT8 = 0.25
+
+
+def _measure_int8_speedup() -> float:
+    g = torch.Generator().manual_seed(2)
+    a = torch.randint(-64, 64, (96, 864), dtype=torch.int8, generator=g)
+
+    def rate(cols: int, repeats: int) -> float:
+        b = torch.randint(-64, 64, (864, cols), dtype=torch.int8, generator=g)
+        af, bf = a.float(), b.float()
+
+        def best(fn) -> float:
+            fn()
+            fn()  # the first call also builds oneDNN's kernel for the shape
+            times = []
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                fn()
+                times.append(time.perf_counter() - t0)
+            return max(min(times), 1e-9)
+
+        return best(lambda: torch.mm(af, bf)) / best(lambda: torch._int_mm(a, b))
+
+    # a narrow product first: where int8 is many times slower than float32 (no VNNI) this
+    # settles it in a few milliseconds, not the seconds the wide product and the exactness
+    # probe would take there
+    try:
+        quick = rate(256, 1)
+    except (AttributeError, RuntimeError, NotImplementedError):
+        return 0.0
+    if quick < _SLOW_INT8 / 2:  # halved: narrow products understate the rate
+        return quick
+    if not int8_matmul_available():
+        return 0.0
+    # a product as wide as the synthesis' (a few thousand pixels): on 64 columns the rate was
+    # dominated by call overheads and came out 1.4x where the layers see 3-5x
+    return rate(2048, 3)
 
 
 def _int8_cost_ratio(plan: tuple[int, int], act_digits: int, w_digits: int) -> float:
@@ -343,8 +366,8 @@ class IntConv:
             self._cache["int8"] = (
                 n >= 32
                 and taps >= 64
-                and int8_matmul_available()
                 and _int8_cost_ratio(plan, *self._int8_digits()) < 0.8
+                and int8_matmul_available()
             )
         return (
             self._cache["int8"]
