@@ -73,7 +73,7 @@ def predict_plane(
     (``ref`` is on that grid); bilinear between samples, outside ``ref`` its edge repeats.
     ``rows`` / ``cols``: only those rows / columns of it (the same values). The C kernel
     (``_exact.bilinear``) where built, else ``_predict_plane_numpy``: both integer, so equal."""
-    if _ext._exact is None or not hasattr(_ext._exact, "bilinear"):
+    if not _has_bilinear():
         return _predict_plane_numpy(ref, mv, block, frac_bits, up, rows, cols)
     nby, nbx = mv.shape[:2]
     ry = _grid(nby, block) if rows is None else rows
@@ -88,6 +88,10 @@ def predict_plane(
         out,
     )  # fmt: skip
     return out
+
+
+def _has_bilinear() -> bool:
+    return _ext._exact is not None and hasattr(_ext._exact, "bilinear")
 
 
 def _predict_plane_numpy(ref, mv, block, frac_bits, up=1, rows=None, cols=None) -> np.ndarray:
@@ -422,6 +426,19 @@ class QuarterPelPlane:
     def __init__(self, ref2: np.ndarray) -> None:
         h2, w2 = ref2.shape
         self.h, self.w = h2 // 2, w2 // 2
+        self.ref2 = np.ascontiguousarray(ref2, dtype=np.int32)
+        if _has_bilinear():  # the same samples from the C kernel, by parity of (qy, qx)
+            self.plane = np.empty((2 * h2 + 1, 2 * w2 + 1), np.int32)
+            big = max(h2, w2) + 1  # one vector for the whole plane
+            for oy in (0, 1):
+                for ox in (0, 1):
+                    mv = np.array([[[oy - 2, ox - 2]]], np.int32)
+                    rows = np.arange(h2 + 1 - oy, dtype=np.int32)
+                    cols = np.arange(w2 + 1 - ox, dtype=np.int32)
+                    self.plane[oy::2, ox::2] = predict_plane(self.ref2, mv, big, 1, 1, rows, cols)
+            self.flat = self.plane.reshape(-1)
+            self.width = self.plane.shape[1]
+            return
 
         def taps(n2: int) -> tuple[np.ndarray, ...]:
             p = np.arange(-2, 2 * n2 - 1)
@@ -439,6 +456,8 @@ class QuarterPelPlane:
 
     def predict(self, field: np.ndarray, block: int) -> np.ndarray:
         """The prediction (block-multiple size) with one vector per ``block``."""
+        if _has_bilinear():
+            return predict_plane(self.ref2, field, block, 1, 2)
         nby, nbx = field.shape[:2]
         f = np.repeat(np.repeat(field.astype(np.int32), block, 0), block, 1)
         ys = np.arange(nby * block, dtype=np.int32)[:, None] * 4
