@@ -300,30 +300,61 @@ static PyObject *py_block_sads(PyObject *mod, PyObject *args)
 }
 
 /* REQUIRES: 0 <= rows[i] < nby * block, 0 <= cols[j] < nbx * block, 1 <= fb <= 8. */
+/* one sample of ref at (py, px) in 1 / 2^fb of its pels, edges repeated */
+static inline int32_t bilinear_sample(const int32_t *ref, Py_ssize_t h, Py_ssize_t w, int64_t py,
+                                      int64_t px, int fb)
+{
+    const int64_t s = (int64_t)1 << fb, mask = s - 1, half = (int64_t)1 << (2 * fb - 1);
+    const int64_t fy = py & mask, fx = px & mask; /* two's complement: floor remainder */
+    const int64_t y0 = (py - fy) >> fb, x0 = (px - fx) >> fb; /* exact: multiples of 2^fb */
+    const int64_t ya = y0 < 0 ? 0 : y0 > h - 1 ? h - 1 : y0;
+    const int64_t yb = y0 + 1 < 0 ? 0 : y0 + 1 > h - 1 ? h - 1 : y0 + 1;
+    const int64_t xa = x0 < 0 ? 0 : x0 > w - 1 ? w - 1 : x0;
+    const int64_t xb = x0 + 1 < 0 ? 0 : x0 + 1 > w - 1 ? w - 1 : x0 + 1;
+    const int64_t top = ref[ya * w + xa] * (s - fx) + ref[ya * w + xb] * fx;
+    const int64_t bot = ref[yb * w + xa] * (s - fx) + ref[yb * w + xb] * fx;
+    return (int32_t)((top * (s - fy) + bot * fy + half) >> (2 * fb));
+}
+
+/* colv: nc scratch entries (each column's vector offset within a row of mv) */
 static void bilinear_run(const int32_t *ref, Py_ssize_t h, Py_ssize_t w, const int32_t *mv,
                          Py_ssize_t nbx, Py_ssize_t block, int fb, Py_ssize_t up,
                          const int32_t *rows, Py_ssize_t nr, const int32_t *cols, Py_ssize_t nc,
-                         int32_t *out)
+                         int32_t *out, int32_t *colv)
 {
     const int64_t s = (int64_t)1 << fb, mask = s - 1, half = (int64_t)1 << (2 * fb - 1);
     const int64_t scale = (int64_t)up << fb;
+    for (Py_ssize_t j = 0; j < nc; j++)
+        colv[j] = (int32_t)(cols[j] / block) * 2;
     for (Py_ssize_t i = 0; i < nr; i++) {
         const int64_t y = rows[i];
         const int32_t *vrow = mv + (y / block) * nbx * 2;
         int32_t *o = out + i * nc;
-        for (Py_ssize_t j = 0; j < nc; j++) {
-            const int64_t x = cols[j];
-            const int32_t *v = vrow + (x / block) * 2;
-            const int64_t py = y * scale + v[0], px = x * scale + v[1];
-            const int64_t fy = py & mask, fx = px & mask; /* two's complement: floor remainder */
-            const int64_t y0 = (py - fy) / s, x0 = (px - fx) / s;  /* exact divisions */
-            const int64_t ya = y0 < 0 ? 0 : y0 > h - 1 ? h - 1 : y0;
-            const int64_t yb = y0 + 1 < 0 ? 0 : y0 + 1 > h - 1 ? h - 1 : y0 + 1;
-            const int64_t xa = x0 < 0 ? 0 : x0 > w - 1 ? w - 1 : x0;
-            const int64_t xb = x0 + 1 < 0 ? 0 : x0 + 1 > w - 1 ? w - 1 : x0 + 1;
-            const int64_t top = ref[ya * w + xa] * (s - fx) + ref[ya * w + xb] * fx;
-            const int64_t bot = ref[yb * w + xa] * (s - fx) + ref[yb * w + xb] * fx;
-            o[j] = (int32_t)((top * (s - fy) + bot * fy + half) >> (2 * fb));
+        for (Py_ssize_t j = 0; j < nc;) {
+            /* a run of consecutive columns in one block: one vector, so the fractions and the
+             * rows are fixed and x0 steps by ``up``; inside the plane, no clamping */
+            Py_ssize_t k = j + 1;
+            while (k < nc && colv[k] == colv[j] && cols[k] == cols[k - 1] + 1)
+                k++;
+            const int32_t *v = vrow + colv[j];
+            const int64_t py = y * scale + v[0], px = cols[j] * scale + v[1];
+            const int64_t fy = py & mask, fx = px & mask;
+            const int64_t y0 = (py - fy) >> fb, x0 = (px - fx) >> fb;
+            if (x0 >= 0 && x0 + up * (int64_t)(k - 1 - j) + 1 <= w - 1) {
+                const int64_t ya = y0 < 0 ? 0 : y0 > h - 1 ? h - 1 : y0;
+                const int64_t yb = y0 + 1 < 0 ? 0 : y0 + 1 > h - 1 ? h - 1 : y0 + 1;
+                const int32_t *pa = ref + ya * w + x0, *pb = ref + yb * w + x0;
+                const int64_t wx = s - fx, wy = s - fy;
+                for (; j < k; j++, pa += up, pb += up) {
+                    const int64_t top = pa[0] * wx + pa[1] * fx;
+                    const int64_t bot = pb[0] * wx + pb[1] * fx;
+                    o[j] = (int32_t)((top * wy + bot * fy + half) >> (2 * fb));
+                }
+            } else {
+                for (; j < k; j++)
+                    o[j] = bilinear_sample(ref, h, w, y * scale + v[0], cols[j] * scale + v[1],
+                                           fb);
+            }
         }
     }
 }
@@ -372,19 +403,29 @@ static PyObject *py_bilinear(PyObject *mod, PyObject *args)
     const int32_t *v = mv.buf;
     for (Py_ssize_t k = 0; ok && k < 2 * nby * nbx; k++)
         ok = v[k] > -(1 << 24) && v[k] < (1 << 24);
+    int32_t *colv = NULL;
+    if (ok) {
+        colv = malloc(sizeof(int32_t) * (size_t)(nc > 0 ? nc : 1));
+        if (!colv) {
+            ok = 0;
+            PyErr_NoMemory();
+        }
+    }
     if (ok) {
         Py_BEGIN_ALLOW_THREADS
         bilinear_run(ref.buf, ref.shape[0], ref.shape[1], mv.buf, nbx, block, (int)fb, up,
-                     rows.buf, nr, cols.buf, nc, out.buf);
+                     rows.buf, nr, cols.buf, nc, out.buf, colv);
         Py_END_ALLOW_THREADS
     }
+    free(colv);
     PyBuffer_Release(&ref);
     PyBuffer_Release(&mv);
     PyBuffer_Release(&rows);
     PyBuffer_Release(&cols);
     PyBuffer_Release(&out);
     if (!ok) {
-        PyErr_SetString(PyExc_ValueError, "bilinear: shapes or vectors do not fit");
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_ValueError, "bilinear: shapes or vectors do not fit");
         return NULL;
     }
     Py_RETURN_NONE;
