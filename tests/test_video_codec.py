@@ -196,6 +196,7 @@ def test_incremental_tables_equal_a_full_rebuild():
             assert np.array_equal(got.cdfs, fresh.cdfs)
             assert np.array_equal(got.cdf_lengths, fresh.cdf_lengths)
             assert np.array_equal(got.offsets, fresh.offsets)
+            got.validate()  # built without the check, and valid
 
 
 def test_vectors_round_trip_through_the_adaptive_model():

@@ -706,7 +706,7 @@ class _CountTables:
             for j in np.flatnonzero((seen != self.counts).any(axis=1)):
                 cdfs[j] = counts_to_quantized_cdf(self.counts[j], PRECISION)
                 seen[j] = self.counts[j]
-            self._tables = CodingTables(
+            self._tables = CodingTables.built(
                 cdfs.copy(), np.full(n, k + 1, np.int32), np.full(n, self.value_offset, np.int32)
             )
         return self._tables

@@ -43,6 +43,22 @@ class CodingTables:
             object.__setattr__(self, name, arr)
         self.validate()
 
+    @classmethod
+    def built(
+        cls, cdfs: np.ndarray, cdf_lengths: np.ndarray, offsets: np.ndarray,
+        precision: int = PRECISION,
+    ) -> CodingTables:  # fmt: skip
+        """Tables valid by construction (rows from ``cdf.counts_to_quantized_cdf``, as adaptive
+        models rebuild them row by row), without ``validate``'s pass; the range coder's
+        ``prepare`` checks every table again in C before coding with it."""
+        obj = cls.__new__(cls)
+        for name, value in (("cdfs", cdfs), ("cdf_lengths", cdf_lengths), ("offsets", offsets)):
+            arr = np.ascontiguousarray(value, dtype=np.int32)
+            arr.setflags(write=False)
+            object.__setattr__(obj, name, arr)
+        object.__setattr__(obj, "precision", precision)
+        return obj
+
     @property
     def num_tables(self) -> int:
         return int(self.cdf_lengths.shape[0])
