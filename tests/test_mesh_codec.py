@@ -985,3 +985,96 @@ def test_format_7_golden_file(monkeypatch):
     assert same_triangles(m, dec, bits, quantise)
     dq, o, s = quantise(m.vertices, bits)
     assert np.array_equal(np.sort(g.dequantise(dq, o, s), axis=0), np.sort(dec.vertices, axis=0))
+
+
+def _noisy_blob(n=400, seed=8) -> Mesh:
+    """The bumpy sphere with Gaussian noise along the radius (a noisy scan of a smooth surface)."""
+    m = _sphere_blob(n, seed)
+    v = m.vertices * (1 + np.random.default_rng(seed).normal(0, 0.02, (len(m.vertices), 1)))
+    return Mesh(v, m.faces)
+
+
+@pytest.mark.parametrize("frac", [0, *mt.FRAC_CLASSES])
+@pytest.mark.parametrize("mix", [0, 1])
+@pytest.mark.parametrize(
+    "make", [_sphere_blob, _noisy_blob, _revolution, _tilted_sheet, _mirrored, _with_loose_points]
+)
+def test_prediction_fractions_round_trip(monkeypatch, frac, mix, make):
+    """Format 9: the linear prediction's rounding (side and class) as residual context, forced
+    to each class count or off, with plain or mixed contexts, decodes to the source's
+    triangles and grid positions (palettes, options, mirror images, repeats, the normal axis and
+    unreferenced vertices included)."""
+    monkeypatch.setattr(mt, "_ENCODER_LINEAR", 1)
+    monkeypatch.setattr(mt, "_ENCODER_MIX", mix)
+    monkeypatch.setattr(mt, "_ENCODER_FRAC", frac)
+    m = make()
+    taken = []
+    for quality in (1, 9):
+        bits = g.quality_to_bits(quality)
+        q = quantise(m.vertices, bits)[0]
+        *_, parts = mt._encode_geometry(np.asarray(m.faces, np.int64), q, (1 << bits) - 1)
+        assert parts["frac"] in (0, frac) and parts["mix"] == mix
+        taken.append(parts["frac"])
+        _check(m, quality)
+    assert frac in taken  # (where every axis has a palette, nothing takes the fractions)
+
+
+def _noisy_grid(n=40, sigma=0.2, seed=1) -> Mesh:
+    """The curved grid with Gaussian noise across it (about a fifth of an edge)."""
+    m = _grid(n)
+    v = m.vertices.copy()
+    v[:, 2] += np.random.default_rng(seed).normal(0, sigma, len(v))
+    return Mesh(v, m.faces)
+
+
+def test_prediction_fractions_pay_at_low_bit_depths(monkeypatch):
+    """Where residuals are a step or two (8 bits, a noisy surface) the encoder takes the
+    prediction fractions and the file is smaller than without them; a file that does not take
+    them is byte for byte a format-8 file (the same bytes as with the mode off)."""
+    m = _noisy_grid()
+    bits = g.quality_to_bits(1)
+    q = quantise(m.vertices, bits)[0]
+    *_, parts = mt._encode_geometry(np.asarray(m.faces, np.int64), q, (1 << bits) - 1)
+    assert parts["frac"] in mt.FRAC_CLASSES
+    on, grid_on = api.encode_array(m, "meshtrav", 1), api.encode_array(_grid(9), "meshtrav", 9)
+    monkeypatch.setattr(mt, "_ENCODER_FRAC", 0)
+    off, grid_off = api.encode_array(m, "meshtrav", 1), api.encode_array(_grid(9), "meshtrav", 9)
+    assert len(on) < len(off)
+    assert grid_on == grid_off
+
+
+@pytest.mark.parametrize("frac", mt.FRAC_CLASSES)
+def test_prediction_fractions_damaged_or_cut_streams_one_line(monkeypatch, frac):
+    """A format-9 stream cut short or with junk after a valid prefix: one-line errors (or a mesh
+    of the right size), never a crash."""
+    monkeypatch.setattr(mt, "_ENCODER_LINEAR", 1)
+    monkeypatch.setattr(mt, "_ENCODER_FRAC", frac)
+    codec = get_codec("meshtrav")
+    m = _noisy_blob()
+    enc = codec.encode(m, 1)
+    geom = enc.streams["g"]
+    for cut in (len(geom) // 2, len(geom) - 3):
+        bad = Encoded(enc.codec, enc.header, {**enc.streams, "g": geom[:cut]})
+        one_line_error(CodecError, codec.decode, bad, match="meshtrav")
+    _junk_tails_fail_cleanly(codec, enc, m)
+    _junk_tails_fail_cleanly(codec, enc, m, tail=1)
+
+
+@pytest.mark.parametrize("value, linear", [(16, 1), (4, 0), (12 + 2, 0)])
+def test_bad_fraction_mode_one_line(monkeypatch, value, linear):
+    """A select value past format 9's, or prediction fractions without the linear prediction:
+    one-line errors."""
+    monkeypatch.setattr(mt, "_ENCODER_LINEAR", linear)
+    monkeypatch.setattr(mt, "_ENCODER_FRAC", 0)
+    real_encode = mt.AdaptiveEncoder.code_ints
+
+    def code_ints(self, values, sets, st, markov=1):
+        values = np.array(values)
+        if len(sets) and mt.SELECT_SET in list(sets):
+            values[list(sets).index(mt.SELECT_SET)] = value
+        return real_encode(self, values, sets, st, markov)
+
+    monkeypatch.setattr(mt.AdaptiveEncoder, "code_ints", code_ints)
+    codec = get_codec("meshtrav")
+    enc = codec.encode(_sphere_blob(), 1)
+    one_line_error(CodecError, codec.decode, enc, match="bad prediction mode")

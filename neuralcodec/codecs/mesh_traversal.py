@@ -38,12 +38,14 @@
       palette; the scale (edge >> r) + (spread << r), r the encoder's pick in format 5; format 6,
       where it pays: each context-coded bit of a residual from an integer logistic mix of four
       adaptive models (that set; the set x the coded neighbours' residual magnitudes; the set x
-      the vertex's earlier axes' magnitudes; the axis slot x both) and a refinement table);
-      decoded and rebuilt in one C loop
+      the vertex's earlier axes' magnitudes; the axis slot x both) and a refinement table;
+      format 9, where it pays: the residuals of linearly predicted vertices negated where the
+      prediction before rounding lies below the rounded one and in sets by how far it lies,
+      2..4 classes); decoded and rebuilt in one C loop
       (kernels/_adaptive.c, positions_decode); unreferenced vertices last, after the previous
       one or as offsets from a nearby used vertex (format 8, where it pays: along the two axes
       off that vertex's normal axis, the third against its tangent plane)
-    all of the above: one range-coded stream (formats 4-8: "g") after a 17-byte quantisation
+    all of the above: one range-coded stream (formats 4-9: "g") after a 17-byte quantisation
       header (origin and top on float32 values; 33 bytes in older files and degenerate boxes)
     vertex attributes: lossless, in the decoder's vertex order (geometry.py); UVs quantised to
       the same bits over their bounding square, normals normalised and quantised as octahedral
@@ -98,9 +100,11 @@ _HEAD32 = struct.Struct("<B3ff")  # mode byte, origin, the widest axis' largest 
 # _LIN_SPLIT_BASE + ..., 9 coefficients), where it pays: a format-6 stream is a format-7 stream
 # without the split; 8: format 7 with a third way of coding unreferenced vertices (the UNUSED_SET
 # value NEAR_NORMAL: offsets in the frame of the used vertex's normal axis), where it pays: a
-# format-7 stream is a format-8 stream without it, so a "g" stream decodes as format 8
-FORMAT = 8
-FORMATS = (2, 3, 4, 5, 6, 7, 8)  # what this version decodes
+# format-7 stream is a format-8 stream without it; 9: format 8 with the prediction fractions
+# (select value + 4 x (index in FRAC_CLASSES + 1); C: POS_FRAC_MAX), where they pay: a format-8
+# stream is a format-9 stream without them, so a "g" stream decodes as format 9
+FORMAT = 9
+FORMATS = (2, 3, 4, 5, 6, 7, 8, 9)  # what this version decodes
 STREAM = "g"  # the geometry stream of format 4 ("geom" before)
 NUM_CANDIDATES = 6
 BORDER, NEW, FIRST_CANDIDATE = 0, 1, 2
@@ -858,7 +862,14 @@ def _linear_terms(q: np.ndarray, starts, tri, nb):
 
 
 def _linear(q: np.ndarray, starts, tri, nb, lin, terms=None):
-    """(vertices, their predictions) of the linear prediction (the C file's LIN_ block):
+    """(vertices, their predictions) of the linear prediction (_linear_parts)."""
+    sel, num, den = _linear_parts(q, starts, tri, nb, lin, terms)
+    return sel, (2 * num + den) // (2 * den)
+
+
+def _linear_parts(q: np.ndarray, starts, tri, nb, lin, terms=None):
+    """(vertices, numerators, denominators) of the linear prediction (the C file's LIN_ block),
+    floor((2 num + den) / (2 den)) per axis:
     E + A / 64 (E - O) + B / 64 (C - E) + G / 64 (C - R) per axis, E the mean of the
     parallelograms' edge midpoints, O of their opposite corners, C of the earlier neighbours, R
     of the neighbours' own earlier neighbours (left out where there are none or more than
@@ -879,7 +890,7 @@ def _linear(q: np.ndarray, starts, tri, nb, lin, terms=None):
         (64 + a - b) * se[sel] * m - 2 * a * so[sel] * m + 2 * (b + c) * sc[sel] * n
     ) * m2 - 2 * c * s2 * n * m
     den = 128 * n * m * m2
-    return sel, (2 * num + den) // (2 * den)
+    return sel, num, np.broadcast_to(den, num.shape)
 
 
 def _spread_excess(q: np.ndarray, starts, tri) -> np.ndarray:
@@ -1006,6 +1017,40 @@ _NRM_BASE = _DUP_BASE + 2  # sets of the normal axis' residuals (kind x scale)
 _MIR_BASE = _NRM_BASE + POSITION_KINDS * POSITION_SCALES  # mirror flags (2: after a 0 / a 1)
 _MIR_SETS = (3 * POSITION_SCALES + POSITION_SCALES - 1) * 3  # + axis: kind 3 at scale 15
 _POS_STATES = (_MIR_BASE + 2) * INT_CONTEXTS  # (markov 1)
+_POS_SETS = _POS_STATES // INT_CONTEXTS  # C: POS_SETS_BASE
+# format 9: residuals of linearly predicted vertices in sets moved by (1 + class of the prediction's
+# rounding) * _POS_SETS, F classes (the encoder's pick of FRAC_CLASSES; C: POS_FRAC_MAX = 4)
+FRAC_CLASSES = (2, 3, 4)
+_ENCODER_FRAC = None  # None: the prediction fractions where they code fewer bits (tests: 0 / F)
+
+
+def _pos_states(frac: int) -> int:
+    """States of the plain position contexts, with the prediction fractions' sets when ``frac``."""
+    return _POS_STATES * (1 + max(FRAC_CLASSES)) if frac else _POS_STATES
+
+
+def _fractions(q: np.ndarray, graph, top: int, lin, rows_ok: np.ndarray, mask: int, axis):
+    """Per vertex and axis (V x 3, axis order): whether the prediction fraction applies (the
+    linear prediction, unclamped, no palette, not the normal ``axis`` where given, ``rows_ok``),
+    dd < 0, |dd| and den (C: POS_FRAC_MAX's comment)."""
+    nv = len(q)
+    ok, neg = np.zeros((nv, 3), bool), np.zeros((nv, 3), bool)
+    ad, den = np.zeros((nv, 3), np.int64), np.ones((nv, 3), np.int64)
+    starts, tri, nb = graph
+    if lin is None or not len(tri):
+        return ok, neg, ad, den
+    sel, num, d = _linear_parts(q, starts, tri, nb, lin)
+    p = (2 * num + d) // (2 * d)
+    dd = 2 * num + d - 2 * d * p - d
+    rows = np.flatnonzero(sel)
+    good = (p >= 0) & (p <= top) & rows_ok[rows, None]
+    good &= (mask >> np.arange(3) & 1 == 0)[None, :]
+    if axis is not None:
+        good &= axis[rows, None] != np.arange(3)[None, :]
+    ok[rows], neg[rows], ad[rows], den[rows] = good, dd < 0, np.abs(dd), d
+    return ok, neg, ad, den
+
+
 DUP_WINDOW = 4096  # repeats look among the last this many border vertices (POS_DUP_WINDOW in C)
 
 
@@ -1441,9 +1486,15 @@ def _encode_geometry(faces: np.ndarray, q: np.ndarray, top: int):
         on = _ideal_bits(n_resid[keep].reshape(-1), n_sets[keep].reshape(-1), _POS_STATES)
         off = _ideal_bits(resid[keep].reshape(-1), pos_sets[keep].reshape(-1), _POS_STATES)
         normal = int(on + 2 < off)
+    # format 9: where the linear prediction applies, the side and distance of its rounding
+    frac_ok, frac_neg, frac_ad, frac_den = _fractions(
+        qn, (starts, tri, nb), top, lin, keep & ~mflag & (opt == 0), mask, axis if normal else None
+    )
     if normal:
         rows = np.arange(nv)[:, None]
         resid, pos_sets = n_resid[rows, n_order], n_sets[rows, n_order]
+        frac_ok, frac_neg = frac_ok[rows, n_order], frac_neg[rows, n_order]
+        frac_ad, frac_den = frac_ad[rows, n_order], frac_den[rows, n_order]
     # unreferenced vertices: after the previous one (Morton order), or as offsets from a used
     # vertex near each, whichever codes in fewer bits
     near = NEAR_PLAIN
@@ -1476,10 +1527,16 @@ def _encode_geometry(faces: np.ndarray, q: np.ndarray, top: int):
             orig_of, qn = orig_of[perm], qn[perm]
     if near:  # unreferenced vertices follow the others' residuals, in their own part
         resid, pos_sets, keep, coded = resid[:nused], pos_sets[:nused], keep[:nused], coded[:nused]
+        frac_ok, frac_neg = frac_ok[:nused], frac_neg[:nused]
+        frac_ad, frac_den = frac_ad[:nused], frac_den[:nused]
         opt, opt_sets, flagged, dup = opt[:nused], opt_sets[:nused], flagged[:nused], dup[:nused]
         has_m, mflag = has_m[:nused], mflag[:nused]
-    if select or dups or mirror:  # per vertex: option, mirror flag, repeat flag, residuals
-        has_flag = flagged if dups else np.zeros(len(keep), bool)
+    has_flag = flagged if dups else np.zeros(len(keep), bool)
+
+    def flatten(resid, pos_sets):  # per vertex: option, mirror flag, repeat flag, residuals
+        if not (select or dups or mirror):
+            vids = np.repeat(np.arange(len(resid)), 3)
+            return resid.reshape(-1), pos_sets.reshape(-1), np.tile(np.arange(3), len(resid)), vids
         width = coded.astype(np.int64) + has_m + has_flag + 3 * keep
         at = np.cumsum(width) - width
         values = np.zeros(int(width.sum()), np.int64)
@@ -1493,19 +1550,30 @@ def _encode_geometry(faces: np.ndarray, q: np.ndarray, top: int):
         values[fat[has_flag]], where[fat[has_flag]] = dup[has_flag], _DUP_BASE + prev_flag
         slots = (fat + has_flag)[keep][:, None] + np.arange(3)[None, :]
         values[slots], where[slots] = resid[keep], pos_sets[keep]
-        vids = np.repeat(np.arange(len(keep)), width)
         slot_of = np.full(len(values), -1, np.int64)
         slot_of[slots] = np.arange(3)[None, :]
-        resid, pos_sets = values, where
-    else:
-        vids = np.repeat(np.arange(len(resid)), 3)
-        slot_of = np.tile(np.arange(3), len(resid))
-    # format 6: the residuals' bits from a mix of context models, where that codes fewer bits
-    resid, pos_sets = resid.reshape(-1), pos_sets.reshape(-1)
+        return values, where, slot_of, np.repeat(np.arange(len(keep)), width)
+
+    # format 6: the residuals' bits from a mix of context models, where that codes fewer bits;
+    # format 9: with the prediction fractions' classes (F of them), where that codes fewer bits
     nbs_n = nb[0][: (nused if near else nv) + 1]
-    mixed = pos_mix_bits(resid, pos_sets, slot_of, vids, nbs_n, nb[1])
-    plain_bits = _ideal_bits(resid, pos_sets, _POS_STATES, _POS_MARKOV)
-    mix = int(mixed < plain_bits) if _ENCODER_MIX is None else _ENCODER_MIX
+    best = None
+    for fr in (0, *FRAC_CLASSES) if frac_ok.any() and _ENCODER_FRAC != 0 else (0,):
+        if _ENCODER_FRAC and fr != _ENCODER_FRAC and frac_ok.any():
+            continue
+        r_f, s_f = resid, pos_sets
+        if fr:
+            cls = 1 + np.minimum(frac_ad * fr // frac_den, fr - 1)
+            r_f = np.where(frac_ok & frac_neg, -resid, resid)
+            s_f = pos_sets + np.where(frac_ok, cls * _POS_SETS, 0)
+        vals_f, sets_f, slots_f, vids_f = flatten(r_f, s_f)
+        mixed = pos_mix_bits(vals_f, sets_f, slots_f, vids_f, nbs_n, nb[1])
+        plain_bits = _ideal_bits(vals_f, sets_f, _pos_states(fr), _POS_MARKOV)
+        mix = int(mixed < plain_bits) if _ENCODER_MIX is None else _ENCODER_MIX
+        cost = (mixed if mix else plain_bits) + (24 if fr else 0)
+        if best is None or cost < best[0]:
+            best = (cost, fr, mix, mixed, plain_bits, vals_f, sets_f, slots_f, vids_f)
+    _, frac, mix, mixed, plain_bits, resid, pos_sets, slot_of, vids = best
     enc = AdaptiveEncoder()
     st_conn = states(CONN_SETS * INT_CONTEXTS)
     if lin is None:
@@ -1515,7 +1583,10 @@ def _encode_geometry(faces: np.ndarray, q: np.ndarray, top: int):
     else:  # format 7: the split's threshold with the rule, 9 coefficients
         vals += [_LIN_SPLIT_BASE + LIN_SPLITS.index(lin[9]) * NUM_SCALE_RULES + rule, *lin[:9]]
     sets += [BLEND_SET] * (2 if lin is None else 1 + min(len(lin), 9))
-    vals += [select + 2 * mix, dups, normal, near] + ([m_axis + 1, m_s2] if mirror else [0])
+    fcode = FRAC_CLASSES.index(frac) + 1 if frac else 0
+    vals += [select + 2 * mix + 4 * fcode, dups, normal, near] + (
+        [m_axis + 1, m_s2] if mirror else [0]
+    )
     sets += [SELECT_SET, DUPS_SET, NORMAL_SET, UNUSED_SET]
     sets += [MIRROR_SET] * (2 if mirror else 1)
     vals += [mask] + [len(p) for p in pals]
@@ -1538,7 +1609,7 @@ def _encode_geometry(faces: np.ndarray, q: np.ndarray, top: int):
     if mix:
         enc.code_pos_mix(resid, pos_sets, slot_of, vids, nbs_n, nb[1])
     else:
-        enc.code_ints(resid, pos_sets, states(_POS_STATES), _POS_MARKOV)
+        enc.code_ints(resid, pos_sets, states(_pos_states(frac)), _POS_MARKOV)
     if near:
         _code_near(enc.code_ints, near_steps, near_offsets, states(_NEAR_STATES))
     parts = {
@@ -1553,6 +1624,7 @@ def _encode_geometry(faces: np.ndarray, q: np.ndarray, top: int):
         "scale_rule": rule,
         "select": select,
         "mix": mix,
+        "frac": frac,  # format 9: classes of the prediction fractions (0: not used)
         "positions_plain": plain_bits,  # ideal bits of the position part without / with mixing
         "positions_mixed": mixed,
         "palettes": mask,
@@ -1824,18 +1896,20 @@ class TraversalMeshCodec(Codec):
             if not (
                 0 <= rule < (NUM_SCALE_RULES if fmt >= 4 else 1)
                 and all(0 <= b < len(BLEND_WEIGHTS) for b in blend)
-                and select in ((0, 1, 2, 3) if fmt >= 6 else (0, 1))
+                and 0 <= select < (16 if fmt >= 9 else 4 if fmt >= 6 else 2)
                 and dups in (0, 1)
                 and normal in (0, 1)
                 and near in ((0, 1, 2)[: 1 + (0 < nused < nv) * (2 if fmt >= 8 else 1)])
             ):
                 raise CodecError("meshtrav: corrupt stream (bad prediction mode)")
-            select, mix = select & 1, select >> 1
+            select, mix, fcode = select & 1, (select >> 1) & 1, select >> 2
+            if fcode and lin is None:
+                raise CodecError("meshtrav: corrupt stream (bad prediction mode)")
             pal, offsets = _decode_palettes(dec, st_conn, nv, top, fmt)
             starts, tri, prefs, kind = _predictors(faces, nv)
             nbs, nbr = _earlier_neighbours(faces, nv)
             n = nused if near else nv  # near: the unreferenced vertices come after
-            st_pos, mix_weights = pos_mix_model() if mix else (states(_POS_STATES), None)
+            st_pos, mix_weights = pos_mix_model() if mix else (states(_pos_states(fcode)), None)
             q = dec.code_positions(
                 starts[: n + 1],
                 tri,
@@ -1849,7 +1923,7 @@ class TraversalMeshCodec(Codec):
                 nbs[: n + 1],
                 nbr,
                 BLEND_WEIGHTS[blend[0]] + 16 * BLEND_WEIGHTS[blend[1]] + 256 * rule,
-                select | dups << 1 | normal << 2 | (mirror > 0) << 3 | mix << 4,
+                select | dups << 1 | normal << 2 | (mirror > 0) << 3 | mix << 4 | fcode << 5,
                 max(mirror - 1, 0),
                 m_s2,
                 mix_weights,

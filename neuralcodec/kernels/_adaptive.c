@@ -490,7 +490,8 @@ fail:
  *
  * Format 6: select bit 4 codes the residuals with mixed contexts (mesh positions, mixed, below;
  * states of PMX_STATES, mixer weights given); linear coefficients (6 int32, or None) replace the
- * blend by the linear prediction (LIN_ below).
+ * blend by the linear prediction (LIN_ below). Format 9: select bits 5..6 (c > 0) give the
+ * prediction fractions F = c + 1 classes (POS_FRAC_MAX; plain states then POS_STATES_ALL sets).
  *
  * Rebuilds V vertices in order (3 int32 coordinates each). Vertex w has the parallelograms
  * triples[starts[w] .. starts[w+1]) = (a, b, o), all < w; with n >= 1 of them the prediction of
@@ -554,7 +555,17 @@ fail:
  * normal axis or repeat flag applies. */
 #define POS_MIR_BASE (POS_NRM_BASE + POS_NRM_SETS)
 #define POS_MIR_SETS 2
-#define POS_STATES_ALL (POS_MIR_BASE + POS_MIR_SETS)
+#define POS_SETS_BASE (POS_MIR_BASE + POS_MIR_SETS)
+/* Prediction fractions (format 9, select bits 5..6 = c, F = c + 1 classes when c > 0): where a
+ * vertex is predicted by the linear prediction (LIN_ below; not by a chosen parallelogram or a
+ * mirror image) and axis k has no palette and is not the normal axis, the rounding of
+ * floor((2 num + den) / (2 den)) = p leaves dd = (2 num + den) - 2 den p - den, -den <= dd < den
+ * (the prediction before rounding is p + dd / (2 den)); when 0 <= p <= top, the residual is coded
+ * negated where dd < 0 and its set moves by (1 + min(|dd| F / den, F - 1)) * POS_SETS_BASE: the
+ * coder then knows on which side of p, and how far, the real-valued prediction lies, which at
+ * low bit depths (residuals of a step or two) says much about the residual. */
+#define POS_FRAC_MAX 4
+#define POS_STATES_ALL (POS_SETS_BASE * (1 + POS_FRAC_MAX))
 
 static inline int bitlen64(uint64_t a)
 {
@@ -1047,7 +1058,7 @@ static int positions_run(NcDecodeRun *run, int32_t *st, int markov, const int32_
                          const int32_t *pal, const int32_t *pal_off, const int32_t *nb_starts,
                          const int32_t *nbrs, Py_ssize_t nnbrs, int weight, int select,
                          int dups, int normal, int32_t *blist, MirrorGrid *mg, int32_t *mw,
-                         int32_t *mag, const int32_t *lin)
+                         int32_t *mag, const int32_t *lin, int frac)
 {
     PmxCoder pc = {.bits = {.run = run, .val = NULL, .idx = NULL, .pos = 0}};
     int bits = bitlen64((uint64_t)top), nsh = 2 * bits - 27;
@@ -1073,6 +1084,7 @@ static int positions_run(NcDecodeRun *run, int32_t *st, int markov, const int32_
         int32_t nbc = mw ? pmx_nb_class(mag, nbrs, nb_starts[w], nb_starts[w + 1]) : 0;
         int64_t done = 0;
         int64_t pred[3], scale = 0, spread = 0, edge = 0;
+        int fbin[3] = {0, 0, 0}, fneg[3] = {0, 0, 0};
         if (e > s) {
             int64_t n = e - s;
             for (int32_t t = s; t < e; t++) {
@@ -1137,6 +1149,12 @@ static int positions_run(NcDecodeRun *run, int32_t *st, int markov, const int32_
                                   2 * G * s2 * n * m;
                     int64_t den = 128 * n * m * m2;
                     pred[k] = floor_div(2 * num + den, 2 * den);
+                    if (frac && pred[k] >= 0 && pred[k] <= top) {
+                        int64_t dd = 2 * num + den - 2 * den * pred[k] - den;
+                        int64_t bin = (dd < 0 ? -dd : dd) * frac / den;
+                        fbin[k] = 1 + (int)(bin < frac - 1 ? bin : frac - 1);
+                        fneg[k] = dd < 0;
+                    }
                 } else if (t > 0 && ns1 - ns0 >= 2) {
                     int64_t m = ns1 - ns0, csum = 0;
                     for (int32_t j = ns0; j < ns1; j++)
@@ -1160,6 +1178,7 @@ static int positions_run(NcDecodeRun *run, int32_t *st, int markov, const int32_
                 if (o > 0) {
                     const int32_t *r = tri + 3 * (s + o - 1);
                     kind = POS_KINDS - 1;
+                    fbin[0] = fbin[1] = fbin[2] = 0;
                     for (int k = 0; k < 3; k++)
                         pred[k] = (int64_t)out[3 * r[0] + k] + out[3 * r[1] + k] - out[3 * r[2] + k];
                 }
@@ -1184,6 +1203,7 @@ static int positions_run(NcDecodeRun *run, int32_t *st, int markov, const int32_
                 prevmir = f;
                 if (f) {
                     mir = 1;
+                    fbin[0] = fbin[1] = fbin[2] = 0;
                     for (int k = 0; k < 3; k++)
                         pred[k] = out[3 * (Py_ssize_t)m + k];
                     pred[mg->axis] = mg->s2 - pred[mg->axis];
@@ -1247,6 +1267,11 @@ static int positions_run(NcDecodeRun *run, int32_t *st, int markov, const int32_
                 set += POS_KINDS * POS_SCALES * 3;
             if (k == nax)
                 set = POS_NRM_BASE + kind * POS_SCALES + cls;
+            int neg = 0;
+            if (fbin[k] && np_ == 0 && k != nax) {
+                set += fbin[k] * POS_SETS_BASE;
+                neg = fneg[k];
+            }
             if (mw) {
                 Py_ssize_t cx[PMX_MODELS];
                 pmx_models(cx, set, m, nbc, done);
@@ -1261,6 +1286,11 @@ static int positions_run(NcDecodeRun *run, int32_t *st, int markov, const int32_
                 return -1;
             prev2 = prev;
             prev = res;
+            if (neg) {
+                if (res == INT32_MIN)
+                    return -1;
+                res = -res;
+            }
             int64_t p = pred[k] < 0 ? 0 : (pred[k] > top ? top : pred[k]);
             if (np_ > 0) {
                 const int32_t *pk = pal + pal_off[k];
@@ -1375,7 +1405,8 @@ static PyObject *positions_decode(PyObject *mod, PyObject *args)
     Py_ssize_t npal = pv.len / 4;
     if (markov == 0 || markov < -64 || nkind != nref || nst != nref + 1 || nout != 3 * nref ||
         ntri % 3 || ov.len / 4 != 4 ||
-        markov != 1 || ns < (Py_ssize_t)POS_STATES_ALL * INT_CTX || select < 0 || select > 31 ||
+        markov != 1 || ns < (Py_ssize_t)((select >> 5) ? POS_STATES_ALL : POS_SETS_BASE) * INT_CTX ||
+        select < 0 || select > 127 ||
         top < 1 || top > ((int64_t)1 << 24) || maxis < 0 || maxis > 2 || ms2 < 0 ||
         ms2 > 2 * top) {
         PyErr_SetString(PyExc_ValueError, "adaptive: positions_decode sizes disagree");
@@ -1404,7 +1435,7 @@ static PyObject *positions_decode(PyObject *mod, PyObject *args)
                                nref, pal, poff, sv.buf, nv_.buf, nv_.len / 4, weight, select & 1,
                                (select >> 1) & 1, (select >> 2) & 1, blist,
                                have_mg ? &mg : NULL, mix ? (int32_t *)wv.buf : NULL, mag,
-                               have_lin ? lin : NULL);
+                               have_lin ? lin : NULL, (select >> 5) ? (select >> 5) + 1 : 0);
     free(blist);
     free(mag);
     if (have_mg)
