@@ -179,6 +179,26 @@ def test_c_motion_compensation_rejects_what_does_not_fit():
     _ext._exact.bilinear(ref, mv, 16, 2, 1, rows, cols, out)
 
 
+@pytest.mark.skipif(not hasattr(_ext._exact, "counts_cdf"), reason="C kernels not built")
+def test_the_c_cdf_of_counts_is_the_python_one():
+    rng = np.random.default_rng(11)
+    rows = [np.zeros(5, np.int64), np.full(3, 7, np.int64), np.array([0, 1 << 62, 3], np.int64)]
+    rows += [np.array([1 << 20] * 2 + [0] * 3000, np.int64)]  # a deficit spread over many
+    for k in (2, 3, 7, 50, 300, 4000):
+        rows += [rng.integers(0, 10, k), rng.integers(0, 1 << 40, k)]
+        rows += [(rng.pareto(0.5, k) * 10).astype(np.int64)]
+    for row in rows:
+        for precision in (16, 12):
+            if len(row) > 1 << precision:
+                continue
+            out = np.empty(len(row) + 1, np.int32)
+            _ext._exact.counts_cdf(row, precision, out)
+            assert np.array_equal(out, counts_to_quantized_cdf(row, precision))
+    for bad in (np.array([3], np.int64), np.array([1, -1], np.int64), np.zeros(70000, np.int64)):
+        with pytest.raises(ValueError):
+            _ext._exact.counts_cdf(bad, 16, np.empty(len(bad) + 1, np.int32))
+
+
 def test_incremental_tables_equal_a_full_rebuild():
     rng = np.random.default_rng(3)
     mvd, flags, symbols = AdaptiveMvdModel(), AdaptiveFlagModel(4), AdaptiveSymbolModel(3, 5)

@@ -22,6 +22,9 @@
  *                             vector of the block holding it (mv: (nby, nbx, 2) int32, in
  *                             1 / 2^frac_bits of ref's pels), edges repeated, rounded; integer
  *                             arithmetic, so the same as NumPy's
+ *   counts_cdf(counts, precision, out)
+ *                             entropy.cdf.counts_to_quantized_cdf (integers only, the same
+ *                             table), for the video codec's adaptive models
  *   intra_row(src, rec, by, basis, ...), intra_decode(modes, res, tap_idx, tap_w, rec)
  *                             the video codec's block intra coder (video_intra.encode_plane's
  *                             choice of modes and levels for one row of 8x8 blocks; its
@@ -748,11 +751,143 @@ static PyObject *py_intra_decode(PyObject *mod, PyObject *args)
     Py_RETURN_NONE;
 }
 
+
+/* ------------------------------------------------------------ counts -> quantised cdf */
+
+static const int64_t *cdf_sort_q; /* the comparator's keys (qsort has no context argument) */
+
+static int cdf_order_cmp(const void *a, const void *b)
+{
+    const int32_t i = *(const int32_t *)a, j = *(const int32_t *)b;
+    if (cdf_sort_q[i] != cdf_sort_q[j])
+        return cdf_sort_q[i] > cdf_sort_q[j] ? -1 : 1; /* larger first */
+    return i < j ? -1 : (i > j); /* ties: lower index first (a stable sort's order) */
+}
+
+/* entropy.cdf.counts_to_quantized_cdf, integer for integer (see its docstring and _fit_counts):
+ * returns 0, or -1 where the counts cannot fit the total */
+static int counts_cdf_run(const int64_t *counts, Py_ssize_t k, int precision, int32_t *out,
+                          int64_t *q, int32_t *order)
+{
+    const int64_t total = (int64_t)1 << precision, safe = (int64_t)1 << 62;
+    int64_t limit = safe >> precision;
+    if (safe / k < limit)
+        limit = safe / k;
+    int64_t shift = 0;
+    for (;;) {
+        int64_t mx = 0;
+        for (Py_ssize_t i = 0; i < k; i++)
+            mx = (counts[i] >> shift) > mx ? (counts[i] >> shift) : mx;
+        if (mx < limit)
+            break;
+        shift++;
+    }
+    int64_t mass = 0;
+    for (Py_ssize_t i = 0; i < k; i++)
+        mass += counts[i] >> shift;
+    for (Py_ssize_t i = 0; i < k; i++) {
+        if (mass == 0) {
+            q[i] = 1;
+        } else {
+            int64_t v = ((counts[i] >> shift) * total + mass / 2) / mass;
+            q[i] = v > 1 ? v : 1;
+        }
+    }
+    int64_t sum = 0;
+    for (Py_ssize_t i = 0; i < k; i++)
+        sum += q[i];
+    int64_t excess = sum - total;
+    if (excess > 0) {
+        int64_t spare = 0;
+        for (Py_ssize_t i = 0; i < k; i++)
+            spare += q[i] - 1;
+        if (spare < 1)
+            spare = 1;
+        sum = 0;
+        for (Py_ssize_t i = 0; i < k; i++) {
+            q[i] -= ((q[i] - 1) * excess) / spare;
+            sum += q[i];
+        }
+        excess = sum - total;
+    }
+    for (Py_ssize_t i = 0; i < k; i++)
+        order[i] = (int32_t)i;
+    cdf_sort_q = q;
+    qsort(order, (size_t)k, sizeof(int32_t), cdf_order_cmp);
+    while (excess > 0) {
+        int64_t moved = 0;
+        for (Py_ssize_t t = 0; t < k && moved < excess; t++)
+            if (q[order[t]] > 1) {
+                q[order[t]]--;
+                moved++;
+            }
+        if (moved == 0)
+            return -1;
+        excess -= moved;
+    }
+    if (excess < 0) {
+        int64_t rounds = -excess / k, rest = -excess % k;
+        for (Py_ssize_t i = 0; i < k; i++)
+            q[i] += rounds;
+        for (int64_t t = 0; t < rest; t++)
+            q[order[t]]++;
+    }
+    int64_t c = 0;
+    out[0] = 0;
+    for (Py_ssize_t i = 0; i < k; i++) {
+        c += q[i];
+        out[i + 1] = (int32_t)c;
+    }
+    return 0;
+}
+
+static PyObject *py_counts_cdf(PyObject *mod, PyObject *args)
+{
+    PyObject *oc, *oo;
+    Py_ssize_t precision;
+    if (!PyArg_ParseTuple(args, "OnO:counts_cdf", &oc, &precision, &oo))
+        return NULL;
+    Py_buffer c, o;
+    if (get_typed(oc, &c, 0, 1, 8, sizeof(long) == 8 ? "l" : "q", "counts") < 0)
+        return NULL;
+    if (get_typed(oo, &o, 1, 1, 4, "i", "out") < 0) {
+        PyBuffer_Release(&c);
+        return NULL;
+    }
+    Py_ssize_t k = c.shape[0];
+    int ok = precision >= 1 && precision <= 16 && k >= 2 && k <= ((Py_ssize_t)1 << precision) &&
+             o.shape[0] == k + 1;
+    const int64_t *cv = c.buf;
+    for (Py_ssize_t i = 0; ok && i < k; i++)
+        ok = cv[i] >= 0;
+    int rc = -1;
+    if (ok) {
+        int64_t *q = malloc(sizeof(int64_t) * (size_t)k);
+        int32_t *order = malloc(sizeof(int32_t) * (size_t)k);
+        if (q && order)
+            rc = counts_cdf_run(cv, k, (int)precision, o.buf, q, order);
+        else
+            PyErr_NoMemory();
+        free(q);
+        free(order);
+    }
+    PyBuffer_Release(&c);
+    PyBuffer_Release(&o);
+    if (rc != 0) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_ValueError, "counts_cdf: counts do not make a table");
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"bilinear", py_bilinear, METH_VARARGS,
      "bilinear(ref, mv, block, frac_bits, up, rows, cols, out): motion-compensated samples."},
     {"block_sads", py_block_sads, METH_VARARGS,
      "block_sads(cur, ref, r, block, out): block SADs of every full-pel offset within r."},
+    {"counts_cdf", py_counts_cdf, METH_VARARGS,
+     "counts_cdf(counts, precision, out): entropy.cdf.counts_to_quantized_cdf in C."},
     {"intra_decode", py_intra_decode, METH_VARARGS,
      "intra_decode(modes, res, tap_idx, tap_w, rec): the intra decoder's block loop."},
     {"intra_row", py_intra_row, METH_VARARGS,
