@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import types
 
 import numpy as np
 import pytest
 import torch
 from conftest import REPO_DIR
+from torch.nn import functional as F
 
 from neuralcodec.codecs.base import CodecError, Encoded, codec_class
 from neuralcodec.codecs.learned_elic import ElicCodec
-from neuralcodec.models import elic, frozen
+from neuralcodec.models import checker, elic, frozen
 from neuralcodec.models.fixedpoint import ACT_BITS, to_fixed
 from neuralcodec.models.frozen import WeightsError
 from neuralcodec.models.hyperprior import HyperpriorConfig, HyperpriorModel, rd_loss
@@ -157,22 +159,71 @@ def test_contexts_change_the_parameters(weights):
 
 
 @pytest.mark.parametrize("k", [0, 1])
-def test_per_pass_parameters_are_the_full_map_integers_at_that_pass(weights, k):
+@pytest.mark.parametrize("hw", [(5, 7), (6, 8)])  # gathered; packed halves (models/checker.py)
+def test_per_pass_parameters_are_the_full_map_integers_at_that_pass(weights, k, hw):
     """The coder's gathered path (channel context once, aggregation at one pass's positions)."""
     frozen = elic.load(weights)
     torch.manual_seed(4)
-    hyper = to_fixed(torch.randn(2, 2 * CONFIG.m, 5, 7))
-    prev = [to_fixed(torch.round(3 * torch.randn(2, 8, 5, 7)))][:k]
-    hat = to_fixed(torch.round(3 * torch.randn(2, 8, 5, 7)))
-    masks = elic.checkerboard_masks(5, 7, torch.bool)
+    h, w = hw
+    hyper = to_fixed(torch.randn(2, 2 * CONFIG.m, h, w))
+    prev = [to_fixed(torch.round(3 * torch.randn(2, 8, h, w)))][:k]
+    hat = to_fixed(torch.round(3 * torch.randn(2, 8, h, w)))
+    masks = elic.checkerboard_masks(h, w, torch.bool)
     channel = frozen.channel_context_fixed(k, prev)
     for p, mask in enumerate(masks):
         full = frozen.group_params_fixed(k, hyper, prev, hat if p else None)
         part = frozen.pass_params_fixed(k, hyper, channel, hat if p else None, mask[0, 0])
-        sel = mask.expand(2, 8, 5, 7)
+        sel = mask.expand(2, 8, h, w)
         for f, g in zip(full, part, strict=True):
             assert g.shape == (2, 8, int(mask.sum()))
             assert torch.equal(f[sel], g.reshape(-1))
+
+
+def test_checkerboard_halves_are_the_masked_positions_and_merge_back():
+    torch.manual_seed(5)
+    x = torch.randint(-50, 50, (2, 3, 6, 10)).double()
+    for p, mask in enumerate(elic.checkerboard_masks(6, 10, torch.bool)):
+        assert torch.equal(checker.half(x, p).reshape(-1), x[mask.expand_as(x)])
+    assert torch.equal(checker.merge(checker.half(x, 0), checker.half(x, 1)), x)
+
+
+@pytest.mark.parametrize("kernel", [3, 5, 7])
+def test_half_convolution_is_the_full_one_at_the_non_anchors(kernel):
+    torch.manual_seed(6)
+    x = torch.randint(-50, 50, (2, 3, 8, 6)).double()
+    w = torch.randint(-9, 10, (4, 3, kernel, kernel)).double()
+    anchor = elic.checkerboard_masks(8, 6, torch.float64)[0]
+    full = F.conv2d(x * anchor, w, None, 1, kernel // 2)
+    got = checker.half_conv(checker.half(x, 0), checker.half_weights(w))
+    assert torch.equal(got, checker.half(full, 1))
+
+
+@pytest.mark.parametrize("plan", ["chosen", "float64", "split"])
+def test_integer_spatial_context_at_the_non_anchors_is_the_full_maps(plan, monkeypatch):
+    """``spatial_others_fixed``'s IntNet path under every float plan of the layer."""
+    from neuralcodec.compress.intnet import IntNet
+
+    torch.manual_seed(7)
+    seq = torch.nn.Sequential(torch.nn.Conv2d(8, 16, 5, padding=2))
+    net = IntNet.from_sequential(seq, [6.0])
+    layer = net.layers[0]
+    split, k = layer._prepared()[1]
+    if plan == "float64":
+        layer._cache["plan"] = (0, 0)
+    elif plan == "split":  # the value split is exact wherever the plain plan is
+        layer._cache["plan"] = ((int(layer.in_bound).bit_length() + 1) // 2, max(k, 1))
+    hat = to_fixed(torch.round(4 * torch.randn(1, 8, 6, 8)))
+    anchor = elic.checkerboard_masks(6, 8, torch.float64)[0]
+    want = checker.half(net(hat * anchor), 1)
+    holder = types.SimpleNamespace()
+    for impl in ("c", "reference"):  # the C epilogue, then the torch one
+        if impl == "reference":
+            monkeypatch.setenv("NEURALCODEC_KERNELS", "reference")
+        got = elic._half_spatial(holder, 0, net, checker.half(hat, 0))
+        assert torch.equal(got, want), (plan, impl)
+    packed = checker.half(hat, 0)
+    a = checker.net_input(net, packed)
+    assert torch.equal(checker.run_prepared(net, a), net(packed))
 
 
 # ------------------------------------------------------------------------------- coding

@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from ..entropy.models import quantize_noise, quantize_ste
+from . import checker
 from . import frozen as frozen_protocol
 from .fixedpoint import ACT_BITS, ACT_LIMIT, FixedPointNet
 from .frozen import Frozen, HyperParts, family
@@ -297,7 +298,10 @@ class FrozenElic(HyperParts, Frozen):
         """Integer channel context of group ``k`` from ŷ of groups < k (None for group 0)."""
         if k == 0:
             return None
-        return self.channel_fixed[k - 1](_fixed_hat(torch.cat(prev_hats_fx, 1)))
+        net = self.channel_fixed[k - 1]
+        x = _fixed_hat(torch.cat(prev_hats_fx, 1))
+        a = checker.net_input(net, x)
+        return net(x) if a is None else checker.run_prepared(net, a)
 
     def group_params_fixed(
         self,
@@ -344,6 +348,16 @@ class FrozenElic(HyperParts, Frozen):
         s0, s1 = self.config.group_slices()[k]
         c, m = s1 - s0, self.config.m
         b, _, h, w = hyper_fx.shape
+        parity = _checker_parity(mask)
+        if parity is not None:  # strided halves and the quarter-work spatial context
+            n = h * (w // 2)
+
+            def at(t: torch.Tensor) -> torch.Tensor:
+                return checker.half(t, parity).reshape(b, t.shape[1], n)
+
+            anchors = None if anchor_hat_fx is None else checker.half(anchor_hat_fx, 0)
+            channel = None if channel_fx is None else at(channel_fx)
+            return self.checker_params_fixed(k, at(hyper_fx), channel, anchors)
         where = mask.reshape(-1).nonzero().squeeze(1)
 
         def gather(t: torch.Tensor) -> torch.Tensor:
@@ -358,6 +372,140 @@ class FrozenElic(HyperParts, Frozen):
         parts = [hyper, sp] if channel_fx is None else [hyper, gather(channel_fx), sp]
         delta = self.agg_fixed[k](torch.cat(parts, 1)[..., None])[..., 0]
         return hyper[:, s0:s1] + delta[:, :c], hyper[:, m + s0 : m + s1] + delta[:, c:]
+
+    def checker_params_fixed(
+        self,
+        k: int,
+        hyper_at: torch.Tensor,
+        channel_at: torch.Tensor | None,
+        anchors: torch.Tensor | None,
+        memo: dict | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``pass_params_fixed`` on a map of even height and width, from packed halves
+        (``models/checker.py``): ``hyper_at`` and ``channel_at`` (B, C, n) already at the pass's
+        positions; ``anchors`` None for the anchor pass, else ŷ of group ``k`` at the anchors,
+        packed (B, c, H, W / 2). Same integers as ``pass_params_fixed``. ``memo``: a dict kept
+        by the caller for one pass's ``hyper_at`` across groups (its prepared input is shared by
+        the aggregation networks of equal input scale and bound)."""
+        s0, s1 = self.config.group_slices()[k]
+        c, m = s1 - s0, self.config.m
+        b, _, n = hyper_at.shape
+        agg = self.agg_fixed[k]
+        if checker.preparable(agg):
+            key = checker.net_key(agg)
+            hyper_in = None if memo is None else memo.get(key)
+            if hyper_in is None:
+                hyper_in = checker.net_input(agg, hyper_at)
+                if memo is not None:
+                    memo[key] = hyper_in
+            parts = [hyper_in]
+            if channel_at is not None:
+                parts.append(checker.net_input(agg, channel_at))
+            if anchors is None:
+                parts.append(hyper_in.new_zeros(b, 2 * c, n))
+            else:
+                sp = self.spatial_others_fixed(k, anchors).reshape(b, 2 * c, n)
+                parts.append(checker.net_input(agg, sp))
+            delta = checker.run_prepared(agg, torch.cat(parts, 1)[..., None])[..., 0]
+            return hyper_at[:, s0:s1] + delta[:, :c], hyper_at[:, m + s0 : m + s1] + delta[:, c:]
+        if anchors is None:
+            sp = hyper_at.new_zeros(b, 2 * c, n)
+        else:
+            sp = self.spatial_others_fixed(k, anchors).reshape(b, 2 * c, n)
+        parts = [hyper_at, sp] if channel_at is None else [hyper_at, channel_at, sp]
+        delta = self.agg_fixed[k](torch.cat(parts, 1)[..., None])[..., 0]
+        return hyper_at[:, s0:s1] + delta[:, :c], hyper_at[:, m + s0 : m + s1] + delta[:, c:]
+
+    def spatial_others_fixed(self, k: int, anchors: torch.Tensor) -> torch.Tensor:
+        """The spatial context of group ``k`` at the non-anchors, packed (B, 2c, H, W / 2), from
+        its ŷ at the anchors, packed (B, c, H, W / 2): the integers of ``spatial_fixed[k]`` on
+        the anchors-only map, computed on the anchors alone (``checker.half_conv``)."""
+        net = self.spatial_fixed[k]
+        fast = _half_spatial(self, k, net, anchors)
+        if fast is not None:
+            return fast
+        zeros = torch.zeros_like(anchors)
+        full = net(_fixed_hat(checker.merge(anchors, zeros)))
+        return checker.half(full, 1)
+
+
+def _checker_parity(mask: torch.Tensor) -> int | None:
+    """0 / 1 when ``mask`` (H, W) is the anchors / non-anchors of a map of even size, else None."""
+    h, w = mask.shape
+    if not checker.packable(h, w):
+        return None
+    for p, ref in enumerate(checkerboard_masks(h, w, torch.bool)):
+        if torch.equal(mask, ref[0, 0]):
+            return p
+    return None
+
+
+def _half_spatial(frozen, k: int, net, anchors: torch.Tensor) -> torch.Tensor | None:
+    """``spatial_others_fixed`` for a one-layer IntNet / FixedPointNet of a K x K, stride-1,
+    same-padded convolution; None for anything else (the caller then runs the full map)."""
+    from ..compress import intconv
+    from ..compress.intnet import IntNet, _round_shift
+
+    if len(net.layers) != 1:
+        return None
+    layer = net.layers[0]
+    cache = frozen.__dict__.setdefault("_half_weights", {})
+    b, _, h, w2 = anchors.shape
+    if isinstance(net, IntNet):
+        g = layer.geometry
+        if g.transposed or g.stride != 1 or g.kernel % 2 == 0 or g.padding != g.kernel // 2:
+            return None
+        _, (split, groups), _ = layer._prepared()
+        a = _round_shift(_fixed_hat(anchors), net.exponents[0] - ACT_BITS)
+        a = a.clamp(-layer.in_bound, layer.in_bound)
+        if groups == 0:  # the float64 plan
+            a, path, groups, factors = a.double(), "float64", 1, np.ones(1, dtype=np.int64)
+        else:
+            a, path, factors = a.float(), "float32", np.ones(groups, dtype=np.int64)
+            if split:  # the value split: hi * 2^split + lo, a batch of two (hi partials first)
+                hi = torch.floor(a * 2.0**-split)
+                a = torch.cat([hi, a - hi * 2.0**split], 0)
+                factors = np.concatenate([np.full(groups, 2**split), factors])
+        key = (id(layer), path, groups)
+        if key not in cache or cache[key][0] is not layer:
+            weight = layer._weights(path, 0 if path == "float64" else groups)
+            cache[key] = layer, checker.half_weights(weight)
+        with intconv._highest_precision():
+            acc = checker.half_conv(a, cache[key][1], groups)
+        if split:  # (2B, P C, H, W/2) -> (B, 2 P C, H, W/2)
+            acc = acc.view(2, b, *acc.shape[1:]).transpose(0, 1).reshape(b, -1, h, w2)
+        lo = 0 if layer.relu else -layer.out_bound
+        cout = layer.cout
+        if intconv._use_c(None, anchors):
+            out = torch.empty(b, cout, h, w2, dtype=torch.float32)
+            args = (acc[0].contiguous().numpy(), factors, 1, 0, layer.bias, layer.mult)
+            args += (layer.shift, lo, layer.out_bound, out[0].numpy(), 0)
+            intconv.by_channels(_ext_requant(), args, cout, out.numel())
+            return out.double()
+        f = torch.from_numpy(factors.astype(np.float64)).view(1, -1, 1, 1, 1)
+        acc = (acc.double().view(b, len(factors), cout, h, w2) * f).sum(1)
+        acc = acc + torch.from_numpy(layer.bias.astype(np.float64)).view(1, -1, 1, 1)
+        out = intconv.requantize(acc, layer.mult, layer.shift).clamp_(lo, layer.out_bound)
+        return out.float().double()
+    if isinstance(net, FixedPointNet):
+        k_size = layer.weight.shape[-1]
+        if layer.transposed or layer.stride != 1 or k_size % 2 == 0 or layer.padding != k_size // 2:
+            return None
+        key = (id(layer), "fixed", 1)
+        if key not in cache or cache[key][0] is not layer:
+            cache[key] = layer, checker.half_weights(layer.weight)
+        acc = checker.half_conv(_fixed_hat(anchors), cache[key][1]) + layer.bias.view(1, -1, 1, 1)
+        if layer.relu:
+            acc = acc.clamp_min(0)
+        out = torch.floor(acc * 2.0**-layer.wbits + 0.5)
+        return out.clamp_(-ACT_LIMIT, ACT_LIMIT)
+    return None
+
+
+def _ext_requant():
+    from ..kernels import _ext
+
+    return _ext._intnet.requant
 
 
 # (file name prefix, float module list, groups without one): the channel context has none for group 0

@@ -11,6 +11,11 @@
 
 The decoder runs the same loop with the values coming from the sink: one vectorised call per
 (group, pass). ``frozen`` is a ``models.elic.FrozenElic``.
+
+On a latent of even height and width (every image padded to the codec's stride) the loop works
+on packed checkerboard halves (``models/checker.py``): the hyper features are split into the two
+passes' positions once, a pass's values go straight into its half, and the second pass's spatial
+context is computed at the non-anchors from the anchors alone. Same integers, same symbols.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from neuralcodec.models import checker
 from neuralcodec.models.elic import FrozenElic, checkerboard_masks
 from neuralcodec.models.fixedpoint import ACT_BITS
 
@@ -35,6 +41,8 @@ class CheckerboardGroupsLatent(ConditionalLatentCodec):
         frozen, hyper_fx = self.frozen, condition
         b, _, h, w = hyper_fx.shape
         y64 = None if latent is None else latent.double()
+        if checker.packable(h, w):
+            return self._code_halves(sinks[self.stream], y64, hyper_fx)
         masks = [m.bool() for m in checkerboard_masks(h, w)]
         hats: list[torch.Tensor] = []
         for k, (s0, s1) in enumerate(frozen.config.group_slices()):
@@ -47,6 +55,49 @@ class CheckerboardGroupsLatent(ConditionalLatentCodec):
                 code_pass(sinks[self.stream], frozen, hat, mask, scales_fx, means_fx, y64, s0, s1)
             hats.append(hat)
         return (torch.cat(hats, 1) * 2.0**-ACT_BITS).float()
+
+    def _code_halves(self, sink, y64: torch.Tensor | None, hyper_fx: torch.Tensor) -> torch.Tensor:
+        """``code`` on packed checkerboard halves (H and W even): the same calls to ``sink``."""
+        frozen = self.frozen
+        b, _, h, w = hyper_fx.shape
+        n = h * (w // 2)
+
+        def at(t: torch.Tensor, p: int) -> torch.Tensor:
+            return checker.half(t, p).reshape(b, t.shape[1], n)
+
+        hyper_at = [at(hyper_fx, p) for p in (0, 1)]
+        memos: list[dict] = [{}, {}]  # the hyper features' prepared inputs, per pass
+        hat = hyper_fx.new_empty(b, frozen.config.m, h, w)
+        for k, (s0, s1) in enumerate(frozen.config.group_slices()):
+            channel_fx = frozen.channel_context_fixed(k, [hat[:, :s0]])
+            halves: list[torch.Tensor] = []
+            for p in (0, 1):
+                scales_fx, means_fx = frozen.checker_params_fixed(
+                    k,
+                    hyper_at[p],
+                    None if channel_fx is None else at(channel_fx, p),
+                    halves[0] if p else None,
+                    memos[p],
+                )
+                y_at = None if y64 is None else at(y64[:, s0:s1], p)
+                v = code_values(sink, frozen, scales_fx, means_fx, y_at)
+                halves.append(v.view(b, s1 - s0, h, w // 2))
+            checker.merge(*halves, out=hat[:, s0:s1])
+        return (hat * 2.0**-ACT_BITS).float()
+
+
+def code_values(sink, frozen, scales_fx, means_fx, y_at) -> torch.Tensor:
+    """Code one pass's values (``code_pass`` in the order of ``scales_fx`` / ``means_fx``,
+    ``y_at`` the latent there when encoding) and return ŷ there, fixed point, that shape."""
+    idx = frozen.model.y_conditional.scale_indexes_fixed(
+        scales_fx.reshape(-1).numpy().astype(np.int64), ACT_BITS
+    )
+    means = means_fx.reshape(-1)
+    values = None
+    if y_at is not None:
+        values = round_to_int32(y_at.reshape(-1) - means * 2.0**-ACT_BITS)
+    v = sink.code(idx, frozen.y_tables, values)
+    return (torch.from_numpy(v.astype(np.float64)) * 2.0**ACT_BITS + means).view(means_fx.shape)
 
 
 def code_pass(sink, frozen, hat, mask, scales_fx, means_fx, y64, s0: int, s1: int) -> None:
