@@ -852,9 +852,11 @@ def test_bad_gate_order_or_scale_rule_one_line(monkeypatch, bad_mode, bad_blend,
 
 
 @pytest.mark.parametrize("name", ["grid9_q5", "revolution_q9", "blob_q9"])
-def test_format_6_golden_files(name):
+def test_format_6_golden_files(monkeypatch, name):
     """Format 6 (linear prediction with fitted coefficients and mixed residual contexts where
-    they pay; the blob takes both): the encoder writes these bytes and they decode."""
+    they pay; the blob takes both): the encoder writes these bytes (with format 10's mantissa
+    contexts off, which the revolution would take) and they decode."""
+    monkeypatch.setattr(mt, "_ENCODER_MANT", 0)
     data = (REPO_DIR / "tests" / "golden" / f"meshtrav_f6_{name}.ncf").read_bytes()
     make, quality = {
         "grid9_q5": (lambda: _grid(9), 5),
@@ -1060,10 +1062,10 @@ def test_prediction_fractions_damaged_or_cut_streams_one_line(monkeypatch, frac)
     _junk_tails_fail_cleanly(codec, enc, m, tail=1)
 
 
-@pytest.mark.parametrize("value, linear", [(16, 1), (4, 0), (12 + 2, 0)])
+@pytest.mark.parametrize("value, linear", [(32, 1), (16, 1), (16 + 1, 0), (4, 0), (12 + 2, 0)])
 def test_bad_fraction_mode_one_line(monkeypatch, value, linear):
-    """A select value past format 9's, or prediction fractions without the linear prediction:
-    one-line errors."""
+    """A select value past format 10's, format 10's mantissa contexts without mixing, or
+    prediction fractions without the linear prediction: one-line errors."""
     monkeypatch.setattr(mt, "_ENCODER_LINEAR", linear)
     monkeypatch.setattr(mt, "_ENCODER_FRAC", 0)
     real_encode = mt.AdaptiveEncoder.code_ints
@@ -1078,3 +1080,59 @@ def test_bad_fraction_mode_one_line(monkeypatch, value, linear):
     codec = get_codec("meshtrav")
     enc = codec.encode(_sphere_blob(), 1)
     one_line_error(CodecError, codec.decode, enc, match="bad prediction mode")
+
+
+@pytest.mark.parametrize("mant", [0, 1])
+@pytest.mark.parametrize("frac", [0, 2])
+@pytest.mark.parametrize(
+    "make", [_sphere_blob, _noisy_blob, _revolution, _tilted_sheet, _mirrored, _with_loose_points]
+)
+def test_mantissa_contexts_round_trip(monkeypatch, mant, frac, make):
+    """Format 10: the mixed residuals' second and third mantissa bits in contexts, forced on or
+    off (with or without the prediction fractions), decode to the source's triangles and grid
+    positions (palettes, options, mirror images, repeats, the normal axis and unreferenced
+    vertices included)."""
+    monkeypatch.setattr(mt, "_ENCODER_LINEAR", 1)
+    monkeypatch.setattr(mt, "_ENCODER_MIX", 1)
+    monkeypatch.setattr(mt, "_ENCODER_FRAC", frac)
+    monkeypatch.setattr(mt, "_ENCODER_MANT", mant)
+    m = make()
+    for quality in (1, 9):
+        bits = g.quality_to_bits(quality)
+        q = quantise(m.vertices, bits)[0]
+        *_, parts = mt._encode_geometry(np.asarray(m.faces, np.int64), q, (1 << bits) - 1)
+        assert parts["mant"] == mant and parts["mix"] == 1
+        _check(m, quality)
+
+
+def test_mantissa_contexts_pay_on_noise(monkeypatch):
+    """Where residuals are many steps of noise (16 bits, a noisy surface) the encoder takes the
+    mantissa contexts and the file is smaller than without them; a file that does not take them
+    is byte for byte a format-9 file (the same bytes as with the mode off)."""
+    m = _noisy_blob(2000)
+    bits = g.quality_to_bits(9)
+    q = quantise(m.vertices, bits)[0]
+    *_, parts = mt._encode_geometry(np.asarray(m.faces, np.int64), q, (1 << bits) - 1)
+    assert parts["mant"] == 1
+    on, grid_on = api.encode_array(m, "meshtrav", 9), api.encode_array(_grid(9), "meshtrav", 1)
+    monkeypatch.setattr(mt, "_ENCODER_MANT", 0)
+    off, grid_off = api.encode_array(m, "meshtrav", 9), api.encode_array(_grid(9), "meshtrav", 1)
+    assert len(on) < len(off)
+    assert grid_on == grid_off
+
+
+def test_mantissa_contexts_damaged_or_cut_streams_one_line(monkeypatch):
+    """A format-10 stream with the mantissa contexts cut short or with junk after a valid prefix:
+    one-line errors (or a mesh of the right size), never a crash."""
+    monkeypatch.setattr(mt, "_ENCODER_LINEAR", 1)
+    monkeypatch.setattr(mt, "_ENCODER_MIX", 1)
+    monkeypatch.setattr(mt, "_ENCODER_MANT", 1)
+    codec = get_codec("meshtrav")
+    m = _noisy_blob()
+    enc = codec.encode(m, 9)
+    geom = enc.streams["g"]
+    for cut in (len(geom) // 2, len(geom) - 3):
+        bad = Encoded(enc.codec, enc.header, {**enc.streams, "g": geom[:cut]})
+        one_line_error(CodecError, codec.decode, bad, match="meshtrav")
+    _junk_tails_fail_cleanly(codec, enc, m)
+    _junk_tails_fail_cleanly(codec, enc, m, tail=1)

@@ -41,11 +41,12 @@
       the vertex's earlier axes' magnitudes; the axis slot x both) and a refinement table;
       format 9, where it pays: the residuals of linearly predicted vertices negated where the
       prediction before rounding lies below the rounded one and in sets by how far it lies,
-      2..4 classes); decoded and rebuilt in one C loop
+      2..4 classes; format 10, where it pays, with mixing: the second and third mantissa bits
+      of each residual in contexts by its exponent); decoded and rebuilt in one C loop
       (kernels/_adaptive.c, positions_decode); unreferenced vertices last, after the previous
       one or as offsets from a nearby used vertex (format 8, where it pays: along the two axes
       off that vertex's normal axis, the third against its tangent plane)
-    all of the above: one range-coded stream (formats 4-9: "g") after a 17-byte quantisation
+    all of the above: one range-coded stream (formats 4-10: "g") after a 17-byte quantisation
       header (origin and top on float32 values; 33 bytes in older files and degenerate boxes)
     vertex attributes: lossless, in the decoder's vertex order (geometry.py); UVs quantised to
       the same bits over their bounding square, normals normalised and quantised as octahedral
@@ -102,9 +103,12 @@ _HEAD32 = struct.Struct("<B3ff")  # mode byte, origin, the widest axis' largest 
 # value NEAR_NORMAL: offsets in the frame of the used vertex's normal axis), where it pays: a
 # format-7 stream is a format-8 stream without it; 9: format 8 with the prediction fractions
 # (select value + 4 x (index in FRAC_CLASSES + 1); C: POS_FRAC_MAX), where they pay: a format-8
-# stream is a format-9 stream without them, so a "g" stream decodes as format 9
-FORMAT = 9
-FORMATS = (2, 3, 4, 5, 6, 7, 8, 9)  # what this version decodes
+# stream is a format-9 stream without them; 10: format 9 with the mixed residuals' second and
+# third mantissa bits in contexts (select value + 16, with mixing only; C: PMX_MANT_AT), where
+# that pays: a format-9 stream is a format-10 stream without it, so a "g" stream decodes as
+# format 10
+FORMAT = 10
+FORMATS = (2, 3, 4, 5, 6, 7, 8, 9, 10)  # what this version decodes
 STREAM = "g"  # the geometry stream of format 4 ("geom" before)
 NUM_CANDIDATES = 6
 BORDER, NEW, FIRST_CANDIDATE = 0, 1, 2
@@ -1022,6 +1026,8 @@ _POS_SETS = _POS_STATES // INT_CONTEXTS  # C: POS_SETS_BASE
 # rounding) * _POS_SETS, F classes (the encoder's pick of FRAC_CLASSES; C: POS_FRAC_MAX = 4)
 FRAC_CLASSES = (2, 3, 4)
 _ENCODER_FRAC = None  # None: the prediction fractions where they code fewer bits (tests: 0 / F)
+_ENCODER_MANT = None  # None: format 10's mantissa contexts where they pay (tests: 0 / 1)
+MANT_SLOT = 4  # format 10: slot | this asks pos_mix_encode for the mantissa contexts
 
 
 def _pos_states(frac: int) -> int:
@@ -1572,8 +1578,14 @@ def _encode_geometry(faces: np.ndarray, q: np.ndarray, top: int):
         mix = int(mixed < plain_bits) if _ENCODER_MIX is None else _ENCODER_MIX
         cost = (mixed if mix else plain_bits) + (24 if fr else 0)
         if best is None or cost < best[0]:
-            best = (cost, fr, mix, mixed, plain_bits, vals_f, sets_f, slots_f, vids_f)
-    _, frac, mix, mixed, plain_bits, resid, pos_sets, slot_of, vids = best
+            best = (cost, fr, mix, 0, mixed, plain_bits, vals_f, sets_f, slots_f, vids_f)
+        if mix and _ENCODER_MANT != 0:  # format 10: the mantissas' 2nd and 3rd bits in contexts
+            slots_m = np.where(slots_f >= 0, slots_f | MANT_SLOT, slots_f)
+            mant_bits = pos_mix_bits(vals_f, sets_f, slots_m, vids_f, nbs_n, nb[1])
+            cost = mant_bits + (24 if fr else 0) + (8 if _ENCODER_MANT is None else -1e9)
+            if cost < best[0]:
+                best = (cost, fr, mix, 1, mant_bits, plain_bits, vals_f, sets_f, slots_m, vids_f)
+    _, frac, mix, mant, mixed, plain_bits, resid, pos_sets, slot_of, vids = best
     enc = AdaptiveEncoder()
     st_conn = states(CONN_SETS * INT_CONTEXTS)
     if lin is None:
@@ -1584,7 +1596,7 @@ def _encode_geometry(faces: np.ndarray, q: np.ndarray, top: int):
         vals += [_LIN_SPLIT_BASE + LIN_SPLITS.index(lin[9]) * NUM_SCALE_RULES + rule, *lin[:9]]
     sets += [BLEND_SET] * (2 if lin is None else 1 + min(len(lin), 9))
     fcode = FRAC_CLASSES.index(frac) + 1 if frac else 0
-    vals += [select + 2 * mix + 4 * fcode, dups, normal, near] + (
+    vals += [select + 2 * mix + 4 * fcode + 16 * mant, dups, normal, near] + (
         [m_axis + 1, m_s2] if mirror else [0]
     )
     sets += [SELECT_SET, DUPS_SET, NORMAL_SET, UNUSED_SET]
@@ -1625,6 +1637,7 @@ def _encode_geometry(faces: np.ndarray, q: np.ndarray, top: int):
         "select": select,
         "mix": mix,
         "frac": frac,  # format 9: classes of the prediction fractions (0: not used)
+        "mant": mant,  # format 10: the mantissas' second and third bits in contexts
         "positions_plain": plain_bits,  # ideal bits of the position part without / with mixing
         "positions_mixed": mixed,
         "palettes": mask,
@@ -1896,14 +1909,14 @@ class TraversalMeshCodec(Codec):
             if not (
                 0 <= rule < (NUM_SCALE_RULES if fmt >= 4 else 1)
                 and all(0 <= b < len(BLEND_WEIGHTS) for b in blend)
-                and 0 <= select < (16 if fmt >= 9 else 4 if fmt >= 6 else 2)
+                and 0 <= select < (32 if fmt >= 10 else 16 if fmt >= 9 else 4 if fmt >= 6 else 2)
                 and dups in (0, 1)
                 and normal in (0, 1)
                 and near in ((0, 1, 2)[: 1 + (0 < nused < nv) * (2 if fmt >= 8 else 1)])
             ):
                 raise CodecError("meshtrav: corrupt stream (bad prediction mode)")
-            select, mix, fcode = select & 1, (select >> 1) & 1, select >> 2
-            if fcode and lin is None:
+            select, mix, fcode, mant = select & 1, (select >> 1) & 1, (select >> 2) & 3, select >> 4
+            if (fcode and lin is None) or (mant and not mix):
                 raise CodecError("meshtrav: corrupt stream (bad prediction mode)")
             pal, offsets = _decode_palettes(dec, st_conn, nv, top, fmt)
             starts, tri, prefs, kind = _predictors(faces, nv)
@@ -1923,7 +1936,13 @@ class TraversalMeshCodec(Codec):
                 nbs[: n + 1],
                 nbr,
                 BLEND_WEIGHTS[blend[0]] + 16 * BLEND_WEIGHTS[blend[1]] + 256 * rule,
-                select | dups << 1 | normal << 2 | (mirror > 0) << 3 | mix << 4 | fcode << 5,
+                select
+                | dups << 1
+                | normal << 2
+                | (mirror > 0) << 3
+                | mix << 4
+                | fcode << 5
+                | mant << 7,
                 max(mirror - 1, 0),
                 m_s2,
                 mix_weights,

@@ -492,6 +492,8 @@ fail:
  * states of PMX_STATES, mixer weights given); linear coefficients (6 int32, or None) replace the
  * blend by the linear prediction (LIN_ below). Format 9: select bits 5..6 (c > 0) give the
  * prediction fractions F = c + 1 classes (POS_FRAC_MAX; plain states then POS_STATES_ALL sets).
+ * Format 10: select bit 7 (with bit 4 only) codes the mantissas' second and third bits in
+ * contexts (PMX_MANT_AT).
  *
  * Rebuilds V vertices in order (3 int32 coordinates each). Vertex w has the parallelograms
  * triples[starts[w] .. starts[w+1]) = (a, b, o), all < w; with n >= 1 of them the prediction of
@@ -790,7 +792,13 @@ static inline Py_ssize_t palette_nearest(const int32_t *pal, Py_ssize_t n, int64
 #define PMX_M3 (PMX_M2 + POS_STATES_ALL * 8)
 #define PMX_APM_AT ((PMX_M3 + 3 * 16 * 8) * INT_CTX) /* refinement tables (states) */
 #define PMX_APM (3 * 4 * INT_CTX * 33)
-#define PMX_STATES (PMX_APM_AT + PMX_APM)
+/* Format 10 (slot | 4 when encoding, select bit 7 when decoding, only with mixing): the
+ * mantissa's second bit of a residual with k >= 2 (k = floor(log2 |v|)) in a plain adaptive
+ * context by k, its third (k >= 3) by k too (states 32 + k); states after the refinement tables,
+ * fresh at 1/2, updated by pmx_mant_update. */
+#define PMX_MANT_AT (PMX_APM_AT + PMX_APM)
+#define PMX_MANT 64
+#define PMX_STATES (PMX_MANT_AT + PMX_MANT)
 #define PMX_MAG_CAP (1 << 20)
 
 static int16_t omx_stretch_t[4096];
@@ -823,8 +831,20 @@ static inline int omx_code(OmxCoder *c, int32_t t, int bit)
 
 typedef struct {
     OmxCoder bits;
-    int32_t *w2; /* the second weight vector set of the value (chosen by N) */
+    int32_t *w2;   /* the second weight vector set of the value (chosen by N) */
+    int32_t *mant; /* format 10: the mantissa contexts (PMX_MANT states), NULL: at 1/2 */
 } PmxCoder;
+
+/* The mantissa contexts' update: the running frequency (rate 1 / (n + 2), n <= 255 the bits
+ * seen): their skews are small and steady, which state_update's faster rate would drown. */
+static inline int32_t pmx_mant_update(int32_t s, int bit)
+{
+    int32_t p = s & 0xFFFF, n = (s >> 16) & 0xFF;
+    p += ((bit ? 65536 : 0) - p) / (n + 2);
+    p = p < P_MIN ? P_MIN : (p > P_MAX ? P_MAX : p);
+    n = n < 255 ? n + 1 : 255;
+    return p | (n << 16);
+}
 
 static inline int pmx_code(PmxCoder *c, int32_t t, int bit)
 {
@@ -900,7 +920,14 @@ static int pmx_int(PmxCoder *c, int32_t *st, const Py_ssize_t *cx, int32_t *w, i
             return -1;
         mm |= (int64_t)b << (kk - 1);
         for (int j = kk - 2; j >= 0; j--) {
-            if ((b = pmx_code(c, HALF_TABLE, enc ? (int)((m >> j) & 1) : 0)) < 0)
+            int32_t *ms = NULL;
+            if (c->mant && j >= kk - 3) /* kk <= 31: index < 64 */
+                ms = c->mant + (j == kk - 2 ? 0 : 32) + kk;
+            if (ms) {
+                if ((b = pmx_code(c, state_table(*ms), enc ? (int)((m >> j) & 1) : 0)) < 0)
+                    return -1;
+                *ms = pmx_mant_update(*ms, b);
+            } else if ((b = pmx_code(c, HALF_TABLE, enc ? (int)((m >> j) & 1) : 0)) < 0)
                 return -1;
             mm |= (int64_t)b << j;
         }
@@ -975,7 +1002,7 @@ static PyObject *pos_mix_encode(PyObject *mod, PyObject *args)
     for (Py_ssize_t i = 0; i < n; i++) {
         int32_t set = sets[i];
         if (set < 0 || set >= POS_STATES_ALL || vid[i] < 0 || vid[i] >= nv ||
-            (cur >= 0 && vid[i] < cur) || slots[i] > 2) {
+            (cur >= 0 && vid[i] < cur) || (slots[i] >= 0 && (slots[i] & 3) > 2) || slots[i] > 6) {
             free(mag);
             PyErr_SetString(PyExc_ValueError, "adaptive: pos_mix_encode bad set / vertex");
             goto fail;
@@ -1002,11 +1029,12 @@ static PyObject *pos_mix_encode(PyObject *mod, PyObject *args)
             continue;
         }
         Py_ssize_t cx[PMX_MODELS];
-        int32_t o;
-        pmx_models(cx, set, slots[i], nbc, done);
+        int32_t o, slot = slots[i] & 3;
+        pmx_models(cx, set, slot, nbc, done);
         c.w2 = w + PMX_W2 + nbc * INT_CTX * PMX_IN;
-        pmx_int(&c, st, cx, w + slots[i] * INT_CTX * PMX_IN,
-                st + PMX_APM_AT + (slots[i] * 4 + (nbc >> 2)) * INT_CTX * 33, v[i], &o);
+        c.mant = (slots[i] & 4) ? st + PMX_MANT_AT : NULL;
+        pmx_int(&c, st, cx, w + slot * INT_CTX * PMX_IN,
+                st + PMX_APM_AT + (slot * 4 + (nbc >> 2)) * INT_CTX * 33, v[i], &o);
         int64_t a = v[i] < 0 ? -(int64_t)v[i] : v[i];
         done += a;
         mag[cur] = (int32_t)(done < PMX_MAG_CAP ? done : PMX_MAG_CAP);
@@ -1058,9 +1086,10 @@ static int positions_run(NcDecodeRun *run, int32_t *st, int markov, const int32_
                          const int32_t *pal, const int32_t *pal_off, const int32_t *nb_starts,
                          const int32_t *nbrs, Py_ssize_t nnbrs, int weight, int select,
                          int dups, int normal, int32_t *blist, MirrorGrid *mg, int32_t *mw,
-                         int32_t *mag, const int32_t *lin, int frac)
+                         int32_t *mag, const int32_t *lin, int frac, int mant)
 {
     PmxCoder pc = {.bits = {.run = run, .val = NULL, .idx = NULL, .pos = 0}};
+    pc.mant = mant && mw ? st + PMX_MANT_AT : NULL;
     int bits = bitlen64((uint64_t)top), nsh = 2 * bits - 27;
     nsh = nsh > 0 ? nsh : 0;
     int32_t prevmir = 0;
@@ -1405,8 +1434,8 @@ static PyObject *positions_decode(PyObject *mod, PyObject *args)
     Py_ssize_t npal = pv.len / 4;
     if (markov == 0 || markov < -64 || nkind != nref || nst != nref + 1 || nout != 3 * nref ||
         ntri % 3 || ov.len / 4 != 4 ||
-        markov != 1 || ns < (Py_ssize_t)((select >> 5) ? POS_STATES_ALL : POS_SETS_BASE) * INT_CTX ||
-        select < 0 || select > 127 ||
+        markov != 1 || ns < (Py_ssize_t)(((select >> 5) & 3) ? POS_STATES_ALL : POS_SETS_BASE) * INT_CTX ||
+        select < 0 || select > 255 || ((select & 128) && !((select >> 4) & 1)) ||
         top < 1 || top > ((int64_t)1 << 24) || maxis < 0 || maxis > 2 || ms2 < 0 ||
         ms2 > 2 * top) {
         PyErr_SetString(PyExc_ValueError, "adaptive: positions_decode sizes disagree");
@@ -1435,7 +1464,8 @@ static PyObject *positions_decode(PyObject *mod, PyObject *args)
                                nref, pal, poff, sv.buf, nv_.buf, nv_.len / 4, weight, select & 1,
                                (select >> 1) & 1, (select >> 2) & 1, blist,
                                have_mg ? &mg : NULL, mix ? (int32_t *)wv.buf : NULL, mag,
-                               have_lin ? lin : NULL, (select >> 5) ? (select >> 5) + 1 : 0);
+                               have_lin ? lin : NULL, ((select >> 5) & 3) ? ((select >> 5) & 3) + 1 : 0,
+                               (select >> 7) & 1);
     free(blist);
     free(mag);
     if (have_mg)
