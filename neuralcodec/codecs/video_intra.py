@@ -34,7 +34,6 @@ the inter frames' residuals (``tools`` bit 512).
 
 from __future__ import annotations
 
-import os
 from functools import lru_cache
 
 import numpy as np
@@ -273,13 +272,22 @@ def encode_plane(
     levels = np.zeros((nby, nbx, NC), np.int32)
     src = plane.astype(np.int64)
     mode_model = AdaptiveSymbolModel(INTRA_MODES + 1, INTRA_MODES)  # as code_planes will
-    row = _row_kernel(model, kind, plane, step, d, lam)
+    row_kernel = _ext.exact_kernel("intra_row")
+    if row_kernel is not None:  # the row loop below in C: the same modes, levels and pixels
+        rec = np.zeros((h, w), np.int32)
+        src32 = src.astype(np.int32)
+        int_basis = np.ascontiguousarray(model.basis[kind], dtype=np.int64)
+        consts = (int_basis, BASIS_BITS, int(step), STEP_BITS, d, float(lam))
+        tables = (_level_bit_table(), Q_LIMIT, _TAP_IDX32, _TAP_W32)
+        row_modes, row_levels = np.empty(nbx, np.int32), np.empty((nbx, NC), np.int32)
     for by in range(nby):
         ctx = mode_context(modes[by - 1] if by else None, nbx, INTRA_MODES)
         counts = mode_model.counts[:, :INTRA_MODES].astype(np.float64)
         mode_bits = MODE_WEIGHT * -np.log2(counts / mode_model.counts.sum(1, keepdims=True))
-        if row is not None:
-            modes[by], levels[by] = row(by, mode_bits[ctx])
+        if row_kernel is not None:
+            bits = np.ascontiguousarray(mode_bits[ctx])
+            row_kernel(src32, rec, by, *consts, bits, *tables, row_modes, row_levels)
+            modes[by], levels[by] = row_modes, row_levels
             mode_model.update(ctx, modes[by])
             continue
         for bx in range(nbx):
@@ -296,37 +304,7 @@ def encode_plane(
             r = model.dequantise(qk.reshape(1, 1, NC), kind, step)
             rec[y : y + TB, x : x + TB] = np.clip(preds[k].reshape(TB, TB) + r, 0, 255)
         mode_model.update(ctx, modes[by])
-    if row is not None:
-        rec = row.rec
     return modes, levels, rec.astype(np.uint8)
-
-
-def _row_kernel(model: ResidualModel, kind: str, plane: np.ndarray, step: int, d, lam):
-    """``encode_plane``'s loop over one row of blocks in C (``_exact.intra_row``: the same
-    predictions, integer transforms and float64 decisions in NumPy's order, so the same modes,
-    levels and pixels), or None where the kernel is not built (``NEURALCODEC_INTRA_C=0``:
-    never)."""
-    if _ext._exact is None or not hasattr(_ext._exact, "intra_row"):
-        return None
-    if os.environ.get("NEURALCODEC_INTRA_C", "1") == "0":
-        return None
-    h, w = plane.shape
-    src = np.ascontiguousarray(plane, dtype=np.int32)
-    basis = np.ascontiguousarray(model.basis[kind], dtype=np.int64)
-    args = (basis, BASIS_BITS, int(step), STEP_BITS, d, float(lam))
-    tables = (_level_bit_table(), Q_LIMIT, _TAP_IDX32, _TAP_W32)
-
-    class Row:
-        rec = np.zeros((h, w), np.int32)
-
-        def __call__(self, by: int, mode_bits: np.ndarray):
-            modes = np.empty(w // TB, np.int32)
-            levels = np.empty((w // TB, NC), np.int32)
-            mb = np.ascontiguousarray(mode_bits, dtype=np.float64)
-            _ext._exact.intra_row(src, self.rec, by, *args, mb, *tables, modes, levels)
-            return modes, levels
-
-    return Row()
 
 
 @lru_cache(maxsize=1)
@@ -363,19 +341,19 @@ def decode_plane(
 ) -> np.ndarray:
     """The decoded padded plane (before deblocking) from its modes and levels."""
     nby, nbx = modes.shape
-    res = model.dequantise(levels, kind, step).astype(np.int64)
-    if _ext._exact is not None and hasattr(_ext._exact, "intra_decode"):
-        rec32 = np.zeros((nby * TB, nbx * TB), np.int32)
-        m32 = np.ascontiguousarray(modes, dtype=np.int32)
-        r32 = np.ascontiguousarray(res, dtype=np.int32)
-        _ext._exact.intra_decode(m32, r32, _TAP_IDX32, _TAP_W32, rec32)
-        return rec32.astype(np.uint8)
-    return _decode_plane_numpy(modes, res)
+    res = model.dequantise(levels, kind, step)
+    kernel = _ext.exact_kernel("intra_decode")
+    if kernel is None:
+        return _decode_plane_numpy(modes, res)
+    rec = np.zeros((nby * TB, nbx * TB), np.int32)
+    kernel(modes.astype(np.int32), np.ascontiguousarray(res), _TAP_IDX32, _TAP_W32, rec)
+    return rec.astype(np.uint8)
 
 
 def _decode_plane_numpy(modes: np.ndarray, res: np.ndarray) -> np.ndarray:
     """``decode_plane``'s block loop in NumPy (the C kernel's reference)."""
     nby, nbx = modes.shape
+    res = res.astype(np.int64)
     rec = np.zeros((nby * TB, nbx * TB), np.int64)
     for by in range(nby):
         for bx in range(nbx):

@@ -73,13 +73,14 @@ def predict_plane(
     (``ref`` is on that grid); bilinear between samples, outside ``ref`` its edge repeats.
     ``rows`` / ``cols``: only those rows / columns of it (the same values). The C kernel
     (``_exact.bilinear``) where built, else ``_predict_plane_numpy``: both integer, so equal."""
-    if not _has_bilinear():
+    kernel = _ext.exact_kernel("bilinear")
+    if kernel is None:
         return _predict_plane_numpy(ref, mv, block, frac_bits, up, rows, cols)
     nby, nbx = mv.shape[:2]
     ry = _grid(nby, block) if rows is None else rows
     rx = _grid(nbx, block) if cols is None else cols
     out = np.empty((len(ry), len(rx)), np.int32)
-    _ext._exact.bilinear(
+    kernel(
         np.ascontiguousarray(ref, dtype=np.int32),
         np.ascontiguousarray(mv, dtype=np.int32),
         block, frac_bits, up,
@@ -88,10 +89,6 @@ def predict_plane(
         out,
     )  # fmt: skip
     return out
-
-
-def _has_bilinear() -> bool:
-    return _ext._exact is not None and hasattr(_ext._exact, "bilinear")
 
 
 def _predict_plane_numpy(ref, mv, block, frac_bits, up=1, rows=None, cols=None) -> np.ndarray:
@@ -427,7 +424,7 @@ class QuarterPelPlane:
         h2, w2 = ref2.shape
         self.h, self.w = h2 // 2, w2 // 2
         self.ref2 = np.ascontiguousarray(ref2, dtype=np.int32)
-        if _has_bilinear():  # the same samples from the C kernel, by parity of (qy, qx)
+        if _ext.exact_kernel("bilinear"):  # the same samples from the C kernel, by (qy, qx) parity
             self.plane = np.empty((2 * h2 + 1, 2 * w2 + 1), np.int32)
             big = max(h2, w2) + 1  # one vector for the whole plane
             for oy in (0, 1):
@@ -456,7 +453,7 @@ class QuarterPelPlane:
 
     def predict(self, field: np.ndarray, block: int) -> np.ndarray:
         """The prediction (block-multiple size) with one vector per ``block``."""
-        if _has_bilinear():
+        if _ext.exact_kernel("bilinear"):
             return predict_plane(self.ref2, field, block, 1, 2)
         nby, nbx = field.shape[:2]
         f = np.repeat(np.repeat(field.astype(np.int32), block, 0), block, 1)
@@ -704,7 +701,7 @@ class _CountTables:
                     np.zeros((n, k + 1), np.int32),
                 )
             seen, cdfs = built
-            fast = getattr(_ext._exact, "counts_cdf", None)
+            fast = _ext.exact_kernel("counts_cdf")
             for j in np.flatnonzero((seen != self.counts).any(axis=1)):
                 row = np.ascontiguousarray(self.counts[j], dtype=np.int64)
                 if fast is not None:  # the same table from C

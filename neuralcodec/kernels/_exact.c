@@ -1,8 +1,9 @@
-/* Exact fixed-point image kernels of the INR decoder (kernels/exact_upsample.py, exact_conv.py).
+/* Exact kernels: the INR decoder's fixed-point image kernels (kernels/exact_upsample.py,
+ * exact_conv.py) and the video codec's (below, from block_sads on).
  *
- * Values are integers carried in float64 (C-contiguous (C, H, W) planes). Every product and
- * partial sum stays an integer below 2^53, so results are exact and identical to the NumPy /
- * PyTorch reference whatever the summation order, FMA contraction or compiler.
+ * conv3x3 / up2: values are integers carried in float64 (C-contiguous (C, H, W) planes). Every
+ * product and partial sum stays an integer below 2^53, so results are exact and identical to the
+ * NumPy / PyTorch reference whatever the summation order, FMA contraction or compiler.
  *
  *   conv3x3(x, w, b, out)     out[o] = b[o] + sum_{i,dy,dx} w[o,i,dy,dx] x[i, y+dy-1, x+dx-1]
  *                             (replicate borders; no rescaling)
@@ -53,7 +54,10 @@ static int get_typed(PyObject *obj, Py_buffer *view, int writable, int ndim, Py_
     if (*f == '@' || *f == '=' || *f == '<')
         f++;
     if (view->itemsize != size || strcmp(f, fmt) != 0 || view->ndim != ndim) {
-        const char *type = strcmp(fmt, "d") == 0 ? "float64" : strcmp(fmt, "h") == 0 ? "int16" : "int32";
+        const char *type = strcmp(fmt, "d") == 0   ? "float64"
+                           : strcmp(fmt, "h") == 0 ? "int16"
+                           : strcmp(fmt, "i") == 0 ? "int32"
+                                                   : "int64";
         PyErr_Format(PyExc_TypeError, "%s must be a contiguous %d-d %s array", name, ndim, type);
         PyBuffer_Release(view);
         return -1;
@@ -64,6 +68,37 @@ static int get_typed(PyObject *obj, Py_buffer *view, int writable, int ndim, Py_
 static int get_f64(PyObject *obj, Py_buffer *view, int writable, int ndim, const char *name)
 {
     return get_typed(obj, view, writable, ndim, 8, "d", name);
+}
+
+/* One buffer argument of an entry point: get_typed's checks, with fmt "i" (int32), "h" (int16),
+ * "d" (float64) or "q" (int64, whatever letter the platform's buffers use for it). */
+typedef struct {
+    PyObject *obj;
+    int writable, ndim;
+    const char *fmt, *name;
+} BufSpec;
+
+static void release_all(Py_buffer *b, int n)
+{
+    for (int k = 0; k < n; k++)
+        PyBuffer_Release(&b[k]);
+}
+
+/* get_typed of every spec in order into b; on a failure those taken are released, -1 */
+static int get_all(const BufSpec *spec, Py_buffer *b, int n)
+{
+    for (int k = 0; k < n; k++) {
+        const char *f = spec[k].fmt;
+        Py_ssize_t size = f[0] == 'h' ? 2 : (f[0] == 'i' ? 4 : 8);
+        if (f[0] == 'q' && sizeof(long) == 8)
+            f = "l";
+        if (get_typed(spec[k].obj, &b[k], spec[k].writable, spec[k].ndim, size, f,
+                      spec[k].name) < 0) {
+            release_all(b, k);
+            return -1;
+        }
+    }
+    return 0;
 }
 
 static inline Py_ssize_t clampi(Py_ssize_t v, Py_ssize_t hi) /* into [0, hi] */
@@ -270,18 +305,12 @@ static PyObject *py_block_sads(PyObject *mod, PyObject *args)
     Py_ssize_t r, block;
     if (!PyArg_ParseTuple(args, "OOnnO:block_sads", &oc, &oref, &r, &block, &oo))
         return NULL;
-    Py_buffer c, ref, out;
-    if (get_typed(oc, &c, 0, 2, 2, "h", "cur") < 0)
+    Py_buffer b[3];
+    const BufSpec spec[3] = {
+        {oc, 0, 2, "h", "cur"}, {oref, 0, 2, "h", "ref"}, {oo, 1, 3, "i", "out"}};
+    if (get_all(spec, b, 3) < 0)
         return NULL;
-    if (get_typed(oref, &ref, 0, 2, 2, "h", "ref") < 0) {
-        PyBuffer_Release(&c);
-        return NULL;
-    }
-    if (get_typed(oo, &out, 1, 3, 4, "i", "out") < 0) {
-        PyBuffer_Release(&c);
-        PyBuffer_Release(&ref);
-        return NULL;
-    }
+    Py_buffer c = b[0], ref = b[1], out = b[2];
     Py_ssize_t hh = c.shape[0], ww = c.shape[1];
     int ok = r >= 0 && r <= 1024 && block > 0 && hh % block == 0 && ww % block == 0 &&
              ref.shape[0] == hh + 2 * r && ref.shape[1] == ww + 2 * r &&
@@ -292,9 +321,7 @@ static PyObject *py_block_sads(PyObject *mod, PyObject *args)
         block_sads_run(c.buf, ref.buf, out.buf, hh, ww, r, block);
         Py_END_ALLOW_THREADS
     }
-    PyBuffer_Release(&c);
-    PyBuffer_Release(&ref);
-    PyBuffer_Release(&out);
+    release_all(b, 3);
     if (!ok) {
         PyErr_SetString(PyExc_ValueError, "block_sads: shapes do not fit");
         return NULL;
@@ -302,7 +329,6 @@ static PyObject *py_block_sads(PyObject *mod, PyObject *args)
     Py_RETURN_NONE;
 }
 
-/* REQUIRES: 0 <= rows[i] < nby * block, 0 <= cols[j] < nbx * block, 1 <= fb <= 8. */
 /* one sample of ref at (py, px) in 1 / 2^fb of its pels, edges repeated */
 static inline int32_t bilinear_sample(const int32_t *ref, Py_ssize_t h, Py_ssize_t w, int64_t py,
                                       int64_t px, int fb)
@@ -319,7 +345,8 @@ static inline int32_t bilinear_sample(const int32_t *ref, Py_ssize_t h, Py_ssize
     return (int32_t)((top * (s - fy) + bot * fy + half) >> (2 * fb));
 }
 
-/* colv: nc scratch entries (each column's vector offset within a row of mv) */
+/* REQUIRES: 0 <= rows[i] < nby * block, 0 <= cols[j] < nbx * block, 1 <= fb <= 8; colv: nc
+ * scratch entries (each column's vector offset within a row of mv) */
 static void bilinear_run(const int32_t *ref, Py_ssize_t h, Py_ssize_t w, const int32_t *mv,
                          Py_ssize_t nbx, Py_ssize_t block, int fb, Py_ssize_t up,
                          const int32_t *rows, Py_ssize_t nr, const int32_t *cols, Py_ssize_t nc,
@@ -369,31 +396,13 @@ static PyObject *py_bilinear(PyObject *mod, PyObject *args)
     if (!PyArg_ParseTuple(args, "OOnnnOOO:bilinear", &oref, &omv, &block, &fb, &up, &orows,
                           &ocols, &oo))
         return NULL;
-    Py_buffer ref, mv, rows, cols, out;
-    if (get_typed(oref, &ref, 0, 2, 4, "i", "ref") < 0)
+    Py_buffer b[5];
+    const BufSpec spec[5] = {{oref, 0, 2, "i", "ref"},   {omv, 0, 3, "i", "mv"},
+                             {orows, 0, 1, "i", "rows"}, {ocols, 0, 1, "i", "cols"},
+                             {oo, 1, 2, "i", "out"}};
+    if (get_all(spec, b, 5) < 0)
         return NULL;
-    if (get_typed(omv, &mv, 0, 3, 4, "i", "mv") < 0) {
-        PyBuffer_Release(&ref);
-        return NULL;
-    }
-    if (get_typed(orows, &rows, 0, 1, 4, "i", "rows") < 0) {
-        PyBuffer_Release(&ref);
-        PyBuffer_Release(&mv);
-        return NULL;
-    }
-    if (get_typed(ocols, &cols, 0, 1, 4, "i", "cols") < 0) {
-        PyBuffer_Release(&ref);
-        PyBuffer_Release(&mv);
-        PyBuffer_Release(&rows);
-        return NULL;
-    }
-    if (get_typed(oo, &out, 1, 2, 4, "i", "out") < 0) {
-        PyBuffer_Release(&ref);
-        PyBuffer_Release(&mv);
-        PyBuffer_Release(&rows);
-        PyBuffer_Release(&cols);
-        return NULL;
-    }
+    Py_buffer ref = b[0], mv = b[1], rows = b[2], cols = b[3], out = b[4];
     Py_ssize_t nr = rows.shape[0], nc = cols.shape[0];
     Py_ssize_t nby = mv.shape[0], nbx = mv.shape[1];
     int ok = block > 0 && fb >= 1 && fb <= 8 && up >= 1 && up <= 16 && mv.shape[2] == 2 &&
@@ -421,11 +430,7 @@ static PyObject *py_bilinear(PyObject *mod, PyObject *args)
         Py_END_ALLOW_THREADS
     }
     free(colv);
-    PyBuffer_Release(&ref);
-    PyBuffer_Release(&mv);
-    PyBuffer_Release(&rows);
-    PyBuffer_Release(&cols);
-    PyBuffer_Release(&out);
+    release_all(b, 5);
     if (!ok) {
         if (!PyErr_Occurred())
             PyErr_SetString(PyExc_ValueError, "bilinear: shapes or vectors do not fit");
@@ -624,26 +629,13 @@ static PyObject *py_intra_row(PyObject *mod, PyObject *args)
                           &otw, &om, &olv))
         return NULL;
     Py_buffer b[9];
-    PyObject *objs[9] = {os, orec, obasis, omb, olb, oti, otw, om, olv};
-    const int nd[9] = {2, 2, 2, 2, 1, 3, 3, 1, 2};
-    const int wr[9] = {0, 1, 0, 0, 0, 0, 0, 1, 1};
-    const Py_ssize_t sz[9] = {4, 4, 8, 8, 8, 4, 4, 4, 4};
-    const char *fmt[9] = {"i", "i", "l", "d", "d", "i", "i", "i", "i"};
-    const char *names[9] = {"src", "rec", "basis", "mode_bits", "level_bits", "tap_idx",
-                            "tap_w", "modes", "levels"};
-    int got = 0;
-    for (; got < 9; got++) {
-        const char *f = fmt[got];
-        int r;
-        if (f[0] == 'l') /* int64: "l" or "q" depending on the platform */
-            r = get_typed(objs[got], &b[got], wr[got], nd[got], 8,
-                          sizeof(long) == 8 ? "l" : "q", names[got]);
-        else
-            r = get_typed(objs[got], &b[got], wr[got], nd[got], sz[got], f, names[got]);
-        if (r < 0)
-            break;
-    }
-    int ok = got == 9;
+    const BufSpec spec[9] = {
+        {os, 0, 2, "i", "src"},         {orec, 1, 2, "i", "rec"},     {obasis, 0, 2, "q", "basis"},
+        {omb, 0, 2, "d", "mode_bits"},  {olb, 0, 1, "d", "level_bits"}, {oti, 0, 3, "i", "tap_idx"},
+        {otw, 0, 3, "i", "tap_w"},      {om, 1, 1, "i", "modes"},     {olv, 1, 2, "i", "levels"}};
+    if (get_all(spec, b, 9) < 0)
+        return NULL;
+    int ok = 1;
     if (ok) {
         Py_ssize_t h = b[0].shape[0], w = b[0].shape[1], nbx = w / ITB;
         ok = h % ITB == 0 && w % ITB == 0 && h > 0 && w > 0 && b[1].shape[0] == h &&
@@ -673,8 +665,7 @@ static PyObject *py_intra_row(PyObject *mod, PyObject *args)
         if (!ok)
             PyErr_SetString(PyExc_ValueError, "intra_row: shapes or values do not fit");
     }
-    for (int k = 0; k < got; k++)
-        PyBuffer_Release(&b[k]);
+    release_all(b, 9);
     if (!ok)
         return NULL;
     Py_RETURN_NONE;
@@ -712,14 +703,12 @@ static PyObject *py_intra_decode(PyObject *mod, PyObject *args)
     if (!PyArg_ParseTuple(args, "OOOOO:intra_decode", &om, &ores, &oti, &otw, &orec))
         return NULL;
     Py_buffer b[5];
-    PyObject *objs[5] = {om, ores, oti, otw, orec};
-    const int nd[5] = {2, 2, 3, 3, 2};
-    const char *names[5] = {"modes", "res", "tap_idx", "tap_w", "rec"};
-    int got = 0;
-    for (; got < 5; got++)
-        if (get_typed(objs[got], &b[got], got == 4, nd[got], 4, "i", names[got]) < 0)
-            break;
-    int ok = got == 5, bad_mode = 0;
+    const BufSpec spec[5] = {{om, 0, 2, "i", "modes"},   {ores, 0, 2, "i", "res"},
+                             {oti, 0, 3, "i", "tap_idx"}, {otw, 0, 3, "i", "tap_w"},
+                             {orec, 1, 2, "i", "rec"}};
+    if (get_all(spec, b, 5) < 0)
+        return NULL;
+    int ok = 1, bad_mode = 0;
     if (ok) {
         Py_ssize_t nby = b[0].shape[0], nbx = b[0].shape[1];
         ok = nby > 0 && nbx > 0 && b[1].shape[0] == nby * ITB && b[1].shape[1] == nbx * ITB &&
@@ -744,8 +733,7 @@ static PyObject *py_intra_decode(PyObject *mod, PyObject *args)
         else if (bad_mode)
             PyErr_SetString(PyExc_ValueError, "intra mode without its edges in the stream");
     }
-    for (int k = 0; k < got; k++)
-        PyBuffer_Release(&b[k]);
+    release_all(b, 5);
     if (!ok || bad_mode)
         return NULL;
     Py_RETURN_NONE;
@@ -847,13 +835,11 @@ static PyObject *py_counts_cdf(PyObject *mod, PyObject *args)
     Py_ssize_t precision;
     if (!PyArg_ParseTuple(args, "OnO:counts_cdf", &oc, &precision, &oo))
         return NULL;
-    Py_buffer c, o;
-    if (get_typed(oc, &c, 0, 1, 8, sizeof(long) == 8 ? "l" : "q", "counts") < 0)
+    Py_buffer b[2];
+    const BufSpec spec[2] = {{oc, 0, 1, "q", "counts"}, {oo, 1, 1, "i", "out"}};
+    if (get_all(spec, b, 2) < 0)
         return NULL;
-    if (get_typed(oo, &o, 1, 1, 4, "i", "out") < 0) {
-        PyBuffer_Release(&c);
-        return NULL;
-    }
+    Py_buffer c = b[0], o = b[1];
     Py_ssize_t k = c.shape[0];
     int ok = precision >= 1 && precision <= 16 && k >= 2 && k <= ((Py_ssize_t)1 << precision) &&
              o.shape[0] == k + 1;
@@ -871,8 +857,7 @@ static PyObject *py_counts_cdf(PyObject *mod, PyObject *args)
         free(q);
         free(order);
     }
-    PyBuffer_Release(&c);
-    PyBuffer_Release(&o);
+    release_all(b, 2);
     if (rc != 0) {
         if (!PyErr_Occurred())
             PyErr_SetString(PyExc_ValueError, "counts_cdf: counts do not make a table");
@@ -901,7 +886,8 @@ static PyMethodDef methods[] = {
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "_exact", "Exact fixed-point image kernels of the INR decoder (see kernels/exact_*.py).", -1, methods,
+    PyModuleDef_HEAD_INIT, "_exact",
+    "Exact kernels of the INR decoder (kernels/exact_*.py) and of the video codec.", -1, methods,
     NULL, NULL, NULL, NULL,
 };
 

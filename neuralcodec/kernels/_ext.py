@@ -16,6 +16,12 @@ except ImportError:  # pragma: no cover
     _inr_arm = None
 
 
+def exact_kernel(name: str):
+    """The ``_exact`` function ``name``, or None where the extension is not built (or is an
+    older build without it): callers then run their NumPy reference."""
+    return getattr(_exact, name, None)
+
+
 def has_exact(*args, **kwargs) -> bool:
     return _exact is not None
 
