@@ -48,6 +48,20 @@ def _junk_tails_fail_cleanly(codec, enc, mesh, skip: int = 0, tail: int = 0, div
             assert len(out.vertices) == len(mesh.vertices) and len(out.faces) == len(mesh.faces)
 
 
+def _write_in_set(monkeypatch, coded_set: int, value: int, slot: int = 0) -> None:
+    """Make the encoder write ``value`` in place of the ``slot``-th value after the first one
+    coded in ``coded_set`` (a damaged header field, for the decoder's checks)."""
+    real_encode = mt.AdaptiveEncoder.code_ints
+
+    def code_ints(self, values, sets, st, markov=1):
+        values, sets_l = np.array(values), list(sets)
+        if coded_set in sets_l:
+            values[sets_l.index(coded_set) + slot] = value
+        return real_encode(self, values, sets, st, markov)
+
+    monkeypatch.setattr(mt.AdaptiveEncoder, "code_ints", code_ints)
+
+
 def _grid(n=12, rng=None) -> Mesh:
     """An n x n grid of quads split into triangles, gently curved (a surface with a border)."""
     y, x = np.mgrid[0:n, 0:n]
@@ -381,15 +395,7 @@ def test_unreferenced_format_7_golden_files(monkeypatch, quality):
 def test_bad_unreferenced_mode_one_line(monkeypatch, value):
     """An unreferenced-vertex mode out of range, or a near mode on a mesh without unreferenced
     vertices: one-line errors."""
-    real_encode = mt.AdaptiveEncoder.code_ints
-
-    def code_ints(self, values, sets, st, markov=1):
-        values = np.array(values)
-        if len(sets) and mt.UNUSED_SET in list(sets):
-            values[list(sets).index(mt.UNUSED_SET)] = value
-        return real_encode(self, values, sets, st, markov)
-
-    monkeypatch.setattr(mt.AdaptiveEncoder, "code_ints", code_ints)
+    _write_in_set(monkeypatch, mt.UNUSED_SET, value)
     codec = get_codec("meshtrav")
     m = _with_surface_points() if value == 3 else _grid(6)
     one_line_error(CodecError, codec.decode, codec.encode(m, 3), match="bad prediction mode")
@@ -922,16 +928,7 @@ def test_linear_prediction_extreme_coefficients(monkeypatch, ab):
 )
 def test_bad_linear_coefficients_one_line(monkeypatch, slot, value):
     monkeypatch.setattr(mt, "_ENCODER_LINEAR", 1)
-    real_encode = mt.AdaptiveEncoder.code_ints
-
-    def code_ints(self, values, sets, st, markov=1):
-        values = np.array(values)
-        sets_l = list(sets)
-        if len(sets_l) and mt.BLEND_SET in sets_l:
-            values[sets_l.index(mt.BLEND_SET) + slot] = value
-        return real_encode(self, values, sets, st, markov)
-
-    monkeypatch.setattr(mt.AdaptiveEncoder, "code_ints", code_ints)
+    _write_in_set(monkeypatch, mt.BLEND_SET, value, slot)
     codec = get_codec("meshtrav")
     enc = codec.encode(_sphere_blob(), 3)
     one_line_error(CodecError, codec.decode, enc, match="bad linear prediction")
@@ -1068,15 +1065,7 @@ def test_bad_fraction_mode_one_line(monkeypatch, value, linear):
     prediction fractions without the linear prediction: one-line errors."""
     monkeypatch.setattr(mt, "_ENCODER_LINEAR", linear)
     monkeypatch.setattr(mt, "_ENCODER_FRAC", 0)
-    real_encode = mt.AdaptiveEncoder.code_ints
-
-    def code_ints(self, values, sets, st, markov=1):
-        values = np.array(values)
-        if len(sets) and mt.SELECT_SET in list(sets):
-            values[list(sets).index(mt.SELECT_SET)] = value
-        return real_encode(self, values, sets, st, markov)
-
-    monkeypatch.setattr(mt.AdaptiveEncoder, "code_ints", code_ints)
+    _write_in_set(monkeypatch, mt.SELECT_SET, value)
     codec = get_codec("meshtrav")
     enc = codec.encode(_sphere_blob(), 1)
     one_line_error(CodecError, codec.decode, enc, match="bad prediction mode")

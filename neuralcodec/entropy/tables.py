@@ -37,11 +37,14 @@ class CodingTables:
     precision: int = PRECISION
 
     def __post_init__(self) -> None:
+        self._freeze()
+        self.validate()
+
+    def _freeze(self) -> None:
         for name in ("cdfs", "cdf_lengths", "offsets"):
             arr = np.ascontiguousarray(getattr(self, name), dtype=np.int32)
             arr.setflags(write=False)
             object.__setattr__(self, name, arr)
-        self.validate()
 
     @classmethod
     def built(
@@ -52,11 +55,10 @@ class CodingTables:
         models rebuild them row by row), without ``validate``'s pass; the range coder's
         ``prepare`` checks every table again in C before coding with it."""
         obj = cls.__new__(cls)
-        for name, value in (("cdfs", cdfs), ("cdf_lengths", cdf_lengths), ("offsets", offsets)):
-            arr = np.ascontiguousarray(value, dtype=np.int32)
-            arr.setflags(write=False)
-            object.__setattr__(obj, name, arr)
-        object.__setattr__(obj, "precision", precision)
+        values = {"cdfs": cdfs, "cdf_lengths": cdf_lengths, "offsets": offsets}
+        for name, value in (*values.items(), ("precision", precision)):
+            object.__setattr__(obj, name, value)
+        obj._freeze()
         return obj
 
     @property
