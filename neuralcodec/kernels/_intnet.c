@@ -370,51 +370,61 @@ done:
 /* A convolution with few outputs (at most SMALL_N; the last layer of a synthesis): stride 1, no
  * padding, a (C, HP, WP) float32 integers, w (N, C, J, J) float64 integers, out (N, HO, WO)
  * float64 with HO = HP - J + 1. Every product and partial sum is an integer below 2^53 (the
- * caller checks sum |w| * max |a|), so float64 adds them exactly in any order. Eight outputs
- * along a row are held for all N outputs while the taps stream past them. */
+ * caller checks sum |w| * max |a|), so float64 adds them exactly in any order. X outputs along a
+ * row are held for all N outputs while the taps stream past them.
+ *
+ * X is the vector width in doubles. A vector wider than the instruction set's registers is split
+ * by the compiler into pieces that go through memory, which made the kernel 3-4x slower on AVX2
+ * machines than one AVX-512 register per vector: so X = 8 (one zmm) runs only where the CPU has
+ * AVX-512 (the "wide" family, compiled for x86-64-v4), and X = 4 (one ymm, or two xmm) everywhere
+ * else. Both add the same exact integers: the same values. */
 #define SMALL_N 16
-#define SMALL_X 8
+#define SMALL_X_WIDE 8
+#define SMALL_X 4
 
-/* one row block for a compile-time number of outputs NN, so the accumulators (vectors of
- * SMALL_X doubles: GCC / clang vector extensions, lowered to whatever the clone's ISA has) stay
- * in registers; products and sums are plain IEEE operations on integers below 2^53: exact */
-typedef double vxd __attribute__((vector_size(SMALL_X * sizeof(double))));
-typedef float vxf __attribute__((vector_size(SMALL_X * sizeof(float))));
+/* one row block for a compile-time number of outputs NN, so the accumulators (vectors of X
+ * doubles: GCC / clang vector extensions) stay in registers; products and sums are plain IEEE
+ * operations on integers below 2^53: exact */
+typedef double vxd8 __attribute__((vector_size(8 * sizeof(double))));
+typedef float vxf8 __attribute__((vector_size(8 * sizeof(float))));
+typedef double vxd4 __attribute__((vector_size(4 * sizeof(double))));
+typedef float vxf4 __attribute__((vector_size(4 * sizeof(float))));
 #if defined(__has_builtin)
 #if __has_builtin(__builtin_convertvector)
-#define TO_VXD(f) __builtin_convertvector(f, vxd)
+#define HAVE_CONVERTVECTOR 1
 #endif
 #endif
-#ifndef TO_VXD /* older compilers: lane by lane (same values) */
-static inline vxd to_vxd(vxf f)
-{
-    vxd d;
-    for (int i = 0; i < SMALL_X; i++)
-        d[i] = (double)f[i];
-    return d;
-}
-#define TO_VXD(f) to_vxd(f)
+#ifdef HAVE_CONVERTVECTOR
+#define TO_VD(f, VD, X) __builtin_convertvector(f, VD)
+#else /* older compilers: lane by lane (same values) */
+#define TO_VD(f, VD, X)                                                                         \
+    ({                                                                                          \
+        VD d_;                                                                                  \
+        for (int i_ = 0; i_ < (X); i_++)                                                        \
+            d_[i_] = (double)(f)[i_];                                                           \
+        d_;                                                                                     \
+    })
 #endif
 
-#define CONV_SMALL_BODY(NN)                                                                     \
+#define CONV_SMALL_BODY(NN, X, VD, VF)                                                          \
     for (Py_ssize_t y = y0; y < y1; y++) {                                                      \
-        for (Py_ssize_t x0 = 0; x0 < WO; x0 += SMALL_X) {                                       \
-            Py_ssize_t nx = WO - x0 < SMALL_X ? WO - x0 : SMALL_X;                              \
-            vxd acc[NN];                                                                        \
+        for (Py_ssize_t x0 = 0; x0 < WO; x0 += (X)) {                                           \
+            Py_ssize_t nx = WO - x0 < (X) ? WO - x0 : (X);                                      \
+            VD acc[NN];                                                                         \
             for (int n = 0; n < NN; n++)                                                        \
-                acc[n] = (vxd){0};                                                              \
+                acc[n] = (VD){0};                                                               \
             for (Py_ssize_t c = 0; c < C; c++) {                                                \
                 for (Py_ssize_t ty = 0; ty < J; ty++) {                                         \
                     const float *row = a + (c * HP + y + ty) * WP + x0;                         \
                     const double *wp = w + (c * J + ty) * J;                                    \
                     for (Py_ssize_t tx = 0; tx < J; tx++) {                                     \
-                        vxf f = {0};                                                            \
-                        if (nx == SMALL_X)                                                      \
+                        VF f = {0};                                                             \
+                        if (nx == (X))                                                          \
                             memcpy(&f, row + tx, sizeof(f));                                    \
                         else                                                                    \
                             for (Py_ssize_t i = 0; i < nx; i++)                                 \
                                 f[i] = row[tx + i];                                             \
-                        vxd v = TO_VXD(f);                                                      \
+                        VD v = TO_VD(f, VD, X);                                                 \
                         _Pragma("GCC unroll 16") for (int n = 0; n < NN; n++)                   \
                             acc[n] += wp[n * wstride + tx] * v;                                 \
                     }                                                                           \
@@ -425,13 +435,15 @@ static inline vxd to_vxd(vxf f)
         }                                                                                       \
     }
 
+#define CONV_SMALL_ARGS                                                                         \
+    const float *a, Py_ssize_t C, Py_ssize_t HP, Py_ssize_t WP, const double *w, Py_ssize_t J,   \
+        double *out, Py_ssize_t HO, Py_ssize_t WO, Py_ssize_t y0, Py_ssize_t y1
+
 #define CONV_SMALL_FN(NN)                                                                       \
-    HOT CONTRACT static void conv_small_##NN(const float *a, Py_ssize_t C, Py_ssize_t HP, Py_ssize_t WP, \
-                                    const double *w, Py_ssize_t J, double *out, Py_ssize_t HO,  \
-                                    Py_ssize_t WO, Py_ssize_t y0, Py_ssize_t y1)                 \
+    HOT CONTRACT static void conv_small_##NN(CONV_SMALL_ARGS)                                   \
     {                                                                                           \
         Py_ssize_t wstride = C * J * J;                                                         \
-        CONV_SMALL_BODY(NN)                                                                     \
+        CONV_SMALL_BODY(NN, SMALL_X, vxd4, vxf4)                                                \
     }
 
 CONV_SMALL_FN(1)
@@ -443,20 +455,59 @@ CONV_SMALL_FN(8)
 CONV_SMALL_FN(12)
 CONV_SMALL_FN(16)
 
-typedef void (*conv_small_fn)(const float *, Py_ssize_t, Py_ssize_t, Py_ssize_t, const double *,
-                              Py_ssize_t, double *, Py_ssize_t, Py_ssize_t, Py_ssize_t,
-                              Py_ssize_t);
+typedef void (*conv_small_fn)(CONV_SMALL_ARGS);
+static const int small_sizes[] = {1, 2, 3, 4, 6, 8, 12, 16};
+static const conv_small_fn small_fns[] = {conv_small_1, conv_small_2,  conv_small_3,
+                                          conv_small_4, conv_small_6,  conv_small_8,
+                                          conv_small_12, conv_small_16};
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) && \
+    !defined(__SANITIZE_ADDRESS__) && !defined(NEURALCODEC_NO_CLONES)
+#define SMALL_WIDE 1
+#define CONV_SMALL_WIDE_FN(NN)                                                                  \
+    __attribute__((target("arch=x86-64-v4"))) CONTRACT static void conv_small_w##NN(          \
+        CONV_SMALL_ARGS)                                                                        \
+    {                                                                                           \
+        Py_ssize_t wstride = C * J * J;                                                         \
+        CONV_SMALL_BODY(NN, SMALL_X_WIDE, vxd8, vxf8)                                           \
+    }
+CONV_SMALL_WIDE_FN(1)
+CONV_SMALL_WIDE_FN(2)
+CONV_SMALL_WIDE_FN(3)
+CONV_SMALL_WIDE_FN(4)
+CONV_SMALL_WIDE_FN(6)
+CONV_SMALL_WIDE_FN(8)
+CONV_SMALL_WIDE_FN(12)
+CONV_SMALL_WIDE_FN(16)
+static const conv_small_fn small_wide_fns[] = {conv_small_w1, conv_small_w2,  conv_small_w3,
+                                               conv_small_w4, conv_small_w6,  conv_small_w8,
+                                               conv_small_w12, conv_small_w16};
+
+/* whether this CPU runs the x86-64-v4 (AVX-512) clones */
+static int small_use_wide(void)
+{
+    static int wide = -1;
+    if (wide < 0) {
+        __builtin_cpu_init();
+        wide = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+               __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq");
+    }
+    return wide;
+}
+#endif
 
 /* the smallest specialisation with at least n outputs (extra outputs read zero weights) */
 static Py_ssize_t small_slots(Py_ssize_t n, conv_small_fn *fn)
 {
-    static const int sizes[] = {1, 2, 3, 4, 6, 8, 12, 16};
-    static const conv_small_fn fns[] = {conv_small_1, conv_small_2, conv_small_3, conv_small_4,
-                                        conv_small_6, conv_small_8, conv_small_12, conv_small_16};
+    const conv_small_fn *fns = small_fns;
+#ifdef SMALL_WIDE
+    if (small_use_wide())
+        fns = small_wide_fns;
+#endif
     for (int i = 0; i < 8; i++)
-        if (sizes[i] >= n) {
+        if (small_sizes[i] >= n) {
             *fn = fns[i];
-            return sizes[i];
+            return small_sizes[i];
         }
     return 0;
 }
