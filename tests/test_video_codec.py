@@ -1023,3 +1023,80 @@ def test_weighted_chroma_lambda_buys_chroma_quality_in_block_intra_frames():
         assert plane_psnr(frame[c], rec1[c]) > plane_psnr(frame[c], rec0[c])
     again = video_intra.decode_frame(weighted, 96, 160)
     assert all(np.array_equal(a, b) for a, b in zip(again, rec1, strict=True))
+
+
+# ----------------------------------------------------------------------------- scene cuts
+
+
+def cut_clip(n: int, at: int) -> list[tuple[np.ndarray, ...]]:
+    """``moving_clip`` whose frames from ``at`` on show another scene: a still pattern of
+    other frequencies, orientation and colours."""
+    y, x = np.mgrid[0:H, 0:W]
+    base = 128 + 90 * np.sign(np.sin((x + 2 * y) / 2.5)) * np.cos(x / 9.0 - y / 3.0)
+    rgb = np.clip(np.stack([255 - base, base, base * 0.5 + 60], -1), 0, 255).astype(np.uint8)
+    return moving_clip(n)[:at] + [rgb_to_yuv420(rgb)] * (n - at)
+
+
+def test_period_starts_restart_at_each_cut():
+    from neuralcodec.codecs.learned_video import gop_starts
+
+    assert gop_starts(10, 4, []) == [0, 4, 8]
+    assert gop_starts(10, 4, [3]) == [0, 3, 7]
+    assert gop_starts(10, 4, [4, 6]) == [0, 4, 6]
+    assert gop_starts(3, 32, [1, 2]) == [0, 1, 2]
+
+
+def test_scene_change_is_small_within_a_pan_and_large_across_a_cut():
+    from neuralcodec.codecs.learned_video import CUT_RATIO, scene_change
+
+    clip = cut_clip(6, 3)
+    within = [scene_change(clip[i - 1][0], clip[i][0]) for i in (1, 2, 4, 5)]
+    across = scene_change(clip[2][0], clip[3][0])
+    assert max(within) < CUT_RATIO < across and across > 2 * max(within)
+    assert scene_change(clip[3][0], clip[4][0]) == 0.0  # a still frame
+
+
+@needs_weights
+@pytest.mark.parametrize("bframes", [1, 4])
+def test_a_scene_cut_starts_a_period_and_round_trips(monkeypatch, bframes):
+    from neuralcodec.codecs import learned_video
+    from neuralcodec.codecs.learned_video import TOOL_CUTS, ElicIpCodec
+    from neuralcodec.container import from_encoded, pack
+
+    frames = cut_clip(9, 5)
+    codec = get_codec("elic-ip", gop=8, bframes=bframes)
+    seen = []
+    encoded, sizes = codec.encode_frames(
+        source_of(frames), 4, keep=lambda i, o, d: seen.append((i, d))
+    )
+    assert encoded.header["cuts"] == [5] and encoded.header["tools"] & TOOL_CUTS
+    assert sorted(encoded.streams) == ["g0", "g1"]  # frames 0-4, then 5-8 (not 0-7, 8)
+    assert [i for i, _ in seen] == list(range(9))
+    decoded = list(get_codec("elic-ip").decode(encoded))
+    for (_, a), b, orig in zip(seen, decoded, frames, strict=True):
+        assert same(a, b) and plane_psnr(orig[0], b[0]) > 27
+    assert ElicIpCodec.frame_sizes(pack(from_encoded(codec, encoded))) == sizes
+    monkeypatch.setattr(learned_video, "SCENECUT", False)
+    plain, _ = codec.encode_frames(source_of(frames), 4)
+    monkeypatch.undo()
+    assert "cuts" not in plain.header and not plain.header["tools"] & TOOL_CUTS
+    unasked, _ = get_codec("elic-ip", gop=8, bframes=bframes, scenecut=False).encode_frames(
+        source_of(frames), 4
+    )
+    assert unasked.streams == plain.streams and unasked.header == plain.header
+    with pytest.raises(CodecError, match="scenecut"):
+        get_codec("elic-ip", scenecut=1)
+    # the header is checked: the bit and the list go together, cuts increase inside the clip
+    for bad in ([0], [9], [5, 5], [6, 5], [], "5", [True], None):
+        broken = Encoded(encoded.codec, {**encoded.header, "cuts": bad}, encoded.streams)
+        one_line_error(CodecError, codec.decode, broken, match="scene cuts")
+    stray = {**encoded.header, "tools": encoded.header["tools"] & ~TOOL_CUTS}
+    one_line_error(
+        CodecError, codec.decode, Encoded(encoded.codec, stray, encoded.streams), match="scene"
+    )
+    moved = Encoded(encoded.codec, {**encoded.header, "cuts": [4]}, encoded.streams)
+    try:
+        other = list(get_codec("elic-ip").decode(moved))
+    except CodecError:
+        other = None
+    assert other is None or not all(same(a, b) for (_, a), b in zip(seen, other, strict=False))

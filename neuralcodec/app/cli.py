@@ -73,6 +73,11 @@ def _add_encode(sub: Any, common: argparse.ArgumentParser) -> None:
         type=int,
         help="video: anchor spacing, B frames between anchors (1: none; 0, the default: chosen per clip)",
     )
+    p.add_argument(
+        "--no-scenecut",
+        action="store_true",
+        help="video: I frames every --gop frames only, not also where a scene cuts",
+    )
     p.add_argument("--force", "-f", action="store_true", help="overwrite OUTPUT if it exists")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=cmd_encode)
@@ -184,6 +189,8 @@ def cmd_encode(args: argparse.Namespace) -> int:
             options["gop"] = args.gop
         if args.bframes is not None:
             options["bframes"] = args.bframes
+        if args.no_scenecut:
+            options["scenecut"] = False
         read_options = {"max_frames": args.frames} if args.frames is not None else {}
         if args.layout is not None:
             read_options["layout"] = args.layout

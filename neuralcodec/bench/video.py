@@ -9,6 +9,8 @@
         x264 / x265:       PyAV, raw Annex-B stream (no container), preset medium, constant
                            rate factor per point, intra period --gop (scenecut off);
                            x264 tune=psnr; x265 psy-rd=0:psy-rdoq=0:aq-mode=0
+    --scenecut             every codec also starts an intra period at scene cuts (x264 / x265
+                           scenecut=40, elic-ip its own detector); without it none does
     per (sequence, codec, point): bytes, bpp, kbps, PSNR of each 4:2:0 plane and
         PSNR-YUV = (6 PSNR-Y + PSNR-U + PSNR-V) / 8 (each the mean over frames), encode and
         decode frames per second
@@ -74,7 +76,16 @@ def summarise(orig: list, dec: list, nbytes: int, fps: float, enc_s: float, dec_
 # ----------------------------------------------------------------------------- anchors
 
 
-def anchor_code(name: str, frames: list, info, crf: int, gop: int, threads: int, extra: str = ""):
+def anchor_code(
+    name: str,
+    frames: list,
+    info,
+    crf: int,
+    gop: int,
+    threads: int,
+    extra: str = "",
+    scenecut: bool = False,
+):
     """Encode ``frames`` with x264/x265 through PyAV; (bytes, decoded frames, enc s, dec s).
     ``extra``: more ``:key=value`` encoder parameters (e.g. ``":bframes=0"``)."""
     import av
@@ -82,6 +93,8 @@ def anchor_code(name: str, frames: list, info, crf: int, gop: int, threads: int,
     from neuralcodec.datasets.video_av import _planes
 
     encoder, fmt, _ = ANCHORS[name]
+    # scene cuts: an IDR frame where the encoder sees one, as elic-ip starts a period there
+    cuts = "min-keyint=1:scenecut=40" if scenecut else f"min-keyint={gop}:scenecut=0"
     buf = io.BytesIO()
     start = time.perf_counter()
     with av.open(buf, "w", format=fmt) as out:
@@ -93,10 +106,10 @@ def anchor_code(name: str, frames: list, info, crf: int, gop: int, threads: int,
                 "preset": "medium",
                 "tune": "psnr",
                 "crf": str(crf),
-                "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0{extra}",
+                "x264-params": f"keyint={gop}:{cuts}{extra}",
             }
         else:
-            params = f"keyint={gop}:min-keyint={gop}:scenecut=0:psy-rd=0:psy-rdoq=0:aq-mode=0:log-level=error{extra}"
+            params = f"keyint={gop}:{cuts}:psy-rd=0:psy-rdoq=0:aq-mode=0:log-level=error{extra}"
             stream.options = {"preset": "medium", "crf": str(crf), "x265-params": params}
         for i, planes in enumerate(frames):
             f = av.VideoFrame(info.width, info.height, "yuv420p")
@@ -125,11 +138,12 @@ def anchor_code(name: str, frames: list, info, crf: int, gop: int, threads: int,
 # ----------------------------------------------------------------------------- ours
 
 
-def ours_code(name: str, source: VideoSource, quality: int, gop: int):
+def ours_code(name: str, source: VideoSource, quality: int, gop: int, scenecut: bool = False):
     from neuralcodec import api
 
     start = time.perf_counter()
-    data, _ = api.encode_with_report(source, name, quality, {"gop": gop}, modality="video")
+    options = {"gop": gop, "scenecut": scenecut}
+    data, _ = api.encode_with_report(source, name, quality, options, modality="video")
     enc_s = time.perf_counter() - start
     start = time.perf_counter()
     decoded = list(api.decode_bytes(data)[0])
@@ -170,6 +184,7 @@ def run_sequence(
     gop: int,
     threads: int,
     log,
+    scenecut: bool = False,
 ) -> dict[str, list[dict]]:
     source = read_video(path, max_frames=frames)
     orig = list(source)
@@ -179,7 +194,9 @@ def run_sequence(
         points = []
         if name in ANCHORS:
             for crf in ANCHORS[name][2]:
-                nbytes, dec, es, ds = anchor_code(name, orig, source.info, crf, gop, threads)
+                nbytes, dec, es, ds = anchor_code(
+                    name, orig, source.info, crf, gop, threads, scenecut=scenecut
+                )
                 points.append({"crf": crf, **summarise(orig, dec, nbytes, fps, es, ds)})
                 log(
                     f"  {_label(path)} {name} crf {crf}: {points[-1]['bpp']:.4f} bpp {points[-1]['psnr']:.2f} dB"
@@ -192,7 +209,7 @@ def run_sequence(
                 raise CodecError(f"{name} is not a video codec")
             lo, hi = cls.quality_range
             for q in qualities or list(range(lo, hi + 1)):
-                nbytes, dec, es, ds = ours_code(name, source, q, gop)
+                nbytes, dec, es, ds = ours_code(name, source, q, gop, scenecut)
                 points.append({"quality": q, **summarise(orig, dec, nbytes, fps, es, ds)})
                 p = points[-1]
                 log(
@@ -260,6 +277,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gop", type=int, default=32, help="intra period of every codec")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", type=Path, default=Path("results/video"))
+    p.add_argument(
+        "--scenecut",
+        action="store_true",
+        help="every codec also starts an intra period at scene cuts (default: none does)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -276,6 +298,7 @@ def run(args: argparse.Namespace) -> int:
         "format": RESULTS_FORMAT,
         "frames": args.frames,
         "gop": args.gop,
+        "scenecut": args.scenecut,
         "threads": args.threads,
         "metric": "PSNR-YUV = (6 Y + U + V) / 8 of per-plane PSNR averaged over frames",
         "sequences": {},
@@ -290,6 +313,7 @@ def run(args: argparse.Namespace) -> int:
             args.gop,
             args.threads,
             lambda m: print(m, flush=True),
+            args.scenecut,
         )
         (args.out / "results.json").write_text(json.dumps(results, indent=1))
     print(write_reports(results, args.out, [c for c in codecs if c in ANCHORS]))
