@@ -95,13 +95,16 @@ def run_video(
 
 def x265_closest(clip: list, info: Any, target_bytes: int) -> dict | None:
     """x265 at the CRF (of a coarse ladder) whose size is closest to ``target_bytes``; None when
-    PyAV has no x265 here."""
+    PyAV has no x265 here. Both sides start an intra period at scene cuts (``elic-ip`` does by
+    default)."""
     from ..bench.video import anchor_code, summarise
 
     best = None
     for crf in (22, 27, 32, 37, 42, 47):
         try:
-            nbytes, dec, enc_s, dec_s = anchor_code("x265", clip, info, crf, len(clip), 1)
+            nbytes, dec, enc_s, dec_s = anchor_code(
+                "x265", clip, info, crf, len(clip), 1, scenecut=True
+            )
         except Exception:  # noqa: BLE001 - the anchor is an extra; without x265 it is left out
             return None
         point = {**summarise(clip, dec, nbytes, float(info.fps), enc_s, dec_s), "crf": crf}
