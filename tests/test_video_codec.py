@@ -1054,6 +1054,24 @@ def test_scene_change_is_small_within_a_pan_and_large_across_a_cut():
     across = scene_change(clip[2][0], clip[3][0])
     assert max(within) < CUT_RATIO < across and across > 2 * max(within)
     assert scene_change(clip[3][0], clip[4][0]) == 0.0  # a still frame
+    # a fade to dark over the pan is not a cut: brightness and contrast are matched first
+    fade = [
+        np.clip(16 + (f[0].astype(float) - 16) * (1 - i / 7), 0, 255) for i, f in enumerate(clip)
+    ]
+    fade = [np.rint(f).astype(np.uint8) for f in fade[:3]]
+    assert max(scene_change(fade[i - 1], fade[i]) for i in (1, 2)) < CUT_RATIO
+
+
+@needs_weights
+def test_no_cut_right_after_a_period_starts(monkeypatch):
+    from neuralcodec.codecs import learned_video
+
+    codec = get_codec("elic-ip", gop=8, bframes=1)
+    early, _ = codec.encode_frames(source_of(cut_clip(6, 2)), 4)  # 2 frames after the I frame
+    assert "cuts" not in early.header and sorted(early.streams) == ["g0"]
+    monkeypatch.setattr(learned_video, "CUT_GAP", 2)
+    allowed, _ = codec.encode_frames(source_of(cut_clip(6, 2)), 4)
+    assert allowed.header["cuts"] == [2]
 
 
 @needs_weights

@@ -117,6 +117,7 @@ TOOLS = (
 KNOWN_TOOLS = TOOLS | TOOL_BFRAMES | TOOL_CHROMA_STEP | TOOL_CUTS
 SCENECUT = True  # encoder: an I frame where scene_change(previous, frame) >= CUT_RATIO
 CUT_RATIO = 0.65
+CUT_GAP = 4  # ... and at least this many frames after the period's first
 MAX_CUTS = 2000  # at most this many in a file (they are listed in the header)
 CHROMA_STEP = 0  # the encoder's chroma step offset in STEP_GRID steps (header "cstep"); 0: off
 MAX_CSTEP = 16
@@ -255,10 +256,12 @@ def gop_starts(frames: int, gop: int, cuts: list[int]) -> list[int]:
 
 def scene_change(prev: np.ndarray, cur: np.ndarray) -> float:
     """How badly luma ``cur`` is predicted from ``prev`` (encoder only): on both planes averaged
-    over ``COARSE`` x ``COARSE`` pixels, each 16 x 16 block's least SAD within ``COARSE_SEARCH``
+    over ``COARSE`` x ``COARSE`` pixels, the reference's mean and spread matched to the frame's
+    (fades and flashes change them), each 16 x 16 block's least SAD within ``COARSE_SEARCH``
     coarse pixels (the wide motion search's), summed, over the blocks' SADs about their own
-    means (a cost of coding them without a reference). Within a scene, even in fast pans, it
-    stays below about 0.5 on the development clips; across a cut it is 0.7 or more."""
+    means (a cost of coding them without a reference). Within a shot, fast pans and fades
+    included, it stays at or below about 0.5 on the development clips; across a cut it is
+    0.7 or more."""
     h, w = cur.shape
     pad = ((0, -h % BLOCK), (0, -w % BLOCK))
     cur, prev = np.pad(cur, pad, mode="edge"), np.pad(prev, pad, mode="edge")
@@ -269,8 +272,14 @@ def scene_change(prev: np.ndarray, cur: np.ndarray) -> float:
         x = a.astype(np.int32).reshape(hh // c, c, ww // c, c).sum((1, 3))
         return ((x + c * c // 2) // (c * c)).astype(np.int16)
 
-    small = down(cur)
-    inter = full_pel_sads(small, np.pad(down(prev), r, mode="edge"), r, b).min(0)
+    small, ref = down(cur), down(prev).astype(np.float64)
+    # brightness first matched (the reference's mean and spread made the frame's), so fades
+    # and flashes are not cuts
+    y = small.astype(np.float64)
+    gain = float(y.std()) / float(ref.std()) if ref.std() > 0 else 1.0
+    gain = min(max(gain, 0.25), 4.0)
+    ref = np.clip(np.rint(gain * (ref - ref.mean()) + y.mean()), 0, 255).astype(np.int16)
+    inter = full_pel_sads(small, np.pad(ref, r, mode="edge"), r, b).min(0)
     cells = small.astype(np.int64).reshape(hh // c // b, b, ww // c // b, b)
     intra = np.abs(cells - cells.mean((1, 3), keepdims=True)).sum()
     return float(inter.astype(np.int64).sum()) / max(float(intra), 1.0)
@@ -748,7 +757,7 @@ class ElicIpCodec(Codec):
             cut = (
                 SCENECUT
                 and self.scenecut
-                and i - start not in (0, self.gop)
+                and CUT_GAP <= i - start < self.gop
                 and len(cuts) < MAX_CUTS
                 and scene_change(previous, frame[0]) >= CUT_RATIO
             )
