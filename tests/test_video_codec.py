@@ -1118,3 +1118,16 @@ def test_a_scene_cut_starts_a_period_and_round_trips(monkeypatch, bframes):
     except CodecError:
         other = None
     assert other is None or not all(same(a, b) for (_, a), b in zip(seen, other, strict=False))
+
+
+@needs_weights
+def test_cli_codes_scene_cuts_unless_told_not_to(tmp_path, run_cli):
+    src = tmp_path / "cut.y4m"
+    write_y4m(src, source_of(cut_clip(6, 4)))
+    for extra, cuts in (((), [4]), (("--no-scenecut",), None)):
+        out = tmp_path / f"c{len(extra)}.ncf"
+        done = run_cli(
+            "encode", src, out, "--codec", "elic-ip", "-q", "2", "--bframes", "1", *extra
+        )
+        assert done.returncode == 0, done.stderr
+        assert api.file_info(out)["metadata"].get("cuts") == cuts
