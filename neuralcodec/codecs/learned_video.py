@@ -118,7 +118,7 @@ KNOWN_TOOLS = TOOLS | TOOL_BFRAMES | TOOL_CHROMA_STEP | TOOL_CUTS
 SCENECUT = True  # encoder: an I frame where scene_change(previous, frame) >= CUT_RATIO
 CUT_RATIO = 0.65
 CUT_GAP = 4  # ... and at least this many frames after the period's first
-MAX_CUTS = 2000  # at most this many in a file (they are listed in the header)
+MAX_CUTS = 1500  # at most this many in a file (listed in the header's metadata, 16 kB at most)
 CHROMA_STEP = 0  # the encoder's chroma step offset in STEP_GRID steps (header "cstep"); 0: off
 MAX_CSTEP = 16
 RES_RD_TRIAL = False  # tools bit 64: the trial pass above for every frame, not just the first
