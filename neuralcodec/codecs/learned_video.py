@@ -55,6 +55,7 @@ from .video_motion import (
     SplitModels,
     VectorModels,
     blend_modes,
+    coarse_plane,
     code_modes,
     code_split_flags,
     code_sub_vectors,
@@ -267,12 +268,7 @@ def scene_change(prev: np.ndarray, cur: np.ndarray) -> float:
     cur, prev = np.pad(cur, pad, mode="edge"), np.pad(prev, pad, mode="edge")
     hh, ww = cur.shape
     c, b, r = COARSE, BLOCK // COARSE, COARSE_SEARCH
-
-    def down(a: np.ndarray) -> np.ndarray:
-        x = a.astype(np.int32).reshape(hh // c, c, ww // c, c).sum((1, 3))
-        return ((x + c * c // 2) // (c * c)).astype(np.int16)
-
-    small, ref = down(cur), down(prev).astype(np.float64)
+    small, ref = coarse_plane(cur), coarse_plane(prev).astype(np.float64)
     # brightness first matched (the reference's mean and spread made the frame's), so fades
     # and flashes are not cuts
     y = small.astype(np.float64)

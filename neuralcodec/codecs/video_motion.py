@@ -220,21 +220,22 @@ COARSE_SEARCH = 16  # ... searched within this many coarse pixels (64 pels) ...
 COARSE_REFINE = 3  # ... and each block's best, scaled up, refined within this many pels
 
 
+def coarse_plane(a: np.ndarray) -> np.ndarray:
+    """``a`` (sides multiples of ``COARSE``) averaged over ``COARSE`` x ``COARSE`` pixels, rounded
+    (int16)."""
+    hh, ww, c = a.shape[0], a.shape[1], COARSE
+    x = a.astype(np.int32).reshape(hh // c, c, ww // c, c).sum((1, 3))
+    return ((x + c * c // 2) // (c * c)).astype(np.int16)
+
+
 def coarse_centres(cur: np.ndarray, ref: np.ndarray, block: int = BLOCK) -> np.ndarray:
     """Full-pel motion of every ``block`` block (``cur``: int16, sides multiples of ``block``;
     ``ref``: its reference, same size) from a search of the planes averaged over ``COARSE`` x
     ``COARSE`` pixels within ``COARSE_SEARCH`` coarse pixels: (nby, nbx, 2) int64, multiples of
     ``COARSE``. Finds motion far beyond the full-resolution window (encoder only)."""
-    hh, ww = cur.shape
-    c = COARSE
-
-    def down(a: np.ndarray) -> np.ndarray:
-        x = a.astype(np.int32).reshape(hh // c, c, ww // c, c).sum((1, 3))
-        return ((x + c * c // 2) // (c * c)).astype(np.int16)
-
-    r = COARSE_SEARCH
-    small = down(cur)
-    rp = np.pad(down(ref), r, mode="edge")
+    c, r = COARSE, COARSE_SEARCH
+    small = coarse_plane(cur)
+    rp = np.pad(coarse_plane(ref), r, mode="edge")
     sads = full_pel_sads(small, rp, r, block // c)
     offsets = np.array([(dy, dx) for dy in range(-r, r + 1) for dx in range(-r, r + 1)])
     # the least SAD, ties to the shortest vector

@@ -95,6 +95,7 @@ static inline int64_t clamp64(int64_t v, int64_t lo, int64_t hi)
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) && \
     !defined(__SANITIZE_ADDRESS__) && !defined(NEURALCODEC_NO_CLONES)
 #define HOT __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#define HAVE_CLONES 1
 #else
 #define HOT
 #endif
@@ -439,49 +440,27 @@ typedef float vxf4 __attribute__((vector_size(4 * sizeof(float))));
     const float *a, Py_ssize_t C, Py_ssize_t HP, Py_ssize_t WP, const double *w, Py_ssize_t J,   \
         double *out, Py_ssize_t HO, Py_ssize_t WO, Py_ssize_t y0, Py_ssize_t y1
 
-#define CONV_SMALL_FN(NN)                                                                       \
-    HOT CONTRACT static void conv_small_##NN(CONV_SMALL_ARGS)                                   \
+/* conv_small_<family><NN> for every specialisation NN: family "" (X = 4) for every CPU,
+ * family "w" (X = 8, AVX-512 code) for CPUs that have it */
+#define CONV_SMALL_FN(ATTRS, FAMILY, X, VD, VF, NN)                                             \
+    ATTRS CONTRACT static void conv_small_##FAMILY##NN(CONV_SMALL_ARGS)                         \
     {                                                                                           \
         Py_ssize_t wstride = C * J * J;                                                         \
-        CONV_SMALL_BODY(NN, SMALL_X, vxd4, vxf4)                                                \
+        CONV_SMALL_BODY(NN, X, VD, VF)                                                          \
     }
-
-CONV_SMALL_FN(1)
-CONV_SMALL_FN(2)
-CONV_SMALL_FN(3)
-CONV_SMALL_FN(4)
-CONV_SMALL_FN(6)
-CONV_SMALL_FN(8)
-CONV_SMALL_FN(12)
-CONV_SMALL_FN(16)
+#define SMALL_EACH(M, ...)                                                                      \
+    M(__VA_ARGS__, 1) M(__VA_ARGS__, 2) M(__VA_ARGS__, 3) M(__VA_ARGS__, 4) M(__VA_ARGS__, 6)   \
+        M(__VA_ARGS__, 8) M(__VA_ARGS__, 12) M(__VA_ARGS__, 16)
+#define SMALL_NAME(FAMILY, NN) conv_small_##FAMILY##NN,
 
 typedef void (*conv_small_fn)(CONV_SMALL_ARGS);
 static const int small_sizes[] = {1, 2, 3, 4, 6, 8, 12, 16};
-static const conv_small_fn small_fns[] = {conv_small_1, conv_small_2,  conv_small_3,
-                                          conv_small_4, conv_small_6,  conv_small_8,
-                                          conv_small_12, conv_small_16};
+SMALL_EACH(CONV_SMALL_FN, HOT, , SMALL_X, vxd4, vxf4)
+static const conv_small_fn small_fns[] = {SMALL_EACH(SMALL_NAME, )};
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) && \
-    !defined(__SANITIZE_ADDRESS__) && !defined(NEURALCODEC_NO_CLONES)
-#define SMALL_WIDE 1
-#define CONV_SMALL_WIDE_FN(NN)                                                                  \
-    __attribute__((target("arch=x86-64-v4"))) CONTRACT static void conv_small_w##NN(          \
-        CONV_SMALL_ARGS)                                                                        \
-    {                                                                                           \
-        Py_ssize_t wstride = C * J * J;                                                         \
-        CONV_SMALL_BODY(NN, SMALL_X_WIDE, vxd8, vxf8)                                           \
-    }
-CONV_SMALL_WIDE_FN(1)
-CONV_SMALL_WIDE_FN(2)
-CONV_SMALL_WIDE_FN(3)
-CONV_SMALL_WIDE_FN(4)
-CONV_SMALL_WIDE_FN(6)
-CONV_SMALL_WIDE_FN(8)
-CONV_SMALL_WIDE_FN(12)
-CONV_SMALL_WIDE_FN(16)
-static const conv_small_fn small_wide_fns[] = {conv_small_w1, conv_small_w2,  conv_small_w3,
-                                               conv_small_w4, conv_small_w6,  conv_small_w8,
-                                               conv_small_w12, conv_small_w16};
+#ifdef HAVE_CLONES
+SMALL_EACH(CONV_SMALL_FN, __attribute__((target("arch=x86-64-v4"))), w, SMALL_X_WIDE, vxd8, vxf8)
+static const conv_small_fn small_wide_fns[] = {SMALL_EACH(SMALL_NAME, w)};
 
 /* whether this CPU runs the x86-64-v4 (AVX-512) clones */
 static int small_use_wide(void)
@@ -500,7 +479,7 @@ static int small_use_wide(void)
 static Py_ssize_t small_slots(Py_ssize_t n, conv_small_fn *fn)
 {
     const conv_small_fn *fns = small_fns;
-#ifdef SMALL_WIDE
+#ifdef HAVE_CLONES
     if (small_use_wide())
         fns = small_wide_fns;
 #endif
