@@ -16,6 +16,7 @@ frames by motion compensation from decoded frames plus a learned residual coder.
                coefficients (video_residual, levels chosen by rate and distortion; tools bit
                64: on adaptive binary contexts carried over the GOP, else frozen tables);
                reference = deblock(clip(prediction + residual))   (deblock: tools bit 16)
+               then (tools bit 2048) each plane's fitted Wiener filter (video_filter)
       B frame (``bframes`` > 1, tools bit 8): from the decoded frames on either side
                (``coding_order``), one vector field + a mode per block, then the residual
     segment "g<k>" of the .ncf = the frames of GOP k in coding order, each as varint length +
@@ -42,7 +43,7 @@ import numpy as np
 
 from neuralcodec.entropy import rangecoder
 
-from . import video_intra
+from . import video_filter, video_intra
 from .base import Codec, CodecError, Encoded, get_codec, register
 from .latent.sinks import DecoderSinks, EncoderSinks
 from .video_motion import (
@@ -108,9 +109,11 @@ TOOL_SPLIT = 128  # P frames: a split flag per 16x16 block, split ones with four
 TOOL_INTRA_BLOCK = 256  # I frames: elic-int or block intra coding (video_intra), per frame
 TOOL_DCT_INTER = 512  # inter residuals in the integer 8x8 DCT, not the learned KLT (needs 64)
 TOOL_CUTS = 1024  # I frames also where a scene starts (header "cuts"): periods restart there
+TOOL_WIENER = 2048  # inter frames: a fitted in-loop Wiener filter per plane (video_filter)
+WIENER_REFS = True  # encoder: the filter also on frames that others predict from
 TOOLS = (
     TOOL_OBMC | TOOL_MV_CARRY | TOOL_MV_JOINT | TOOL_DEBLOCK | TOOL_RES_ADAPTIVE | TOOL_SPLIT
-    | TOOL_INTRA_BLOCK | TOOL_DCT_INTER
+    | TOOL_INTRA_BLOCK | TOOL_DCT_INTER | TOOL_WIENER
 )  # fmt: skip
 # the encoder's (B: as well
 # TOOL_BFRAMES; TOOL_CHROMA_STEP when CHROMA_STEP is not 0; TOOL_CUTS where it found a scene
@@ -303,6 +306,7 @@ class GopState:
         self.b_modes = AdaptiveSymbolModel(MODES + 1, MODES)  # their block modes
         self.resid = residual_states()  # the residual coefficients' contexts (TOOL_RES_ADAPTIVE)
         self.split = SplitModels()  # split flags and the split blocks' vectors (TOOL_SPLIT)
+        self.filter = video_filter.FilterState()  # the loop filters' (TOOL_WIENER)
 
 
 # ----------------------------------------------------------------------------- colour (integer)
@@ -505,12 +509,19 @@ class ElicIpCodec(Codec):
         return rgb_to_yuv420(self.intra.decode(enc))
 
     def _inter_encode(
-        self, refs, frame, si: int, state=None, dist: tuple[int, int] | None = None
+        self,
+        refs,
+        frame,
+        si: int,
+        state=None,
+        dist: tuple[int, int] | None = None,
+        reference: bool = True,
     ) -> tuple[bytes, tuple[np.ndarray, ...]]:
         """Code one P frame (``refs``: its reference) or B frame (``refs``: the earlier and the
         later reference, ``dist``: the frame's distances to them) with quantiser step
         ``STEP_GRID[si]``: (payload, reconstruction). The payload starts with the step's index,
-        so an encoder may pick it per frame."""
+        so an encoder may pick it per frame. ``reference``: later frames predict from this one
+        (with ``WIENER_REFS`` False its loop filters stay off)."""
         tools = _encoder_tools(dist is not None)
         model = self._inter_model(tools)
         state = GopState() if state is None else state
@@ -543,6 +554,10 @@ class ElicIpCodec(Codec):
             )
             pred = self._b_prediction(refs, mv, modes, d0, d1, bool(TOOLS & TOOL_OBMC))
         kinds = ("luma", "chroma", "chroma")
+        mse = [  # the prediction's, for the chroma planes' lambda (_plane_weight)
+            float(np.mean((f.astype(np.float64) - p) ** 2))
+            for f, p in zip(frame, pred, strict=True)
+        ]
         steps = [STEP_GRID[_plane_step(si, i, CHROMA_STEP)] for i in range(3)]
         if RD_LAMBDA > 0 and TOOLS & TOOL_RES_ADAPTIVE:
             # levels at the adaptive coder's code lengths under the present states; where the
@@ -550,10 +565,6 @@ class ElicIpCodec(Codec):
             # tables' and those levels coded on a copy of the states (encoder only)
             scratch = state.resid.copy()
             qs = []
-            mse = [
-                float(np.mean((f.astype(np.float64) - p) ** 2))
-                for f, p in zip(frame, pred, strict=True)
-            ]
             for f, p, k, i in zip(frame, pred, kinds, range(3), strict=True):
                 r = _pad8(f.astype(np.int32) - p)
                 lam_i = RD_LAMBDA * _plane_weight(mse, i)
@@ -582,8 +593,14 @@ class ElicIpCodec(Codec):
                 for f, p, k, st in zip(frame, pred, kinds, steps, strict=True)
             ]
         sinks = EncoderSinks()
+        lams = [  # the loop filter's, per bit in squared pixels (infinite: off)
+            RD_LAMBDA * _plane_weight(mse, i) * (steps[i] / 16) ** 2
+            if WIENER_REFS or not reference
+            else float("inf")
+            for i in range(3)
+        ]
         recon = self._inter(
-            sinks["p"], refs, si, tools, mv, qs, state, dist, modes, cstep=CHROMA_STEP
+            sinks["p"], refs, si, tools, mv, qs, state, dist, modes, CHROMA_STEP, (frame, lams)
         )
         return bytes([si]) + sinks.finish()["p"], recon
 
@@ -611,12 +628,14 @@ class ElicIpCodec(Codec):
         dist=None,
         modes=None,
         cstep: int = 0,
+        source=None,
     ):
         """Code (``mv``, ``qs`` given) or decode (None) one P or B frame's stream through
         ``sink``, with the coding ``tools`` of the file; ``state``: the GOP's vector statistics
         (``GopState``: used with ``TOOL_MV_CARRY``; None makes a fresh one); ``dist``: a B
         frame's distances to its references (None: a P frame), ``modes`` its block modes;
-        ``cstep``: the chroma planes' step offset (``TOOL_CHROMA_STEP``)."""
+        ``cstep``: the chroma planes' step offset (``TOOL_CHROMA_STEP``); ``source``: the
+        encoder's (frame, lambda per plane) for the loop filter's choice (``TOOL_WIENER``)."""
         model = self._inter_model(tools)
         state = GopState() if state is None else state
         h, w = refs[0][0].shape
@@ -659,7 +678,11 @@ class ElicIpCodec(Codec):
                 q = model.code_plane(sink, kind, grid, q)
             res = model.dequantise(q, kind, step)[:ph, :pw]
             rec = np.clip(p + res, 0, 255).astype(np.uint8)
-            out.append(deblock(rec, step) if tools & TOOL_DEBLOCK else rec)
+            rec = deblock(rec, step) if tools & TOOL_DEBLOCK else rec
+            if tools & TOOL_WIENER:
+                src, lam = (None, 0.0) if source is None else (source[0][i], source[1][i])
+                rec = video_filter.code_plane(sink, rec, i, state.filter, src, lam)
+            out.append(rec)
         return tuple(out)
 
     def _p_decode(
@@ -732,11 +755,15 @@ class ElicIpCodec(Codec):
 
         def close(a: int, b: int) -> None:
             """Code the frames a + 1 .. b (P at b, then B frames) and hand them out."""
-            for index, refs, depth in coding_order(a, b + 1, bgop)[1:]:
+            order = coding_order(a, b + 1, bgop)
+            used = {j for _, refs, _ in order for j in refs} | {b}
+            for index, refs, depth in order[1:]:
                 r = tuple(recon[j] for j in refs)
                 dist = (index - refs[0], refs[1] - index) if len(refs) == 2 else None
                 sk = step_of(index, depth)
-                payload, recon[index] = self._inter_encode(r, src[index], sk, state, dist)
+                payload, recon[index] = self._inter_encode(
+                    r, src[index], sk, state, dist, index in used
+                )
                 parts.append(_varint(len(payload)) + payload)
                 sizes[index] = len(payload)
             for j in range(a + 1, b + 1):
