@@ -6,8 +6,9 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
-from test_video_codec import needs_weights
+from test_video_codec import assert_decodes_identically_everywhere, needs_weights
 
+from neuralcodec import api
 from neuralcodec.codecs import learned_video, video_filter
 from neuralcodec.codecs.base import get_codec
 from neuralcodec.codecs.latent.sinks import DecoderSinks, EncoderSinks
@@ -188,3 +189,15 @@ def test_region_flags_round_trip_where_only_part_of_the_plane_gains():
     assert np.array_equal(out[:, 64:], rec[:, 64:])
     dec = DecoderSinks({"f": sinks.finish()["f"]})["f"]
     assert np.array_equal(code_plane(dec, rec, 0, FilterState()), out)
+
+
+@needs_weights
+def test_filtered_frames_decode_identically_under_every_instruction_set(tmp_path, monkeypatch):
+    calls = []
+    real = video_filter.apply
+    monkeypatch.setattr(video_filter, "apply", lambda *a: calls.append(1) or real(*a))
+    frames, info = sub_pel_pan(5)  # I0, P4, B2, B1, B3
+    source = frames_source(info, iter(frames), "pan")
+    data = api.encode_array(source, "elic-ip", 3, {"gop": 8, "bframes": 4}, "video")
+    assert calls  # some plane was filtered
+    assert_decodes_identically_everywhere(data, tmp_path)
