@@ -93,6 +93,7 @@ def test_round_trip_and_the_filter_lowers_the_error():
 
 def test_a_filter_that_does_not_pay_is_left_off():
     src, _ = _blurred_pair(5)
+    assert video_filter.choose(src, src, 0, FilterState(), 1.0, 32, (2, 3))[0] == 0
     sinks = EncoderSinks()
     out = code_plane(sinks["f"], src, 0, FilterState(), src, lam=1.0)  # nothing to correct
     assert np.array_equal(out, src)

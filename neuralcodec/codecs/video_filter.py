@@ -4,21 +4,24 @@ After the deblocking filter, each plane of an inter frame may go through a point
 5x5 diamond filter whose six coefficients the encoder fits to that frame by least squares
 (the squared error against the source) and sends::
 
-    out[p] = clip(x[p] + ((sum_k c_k (x[p + t_k] + x[p - t_k] - 2 x[p]) + 32) >> 6), 0, 255)
+    d_k(p) = clip(x[p + t_k] - x[p], -C, C) + clip(x[p - t_k] - x[p], -C, C)
+    out[p] = clip(x[p] + ((sum_k c_k d_k(p) + 32) >> 6), 0, 255)
 
-with ``t_k`` the ``TAPS`` and ``c_k`` integers in 1/64 (the centre weight is implied, so the
-filter keeps a flat area's level). Integers only, the plane's edge repeated outside it, so
-the decoder's references stay the encoder's. Per plane the stream holds a mode (0 off, 1 the
-whole plane, 2 per region of 32x32 luma / 16x16 chroma pixels with a flag each, in contexts of
-the left and upper regions' flags), then for modes 1 and 2 the coefficients, all as integers
-on adaptive contexts carried over the GOP. The encoder takes the mode and the regions by
-squared error + lambda x bits (the residual levels' lambda), refitting on the regions kept.
+with ``t_k`` the ``TAPS``, ``c_k`` integers in 1/64 (the centre weight is implied, so the
+filter keeps a flat area's level) and ``C`` one of ``CLIPS``. Integers only, the plane's edge
+repeated outside it, so the decoder's references stay the encoder's. Per plane the stream holds
+a mode (0 off, 1 the whole plane, 2 per region of 32x32 luma / 16x16 chroma pixels with a flag
+each, in contexts of the left and upper regions' flags), then for modes 1 and 2 the clipping's
+index and the coefficients as differences from the plane's last ones, all as integers on
+adaptive contexts carried over the GOP. The encoder takes the mode and the regions by squared
+error + lambda x bits (the residual levels' lambda), refitting on the regions kept.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from neuralcodec.codecs.latent.sinks import CounterSinks
 from neuralcodec.entropy import adaptive
 
 TAPS = ((0, 1), (1, 0), (0, 2), (2, 0), (1, 1), (1, -1))
@@ -28,8 +31,8 @@ REGION = 32  # luma pixels per side of a region with its own flag (chroma: half)
 PAD = 2
 CLIPS = (255, 32, 16, 8, 4)  # a plane's differences are clipped to +-CLIPS[index] (255: none)
 CLIP_TRIALS = (0, 1, 2)  # encoder: the clippings it tries (255, 32, 16)
-# context sets of the integer coder: per plane kind (luma, chroma) a mode set, one per tap,
-# and three flag sets (left + upper flags on)
+# context sets of the integer coder: per plane kind (luma, chroma) a mode set, a clipping set,
+# one per tap, and three flag sets (left + upper flags on)
 _MODE, _CLIP, _COEF = 0, 1, 2
 _FLAG = _COEF + len(TAPS)
 _SETS_PER_KIND = _FLAG + 3
@@ -60,9 +63,11 @@ def _differences(plane: np.ndarray, clip: int = 255) -> np.ndarray:
     c = x[PAD : PAD + h, PAD : PAD + w]
     out = np.empty((len(TAPS), h, w), np.int32)
     for k, (dy, dx) in enumerate(TAPS):
-        a = x[PAD + dy : PAD + dy + h, PAD + dx : PAD + dx + w]
-        b = x[PAD - dy : PAD - dy + h, PAD - dx : PAD - dx + w]
-        out[k] = np.clip(a - c, -clip, clip) + np.clip(b - c, -clip, clip)
+        a = x[PAD + dy : PAD + dy + h, PAD + dx : PAD + dx + w] - c
+        b = x[PAD - dy : PAD - dy + h, PAD - dx : PAD - dx + w] - c
+        if clip < 255:  # differences of 8-bit pixels are within +-255 already
+            a, b = np.clip(a, -clip, clip), np.clip(b, -clip, clip)
+        out[k] = a + b
     return out
 
 
@@ -153,9 +158,7 @@ def _side_info(sink, plane: int, spec, fs: FilterState, grid):
     for y in range(grid[0]):
         for x in range(grid[1]):
             s = base + _FLAG + (out[y, x - 1] if x else 0) + (out[y - 1, x] if y else 0)
-            v = sink.code_ints(
-                np.array([s]), st, None if flags is None else np.array([flags[y, x]])
-            )
+            v = sink.code_ints(np.array([s]), st)
             if v[0] not in (0, 1):
                 raise ValueError("bad loop filter flag in the stream")
             out[y, x] = v[0]
@@ -184,8 +187,6 @@ def choose(plane, source, index: int, fs: FilterState, lam: float, side: int, gr
     base_region = _region_sse(err.astype(np.float64) ** 2, side, grid)
 
     def bits(spec) -> float:
-        from neuralcodec.codecs.latent.sinks import CounterSinks
-
         counter = CounterSinks()
         _side_info(counter["f"], index, spec, fs.copy(), grid)
         return counter.bits["f"]
@@ -210,17 +211,17 @@ def choose(plane, source, index: int, fs: FilterState, lam: float, side: int, gr
         ci = int(fs.prev_clip[index])
         trial(ci, fs.prev[index], _differences(plane, CLIPS[ci]))
     everywhere = np.ones(plane.shape, bool)
-    fits = []
+    refine = None  # the fit that lowered the cost last, the best: (clipping, diffs, regions)
     for ci in CLIP_TRIALS:
         diffs = _differences(plane, CLIPS[ci])
         coefs = _fit(diffs, err, everywhere)
         if coefs is not None and coefs.any():
             before = best[1]
             flags = trial(ci, coefs, diffs)
-            fits.append((best[1] < before, ci, diffs, flags))
-    improved = [f for f in fits if f[0]]
-    if improved:
-        _, ci, diffs, flags = improved[-1]  # the last fit that lowered the cost: the best
+            if best[1] < before:
+                refine = (ci, diffs, flags)
+    if refine is not None:
+        ci, diffs, flags = refine
         for _ in range(2):
             if not flags.any():
                 break
