@@ -111,9 +111,13 @@ TOOL_DCT_INTER = 512  # inter residuals in the integer 8x8 DCT, not the learned 
 TOOL_CUTS = 1024  # I frames also where a scene starts (header "cuts"): periods restart there
 TOOL_WIENER = 2048  # inter frames: a fitted in-loop Wiener filter per plane (video_filter)
 WIENER_REFS = True  # encoder: the filter also on frames that others predict from
+TOOL_SHARP = 4096  # inter frames: per frame, luma sub-pel samples by 8-tap filters or the 6-tap
+SHARP_FLAG = 0x80  # ... the 8-tap ones where set in the first byte of the frame's payload
+SHARP = "step"  # encoder: "step" (frames at SHARP_MAX_STEP and finer steps), "always", "never"
+SHARP_MAX_STEP = 21  # ... a STEP_GRID index (21: 609; quality 6's anchors and finer)
 TOOLS = (
     TOOL_OBMC | TOOL_MV_CARRY | TOOL_MV_JOINT | TOOL_DEBLOCK | TOOL_RES_ADAPTIVE | TOOL_SPLIT
-    | TOOL_INTRA_BLOCK | TOOL_DCT_INTER | TOOL_WIENER
+    | TOOL_INTRA_BLOCK | TOOL_DCT_INTER | TOOL_WIENER | TOOL_SHARP
 )  # fmt: skip
 # the encoder's (B: as well
 # TOOL_BFRAMES; TOOL_CHROMA_STEP when CHROMA_STEP is not 0; TOOL_CUTS where it found a scene
@@ -214,6 +218,15 @@ def choose_bgop(luma: list[np.ndarray]) -> int:
         if len(luma) > d and error(d) <= factor * e1 + 0.25:
             return d
     return 1
+
+
+def _use_sharp(si: int) -> bool:
+    """Encoder: whether an inter frame at step index ``si`` takes the 8-tap luma sub-pel samples
+    (``TOOL_SHARP``) in its motion search and prediction, as ``SHARP`` says ("step": at
+    ``SHARP_MAX_STEP`` and finer steps)."""
+    if not TOOLS & TOOL_SHARP or SHARP == "never":
+        return False
+    return SHARP == "always" or si <= SHARP_MAX_STEP
 
 
 def _encoder_tools(bframes: bool, cuts: bool = False) -> int:
@@ -528,16 +541,21 @@ class ElicIpCodec(Codec):
         step = STEP_GRID[si]
         lam = LAMBDA_PER_STEP * step / 16
         modes = None
+        sharp = _use_sharp(si)
         if dist is None:
             ref = refs[0]
             models = state.joint if RD_MOTION else None
             lam_sse = MV_LAMBDA * RD_LAMBDA * (step / 16) ** 2
             split = state.split if TOOLS & TOOL_SPLIT and models is not None else None
-            mv = estimate(frame[0], ref[0], lam, models=models, lam_sse=lam_sse, split_models=split)
+            mv = estimate(
+                frame[0], ref[0], lam, models=models, lam_sse=lam_sse, split_models=split,
+                sharp=sharp,
+            )  # fmt: skip
             if isinstance(mv, tuple):
-                pred = predict_frame_split(ref, mv[2], mv[1])
+                pred = predict_frame_split(ref, mv[2], mv[1], sharp)
             else:
-                pred = predict_frame(ref, mv, obmc=bool(TOOLS & TOOL_OBMC))
+                pred = predict_frame(ref, mv, bool(TOOLS & TOOL_OBMC), sharp)
+
         else:
             d0, d1 = dist
             lam_b = B_LAMBDA * RD_LAMBDA * (step / 16) ** 2
@@ -551,8 +569,9 @@ class ElicIpCodec(Codec):
                 state.b_joint,
                 state.b_modes,
                 lam_sse=lam_b,
+                sharp=sharp,
             )
-            pred = self._b_prediction(refs, mv, modes, d0, d1, bool(TOOLS & TOOL_OBMC))
+            pred = self._b_prediction(refs, mv, modes, d0, d1, bool(TOOLS & TOOL_OBMC), sharp)
         kinds = ("luma", "chroma", "chroma")
         mse = [  # the prediction's, for the chroma planes' lambda (_plane_weight)
             float(np.mean((f.astype(np.float64) - p) ** 2))
@@ -600,9 +619,10 @@ class ElicIpCodec(Codec):
             for i in range(3)
         ]
         recon = self._inter(
-            sinks["p"], refs, si, tools, mv, qs, state, dist, modes, CHROMA_STEP, (frame, lams)
-        )
-        return bytes([si]) + sinks.finish()["p"], recon
+            sinks["p"], refs, si, tools, mv, qs, state, dist, modes, CHROMA_STEP, (frame, lams),
+            sharp,
+        )  # fmt: skip
+        return bytes([si | (SHARP_FLAG if sharp else 0)]) + sinks.finish()["p"], recon
 
     def _inter_model(self, tools: int) -> ResidualModel:
         """The inter frames' residual transform: the learned KLT of the weights file, or with
@@ -611,9 +631,9 @@ class ElicIpCodec(Codec):
         return video_intra.dct_model(klt.rounding) if tools & TOOL_DCT_INTER else klt
 
     @staticmethod
-    def _b_prediction(refs, mv, modes, d0: int, d1: int, obmc: bool):
-        fwd = predict_frame(refs[0], mv, obmc=obmc)
-        bwd = predict_frame(refs[1], scale_vectors(mv, d0, d1), obmc=obmc)
+    def _b_prediction(refs, mv, modes, d0: int, d1: int, obmc: bool, sharp: bool = False):
+        fwd = predict_frame(refs[0], mv, obmc, sharp)
+        bwd = predict_frame(refs[1], scale_vectors(mv, d0, d1), obmc, sharp)
         return blend_modes(fwd, bwd, modes)
 
     def _inter(
@@ -629,13 +649,15 @@ class ElicIpCodec(Codec):
         modes=None,
         cstep: int = 0,
         source=None,
+        sharp: bool = False,
     ):
         """Code (``mv``, ``qs`` given) or decode (None) one P or B frame's stream through
         ``sink``, with the coding ``tools`` of the file; ``state``: the GOP's vector statistics
         (``GopState``: used with ``TOOL_MV_CARRY``; None makes a fresh one); ``dist``: a B
         frame's distances to its references (None: a P frame), ``modes`` its block modes;
         ``cstep``: the chroma planes' step offset (``TOOL_CHROMA_STEP``); ``source``: the
-        encoder's (frame, lambda per plane) for the loop filter's choice (``TOOL_WIENER``)."""
+        encoder's (frame, lambda per plane) for the loop filter's choice (``TOOL_WIENER``);
+        ``sharp``: luma sub-pel samples by the 8-tap filters (``TOOL_SHARP``)."""
         model = self._inter_model(tools)
         state = GopState() if state is None else state
         h, w = refs[0][0].shape
@@ -644,7 +666,7 @@ class ElicIpCodec(Codec):
         if dist is not None:
             mv = code_vectors_joint(sink, shape, mv, state.b_joint)
             modes = code_modes(sink, shape, modes, state.b_modes)
-            pred = self._b_prediction(refs, mv, modes, dist[0], dist[1], obmc)
+            pred = self._b_prediction(refs, mv, modes, dist[0], dist[1], obmc, sharp)
         else:
             carry = tools & TOOL_MV_CARRY
             if tools & TOOL_SPLIT:  # split flags, the blocks' vectors, the split ones' others
@@ -655,14 +677,14 @@ class ElicIpCodec(Codec):
                 models = state.joint if carry else VectorModels()
                 base = code_vectors_joint(sink, shape, mv[0], models)
                 field = code_sub_vectors(sink, base, split, mv[2], smodels)
-                pred = predict_frame_split(refs[0], field, split)
+                pred = predict_frame_split(refs[0], field, split, sharp)
             else:
                 if tools & TOOL_MV_JOINT:
                     models = state.joint if carry else VectorModels()
                     mv = code_vectors_joint(sink, shape, mv, models)
                 else:
                     mv = code_vectors(sink, shape, mv, state.mvd if carry else None)
-                pred = predict_frame(refs[0], mv, obmc=obmc)
+                pred = predict_frame(refs[0], mv, obmc, sharp)
         out = []
         for i, p in enumerate(pred):
             step = STEP_GRID[_plane_step(si, i, cstep)]
@@ -689,11 +711,16 @@ class ElicIpCodec(Codec):
         self, payload: bytes, ref, tools: int = TOOLS, state=None, refs=None, dist=None, cstep=0
     ):
         """Decode a P frame from ``ref`` (or a B frame from ``refs`` at distances ``dist``)."""
-        if not payload or payload[0] >= len(STEP_GRID):
+        if not payload:
+            raise CodecError("elic-ip: an empty inter frame")
+        si, sharp = payload[0], False
+        if tools & TOOL_SHARP:
+            si, sharp = si & ~SHARP_FLAG, bool(si & SHARP_FLAG)
+        if si >= len(STEP_GRID):
             raise CodecError("elic-ip: bad quantiser step in an inter frame")
         sink = DecoderSinks({"p": payload[1:]})["p"]
         refs = (ref,) if refs is None else refs
-        return self._inter(sink, refs, payload[0], tools, state=state, dist=dist, cstep=cstep)
+        return self._inter(sink, refs, si, tools, state=state, dist=dist, cstep=cstep, sharp=sharp)
 
     # -- Codec ----------------------------------------------------------------------------
     def _check_source(self, source: Any):

@@ -59,6 +59,41 @@ def half_pel_plane(ref: np.ndarray) -> np.ndarray:
     return out
 
 
+QPEL8_TAPS = (
+    (0, 0, 0, 64, 0, 0, 0, 0),
+    (-1, 4, -10, 58, 17, -5, 1, 0),
+    (-1, 4, -11, 40, 40, -11, 4, -1),
+    (0, 1, -5, 17, 58, -10, 4, -1),
+)  # the sharp filter of each quarter-pel phase, taps at -3 .. +4, 1/64 (tools bit 4096)
+
+
+def quarter_pel_plane(ref: np.ndarray) -> np.ndarray:
+    """``ref`` on a grid four times as fine (4H x 4W, int32) by the sharp filters: sample
+    (4y + fy, 4x + fx) is the separable ``QPEL8_TAPS`` filter of phase fx along the rows (not
+    rounded), then of phase fy down the columns, (sum + 2048) >> 12 clipped to 0..255, edges
+    repeated: integers only. The C kernel (``_exact.qpel8``) where built, else NumPy."""
+    ref = np.ascontiguousarray(ref, dtype=np.int32)
+    h, w = ref.shape
+    out = np.empty((4 * h, 4 * w), np.int32)
+    kernel = _ext.exact_kernel("qpel8")
+    if kernel is not None:
+        kernel(ref, out)
+        return out
+    r = np.pad(ref.astype(np.int64), 4, mode="edge")
+    rows = [sum(c * r[:, 1 + k : 1 + k + w] for k, c in enumerate(t)) for t in QPEL8_TAPS]
+    for fx, hs in enumerate(rows):
+        for fy, t in enumerate(QPEL8_TAPS):
+            v = sum(c * hs[1 + k : 1 + k + h] for k, c in enumerate(t))
+            out[fy::4, fx::4] = np.clip((v + 2048) >> 12, 0, 255)
+    return out
+
+
+def luma_plane(ref: np.ndarray, sharp: bool = False) -> np.ndarray:
+    """The sub-pel luma plane of a reference: ``half_pel_plane`` or, ``sharp``,
+    ``quarter_pel_plane``."""
+    return quarter_pel_plane(ref) if sharp else half_pel_plane(ref)
+
+
 def predict_plane(
     ref: np.ndarray,
     mv: np.ndarray,
@@ -115,11 +150,15 @@ def _predict_plane_numpy(ref, mv, block, frac_bits, up=1, rows=None, cols=None) 
     return out.astype(np.int32)
 
 
-def predict_luma(ref2: np.ndarray, mv: np.ndarray, rows=None, cols=None) -> np.ndarray:
+def predict_luma(
+    ref2: np.ndarray, mv: np.ndarray, rows=None, cols=None, sharp: bool = False, block=BLOCK
+) -> np.ndarray:
     """Luma prediction from the half-pel plane ``ref2`` with quarter-pel vectors: half-pel
     positions from the 6-tap samples, quarter-pel positions the rounded mean of the two (or
-    four) nearest of them."""
-    return predict_plane(ref2, mv, BLOCK, 1, up=2, rows=rows, cols=cols)
+    four) nearest of them; ``sharp``: ``ref2`` is a ``quarter_pel_plane``, sampled as it is."""
+    if sharp:
+        return predict_plane(ref2, mv * 2, block, 1, up=4, rows=rows, cols=cols)
+    return predict_plane(ref2, mv, block, 1, up=2, rows=rows, cols=cols)
 
 
 OBMC_BITS = 6  # overlapped-block weights are in 1/64
@@ -169,12 +208,13 @@ def overlapped(predict, mv: np.ndarray, block: int) -> np.ndarray:
 
 
 def predict_frame(
-    ref: tuple[np.ndarray, ...], mv: np.ndarray, obmc: bool = False
+    ref: tuple[np.ndarray, ...], mv: np.ndarray, obmc: bool = False, sharp: bool = False
 ) -> tuple[np.ndarray, ...]:
     """Y, U, V predictions (cropped to the planes' sizes) of 4:2:0 ``ref`` with luma vectors;
-    ``obmc``: overlapped block motion compensation (``overlapped``)."""
-    ref2 = half_pel_plane(ref[0])
-    luma = lambda f, r, c: predict_luma(ref2, f, r, c)  # noqa: E731
+    ``obmc``: overlapped block motion compensation (``overlapped``); ``sharp``: luma sub-pel
+    samples by the 8-tap filters (``quarter_pel_plane``)."""
+    ref2 = luma_plane(ref[0], sharp)
+    luma = lambda f, r, c: predict_luma(ref2, f, r, c, sharp)  # noqa: E731
     out = [overlapped(luma, mv, BLOCK) if obmc else luma(mv, None, None)]
     for plane in ref[1:]:
         chroma = lambda f, r, c, p=plane: predict_plane(p, f, BLOCK // 2, 3, 1, r, c)  # noqa: E731
@@ -302,6 +342,7 @@ def estimate(
     models: VectorModels | None = None,
     lam_sse: float = 0.0,
     split_models: SplitModels | None = None,
+    sharp: bool = False,
 ):
     """Quarter-pel luma vectors (nby, nbx, 2) for ``cur_y`` from ``ref_y`` (encoder only).
 
@@ -313,7 +354,8 @@ def estimate(
     length; without, half- and quarter-pel refinement of the whole field against the predictors
     of the full-pel field at SAD + lam x approximate bits. With ``models`` and ``split_models``
     (tools bit 128) the 8x8 cells are searched as well (``_full_pel_cells``) and the result is
-    (block vectors, split flags (nby, nbx), the field of one vector per 8x8 cell)."""
+    (block vectors, split flags (nby, nbx), the field of one vector per 8x8 cell). ``sharp``:
+    sub-pel samples by the 8-tap filters."""
     search = SEARCH if search is None else search
     h, w = cur_y.shape
     nby, nbx = -(-h // BLOCK), -(-w // BLOCK)
@@ -357,24 +399,26 @@ def estimate(
                 j = int(np.argmin(ecost))
                 if ecost[j] < cost[k]:
                     mv[by, bx] = ec[j]
-    ref2 = half_pel_plane(ref_y)
+    ref2 = luma_plane(ref_y, sharp)
     cur32 = cur.astype(np.int32)
     if models is not None:
+        qpel = QuarterPelPlane(ref2, sharp)
         if split_models is None:
-            return _refine_rd(cur32, ref2, mv, lam_sse, models)
+            return _refine_rd(cur32, qpel, mv, lam_sse, models)
         full8 = _full_pel_cells(sads8, cands, mv, lam, wide)
-        return _refine_rd(cur32, ref2, mv, lam_sse, models, split_models, full8)
+        return _refine_rd(cur32, qpel, mv, lam_sse, models, split_models, full8)
 
     def refine(mv: np.ndarray, step: int) -> np.ndarray:
         pred = _median_field(mv)
-        best = _block_sad(cur32 - predict_luma(ref2, mv), BLOCK) + lam * _bits(mv - pred)
+        best = _block_sad(cur32 - predict_luma(ref2, mv, sharp=sharp), BLOCK)
+        best = best + lam * _bits(mv - pred)
         out = mv.copy()
         for dy in (-step, 0, step):
             for dx in (-step, 0, step):
                 if dy == 0 and dx == 0:
                     continue
                 cand = mv + np.array([dy, dx])
-                cost = _block_sad(cur32 - predict_luma(ref2, cand), BLOCK)
+                cost = _block_sad(cur32 - predict_luma(ref2, cand, sharp=sharp), BLOCK)
                 cost = cost + lam * _bits(cand - pred)
                 better = cost < best
                 best = np.where(better, cost, best)
@@ -419,12 +463,23 @@ def vector_bits(tables, d: np.ndarray, still_ctx: int, comp_ctx: int) -> np.ndar
 class QuarterPelPlane:
     """Every quarter-pel luma sample ``predict_luma`` can produce, precomputed once per reference
     (encoder only): sample (qy, qx) in quarter pels, clamped to where the edge starts repeating
-    (-2 .. 4H - 2), at ``plane[qy + 2, qx + 2]``; same formula as ``predict_plane``."""
+    (-2 .. 4H - 2), at ``plane[qy + 2, qx + 2]``; same formula as ``predict_plane``. ``sharp``:
+    ``ref2`` is a ``quarter_pel_plane``, the plane itself (clamped to 0 .. 4H - 1)."""
 
-    def __init__(self, ref2: np.ndarray) -> None:
+    def __init__(self, ref2: np.ndarray, sharp: bool = False) -> None:
+        self.sharp = sharp
+        self.ref2 = np.ascontiguousarray(ref2, dtype=np.int32)
+        if sharp:
+            h4, w4 = ref2.shape
+            self.h, self.w = h4 // 4, w4 // 4
+            self.lo, self.hi, self.off = 0, 4 * self.h - 1, 0
+            self.plane = self.ref2
+            self.flat = self.plane.reshape(-1)
+            self.width = self.plane.shape[1]
+            return
         h2, w2 = ref2.shape
         self.h, self.w = h2 // 2, w2 // 2
-        self.ref2 = np.ascontiguousarray(ref2, dtype=np.int32)
+        self.lo, self.hi, self.off = -2, 4 * self.h - 2, 2
         if _ext.exact_kernel("bilinear"):  # the same samples from the C kernel, by (qy, qx) parity
             self.plane = np.empty((2 * h2 + 1, 2 * w2 + 1), np.int32)
             big = max(h2, w2) + 1  # one vector for the whole plane
@@ -455,21 +510,26 @@ class QuarterPelPlane:
     def predict(self, field: np.ndarray, block: int) -> np.ndarray:
         """The prediction (block-multiple size) with one vector per ``block``."""
         if _ext.exact_kernel("bilinear"):
-            return predict_plane(self.ref2, field, block, 1, 2)
+            return predict_luma(self.ref2, field, sharp=self.sharp, block=block)
         nby, nbx = field.shape[:2]
         f = np.repeat(np.repeat(field.astype(np.int32), block, 0), block, 1)
         ys = np.arange(nby * block, dtype=np.int32)[:, None] * 4
         xs = np.arange(nbx * block, dtype=np.int32)[None, :] * 4
-        qy = np.clip(ys + f[..., 0], -2, 4 * self.h - 2) + 2
-        qx = np.clip(xs + f[..., 1], -2, 4 * self.w - 2) + 2
+        qy, qx = self._clamp(ys + f[..., 0], xs + f[..., 1])
         return self.flat[qy * self.width + qx]
+
+    def _clamp(self, qy, qx):
+        """Plane indexes of quarter-pel positions (edges repeated)."""
+        d = self.hi - 4 * self.h  # the last position's offset from 4H (-2 or -1)
+        qy = np.clip(qy, self.lo, self.hi) + self.off
+        qx = np.clip(qx, self.lo, 4 * self.w + d) + self.off
+        return qy, qx
 
     def block(self, by: int, bx: int, v: np.ndarray, block: int) -> np.ndarray:
         """The prediction of one block with vector ``v``."""
         ys = np.arange(by * block, (by + 1) * block) * 4 + int(v[0])
         xs = np.arange(bx * block, (bx + 1) * block) * 4 + int(v[1])
-        qy = np.clip(ys, -2, 4 * self.h - 2) + 2
-        qx = np.clip(xs, -2, 4 * self.w - 2) + 2
+        qy, qx = self._clamp(ys, xs)
         return self.plane[qy[:, None], qx[None, :]]
 
 
@@ -500,7 +560,7 @@ def _full_pel_cells(sads8: np.ndarray, cands: np.ndarray, mv: np.ndarray, lam: f
     return out
 
 
-def _refine_rd(cur32, ref2, mv_full, lam, models, split_models=None, full8=None):
+def _refine_rd(cur32, qpel, mv_full, lam, models, split_models=None, full8=None):
     """Sub-pel choice of every block in raster order against its true median predictor (from
     the final vectors of the blocks before it), at the squared error of the prediction + lam x
     the code length of the vector
@@ -511,7 +571,6 @@ def _refine_rd(cur32, ref2, mv_full, lam, models, split_models=None, full8=None)
     deltas = np.array(
         [(dy, dx) for dy in range(-SUBPEL, SUBPEL + 1) for dx in range(-SUBPEL, SUBPEL + 1)]
     )
-    qpel = QuarterPelPlane(ref2)
     sads = np.empty((len(deltas), nby, nbx), np.int64)
     for k, dlt in enumerate(deltas):
         d = cur32 - qpel.predict(mv_full + dlt, BLOCK)
@@ -956,6 +1015,7 @@ def estimate_b(
     mode_model: AdaptiveSymbolModel,
     search: int = B_SEARCH,
     lam_sse: float = 0.0,
+    sharp: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Vectors (towards ``ref0``; ``scale_vectors`` gives those towards ``ref1``) and block
     modes of a B frame (encoder only). Full pel: the SAD of the forward prediction of every
@@ -966,7 +1026,8 @@ def estimate_b(
     SAD + lam x their code lengths under the present adaptive counts (``lam_sse`` > 0: squared
     error + ``lam_sse`` x code lengths). With ``WIDE_SEARCH``
     the full-pel stage also tries every offset within ``COARSE_REFINE`` of each block's
-    coarse-level motion towards ``ref0`` (``coarse_centres``)."""
+    coarse-level motion towards ``ref0`` (``coarse_centres``). ``sharp``: sub-pel samples by
+    the 8-tap filters."""
     h, w = cur_y.shape
     nby, nbx = -(-h // BLOCK), -(-w // BLOCK)
     hh, ww = nby * BLOCK, nbx * BLOCK
@@ -1004,8 +1065,8 @@ def estimate_b(
                 better = cost < best
                 best = np.where(better, cost, best)
                 best_v[better] = (v * 4)[better]
-    q0 = QuarterPelPlane(half_pel_plane(ref0_y))
-    q1 = QuarterPelPlane(half_pel_plane(ref1_y))
+    q0 = QuarterPelPlane(luma_plane(ref0_y, sharp), sharp)
+    q1 = QuarterPelPlane(luma_plane(ref1_y, sharp), sharp)
     deltas = np.array(
         [(dy, dx) for dy in range(-SUBPEL, SUBPEL + 1) for dx in range(-SUBPEL, SUBPEL + 1)]
     )
@@ -1122,12 +1183,12 @@ def overlapped_split(predict, field: np.ndarray, split: np.ndarray, block: int) 
 
 
 def predict_frame_split(
-    ref: tuple[np.ndarray, ...], field: np.ndarray, split: np.ndarray
+    ref: tuple[np.ndarray, ...], field: np.ndarray, split: np.ndarray, sharp: bool = False
 ) -> tuple[np.ndarray, ...]:
     """``predict_frame`` (with overlapped compensation) of a split field (``overlapped_split``):
-    one luma vector per 8x8 cell, 4x4 in the chroma planes."""
-    ref2 = half_pel_plane(ref[0])
-    luma = lambda f, b, r, c: predict_plane(ref2, f, b, 1, 2, r, c)  # noqa: E731
+    one luma vector per 8x8 cell, 4x4 in the chroma planes; ``sharp`` as there."""
+    ref2 = luma_plane(ref[0], sharp)
+    luma = lambda f, b, r, c: predict_luma(ref2, f, r, c, sharp, b)  # noqa: E731
     out = [overlapped_split(luma, field, split, BLOCK)]
     for plane in ref[1:]:
         chroma = lambda f, b, r, c, p=plane: predict_plane(p, f, b, 3, 1, r, c)  # noqa: E731

@@ -23,6 +23,11 @@
  *                             vector of the block holding it (mv: (nby, nbx, 2) int32, in
  *                             1 / 2^frac_bits of ref's pels), edges repeated, rounded; integer
  *                             arithmetic, so the same as NumPy's
+ *   qpel8(ref, out)           the video codec's 8-tap quarter-pel luma plane
+ *                             (video_motion.quarter_pel_plane): out[4y + fy, 4x + fx] = ref at
+ *                             (y + fy / 4, x + fx / 4) by the separable filters QPEL8_TAPS
+ *                             (1/64 each; rows first, unrounded, then columns), edges
+ *                             repeated, (sum + 2048) >> 12 clipped to 0..255; integers only
  *   counts_cdf(counts, precision, out)
  *                             entropy.cdf.counts_to_quantized_cdf (integers only, the same
  *                             table), for the video codec's adaptive models
@@ -439,6 +444,96 @@ static PyObject *py_bilinear(PyObject *mod, PyObject *args)
     Py_RETURN_NONE;
 }
 
+
+/* the 8-tap filter of each quarter-pel phase (taps at -3 .. +4), 1/64 */
+static const int32_t QPEL8_TAPS[4][8] = {
+    {0, 0, 0, 64, 0, 0, 0, 0},
+    {-1, 4, -10, 58, 17, -5, 1, 0},
+    {-1, 4, -11, 40, 40, -11, 4, -1},
+    {0, 1, -5, 17, 58, -10, 4, -1},
+};
+
+/* REQUIRES: h, w >= 1; tmp: (h + 7) x 4w + (w + 7) + 4w scratch (the rows pass over rows
+ * -3 .. h + 3, a padded row, an accumulator row) */
+static void qpel8_run(const int32_t *ref, Py_ssize_t h, Py_ssize_t w, int32_t *out, int32_t *tmp)
+{
+    const Py_ssize_t w4 = 4 * w;
+    int32_t *pad = tmp + (h + 7) * w4, *acc = pad + (w + 7);
+    for (Py_ssize_t r = 0; r < h + 7; r++) {
+        Py_ssize_t y = r - 3;
+        y = y < 0 ? 0 : y > h - 1 ? h - 1 : y;
+        const int32_t *row = ref + y * w;
+        for (Py_ssize_t x = 0; x < w + 7; x++) {
+            Py_ssize_t xx = x - 3;
+            pad[x] = row[xx < 0 ? 0 : xx > w - 1 ? w - 1 : xx];
+        }
+        int32_t *t = tmp + r * w4;
+        for (Py_ssize_t x = 0; x < w; x++) {
+            const int32_t *p = pad + x;
+            t[4 * x] = 64 * p[3];
+            for (int f = 1; f < 4; f++) {
+                const int32_t *c = QPEL8_TAPS[f];
+                t[4 * x + f] = c[0] * p[0] + c[1] * p[1] + c[2] * p[2] + c[3] * p[3] +
+                               c[4] * p[4] + c[5] * p[5] + c[6] * p[6] + c[7] * p[7];
+            }
+        }
+    }
+    for (Py_ssize_t y = 0; y < h; y++) {
+        for (int f = 0; f < 4; f++) {
+            const int32_t *c = QPEL8_TAPS[f];
+            memset(acc, 0, sizeof(int32_t) * (size_t)w4);
+            for (int k = 0; k < 8; k++) {
+                if (!c[k])
+                    continue;
+                const int32_t ck = c[k], *t = tmp + (y + k) * w4;
+                for (Py_ssize_t x = 0; x < w4; x++)
+                    acc[x] += ck * t[x];
+            }
+            int32_t *o = out + (4 * y + f) * w4;
+            for (Py_ssize_t x = 0; x < w4; x++) {
+                const int32_t v = (acc[x] + 2048) >> 12;
+                o[x] = v < 0 ? 0 : v > 255 ? 255 : v;
+            }
+        }
+    }
+}
+
+static PyObject *py_qpel8(PyObject *mod, PyObject *args)
+{
+    PyObject *oref, *oo;
+    if (!PyArg_ParseTuple(args, "OO:qpel8", &oref, &oo))
+        return NULL;
+    Py_buffer b[2];
+    const BufSpec spec[2] = {{oref, 0, 2, "i", "ref"}, {oo, 1, 2, "i", "out"}};
+    if (get_all(spec, b, 2) < 0)
+        return NULL;
+    Py_ssize_t h = b[0].shape[0], w = b[0].shape[1];
+    int ok = h > 0 && w > 0 && b[1].shape[0] == 4 * h && b[1].shape[1] == 4 * w;
+    const int32_t *r = b[0].buf;
+    for (Py_ssize_t k = 0; ok && k < h * w; k++)
+        ok = r[k] >= 0 && r[k] <= 255;
+    int32_t *tmp = NULL;
+    if (ok) {
+        tmp = malloc(sizeof(int32_t) * ((size_t)(h + 8) * (size_t)(4 * w) + (size_t)w + 7));
+        if (!tmp) {
+            ok = 0;
+            PyErr_NoMemory();
+        }
+    }
+    if (ok) {
+        Py_BEGIN_ALLOW_THREADS
+        qpel8_run(b[0].buf, h, w, b[1].buf, tmp);
+        Py_END_ALLOW_THREADS
+    }
+    free(tmp);
+    release_all(b, 2);
+    if (!ok) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_ValueError, "qpel8: shapes do not fit or samples not 8-bit");
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
 
 /* ------------------------------------------------------------------ intra row (encoder) */
 
@@ -871,6 +966,8 @@ static PyMethodDef methods[] = {
      "bilinear(ref, mv, block, frac_bits, up, rows, cols, out): motion-compensated samples."},
     {"block_sads", py_block_sads, METH_VARARGS,
      "block_sads(cur, ref, r, block, out): block SADs of every full-pel offset within r."},
+    {"qpel8", py_qpel8, METH_VARARGS,
+     "qpel8(ref, out): the 8-tap quarter-pel plane (4H x 4W) of an 8-bit plane."},
     {"counts_cdf", py_counts_cdf, METH_VARARGS,
      "counts_cdf(counts, precision, out): entropy.cdf.counts_to_quantized_cdf in C."},
     {"intra_decode", py_intra_decode, METH_VARARGS,
