@@ -7,7 +7,8 @@ ideal code length of the connectivity (traversal and mode values), of the palett
 positions, the rest of the file (container, geometry header), the encoder's choices (context
 layout: >= 4 valence layouts; normal axis; unreferenced vertices near used ones; parallelogram
 selection; vertices predicted by a mirror image; palette axes; lattice palettes; classes of the
-prediction fractions, format 9), and counts of unreferenced vertices and of vertices whose quantised
+prediction fractions, format 9; mantissa contexts, format 10; recency inputs of the mix, format
+11), and counts of unreferenced vertices and of vertices whose quantised
 position repeats an earlier one. Default files: the shared meshes.
 """
 
@@ -57,7 +58,8 @@ def main() -> int:
             modes = (
                 f"layout {parts['layout']} normal {parts['normal']} near {parts['near']} "
                 f"select {parts['select']} mirrored {parts['mirror']} palettes "
-                f"{parts['palettes']} lattice {parts['lattice']} fractions {parts['frac']}"
+                f"{parts['palettes']} lattice {parts['lattice']} fractions {parts['frac']} "
+                f"mantissa {parts['mant']} recency {parts['recency']}"
             )
             print(
                 f"{f.name:22s} {bits:2d} bits: ours {size:7d} B, draco {dsize:7d} B, "

@@ -378,7 +378,9 @@ def test_normal_frame_without_a_normal(monkeypatch):
 def test_unreferenced_format_7_golden_files(monkeypatch, quality):
     """Files whose unreferenced vertices are offsets in x, y, z (format 7's near mode; at q9
     the normal frame is as cheap and wins, so the old mode is forced there) are byte for byte
-    what format 7 wrote, and those files decode."""
+    what format 7 wrote (with format 11's recency inputs off, which q9 would take), and those
+    files decode."""
+    monkeypatch.setattr(mt, "_ENCODER_RECENCY", 0)
     data = (REPO_DIR / "tests" / "golden" / f"meshtrav_f7_loose_q{quality}.ncf").read_bytes()
     m = _with_loose_points()
     if quality == 9:
@@ -601,13 +603,20 @@ def test_estimate_matches_size(make):
     assert abs(real - est) <= 0.01 * est + 16
 
 
-def test_golden_bitstream():
+def test_golden_bitstream(monkeypatch):
+    """The encoder's streams are what they were (format 11: the grid takes the recency inputs);
+    with the recency inputs off, what format 10 wrote."""
     enc = get_codec("meshtrav").encode(_grid(9), 5)
     digest = hashlib.sha256(b"".join(k.encode() + v for k, v in enc.streams.items())).hexdigest()
     assert digest == GOLDEN
+    monkeypatch.setattr(mt, "_ENCODER_RECENCY", 0)
+    enc = get_codec("meshtrav").encode(_grid(9), 5)
+    digest = hashlib.sha256(b"".join(k.encode() + v for k, v in enc.streams.items())).hexdigest()
+    assert digest == GOLDEN_10
 
 
-GOLDEN = "8299cdd3fbc6e7b418726eeac3b8f03c47606eb6a1c68a906a9ca5d96a1c19db"
+GOLDEN = "bdfc6f0a4ebd8d4d162b2ad0aadb42d565e36cb8777bc1a7bfdaffa4cd41f7a1"
+GOLDEN_10 = "8299cdd3fbc6e7b418726eeac3b8f03c47606eb6a1c68a906a9ca5d96a1c19db"  # format 10's
 
 
 @pytest.mark.parametrize(
@@ -861,8 +870,9 @@ def test_bad_gate_order_or_scale_rule_one_line(monkeypatch, bad_mode, bad_blend,
 def test_format_6_golden_files(monkeypatch, name):
     """Format 6 (linear prediction with fitted coefficients and mixed residual contexts where
     they pay; the blob takes both): the encoder writes these bytes (with format 10's mantissa
-    contexts off, which the revolution would take) and they decode."""
+    contexts and format 11's recency inputs off) and they decode."""
     monkeypatch.setattr(mt, "_ENCODER_MANT", 0)
+    monkeypatch.setattr(mt, "_ENCODER_RECENCY", 0)
     data = (REPO_DIR / "tests" / "golden" / f"meshtrav_f6_{name}.ncf").read_bytes()
     make, quality = {
         "grid9_q5": (lambda: _grid(9), 5),
@@ -971,8 +981,9 @@ def test_split_linear_extreme_coefficients(monkeypatch, coefs):
 
 def test_format_7_golden_file(monkeypatch):
     """Format 7 (split linear weights; forced, as this small blob gains nothing from them): the
-    encoder writes these bytes and they decode."""
+    encoder writes these bytes (with format 11's recency inputs off) and they decode."""
     monkeypatch.setattr(mt, "_ENCODER_SPLIT", 1)
+    monkeypatch.setattr(mt, "_ENCODER_RECENCY", 0)
     data = (REPO_DIR / "tests" / "golden" / "meshtrav_f7_blob_q9.ncf").read_bytes()
     m = _sphere_blob()
     assert api.encode_array(m, "meshtrav", 9) == data
@@ -1125,3 +1136,123 @@ def test_mantissa_contexts_damaged_or_cut_streams_one_line(monkeypatch):
         one_line_error(CodecError, codec.decode, bad, match="meshtrav")
     _junk_tails_fail_cleanly(codec, enc, m)
     _junk_tails_fail_cleanly(codec, enc, m, tail=1)
+
+
+@pytest.mark.parametrize("recency", [0, 1])
+@pytest.mark.parametrize("mant", [0, 1])
+@pytest.mark.parametrize(
+    "make", [_sphere_blob, _noisy_blob, _revolution, _tilted_sheet, _mirrored, _with_loose_points]
+)
+def test_recency_inputs_round_trip(monkeypatch, recency, mant, make):
+    """Format 11: the mix's recency inputs (fast copy and bit history of each context, second
+    refinement table), forced on or off (with or without format 10's mantissa contexts), decode
+    to the source's triangles and grid positions (palettes, options, mirror images, repeats, the
+    normal axis and unreferenced vertices included)."""
+    monkeypatch.setattr(mt, "_ENCODER_LINEAR", 1)
+    monkeypatch.setattr(mt, "_ENCODER_MIX", 1)
+    monkeypatch.setattr(mt, "_ENCODER_MANT", mant)
+    monkeypatch.setattr(mt, "_ENCODER_RECENCY", recency)
+    m = make()
+    for quality in (1, 9):
+        bits = g.quality_to_bits(quality)
+        q = quantise(m.vertices, bits)[0]
+        *_, parts = mt._encode_geometry(np.asarray(m.faces, np.int64), q, (1 << bits) - 1)
+        assert parts["recency"] == recency and parts["mant"] == mant and parts["mix"] == 1
+        _check(m, quality)
+
+
+def test_recency_inputs_pay_where_taken(monkeypatch):
+    """The encoder takes the recency inputs where they code fewer bits (a noisy sphere at 16
+    bits: the file is smaller than without them) and leaves them off where they do not (the
+    small grid: the same bytes as with the mode off, i.e. a format-10 file)."""
+    m = _noisy_blob(2000)
+    bits = g.quality_to_bits(9)
+    q = quantise(m.vertices, bits)[0]
+    *_, parts = mt._encode_geometry(np.asarray(m.faces, np.int64), q, (1 << bits) - 1)
+    assert parts["recency"] == 1 and parts["mix"] == 1
+    assert parts["positions_mixed"] + 8 < _recency_off_bits(monkeypatch, m, 9)
+    grid = _grid(9)
+    bits = g.quality_to_bits(1)
+    q = quantise(grid.vertices, bits)[0]
+    *_, parts = mt._encode_geometry(np.asarray(grid.faces, np.int64), q, (1 << bits) - 1)
+    assert parts["recency"] == 0
+    on, grid_on = api.encode_array(m, "meshtrav", 9), api.encode_array(grid, "meshtrav", 1)
+    monkeypatch.setattr(mt, "_ENCODER_RECENCY", 0)
+    off, grid_off = api.encode_array(m, "meshtrav", 9), api.encode_array(grid, "meshtrav", 1)
+    assert len(on) < len(off)
+    assert grid_on == grid_off
+
+
+def _recency_off_bits(monkeypatch, m: Mesh, quality: int) -> float:
+    """Ideal bits of the position part with the recency inputs off."""
+    with monkeypatch.context() as mp:
+        mp.setattr(mt, "_ENCODER_RECENCY", 0)
+        bits = g.quality_to_bits(quality)
+        q = quantise(m.vertices, bits)[0]
+        *_, parts = mt._encode_geometry(np.asarray(m.faces, np.int64), q, (1 << bits) - 1)
+    assert parts["recency"] == 0
+    return parts["positions_mixed"]
+
+
+def test_format_10_files_still_decode(monkeypatch):
+    """With the recency inputs off the encoder writes exactly what format 10 wrote (the hash of
+    format 10's file: the noisy sphere at 16 bits, which takes the mixed contexts, the mantissa
+    contexts and the linear prediction), and that file decodes to the source's grid positions."""
+    monkeypatch.setattr(mt, "_ENCODER_RECENCY", 0)
+    m = _noisy_blob(2000)
+    data = api.encode_array(m, "meshtrav", 9)
+    assert hashlib.sha256(data).hexdigest() == GOLDEN_10_NOISY_Q9
+    bits = g.quality_to_bits(9)
+    monkeypatch.setattr(mt, "_ENCODER_RECENCY", None)
+    dec, _ = api.decode_bytes(data)
+    assert same_triangles(m, dec, bits, quantise)
+    dq, o, s = quantise(m.vertices, bits)
+    assert np.array_equal(np.sort(g.dequantise(dq, o, s), axis=0), np.sort(dec.vertices, axis=0))
+
+
+GOLDEN_10_NOISY_Q9 = "f812bab0c6415656826a9e03e58949d119d3acf3f6e56e2df1d99f92241a8c2d"
+
+
+def test_recency_inputs_damaged_or_cut_streams_one_line(monkeypatch):
+    """A format-11 stream with the recency inputs cut short or with junk after a valid prefix:
+    one-line errors (or a mesh of the right size), never a crash."""
+    monkeypatch.setattr(mt, "_ENCODER_LINEAR", 1)
+    monkeypatch.setattr(mt, "_ENCODER_MIX", 1)
+    monkeypatch.setattr(mt, "_ENCODER_RECENCY", 1)
+    codec = get_codec("meshtrav")
+    m = _noisy_blob()
+    enc = codec.encode(m, 9)
+    geom = enc.streams["g"]
+    for cut in (len(geom) // 2, len(geom) - 3):
+        bad = Encoded(enc.codec, enc.header, {**enc.streams, "g": geom[:cut]})
+        one_line_error(CodecError, codec.decode, bad, match="meshtrav")
+    _junk_tails_fail_cleanly(codec, enc, m)
+    _junk_tails_fail_cleanly(codec, enc, m, tail=1)
+
+
+@pytest.mark.parametrize("value", [32, 32 + 16, 64, 64 + 2])
+def test_bad_recency_mode_one_line(monkeypatch, value):
+    """Format 11's recency inputs without mixing (alone or with the mantissa contexts), or a
+    select value past format 11's: one-line errors."""
+    monkeypatch.setattr(mt, "_ENCODER_FRAC", 0)
+    _write_in_set(monkeypatch, mt.SELECT_SET, value)
+    codec = get_codec("meshtrav")
+    enc = codec.encode(_sphere_blob(), 1)
+    one_line_error(CodecError, codec.decode, enc, match="bad prediction mode")
+
+
+def test_recency_inputs_need_their_model_sizes():
+    """The C encoder refuses the recency flag with a model of format 10's sizes, and the decoder
+    refuses it without mixing; the estimate (``pos_mix_bits``) with the flag matches the
+    encoder's parts."""
+    from neuralcodec.entropy import adaptive as ad
+
+    st = ad.states(ad.POS_MIX_STATES)
+    ad._adaptive.pos_mix_init(st)
+    small_w = np.full(ad._POS_MIX_W_OWN, ad._POS_MIX_W0, np.int32)
+    sym = np.empty(65 * 3 + 1, np.int32)
+    args = [np.array(x, np.int32) for x in ([1, -2, 0], [0, 0, 0], [8, 9, 10], [0, 0, 0], [0, 0])]
+    with pytest.raises(ValueError, match="bad set"):
+        ad._adaptive.pos_mix_encode(*args, np.zeros(0, np.int32), st, small_w, sym, sym.copy())
+    args[2] = np.array([0, 1, 2], np.int32)  # without the flag format 10's sizes still work
+    ad._adaptive.pos_mix_encode(*args, np.zeros(0, np.int32), st, small_w, sym, sym.copy())

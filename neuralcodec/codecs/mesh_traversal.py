@@ -42,11 +42,13 @@
       format 9, where it pays: the residuals of linearly predicted vertices negated where the
       prediction before rounding lies below the rounded one and in sets by how far it lies,
       2..4 classes; format 10, where it pays, with mixing: the second and third mantissa bits
-      of each residual in contexts by its exponent); decoded and rebuilt in one C loop
+      of each residual in contexts by its exponent; format 11, where it pays, with mixing: two
+      more inputs to the mix, a fast-adapting copy of each context and a table over the
+      context's last three bits, and a second refinement table); decoded and rebuilt in one C loop
       (kernels/_adaptive.c, positions_decode); unreferenced vertices last, after the previous
       one or as offsets from a nearby used vertex (format 8, where it pays: along the two axes
       off that vertex's normal axis, the third against its tangent plane)
-    all of the above: one range-coded stream (formats 4-10: "g") after a 17-byte quantisation
+    all of the above: one range-coded stream (formats 4-11: "g") after a 17-byte quantisation
       header (origin and top on float32 values; 33 bytes in older files and degenerate boxes)
     vertex attributes: lossless, in the decoder's vertex order (geometry.py); UVs quantised to
       the same bits over their bounding square, normals normalised and quantised as octahedral
@@ -105,10 +107,12 @@ _HEAD32 = struct.Struct("<B3ff")  # mode byte, origin, the widest axis' largest 
 # (select value + 4 x (index in FRAC_CLASSES + 1); C: POS_FRAC_MAX), where they pay: a format-8
 # stream is a format-9 stream without them; 10: format 9 with the mixed residuals' second and
 # third mantissa bits in contexts (select value + 16, with mixing only; C: PMX_MANT_AT), where
-# that pays: a format-9 stream is a format-10 stream without it, so a "g" stream decodes as
-# format 10
-FORMAT = 10
-FORMATS = (2, 3, 4, 5, 6, 7, 8, 9, 10)  # what this version decodes
+# that pays: a format-9 stream is a format-10 stream without it; 11: format 10 with the recency
+# inputs of the mixed residual contexts (select value + 32, with mixing only; C: PMX_R_*), where
+# that pays: a format-10 stream is a format-11 stream without them, so a "g" stream decodes as
+# format 11
+FORMAT = 11
+FORMATS = (2, 3, 4, 5, 6, 7, 8, 9, 10, 11)  # what this version decodes
 STREAM = "g"  # the geometry stream of format 4 ("geom" before)
 NUM_CANDIDATES = 6
 BORDER, NEW, FIRST_CANDIDATE = 0, 1, 2
@@ -1028,6 +1032,8 @@ FRAC_CLASSES = (2, 3, 4)
 _ENCODER_FRAC = None  # None: the prediction fractions where they code fewer bits (tests: 0 / F)
 _ENCODER_MANT = None  # None: format 10's mantissa contexts where they pay (tests: 0 / 1)
 MANT_SLOT = 4  # format 10: slot | this asks pos_mix_encode for the mantissa contexts
+_ENCODER_RECENCY = None  # None: format 11's recency inputs where they pay (tests: 0 / 1)
+RECENCY_SLOT = 8  # format 11: slot | this asks pos_mix_encode for the recency inputs
 
 
 def _pos_states(frac: int) -> int:
@@ -1585,7 +1591,15 @@ def _encode_geometry(faces: np.ndarray, q: np.ndarray, top: int):
             cost = mant_bits + (24 if fr else 0) + (8 if _ENCODER_MANT is None else -1e9)
             if cost < best[0]:
                 best = (cost, fr, mix, 1, mant_bits, plain_bits, vals_f, sets_f, slots_m, vids_f)
+    # format 11: the mix with the recency inputs (fast copy and bit history of each context, a
+    # second refinement table), where that pays for the choice above
     _, frac, mix, mant, mixed, plain_bits, resid, pos_sets, slot_of, vids = best
+    recency = 0
+    if mix and _ENCODER_RECENCY != 0:
+        slots_r = np.where(slot_of >= 0, slot_of | RECENCY_SLOT, slot_of)
+        rec_bits = pos_mix_bits(resid, pos_sets, slots_r, vids, nbs_n, nb[1])
+        if rec_bits + 8 < mixed or _ENCODER_RECENCY:
+            recency, mixed, slot_of = 1, rec_bits, slots_r
     enc = AdaptiveEncoder()
     st_conn = states(CONN_SETS * INT_CONTEXTS)
     if lin is None:
@@ -1596,7 +1610,7 @@ def _encode_geometry(faces: np.ndarray, q: np.ndarray, top: int):
         vals += [_LIN_SPLIT_BASE + LIN_SPLITS.index(lin[9]) * NUM_SCALE_RULES + rule, *lin[:9]]
     sets += [BLEND_SET] * (2 if lin is None else 1 + min(len(lin), 9))
     fcode = FRAC_CLASSES.index(frac) + 1 if frac else 0
-    vals += [select + 2 * mix + 4 * fcode + 16 * mant, dups, normal, near] + (
+    vals += [select + 2 * mix + 4 * fcode + 16 * mant + 32 * recency, dups, normal, near] + (
         [m_axis + 1, m_s2] if mirror else [0]
     )
     sets += [SELECT_SET, DUPS_SET, NORMAL_SET, UNUSED_SET]
@@ -1638,6 +1652,7 @@ def _encode_geometry(faces: np.ndarray, q: np.ndarray, top: int):
         "mix": mix,
         "frac": frac,  # format 9: classes of the prediction fractions (0: not used)
         "mant": mant,  # format 10: the mantissas' second and third bits in contexts
+        "recency": recency,  # format 11: the recency inputs of the mix
         "positions_plain": plain_bits,  # ideal bits of the position part without / with mixing
         "positions_mixed": mixed,
         "palettes": mask,
@@ -1906,17 +1921,19 @@ class TraversalMeshCodec(Codec):
             if not (0 <= mirror <= 3 and 0 <= m_s2 <= 2 * ((1 << bits) - 1)):
                 raise CodecError("meshtrav: corrupt stream (bad mirror plane)")
             rule, blend[0] = divmod(blend[0], len(BLEND_WEIGHTS))  # format 5: + the scale rule
+            sel_top = (2, 4, 16, 32, 64)[(fmt >= 6) + (fmt >= 9) + (fmt >= 10) + (fmt >= 11)]
             if not (
                 0 <= rule < (NUM_SCALE_RULES if fmt >= 4 else 1)
                 and all(0 <= b < len(BLEND_WEIGHTS) for b in blend)
-                and 0 <= select < (32 if fmt >= 10 else 16 if fmt >= 9 else 4 if fmt >= 6 else 2)
+                and 0 <= select < sel_top
                 and dups in (0, 1)
                 and normal in (0, 1)
                 and near in ((0, 1, 2)[: 1 + (0 < nused < nv) * (2 if fmt >= 8 else 1)])
             ):
                 raise CodecError("meshtrav: corrupt stream (bad prediction mode)")
-            select, mix, fcode, mant = select & 1, (select >> 1) & 1, (select >> 2) & 3, select >> 4
-            if (fcode and lin is None) or (mant and not mix):
+            mant, recency = (select >> 4) & 1, select >> 5
+            select, mix, fcode = select & 1, (select >> 1) & 1, (select >> 2) & 3
+            if (fcode and lin is None) or ((mant or recency) and not mix):
                 raise CodecError("meshtrav: corrupt stream (bad prediction mode)")
             pal, offsets = _decode_palettes(dec, st_conn, nv, top, fmt)
             starts, tri, prefs, kind = _predictors(faces, nv)
@@ -1942,7 +1959,8 @@ class TraversalMeshCodec(Codec):
                 | (mirror > 0) << 3
                 | mix << 4
                 | fcode << 5
-                | mant << 7,
+                | mant << 7
+                | recency << 8,
                 max(mirror - 1, 0),
                 m_s2,
                 mix_weights,

@@ -43,7 +43,9 @@ _INITIAL_STATE = 1 << 15  # p1 = 1/2, no observation
 OCTREE_MIX_STATES, OCTREE_MIX_WEIGHTS, _OCTREE_MIX_W0 = _adaptive.octree_mix_sizes()
 OCTREE_COUNT_SETS = 9  # integer sets of code_octree_counts
 # states, mixer weights and the initial weight of the mesh positions with mixed contexts
-POS_MIX_STATES, POS_MIX_WEIGHTS, _POS_MIX_W0 = _adaptive.pos_mix_sizes()
+# states and weights of the mixed position contexts (with format 11's recency parts after
+# the mixer's own weights, which start at 0)
+POS_MIX_STATES, POS_MIX_WEIGHTS, _POS_MIX_W0, _POS_MIX_W_OWN = _adaptive.pos_mix_sizes()
 
 
 @lru_cache(maxsize=1)
@@ -91,7 +93,9 @@ def pos_mix_model() -> tuple[np.ndarray, np.ndarray]:
     """Fresh (states, mixer weights) for the mesh positions with mixed contexts."""
     st = states(POS_MIX_STATES)
     _adaptive.pos_mix_init(st)
-    return st, np.full(POS_MIX_WEIGHTS, _POS_MIX_W0, np.int32)
+    w = np.zeros(POS_MIX_WEIGHTS, np.int32)
+    w[:_POS_MIX_W_OWN] = _POS_MIX_W0
+    return st, w
 
 
 def pos_mix_symbols(values, sets, slots, vids, nb_starts, neighbours, model=None):

@@ -493,7 +493,9 @@ fail:
  * blend by the linear prediction (LIN_ below). Format 9: select bits 5..6 (c > 0) give the
  * prediction fractions F = c + 1 classes (POS_FRAC_MAX; plain states then POS_STATES_ALL sets).
  * Format 10: select bit 7 (with bit 4 only) codes the mantissas' second and third bits in
- * contexts (PMX_MANT_AT).
+ * contexts (PMX_MANT_AT). Format 11: select bit 8 (with bit 4 only) adds the recency inputs and
+ * the second refinement table to the mix (PMX_R_*; states of PMX_STATES_R, weights of
+ * PMX_WEIGHTS_R).
  *
  * Rebuilds V vertices in order (3 int32 coordinates each). Vertex w has the parallelograms
  * triples[starts[w] .. starts[w+1]) = (a, b, o), all < w; with n >= 1 of them the prediction of
@@ -800,6 +802,30 @@ static inline Py_ssize_t palette_nearest(const int32_t *pal, Py_ssize_t n, int64
 #define PMX_MANT 64
 #define PMX_STATES (PMX_MANT_AT + PMX_MANT)
 #define PMX_MAG_CAP (1 << 20)
+/* Format 11 (slot | 8 when encoding, select bit 8 when decoding, only with mixing): two more
+ * mixer inputs that follow what model 0's context (set, bit) saw last, and a second refinement
+ * table.
+ *   fast: a copy of model 0's state moving at rate 1 / min(n + 2, PMX_R_FAST) (n the bits seen),
+ *         i.e. mostly the last two or three bits of that context;
+ *   history: the context's last PMX_R_HLEN bits (h = 1 + those bits behind a leading 1, 1..15)
+ *         index an adaptive table per bit context (j, h) (state_update);
+ *   each with one weight per weight vector of the mix (starting at 0), learning as the others;
+ *   the coded probability (2 p + a + a2 + 2) >> 2 instead of (p + a + 1) >> 1, a2 from a second
+ *   refinement table over the same 33 steps of stretch(p) in context of the bit alone (j).
+ * States after PMX_STATES: the fast copies (POS_STATES_ALL * INT_CTX), the history tables
+ * (INT_CTX * 16), the second refinement table (INT_CTX * 33); the extra weights (2 x 19 sets x
+ * INT_CTX) and the histories (POS_STATES_ALL * INT_CTX, 0: none yet) after PMX_WEIGHTS, all 0
+ * when fresh (pos_mix_model). */
+#define PMX_R_FAST 3
+#define PMX_R_HLEN 3
+#define PMX_R_FAST_AT PMX_STATES
+#define PMX_R_HTAB_AT (PMX_R_FAST_AT + (Py_ssize_t)POS_STATES_ALL * INT_CTX)
+#define PMX_R_APM_AT (PMX_R_HTAB_AT + INT_CTX * (2 << PMX_R_HLEN))
+#define PMX_STATES_R (PMX_R_APM_AT + INT_CTX * 33)
+#define PMX_R_W_AT PMX_WEIGHTS
+#define PMX_R_WSET ((PMX_WSETS + 16) * INT_CTX) /* one input's weights */
+#define PMX_R_H_AT (PMX_R_W_AT + 2 * PMX_R_WSET)
+#define PMX_WEIGHTS_R (PMX_R_H_AT + (Py_ssize_t)POS_STATES_ALL * INT_CTX)
 
 static int16_t omx_stretch_t[4096];
 static inline int32_t omx_squash(int32_t d);
@@ -833,7 +859,30 @@ typedef struct {
     OmxCoder bits;
     int32_t *w2;   /* the second weight vector set of the value (chosen by N) */
     int32_t *mant; /* format 10: the mantissa contexts (PMX_MANT states), NULL: at 1/2 */
+    int32_t *rst;  /* format 11: the states (PMX_STATES_R), NULL: off */
+    int32_t *rw;   /* format 11: the weights (PMX_WEIGHTS_R) */
+    Py_ssize_t rw1, rw2; /* format 11: the residual's extra weight sets (by slot, by N) */
 } PmxCoder;
+
+/* Format 11's fast copies: rate 1 / min(n + 2, PMX_R_FAST). */
+static inline int32_t pmx_fast_update(int32_t s, int bit)
+{
+    int32_t p = s & 0xFFFF, n = (s >> 16) & 0xFF;
+    int32_t d = n + 2 < PMX_R_FAST ? n + 2 : PMX_R_FAST;
+    p += ((bit ? 65536 : 0) - p) / d;
+    p = p < P_MIN ? P_MIN : (p > P_MAX ? P_MAX : p);
+    n = n < 255 ? n + 1 : 255;
+    return p | (n << 16);
+}
+
+/* Format 11 on (st, w: the model's states and weights) or off (st NULL) for the next residual. */
+static inline void pmx_recency(PmxCoder *c, int32_t *st, int32_t *w, int slot, int32_t nbc)
+{
+    c->rst = st;
+    c->rw = w;
+    c->rw1 = PMX_R_W_AT + (Py_ssize_t)slot * INT_CTX;
+    c->rw2 = PMX_R_W_AT + (Py_ssize_t)(PMX_WSETS + nbc) * INT_CTX;
+}
 
 /* The mantissa contexts' update: the running frequency (rate 1 / (n + 2), n <= 255 the bits
  * seen): their skews are small and steady, which state_update's faster rate would drown. */
@@ -864,13 +913,34 @@ static inline int pmx_bit(PmxCoder *c, int32_t *st, const Py_ssize_t *cx, int32_
     in[PMX_MODELS] = 256;
     dot += (int64_t)wj[PMX_MODELS] * 256;
     dot2 += (int64_t)wj2[PMX_MODELS] * 256;
+    int32_t rin[2] = {0, 0}, *rs = NULL, *rh = NULL, *rt = NULL, *rw1 = NULL, *rw2 = NULL;
+    if (c->rst) { /* format 11: the fast copy and the history of model 0's context */
+        rs = c->rst + PMX_R_FAST_AT + cx[0] + j;
+        rh = c->rw + PMX_R_H_AT + cx[0] + j;
+        int32_t h = *rh & ((2 << PMX_R_HLEN) - 1); /* masked: weights come from the caller */
+        rt = c->rst + PMX_R_HTAB_AT + j * (2 << PMX_R_HLEN) + (h ? h : 1);
+        rw1 = c->rw + c->rw1 + j;
+        rw2 = c->rw + c->rw2 + j;
+        rin[0] = omx_stretch_t[(*rs & 0xFFFF) >> 4];
+        rin[1] = omx_stretch_t[(*rt & 0xFFFF) >> 4];
+        for (int m = 0; m < 2; m++) {
+            dot += (int64_t)rw1[m * PMX_R_WSET] * rin[m];
+            dot2 += (int64_t)rw2[m * PMX_R_WSET] * rin[m];
+        }
+    }
     int32_t p1 = omx_squash((int32_t)(dot >> 16)), p2 = omx_squash((int32_t)(dot2 >> 16));
     int32_t p = omx_squash((int32_t)((dot + dot2) >> 17));
     p = p < 1 ? 1 : (p > 4095 ? 4095 : p);
     int32_t sp = omx_stretch_t[p] + 2048, lo = sp >> 7, wt = sp & 127;
-    int32_t *ap = apm + j * 33 + lo;
+    int32_t *ap = apm + j * 33 + lo, *bp = NULL;
     int32_t pa = ((ap[0] & 0xFFFF) * (128 - wt) + (ap[wt ? 1 : 0] & 0xFFFF) * wt) >> 11;
-    int32_t pf = (p + pa + 1) >> 1;
+    int32_t pf;
+    if (rs) { /* format 11: the second refinement table (context: the bit alone) */
+        bp = c->rst + PMX_R_APM_AT + j * 33 + lo;
+        int32_t pb = ((bp[0] & 0xFFFF) * (128 - wt) + (bp[wt ? 1 : 0] & 0xFFFF) * wt) >> 11;
+        pf = (2 * p + pa + pb + 2) >> 2;
+    } else
+        pf = (p + pa + 1) >> 1;
     pf = pf < 1 ? 1 : (pf > 4095 ? 4095 : pf);
     int b = pmx_code(c, pf, bit);
     if (b < 0)
@@ -885,6 +955,21 @@ static inline int pmx_bit(PmxCoder *c, int32_t *st, const Py_ssize_t *cx, int32_
     }
     for (int m = 0; m < PMX_MODELS; m++)
         st[cx[m] + j] = state_update(st[cx[m] + j], b);
+    if (rs) {
+        bp[0] = omx_update(bp[0], b);
+        if (wt)
+            bp[1] = omx_update(bp[1], b);
+        for (int m = 0; m < 2; m++) {
+            Py_ssize_t o = m * PMX_R_WSET;
+            rw1[o] = omx_clamp_w((int64_t)rw1[o] + (((int64_t)rin[m] * err) >> 13));
+            rw2[o] = omx_clamp_w((int64_t)rw2[o] + (((int64_t)rin[m] * err2) >> 13));
+        }
+        *rs = pmx_fast_update(*rs, b);
+        *rt = state_update(*rt, b);
+        int32_t h = *rh & ((2 << PMX_R_HLEN) - 1);
+        h = ((h ? h : 1) << 1) | b; /* a leading 1, then up to PMX_R_HLEN bits */
+        *rh = h >= (2 << PMX_R_HLEN) ? (h & ((1 << PMX_R_HLEN) - 1)) | (1 << PMX_R_HLEN) : h;
+    }
     return b;
 }
 
@@ -966,7 +1051,8 @@ static inline void pmx_models(Py_ssize_t cx[PMX_MODELS], int32_t set, int slot, 
  * The encoder's side: values in coding order with their sets (as ints_encode, markov 1), slots
  * (0..2 for residuals, -1 for flags: plain) and vertex ids (non-decreasing; the vertex whose
  * residual it is), the earlier-neighbour lists of the decoder. states: PMX_STATES,
- * weights: PMX_WEIGHTS (fresh: pmx_init). */
+ * weights: PMX_WEIGHTS (fresh: pmx_init); slot | 4: format 10's mantissa contexts; slot | 8:
+ * format 11's recency inputs (states: PMX_STATES_R, weights: PMX_WEIGHTS_R). */
 static PyObject *pos_mix_encode(PyObject *mod, PyObject *args)
 {
     PyObject *ov, *oset, *oslot, *ovid, *onbs, *onbr, *os, *ow, *oval, *oidx;
@@ -985,11 +1071,14 @@ static PyObject *pos_mix_encode(PyObject *mod, PyObject *args)
     int32_t *nbs = views[4].buf, *nbr = views[5].buf, *st = views[6].buf, *w = views[7].buf;
     Py_ssize_t n = views[0].len / 4, nv = views[4].len / 4 - 1, nnb = views[5].len / 4;
     if (views[1].len / 4 != n || views[2].len / 4 != n || views[3].len / 4 != n || nv < 0 ||
-        views[6].len / 4 < (Py_ssize_t)PMX_STATES || views[7].len / 4 != PMX_WEIGHTS ||
+        views[6].len / 4 < (Py_ssize_t)PMX_STATES ||
+        (views[7].len / 4 != PMX_WEIGHTS && views[7].len / 4 != PMX_WEIGHTS_R) ||
         views[8].len != views[9].len || views[8].len / 4 < 65 * n) {
         PyErr_SetString(PyExc_ValueError, "adaptive: pos_mix_encode sizes disagree");
         goto fail;
     }
+    int recency_ok = views[6].len / 4 >= (Py_ssize_t)PMX_STATES_R &&
+                     views[7].len / 4 == PMX_WEIGHTS_R; /* format 11 possible */
     omx_init();
     int32_t *mag = calloc((size_t)nv + 1, sizeof(int32_t));
     if (!mag) {
@@ -1002,7 +1091,8 @@ static PyObject *pos_mix_encode(PyObject *mod, PyObject *args)
     for (Py_ssize_t i = 0; i < n; i++) {
         int32_t set = sets[i];
         if (set < 0 || set >= POS_STATES_ALL || vid[i] < 0 || vid[i] >= nv ||
-            (cur >= 0 && vid[i] < cur) || (slots[i] >= 0 && (slots[i] & 3) > 2) || slots[i] > 6) {
+            (cur >= 0 && vid[i] < cur) || (slots[i] >= 0 && (slots[i] & 3) > 2) || slots[i] > 14 ||
+            (slots[i] >= 8 && !recency_ok)) {
             free(mag);
             PyErr_SetString(PyExc_ValueError, "adaptive: pos_mix_encode bad set / vertex");
             goto fail;
@@ -1033,6 +1123,7 @@ static PyObject *pos_mix_encode(PyObject *mod, PyObject *args)
         pmx_models(cx, set, slot, nbc, done);
         c.w2 = w + PMX_W2 + nbc * INT_CTX * PMX_IN;
         c.mant = (slots[i] & 4) ? st + PMX_MANT_AT : NULL;
+        pmx_recency(&c, (slots[i] & 8) ? st : NULL, w, slot, nbc);
         pmx_int(&c, st, cx, w + slot * INT_CTX * PMX_IN,
                 st + PMX_APM_AT + (slot * 4 + (nbc >> 2)) * INT_CTX * 33, v[i], &o);
         int64_t a = v[i] < 0 ? -(int64_t)v[i] : v[i];
@@ -1059,7 +1150,7 @@ static PyObject *pos_mix_init(PyObject *mod, PyObject *args)
     Py_buffer v;
     if (get_i32(os, &v, 1, "states") < 0)
         return NULL;
-    if (v.len / 4 != PMX_STATES) {
+    if (v.len / 4 != PMX_STATES && v.len / 4 != PMX_STATES_R) {
         PyBuffer_Release(&v);
         PyErr_SetString(PyExc_ValueError, "adaptive: pos_mix_init size");
         return NULL;
@@ -1070,14 +1161,17 @@ static PyObject *pos_mix_init(PyObject *mod, PyObject *args)
         int32_t p = omx_squash((int32_t)(i % 33) * 128 - 2048) << 4;
         st[PMX_APM_AT + i] = p < P_MIN ? P_MIN : (p > P_MAX ? P_MAX : p);
     }
+    if (v.len / 4 == PMX_STATES_R) /* format 11's second refinement table: the identity too */
+        for (Py_ssize_t i = 0; i < INT_CTX * 33; i++)
+            st[PMX_R_APM_AT + i] = st[PMX_APM_AT + i];
     PyBuffer_Release(&v);
     Py_RETURN_NONE;
 }
 
 static PyObject *pos_mix_sizes(PyObject *mod, PyObject *noargs)
 {
-    return Py_BuildValue("(nni)", (Py_ssize_t)PMX_STATES, (Py_ssize_t)PMX_WEIGHTS,
-                         PMX_W0);
+    return Py_BuildValue("(nnin)", (Py_ssize_t)PMX_STATES_R, (Py_ssize_t)PMX_WEIGHTS_R,
+                         PMX_W0, (Py_ssize_t)PMX_WEIGHTS);
 }
 
 static int positions_run(NcDecodeRun *run, int32_t *st, int markov, const int32_t *starts,
@@ -1086,10 +1180,11 @@ static int positions_run(NcDecodeRun *run, int32_t *st, int markov, const int32_
                          const int32_t *pal, const int32_t *pal_off, const int32_t *nb_starts,
                          const int32_t *nbrs, Py_ssize_t nnbrs, int weight, int select,
                          int dups, int normal, int32_t *blist, MirrorGrid *mg, int32_t *mw,
-                         int32_t *mag, const int32_t *lin, int frac, int mant)
+                         int32_t *mag, const int32_t *lin, int frac, int mant, int recency)
 {
     PmxCoder pc = {.bits = {.run = run, .val = NULL, .idx = NULL, .pos = 0}};
     pc.mant = mant && mw ? st + PMX_MANT_AT : NULL;
+    recency = recency && mw;
     int bits = bitlen64((uint64_t)top), nsh = 2 * bits - 27;
     nsh = nsh > 0 ? nsh : 0;
     int32_t prevmir = 0;
@@ -1305,6 +1400,7 @@ static int positions_run(NcDecodeRun *run, int32_t *st, int markov, const int32_
                 Py_ssize_t cx[PMX_MODELS];
                 pmx_models(cx, set, m, nbc, done);
                 pc.w2 = mw + PMX_W2 + nbc * INT_CTX * PMX_IN;
+                pmx_recency(&pc, recency ? st : NULL, mw, m, nbc);
                 if (pmx_int(&pc, st, cx, mw + m * INT_CTX * PMX_IN,
                             st + PMX_APM_AT + (m * 4 + (nbc >> 2)) * INT_CTX * 33, 0, &res) < 0)
                     return -1;
@@ -1419,7 +1515,9 @@ static PyObject *positions_decode(PyObject *mod, PyObject *args)
         if (get_i32(ow, &wv, 1, "weights") < 0)
             goto fail;
         have_wv = 1;
-        if (wv.len / 4 != PMX_WEIGHTS || ns < (Py_ssize_t)PMX_STATES) {
+        if ((wv.len / 4 != PMX_WEIGHTS && wv.len / 4 != PMX_WEIGHTS_R) ||
+            ns < (Py_ssize_t)PMX_STATES ||
+            ((select & 256) && (wv.len / 4 != PMX_WEIGHTS_R || ns < (Py_ssize_t)PMX_STATES_R))) {
             PyErr_SetString(PyExc_ValueError, "adaptive: positions_decode mixing sizes disagree");
             goto fail;
         }
@@ -1435,7 +1533,7 @@ static PyObject *positions_decode(PyObject *mod, PyObject *args)
     if (markov == 0 || markov < -64 || nkind != nref || nst != nref + 1 || nout != 3 * nref ||
         ntri % 3 || ov.len / 4 != 4 ||
         markov != 1 || ns < (Py_ssize_t)(((select >> 5) & 3) ? POS_STATES_ALL : POS_SETS_BASE) * INT_CTX ||
-        select < 0 || select > 255 || ((select & 128) && !((select >> 4) & 1)) ||
+        select < 0 || select > 511 || ((select & 384) && !((select >> 4) & 1)) ||
         top < 1 || top > ((int64_t)1 << 24) || maxis < 0 || maxis > 2 || ms2 < 0 ||
         ms2 > 2 * top) {
         PyErr_SetString(PyExc_ValueError, "adaptive: positions_decode sizes disagree");
@@ -1465,7 +1563,7 @@ static PyObject *positions_decode(PyObject *mod, PyObject *args)
                                (select >> 1) & 1, (select >> 2) & 1, blist,
                                have_mg ? &mg : NULL, mix ? (int32_t *)wv.buf : NULL, mag,
                                have_lin ? lin : NULL, ((select >> 5) & 3) ? ((select >> 5) & 3) + 1 : 0,
-                               (select >> 7) & 1);
+                               (select >> 7) & 1, (select >> 8) & 1);
     free(blist);
     free(mag);
     if (have_mg)
@@ -2943,7 +3041,8 @@ static PyMethodDef methods[] = {
      "indexes) -> count: mesh positions with mixed contexts (format 6)."},
     {"pos_mix_init", pos_mix_init, METH_VARARGS, "pos_mix_init(states): fresh refinement tables."},
     {"pos_mix_sizes", pos_mix_sizes, METH_NOARGS,
-     "pos_mix_sizes() -> (states, weights, initial weight) of pos_mix_encode."},
+     "pos_mix_sizes() -> (states, weights, initial weight, weights of the mixer itself) of "
+     "pos_mix_encode."},
     {"positions_decode", positions_decode, METH_VARARGS,
      "positions_decode(decoder, bank, states, markov, starts, triples, refs, kinds, top, out, "
      "palette, palette_offsets, nb_starts, nbrs, weight, select): "
