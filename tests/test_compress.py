@@ -4,6 +4,7 @@ forced instruction set and thread count."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import platform
@@ -35,6 +36,7 @@ from neuralcodec.compress.intconv import (
     to_digits,
 )
 from neuralcodec.compress.intnet import IntIGDN, IntNet, IntSynthesis, PeakRecorder
+from neuralcodec.kernels import _ext
 from neuralcodec.models.fixedpoint import ACT_BITS
 from neuralcodec.models.frozen import WeightsError
 from neuralcodec.models.layers import GDN
@@ -305,6 +307,56 @@ def test_integer_inverse_gdn_is_close_to_the_float_one_and_exact_across_paths():
     assert (got - want).abs().max() <= 0.01 * want.abs().max() + 2
     again = IntIGDN.from_arrays(layer.to_arrays("g."), "g.")
     assert torch.equal(again(a), got)
+
+
+@contextlib.contextmanager
+def _threads(n: int):
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.mark.skipif(not _ext.has_intnet(), reason="C kernels not built")
+def test_sparse_inverse_gdn_kernel_gives_the_dense_products_integers():
+    """Trained gammas are nearly diagonal: the fused kernel over their non-zero entries must give
+    exactly the dense product's (and the reference's) output, extremes and splits included."""
+    torch.manual_seed(3)
+    c = 24
+    gdn = GDN(c, inverse=True)
+    with torch.no_grad():  # a diagonal and a few off-diagonal couplings, one of them the largest
+        g = torch.eye(c) * 0.4
+        g[3, 7], g[10, 2], g[c - 1, 0] = 0.9, 0.05, 0.2
+        gdn.gamma.param.copy_(torch.sqrt(g + gdn.gamma.pedestal))
+    layer = IntIGDN.from_gdn(gdn, 9, 8, 2**12 - 1, 2**15 - 1)
+    assert layer._sparse_rows() is not None
+    a = torch.randint(-4095, 4096, (1, c, 37, 290)).float()
+    a[0, :, 0, :2] = torch.tensor([4095.0, -4095.0])
+    got = layer(a)
+    assert torch.equal(got, layer(a, impl="dense"))
+    assert torch.equal(got, layer(a, impl="reference"))
+    for threads in (1, 3):
+        with _threads(threads):
+            assert torch.equal(layer(a), got)
+    dense = IntIGDN.from_gdn(GDN(c, inverse=True), 9, 8, 2**12 - 1, 2**15 - 1)
+    dense.norm.weight[:] = np.maximum(dense.norm.weight, 1)
+    dense.norm._cache.clear()
+    assert dense._sparse_rows() is None  # a full gamma keeps the dense product
+    ptr, idx, val = layer._sparse_rows()
+    out = torch.empty_like(a)
+    base = (a[0].numpy(), layer.sq_shift, float(layer.norm.in_bound))
+    tail = (layer.norm.bias, 1.0, layer.mult, layer.shift, layer.out_bound, out[0].numpy(), 0, c)
+    backwards = ptr.copy()
+    backwards[1] = ptr[-1]  # row 0 takes every entry, row 1 starts after its end
+    for bad in (
+        (backwards, idx, val),
+        (ptr, np.where(idx == idx[0], c, idx), val),  # a column past the channels
+        (ptr, idx, val + 0.5),  # not integers
+    ):
+        with pytest.raises(ValueError, match="igdn_sparse"):
+            _ext._intnet.igdn_sparse(*base, *bad, *tail)
 
 
 def test_integer_synthesis_tracks_the_float_synthesis():

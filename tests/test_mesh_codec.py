@@ -1121,12 +1121,14 @@ def test_mantissa_contexts_pay_on_noise(monkeypatch):
     assert grid_on == grid_off
 
 
-def test_mantissa_contexts_damaged_or_cut_streams_one_line(monkeypatch):
-    """A format-10 stream with the mantissa contexts cut short or with junk after a valid prefix:
-    one-line errors (or a mesh of the right size), never a crash."""
+@pytest.mark.parametrize("tool", ["_ENCODER_MANT", "_ENCODER_RECENCY"])
+def test_mixed_position_tools_damaged_or_cut_streams_one_line(monkeypatch, tool):
+    """A stream with format 10's mantissa contexts or format 11's recency inputs, cut short or
+    with junk after a valid prefix: one-line errors (or a mesh of the right size), never a
+    crash."""
     monkeypatch.setattr(mt, "_ENCODER_LINEAR", 1)
     monkeypatch.setattr(mt, "_ENCODER_MIX", 1)
-    monkeypatch.setattr(mt, "_ENCODER_MANT", 1)
+    monkeypatch.setattr(mt, tool, 1)
     codec = get_codec("meshtrav")
     m = _noisy_blob()
     enc = codec.encode(m, 9)
@@ -1211,23 +1213,6 @@ def test_format_10_files_still_decode(monkeypatch):
 
 
 GOLDEN_10_NOISY_Q9 = "f812bab0c6415656826a9e03e58949d119d3acf3f6e56e2df1d99f92241a8c2d"
-
-
-def test_recency_inputs_damaged_or_cut_streams_one_line(monkeypatch):
-    """A format-11 stream with the recency inputs cut short or with junk after a valid prefix:
-    one-line errors (or a mesh of the right size), never a crash."""
-    monkeypatch.setattr(mt, "_ENCODER_LINEAR", 1)
-    monkeypatch.setattr(mt, "_ENCODER_MIX", 1)
-    monkeypatch.setattr(mt, "_ENCODER_RECENCY", 1)
-    codec = get_codec("meshtrav")
-    m = _noisy_blob()
-    enc = codec.encode(m, 9)
-    geom = enc.streams["g"]
-    for cut in (len(geom) // 2, len(geom) - 3):
-        bad = Encoded(enc.codec, enc.header, {**enc.streams, "g": geom[:cut]})
-        one_line_error(CodecError, codec.decode, bad, match="meshtrav")
-    _junk_tails_fail_cleanly(codec, enc, m)
-    _junk_tails_fail_cleanly(codec, enc, m, tail=1)
 
 
 @pytest.mark.parametrize("value", [32, 32 + 16, 64, 64 + 2])

@@ -472,14 +472,14 @@ class QuarterPelPlane:
         if sharp:
             h4, w4 = ref2.shape
             self.h, self.w = h4 // 4, w4 // 4
-            self.lo, self.hi, self.off = 0, 4 * self.h - 1, 0
+            self.lo, self.hi_y, self.hi_x, self.off = 0, 4 * self.h - 1, 4 * self.w - 1, 0
             self.plane = self.ref2
             self.flat = self.plane.reshape(-1)
             self.width = self.plane.shape[1]
             return
         h2, w2 = ref2.shape
         self.h, self.w = h2 // 2, w2 // 2
-        self.lo, self.hi, self.off = -2, 4 * self.h - 2, 2
+        self.lo, self.hi_y, self.hi_x, self.off = -2, 4 * self.h - 2, 4 * self.w - 2, 2
         if _ext.exact_kernel("bilinear"):  # the same samples from the C kernel, by (qy, qx) parity
             self.plane = np.empty((2 * h2 + 1, 2 * w2 + 1), np.int32)
             big = max(h2, w2) + 1  # one vector for the whole plane
@@ -520,9 +520,8 @@ class QuarterPelPlane:
 
     def _clamp(self, qy, qx):
         """Plane indexes of quarter-pel positions (edges repeated)."""
-        d = self.hi - 4 * self.h  # the last position's offset from 4H (-2 or -1)
-        qy = np.clip(qy, self.lo, self.hi) + self.off
-        qx = np.clip(qx, self.lo, 4 * self.w + d) + self.off
+        qy = np.clip(qy, self.lo, self.hi_y) + self.off
+        qx = np.clip(qx, self.lo, self.hi_x) + self.off
         return qy, qx
 
     def block(self, by: int, bx: int, v: np.ndarray, block: int) -> np.ndarray:

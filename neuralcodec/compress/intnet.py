@@ -231,6 +231,9 @@ def _load_conv(m: nn.Module, layer: IntConv, step: np.ndarray, f_in: int) -> Non
 # ----------------------------------------------------------------------------- inverse GDN
 
 
+SPARSE_GAMMA = 0.25  # the fused sparse inverse GDN where at most this share of gamma is non-zero
+
+
 @dataclass
 class IntIGDN:
     """``out = x * sqrt(beta + gamma @ x^2)`` on integers (see module doc)."""
@@ -289,6 +292,17 @@ class IntIGDN:
         """``a`` float32 integers -> float32 integers at the output scale."""
         if _use_c(impl, a):
             a = a.float().contiguous()
+            sparse = self._sparse_rows() if impl != "dense" else None
+            if sparse is not None:
+                # one fused pass over gamma's non-zero entries (the same integers as below)
+                out = torch.empty_like(a)
+                args = (
+                    a[0].numpy(), self.sq_shift, float(self.norm.in_bound), *sparse,
+                    self.norm.bias, 4.0**self.root_bits, self.mult, self.shift, self.out_bound,
+                    out[0].numpy(),
+                )  # fmt: skip
+                by_channels(_ext._intnet.igdn_sparse, args, a.shape[1], a.numel())
+                return out
             # floor(a * a * 2^-sq_shift) clamped to the norm's input bound (exact: a^2 < 2^24),
             # so the norm's product needs no clamping pass of its own
             sq = torch.empty_like(a)
@@ -310,6 +324,21 @@ class IntIGDN:
         r = torch.floor(torch.sqrt(n.clamp_min(0) * 4.0**self.root_bits))
         out = requantize(a * r, np.array([self.mult]), self.shift)
         return out.clamp_(-self.out_bound, self.out_bound).float()
+
+    def _sparse_rows(self) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """gamma's rows in CSR form (starts, columns, values as float64) where at most
+        ``SPARSE_GAMMA`` of its entries are non-zero (trained gammas are nearly diagonal), for
+        the fused C kernel; None where the dense product is the cheaper one."""
+        cache = self.norm._cache
+        if "sparse" not in cache:
+            w = self.norm.weight.reshape(self.norm.cout, -1).astype(np.int64)
+            rows = None
+            if np.count_nonzero(w) <= SPARSE_GAMMA * w.size:
+                r, c = np.nonzero(w)
+                ptr = np.searchsorted(r, np.arange(len(w) + 1)).astype(np.int64)
+                rows = (ptr, c.astype(np.int64), w[r, c].astype(np.float64))
+            cache["sparse"] = rows
+        return cache["sparse"]
 
     def to_arrays(self, prefix: str) -> dict[str, np.ndarray]:
         out = self.norm.to_arrays(prefix + "norm.")

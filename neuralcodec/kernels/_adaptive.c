@@ -47,15 +47,18 @@ static const NcRangeDecoderApi *rc_api;
 
 static inline int32_t state_table(int32_t s) { return (s & 0xFFFF) >> BANK_SHIFT; }
 
-static inline int32_t state_update(int32_t s, int bit)
+/* The state s moves towards the bit at rate 1 / min(n + 2, limit), n the bits it has seen. */
+static inline int32_t rate_update(int32_t s, int bit, int32_t limit)
 {
     int32_t p = s & 0xFFFF, n = (s >> 16) & 0xFF;
-    int32_t d = n + 2 < RATE_LIMIT ? n + 2 : RATE_LIMIT;
+    int32_t d = n + 2 < limit ? n + 2 : limit;
     p += ((bit ? 65536 : 0) - p) / d;
     p = p < P_MIN ? P_MIN : (p > P_MAX ? P_MAX : p);
     n = n < 255 ? n + 1 : 255;
     return p | (n << 16);
 }
+
+static inline int32_t state_update(int32_t s, int bit) { return rate_update(s, bit, RATE_LIMIT); }
 
 static inline int64_t floor_div(int64_t a, int64_t b) /* b > 0 */
 {
@@ -867,12 +870,7 @@ typedef struct {
 /* Format 11's fast copies: rate 1 / min(n + 2, PMX_R_FAST). */
 static inline int32_t pmx_fast_update(int32_t s, int bit)
 {
-    int32_t p = s & 0xFFFF, n = (s >> 16) & 0xFF;
-    int32_t d = n + 2 < PMX_R_FAST ? n + 2 : PMX_R_FAST;
-    p += ((bit ? 65536 : 0) - p) / d;
-    p = p < P_MIN ? P_MIN : (p > P_MAX ? P_MAX : p);
-    n = n < 255 ? n + 1 : 255;
-    return p | (n << 16);
+    return rate_update(s, bit, PMX_R_FAST);
 }
 
 /* Format 11 on (st, w: the model's states and weights) or off (st NULL) for the next residual. */

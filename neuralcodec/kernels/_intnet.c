@@ -14,6 +14,10 @@
  *       out = clamp(floor((a * r * mult + 2^(shift-1)) / 2^shift), +-bound)
  *   conv_small(a, w, out, y0, y1)
  *       out = conv(a, w) for at most 16 outputs (float64 sums of exact integers), rows [y0, y1)
+ *   igdn_sparse(a, shift, bound, ptr, idx, val, beta, root_scale, mult, shift2, bound2, out, c0, c1)
+ *       igdn with the norm's product taken over gamma's non-zero entries only (ptr/idx/val: its
+ *       rows in CSR form) and the squares computed on the fly as square_shift does: the same
+ *       integers, so the same output; for the nearly diagonal gammas of trained models
  *   square_shift(a, shift, bound, out, c0, c1)
  *       out = min(floor(a * a * 2^-shift), bound) in float32 (the inverse GDN's norm input,
  *       already clamped to the norm's input bound; exact for a^2 < 2^24)
@@ -368,6 +372,135 @@ done:
     return result;
 }
 
+/* The inverse GDN with a sparse norm, fused: for output channel c and a tile of pixels,
+ * t = beta[c] + sum_k val[k] * min(floor(a[idx[k]]^2 * 2^-shift), bound) over row c's non-zero
+ * entries k in [ptr[c], ptr[c+1]), then igdn_row's root and requantisation. The squares are
+ * square_shift_row's float32 expression; the products and sums are integers below 2^53 in
+ * float64 (the caller checks sum |val| * bound + beta < 2^53), so the order does not matter:
+ * exactly the integers that square_shift + the dense product + igdn give. */
+#define IGDN_TILE 2048
+HOT static void igdn_sparse_tile(const float *a, Py_ssize_t plane, Py_ssize_t i0, Py_ssize_t n,
+                                 float scale, float bound, const int64_t *idx, const double *val,
+                                 Py_ssize_t k0, Py_ssize_t k1, double beta, double *t)
+{
+    for (Py_ssize_t i = 0; i < n; i++)
+        t[i] = beta;
+    for (Py_ssize_t k = k0; k < k1; k++) {
+        const float *src = a + idx[k] * plane + i0;
+        const double v = val[k];
+        for (Py_ssize_t i = 0; i < n; i++) {
+            float sq = fminf(floorf((src[i] * src[i]) * scale), bound);
+            t[i] += v * (double)sq;
+        }
+    }
+}
+
+HOT static void igdn_sparse_root(const double *t, const float *a, Py_ssize_t n, double root_scale,
+                                 int64_t m, int shift, int64_t bound, float *out)
+{
+    for (Py_ssize_t i = 0; i < n; i++) {
+        double v = t[i] < 0 ? 0 : t[i];
+        int64_t r = (int64_t)sqrt(v * root_scale);
+        int64_t p = (int64_t)a[i] * r * m;
+        out[i] = (float)clamp64(floor_shift(p, shift), -bound, bound);
+    }
+}
+
+static PyObject *py_igdn_sparse(PyObject *mod, PyObject *args)
+{
+    PyObject *a_o, *ptr_o, *idx_o, *val_o, *beta_o, *out_o;
+    int sq_shift, shift;
+    double sq_bound, root_scale;
+    long long mult, bound;
+    Py_ssize_t c0, c1;
+    if (!PyArg_ParseTuple(args, "OidOOOOdLiLOnn", &a_o, &sq_shift, &sq_bound, &ptr_o, &idx_o,
+                          &val_o, &beta_o, &root_scale, &mult, &shift, &bound, &out_o, &c0, &c1))
+        return NULL;
+    fbuf a, out;
+    Py_buffer ptr, idx, val, beta;
+    PyObject *result = NULL;
+    if (get_float(a_o, &a, 0, 3, 0, "a") < 0)
+        return NULL;
+    if (get_float(out_o, &out, 1, 3, 0, "out") < 0) {
+        PyBuffer_Release(&a.view);
+        return NULL;
+    }
+    Py_ssize_t C = a.view.shape[0], plane = a.view.shape[1] * a.view.shape[2];
+    int got = 0;
+    if (get_i64(ptr_o, &ptr, C + 1, "ptr") < 0)
+        goto done;
+    got = 1;
+    if (get_i64(beta_o, &beta, C, "beta") < 0)
+        goto done;
+    got = 2;
+    const int64_t *pp = (const int64_t *)ptr.buf;
+    Py_ssize_t nnz = pp[C];
+    if (get_i64(idx_o, &idx, nnz, "idx") < 0)
+        goto done;
+    got = 3;
+    if (PyObject_GetBuffer(val_o, &val, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_ND) < 0)
+        goto done;
+    got = 4;
+    int ok = val.itemsize == 8 && val.ndim == 1 && val.shape[0] == nnz && val.format &&
+             strchr(val.format, 'd') != NULL && out.view.shape[0] == C &&
+             out.view.shape[1] * out.view.shape[2] == plane && c0 >= 0 && c1 <= C && c0 <= c1 &&
+             sq_shift >= 0 && sq_shift <= 60 && sq_bound >= 0 && sq_bound < 16777216.0 &&
+             shift >= 0 && shift <= 62 && root_scale > 0 && pp[0] == 0;
+    const int64_t *ip = (const int64_t *)idx.buf;
+    const double *vp = (const double *)val.buf;
+    const int64_t *bp = (const int64_t *)beta.buf;
+    for (Py_ssize_t c = 0; ok && c < C; c++) {
+        /* rows ascending, columns in range, |sum| below 2^53 for every input */
+        double mass = fabs((double)bp[c]);
+        ok = pp[c + 1] >= pp[c] && pp[c + 1] <= nnz;
+        for (Py_ssize_t k = pp[c]; ok && k < pp[c + 1]; k++) {
+            ok = ip[k] >= 0 && ip[k] < C && fabs(vp[k]) < 4294967296.0 && vp[k] == floor(vp[k]);
+            mass += fabs(vp[k]) * sq_bound;
+        }
+        ok = ok && mass < 9007199254740992.0;
+    }
+    if (!ok) {
+        PyErr_SetString(PyExc_ValueError, "igdn_sparse: inconsistent shapes or parameters");
+        goto done;
+    }
+    {
+        const float *ap = (const float *)a.view.buf;
+        float *op = (float *)out.view.buf;
+        float scale = (float)ldexp(1.0, -sq_shift);
+        double *t = PyMem_RawMalloc(IGDN_TILE * sizeof(double));
+        if (!t) {
+            PyErr_NoMemory();
+            goto done;
+        }
+        Py_BEGIN_ALLOW_THREADS
+        for (Py_ssize_t c = c0; c < c1; c++) {
+            for (Py_ssize_t i0 = 0; i0 < plane; i0 += IGDN_TILE) {
+                Py_ssize_t n = plane - i0 < IGDN_TILE ? plane - i0 : IGDN_TILE;
+                igdn_sparse_tile(ap, plane, i0, n, scale, (float)sq_bound, ip, vp, pp[c],
+                                 pp[c + 1], (double)bp[c], t);
+                igdn_sparse_root(t, ap + c * plane + i0, n, root_scale, mult, shift, bound,
+                                 op + c * plane + i0);
+            }
+        }
+        Py_END_ALLOW_THREADS
+        PyMem_RawFree(t);
+    }
+    Py_INCREF(Py_None);
+    result = Py_None;
+done:
+    if (got >= 4)
+        PyBuffer_Release(&val);
+    if (got >= 3)
+        PyBuffer_Release(&idx);
+    if (got >= 2)
+        PyBuffer_Release(&beta);
+    if (got >= 1)
+        PyBuffer_Release(&ptr);
+    PyBuffer_Release(&out.view);
+    PyBuffer_Release(&a.view);
+    return result;
+}
+
 /* A convolution with few outputs (at most SMALL_N; the last layer of a synthesis): stride 1, no
  * padding, a (C, HP, WP) float32 integers, w (N, C, J, J) float64 integers, out (N, HO, WO)
  * float64 with HO = HP - J + 1. Every product and partial sum is an integer below 2^53 (the
@@ -550,6 +683,9 @@ static PyMethodDef methods[] = {
      "igdn(acc, factors, beta, a, root_scale, mult, shift, bound, out, c0, c1): inverse GDN"},
     {"conv_small", py_conv_small, METH_VARARGS,
      "conv_small(a, w, out, y0, y1): exact convolution with at most 16 outputs, rows [y0, y1)"},
+    {"igdn_sparse", py_igdn_sparse, METH_VARARGS,
+     "igdn_sparse(a, shift, bound, ptr, idx, val, beta, root_scale, mult, shift2, bound2, out, "
+     "c0, c1): inverse GDN with a sparse norm, fused"},
     {"square_shift", py_square_shift, METH_VARARGS,
      "square_shift(a, shift, bound, out, c0, c1): min(floor(a * a * 2^-shift), bound), float32"},
     {NULL, NULL, 0, NULL},
