@@ -89,6 +89,16 @@ def _exact_reference(layer: IntConv, x: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(np.clip(out, lo, layer.out_bound).astype(np.float32))
 
 
+@contextlib.contextmanager
+def _threads(n: int):
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 @pytest.mark.parametrize("spec", LAYERS)
 def test_every_path_gives_the_exact_integer_result(spec):
     layer = _layer(*spec, relu=spec[2] == 3)
@@ -101,6 +111,74 @@ def test_every_path_gives_the_exact_integer_result(spec):
         for impl in (None, "reference"):
             got = layer(x, path=path, impl=impl)
             assert got.shape == want.shape and torch.equal(got, want), (path, impl)
+
+
+@pytest.mark.skipif(not _ext.has_intnet(), reason="C kernels not built")
+@pytest.mark.parametrize(
+    "spec",  # cin, cout, kernel, stride, padding, transposed, output_padding, bound, |w| max
+    [
+        (7, 5, 3, 1, 1, False, 0, 32767, 9),  # odd channels: a zero partner in the last pair
+        (24, 3, 5, 2, 2, True, 1, 2047, 127),  # the synthesis' last layer: 12 phase outputs
+        (3, 16, 5, 1, 2, False, 0, 255, 30000),  # int16 weights near their limit
+    ],
+)
+def test_int16_kernel_for_few_outputs_gives_the_float64_kernels_integers(spec):
+    *geom, bound, wmax = spec
+    cin, cout, k, s, p, tr, op = geom
+    shape = (cin, cout, k, k) if tr else (cout, cin, k, k)
+    layer = IntConv(
+        weight=RNG.integers(-wmax, wmax + 1, shape), bias=RNG.integers(-5000, 5000, cout),
+        mult=RNG.integers(1, 2**10, cout), shift=13, geometry=ConvGeometry(k, s, p, tr, op),
+        in_bound=bound, out_bound=2**30,
+    )  # fmt: skip
+    x = torch.from_numpy(RNG.integers(-bound, bound + 1, (1, cin, 6, 37)).astype(np.float32))
+    x[0, :, 0, :2] = torch.tensor([bound, -bound], dtype=torch.float32)  # both extremes
+    x[0, 0, 1, 0] = 4 * bound  # clamped first
+    assert layer.small_preferred(x) and layer._small16() is not None
+    got = layer(x)
+    for threads in (1, 3):
+        with _threads(threads):
+            assert torch.equal(layer(x), got)
+    w16, (_, _, pad) = layer._small16(), layer._prepared()
+    before, after = (pad[0], pad[1]) if tr else (p, p)
+    ran = 0
+    for family in (1, 2, 3):  # every version this CPU runs: the same integers
+        try:
+            acc = layer._raw_small16(x, before, after, family)[0]
+        except ValueError:  # a version this CPU lacks
+            continue
+        ran += 1
+        assert torch.equal(acc, layer._raw_small16(x, before, after)[0]), family
+    assert ran >= 1
+    layer._cache["w16"] = None  # the float64 kernel
+    assert torch.equal(layer(x), got)
+    assert torch.equal(_exact_reference(layer, x), got)
+    layer._cache["w16"] = w16
+
+
+@pytest.mark.skipif(not _ext.has_intnet(), reason="C kernels not built")
+def test_int16_kernel_is_left_where_its_sums_could_overflow_and_refuses_bad_shapes():
+    layer = IntConv(
+        weight=RNG.integers(-127, 128, (2, 64, 5, 5)), bias=np.zeros(2, np.int64),
+        mult=np.ones(2, np.int64), shift=1, geometry=ConvGeometry(5, 1, 2),
+        in_bound=32767, out_bound=2**30,
+    )  # fmt: skip
+    assert layer._small16() is None  # 64 x 25 x 127 x 32767 > 2^31
+    x = torch.full((1, 64, 4, 20), 32767.0)
+    assert torch.equal(layer(x), _exact_reference(layer, x))
+    a = np.zeros((2, 8, 20, 2), np.int16)  # rows too short for a 16-pixel vector past 18 - 2
+    w = np.zeros((3, 2, 3, 3, 2), np.int16)
+    with pytest.raises(ValueError, match="conv16"):
+        _ext._intnet.conv16(a, w, np.zeros((3, 6, 18), np.int32), 0, 6)
+    with pytest.raises(ValueError, match="conv16"):  # 5 outputs: no such version
+        _ext._intnet.conv16(
+            np.zeros((2, 8, 34, 2), np.int16), np.zeros((5, 2, 3, 3, 2), np.int16),
+            np.zeros((5, 6, 18), np.int32), 0, 6,
+        )  # fmt: skip
+    with pytest.raises(ValueError, match="pack16"):  # 3 channels need 2 pairs
+        _ext._intnet.pack16(np.zeros((3, 4, 4), np.float32), 7.0, 0, 0, a[:1].copy(), 0, 1)
+    with pytest.raises(TypeError):
+        _ext._intnet.conv16(a.astype(np.int32), w, np.zeros((3, 6, 18), np.int32), 0, 6)
 
 
 def test_int8_plan_of_a_strided_transposed_layer_skips_the_taps_a_phase_never_uses():
@@ -307,16 +385,6 @@ def test_integer_inverse_gdn_is_close_to_the_float_one_and_exact_across_paths():
     assert (got - want).abs().max() <= 0.01 * want.abs().max() + 2
     again = IntIGDN.from_arrays(layer.to_arrays("g."), "g.")
     assert torch.equal(again(a), got)
-
-
-@contextlib.contextmanager
-def _threads(n: int):
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 @pytest.mark.skipif(not _ext.has_intnet(), reason="C kernels not built")

@@ -49,6 +49,8 @@ from ..kernels import _ext
 
 FLOAT32_EXACT = 2**24
 FLOAT64_EXACT = 2**53
+INT16_MAX = 2**15 - 1
+CONV16_X = 16  # conv16's widest vector in pixels (kernels/_intnet.c CONV16_X): rows padded to it
 
 
 class IntNetError(ValueError):
@@ -501,10 +503,10 @@ class IntConv:
         over the intra-op threads."""
         _, _, pad = self._prepared()
         g = self.geometry
-        if g.transposed:
-            a = clamp_pad(a.float(), self.in_bound, pad[0], pad[1])
-        else:
-            a = clamp_pad(a.float(), self.in_bound, g.padding, g.padding)
+        before, after = (pad[0], pad[1]) if g.transposed else (g.padding, g.padding)
+        if self._small16() is not None:
+            return self._raw_small16(a, before, after)
+        a = clamp_pad(a.float(), self.in_bound, before, after)
         w0 = self._prepared()[0]
         n = w0.shape[0]
         slots = next(k for k in SMALL_SLOTS if k >= n)
@@ -518,6 +520,56 @@ class IntConv:
         acc = torch.empty((1, slots, ho, wo), dtype=torch.float64)
         args = (a[0].contiguous().numpy(), w, acc[0].numpy())
         by_channels(_ext._intnet.conv_small, args, ho, acc.numel() * a.shape[1] * j * j // 64)
+        return acc[:, :n], np.ones(1, dtype=np.int64)
+
+    def _small16(self) -> np.ndarray | None:
+        """The int16 channel-pair weights (slots, ceil(C / 2), J, J, 2) of ``conv16`` where its
+        int32 sums are exact (inputs and weights within int16, every partial sum of magnitude
+        below 2^31), else None (``raw_small`` keeps the float64 kernel)."""
+        if "w16" not in self._cache:
+            w0 = self._prepared()[0]
+            n, c = w0.shape[:2]
+            l1 = float(np.abs(w0).sum(axis=(1, 2, 3)).max(initial=0))
+            fits = (
+                self.in_bound <= INT16_MAX
+                and float(np.abs(w0).max(initial=0)) <= INT16_MAX
+                and l1 * self.in_bound < 2**31
+                and _ext.has_intnet()
+                and hasattr(_ext._intnet, "conv16")
+            )
+            w16 = None
+            if fits:
+                slots = next(k for k in SMALL_SLOTS if k >= n)
+                w16 = np.zeros((slots, (c + 1) // 2 * 2, *w0.shape[2:]), dtype=np.int16)
+                w16[:n, :c] = w0
+                w16 = np.ascontiguousarray(
+                    w16.reshape(slots, -1, 2, *w0.shape[2:]).transpose(0, 1, 3, 4, 2)
+                )
+            self._cache["w16"] = w16
+        return self._cache["w16"]
+
+    def _raw_small16(self, a: torch.Tensor, before: int, after: int, family: int = 0):
+        """``raw_small`` by ``conv16``: clamped, padded and paired (``pack16``), then int16
+        products with int32 sums; the same integers as the float64 kernel's. ``family``: the
+        kernel version (0 this CPU's best; 1 plain C, 2 AVX2, 3 AVX-512 for tests)."""
+        w = self._small16()
+        n, j = self._prepared()[0].shape[0], w.shape[2]
+        c, h, wd = a.shape[1:]
+        hp, wp = h + before + after, wd + before + after
+        ho, wo = hp - j + 1, wp - j + 1
+        wide = (
+            -(-wo // CONV16_X) * CONV16_X + j - 1
+        )  # the last vector's reach, zeros beyond the padding
+        packed = np.empty(((c + 1) // 2, hp, max(wp, wide), 2), dtype=np.int16)
+        src = a[0].float().contiguous().numpy()
+        args = (src, float(self.in_bound), before, before, packed)
+        by_channels(_ext._intnet.pack16, args, packed.shape[0], packed.size)
+        acc = torch.empty((1, w.shape[0], ho, wo), dtype=torch.int32)
+        out = acc[0].numpy()
+        by_channels(
+            lambda y0, y1: _ext._intnet.conv16(packed, w, out, y0, y1, family),
+            (), ho, acc.numel() * c * j * j // 64,
+        )  # fmt: skip
         return acc[:, :n], np.ones(1, dtype=np.int64)
 
     def _weights(self, path: str, k: int) -> torch.Tensor:

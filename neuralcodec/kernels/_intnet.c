@@ -624,6 +624,281 @@ static Py_ssize_t small_slots(Py_ssize_t n, conv_small_fn *fn)
     return 0;
 }
 
+/* conv16: conv_small's convolution on int16 values with int32 sums, for layers whose every
+ * partial sum is below 2^31 in magnitude and whose inputs and weights fit int16 (the caller
+ * checks both). Inputs come in channel pairs, a (C2, HP, WP, 2) int16 (pack16 below), weights
+ * (N, C2, J, J, 2) int16: one multiply-add of 16-bit pairs into 32-bit lanes (pmaddwd) takes two
+ * channels at once, four times the products per instruction of conv_small's float64 lanes.
+ * Integer sums are exact in any order, so the AVX-512, AVX2 and plain versions give the same
+ * values, which are conv_small's. WP must reach the last vector: WP >= ceil(WO / 16) * 16 +
+ * J - 1 (the extra columns' outputs are not stored). */
+#define CONV16_ARGS                                                                             \
+    const int16_t *a, Py_ssize_t C2, Py_ssize_t HP, Py_ssize_t WP, const int16_t *w,            \
+        Py_ssize_t J, int32_t *out, Py_ssize_t HO, Py_ssize_t WO, Py_ssize_t y0, Py_ssize_t y1
+#define CONV16_X 16 /* the widest vector's pixels: the caller's padding unit */
+typedef void (*conv16_fn)(CONV16_ARGS);
+
+/* the loops of one version: VT a vector of X int32 lanes, MAC(acc, pixels' pairs, weight pair) */
+#define CONV16_BODY(NN, X, VT, ZERO, LOAD, MAC, STORE)                                          \
+    Py_ssize_t wstride = C2 * J * J;                                                            \
+    for (Py_ssize_t y = y0; y < y1; y++) {                                                      \
+        for (Py_ssize_t x0 = 0; x0 < WO; x0 += (X)) {                                           \
+            Py_ssize_t nx = WO - x0 < (X) ? WO - x0 : (X);                                      \
+            VT acc[NN];                                                                         \
+            for (int n = 0; n < NN; n++)                                                        \
+                acc[n] = ZERO;                                                                  \
+            for (Py_ssize_t c = 0; c < C2; c++) {                                               \
+                for (Py_ssize_t ty = 0; ty < J; ty++) {                                         \
+                    const int16_t *row = a + ((c * HP + y + ty) * WP + x0) * 2;                 \
+                    const int16_t *wp = w + (c * J + ty) * J * 2;                               \
+                    for (Py_ssize_t tx = 0; tx < J; tx++) {                                     \
+                        VT v = LOAD(row + 2 * tx);                                              \
+                        _Pragma("GCC unroll 16") for (int n = 0; n < NN; n++) {                 \
+                            int32_t pair;                                                       \
+                            memcpy(&pair, wp + (n * wstride + tx) * 2, sizeof(pair));           \
+                            acc[n] = MAC(acc[n], v, pair);                                      \
+                        }                                                                       \
+                    }                                                                           \
+                }                                                                               \
+            }                                                                                   \
+            for (int n = 0; n < NN; n++) {                                                      \
+                int32_t lanes[X];                                                               \
+                STORE(lanes, acc[n]);                                                           \
+                memcpy(out + (n * HO + y) * WO + x0, lanes, (size_t)nx * sizeof(int32_t));      \
+            }                                                                                   \
+        }                                                                                       \
+    }
+
+/* plain C: 8 pixels per block, each lane the sum of its two channels' products */
+typedef struct {
+    int32_t v[8];
+} c16v;
+static inline c16v c16_zero(void)
+{
+    c16v r = {{0}};
+    return r;
+}
+static inline c16v c16_load(const int16_t *p) /* each lane: one pixel's pair, as stored */
+{
+    c16v r;
+    memcpy(r.v, p, sizeof(r.v));
+    return r;
+}
+static inline c16v c16_mac(c16v acc, c16v v, int32_t pair)
+{
+    int16_t wv[2], xv[2];
+    memcpy(wv, &pair, sizeof(wv));
+    for (int i = 0; i < 8; i++) {
+        memcpy(xv, &v.v[i], sizeof(xv));
+        acc.v[i] += (int32_t)xv[0] * wv[0] + (int32_t)xv[1] * wv[1];
+    }
+    return acc;
+}
+static inline void c16_store(int32_t *dst, c16v acc) { memcpy(dst, acc.v, sizeof(acc.v)); }
+#define CONV16_PLAIN(NN)                                                                        \
+    HOT static void conv16_p##NN(CONV16_ARGS)                                                   \
+    {                                                                                           \
+        CONV16_BODY(NN, 8, c16v, c16_zero(), c16_load, c16_mac, c16_store)                      \
+    }
+CONV16_PLAIN(1) CONV16_PLAIN(2) CONV16_PLAIN(3) CONV16_PLAIN(4) CONV16_PLAIN(6) CONV16_PLAIN(8)
+CONV16_PLAIN(12) CONV16_PLAIN(16)
+static const conv16_fn conv16_plain[] = {conv16_p1, conv16_p2,  conv16_p3, conv16_p4,
+                                         conv16_p6, conv16_p8, conv16_p12, conv16_p16};
+
+#ifdef HAVE_CLONES
+#include <immintrin.h>
+#define C16_AVX2_ATTR __attribute__((target("avx2")))
+#define C16_AVX512_ATTR __attribute__((target("avx512f,avx512bw")))
+C16_AVX2_ATTR static inline __m256i c16_mac_avx2(__m256i acc, __m256i v, int32_t pair)
+{
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(v, _mm256_set1_epi32(pair)));
+}
+C16_AVX2_ATTR static inline __m256i c16_load_avx2(const int16_t *p)
+{
+    return _mm256_loadu_si256((const __m256i *)p);
+}
+C16_AVX2_ATTR static inline void c16_store_avx2(int32_t *dst, __m256i v)
+{
+    _mm256_storeu_si256((__m256i *)dst, v);
+}
+C16_AVX512_ATTR static inline __m512i c16_mac_avx512(__m512i acc, __m512i v, int32_t pair)
+{
+    return _mm512_add_epi32(acc, _mm512_madd_epi16(v, _mm512_set1_epi32(pair)));
+}
+C16_AVX512_ATTR static inline __m512i c16_load_avx512(const int16_t *p)
+{
+    return _mm512_loadu_si512((const void *)p);
+}
+C16_AVX512_ATTR static inline void c16_store_avx512(int32_t *dst, __m512i v)
+{
+    _mm512_storeu_si512((void *)dst, v);
+}
+#define CONV16_SIMD(NN)                                                                         \
+    C16_AVX2_ATTR static void conv16_a##NN(CONV16_ARGS)                                         \
+    {                                                                                           \
+        CONV16_BODY(NN, 8, __m256i, _mm256_setzero_si256(), c16_load_avx2, c16_mac_avx2,        \
+                    c16_store_avx2)                                                             \
+    }                                                                                           \
+    C16_AVX512_ATTR static void conv16_w##NN(CONV16_ARGS)                                       \
+    {                                                                                           \
+        CONV16_BODY(NN, 16, __m512i, _mm512_setzero_si512(), c16_load_avx512, c16_mac_avx512,   \
+                    c16_store_avx512)                                                           \
+    }
+CONV16_SIMD(1) CONV16_SIMD(2) CONV16_SIMD(3) CONV16_SIMD(4) CONV16_SIMD(6) CONV16_SIMD(8)
+CONV16_SIMD(12) CONV16_SIMD(16)
+static const conv16_fn conv16_avx2[] = {conv16_a1, conv16_a2,  conv16_a3, conv16_a4,
+                                        conv16_a6, conv16_a8, conv16_a12, conv16_a16};
+static const conv16_fn conv16_avx512[] = {conv16_w1, conv16_w2,  conv16_w3, conv16_w4,
+                                          conv16_w6, conv16_w8, conv16_w12, conv16_w16};
+#endif
+
+/* the version for n outputs (one of small_sizes) of family 0 (this CPU's best), 1 (plain C),
+ * 2 (AVX2) or 3 (AVX-512), or NULL (no such size, or a family this CPU or build lacks) */
+static conv16_fn conv16_pick(Py_ssize_t n, int family)
+{
+    const conv16_fn *fns = family <= 1 ? conv16_plain : NULL;
+#ifdef HAVE_CLONES
+    __builtin_cpu_init();
+    int avx2 = __builtin_cpu_supports("avx2"), wide = small_use_wide();
+    if ((family == 0 && wide) || (family == 3 && wide))
+        fns = conv16_avx512;
+    else if ((family == 0 && avx2) || (family == 2 && avx2))
+        fns = conv16_avx2;
+#endif
+    for (int i = 0; fns && i < 8; i++)
+        if (small_sizes[i] == n)
+            return fns[i];
+    return NULL;
+}
+
+static int get_i16(PyObject *obj, Py_buffer *view, int ndim, int writable, const char *fmt,
+                   Py_ssize_t itemsize, const char *name)
+{
+    int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_ND | (writable ? PyBUF_WRITABLE : 0);
+    if (PyObject_GetBuffer(obj, view, flags) < 0)
+        return -1;
+    const char *f = view->format ? view->format : "B";
+    if (*f == '@' || *f == '=' || *f == '<')
+        f++;
+    if (view->itemsize != itemsize || strcmp(f, fmt) != 0 || view->ndim != ndim) {
+        PyErr_Format(PyExc_TypeError, "%s must be a contiguous %d-d %s array", name, ndim,
+                     itemsize == 2 ? "int16" : "int32");
+        PyBuffer_Release(view);
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *py_conv16(PyObject *mod, PyObject *args)
+{
+    PyObject *a_o, *w_o, *out_o;
+    Py_ssize_t y0, y1;
+    int family = 0;
+    if (!PyArg_ParseTuple(args, "OOOnn|i", &a_o, &w_o, &out_o, &y0, &y1, &family))
+        return NULL;
+    Py_buffer a, w, out;
+    if (get_i16(a_o, &a, 4, 0, "h", 2, "a") < 0)
+        return NULL;
+    if (get_i16(w_o, &w, 5, 0, "h", 2, "w") < 0) {
+        PyBuffer_Release(&a);
+        return NULL;
+    }
+    if (get_i16(out_o, &out, 3, 1, "i", 4, "out") < 0) {
+        PyBuffer_Release(&w);
+        PyBuffer_Release(&a);
+        return NULL;
+    }
+    PyObject *result = NULL;
+    Py_ssize_t C2 = a.shape[0], HP = a.shape[1], WP = a.shape[2];
+    Py_ssize_t N = w.shape[0], J = w.shape[2];
+    Py_ssize_t HO = out.shape[1], WO = out.shape[2];
+    conv16_fn fn = conv16_pick(N, family);
+    if (!fn || a.shape[3] != 2 || w.shape[1] != C2 || w.shape[3] != J || w.shape[4] != 2 ||
+        J < 1 || out.shape[0] != N || HO != HP - J + 1 || HO < 1 || WO < 1 ||
+        WP < (WO + CONV16_X - 1) / CONV16_X * CONV16_X + J - 1 || y0 < 0 || y1 > HO || y0 > y1) {
+        PyErr_SetString(PyExc_ValueError, "conv16: inconsistent shapes");
+        goto done;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    fn((const int16_t *)a.buf, C2, HP, WP, (const int16_t *)w.buf, J, (int32_t *)out.buf, HO, WO,
+       y0, y1);
+    Py_END_ALLOW_THREADS
+    Py_INCREF(Py_None);
+    result = Py_None;
+done:
+    PyBuffer_Release(&out);
+    PyBuffer_Release(&w);
+    PyBuffer_Release(&a);
+    return result;
+}
+
+/* pack16(a, bound, top, left, out, c0, c1): out[c2, y, x, k] = clamp(a[2 c2 + k, y - top,
+ * x - left], +-bound) as int16, 0 outside a (padding, and the odd channel count's last pair);
+ * a (C, H, W) float32 integers, out (C2, HP, WP, 2); channel pairs [c0, c1). */
+HOT static void pack16_pair(const float *a, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
+                            Py_ssize_t c2, float bound, Py_ssize_t top, Py_ssize_t left,
+                            Py_ssize_t HP, Py_ssize_t WP, int16_t *out)
+{
+    for (Py_ssize_t y = 0; y < HP; y++) {
+        int16_t *dst = out + (c2 * HP + y) * WP * 2;
+        Py_ssize_t iy = y - top;
+        memset(dst, 0, (size_t)WP * 2 * sizeof(int16_t));
+        if (iy < 0 || iy >= H)
+            continue;
+        for (int k = 0; k < 2; k++) {
+            Py_ssize_t ch = 2 * c2 + k;
+            if (ch >= C)
+                continue;
+            const float *src = a + (ch * H + iy) * W;
+            Py_ssize_t n = W < WP - left ? W : WP - left;
+            for (Py_ssize_t x = 0; x < n; x++) {
+                float v = src[x];
+                v = v < -bound ? -bound : (v > bound ? bound : v);
+                dst[(left + x) * 2 + k] = (int16_t)v;
+            }
+        }
+    }
+}
+
+static PyObject *py_pack16(PyObject *mod, PyObject *args)
+{
+    PyObject *a_o, *out_o;
+    double bound;
+    Py_ssize_t top, left, c0, c1;
+    if (!PyArg_ParseTuple(args, "OdnnOnn", &a_o, &bound, &top, &left, &out_o, &c0, &c1))
+        return NULL;
+    fbuf a;
+    Py_buffer out;
+    if (get_float(a_o, &a, 0, 3, 0, "a") < 0)
+        return NULL;
+    if (get_i16(out_o, &out, 4, 1, "h", 2, "out") < 0) {
+        PyBuffer_Release(&a.view);
+        return NULL;
+    }
+    PyObject *result = NULL;
+    Py_ssize_t C = a.view.shape[0], H = a.view.shape[1], W = a.view.shape[2];
+    Py_ssize_t C2 = out.shape[0], HP = out.shape[1], WP = out.shape[2];
+    if (out.shape[3] != 2 || C2 != (C + 1) / 2 || !(bound >= 0 && bound <= 32767) || top < 0 ||
+        left < 0 || top + H > HP || left + W > WP || c0 < 0 || c1 > C2 || c0 > c1) {
+        PyErr_SetString(PyExc_ValueError, "pack16: inconsistent shapes or parameters");
+        goto done;
+    }
+    {
+        const float *ap = (const float *)a.view.buf;
+        int16_t *op = (int16_t *)out.buf;
+        Py_BEGIN_ALLOW_THREADS
+        for (Py_ssize_t c2 = c0; c2 < c1; c2++)
+            pack16_pair(ap, C, H, W, c2, (float)bound, top, left, HP, WP, op);
+        Py_END_ALLOW_THREADS
+    }
+    Py_INCREF(Py_None);
+    result = Py_None;
+done:
+    PyBuffer_Release(&out);
+    PyBuffer_Release(&a.view);
+    return result;
+}
+
 static PyObject *py_conv_small(PyObject *mod, PyObject *args)
 {
     PyObject *a_o, *w_o, *out_o;
@@ -686,6 +961,11 @@ static PyMethodDef methods[] = {
     {"igdn_sparse", py_igdn_sparse, METH_VARARGS,
      "igdn_sparse(a, shift, bound, ptr, idx, val, beta, root_scale, mult, shift2, bound2, out, "
      "c0, c1): inverse GDN with a sparse norm, fused"},
+    {"conv16", py_conv16, METH_VARARGS,
+     "conv16(a, w, out, y0, y1[, family]): exact int16 convolution with int32 sums, at most 16 "
+     "outputs (family: 0 this CPU's best, 1 plain C, 2 AVX2, 3 AVX-512)"},
+    {"pack16", py_pack16, METH_VARARGS,
+     "pack16(a, bound, top, left, out, c0, c1): clamp, pad and pair channels as int16"},
     {"square_shift", py_square_shift, METH_VARARGS,
      "square_shift(a, shift, bound, out, c0, c1): min(floor(a * a * 2^-shift), bound), float32"},
     {NULL, NULL, 0, NULL},
