@@ -89,7 +89,9 @@ def main() -> int:
             work //= 1 if g.transposed else g.stride**2
             name = f"{'T' if g.transposed else 'C'}{g.kernel} {layer.cin}->{layer.cout} {tuple(a.shape[2:])}"
             plan = (
-                "int8"
+                "int16"
+                if layer.int16_preferred(a)
+                else "int8"
                 if layer.int8_preferred(a)
                 else ("small" if layer.small_preferred(a) else "float")
             )

@@ -120,9 +120,11 @@ def test_every_path_gives_the_exact_integer_result(spec):
         (7, 5, 3, 1, 1, False, 0, 32767, 9),  # odd channels: a zero partner in the last pair
         (24, 3, 5, 2, 2, True, 1, 2047, 127),  # the synthesis' last layer: 12 phase outputs
         (3, 16, 5, 1, 2, False, 0, 255, 30000),  # int16 weights near their limit
+        (10, 40, 3, 1, 1, False, 0, 32767, 60),  # 40 outputs: three groups of 16, 8 unused
+        (16, 12, 5, 2, 2, True, 1, 1023, 7),  # 48 phase outputs, 4-bit weights
     ],
 )
-def test_int16_kernel_for_few_outputs_gives_the_float64_kernels_integers(spec):
+def test_int16_kernel_gives_every_other_plans_integers(spec):
     *geom, bound, wmax = spec
     cin, cout, k, s, p, tr, op = geom
     shape = (cin, cout, k, k) if tr else (cout, cin, k, k)
@@ -134,26 +136,28 @@ def test_int16_kernel_for_few_outputs_gives_the_float64_kernels_integers(spec):
     x = torch.from_numpy(RNG.integers(-bound, bound + 1, (1, cin, 6, 37)).astype(np.float32))
     x[0, :, 0, :2] = torch.tensor([bound, -bound], dtype=torch.float32)  # both extremes
     x[0, 0, 1, 0] = 4 * bound  # clamped first
-    assert layer.small_preferred(x) and layer._small16() is not None
-    got = layer(x)
-    for threads in (1, 3):
-        with _threads(threads):
-            assert torch.equal(layer(x), got)
-    w16, (_, _, pad) = layer._small16(), layer._prepared()
-    before, after = (pad[0], pad[1]) if tr else (p, p)
+    assert layer._int16_weights() is not None
+    want = _exact_reference(layer, x)
+    acc = layer.raw_int16(x)[0]
     ran = 0
-    for family in (1, 2, 3):  # every version this CPU runs: the same integers
+    for family in (1, 2, 3, 4):  # every version this CPU runs: the same integers
         try:
-            acc = layer._raw_small16(x, before, after, family)[0]
+            got = layer.raw_int16(x, family)[0]
         except ValueError:  # a version this CPU lacks
             continue
         ran += 1
-        assert torch.equal(acc, layer._raw_small16(x, before, after)[0]), family
+        assert torch.equal(got, acc), family
     assert ran >= 1
-    layer._cache["w16"] = None  # the float64 kernel
-    assert torch.equal(layer(x), got)
-    assert torch.equal(_exact_reference(layer, x), got)
-    layer._cache["w16"] = w16
+    for threads in (1, 3):
+        with _threads(threads):
+            assert torch.equal(layer(x), want)
+    paths = (None, "float64", "int8") if int8_matmul_available() else (None, "float64")
+    layer._cache["w16"] = None  # the other plans
+    for path in paths:
+        assert torch.equal(layer(x, path=path), want), path
+    if cout * (4 if tr else 1) <= 16:  # few outputs: the int16 kernel on every CPU
+        layer._cache.pop("w16")
+        assert layer.int16_preferred(x)
 
 
 @pytest.mark.skipif(not _ext.has_intnet(), reason="C kernels not built")
@@ -163,18 +167,20 @@ def test_int16_kernel_is_left_where_its_sums_could_overflow_and_refuses_bad_shap
         mult=np.ones(2, np.int64), shift=1, geometry=ConvGeometry(5, 1, 2),
         in_bound=32767, out_bound=2**30,
     )  # fmt: skip
-    assert layer._small16() is None  # 64 x 25 x 127 x 32767 > 2^31
+    assert layer._int16_weights() is None  # 64 x 25 x 127 x 32767 > 2^31
+    assert not layer.int16_preferred(torch.zeros(1, 64, 4, 20))
     x = torch.full((1, 64, 4, 20), 32767.0)
     assert torch.equal(layer(x), _exact_reference(layer, x))
     a = np.zeros((2, 8, 20, 2), np.int16)  # rows too short for a 16-pixel vector past 18 - 2
     w = np.zeros((3, 2, 3, 3, 2), np.int16)
     with pytest.raises(ValueError, match="conv16"):
         _ext._intnet.conv16(a, w, np.zeros((3, 6, 18), np.int32), 0, 6)
-    with pytest.raises(ValueError, match="conv16"):  # 5 outputs: no such version
-        _ext._intnet.conv16(
-            np.zeros((2, 8, 34, 2), np.int16), np.zeros((5, 2, 3, 3, 2), np.int16),
-            np.zeros((5, 6, 18), np.int32), 0, 6,
-        )  # fmt: skip
+    for n in (5, 40):  # no such version; more than 16 outputs but not in groups of 16
+        with pytest.raises(ValueError, match="conv16"):
+            _ext._intnet.conv16(
+                np.zeros((2, 8, 34, 2), np.int16), np.zeros((n, 2, 3, 3, 2), np.int16),
+                np.zeros((n, 6, 18), np.int32), 0, 6,
+            )  # fmt: skip
     with pytest.raises(ValueError, match="pack16"):  # 3 channels need 2 pairs
         _ext._intnet.pack16(np.zeros((3, 4, 4), np.float32), 7.0, 0, 0, a[:1].copy(), 0, 1)
     with pytest.raises(TypeError):

@@ -504,8 +504,6 @@ class IntConv:
         _, _, pad = self._prepared()
         g = self.geometry
         before, after = (pad[0], pad[1]) if g.transposed else (g.padding, g.padding)
-        if self._small16() is not None:
-            return self._raw_small16(a, before, after)
         a = clamp_pad(a.float(), self.in_bound, before, after)
         w0 = self._prepared()[0]
         n = w0.shape[0]
@@ -522,10 +520,11 @@ class IntConv:
         by_channels(_ext._intnet.conv_small, args, ho, acc.numel() * a.shape[1] * j * j // 64)
         return acc[:, :n], np.ones(1, dtype=np.int64)
 
-    def _small16(self) -> np.ndarray | None:
+    def _int16_weights(self) -> np.ndarray | None:
         """The int16 channel-pair weights (slots, ceil(C / 2), J, J, 2) of ``conv16`` where its
         int32 sums are exact (inputs and weights within int16, every partial sum of magnitude
-        below 2^31), else None (``raw_small`` keeps the float64 kernel)."""
+        below 2^31), else None. Slots: the outputs rounded up to a ``conv16`` version (one of
+        SMALL_SLOTS, or a multiple of 16), the extra ones with zero weights."""
         if "w16" not in self._cache:
             w0 = self._prepared()[0]
             n, c = w0.shape[:2]
@@ -539,7 +538,7 @@ class IntConv:
             )
             w16 = None
             if fits:
-                slots = next(k for k in SMALL_SLOTS if k >= n)
+                slots = next((k for k in SMALL_SLOTS if k >= n), -(-n // 16) * 16)
                 w16 = np.zeros((slots, (c + 1) // 2 * 2, *w0.shape[2:]), dtype=np.int16)
                 w16[:n, :c] = w0
                 w16 = np.ascontiguousarray(
@@ -548,18 +547,36 @@ class IntConv:
             self._cache["w16"] = w16
         return self._cache["w16"]
 
-    def _raw_small16(self, a: torch.Tensor, before: int, after: int, family: int = 0):
-        """``raw_small`` by ``conv16``: clamped, padded and paired (``pack16``), then int16
-        products with int32 sums; the same integers as the float64 kernel's. ``family``: the
-        kernel version (0 this CPU's best; 1 plain C, 2 AVX2, 3 AVX-512 for tests)."""
-        w = self._small16()
+    def int16_preferred(self, a: torch.Tensor) -> bool:
+        """Whether ``raw_int16`` takes this layer (stride 1 once in sub-pixel form, its sums
+        exact): for few outputs (up to 16, instead of ``conv_small``) on every CPU; for more,
+        on CPUs with AVX-512 VNNI where the int8 plan would need 3 or more products (digit
+        pairs): ``vpdpwssd`` makes half the int8 plan's products per instruction, in one pass
+        (measured in ``docs/compression.md``; at 2 digit pairs it was not clearly faster)."""
+        g = self.geometry
+        if a.shape[0] != 1 or not (g.transposed or g.stride == 1):
+            return False
+        if self._int16_weights() is None:
+            return False
+        if self._prepared()[0].shape[0] <= SMALL_OUTPUTS:
+            return True
+        n_act, n_w = self._int8_digits()
+        return _conv16_family() == CONV16_VNNI and n_act * n_w >= 3 and self.int8_preferred(a)
+
+    def raw_int16(self, a: torch.Tensor, family: int = 0) -> tuple[torch.Tensor, np.ndarray]:
+        """``(acc, [1])`` by ``conv16``: clamped, padded and paired (``pack16``), then int16
+        products with int32 sums, in the sub-pixel layout of a transposed layer; the same
+        integers as every other plan's. ``family``: the kernel version (0 this CPU's best; 1
+        plain C, 2 AVX2, 3 AVX-512, 4 AVX-512 VNNI, for tests)."""
+        _, _, pad = self._prepared()
+        g = self.geometry
+        before, after = (pad[0], pad[1]) if g.transposed else (g.padding, g.padding)
+        w = self._int16_weights()
         n, j = self._prepared()[0].shape[0], w.shape[2]
         c, h, wd = a.shape[1:]
         hp, wp = h + before + after, wd + before + after
         ho, wo = hp - j + 1, wp - j + 1
-        wide = (
-            -(-wo // CONV16_X) * CONV16_X + j - 1
-        )  # the last vector's reach, zeros beyond the padding
+        wide = -(-wo // CONV16_X) * CONV16_X + j - 1  # the last vector's reach, zeros beyond
         packed = np.empty(((c + 1) // 2, hp, max(wp, wide), 2), dtype=np.int16)
         src = a[0].float().contiguous().numpy()
         args = (src, float(self.in_bound), before, before, packed)
@@ -659,7 +676,9 @@ class IntConv:
         lo = 0 if self.relu else -self.out_bound
         if _use_c(impl, a):
             phase_major = False
-            if path == "int8" or (path is None and self.int8_preferred(a)):
+            if path is None and self.int16_preferred(a):
+                acc, factors = self.raw_int16(a)
+            elif path == "int8" or (path is None and self.int8_preferred(a)):
                 acc, factors = self.raw_int8(a)
                 phase_major = self.int8_phase_major()
             elif path is None and self.small_preferred(a):
@@ -730,6 +749,20 @@ def by_channels(fn, args: tuple, channels: int, work: int) -> None:
     jobs = [_POOL.submit(fn, *args, c0, c1) for c0, c1 in zip(edges, edges[1:], strict=False)]
     for job in jobs:
         job.result()
+
+
+CONV16_VNNI = 4  # conv16's AVX-512 VNNI family (kernels/_intnet.c conv16_pick)
+
+
+def _conv16_family() -> int:
+    """The family of ``conv16`` this CPU runs (0 when the kernel is absent)."""
+    if "conv16" not in _FAMILY:
+        fn = getattr(_ext._intnet, "conv16_family", None) if _ext.has_intnet() else None
+        _FAMILY["conv16"] = int(fn()) if fn is not None else 0
+    return _FAMILY["conv16"]
+
+
+_FAMILY: dict[str, int] = {}
 
 
 def _use_c(impl: str | None, a: torch.Tensor) -> bool:

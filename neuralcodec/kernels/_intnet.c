@@ -636,6 +636,7 @@ static Py_ssize_t small_slots(Py_ssize_t n, conv_small_fn *fn)
     const int16_t *a, Py_ssize_t C2, Py_ssize_t HP, Py_ssize_t WP, const int16_t *w,            \
         Py_ssize_t J, int32_t *out, Py_ssize_t HO, Py_ssize_t WO, Py_ssize_t y0, Py_ssize_t y1
 #define CONV16_X 16 /* the widest vector's pixels: the caller's padding unit */
+#define CONV16_ROWS 2 /* output rows per pass through the groups of 16 outputs */
 typedef void (*conv16_fn)(CONV16_ARGS);
 
 /* the loops of one version: VT a vector of X int32 lanes, MAC(acc, pixels' pairs, weight pair) */
@@ -733,6 +734,19 @@ C16_AVX512_ATTR static inline void c16_store_avx512(int32_t *dst, __m512i v)
 {
     _mm512_storeu_si512((void *)dst, v);
 }
+#define C16_VNNI_ATTR __attribute__((target("avx512f,avx512bw,avx512vnni")))
+C16_VNNI_ATTR static inline __m512i c16_mac_vnni(__m512i acc, __m512i v, int32_t pair)
+{
+    return _mm512_dpwssd_epi32(acc, v, _mm512_set1_epi32(pair));
+}
+C16_VNNI_ATTR static inline __m512i c16_load_vnni(const int16_t *p)
+{
+    return _mm512_loadu_si512((const void *)p);
+}
+C16_VNNI_ATTR static inline void c16_store_vnni(int32_t *dst, __m512i v)
+{
+    _mm512_storeu_si512((void *)dst, v);
+}
 #define CONV16_SIMD(NN)                                                                         \
     C16_AVX2_ATTR static void conv16_a##NN(CONV16_ARGS)                                         \
     {                                                                                           \
@@ -743,6 +757,11 @@ C16_AVX512_ATTR static inline void c16_store_avx512(int32_t *dst, __m512i v)
     {                                                                                           \
         CONV16_BODY(NN, 16, __m512i, _mm512_setzero_si512(), c16_load_avx512, c16_mac_avx512,   \
                     c16_store_avx512)                                                           \
+    }                                                                                           \
+    C16_VNNI_ATTR static void conv16_v##NN(CONV16_ARGS)                                         \
+    {                                                                                           \
+        CONV16_BODY(NN, 16, __m512i, _mm512_setzero_si512(), c16_load_vnni, c16_mac_vnni,       \
+                    c16_store_vnni)                                                             \
     }
 CONV16_SIMD(1) CONV16_SIMD(2) CONV16_SIMD(3) CONV16_SIMD(4) CONV16_SIMD(6) CONV16_SIMD(8)
 CONV16_SIMD(12) CONV16_SIMD(16)
@@ -750,17 +769,23 @@ static const conv16_fn conv16_avx2[] = {conv16_a1, conv16_a2,  conv16_a3, conv16
                                         conv16_a6, conv16_a8, conv16_a12, conv16_a16};
 static const conv16_fn conv16_avx512[] = {conv16_w1, conv16_w2,  conv16_w3, conv16_w4,
                                           conv16_w6, conv16_w8, conv16_w12, conv16_w16};
+static const conv16_fn conv16_vnni[] = {conv16_v1, conv16_v2,  conv16_v3, conv16_v4,
+                                        conv16_v6, conv16_v8, conv16_v12, conv16_v16};
 #endif
 
 /* the version for n outputs (one of small_sizes) of family 0 (this CPU's best), 1 (plain C),
- * 2 (AVX2) or 3 (AVX-512), or NULL (no such size, or a family this CPU or build lacks) */
+ * 2 (AVX2), 3 (AVX-512) or 4 (AVX-512 VNNI: vpdpwssd), or NULL (no such size, or a family this
+ * CPU or build lacks) */
 static conv16_fn conv16_pick(Py_ssize_t n, int family)
 {
     const conv16_fn *fns = family <= 1 ? conv16_plain : NULL;
 #ifdef HAVE_CLONES
     __builtin_cpu_init();
     int avx2 = __builtin_cpu_supports("avx2"), wide = small_use_wide();
-    if ((family == 0 && wide) || (family == 3 && wide))
+    int vnni = wide && __builtin_cpu_supports("avx512vnni");
+    if ((family == 0 && vnni) || (family == 4 && vnni))
+        fns = conv16_vnni;
+    else if ((family == 0 && wide) || (family == 3 && wide))
         fns = conv16_avx512;
     else if ((family == 0 && avx2) || (family == 2 && avx2))
         fns = conv16_avx2;
@@ -769,6 +794,16 @@ static conv16_fn conv16_pick(Py_ssize_t n, int family)
         if (small_sizes[i] == n)
             return fns[i];
     return NULL;
+}
+
+/* the family conv16_pick(n, 0) takes on this CPU */
+static PyObject *py_conv16_family(PyObject *mod, PyObject *noargs)
+{
+    conv16_fn best = conv16_pick(SMALL_N, 0);
+    for (int f = 4; f >= 1; f--)
+        if (conv16_pick(SMALL_N, f) == best)
+            return PyLong_FromLong(f);
+    return PyLong_FromLong(0);
 }
 
 static int get_i16(PyObject *obj, Py_buffer *view, int ndim, int writable, const char *fmt,
@@ -812,7 +847,9 @@ static PyObject *py_conv16(PyObject *mod, PyObject *args)
     Py_ssize_t C2 = a.shape[0], HP = a.shape[1], WP = a.shape[2];
     Py_ssize_t N = w.shape[0], J = w.shape[2];
     Py_ssize_t HO = out.shape[1], WO = out.shape[2];
-    conv16_fn fn = conv16_pick(N, family);
+    /* more than 16 outputs: groups of 16, each a call of the 16-output version */
+    Py_ssize_t group = N > SMALL_N ? SMALL_N : N;
+    conv16_fn fn = N > SMALL_N && N % SMALL_N ? NULL : conv16_pick(group, family);
     if (!fn || a.shape[3] != 2 || w.shape[1] != C2 || w.shape[3] != J || w.shape[4] != 2 ||
         J < 1 || out.shape[0] != N || HO != HP - J + 1 || HO < 1 || WO < 1 ||
         WP < (WO + CONV16_X - 1) / CONV16_X * CONV16_X + J - 1 || y0 < 0 || y1 > HO || y0 > y1) {
@@ -820,8 +857,12 @@ static PyObject *py_conv16(PyObject *mod, PyObject *args)
         goto done;
     }
     Py_BEGIN_ALLOW_THREADS
-    fn((const int16_t *)a.buf, C2, HP, WP, (const int16_t *)w.buf, J, (int32_t *)out.buf, HO, WO,
-       y0, y1);
+    /* a few rows at a time through every group, so that their input stays in cache */
+    for (Py_ssize_t y = y0; y < y1; y += CONV16_ROWS)
+        for (Py_ssize_t g = 0; g < N; g += group)
+            fn((const int16_t *)a.buf, C2, HP, WP, (const int16_t *)w.buf + g * C2 * J * J * 2,
+               J, (int32_t *)out.buf + g * HO * WO, HO, WO, y,
+               y + CONV16_ROWS < y1 ? y + CONV16_ROWS : y1);
     Py_END_ALLOW_THREADS
     Py_INCREF(Py_None);
     result = Py_None;
@@ -963,7 +1004,10 @@ static PyMethodDef methods[] = {
      "c0, c1): inverse GDN with a sparse norm, fused"},
     {"conv16", py_conv16, METH_VARARGS,
      "conv16(a, w, out, y0, y1[, family]): exact int16 convolution with int32 sums, at most 16 "
-     "outputs (family: 0 this CPU's best, 1 plain C, 2 AVX2, 3 AVX-512)"},
+     "outputs or a multiple of 16 (family: 0 this CPU's best, 1 plain C, 2 AVX2, 3 AVX-512, 4 "
+     "AVX-512 VNNI)"},
+    {"conv16_family", py_conv16_family, METH_NOARGS,
+     "conv16_family(): the version conv16 runs here (1 plain C, 2 AVX2, 3 AVX-512, 4 VNNI)"},
     {"pack16", py_pack16, METH_VARARGS,
      "pack16(a, bound, top, left, out, c0, c1): clamp, pad and pair channels as int16"},
     {"square_shift", py_square_shift, METH_VARARGS,
