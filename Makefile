@@ -73,6 +73,9 @@ asan: $(STAMP)
 	  ASAN_OPTIONS=detect_leaks=0 $(PY) -m pytest -q -p no:cacheprovider tests/test_rangecoder.py tests/test_rangecoder_fuzz.py \
 	  tests/test_kernels.py tests/test_inr.py tests/test_pointcloud_codec.py tests/test_mesh_codec.py \
 	  -k "not process and not cli"
+	LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
+	  ASAN_OPTIONS=detect_leaks=0 $(PY) -m pytest -q -p no:cacheprovider tests/test_compress.py \
+	  -k "int16 or sparse or every_path or gdn"
 	rm -f $(EXT_BUILT)
 	$(PY) setup.py -q build_ext --inplace --force
 
