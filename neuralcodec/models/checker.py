@@ -154,6 +154,7 @@ def run_prepared(net, a: torch.Tensor) -> torch.Tensor:
         plain = (
             not g.transposed
             and intconv._use_c(None, a)
+            and not layer.int16_preferred(a)
             and not layer.int8_preferred(a)
             and not layer.small_preferred(a)
         )
