@@ -151,6 +151,7 @@ def test_int16_kernel_gives_every_other_plans_integers(spec):
     for threads in (1, 3):
         with _threads(threads):
             assert torch.equal(layer(x), want)
+    assert torch.equal(layer(x, path="int16"), want)
     paths = (None, "float64", "int8") if int8_matmul_available() else (None, "float64")
     layer._cache["w16"] = None  # the other plans
     for path in paths:
@@ -169,6 +170,8 @@ def test_int16_kernel_is_left_where_its_sums_could_overflow_and_refuses_bad_shap
     )  # fmt: skip
     assert layer._int16_weights() is None  # 64 x 25 x 127 x 32767 > 2^31
     assert not layer.int16_preferred(torch.zeros(1, 64, 4, 20))
+    with pytest.raises(IntNetError, match="2\\^31"):
+        layer(torch.zeros(1, 64, 4, 20), path="int16")
     x = torch.full((1, 64, 4, 20), 32767.0)
     assert torch.equal(layer(x), _exact_reference(layer, x))
     a = np.zeros((2, 8, 20, 2), np.int16)  # rows too short for a 16-pixel vector past 18 - 2

@@ -50,6 +50,7 @@ from ..kernels import _ext
 FLOAT32_EXACT = 2**24
 FLOAT64_EXACT = 2**53
 INT16_MAX = 2**15 - 1
+INT16_WIDE = True  # the int16 plan for more than 16 outputs where it pays (int16_preferred)
 CONV16_X = 16  # conv16's widest vector in pixels (kernels/_intnet.c CONV16_X): rows padded to it
 
 
@@ -561,7 +562,12 @@ class IntConv:
         if self._prepared()[0].shape[0] <= SMALL_OUTPUTS:
             return True
         n_act, n_w = self._int8_digits()
-        return _conv16_family() == CONV16_VNNI and n_act * n_w >= 3 and self.int8_preferred(a)
+        return (
+            INT16_WIDE
+            and _conv16_family() == CONV16_VNNI
+            and n_act * n_w >= 3
+            and self.int8_preferred(a)
+        )
 
     def raw_int16(self, a: torch.Tensor, family: int = 0) -> tuple[torch.Tensor, np.ndarray]:
         """``(acc, [1])`` by ``conv16``: clamped, padded and paired (``pack16``), then int16
@@ -676,7 +682,9 @@ class IntConv:
         lo = 0 if self.relu else -self.out_bound
         if _use_c(impl, a):
             phase_major = False
-            if path is None and self.int16_preferred(a):
+            if path == "int16" or (path is None and self.int16_preferred(a)):
+                if self._int16_weights() is None:
+                    raise IntNetError("the int16 plan's sums could pass 2^31 on this layer")
                 acc, factors = self.raw_int16(a)
             elif path == "int8" or (path is None and self.int8_preferred(a)):
                 acc, factors = self.raw_int8(a)
