@@ -28,7 +28,7 @@ setup: $(STAMP)
 EXT_STAMP := build/.ext-built
 EXT_SOURCES := neuralcodec/entropy/_rangecoder.c neuralcodec/entropy/_rangecoder_api.h \
 	neuralcodec/kernels/_exact.c neuralcodec/kernels/_inr_arm.c \
-	neuralcodec/kernels/_intnet.c neuralcodec/kernels/_adaptive.c
+	neuralcodec/kernels/_intnet.c neuralcodec/kernels/_adaptive.c neuralcodec/kernels/_buffers.h
 $(EXT_STAMP): $(STAMP) $(EXT_SOURCES) setup.py
 	$(PY) setup.py -q build_ext --inplace --force
 	@mkdir -p build && touch $@

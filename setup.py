@@ -39,12 +39,14 @@ setup(
         Extension(
             "neuralcodec.kernels._exact",
             sources=["neuralcodec/kernels/_exact.c"],
+            depends=["neuralcodec/kernels/_buffers.h"],
             extra_compile_args=extra_compile_args,
             extra_link_args=extra_link_args,
         ),
         Extension(
             "neuralcodec.kernels._intnet",
             sources=["neuralcodec/kernels/_intnet.c"],
+            depends=["neuralcodec/kernels/_buffers.h"],
             extra_compile_args=extra_compile_args,
             extra_link_args=extra_link_args,
         ),

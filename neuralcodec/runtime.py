@@ -22,6 +22,8 @@ import ctypes
 import ctypes.util
 import os
 import platform
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 M_TRIM_THRESHOLD = -1  # glibc's <malloc.h>
 M_MMAP_MAX = -4
@@ -60,3 +62,16 @@ def tune_allocator() -> bool:
 def allocator_tuned() -> bool:
     """Whether :func:`tune_allocator` put its settings in force in this process."""
     return bool(_TUNED)
+
+
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run the block on ``n`` PyTorch intra-op threads, restoring the caller's count after."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

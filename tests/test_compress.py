@@ -4,7 +4,6 @@ forced instruction set and thread count."""
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import platform
@@ -41,6 +40,7 @@ from neuralcodec.models.fixedpoint import ACT_BITS
 from neuralcodec.models.frozen import WeightsError
 from neuralcodec.models.layers import GDN
 from neuralcodec.models.transforms import HybridSynthesis
+from neuralcodec.runtime import torch_threads
 
 RNG = np.random.default_rng(7)
 
@@ -87,16 +87,6 @@ def _exact_reference(layer: IntConv, x: torch.Tensor) -> torch.Tensor:
     out = np.floor_divide(t, 1 << layer.shift)
     lo = 0 if layer.relu else -layer.out_bound
     return torch.from_numpy(np.clip(out, lo, layer.out_bound).astype(np.float32))
-
-
-@contextlib.contextmanager
-def _threads(n: int):
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 @pytest.mark.parametrize("spec", LAYERS)
@@ -149,7 +139,7 @@ def test_int16_kernel_gives_every_other_plans_integers(spec):
         assert torch.equal(got, acc), family
     assert ran >= 1
     for threads in (1, 3):
-        with _threads(threads):
+        with torch_threads(threads):
             assert torch.equal(layer(x), want)
     assert torch.equal(layer(x, path="int16"), want)
     paths = (None, "float64", "int8") if int8_matmul_available() else (None, "float64")
@@ -415,7 +405,7 @@ def test_sparse_inverse_gdn_kernel_gives_the_dense_products_integers():
     assert torch.equal(got, layer(a, impl="dense"))
     assert torch.equal(got, layer(a, impl="reference"))
     for threads in (1, 3):
-        with _threads(threads):
+        with torch_threads(threads):
             assert torch.equal(layer(a), got)
     dense = IntIGDN.from_gdn(GDN(c, inverse=True), 9, 8, 2**12 - 1, 2**15 - 1)
     dense.norm.weight[:] = np.maximum(dense.norm.weight, 1)

@@ -37,6 +37,7 @@ from ..entropy import rangecoder
 from ..models import frozen as frozen_protocol
 from ..models.fixedpoint import ACT_BITS
 from ..models.frozen import Frozen, FrozenHyperprior
+from ..runtime import torch_threads
 from .base import Codec, CodecError, Encoded, register
 from .latent import (
     FactorizedLatent,
@@ -67,12 +68,8 @@ def synthesis_threads() -> Iterator[None]:
     Kodak: 1 and 8 threads vs 2-4 threads differ in a few pixels). Everything before the
     synthesis is exact integer arithmetic and does not need it.
     """
-    before = torch.get_num_threads()
-    torch.set_num_threads(SYNTHESIS_THREADS)
-    try:
+    with torch_threads(SYNTHESIS_THREADS):
         yield
-    finally:
-        torch.set_num_threads(before)
 
 
 ANALYSIS_TILE = 64  # latent pixels per tile side (1024 x 1024 pixels at stride 16)

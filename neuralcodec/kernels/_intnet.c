@@ -33,6 +33,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "_buffers.h"
+
 typedef struct {
     Py_buffer view;
     int is64; /* float64 (1) or float32 (0) */
@@ -739,14 +741,6 @@ C16_VNNI_ATTR static inline __m512i c16_mac_vnni(__m512i acc, __m512i v, int32_t
 {
     return _mm512_dpwssd_epi32(acc, v, _mm512_set1_epi32(pair));
 }
-C16_VNNI_ATTR static inline __m512i c16_load_vnni(const int16_t *p)
-{
-    return _mm512_loadu_si512((const void *)p);
-}
-C16_VNNI_ATTR static inline void c16_store_vnni(int32_t *dst, __m512i v)
-{
-    _mm512_storeu_si512((void *)dst, v);
-}
 #define CONV16_SIMD(NN)                                                                         \
     C16_AVX2_ATTR static void conv16_a##NN(CONV16_ARGS)                                         \
     {                                                                                           \
@@ -760,8 +754,8 @@ C16_VNNI_ATTR static inline void c16_store_vnni(int32_t *dst, __m512i v)
     }                                                                                           \
     C16_VNNI_ATTR static void conv16_v##NN(CONV16_ARGS)                                         \
     {                                                                                           \
-        CONV16_BODY(NN, 16, __m512i, _mm512_setzero_si512(), c16_load_vnni, c16_mac_vnni,       \
-                    c16_store_vnni)                                                             \
+        CONV16_BODY(NN, 16, __m512i, _mm512_setzero_si512(), c16_load_avx512, c16_mac_vnni,     \
+                    c16_store_avx512)                                                           \
     }
 CONV16_SIMD(1) CONV16_SIMD(2) CONV16_SIMD(3) CONV16_SIMD(4) CONV16_SIMD(6) CONV16_SIMD(8)
 CONV16_SIMD(12) CONV16_SIMD(16)
@@ -806,24 +800,6 @@ static PyObject *py_conv16_family(PyObject *mod, PyObject *noargs)
     return PyLong_FromLong(0);
 }
 
-static int get_i16(PyObject *obj, Py_buffer *view, int ndim, int writable, const char *fmt,
-                   Py_ssize_t itemsize, const char *name)
-{
-    int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_ND | (writable ? PyBUF_WRITABLE : 0);
-    if (PyObject_GetBuffer(obj, view, flags) < 0)
-        return -1;
-    const char *f = view->format ? view->format : "B";
-    if (*f == '@' || *f == '=' || *f == '<')
-        f++;
-    if (view->itemsize != itemsize || strcmp(f, fmt) != 0 || view->ndim != ndim) {
-        PyErr_Format(PyExc_TypeError, "%s must be a contiguous %d-d %s array", name, ndim,
-                     itemsize == 2 ? "int16" : "int32");
-        PyBuffer_Release(view);
-        return -1;
-    }
-    return 0;
-}
-
 static PyObject *py_conv16(PyObject *mod, PyObject *args)
 {
     PyObject *a_o, *w_o, *out_o;
@@ -832,13 +808,13 @@ static PyObject *py_conv16(PyObject *mod, PyObject *args)
     if (!PyArg_ParseTuple(args, "OOOnn|i", &a_o, &w_o, &out_o, &y0, &y1, &family))
         return NULL;
     Py_buffer a, w, out;
-    if (get_i16(a_o, &a, 4, 0, "h", 2, "a") < 0)
+    if (get_typed(a_o, &a, 0, 4, 2, "h", "a") < 0)
         return NULL;
-    if (get_i16(w_o, &w, 5, 0, "h", 2, "w") < 0) {
+    if (get_typed(w_o, &w, 0, 5, 2, "h", "w") < 0) {
         PyBuffer_Release(&a);
         return NULL;
     }
-    if (get_i16(out_o, &out, 3, 1, "i", 4, "out") < 0) {
+    if (get_typed(out_o, &out, 1, 3, 4, "i", "out") < 0) {
         PyBuffer_Release(&w);
         PyBuffer_Release(&a);
         return NULL;
@@ -912,7 +888,7 @@ static PyObject *py_pack16(PyObject *mod, PyObject *args)
     Py_buffer out;
     if (get_float(a_o, &a, 0, 3, 0, "a") < 0)
         return NULL;
-    if (get_i16(out_o, &out, 4, 1, "h", 2, "out") < 0) {
+    if (get_typed(out_o, &out, 1, 4, 2, "h", "out") < 0) {
         PyBuffer_Release(&a.view);
         return NULL;
     }
