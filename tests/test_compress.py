@@ -112,6 +112,8 @@ def test_every_path_gives_the_exact_integer_result(spec):
         (3, 16, 5, 1, 2, False, 0, 255, 30000),  # int16 weights near their limit
         (10, 40, 3, 1, 1, False, 0, 32767, 60),  # 40 outputs: three groups of 16, 8 unused
         (16, 12, 5, 2, 2, True, 1, 1023, 7),  # 48 phase outputs, 4-bit weights
+        (9, 32, 5, 2, 2, True, 1, 8191, 127),  # 128 phase outputs, phase-major groups of 16
+        (40, 16, 5, 1, 2, False, 0, 32767, 127),  # sums past 2^31: channel ranges added after
     ],
 )
 def test_int16_kernel_gives_every_other_plans_integers(spec):
@@ -127,6 +129,12 @@ def test_int16_kernel_gives_every_other_plans_integers(spec):
     x[0, :, 0, :2] = torch.tensor([bound, -bound], dtype=torch.float32)  # both extremes
     x[0, 0, 1, 0] = 4 * bound  # clamped first
     assert layer._int16_weights() is not None
+    l1 = np.abs(layer._prepared()[0]).sum(axis=(1, 2, 3)).max()
+    assert (len(layer._int16_splits()) > 1) == (l1 * bound >= 2**31)
+    if tr and (cout % 16 == 0 or cout * 4 <= 16):  # each group one phase: its corner of taps
+        assert layer.int16_phase_major()
+        boxes = {tuple(b) for b in layer._int16_boxes().tolist()}
+        assert boxes == {(0, 3, 0, 3), (0, 3, 1, 3), (1, 3, 0, 3), (1, 3, 1, 3)}
     want = _exact_reference(layer, x)
     acc = layer.raw_int16(x)[0]
     ran = 0
@@ -154,26 +162,34 @@ def test_int16_kernel_gives_every_other_plans_integers(spec):
 @pytest.mark.skipif(not _ext.has_intnet(), reason="C kernels not built")
 def test_int16_kernel_is_left_where_its_sums_could_overflow_and_refuses_bad_shapes():
     layer = IntConv(
-        weight=RNG.integers(-127, 128, (2, 64, 5, 5)), bias=np.zeros(2, np.int64),
+        weight=RNG.integers(-20000, 20001, (2, 64, 5, 5)), bias=np.zeros(2, np.int64),
         mult=np.ones(2, np.int64), shift=1, geometry=ConvGeometry(5, 1, 2),
         in_bound=32767, out_bound=2**30,
     )  # fmt: skip
-    assert layer._int16_weights() is None  # 64 x 25 x 127 x 32767 > 2^31
+    assert layer._int16_splits() == []  # even one channel pair: 2 x 25 x 20000 x 32767 > 2^31
+    assert layer._int16_weights() is None
     assert not layer.int16_preferred(torch.zeros(1, 64, 4, 20))
     with pytest.raises(IntNetError, match="2\\^31"):
         layer(torch.zeros(1, 64, 4, 20), path="int16")
     x = torch.full((1, 64, 4, 20), 32767.0)
     assert torch.equal(layer(x), _exact_reference(layer, x))
     a = np.zeros((2, 8, 20, 2), np.int16)  # rows too short for a 16-pixel vector past 18 - 2
-    w = np.zeros((3, 2, 3, 3, 2), np.int16)
+    w = np.zeros((1, 2, 3, 3, 3, 2), np.int16)  # one group of 3 outputs
     with pytest.raises(ValueError, match="conv16"):
         _ext._intnet.conv16(a, w, np.zeros((3, 6, 18), np.int32), 0, 6)
-    for n in (5, 40):  # no such version; more than 16 outputs but not in groups of 16
+    wide = np.zeros((2, 8, 34, 2), np.int16)
+    _ext._intnet.conv16(wide, w, np.zeros((3, 6, 18), np.int32), 0, 6)  # the right shapes
+    for groups, n in ((1, 5), (2, 20)):  # no such version: groups of 5, of 20
         with pytest.raises(ValueError, match="conv16"):
             _ext._intnet.conv16(
-                np.zeros((2, 8, 34, 2), np.int16), np.zeros((n, 2, 3, 3, 2), np.int16),
-                np.zeros((n, 6, 18), np.int32), 0, 6,
+                wide, np.zeros((groups, 2, 3, 3, n, 2), np.int16),
+                np.zeros((groups * n, 6, 18), np.int32), 0, 6,
             )  # fmt: skip
+    for box in ([[0, 4, 0, 3]], [[2, 1, 0, 3]], [[0, 3, -1, 3]], [[0, 3, 0, 3]] * 2):
+        with pytest.raises(ValueError, match="conv16"):  # outside the taps; one box per group
+            _ext._intnet.conv16(
+                wide, w, np.zeros((3, 6, 18), np.int32), 0, 6, 0, np.array(box, np.int32)
+            )
     with pytest.raises(ValueError, match="pack16"):  # 3 channels need 2 pairs
         _ext._intnet.pack16(np.zeros((3, 4, 4), np.float32), 7.0, 0, 0, a[:1].copy(), 0, 1)
     with pytest.raises(TypeError):

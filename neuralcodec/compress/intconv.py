@@ -51,6 +51,8 @@ FLOAT32_EXACT = 2**24
 FLOAT64_EXACT = 2**53
 INT16_MAX = 2**15 - 1
 INT16_WIDE = True  # the int16 plan for more than 16 outputs where it pays (int16_preferred)
+INT16_SPLIT_SMALL = True  # a few-output transposed layer's phases in groups of their own
+INT16_GROUP_BYTES = 64 << 10  # int16_preferred: the widest layers at 2 digit pairs it takes
 CONV16_X = 16  # conv16's widest vector in pixels (kernels/_intnet.c CONV16_X): rows padded to it
 
 
@@ -522,57 +524,132 @@ class IntConv:
         return acc[:, :n], np.ones(1, dtype=np.int64)
 
     def _int16_weights(self) -> np.ndarray | None:
-        """The int16 channel-pair weights (slots, ceil(C / 2), J, J, 2) of ``conv16`` where its
-        int32 sums are exact (inputs and weights within int16, every partial sum of magnitude
-        below 2^31), else None. Slots: the outputs rounded up to a ``conv16`` version (one of
-        SMALL_SLOTS, or a multiple of 16), the extra ones with zero weights."""
+        """The int16 channel-pair weights of ``conv16``, (groups, ceil(C / 2), J, J, group, 2),
+        where its int32 sums are exact (inputs and weights within int16, every partial sum of
+        magnitude below 2^31 within each range of ``_int16_splits``), else None. The outputs are rounded up to a ``conv16`` version
+        (one of SMALL_SLOTS, or a multiple of 16), the extra ones with zero weights, in groups
+        of 16 (or one group); phase-major (``int16_phase_major``) where a transposed layer's
+        phases fill whole groups."""
         if "w16" not in self._cache:
             w0 = self._prepared()[0]
             n, c = w0.shape[:2]
-            l1 = float(np.abs(w0).sum(axis=(1, 2, 3)).max(initial=0))
             fits = (
                 self.in_bound <= INT16_MAX
                 and float(np.abs(w0).max(initial=0)) <= INT16_MAX
-                and l1 * self.in_bound < 2**31
+                and self._int16_splits()
                 and _ext.has_intnet()
                 and hasattr(_ext._intnet, "conv16")
             )
             w16 = None
             if fits:
-                slots = next((k for k in SMALL_SLOTS if k >= n), -(-n // 16) * 16)
+                if self._int16_group() < 0:
+                    slots = next((k for k in SMALL_SLOTS if k >= n), -(-n // 16) * 16)
+                else:  # rows (phase, output) instead of (output, phase): no padding needed
+                    s2, slots = self.geometry.stride**2, n
+                    w0 = w0.reshape(n // s2, s2, *w0.shape[1:]).swapaxes(0, 1)
+                    w0 = w0.reshape(n, *w0.shape[2:])
                 w16 = np.zeros((slots, (c + 1) // 2 * 2, *w0.shape[2:]), dtype=np.int16)
                 w16[:n, :c] = w0
-                w16 = np.ascontiguousarray(
-                    w16.reshape(slots, -1, 2, *w0.shape[2:]).transpose(0, 1, 3, 4, 2)
-                )
+                size = self._int16_group() if self._int16_group() > 0 else min(16, slots)
+                j = w0.shape[-1]  # (G, group, C2, 2, J, J) -> (G, C2, J, J, group, 2)
+                w16 = w16.reshape(slots // size, size, -1, 2, j, j).transpose(0, 2, 4, 5, 1, 3)
+                w16 = np.ascontiguousarray(w16)
             self._cache["w16"] = w16
         return self._cache["w16"]
+
+    def _int16_splits(self) -> list[tuple[int, int]]:
+        """Ranges ``[p0, p1)`` of input channel pairs, each convolved on its own into an int32
+        partial sum: the fewest equal ranges (at most 4) in which every output's sum of |w| x
+        the input bound stays below 2^31; ``[]`` if none. One range for most layers; a layer
+        with 16-bit inputs and wide weights (the synthesis' first layers) needs two."""
+        if "splits16" not in self._cache:
+            w0 = self._prepared()[0]
+            pairs = (w0.shape[1] + 1) // 2
+            l1 = np.abs(w0.astype(np.float64)).sum(axis=(2, 3))  # (N, C)
+            l1 = np.pad(l1, ((0, 0), (0, 2 * pairs - l1.shape[1]))).reshape(len(l1), pairs, 2)
+            l1 = l1.sum(2)
+            splits: list[tuple[int, int]] = []
+            for k in range(1, min(4, pairs) + 1):
+                edges = [pairs * i // k for i in range(k + 1)]
+                ranges = list(zip(edges, edges[1:], strict=False))
+                if all(l1[:, p0:p1].sum(1).max() * self.in_bound < 2**31 for p0, p1 in ranges):
+                    splits = ranges
+                    break
+            self._cache["splits16"] = splits
+        return self._cache["splits16"]
+
+    def _int16_parts(self) -> list[np.ndarray]:
+        """``_int16_weights`` cut into the channel-pair ranges of ``_int16_splits`` (contiguous)."""
+        if "w16parts" not in self._cache:
+            w16 = self._int16_weights()
+            self._cache["w16parts"] = [
+                np.ascontiguousarray(w16[:, p0:p1]) for p0, p1 in self._int16_splits()
+            ]
+        return self._cache["w16parts"]
+
+    def _int16_group(self) -> int:
+        """Outputs per ``conv16`` group in phase-major order, or -1 (the sub-pixel order, groups
+        of 16 or one group). A transposed layer's phases use corner boxes of the taps (a 5x5
+        stride-2 kernel: 9, 6, 6 and 4 of the 3x3); with the rows ordered (phase, output) every
+        group holds one phase and adds only its box. Taken where the phases split into whole
+        groups: outputs per phase a multiple of 16, or (``INT16_SPLIT_SMALL``) one of
+        SMALL_SLOTS for a few-output layer."""
+        g = self.geometry
+        if not (g.transposed and g.stride > 1):
+            return -1
+        cout = self.cout
+        if cout % 16 == 0:
+            return 16
+        if INT16_SPLIT_SMALL and cout * g.stride**2 <= SMALL_OUTPUTS and cout in SMALL_SLOTS:
+            return cout
+        return -1
+
+    def int16_phase_major(self) -> bool:
+        """Whether ``raw_int16``'s sums are phase-major: row ``(p, c)``, not ``(c, p)``."""
+        return self._int16_weights() is not None and self._int16_group() > 0
+
+    def _int16_boxes(self) -> np.ndarray:
+        """(groups, 4) int32: each ``conv16`` group's taps ``[ty0, ty1) x [tx0, tx1)``, the
+        smallest box holding every non-zero weight of its outputs (an all-zero group: empty)."""
+        if "box16" not in self._cache:
+            used = (self._int16_weights() != 0).any(axis=(1, 4, 5))  # (groups, J, J)
+            boxes = np.zeros((used.shape[0], 4), dtype=np.int32)
+            for i, u in enumerate(used):
+                rows, cols = np.flatnonzero(u.any(1)), np.flatnonzero(u.any(0))
+                if rows.size:
+                    boxes[i] = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+            self._cache["box16"] = boxes
+        return self._cache["box16"]
 
     def int16_preferred(self, a: torch.Tensor) -> bool:
         """Whether ``raw_int16`` takes this layer (stride 1 once in sub-pixel form, its sums
         exact): for few outputs (up to 16, instead of ``conv_small``) on every CPU; for more,
-        on CPUs with AVX-512 VNNI where the int8 plan would need 3 or more products (digit
-        pairs): ``vpdpwssd`` makes half the int8 plan's products per instruction, in one pass
-        (measured in ``docs/compression.md``; at 2 digit pairs it was not clearly faster)."""
+        on CPUs with AVX-512 VNNI where the int8 plan would take it, and either needs 3 or more
+        products (digit pairs) or a group's weights (16 outputs' int16 taps) are at most
+        ``INT16_GROUP_BYTES``: ``vpdpwssd`` makes half the int8 plan's products per
+        instruction, in one pass and without the int8 plan's column stack; layers with wider
+        inputs were slower or no faster (measured in ``docs/compression.md``)."""
         g = self.geometry
         if a.shape[0] != 1 or not (g.transposed or g.stride == 1):
             return False
-        if self._int16_weights() is None:
+        w16 = self._int16_weights()
+        if w16 is None:
             return False
         if self._prepared()[0].shape[0] <= SMALL_OUTPUTS:
             return True
         n_act, n_w = self._int8_digits()
+        group_bytes = 16 * w16[0, ..., 0, :].nbytes
         return (
             INT16_WIDE
             and _conv16_family() == CONV16_VNNI
-            and n_act * n_w >= 3
+            and (n_act * n_w >= 3 or group_bytes <= INT16_GROUP_BYTES)
             and self.int8_preferred(a)
         )
 
     def raw_int16(self, a: torch.Tensor, family: int = 0) -> tuple[torch.Tensor, np.ndarray]:
-        """``(acc, [1])`` by ``conv16``: clamped, padded and paired (``pack16``), then int16
-        products with int32 sums, in the sub-pixel layout of a transposed layer; the same
-        integers as every other plan's. ``family``: the kernel version (0 this CPU's best; 1
+        """``(acc, factors)`` by ``conv16``: clamped, padded and paired (``pack16``), then int16
+        products with int32 sums, one partial sum per range of ``_int16_splits`` (factors 1), in the sub-pixel layout of a transposed layer (phase-major
+        where ``int16_phase_major``); the same integers as every other plan's. ``family``: the kernel version (0 this CPU's best; 1
         plain C, 2 AVX2, 3 AVX-512, 4 AVX-512 VNNI, for tests)."""
         _, _, pad = self._prepared()
         g = self.geometry
@@ -587,13 +664,17 @@ class IntConv:
         src = a[0].float().contiguous().numpy()
         args = (src, float(self.in_bound), before, before, packed)
         by_channels(_ext._intnet.pack16, args, packed.shape[0], packed.size)
-        acc = torch.empty((1, w.shape[0], ho, wo), dtype=torch.int32)
-        out = acc[0].numpy()
-        by_channels(
-            lambda y0, y1: _ext._intnet.conv16(packed, w, out, y0, y1, family),
-            (), ho, acc.numel() * c * j * j // 64,
-        )  # fmt: skip
-        return acc[:, :n], np.ones(1, dtype=np.int64)
+        slots, parts = w.shape[0] * w.shape[4], self._int16_parts()
+        acc = torch.empty((len(parts), slots, ho, wo), dtype=torch.int32)
+        boxes = self._int16_boxes()
+        for (p0, p1), wk, out in zip(self._int16_splits(), parts, acc.numpy(), strict=True):
+            by_channels(
+                lambda y0, y1, a=packed[p0:p1], wk=wk, out=out: _ext._intnet.conv16(
+                    a, wk, out, y0, y1, family, boxes
+                ),
+                (), ho, out.size * 2 * (p1 - p0) * j * j // 64,
+            )  # fmt: skip
+        return acc[:, :n].reshape(1, -1, ho, wo), np.ones(len(parts), dtype=np.int64)
 
     def _weights(self, path: str, k: int) -> torch.Tensor:
         key = ("t", path, k)
@@ -686,6 +767,7 @@ class IntConv:
                 if self._int16_weights() is None:
                     raise IntNetError("the int16 plan's sums could pass 2^31 on this layer")
                 acc, factors = self.raw_int16(a)
+                phase_major = self.int16_phase_major()
             elif path == "int8" or (path is None and self.int8_preferred(a)):
                 acc, factors = self.raw_int8(a)
                 phase_major = self.int8_phase_major()

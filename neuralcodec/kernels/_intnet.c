@@ -228,6 +228,10 @@ static PyObject *py_requant(PyObject *mod, PyObject *args)
                     Py_ssize_t base = (phase_major ? (ry * s + rx) * C + c
                                                    : (c * s + ry) * s + rx) * plane;
                     sum_parts(&acc, base, group, fp, k, bp[c], plane, t);
+                    if (s == 1 && pad == 0 && H == HO && W == WO) { /* the plane as it is */
+                        requant_row(t, plane, mp[c], shift, lo, hi, op + c * plane);
+                        continue;
+                    }
                     requant_row(t, plane, mp[c], shift, lo, hi, row);
                     for (Py_ssize_t qy = 0; qy < H; qy++) {
                         Py_ssize_t oy = qy * s + ry - pad;
@@ -629,21 +633,24 @@ static Py_ssize_t small_slots(Py_ssize_t n, conv_small_fn *fn)
 /* conv16: conv_small's convolution on int16 values with int32 sums, for layers whose every
  * partial sum is below 2^31 in magnitude and whose inputs and weights fit int16 (the caller
  * checks both). Inputs come in channel pairs, a (C2, HP, WP, 2) int16 (pack16 below), weights
- * (N, C2, J, J, 2) int16: one multiply-add of 16-bit pairs into 32-bit lanes (pmaddwd) takes two
+ * in groups of NN outputs, (G, C2, J, J, NN, 2) int16 (a tap's pairs for the group side by
+ * side, read from one pointer): one multiply-add of 16-bit pairs into 32-bit lanes (pmaddwd) takes two
  * channels at once, four times the products per instruction of conv_small's float64 lanes.
  * Integer sums are exact in any order, so the AVX-512, AVX2 and plain versions give the same
  * values, which are conv_small's. WP must reach the last vector: WP >= ceil(WO / 16) * 16 +
- * J - 1 (the extra columns' outputs are not stored). */
+ * J - 1 (the extra columns' outputs are not stored). box = {ty0, ty1, tx0, tx1}: the taps the
+ * call adds (the caller's weights are zero outside them for every output of the group: a phase
+ * of a transposed layer in sub-pixel form uses a corner box of the J x J taps). */
 #define CONV16_ARGS                                                                             \
     const int16_t *a, Py_ssize_t C2, Py_ssize_t HP, Py_ssize_t WP, const int16_t *w,            \
-        Py_ssize_t J, int32_t *out, Py_ssize_t HO, Py_ssize_t WO, Py_ssize_t y0, Py_ssize_t y1
+        Py_ssize_t J, int32_t *out, Py_ssize_t HO, Py_ssize_t WO, Py_ssize_t y0, Py_ssize_t y1, \
+        const int32_t *box
 #define CONV16_X 16 /* the widest vector's pixels: the caller's padding unit */
 #define CONV16_ROWS 2 /* output rows per pass through the groups of 16 outputs */
 typedef void (*conv16_fn)(CONV16_ARGS);
 
 /* the loops of one version: VT a vector of X int32 lanes, MAC(acc, pixels' pairs, weight pair) */
 #define CONV16_BODY(NN, X, VT, ZERO, LOAD, MAC, STORE)                                          \
-    Py_ssize_t wstride = C2 * J * J;                                                            \
     for (Py_ssize_t y = y0; y < y1; y++) {                                                      \
         for (Py_ssize_t x0 = 0; x0 < WO; x0 += (X)) {                                           \
             Py_ssize_t nx = WO - x0 < (X) ? WO - x0 : (X);                                      \
@@ -651,14 +658,14 @@ typedef void (*conv16_fn)(CONV16_ARGS);
             for (int n = 0; n < NN; n++)                                                        \
                 acc[n] = ZERO;                                                                  \
             for (Py_ssize_t c = 0; c < C2; c++) {                                               \
-                for (Py_ssize_t ty = 0; ty < J; ty++) {                                         \
+                for (Py_ssize_t ty = box[0]; ty < box[1]; ty++) {                               \
                     const int16_t *row = a + ((c * HP + y + ty) * WP + x0) * 2;                 \
-                    const int16_t *wp = w + (c * J + ty) * J * 2;                               \
-                    for (Py_ssize_t tx = 0; tx < J; tx++) {                                     \
+                    for (Py_ssize_t tx = box[2]; tx < box[3]; tx++) {                           \
                         VT v = LOAD(row + 2 * tx);                                              \
+                        const int16_t *wp = w + ((c * J + ty) * J + tx) * NN * 2;               \
                         _Pragma("GCC unroll 16") for (int n = 0; n < NN; n++) {                 \
                             int32_t pair;                                                       \
-                            memcpy(&pair, wp + (n * wstride + tx) * 2, sizeof(pair));           \
+                            memcpy(&pair, wp + n * 2, sizeof(pair));                            \
                             acc[n] = MAC(acc[n], v, pair);                                      \
                         }                                                                       \
                     }                                                                           \
@@ -802,15 +809,16 @@ static PyObject *py_conv16_family(PyObject *mod, PyObject *noargs)
 
 static PyObject *py_conv16(PyObject *mod, PyObject *args)
 {
-    PyObject *a_o, *w_o, *out_o;
+    PyObject *a_o, *w_o, *out_o, *box_o = Py_None;
     Py_ssize_t y0, y1;
     int family = 0;
-    if (!PyArg_ParseTuple(args, "OOOnn|i", &a_o, &w_o, &out_o, &y0, &y1, &family))
+    if (!PyArg_ParseTuple(args, "OOOnn|iO", &a_o, &w_o, &out_o, &y0, &y1, &family, &box_o))
         return NULL;
-    Py_buffer a, w, out;
+    Py_buffer a, w, out, box = {0};
+    int have_box = box_o != Py_None;
     if (get_typed(a_o, &a, 0, 4, 2, "h", "a") < 0)
         return NULL;
-    if (get_typed(w_o, &w, 0, 5, 2, "h", "w") < 0) {
+    if (get_typed(w_o, &w, 0, 6, 2, "h", "w") < 0) {
         PyBuffer_Release(&a);
         return NULL;
     }
@@ -819,30 +827,45 @@ static PyObject *py_conv16(PyObject *mod, PyObject *args)
         PyBuffer_Release(&a);
         return NULL;
     }
+    if (have_box && get_typed(box_o, &box, 0, 2, 4, "i", "box") < 0) {
+        PyBuffer_Release(&out);
+        PyBuffer_Release(&w);
+        PyBuffer_Release(&a);
+        return NULL;
+    }
     PyObject *result = NULL;
     Py_ssize_t C2 = a.shape[0], HP = a.shape[1], WP = a.shape[2];
-    Py_ssize_t N = w.shape[0], J = w.shape[2];
-    Py_ssize_t HO = out.shape[1], WO = out.shape[2];
-    /* more than 16 outputs: groups of 16, each a call of the 16-output version */
-    Py_ssize_t group = N > SMALL_N ? SMALL_N : N;
-    conv16_fn fn = N > SMALL_N && N % SMALL_N ? NULL : conv16_pick(group, family);
-    if (!fn || a.shape[3] != 2 || w.shape[1] != C2 || w.shape[3] != J || w.shape[4] != 2 ||
-        J < 1 || out.shape[0] != N || HO != HP - J + 1 || HO < 1 || WO < 1 ||
-        WP < (WO + CONV16_X - 1) / CONV16_X * CONV16_X + J - 1 || y0 < 0 || y1 > HO || y0 > y1) {
+    Py_ssize_t J = w.shape[2], HO = out.shape[1], WO = out.shape[2];
+    /* the outputs in G groups of one version's size, weights (G, C2, J, J, group, 2): a tap's
+     * pairs for the group's outputs side by side */
+    Py_ssize_t groups = w.shape[0], group = w.shape[4], N = groups * group;
+    conv16_fn fn = conv16_pick(group, family);
+    int ok = fn && a.shape[3] == 2 && w.shape[1] == C2 && w.shape[3] == J && w.shape[5] == 2 &&
+             J >= 1 && out.shape[0] == N && HO == HP - J + 1 && HO >= 1 && WO >= 1 &&
+             WP >= (WO + CONV16_X - 1) / CONV16_X * CONV16_X + J - 1 && y0 >= 0 && y1 <= HO &&
+             y0 <= y1 && (!have_box || (box.shape[0] == groups && box.shape[1] == 4));
+    const int32_t full[4] = {0, (int32_t)J, 0, (int32_t)J};
+    const int32_t *bp = have_box ? (const int32_t *)box.buf : NULL;
+    for (Py_ssize_t g = 0; ok && bp && g < groups; g++) /* each box inside the J x J taps */
+        ok = bp[4 * g] >= 0 && bp[4 * g] <= bp[4 * g + 1] && bp[4 * g + 1] <= J &&
+             bp[4 * g + 2] >= 0 && bp[4 * g + 2] <= bp[4 * g + 3] && bp[4 * g + 3] <= J;
+    if (!ok) {
         PyErr_SetString(PyExc_ValueError, "conv16: inconsistent shapes");
         goto done;
     }
     Py_BEGIN_ALLOW_THREADS
     /* a few rows at a time through every group, so that their input stays in cache */
     for (Py_ssize_t y = y0; y < y1; y += CONV16_ROWS)
-        for (Py_ssize_t g = 0; g < N; g += group)
-            fn((const int16_t *)a.buf, C2, HP, WP, (const int16_t *)w.buf + g * C2 * J * J * 2,
-               J, (int32_t *)out.buf + g * HO * WO, HO, WO, y,
-               y + CONV16_ROWS < y1 ? y + CONV16_ROWS : y1);
+        for (Py_ssize_t g = 0; g < groups; g++)
+            fn((const int16_t *)a.buf, C2, HP, WP, (const int16_t *)w.buf + g * group * C2 * J * J * 2,
+               J, (int32_t *)out.buf + g * group * HO * WO, HO, WO, y,
+               y + CONV16_ROWS < y1 ? y + CONV16_ROWS : y1, bp ? bp + 4 * g : full);
     Py_END_ALLOW_THREADS
     Py_INCREF(Py_None);
     result = Py_None;
 done:
+    if (have_box)
+        PyBuffer_Release(&box);
     PyBuffer_Release(&out);
     PyBuffer_Release(&w);
     PyBuffer_Release(&a);
@@ -979,9 +1002,10 @@ static PyMethodDef methods[] = {
      "igdn_sparse(a, shift, bound, ptr, idx, val, beta, root_scale, mult, shift2, bound2, out, "
      "c0, c1): inverse GDN with a sparse norm, fused"},
     {"conv16", py_conv16, METH_VARARGS,
-     "conv16(a, w, out, y0, y1[, family]): exact int16 convolution with int32 sums, at most 16 "
-     "outputs or a multiple of 16 (family: 0 this CPU's best, 1 plain C, 2 AVX2, 3 AVX-512, 4 "
-     "AVX-512 VNNI)"},
+     "conv16(a, w, out, y0, y1[, family[, box]]): exact int16 convolution with int32 sums; w (G, "
+     "C2, J, J, group, 2), G groups of 1, 2, 3, 4, 6, 8, 12 or 16 outputs (family: 0 this CPU's "
+     "best, 1 plain C, 2 AVX2, 3 AVX-512, 4 AVX-512 VNNI); box: (G, 4) int32, each group adding "
+     "only the taps [ty0, ty1) x [tx0, tx1)"},
     {"conv16_family", py_conv16_family, METH_NOARGS,
      "conv16_family(): the version conv16 runs here (1 plain C, 2 AVX2, 3 AVX-512, 4 VNNI)"},
     {"pack16", py_pack16, METH_VARARGS,
