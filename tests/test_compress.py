@@ -160,6 +160,27 @@ def test_int16_kernel_gives_every_other_plans_integers(spec):
 
 
 @pytest.mark.skipif(not _ext.has_intnet(), reason="C kernels not built")
+def test_a_one_by_one_layer_on_flattened_positions_takes_int16_rows_of_the_same_integers():
+    from neuralcodec.compress import intconv
+
+    layer = IntConv(
+        weight=RNG.integers(-7, 8, (40, 320, 1, 1)), bias=RNG.integers(-5000, 5000, 40),
+        mult=RNG.integers(1, 2**10, 40), shift=13, geometry=ConvGeometry(1, 1, 0),
+        in_bound=8191, out_bound=2047,
+    )  # fmt: skip
+    x = torch.from_numpy(RNG.integers(-8191, 8192, (1, 320, 272, 1)).astype(np.float32))
+    x[0, :, :2, 0] = torch.tensor([8191.0, -8191.0])  # both extremes
+    want = _exact_reference(layer, x)
+    vnni = intconv._conv16_family() == intconv.CONV16_VNNI
+    assert layer.flat16_preferred(x) == vnni  # 320 inputs, 272 positions: 17 rows of 16
+    assert not layer.flat16_preferred(x[:, :, :270])  # positions not in rows of 16
+    assert torch.equal(layer(x), want)
+    rows = layer(x.reshape(1, 320, 17, 16), path="int16")  # what it runs, on any CPU
+    assert torch.equal(rows.reshape(want.shape), want)
+    assert torch.equal(layer(x, path="float64"), want)
+
+
+@pytest.mark.skipif(not _ext.has_intnet(), reason="C kernels not built")
 def test_int16_kernel_is_left_where_its_sums_could_overflow_and_refuses_bad_shapes():
     layer = IntConv(
         weight=RNG.integers(-20000, 20001, (2, 64, 5, 5)), bias=np.zeros(2, np.int64),
@@ -291,7 +312,7 @@ def test_a_slow_int8_product_is_settled_without_the_wide_probes(monkeypatch):
 
     def slow_int_mm(a, b):  # as without VNNI: the float product's work many times over
         calls.append(b.shape[1])
-        for _ in range(40):
+        for _ in range(200):  # far below the threshold, whatever the noise of one timing
             torch.mm(a.float(), b.float())
         return real(a, b)
 

@@ -52,6 +52,7 @@ FLOAT64_EXACT = 2**53
 INT16_MAX = 2**15 - 1
 INT16_WIDE = True  # the int16 plan for more than 16 outputs where it pays (int16_preferred)
 INT16_SPLIT_SMALL = True  # a few-output transposed layer's phases in groups of their own
+FLAT16_MIN_INPUTS = 256  # flat16_preferred: the narrowest 1x1 layer it takes
 INT16_GROUP_BYTES = 64 << 10  # int16_preferred: the widest layers at 2 digit pairs it takes
 CONV16_X = 16  # conv16's widest vector in pixels (kernels/_intnet.c CONV16_X): rows padded to it
 
@@ -487,6 +488,26 @@ class IntConv:
         row ``(p, c)`` instead of the sub-pixel order ``(c, p)``."""
         return self._tap_plan()[1] is not None
 
+    def flat16_preferred(self, a: torch.Tensor) -> bool:
+        """Whether a 1x1 layer runs on ``conv16`` with its positions laid out as rows of 16
+        (a 1x1 convolution does not see the layout; the entropy model's parameter networks run
+        on positions flattened to one column): on CPUs with AVX-512 VNNI, for at least 256
+        inputs and 256 positions (measured in ``docs/compression.md``; narrower layers were
+        no faster than the float32 product)."""
+        g = self.geometry
+        return (
+            g.kernel == 1
+            and g.stride == 1
+            and g.padding == 0
+            and not g.transposed
+            and a.shape[0] == 1
+            and self.cin >= FLAT16_MIN_INPUTS
+            and a.shape[-1] * a.shape[-2] % CONV16_X == 0
+            and a.shape[-1] * a.shape[-2] >= 256
+            and _conv16_family() == CONV16_VNNI
+            and self._int16_weights() is not None
+        )
+
     def small_preferred(self, a: torch.Tensor) -> bool:
         """Whether the C kernel for few outputs (``raw_small``) takes this layer: at most
         ``SMALL_OUTPUTS`` (phase) outputs, stride 1 once in sub-pixel form, one image."""
@@ -761,6 +782,10 @@ class IntConv:
     ) -> torch.Tensor:
         """The layer's output: float32 integers clamped to ``out_bound`` (after the ReLU)."""
         lo = 0 if self.relu else -self.out_bound
+        if path is None and _use_c(impl, a) and self.flat16_preferred(a):
+            h, w = a.shape[-2:]
+            rows = a.reshape(1, a.shape[1], h * w // CONV16_X, CONV16_X)
+            return self(rows, path="int16").view(1, self.cout, h, w)
         if _use_c(impl, a):
             phase_major = False
             if path == "int16" or (path is None and self.int16_preferred(a)):

@@ -233,21 +233,22 @@ static PyObject *py_requant(PyObject *mod, PyObject *args)
                         continue;
                     }
                     requant_row(t, plane, mp[c], shift, lo, hi, row);
+                    /* the columns qx with 0 <= qx * s + rx - pad < WO */
+                    Py_ssize_t qx0 = pad > rx ? (pad - rx + s - 1) / s : 0;
+                    Py_ssize_t qx1 = (WO - 1 + pad - rx) / s + 1;
+                    qx1 = qx1 < W ? qx1 : W;
                     for (Py_ssize_t qy = 0; qy < H; qy++) {
                         Py_ssize_t oy = qy * s + ry - pad;
                         if (oy < 0 || oy >= HO)
                             continue;
                         const float *src = row + qy * W;
-                        float *dst = op + (c * HO + oy) * WO;
+                        float *dst = op + (c * HO + oy) * WO + rx - pad;
                         if (s == 1 && pad == 0 && W == WO) {
                             memcpy(dst, src, (size_t)W * sizeof(float));
                             continue;
                         }
-                        for (Py_ssize_t qx = 0; qx < W; qx++) {
-                            Py_ssize_t ox = qx * s + rx - pad;
-                            if (ox >= 0 && ox < WO)
-                                dst[ox] = src[qx];
-                        }
+                        for (Py_ssize_t qx = qx0; qx < qx1; qx++)
+                            dst[qx * s] = src[qx];
                     }
                 }
             }

@@ -155,6 +155,7 @@ def run_prepared(net, a: torch.Tensor) -> torch.Tensor:
             not g.transposed
             and intconv._use_c(None, a)
             and not layer.int16_preferred(a)
+            and not layer.flat16_preferred(a)
             and not layer.int8_preferred(a)
             and not layer.small_preferred(a)
         )
