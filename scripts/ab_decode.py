@@ -48,7 +48,9 @@ def run_pair(roots: list[str], args: argparse.Namespace) -> list[list[float]]:
     procs = [
         subprocess.Popen(
             [sys.executable, "-c", WORKER, root, *cmd],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
         )  # fmt: skip
         for root in roots
     ]
