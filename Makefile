@@ -75,7 +75,7 @@ asan: $(STAMP)
 	  -k "not process and not cli"
 	LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
 	  ASAN_OPTIONS=detect_leaks=0 $(PY) -m pytest -q -p no:cacheprovider tests/test_compress.py \
-	  -k "int16 or sparse or every_path or gdn"
+	  -k "int16 or sparse or every_path or gdn or flattened"
 	rm -f $(EXT_BUILT)
 	$(PY) setup.py -q build_ext --inplace --force
 
